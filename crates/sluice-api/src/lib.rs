@@ -1,0 +1,1 @@
+//! The query API. Filled in by the serving issue.

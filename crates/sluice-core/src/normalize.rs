@@ -1,0 +1,542 @@
+//! From a Segment message to an [`Event`]: validation, limits and clock-skew correction.
+//!
+//! Every rule that rejects a message produces an [`EventError`] naming the field path as the
+//! client wrote it (`batch[3].userId`) and what to change. The rules, in order:
+//!
+//! 1. the message is at most `limits.max-event-bytes` of JSON, and is a JSON object;
+//! 2. `type` is one of the six Segment types (or implied by the endpoint, and then must match);
+//! 3. `userId` or `anonymousId` is present (both may be); ids fit `limits.max-id-bytes`;
+//!    `messageId` is kept when given, otherwise a time-ordered one is generated;
+//! 4. per type: track needs `event`, group needs `groupId`, alias needs `previousId` and
+//!    `userId`; names fit `limits.max-name-bytes`;
+//! 5. `timestamp`, `originalTimestamp` and `sentAt` are ISO-8601;
+//! 6. `properties`, `traits` and `context` are objects within `limits.max-depth` and
+//!    `limits.max-string-bytes`.
+//!
+//! **Clock skew.** A device's clock may be off by minutes or years. Segment's correction: the
+//! client stamps each event (`timestamp`) and the request (`sentAt`) with the same clock, so
+//! `sentAt - timestamp` is the true age of the event when it was sent, whatever the clock's
+//! offset. The corrected event time is `receivedAt - (sentAt - timestamp)`. Without `sentAt`
+//! the client's `timestamp` is used as is; without a timestamp, the event happened when it was
+//! received.
+
+use crate::event::{Event, EventType};
+use crate::id::generate_message_id;
+use crate::json::{self, Violation};
+use crate::limits::Limits;
+use crate::segment::{Id, RawBatch, RawMessage};
+use crate::time::{Millis, parse_rfc3339_millis};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a message was rejected, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct EventError {
+    /// Field path as the client wrote it (`batch[2].properties.items[0]`); empty when the
+    /// problem is the whole request.
+    pub path: String,
+    /// What is wrong.
+    pub kind: EventErrorKind,
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.kind)
+        } else {
+            write!(f, "{}: {}", self.path, self.kind)
+        }
+    }
+}
+
+/// The rules a message can break.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventErrorKind {
+    /// The body is not JSON.
+    #[error("malformed JSON at line {line}, column {column}: {message}")]
+    MalformedJson {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A field has the wrong JSON type.
+    #[error("{0}")]
+    WrongType(String),
+    /// A required field is absent or empty.
+    #[error("{0}")]
+    Missing(&'static str),
+    /// `type` is not a Segment type.
+    #[error("unknown type {0:?}; expected one of track, page, screen, identify, group, alias")]
+    UnknownType(String),
+    /// `type` disagrees with the endpoint the message was sent to.
+    #[error("type {found:?} was sent to /v1/{endpoint}; send it to /v1/{found} or /v1/batch")]
+    TypeMismatch { endpoint: EventType, found: String },
+    /// The message or request is larger than a limit.
+    #[error("{what} is {size} bytes, larger than the limit of {limit} bytes ({setting})")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+        setting: &'static str,
+    },
+    /// Objects or arrays nest deeper than `limits.max-depth`.
+    #[error("nested deeper than the limit of {limit} levels (limits.max-depth); flatten the data")]
+    TooDeep { limit: usize },
+    /// A string is longer than its limit.
+    #[error("{what} is {len} bytes, longer than the limit of {limit} bytes ({setting})")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        limit: usize,
+        setting: &'static str,
+    },
+    /// A timestamp does not parse.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
+    /// `properties`, `traits` or `context` is not an object.
+    #[error("expected an object, found {0}")]
+    NotAnObject(&'static str),
+}
+
+impl EventErrorKind {
+    /// A stable, low-cardinality label for metrics and dead-letter records.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EventErrorKind::MalformedJson { .. } => "malformed_json",
+            EventErrorKind::WrongType(_) => "wrong_type",
+            EventErrorKind::Missing(_) => "missing_field",
+            EventErrorKind::UnknownType(_) => "unknown_type",
+            EventErrorKind::TypeMismatch { .. } => "type_mismatch",
+            EventErrorKind::TooLarge { .. } => "too_large",
+            EventErrorKind::TooDeep { .. } => "too_deep",
+            EventErrorKind::TooLong { .. } => "too_long",
+            EventErrorKind::InvalidTimestamp(_) => "invalid_timestamp",
+            EventErrorKind::NotAnObject(_) => "not_an_object",
+        }
+    }
+}
+
+/// What normalization needs besides the message itself.
+#[derive(Debug, Clone, Copy)]
+pub struct NormalizeContext<'a> {
+    /// The tenant of the write key.
+    pub tenant: &'a str,
+    /// When the request arrived.
+    pub received_at: Millis,
+    /// The bounds to enforce.
+    pub limits: &'a Limits,
+    /// The type implied by a single-message endpoint (`/v1/track`); `None` in a batch.
+    pub endpoint: Option<EventType>,
+    /// The batch's `sentAt`, used when a message has none of its own.
+    pub batch_sent_at: Option<Millis>,
+    /// The batch's `context`, merged under each message's own.
+    pub batch_context: Option<&'a RawValue>,
+    /// The message's path in the request (`batch[3]`), empty for a single message.
+    pub path: &'a str,
+}
+
+impl NormalizeContext<'_> {
+    fn at(&self, field: &str) -> String {
+        if self.path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{}.{field}", self.path)
+        }
+    }
+
+    fn error(&self, field: &str, kind: EventErrorKind) -> EventError {
+        EventError {
+            path: self.at(field),
+            kind,
+        }
+    }
+}
+
+/// The corrected event time (see the module doc).
+pub fn corrected_event_time(
+    timestamp: Option<Millis>,
+    sent_at: Option<Millis>,
+    received_at: Millis,
+) -> Millis {
+    match (timestamp, sent_at) {
+        (Some(timestamp), Some(sent_at)) => received_at
+            .saturating_sub(sent_at.saturating_sub(timestamp))
+            .max(0),
+        (Some(timestamp), None) => timestamp,
+        (None, _) => received_at,
+    }
+}
+
+/// Checks the size of a whole request body against `limits.max-batch-bytes`.
+pub fn check_request_size(len: usize, limits: &Limits) -> Result<(), EventError> {
+    let limit = limits.max_batch_bytes.as_usize();
+    if len > limit {
+        return Err(EventError {
+            path: String::new(),
+            kind: EventErrorKind::TooLarge {
+                what: "request body",
+                size: len,
+                limit,
+                setting: "limits.max-batch-bytes",
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Parses a `/v1/batch` body. Its messages stay raw: normalize each with [`normalize`], so one
+/// bad message is reported on its own.
+pub fn parse_batch<'a>(body: &'a [u8], limits: &Limits) -> Result<RawBatch<'a>, EventError> {
+    check_request_size(body.len(), limits)?;
+    if let Some(found) = not_an_object(body) {
+        let message =
+            format!("wrong type: found {found}, expected an object like {{\"batch\": [...]}}");
+        return Err(EventError {
+            path: String::new(),
+            kind: EventErrorKind::WrongType(message),
+        });
+    }
+    match serde_json::from_slice::<RawBatch<'a>>(body) {
+        Ok(batch) => Ok(batch),
+        Err(error) => Err(describe_json_error::<RawBatch<'_>>(body, error, "")),
+    }
+}
+
+/// Parses a batch-level or message-level `sentAt`.
+pub fn parse_sent_at(text: Option<&str>, path: &str) -> Result<Option<Millis>, EventError> {
+    text.map(|text| {
+        parse_rfc3339_millis(text).map_err(|reason| EventError {
+            path: path.to_owned(),
+            kind: EventErrorKind::InvalidTimestamp(reason),
+        })
+    })
+    .transpose()
+}
+
+/// Validates and normalizes one Segment message (`raw` is its JSON text).
+pub fn normalize(raw: &[u8], ctx: &NormalizeContext<'_>) -> Result<Event, EventError> {
+    let limit = ctx.limits.max_event_bytes.as_usize();
+    if raw.len() > limit {
+        return Err(EventError {
+            path: ctx.path.to_owned(),
+            kind: EventErrorKind::TooLarge {
+                what: "event",
+                size: raw.len(),
+                limit,
+                setting: "limits.max-event-bytes",
+            },
+        });
+    }
+    if let Some(found) = not_an_object(raw) {
+        let message = format!("wrong type: found {found}, expected an object (a Segment message)");
+        return Err(EventError {
+            path: ctx.path.to_owned(),
+            kind: EventErrorKind::WrongType(message),
+        });
+    }
+    let message = match serde_json::from_slice::<RawMessage<'_>>(raw) {
+        Ok(message) => message,
+        Err(error) => return Err(describe_json_error::<RawMessage<'_>>(raw, error, ctx.path)),
+    };
+    normalize_message(&message, ctx)
+}
+
+fn normalize_message(
+    message: &RawMessage<'_>,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Event, EventError> {
+    let kind = match (&message.kind, ctx.endpoint) {
+        (Some(found), Some(endpoint)) if found.as_ref() != endpoint.as_str() => {
+            let kind = match found.parse::<EventType>() {
+                Ok(_) => EventErrorKind::TypeMismatch {
+                    endpoint,
+                    found: found.to_string(),
+                },
+                Err(()) => EventErrorKind::UnknownType(found.to_string()),
+            };
+            return Err(ctx.error("type", kind));
+        }
+        (_, Some(endpoint)) => endpoint,
+        (Some(found), None) => found
+            .parse()
+            .map_err(|()| ctx.error("type", EventErrorKind::UnknownType(found.to_string())))?,
+        (None, None) => {
+            return Err(ctx.error(
+                "type",
+                EventErrorKind::Missing(
+                    "type is required in a batch (track, page, screen, identify, group or alias)",
+                ),
+            ));
+        }
+    };
+
+    let id = |value: &Option<Id<'_>>, field: &str| -> Result<Option<String>, EventError> {
+        let Some(Id(text)) = value else {
+            return Ok(None);
+        };
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let limit = ctx.limits.max_id_bytes.as_usize();
+        if text.len() > limit {
+            let kind = EventErrorKind::TooLong {
+                what: "id",
+                len: text.len(),
+                limit,
+                setting: "limits.max-id-bytes",
+            };
+            return Err(ctx.error(field, kind));
+        }
+        Ok(Some(text.to_string()))
+    };
+    let name = |value: &Option<Cow<'_, str>>, field: &str| -> Result<Option<String>, EventError> {
+        let Some(text) = value.as_deref().filter(|text| !text.is_empty()) else {
+            return Ok(None);
+        };
+        let limit = ctx.limits.max_name_bytes.as_usize();
+        if text.len() > limit {
+            let kind = EventErrorKind::TooLong {
+                what: "name",
+                len: text.len(),
+                limit,
+                setting: "limits.max-name-bytes",
+            };
+            return Err(ctx.error(field, kind));
+        }
+        Ok(Some(text.to_owned()))
+    };
+
+    let user_id = id(&message.user_id, "userId")?;
+    let anonymous_id = id(&message.anonymous_id, "anonymousId")?;
+    if user_id.is_none() && anonymous_id.is_none() {
+        return Err(ctx.error(
+            "userId",
+            EventErrorKind::Missing(
+                "userId or anonymousId is required (send at least one, as a non-empty string)",
+            ),
+        ));
+    }
+    let message_id = id(&message.message_id, "messageId")?.unwrap_or_else(generate_message_id);
+    let group_id = id(&message.group_id, "groupId")?;
+    let previous_id = id(&message.previous_id, "previousId")?;
+    let event = name(&message.event, "event")?;
+    let page_name = name(&message.name, "name")?;
+    let category = name(&message.category, "category")?;
+    match kind {
+        EventType::Track if event.is_none() => {
+            return Err(ctx.error(
+                "event",
+                EventErrorKind::Missing("track calls need an event name, like \"Order Completed\""),
+            ));
+        }
+        EventType::Group if group_id.is_none() => {
+            return Err(ctx.error(
+                "groupId",
+                EventErrorKind::Missing("group calls need a groupId"),
+            ));
+        }
+        EventType::Alias if previous_id.is_none() => {
+            return Err(ctx.error(
+                "previousId",
+                EventErrorKind::Missing("alias calls need the previousId being merged"),
+            ));
+        }
+        EventType::Alias if user_id.is_none() => {
+            return Err(ctx.error(
+                "userId",
+                EventErrorKind::Missing("alias calls need the userId to merge into"),
+            ));
+        }
+        _ => {}
+    }
+
+    let time = |value: &Option<Cow<'_, str>>, field: &str| -> Result<Option<Millis>, EventError> {
+        parse_sent_at(value.as_deref(), &ctx.at(field))
+    };
+    let original_timestamp = match time(&message.timestamp, "timestamp")? {
+        Some(timestamp) => Some(timestamp),
+        None => time(&message.original_timestamp, "originalTimestamp")?,
+    };
+    let sent_at = time(&message.sent_at, "sentAt")?.or(ctx.batch_sent_at);
+    let timestamp = corrected_event_time(original_timestamp, sent_at, ctx.received_at);
+
+    let properties = message
+        .properties
+        .map(|raw| check_object(raw, "properties", ctx))
+        .transpose()?;
+    let traits = message
+        .traits
+        .map(|raw| check_object(raw, "traits", ctx))
+        .transpose()?;
+    let context = match (message.context, ctx.batch_context) {
+        (Some(own), Some(shared)) => {
+            check_object(own, "context", ctx)?;
+            Some(merge_objects(shared, own, ctx)?)
+        }
+        (Some(own), None) => Some(check_object(own, "context", ctx)?),
+        (None, Some(shared)) => Some(check_object(
+            shared,
+            "context",
+            &NormalizeContext { path: "", ..*ctx },
+        )?),
+        (None, None) => None,
+    };
+
+    Ok(Event {
+        message_id,
+        tenant: ctx.tenant.to_owned(),
+        kind,
+        event: if kind == EventType::Track {
+            event
+        } else {
+            None
+        },
+        name: page_name,
+        category,
+        user_id,
+        anonymous_id,
+        group_id,
+        previous_id,
+        timestamp,
+        received_at: ctx.received_at,
+        sent_at,
+        original_timestamp,
+        properties,
+        traits,
+        context,
+    })
+}
+
+/// What a JSON text that is not an object starts as; `None` for an object or for text that is
+/// not JSON at all (the parser reports that with its position).
+fn not_an_object(raw: &[u8]) -> Option<&'static str> {
+    match raw.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'[' => Some("an array"),
+        b'"' => Some("a string"),
+        b't' | b'f' => Some("a boolean"),
+        b'n' => Some("null"),
+        b'-' | b'0'..=b'9' => Some("a number"),
+        _ => None,
+    }
+}
+
+/// Checks that `raw` is an object within the depth and string limits, and copies it.
+fn check_object(
+    raw: &RawValue,
+    field: &str,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Box<RawValue>, EventError> {
+    let text = raw.get();
+    if let Some(found) = not_an_object(text.as_bytes()) {
+        return Err(ctx.error(field, EventErrorKind::NotAnObject(found)));
+    }
+    // The event itself is one level; its objects start at the second.
+    let max_depth = ctx.limits.max_depth.saturating_sub(1);
+    let max_len = ctx.limits.max_string_bytes.as_usize();
+    let shape = json::scan(text.as_bytes());
+    if shape.depth > max_depth || shape.longest_string > max_len {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let violation = json::find_violation(&value, &ctx.at(field), max_depth, max_len);
+        return Err(match violation {
+            Some(Violation::TooDeep { path }) => EventError {
+                path,
+                kind: EventErrorKind::TooDeep {
+                    limit: ctx.limits.max_depth,
+                },
+            },
+            Some(Violation::StringTooLong { path, len, is_key }) => EventError {
+                path,
+                kind: EventErrorKind::TooLong {
+                    what: if is_key { "key" } else { "string" },
+                    len,
+                    limit: max_len,
+                    setting: "limits.max-string-bytes",
+                },
+            },
+            None => ctx.error(
+                field,
+                EventErrorKind::TooDeep {
+                    limit: ctx.limits.max_depth,
+                },
+            ),
+        });
+    }
+    Ok(raw.to_owned())
+}
+
+/// The batch's shared context with the message's own keys on top.
+fn merge_objects(
+    shared: &RawValue,
+    own: &RawValue,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Box<RawValue>, EventError> {
+    type Object = serde_json::Map<String, serde_json::Value>;
+    let shared: Object = serde_json::from_str(shared.get()).map_err(|_| EventError {
+        path: "context".into(),
+        kind: EventErrorKind::NotAnObject("another type"),
+    })?;
+    let own: Object = serde_json::from_str(own.get()).unwrap_or_default();
+    let mut merged = shared;
+    merged.extend(own);
+    let text = serde_json::to_string(&merged).unwrap_or_else(|_| "{}".into());
+    let merged = RawValue::from_string(text)
+        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid"));
+    check_object(&merged, "context", ctx).map(|_| merged)
+}
+
+/// Turns a serde_json error into a precise [`EventError`]: syntax errors keep their position,
+/// type errors get the field path (found by parsing again, which only bad input pays for).
+fn describe_json_error<'a, T: serde::Deserialize<'a>>(
+    raw: &'a [u8],
+    error: serde_json::Error,
+    base: &str,
+) -> EventError {
+    use serde_json::error::Category;
+    let strip_position = |message: String| match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message,
+    };
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => EventError {
+            path: base.to_owned(),
+            kind: EventErrorKind::MalformedJson {
+                line: error.line(),
+                column: error.column(),
+                message: strip_position(error.to_string()),
+            },
+        },
+        Category::Data => {
+            let mut deserializer = serde_json::Deserializer::from_slice(raw);
+            let (path, message) = match serde_path_to_error::deserialize::<_, T>(&mut deserializer)
+            {
+                Err(error) => (
+                    error.path().to_string(),
+                    strip_position(error.into_inner().to_string()),
+                ),
+                Ok(_) => (String::from("."), strip_position(error.to_string())),
+            };
+            let message = message
+                .replace("invalid type: ", "wrong type: found ")
+                .replace("struct RawMessage", "an object (a Segment message)")
+                .replace("struct RawBatch", "an object like {\"batch\": [...]}")
+                .replace("a borrowed string", "a string")
+                .replace(
+                    "missing field `batch`",
+                    "missing field `batch`: a batch request is {\"batch\": [...]}",
+                );
+            let path = match (base, path.as_str()) {
+                (base, ".") => base.to_owned(),
+                ("", path) => path.to_owned(),
+                (base, path) => format!("{base}.{path}"),
+            };
+            EventError {
+                path,
+                kind: EventErrorKind::WrongType(message),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

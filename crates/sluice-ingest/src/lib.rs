@@ -1,0 +1,1 @@
+//! The HTTP collector (Segment-compatible ingestion). Filled in by the collector issue.

@@ -1,0 +1,99 @@
+//! The log: topics of partitions of records, appended durably, read by offset or time, replayed
+//! at will. It is the spine of sluice: the collector appends to it, the stream engine and every
+//! other consumer read from it, and replaying it rebuilds any result.
+//!
+//! The semantics are Kafka's, so a topic means the same on both backends: a topic has N
+//! partitions; a record has an offset (dense, per partition, from 0), an optional key, a value,
+//! a timestamp and headers; the default partitioner is Kafka's murmur2 ([`partition_for_key`]).
+//!
+//! # Layout
+//! - [`Log`]: the trait every backend implements (create/describe topics, append, read with
+//!   tail-following, find an offset by time, consumer offsets, retention).
+//! - [`record`]: records, batches, topic descriptions.
+//! - [`partitioner`]: Kafka's murmur2 default partitioner.
+//! - [`error`]: the [`LogError`] type.
+
+pub mod error;
+pub mod partitioner;
+pub mod record;
+
+pub use error::LogError;
+pub use partitioner::partition_for_key;
+pub use record::{
+    AppendResult, Header, PartitionInfo, ReadBatch, Record, StoredRecord, TopicInfo, TopicSpec,
+};
+
+use sluice_core::time::Millis;
+use std::future::Future;
+use std::time::Duration;
+
+/// The result type of log operations.
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// How much a read returns, and how long it waits when there is nothing to return yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Stop adding records once this many value+key bytes are collected (at least one record is
+    /// always returned when one is available, however large).
+    pub max_bytes: usize,
+    /// When no record at or after the offset exists yet, wait up to this long for one to be
+    /// appended (tail-following, like Kafka's `fetch.max.wait.ms`); zero returns at once.
+    pub max_wait: Duration,
+}
+
+/// A partitioned, durable, replayable log.
+///
+/// Every method is `async` and cheap to call concurrently from many tasks. Backends are chosen
+/// by URL scheme and dispatched through an enum in the binary, so the trait needs no `dyn`.
+pub trait Log: Send + Sync + 'static {
+    /// Creates a topic; creating an existing topic with the same partition count is a no-op,
+    /// with a different one an error.
+    fn create_topic(&self, spec: TopicSpec) -> impl Future<Output = Result<()>> + Send;
+
+    /// Describes one topic, or every topic when `topic` is `None`, sorted by name.
+    fn describe(&self, topic: Option<&str>) -> impl Future<Output = Result<Vec<TopicInfo>>> + Send;
+
+    /// Appends `records` to one partition, in order, and returns once they are durable under
+    /// the configured ack mode. The records get consecutive offsets.
+    fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<AppendResult>> + Send;
+
+    /// Reads records from `offset` on. An offset before the partition's start (removed by
+    /// retention) is [`LogError::OffsetOutOfRange`]; an offset at the end waits for new records
+    /// up to `options.max_wait`, then returns an empty batch.
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: ReadOptions,
+    ) -> impl Future<Output = Result<ReadBatch>> + Send;
+
+    /// The first offset whose record timestamp is at or after `timestamp`, or `None` when every
+    /// record is older (Kafka's `ListOffsets` by time).
+    fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: Millis,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send;
+
+    /// Stores a consumer group's next offset to read for a partition (`None` reads it back).
+    /// Used by tools and consumers that do not keep offsets elsewhere; the stream engine keeps
+    /// its offsets in the store, with its results.
+    fn consumer_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        commit: Option<u64>,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send;
+
+    /// Deletes whole segments older than each topic's retention age or beyond its retention
+    /// size; returns how many bytes were freed. Backends may also run it in the background.
+    fn enforce_retention(&self) -> impl Future<Output = Result<u64>> + Send;
+}

@@ -1,0 +1,140 @@
+//! Records and topic descriptions, shared by every backend.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sluice_core::time::Millis;
+use std::time::Duration;
+
+/// A record header (Kafka headers: a string key, a byte value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The header name.
+    pub key: String,
+    /// The header value.
+    pub value: Bytes,
+}
+
+/// A record to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The partitioning key; records with the same key go to the same partition.
+    pub key: Option<Bytes>,
+    /// The payload.
+    pub value: Bytes,
+    /// The record's time (sluice uses the time the collector received the event).
+    pub timestamp: Millis,
+    /// Metadata that travels with the record.
+    pub headers: Vec<Header>,
+}
+
+impl Record {
+    /// A record with a key and no headers.
+    pub fn new(key: Option<Bytes>, value: impl Into<Bytes>, timestamp: Millis) -> Self {
+        Self {
+            key,
+            value: value.into(),
+            timestamp,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Key, value and header bytes: what the record costs in a read or a batch.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.len()
+            + self
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.len())
+                .sum::<usize>()
+    }
+}
+
+/// A record read back, with its offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Position in the partition.
+    pub offset: u64,
+    /// The record as appended.
+    pub record: Record,
+}
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Offset of the first record appended.
+    pub base_offset: u64,
+    /// How many records were appended (offsets `base_offset..base_offset + count`).
+    pub count: u32,
+}
+
+/// Records returned by one read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadBatch {
+    /// Records in offset order, contiguous from the requested offset.
+    pub records: Vec<StoredRecord>,
+    /// The partition's end offset (the next offset to be appended) when the read was served.
+    pub end_offset: u64,
+}
+
+impl ReadBatch {
+    /// The offset to read next: after the last record, or the requested one when empty.
+    pub fn next_offset(&self, requested: u64) -> u64 {
+        self.records
+            .last()
+            .map_or(requested, |last| last.offset + 1)
+    }
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    /// Name: letters, digits, `.`, `_`, `-`, at most 249 characters (Kafka's rule).
+    pub name: String,
+    /// Number of partitions (at least 1).
+    pub partitions: u32,
+    /// Delete segments older than this; `None` keeps them forever.
+    pub retention_age: Option<Duration>,
+    /// Delete the oldest segments while a partition holds more than this many bytes.
+    pub retention_bytes: Option<u64>,
+}
+
+/// One partition's extent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub partition: u32,
+    /// First offset still stored (earlier ones were removed by retention).
+    pub start_offset: u64,
+    /// Next offset to be appended.
+    pub end_offset: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// A topic and its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Partitions in order.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Checks a topic name against Kafka's rule, so topics move between backends unchanged.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid topic name: use 1 to 249 letters, digits, '.', '_' or '-'"
+        ))
+    }
+}

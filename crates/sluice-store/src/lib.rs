@@ -1,0 +1,1 @@
+//! The aggregate store. Filled in by the exactly-once issue.

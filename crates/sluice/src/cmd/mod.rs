@@ -1,0 +1,42 @@
+//! The subcommands: one file each, one line each in [`Command`].
+
+pub mod check_config;
+pub mod serve;
+pub mod version;
+
+use clap::{Parser, Subcommand};
+
+/// sluice: real-time event analytics in one binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything in one process: collector, log, stream engine, store, query API.
+    Serve(serve::ServeArgs),
+    /// Check a config file and report every problem with its path.
+    CheckConfig(check_config::CheckConfigArgs),
+    /// Print the version.
+    Version,
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(args) => serve::run(args),
+            Command::CheckConfig(args) => check_config::run(args),
+            Command::Version => version::run(),
+        }
+    }
+}

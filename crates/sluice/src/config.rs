@@ -1,0 +1,212 @@
+//! The configuration tree: one struct per section, each owned by the crate that uses it, and
+//! every default in the embedded `default.toml`. [`load`] layers a file, `SLUICE__…`
+//! environment variables and command-line flags on top and reports every problem at once.
+
+use clap::Args;
+use serde::Deserialize;
+use sluice_core::Limits;
+use sluice_core::config::{ByteSize, ConfigProblem, ConfigProblems, HumanDuration, Validate, join};
+use sluice_core::tenant::TenantConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Every default, embedded in the binary (also the schema: keys not in it are unknown).
+pub const DEFAULTS: &str = include_str!("default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where sluice keeps everything it stores.
+    pub data_dir: PathBuf,
+    /// Tenants and their keys.
+    pub tenants: Vec<TenantConfig>,
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Logs.
+    pub telemetry: TelemetryConfig,
+    /// Bounds on events and batches.
+    pub limits: Limits,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `ADDR:PORT` to listen on.
+    pub listen: String,
+    /// Largest request body on any endpoint, before decompression.
+    pub max_request_bytes: ByteSize,
+    /// Longest a request may take.
+    pub request_timeout: HumanDuration,
+    /// How long in-flight work may take to finish at shutdown.
+    pub shutdown_timeout: HumanDuration,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The listen address (validated by [`Validate`], so this only fails on unvalidated input).
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen.parse().map_err(|_| {
+            format!(
+                "{:?} is not an ADDRESS:PORT like 127.0.0.1:8080 or [::]:8080",
+                self.listen
+            )
+        })
+    }
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// tracing filter directives.
+    pub log_filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable, colored on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Validate for Config {
+    fn validate(&self, path: &str, problems: &mut Vec<ConfigProblem>) {
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push(ConfigProblem::new(
+                join(path, "data-dir"),
+                "must not be empty",
+            ));
+        }
+        self.tenants.validate(&join(path, "tenants"), problems);
+        self.server.validate(&join(path, "server"), problems);
+        self.telemetry.validate(&join(path, "telemetry"), problems);
+        self.limits.validate(&join(path, "limits"), problems);
+    }
+}
+
+impl Validate for ServerConfig {
+    fn validate(&self, path: &str, problems: &mut Vec<ConfigProblem>) {
+        if let Err(message) = self.listen_addr() {
+            problems.push(ConfigProblem::new(join(path, "listen"), message));
+        }
+        if self.max_request_bytes.bytes() < 1024 {
+            problems.push(ConfigProblem::new(
+                join(path, "max-request-bytes"),
+                "must be at least 1KiB",
+            ));
+        }
+        if self.request_timeout.get().is_zero() {
+            problems.push(ConfigProblem::new(
+                join(path, "request-timeout"),
+                "must be longer than 0s",
+            ));
+        }
+        if self.max_connections == 0 {
+            problems.push(ConfigProblem::new(
+                join(path, "max-connections"),
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
+impl Validate for TelemetryConfig {
+    fn validate(&self, path: &str, problems: &mut Vec<ConfigProblem>) {
+        if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&self.log_filter) {
+            problems.push(ConfigProblem::new(
+                join(path, "log-filter"),
+                format!("{:?} is not a log filter ({error}); write a level like \"info\" or \"info,sluice_log=debug\"", self.log_filter),
+            ));
+        }
+    }
+}
+
+/// The flags every command that reads the configuration accepts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// Config file (TOML); keys it omits keep their defaults.
+    #[arg(long, short = 'c', value_name = "FILE", env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides `data-dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The configuration has problems.
+    #[error("{0}")]
+    Problems(#[from] ConfigProblems),
+}
+
+/// Loads the configuration: defaults ← `file` ← environment ← `overrides` (dotted paths).
+pub fn load(file: Option<&Path>, overrides: &[(&str, toml::Value)]) -> Result<Config, LoadError> {
+    let text = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+                path: path.to_owned(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let name = file
+        .map(|path| path.display().to_string())
+        .unwrap_or_default();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = sluice_core::config::load::<Config>(
+        DEFAULTS,
+        text.as_deref().map(|text| (name.as_str(), text)),
+        &env,
+        overrides,
+    )?;
+    Ok(loaded.config)
+}
+
+impl ConfigArgs {
+    /// Loads the configuration with these flags and any further `overrides`.
+    pub fn load(&self, overrides: &[(&str, toml::Value)]) -> Result<Config, LoadError> {
+        let mut all: Vec<(&str, toml::Value)> = overrides.to_vec();
+        if let Some(dir) = &self.data_dir {
+            all.push(("data-dir", toml::Value::String(dir.display().to_string())));
+        }
+        load(self.config.as_deref(), &all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_are_a_valid_configuration() {
+        let config = load(None, &[]).expect("defaults load");
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert_eq!(config.limits.max_event_bytes, ByteSize(32 * 1024));
+        assert_eq!(config.limits.max_batch_bytes, ByteSize(500 * 1024));
+        assert!(config.tenants.is_empty());
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sluice.example.toml");
+        let config = load(Some(&example), &[]).expect("example loads");
+        assert_eq!(config.tenants.len(), 1);
+    }
+}

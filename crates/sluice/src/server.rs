@@ -1,0 +1,259 @@
+//! The HTTP server: the routers of every stage merged under one listener, plus health,
+//! readiness and metrics, with request metrics and bounds on every request, and graceful
+//! shutdown (stop accepting, let in-flight requests finish, then return).
+
+use crate::config::ServerConfig;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// Whether the process should receive traffic (`/readyz`): not while starting (recovering the
+/// log, loading state) nor while shutting down.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicU8);
+
+const READY: u8 = 1;
+const STOPPING: u8 = 2;
+
+impl Readiness {
+    /// Marks the process ready for traffic.
+    pub fn set_ready(&self) {
+        self.0.store(READY, Ordering::Release);
+    }
+
+    /// Marks the process as shutting down: load balancers should stop sending traffic.
+    pub fn set_stopping(&self) {
+        self.0.store(STOPPING, Ordering::Release);
+    }
+
+    fn state(&self) -> &'static str {
+        match self.0.load(Ordering::Acquire) {
+            READY => "ready",
+            STOPPING => "stopping",
+            _ => "starting",
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ops {
+    readiness: Arc<Readiness>,
+    prometheus: PrometheusHandle,
+}
+
+/// Builds the whole application: `stages` (collector, query API, …) plus the operational
+/// endpoints, all behind the request-metrics middleware and the server's bounds.
+pub fn app(
+    stages: Router,
+    config: &ServerConfig,
+    readiness: Arc<Readiness>,
+    prometheus: PrometheusHandle,
+) -> Router {
+    let ops = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(Ops {
+            readiness,
+            prometheus,
+        });
+    stages
+        .merge(ops)
+        .layer(middleware::from_fn(track_requests))
+        .layer(RequestBodyLimitLayer::new(
+            config.max_request_bytes.as_usize(),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout.get(),
+        ))
+}
+
+async fn readyz(State(ops): State<Ops>) -> Response {
+    let state = ops.readiness.state();
+    let status = if state == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(serde_json::json!({ "status": state }))).into_response()
+}
+
+async fn render_metrics(State(ops): State<Ops>) -> Response {
+    let body = ops.prometheus.render();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Counts every request and records its latency, labelled by route template (never by raw
+/// path, which would make label cardinality unbounded).
+async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let in_flight = metrics::gauge!("sluice_http_requests_in_flight");
+    in_flight.increment(1.0);
+    let start = Instant::now();
+    let response = next.run(request).await;
+    in_flight.decrement(1.0);
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("sluice_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
+        .record(start.elapsed().as_secs_f64());
+    metrics::counter!("sluice_http_requests_total", "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and waits
+/// for in-flight requests to finish.
+pub async fn serve(
+    listener: LimitedListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops sluice");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// A listener that holds at most `max` connections open at once: past that, new connections
+/// wait in the kernel's accept queue instead of consuming memory here.
+#[derive(Debug)]
+pub struct LimitedListener {
+    inner: TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl LimitedListener {
+    /// Wraps `inner`, allowing `max` concurrent connections.
+    pub fn new(inner: TcpListener, max: usize) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+        }
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Latency matters more than packet count for small API responses.
+        let _ = stream.set_nodelay(true);
+        (
+            LimitedStream {
+                stream,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that gives its slot back when it closes.
+#[derive(Debug)]
+pub struct LimitedStream {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
