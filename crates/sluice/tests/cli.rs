@@ -197,3 +197,12 @@ fn user_errors_exit_2_with_what_to_fix() {
         format!("sluice {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn oversize_request_bodies_get_413_naming_the_setting() {
+    let server = Server::start(&[]);
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    let (status, text) = support::http_request(server.addr, "POST", "/healthz", &[], &body);
+    assert_eq!(status, 413);
+    assert!(text.contains("server.max-request-bytes"), "{text}");
+}
