@@ -19,20 +19,20 @@
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::Xxh3;
 
 const SHARDS: usize = 64;
 
 /// The fingerprint of one `(tenant, messageId)`.
 pub type Fingerprint = u128;
 
-/// Hashes a tenant and message id.
+/// Hashes a tenant and message id (a zero byte separates them: names cannot contain one).
 pub fn fingerprint(tenant: &str, message_id: &str) -> Fingerprint {
-    let mut bytes = Vec::with_capacity(tenant.len() + 1 + message_id.len());
-    bytes.extend_from_slice(tenant.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(message_id.as_bytes());
-    xxh3_128(&bytes)
+    let mut hasher = Xxh3::new();
+    hasher.update(tenant.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(message_id.as_bytes());
+    hasher.digest128()
 }
 
 /// The answer to "may this request append the event with this id?".
