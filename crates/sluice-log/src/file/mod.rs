@@ -83,7 +83,10 @@
 //! See [`recovery`]: the active segment of each partition is scanned and a torn or corrupt tail
 //! truncated (and logged); sealed segments use their index, rebuilt by scanning when missing or
 //! stale. Read-only opens (a second process next to a running server) apply the same checks
-//! without changing files and treat an incomplete tail as not yet written.
+//! without changing files and treat an incomplete tail as not yet written; they follow the
+//! writer by re-reading the directory and the active segment's tail (every 100 ms while a read
+//! waits), since no notification crosses processes. Such a reader sees a batch once it is
+//! completely written, which in `fsync` mode can be a moment before it is synced.
 //!
 //! # Layout
 //! - [`format`]: batch framing, encode/decode (pure).
@@ -449,6 +452,35 @@ fn open_topic(
     })
 }
 
+/// How often a read-only log looks for appends of the process that writes it.
+const READ_ONLY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A read of a log another process writes: no notification crosses processes, so waiting for
+/// new records re-checks the files every [`READ_ONLY_POLL`] until `max_wait`.
+async fn read_beside_writer(
+    target: Arc<Partition>,
+    offset: u64,
+    options: ReadOptions,
+) -> Result<ReadBatch> {
+    let deadline = tokio::time::Instant::now() + options.max_wait;
+    loop {
+        let refreshing = Arc::clone(&target);
+        let end = blocking(move || refreshing.refresh_read_only()).await?;
+        if offset != end {
+            let max_bytes = options.max_bytes.max(1);
+            return blocking(move || target.read(offset, max_bytes)).await;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(ReadBatch {
+                records: Vec::new(),
+                end_offset: end,
+            });
+        }
+        tokio::time::sleep(READ_ONLY_POLL.min(deadline - now)).await;
+    }
+}
+
 /// Runs blocking work (file I/O) on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
@@ -533,6 +565,9 @@ impl Log for FileLog {
         options: ReadOptions,
     ) -> Result<ReadBatch> {
         let target = self.partition(topic, partition)?;
+        if target.read_only {
+            return read_beside_writer(target, offset, options).await;
+        }
         let mut published = target.end.subscribe();
         let deadline = tokio::time::Instant::now() + options.max_wait;
         loop {

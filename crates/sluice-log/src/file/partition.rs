@@ -271,6 +271,24 @@ impl Partition {
         Ok(freed)
     }
 
+    /// Catches up with the process that writes the log (read-only opens only); returns the
+    /// published end offset afterwards.
+    pub(crate) fn refresh_read_only(&self) -> Result<u64> {
+        debug_assert!(self.read_only);
+        let interval = self.config.index_interval_bytes.bytes();
+        let end = {
+            let mut segments = self.segments.write();
+            super::recovery::refresh_read_only(&self.dir, &mut segments, interval)?;
+            segments.last().map_or(0, |s| s.index.end_offset)
+        };
+        self.end.send_if_modified(|published| {
+            let changed = *published != end;
+            *published = end;
+            changed
+        });
+        Ok(end)
+    }
+
     /// The directory holding this partition's segments.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir

@@ -14,6 +14,7 @@
 //! - Read-only opens apply the same rules without changing any file: a torn tail is ignored.
 
 use super::fs::{io_error, remove_if_exists, sync_dir};
+use super::index::SegmentIndex;
 use super::segment::{self, Segment, load_index, parse_log_name, scan_file};
 use crate::{LogError, Result};
 use std::fs::File;
@@ -114,7 +115,15 @@ fn open_segment(
     if let Some(index) = load_index(path, base_offset, file_len) {
         return Ok(segment_of(path, file, base_offset, index));
     }
-    let outcome = scan_file(&file, path, base_offset, file_len, mode.index_interval)?;
+    let empty = SegmentIndex::empty(base_offset);
+    let outcome = scan_file(
+        &file,
+        path,
+        base_offset,
+        empty,
+        file_len,
+        mode.index_interval,
+    )?;
     let valid = outcome.index.segment_bytes;
     if let Some(reason) = outcome.invalid_tail {
         if !active {
@@ -154,12 +163,7 @@ fn open_segment(
     Ok(segment_of(path, file, base_offset, outcome.index))
 }
 
-fn segment_of(
-    path: &Path,
-    file: File,
-    base_offset: u64,
-    index: super::index::SegmentIndex,
-) -> Segment {
+fn segment_of(path: &Path, file: File, base_offset: u64, index: SegmentIndex) -> Segment {
     Segment {
         base_offset,
         path: path.to_owned(),
@@ -185,5 +189,63 @@ fn remove_leftovers(leftovers: &[PathBuf], bases: &[u64], dir: &Path) {
         } else if path.extension().is_none_or(|e| e != "idx") {
             tracing::warn!(file = %path.display(), dir = %dir.display(), "ignoring an unexpected file in a partition directory");
         }
+    }
+}
+
+/// Catches up with a log another process writes (read-only opens): forgets segments its
+/// retention deleted, extends the last known segment with the complete frames written since,
+/// and opens segments created since. Returns whether anything changed.
+pub(crate) fn refresh_read_only(
+    dir: &Path,
+    segments: &mut Vec<Segment>,
+    index_interval: u64,
+) -> Result<bool> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error("listing partition", dir))? {
+        let entry = entry.map_err(io_error("listing partition", dir))?;
+        if let Some(base) = parse_log_name(&entry.file_name()) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    let Some(&first) = bases.first() else {
+        return Ok(false);
+    };
+    let mut changed = false;
+    // Keep at least the last segment: it is what new frames extend.
+    while segments.len() > 1 && segments[0].base_offset < first {
+        segments.remove(0);
+        changed = true;
+    }
+    loop {
+        let last = segments.last_mut().expect("a partition has a segment");
+        let file_len = last
+            .file
+            .metadata()
+            .map_err(io_error("reading metadata of", &last.path))?
+            .len();
+        if file_len > last.index.segment_bytes {
+            let before = last.index.segment_bytes;
+            let index = std::mem::take(&mut last.index);
+            let outcome = scan_file(
+                &last.file,
+                &last.path,
+                last.base_offset,
+                index,
+                file_len,
+                index_interval,
+            )?;
+            last.index = outcome.index;
+            changed |= last.index.segment_bytes > before;
+        }
+        let end = last.index.end_offset;
+        // The writer creates the next segment only after the last one is complete.
+        if !bases.contains(&end) || end == last.base_offset {
+            return Ok(changed);
+        }
+        let path = segment::log_path(dir, end);
+        let file = File::open(&path).map_err(io_error("opening segment", &path))?;
+        segments.push(segment_of(&path, file, end, SegmentIndex::empty(end)));
+        changed = true;
     }
 }

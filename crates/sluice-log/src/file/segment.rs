@@ -74,17 +74,18 @@ pub(crate) struct ScanOutcome {
     pub(crate) invalid_tail: Option<String>,
 }
 
-/// Scans a segment file from the start, checking every frame (framing, CRC, contiguous offsets
-/// from `base_offset`) and building its index. Stops at the first incomplete or invalid frame.
+/// Scans a segment file from the end of what `index` already describes (the start, for
+/// `SegmentIndex::empty`), checking every frame (framing, CRC, offsets contiguous with the
+/// index) and extending the index. Stops at the first incomplete or invalid frame.
 pub(crate) fn scan_file(
     file: &File,
     path: &Path,
     base_offset: u64,
+    mut index: SegmentIndex,
     file_len: u64,
     index_interval: u64,
 ) -> Result<ScanOutcome> {
-    let mut index = SegmentIndex::empty(base_offset);
-    let mut position: u64 = 0;
+    let mut position: u64 = index.segment_bytes;
     let mut want = SCAN_CHUNK;
     while position < file_len {
         let len = (file_len - position).min(want as u64) as usize;
@@ -214,7 +215,7 @@ mod tests {
         drop(file);
         let file = File::open(&path).unwrap();
         let len = file.metadata().unwrap().len();
-        let outcome = scan_file(&file, &path, 100, len, 1024).unwrap();
+        let outcome = scan_file(&file, &path, 100, SegmentIndex::empty(100), len, 1024).unwrap();
         assert_eq!(outcome.index.segment_bytes, expected);
         assert_eq!(outcome.index.end_offset, 110);
         assert_eq!(outcome.index.entries.len(), 4);

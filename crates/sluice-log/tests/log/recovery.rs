@@ -233,6 +233,22 @@ fn a_second_writer_is_locked_out_but_may_read() {
             .await
             .unwrap_err();
         assert!(matches!(error, LogError::ReadOnly { .. }), "{error}");
+
+        // The reader follows the writer's appends, across the segments it rolls meanwhile.
+        let end = written.len() as u64;
+        let waiting = reader.read(
+            "t",
+            0,
+            end,
+            ReadOptions {
+                max_bytes: 1,
+                max_wait: Duration::from_secs(60),
+            },
+        );
+        let (followed, more) = tokio::join!(waiting, fill(&log, "t", 30));
+        assert_eq!(followed.unwrap().records[0].offset, end);
+        let all = values(&read_all(&reader, "t", 0).await);
+        assert_eq!(all, [written.clone(), more].concat());
         reader.close().await.unwrap();
 
         log.close().await.unwrap();
