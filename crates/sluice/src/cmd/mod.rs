@@ -1,7 +1,10 @@
 //! The subcommands: one file each, one line each in [`Command`].
 
+pub mod bench;
 pub mod check_config;
 pub mod serve;
+pub mod tail;
+pub mod topics;
 pub mod version;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +29,13 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check a config file and report every problem with its path.
     CheckConfig(check_config::CheckConfigArgs),
+    /// List, create and describe the log's topics.
+    Topics(topics::TopicsArgs),
+    /// Print a topic's records as JSON lines, following new ones.
+    Tail(tail::TailArgs),
+    /// Measure throughput and latency of a part of sluice.
+    #[command(subcommand_required = true)]
+    Bench(bench::BenchArgs),
     /// Print the version.
     Version,
 }
@@ -36,6 +46,9 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve::run(args),
             Command::CheckConfig(args) => check_config::run(args),
+            Command::Topics(args) => topics::run(args),
+            Command::Tail(args) => tail::run(args),
+            Command::Bench(args) => bench::run(args),
             Command::Version => version::run(),
         }
     }
