@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sluice_core::Limits;
 use sluice_core::config::{ByteSize, ConfigProblem, ConfigProblems, HumanDuration, Validate, join};
 use sluice_core::tenant::TenantConfig;
+use sluice_log::LogConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Bounds on events and batches.
     pub limits: Limits,
+    /// The durable log.
+    pub log: LogConfig,
 }
 
 /// `[server]`.
@@ -89,6 +92,7 @@ impl Validate for Config {
         self.server.validate(&join(path, "server"), problems);
         self.telemetry.validate(&join(path, "telemetry"), problems);
         self.limits.validate(&join(path, "limits"), problems);
+        self.log.validate(&join(path, "log"), problems);
     }
 }
 
@@ -200,6 +204,24 @@ mod tests {
         assert_eq!(config.limits.max_event_bytes, ByteSize(32 * 1024));
         assert_eq!(config.limits.max_batch_bytes, ByteSize(500 * 1024));
         assert!(config.tenants.is_empty());
+        assert_eq!(config.log.ack, sluice_log::AckMode::Fsync);
+        assert_eq!(config.log.partitions, 8);
+    }
+
+    #[test]
+    fn log_problems_are_reported_with_their_keys() {
+        let overrides = [
+            ("log.url", toml::Value::String("kafka://broker:9092".into())),
+            ("log.partitions", toml::Value::Integer(0)),
+        ];
+        let error = load(None, &overrides).unwrap_err().to_string();
+        assert!(
+            error.contains(
+                "log.url: \"kafka://broker:9092\": the Kafka log backend is not available"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("log.partitions: is 0"), "{error}");
     }
 
     #[test]
