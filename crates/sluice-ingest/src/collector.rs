@@ -153,6 +153,11 @@ impl<L: Log> Collector<L> {
         &self.limits
     }
 
+    /// The set of recently appended message ids.
+    pub fn dedup(&self) -> &Dedup {
+        &self.dedup
+    }
+
     /// The collector's configuration.
     pub fn config(&self) -> &IngestConfig {
         &self.config

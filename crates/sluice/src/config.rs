@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sluice_core::Limits;
 use sluice_core::config::{ByteSize, ConfigProblem, ConfigProblems, HumanDuration, Validate, join};
 use sluice_core::tenant::TenantConfig;
+use sluice_ingest::IngestConfig;
 use sluice_log::LogConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub struct Config {
     pub limits: Limits,
     /// The durable log.
     pub log: LogConfig,
+    /// The collector.
+    pub ingest: IngestConfig,
 }
 
 /// `[server]`.
@@ -93,6 +96,7 @@ impl Validate for Config {
         self.telemetry.validate(&join(path, "telemetry"), problems);
         self.limits.validate(&join(path, "limits"), problems);
         self.log.validate(&join(path, "log"), problems);
+        self.ingest.validate(&join(path, "ingest"), problems);
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `tenants.rs`, `data_dir.rs`: start-up chores.
 //! - `log_tools.rs`: how command-line tools open the log beside a running server.
 
+pub mod app;
 pub mod client;
 pub mod cmd;
 pub mod config;
