@@ -1,7 +1,5 @@
-//! Black-box tests of the collector: the real app on 127.0.0.1:0, spoken to over HTTP, checked
+//! The collector's HTTP behaviour: the real app on 127.0.0.1:0, spoken to over HTTP, checked
 //! against what lands in the log.
-
-mod support;
 
 use bytes::Bytes;
 use flate2::Compression;
@@ -15,17 +13,17 @@ use sluice_log::{Log, ReadOptions};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-const WRITE_KEY: &str = "wk_test_shop_0123456789";
+pub(crate) const WRITE_KEY: &str = "wk_test_shop_0123456789";
 const OTHER_KEY: &str = "wk_test_blog_0123456789";
 
-struct Harness {
+pub(crate) struct Harness {
     app: Option<App>,
-    target: Target,
+    pub(crate) target: Target,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
-    async fn start(overrides: &[(&str, toml::Value)]) -> Harness {
+    pub(crate) async fn start(overrides: &[(&str, toml::Value)]) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let tenants: toml::Value = toml::from_str::<toml::Table>(&format!(
             "t = [{{ name = \"shop\", write-keys = [\"{WRITE_KEY}\"] }}, {{ name = \"blog\", write-keys = [\"{OTHER_KEY}\"] }}]"
@@ -52,7 +50,7 @@ impl Harness {
         }
     }
 
-    fn app(&self) -> &App {
+    pub(crate) fn app(&self) -> &App {
         self.app.as_ref().unwrap()
     }
 
@@ -87,7 +85,7 @@ impl Harness {
     }
 
     /// Every record of a topic, values parsed as JSON.
-    async fn records(&self, topic: &str) -> Vec<Value> {
+    pub(crate) async fn records(&self, topic: &str) -> Vec<Value> {
         let log = &self.app().log;
         let partitions = log.describe(Some(topic)).await.unwrap()[0].partitions.len() as u32;
         let mut values = Vec::new();
@@ -121,7 +119,7 @@ impl Harness {
         values
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.app
             .take()
             .unwrap()
