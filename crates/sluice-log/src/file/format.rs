@@ -256,6 +256,9 @@ pub fn decode_records(
     };
     let mut bytes = 0;
     let mut max_timestamp = Millis::MIN;
+    let skipped = from_offset.saturating_sub(header.base_offset);
+    // Bounded by the frame's length (peek_header checks the count against it).
+    out.reserve((u64::from(header.record_count).saturating_sub(skipped)) as usize);
     for index in 0..header.record_count {
         let delta = unzigzag(cursor.varint()?);
         let timestamp = header.first_timestamp.wrapping_add(delta);
@@ -409,7 +412,19 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, Malformed> {
+        // Most lengths and deltas fit in one byte.
+        if let Some(&byte) = self.buf.get(self.pos)
+            && byte < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(byte));
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Result<u64, Malformed> {
         let mut value: u64 = 0;
         for i in 0..MAX_VARINT_LEN {
             let Some(&byte) = self.buf.get(self.pos + i) else {
@@ -428,6 +443,7 @@ impl Cursor<'_> {
         Err(Malformed::new(self.pos, "number longer than 10 bytes"))
     }
 
+    #[inline]
     fn bytes(&mut self, len: u64) -> Result<Bytes, Malformed> {
         let available = (self.buf.len() - self.pos) as u64;
         if len > available {

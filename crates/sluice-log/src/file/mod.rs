@@ -58,8 +58,10 @@
 //! # Durability and visibility
 //!
 //! Each partition has one writer thread ([`writer`]) doing group commit: it takes every append
-//! queued, writes them with one positional write, syncs once, publishes the new end to readers
-//! and then acknowledges. The ack mode ([`AckMode`]) decides what "durable" means:
+//! queued and writes them with one positional write (a round). In `fsync` mode a second thread
+//! ([`syncer`]) takes every round written since its last sync, syncs once, publishes the new end
+//! to readers and then acknowledges, while the writer already writes the next rounds. The ack
+//! mode ([`AckMode`](crate::AckMode)) decides what "durable" means:
 //!
 //! | mode | acknowledged after | a crash of sluice loses | a crash of the machine loses |
 //! |---|---|---|---|
@@ -94,7 +96,7 @@
 //! - [`segment`]: segment files: names, scans, index files, positional reads.
 //! - [`recovery`]: opening a partition directory after a crash.
 //! - [`partition`]: reads by offset and time, retention.
-//! - [`writer`]: the group-commit writer thread.
+//! - [`writer`], [`syncer`]: the group-commit writer thread and its sync stage.
 //! - `topic`, `offsets`, `fs`: topic metadata, consumer offsets, file helpers.
 
 pub mod format;
@@ -104,6 +106,7 @@ mod offsets;
 mod partition;
 pub mod recovery;
 pub mod segment;
+pub mod syncer;
 mod topic;
 pub mod writer;
 

@@ -3,12 +3,16 @@
 //! Appenders encode and checksum their batch in their own task, take byte permits from the
 //! partition's pending budget (backpressure), send the frame on a bounded channel and wait on a
 //! oneshot. The writer takes every request that is queued (up to [`ROUND_BYTES`]), assigns
-//! offsets, writes all frames with one positional write, syncs once (`fsync` mode), publishes the
-//! new end to readers, and only then completes the acks. While it syncs, new requests queue up
-//! for the next round, so the number of syncs per append falls as load rises.
+//! offsets and writes them with one positional write: a round. Then, by ack mode:
+//! - `fsync`: the round goes to the [`syncer`](super::syncer) thread, which syncs once for all
+//!   rounds written since its last sync, publishes them and acknowledges. The writer meanwhile
+//!   writes the next rounds, so syncs follow each other with no gap and the more appends wait,
+//!   the more each sync carries.
+//! - `write`: the writer publishes and acknowledges right after the write.
+//! - `none`: appends are acknowledged as soon as they have offsets, before the write.
 //!
-//! A failed write is rolled back (the file is truncated to the published length) and its
-//! appenders get the error; a failed sync poisons the writer, because after a failed `fsync`
+//! A failed write is rolled back (the file truncated to where the round started) and its
+//! appenders get the error; a failed sync poisons the partition, because after a failed `fsync`
 //! Linux may have dropped the dirty pages, and only reopening (recovery) tells what is on disk.
 
 use super::format::{self, EncodedBatch};
@@ -16,15 +20,18 @@ use super::fs::{io_error, sync_dir};
 use super::index::SegmentIndex;
 use super::partition::Partition;
 use super::segment::{self, Segment};
+use super::syncer::{self, PendingAck, Syncer, ToSyncer, Written};
 use crate::config::AckMode;
 use crate::record::AppendResult;
 use crate::{LogError, Result};
+use parking_lot::Mutex;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::SystemTime;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 /// Requests a writer's channel holds; the pending-bytes budget usually binds first.
@@ -60,8 +67,23 @@ pub(crate) struct WriterStats {
     pub(crate) bytes_written: AtomicU64,
 }
 
-/// Starts the writer thread of `partition`. `lock` (the log directory's lock) is held until the
-/// thread ends, so a new open of the log waits for the last write of the old one.
+/// Why a partition stopped taking appends, shared by its writer and syncer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Failure(Arc<Mutex<Option<String>>>);
+
+impl Failure {
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0.lock().clone()
+    }
+
+    pub(crate) fn set(&self, reason: String) {
+        self.0.lock().get_or_insert(reason);
+    }
+}
+
+/// Starts the writer thread of `partition` (and its syncer in `fsync` mode). `lock` (the log
+/// directory's lock) is held until the writer ends, so a new open of the log waits for the
+/// last write of the old one.
 pub(crate) fn spawn(partition: Arc<Partition>, lock: Option<Arc<File>>) -> Result<WriterHandle> {
     let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
     let active = {
@@ -69,7 +91,6 @@ pub(crate) fn spawn(partition: Arc<Partition>, lock: Option<Arc<File>>) -> Resul
         let last = segments.last().expect("a partition has an active segment");
         Active::of(last)
     };
-    let name = format!("log-writer-{}-{}", partition.topic, partition.id);
     let labels = [
         ("topic", partition.topic.clone()),
         ("partition", partition.id.to_string()),
@@ -77,23 +98,46 @@ pub(crate) fn spawn(partition: Arc<Partition>, lock: Option<Arc<File>>) -> Resul
     let metrics = Metrics {
         records: metrics::counter!("sluice_log_appended_records_total", &labels),
         bytes: metrics::counter!("sluice_log_appended_bytes_total", &labels),
-        syncs: metrics::counter!("sluice_log_syncs_total", &labels),
-        sync_seconds: metrics::histogram!("sluice_log_sync_seconds", &labels),
         round_appends: metrics::histogram!("sluice_log_group_commit_appends", &labels),
     };
-    let stats = partition.stats.clone();
+    let failure = Failure::default();
+    let thread_name = |role: &str| {
+        format!("log-{role}-{}", partition.id)
+            .chars()
+            .take(15)
+            .collect::<String>()
+    };
+    let syncer = if partition.config.ack == AckMode::Fsync {
+        let (to_syncer, from_writer) = sync_channel(syncer::ROUNDS_AHEAD);
+        let syncer = Syncer {
+            partition: Arc::clone(&partition),
+            failure: failure.clone(),
+            stats: Arc::clone(&partition.stats),
+            syncs: metrics::counter!("sluice_log_syncs_total", &labels),
+            sync_seconds: metrics::histogram!("sluice_log_sync_seconds", &labels),
+        };
+        let thread = std::thread::Builder::new()
+            .name(thread_name("sync"))
+            .spawn(move || syncer.run(from_writer))
+            .map_err(io_error("starting the sync thread of", partition.dir()))?;
+        Some((to_syncer, thread))
+    } else {
+        None
+    };
+    let checkpoint = Checkpoint::of(&active.index);
     let writer = Writer {
         partition: Arc::clone(&partition),
         active,
+        checkpoint,
         buf: Vec::new(),
-        waiting: Vec::new(),
-        failed: None,
+        syncer,
+        failure,
         metrics,
-        stats,
+        stats: Arc::clone(&partition.stats),
         _lock: lock,
     };
     let thread = std::thread::Builder::new()
-        .name(name.chars().take(15).collect())
+        .name(thread_name("writer"))
         .spawn(move || writer.run(receiver))
         .map_err(io_error("starting the writer thread of", partition.dir()))?;
     Ok(WriterHandle { sender, thread })
@@ -102,20 +146,16 @@ pub(crate) fn spawn(partition: Arc<Partition>, lock: Option<Arc<File>>) -> Resul
 struct Metrics {
     records: metrics::Counter,
     bytes: metrics::Counter,
-    syncs: metrics::Counter,
-    sync_seconds: metrics::Histogram,
     round_appends: metrics::Histogram,
 }
 
-/// The active segment as the writer sees it: published state plus staged batches.
+/// The active segment as the writer sees it: everything written, published or not.
 struct Active {
     base_offset: u64,
     path: PathBuf,
     file: Arc<File>,
-    /// The index including batches written but not yet published.
+    /// The index of every batch written.
     index: SegmentIndex,
-    /// Bytes of the file that readers may read.
-    published_bytes: u64,
     /// When the segment was created, for `segment-age`.
     created: SystemTime,
 }
@@ -132,8 +172,28 @@ impl Active {
             path: segment.path.clone(),
             file: Arc::clone(&segment.file),
             index: segment.index.clone(),
-            published_bytes: segment.index.segment_bytes,
             created,
+        }
+    }
+}
+
+/// The active segment's extent where the current round started: where its frames are written,
+/// and what a failed write rolls back to.
+#[derive(Debug, Clone, Copy)]
+struct Checkpoint {
+    bytes: u64,
+    entries: usize,
+    end_offset: u64,
+    max_timestamp: i64,
+}
+
+impl Checkpoint {
+    fn of(index: &SegmentIndex) -> Self {
+        Self {
+            bytes: index.segment_bytes,
+            entries: index.entries.len(),
+            end_offset: index.end_offset,
+            max_timestamp: index.max_timestamp,
         }
     }
 }
@@ -141,12 +201,12 @@ impl Active {
 struct Writer {
     partition: Arc<Partition>,
     active: Active,
+    checkpoint: Checkpoint,
     /// Frames of the current round, written with one call.
     buf: Vec<u8>,
-    /// Acks to send once the current round is durable.
-    waiting: Vec<(oneshot::Sender<Result<AppendResult>>, AppendResult)>,
-    /// Why the writer refuses appends, after a failure it cannot undo.
-    failed: Option<String>,
+    /// The sync stage, in `fsync` mode.
+    syncer: Option<(SyncSender<ToSyncer>, std::thread::JoinHandle<()>)>,
+    failure: Failure,
     metrics: Metrics,
     stats: Arc<WriterStats>,
     _lock: Option<Arc<File>>,
@@ -177,23 +237,32 @@ impl Writer {
         &self.partition.config
     }
 
-    /// Writes a round of appends and acknowledges them once durable under the ack mode.
+    fn failed(&self, reason: String) -> LogError {
+        LogError::WriterFailed {
+            path: self.partition.dir().to_owned(),
+            reason,
+        }
+    }
+
+    /// Assigns offsets to a round of appends and writes it; acknowledges per the ack mode.
     fn commit(&mut self, round: &mut Vec<AppendRequest>) {
-        if let Some(reason) = &self.failed {
+        if let Some(reason) = self.failure.get() {
             for request in round.drain(..) {
-                let _ = request.ack.send(Err(self.poisoned(reason)));
+                let _ = request.ack.send(Err(self.failed(reason.clone())));
             }
             return;
         }
         let ack = self.config().ack;
         let interval = self.config().index_interval_bytes.bytes();
+        let mut acks: Vec<PendingAck> = Vec::with_capacity(round.len());
         for mut request in round.drain(..) {
             let len = request.frame.len() as u64;
-            if self.needs_roll(len)
-                && let Err(error) = self.roll()
-            {
-                let _ = request.ack.send(Err(error));
-                continue;
+            if self.needs_roll(len) {
+                self.write_round(std::mem::take(&mut acks));
+                if let Err(error) = self.roll() {
+                    let _ = request.ack.send(Err(error));
+                    continue;
+                }
             }
             let base_offset = self.active.index.end_offset;
             let count = request.batch.record_count;
@@ -214,11 +283,10 @@ impl Writer {
             if ack == AckMode::None {
                 let _ = request.ack.send(Ok(result));
             } else {
-                self.waiting.push((request.ack, result));
+                acks.push((request.ack, result, request.permit));
             }
-            drop(request.permit);
         }
-        let _ = self.flush(ack == AckMode::Fsync);
+        self.write_round(acks);
     }
 
     fn needs_roll(&self, len: u64) -> bool {
@@ -231,115 +299,123 @@ impl Writer {
             || self.active.created.elapsed().unwrap_or_default() >= config.segment_age.get()
     }
 
-    /// Writes the buffered frames, syncs when asked, publishes them and completes the waiting
-    /// acks. On failure every waiting append gets the error.
-    fn flush(&mut self, sync: bool) -> Result<()> {
-        let result = self.write_and_sync(sync);
-        match &result {
-            Ok(()) => {
-                self.publish();
-                for (ack, appended) in self.waiting.drain(..) {
-                    let _ = ack.send(Ok(appended));
-                }
-            }
-            Err(error) => {
-                let message = error.to_string();
-                for (ack, _) in std::mem::take(&mut self.waiting) {
-                    let _ = ack.send(Err(self.copy_error(error)));
-                }
-                tracing::error!(
-                    topic = %self.partition.topic,
-                    partition = self.partition.id,
-                    error = %message,
-                    "append failed"
-                );
-            }
+    /// Writes the buffered frames where the round started, then hands the round to the syncer
+    /// (`fsync`) or publishes and acknowledges it at once (`write`, `none`).
+    fn write_round(&mut self, acks: Vec<PendingAck>) {
+        if self.buf.is_empty() && acks.is_empty() {
+            return;
         }
-        result
-    }
-
-    fn write_and_sync(&mut self, sync: bool) -> Result<()> {
+        let start = self.checkpoint;
         if !self.buf.is_empty() {
-            let position = self.active.published_bytes;
-            if let Err(error) = self.active.file.write_all_at(&self.buf, position) {
+            let written = self.active.file.write_all_at(&self.buf, start.bytes);
+            self.buf.clear();
+            if let Err(error) = written {
                 let error = io_error("writing", &self.active.path)(error);
-                self.roll_back();
-                return Err(error);
+                self.roll_back(start, &error);
+                let failed = Written {
+                    file: Arc::clone(&self.active.file),
+                    path: self.active.path.clone(),
+                    segment_bytes: start.bytes,
+                    end_offset: start.end_offset,
+                    max_timestamp: start.max_timestamp,
+                    entries: Vec::new(),
+                    acks,
+                };
+                syncer::acknowledge(vec![failed], &Err(error));
+                return;
             }
             self.stats.writes.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .bytes_written
-                .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+            self.stats.bytes_written.fetch_add(
+                self.active.index.segment_bytes - start.bytes,
+                Ordering::Relaxed,
+            );
         }
-        if sync {
-            let started = Instant::now();
-            if let Err(error) = self.active.file.sync_data() {
-                let error = io_error("syncing", &self.active.path)(error);
-                self.failed = Some(error.to_string());
-                return Err(error);
+        let index = &self.active.index;
+        let round = Written {
+            file: Arc::clone(&self.active.file),
+            path: self.active.path.clone(),
+            segment_bytes: index.segment_bytes,
+            end_offset: index.end_offset,
+            max_timestamp: index.max_timestamp,
+            entries: index.entries[start.entries..].to_vec(),
+            acks,
+        };
+        self.checkpoint = Checkpoint::of(index);
+        match &self.syncer {
+            Some((to_syncer, _)) => {
+                if let Err(unsent) = to_syncer.send(ToSyncer::Round(round)) {
+                    let ToSyncer::Round(round) = unsent.0 else {
+                        unreachable!("a round was sent")
+                    };
+                    let error = self.failed("the sync thread stopped".to_owned());
+                    self.failure.set(error.to_string());
+                    syncer::acknowledge(vec![round], &Err(error));
+                }
             }
-            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-            self.metrics.syncs.increment(1);
-            self.metrics
-                .sync_seconds
-                .record(started.elapsed().as_secs_f64());
+            None => {
+                syncer::publish(&self.partition, std::slice::from_ref(&round));
+                syncer::acknowledge(vec![round], &Ok(()));
+            }
         }
-        Ok(())
     }
 
-    /// Undoes a failed write: truncates the file to what was published and forgets the staged
-    /// batches. If even that fails, or appends were already acknowledged (`ack = none`), the
-    /// writer refuses further appends: their offsets would otherwise be handed out twice.
-    fn roll_back(&mut self) {
-        self.buf.clear();
-        let published = self
-            .partition
-            .segments
-            .read()
-            .last()
-            .map(|s| s.index.clone());
-        if let Some(index) = published {
-            self.active.index = index;
-        }
-        if let Err(error) = self.active.file.set_len(self.active.published_bytes) {
-            self.failed = Some(format!(
-                "could not truncate {} after a failed write: {error}",
+    /// Undoes a failed write: truncates the file to where the round started and forgets the
+    /// round's batches. If even that fails, or appends were already acknowledged (`ack = none`),
+    /// the partition refuses further appends: their offsets would otherwise be handed out twice.
+    fn roll_back(&mut self, start: Checkpoint, error: &LogError) {
+        let index = &mut self.active.index;
+        index.entries.truncate(start.entries);
+        index.segment_bytes = start.bytes;
+        index.end_offset = start.end_offset;
+        index.max_timestamp = start.max_timestamp;
+        if let Err(truncate) = self.active.file.set_len(start.bytes) {
+            self.failure.set(format!(
+                "could not truncate {} after a failed write ({error}): {truncate}",
                 self.active.path.display()
             ));
         } else if self.config().ack == AckMode::None {
-            self.failed =
-                Some("a write failed after its appends were acknowledged (ack = none)".to_owned());
+            self.failure.set(format!(
+                "a write failed after its appends were acknowledged (ack = none): {error}"
+            ));
+        }
+        tracing::error!(
+            topic = %self.partition.topic,
+            partition = self.partition.id,
+            %error,
+            "append failed"
+        );
+    }
+
+    /// Makes everything written so far durable and published: through the syncer in `fsync`
+    /// mode, else by syncing here (rolls and shutdown sync in every mode).
+    fn barrier(&mut self) -> Result<()> {
+        if let Some(reason) = self.failure.get() {
+            return Err(self.failed(reason));
+        }
+        match &self.syncer {
+            Some((to_syncer, _)) => {
+                let (answer, answered) = sync_channel(1);
+                to_syncer
+                    .send(ToSyncer::Barrier(answer))
+                    .map_err(|_| self.failed("the sync thread stopped".to_owned()))?;
+                answered
+                    .recv()
+                    .map_err(|_| self.failed("the sync thread stopped".to_owned()))?
+            }
+            None => self.active.file.sync_data().map_err(|error| {
+                let error = io_error("syncing", &self.active.path)(error);
+                self.failure.set(error.to_string());
+                error
+            }),
         }
     }
 
-    /// Makes the written frames visible to readers and wakes tail-following readers.
-    fn publish(&mut self) {
-        self.buf.clear();
-        let end_offset = self.active.index.end_offset;
-        {
-            let mut segments = self.partition.segments.write();
-            let last = segments
-                .last_mut()
-                .expect("a partition has an active segment");
-            debug_assert_eq!(last.base_offset, self.active.base_offset);
-            let published = last.index.entries.len();
-            last.index
-                .entries
-                .extend_from_slice(&self.active.index.entries[published..]);
-            last.index.segment_bytes = self.active.index.segment_bytes;
-            last.index.end_offset = end_offset;
-            last.index.max_timestamp = self.active.index.max_timestamp;
-        }
-        self.active.published_bytes = self.active.index.segment_bytes;
-        self.partition.end.send_replace(end_offset);
-    }
-
-    /// Seals the active segment and starts the next one: what is buffered is written, synced
-    /// (in every ack mode: a sealed segment is complete on disk before the next one gets data),
-    /// published and acknowledged; the sealed segment's index is written; the new segment file
-    /// is created and its directory entry synced.
+    /// Seals the active segment and starts the next one: everything written is made durable
+    /// and published (a sealed segment is complete on disk before the next one gets data), the
+    /// sealed segment's index is written, and the new segment file is created and its
+    /// directory entry synced.
     fn roll(&mut self) -> Result<()> {
-        self.flush(true)?;
+        self.barrier()?;
         if let Err(error) = segment::write_index(&self.active.path, &self.active.index) {
             // Not fatal: a missing index is rebuilt by scanning at the next open.
             tracing::warn!(segment = %self.active.path.display(), %error, "could not write a segment index");
@@ -371,44 +447,25 @@ impl Writer {
             path,
             file,
             index: SegmentIndex::empty(base_offset),
-            published_bytes: 0,
             created: SystemTime::now(),
         };
+        self.checkpoint = Checkpoint::of(&self.active.index);
         Ok(())
     }
 
-    /// At shutdown: sync what `write`/`none` left in the page cache and write the active
-    /// segment's index, so the next open needs no scan.
+    /// At shutdown: make everything durable and published, stop the syncer, and write the
+    /// active segment's index so the next open needs no scan.
     fn close(mut self) {
-        if self.failed.is_some() {
-            return;
+        let synced = self.barrier();
+        if let Some((to_syncer, thread)) = self.syncer.take() {
+            drop(to_syncer);
+            let _ = thread.join();
         }
-        if self.config().ack != AckMode::Fsync && self.flush(true).is_err() {
+        if synced.is_err() {
             return;
         }
         if let Err(error) = segment::write_index(&self.active.path, &self.active.index) {
             tracing::warn!(segment = %self.active.path.display(), %error, "could not write a segment index");
-        }
-    }
-
-    fn poisoned(&self, reason: &str) -> LogError {
-        LogError::WriterFailed {
-            path: self.partition.dir().to_owned(),
-            reason: reason.to_owned(),
-        }
-    }
-
-    /// `LogError` is not `Clone` (it holds an `io::Error`); each waiting append gets an
-    /// equivalent copy.
-    fn copy_error(&self, error: &LogError) -> LogError {
-        match error {
-            LogError::DiskFull { path } => LogError::DiskFull { path: path.clone() },
-            LogError::Io { op, path, source } => LogError::Io {
-                op,
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            other => self.poisoned(&other.to_string()),
         }
     }
 }

@@ -24,9 +24,22 @@ pub(crate) fn config(ack: AckMode) -> LogConfig {
     }
 }
 
+/// Held by the crash test while it spawns a child. A child inherits every descriptor of this
+/// process between `clone` and `exec` (they are close-on-exec, so only then), including the lock
+/// of any log open in another test; a test that closes and reopens its log in that window would
+/// find it locked by the child. `Command::spawn` returns after the `exec`, so opening under this
+/// guard never meets such a window.
+pub(crate) static SPAWN_GUARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Opens (or creates) a file log in `dir`.
 pub(crate) fn open(dir: &Path, config: &LogConfig) -> FileLog {
-    FileLog::open(dir, config).expect("open log")
+    try_open(dir, config).expect("open log")
+}
+
+/// Opens a file log in `dir`, returning the error.
+pub(crate) fn try_open(dir: &Path, config: &LogConfig) -> Result<FileLog, sluice_log::LogError> {
+    let _guard = SPAWN_GUARD.lock().unwrap_or_else(|e| e.into_inner());
+    FileLog::open(dir, config)
 }
 
 /// A record with a text key and value.

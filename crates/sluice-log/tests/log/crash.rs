@@ -131,6 +131,9 @@ fn parse_ack(round: u32, line: &str) -> Option<Acked> {
 
 /// Runs one child and kills it after a random delay; returns the appends it acknowledged.
 fn run_child(dir: &Path, round: u32, rng: &mut impl Rng) -> Vec<Acked> {
+    let guard = crate::common::SPAWN_GUARD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash::crash_child", "--ignored", "--nocapture"])
         .args(["--test-threads=1", "-q"])
@@ -140,6 +143,7 @@ fn run_child(dir: &Path, round: u32, rng: &mut impl Rng) -> Vec<Acked> {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the child");
+    drop(guard);
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
@@ -199,7 +203,7 @@ fn every_acknowledged_record_survives_sigkill() {
         acked.extend(new);
 
         runtime.block_on(async {
-            let log = FileLog::open(dir.path(), &config(AckMode::Fsync)).expect("reopen after kill");
+            let log = crate::common::open(dir.path(), &config(AckMode::Fsync));
             // The child may have died before its topic existed.
             log.create_topic(TopicSpec::new(TOPIC, PARTITIONS)).await.unwrap();
             let mut stored = HashMap::new();

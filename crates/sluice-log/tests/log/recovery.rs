@@ -196,7 +196,7 @@ fn a_damaged_sealed_segment_is_refused_with_its_path() {
         bytes[100] ^= 1;
         std::fs::write(&segments[0], &bytes).unwrap();
         std::fs::remove_file(index_path(&segments[0])).unwrap();
-        let error = FileLog::open(dir.path(), &config).unwrap_err();
+        let error = crate::common::try_open(dir.path(), &config).unwrap_err();
         assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
         let message = error.to_string();
         assert!(message.contains("00000000000000000000.log"), "{message}");

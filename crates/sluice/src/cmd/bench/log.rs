@@ -1,7 +1,10 @@
 //! `sluice bench log`: concurrent batched appends to the file log, a replay of what was written,
-//! and, beside them, the raw bandwidth of the same disk written the same way (a plain file,
-//! the same write size and one sync per write, one writer per partition), so the log's
-//! overhead is visible in one run.
+//! and, beside them, the raw bandwidth of the same disk written the same way (plain files, one
+//! writer per partition, each write as large as what one of the log's syncs made durable, then
+//! `fdatasync`), so the log's overhead is visible in one run.
+//!
+//! Shared disks swing from second to second, so the two are measured in alternating slices of
+//! about [`SLICE`] each (log, disk, log, disk, …) and summed: both see the same conditions.
 
 use crate::config::ConfigArgs;
 use crate::{UserError, log_tools};
@@ -9,6 +12,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
+use sluice_log::file::LogStats;
 use sluice_log::{AckMode, FileLog, Log, ReadOptions, Record, TopicSpec};
 use std::fs::File;
 use std::io::Write;
@@ -24,7 +28,7 @@ pub struct LogBenchArgs {
     /// afterwards]. Use a directory on the disk you want to measure.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Seconds of appends (and as long again for the disk baseline).
+    /// Seconds of appends (and as long again for the disk baseline, in alternating slices).
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     duration: f64,
     /// Bytes of key + value per record.
@@ -46,6 +50,8 @@ pub struct LogBenchArgs {
 
 /// The key of every record: the size of a typical anonymous id.
 const KEY_LEN: usize = 16;
+/// Length of one slice of appends or of disk baseline.
+const SLICE: Duration = Duration::from_millis(500);
 /// Bytes per read when replaying.
 const READ_BYTES: usize = 4 << 20;
 const MB: f64 = 1_000_000.0;
@@ -96,20 +102,35 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         dir.display()
     );
 
-    let appended = runtime.block_on(append_phase(&log, &args))?;
-    let stats = log.stats();
-    let replay = runtime.block_on(read_phase(&log, &appended.ranges))?;
-    runtime.block_on(log.close())?;
-
-    let write_size = (stats.bytes_written / stats.writes.max(1)).max(1) as usize;
+    let topic = "bench";
+    let starts = runtime.block_on(end_offsets(&log, topic, args.partitions))?;
+    let slices = (args.duration / SLICE.as_secs_f64()).ceil().max(1.0);
+    let slice = Duration::from_secs_f64(args.duration / slices);
     let sync_every_write = args.ack == AckMode::Fsync;
-    let disk = disk_baseline(
-        &dir,
-        args.partitions,
-        write_size,
-        sync_every_write,
-        args.duration,
-    )?;
+    let mut appended = Appended::default();
+    let mut disk = Disk::default();
+    for _ in 0..slices as u32 {
+        runtime.block_on(append_for(&log, &args, slice, &mut appended))?;
+        let stats = log.stats();
+        let write_size = baseline_write_size(&stats, sync_every_write);
+        disk_baseline(
+            &dir,
+            args.partitions,
+            write_size,
+            sync_every_write,
+            slice,
+            &mut disk,
+        )?;
+    }
+    let stats = log.stats();
+    let write_size = baseline_write_size(&stats, sync_every_write);
+    let ends = runtime.block_on(end_offsets(&log, topic, args.partitions))?;
+    let ranges: Vec<(u32, u64, u64)> = (0..args.partitions)
+        .map(|p| (p, starts[p as usize], ends[p as usize]))
+        .collect();
+    let replay = runtime.block_on(read_phase(&log, &ranges))?;
+    runtime.block_on(log.close())?;
+    let disk_mb_s = disk.bytes as f64 / MB / disk.elapsed.as_secs_f64();
 
     let seconds = appended.elapsed.as_secs_f64();
     let append_mb_s = appended.bytes as f64 / MB / seconds;
@@ -124,19 +145,20 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     );
     println!("append latency: p50 {p50:.3} ms, p99 {p99:.3} ms, p99.9 {p999:.3} ms");
     println!(
-        "group commit: {} writes, {} syncs, {} B per write, {:.1} appends per write",
+        "group commit: {} writes of {} B on average, {} syncs of {} B, {:.1} appends per sync",
         stats.writes,
+        stats.bytes_written / stats.writes.max(1),
         stats.syncs,
-        write_size,
-        appended.appends as f64 / stats.writes.max(1) as f64
+        stats.bytes_written / stats.syncs.max(1),
+        appended.appends as f64 / stats.syncs.max(1) as f64
     );
     println!(
         "disk: {:.1} MB/s writing {write_size} B per write{} to {} plain file{}; the log's records reach {:.0}% of it",
-        disk.mb_s,
+        disk_mb_s,
         if sync_every_write { " + fdatasync" } else { "" },
         args.partitions,
         if args.partitions == 1 { "" } else { "s" },
-        100.0 * append_mb_s / disk.mb_s
+        100.0 * append_mb_s / disk_mb_s
     );
     println!(
         "replay: {read_mb_s:.1} MB/s ({} records, {:.1} MB in {:.2} s, from the page cache)",
@@ -146,16 +168,16 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     );
     let summary = serde_json::json!({
         "append_mb_s": round(append_mb_s),
-        "disk_mb_s": round(disk.mb_s),
+        "disk_mb_s": round(disk_mb_s),
         "read_mb_s": round(read_mb_s),
         "p99_ms": round(p99),
         "p50_ms": round(p50),
         "p999_ms": round(p999),
         "append_disk_mb_s": round(append_disk_mb_s),
-        "ratio": round(append_mb_s / disk.mb_s),
+        "ratio": round(append_mb_s / disk_mb_s),
         "appends_s": round(appended.appends as f64 / seconds),
         "records_s": round(appended.records as f64 / seconds),
-        "bytes_per_write": write_size,
+        "baseline_write_bytes": write_size,
         "syncs": stats.syncs,
         "ack": args.ack.as_str(),
         "record_size": args.record_size,
@@ -167,10 +189,18 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The baseline writes what the log made durable per sync in one write followed by one sync
+/// (the plain-file equivalent of a group commit); without syncs, the log's average write.
+fn baseline_write_size(stats: &LogStats, sync: bool) -> usize {
+    let per = if sync { stats.syncs } else { stats.writes };
+    (stats.bytes_written / per.max(1)).max(1) as usize
+}
+
 fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
+/// What the append slices did, summed.
 struct Appended {
     elapsed: Duration,
     appends: u64,
@@ -179,64 +209,69 @@ struct Appended {
     bytes: u64,
     /// Append latency in microseconds.
     latency: Histogram<u64>,
-    /// Per partition, the offsets this run wrote.
-    ranges: Vec<(u32, u64, u64)>,
 }
 
-async fn append_phase(log: &FileLog, args: &LogBenchArgs) -> anyhow::Result<Appended> {
-    let topic = "bench";
-    log.create_topic(TopicSpec::new(topic, args.partitions))
+impl Default for Appended {
+    fn default() -> Self {
+        Self {
+            elapsed: Duration::ZERO,
+            appends: 0,
+            records: 0,
+            bytes: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+        }
+    }
+}
+
+/// Creates the topic if needed; returns each partition's end offset.
+async fn end_offsets(log: &FileLog, topic: &str, partitions: u32) -> anyhow::Result<Vec<u64>> {
+    log.create_topic(TopicSpec::new(topic, partitions))
         .await
         .map_err(log_tools::user_or_internal)?;
-    let starts: Vec<u64> = log.describe(Some(topic)).await?[0]
+    Ok(log.describe(Some(topic)).await?[0]
         .partitions
         .iter()
         .map(|p| p.end_offset)
-        .collect();
+        .collect())
+}
+
+/// Runs every appender for `slice`, adding what they did to `total`.
+async fn append_for(
+    log: &FileLog,
+    args: &LogBenchArgs,
+    slice: Duration,
+    total: &mut Appended,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(args.duration);
+    let deadline = started + slice;
     let tasks: Vec<_> = (0..args.appenders)
         .map(|appender| {
             let log = log.clone();
             let partition = appender % args.partitions;
             let batch = records(appender, args.batch, args.record_size);
             tokio::spawn(async move {
-                let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                    .expect("histogram bounds are valid");
-                let (mut appends, mut records) = (0u64, 0u64);
+                let mut done = Appended::default();
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    let result = log.append(topic, partition, batch.clone()).await?;
-                    latency.saturating_record(sent.elapsed().as_micros() as u64);
-                    appends += 1;
-                    records += u64::from(result.count);
+                    let result = log.append("bench", partition, batch.clone()).await?;
+                    done.latency
+                        .saturating_record(sent.elapsed().as_micros() as u64);
+                    done.appends += 1;
+                    done.records += u64::from(result.count);
                 }
-                anyhow::Ok((latency, appends, records))
+                anyhow::Ok(done)
             })
         })
         .collect();
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut appends, mut records) = (0, 0);
     for task in tasks {
-        let (histogram, task_appends, task_records) = task.await??;
-        latency.add(&histogram)?;
-        appends += task_appends;
-        records += task_records;
+        let done = task.await??;
+        total.latency.add(&done.latency)?;
+        total.appends += done.appends;
+        total.records += done.records;
     }
-    let elapsed = started.elapsed();
-    let ends = log.describe(Some(topic)).await?[0].partitions.clone();
-    let ranges = ends
-        .iter()
-        .map(|p| (p.partition, starts[p.partition as usize], p.end_offset))
-        .collect();
-    Ok(Appended {
-        elapsed,
-        appends,
-        records,
-        bytes: records * args.record_size as u64,
-        latency,
-        ranges,
-    })
+    total.elapsed += started.elapsed();
+    total.bytes = total.records * args.record_size as u64;
+    Ok(())
 }
 
 /// One append's records: a 16-byte key and a JSON-like value, different per appender.
@@ -307,39 +342,49 @@ async fn read_phase(log: &FileLog, ranges: &[(u32, u64, u64)]) -> anyhow::Result
     })
 }
 
+/// What the disk baseline slices wrote, summed.
+#[derive(Default)]
 struct Disk {
-    mb_s: f64,
+    elapsed: Duration,
+    bytes: u64,
 }
 
-/// The disk written the way the log writes it: `files` plain files, one thread each, appending
-/// `write_size` bytes per write and syncing after each write when `sync` is set.
+/// The disk written the way the log writes it for `slice`: `files` plain files, one thread
+/// each, appending `write_size` bytes per write and syncing after each write when `sync` is set.
 fn disk_baseline(
     dir: &Path,
     files: u32,
     write_size: usize,
     sync: bool,
-    seconds: f64,
-) -> anyhow::Result<Disk> {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    slice: Duration,
+    total: &mut Disk,
+) -> anyhow::Result<()> {
+    let opened: Vec<(PathBuf, File)> = (0..files)
+        .map(|i| {
+            let path = dir.join(format!("disk-baseline-{i}.tmp"));
+            let file =
+                File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            anyhow::Ok((path, file))
+        })
+        .collect::<Result<_, _>>()?;
     let started = Instant::now();
-    let written: u64 = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..files)
-            .map(|i| {
-                let path = dir.join(format!("disk-baseline-{i}.tmp"));
+    let deadline = started + slice;
+    let written = std::thread::scope(|scope| {
+        let threads: Vec<_> = opened
+            .iter()
+            .map(|(path, file)| {
                 scope.spawn(move || -> anyhow::Result<u64> {
-                    let mut file = File::create(&path)
-                        .with_context(|| format!("creating {}", path.display()))?;
+                    let mut file = file;
                     let chunk = vec![0x5a_u8; write_size];
                     let mut written = 0u64;
                     while Instant::now() < deadline {
-                        file.write_all(&chunk)?;
+                        file.write_all(&chunk)
+                            .with_context(|| format!("writing {}", path.display()))?;
                         if sync {
                             file.sync_data()?;
                         }
                         written += write_size as u64;
                     }
-                    drop(file);
-                    std::fs::remove_file(&path)?;
                     Ok(written)
                 })
             })
@@ -349,9 +394,13 @@ fn disk_baseline(
             .map(|t| t.join().expect("baseline thread"))
             .sum::<anyhow::Result<u64>>()
     })?;
-    Ok(Disk {
-        mb_s: written as f64 / MB / started.elapsed().as_secs_f64(),
-    })
+    total.elapsed += started.elapsed();
+    total.bytes += written;
+    for (path, file) in opened {
+        drop(file);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
