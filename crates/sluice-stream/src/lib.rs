@@ -1,1 +1,9 @@
-//! Metric definitions and the event-time window engine. Filled in by the stream-engine issue.
+//! The stream engine (work in progress).
+
+pub mod decimal;
+pub mod error;
+pub mod plan;
+pub mod sql;
+pub mod window;
+
+pub use error::{SqlError, StreamError};
