@@ -1,5 +1,6 @@
 //! The stream engine (work in progress).
 
+pub mod agg;
 pub mod decimal;
 pub mod error;
 pub mod plan;
