@@ -1,13 +1,16 @@
 //! The stream engine (work in progress).
 
 pub mod agg;
+pub mod config;
 pub mod decimal;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod json;
 pub mod keys;
 pub mod plan;
 pub mod sql;
+pub mod watermark;
 pub mod window;
 
 pub use error::{SqlError, StreamError};
