@@ -229,6 +229,7 @@ impl WindowStore {
             bounds = bounds.cover(&self.entries[id].window);
         }
         for &id in overlapping.iter().filter(|&&id| id != survivor) {
+            self.retract(id);
             let (absorbed, _) = self.remove(id);
             let entry = &mut self.entries[survivor];
             entry.state.merge(&absorbed.state)?;
