@@ -139,7 +139,7 @@ fn run(text: &str) -> (String, String) {
     processor.add_metric(plan.clone().into()).unwrap();
     let mut actual = String::new();
     let mut now = 0i64;
-    let mut emit = |out: &mut Outputs, actual: &mut String| {
+    let emit = |out: &mut Outputs, actual: &mut String| {
         for update in out.updates.drain(..) {
             render_update(&plan, &update, actual);
         }
