@@ -216,6 +216,16 @@ pub fn parse_sent_at(text: Option<&str>, path: &str) -> Result<Option<Millis>, E
 
 /// Validates and normalizes one Segment message (`raw` is its JSON text).
 pub fn normalize(raw: &[u8], ctx: &NormalizeContext<'_>) -> Result<Event, EventError> {
+    normalize_message(&parse_message(raw, ctx)?, ctx)
+}
+
+/// Parses one message (checking its size and shape) without normalizing it, for callers that
+/// need a field (the `writeKey`) before they can build the [`NormalizeContext`]; `ctx.tenant`
+/// is not used here.
+pub fn parse_message<'a>(
+    raw: &'a [u8],
+    ctx: &NormalizeContext<'_>,
+) -> Result<RawMessage<'a>, EventError> {
     let limit = ctx.limits.max_event_bytes.as_usize();
     if raw.len() > limit {
         return Err(EventError {
@@ -235,14 +245,12 @@ pub fn normalize(raw: &[u8], ctx: &NormalizeContext<'_>) -> Result<Event, EventE
             kind: EventErrorKind::WrongType(message),
         });
     }
-    let message = match serde_json::from_slice::<RawMessage<'_>>(raw) {
-        Ok(message) => message,
-        Err(error) => return Err(describe_json_error::<RawMessage<'_>>(raw, error, ctx.path)),
-    };
-    normalize_message(&message, ctx)
+    serde_json::from_slice::<RawMessage<'a>>(raw)
+        .map_err(|error| describe_json_error::<RawMessage<'_>>(raw, error, ctx.path))
 }
 
-fn normalize_message(
+/// Validates and normalizes a parsed message.
+pub fn normalize_message(
     message: &RawMessage<'_>,
     ctx: &NormalizeContext<'_>,
 ) -> Result<Event, EventError> {

@@ -4,6 +4,7 @@
 use crate::config::{ConfigProblem, Validate, join};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One `[[tenants]]` table in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,53 @@ pub fn validate_tenants(tenants: &[TenantConfig], path: &str, problems: &mut Vec
     }
 }
 
+/// Which tenant a key belongs to, and what it may do.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    write: HashMap<String, Arc<str>>,
+    read: HashMap<String, Arc<str>>,
+}
+
+impl KeyRing {
+    /// The keys of validated tenants.
+    pub fn from_tenants(tenants: &[TenantConfig]) -> Self {
+        let mut ring = KeyRing::default();
+        for tenant in tenants {
+            let name: Arc<str> = Arc::from(tenant.name.as_str());
+            for key in &tenant.write_keys {
+                ring.write.insert(key.clone(), Arc::clone(&name));
+            }
+            for key in &tenant.read_keys {
+                ring.read.insert(key.clone(), Arc::clone(&name));
+            }
+        }
+        ring
+    }
+
+    /// The tenant a write key sends events for.
+    pub fn tenant_for_write_key(&self, key: &str) -> Option<&Arc<str>> {
+        self.write.get(key)
+    }
+
+    /// The tenant a read key reads.
+    pub fn tenant_for_read_key(&self, key: &str) -> Option<&Arc<str>> {
+        self.read.get(key)
+    }
+
+    /// Every tenant with at least one key.
+    pub fn tenants(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = self
+            .write
+            .values()
+            .chain(self.read.values())
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
 impl Validate for Vec<TenantConfig> {
     fn validate(&self, path: &str, problems: &mut Vec<ConfigProblem>) {
         validate_tenants(self, path, problems);
@@ -98,6 +146,33 @@ mod tests {
             write_keys: write.iter().map(|k| k.to_string()).collect(),
             read_keys: vec![],
         }
+    }
+
+    #[test]
+    fn the_key_ring_maps_keys_to_their_tenant_by_role() {
+        let mut shop = tenant("shop", &["wk_shop_0123456789"]);
+        shop.read_keys.push("rk_shop_0123456789".into());
+        let ring = KeyRing::from_tenants(&[shop, tenant("blog", &["wk_blog_0123456789"])]);
+        assert_eq!(
+            ring.tenant_for_write_key("wk_shop_0123456789")
+                .map(|t| &**t),
+            Some("shop")
+        );
+        assert_eq!(
+            ring.tenant_for_write_key("rk_shop_0123456789"),
+            None,
+            "a read key cannot write"
+        );
+        assert_eq!(
+            ring.tenant_for_read_key("rk_shop_0123456789").map(|t| &**t),
+            Some("shop")
+        );
+        assert_eq!(
+            ring.tenant_for_read_key("wk_blog_0123456789"),
+            None,
+            "a write key cannot read"
+        );
+        assert_eq!(ring.tenants().len(), 2);
     }
 
     #[test]

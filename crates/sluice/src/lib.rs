@@ -8,10 +8,12 @@
 //! - `telemetry.rs`: logs and the Prometheus recorder.
 //! - `tenants.rs`, `data_dir.rs`: start-up chores.
 
+pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod data_dir;
 pub mod server;
+pub mod synth;
 pub mod telemetry;
 pub mod tenants;
 

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// Whether the process should receive traffic (`/readyz`): not while starting (recovering the
@@ -71,12 +70,13 @@ pub fn app(
             readiness,
             prometheus,
         });
+    let max_body = config.max_request_bytes.as_usize();
     stages
         .merge(ops)
+        .layer(middleware::from_fn(move |request, next| {
+            limit_body(max_body, request, next)
+        }))
         .layer(middleware::from_fn(track_requests))
-        .layer(RequestBodyLimitLayer::new(
-            config.max_request_bytes.as_usize(),
-        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout.get(),
@@ -103,6 +103,25 @@ async fn render_metrics(State(ops): State<Ops>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Refuses bodies over `server.max-request-bytes` with a 413 that names the setting: at once
+/// when `Content-Length` says so, otherwise when the streamed body crosses the limit.
+async fn limit_body(max: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        let message = format!(
+            "request body is larger than the limit of {max} bytes (server.max-request-bytes); send smaller requests"
+        );
+        let body = serde_json::json!({ "success": false, "error": { "code": "too_large", "message": message } });
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let limited = axum::body::Body::new(http_body_util::Limited::new(body, max));
+    next.run(Request::from_parts(parts, limited)).await
 }
 
 /// Counts every request and records its latency, labelled by route template (never by raw
@@ -138,27 +157,31 @@ pub async fn serve(
         .await
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops sluice");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// SIGINT (Ctrl-C) and SIGTERM handlers, installed when this is created — before the server
+/// announces itself, so a signal sent right after start-up is never missed.
+#[derive(Debug)]
+pub struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers (needs a running tokio runtime).
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub async fn wait(mut self) {
         tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }
 
 /// A listener that holds at most `max` connections open at once: past that, new connections

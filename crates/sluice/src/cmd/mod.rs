@@ -1,6 +1,8 @@
 //! The subcommands: one file each, one line each in [`Command`].
 
+pub mod bench;
 pub mod check_config;
+pub mod send;
 pub mod serve;
 pub mod version;
 
@@ -26,6 +28,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check a config file and report every problem with its path.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Send Segment messages from an NDJSON file or JSON array to a running sluice.
+    Send(send::SendArgs),
+    /// Benchmarks: throughput and latency of each stage, measured for real.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Print the version.
     Version,
 }
@@ -36,6 +43,8 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve::run(args),
             Command::CheckConfig(args) => check_config::run(args),
+            Command::Send(args) => send::run(args),
+            Command::Bench(command) => command.run(),
             Command::Version => version::run(),
         }
     }

@@ -1,7 +1,7 @@
 //! `sluice serve`: every stage in one process on one data directory.
 
 use crate::config::{Config, ConfigArgs};
-use crate::server::{self, LimitedListener, Readiness};
+use crate::server::{self, LimitedListener, Readiness, ShutdownSignals};
 use crate::{UserError, data_dir, telemetry, tenants};
 use anyhow::Context;
 use axum::Router;
@@ -38,6 +38,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let signals = ShutdownSignals::install().context("installing signal handlers")?;
     let _lock = data_dir::lock(&config.data_dir)?;
     let tenants = tenants::resolve(&config.tenants, &config.data_dir)?;
     let prometheus = telemetry::prometheus();
@@ -62,7 +63,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%local, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");
     println!("sluice listening on http://{local}");
 
-    server::shutdown_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     readiness.set_stopping();
     shutdown.cancel();

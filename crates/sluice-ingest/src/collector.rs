@@ -1,0 +1,423 @@
+//! The collector's core: from an authenticated, decoded request body to durable records, with
+//! per-event errors, dead letters and deduplication. HTTP framing lives in [`crate::http`].
+//!
+//! One request, in order:
+//! 1. parse the body (a batch, or one message) — a body that is not JSON fails as a whole;
+//! 2. resolve the write key (header, else `writeKey` in the body) to a tenant;
+//! 3. normalize every message; invalid ones become [`Rejection`]s and dead letters;
+//! 4. claim each client `messageId` in the dedup set: duplicates are skipped, ids another
+//!    request is still appending make the whole request retry later (nothing was written);
+//! 5. append accepted events, grouped by partition (murmur2 of the partition key), and dead
+//!    letters concurrently; return only once every append is durable under the log's ack mode;
+//! 6. commit the ids of the partitions that were appended (even if another partition failed,
+//!    so the client's retry does not duplicate them) and answer.
+
+use crate::config::IngestConfig;
+use crate::dedup::{Claim, Claims, Dedup, fingerprint};
+use crate::metrics::IngestMetrics;
+use bytes::Bytes;
+use serde::Serialize;
+use sluice_core::normalize::{self, EventError, NormalizeContext};
+use sluice_core::segment::RawMessage;
+use sluice_core::tenant::KeyRing;
+use sluice_core::time::{Millis, now_millis};
+use sluice_core::{Event, EventType, Limits};
+use sluice_log::{Log, LogError, Record, partition_for_key};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// One rejected message, as reported to the client and written to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Position in the batch (`None` for a single-message request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// Field path (`batch[3].userId`).
+    pub path: String,
+    /// Stable reason code (`missing_field`, `too_large`, …).
+    pub reason: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Rejection {
+    fn from_error(index: Option<usize>, error: &EventError) -> Self {
+        Self {
+            index,
+            path: error.path.clone(),
+            reason: error.kind.reason(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The result of a request whose body could be read.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Accepted {
+    /// Events appended.
+    pub accepted: usize,
+    /// Events skipped because their `messageId` was already appended within the dedup window.
+    pub duplicates: usize,
+    /// Events refused, each also in the dead-letter topic.
+    pub rejected: Vec<Rejection>,
+}
+
+/// Why a request was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// No valid write key (401).
+    #[error("{0}")]
+    Unauthorized(#[from] crate::auth::KeyError),
+    /// The body as a whole is invalid: not JSON, not a batch, too large (400 / 413).
+    #[error("{0}")]
+    Invalid(EventError),
+    /// Another request is appending some of these message ids right now (429).
+    #[error("another request with the same messageIds is being processed; retry shortly")]
+    Busy,
+    /// Too many bytes in flight (503).
+    #[error("the collector is at capacity ({0} bytes in flight); retry shortly")]
+    Overloaded(usize),
+    /// The log did not take the events (503); nothing acknowledged is lost, retry.
+    #[error("events could not be stored: {0}; retry shortly")]
+    Unavailable(#[from] LogError),
+}
+
+/// The collector: validates, deduplicates and appends events.
+#[derive(Debug)]
+pub struct Collector<L> {
+    log: Arc<L>,
+    keys: Arc<KeyRing>,
+    limits: Limits,
+    config: IngestConfig,
+    events_partitions: u32,
+    dead_letter_partitions: u32,
+    dedup: Dedup,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    metrics: IngestMetrics,
+}
+
+/// Budget held while a request is processed.
+#[derive(Debug)]
+pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl<L: Log> Collector<L> {
+    /// A collector appending to `log`, whose events and dead-letter topics must exist.
+    pub async fn new(
+        log: Arc<L>,
+        keys: Arc<KeyRing>,
+        limits: Limits,
+        config: IngestConfig,
+    ) -> Result<Self, LogError> {
+        let partitions_of = |topic: &str| {
+            let log = Arc::clone(&log);
+            let topic = topic.to_owned();
+            async move {
+                let topics = log.describe(Some(&topic)).await?;
+                Ok::<u32, LogError>(
+                    topics
+                        .first()
+                        .map_or(0, |info| info.partitions.len() as u32),
+                )
+            }
+        };
+        let events_partitions = partitions_of(&config.events_topic).await?;
+        let dead_letter_partitions = partitions_of(&config.dead_letter_topic).await?;
+        if events_partitions == 0 {
+            return Err(LogError::UnknownTopic(config.events_topic.clone()));
+        }
+        if dead_letter_partitions == 0 {
+            return Err(LogError::UnknownTopic(config.dead_letter_topic.clone()));
+        }
+        let budget_bytes = config
+            .max_in_flight_bytes
+            .as_usize()
+            .min(Semaphore::MAX_PERMITS);
+        Ok(Self {
+            dedup: Dedup::new(config.dedup_window.get(), config.dedup_capacity),
+            budget: Arc::new(Semaphore::new(budget_bytes)),
+            budget_bytes,
+            metrics: IngestMetrics::new(),
+            log,
+            keys,
+            limits,
+            config,
+            events_partitions,
+            dead_letter_partitions,
+        })
+    }
+
+    /// The limits events are checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The collector's configuration.
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// Reserves `bytes` of the in-flight budget, or refuses at once when it is spent.
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
+        let wanted = bytes.clamp(1, self.budget_bytes) as u32;
+        match Arc::clone(&self.budget).try_acquire_many_owned(wanted) {
+            Ok(permit) => Ok(Reservation(permit)),
+            Err(_) => {
+                self.metrics.overloaded.increment(1);
+                Err(IngestError::Overloaded(
+                    self.budget_bytes - self.budget.available_permits(),
+                ))
+            }
+        }
+    }
+
+    /// Ingests one decoded request body. `endpoint` is the single-message type, `None` for a
+    /// batch; `header_key` the write key from the `Authorization` header, if any.
+    pub async fn ingest(
+        &self,
+        endpoint: Option<EventType>,
+        header_key: Option<String>,
+        body: &[u8],
+    ) -> Result<Accepted, IngestError> {
+        let received_at = now_millis();
+        self.metrics.bytes.increment(body.len() as u64);
+        let base = NormalizeContext {
+            tenant: "",
+            received_at,
+            limits: &self.limits,
+            endpoint,
+            batch_sent_at: None,
+            batch_context: None,
+            path: "",
+        };
+        let parsed = match endpoint {
+            None => normalize::parse_batch(body, &self.limits).map(Parsed::Batch),
+            Some(_) => normalize::parse_message(body, &base).map(|m| Parsed::Single(Box::new(m))),
+        };
+        let body_key = match &parsed {
+            Ok(Parsed::Batch(batch)) => batch.write_key.as_deref(),
+            Ok(Parsed::Single(message)) => message.write_key.as_deref(),
+            Err(_) => None,
+        };
+        let key = header_key
+            .or_else(|| body_key.map(str::to_owned))
+            .ok_or(crate::auth::KeyError::Missing);
+        let tenant = match key.and_then(|key| {
+            self.keys
+                .tenant_for_write_key(&key)
+                .cloned()
+                .ok_or(crate::auth::KeyError::Unknown)
+        }) {
+            Ok(tenant) => tenant,
+            Err(error) => {
+                self.metrics.unauthorized.increment(1);
+                return Err(error.into());
+            }
+        };
+        let counters = self.metrics.tenant(&tenant);
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let rejection = Rejection::from_error(None, &error);
+                self.metrics.rejected(rejection.reason, 1);
+                self.dead_letters(&tenant, received_at, endpoint, &[(rejection, body)])
+                    .await?;
+                return Err(IngestError::Invalid(error));
+            }
+        };
+
+        // Each accepted event, with whether its messageId came from the client.
+        let mut events: Vec<(Event, bool)> = Vec::new();
+        let mut rejected: Vec<(Rejection, &[u8])> = Vec::new();
+        match &parsed {
+            Parsed::Single(message) => match normalize::normalize_message(
+                message,
+                &NormalizeContext {
+                    tenant: &tenant,
+                    ..base
+                },
+            ) {
+                Ok(event) => events.push((event, has_id(message))),
+                Err(error) => rejected.push((Rejection::from_error(None, &error), body)),
+            },
+            Parsed::Batch(batch) => {
+                let sent_at = normalize::parse_sent_at(batch.sent_at.as_deref(), "sentAt")
+                    .map_err(IngestError::Invalid)?;
+                events.reserve(batch.batch.len());
+                let mut path = String::new();
+                for (index, raw) in batch.batch.iter().enumerate() {
+                    path.clear();
+                    use std::fmt::Write;
+                    let _ = write!(path, "batch[{index}]");
+                    let ctx = NormalizeContext {
+                        tenant: &tenant,
+                        batch_sent_at: sent_at,
+                        batch_context: batch.context,
+                        path: &path,
+                        ..base
+                    };
+                    let raw = raw.get().as_bytes();
+                    let normalized = normalize::parse_message(raw, &ctx).and_then(|message| {
+                        Ok((
+                            normalize::normalize_message(&message, &ctx)?,
+                            has_id(&message),
+                        ))
+                    });
+                    match normalized {
+                        Ok(event) => events.push(event),
+                        Err(error) => {
+                            rejected.push((Rejection::from_error(Some(index), &error), raw))
+                        }
+                    }
+                }
+            }
+        }
+
+        // Claim client-provided ids; generated ones are unique by construction.
+        let now = Instant::now();
+        let mut claims = Claims::new(&self.dedup);
+        let mut duplicates = 0;
+        let mut fresh: Vec<(Event, Option<u128>)> = Vec::with_capacity(events.len());
+        for (event, client_id) in events {
+            let id = client_id.then(|| fingerprint(&tenant, &event.message_id));
+            match id.map(|id| claims.claim(id, now)) {
+                None | Some(Claim::Claimed) => fresh.push((event, id)),
+                Some(Claim::Duplicate) => duplicates += 1,
+                Some(Claim::Busy) => {
+                    self.metrics.busy.increment(1);
+                    return Err(IngestError::Busy);
+                }
+            }
+        }
+
+        let accepted = fresh.len();
+        let rejections: Vec<Rejection> = rejected
+            .iter()
+            .map(|(rejection, _)| rejection.clone())
+            .collect();
+        for rejection in &rejections {
+            self.metrics.rejected(rejection.reason, 1);
+        }
+        let (appended, dead) = tokio::join!(
+            self.append_events(fresh, received_at),
+            self.dead_letters(&tenant, received_at, endpoint, &rejected)
+        );
+        claims.commit(appended.committed, Instant::now());
+        if let Some(error) = appended.error {
+            return Err(error.into());
+        }
+        dead?;
+        counters.accepted.increment(accepted as u64);
+        counters.duplicates.increment(duplicates as u64);
+        Ok(Accepted {
+            accepted,
+            duplicates,
+            rejected: rejections,
+        })
+    }
+
+    /// Appends events grouped by partition; reports which ids became durable.
+    async fn append_events(
+        &self,
+        events: Vec<(Event, Option<u128>)>,
+        received_at: Millis,
+    ) -> Appended {
+        let partitions = self.events_partitions;
+        let mut groups: Vec<(Vec<Record>, Vec<u128>)> =
+            (0..partitions).map(|_| (Vec::new(), Vec::new())).collect();
+        for (event, id) in events {
+            let key = event.partition_key();
+            let partition = partition_for_key(key.as_bytes(), partitions) as usize;
+            let record = Record::new(
+                Some(Bytes::copy_from_slice(key.as_bytes())),
+                event.to_json(),
+                received_at,
+            );
+            groups[partition].0.push(record);
+            groups[partition].1.extend(id);
+        }
+        let topic = &self.config.events_topic;
+        let appends = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (records, _))| !records.is_empty())
+            .map(|(partition, (records, ids))| async move {
+                (self.log.append(topic, partition as u32, records).await, ids)
+            });
+        let mut result = Appended {
+            committed: Vec::new(),
+            error: None,
+        };
+        for (outcome, ids) in futures::future::join_all(appends).await {
+            match outcome {
+                Ok(_) => result.committed.extend(ids),
+                Err(error) => {
+                    tracing::warn!(%error, topic, "append failed; the client is told to retry");
+                    result.error.get_or_insert(error);
+                }
+            }
+        }
+        result
+    }
+
+    /// Appends rejected input, with its reason, to the dead-letter topic.
+    async fn dead_letters(
+        &self,
+        tenant: &str,
+        received_at: Millis,
+        endpoint: Option<EventType>,
+        rejected: &[(Rejection, &[u8])],
+    ) -> Result<(), LogError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let endpoint = endpoint.map_or("batch", EventType::as_str);
+        let keep = self.limits.max_event_bytes.as_usize();
+        let records = rejected
+            .iter()
+            .map(|(rejection, raw)| {
+                let truncated = raw.len() > keep;
+                let raw = String::from_utf8_lossy(&raw[..raw.len().min(keep)]);
+                let letter = serde_json::json!({
+                    "tenant": tenant,
+                    "received_at": received_at,
+                    "endpoint": format!("/v1/{endpoint}"),
+                    "index": rejection.index,
+                    "path": rejection.path,
+                    "reason": rejection.reason,
+                    "message": rejection.message,
+                    "raw": raw,
+                    "raw_truncated": truncated,
+                });
+                Record::new(
+                    Some(Bytes::copy_from_slice(tenant.as_bytes())),
+                    serde_json::to_vec(&letter).unwrap_or_default(),
+                    received_at,
+                )
+            })
+            .collect();
+        let partition = partition_for_key(tenant.as_bytes(), self.dead_letter_partitions);
+        self.log
+            .append(&self.config.dead_letter_topic, partition, records)
+            .await
+            .map(|_| ())
+    }
+}
+
+enum Parsed<'a> {
+    Single(Box<RawMessage<'a>>),
+    Batch(sluice_core::segment::RawBatch<'a>),
+}
+
+struct Appended {
+    committed: Vec<u128>,
+    error: Option<LogError>,
+}
+
+fn has_id(message: &RawMessage<'_>) -> bool {
+    message
+        .message_id
+        .as_ref()
+        .is_some_and(|id| !id.0.is_empty())
+}

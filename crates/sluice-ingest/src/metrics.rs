@@ -1,0 +1,73 @@
+//! The collector's Prometheus metrics. Handles are created once and cached: the hot path only
+//! increments atomics.
+
+use metrics::Counter;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Per-tenant counters.
+#[derive(Debug, Clone)]
+pub struct TenantCounters {
+    /// `sluice_ingest_events_accepted_total{tenant}`.
+    pub accepted: Counter,
+    /// `sluice_ingest_events_deduplicated_total{tenant}`.
+    pub duplicates: Counter,
+}
+
+/// Every collector metric.
+#[derive(Debug)]
+pub struct IngestMetrics {
+    tenants: RwLock<HashMap<Arc<str>, TenantCounters>>,
+    /// `sluice_ingest_bytes_total`: request body bytes after decompression.
+    pub bytes: Counter,
+    /// `sluice_ingest_requests_refused_total{reason="unauthorized"}`.
+    pub unauthorized: Counter,
+    /// `…{reason="overloaded"}`: refused for lack of in-flight budget.
+    pub overloaded: Counter,
+    /// `…{reason="busy"}`: refused because the same ids were being appended.
+    pub busy: Counter,
+}
+
+impl IngestMetrics {
+    /// Registers the metrics.
+    pub fn new() -> Self {
+        let refused = |reason: &'static str| metrics::counter!("sluice_ingest_requests_refused_total", "reason" => reason);
+        Self {
+            tenants: RwLock::new(HashMap::new()),
+            bytes: metrics::counter!("sluice_ingest_bytes_total"),
+            unauthorized: refused("unauthorized"),
+            overloaded: refused("overloaded"),
+            busy: refused("busy"),
+        }
+    }
+
+    /// The counters of `tenant`, registered on first use.
+    pub fn tenant(&self, tenant: &Arc<str>) -> TenantCounters {
+        if let Some(counters) = self.tenants.read().get(tenant) {
+            return counters.clone();
+        }
+        let label = tenant.to_string();
+        let counters = TenantCounters {
+            accepted: metrics::counter!("sluice_ingest_events_accepted_total", "tenant" => label.clone()),
+            duplicates: metrics::counter!("sluice_ingest_events_deduplicated_total", "tenant" => label),
+        };
+        self.tenants
+            .write()
+            .entry(Arc::clone(tenant))
+            .or_insert(counters)
+            .clone()
+    }
+
+    /// Counts `count` rejected events for `reason` (`sluice_ingest_events_rejected_total{reason}`).
+    pub fn rejected(&self, reason: &'static str, count: u64) {
+        metrics::counter!("sluice_ingest_events_rejected_total", "reason" => reason)
+            .increment(count);
+    }
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,163 @@
+//! A small HTTP/1.1 client over one keep-alive connection, for `sluice send` and the load
+//! generators: hyper's connection API directly, so a benchmark measures sluice rather than a
+//! client's pooling and retries.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+
+/// Where to send requests: `http://host:port[/base]`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// `Host` header value.
+    pub host: String,
+    /// Path prefix (empty or starting with `/`, no trailing `/`).
+    pub base: String,
+}
+
+impl Target {
+    /// Parses and resolves an `http://` URL.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let rest = url.strip_prefix("http://").with_context(|| {
+            format!("{url:?} is not an http:// URL (https is not supported by the built-in client; put sluice behind your TLS proxy)")
+        })?;
+        let (authority, base) = rest.split_once('/').map_or((rest, ""), |(a, b)| (a, b));
+        if authority.is_empty() {
+            bail!("{url:?} has no host");
+        }
+        let with_port = if authority.contains(':') && !authority.ends_with(']') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+            .with_context(|| format!("cannot resolve {authority}"))?
+            .next()
+            .with_context(|| format!("{authority} resolves to no address"))?;
+        let base = base.trim_end_matches('/');
+        Ok(Self {
+            addr,
+            host: authority.to_owned(),
+            base: if base.is_empty() {
+                String::new()
+            } else {
+                format!("/{base}")
+            },
+        })
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// One keep-alive HTTP/1.1 connection.
+#[derive(Debug)]
+pub struct Connection {
+    target: Target,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    /// Connects to `target`.
+    pub async fn open(target: &Target) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(target.addr).await.with_context(|| {
+            format!(
+                "cannot connect to {} ({}); is sluice running?",
+                target.host, target.addr
+            )
+        })?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self {
+            target: target.clone(),
+            sender,
+        })
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<Reply> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.target.base))
+            .header("host", &self.target.host);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(body))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Whether the connection can take another request (false once the server closed it).
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+}
+
+/// The `Authorization` header value for a write key (HTTP Basic, key as username).
+pub fn basic_auth(write_key: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{write_key}:"))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_host_port_and_base_path() {
+        let target = Target::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            (
+                target.addr.port(),
+                target.host.as_str(),
+                target.base.as_str()
+            ),
+            (8080, "127.0.0.1:8080", "")
+        );
+        let target = Target::parse("http://127.0.0.1:9/sluice/").unwrap();
+        assert_eq!(target.base, "/sluice");
+        assert_eq!(Target::parse("http://127.0.0.1").unwrap().addr.port(), 80);
+        assert!(
+            Target::parse("https://x")
+                .unwrap_err()
+                .to_string()
+                .contains("not an http:// URL")
+        );
+    }
+}

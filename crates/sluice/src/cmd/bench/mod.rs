@@ -1,0 +1,26 @@
+//! `sluice bench …`: whole-system benchmarks. Each prints progress and a human summary, and
+//! its last stdout line is one JSON object with the figures, for scripts and docs/BENCHMARKS.md.
+
+pub mod ingest;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// HTTP load generator against a running sluice: events/s and request latency.
+    Ingest(ingest::IngestBenchArgs),
+}
+
+impl BenchCommand {
+    /// Runs the benchmark.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            BenchCommand::Ingest(args) => ingest::run(args),
+        }
+    }
+}
+
+/// Percentile of a latency histogram recorded in microseconds, in milliseconds.
+pub fn percentile_ms(histogram: &hdrhistogram::Histogram<u64>, quantile: f64) -> f64 {
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
+}
