@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sluice_core::Limits;
 use sluice_core::config::{ByteSize, ConfigProblem, ConfigProblems, HumanDuration, Validate, join};
 use sluice_core::tenant::TenantConfig;
+use sluice_stream::config::StreamConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Bounds on events and batches.
     pub limits: Limits,
+    /// The stream engine.
+    pub stream: StreamConfig,
 }
 
 /// `[server]`.
@@ -89,6 +92,7 @@ impl Validate for Config {
         self.server.validate(&join(path, "server"), problems);
         self.telemetry.validate(&join(path, "telemetry"), problems);
         self.limits.validate(&join(path, "limits"), problems);
+        self.stream.validate(&join(path, "stream"), problems);
     }
 }
 
@@ -200,6 +204,8 @@ mod tests {
         assert_eq!(config.limits.max_event_bytes, ByteSize(32 * 1024));
         assert_eq!(config.limits.max_batch_bytes, ByteSize(500 * 1024));
         assert!(config.tenants.is_empty());
+        assert_eq!(config.stream.source_topic, "events");
+        assert_eq!(config.stream.metric_defaults().out_of_orderness, 10_000);
     }
 
     #[test]

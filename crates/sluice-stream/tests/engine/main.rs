@@ -8,3 +8,4 @@ mod generator;
 mod golden;
 mod oracle;
 mod properties;
+mod task;
