@@ -9,6 +9,7 @@ use sluice_core::config::{ByteSize, ConfigProblem, ConfigProblems, HumanDuration
 use sluice_core::tenant::TenantConfig;
 use sluice_ingest::IngestConfig;
 use sluice_log::LogConfig;
+use sluice_stream::config::StreamConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The collector.
     pub ingest: IngestConfig,
+    /// The stream engine.
+    pub stream: StreamConfig,
 }
 
 /// `[server]`.
@@ -97,6 +100,7 @@ impl Validate for Config {
         self.limits.validate(&join(path, "limits"), problems);
         self.log.validate(&join(path, "log"), problems);
         self.ingest.validate(&join(path, "ingest"), problems);
+        self.stream.validate(&join(path, "stream"), problems);
     }
 }
 
@@ -210,6 +214,8 @@ mod tests {
         assert!(config.tenants.is_empty());
         assert_eq!(config.log.ack, sluice_log::AckMode::Fsync);
         assert_eq!(config.log.partitions, 8);
+        assert_eq!(config.stream.source_topic, "events");
+        assert_eq!(config.stream.metric_defaults().out_of_orderness, 10_000);
     }
 
     #[test]

@@ -1,0 +1,473 @@
+//! The processor: all metrics of one source partition, driven by one stream of messages.
+//!
+//! Data and control travel in the same stream ([`Message`]): batches of records, processing
+//! time ticks, checkpoint barriers, and metric additions and removals, so a barrier is
+//! always between two batches and its snapshot is exactly "everything before offset N".
+//! The processor is pure: no I/O, no clock, no channels. It returns what it produced in
+//! [`Outputs`] and the partition task (see [`crate::task`]) does the I/O.
+//!
+//! Per record: one scan of the JSON for the union of the fields the metrics need, then per
+//! metric the filter, the group key (encoded into a reused buffer), the aggregate inputs,
+//! the window lookup and the state update. After each batch and tick, each metric fires the
+//! windows its watermark reached, closes those past their allowed lateness, and emits
+//! updates.
+
+pub mod output;
+mod store;
+mod telemetry;
+
+use crate::agg::Input;
+use crate::config::ProcessorConfig;
+use crate::error::StreamError;
+use crate::eval::{Compiled, Value, slot_value};
+use crate::json::{FieldSet, Kind, Slot};
+use crate::keys;
+use crate::plan::{Field, LatePolicy, MetricPlan};
+use crate::watermark::EventClock;
+use crate::window::MAX_EVENT_TIME;
+use output::{Checkpoint, LateEvent, MetricCheckpoint, OpenWindow, Outputs, RestoreState};
+use sluice_core::time::Millis;
+use sluice_log::StoredRecord;
+use std::sync::Arc;
+use store::{EmitContext, WindowStore};
+use telemetry::{MetricTelemetry, PartitionTelemetry};
+
+/// One message in a partition's stream.
+#[derive(Debug, Clone)]
+pub enum Message<'a> {
+    /// Records read from the source partition, in offset order, read at processing time
+    /// `now`. Records before the processor's next offset are skipped (already counted).
+    Data {
+        /// The records.
+        records: &'a [StoredRecord],
+        /// Processing time.
+        now: Millis,
+    },
+    /// Processing time passed: advances an idle partition's clock, closes windows.
+    Tick {
+        /// Processing time.
+        now: Millis,
+    },
+    /// Snapshot what changed since the previous barrier into a [`Checkpoint`].
+    Barrier {
+        /// The barrier's id, returned in the checkpoint.
+        id: u64,
+    },
+    /// Start computing a metric from the next record on.
+    AddMetric(Arc<MetricPlan>),
+    /// Stop computing a metric and forget its state.
+    RemoveMetric(String),
+}
+
+/// Counts since the processor started (the same figures the Prometheus metrics carry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records read.
+    pub records: u64,
+    /// Records that were not events.
+    pub invalid: u64,
+    /// (metric, event) pairs sent to the late topic.
+    pub late: u64,
+    /// (metric, event) pairs dropped as late (`late = 'drop'`).
+    pub late_dropped: u64,
+    /// Window updates emitted.
+    pub updates: u64,
+}
+
+struct MetricRuntime {
+    plan: Arc<MetricPlan>,
+    name: Arc<str>,
+    compiled: Compiled,
+    store: WindowStore,
+    telemetry: MetricTelemetry,
+}
+
+/// Buffers reused for every record.
+#[derive(Default)]
+struct Scratch {
+    slots: Vec<Slot>,
+    key: Vec<u8>,
+    inputs: Vec<Input>,
+}
+
+/// Slot 0 of every scan is the tenant, slot 1 the event time.
+const TENANT_SLOT: usize = 0;
+const TIME_SLOT: usize = 1;
+
+/// All metrics of one partition.
+pub struct Processor {
+    partition: u32,
+    next_offset: u64,
+    config: ProcessorConfig,
+    clock: EventClock,
+    metrics: Vec<MetricRuntime>,
+    fields: FieldSet,
+    scratch: Scratch,
+    stats: Stats,
+    telemetry: PartitionTelemetry,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("partition", &self.partition)
+            .field("next_offset", &self.next_offset)
+            .field("event_time", &self.clock.time())
+            .field(
+                "metrics",
+                &self.metrics.iter().map(|m| &*m.name).collect::<Vec<_>>(),
+            )
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Processor {
+    /// A processor with no metrics that starts reading `partition` at `offset`.
+    pub fn new(partition: u32, offset: u64, config: ProcessorConfig) -> Processor {
+        Processor {
+            partition,
+            next_offset: offset,
+            config,
+            clock: EventClock::new(config.idle_timeout),
+            metrics: Vec::new(),
+            fields: FieldSet::default(),
+            scratch: Scratch::default(),
+            stats: Stats::default(),
+            telemetry: PartitionTelemetry::new(partition),
+        }
+    }
+
+    /// A processor resumed from a checkpoint at processing time `now`: its offset, clock, and
+    /// each metric's stored open windows.
+    pub fn restore(
+        partition: u32,
+        config: ProcessorConfig,
+        state: RestoreState,
+        now: Millis,
+    ) -> Result<Processor, StreamError> {
+        let mut processor = Processor::new(partition, state.offset, config);
+        processor.clock = EventClock::restored(config.idle_timeout, state.event_time, now);
+        for (plan, rows) in state.metrics {
+            let name = plan.name.clone();
+            let watermark = processor.clock.watermark(plan.out_of_orderness);
+            processor.add_metric(plan)?;
+            let metric = processor
+                .metrics
+                .last_mut()
+                .ok_or_else(|| StreamError::Restore {
+                    metric: name.clone(),
+                    reason: "the metric was not added".into(),
+                })?;
+            metric
+                .store
+                .restore(rows, watermark)
+                .map_err(|reason| StreamError::Restore {
+                    metric: name,
+                    reason,
+                })?;
+        }
+        processor.refresh_gauges(now);
+        Ok(processor)
+    }
+
+    /// Adds a metric; it counts events from the next record on.
+    pub fn add_metric(&mut self, plan: Arc<MetricPlan>) -> Result<(), StreamError> {
+        if self.metrics.iter().any(|m| m.plan.name == plan.name) {
+            return Err(StreamError::DuplicateMetric(plan.name.clone()));
+        }
+        let action = match plan.late {
+            LatePolicy::Topic => "topic",
+            LatePolicy::Drop => "drop",
+        };
+        let kinds = plan.aggregates.iter().map(|a| a.kind).collect();
+        self.metrics.push(MetricRuntime {
+            name: Arc::from(plan.name.as_str()),
+            telemetry: MetricTelemetry::new(self.partition, &plan.name, action),
+            store: WindowStore::new(plan.window, plan.allowed_lateness, kinds),
+            compiled: Compiled::new(&plan, |_| 0),
+            plan,
+        });
+        self.recompile();
+        Ok(())
+    }
+
+    /// Removes a metric and its state; the others are untouched.
+    pub fn remove_metric(&mut self, name: &str) -> Result<(), StreamError> {
+        let position = self
+            .metrics
+            .iter()
+            .position(|m| m.plan.name == name)
+            .ok_or_else(|| StreamError::UnknownMetric(name.to_owned()))?;
+        self.metrics.remove(position);
+        self.recompile();
+        Ok(())
+    }
+
+    /// Rebuilds the field set for the union of the metrics' fields and recompiles them.
+    fn recompile(&mut self) {
+        let mut fields: Vec<Field> = Vec::new();
+        for metric in &self.metrics {
+            for field in metric.plan.fields() {
+                if field != Field::Timestamp && !fields.contains(&field) {
+                    fields.push(field);
+                }
+            }
+        }
+        let mut paths: Vec<Vec<&str>> = vec![vec!["tenant"], vec!["timestamp"]];
+        paths.extend(fields.iter().map(Field::json_path));
+        self.fields = FieldSet::new(&paths);
+        let slot_of = |field: &Field| match field {
+            Field::Timestamp => TIME_SLOT,
+            other => 2 + fields.iter().position(|f| f == other).unwrap_or_default(),
+        };
+        for metric in &mut self.metrics {
+            metric.compiled = Compiled::new(&metric.plan, slot_of);
+        }
+    }
+
+    /// The names of the running metrics.
+    pub fn metric_names(&self) -> Vec<&str> {
+        self.metrics.iter().map(|m| m.plan.name.as_str()).collect()
+    }
+
+    /// The next source offset to read.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The partition's event-time clock.
+    pub fn event_time(&self) -> Option<Millis> {
+        self.clock.time()
+    }
+
+    /// A metric's watermark (`None` before the first event).
+    pub fn watermark(&self, metric: &str) -> Result<Option<Millis>, StreamError> {
+        let metric = self.metric(metric)?;
+        Ok(self
+            .clock
+            .time()
+            .map(|_| self.clock.watermark(metric.plan.out_of_orderness)))
+    }
+
+    /// Counts since start.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// A metric's open windows (optionally one tenant's), for queries merging live state.
+    pub fn open_windows(
+        &self,
+        metric: &str,
+        tenant: Option<&str>,
+    ) -> Result<Vec<OpenWindow>, StreamError> {
+        Ok(self.metric(metric)?.store.open_windows(tenant))
+    }
+
+    fn metric(&self, name: &str) -> Result<&MetricRuntime, StreamError> {
+        self.metrics
+            .iter()
+            .find(|m| m.plan.name == name)
+            .ok_or_else(|| StreamError::UnknownMetric(name.to_owned()))
+    }
+
+    /// Handles one message, appending what it produced to `out`.
+    pub fn handle(&mut self, message: Message<'_>, out: &mut Outputs) -> Result<(), StreamError> {
+        match message {
+            Message::Data { records, now } => {
+                let mut arrived = false;
+                let mut invalid = 0u64;
+                let mut processed = 0u64;
+                for stored in records {
+                    if stored.offset < self.next_offset {
+                        continue;
+                    }
+                    self.next_offset = stored.offset + 1;
+                    processed += 1;
+                    match self.process(stored, out)? {
+                        None => arrived = true,
+                        Some(reason) => {
+                            invalid += 1;
+                            self.log_invalid(stored.offset, invalid, &reason);
+                        }
+                    }
+                }
+                self.stats.records += processed;
+                self.telemetry.events.increment(processed);
+                if invalid > 0 {
+                    self.stats.invalid += invalid;
+                    self.telemetry.invalid.increment(invalid);
+                }
+                if arrived {
+                    self.clock.arrived(now);
+                }
+                self.advance(now, out);
+            }
+            Message::Tick { now } => {
+                self.clock.tick(now);
+                self.advance(now, out);
+            }
+            Message::Barrier { id } => out.checkpoints.push(self.checkpoint(id)),
+            Message::AddMetric(plan) => self.add_metric(plan)?,
+            Message::RemoveMetric(name) => self.remove_metric(&name)?,
+        }
+        Ok(())
+    }
+
+    /// Processes one record; returns why it is not an event, if it is not.
+    #[inline]
+    fn process(
+        &mut self,
+        stored: &StoredRecord,
+        out: &mut Outputs,
+    ) -> Result<Option<String>, StreamError> {
+        let bytes: &[u8] = &stored.record.value;
+        let Scratch { slots, key, inputs } = &mut self.scratch;
+        if let Err(error) = self.fields.scan(bytes, slots) {
+            return Ok(Some(error.to_string()));
+        }
+        let tenant = match slot_value(bytes, &slots[TENANT_SLOT]) {
+            Value::Str(tenant) if !tenant.is_empty() => tenant,
+            _ => return Ok(Some("it has no \"tenant\" string".into())),
+        };
+        let Some(time) = event_time(bytes, &slots[TIME_SLOT]) else {
+            return Ok(Some(
+                "its \"timestamp\" is not epoch milliseconds between 1970 and 9999".into(),
+            ));
+        };
+        self.clock.observe(time);
+        for metric in &mut self.metrics {
+            if !metric.compiled.matches(bytes, slots) {
+                continue;
+            }
+            key.clear();
+            keys::encode_text(&tenant, key);
+            metric.compiled.encode_key(bytes, slots, key);
+            metric.compiled.inputs(bytes, slots, inputs);
+            let watermark = self.clock.watermark(metric.plan.out_of_orderness);
+            let key_hash = metric.store.key_hash(key);
+            let missed = metric.store.add(
+                time,
+                key,
+                key_hash,
+                inputs,
+                watermark,
+                self.config.max_open_windows,
+            )?;
+            if let Some(reason) = missed {
+                metric.telemetry.late(reason).increment(1);
+                match metric.plan.late {
+                    LatePolicy::Drop => self.stats.late_dropped += 1,
+                    LatePolicy::Topic => {
+                        self.stats.late += 1;
+                        out.late.push(LateEvent {
+                            metric: metric.name.clone(),
+                            reason,
+                            partition: self.partition,
+                            offset: stored.offset,
+                            event_time: time,
+                            watermark,
+                            key: stored.record.key.clone(),
+                            value: stored.record.value.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn log_invalid(&self, offset: u64, in_batch: u64, reason: &str) {
+        let count = self.stats.invalid + in_batch;
+        // Every power of two: a bad producer is visible without flooding the log.
+        if count.is_power_of_two() {
+            tracing::warn!(
+                partition = self.partition,
+                offset,
+                reason,
+                invalid_so_far = count,
+                "skipping a record that is not an event (counted in sluice_stream_invalid_events_total)"
+            );
+        }
+    }
+
+    fn advance(&mut self, now: Millis, out: &mut Outputs) {
+        for metric in &mut self.metrics {
+            let watermark = self.clock.watermark(metric.plan.out_of_orderness);
+            let before = out.updates.len();
+            let context = EmitContext {
+                metric: &metric.name,
+                partition: self.partition,
+            };
+            metric.store.advance(watermark, &context, out);
+            let emitted = (out.updates.len() - before) as u64;
+            if emitted > 0 {
+                self.stats.updates += emitted;
+                metric.telemetry.updates.increment(emitted);
+            }
+        }
+        self.refresh_gauges(now);
+    }
+
+    fn refresh_gauges(&self, now: Millis) {
+        for metric in &self.metrics {
+            metric.telemetry.open_windows.set(metric.store.len() as f64);
+            if self.clock.time().is_some() {
+                let watermark = self.clock.watermark(metric.plan.out_of_orderness);
+                let delay = now.saturating_sub(watermark) as f64 / 1000.0;
+                metric.telemetry.watermark_delay.set(delay);
+            }
+        }
+    }
+
+    fn checkpoint(&mut self, barrier: u64) -> Checkpoint {
+        let metrics = self
+            .metrics
+            .iter_mut()
+            .map(|metric| {
+                let (retracted, changed) = metric.store.checkpoint();
+                MetricCheckpoint {
+                    metric: metric.name.clone(),
+                    watermark: self
+                        .clock
+                        .time()
+                        .map(|_| self.clock.watermark(metric.plan.out_of_orderness)),
+                    retracted,
+                    changed,
+                }
+            })
+            .collect();
+        Checkpoint {
+            barrier,
+            partition: self.partition,
+            offset: self.next_offset,
+            event_time: self.clock.time(),
+            metrics,
+        }
+    }
+}
+
+/// The event time in a `timestamp` slot: integral epoch milliseconds in `0..=MAX_EVENT_TIME`.
+#[inline]
+fn event_time(bytes: &[u8], slot: &Slot) -> Option<Millis> {
+    if slot.kind != Kind::Number {
+        return None;
+    }
+    let text = slot.text(bytes);
+    if !text.is_empty() && text.len() <= 15 && text.iter().all(u8::is_ascii_digit) {
+        let value = text
+            .iter()
+            .fold(0i64, |acc, digit| acc * 10 + i64::from(digit - b'0'));
+        return (value <= MAX_EVENT_TIME).then_some(value);
+    }
+    let number = crate::decimal::Decimal::parse(text)?.normalized();
+    if number.scale() != 0 {
+        return None;
+    }
+    i64::try_from(number.mantissa())
+        .ok()
+        .filter(|value| (0..=MAX_EVENT_TIME).contains(value))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+//! What a processor emits: window updates, late events, checkpoint snapshots; and what it is
+//! restored from.
+
+use crate::agg::PartialState;
+use crate::keys::GroupKey;
+use crate::plan::MetricPlan;
+use crate::window::Window;
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use sluice_core::time::Millis;
+use sluice_log::{Header, Record};
+use std::sync::Arc;
+
+/// Why a window update was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpdateKind {
+    /// The watermark passed the window's end (first emission), or an event within the
+    /// allowed lateness changed it afterwards. More versions may follow.
+    Update,
+    /// The watermark passed the window's end plus the allowed lateness: this is the last
+    /// version; the processor forgets the window.
+    Final,
+    /// A session window that was emitted (or checkpointed) under these bounds was merged into
+    /// another or extended: results under these bounds are void.
+    Retract,
+}
+
+/// One emitted version of one window of one group key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowUpdate {
+    /// The metric's name.
+    pub metric: Arc<str>,
+    /// The source partition whose events it aggregates (partials of different partitions
+    /// merge into the metric's result).
+    pub partition: u32,
+    /// Tenant and group key values.
+    pub key: Arc<GroupKey>,
+    /// The window.
+    pub window: Window,
+    /// Increases with every emission of this window (from 1).
+    pub version: u32,
+    /// Why it was emitted.
+    pub kind: UpdateKind,
+    /// The partial aggregate state (`None` for [`UpdateKind::Retract`]).
+    pub state: Option<PartialState>,
+}
+
+/// Why an event missed a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LateReason {
+    /// The watermark had passed the window's end plus the allowed lateness.
+    WindowClosed,
+    /// The metric already had `max-open-windows` open windows on this partition.
+    TooManyOpenWindows,
+}
+
+impl LateReason {
+    /// The name used in the late record and in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LateReason::WindowClosed => "window_closed",
+            LateReason::TooManyOpenWindows => "too_many_open_windows",
+        }
+    }
+}
+
+/// An event a metric could not count, to be appended to the late-events topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateEvent {
+    /// The metric that missed it.
+    pub metric: Arc<str>,
+    /// Why.
+    pub reason: LateReason,
+    /// Where it was read.
+    pub partition: u32,
+    /// Its offset in the source partition.
+    pub offset: u64,
+    /// Its event time.
+    pub event_time: Millis,
+    /// The metric's watermark when it arrived.
+    pub watermark: Millis,
+    /// The source record's key.
+    pub key: Option<Bytes>,
+    /// The event, as read.
+    pub value: Bytes,
+}
+
+/// The header carrying a late record's deterministic id (`metric:partition:offset`): a
+/// replay produces the same ids, so consumers can drop duplicates.
+pub const LATE_ID_HEADER: &str = "sluice-id";
+
+impl LateEvent {
+    /// The record appended to the late-events topic: JSON with the metric, reason, source
+    /// position, event time, watermark and the event itself.
+    pub fn to_record(&self, timestamp: Millis) -> Record {
+        let event: Box<RawValue> = std::str::from_utf8(&self.value)
+            .ok()
+            .and_then(|text| RawValue::from_string(text.to_owned()).ok())
+            .unwrap_or_else(|| {
+                let lossy = String::from_utf8_lossy(&self.value);
+                RawValue::from_string(serde_json::Value::from(lossy.as_ref()).to_string())
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned())
+            });
+        let body = serde_json::json!({
+            "metric": &*self.metric,
+            "reason": self.reason.as_str(),
+            "partition": self.partition,
+            "offset": self.offset,
+            "event_time": self.event_time,
+            "watermark": self.watermark,
+            "event": event,
+        });
+        let mut record = Record::new(self.key.clone(), body.to_string(), timestamp);
+        record.headers.push(Header {
+            key: LATE_ID_HEADER.to_owned(),
+            value: Bytes::from(format!(
+                "{}:{}:{}",
+                self.metric, self.partition, self.offset
+            )),
+        });
+        record
+    }
+}
+
+/// One (tenant, group key, window) partial, as checkpointed and restored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartialRow {
+    /// Tenant and group key values.
+    pub key: Arc<GroupKey>,
+    /// The window.
+    pub window: Window,
+    /// The last emitted version (0 if never emitted).
+    pub version: u32,
+    /// The state.
+    pub state: PartialState,
+}
+
+/// What changed in one metric since the previous checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricCheckpoint {
+    /// The metric's name.
+    pub metric: Arc<str>,
+    /// Its watermark at the barrier (`None` before the first event).
+    pub watermark: Option<Millis>,
+    /// Rows to delete: session windows stored under bounds that no longer exist. Apply
+    /// before `changed`.
+    pub retracted: Vec<(Arc<GroupKey>, Window)>,
+    /// Rows to insert or replace: every window whose state changed, including windows that
+    /// closed since (their final state).
+    pub changed: Vec<PartialRow>,
+}
+
+/// A processor's state at a checkpoint barrier, as a delta since the previous one. Writing
+/// every delta in order (in one transaction each, with the offset) reproduces the
+/// processor's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The barrier's id.
+    pub barrier: u64,
+    /// The source partition.
+    pub partition: u32,
+    /// The next source offset to read: every record before it is reflected in the state.
+    pub offset: u64,
+    /// The partition's event-time clock (the newest event time, advanced while idle; each
+    /// metric's watermark is this minus its out-of-orderness). `None` before the first event.
+    pub event_time: Option<Millis>,
+    /// Per metric, what changed.
+    pub metrics: Vec<MetricCheckpoint>,
+}
+
+/// What a processor is restored from: a committed offset and clock, and per metric its
+/// stored rows (rows of windows the restored watermark has closed are ignored).
+#[derive(Debug, Clone)]
+pub struct RestoreState {
+    /// The next offset to read.
+    pub offset: u64,
+    /// The event-time clock at that offset.
+    pub event_time: Option<Millis>,
+    /// The metrics and their stored rows.
+    pub metrics: Vec<(Arc<MetricPlan>, Vec<PartialRow>)>,
+}
+
+/// An open window, as read by queries merging live state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenWindow {
+    /// Tenant and group key values.
+    pub key: Arc<GroupKey>,
+    /// The window.
+    pub window: Window,
+    /// The last emitted version (0 if never emitted).
+    pub version: u32,
+    /// Whether the watermark has passed its end (a version has been emitted).
+    pub fired: bool,
+    /// The current state.
+    pub state: PartialState,
+}
+
+/// Everything one message produced, drained by the partition task.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// Window updates, in emission order.
+    pub updates: Vec<WindowUpdate>,
+    /// Late events to append to the late topic.
+    pub late: Vec<LateEvent>,
+    /// Checkpoint snapshots.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+impl Outputs {
+    /// Whether nothing was produced.
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty() && self.late.is_empty() && self.checkpoints.is_empty()
+    }
+}

@@ -1,0 +1,490 @@
+use super::output::{LateReason, PartialRow, UpdateKind, WindowUpdate};
+use super::*;
+use crate::agg::OutputValue;
+use crate::sql::{MetricDefaults, parse_metric};
+use crate::window::Window;
+use bytes::Bytes;
+use sluice_log::Record;
+
+const CONFIG: ProcessorConfig = ProcessorConfig {
+    idle_timeout: 5_000,
+    max_open_windows: 1_000,
+};
+
+fn plan(sql: &str) -> Arc<MetricPlan> {
+    let defaults = MetricDefaults {
+        out_of_orderness: 0,
+        allowed_lateness: 0,
+        late: LatePolicy::Topic,
+    };
+    Arc::new(parse_metric(sql, &defaults).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn record(offset: u64, json: String) -> StoredRecord {
+    StoredRecord {
+        offset,
+        record: Record::new(Some(Bytes::from_static(b"k")), json, 0),
+    }
+}
+
+fn view(offset: u64, time: Millis, user: &str, url: &str, duration: u32) -> StoredRecord {
+    record(
+        offset,
+        format!(
+            r#"{{"tenant":"shop","type":"track","event":"Page Viewed","user_id":"{user}","timestamp":{time},"properties":{{"url":"{url}","duration_ms":{duration}}}}}"#
+        ),
+    )
+}
+
+struct Run {
+    processor: Processor,
+    out: Outputs,
+    offset: u64,
+}
+
+impl Run {
+    fn new(metrics: &[&str]) -> Run {
+        let mut processor = Processor::new(3, 0, CONFIG);
+        for sql in metrics {
+            processor.add_metric(plan(sql)).unwrap();
+        }
+        Run {
+            processor,
+            out: Outputs::default(),
+            offset: 0,
+        }
+    }
+
+    fn views(&mut self, events: &[(Millis, &str, &str, u32)], now: Millis) {
+        let records: Vec<StoredRecord> = events
+            .iter()
+            .map(|&(time, user, url, duration)| {
+                self.offset += 1;
+                view(self.offset - 1, time, user, url, duration)
+            })
+            .collect();
+        self.processor
+            .handle(
+                Message::Data {
+                    records: &records,
+                    now,
+                },
+                &mut self.out,
+            )
+            .unwrap();
+    }
+
+    fn tick(&mut self, now: Millis) {
+        self.processor
+            .handle(Message::Tick { now }, &mut self.out)
+            .unwrap();
+    }
+
+    fn updates(&mut self) -> Vec<String> {
+        self.out.updates.drain(..).map(|u| describe(&u)).collect()
+    }
+}
+
+fn describe(update: &WindowUpdate) -> String {
+    let values = update
+        .state
+        .as_ref()
+        .map(|s| {
+            s.states
+                .iter()
+                .map(|state| {
+                    state
+                        .finalize(&crate::plan::AggregateKind::Count)
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    format!(
+        "{} {} [{},{}) v{} {:?} {}",
+        update.metric,
+        update.key,
+        update.window.start,
+        update.window.end,
+        update.version,
+        update.kind,
+        values
+    )
+}
+
+const COUNTS: &str =
+    "CREATE METRIC views AS SELECT properties.url AS url, COUNT(*) AS n FROM events
+    WHERE event = 'Page Viewed' GROUP BY url, TUMBLE(timestamp, INTERVAL '10' SECOND)";
+
+#[test]
+fn tumbling_windows_fire_when_the_watermark_passes_their_end() {
+    let mut run = Run::new(&[COUNTS]);
+    run.views(
+        &[
+            (1_000, "u1", "/a", 5),
+            (2_000, "u2", "/a", 5),
+            (3_000, "u1", "/b", 5),
+        ],
+        0,
+    );
+    assert!(run.updates().is_empty(), "watermark 3000 < end 10000");
+    assert_eq!(
+        run.processor
+            .open_windows("views", Some("shop"))
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        run.processor
+            .open_windows("views", Some("other"))
+            .unwrap()
+            .is_empty()
+    );
+    run.views(&[(10_000, "u1", "/a", 5)], 0);
+    assert_eq!(
+        run.updates(),
+        [
+            "views shop \"/a\" [0,10000) v1 Final 2",
+            "views shop \"/b\" [0,10000) v1 Final 1"
+        ]
+    );
+    // Late for [0, 10000): the watermark is 10000 and the lateness 0.
+    run.views(&[(9_999, "u3", "/a", 5)], 0);
+    assert_eq!(run.out.late.len(), 1);
+    let late = &run.out.late[0];
+    assert_eq!(
+        (late.offset, late.reason, late.watermark),
+        (4, LateReason::WindowClosed, 10_000)
+    );
+    assert_eq!(run.processor.stats().late, 1);
+    let record = late.to_record(42);
+    let body: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+    assert_eq!(body["metric"], "views");
+    assert_eq!(body["reason"], "window_closed");
+    assert_eq!(body["event"]["user_id"], "u3");
+    assert_eq!(record.headers[0].value, Bytes::from_static(b"views:3:4"));
+}
+
+#[test]
+fn allowed_lateness_emits_new_versions_then_a_final_one() {
+    let sql = "CREATE METRIC views AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '10' SECOND) WITH (allowed_lateness = '5s', out_of_orderness = '1s')";
+    let mut run = Run::new(&[sql]);
+    run.views(&[(1_000, "u", "/", 1), (11_000, "u", "/", 1)], 0);
+    assert_eq!(run.updates(), ["views shop [0,10000) v1 Update 1"]);
+    run.views(&[(2_000, "u", "/", 1), (3_000, "u", "/", 1)], 0);
+    assert_eq!(run.updates(), ["views shop [0,10000) v2 Update 3"]);
+    run.views(&[(4_000, "u", "/", 1), (15_000, "u", "/", 1)], 0);
+    assert_eq!(run.updates(), ["views shop [0,10000) v3 Update 4"]);
+    // Watermark 15000 = end + lateness: closed.
+    run.views(&[(16_000, "u", "/", 1)], 0);
+    assert_eq!(run.updates(), ["views shop [0,10000) v4 Final 4"]);
+    run.views(&[(5_000, "u", "/", 1)], 0);
+    assert_eq!(run.out.late.len(), 1);
+}
+
+#[test]
+fn late_events_are_dropped_and_counted_when_the_metric_says_so() {
+    let sql = "CREATE METRIC views AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '10' SECOND) WITH (late = 'drop')";
+    let mut run = Run::new(&[sql]);
+    run.views(&[(20_000, "u", "/", 1), (1_000, "u", "/", 1)], 0);
+    assert!(run.out.late.is_empty());
+    assert_eq!(run.processor.stats().late_dropped, 1);
+}
+
+#[test]
+fn a_late_event_bridging_two_sessions_merges_them() {
+    let sql = "CREATE METRIC visits AS SELECT user_id, COUNT(*) AS n FROM events
+        GROUP BY user_id, SESSION(timestamp, INTERVAL '10' SECOND) WITH (allowed_lateness = '1m')";
+    let mut run = Run::new(&[sql]);
+    run.views(
+        &[
+            (0, "u", "/", 1),
+            (5_000, "u", "/", 1),
+            (30_000, "u", "/", 1),
+            (31_000, "v", "/", 1),
+        ],
+        0,
+    );
+    // Session [0, 15000) fired at watermark 31000; the others are still open.
+    assert_eq!(run.updates(), ["visits shop \"u\" [0,15000) v1 Update 2"]);
+    run.views(&[(22_000, "u", "/", 1)], 0);
+    // [22000, 32000) bridges [0, 15000)? No: 15000 <= 22000. It merges with [30000, 40000).
+    assert!(run.updates().is_empty());
+    run.views(&[(14_000, "u", "/", 1)], 0);
+    // [14000, 24000) overlaps [0, 15000) and [22000, 40000): one session [0, 40000).
+    assert_eq!(run.updates(), ["visits shop \"u\" [0,15000) v2 Retract "]);
+    let open = run.processor.open_windows("visits", None).unwrap();
+    let mut bounds: Vec<(String, Millis, Millis)> = open
+        .iter()
+        .map(|w| (w.key.to_string(), w.window.start, w.window.end))
+        .collect();
+    bounds.sort();
+    assert_eq!(
+        bounds,
+        [
+            ("shop \"u\"".into(), 0, 40_000),
+            ("shop \"v\"".into(), 31_000, 41_000)
+        ]
+    );
+    let merged = open.iter().find(|w| w.window.start == 0).unwrap();
+    assert_eq!(
+        merged.state.states[0].finalize(&crate::plan::AggregateKind::CountStar),
+        OutputValue::Count(5)
+    );
+    run.views(&[(200_000, "w", "/", 1)], 0);
+    assert_eq!(
+        run.updates(),
+        [
+            "visits shop \"u\" [0,40000) v3 Final 5",
+            "visits shop \"v\" [31000,41000) v1 Final 1"
+        ]
+    );
+}
+
+#[test]
+fn an_idle_partition_closes_its_windows_by_processing_time() {
+    let mut run = Run::new(&[COUNTS]);
+    run.views(&[(1_000, "u1", "/a", 5)], 1_000_000);
+    run.tick(1_004_000);
+    assert!(run.updates().is_empty());
+    run.tick(1_009_000);
+    assert_eq!(run.processor.event_time(), Some(10_000));
+    assert_eq!(run.updates(), ["views shop \"/a\" [0,10000) v1 Final 1"]);
+}
+
+#[test]
+fn invalid_records_are_counted_and_skipped() {
+    let mut run = Run::new(&[COUNTS]);
+    let records = [
+        record(0, "not json".into()),
+        record(1, r#"{"timestamp":5}"#.into()),
+        record(2, r#"{"tenant":"shop","timestamp":-5}"#.into()),
+        record(3, r#"{"tenant":"shop","timestamp":"yesterday"}"#.into()),
+        record(
+            4,
+            r#"{"tenant":"shop","timestamp":1.5e3,"event":"Page Viewed"}"#.into(),
+        ),
+    ];
+    run.processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 0,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    let stats = run.processor.stats();
+    assert_eq!((stats.records, stats.invalid), (5, 4));
+    assert_eq!(run.processor.event_time(), Some(1_500));
+    assert_eq!(run.processor.next_offset(), 5);
+    // Records before the next offset are not counted twice.
+    run.processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 0,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    assert_eq!(run.processor.stats().records, 5);
+}
+
+#[test]
+fn the_open_window_limit_reports_events_instead_of_growing() {
+    let mut processor = Processor::new(
+        0,
+        0,
+        ProcessorConfig {
+            max_open_windows: 2,
+            ..CONFIG
+        },
+    );
+    processor.add_metric(plan(COUNTS)).unwrap();
+    let records: Vec<StoredRecord> = (0..4)
+        .map(|i| view(i, 1_000, "u", &format!("/{i}"), 1))
+        .collect();
+    let mut out = Outputs::default();
+    processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 0,
+            },
+            &mut out,
+        )
+        .unwrap();
+    let reasons: Vec<LateReason> = out.late.iter().map(|l| l.reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            LateReason::TooManyOpenWindows,
+            LateReason::TooManyOpenWindows
+        ]
+    );
+    assert_eq!(processor.open_windows("views", None).unwrap().len(), 2);
+}
+
+#[test]
+fn metrics_are_added_and_removed_without_disturbing_the_others() {
+    let totals = "CREATE METRIC totals AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '10' SECOND)";
+    let mut run = Run::new(&[COUNTS]);
+    run.views(&[(1_000, "u1", "/a", 5)], 0);
+    run.processor
+        .handle(Message::AddMetric(plan(totals)), &mut run.out)
+        .unwrap();
+    assert!(matches!(
+        run.processor
+            .handle(Message::AddMetric(plan(totals)), &mut run.out),
+        Err(StreamError::DuplicateMetric(_))
+    ));
+    run.views(&[(2_000, "u1", "/a", 5)], 0);
+    run.processor
+        .handle(Message::RemoveMetric("views".into()), &mut run.out)
+        .unwrap();
+    assert_eq!(run.processor.metric_names(), ["totals"]);
+    run.views(&[(3_000, "u1", "/a", 5), (20_000, "u", "/", 1)], 0);
+    assert_eq!(run.updates(), ["totals shop [0,10000) v1 Final 2"]);
+    assert!(run.processor.open_windows("views", None).is_err());
+}
+
+/// Rows as a store would hold them after applying checkpoint deltas in order.
+fn apply(
+    store: &mut std::collections::BTreeMap<(String, Vec<u8>, Millis, Millis), PartialRow>,
+    checkpoint: &Checkpoint,
+) {
+    for metric in &checkpoint.metrics {
+        for (key, window) in &metric.retracted {
+            store.remove(&(
+                metric.metric.to_string(),
+                key.as_bytes().to_vec(),
+                window.start,
+                window.end,
+            ));
+        }
+        for row in &metric.changed {
+            store.insert(
+                (
+                    metric.metric.to_string(),
+                    row.key.as_bytes().to_vec(),
+                    row.window.start,
+                    row.window.end,
+                ),
+                row.clone(),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_processor_restored_from_checkpoints_continues_exactly() {
+    let sessions = "CREATE METRIC visits AS SELECT user_id, COUNT(*) AS n, AVG(properties.duration_ms) AS d, COUNT(DISTINCT properties.url) AS u FROM events
+        GROUP BY user_id, SESSION(timestamp, INTERVAL '10' SECOND) WITH (allowed_lateness = '30s', out_of_orderness = '2s')";
+    let hops = "CREATE METRIC hops AS SELECT properties.url AS url, SUM(properties.duration_ms) AS s FROM events
+        GROUP BY url, HOP(timestamp, INTERVAL '5' SECOND, INTERVAL '15' SECOND) WITH (allowed_lateness = '10s')";
+    let plans = [plan(sessions), plan(hops)];
+    let events: Vec<StoredRecord> = (0..300u64)
+        .map(|i| {
+            let time = (i as Millis) * 700 - ((i * 7919) % 13) as Millis * 900;
+            view(
+                i,
+                time.max(0),
+                &format!("u{}", i % 5),
+                &format!("/{}", i % 3),
+                (i % 17) as u32,
+            )
+        })
+        .collect();
+    let run_all = |cut: Option<usize>| -> Vec<WindowUpdate> {
+        let mut processor = Processor::new(0, 0, CONFIG);
+        for plan in &plans {
+            processor.add_metric(plan.clone()).unwrap();
+        }
+        let mut out = Outputs::default();
+        let mut store = std::collections::BTreeMap::new();
+        let mut barrier = 0;
+        for (index, chunk) in events.chunks(20).enumerate() {
+            if Some(index) == cut {
+                processor
+                    .handle(Message::Barrier { id: barrier }, &mut out)
+                    .unwrap();
+                barrier += 1;
+                for checkpoint in out.checkpoints.drain(..) {
+                    apply(&mut store, &checkpoint);
+                }
+                let offset = processor.next_offset();
+                let event_time = processor.event_time();
+                let state = RestoreState {
+                    offset,
+                    event_time,
+                    metrics: plans
+                        .iter()
+                        .map(|plan| {
+                            let rows = store
+                                .iter()
+                                .filter(|((metric, ..), _)| *metric == plan.name)
+                                .map(|(_, row)| row.clone())
+                                .collect();
+                            (plan.clone(), rows)
+                        })
+                        .collect(),
+                };
+                processor = Processor::restore(0, CONFIG, state, 0).unwrap();
+                // The restored processor re-reads from its offset: nothing twice.
+                processor
+                    .handle(
+                        Message::Data {
+                            records: &events[..offset as usize],
+                            now: 0,
+                        },
+                        &mut out,
+                    )
+                    .unwrap();
+            }
+            processor
+                .handle(
+                    Message::Data {
+                        records: chunk,
+                        now: 0,
+                    },
+                    &mut out,
+                )
+                .unwrap();
+            if index % 3 == 0 {
+                processor
+                    .handle(Message::Barrier { id: barrier }, &mut out)
+                    .unwrap();
+                barrier += 1;
+                for checkpoint in out.checkpoints.drain(..) {
+                    apply(&mut store, &checkpoint);
+                }
+            }
+        }
+        processor
+            .handle(Message::Tick { now: 10_000_000 }, &mut out)
+            .unwrap();
+        processor
+            .handle(Message::Tick { now: 20_000_000 }, &mut out)
+            .unwrap();
+        out.updates.retain(|u| u.kind == UpdateKind::Final);
+        out.updates
+            .sort_by_key(|u| (u.metric.to_string(), u.key.as_bytes().to_vec(), u.window));
+        out.updates
+    };
+    let whole = run_all(None);
+    assert!(whole.len() > 20, "{} final windows", whole.len());
+    for cut in [1, 4, 7, 13] {
+        let restored = run_all(Some(cut));
+        let strip = |updates: &[WindowUpdate]| -> Vec<(String, String, Window, Option<crate::agg::PartialState>)> {
+            updates.iter().map(|u| (u.metric.to_string(), u.key.to_string(), u.window, u.state.clone())).collect()
+        };
+        assert_eq!(
+            strip(&restored),
+            strip(&whole),
+            "restored after chunk {cut}"
+        );
+    }
+}

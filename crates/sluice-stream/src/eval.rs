@@ -1,0 +1,432 @@
+//! Evaluating a metric's expressions over one scanned event.
+//!
+//! Expressions are compiled once per metric ([`Compiled`]): fields become slot numbers of the
+//! processor's [`crate::json::FieldSet`], `LIKE` patterns are pre-split, literals pre-typed.
+//! Evaluation borrows from the event bytes and allocates only for `lower`/`upper` of text
+//! that changes and for strings written with escapes.
+//!
+//! # Typing rules ("typed on use")
+//! - A missing field, `null`, and an object or array are NULL.
+//! - Comparisons: text with text compares bytewise (Unicode code point order); numbers with
+//!   numbers exactly; text with a number converts the text to a number (a JSON string
+//!   `"12.50"` equals `12.5`) and is NULL if it is not one; booleans compare with booleans;
+//!   anything else, and anything with NULL, is NULL. `WHERE` keeps an event only when TRUE.
+//! - `IN` is `=` against each constant (NULL if nothing matched and the list holds NULL);
+//!   `LIKE` applies to text and to numbers as written.
+//! - `SUM`, `MIN`, `MAX`, `AVG` and `APPROX_PERCENTILE` take numbers and numeric strings;
+//!   other values are ignored, like NULL. `COUNT(x)` counts non-NULL values;
+//!   `COUNT(DISTINCT x)` hashes text, numbers (by value: `1.50` = `1.5`) and booleans
+//!   as different kinds (`"1"` ≠ `1`).
+
+use crate::agg::Input;
+use crate::decimal::Decimal;
+use crate::json::{Kind, Slot, unescape};
+use crate::keys;
+use crate::plan::{AggregateKind, CompareOp, Expr, Field, Literal, MetricPlan};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// A value during evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Number(Decimal),
+    /// Text.
+    Str(Cow<'a, str>),
+}
+
+impl Value<'_> {
+    fn as_number(&self) -> Option<Decimal> {
+        match self {
+            Value::Number(number) => Some(*number),
+            Value::Str(text) => Decimal::parse_str(text.trim()),
+            _ => None,
+        }
+    }
+}
+
+/// The XXH3 seeds that keep kinds apart in distinct counts.
+const SEED_TEXT: u64 = 0x7478_7400;
+const SEED_NUMBER: u64 = 0x6e75_6d00;
+const SEED_BOOL: u64 = 0x626f_6f00;
+
+/// The stable 64-bit hash of a value for `COUNT(DISTINCT …)`: XXH3-64 of the text's UTF-8
+/// bytes, of a normalized number's mantissa (16 bytes little-endian) and scale, or of a
+/// boolean's byte, each with its own seed. `None` for NULL.
+pub fn distinct_hash(value: &Value<'_>) -> Option<u64> {
+    match value {
+        Value::Null => None,
+        Value::Str(text) => Some(xxh3_64_with_seed(text.as_bytes(), SEED_TEXT)),
+        Value::Number(number) => {
+            let normal = number.normalized();
+            let mut bytes = [0u8; 17];
+            bytes[..16].copy_from_slice(&normal.mantissa().to_le_bytes());
+            bytes[16] = normal.scale();
+            Some(xxh3_64_with_seed(&bytes, SEED_NUMBER))
+        }
+        Value::Bool(value) => Some(xxh3_64_with_seed(&[u8::from(*value)], SEED_BOOL)),
+    }
+}
+
+/// The value of one scanned slot.
+pub fn slot_value<'a>(bytes: &'a [u8], slot: &Slot) -> Value<'a> {
+    let text = slot.text(bytes);
+    match slot.kind {
+        Kind::Missing | Kind::Null | Kind::Composite => Value::Null,
+        Kind::True => Value::Bool(true),
+        Kind::False => Value::Bool(false),
+        Kind::Number => Decimal::parse(text).map_or(Value::Null, Value::Number),
+        Kind::String => match std::str::from_utf8(text) {
+            Ok(text) => Value::Str(Cow::Borrowed(text)),
+            Err(_) => Value::Null,
+        },
+        Kind::EscapedString => {
+            let mut out = Vec::new();
+            if unescape(text, &mut out) {
+                String::from_utf8(out).map_or(Value::Null, |s| Value::Str(Cow::Owned(s)))
+            } else {
+                Value::Null
+            }
+        }
+    }
+}
+
+/// A `LIKE` pattern split into pieces.
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    /// Text that must match exactly.
+    Text(String),
+    /// `_`: one character.
+    One,
+    /// `%`: any run of characters.
+    Any,
+}
+
+fn compile_like(pattern: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    for ch in pattern.chars() {
+        match (ch, pieces.last_mut()) {
+            ('%', Some(Piece::Any)) => {}
+            ('%', _) => pieces.push(Piece::Any),
+            ('_', _) => pieces.push(Piece::One),
+            (ch, Some(Piece::Text(text))) => text.push(ch),
+            (ch, _) => pieces.push(Piece::Text(ch.to_string())),
+        }
+    }
+    pieces
+}
+
+/// Whether `text` matches the pattern (backtracking only to the last `%`).
+fn like(pieces: &[Piece], text: &str) -> bool {
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut resume: Option<(usize, usize)> = None;
+    loop {
+        let advanced = match pieces.get(p) {
+            None if t == text.len() => return true,
+            Some(Piece::Any) => {
+                resume = Some((p, t));
+                p += 1;
+                true
+            }
+            Some(Piece::One) => match text[t..].chars().next() {
+                Some(ch) => {
+                    p += 1;
+                    t += ch.len_utf8();
+                    true
+                }
+                None => false,
+            },
+            Some(Piece::Text(piece)) if text[t..].starts_with(piece.as_str()) => {
+                p += 1;
+                t += piece.len();
+                true
+            }
+            _ => false,
+        };
+        if advanced {
+            continue;
+        }
+        // Let the last `%` swallow one more character and retry from there.
+        match resume {
+            Some((star, at)) => match text[at..].chars().next() {
+                Some(ch) => {
+                    resume = Some((star, at + ch.len_utf8()));
+                    p = star + 1;
+                    t = at + ch.len_utf8();
+                }
+                None => return false,
+            },
+            None => return false,
+        }
+    }
+}
+
+/// A compiled expression.
+#[derive(Debug, Clone, PartialEq)]
+enum CExpr {
+    Slot(usize),
+    Literal(Value<'static>),
+    Lower(Box<CExpr>),
+    Upper(Box<CExpr>),
+    Coalesce(Vec<CExpr>),
+    Compare(CompareOp, Box<CExpr>, Box<CExpr>),
+    InList(Box<CExpr>, Vec<Value<'static>>, bool),
+    Like(Box<CExpr>, Vec<Piece>, bool),
+    IsNull(Box<CExpr>, bool),
+    And(Box<CExpr>, Box<CExpr>),
+    Or(Box<CExpr>, Box<CExpr>),
+    Not(Box<CExpr>),
+}
+
+fn literal_value(literal: &Literal) -> Value<'static> {
+    match literal {
+        Literal::Null => Value::Null,
+        Literal::Bool(value) => Value::Bool(*value),
+        Literal::Number(number) => Value::Number(*number),
+        Literal::String(text) => Value::Str(Cow::Owned(text.clone())),
+    }
+}
+
+fn compile(expr: &Expr, slot_of: &impl Fn(&Field) -> usize) -> CExpr {
+    let boxed = |e: &Expr| Box::new(compile(e, slot_of));
+    match expr {
+        Expr::Field(field) => CExpr::Slot(slot_of(field)),
+        Expr::Literal(literal) => CExpr::Literal(literal_value(literal)),
+        Expr::Lower(inner) => CExpr::Lower(boxed(inner)),
+        Expr::Upper(inner) => CExpr::Upper(boxed(inner)),
+        Expr::Coalesce(args) => CExpr::Coalesce(args.iter().map(|a| compile(a, slot_of)).collect()),
+        Expr::Compare { op, left, right } => CExpr::Compare(*op, boxed(left), boxed(right)),
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => CExpr::InList(
+            boxed(expr),
+            list.iter().map(literal_value).collect(),
+            *negated,
+        ),
+        Expr::Like {
+            expr,
+            pattern,
+            negated,
+        } => CExpr::Like(boxed(expr), compile_like(pattern), *negated),
+        Expr::IsNull { expr, negated } => CExpr::IsNull(boxed(expr), *negated),
+        Expr::And(left, right) => CExpr::And(boxed(left), boxed(right)),
+        Expr::Or(left, right) => CExpr::Or(boxed(left), boxed(right)),
+        Expr::Not(inner) => CExpr::Not(boxed(inner)),
+    }
+}
+
+fn compare(left: &Value<'_>, right: &Value<'_>) -> Option<Ordering> {
+    match (left, right) {
+        (Value::Str(a), Value::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Number(a), b) => b.as_number().map(|b| a.cmp(&b)),
+        (a, Value::Number(b)) => a.as_number().map(|a| a.cmp(b)),
+        _ => None,
+    }
+}
+
+fn text_of<'a>(value: Value<'a>) -> Option<Cow<'a, str>> {
+    match value {
+        Value::Str(text) => Some(text),
+        Value::Number(number) => Some(Cow::Owned(number.to_string())),
+        Value::Bool(value) => Some(Cow::Borrowed(if value { "true" } else { "false" })),
+        Value::Null => None,
+    }
+}
+
+fn truth(value: Option<bool>) -> Value<'static> {
+    value.map_or(Value::Null, Value::Bool)
+}
+
+fn as_bool(value: &Value<'_>) -> Option<bool> {
+    match value {
+        Value::Bool(value) => Some(*value),
+        _ => None,
+    }
+}
+
+impl CExpr {
+    fn eval<'a>(&'a self, bytes: &'a [u8], slots: &[Slot]) -> Value<'a> {
+        match self {
+            CExpr::Slot(slot) => slot_value(bytes, &slots[*slot]),
+            CExpr::Literal(value) => match value {
+                Value::Str(text) => Value::Str(Cow::Borrowed(text)),
+                other => other.clone(),
+            },
+            CExpr::Lower(inner) => match text_of(inner.eval(bytes, slots)) {
+                Some(text) if text.chars().any(char::is_uppercase) => {
+                    Value::Str(Cow::Owned(text.to_lowercase()))
+                }
+                Some(text) => Value::Str(text),
+                None => Value::Null,
+            },
+            CExpr::Upper(inner) => match text_of(inner.eval(bytes, slots)) {
+                Some(text) if text.chars().any(char::is_lowercase) => {
+                    Value::Str(Cow::Owned(text.to_uppercase()))
+                }
+                Some(text) => Value::Str(text),
+                None => Value::Null,
+            },
+            CExpr::Coalesce(args) => args
+                .iter()
+                .map(|arg| arg.eval(bytes, slots))
+                .find(|value| *value != Value::Null)
+                .unwrap_or(Value::Null),
+            CExpr::Compare(op, left, right) => {
+                let ordering = compare(&left.eval(bytes, slots), &right.eval(bytes, slots));
+                truth(ordering.map(|o| match op {
+                    CompareOp::Eq => o == Ordering::Equal,
+                    CompareOp::NotEq => o != Ordering::Equal,
+                    CompareOp::Lt => o == Ordering::Less,
+                    CompareOp::LtEq => o != Ordering::Greater,
+                    CompareOp::Gt => o == Ordering::Greater,
+                    CompareOp::GtEq => o != Ordering::Less,
+                }))
+            }
+            CExpr::InList(inner, list, negated) => {
+                let value = inner.eval(bytes, slots);
+                if value == Value::Null {
+                    return Value::Null;
+                }
+                let mut saw_null = false;
+                for item in list {
+                    match compare(&value, item) {
+                        Some(Ordering::Equal) => return Value::Bool(!negated),
+                        None => saw_null |= *item == Value::Null,
+                        Some(_) => {}
+                    }
+                }
+                if saw_null {
+                    Value::Null
+                } else {
+                    Value::Bool(*negated)
+                }
+            }
+            CExpr::Like(inner, pieces, negated) => match inner.eval(bytes, slots) {
+                Value::Bool(_) | Value::Null => Value::Null,
+                value => {
+                    let text = text_of(value).unwrap_or_default();
+                    Value::Bool(like(pieces, &text) != *negated)
+                }
+            },
+            CExpr::IsNull(inner, negated) => {
+                Value::Bool((inner.eval(bytes, slots) == Value::Null) != *negated)
+            }
+            CExpr::And(left, right) => {
+                let a = as_bool(&left.eval(bytes, slots));
+                if a == Some(false) {
+                    return Value::Bool(false);
+                }
+                match (a, as_bool(&right.eval(bytes, slots))) {
+                    (_, Some(false)) => Value::Bool(false),
+                    (Some(true), Some(true)) => Value::Bool(true),
+                    _ => Value::Null,
+                }
+            }
+            CExpr::Or(left, right) => {
+                let a = as_bool(&left.eval(bytes, slots));
+                if a == Some(true) {
+                    return Value::Bool(true);
+                }
+                match (a, as_bool(&right.eval(bytes, slots))) {
+                    (_, Some(true)) => Value::Bool(true),
+                    (Some(false), Some(false)) => Value::Bool(false),
+                    _ => Value::Null,
+                }
+            }
+            CExpr::Not(inner) => truth(as_bool(&inner.eval(bytes, slots)).map(|v| !v)),
+        }
+    }
+}
+
+/// What an aggregate needs from its argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArgUse {
+    Star,
+    Present,
+    Number,
+    Hash,
+}
+
+/// A metric's expressions compiled against a processor's slots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    filter: Option<CExpr>,
+    keys: Vec<CExpr>,
+    args: Vec<(ArgUse, Option<CExpr>)>,
+}
+
+impl Compiled {
+    /// Compiles `plan`; `slot_of` gives each field's slot in the processor's field set.
+    pub fn new(plan: &MetricPlan, slot_of: impl Fn(&Field) -> usize) -> Compiled {
+        let args = plan
+            .aggregates
+            .iter()
+            .map(|aggregate| {
+                let usage = match aggregate.kind {
+                    AggregateKind::CountStar => ArgUse::Star,
+                    AggregateKind::Count => ArgUse::Present,
+                    AggregateKind::CountDistinct => ArgUse::Hash,
+                    _ => ArgUse::Number,
+                };
+                (
+                    usage,
+                    aggregate.arg.as_ref().map(|arg| compile(arg, &slot_of)),
+                )
+            })
+            .collect();
+        Compiled {
+            filter: plan.filter.as_ref().map(|f| compile(f, &slot_of)),
+            keys: plan.keys.iter().map(|k| compile(k, &slot_of)).collect(),
+            args,
+        }
+    }
+
+    /// Whether the event passes `WHERE`.
+    #[inline]
+    pub fn matches(&self, bytes: &[u8], slots: &[Slot]) -> bool {
+        match &self.filter {
+            None => true,
+            Some(filter) => filter.eval(bytes, slots) == Value::Bool(true),
+        }
+    }
+
+    /// Appends the encoded group key values (after the tenant) to `out`.
+    #[inline]
+    pub fn encode_key(&self, bytes: &[u8], slots: &[Slot], out: &mut Vec<u8>) {
+        for key in &self.keys {
+            keys::encode_value(&key.eval(bytes, slots), out);
+        }
+    }
+
+    /// The aggregates' inputs from this event, into `out`.
+    #[inline]
+    pub fn inputs(&self, bytes: &[u8], slots: &[Slot], out: &mut Vec<Input>) {
+        out.clear();
+        for (usage, arg) in &self.args {
+            let value = arg.as_ref().map(|arg| arg.eval(bytes, slots));
+            let input = match (usage, value) {
+                (ArgUse::Star, _) => Input::Present,
+                (_, None | Some(Value::Null)) => Input::Null,
+                (ArgUse::Present, Some(_)) => Input::Present,
+                (ArgUse::Number, Some(value)) => {
+                    value.as_number().map_or(Input::Null, Input::Number)
+                }
+                (ArgUse::Hash, Some(value)) => {
+                    distinct_hash(&value).map_or(Input::Null, Input::Hash)
+                }
+            };
+            out.push(input);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

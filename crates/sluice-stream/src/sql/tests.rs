@@ -1,0 +1,350 @@
+use super::*;
+use crate::decimal::Decimal;
+use crate::plan::*;
+
+const DEFAULTS: MetricDefaults = MetricDefaults {
+    out_of_orderness: 10_000,
+    allowed_lateness: 0,
+    late: LatePolicy::Topic,
+};
+
+const EXAMPLE: &str = "CREATE METRIC page_views AS
+SELECT properties.url AS url, COUNT(*) AS views, COUNT(DISTINCT user_id) AS visitors,
+       AVG(properties.duration_ms) AS avg_duration,
+       APPROX_PERCENTILE(properties.duration_ms, 0.95) AS p95_duration
+FROM events WHERE event = 'Page Viewed'
+GROUP BY url, TUMBLE(timestamp, INTERVAL '1' MINUTE)";
+
+fn parse(sql: &str) -> MetricPlan {
+    parse_metric(sql, &DEFAULTS).unwrap_or_else(|error| panic!("{sql}\n→ {error}"))
+}
+
+fn error(sql: &str) -> String {
+    match parse_metric(sql, &DEFAULTS) {
+        Ok(plan) => panic!("{sql} parsed: {plan:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn props(path: &str) -> Expr {
+    Expr::Field(Field::Properties(
+        path.split('.').map(String::from).collect(),
+    ))
+}
+
+#[test]
+fn the_design_example_becomes_a_typed_plan() {
+    let plan = parse(EXAMPLE);
+    assert_eq!(plan.name, "page_views");
+    assert_eq!(
+        plan.filter,
+        Some(Expr::Compare {
+            op: CompareOp::Eq,
+            left: Box::new(Expr::Field(Field::Event)),
+            right: Box::new(Expr::Literal(Literal::String("Page Viewed".into()))),
+        })
+    );
+    assert_eq!(plan.keys, [props("url")]);
+    assert_eq!(plan.key_names, ["url"]);
+    let kinds: Vec<AggregateKind> = plan.aggregates.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AggregateKind::CountStar,
+            AggregateKind::CountDistinct,
+            AggregateKind::Avg,
+            AggregateKind::ApproxPercentile { quantile: 0.95 }
+        ]
+    );
+    assert_eq!(plan.aggregates[1].arg, Some(Expr::Field(Field::UserId)));
+    let names: Vec<&str> = plan.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["url", "views", "visitors", "avg_duration", "p95_duration"]
+    );
+    assert_eq!(plan.columns[0].source, ColumnSource::Key(0));
+    assert_eq!(plan.columns[4].source, ColumnSource::Aggregate(3));
+    assert_eq!(plan.window, WindowSpec::Tumble { size: 60_000 });
+    assert_eq!(plan.out_of_orderness, 10_000);
+    assert_eq!(plan.late, LatePolicy::Topic);
+    assert_eq!(
+        plan.fields(),
+        [
+            Field::Event,
+            Field::UserId,
+            Field::Timestamp,
+            Field::Properties(vec!["url".into()]),
+            Field::Properties(vec!["duration_ms".into()])
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn every_filter_form_and_window_parses() {
+    let plan = parse(
+        "create metric orders as select lower(coalesce(context.campaign.source, 'direct')) as source,
+           sum(properties.revenue) as revenue, min(properties.revenue), max(properties.revenue),
+           count(properties.coupon) as coupons
+         from events
+         where (type in ('track', 'page') and event <> 'Test') or not (properties.x like 'a%_b')
+           and traits.plan is not null and received_at >= -5 and properties.flag = true
+           and context.y is null
+         group by source, hop(timestamp, interval '1' minute, interval '5' minutes)
+         with (out_of_orderness = '5s', allowed_lateness = '1m', late = 'drop');",
+    );
+    assert_eq!(
+        plan.window,
+        WindowSpec::Hop {
+            slide: 60_000,
+            size: 300_000
+        }
+    );
+    assert_eq!(
+        (plan.out_of_orderness, plan.allowed_lateness),
+        (5_000, 60_000)
+    );
+    assert_eq!(plan.late, LatePolicy::Drop);
+    assert_eq!(plan.key_names, ["source"]);
+    let names: Vec<&str> = plan.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "source",
+            "revenue",
+            "min(properties.revenue)",
+            "max(properties.revenue)",
+            "coupons"
+        ]
+    );
+    let filter = plan.filter.unwrap().to_string();
+    assert!(filter.contains("(received_at >= -5)"), "{filter}");
+    assert!(filter.contains("(properties.x LIKE 'a%_b')"), "{filter}");
+    assert!(filter.contains("(type IN ('track', 'page'))"), "{filter}");
+
+    let session = parse(
+        "CREATE METRIC s AS SELECT user_id, COUNT(*) FROM events GROUP BY user_id, SESSION(timestamp, INTERVAL '30 minutes')",
+    );
+    assert_eq!(session.window, WindowSpec::Session { gap: 1_800_000 });
+    assert_eq!(session.key_names, ["user_id"]);
+    let tumble = parse(
+        "CREATE METRIC t AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '500' MILLISECOND)",
+    );
+    assert_eq!(tumble.window, WindowSpec::Tumble { size: 500 });
+    assert!(tumble.keys.is_empty());
+}
+
+#[test]
+fn group_keys_may_be_expressions_or_absent_from_select() {
+    let plan = parse(
+        "CREATE METRIC m AS SELECT COUNT(*) AS n FROM events GROUP BY lower(properties.url), TUMBLE(timestamp, INTERVAL '1' HOUR)",
+    );
+    assert_eq!(plan.key_names, ["lower(properties.url)"]);
+    let plan = parse(
+        "CREATE METRIC m AS SELECT properties.url, COUNT(*) AS n FROM events GROUP BY properties.url, TUMBLE(timestamp, INTERVAL '1' HOUR)",
+    );
+    assert_eq!(plan.key_names, ["properties.url"]);
+    assert_eq!(plan.columns[0].source, ColumnSource::Key(0));
+    let plan = parse(
+        "CREATE METRIC m AS SELECT SUM(properties.price) AS total FROM events WHERE properties.price > 10.50 GROUP BY TUMBLE(timestamp, INTERVAL '1' DAY)",
+    );
+    let Some(Expr::Compare { right, .. }) = plan.filter else {
+        panic!()
+    };
+    assert_eq!(
+        *right,
+        Expr::Literal(Literal::Number(Decimal::parse_str("10.5").unwrap()))
+    );
+}
+
+/// Each unsupported construct is named, with its position.
+#[test]
+fn errors_name_the_construct_and_its_position() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "SELECT COUNT(*) FROM events",
+            "line 1, column 1: expected CREATE",
+        ),
+        (
+            "CREATE TABLE t AS SELECT 1",
+            "line 1, column 8: expected METRIC",
+        ),
+        (
+            "CREATE METRIC Page AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 15: \"Page\" is not a valid metric name",
+        ),
+        ("CREATE METRIC m SELECT", "line 1, column 17: expected AS"),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events\nGROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)\nHAVING COUNT(*) > 1",
+            "line 3, column 8: HAVING is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY user_id",
+            "line 1, column 57: GROUP BY needs a window",
+        ),
+        (
+            "CREATE METRIC m AS\n  SELECT properties.a, COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 2, column 10: `properties.a` must appear in GROUP BY",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE properties.a + 1 > 2 GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 54: the operator + is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE\n  CASE WHEN true THEN 1 END = 1 GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 2, column 3: CASE is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE colour = 'red' GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 54: unknown field `colour`",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM orders GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 41: unknown source `orders`",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events e JOIN users u ON e.user_id = u.id GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "JOIN is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT SUM(DISTINCT properties.a) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 27: SUM(DISTINCT …) is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT MEDIAN(properties.a) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 27: the function MEDIAN is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT APPROX_PERCENTILE(properties.a, 1.5) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 59: the quantile must be a number from 0 to 1",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(received_at, INTERVAL '1' MINUTE)",
+            "line 1, column 64: windows are over event time",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MONTH)",
+            "unsupported interval unit",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY HOP(timestamp, INTERVAL '1' SECOND, INTERVAL '1' HOUR)",
+            "HOP puts each event in 3600 windows",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE), SESSION(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 97: a metric has exactly one window",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE) WITH (late = 'keep')",
+            "line 1, column 109: late must be 'topic' or 'drop'",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE) WITH (speed = 'fast')",
+            "line 1, column 102: unknown option speed",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE) WITH (allowed_lateness = 'soon')",
+            "\"soon\" is not a duration",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE) ORDER BY 1",
+            "ORDER BY is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE) LIMIT 5",
+            "LIMIT is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT * FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 27: SELECT * is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT DISTINCT user_id FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "SELECT DISTINCT is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE) UNION SELECT 1",
+            "UNION",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(* FROM events",
+            "line 1, column 35: syntax error: Expected: ), found: FROM",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY",
+            "line 1, column 56: syntax error",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE event = 'unterminated",
+            "line 1, column 62: Unterminated string literal",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE) garbage",
+            "line 1, column 96: unexpected `garbage`",
+        ),
+        (
+            "CREATE METRIC m AS SELECT SUM(COUNT(*)) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "aggregates cannot be nested",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FILTER (WHERE event = 'x') FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "FILTER (WHERE …) is not supported",
+        ),
+        (
+            "CREATE METRIC m AS SELECT user_id, user_id, COUNT(*) FROM events GROUP BY user_id, TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "two columns are named \"user_id\"",
+        ),
+        (
+            "CREATE METRIC m AS SELECT properties.url FROM events GROUP BY properties.url, TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "at least one aggregate",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE properties = 1 GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "name a field inside properties",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE event = \"x\" GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "unknown field `x`",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events GROUP BY 1, TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "GROUP BY by position",
+        ),
+        (
+            "CREATE METRIC m AS WITH x AS (SELECT 1) SELECT COUNT(*) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "WITH (common table expressions)",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (sql, expected) in cases {
+        let message = error(sql);
+        if !message.contains(expected) {
+            failures.push(format!(
+                "{sql}\n  expected: {expected}\n  got:      {message}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn oversized_and_deeply_nested_definitions_are_rejected() {
+    let long = format!(
+        "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE {} GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+        "event = 'x' OR ".repeat(5000) + "TRUE"
+    );
+    assert!(error(&long).contains("bytes; at most"));
+    let nested = format!(
+        "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE {}TRUE{} GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+        "(".repeat(200),
+        ")".repeat(200)
+    );
+    assert!(
+        error(&nested).contains("nested too deeply"),
+        "{}",
+        error(&nested)
+    );
+}

@@ -1,0 +1,11 @@
+//! The stream engine's integration tests, in one binary:
+//! - `properties`: random event streams (bounded disorder, late events) through the engine
+//!   and through a brute-force oracle, compared for every window kind and aggregate; and the
+//!   partial-merge property (partitions merged = the whole stream).
+//! - `golden`: text files in `tests/golden/`: events and a metric in, expected windows out.
+
+mod generator;
+mod golden;
+mod oracle;
+mod properties;
+mod task;
