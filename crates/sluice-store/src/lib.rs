@@ -4,7 +4,7 @@
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
 //! - [`model`]: metric definitions, positions and partial rows as plain values.
-//! - [`error`]: [`StoreError`].
+//! - [`error`]: the [`StoreError`] type.
 
 pub mod error;
 pub mod model;
