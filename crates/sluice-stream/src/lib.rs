@@ -10,6 +10,7 @@ pub mod json;
 pub mod keys;
 pub mod plan;
 pub mod sql;
+pub mod synthetic;
 pub mod task;
 pub mod watermark;
 pub mod window;

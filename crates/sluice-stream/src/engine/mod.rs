@@ -102,6 +102,9 @@ pub struct Processor {
     clock: EventClock,
     metrics: Vec<MetricRuntime>,
     fields: FieldSet,
+    /// Slots every filter reads (plus tenant and time), when every metric has a filter:
+    /// once they are scanned and no filter accepts the event, the scan stops.
+    gate_mask: u64,
     scratch: Scratch,
     stats: Stats,
     telemetry: PartitionTelemetry,
@@ -132,6 +135,7 @@ impl Processor {
             clock: EventClock::new(config.idle_timeout),
             metrics: Vec::new(),
             fields: FieldSet::default(),
+            gate_mask: 0,
             scratch: Scratch::default(),
             stats: Stats::default(),
             telemetry: PartitionTelemetry::new(partition),
@@ -224,6 +228,18 @@ impl Processor {
         for metric in &mut self.metrics {
             metric.compiled = Compiled::new(&metric.plan, slot_of);
         }
+        let mut mask = (1u64 << TENANT_SLOT) | (1u64 << TIME_SLOT);
+        let mut gated = !self.metrics.is_empty();
+        for metric in &self.metrics {
+            match &metric.plan.filter {
+                Some(filter) => filter.for_each_field(&mut |field| match slot_of(field) {
+                    slot if slot < 64 => mask |= 1 << slot,
+                    _ => gated = false,
+                }),
+                None => gated = false,
+            }
+        }
+        self.gate_mask = if gated { mask } else { 0 };
     }
 
     /// The names of the running metrics.
@@ -323,7 +339,12 @@ impl Processor {
     ) -> Result<Option<String>, StreamError> {
         let bytes: &[u8] = &stored.record.value;
         let Scratch { slots, key, inputs } = &mut self.scratch;
-        if let Err(error) = self.fields.scan(bytes, slots) {
+        let metrics = &self.metrics;
+        let mut gate = |slots: &[Slot]| !metrics.iter().any(|m| m.compiled.matches(bytes, slots));
+        if let Err(error) = self
+            .fields
+            .scan_gated(bytes, slots, self.gate_mask, &mut gate)
+        {
             return Ok(Some(error.to_string()));
         }
         let tenant = match slot_value(bytes, &slots[TENANT_SLOT]) {
