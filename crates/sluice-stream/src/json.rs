@@ -287,16 +287,19 @@ impl Scanner<'_, '_> {
         }
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.position).copied()
     }
 
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
             self.position += 1;
         }
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8, expected: &'static str) -> Result<(), ScanError> {
         self.skip_whitespace();
         if self.peek() == Some(byte) {
@@ -308,7 +311,7 @@ impl Scanner<'_, '_> {
     }
 
     /// At the opening quote: returns the content range and whether it has escapes.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool), ScanError> {
         self.position += 1;
         let start = self.position;
@@ -445,6 +448,7 @@ impl Scanner<'_, '_> {
         }
     }
 
+    #[inline(always)]
     fn filled(&mut self, slot: usize, slots: &[Slot]) -> Done {
         self.remaining -= 1;
         if self.remaining == 0 {
@@ -469,12 +473,15 @@ impl Scanner<'_, '_> {
         }
     }
 
+    #[inline(always)]
     fn number(&mut self) {
-        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek() {
-            self.position += 1;
-        }
+        self.position += self.bytes[self.position..]
+            .iter()
+            .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+            .count();
     }
 
+    #[inline(always)]
     fn skip_value(&mut self) -> Result<(), ScanError> {
         match self.peek() {
             Some(b'"') => self.string().map(|_| ()),

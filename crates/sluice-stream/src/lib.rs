@@ -24,7 +24,7 @@
 //! - [`task`]: the partition task over the `Log` trait (the only async, I/O code).
 //! - [`config`]: the `[stream]` configuration section.
 //! - [`synthetic`]: realistic synthetic events for benchmarks.
-//! - [`error`]: [`StreamError`].
+//! - [`error`]: the crate's error type, [`StreamError`].
 
 pub mod agg;
 pub mod config;

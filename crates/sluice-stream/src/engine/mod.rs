@@ -88,6 +88,8 @@ struct Scratch {
     slots: Vec<Slot>,
     key: Vec<u8>,
     inputs: Vec<Input>,
+    /// Which metrics' filters the scan's gate found true (bit per metric), when it ran.
+    passed: Option<u64>,
 }
 
 /// Slot 0 of every scan is the tenant, slot 1 the event time.
@@ -229,7 +231,7 @@ impl Processor {
             metric.compiled = Compiled::new(&metric.plan, slot_of);
         }
         let mut mask = (1u64 << TENANT_SLOT) | (1u64 << TIME_SLOT);
-        let mut gated = !self.metrics.is_empty();
+        let mut gated = !self.metrics.is_empty() && self.metrics.len() <= 64;
         for metric in &self.metrics {
             match &metric.plan.filter {
                 Some(filter) => filter.for_each_field(&mut |field| match slot_of(field) {
@@ -338,9 +340,24 @@ impl Processor {
         out: &mut Outputs,
     ) -> Result<Option<String>, StreamError> {
         let bytes: &[u8] = &stored.record.value;
-        let Scratch { slots, key, inputs } = &mut self.scratch;
+        let Scratch {
+            slots,
+            key,
+            inputs,
+            passed,
+        } = &mut self.scratch;
         let metrics = &self.metrics;
-        let mut gate = |slots: &[Slot]| !metrics.iter().any(|m| m.compiled.matches(bytes, slots));
+        *passed = None;
+        let mut gate = |slots: &[Slot]| {
+            let mut mask = 0u64;
+            for (index, metric) in metrics.iter().enumerate() {
+                if metric.compiled.matches(bytes, slots) {
+                    mask |= 1 << index;
+                }
+            }
+            *passed = Some(mask);
+            mask == 0
+        };
         if let Err(error) = self
             .fields
             .scan_gated(bytes, slots, self.gate_mask, &mut gate)
@@ -357,8 +374,13 @@ impl Processor {
             ));
         };
         self.clock.observe(time);
-        for metric in &mut self.metrics {
-            if !metric.compiled.matches(bytes, slots) {
+        let passed = *passed;
+        for (index, metric) in self.metrics.iter_mut().enumerate() {
+            let matches = match passed {
+                Some(mask) => mask & (1 << index) != 0,
+                None => metric.compiled.matches(bytes, slots),
+            };
+            if !matches {
                 continue;
             }
             key.clear();
