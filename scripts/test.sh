@@ -10,6 +10,16 @@ step "toolchain"
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+step "python: Segment's SDK for the compatibility test"
+command -v python3 >/dev/null || { echo "python3 is required (Debian: apt-get install python3 python3-venv)"; exit 1; }
+venv="target/test-python"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -c "import segment.analytics" 2>/dev/null \
+  || "$venv/bin/pip" install --quiet --disable-pip-version-check "segment-analytics-python==2.4.0"
+export SLUICE_TEST_PYTHON="$PWD/$venv/bin/python"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -6,6 +6,7 @@
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -68,37 +69,40 @@ impl FromStr for EventType {
     }
 }
 
-/// One accepted, normalized event.
+/// One accepted, normalized event. Text borrows from the request it was parsed from where it
+/// can (`Cow::Borrowed`), so normalizing and storing an event copies each byte once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Event {
+pub struct Event<'a> {
     /// The client's `messageId`, or a generated UUIDv7; retries of one event share it.
-    pub message_id: String,
+    #[serde(borrow)]
+    pub message_id: Cow<'a, str>,
     /// The tenant of the write key the event arrived with.
-    pub tenant: String,
+    #[serde(borrow)]
+    pub tenant: Cow<'a, str>,
     /// The call type.
     #[serde(rename = "type")]
     pub kind: EventType,
     /// Track: the action's name (`Order Completed`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Cow<'a, str>>,
     /// Page and screen: the page or screen name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
     /// Page: the page category.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Cow<'a, str>>,
     /// The known user, when identified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Cow<'a, str>>,
     /// The device or browser identity; present when the user is anonymous.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anonymous_id: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<Cow<'a, str>>,
     /// Group: the account or organization.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_id: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<Cow<'a, str>>,
     /// Alias: the identity being merged into `user_id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_id: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub previous_id: Option<Cow<'a, str>>,
     /// Event time, corrected for client clock skew (see [`crate::normalize`]).
     pub timestamp: Millis,
     /// When sluice received the request.
@@ -111,16 +115,16 @@ pub struct Event {
     pub original_timestamp: Option<Millis>,
     /// Track, page and screen properties, verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub properties: Option<Box<RawValue>>,
+    pub properties: Option<Cow<'a, RawValue>>,
     /// Identify and group traits, verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traits: Option<Box<RawValue>>,
+    pub traits: Option<Cow<'a, RawValue>>,
     /// Device, library, page and campaign context, verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<Box<RawValue>>,
+    pub context: Option<Cow<'a, RawValue>>,
 }
 
-impl Event {
+impl Event<'_> {
     /// The log partition key: the anonymous id, else the user id, so one visitor's events stay
     /// in one partition and in order (what Segment and Kafka users expect).
     pub fn partition_key(&self) -> &str {
@@ -132,7 +136,39 @@ impl Event {
 
     /// The event as the JSON stored in the log.
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing owned strings and pre-validated raw JSON cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends the event's JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Serializing text and pre-validated raw JSON into memory cannot fail.
+        let _ = serde_json::to_writer(out, self);
+    }
+
+    /// A copy that owns all its text.
+    pub fn into_owned(self) -> Event<'static> {
+        let own = |text: Option<Cow<'_, str>>| text.map(|t| Cow::Owned(t.into_owned()));
+        let own_raw = |raw: Option<Cow<'_, RawValue>>| raw.map(|r| Cow::Owned(r.into_owned()));
+        Event {
+            message_id: Cow::Owned(self.message_id.into_owned()),
+            tenant: Cow::Owned(self.tenant.into_owned()),
+            kind: self.kind,
+            event: own(self.event),
+            name: own(self.name),
+            category: own(self.category),
+            user_id: own(self.user_id),
+            anonymous_id: own(self.anonymous_id),
+            group_id: own(self.group_id),
+            previous_id: own(self.previous_id),
+            timestamp: self.timestamp,
+            received_at: self.received_at,
+            sent_at: self.sent_at,
+            original_timestamp: self.original_timestamp,
+            properties: own_raw(self.properties),
+            traits: own_raw(self.traits),
+            context: own_raw(self.context),
+        }
     }
 }

@@ -132,16 +132,22 @@ pub struct NormalizeContext<'a> {
     pub batch_sent_at: Option<Millis>,
     /// The batch's `context`, merged under each message's own.
     pub batch_context: Option<&'a RawValue>,
-    /// The message's path in the request (`batch[3]`), empty for a single message.
-    pub path: &'a str,
+    /// The message's position in a batch (its path is `batch[i]`); `None` for a single message.
+    pub index: Option<usize>,
 }
 
 impl NormalizeContext<'_> {
+    /// The message's own path: `batch[i]`, or empty for a single message. Built only when an
+    /// error needs it.
+    pub fn path(&self) -> String {
+        self.index
+            .map_or_else(String::new, |index| format!("batch[{index}]"))
+    }
+
     fn at(&self, field: &str) -> String {
-        if self.path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{}.{field}", self.path)
+        match self.index {
+            Some(index) => format!("batch[{index}].{field}"),
+            None => field.to_owned(),
         }
     }
 
@@ -215,7 +221,7 @@ pub fn parse_sent_at(text: Option<&str>, path: &str) -> Result<Option<Millis>, E
 }
 
 /// Validates and normalizes one Segment message (`raw` is its JSON text).
-pub fn normalize(raw: &[u8], ctx: &NormalizeContext<'_>) -> Result<Event, EventError> {
+pub fn normalize<'a>(raw: &'a [u8], ctx: &NormalizeContext<'a>) -> Result<Event<'a>, EventError> {
     normalize_message(&parse_message(raw, ctx)?, ctx)
 }
 
@@ -229,7 +235,7 @@ pub fn parse_message<'a>(
     let limit = ctx.limits.max_event_bytes.as_usize();
     if raw.len() > limit {
         return Err(EventError {
-            path: ctx.path.to_owned(),
+            path: ctx.path(),
             kind: EventErrorKind::TooLarge {
                 what: "event",
                 size: raw.len(),
@@ -241,19 +247,19 @@ pub fn parse_message<'a>(
     if let Some(found) = not_an_object(raw) {
         let message = format!("wrong type: found {found}, expected an object (a Segment message)");
         return Err(EventError {
-            path: ctx.path.to_owned(),
+            path: ctx.path(),
             kind: EventErrorKind::WrongType(message),
         });
     }
     serde_json::from_slice::<RawMessage<'a>>(raw)
-        .map_err(|error| describe_json_error::<RawMessage<'_>>(raw, error, ctx.path))
+        .map_err(|error| describe_json_error::<RawMessage<'_>>(raw, error, &ctx.path()))
 }
 
 /// Validates and normalizes a parsed message.
-pub fn normalize_message(
-    message: &RawMessage<'_>,
-    ctx: &NormalizeContext<'_>,
-) -> Result<Event, EventError> {
+pub fn normalize_message<'a>(
+    message: &RawMessage<'a>,
+    ctx: &NormalizeContext<'a>,
+) -> Result<Event<'a>, EventError> {
     let kind = match (&message.kind, ctx.endpoint) {
         (Some(found), Some(endpoint)) if found.as_ref() != endpoint.as_str() => {
             let kind = match found.parse::<EventType>() {
@@ -279,7 +285,7 @@ pub fn normalize_message(
         }
     };
 
-    let id = |value: &Option<Id<'_>>, field: &str| -> Result<Option<String>, EventError> {
+    let id = |value: &Option<Id<'a>>, field: &str| -> Result<Option<Cow<'a, str>>, EventError> {
         let Some(Id(text)) = value else {
             return Ok(None);
         };
@@ -296,24 +302,25 @@ pub fn normalize_message(
             };
             return Err(ctx.error(field, kind));
         }
-        Ok(Some(text.to_string()))
+        Ok(Some(text.clone()))
     };
-    let name = |value: &Option<Cow<'_, str>>, field: &str| -> Result<Option<String>, EventError> {
-        let Some(text) = value.as_deref().filter(|text| !text.is_empty()) else {
-            return Ok(None);
-        };
-        let limit = ctx.limits.max_name_bytes.as_usize();
-        if text.len() > limit {
-            let kind = EventErrorKind::TooLong {
-                what: "name",
-                len: text.len(),
-                limit,
-                setting: "limits.max-name-bytes",
+    let name =
+        |value: &Option<Cow<'a, str>>, field: &str| -> Result<Option<Cow<'a, str>>, EventError> {
+            let Some(text) = value.as_ref().filter(|text| !text.is_empty()) else {
+                return Ok(None);
             };
-            return Err(ctx.error(field, kind));
-        }
-        Ok(Some(text.to_owned()))
-    };
+            let limit = ctx.limits.max_name_bytes.as_usize();
+            if text.len() > limit {
+                let kind = EventErrorKind::TooLong {
+                    what: "name",
+                    len: text.len(),
+                    limit,
+                    setting: "limits.max-name-bytes",
+                };
+                return Err(ctx.error(field, kind));
+            }
+            Ok(Some(text.clone()))
+        };
 
     let user_id = id(&message.user_id, "userId")?;
     let anonymous_id = id(&message.anonymous_id, "anonymousId")?;
@@ -325,7 +332,8 @@ pub fn normalize_message(
             ),
         ));
     }
-    let message_id = id(&message.message_id, "messageId")?.unwrap_or_else(generate_message_id);
+    let message_id =
+        id(&message.message_id, "messageId")?.unwrap_or_else(|| Cow::Owned(generate_message_id()));
     let group_id = id(&message.group_id, "groupId")?;
     let previous_id = id(&message.previous_id, "previousId")?;
     let event = name(&message.event, "event")?;
@@ -386,14 +394,17 @@ pub fn normalize_message(
         (None, Some(shared)) => Some(check_object(
             shared,
             "context",
-            &NormalizeContext { path: "", ..*ctx },
+            &NormalizeContext {
+                index: None,
+                ..*ctx
+            },
         )?),
         (None, None) => None,
     };
 
     Ok(Event {
         message_id,
-        tenant: ctx.tenant.to_owned(),
+        tenant: Cow::Borrowed(ctx.tenant),
         kind,
         event: if kind == EventType::Track {
             event
@@ -429,12 +440,12 @@ fn not_an_object(raw: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Checks that `raw` is an object within the depth and string limits, and copies it.
-fn check_object(
-    raw: &RawValue,
+/// Checks that `raw` is an object within the depth and string limits.
+fn check_object<'a>(
+    raw: &'a RawValue,
     field: &str,
     ctx: &NormalizeContext<'_>,
-) -> Result<Box<RawValue>, EventError> {
+) -> Result<Cow<'a, RawValue>, EventError> {
     let text = raw.get();
     if let Some(found) = not_an_object(text.as_bytes()) {
         return Err(ctx.error(field, EventErrorKind::NotAnObject(found)));
@@ -470,7 +481,7 @@ fn check_object(
             ),
         });
     }
-    Ok(raw.to_owned())
+    Ok(Cow::Borrowed(raw))
 }
 
 /// The batch's shared context with the message's own keys on top.
@@ -478,7 +489,7 @@ fn merge_objects(
     shared: &RawValue,
     own: &RawValue,
     ctx: &NormalizeContext<'_>,
-) -> Result<Box<RawValue>, EventError> {
+) -> Result<Cow<'static, RawValue>, EventError> {
     type Object = serde_json::Map<String, serde_json::Value>;
     let shared: Object = serde_json::from_str(shared.get()).map_err(|_| EventError {
         path: "context".into(),
@@ -490,7 +501,8 @@ fn merge_objects(
     let text = serde_json::to_string(&merged).unwrap_or_else(|_| "{}".into());
     let merged = RawValue::from_string(text)
         .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid"));
-    check_object(&merged, "context", ctx).map(|_| merged)
+    check_object(&merged, "context", ctx)?;
+    Ok(Cow::Owned(merged))
 }
 
 /// Turns a serde_json error into a precise [`EventError`]: syntax errors keep their position,

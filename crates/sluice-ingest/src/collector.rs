@@ -23,6 +23,7 @@ use sluice_core::tenant::KeyRing;
 use sluice_core::time::{Millis, now_millis};
 use sluice_core::{Event, EventType, Limits};
 use sluice_log::{Log, LogError, Record, partition_for_key};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -153,6 +154,11 @@ impl<L: Log> Collector<L> {
         &self.limits
     }
 
+    /// The set of recently appended message ids.
+    pub fn dedup(&self) -> &Dedup {
+        &self.dedup
+    }
+
     /// The collector's configuration.
     pub fn config(&self) -> &IngestConfig {
         &self.config
@@ -189,7 +195,7 @@ impl<L: Log> Collector<L> {
             endpoint,
             batch_sent_at: None,
             batch_context: None,
-            path: "",
+            index: None,
         };
         let parsed = match endpoint {
             None => normalize::parse_batch(body, &self.limits).map(Parsed::Batch),
@@ -228,7 +234,7 @@ impl<L: Log> Collector<L> {
         };
 
         // Each accepted event, with whether its messageId came from the client.
-        let mut events: Vec<(Event, bool)> = Vec::new();
+        let mut events: Vec<(Event<'_>, bool)> = Vec::new();
         let mut rejected: Vec<(Rejection, &[u8])> = Vec::new();
         match &parsed {
             Parsed::Single(message) => match normalize::normalize_message(
@@ -245,16 +251,12 @@ impl<L: Log> Collector<L> {
                 let sent_at = normalize::parse_sent_at(batch.sent_at.as_deref(), "sentAt")
                     .map_err(IngestError::Invalid)?;
                 events.reserve(batch.batch.len());
-                let mut path = String::new();
                 for (index, raw) in batch.batch.iter().enumerate() {
-                    path.clear();
-                    use std::fmt::Write;
-                    let _ = write!(path, "batch[{index}]");
                     let ctx = NormalizeContext {
                         tenant: &tenant,
                         batch_sent_at: sent_at,
                         batch_context: batch.context,
-                        path: &path,
+                        index: Some(index),
                         ..base
                     };
                     let raw = raw.get().as_bytes();
@@ -278,7 +280,7 @@ impl<L: Log> Collector<L> {
         let now = Instant::now();
         let mut claims = Claims::new(&self.dedup);
         let mut duplicates = 0;
-        let mut fresh: Vec<(Event, Option<u128>)> = Vec::with_capacity(events.len());
+        let mut fresh: Vec<(Event<'_>, Option<u128>)> = Vec::with_capacity(events.len());
         for (event, client_id) in events {
             let id = client_id.then(|| fingerprint(&tenant, &event.message_id));
             match id.map(|id| claims.claim(id, now)) {
@@ -317,34 +319,57 @@ impl<L: Log> Collector<L> {
         })
     }
 
-    /// Appends events grouped by partition; reports which ids became durable.
+    /// Appends events grouped by partition; reports which ids became durable. Each partition's
+    /// keys and values are written into one buffer, and records are slices of it.
     async fn append_events(
         &self,
-        events: Vec<(Event, Option<u128>)>,
+        events: Vec<(Event<'_>, Option<u128>)>,
         received_at: Millis,
     ) -> Appended {
+        struct Group {
+            buffer: Vec<u8>,
+            spans: Vec<(Range<usize>, Range<usize>)>,
+            ids: Vec<u128>,
+        }
         let partitions = self.events_partitions;
-        let mut groups: Vec<(Vec<Record>, Vec<u128>)> =
-            (0..partitions).map(|_| (Vec::new(), Vec::new())).collect();
+        let mut groups: Vec<Group> = (0..partitions)
+            .map(|_| Group {
+                buffer: Vec::new(),
+                spans: Vec::new(),
+                ids: Vec::new(),
+            })
+            .collect();
         for (event, id) in events {
             let key = event.partition_key();
-            let partition = partition_for_key(key.as_bytes(), partitions) as usize;
-            let record = Record::new(
-                Some(Bytes::copy_from_slice(key.as_bytes())),
-                event.to_json(),
-                received_at,
-            );
-            groups[partition].0.push(record);
-            groups[partition].1.extend(id);
+            let group = &mut groups[partition_for_key(key.as_bytes(), partitions) as usize];
+            let key_start = group.buffer.len();
+            group.buffer.extend_from_slice(key.as_bytes());
+            let value_start = group.buffer.len();
+            event.write_json(&mut group.buffer);
+            group
+                .spans
+                .push((key_start..value_start, value_start..group.buffer.len()));
+            group.ids.extend(id);
         }
-        let topic = &self.config.events_topic;
-        let appends = groups
+        let groups = groups
             .into_iter()
             .enumerate()
-            .filter(|(_, (records, _))| !records.is_empty())
-            .map(|(partition, (records, ids))| async move {
-                (self.log.append(topic, partition as u32, records).await, ids)
+            .filter(|(_, group)| !group.spans.is_empty())
+            .map(|(partition, group)| {
+                let buffer = Bytes::from(group.buffer);
+                let records: Vec<Record> = group
+                    .spans
+                    .into_iter()
+                    .map(|(key, value)| {
+                        Record::new(Some(buffer.slice(key)), buffer.slice(value), received_at)
+                    })
+                    .collect();
+                (partition, (records, group.ids))
             });
+        let topic = &self.config.events_topic;
+        let appends = groups.map(|(partition, (records, ids))| async move {
+            (self.log.append(topic, partition as u32, records).await, ids)
+        });
         let mut result = Appended {
             committed: Vec::new(),
             error: None,

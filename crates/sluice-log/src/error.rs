@@ -52,6 +52,21 @@ pub enum LogError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Another process holds the log directory.
+    #[error(
+        "log directory {path} is in use by another sluice process; stop it, or use a command that reads the log without writing"
+    )]
+    Locked { path: PathBuf },
+    /// The log was opened read-only (next to the process that writes it).
+    #[error(
+        "the log in {path} is open read-only because another sluice process writes it; stop that process to change the log"
+    )]
+    ReadOnly { path: PathBuf },
+    /// A partition's writer stopped after a failure it cannot undo.
+    #[error(
+        "appends to {path} are stopped after a failure: {reason}; restart sluice to recover the partition"
+    )]
+    WriterFailed { path: PathBuf, reason: String },
     /// The log is shutting down.
     #[error("the log is closed")]
     Closed,
@@ -65,9 +80,11 @@ impl Classify for LogError {
             | LogError::TopicMismatch { .. }
             | LogError::Invalid(_)
             | LogError::OffsetOutOfRange { .. } => ErrorClass::User,
-            LogError::DiskFull { .. } | LogError::Io { .. } | LogError::Closed => {
-                ErrorClass::External
-            }
+            LogError::Locked { .. } | LogError::ReadOnly { .. } => ErrorClass::User,
+            LogError::DiskFull { .. }
+            | LogError::Io { .. }
+            | LogError::WriterFailed { .. }
+            | LogError::Closed => ErrorClass::External,
             LogError::Corrupt { .. } => ErrorClass::Internal,
         }
     }

@@ -9,15 +9,25 @@
 //! # Layout
 //! - [`Log`]: the trait every backend implements (create/describe topics, append, read with
 //!   tail-following, find an offset by time, consumer offsets, retention).
+//! - [`LogBackend`]: the backends, chosen by the URL in [`LogConfig`] (`file://`; `kafka://`
+//!   is reserved for the Kafka backend).
+//! - [`file`]: the built-in segmented file log, with its on-disk format and recovery rules.
+//! - [`config`]: the `[log]` config section.
 //! - [`record`]: records, batches, topic descriptions.
 //! - [`partitioner`]: Kafka's murmur2 default partitioner.
 //! - [`error`]: the [`LogError`] type.
 
+pub mod backend;
+pub mod config;
 pub mod error;
+pub mod file;
 pub mod partitioner;
 pub mod record;
 
+pub use backend::LogBackend;
+pub use config::{AckMode, LogConfig};
 pub use error::LogError;
+pub use file::FileLog;
 pub use partitioner::partition_for_key;
 pub use record::{
     AppendResult, Header, PartitionInfo, ReadBatch, Record, StoredRecord, TopicInfo, TopicSpec,
@@ -44,7 +54,7 @@ pub struct ReadOptions {
 /// A partitioned, durable, replayable log.
 ///
 /// Every method is `async` and cheap to call concurrently from many tasks. Backends are chosen
-/// by URL scheme and dispatched through an enum in the binary, so the trait needs no `dyn`.
+/// by URL scheme and dispatched through the [`LogBackend`] enum, so the trait needs no `dyn`.
 pub trait Log: Send + Sync + 'static {
     /// Creates a topic; creating an existing topic with the same partition count is a no-op,
     /// with a different one an error.
@@ -96,4 +106,26 @@ pub trait Log: Send + Sync + 'static {
     /// Deletes whole segments older than each topic's retention age or beyond its retention
     /// size; returns how many bytes were freed. Backends may also run it in the background.
     fn enforce_retention(&self) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Enforces retention every `every` until `shutdown` completes: the background task a server
+/// runs beside its log. Failures are logged and retried at the next tick.
+pub async fn run_retention<L: Log>(
+    log: &L,
+    every: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticks.tick() => match log.enforce_retention().await {
+                Ok(0) => {}
+                Ok(freed) => tracing::info!(freed_bytes = freed, "log retention freed space"),
+                Err(error) => tracing::warn!(%error, "log retention failed; retrying at the next check"),
+            },
+        }
+    }
 }

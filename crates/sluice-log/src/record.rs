@@ -93,10 +93,24 @@ pub struct TopicSpec {
     pub name: String,
     /// Number of partitions (at least 1).
     pub partitions: u32,
-    /// Delete segments older than this; `None` keeps them forever.
+    /// Delete segments whose newest record is older than this; `None` uses the log's default
+    /// (`log.retention-age`), zero keeps them regardless of age.
     pub retention_age: Option<Duration>,
-    /// Delete the oldest segments while a partition holds more than this many bytes.
+    /// Delete the oldest segments while a partition holds more than this many bytes; `None`
+    /// uses the log's default (`log.retention-bytes`), zero means no size limit.
     pub retention_bytes: Option<u64>,
+}
+
+impl TopicSpec {
+    /// A topic with the log's default retention.
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            retention_age: None,
+            retention_bytes: None,
+        }
+    }
 }
 
 /// One partition's extent.
@@ -119,6 +133,10 @@ pub struct TopicInfo {
     pub name: String,
     /// Partitions in order.
     pub partitions: Vec<PartitionInfo>,
+    /// The retention age in force (the topic's or the log's default); `None`: no age limit.
+    pub retention_age: Option<Duration>,
+    /// The retention size per partition in force; `None`: no size limit.
+    pub retention_bytes: Option<u64>,
 }
 
 /// Checks a topic name against Kafka's rule, so topics move between backends unchanged.

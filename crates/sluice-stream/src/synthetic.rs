@@ -6,6 +6,7 @@
 use serde_json::value::RawValue;
 use sluice_core::event::{Event, EventType};
 use sluice_core::time::Millis;
+use std::borrow::Cow;
 
 /// The DESIGN.md example metric, the benchmark's default.
 pub const EXAMPLE_METRIC: &str = "CREATE METRIC page_views AS
@@ -118,23 +119,23 @@ impl Synthetic {
         );
         let anonymous_id = format!("anon-{user:08x}");
         let event = Event {
-            message_id: format!("msg-{:016x}", self.index),
+            message_id: format!("msg-{:016x}", self.index).into(),
             tenant: "shop".into(),
             kind: EventType::Track,
             event: Some(event.into()),
             name: None,
             category: None,
-            user_id: Some(format!("user-{user}")),
-            anonymous_id: Some(anonymous_id.clone()),
+            user_id: Some(format!("user-{user}").into()),
+            anonymous_id: Some(anonymous_id.clone().into()),
             group_id: None,
             previous_id: None,
             timestamp,
             received_at: slot + 40,
             sent_at: Some(slot + 30),
             original_timestamp: Some(timestamp),
-            properties: RawValue::from_string(properties).ok(),
+            properties: RawValue::from_string(properties).ok().map(Cow::Owned),
             traits: None,
-            context: RawValue::from_string(context).ok(),
+            context: RawValue::from_string(context).ok().map(Cow::Owned),
         };
         (anonymous_id, event.to_json())
     }
@@ -152,7 +153,7 @@ mod tests {
         for _ in 0..1_000 {
             let (key, json) = a.next_event();
             assert_eq!((key.clone(), json.clone()), b.next_event());
-            let event: Event = serde_json::from_slice(&json).unwrap();
+            let event: Event<'_> = serde_json::from_slice(&json).unwrap();
             assert_eq!(event.partition_key(), key);
             total += json.len();
         }

@@ -7,6 +7,8 @@ use serde::Deserialize;
 use sluice_core::Limits;
 use sluice_core::config::{ByteSize, ConfigProblem, ConfigProblems, HumanDuration, Validate, join};
 use sluice_core::tenant::TenantConfig;
+use sluice_ingest::IngestConfig;
+use sluice_log::LogConfig;
 use sluice_stream::config::StreamConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,10 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Bounds on events and batches.
     pub limits: Limits,
+    /// The durable log.
+    pub log: LogConfig,
+    /// The collector.
+    pub ingest: IngestConfig,
     /// The stream engine.
     pub stream: StreamConfig,
 }
@@ -92,6 +98,8 @@ impl Validate for Config {
         self.server.validate(&join(path, "server"), problems);
         self.telemetry.validate(&join(path, "telemetry"), problems);
         self.limits.validate(&join(path, "limits"), problems);
+        self.log.validate(&join(path, "log"), problems);
+        self.ingest.validate(&join(path, "ingest"), problems);
         self.stream.validate(&join(path, "stream"), problems);
     }
 }
@@ -206,6 +214,24 @@ mod tests {
         assert!(config.tenants.is_empty());
         assert_eq!(config.stream.source_topic, "events");
         assert_eq!(config.stream.metric_defaults().out_of_orderness, 10_000);
+        assert_eq!(config.log.ack, sluice_log::AckMode::Fsync);
+        assert_eq!(config.log.partitions, 8);
+    }
+
+    #[test]
+    fn log_problems_are_reported_with_their_keys() {
+        let overrides = [
+            ("log.url", toml::Value::String("kafka://broker:9092".into())),
+            ("log.partitions", toml::Value::Integer(0)),
+        ];
+        let error = load(None, &overrides).unwrap_err().to_string();
+        assert!(
+            error.contains(
+                "log.url: \"kafka://broker:9092\": the Kafka log backend is not available"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("log.partitions: is 0"), "{error}");
     }
 
     #[test]

@@ -16,6 +16,17 @@ pub struct DataDirLock {
 
 /// Creates `dir` if needed and takes its exclusive lock.
 pub fn lock(dir: &Path) -> Result<DataDirLock, UserError> {
+    lock_if_free(dir)?.ok_or_else(|| {
+        UserError(format!(
+            "data dir {} is in use by another sluice process; stop it or choose another --data-dir",
+            dir.display()
+        ))
+    })
+}
+
+/// Like [`lock`], but `Ok(None)` when another process holds the lock (tools then fall back to
+/// read-only access).
+pub fn lock_if_free(dir: &Path) -> Result<Option<DataDirLock>, UserError> {
     std::fs::create_dir_all(dir).map_err(|error| {
         UserError(format!(
             "cannot create data dir {}: {error}; choose another with --data-dir",
@@ -30,11 +41,8 @@ pub fn lock(dir: &Path) -> Result<DataDirLock, UserError> {
         .open(&path)
         .map_err(|error| UserError(format!("cannot open {}: {error}", path.display())))?;
     match file.try_lock() {
-        Ok(()) => Ok(DataDirLock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(UserError(format!(
-            "data dir {} is in use by another sluice process; stop it or choose another --data-dir",
-            dir.display()
-        ))),
+        Ok(()) => Ok(Some(DataDirLock { _file: file })),
+        Err(TryLockError::WouldBlock) => Ok(None),
         Err(TryLockError::Error(error)) => Err(UserError(format!(
             "cannot lock {}: {error}",
             path.display()

@@ -7,11 +7,14 @@
 //! - `server.rs`: the HTTP server (routers of every stage, health, metrics, shutdown).
 //! - `telemetry.rs`: logs and the Prometheus recorder.
 //! - `tenants.rs`, `data_dir.rs`: start-up chores.
+//! - `log_tools.rs`: how command-line tools open the log beside a running server.
 
+pub mod app;
 pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod data_dir;
+pub mod log_tools;
 pub mod server;
 pub mod synth;
 pub mod telemetry;

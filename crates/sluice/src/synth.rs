@@ -204,7 +204,7 @@ mod tests {
                 endpoint: None,
                 batch_sent_at: Some(now),
                 batch_context: None,
-                path: "",
+                index: None,
             };
             let event = normalize(raw.get().as_bytes(), &ctx).unwrap();
             assert_eq!(event.kind, EventType::Track);

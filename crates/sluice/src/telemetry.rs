@@ -6,7 +6,6 @@ use crate::config::{LogFormat, TelemetryConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::IsTerminal;
 use std::sync::OnceLock;
-use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber. Later calls (tests starting several servers) are no-ops.
@@ -50,15 +49,4 @@ pub fn prometheus() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-/// Keeps the recorder's histograms bounded; runs until the process exits.
-pub fn spawn_upkeep(handle: PrometheusHandle) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            handle.run_upkeep();
-        }
-    });
 }

@@ -4,6 +4,8 @@ pub mod bench;
 pub mod check_config;
 pub mod send;
 pub mod serve;
+pub mod tail;
+pub mod topics;
 pub mod version;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,10 @@ enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// Send Segment messages from an NDJSON file or JSON array to a running sluice.
     Send(send::SendArgs),
+    /// List, create and describe the log's topics.
+    Topics(topics::TopicsArgs),
+    /// Print a topic's records as JSON lines, following new ones.
+    Tail(tail::TailArgs),
     /// Benchmarks: throughput and latency of each stage, measured for real.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,6 +50,8 @@ impl Cli {
             Command::Serve(args) => serve::run(args),
             Command::CheckConfig(args) => check_config::run(args),
             Command::Send(args) => send::run(args),
+            Command::Topics(args) => topics::run(args),
+            Command::Tail(args) => tail::run(args),
             Command::Bench(command) => command.run(),
             Command::Version => version::run(),
         }

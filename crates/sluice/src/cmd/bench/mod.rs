@@ -2,6 +2,7 @@
 //! its last stdout line is one JSON object with the figures, for scripts and docs/BENCHMARKS.md.
 
 pub mod ingest;
+pub mod log;
 
 use clap::Subcommand;
 
@@ -9,6 +10,8 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// HTTP load generator against a running sluice: events/s and request latency.
     Ingest(ingest::IngestBenchArgs),
+    /// The durable log: concurrent appends, replay, and the disk's own bandwidth beside them.
+    Log(log::LogBenchArgs),
 }
 
 impl BenchCommand {
@@ -16,6 +19,7 @@ impl BenchCommand {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
             BenchCommand::Ingest(args) => ingest::run(args),
+            BenchCommand::Log(args) => log::run(args),
         }
     }
 }

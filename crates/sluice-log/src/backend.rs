@@ -1,0 +1,121 @@
+//! The log backends, chosen by the scheme of `log.url` and dispatched through an enum: a new
+//! backend is one variant, one arm per method, and a cargo feature when it pulls in heavy
+//! dependencies (the Kafka backend will be `kafka://…` behind feature `kafka`).
+
+use crate::config::{LogConfig, LogLocation};
+use crate::file::FileLog;
+use crate::record::{AppendResult, ReadBatch, Record, TopicInfo, TopicSpec};
+use crate::{Log, LogError, ReadOptions, Result};
+use sluice_core::time::Millis;
+use std::path::Path;
+
+/// A log of any backend.
+#[derive(Debug, Clone)]
+pub enum LogBackend {
+    /// The built-in segmented file log (`file://…`, or an empty URL: `<data-dir>/log`).
+    File(FileLog),
+}
+
+impl LogBackend {
+    /// Opens the configured log for reading and writing, recovering it after a crash.
+    pub async fn open(config: &LogConfig, data_dir: &Path) -> Result<Self> {
+        Self::open_with(config, data_dir, false).await
+    }
+
+    /// Opens the configured log for reading next to the process that writes it (see
+    /// [`FileLog::open_read_only`]).
+    pub async fn open_read_only(config: &LogConfig, data_dir: &Path) -> Result<Self> {
+        Self::open_with(config, data_dir, true).await
+    }
+
+    async fn open_with(config: &LogConfig, data_dir: &Path, read_only: bool) -> Result<Self> {
+        match config.location(data_dir).map_err(LogError::Invalid)? {
+            LogLocation::File(dir) => {
+                let config = config.clone();
+                let opened = tokio::task::spawn_blocking(move || {
+                    if read_only {
+                        FileLog::open_read_only(&dir, &config)
+                    } else {
+                        FileLog::open(&dir, &config)
+                    }
+                })
+                .await
+                .map_err(|_| LogError::Closed)??;
+                Ok(LogBackend::File(opened))
+            }
+        }
+    }
+
+    /// Finishes queued appends and releases the log.
+    pub async fn close(self) -> Result<()> {
+        match self {
+            LogBackend::File(log) => log.close().await,
+        }
+    }
+}
+
+impl Log for LogBackend {
+    async fn create_topic(&self, spec: TopicSpec) -> Result<()> {
+        match self {
+            LogBackend::File(log) => log.create_topic(spec).await,
+        }
+    }
+
+    async fn describe(&self, topic: Option<&str>) -> Result<Vec<TopicInfo>> {
+        match self {
+            LogBackend::File(log) => log.describe(topic).await,
+        }
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<AppendResult> {
+        match self {
+            LogBackend::File(log) => log.append(topic, partition, records).await,
+        }
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: ReadOptions,
+    ) -> Result<ReadBatch> {
+        match self {
+            LogBackend::File(log) => log.read(topic, partition, offset, options).await,
+        }
+    }
+
+    async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: Millis,
+    ) -> Result<Option<u64>> {
+        match self {
+            LogBackend::File(log) => log.offset_for_time(topic, partition, timestamp).await,
+        }
+    }
+
+    async fn consumer_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        commit: Option<u64>,
+    ) -> Result<Option<u64>> {
+        match self {
+            LogBackend::File(log) => log.consumer_offset(group, topic, partition, commit).await,
+        }
+    }
+
+    async fn enforce_retention(&self) -> Result<u64> {
+        match self {
+            LogBackend::File(log) => log.enforce_retention().await,
+        }
+    }
+}

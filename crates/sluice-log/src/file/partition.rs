@@ -1,0 +1,397 @@
+//! One partition: its segments as published by the writer, reads by offset and by time, and
+//! retention. Reads take the segment lock only to find where to read, then read the file with
+//! positional reads outside it, so readers never hold up the writer.
+
+use super::format::{self, BatchHeader};
+use super::fs::remove_if_exists;
+use super::segment::{Segment, corrupt, index_path, read_at};
+use super::writer::{self, AppendRequest, WriterHandle, WriterStats};
+use crate::config::LogConfig;
+use crate::record::{PartitionInfo, ReadBatch, StoredRecord};
+use crate::{LogError, Result};
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use sluice_core::time::Millis;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// The smallest read: small `max_bytes` still read a useful chunk.
+const MIN_READ: usize = 64 << 10;
+/// The largest single read; bigger requests are served in several.
+const MAX_READ: usize = 16 << 20;
+
+/// One partition of a topic.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub(crate) topic: String,
+    pub(crate) id: u32,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: Arc<LogConfig>,
+    /// Segments in offset order; the last is the active one. Only the writer changes the last
+    /// segment's extent and adds segments; only retention removes them, from the front.
+    pub(crate) segments: RwLock<Vec<Segment>>,
+    /// The published end offset, for tail-following readers.
+    pub(crate) end: watch::Sender<u64>,
+    /// Bytes of appends queued for the writer (permits are bytes).
+    pub(crate) pending: Arc<Semaphore>,
+    /// Counters shared by every writer of the log.
+    pub(crate) stats: Arc<WriterStats>,
+    /// The writer thread, started by the first append; `None` before that and after close.
+    writer: Mutex<WriterSlot>,
+    /// Opened without the directory lock: no writer, no repairs.
+    pub(crate) read_only: bool,
+}
+
+#[derive(Debug)]
+enum WriterSlot {
+    Idle,
+    Running(WriterHandle),
+    Closed,
+}
+
+/// Where to read, found under the segment lock.
+struct ReadPlan {
+    file: Arc<File>,
+    path: PathBuf,
+    position: u64,
+    limit: u64,
+}
+
+impl Partition {
+    pub(crate) fn new(
+        topic: &str,
+        id: u32,
+        dir: PathBuf,
+        config: Arc<LogConfig>,
+        stats: Arc<WriterStats>,
+        segments: Vec<Segment>,
+        read_only: bool,
+    ) -> Self {
+        let end = segments.last().map_or(0, |s| s.index.end_offset);
+        Self {
+            topic: topic.to_owned(),
+            id,
+            dir,
+            pending: Arc::new(Semaphore::new(config.max_pending_bytes.as_usize())),
+            config,
+            stats,
+            segments: RwLock::new(segments),
+            end: watch::Sender::new(end),
+            writer: Mutex::new(WriterSlot::Idle),
+            read_only,
+        }
+    }
+
+    /// A sender to this partition's writer, starting the writer on first use.
+    pub(crate) fn sender(
+        self: &Arc<Self>,
+        lock: &Option<Arc<File>>,
+    ) -> Result<mpsc::Sender<AppendRequest>> {
+        if self.read_only {
+            return Err(LogError::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        let mut slot = self.writer.lock();
+        match &*slot {
+            WriterSlot::Running(handle) => Ok(handle.sender.clone()),
+            WriterSlot::Closed => Err(LogError::Closed),
+            WriterSlot::Idle => {
+                let handle = writer::spawn(Arc::clone(self), lock.clone())?;
+                let sender = handle.sender.clone();
+                *slot = WriterSlot::Running(handle);
+                Ok(sender)
+            }
+        }
+    }
+
+    /// Stops accepting appends and hands back the writer to join, if one runs. The writer
+    /// finishes what is queued, syncs and writes the active segment's index.
+    pub(crate) fn close(&self) -> Option<WriterHandle> {
+        match std::mem::replace(&mut *self.writer.lock(), WriterSlot::Closed) {
+            WriterSlot::Running(handle) => Some(handle),
+            WriterSlot::Idle | WriterSlot::Closed => None,
+        }
+    }
+
+    /// Start, end and size.
+    pub(crate) fn info(&self) -> PartitionInfo {
+        let segments = self.segments.read();
+        PartitionInfo {
+            partition: self.id,
+            start_offset: segments.first().map_or(0, |s| s.base_offset),
+            end_offset: segments.last().map_or(0, |s| s.index.end_offset),
+            bytes: segments.iter().map(|s| s.index.segment_bytes).sum(),
+        }
+    }
+
+    fn out_of_range(&self, requested: u64, start: u64, end: u64) -> LogError {
+        LogError::OffsetOutOfRange {
+            topic: self.topic.clone(),
+            partition: self.id,
+            requested,
+            start,
+            end,
+        }
+    }
+
+    /// Checks `offset` is inside the partition (`start..=end`).
+    pub(crate) fn check_offset(&self, offset: u64) -> Result<()> {
+        let (start, end) = {
+            let segments = self.segments.read();
+            (
+                segments.first().map_or(0, |s| s.base_offset),
+                segments.last().map_or(0, |s| s.index.end_offset),
+            )
+        };
+        if offset < start || offset > end {
+            return Err(self.out_of_range(offset, start, end));
+        }
+        Ok(())
+    }
+
+    /// Reads published records from `offset` on (blocking). Returns an empty batch at the end.
+    pub(crate) fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadBatch> {
+        let (plan, end_offset) = {
+            let segments = self.segments.read();
+            let start = segments.first().map_or(0, |s| s.base_offset);
+            let end = segments.last().map_or(0, |s| s.index.end_offset);
+            if offset < start || offset > end {
+                return Err(self.out_of_range(offset, start, end));
+            }
+            if offset == end {
+                return Ok(ReadBatch {
+                    records: Vec::new(),
+                    end_offset: end,
+                });
+            }
+            let at = segments.partition_point(|s| s.base_offset <= offset) - 1;
+            let segment = &segments[at];
+            let plan = ReadPlan {
+                file: Arc::clone(&segment.file),
+                path: segment.path.clone(),
+                position: segment.index.position_for_offset(segment.relative(offset)),
+                limit: segment.index.segment_bytes,
+            };
+            (plan, end)
+        };
+        let records = read_records(&plan, offset, max_bytes)?;
+        Ok(ReadBatch {
+            records,
+            end_offset,
+        })
+    }
+
+    /// The first offset whose timestamp is at or after `timestamp` (blocking).
+    pub(crate) fn offset_for_time(&self, timestamp: Millis) -> Result<Option<u64>> {
+        let plan = {
+            let segments = self.segments.read();
+            // The first segment holding a record at or after the time holds the answer: every
+            // record of the segments before it is older.
+            let Some(segment) = segments.iter().find(|s| s.index.max_timestamp >= timestamp) else {
+                return Ok(None);
+            };
+            ReadPlan {
+                file: Arc::clone(&segment.file),
+                path: segment.path.clone(),
+                position: segment.index.position_for_time(timestamp),
+                limit: segment.index.segment_bytes,
+            }
+        };
+        let mut found = None;
+        walk_frames(&plan, MIN_READ, |frame, header| {
+            if header.max_timestamp < timestamp {
+                return Ok(true);
+            }
+            let mut records = Vec::new();
+            format::decode_records(frame, header, 0, &mut records)
+                .map_err(|problem| problem.reason)?;
+            found = records
+                .iter()
+                .find(|r| r.record.timestamp >= timestamp)
+                .map(|r| r.offset);
+            Ok(found.is_none())
+        })?;
+        match found {
+            Some(offset) => Ok(Some(offset)),
+            None => Err(corrupt(
+                &plan.path,
+                plan.position,
+                format!(
+                    "the segment's index promises a record at or after {timestamp} that its batches do not hold; remove the .idx file to rebuild it"
+                ),
+            )),
+        }
+    }
+
+    /// Deletes leading sealed segments that are expired (`now - age`) or beyond `max_bytes`;
+    /// returns the bytes freed. The active segment is never deleted.
+    pub(crate) fn enforce_retention(
+        &self,
+        now: Millis,
+        age: Option<Duration>,
+        max_bytes: Option<u64>,
+    ) -> Result<u64> {
+        let cutoff =
+            age.map(|age| now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+        let removed: Vec<Segment> = {
+            let mut segments = self.segments.write();
+            let mut total: u64 = segments.iter().map(|s| s.index.segment_bytes).sum();
+            let mut count = 0;
+            while count + 1 < segments.len() {
+                let segment = &segments[count];
+                let expired = cutoff.is_some_and(|cutoff| segment.index.max_timestamp < cutoff);
+                let oversized = max_bytes.is_some_and(|limit| total > limit);
+                if !expired && !oversized {
+                    break;
+                }
+                total -= segment.index.segment_bytes;
+                count += 1;
+            }
+            segments.drain(..count).collect()
+        };
+        let mut freed = 0;
+        for segment in removed {
+            // The log file first: an index without its segment is cleaned up at the next open.
+            remove_if_exists(&segment.path)?;
+            remove_if_exists(&index_path(&segment.path))?;
+            freed += segment.index.segment_bytes;
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.id,
+                segment = %segment.path.display(),
+                base_offset = segment.base_offset,
+                bytes = segment.index.segment_bytes,
+                "retention deleted a segment"
+            );
+        }
+        Ok(freed)
+    }
+
+    /// Catches up with the process that writes the log (read-only opens only); returns the
+    /// published end offset afterwards.
+    pub(crate) fn refresh_read_only(&self) -> Result<u64> {
+        debug_assert!(self.read_only);
+        let interval = self.config.index_interval_bytes.bytes();
+        let end = {
+            let mut segments = self.segments.write();
+            super::recovery::refresh_read_only(&self.dir, &mut segments, interval)?;
+            segments.last().map_or(0, |s| s.index.end_offset)
+        };
+        self.end.send_if_modified(|published| {
+            let changed = *published != end;
+            *published = end;
+            changed
+        });
+        Ok(end)
+    }
+
+    /// The directory holding this partition's segments.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Reads records from `offset` on, within one segment, until `max_bytes` of records are
+/// collected (at least one record) or the published end is reached.
+fn read_records(plan: &ReadPlan, offset: u64, max_bytes: usize) -> Result<Vec<StoredRecord>> {
+    let mut records = Vec::new();
+    let mut bytes = 0;
+    let mut expected = None;
+    let chunk = max_bytes
+        .saturating_add(max_bytes / 8)
+        .clamp(MIN_READ, MAX_READ);
+    walk_frames(plan, chunk, |frame, header| {
+        if header.next_offset() <= offset {
+            return Ok(true);
+        }
+        match expected {
+            None if header.base_offset > offset => {
+                return Err(format!(
+                    "offset {offset} is missing: the batch found starts at {}",
+                    header.base_offset
+                ));
+            }
+            Some(expected) if header.base_offset != expected => {
+                return Err(format!(
+                    "batch starts at offset {} where offset {expected} was expected",
+                    header.base_offset
+                ));
+            }
+            _ => {}
+        }
+        expected = Some(header.next_offset());
+        let first_new = records.len();
+        format::decode_records(frame, header, offset, &mut records)
+            .map_err(|problem| problem.reason)?;
+        // Stop adding records once `max_bytes` are collected, even inside a batch.
+        for i in first_new..records.len() {
+            bytes += records[i].record.size();
+            if bytes >= max_bytes {
+                records.truncate(i + 1);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(records)
+}
+
+/// Calls `each(frame, header)` for every frame from `plan.position` up to `plan.limit`, reading
+/// `chunk` bytes at a time (more when one frame is larger), after checking each frame's CRC.
+/// `each` returns whether to go on, or what is wrong with the frame.
+fn walk_frames(
+    plan: &ReadPlan,
+    chunk: usize,
+    mut each: impl FnMut(&Bytes, &BatchHeader) -> Result<bool, String>,
+) -> Result<()> {
+    let mut position = plan.position;
+    let mut want = chunk;
+    while position < plan.limit {
+        let len = (plan.limit - position).min(want as u64) as usize;
+        let buf = Bytes::from(read_at(&plan.file, &plan.path, position, len)?);
+        let mut at = 0;
+        while at < buf.len() {
+            let frame_position = position + at as u64;
+            let header = match format::peek_header(&buf[at..]) {
+                Ok(Some(header)) => header,
+                Ok(None) => break,
+                Err(problem) => return Err(corrupt(&plan.path, frame_position, problem)),
+            };
+            if buf.len() - at < header.frame_len {
+                if at == 0 {
+                    // A frame larger than the chunk: read it whole next time.
+                    want = header.frame_len;
+                }
+                break;
+            }
+            let frame = buf.slice(at..at + header.frame_len);
+            format::check_crc(&frame, &header)
+                .map_err(|problem| corrupt(&plan.path, frame_position, problem))?;
+            if !each(&frame, &header)
+                .map_err(|reason| corrupt(&plan.path, frame_position, reason))?
+            {
+                return Ok(());
+            }
+            at += header.frame_len;
+        }
+        if at == 0 {
+            // Nothing fit: either one frame is larger than the chunk (read it whole next time),
+            // or the published bytes end inside a frame, which the writer never publishes.
+            if want <= len || position + len as u64 == plan.limit {
+                return Err(corrupt(
+                    &plan.path,
+                    position,
+                    "the published part of the segment ends inside a batch",
+                ));
+            }
+            continue;
+        }
+        position += at as u64;
+        want = chunk;
+    }
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! The backend contract, written once against the `Log` trait and run for every backend
+//! (today the file log; the Kafka backend joins with one more `#[tokio::test]` per check).
+
+use crate::common::{config, record, record_with_header};
+use sluice_log::{AckMode, Log, LogBackend, LogError, ReadOptions, StoredRecord, TopicSpec};
+use std::time::Duration;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn at_once(max_bytes: usize) -> ReadOptions {
+    ReadOptions {
+        max_bytes,
+        max_wait: Duration::ZERO,
+    }
+}
+
+async fn file_backend(dir: &std::path::Path, ack: AckMode) -> LogBackend {
+    let mut config = config(ack);
+    config.url = format!("file://{}", dir.join("log").display());
+    LogBackend::open(&config, std::path::Path::new("/unused"))
+        .await
+        .expect("open")
+}
+
+/// Reads every record of a partition from `from` to its end.
+async fn read_all(log: &impl Log, topic: &str, partition: u32, from: u64) -> Vec<StoredRecord> {
+    let mut records = Vec::new();
+    let mut offset = from;
+    loop {
+        let batch = log
+            .read(topic, partition, offset, at_once(4096))
+            .await
+            .unwrap();
+        if batch.records.is_empty() {
+            return records;
+        }
+        offset = batch.next_offset(offset);
+        records.extend(batch.records);
+    }
+}
+
+async fn topics_are_created_described_and_checked(log: &impl Log) {
+    log.create_topic(TopicSpec::new("events", 3)).await.unwrap();
+    log.create_topic(TopicSpec::new("events", 3)).await.unwrap();
+    log.create_topic(TopicSpec::new("audit.v1", 1))
+        .await
+        .unwrap();
+    let error = log
+        .create_topic(TopicSpec::new("events", 4))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, LogError::TopicMismatch { existing: 3, .. }),
+        "{error}"
+    );
+    for bad in ["", "a/b", ".."] {
+        let error = log.create_topic(TopicSpec::new(bad, 1)).await.unwrap_err();
+        assert!(
+            error.to_string().contains("not a valid topic name"),
+            "{error}"
+        );
+    }
+    let error = log
+        .create_topic(TopicSpec::new("zero", 0))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("0 partitions"), "{error}");
+
+    let all = log.describe(None).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["audit.v1", "events"]);
+    let events = &log.describe(Some("events")).await.unwrap()[0];
+    assert_eq!(events.partitions.len(), 3);
+    assert!(
+        events
+            .partitions
+            .iter()
+            .all(|p| p.start_offset == 0 && p.end_offset == 0)
+    );
+    let error = log.describe(Some("nope")).await.unwrap_err();
+    assert!(matches!(error, LogError::UnknownTopic(_)), "{error}");
+    let error = log
+        .append("events", 3, vec![record(None, "x", NOW)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, LogError::UnknownPartition { partitions: 3, .. }),
+        "{error}"
+    );
+}
+
+async fn appended_records_read_back_exactly(log: &impl Log) {
+    log.create_topic(TopicSpec::new("t", 2)).await.unwrap();
+    let first = vec![
+        record(Some("user-1"), "{\"n\":1}", NOW),
+        record(None, "", NOW - 5),
+        record_with_header("with header", NOW + 7),
+    ];
+    let appended = log.append("t", 1, first.clone()).await.unwrap();
+    assert_eq!((appended.base_offset, appended.count), (0, 3));
+    let second = vec![record(Some(""), "second", NOW + 1)];
+    assert_eq!(
+        log.append("t", 1, second.clone())
+            .await
+            .unwrap()
+            .base_offset,
+        3
+    );
+
+    let all = read_all(log, "t", 1, 0).await;
+    let offsets: Vec<u64> = all.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, [0, 1, 2, 3]);
+    let records: Vec<_> = all.into_iter().map(|r| r.record).collect();
+    assert_eq!(records, [first, second].concat());
+
+    // From the middle of a batch, and a read limited to one small record.
+    let middle = log.read("t", 1, 2, at_once(1)).await.unwrap();
+    assert_eq!(middle.records.len(), 1);
+    assert_eq!(middle.records[0].offset, 2);
+    assert_eq!(middle.end_offset, 4);
+
+    // The end returns nothing; past it, or any offset of an empty partition's past, is an error.
+    assert!(
+        log.read("t", 1, 4, at_once(100))
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    let error = log.read("t", 1, 5, at_once(100)).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LogError::OffsetOutOfRange {
+                requested: 5,
+                start: 0,
+                end: 4,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let info = &log.describe(Some("t")).await.unwrap()[0];
+    assert_eq!(info.partitions[0].end_offset, 0);
+    assert_eq!(info.partitions[1].end_offset, 4);
+    assert!(info.partitions[1].bytes > 0);
+}
+
+async fn bad_appends_are_refused_with_the_limit_to_change(log: &impl Log) {
+    log.create_topic(TopicSpec::new("t", 1)).await.unwrap();
+    let error = log.append("t", 0, Vec::new()).await.unwrap_err();
+    assert!(error.to_string().contains("at least one record"), "{error}");
+    let huge = "x".repeat(5000);
+    let error = log
+        .append(
+            "t",
+            0,
+            vec![record(None, "ok", NOW), record(None, &huge, NOW)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("record 1 of the batch is 5000 bytes"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("log.max-record-bytes"),
+        "{error}"
+    );
+    let many: Vec<_> = (0..10)
+        .map(|_| record(None, &"y".repeat(4000), NOW))
+        .collect();
+    let error = log.append("t", 0, many).await.unwrap_err();
+    assert!(error.to_string().contains("log.max-batch-bytes"), "{error}");
+    assert_eq!(
+        log.describe(Some("t")).await.unwrap()[0].partitions[0].end_offset,
+        0
+    );
+}
+
+async fn a_waiting_reader_is_woken_by_an_append(log: &impl Log) {
+    log.create_topic(TopicSpec::new("tail", 1)).await.unwrap();
+    let waiting = log.read(
+        "tail",
+        0,
+        0,
+        ReadOptions {
+            max_bytes: 1024,
+            max_wait: Duration::from_secs(60),
+        },
+    );
+    let append = async {
+        // Let the reader start waiting first; the reader must not miss this append either way.
+        tokio::task::yield_now().await;
+        log.append("tail", 0, vec![record(None, "hello", NOW)])
+            .await
+            .unwrap()
+    };
+    let (read, appended) = tokio::join!(waiting, append);
+    let read = read.unwrap();
+    assert_eq!(appended.base_offset, 0);
+    assert_eq!(read.records.len(), 1);
+    assert_eq!(&read.records[0].record.value[..], b"hello");
+
+    // A bounded wait with nothing new returns empty, with the end offset.
+    let empty = log
+        .read(
+            "tail",
+            0,
+            1,
+            ReadOptions {
+                max_bytes: 1024,
+                max_wait: Duration::from_millis(20),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(empty.records.is_empty());
+    assert_eq!(empty.end_offset, 1);
+}
+
+async fn offsets_are_found_by_time(log: &impl Log) {
+    log.create_topic(TopicSpec::new("time", 1)).await.unwrap();
+    assert_eq!(log.offset_for_time("time", 0, 0).await.unwrap(), None);
+    // Timestamps out of order inside and across batches: 100, 300, 200 | 150, 400 | 50, ...
+    let stamps: [&[i64]; 3] = [&[100, 300, 200], &[150, 400], &[50, 500, 450]];
+    for batch in stamps {
+        let records = batch.iter().map(|&t| record(None, "v", t)).collect();
+        log.append("time", 0, records).await.unwrap();
+    }
+    let cases = [
+        (0, Some(0)),
+        (100, Some(0)),
+        (101, Some(1)),
+        (300, Some(1)),
+        (301, Some(4)),
+        (450, Some(6)),
+        (451, Some(6)),
+        (500, Some(6)),
+        (501, None),
+    ];
+    for (time, expected) in cases {
+        assert_eq!(
+            log.offset_for_time("time", 0, time).await.unwrap(),
+            expected,
+            "time {time}"
+        );
+    }
+}
+
+async fn consumer_offsets_are_stored(log: &impl Log) {
+    log.create_topic(TopicSpec::new("c", 2)).await.unwrap();
+    log.append("c", 1, vec![record(None, "a", NOW), record(None, "b", NOW)])
+        .await
+        .unwrap();
+    assert_eq!(log.consumer_offset("g", "c", 1, None).await.unwrap(), None);
+    assert_eq!(
+        log.consumer_offset("g", "c", 1, Some(2)).await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        log.consumer_offset("g", "c", 1, None).await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(log.consumer_offset("g", "c", 0, None).await.unwrap(), None);
+    let error = log.consumer_offset("g", "c", 2, Some(0)).await.unwrap_err();
+    assert!(
+        matches!(error, LogError::UnknownPartition { .. }),
+        "{error}"
+    );
+    let error = log.consumer_offset("a/b", "c", 1, None).await.unwrap_err();
+    assert!(error.to_string().contains("consumer group name"), "{error}");
+}
+
+async fn concurrent_appenders_get_disjoint_contiguous_offsets(log: &impl Log) {
+    log.create_topic(TopicSpec::new("busy", 2)).await.unwrap();
+    let appenders = (0..8u32).map(|appender| async move {
+        let mut acked = Vec::new();
+        for seq in 0..40u32 {
+            let count = 1 + (appender + seq) % 5;
+            let records = (0..count)
+                .map(|i| {
+                    record(
+                        Some(&format!("a{appender}")),
+                        &format!("{appender}-{seq}-{i}"),
+                        NOW,
+                    )
+                })
+                .collect();
+            let result = log.append("busy", appender % 2, records).await.unwrap();
+            assert_eq!(result.count, count);
+            acked.push((appender % 2, result.base_offset, appender, seq, count));
+        }
+        acked
+    });
+    let acked: Vec<_> = futures::future::join_all(appenders)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    for partition in 0..2 {
+        let all = read_all(log, "busy", partition, 0).await;
+        for (i, stored) in all.iter().enumerate() {
+            assert_eq!(stored.offset, i as u64);
+        }
+        for &(p, base, appender, seq, count) in acked.iter().filter(|a| a.0 == partition) {
+            for i in 0..count {
+                let stored = &all[(base + u64::from(i)) as usize];
+                assert_eq!(p, partition);
+                assert_eq!(
+                    stored.record.value,
+                    format!("{appender}-{seq}-{i}").as_bytes()
+                );
+            }
+        }
+        let total: u32 = acked.iter().filter(|a| a.0 == partition).map(|a| a.4).sum();
+        assert_eq!(all.len(), total as usize);
+    }
+}
+
+macro_rules! for_every_backend {
+    ($($check:ident),* $(,)?) => {
+        mod file_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    // `none` acknowledges before records are readable, which these checks
+                    // assume; `acks_without_waiting_become_readable` covers it.
+                    for ack in [sluice_log::AckMode::Fsync, sluice_log::AckMode::Write] {
+                        let dir = tempfile::tempdir().unwrap();
+                        let log = super::file_backend(dir.path(), ack).await;
+                        super::$check(&log).await;
+                        log.close().await.unwrap();
+                    }
+                }
+            )*
+        }
+    };
+}
+
+for_every_backend!(
+    topics_are_created_described_and_checked,
+    appended_records_read_back_exactly,
+    bad_appends_are_refused_with_the_limit_to_change,
+    a_waiting_reader_is_woken_by_an_append,
+    offsets_are_found_by_time,
+    consumer_offsets_are_stored,
+    concurrent_appenders_get_disjoint_contiguous_offsets,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_without_waiting_become_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = file_backend(dir.path(), AckMode::None).await;
+    log.create_topic(TopicSpec::new("fast", 1)).await.unwrap();
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let records = vec![record(None, &format!("v{i}"), NOW)];
+        let appended = log.append("fast", 0, records.clone()).await.unwrap();
+        assert_eq!(appended.base_offset, i);
+        expected.extend(records);
+    }
+    // A tail-following read of the last offset waits until it is written.
+    let last = log
+        .read(
+            "fast",
+            0,
+            49,
+            ReadOptions {
+                max_bytes: 1,
+                max_wait: Duration::from_secs(60),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(last.records[0].offset, 49);
+    let all: Vec<_> = read_all(&log, "fast", 0, 0)
+        .await
+        .into_iter()
+        .map(|r| r.record)
+        .collect();
+    assert_eq!(all, expected);
+    log.close().await.unwrap();
+}

@@ -1,0 +1,185 @@
+//! Wiring: every stage of sluice started in one process on one data directory, and stopped in
+//! order. `sluice serve` is [`App::start`] + wait for a signal + [`App::stop`]; tests start the
+//! same app in-process on `127.0.0.1:0`.
+
+use crate::config::Config;
+use crate::server::{self, LimitedListener, Readiness};
+use crate::{UserError, data_dir, telemetry, tenants};
+use anyhow::Context;
+use sluice_core::error::{Classify, ErrorClass};
+use sluice_core::tenant::KeyRing;
+use sluice_ingest::Collector;
+use sluice_log::{Log, LogBackend, LogError, TopicSpec};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running sluice.
+#[derive(Debug)]
+pub struct App {
+    /// The address the HTTP server listens on.
+    pub addr: SocketAddr,
+    /// The log every stage shares.
+    pub log: Arc<LogBackend>,
+    /// The collector.
+    pub collector: Arc<Collector<LogBackend>>,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    _lock: data_dir::DataDirLock,
+}
+
+impl App {
+    /// Starts every stage: locks the data dir, opens (and recovers) the log, creates the
+    /// topics, builds the collector and serves HTTP.
+    pub async fn start(config: &Config) -> anyhow::Result<App> {
+        let lock = data_dir::lock(&config.data_dir)?;
+        let tenants = tenants::resolve(&config.tenants, &config.data_dir)?;
+        let prometheus = telemetry::prometheus();
+        let readiness = Arc::new(Readiness::default());
+
+        let log = LogBackend::open(&config.log, &config.data_dir)
+            .await
+            .map_err(user_or_other)?;
+        let log = Arc::new(log);
+        for topic in [
+            &config.ingest.events_topic,
+            &config.ingest.dead_letter_topic,
+        ] {
+            let spec = TopicSpec {
+                name: topic.clone(),
+                partitions: config.log.partitions,
+                retention_age: None,
+                retention_bytes: None,
+            };
+            match log.create_topic(spec).await {
+                Err(LogError::TopicMismatch {
+                    topic, existing, ..
+                }) => {
+                    tracing::warn!(
+                        topic,
+                        existing,
+                        configured = config.log.partitions,
+                        "topic keeps its partition count; log.partitions applies to new topics"
+                    );
+                }
+                other => other.map_err(user_or_other)?,
+            }
+        }
+        let keys = Arc::new(KeyRing::from_tenants(&tenants));
+        let collector = Arc::new(
+            Collector::new(
+                Arc::clone(&log),
+                keys,
+                config.limits.clone(),
+                config.ingest.clone(),
+            )
+            .await
+            .context("starting the collector")?,
+        );
+
+        let addr = config.server.listen_addr().map_err(UserError)?;
+        let listener = TcpListener::bind(addr).await.map_err(|error| {
+            UserError(format!(
+                "cannot listen on {addr}: {error}; choose another address with --listen ADDR:PORT"
+            ))
+        })?;
+        let addr = listener.local_addr()?;
+        let listener = LimitedListener::new(listener, config.server.max_connections);
+        let stages = sluice_ingest::router(Arc::clone(&collector));
+        let app = server::app(
+            stages,
+            &config.server,
+            Arc::clone(&readiness),
+            prometheus.clone(),
+        );
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(server::serve(listener, app, shutdown.clone()));
+        let background = vec![
+            spawn_metrics_upkeep(prometheus, shutdown.clone()),
+            spawn_retention(
+                Arc::clone(&log),
+                config.log.retention_check_interval.get(),
+                shutdown.clone(),
+            ),
+        ];
+        readiness.set_ready();
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");
+        Ok(App {
+            addr,
+            log,
+            collector,
+            readiness,
+            shutdown,
+            server,
+            background,
+            _lock: lock,
+        })
+    }
+
+    /// Stops in order: not ready, no new connections, in-flight requests finish (for at most
+    /// `grace`), background tasks end, the log flushes and closes.
+    pub async fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        self.readiness.set_stopping();
+        self.shutdown.cancel();
+        match tokio::time::timeout(grace, self.server).await {
+            Ok(joined) => joined.context("server task")?.context("serving HTTP")?,
+            Err(_) => tracing::warn!(
+                ?grace,
+                "in-flight requests did not finish in time; stopping anyway"
+            ),
+        }
+        for task in self.background {
+            task.abort();
+        }
+        drop(self.collector);
+        match Arc::try_unwrap(self.log) {
+            Ok(log) => log.close().await.context("closing the log")?,
+            Err(_) => tracing::warn!("the log is still in use; it closes when its last user ends"),
+        }
+        Ok(())
+    }
+}
+
+fn user_or_other(error: LogError) -> anyhow::Error {
+    match error.class() {
+        ErrorClass::User => UserError(error.to_string()).into(),
+        _ => error.into(),
+    }
+}
+
+fn spawn_metrics_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+            handle.run_upkeep();
+        }
+    })
+}
+
+fn spawn_retention(
+    log: Arc<LogBackend>,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+            match log.enforce_retention().await {
+                Ok(0) => {}
+                Ok(freed) => tracing::info!(freed, "retention deleted old segments"),
+                Err(error) => {
+                    tracing::warn!(%error, "retention failed; retrying at the next check")
+                }
+            }
+        }
+    })
+}

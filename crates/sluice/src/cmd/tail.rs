@@ -1,0 +1,275 @@
+//! `sluice tail TOPIC`: prints a topic's records as JSON lines, following new ones.
+
+use crate::config::ConfigArgs;
+use crate::log_tools::{self, Access, user_or_internal};
+use crate::{UserError, telemetry};
+use clap::Args;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sluice_core::time::{Millis, format_millis, parse_rfc3339_millis};
+use sluice_log::{Log, LogBackend, ReadOptions, StoredRecord};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The topic to print.
+    topic: String,
+    /// Start at the oldest record still stored (default: only new records).
+    #[arg(long, conflicts_with = "from_time")]
+    from_beginning: bool,
+    /// Start at the first record at or after this time: RFC 3339 (2024-05-01T12:00:00Z) or
+    /// milliseconds since the epoch.
+    #[arg(long, value_name = "TIME")]
+    from_time: Option<String>,
+    /// Only this partition (default: all).
+    #[arg(long, short)]
+    partition: Option<u32>,
+    /// Exit once the records present at start are printed, instead of following new ones.
+    #[arg(long)]
+    no_follow: bool,
+}
+
+/// Lines buffered between the partition readers and stdout.
+const LINES_QUEUED: usize = 1024;
+/// How long one read waits for new records before checking for shutdown.
+const FOLLOW_WAIT: Duration = Duration::from_secs(1);
+
+pub fn run(args: TailArgs) -> anyhow::Result<()> {
+    let config = args
+        .config
+        .load(&[])
+        .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
+    telemetry::init_logs(&config.telemetry);
+    let from = match (&args.from_time, args.from_beginning) {
+        (Some(text), _) => Start::Time(parse_time(text)?),
+        (None, true) => Start::Beginning,
+        (None, false) => Start::End,
+    };
+    log_tools::runtime()?.block_on(async move {
+        let opened = log_tools::open(&config, Access::Read).await?;
+        let log = opened.log.clone();
+        let info = log
+            .describe(Some(&args.topic))
+            .await
+            .map_err(user_or_internal)?
+            .remove(0);
+        let partitions: Vec<u32> = match args.partition {
+            Some(p) if p as usize >= info.partitions.len() => {
+                return Err(UserError(format!(
+                    "topic {} has {} partitions; --partition {p} does not exist",
+                    args.topic,
+                    info.partitions.len()
+                ))
+                .into());
+            }
+            Some(p) => vec![p],
+            None => info.partitions.iter().map(|p| p.partition).collect(),
+        };
+        let (lines, mut printed) = mpsc::channel::<String>(LINES_QUEUED);
+        let mut readers = Vec::new();
+        for partition in partitions {
+            let info = info.partitions[partition as usize];
+            let start = match from {
+                Start::Beginning => info.start_offset,
+                Start::End => info.end_offset,
+                Start::Time(time) => log
+                    .offset_for_time(&args.topic, partition, time)
+                    .await
+                    .map_err(user_or_internal)?
+                    .unwrap_or(info.end_offset),
+            };
+            let stop = args.no_follow.then_some(info.end_offset);
+            readers.push(tokio::spawn(follow(
+                log.clone(),
+                args.topic.clone(),
+                partition,
+                start,
+                stop,
+                lines.clone(),
+            )));
+        }
+        drop(lines);
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        loop {
+            let line = tokio::select! {
+                line = printed.recv() => line,
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            let Some(line) = line else { break };
+            let written = writeln!(stdout, "{line}").and_then(|()| {
+                if printed.is_empty() {
+                    stdout.flush()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(error) = written {
+                // `sluice tail … | head` closes the pipe: that is a normal way to stop.
+                if error.kind() == std::io::ErrorKind::BrokenPipe {
+                    break;
+                }
+                return Err(error.into());
+            }
+        }
+        drop(printed);
+        stdout.flush().ok();
+        for reader in readers {
+            reader.abort();
+            if let Ok(Err(error)) = reader.await {
+                return Err(error);
+            }
+        }
+        drop(log);
+        opened.log.close().await?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    Beginning,
+    End,
+    Time(Millis),
+}
+
+fn parse_time(text: &str) -> Result<Millis, UserError> {
+    if let Ok(millis) = text.parse::<Millis>() {
+        return Ok(millis);
+    }
+    parse_rfc3339_millis(text).map_err(|error| UserError(format!("--from-time: {error}")))
+}
+
+/// Reads one partition from `offset` on (up to `stop` when given) and queues its lines.
+async fn follow(
+    log: LogBackend,
+    topic: String,
+    partition: u32,
+    mut offset: u64,
+    stop: Option<u64>,
+    lines: mpsc::Sender<String>,
+) -> anyhow::Result<()> {
+    loop {
+        if stop.is_some_and(|stop| offset >= stop) {
+            return Ok(());
+        }
+        let options = ReadOptions {
+            max_bytes: 1 << 20,
+            max_wait: FOLLOW_WAIT,
+        };
+        let batch = log
+            .read(&topic, partition, offset, options)
+            .await
+            .map_err(user_or_internal)?;
+        for record in &batch.records {
+            if stop.is_some_and(|stop| record.offset >= stop) {
+                return Ok(());
+            }
+            if lines.send(json_line(partition, record)).await.is_err() {
+                return Ok(());
+            }
+        }
+        offset = batch.next_offset(offset);
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    partition: u32,
+    offset: u64,
+    timestamp: Millis,
+    time: String,
+    key: Option<Cow<'a, str>>,
+    headers: BTreeMap<&'a str, Cow<'a, str>>,
+    value: Value<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Value<'a> {
+    Json(&'a RawValue),
+    Parsed(serde_json::Value),
+    Text(Cow<'a, str>),
+}
+
+/// One record as a JSON line. The value is embedded as JSON when it is JSON (re-serialized on one
+/// line if it spans several), else as a string; keys and headers are strings (invalid UTF-8 is
+/// replaced by U+FFFD).
+fn json_line(partition: u32, stored: &StoredRecord) -> String {
+    let record = &stored.record;
+    let value = match serde_json::from_slice::<&RawValue>(&record.value) {
+        Ok(raw) if !raw.get().contains('\n') => Value::Json(raw),
+        Ok(raw) => serde_json::from_str(raw.get())
+            .map(Value::Parsed)
+            .unwrap_or_else(|_| Value::Text(String::from_utf8_lossy(&record.value))),
+        Err(_) => Value::Text(String::from_utf8_lossy(&record.value)),
+    };
+    let line = Line {
+        partition,
+        offset: stored.offset,
+        timestamp: record.timestamp,
+        time: format_millis(record.timestamp),
+        key: record.key.as_deref().map(String::from_utf8_lossy),
+        headers: record
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), String::from_utf8_lossy(&h.value)))
+            .collect(),
+        value,
+    };
+    serde_json::to_string(&line).expect("a line serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sluice_log::{Header, Record};
+
+    fn stored(value: &'static [u8]) -> StoredRecord {
+        let mut record = Record::new(
+            Some(Bytes::from_static(b"user-1")),
+            Bytes::from_static(value),
+            1_714_564_800_123,
+        );
+        record.headers.push(Header {
+            key: "source".into(),
+            value: Bytes::from_static(b"web"),
+        });
+        StoredRecord { offset: 7, record }
+    }
+
+    #[test]
+    fn json_values_are_embedded_and_others_are_strings() {
+        let line = json_line(3, &stored(br#"{"event":"Page Viewed","n":1}"#));
+        assert_eq!(
+            line,
+            r#"{"partition":3,"offset":7,"timestamp":1714564800123,"time":"2024-05-01T12:00:00.123Z","key":"user-1","headers":{"source":"web"},"value":{"event":"Page Viewed","n":1}}"#
+        );
+        let line = json_line(0, &stored(b"plain text"));
+        assert!(line.ends_with(r#""value":"plain text"}"#), "{line}");
+        let line = json_line(0, &stored(b"{\n  \"a\": [1,\n 2]\n}"));
+        assert!(line.ends_with(r#""value":{"a":[1,2]}}"#), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_epoch_millis() {
+        assert_eq!(parse_time("1714564800123").unwrap(), 1_714_564_800_123);
+        assert_eq!(
+            parse_time("2024-05-01T12:00:00.123Z").unwrap(),
+            1_714_564_800_123
+        );
+        assert!(
+            parse_time("yesterday")
+                .unwrap_err()
+                .0
+                .contains("--from-time")
+        );
+    }
+}

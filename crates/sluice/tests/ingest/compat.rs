@@ -1,0 +1,96 @@
+//! Compatibility with a client no one here wrote: Segment's own Python SDK
+//! (`segment-analytics-python` from PyPI) sends track, page and identify calls in gzip batches
+//! to sluice; every field is checked in the log. `scripts/test.sh` installs the SDK in a
+//! virtualenv and points `SLUICE_TEST_PYTHON` at it.
+
+use super::api::{Harness, WRITE_KEY};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::process::Command;
+
+fn python() -> String {
+    std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_python_sdk_sends_batches_that_arrive_field_for_field() {
+    let probe = Command::new(python())
+        .args(["-c", "import segment.analytics"])
+        .output();
+    assert!(
+        probe.as_ref().is_ok_and(|output| output.status.success()),
+        "the Segment Python SDK is not importable with {:?}; run scripts/test.sh (it installs segment-analytics-python), \
+         or set SLUICE_TEST_PYTHON to a python that has it",
+        python()
+    );
+    let h = Harness::start(&[]).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/segment_python.py"
+    );
+    let host = format!("http://{}", h.app().addr);
+    let output = tokio::process::Command::new(python())
+        .args([script, &host, WRITE_KEY, "1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "SDK run failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sent: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 23);
+
+    let stored: HashMap<String, Value> = h
+        .records("events")
+        .await
+        .into_iter()
+        .map(|event| (event["message_id"].as_str().unwrap().to_owned(), event))
+        .collect();
+    assert_eq!(stored.len(), 23, "every call arrived once");
+    for message in &sent {
+        let id = message["messageId"].as_str().unwrap();
+        let event = &stored[id];
+        assert_eq!(event["tenant"], "shop");
+        assert_eq!(event["type"], message["type"], "{id}");
+        for (theirs, ours) in [
+            ("userId", "user_id"),
+            ("anonymousId", "anonymous_id"),
+            ("event", "event"),
+            ("name", "name"),
+            ("category", "category"),
+        ] {
+            // The SDK sends absent ids as null; sluice stores absent as absent.
+            assert_eq!(
+                event.get(ours),
+                message.get(theirs).filter(|v| !v.is_null()),
+                "{id}: {theirs}"
+            );
+        }
+        for field in ["properties", "traits", "context"] {
+            assert_eq!(event.get(field), message.get(field), "{id}: {field}");
+        }
+        assert_eq!(event["context"]["library"]["name"], "analytics-python");
+        let original =
+            sluice_core::time::parse_rfc3339_millis(message["timestamp"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(event["original_timestamp"].as_i64(), Some(original), "{id}");
+        // The SDK's clock is this machine's, so the skew correction moves the time by at most the
+        // time the batch spent in the SDK's queue and on the wire.
+        let corrected = event["timestamp"].as_i64().unwrap();
+        assert!(
+            (corrected - original).abs() < 10_000,
+            "{id}: corrected {corrected} vs sent {original}"
+        );
+        assert!(
+            event["sent_at"].as_i64().is_some(),
+            "{id}: the batch's sentAt was kept"
+        );
+    }
+    h.stop().await;
+}
