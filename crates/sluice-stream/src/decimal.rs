@@ -74,6 +74,9 @@ impl Decimal {
     /// Parses a JSON number (`-12`, `19.99`, `1.5e3`, `2E-4`); `None` for anything else or a
     /// magnitude that does not fit. Digits beyond [`MAX_SCALE`] are rounded half-to-even.
     pub fn parse(text: &[u8]) -> Option<Decimal> {
+        if let Some(value) = Decimal::parse_short(text) {
+            return Some(value);
+        }
         let (negative, rest) = match text.split_first() {
             Some((b'-', rest)) => (true, rest),
             _ => (false, text),
@@ -106,6 +109,37 @@ impl Decimal {
         };
         let value = digits.to_decimal(scale)?;
         Some(if negative { value.neg() } else { value })
+    }
+
+    /// The common case in one pass: an optional `-`, at most 18 characters of digits and at
+    /// most one `.`
+    /// between digits, no exponent (fits an `i64`). Anything else goes to the general parser.
+    #[inline]
+    fn parse_short(text: &[u8]) -> Option<Decimal> {
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        if digits.is_empty() || digits.len() > 18 {
+            return None;
+        }
+        let mut mantissa: i64 = 0;
+        let mut point: Option<usize> = None;
+        for (index, &byte) in digits.iter().enumerate() {
+            match byte {
+                b'0'..=b'9' => mantissa = mantissa * 10 + i64::from(byte - b'0'),
+                b'.' if point.is_none() && index > 0 && index + 1 < digits.len() => {
+                    point = Some(index)
+                }
+                _ => return None,
+            }
+        }
+        let scale = point.map_or(0, |p| digits.len() - p - 1) as u8;
+        let mantissa = if negative { -mantissa } else { mantissa };
+        Some(Decimal {
+            mantissa: i128::from(mantissa),
+            scale,
+        })
     }
 
     /// Parses a decimal from text (SQL literals, JSON strings holding numbers).

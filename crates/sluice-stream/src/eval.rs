@@ -36,15 +36,18 @@ pub enum Value<'a> {
     Bool(bool),
     /// A number.
     Number(Decimal),
-    /// Text.
-    Str(Cow<'a, str>),
+    /// Text, as UTF-8 bytes. Strings read from an event are not validated here (comparing,
+    /// hashing and keying work on bytes); where characters matter (`LIKE`, `lower`, `upper`)
+    /// text that is not UTF-8 is NULL, and a group key that is not UTF-8 is rejected when the
+    /// key is first seen.
+    Str(Cow<'a, [u8]>),
 }
 
 impl Value<'_> {
     fn as_number(&self) -> Option<Decimal> {
         match self {
             Value::Number(number) => Some(*number),
-            Value::Str(text) => Decimal::parse_str(text.trim()),
+            Value::Str(text) => Decimal::parse(text.trim_ascii()),
             _ => None,
         }
     }
@@ -61,7 +64,7 @@ const SEED_BOOL: u64 = 0x626f_6f00;
 pub fn distinct_hash(value: &Value<'_>) -> Option<u64> {
     match value {
         Value::Null => None,
-        Value::Str(text) => Some(xxh3_64_with_seed(text.as_bytes(), SEED_TEXT)),
+        Value::Str(text) => Some(xxh3_64_with_seed(text, SEED_TEXT)),
         Value::Number(number) => {
             let normal = number.normalized();
             let mut bytes = [0u8; 17];
@@ -81,14 +84,11 @@ pub fn slot_value<'a>(bytes: &'a [u8], slot: &Slot) -> Value<'a> {
         Kind::True => Value::Bool(true),
         Kind::False => Value::Bool(false),
         Kind::Number => Decimal::parse(text).map_or(Value::Null, Value::Number),
-        Kind::String => match std::str::from_utf8(text) {
-            Ok(text) => Value::Str(Cow::Borrowed(text)),
-            Err(_) => Value::Null,
-        },
+        Kind::String => Value::Str(Cow::Borrowed(text)),
         Kind::EscapedString => {
             let mut out = Vec::new();
             if unescape(text, &mut out) {
-                String::from_utf8(out).map_or(Value::Null, |s| Value::Str(Cow::Owned(s)))
+                Value::Str(Cow::Owned(out))
             } else {
                 Value::Null
             }
@@ -188,7 +188,7 @@ fn literal_value(literal: &Literal) -> Value<'static> {
         Literal::Null => Value::Null,
         Literal::Bool(value) => Value::Bool(*value),
         Literal::Number(number) => Value::Number(*number),
-        Literal::String(text) => Value::Str(Cow::Owned(text.clone())),
+        Literal::String(text) => Value::Str(Cow::Owned(text.clone().into_bytes())),
     }
 }
 
@@ -224,7 +224,7 @@ fn compile(expr: &Expr, slot_of: &impl Fn(&Field) -> usize) -> CExpr {
 
 fn compare(left: &Value<'_>, right: &Value<'_>) -> Option<Ordering> {
     match (left, right) {
-        (Value::Str(a), Value::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+        (Value::Str(a), Value::Str(b)) => Some(a.as_ref().cmp(b.as_ref())),
         (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
         (Value::Number(a), b) => b.as_number().map(|b| a.cmp(&b)),
         (a, Value::Number(b)) => a.as_number().map(|a| a.cmp(b)),
@@ -232,13 +232,22 @@ fn compare(left: &Value<'_>, right: &Value<'_>) -> Option<Ordering> {
     }
 }
 
+/// A value as text, for string functions: `None` for NULL and for text that is not UTF-8.
 fn text_of<'a>(value: Value<'a>) -> Option<Cow<'a, str>> {
     match value {
-        Value::Str(text) => Some(text),
+        Value::Str(Cow::Borrowed(bytes)) => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
+        Value::Str(Cow::Owned(bytes)) => String::from_utf8(bytes).ok().map(Cow::Owned),
         Value::Number(number) => Some(Cow::Owned(number.to_string())),
         Value::Bool(value) => Some(Cow::Borrowed(if value { "true" } else { "false" })),
         Value::Null => None,
     }
+}
+
+fn text_value(text: Cow<'_, str>) -> Value<'_> {
+    Value::Str(match text {
+        Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+        Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+    })
 }
 
 fn truth(value: Option<bool>) -> Value<'static> {
@@ -262,16 +271,16 @@ impl CExpr {
             },
             CExpr::Lower(inner) => match text_of(inner.eval(bytes, slots)) {
                 Some(text) if text.chars().any(char::is_uppercase) => {
-                    Value::Str(Cow::Owned(text.to_lowercase()))
+                    text_value(Cow::Owned(text.to_lowercase()))
                 }
-                Some(text) => Value::Str(text),
+                Some(text) => text_value(text),
                 None => Value::Null,
             },
             CExpr::Upper(inner) => match text_of(inner.eval(bytes, slots)) {
                 Some(text) if text.chars().any(char::is_lowercase) => {
-                    Value::Str(Cow::Owned(text.to_uppercase()))
+                    text_value(Cow::Owned(text.to_uppercase()))
                 }
-                Some(text) => Value::Str(text),
+                Some(text) => text_value(text),
                 None => Value::Null,
             },
             CExpr::Coalesce(args) => args
@@ -311,10 +320,10 @@ impl CExpr {
             }
             CExpr::Like(inner, pieces, negated) => match inner.eval(bytes, slots) {
                 Value::Bool(_) | Value::Null => Value::Null,
-                value => {
-                    let text = text_of(value).unwrap_or_default();
-                    Value::Bool(like(pieces, &text) != *negated)
-                }
+                value => match text_of(value) {
+                    Some(text) => Value::Bool(like(pieces, &text) != *negated),
+                    None => Value::Null,
+                },
             },
             CExpr::IsNull(inner, negated) => {
                 Value::Bool((inner.eval(bytes, slots) == Value::Null) != *negated)
@@ -361,6 +370,9 @@ pub struct Compiled {
     filter: Option<CExpr>,
     keys: Vec<CExpr>,
     args: Vec<(ArgUse, Option<CExpr>)>,
+    /// For each argument, an earlier argument with the same expression and use, whose input
+    /// is reused (`AVG(x)` and `APPROX_PERCENTILE(x, q)` parse `x` once).
+    same_as: Vec<Option<usize>>,
 }
 
 impl Compiled {
@@ -381,8 +393,12 @@ impl Compiled {
                     aggregate.arg.as_ref().map(|arg| compile(arg, &slot_of)),
                 )
             })
+            .collect::<Vec<(ArgUse, Option<CExpr>)>>();
+        let same_as = (0..args.len())
+            .map(|i| (0..i).find(|&j| args[j] == args[i]))
             .collect();
         Compiled {
+            same_as,
             filter: plan.filter.as_ref().map(|f| compile(f, &slot_of)),
             keys: plan.keys.iter().map(|k| compile(k, &slot_of)).collect(),
             args,
@@ -410,7 +426,11 @@ impl Compiled {
     #[inline]
     pub fn inputs(&self, bytes: &[u8], slots: &[Slot], out: &mut Vec<Input>) {
         out.clear();
-        for (usage, arg) in &self.args {
+        for (index, (usage, arg)) in self.args.iter().enumerate() {
+            if let Some(earlier) = self.same_as[index] {
+                out.push(out[earlier]);
+                continue;
+            }
             let value = arg.as_ref().map(|arg| arg.eval(bytes, slots));
             let input = match (usage, value) {
                 (ArgUse::Star, _) => Input::Present,

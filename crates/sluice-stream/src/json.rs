@@ -4,15 +4,16 @@
 //! trie of keys. [`FieldSet::scan`] walks an event's bytes once: top-level keys are matched
 //! against the trie, wanted values are recorded as byte ranges ([`Slot`]: no allocation, no
 //! tree), objects on a wanted path are descended into, everything else is skipped without
-//! being decoded (strings by `memchr`, containers by bracket counting). The scan stops as soon
+//! being decoded (strings and containers eight bytes at a time). The scan stops as soon
 //! as every wanted field has been found, so a metric that needs `tenant`, `event`,
-//! `timestamp` and two properties never reads the `context` object that follows them.
+//! `timestamp` and two properties never reads the `context` object that follows them; and a
+//! caller-supplied gate can stop it earlier still, once the filters' fields are known and no
+//! filter accepts the event ([`FieldSet::scan_gated`]).
 //!
 //! The scan trusts that its input is JSON (the collector wrote it) only as far as it must:
 //! malformed input is a [`ScanError`], never a panic or an endless loop. With duplicate keys
 //! the first occurrence wins. Keys written with escapes are unescaped before matching.
 
-use memchr::memchr2;
 use std::fmt;
 
 /// What kind of value a [`Slot`] found.
@@ -84,8 +85,19 @@ struct Node {
 #[derive(Debug, Clone)]
 struct Entry {
     key: Box<[u8]>,
+    /// The key's first 8 bytes, zero-padded: most keys are decided by one comparison.
+    prefix: u64,
     slot: Option<usize>,
     child: Option<Node>,
+}
+
+/// Up to the first 8 bytes of `bytes` as a little-endian word, zero-padded.
+#[inline]
+fn prefix(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let len = bytes.len().min(8);
+    word[..len].copy_from_slice(&bytes[..len]);
+    u64::from_le_bytes(word)
 }
 
 impl Node {
@@ -95,6 +107,7 @@ impl Node {
             None => {
                 self.entries.push(Entry {
                     key: key.as_bytes().into(),
+                    prefix: prefix(key.as_bytes()),
                     slot: None,
                     child: None,
                 });
@@ -104,8 +117,14 @@ impl Node {
         &mut self.entries[position]
     }
 
+    #[inline]
     fn find(&self, key: &[u8]) -> Option<&Entry> {
-        self.entries.iter().find(|entry| &*entry.key == key)
+        let word = prefix(key);
+        self.entries.iter().find(|entry| {
+            entry.prefix == word
+                && entry.key.len() == key.len()
+                && (key.len() <= 8 || entry.key[8..] == key[8..])
+        })
     }
 }
 
@@ -152,6 +171,20 @@ impl FieldSet {
 
     /// Scans one event, filling `slots` (resized to [`FieldSet::len`]; every slot is reset).
     pub fn scan(&self, bytes: &[u8], slots: &mut Vec<Slot>) -> Result<(), ScanError> {
+        self.scan_gated(bytes, slots, 0, &mut |_| false)
+    }
+
+    /// Scans like [`FieldSet::scan`], and once every slot in `gate_mask` (bit `i` = slot `i`,
+    /// slots 0–63) has been filled, calls `gate` once; if it returns true the scan stops
+    /// there. The caller uses it to stop reading an event as soon as no metric's filter
+    /// accepts it. A zero mask never gates.
+    pub fn scan_gated(
+        &self,
+        bytes: &[u8],
+        slots: &mut Vec<Slot>,
+        gate_mask: u64,
+        gate: &mut dyn FnMut(&[Slot]) -> bool,
+    ) -> Result<(), ScanError> {
         slots.clear();
         slots.resize(self.len, Slot::default());
         if bytes.len() > u32::MAX as usize {
@@ -165,6 +198,9 @@ impl FieldSet {
             position: 0,
             remaining: self.len,
             key_buffer: Vec::new(),
+            filled: 0,
+            gate_mask,
+            gate,
         };
         scanner.skip_whitespace();
         if scanner.peek() != Some(b'{') {
@@ -175,17 +211,75 @@ impl FieldSet {
     }
 }
 
-struct Scanner<'a> {
+struct Scanner<'a, 'g> {
     bytes: &'a [u8],
     position: usize,
     remaining: usize,
     key_buffer: Vec<u8>,
+    filled: u64,
+    gate_mask: u64,
+    gate: &'g mut dyn FnMut(&[Slot]) -> bool,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `word` equal to `byte` (exact for the lowest match; higher
+/// bytes may be false positives, so only the lowest set bit is used).
+#[inline]
+fn matches(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The 8 bytes at `at` as a little-endian word.
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// The first `"` or `\\` at or after `at`, eight bytes at a time.
+#[inline]
+fn find_quote(bytes: &[u8], mut at: usize) -> Option<usize> {
+    while at + 8 <= bytes.len() {
+        let word = word_at(bytes, at);
+        let found = matches(word, b'"') | matches(word, b'\\');
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|i| at + i)
+}
+
+/// The first byte that matters when skipping a container (`"`, `{`, `}`, `[`, `]`) at or
+/// after `at`. `[` and `]` differ from `{` and `}` only in bit 5, so setting it folds them.
+#[inline]
+fn find_structural(bytes: &[u8], mut at: usize) -> Option<usize> {
+    while at + 8 <= bytes.len() {
+        let word = word_at(bytes, at);
+        let folded = word | (ONES * 0x20);
+        let found = matches(word, b'"') | matches(folded, b'{') | matches(folded, b'}');
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
+        .map(|i| at + i)
 }
 
 /// Whether the scan may stop (every slot filled).
 type Done = bool;
 
-impl Scanner<'_> {
+impl Scanner<'_, '_> {
     fn error(&self, expected: &'static str) -> ScanError {
         ScanError {
             offset: self.position,
@@ -193,16 +287,19 @@ impl Scanner<'_> {
         }
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.position).copied()
     }
 
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
             self.position += 1;
         }
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8, expected: &'static str) -> Result<(), ScanError> {
         self.skip_whitespace();
         if self.peek() == Some(byte) {
@@ -214,21 +311,20 @@ impl Scanner<'_> {
     }
 
     /// At the opening quote: returns the content range and whether it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool), ScanError> {
         self.position += 1;
         let start = self.position;
         let mut escaped = false;
         loop {
-            let rest = &self.bytes[self.position..];
-            match memchr2(b'"', b'\\', rest) {
-                Some(index) if rest[index] == b'"' => {
-                    let end = self.position + index;
-                    self.position = end + 1;
-                    return Ok((start, end, escaped));
+            match find_quote(self.bytes, self.position) {
+                Some(index) if self.bytes[index] == b'"' => {
+                    self.position = index + 1;
+                    return Ok((start, index, escaped));
                 }
                 Some(index) => {
                     escaped = true;
-                    self.position += index + 2;
+                    self.position = index + 2;
                     if self.position > self.bytes.len() {
                         self.position = self.bytes.len();
                         return Err(self.error("the end of a string"));
@@ -322,8 +418,9 @@ impl Scanner<'_> {
                         start: start as u32,
                         end: end as u32,
                     };
+                    return Ok(self.filled(slot, slots));
                 }
-                return Ok(self.filled());
+                return Ok(false);
             }
             (Some(b'{' | b'['), _) => {
                 self.skip_value()?;
@@ -345,15 +442,26 @@ impl Scanner<'_> {
                     start: start as u32,
                     end: self.position as u32,
                 };
-                Ok(self.filled())
+                Ok(self.filled(slot, slots))
             }
             _ => Ok(false),
         }
     }
 
-    fn filled(&mut self) -> Done {
+    #[inline(always)]
+    fn filled(&mut self, slot: usize, slots: &[Slot]) -> Done {
         self.remaining -= 1;
-        self.remaining == 0
+        if self.remaining == 0 {
+            return true;
+        }
+        if self.gate_mask != 0 && slot < 64 {
+            self.filled |= 1 << slot;
+            if self.filled & self.gate_mask == self.gate_mask {
+                self.gate_mask = 0;
+                return (self.gate)(slots);
+            }
+        }
+        false
     }
 
     fn literal(&mut self, text: &[u8], kind: Kind) -> Result<Kind, ScanError> {
@@ -365,12 +473,15 @@ impl Scanner<'_> {
         }
     }
 
+    #[inline(always)]
     fn number(&mut self) {
-        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek() {
-            self.position += 1;
-        }
+        self.position += self.bytes[self.position..]
+            .iter()
+            .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+            .count();
     }
 
+    #[inline(always)]
     fn skip_value(&mut self) -> Result<(), ScanError> {
         match self.peek() {
             Some(b'"') => self.string().map(|_| ()),
@@ -389,24 +500,25 @@ impl Scanner<'_> {
     /// Skips a whole object or array by counting brackets outside strings.
     fn skip_container(&mut self) -> Result<(), ScanError> {
         let mut depth = 0usize;
-        while let Some(byte) = self.peek() {
-            match byte {
+        while let Some(index) = find_structural(self.bytes, self.position) {
+            self.position = index;
+            match self.bytes[index] {
                 b'"' => {
                     self.string()?;
                     continue;
                 }
                 b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth -= 1;
+                _ => {
+                    depth = depth.saturating_sub(1);
                     if depth == 0 {
                         self.position += 1;
                         return Ok(());
                     }
                 }
-                _ => {}
             }
             self.position += 1;
         }
+        self.position = self.bytes.len();
         Err(self.error("the end of an object or array"))
     }
 }

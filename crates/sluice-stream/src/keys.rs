@@ -43,8 +43,9 @@ pub fn encode_value(value: &Value<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends the encoding of a text value (how the tenant starts every key).
-pub fn encode_text(text: &str, out: &mut Vec<u8>) {
+/// Appends the encoding of a text value given as UTF-8 bytes (how the tenant starts every
+/// key). Bytes that are not UTF-8 make a key [`GroupKey::from_bytes`] rejects.
+pub fn encode_text(text: &[u8], out: &mut Vec<u8>) {
     out.push(TEXT);
     let mut len = text.len();
     loop {
@@ -56,7 +57,7 @@ pub fn encode_text(text: &str, out: &mut Vec<u8>) {
         }
         out.push(byte | 0x80);
     }
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(text);
 }
 
 /// One decoded key value.
@@ -177,14 +178,14 @@ mod tests {
     #[test]
     fn keys_round_trip_and_equal_values_encode_equally() {
         let mut a = Vec::new();
-        encode_text("shop", &mut a);
-        encode_value(&Value::Str(Cow::Borrowed("/home")), &mut a);
+        encode_text(b"shop", &mut a);
+        encode_value(&Value::Str(Cow::Borrowed(b"/home")), &mut a);
         encode_value(&Value::Number(Decimal::parse_str("1.50").unwrap()), &mut a);
         encode_value(&Value::Null, &mut a);
         encode_value(&Value::Bool(true), &mut a);
         let mut b = Vec::new();
-        encode_text("shop", &mut b);
-        encode_value(&Value::Str(Cow::Borrowed("/home")), &mut b);
+        encode_text(b"shop", &mut b);
+        encode_value(&Value::Str(Cow::Borrowed(b"/home")), &mut b);
         encode_value(&Value::Number(Decimal::parse_str("1.5").unwrap()), &mut b);
         encode_value(&Value::Null, &mut b);
         encode_value(&Value::Bool(true), &mut b);
@@ -193,10 +194,10 @@ mod tests {
         assert_eq!(key.tenant(), "shop");
         assert_eq!(key.to_string(), "shop \"/home\" 1.5 NULL true");
         let mut text_one = Vec::new();
-        encode_text("shop", &mut text_one);
-        encode_value(&Value::Str(Cow::Borrowed("1")), &mut text_one);
+        encode_text(b"shop", &mut text_one);
+        encode_value(&Value::Str(Cow::Borrowed(b"1")), &mut text_one);
         let mut number_one = Vec::new();
-        encode_text("shop", &mut number_one);
+        encode_text(b"shop", &mut number_one);
         encode_value(&Value::Number(Decimal::from_i64(1)), &mut number_one);
         assert_ne!(text_one, number_one);
     }

@@ -88,6 +88,8 @@ struct Scratch {
     slots: Vec<Slot>,
     key: Vec<u8>,
     inputs: Vec<Input>,
+    /// Which metrics' filters the scan's gate found true (bit per metric), when it ran.
+    passed: Option<u64>,
 }
 
 /// Slot 0 of every scan is the tenant, slot 1 the event time.
@@ -102,6 +104,9 @@ pub struct Processor {
     clock: EventClock,
     metrics: Vec<MetricRuntime>,
     fields: FieldSet,
+    /// Slots every filter reads (plus tenant and time), when every metric has a filter:
+    /// once they are scanned and no filter accepts the event, the scan stops.
+    gate_mask: u64,
     scratch: Scratch,
     stats: Stats,
     telemetry: PartitionTelemetry,
@@ -132,6 +137,7 @@ impl Processor {
             clock: EventClock::new(config.idle_timeout),
             metrics: Vec::new(),
             fields: FieldSet::default(),
+            gate_mask: 0,
             scratch: Scratch::default(),
             stats: Stats::default(),
             telemetry: PartitionTelemetry::new(partition),
@@ -224,6 +230,18 @@ impl Processor {
         for metric in &mut self.metrics {
             metric.compiled = Compiled::new(&metric.plan, slot_of);
         }
+        let mut mask = (1u64 << TENANT_SLOT) | (1u64 << TIME_SLOT);
+        let mut gated = !self.metrics.is_empty() && self.metrics.len() <= 64;
+        for metric in &self.metrics {
+            match &metric.plan.filter {
+                Some(filter) => filter.for_each_field(&mut |field| match slot_of(field) {
+                    slot if slot < 64 => mask |= 1 << slot,
+                    _ => gated = false,
+                }),
+                None => gated = false,
+            }
+        }
+        self.gate_mask = if gated { mask } else { 0 };
     }
 
     /// The names of the running metrics.
@@ -322,8 +340,28 @@ impl Processor {
         out: &mut Outputs,
     ) -> Result<Option<String>, StreamError> {
         let bytes: &[u8] = &stored.record.value;
-        let Scratch { slots, key, inputs } = &mut self.scratch;
-        if let Err(error) = self.fields.scan(bytes, slots) {
+        let Scratch {
+            slots,
+            key,
+            inputs,
+            passed,
+        } = &mut self.scratch;
+        let metrics = &self.metrics;
+        *passed = None;
+        let mut gate = |slots: &[Slot]| {
+            let mut mask = 0u64;
+            for (index, metric) in metrics.iter().enumerate() {
+                if metric.compiled.matches(bytes, slots) {
+                    mask |= 1 << index;
+                }
+            }
+            *passed = Some(mask);
+            mask == 0
+        };
+        if let Err(error) = self
+            .fields
+            .scan_gated(bytes, slots, self.gate_mask, &mut gate)
+        {
             return Ok(Some(error.to_string()));
         }
         let tenant = match slot_value(bytes, &slots[TENANT_SLOT]) {
@@ -336,8 +374,13 @@ impl Processor {
             ));
         };
         self.clock.observe(time);
-        for metric in &mut self.metrics {
-            if !metric.compiled.matches(bytes, slots) {
+        let passed = *passed;
+        for (index, metric) in self.metrics.iter_mut().enumerate() {
+            let matches = match passed {
+                Some(mask) => mask & (1 << index) != 0,
+                None => metric.compiled.matches(bytes, slots),
+            };
+            if !matches {
                 continue;
             }
             key.clear();

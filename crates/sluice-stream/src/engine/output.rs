@@ -52,6 +52,8 @@ pub enum LateReason {
     WindowClosed,
     /// The metric already had `max-open-windows` open windows on this partition.
     TooManyOpenWindows,
+    /// The tenant or a group key value is text that is not UTF-8.
+    InvalidKey,
 }
 
 impl LateReason {
@@ -60,6 +62,7 @@ impl LateReason {
         match self {
             LateReason::WindowClosed => "window_closed",
             LateReason::TooManyOpenWindows => "too_many_open_windows",
+            LateReason::InvalidKey => "invalid_key",
         }
     }
 }

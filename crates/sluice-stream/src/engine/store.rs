@@ -170,7 +170,9 @@ impl WindowStore {
         if self.entries.len() >= limit {
             return Ok(Some(LateReason::TooManyOpenWindows));
         }
-        let key = self.intern(key_bytes, key_hash)?;
+        let Ok(key) = self.intern(key_bytes, key_hash) else {
+            return Ok(Some(LateReason::InvalidKey));
+        };
         let id = self.create(key, window, hash, PartialState::new(&self.kinds));
         let entries = &self.entries;
         self.index.insert_unique(hash, id, |&id| entries[id].hash);
@@ -213,7 +215,9 @@ impl WindowStore {
             if self.entries.len() >= limit {
                 return Ok(Some(LateReason::TooManyOpenWindows));
             }
-            let key = self.intern(key_bytes, key_hash)?;
+            let Ok(key) = self.intern(key_bytes, key_hash) else {
+                return Ok(Some(LateReason::InvalidKey));
+            };
             let id = self.create(key, window, 0, PartialState::new(&self.kinds));
             self.keys[key].sessions.push(id);
             self.apply(id, inputs);

@@ -32,7 +32,7 @@ impl PartitionTelemetry {
 
 #[derive(Debug)]
 pub(crate) struct MetricTelemetry {
-    late: [Counter; 2],
+    late: [Counter; 3],
     pub(crate) updates: Counter,
     pub(crate) open_windows: Gauge,
     pub(crate) watermark_delay: Gauge,
@@ -57,6 +57,7 @@ impl MetricTelemetry {
             late: [
                 late(LateReason::WindowClosed),
                 late(LateReason::TooManyOpenWindows),
+                late(LateReason::InvalidKey),
             ],
             updates: counter!("sluice_stream_window_updates_total", &labels),
             open_windows: gauge!("sluice_stream_open_windows", &labels),
@@ -68,6 +69,7 @@ impl MetricTelemetry {
         match reason {
             LateReason::WindowClosed => &self.late[0],
             LateReason::TooManyOpenWindows => &self.late[1],
+            LateReason::InvalidKey => &self.late[2],
         }
     }
 }

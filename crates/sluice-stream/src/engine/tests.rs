@@ -488,3 +488,31 @@ fn a_processor_restored_from_checkpoints_continues_exactly() {
         );
     }
 }
+
+#[test]
+fn keys_that_are_not_utf8_are_reported_not_fatal() {
+    let mut run = Run::new(&[COUNTS]);
+    let mut bytes =
+        br#"{"tenant":"shop","event":"Page Viewed","timestamp":1000,"properties":{"url":"/"#
+            .to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    bytes.extend_from_slice(br#""}}"#);
+    let records = [StoredRecord {
+        offset: 0,
+        record: Record::new(None, bytes, 0),
+    }];
+    run.processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 0,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    let reasons: Vec<LateReason> = run.out.late.iter().map(|l| l.reason).collect();
+    assert_eq!(reasons, [LateReason::InvalidKey]);
+    run.offset = 1;
+    run.views(&[(2_000, "u", "/ok", 1)], 0);
+    assert_eq!(run.processor.open_windows("views", None).unwrap().len(), 1);
+}

@@ -122,7 +122,7 @@ fn group_keys_encode_the_evaluated_values() {
     let keyed = parse_metric(sql, &defaults).unwrap();
     let (compiled, slots) = compiled(&keyed);
     let mut out = Vec::new();
-    crate::keys::encode_text("shop", &mut out);
+    crate::keys::encode_text(b"shop", &mut out);
     compiled.encode_key(EVENT.as_bytes(), &slots, &mut out);
     let key = crate::keys::GroupKey::from_bytes(&out).unwrap();
     assert_eq!(key.to_string(), "shop \"google\" NULL");

@@ -349,3 +349,27 @@ pub(crate) async fn guarded(test: impl std::future::Future<Output = ()>) {
 async fn partition_task_over_the_memory_log() {
     guarded(partition_task_end_to_end(Arc::new(MemoryLog::default()))).await;
 }
+
+#[tokio::test]
+async fn partition_task_over_the_file_log() {
+    use sluice_core::config::{ByteSize, HumanDuration};
+    use sluice_log::{AckMode, FileLog, LogConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        url: String::new(),
+        ack: AckMode::Write,
+        partitions: 2,
+        segment_bytes: ByteSize(1 << 20),
+        segment_age: HumanDuration(Duration::from_secs(86_400)),
+        retention_age: HumanDuration(Duration::ZERO),
+        retention_bytes: ByteSize(0),
+        retention_check_interval: HumanDuration(Duration::from_secs(60)),
+        index_interval_bytes: ByteSize(1024),
+        max_record_bytes: ByteSize(64 * 1024),
+        max_batch_bytes: ByteSize(1 << 20),
+        max_pending_bytes: ByteSize(4 << 20),
+    };
+    let log = FileLog::open(dir.path(), &config).unwrap();
+    guarded(partition_task_end_to_end(Arc::new(log.clone()))).await;
+    log.close().await.unwrap();
+}

@@ -1,0 +1,73 @@
+//! The hot path: evaluating the DESIGN.md example metric over synthetic stored events
+//! (scan the JSON, filter, key, aggregate inputs, window lookup, state update), in batches
+//! as the partition task hands them over. Reported per event.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use sluice_log::{Record, StoredRecord};
+use sluice_stream::config::ProcessorConfig;
+use sluice_stream::engine::output::Outputs;
+use sluice_stream::engine::{Message, Processor};
+use sluice_stream::plan::LatePolicy;
+use sluice_stream::sql::{MetricDefaults, parse_metric};
+use sluice_stream::synthetic::{EXAMPLE_METRIC, Synthetic};
+use std::sync::Arc;
+
+fn hot_path(c: &mut Criterion) {
+    let defaults = MetricDefaults {
+        out_of_orderness: 10_000,
+        allowed_lateness: 0,
+        late: LatePolicy::Topic,
+    };
+    let plan = Arc::new(parse_metric(EXAMPLE_METRIC, &defaults).unwrap());
+    let mut source = Synthetic::new(1, 1_714_564_800_000);
+    let records: Vec<StoredRecord> = (0..200_000u64)
+        .map(|offset| {
+            let (key, json) = source.next_event();
+            StoredRecord {
+                offset,
+                record: Record::new(Some(key.into_bytes().into()), json, 0),
+            }
+        })
+        .collect();
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.sample_size(10);
+    group.bench_function("design_example_metric", |b| {
+        b.iter_batched(
+            || {
+                let mut processor = Processor::new(
+                    0,
+                    0,
+                    ProcessorConfig {
+                        idle_timeout: 5_000,
+                        max_open_windows: 1_000_000,
+                    },
+                );
+                processor.add_metric(plan.clone()).unwrap();
+                processor
+            },
+            |mut processor| {
+                let mut out = Outputs::default();
+                for chunk in records.chunks(2_000) {
+                    processor
+                        .handle(
+                            Message::Data {
+                                records: chunk,
+                                now: 0,
+                            },
+                            &mut out,
+                        )
+                        .unwrap();
+                    out.updates.clear();
+                    out.late.clear();
+                }
+                processor
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);
