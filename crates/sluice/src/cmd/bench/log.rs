@@ -112,8 +112,13 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     let sync_every_write = args.ack == AckMode::Fsync;
     let mut appended = Appended::default();
     let mut disk = Disk::default();
+    let mut append_cpu_s = Some(0.0);
     for _ in 0..slices as u32 {
+        let cpu_before = process_cpu_seconds();
         runtime.block_on(append_for(&log, &args, slice, &mut appended))?;
+        append_cpu_s = append_cpu_s
+            .zip(process_cpu_seconds().zip(cpu_before))
+            .map(|(sum, (after, before))| sum + after - before);
         let stats = log.stats();
         disk_baseline(
             &dir,
@@ -149,6 +154,13 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         appended.records as f64 / seconds,
     );
     println!("append latency: p50 {p50:.3} ms, p99 {p99:.3} ms, p99.9 {p999:.3} ms");
+    if let Some(cpu) = append_cpu_s {
+        println!(
+            "append CPU: {cpu:.2} s in {seconds:.2} s ({:.2} cores; {:.2} CPU-seconds per GB of records)",
+            cpu / seconds,
+            cpu / (appended.bytes as f64 / 1e9)
+        );
+    }
     println!(
         "group commit: {} writes of {} B on average, {} syncs of {} B, {:.1} appends per sync",
         stats.writes,
@@ -186,6 +198,7 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         "disk_mb_s": round(disk_mb_s),
         "read_mb_s": round(read_mb_s),
         "read_mb_per_cpu_s": read_mb_per_cpu_s.map(round),
+        "append_cores": append_cpu_s.map(|cpu| round(cpu / seconds)),
         "p99_ms": round(p99),
         "p50_ms": round(p50),
         "p999_ms": round(p999),
