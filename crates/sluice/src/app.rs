@@ -163,23 +163,3 @@ fn spawn_metrics_upkeep(
         }
     })
 }
-
-fn spawn_retention(
-    log: Arc<LogBackend>,
-    every: Duration,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
-            match log.enforce_retention().await {
-                Ok(0) => {}
-                Ok(freed) => tracing::info!(freed, "retention deleted old segments"),
-                Err(error) => {
-                    tracing::warn!(%error, "retention failed; retrying at the next check")
-                }
-            }
-        }
-    })
-}
