@@ -99,14 +99,11 @@ impl App {
         );
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, app, shutdown.clone()));
-        let background = vec![
-            spawn_metrics_upkeep(prometheus, shutdown.clone()),
-            spawn_retention(
-                Arc::clone(&log),
-                config.log.retention_check_interval.get(),
-                shutdown.clone(),
-            ),
-        ];
+        let background = vec![spawn_metrics_upkeep(prometheus, shutdown.clone()), {
+            let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
+            let stop = shutdown.clone().cancelled_owned();
+            tokio::spawn(async move { sluice_log::run_retention(&*log, every, stop).await })
+        }];
         readiness.set_ready();
         tracing::info!(%addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");
         Ok(App {
