@@ -4,14 +4,21 @@
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
 //! - [`model`]: metric definitions, positions and partial rows as plain values.
+//! - [`pipelines`]: every metric's exactly-once pipeline: restore, process, checkpoint, and
+//!   runtime add / delete / backfill / replay.
+//! - [`config`]: the `[store]` section and `[[metrics]]` tables.
 //! - [`error`]: the [`StoreError`] type.
 
+pub mod config;
 pub mod error;
 pub mod model;
+pub mod pipelines;
 pub mod sqlite;
 
+pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
     Commit, MetricCommit, MetricRecord, Origin, Position, RetractedRow, RowQuery, StoredRow,
 };
+pub use pipelines::{MetricSpec, MetricStatus, PipelineError, PipelineSettings, Pipelines};
 pub use sqlite::SqliteStore;

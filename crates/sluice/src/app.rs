@@ -6,10 +6,12 @@ use crate::config::Config;
 use crate::server::{self, LimitedListener, Readiness};
 use crate::{UserError, data_dir, telemetry, tenants};
 use anyhow::Context;
+use sluice_api::admin::AdminState;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_core::tenant::KeyRing;
 use sluice_ingest::Collector;
 use sluice_log::{Log, LogBackend, LogError, TopicSpec};
+use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,8 @@ pub struct App {
     pub log: Arc<LogBackend>,
     /// The collector.
     pub collector: Arc<Collector<LogBackend>>,
+    /// Every metric's exactly-once pipeline.
+    pub pipelines: Pipelines<LogBackend>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
@@ -70,6 +74,32 @@ impl App {
                 other => other.map_err(user_or_other)?,
             }
         }
+        let store_path = config
+            .store
+            .sqlite_path(&config.data_dir)
+            .map_err(UserError)?;
+        let store = SqliteStore::open(&store_path).map_err(|error| match error {
+            error @ (StoreError::Corrupt { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::Invalid(_)) => anyhow::Error::from(UserError(error.to_string())),
+            other => other.into(),
+        })?;
+        let settings = PipelineSettings {
+            stream: config.stream.clone(),
+            checkpoint_interval: config.store.checkpoint_interval(),
+        };
+        let configured: Vec<MetricSpec> = config
+            .metrics
+            .iter()
+            .map(|metric| MetricSpec {
+                sql: metric.sql.clone(),
+                backfill: metric.backfill,
+            })
+            .collect();
+        let pipelines = Pipelines::start(Arc::clone(&log), store, settings, &configured)
+            .await
+            .context("starting the metric pipelines")?;
+
         let keys = Arc::new(KeyRing::from_tenants(&tenants));
         let collector = Arc::new(
             Collector::new(
@@ -90,7 +120,12 @@ impl App {
         })?;
         let addr = listener.local_addr()?;
         let listener = LimitedListener::new(listener, config.server.max_connections);
-        let stages = sluice_ingest::router(Arc::clone(&collector));
+        let admin = Arc::new(AdminState {
+            pipelines: pipelines.clone(),
+            admin_keys: config.admin_keys.iter().cloned().collect(),
+        });
+        let stages =
+            sluice_ingest::router(Arc::clone(&collector)).merge(sluice_api::admin::router(admin));
         let app = server::app(
             stages,
             &config.server,
@@ -110,6 +145,7 @@ impl App {
             addr,
             log,
             collector,
+            pipelines,
             readiness,
             shutdown,
             server,
@@ -133,6 +169,9 @@ impl App {
         for task in self.background {
             task.abort();
         }
+        // Each pipeline commits a last checkpoint, so a restart redoes nothing.
+        self.pipelines.stop().await;
+        drop(self.pipelines);
         drop(self.collector);
         match Arc::try_unwrap(self.log) {
             Ok(log) => log.close().await.context("closing the log")?,

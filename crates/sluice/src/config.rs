@@ -9,6 +9,7 @@ use sluice_core::config::{ByteSize, ConfigProblem, ConfigProblems, HumanDuration
 use sluice_core::tenant::TenantConfig;
 use sluice_ingest::IngestConfig;
 use sluice_log::LogConfig;
+use sluice_store::{MetricConfig, StoreConfig};
 use sluice_stream::config::StreamConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Tenants and their keys.
     pub tenants: Vec<TenantConfig>,
+    /// Keys that may administer metrics.
+    pub admin_keys: Vec<String>,
+    /// Metrics defined at start-up.
+    pub metrics: Vec<MetricConfig>,
     /// The HTTP server.
     pub server: ServerConfig,
     /// Logs.
@@ -36,6 +41,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The stream engine.
     pub stream: StreamConfig,
+    /// The result store.
+    pub store: StoreConfig,
 }
 
 /// `[server]`.
@@ -95,6 +102,38 @@ impl Validate for Config {
             ));
         }
         self.tenants.validate(&join(path, "tenants"), problems);
+        for (index, key) in self.admin_keys.iter().enumerate() {
+            if key.len() < sluice_core::tenant::MIN_KEY_LEN || key.chars().any(char::is_whitespace)
+            {
+                problems.push(ConfigProblem::new(
+                    format!("{}[{index}]", join(path, "admin-keys")),
+                    format!(
+                        "keys must be at least {} characters without spaces",
+                        sluice_core::tenant::MIN_KEY_LEN
+                    ),
+                ));
+            }
+        }
+        let defaults = self.stream.metric_defaults();
+        let mut names = std::collections::HashMap::new();
+        for (index, metric) in self.metrics.iter().enumerate() {
+            let here = format!("{}[{index}].sql", join(path, "metrics"));
+            match sluice_stream::sql::parse_metric(&metric.sql, &defaults) {
+                Ok(plan) => {
+                    if let Some(first) = names.insert(plan.name.clone(), index) {
+                        problems.push(ConfigProblem::new(
+                            here,
+                            format!(
+                                "metric {:?} is already defined at metrics[{first}]",
+                                plan.name
+                            ),
+                        ));
+                    }
+                }
+                Err(error) => problems.push(ConfigProblem::new(here, error.to_string())),
+            }
+        }
+        self.store.validate(&join(path, "store"), problems);
         self.server.validate(&join(path, "server"), problems);
         self.telemetry.validate(&join(path, "telemetry"), problems);
         self.limits.validate(&join(path, "limits"), problems);

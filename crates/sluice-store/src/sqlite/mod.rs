@@ -476,6 +476,33 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Deletes everything of one generation of a metric (an interrupted replay's leftovers).
+    pub async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
+        let metric = metric.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection.transaction().map_err(|e| classify(path, e))?;
+            tx.execute(
+                "DELETE FROM partials WHERE metric = ?1 AND generation = ?2",
+                params![metric, generation],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.execute(
+                "DELETE FROM watermarks WHERE metric = ?1 AND generation = ?2",
+                params![metric, generation],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.execute(
+                "DELETE FROM positions WHERE pipeline = ?1",
+                [MetricRecord::pipeline_of(&metric, generation)],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.commit().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+}
+
 fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")

@@ -1,0 +1,74 @@
+//! The `[store]` config section, and the `[[metrics]]` tables.
+
+use serde::Deserialize;
+use sluice_core::config::{ConfigProblem, HumanDuration, Validate, join};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `[store]`: where results live and how often pipelines checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: SQLite at `<data-dir>/store.db`; `sqlite:///absolute/path.db`. (`postgres://` is
+    /// reserved for the PostgreSQL backend.)
+    pub url: String,
+    /// How often each pipeline partition commits its results and offset.
+    pub checkpoint_interval: HumanDuration,
+}
+
+impl StoreConfig {
+    /// The SQLite file to use.
+    pub fn sqlite_path(&self, data_dir: &Path) -> Result<PathBuf, String> {
+        let url = self.url.trim();
+        if url.is_empty() {
+            return Ok(data_dir.join("store.db"));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "{url:?}: write sqlite:///absolute/path.db (three slashes)"
+                ));
+            }
+            return Ok(PathBuf::from(path));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(format!(
+                "{url:?}: the PostgreSQL store is not available in this build yet; leave url empty for SQLite"
+            ));
+        }
+        Err(format!(
+            "{url:?} is not a store URL: leave it empty (SQLite in the data dir) or write sqlite:///absolute/path.db"
+        ))
+    }
+
+    /// The checkpoint interval.
+    pub fn checkpoint_interval(&self) -> Duration {
+        self.checkpoint_interval.get()
+    }
+}
+
+impl Validate for StoreConfig {
+    fn validate(&self, path: &str, problems: &mut Vec<ConfigProblem>) {
+        if let Err(message) = self.sqlite_path(Path::new(".")) {
+            problems.push(ConfigProblem::new(join(path, "url"), message));
+        }
+        let interval = self.checkpoint_interval.get();
+        if interval < Duration::from_millis(10) || interval > Duration::from_secs(3600) {
+            problems.push(ConfigProblem::new(
+                join(path, "checkpoint-interval"),
+                "must be between 10ms and 1h",
+            ));
+        }
+    }
+}
+
+/// One `[[metrics]]` table: a metric created at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MetricConfig {
+    /// The `CREATE METRIC` statement.
+    pub sql: String,
+    /// Compute it from the earliest retained offset (default false: from start-up on).
+    #[serde(default)]
+    pub backfill: bool,
+}

@@ -1,0 +1,77 @@
+//! Between the stream engine's checkpoint values and the store's rows. The store keeps group
+//! keys and partial states as the engine encodes them; decoding checks their versions and
+//! checksums, so a damaged row is reported, never misread.
+
+use crate::model::{Commit, MetricCommit, RetractedRow, StoredRow};
+use sluice_stream::agg::PartialState;
+use sluice_stream::engine::output::{Checkpoint, PartialRow};
+use sluice_stream::keys::GroupKey;
+use sluice_stream::plan::MetricPlan;
+use sluice_stream::window::Window;
+use std::sync::Arc;
+
+/// A checkpoint as store rows, for the metric generation `generation`.
+pub(crate) fn commit_of(checkpoint: &Checkpoint, generation: u32) -> Commit {
+    Commit {
+        offset: checkpoint.offset,
+        event_time: checkpoint.event_time,
+        metrics: checkpoint
+            .metrics
+            .iter()
+            .map(|metric| MetricCommit {
+                metric: metric.metric.to_string(),
+                generation,
+                watermark: metric.watermark,
+                retracted: metric
+                    .retracted
+                    .iter()
+                    .map(|(key, window)| RetractedRow {
+                        tenant: key.tenant().to_owned(),
+                        key: key.as_bytes().to_vec(),
+                        window_start: window.start,
+                        window_end: window.end,
+                    })
+                    .collect(),
+                changed: metric
+                    .changed
+                    .iter()
+                    .map(|row| stored_row(row, checkpoint.partition))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn stored_row(row: &PartialRow, partition: u32) -> StoredRow {
+    StoredRow {
+        partition,
+        tenant: row.key.tenant().to_owned(),
+        key: row.key.as_bytes().to_vec(),
+        window_start: row.window.start,
+        window_end: row.window.end,
+        version: row.version,
+        state: row.state.encode(),
+    }
+}
+
+/// A stored row as the engine's partial row, checking the key and state encodings against
+/// the metric's aggregates.
+pub fn partial_row(row: &StoredRow, plan: &MetricPlan) -> Result<PartialRow, String> {
+    let kinds: Vec<_> = plan
+        .aggregates
+        .iter()
+        .map(|aggregate| aggregate.kind)
+        .collect();
+    let key = GroupKey::from_bytes(&row.key).map_err(|error| error.to_string())?;
+    let state =
+        PartialState::decode(&row.state, Some(&kinds)).map_err(|error| error.to_string())?;
+    Ok(PartialRow {
+        key: Arc::new(key),
+        window: Window {
+            start: row.window_start,
+            end: row.window_end,
+        },
+        version: row.version,
+        state,
+    })
+}
