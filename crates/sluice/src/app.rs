@@ -99,14 +99,11 @@ impl App {
         );
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, app, shutdown.clone()));
-        let background = vec![
-            spawn_metrics_upkeep(prometheus, shutdown.clone()),
-            spawn_retention(
-                Arc::clone(&log),
-                config.log.retention_check_interval.get(),
-                shutdown.clone(),
-            ),
-        ];
+        let background = vec![spawn_metrics_upkeep(prometheus, shutdown.clone()), {
+            let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
+            let stop = shutdown.clone().cancelled_owned();
+            tokio::spawn(async move { sluice_log::run_retention(&*log, every, stop).await })
+        }];
         readiness.set_ready();
         tracing::info!(%addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");
         Ok(App {
@@ -160,26 +157,6 @@ fn spawn_metrics_upkeep(
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
             handle.run_upkeep();
-        }
-    })
-}
-
-fn spawn_retention(
-    log: Arc<LogBackend>,
-    every: Duration,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
-            match log.enforce_retention().await {
-                Ok(0) => {}
-                Ok(freed) => tracing::info!(freed, "retention deleted old segments"),
-                Err(error) => {
-                    tracing::warn!(%error, "retention failed; retrying at the next check")
-                }
-            }
         }
     })
 }

@@ -212,10 +212,10 @@ mod tests {
         assert_eq!(config.limits.max_event_bytes, ByteSize(32 * 1024));
         assert_eq!(config.limits.max_batch_bytes, ByteSize(500 * 1024));
         assert!(config.tenants.is_empty());
-        assert_eq!(config.stream.source_topic, "events");
-        assert_eq!(config.stream.metric_defaults().out_of_orderness, 10_000);
         assert_eq!(config.log.ack, sluice_log::AckMode::Fsync);
         assert_eq!(config.log.partitions, 8);
+        assert_eq!(config.stream.source_topic, "events");
+        assert_eq!(config.stream.metric_defaults().out_of_orderness, 10_000);
     }
 
     #[test]

@@ -263,6 +263,9 @@ impl FileLog {
     /// Deletes expired and excess segments as of `now` (blocking); returns the bytes freed.
     /// [`Log::enforce_retention`] calls it with the current time.
     pub fn enforce_retention_at(&self, now: Millis) -> Result<u64> {
+        if self.is_read_only() {
+            return Err(self.read_only_error());
+        }
         let topics: Vec<Arc<Topic>> = self.inner.topics.read().values().cloned().collect();
         let mut freed = 0;
         for topic in topics {
@@ -636,9 +639,6 @@ impl Log for FileLog {
     }
 
     async fn enforce_retention(&self) -> Result<u64> {
-        if self.is_read_only() {
-            return Err(self.read_only_error());
-        }
         let log = self.clone();
         blocking(move || log.enforce_retention_at(now_millis())).await
     }

@@ -3,16 +3,18 @@
 //! positional reads outside it, so readers never hold up the writer.
 
 use super::format::{self, BatchHeader};
+use super::fs::io_error;
 use super::fs::remove_if_exists;
-use super::segment::{Segment, corrupt, index_path, read_at};
+use super::segment::{Segment, corrupt, index_path};
 use super::writer::{self, AppendRequest, WriterHandle, WriterStats};
 use crate::config::LogConfig;
 use crate::record::{PartitionInfo, ReadBatch, StoredRecord};
 use crate::{LogError, Result};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use sluice_core::time::Millis;
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 const MIN_READ: usize = 64 << 10;
 /// The largest single read; bigger requests are served in several.
 const MAX_READ: usize = 16 << 20;
+/// The largest read buffer a partition keeps for reuse.
+const MAX_SPARE: usize = 8 << 20;
 
 /// One partition of a topic.
 #[derive(Debug)]
@@ -43,6 +47,9 @@ pub(crate) struct Partition {
     writer: Mutex<WriterSlot>,
     /// Opened without the directory lock: no writer, no repairs.
     pub(crate) read_only: bool,
+    /// The buffer of the last read, reused by the next read once its records are dropped (a
+    /// consumer that handles a batch before reading the next never pays for a fresh buffer).
+    spare: Mutex<Option<Bytes>>,
 }
 
 #[derive(Debug)]
@@ -53,11 +60,44 @@ enum WriterSlot {
 }
 
 /// Where to read, found under the segment lock.
-struct ReadPlan {
+struct ReadPlan<'a> {
     file: Arc<File>,
     path: PathBuf,
     position: u64,
     limit: u64,
+    spare: &'a Mutex<Option<Bytes>>,
+}
+
+impl ReadPlan<'_> {
+    /// Reads `len` bytes at `position`, into the spare buffer when no record of the previous
+    /// read still uses it.
+    fn read(&self, position: u64, len: usize) -> Result<Bytes> {
+        let reclaimed = self
+            .spare
+            .lock()
+            .take()
+            .and_then(|spare| spare.try_into_mut().ok())
+            .filter(|spare| spare.capacity() >= len);
+        let mut buf = match reclaimed {
+            Some(mut buf) => {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                } else {
+                    buf.truncate(len);
+                }
+                buf
+            }
+            None => BytesMut::zeroed(len),
+        };
+        self.file
+            .read_exact_at(&mut buf, position)
+            .map_err(io_error("reading segment", &self.path))?;
+        let buf = buf.freeze();
+        if len <= MAX_SPARE {
+            *self.spare.lock() = Some(buf.clone());
+        }
+        Ok(buf)
+    }
 }
 
 impl Partition {
@@ -82,6 +122,7 @@ impl Partition {
             end: watch::Sender::new(end),
             writer: Mutex::new(WriterSlot::Idle),
             read_only,
+            spare: Mutex::new(None),
         }
     }
 
@@ -175,6 +216,7 @@ impl Partition {
                 path: segment.path.clone(),
                 position: segment.index.position_for_offset(segment.relative(offset)),
                 limit: segment.index.segment_bytes,
+                spare: &self.spare,
             };
             (plan, end)
         };
@@ -199,6 +241,7 @@ impl Partition {
                 path: segment.path.clone(),
                 position: segment.index.position_for_time(timestamp),
                 limit: segment.index.segment_bytes,
+                spare: &self.spare,
             }
         };
         let mut found = None;
@@ -297,7 +340,7 @@ impl Partition {
 
 /// Reads records from `offset` on, within one segment, until `max_bytes` of records are
 /// collected (at least one record) or the published end is reached.
-fn read_records(plan: &ReadPlan, offset: u64, max_bytes: usize) -> Result<Vec<StoredRecord>> {
+fn read_records(plan: &ReadPlan<'_>, offset: u64, max_bytes: usize) -> Result<Vec<StoredRecord>> {
     let mut records = Vec::new();
     let mut bytes = 0;
     let mut expected = None;
@@ -344,7 +387,7 @@ fn read_records(plan: &ReadPlan, offset: u64, max_bytes: usize) -> Result<Vec<St
 /// `chunk` bytes at a time (more when one frame is larger), after checking each frame's CRC.
 /// `each` returns whether to go on, or what is wrong with the frame.
 fn walk_frames(
-    plan: &ReadPlan,
+    plan: &ReadPlan<'_>,
     chunk: usize,
     mut each: impl FnMut(&Bytes, &BatchHeader) -> Result<bool, String>,
 ) -> Result<()> {
@@ -352,7 +395,7 @@ fn walk_frames(
     let mut want = chunk;
     while position < plan.limit {
         let len = (plan.limit - position).min(want as u64) as usize;
-        let buf = Bytes::from(read_at(&plan.file, &plan.path, position, len)?);
+        let buf = plan.read(position, len)?;
         let mut at = 0;
         while at < buf.len() {
             let frame_position = position + at as u64;

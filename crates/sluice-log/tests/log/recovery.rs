@@ -228,6 +228,11 @@ fn a_second_writer_is_locked_out_but_may_read() {
             .await
             .unwrap_err();
         assert!(matches!(error, LogError::ReadOnly { .. }), "{error}");
+        let retention = reader.enforce_retention_at(i64::MAX).unwrap_err();
+        assert!(
+            matches!(retention, LogError::ReadOnly { .. }),
+            "{retention}"
+        );
         let error = reader
             .create_topic(TopicSpec::new("u", 1))
             .await

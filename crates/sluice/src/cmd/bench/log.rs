@@ -1,7 +1,9 @@
 //! `sluice bench log`: concurrent batched appends to the file log, a replay of what was written,
-//! and, beside them, the raw bandwidth of the same disk written the same way (plain files, one
-//! writer per partition, each write as large as what one of the log's syncs made durable, then
-//! `fdatasync`), so the log's overhead is visible in one run.
+//! and, beside them, the raw bandwidth of the same disk written the same way: plain files, one
+//! per partition, written with the log's average write size, with `fdatasync` covering the same
+//! bytes per sync and overlapping the next writes as the log's syncer does. The ratio is then
+//! the log's own overhead (framing, offsets, indexes, channels, acks), not a difference of
+//! write pattern.
 //!
 //! Shared disks swing from second to second, so the two are measured in alternating slices of
 //! about [`SLICE`] each (log, disk, log, disk, …) and summed: both see the same conditions.
@@ -17,6 +19,7 @@ use sluice_log::{AckMode, FileLog, Log, ReadOptions, Record, TopicSpec};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
@@ -109,26 +112,33 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     let sync_every_write = args.ack == AckMode::Fsync;
     let mut appended = Appended::default();
     let mut disk = Disk::default();
+    let mut append_cpu_s = Some(0.0);
     for _ in 0..slices as u32 {
+        let cpu_before = process_cpu_seconds();
         runtime.block_on(append_for(&log, &args, slice, &mut appended))?;
+        append_cpu_s = append_cpu_s
+            .zip(process_cpu_seconds().zip(cpu_before))
+            .map(|(sum, (after, before))| sum + after - before);
         let stats = log.stats();
-        let write_size = baseline_write_size(&stats, sync_every_write);
         disk_baseline(
             &dir,
             args.partitions,
-            write_size,
-            sync_every_write,
+            Pattern::of(&stats, sync_every_write),
             slice,
             &mut disk,
         )?;
     }
     let stats = log.stats();
-    let write_size = baseline_write_size(&stats, sync_every_write);
+    let pattern = Pattern::of(&stats, sync_every_write);
     let ends = runtime.block_on(end_offsets(&log, topic, args.partitions))?;
     let ranges: Vec<(u32, u64, u64)> = (0..args.partitions)
         .map(|p| (p, starts[p as usize], ends[p as usize]))
         .collect();
+    let cpu_before = process_cpu_seconds();
     let replay = runtime.block_on(read_phase(&log, &ranges))?;
+    let read_cpu_s = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     runtime.block_on(log.close())?;
     let disk_mb_s = disk.bytes as f64 / MB / disk.elapsed.as_secs_f64();
 
@@ -144,6 +154,13 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         appended.records as f64 / seconds,
     );
     println!("append latency: p50 {p50:.3} ms, p99 {p99:.3} ms, p99.9 {p999:.3} ms");
+    if let Some(cpu) = append_cpu_s {
+        println!(
+            "append CPU: {cpu:.2} s in {seconds:.2} s ({:.2} cores; {:.2} CPU-seconds per GB of records)",
+            cpu / seconds,
+            cpu / (appended.bytes as f64 / 1e9)
+        );
+    }
     println!(
         "group commit: {} writes of {} B on average, {} syncs of {} B, {:.1} appends per sync",
         stats.writes,
@@ -153,23 +170,35 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         appended.appends as f64 / stats.syncs.max(1) as f64
     );
     println!(
-        "disk: {:.1} MB/s writing {write_size} B per write{} to {} plain file{}; the log's records reach {:.0}% of it",
-        disk_mb_s,
-        if sync_every_write { " + fdatasync" } else { "" },
+        "disk: {disk_mb_s:.1} MB/s on {} plain file{} written the same way ({} B per write{}); the log's records reach {:.0}% of it",
         args.partitions,
         if args.partitions == 1 { "" } else { "s" },
+        pattern.write_size,
+        match pattern.sync_size {
+            Some(bytes) => format!(", fdatasync every {bytes} B, pipelined"),
+            None => String::new(),
+        },
         100.0 * append_mb_s / disk_mb_s
     );
+    let read_mb_per_cpu_s = read_cpu_s
+        .filter(|&cpu| cpu > 0.0)
+        .map(|cpu| replay.bytes as f64 / MB / cpu);
     println!(
-        "replay: {read_mb_s:.1} MB/s ({} records, {:.1} MB in {:.2} s, from the page cache)",
+        "replay: {read_mb_s:.1} MB/s ({} records, {:.1} MB in {:.2} s, from the page cache; {})",
         replay.records,
         replay.bytes as f64 / MB,
-        replay.elapsed.as_secs_f64()
+        replay.elapsed.as_secs_f64(),
+        match (read_cpu_s, read_mb_per_cpu_s) {
+            (Some(cpu), Some(rate)) => format!("{cpu:.2} s of CPU, {rate:.0} MB per CPU-second"),
+            _ => "CPU time not available".to_owned(),
+        }
     );
     let summary = serde_json::json!({
         "append_mb_s": round(append_mb_s),
         "disk_mb_s": round(disk_mb_s),
         "read_mb_s": round(read_mb_s),
+        "read_mb_per_cpu_s": read_mb_per_cpu_s.map(round),
+        "append_cores": append_cpu_s.map(|cpu| round(cpu / seconds)),
         "p99_ms": round(p99),
         "p50_ms": round(p50),
         "p999_ms": round(p999),
@@ -177,7 +206,8 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         "ratio": round(append_mb_s / disk_mb_s),
         "appends_s": round(appended.appends as f64 / seconds),
         "records_s": round(appended.records as f64 / seconds),
-        "baseline_write_bytes": write_size,
+        "baseline_write_bytes": pattern.write_size,
+        "baseline_sync_bytes": pattern.sync_size,
         "syncs": stats.syncs,
         "ack": args.ack.as_str(),
         "record_size": args.record_size,
@@ -189,11 +219,17 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The baseline writes what the log made durable per sync in one write followed by one sync
-/// (the plain-file equivalent of a group commit); without syncs, the log's average write.
-fn baseline_write_size(stats: &LogStats, sync: bool) -> usize {
-    let per = if sync { stats.syncs } else { stats.writes };
-    (stats.bytes_written / per.max(1)).max(1) as usize
+/// CPU time (user + system) this process used so far, from `/proc/self/stat` (Linux; in
+/// clock ticks of 1/100 s, the fixed `USER_HZ` of Linux's user ABI).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+    // are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn round(value: f64) -> f64 {
@@ -349,13 +385,33 @@ struct Disk {
     bytes: u64,
 }
 
-/// The disk written the way the log writes it for `slice`: `files` plain files, one thread
-/// each, appending `write_size` bytes per write and syncing after each write when `sync` is set.
+/// How the baseline writes: the log's pattern, on plain files.
+#[derive(Debug, Clone, Copy)]
+struct Pattern {
+    /// Bytes per write (the log's average write).
+    write_size: usize,
+    /// With syncs: the bytes one sync of the log covered on average.
+    sync_size: Option<usize>,
+}
+
+impl Pattern {
+    fn of(stats: &LogStats, sync: bool) -> Self {
+        Self {
+            write_size: (stats.bytes_written / stats.writes.max(1)).max(1) as usize,
+            sync_size: sync.then(|| (stats.bytes_written / stats.syncs.max(1)).max(1) as usize),
+        }
+    }
+}
+
+/// The disk written the way the log writes it for `slice`: `files` plain files, one writer
+/// thread each, appending `write_size` bytes per write. With syncs, a second thread per file
+/// runs `fdatasync` back to back, each covering what was written before it started, while the
+/// writer stays at most two syncs' worth ahead: the log's writer/syncer pipeline without the
+/// log. Counts durable bytes.
 fn disk_baseline(
     dir: &Path,
     files: u32,
-    write_size: usize,
-    sync: bool,
+    pattern: Pattern,
     slice: Duration,
     total: &mut Disk,
 ) -> anyhow::Result<()> {
@@ -372,22 +428,7 @@ fn disk_baseline(
     let written = std::thread::scope(|scope| {
         let threads: Vec<_> = opened
             .iter()
-            .map(|(path, file)| {
-                scope.spawn(move || -> anyhow::Result<u64> {
-                    let mut file = file;
-                    let chunk = vec![0x5a_u8; write_size];
-                    let mut written = 0u64;
-                    while Instant::now() < deadline {
-                        file.write_all(&chunk)
-                            .with_context(|| format!("writing {}", path.display()))?;
-                        if sync {
-                            file.sync_data()?;
-                        }
-                        written += write_size as u64;
-                    }
-                    Ok(written)
-                })
-            })
+            .map(|(path, file)| scope.spawn(move || baseline_file(path, file, pattern, deadline)))
             .collect();
         threads
             .into_iter()
@@ -403,9 +444,101 @@ fn disk_baseline(
     Ok(())
 }
 
+/// Writes one baseline file until `deadline`; returns the bytes made durable (or written,
+/// without syncs).
+fn baseline_file(
+    path: &Path,
+    file: &File,
+    pattern: Pattern,
+    deadline: Instant,
+) -> anyhow::Result<u64> {
+    let chunk = vec![0x5a_u8; pattern.write_size];
+    let mut writer = file;
+    let Some(sync_size) = pattern.sync_size else {
+        let mut written = 0u64;
+        while Instant::now() < deadline {
+            writer
+                .write_all(&chunk)
+                .with_context(|| format!("writing {}", path.display()))?;
+            written += chunk.len() as u64;
+        }
+        return Ok(written);
+    };
+    #[derive(Default)]
+    struct Progress {
+        written: u64,
+        synced: u64,
+        done: bool,
+        error: Option<std::io::Error>,
+    }
+    let progress = Mutex::new(Progress::default());
+    let changed = Condvar::new();
+    let ahead = 2 * sync_size as u64;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            loop {
+                let target = {
+                    let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                    while p.written == p.synced && !p.done {
+                        p = changed.wait(p).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if p.written == p.synced {
+                        return;
+                    }
+                    p.written
+                };
+                let synced = file.sync_data();
+                let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                match synced {
+                    Ok(()) => p.synced = target,
+                    Err(error) => {
+                        p.error = Some(error);
+                        p.done = true;
+                        changed.notify_all();
+                        return;
+                    }
+                }
+                changed.notify_all();
+            }
+        });
+        while Instant::now() < deadline {
+            {
+                let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                while p.written - p.synced >= ahead && !p.done {
+                    p = changed.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+                if p.done {
+                    break;
+                }
+            }
+            writer
+                .write_all(&chunk)
+                .with_context(|| format!("writing {}", path.display()))?;
+            progress.lock().unwrap_or_else(|e| e.into_inner()).written += chunk.len() as u64;
+            changed.notify_all();
+        }
+        progress.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+        changed.notify_all();
+        anyhow::Ok(())
+    })?;
+    let p = progress.into_inner().unwrap_or_else(|e| e.into_inner());
+    match p.error {
+        Some(error) => {
+            Err(anyhow::Error::new(error).context(format!("syncing {}", path.display())))
+        }
+        None => Ok(p.synced),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_parses_from_proc() {
+        let cpu = process_cpu_seconds().expect("/proc/self/stat parses");
+        assert!(cpu.is_finite() && cpu >= 0.0, "{cpu}");
+    }
 
     #[test]
     fn records_have_the_requested_size() {

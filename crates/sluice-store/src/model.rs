@@ -1,0 +1,148 @@
+//! What the store holds, as plain values: metric definitions, pipeline positions, and partial
+//! aggregate rows (encoded group keys and states are opaque bytes here; the stream engine owns
+//! their format and its versioning).
+
+use serde::Serialize;
+use sluice_core::time::Millis;
+
+/// Where a metric definition came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A `[[metrics]]` table in the config file.
+    Config,
+    /// `POST /v1/admin/metrics`.
+    Api,
+}
+
+impl Origin {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Api => "api",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Origin {
+        if text == "config" {
+            Origin::Config
+        } else {
+            Origin::Api
+        }
+    }
+}
+
+/// A metric definition and which generation of its results is current.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricRecord {
+    /// Unique name.
+    pub name: String,
+    /// The `CREATE METRIC` statement.
+    pub sql: String,
+    /// Whether it was computed from the earliest retained offset.
+    pub backfill: bool,
+    /// Results of this generation are served; a replay computes the next one beside it and
+    /// switches atomically.
+    pub generation: u32,
+    /// When it was created.
+    pub created_at: Millis,
+    /// Config file or API.
+    pub origin: Origin,
+}
+
+impl MetricRecord {
+    /// The pipeline computing generation `generation` of `metric`.
+    pub fn pipeline_of(metric: &str, generation: u32) -> String {
+        format!("{metric}@{generation}")
+    }
+
+    /// The pipeline computing the current generation.
+    pub fn pipeline(&self) -> String {
+        Self::pipeline_of(&self.name, self.generation)
+    }
+}
+
+/// A pipeline partition's committed position and its owner's epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The fencing token of the current owner: a commit with another epoch is refused.
+    pub epoch: u64,
+    /// The next source offset to read; every record before it is reflected in the rows.
+    pub offset: u64,
+    /// The partition's event-time clock at that offset.
+    pub event_time: Option<Millis>,
+}
+
+/// One partial aggregate: a (tenant, group key, window) of one metric generation, computed
+/// from one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    /// Source partition.
+    pub partition: u32,
+    /// Tenant (also inside `key`; separate so reads filter on it).
+    pub tenant: String,
+    /// Encoded tenant + group key values.
+    pub key: Vec<u8>,
+    /// Window start, inclusive.
+    pub window_start: Millis,
+    /// Window end, exclusive.
+    pub window_end: Millis,
+    /// Last emitted version of the window.
+    pub version: u32,
+    /// Encoded partial state.
+    pub state: Vec<u8>,
+}
+
+/// A row to delete: a session window whose bounds changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetractedRow {
+    /// Tenant.
+    pub tenant: String,
+    /// Encoded key.
+    pub key: Vec<u8>,
+    /// Window start.
+    pub window_start: Millis,
+    /// Window end.
+    pub window_end: Millis,
+}
+
+/// What one metric changed in one partition since the previous checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricCommit {
+    /// The metric.
+    pub metric: String,
+    /// The generation being computed.
+    pub generation: u32,
+    /// Its watermark at the checkpoint.
+    pub watermark: Option<Millis>,
+    /// Rows to delete (applied first).
+    pub retracted: Vec<RetractedRow>,
+    /// Rows to insert or replace.
+    pub changed: Vec<StoredRow>,
+}
+
+/// One checkpoint of one pipeline partition: rows and position, committed together.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Commit {
+    /// The next offset to read.
+    pub offset: u64,
+    /// The event-time clock.
+    pub event_time: Option<Millis>,
+    /// Per metric, what changed.
+    pub metrics: Vec<MetricCommit>,
+}
+
+/// Rows to read for a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowQuery {
+    /// The metric.
+    pub metric: String,
+    /// Its generation.
+    pub generation: u32,
+    /// Only this tenant's rows.
+    pub tenant: String,
+    /// Windows starting at or after this.
+    pub from: Millis,
+    /// Windows starting before this.
+    pub to: Millis,
+}

@@ -1,0 +1,486 @@
+//! The embedded store: one SQLite file (`<data-dir>/store.db`) in WAL mode.
+//!
+//! One connection writes (commits are short: a checkpoint's changed rows and one position
+//! row); several read connections serve queries concurrently with it (WAL readers never block
+//! the writer). Every blocking call runs on tokio's blocking pool.
+//!
+//! Durability: `synchronous = NORMAL` in WAL mode makes every commit atomic and durable
+//! against a crash of sluice; after a power loss the last commits may be missing, but the
+//! store is always at some committed checkpoint, with rows and offsets that agree — which
+//! is what exactly-once needs (processing resumes from that checkpoint's offsets).
+
+mod schema;
+
+use crate::error::StoreError;
+use crate::model::{Commit, MetricRecord, Origin, Position, RowQuery, StoredRow};
+use parking_lot::Mutex;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use sluice_core::time::Millis;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const READERS: usize = 4;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+/// Maps a SQLite error to what the user must know: corruption and full disks name the file.
+pub(crate) fn classify(path: &Path, error: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, detail) = &error {
+        match failure.code {
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                let detail = detail.clone().unwrap_or_else(|| failure.to_string());
+                return StoreError::Corrupt {
+                    path: path.to_owned(),
+                    detail,
+                };
+            }
+            ErrorCode::DiskFull => {
+                return StoreError::DiskFull {
+                    path: path.to_owned(),
+                };
+            }
+            _ => {}
+        }
+    }
+    StoreError::Sqlite {
+        path: path.to_owned(),
+        source: error,
+    }
+}
+
+fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let connection = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+    connection
+        .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;")
+        .map_err(|e| classify(path, e))?;
+    if write {
+        // journal_mode answers with a row; query it rather than execute it.
+        let mode: String = connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|e| classify(path, e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Invalid(format!(
+                "{}: cannot use WAL journaling (got {mode})",
+                path.display()
+            )));
+        }
+        connection
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(|e| classify(path, e))?;
+    }
+    Ok(connection)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::Invalid(format!("cannot create {}: {error}", parent.display()))
+            })?;
+        }
+        let writer = open_connection(path, true)?;
+        schema::migrate(path, &writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path, false).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = inner.writer.lock();
+            work(&mut connection, &inner.path)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let connection = inner.readers[index].lock();
+            work(&connection, &inner.path)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Every metric definition, by name.
+    pub async fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
+        self.read(|connection, path| {
+            let mut statement = connection
+                .prepare_cached("SELECT name, sql, backfill, generation, created_at, origin FROM metrics ORDER BY name")
+                .map_err(|e| classify(path, e))?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok(MetricRecord {
+                        name: row.get(0)?,
+                        sql: row.get(1)?,
+                        backfill: row.get(2)?,
+                        generation: row.get(3)?,
+                        created_at: row.get(4)?,
+                        origin: Origin::parse(&row.get::<_, String>(5)?),
+                    })
+                })
+                .map_err(|e| classify(path, e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+
+    /// Adds a metric definition; its name must be new.
+    pub async fn create_metric(&self, record: MetricRecord) -> Result<(), StoreError> {
+        self.write(move |connection, path| {
+            let inserted = connection
+                .execute(
+                    "INSERT INTO metrics (name, sql, backfill, generation, created_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (name) DO NOTHING",
+                    params![record.name, record.sql, record.backfill, record.generation, record.created_at, record.origin.as_str()],
+                )
+                .map_err(|e| classify(path, e))?;
+            if inserted == 0 {
+                return Err(StoreError::MetricExists(record.name));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a metric: its definition, every generation's rows, watermarks and positions,
+    /// in one transaction. Returns whether it existed.
+    pub async fn delete_metric(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection.transaction().map_err(|e| classify(path, e))?;
+            let deleted = tx
+                .execute("DELETE FROM metrics WHERE name = ?1", [&name])
+                .map_err(|e| classify(path, e))?;
+            tx.execute("DELETE FROM partials WHERE metric = ?1", [&name])
+                .map_err(|e| classify(path, e))?;
+            tx.execute("DELETE FROM watermarks WHERE metric = ?1", [&name])
+                .map_err(|e| classify(path, e))?;
+            let pattern = format!("{}@%", escape_like(&name));
+            tx.execute(
+                "DELETE FROM positions WHERE pipeline LIKE ?1 ESCAPE '\\'",
+                [&pattern],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.commit().map_err(|e| classify(path, e))?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    /// Takes ownership of a pipeline partition: bumps its epoch (fencing out any previous
+    /// owner) and returns its committed position. A new pipeline partition starts at
+    /// `initial_offset`.
+    pub async fn claim(
+        &self,
+        pipeline: &str,
+        partition: u32,
+        initial_offset: u64,
+    ) -> Result<Position, StoreError> {
+        let pipeline = pipeline.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| classify(path, e))?;
+            let existing: Option<(u64, u64, Option<Millis>)> = tx
+                .query_row(
+                    "SELECT epoch, next_offset, event_time FROM positions WHERE pipeline = ?1 AND partition = ?2",
+                    params![pipeline, partition],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(|e| classify(path, e))?;
+            let position = match existing {
+                Some((epoch, offset, event_time)) => Position { epoch: epoch + 1, offset, event_time },
+                None => Position { epoch: 1, offset: initial_offset, event_time: None },
+            };
+            tx.execute(
+                "INSERT INTO positions (pipeline, partition, epoch, next_offset, event_time) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (pipeline, partition) DO UPDATE SET epoch = excluded.epoch",
+                params![pipeline, partition, position.epoch, position.offset, position.event_time],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.commit().map_err(|e| classify(path, e))?;
+            Ok(position)
+        })
+        .await
+    }
+
+    /// Commits one checkpoint of a pipeline partition — rows, watermarks and position in one
+    /// transaction — if `epoch` still owns it.
+    pub async fn commit(
+        &self,
+        pipeline: &str,
+        partition: u32,
+        epoch: u64,
+        commit: Commit,
+    ) -> Result<(), StoreError> {
+        let pipeline = pipeline.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| classify(path, e))?;
+            let current: Option<u64> = tx
+                .query_row(
+                    "SELECT epoch FROM positions WHERE pipeline = ?1 AND partition = ?2",
+                    params![pipeline, partition],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(|e| classify(path, e))?;
+            if current != Some(epoch) {
+                return Err(StoreError::Fenced { pipeline, partition, epoch, current: current.unwrap_or(0) });
+            }
+            {
+                let mut retract = tx
+                    .prepare_cached(
+                        "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start = ?4 \
+                         AND group_key = ?5 AND window_end = ?6 AND partition = ?7",
+                    )
+                    .map_err(|e| classify(path, e))?;
+                let mut upsert = tx
+                    .prepare_cached(
+                        "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                         ON CONFLICT (metric, generation, tenant, window_start, group_key, window_end, partition) \
+                         DO UPDATE SET version = excluded.version, state = excluded.state",
+                    )
+                    .map_err(|e| classify(path, e))?;
+                let mut watermark = tx
+                    .prepare_cached(
+                        "INSERT INTO watermarks (metric, generation, partition, watermark) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (metric, generation, partition) DO UPDATE SET watermark = excluded.watermark",
+                    )
+                    .map_err(|e| classify(path, e))?;
+                for metric in &commit.metrics {
+                    for row in &metric.retracted {
+                        retract
+                            .execute(params![metric.metric, metric.generation, row.tenant, row.window_start, row.key, row.window_end, partition])
+                            .map_err(|e| classify(path, e))?;
+                    }
+                    for row in &metric.changed {
+                        upsert
+                            .execute(params![
+                                metric.metric,
+                                metric.generation,
+                                row.tenant,
+                                row.window_start,
+                                row.key,
+                                row.window_end,
+                                partition,
+                                row.version,
+                                row.state
+                            ])
+                            .map_err(|e| classify(path, e))?;
+                    }
+                    watermark
+                        .execute(params![metric.metric, metric.generation, partition, metric.watermark])
+                        .map_err(|e| classify(path, e))?;
+                }
+            }
+            tx.execute(
+                "UPDATE positions SET next_offset = ?3, event_time = ?4 WHERE pipeline = ?1 AND partition = ?2",
+                params![pipeline, partition, commit.offset, commit.event_time],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.commit().map_err(|e| classify(path, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The rows of one metric generation computed from `partition` whose window ends after
+    /// `open_after` (the windows a restored processor still holds open).
+    pub async fn load_rows(
+        &self,
+        metric: &str,
+        generation: u32,
+        partition: u32,
+        open_after: Millis,
+    ) -> Result<Vec<StoredRow>, StoreError> {
+        let metric = metric.to_owned();
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT tenant, group_key, window_start, window_end, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?2 AND partition = ?3 AND window_end > ?4",
+                )
+                .map_err(|e| classify(path, e))?;
+            let rows = statement
+                .query_map(params![metric, generation, partition, open_after], |row| {
+                    Ok(StoredRow {
+                        partition,
+                        tenant: row.get(0)?,
+                        key: row.get(1)?,
+                        window_start: row.get(2)?,
+                        window_end: row.get(3)?,
+                        version: row.get(4)?,
+                        state: row.get(5)?,
+                    })
+                })
+                .map_err(|e| classify(path, e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+
+    /// The rows a query reads: one tenant's windows of a metric generation starting in
+    /// `[from, to)`, from every partition, ordered by window start.
+    pub async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 AND window_start < ?5 \
+                     ORDER BY window_start",
+                )
+                .map_err(|e| classify(path, e))?;
+            let rows = statement
+                .query_map(params![query.metric, query.generation, query.tenant, query.from, query.to], |row| {
+                    Ok(StoredRow {
+                        partition: row.get(0)?,
+                        tenant: query.tenant.clone(),
+                        key: row.get(1)?,
+                        window_start: row.get(2)?,
+                        window_end: row.get(3)?,
+                        version: row.get(4)?,
+                        state: row.get(5)?,
+                    })
+                })
+                .map_err(|e| classify(path, e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+
+    /// Each partition's watermark for a metric generation.
+    pub async fn watermarks(
+        &self,
+        metric: &str,
+        generation: u32,
+    ) -> Result<Vec<(u32, Option<Millis>)>, StoreError> {
+        let metric = metric.to_owned();
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached("SELECT partition, watermark FROM watermarks WHERE metric = ?1 AND generation = ?2 ORDER BY partition")
+                .map_err(|e| classify(path, e))?;
+            let rows = statement
+                .query_map(params![metric, generation], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(|e| classify(path, e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+
+    /// Each partition's committed position of a pipeline.
+    pub async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError> {
+        let pipeline = pipeline.to_owned();
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached("SELECT partition, epoch, next_offset, event_time FROM positions WHERE pipeline = ?1 ORDER BY partition")
+                .map_err(|e| classify(path, e))?;
+            let rows = statement
+                .query_map([pipeline], |row| {
+                    Ok((row.get(0)?, Position { epoch: row.get(1)?, offset: row.get(2)?, event_time: row.get(3)? }))
+                })
+                .map_err(|e| classify(path, e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+
+    /// Makes generation `next` of a metric current and deletes everything of older
+    /// generations, in one transaction (the end of a replay). Rows of the old generation
+    /// whose window starts before `keep_before` are moved to the new one instead (a replay
+    /// from a point in time keeps the results before it).
+    pub async fn switch_generation(
+        &self,
+        metric: &str,
+        next: u32,
+        keep_before: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        let metric = metric.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| classify(path, e))?;
+            let current: Option<u32> = tx
+                .query_row("SELECT generation FROM metrics WHERE name = ?1", [&metric], |row| row.get(0))
+                .optional()
+                .map_err(|e| classify(path, e))?;
+            let Some(current) = current else { return Err(StoreError::UnknownMetric(metric)) };
+            if let Some(before) = keep_before {
+                // Before the replay's start, the previous results stand.
+                tx.execute(
+                    "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND window_start < ?3",
+                    params![metric, next, before],
+                )
+                .map_err(|e| classify(path, e))?;
+                tx.execute(
+                    "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
+                     SELECT metric, ?2, tenant, window_start, group_key, window_end, partition, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?3 AND window_start < ?4",
+                    params![metric, next, current, before],
+                )
+                .map_err(|e| classify(path, e))?;
+            }
+            tx.execute("DELETE FROM partials WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
+            tx.execute("DELETE FROM watermarks WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
+            for generation in 0..next {
+                tx.execute("DELETE FROM positions WHERE pipeline = ?1", [MetricRecord::pipeline_of(&metric, generation)])
+                    .map_err(|e| classify(path, e))?;
+            }
+            tx.execute("UPDATE metrics SET generation = ?2 WHERE name = ?1", params![metric, next]).map_err(|e| classify(path, e))?;
+            tx.commit().map_err(|e| classify(path, e))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+#[cfg(test)]
+mod tests;

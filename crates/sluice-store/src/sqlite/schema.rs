@@ -1,0 +1,75 @@
+//! The store's schema, versioned with SQLite's `user_version`: each migration runs once, in
+//! order, in one transaction; a file from a newer sluice is refused rather than misread.
+
+use super::classify;
+use crate::error::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// Migrations in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: metric definitions, pipeline positions, watermarks, partial aggregates.
+    "CREATE TABLE metrics (
+        name TEXT PRIMARY KEY,
+        sql TEXT NOT NULL,
+        backfill INTEGER NOT NULL,
+        generation INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        origin TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE positions (
+        pipeline TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        next_offset INTEGER NOT NULL,
+        event_time INTEGER,
+        PRIMARY KEY (pipeline, partition)
+    ) STRICT;
+    CREATE TABLE watermarks (
+        metric TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        partition INTEGER NOT NULL,
+        watermark INTEGER,
+        PRIMARY KEY (metric, generation, partition)
+    ) STRICT;
+    CREATE TABLE partials (
+        metric TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        tenant TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        group_key BLOB NOT NULL,
+        window_end INTEGER NOT NULL,
+        partition INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        state BLOB NOT NULL,
+        PRIMARY KEY (metric, generation, tenant, window_start, group_key, window_end, partition)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX partials_by_partition ON partials (metric, generation, partition, window_end);",
+];
+
+/// The schema version this sluice writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema of `connection` up to [`VERSION`].
+pub(crate) fn migrate(path: &Path, connection: &Connection) -> Result<(), StoreError> {
+    let found: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| classify(path, e))?;
+    if found > VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            supported: VERSION,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let next = index as i64 + 1;
+        connection
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {next}; COMMIT;"
+            ))
+            .map_err(|e| classify(path, e))?;
+        tracing::info!(path = %path.display(), version = next, "store schema migrated");
+    }
+    Ok(())
+}
