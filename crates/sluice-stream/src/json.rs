@@ -119,7 +119,12 @@ impl Node {
 
     #[inline]
     fn find(&self, key: &[u8]) -> Option<&Entry> {
-        let word = prefix(key);
+        self.find_with_prefix(prefix(key), key)
+    }
+
+    /// [`Node::find`] with the key's [`prefix`] already computed.
+    #[inline(always)]
+    fn find_with_prefix(&self, word: u64, key: &[u8]) -> Option<&Entry> {
         self.entries.iter().find(|entry| {
             entry.prefix == word
                 && entry.key.len() == key.len()
@@ -360,7 +365,20 @@ impl Scanner<'_, '_> {
                     .then(|| node.find(&self.key_buffer))
                     .flatten()
             } else {
-                node.find(&self.bytes[start..end])
+                // The key's prefix straight from the event bytes (a key is always followed by
+                // at least `":` and a value, so 8 bytes are there but at the very end).
+                let len = end - start;
+                let word = if start + 8 <= self.bytes.len() {
+                    let word = word_at(self.bytes, start);
+                    if len >= 8 {
+                        word
+                    } else {
+                        word & ((1u64 << (len * 8)) - 1)
+                    }
+                } else {
+                    prefix(&self.bytes[start..end])
+                };
+                node.find_with_prefix(word, &self.bytes[start..end])
             };
             match entry {
                 Some(entry) => {

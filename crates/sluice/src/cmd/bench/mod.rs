@@ -3,6 +3,7 @@
 
 pub mod ingest;
 pub mod log;
+pub mod stream;
 
 use clap::Subcommand;
 
@@ -12,6 +13,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestBenchArgs),
     /// The durable log: concurrent appends, replay, and the disk's own bandwidth beside them.
     Log(log::LogBenchArgs),
+    /// The stream engine: a metric over synthetic events read from the file log, events/s.
+    Stream(stream::StreamBenchArgs),
 }
 
 impl BenchCommand {
@@ -20,6 +23,7 @@ impl BenchCommand {
         match self {
             BenchCommand::Ingest(args) => ingest::run(args),
             BenchCommand::Log(args) => log::run(args),
+            BenchCommand::Stream(args) => stream::run(args),
         }
     }
 }

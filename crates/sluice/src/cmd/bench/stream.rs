@@ -1,0 +1,325 @@
+//! `sluice bench stream`: the stream engine's throughput from the file log. Writes N synthetic
+//! realistic events (page views with URL and duration, clicks, orders with revenue; many users;
+//! bounded disorder) to a topic of the file log, then runs a metric over them from offset 0,
+//! one processor per partition as `sluice serve` would, reading through the `Log` trait. Each
+//! run is timed (wall clock) and its CPU time taken from the kernel (`/proc/self/stat`: every
+//! thread of the process, the log's included), so "per core" is events per CPU-second used,
+//! not a guess from a thread count. The median of the runs is reported.
+
+use crate::config::ConfigArgs;
+use crate::{UserError, log_tools};
+use anyhow::Context;
+use clap::Args;
+use sluice_log::{AckMode, FileLog, Log, ReadOptions, Record, TopicSpec, partition_for_key};
+use sluice_stream::engine::output::Outputs;
+use sluice_stream::engine::{Message, Processor};
+use sluice_stream::sql::parse_metric;
+use sluice_stream::synthetic::{EXAMPLE_METRIC, Synthetic};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct StreamBenchArgs {
+    /// Events to write and process.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+    events: u64,
+    /// Where to put the log [default: a temporary directory, removed afterwards]. With a
+    /// directory, events written by an earlier run with the same --events and --partitions are
+    /// reused.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The metric to run [default: the DESIGN.md example, page views per URL per minute].
+    #[arg(long, value_name = "SQL")]
+    metric: Option<String>,
+    /// Partitions of the benchmark topic (one processor each).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    partitions: u32,
+    /// Timed runs over the same events; the median is reported.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    runs: u32,
+    /// Config file for the [log] and [stream] settings; keys it omits keep defaults.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Events per append while writing.
+const WRITE_BATCH: usize = 1_000;
+
+/// One timed run.
+struct Run {
+    seconds: f64,
+    cpu_seconds: f64,
+    events: u64,
+    updates: u64,
+    late: u64,
+}
+
+pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
+    if args.events == 0 || args.partitions == 0 || args.runs == 0 {
+        return Err(
+            UserError("--events, --partitions and --runs must be larger than 0".into()).into(),
+        );
+    }
+    let config = ConfigArgs {
+        config: args.config.clone(),
+        data_dir: None,
+    }
+    .load(&[])
+    .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
+    let sql = args
+        .metric
+        .clone()
+        .unwrap_or_else(|| EXAMPLE_METRIC.to_owned());
+    let plan = Arc::new(
+        parse_metric(&sql, &config.stream.metric_defaults())
+            .map_err(|error| UserError(format!("--metric: {error}")))?,
+    );
+    let (_temp, dir) = match &args.data_dir {
+        Some(dir) => (None, dir.clone()),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("sluice-bench-stream-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            let dir = temp.path().to_owned();
+            (Some(temp), dir)
+        }
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    let mut log_config = config.log.clone();
+    // Writing the input is not what is measured: acknowledge at write(2).
+    log_config.ack = AckMode::Write;
+    let log = FileLog::open(&dir.join("log"), &log_config).map_err(log_tools::user_or_internal)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.partitions.clamp(1, 64) as usize)
+        .enable_all()
+        .build()?;
+    let topic = format!("bench.stream.{}x{}", args.events, args.partitions);
+    println!(
+        "sluice bench stream: {} events in {} partition{}, metric {:?}, in {}",
+        args.events,
+        args.partitions,
+        if args.partitions == 1 { "" } else { "s" },
+        plan.name,
+        dir.display()
+    );
+
+    let written = runtime.block_on(write_events(&log, &topic, &args))?;
+    if let Some((seconds, bytes)) = written {
+        println!(
+            "write: {} events ({:.0} B on average) in {seconds:.2} s",
+            args.events,
+            bytes as f64 / args.events as f64
+        );
+    } else {
+        println!(
+            "write: reusing the {} events already in topic {topic}",
+            args.events
+        );
+    }
+
+    let mut runs = Vec::new();
+    for index in 1..=args.runs {
+        let run = runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?;
+        println!(
+            "run {index}: {} events in {:.3} s = {:.0} events/s; CPU {:.3} s = {:.0} events/s per core; {} window updates, {} late",
+            run.events,
+            run.seconds,
+            run.events as f64 / run.seconds,
+            run.cpu_seconds,
+            run.events as f64 / run.cpu_seconds.max(1e-9),
+            run.updates,
+            run.late
+        );
+        runs.push(run);
+    }
+    runtime.block_on(log.close())?;
+
+    let mut rates: Vec<f64> = runs.iter().map(|r| r.events as f64 / r.seconds).collect();
+    let mut per_core: Vec<f64> = runs
+        .iter()
+        .map(|r| r.events as f64 / r.cpu_seconds.max(1e-9))
+        .collect();
+    let (events_per_sec, per_core) = (median(&mut rates), median(&mut per_core));
+    println!(
+        "median of {} run{}: {events_per_sec:.0} events/s, {per_core:.0} events/s per core",
+        args.runs,
+        if args.runs == 1 { "" } else { "s" }
+    );
+    let summary = serde_json::json!({
+        "events_per_sec": events_per_sec.round(),
+        "per_core": per_core.round(),
+        "events": args.events,
+        "partitions": args.partitions,
+        "runs": args.runs,
+        "metric": plan.name,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+/// Writes the events unless the topic already holds them; returns the time and bytes taken.
+async fn write_events(
+    log: &FileLog,
+    topic: &str,
+    args: &StreamBenchArgs,
+) -> anyhow::Result<Option<(f64, u64)>> {
+    let existing = log.describe(Some(topic)).await.ok();
+    if let Some(info) = existing.and_then(|topics| topics.into_iter().next()) {
+        let held: u64 = info
+            .partitions
+            .iter()
+            .map(|p| p.end_offset - p.start_offset)
+            .sum();
+        if held == args.events {
+            return Ok(None);
+        }
+        return Err(UserError(format!(
+            "topic {topic} in this data dir holds {held} events, not {}: use another --data-dir",
+            args.events
+        ))
+        .into());
+    }
+    log.create_topic(TopicSpec {
+        name: topic.to_owned(),
+        partitions: args.partitions,
+        retention_age: None,
+        retention_bytes: None,
+    })
+    .await
+    .map_err(log_tools::user_or_internal)?;
+    let started = Instant::now();
+    let mut source = Synthetic::new(42, 1_714_564_800_000);
+    let mut pending: Vec<Vec<Record>> = vec![Vec::new(); args.partitions as usize];
+    let mut bytes = 0u64;
+    for _ in 0..args.events {
+        let (key, json) = source.next_event();
+        let partition = partition_for_key(key.as_bytes(), args.partitions);
+        bytes += json.len() as u64;
+        let timestamp = sluice_core::time::now_millis();
+        let batch = &mut pending[partition as usize];
+        batch.push(Record::new(Some(key.into_bytes().into()), json, timestamp));
+        if batch.len() == WRITE_BATCH {
+            log.append(topic, partition, std::mem::take(batch))
+                .await
+                .map_err(log_tools::user_or_internal)?;
+        }
+    }
+    for (partition, batch) in pending.into_iter().enumerate() {
+        if !batch.is_empty() {
+            log.append(topic, partition as u32, batch)
+                .await
+                .map_err(log_tools::user_or_internal)?;
+        }
+    }
+    Ok(Some((started.elapsed().as_secs_f64(), bytes)))
+}
+
+/// One timed run: a processor per partition reads its partition from offset 0 to the end.
+async fn process(
+    log: &FileLog,
+    topic: &str,
+    args: &StreamBenchArgs,
+    plan: &Arc<sluice_stream::plan::MetricPlan>,
+    stream: &sluice_stream::config::StreamConfig,
+) -> anyhow::Result<Run> {
+    let ends: Vec<u64> = log
+        .describe(Some(topic))
+        .await
+        .map_err(log_tools::user_or_internal)?
+        .into_iter()
+        .next()
+        .map(|info| info.partitions.iter().map(|p| p.end_offset).collect())
+        .unwrap_or_default();
+    let options = ReadOptions {
+        max_bytes: stream.read_max_bytes.as_usize(),
+        max_wait: Duration::ZERO,
+    };
+    let cpu_before = cpu_seconds()?;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.partitions)
+        .map(|partition| {
+            let log = log.clone();
+            let topic = topic.to_owned();
+            let plan = plan.clone();
+            let end = ends.get(partition as usize).copied().unwrap_or(0);
+            let config = stream.processor();
+            tokio::spawn(async move {
+                let mut processor = Processor::new(partition, 0, config);
+                processor.add_metric(plan)?;
+                let mut out = Outputs::default();
+                let mut updates = 0u64;
+                while processor.next_offset() < end {
+                    let batch = log
+                        .read(&topic, partition, processor.next_offset(), options)
+                        .await?;
+                    if batch.records.is_empty() {
+                        break;
+                    }
+                    let now = sluice_core::time::now_millis();
+                    processor.handle(
+                        Message::Data {
+                            records: &batch.records,
+                            now,
+                        },
+                        &mut out,
+                    )?;
+                    updates += out.updates.len() as u64;
+                    out.updates.clear();
+                    out.late.clear();
+                }
+                let stats = processor.stats();
+                anyhow::Ok((stats.records, updates, stats.late))
+            })
+        })
+        .collect();
+    let (mut events, mut updates, mut late) = (0, 0, 0);
+    for task in tasks {
+        let (task_events, task_updates, task_late) = task.await??;
+        events += task_events;
+        updates += task_updates;
+        late += task_late;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu_seconds()? - cpu_before;
+    Ok(Run {
+        seconds,
+        cpu_seconds,
+        events,
+        updates,
+        late,
+    })
+}
+
+/// CPU time (user + system) of every thread of this process so far, from `/proc/self/stat`
+/// (fields 14 and 15, in clock ticks of 1/100 s: Linux's USER_HZ on every architecture
+/// sluice runs on).
+fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // The command name (field 2) is in parentheses and may hold spaces: split after it.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc/self/stat format")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3, so fields 14 and 15 are at indexes 11 and 12.
+    let ticks = |index: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(index)
+            .context("unexpected /proc/self/stat format")?
+            .parse::<u64>()? as f64)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
