@@ -50,7 +50,7 @@ async fn open_log(dir: &Path) -> Arc<LogBackend> {
 /// Event `i`: page `i % 3`, price `i % 7 + 0.25`, one every 2 s, some of them `Click`s.
 fn event(i: u64) -> (u32, Record) {
     let time = BASE + i as Millis * 2_000;
-    let kind = if i % 5 == 0 { "Click" } else { "View" };
+    let kind = if i.is_multiple_of(5) { "Click" } else { "View" };
     let json = format!(
         r#"{{"message_id":"m{i}","tenant":"shop","type":"track","event":"{kind}","anonymous_id":"a{}","timestamp":{time},"received_at":{time},"properties":{{"page":"p{}","price":{}.25}}}}"#,
         i % 11,
@@ -74,7 +74,7 @@ async fn append(log: &LogBackend, range: std::ops::Range<u64>) {
 /// What the events say: per (page, minute) the count and the revenue in cents.
 fn expected(range: std::ops::Range<u64>) -> BTreeMap<(String, Millis), (u64, i64)> {
     let mut out = BTreeMap::new();
-    for i in range.filter(|i| i % 5 != 0) {
+    for i in range.filter(|i| !i.is_multiple_of(5)) {
         let time = BASE + i as Millis * 2_000;
         let entry = out
             .entry((format!("p{}", i % 3), time - time.rem_euclid(60_000)))
