@@ -34,6 +34,7 @@ pub mod error;
 pub mod eval;
 pub mod json;
 pub mod keys;
+pub mod oracle;
 pub mod plan;
 pub mod sql;
 pub mod synthetic;

@@ -6,6 +6,5 @@
 
 mod generator;
 mod golden;
-mod oracle;
 mod properties;
 mod task;

@@ -2,13 +2,13 @@
 //! partials of partitions merged versus the whole stream.
 
 use crate::generator::{Stream, stream};
-use crate::oracle::{self, Expected, micros};
 use proptest::prelude::*;
 use sluice_stream::agg::hll::{SPARSE_MAX, STANDARD_ERROR};
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::config::ProcessorConfig;
 use sluice_stream::engine::output::{Outputs, UpdateKind};
 use sluice_stream::engine::{Message, Processor};
+use sluice_stream::oracle::{self, Expected, micros};
 use sluice_stream::plan::{LatePolicy, MetricPlan};
 use sluice_stream::sql::{MetricDefaults, parse_metric};
 use std::collections::{BTreeMap, BTreeSet};
@@ -243,7 +243,7 @@ proptest! {
     ) {
         let plan = metric(window, filter, ooo, lateness, drop);
         let engine = run_engine(std::slice::from_ref(&plan), &stream, None);
-        let expected = oracle::evaluate(&plan, &stream, IDLE_TIMEOUT);
+        let expected = oracle::evaluate(&plan, &stream.records, &stream.batches, IDLE_TIMEOUT);
         check(&plan, &engine.finals, &expected)?;
         if drop {
             prop_assert!(engine.late.is_empty());
@@ -260,7 +260,7 @@ proptest! {
         let plans: Vec<_> = (0..3).map(|w| metric(w, w, 1_000, lateness, false)).collect();
         let engine = run_engine(&plans, &stream, None);
         for plan in &plans {
-            let expected = oracle::evaluate(plan, &stream, IDLE_TIMEOUT);
+            let expected = oracle::evaluate(plan, &stream.records, &stream.batches, IDLE_TIMEOUT);
             check(plan, &engine.finals, &expected)?;
             prop_assert_eq!(engine.late.get(&plan.name).cloned().unwrap_or_default(), expected.late);
         }

@@ -1,17 +1,19 @@
-//! A brute-force evaluator of a metric over a whole stream, sharing nothing with the engine
-//! but the typed plan: events are parsed into `serde_json::Value` trees, expressions are
+//! A brute-force reference evaluator of a metric over a whole stream, sharing nothing with the
+//! engine but the typed plan. It is slow on purpose and exists to check the engine: the
+//! property tests compare them on random streams, and the end-to-end crash tests compare the
+//! store's results after many kills with it. Rules: events are parsed into `serde_json::Value` trees, expressions are
 //! interpreted from scratch, numbers are exact micro-units (`i128` × 10⁻⁶), windows are found
 //! by enumeration, sessions are rebuilt from their events, the watermark is recomputed per
 //! event, and every aggregate is computed from the full list of its inputs.
 
-use crate::generator::Stream;
+use crate::plan::{AggregateKind, CompareOp, Expr, Literal, MetricPlan, WindowSpec};
 use serde_json::Value as Json;
-use sluice_stream::plan::{AggregateKind, CompareOp, Expr, Literal, MetricPlan, WindowSpec};
+use sluice_log::StoredRecord;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A value under the dialect's typing rules.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum V {
+pub enum V {
     Null,
     Bool(bool),
     /// Micro-units.
@@ -20,7 +22,7 @@ pub(crate) enum V {
 }
 
 /// Parses decimal text with at most 6 fractional digits into micro-units.
-pub(crate) fn micros(text: &str) -> Option<i128> {
+pub fn micros(text: &str) -> Option<i128> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -112,7 +114,7 @@ fn boolean(v: Option<bool>) -> V {
     v.map_or(V::Null, V::Bool)
 }
 
-pub(crate) fn eval(expr: &Expr, event: &Json) -> V {
+pub fn eval(expr: &Expr, event: &Json) -> V {
     match expr {
         Expr::Field(field) => {
             let path = field.json_path();
@@ -189,7 +191,7 @@ pub(crate) fn eval(expr: &Expr, event: &Json) -> V {
 
 /// What the oracle expects of one aggregate.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Expected {
+pub enum Expected {
     Count(u64),
     /// Sum of micro-units, `None` without numbers.
     Sum(Option<i128>),
@@ -222,9 +224,9 @@ type Window = (i64, i64);
 /// The oracle's answer: every window's expected aggregates (after everything closed), and
 /// the offsets of events reported late.
 #[derive(Debug, Default)]
-pub(crate) struct Answer {
-    pub(crate) windows: BTreeMap<(String, Window), Vec<Expected>>,
-    pub(crate) late: BTreeSet<u64>,
+pub struct Answer {
+    pub windows: BTreeMap<(String, Window), Vec<Expected>>,
+    pub late: BTreeSet<u64>,
 }
 
 /// One counted event: its time and each aggregate's argument value.
@@ -251,7 +253,12 @@ fn sessions(mut events: Vec<Counted>, gap: i64) -> Vec<(Window, Vec<Counted>)> {
 
 /// Evaluates `plan` over `stream` as the test driver feeds it: batch `i` is read at
 /// processing time `100·(i+1)` plus the ticks' idle time, ticks follow their batch.
-pub(crate) fn evaluate(plan: &MetricPlan, stream: &Stream, idle_timeout: i64) -> Answer {
+pub fn evaluate(
+    plan: &MetricPlan,
+    records: &[StoredRecord],
+    batches: &[(usize, Option<i64>)],
+    idle_timeout: i64,
+) -> Answer {
     let mut answer = Answer::default();
     let mut clock: Option<i64> = None;
     let mut last_data: Option<(i64, i64)> = None;
@@ -260,10 +267,10 @@ pub(crate) fn evaluate(plan: &MetricPlan, stream: &Stream, idle_timeout: i64) ->
     let mut open: BTreeMap<String, Vec<Counted>> = BTreeMap::new();
     let mut closed: Vec<(String, Window, Vec<Counted>)> = Vec::new();
     let mut position = 0;
-    for &(size, tick) in &stream.batches {
+    for &(size, tick) in batches {
         now += 100;
         let mut any = false;
-        for stored in &stream.records[position..position + size] {
+        for stored in &records[position..position + size] {
             let Ok(event) = serde_json::from_slice::<Json>(&stored.record.value) else {
                 continue;
             };
