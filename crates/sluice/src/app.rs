@@ -84,6 +84,7 @@ impl App {
             | StoreError::Invalid(_)) => anyhow::Error::from(UserError(error.to_string())),
             other => other.into(),
         })?;
+        store.set_max_size(config.store.max_size()).await?;
         let settings = PipelineSettings {
             stream: config.stream.clone(),
             checkpoint_interval: config.store.checkpoint_interval(),

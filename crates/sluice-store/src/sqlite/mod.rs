@@ -477,6 +477,39 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// The store's logical size in bytes (pages in use, including those still in the WAL).
+    pub async fn size(&self) -> Result<u64, StoreError> {
+        self.write(|connection, path| {
+            let pages: u64 = connection
+                .query_row("PRAGMA page_count", [], |row| row.get(0))
+                .map_err(|e| classify(path, e))?;
+            let page_size: u64 = connection
+                .query_row("PRAGMA page_size", [], |row| row.get(0))
+                .map_err(|e| classify(path, e))?;
+            Ok(pages * page_size)
+        })
+        .await
+    }
+
+    /// Caps the store file at about `bytes` (`None`: no cap beyond the disk's). When the cap is
+    /// reached, writes fail exactly as on a full disk: checkpoints wait and retry, nothing is
+    /// lost, and raising the cap (or freeing space) lets them resume.
+    pub async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+        self.write(move |connection, path| {
+            let page_size: u64 = connection
+                .query_row("PRAGMA page_size", [], |row| row.get(0))
+                .map_err(|e| classify(path, e))?;
+            let pages = bytes.map_or(4_294_967_294, |bytes| (bytes / page_size.max(1)).max(1));
+            let _: u64 = connection
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+                    row.get(0)
+                })
+                .map_err(|e| classify(path, e))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Deletes everything of one generation of a metric (an interrupted replay's leftovers).
     pub async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
         let metric = metric.to_owned();

@@ -192,9 +192,11 @@ async fn results_equal_the_oracle_after_repeated_sigkills() {
     )
     .unwrap();
     let records = events(&config).await;
+    let total: usize = records.iter().map(Vec::len).sum();
+    let accepted = sent.load(Ordering::Relaxed);
     assert!(
-        records.len() as u64 >= sent.load(Ordering::Relaxed),
-        "every accepted event is in the log"
+        total as u64 >= accepted,
+        "every accepted event is in the log: {total} in the log, {accepted} accepted"
     );
     let defaults = config.stream.metric_defaults();
     for sql in METRICS {

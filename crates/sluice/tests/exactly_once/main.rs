@@ -7,5 +7,6 @@
 mod support;
 
 mod crash;
+mod faults;
 mod golden;
 mod results;

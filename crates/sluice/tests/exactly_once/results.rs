@@ -17,8 +17,8 @@ pub(crate) type Window = (i64, i64);
 /// A metric's results: per (key as the engine prints it, window), each aggregate's value.
 pub(crate) type Results = BTreeMap<(String, Window), Vec<OutputValue>>;
 
-/// Every record of the events topic, all partitions, in partition then offset order.
-pub(crate) async fn events(config: &Config) -> Vec<StoredRecord> {
+/// Every record of the events topic, per partition, in offset order.
+pub(crate) async fn events(config: &Config) -> Vec<Vec<StoredRecord>> {
     let log = LogBackend::open(&config.log, &config.data_dir)
         .await
         .unwrap();
@@ -29,6 +29,7 @@ pub(crate) async fn events(config: &Config) -> Vec<StoredRecord> {
         .unwrap();
     for partition in &info[0].partitions {
         let mut offset = partition.start_offset;
+        let mut partition_records = Vec::new();
         while offset < partition.end_offset {
             let batch = log
                 .read(
@@ -43,8 +44,9 @@ pub(crate) async fn events(config: &Config) -> Vec<StoredRecord> {
                 .await
                 .unwrap();
             offset = batch.next_offset(offset);
-            records.extend(batch.records);
+            partition_records.extend(batch.records);
         }
+        records.push(partition_records);
     }
     log.close().await.unwrap();
     records
@@ -86,19 +88,52 @@ pub(crate) async fn stored(config: &Config, plan: &MetricPlan, tenant: &str) -> 
         .collect()
 }
 
-/// What the oracle says the results are, given every event of the log in one batch (the
-/// tests send no late events, so batch boundaries and processing time do not matter).
+/// What the oracle says the results are: each partition's records evaluated as its own
+/// stream (as the engine computes them, with per-partition watermarks) in one batch, and
+/// merged. The tests send no late events, so batch boundaries and processing time do not
+/// matter.
 pub(crate) fn expected(
     plan: &MetricPlan,
-    records: &[StoredRecord],
+    partitions: &[Vec<StoredRecord>],
 ) -> BTreeMap<(String, Window), Vec<Expected>> {
-    let answer = oracle::evaluate(plan, records, &[(records.len(), None)], i64::MAX);
-    assert!(
-        answer.late.is_empty(),
-        "the test's events were meant to be on time: {} late",
-        answer.late.len()
-    );
-    answer.windows
+    let mut merged: BTreeMap<(String, Window), Vec<Expected>> = BTreeMap::new();
+    for records in partitions {
+        let answer = oracle::evaluate(plan, records, &[(records.len(), None)], i64::MAX);
+        assert!(
+            answer.late.is_empty(),
+            "the test's events were meant to be on time: {} late",
+            answer.late.len()
+        );
+        for (window, values) in answer.windows {
+            match merged.get_mut(&window) {
+                None => {
+                    merged.insert(window, values);
+                }
+                Some(existing) => {
+                    for (into, from) in existing.iter_mut().zip(values) {
+                        *into = combine(into, &from);
+                    }
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// Two partitions' expectations of one exact aggregate, combined.
+fn combine(a: &Expected, b: &Expected) -> Expected {
+    let either = |x: &Option<i128>, y: &Option<i128>, pick: fn(i128, i128) -> i128| match (x, y) {
+        (Some(x), Some(y)) => Some(pick(*x, *y)),
+        (x, y) => x.or(*y),
+    };
+    match (a, b) {
+        (Expected::Count(x), Expected::Count(y)) => Expected::Count(x + y),
+        (Expected::Sum(x), Expected::Sum(y)) => Expected::Sum(either(x, y, |x, y| x + y)),
+        (Expected::Min(x), Expected::Min(y)) => Expected::Min(either(x, y, i128::min)),
+        (Expected::Max(x), Expected::Max(y)) => Expected::Max(either(x, y, i128::max)),
+        (Expected::Avg(s, c), Expected::Avg(t, d)) => Expected::Avg(s + t, c + d),
+        (a, b) => panic!("only exact aggregates combine: {a:?} and {b:?}"),
+    }
 }
 
 /// Asserts the stored results equal the oracle's, exactly, window by window.
