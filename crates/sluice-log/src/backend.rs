@@ -5,7 +5,7 @@
 use crate::config::{LogConfig, LogLocation};
 use crate::file::FileLog;
 use crate::record::{AppendResult, ReadBatch, Record, TopicInfo, TopicSpec};
-use crate::{Log, LogError, ReadOptions, Result};
+use crate::{Log, LogError, ReadBuffer, ReadOptions, Result};
 use sluice_core::time::Millis;
 use std::path::Path;
 
@@ -87,6 +87,22 @@ impl Log for LogBackend {
     ) -> Result<ReadBatch> {
         match self {
             LogBackend::File(log) => log.read(topic, partition, offset, options).await,
+        }
+    }
+
+    async fn read_into(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: ReadOptions,
+        buffer: &mut ReadBuffer,
+    ) -> Result<()> {
+        match self {
+            LogBackend::File(log) => {
+                log.read_into(topic, partition, offset, options, buffer)
+                    .await
+            }
         }
     }
 

@@ -14,10 +14,12 @@
 //! - [`file`]: the built-in segmented file log, with its on-disk format and recovery rules.
 //! - [`config`]: the `[log]` config section.
 //! - [`record`]: records, batches, topic descriptions.
+//! - [`ReadBuffer`]: reused memory for consumers that read a partition from end to end.
 //! - [`partitioner`]: Kafka's murmur2 default partitioner.
 //! - [`error`]: the [`LogError`] type.
 
 pub mod backend;
+mod buffer;
 pub mod config;
 pub mod error;
 pub mod file;
@@ -25,6 +27,7 @@ pub mod partitioner;
 pub mod record;
 
 pub use backend::LogBackend;
+pub use buffer::{ReadBuffer, RecordRef};
 pub use config::{AckMode, LogConfig};
 pub use error::LogError;
 pub use file::FileLog;
@@ -82,6 +85,34 @@ pub trait Log: Send + Sync + 'static {
         offset: u64,
         options: ReadOptions,
     ) -> impl Future<Output = Result<ReadBatch>> + Send;
+
+    /// Reads like [`Log::read`], into `buffer` (replacing the records it held): for consumers
+    /// that handle each batch before reading the next, the records live in memory the buffer
+    /// keeps from read to read, with no allocation per record (see [`ReadBuffer`]).
+    ///
+    /// The records are the same as `read` returns from `offset`, at least one when one is
+    /// available, but a backend may return whole batches: a read then stops after the batch
+    /// that brings it to `options.max_bytes` (or at a batch boundary before it), so it can hold
+    /// up to one batch more. The file log also stops at the end of a segment and reads at most
+    /// 16 MiB (plus one batch) at a time. The default implementation copies what `read` returns.
+    fn read_into(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: ReadOptions,
+        buffer: &mut ReadBuffer,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            let batch = self.read(topic, partition, offset, options).await?;
+            buffer.clear();
+            for record in &batch.records {
+                buffer.push(record);
+            }
+            buffer.set_end_offset(batch.end_offset);
+            Ok(())
+        }
+    }
 
     /// The first offset whose record timestamp is at or after `timestamp`, or `None` when every
     /// record is older (Kafka's `ListOffsets` by time).

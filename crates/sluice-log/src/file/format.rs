@@ -7,6 +7,7 @@
 //! eight offset bytes when it assigns offsets. A corrupt base offset is still caught, because
 //! every reader and recovery check that batches are contiguous.
 
+use crate::buffer::{NO_KEY, RecordRef, Span};
 use crate::record::{Header, Record, StoredRecord};
 use bytes::Bytes;
 use sluice_core::time::Millis;
@@ -250,59 +251,122 @@ pub fn decode_records(
     from_offset: u64,
     out: &mut Vec<StoredRecord>,
 ) -> Result<usize, Malformed> {
+    let mut spans = Vec::new();
+    let bytes = decode_spans(frame, 0, header, from_offset, &mut spans)?;
+    out.reserve(spans.len());
+    let part = |start: u32, len: u32| frame.slice(start as usize..(start + len) as usize);
+    for span in spans {
+        let view = RecordRef {
+            offset: span.offset,
+            timestamp: span.timestamp,
+            key: None,
+            value: &[],
+            headers: &frame[span.headers as usize..span.headers_end as usize],
+            header_count: span.header_count,
+        };
+        let headers = view
+            .headers()
+            .map(|(key, value)| Header {
+                key: key.to_owned(),
+                value: frame.slice_ref(value),
+            })
+            .collect();
+        out.push(StoredRecord {
+            offset: span.offset,
+            record: Record {
+                key: (span.key_len != NO_KEY).then(|| part(span.key, span.key_len)),
+                value: part(span.value, span.value_len),
+                timestamp: span.timestamp,
+                headers,
+            },
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes the records of the complete, CRC-checked frame that starts at `at` in `buf`, appending
+/// a [`Span`] (positions in `buf`) for each record at or after `from_offset` to `out`. Returns
+/// the summed [`Record::size`] of those records. Every record is decoded, kept or not, so a
+/// frame whose records do not match its header is always an error; positions in the error are
+/// relative to the frame. `buf` must be shorter than 4 GiB.
+pub(crate) fn decode_spans(
+    buf: &[u8],
+    at: usize,
+    header: &BatchHeader,
+    from_offset: u64,
+    out: &mut Vec<Span>,
+) -> Result<usize, Malformed> {
+    let frame = &buf[..at + header.frame_len];
     let mut cursor = Cursor {
         buf: frame,
-        pos: BATCH_HEADER_LEN,
+        pos: at + BATCH_HEADER_LEN,
     };
+    let malformed = |problem: Malformed| Malformed::new(problem.at - at, problem.reason);
     let mut bytes = 0;
     let mut max_timestamp = Millis::MIN;
     let skipped = from_offset.saturating_sub(header.base_offset);
     // Bounded by the frame's length (peek_header checks the count against it).
     out.reserve((u64::from(header.record_count).saturating_sub(skipped)) as usize);
     for index in 0..header.record_count {
-        let delta = unzigzag(cursor.varint()?);
+        let delta = unzigzag(cursor.varint().map_err(malformed)?);
         let timestamp = header.first_timestamp.wrapping_add(delta);
         max_timestamp = max_timestamp.max(timestamp);
-        let key = match cursor.varint()? {
-            0 => None,
-            len => Some(cursor.bytes(len - 1)?),
+        let (key, key_len) = match cursor.varint().map_err(malformed)? {
+            0 => (cursor.pos, NO_KEY),
+            len => {
+                let start = cursor.pos;
+                cursor.skip(len - 1).map_err(malformed)?;
+                (start, (len - 1) as u32)
+            }
         };
-        let value_len = cursor.varint()?;
-        let value = cursor.bytes(value_len)?;
-        let header_count = cursor.varint()?;
-        // Each header takes at least two bytes, which bounds the allocation below.
+        let value_len = cursor.varint().map_err(malformed)?;
+        let value = cursor.pos;
+        cursor.skip(value_len).map_err(malformed)?;
+        let header_count = cursor.varint().map_err(malformed)?;
+        // Each header takes at least two bytes.
         if header_count > (frame.len() - cursor.pos) as u64 / 2 {
             return Err(Malformed::new(
-                cursor.pos,
+                cursor.pos - at,
                 format!("record claims {header_count} headers, more than the batch can hold"),
             ));
         }
-        let mut headers = Vec::with_capacity(header_count as usize);
+        let headers = cursor.pos;
+        let mut header_bytes = 0;
         for _ in 0..header_count {
-            let key_len = cursor.varint()?;
-            let key_at = cursor.pos;
-            let key = cursor.bytes(key_len)?;
-            let key = String::from_utf8(key.to_vec())
-                .map_err(|_| Malformed::new(key_at, "header name is not UTF-8"))?;
-            let value_len = cursor.varint()?;
-            let value = cursor.bytes(value_len)?;
-            headers.push(Header { key, value });
+            let name_len = cursor.varint().map_err(malformed)?;
+            let name_at = cursor.pos;
+            cursor.skip(name_len).map_err(malformed)?;
+            if std::str::from_utf8(&frame[name_at..cursor.pos]).is_err() {
+                return Err(Malformed::new(name_at - at, "header name is not UTF-8"));
+            }
+            let value_len = cursor.varint().map_err(malformed)?;
+            cursor.skip(value_len).map_err(malformed)?;
+            header_bytes += name_len as usize + value_len as usize;
         }
         let offset = header.base_offset + u64::from(index);
         if offset >= from_offset {
-            let record = Record {
-                key,
-                value,
+            bytes += if key_len == NO_KEY {
+                0
+            } else {
+                key_len as usize
+            } + value_len as usize
+                + header_bytes;
+            out.push(Span {
+                offset,
                 timestamp,
-                headers,
-            };
-            bytes += record.size();
-            out.push(StoredRecord { offset, record });
+                key: key as u32,
+                key_len,
+                value: value as u32,
+                value_len: value_len as u32,
+                headers: headers as u32,
+                headers_end: cursor.pos as u32,
+                header_count: header_count as u32,
+            });
         }
     }
     if cursor.pos != frame.len() {
         return Err(Malformed::new(
-            cursor.pos,
+            cursor.pos - at,
             format!(
                 "{} bytes left over after the batch's last record",
                 frame.len() - cursor.pos
@@ -407,7 +471,7 @@ pub fn decode_segment(buf: &[u8]) -> Result<Vec<StoredRecord>, Malformed> {
 }
 
 struct Cursor<'a> {
-    buf: &'a Bytes,
+    buf: &'a [u8],
     pos: usize,
 }
 
@@ -443,8 +507,9 @@ impl Cursor<'_> {
         Err(Malformed::new(self.pos, "number longer than 10 bytes"))
     }
 
+    /// Steps over a field of `len` bytes.
     #[inline]
-    fn bytes(&mut self, len: u64) -> Result<Bytes, Malformed> {
+    fn skip(&mut self, len: u64) -> Result<(), Malformed> {
         let available = (self.buf.len() - self.pos) as u64;
         if len > available {
             return Err(Malformed::new(
@@ -452,10 +517,8 @@ impl Cursor<'_> {
                 format!("field of {len} bytes runs past the end of the batch ({available} left)"),
             ));
         }
-        let end = self.pos + len as usize;
-        let slice = self.buf.slice(self.pos..end);
-        self.pos = end;
-        Ok(slice)
+        self.pos += len as usize;
+        Ok(())
     }
 }
 

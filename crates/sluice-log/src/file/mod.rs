@@ -99,6 +99,7 @@
 //! - [`writer`], [`syncer`]: the group-commit writer thread and its sync stage.
 //! - `topic`, `offsets`, `fs`: topic metadata, consumer offsets, file helpers.
 
+mod buffered;
 pub mod format;
 mod fs;
 pub mod index;
@@ -112,7 +113,7 @@ pub mod writer;
 
 use crate::config::LogConfig;
 use crate::record::{AppendResult, ReadBatch, Record, TopicInfo, TopicSpec};
-use crate::{Log, LogError, ReadOptions, Result};
+use crate::{Log, LogError, ReadBuffer, ReadOptions, Result};
 use fs::io_error;
 use offsets::{OffsetStore, check_group_name};
 use parking_lot::{Mutex, RwLock};
@@ -487,6 +488,49 @@ async fn read_beside_writer(
     }
 }
 
+/// [`Log::read_into`] of a log another process writes (see [`read_beside_writer`]).
+async fn read_into_beside_writer(
+    target: Arc<Partition>,
+    offset: u64,
+    options: ReadOptions,
+    buffer: &mut ReadBuffer,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + options.max_wait;
+    loop {
+        let refreshing = Arc::clone(&target);
+        let end = blocking(move || refreshing.refresh_read_only()).await?;
+        if offset != end {
+            return read_into_blocking(target, offset, options, buffer).await;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            buffer.spans.clear();
+            buffer.end_offset = end;
+            return Ok(());
+        }
+        tokio::time::sleep(READ_ONLY_POLL.min(deadline - now)).await;
+    }
+}
+
+/// Runs [`Partition::read_into`] on tokio's blocking pool. The buffer travels to the blocking
+/// thread and back; if this future is dropped meanwhile, the buffer is left empty.
+async fn read_into_blocking(
+    target: Arc<Partition>,
+    offset: u64,
+    options: ReadOptions,
+    buffer: &mut ReadBuffer,
+) -> Result<()> {
+    let mut owned = std::mem::take(buffer);
+    let max_bytes = options.max_bytes.max(1);
+    let (owned, result) = blocking(move || {
+        let result = target.read_into(offset, max_bytes, &mut owned);
+        Ok((owned, result))
+    })
+    .await?;
+    *buffer = owned;
+    result
+}
+
 /// Runs blocking work (file I/O) on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
@@ -600,6 +644,40 @@ impl Log for FileLog {
                 }
             }
         }
+    }
+
+    async fn read_into(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: ReadOptions,
+        buffer: &mut ReadBuffer,
+    ) -> Result<()> {
+        let target = self.partition(topic, partition)?;
+        if target.read_only {
+            return read_into_beside_writer(target, offset, options, buffer).await;
+        }
+        let mut published = target.end.subscribe();
+        let deadline = tokio::time::Instant::now() + options.max_wait;
+        let end = loop {
+            let end = *published.borrow_and_update();
+            target.check_offset(offset)?;
+            if offset < end {
+                return read_into_blocking(target, offset, options, buffer).await;
+            }
+            if options.max_wait.is_zero() {
+                break end;
+            }
+            match tokio::time::timeout_at(deadline, published.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(LogError::Closed),
+                Err(_) => break end,
+            }
+        };
+        buffer.spans.clear();
+        buffer.end_offset = end;
+        Ok(())
     }
 
     async fn offset_for_time(

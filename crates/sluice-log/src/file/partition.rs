@@ -17,6 +17,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -26,6 +27,8 @@ const MIN_READ: usize = 64 << 10;
 const MAX_READ: usize = 16 << 20;
 /// The largest read buffer a partition keeps for reuse.
 const MAX_SPARE: usize = 8 << 20;
+/// The next [`Partition::read_id`].
+static NEXT_READ_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// One partition of a topic.
 #[derive(Debug)]
@@ -47,6 +50,11 @@ pub(crate) struct Partition {
     writer: Mutex<WriterSlot>,
     /// Opened without the directory lock: no writer, no repairs.
     pub(crate) read_only: bool,
+    /// Unique among the partitions of every log this process opened: tells a [`ReadBuffer`]
+    /// whose bytes it holds.
+    ///
+    /// [`ReadBuffer`]: crate::ReadBuffer
+    pub(crate) read_id: usize,
     /// The buffer of the last read, reused by the next read once its records are dropped (a
     /// consumer that handles a batch before reading the next never pays for a fresh buffer).
     spare: Mutex<Option<Bytes>>,
@@ -122,6 +130,7 @@ impl Partition {
             end: watch::Sender::new(end),
             writer: Mutex::new(WriterSlot::Idle),
             read_only,
+            read_id: NEXT_READ_ID.fetch_add(1, Ordering::Relaxed),
             spare: Mutex::new(None),
         }
     }
@@ -169,7 +178,7 @@ impl Partition {
         }
     }
 
-    fn out_of_range(&self, requested: u64, start: u64, end: u64) -> LogError {
+    pub(super) fn out_of_range(&self, requested: u64, start: u64, end: u64) -> LogError {
         LogError::OffsetOutOfRange {
             topic: self.topic.clone(),
             partition: self.id,

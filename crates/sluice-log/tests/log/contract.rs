@@ -2,7 +2,9 @@
 //! (today the file log; the Kafka backend joins with one more `#[tokio::test]` per check).
 
 use crate::common::{config, record, record_with_header};
-use sluice_log::{AckMode, Log, LogBackend, LogError, ReadOptions, StoredRecord, TopicSpec};
+use sluice_log::{
+    AckMode, Log, LogBackend, LogError, ReadBuffer, ReadOptions, Record, StoredRecord, TopicSpec,
+};
 use std::time::Duration;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -144,6 +146,106 @@ async fn appended_records_read_back_exactly(log: &impl Log) {
     assert_eq!(info.partitions[0].end_offset, 0);
     assert_eq!(info.partitions[1].end_offset, 4);
     assert!(info.partitions[1].bytes > 0);
+}
+
+/// Reads every record of a partition from `from` to its end with `read_into`, into one reused
+/// buffer, checking each read against the contract.
+async fn read_all_into(
+    log: &impl Log,
+    buffer: &mut ReadBuffer,
+    partition: u32,
+    from: u64,
+    max_bytes: usize,
+) -> Vec<StoredRecord> {
+    let mut records = Vec::new();
+    let mut offset = from;
+    loop {
+        log.read_into("buffered", partition, offset, at_once(max_bytes), buffer)
+            .await
+            .unwrap();
+        if buffer.is_empty() {
+            assert_eq!(buffer.end_offset(), offset);
+            return records;
+        }
+        for (i, record) in buffer.iter().enumerate() {
+            assert_eq!(record.offset, offset + i as u64);
+        }
+        // At most one batch (of at most 7 records here) past `max_bytes`.
+        let sizes: Vec<usize> = buffer.iter().map(|r| r.to_stored().record.size()).collect();
+        let before_last_batch: usize = sizes[..sizes.len().saturating_sub(7)].iter().sum();
+        assert!(
+            before_last_batch < max_bytes,
+            "a read went on past max_bytes"
+        );
+        offset = buffer.next_offset(offset);
+        records.extend(buffer.iter().map(|r| r.to_stored()));
+    }
+}
+
+async fn buffered_reads_return_what_reads_return(log: &impl Log) {
+    log.create_topic(TopicSpec::new("buffered", 2))
+        .await
+        .unwrap();
+    let mut expected: Vec<Record> = Vec::new();
+    for batch in 0..40usize {
+        let records: Vec<Record> = (0..1 + batch % 7)
+            .map(|i| {
+                let value = format!("{batch}-{i}-{}", "x".repeat((batch * 37 + i * 11) % 900));
+                let key = format!("k{i}");
+                match (batch + i) % 3 {
+                    0 => record(None, &value, NOW + i as i64),
+                    1 => record(Some(&key), &value, NOW - i as i64),
+                    _ => record_with_header(&value, NOW),
+                }
+            })
+            .collect();
+        log.append("buffered", 1, records.clone()).await.unwrap();
+        expected.extend(records);
+    }
+    let end = expected.len() as u64;
+    let read = read_all(log, "buffered", 1, 0).await;
+    assert_eq!(read.len(), expected.len());
+    let mut buffer = ReadBuffer::new();
+    for max_bytes in [1, 700, 5_000, 1 << 20] {
+        let all = read_all_into(log, &mut buffer, 1, 0, max_bytes).await;
+        assert_eq!(all, read, "max_bytes {max_bytes}");
+        // From inside batches, with the buffer holding another position's bytes.
+        for from in [1, end / 3, end / 2 + 1, end - 1] {
+            let rest = read_all_into(log, &mut buffer, 1, from, max_bytes).await;
+            assert_eq!(rest, read[from as usize..], "from {from}");
+        }
+    }
+    // The end gives nothing, past it is an error, as for `read`.
+    log.read_into("buffered", 1, end, at_once(100), &mut buffer)
+        .await
+        .unwrap();
+    assert!(buffer.is_empty());
+    assert_eq!(buffer.end_offset(), end);
+    let error = log
+        .read_into("buffered", 1, end + 1, at_once(100), &mut buffer)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, LogError::OffsetOutOfRange { .. }),
+        "{error}"
+    );
+    // Another partition through the same buffer.
+    log.read_into("buffered", 0, 0, at_once(100), &mut buffer)
+        .await
+        .unwrap();
+    assert!(buffer.is_empty());
+    log.append("buffered", 0, vec![record(Some("a"), "b", NOW)])
+        .await
+        .unwrap();
+    let waiting = ReadOptions {
+        max_bytes: 100,
+        max_wait: Duration::from_secs(60),
+    };
+    log.read_into("buffered", 0, 0, waiting, &mut buffer)
+        .await
+        .unwrap();
+    assert_eq!(buffer.get(0).unwrap().value, b"b");
+    assert_eq!(buffer.get(0).unwrap().key, Some(&b"a"[..]));
 }
 
 async fn bad_appends_are_refused_with_the_limit_to_change(log: &impl Log) {
@@ -343,6 +445,7 @@ macro_rules! for_every_backend {
 for_every_backend!(
     topics_are_created_described_and_checked,
     appended_records_read_back_exactly,
+    buffered_reads_return_what_reads_return,
     bad_appends_are_refused_with_the_limit_to_change,
     a_waiting_reader_is_woken_by_an_append,
     offsets_are_found_by_time,
@@ -383,4 +486,72 @@ async fn acks_without_waiting_become_readable() {
         .collect();
     assert_eq!(all, expected);
     log.close().await.unwrap();
+}
+
+/// A backend without a `read_into` of its own: the trait's default, under the same contract.
+struct ViaRead(LogBackend);
+
+impl Log for ViaRead {
+    async fn create_topic(&self, spec: TopicSpec) -> sluice_log::Result<()> {
+        self.0.create_topic(spec).await
+    }
+
+    async fn describe(
+        &self,
+        topic: Option<&str>,
+    ) -> sluice_log::Result<Vec<sluice_log::TopicInfo>> {
+        self.0.describe(topic).await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> sluice_log::Result<sluice_log::AppendResult> {
+        self.0.append(topic, partition, records).await
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: ReadOptions,
+    ) -> sluice_log::Result<sluice_log::ReadBatch> {
+        self.0.read(topic, partition, offset, options).await
+    }
+
+    async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: i64,
+    ) -> sluice_log::Result<Option<u64>> {
+        self.0.offset_for_time(topic, partition, timestamp).await
+    }
+
+    async fn consumer_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        commit: Option<u64>,
+    ) -> sluice_log::Result<Option<u64>> {
+        self.0
+            .consumer_offset(group, topic, partition, commit)
+            .await
+    }
+
+    async fn enforce_retention(&self) -> sluice_log::Result<u64> {
+        self.0.enforce_retention().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_read_into_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = ViaRead(file_backend(dir.path(), AckMode::Write).await);
+    buffered_reads_return_what_reads_return(&log).await;
+    log.0.close().await.unwrap();
 }

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use sluice_core::config::ByteSize;
 use sluice_log::file::format::encode_batch;
-use sluice_log::{AckMode, FileLog, Log, LogConfig, LogError, ReadOptions, Record, TopicSpec};
+use sluice_log::{
+    AckMode, FileLog, Log, LogConfig, LogError, ReadBuffer, ReadOptions, Record, TopicSpec,
+};
 use std::time::Duration;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -26,6 +28,13 @@ enum Op {
     Read {
         partition: u32,
         pick: u64,
+        max_bytes: usize,
+    },
+    /// `read_into` a buffer kept per partition: at a random offset, or (`pick` = None) where
+    /// that buffer's previous read ended, as a sequential consumer does.
+    ReadInto {
+        partition: u32,
+        pick: Option<u64>,
         max_bytes: usize,
     },
     OffsetForTime {
@@ -54,6 +63,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(partition, records)| Op::Append { partition, records }),
         3 => (0..PARTITIONS, any::<u64>(), 1usize..3000)
             .prop_map(|(partition, pick, max_bytes)| Op::Read { partition, pick, max_bytes }),
+        3 => (0..PARTITIONS, proptest::option::of(any::<u64>()), prop_oneof![1usize..300, 1usize..3000])
+            .prop_map(|(partition, pick, max_bytes)| Op::ReadInto { partition, pick, max_bytes }),
         1 => (0..PARTITIONS, -5i64..130)
             .prop_map(|(partition, minutes)| Op::OffsetForTime { partition, minutes }),
         1 => (0i64..200).prop_map(|minutes| Op::Retention { minutes }),
@@ -182,6 +193,10 @@ async fn run(ack: AckMode, ops: Vec<Op>) -> Result<(), TestCaseError> {
     log.create_topic(spec).await.unwrap();
     let mut model: Vec<ModelPartition> = (0..PARTITIONS).map(|_| ModelPartition::new()).collect();
     let mut committed: Vec<Option<u64>> = vec![None; PARTITIONS as usize];
+    // One buffer per partition, kept across reads, reopens and retention, and where its last
+    // read ended.
+    let mut buffers: Vec<(ReadBuffer, u64)> =
+        (0..PARTITIONS).map(|_| (ReadBuffer::new(), 0)).collect();
 
     for op in ops {
         match op {
@@ -244,6 +259,60 @@ async fn run(ack: AckMode, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         bytes >= max_bytes || next == m.segment_end_for(offset),
                         "read stopped at {} with {} of {} bytes",
                         next,
+                        bytes,
+                        max_bytes
+                    );
+                }
+            }
+            Op::ReadInto {
+                partition,
+                pick,
+                max_bytes,
+            } => {
+                let m = &model[partition as usize];
+                let (buffer, next) = &mut buffers[partition as usize];
+                let offset = pick.map_or(*next, |pick| pick % (m.end() + 3));
+                let options = ReadOptions {
+                    max_bytes,
+                    max_wait: Duration::ZERO,
+                };
+                let result = log.read_into("m", partition, offset, options, buffer).await;
+                if offset < m.start || offset > m.end() {
+                    prop_assert!(
+                        matches!(result, Err(LogError::OffsetOutOfRange { .. })),
+                        "offset {} outside {}..{} gave {:?}",
+                        offset,
+                        m.start,
+                        m.end(),
+                        result
+                    );
+                    *next = m.start;
+                    continue;
+                }
+                result.unwrap();
+                prop_assert_eq!(buffer.end_offset(), m.end());
+                prop_assert_eq!(buffer.is_empty(), offset == m.end());
+                let expected = &m.records[(offset - m.start) as usize..];
+                prop_assert!(buffer.len() <= expected.len());
+                let mut sizes = Vec::new();
+                for (i, record) in buffer.iter().enumerate() {
+                    let stored = record.to_stored();
+                    prop_assert_eq!(stored.offset, offset + i as u64);
+                    prop_assert_eq!(&stored.record, &expected[i]);
+                    sizes.push(stored.record.size());
+                }
+                *next = buffer.next_offset(offset);
+                if !buffer.is_empty() {
+                    // Whole batches (of at most 5 records here): at most one past max_bytes;
+                    // and it stops at max_bytes or at the end of the segment it started in.
+                    let before_last_batch: usize =
+                        sizes[..sizes.len().saturating_sub(5)].iter().sum();
+                    prop_assert!(before_last_batch < max_bytes, "read went on past max_bytes");
+                    let bytes: usize = sizes.iter().sum();
+                    prop_assert!(
+                        bytes >= max_bytes || *next == m.segment_end_for(offset),
+                        "read stopped at {} with {} of {} bytes",
+                        *next,
                         bytes,
                         max_bytes
                     );
