@@ -12,7 +12,7 @@ use crate::engine::{Message, Processor};
 use crate::error::StreamError;
 use crate::plan::MetricPlan;
 use sluice_core::time::{Millis, now_millis};
-use sluice_log::{Log, LogError, ReadOptions, TopicSpec};
+use sluice_log::{Log, LogError, ReadBuffer, ReadOptions, TopicSpec};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -156,6 +156,8 @@ pub async fn run_partition<L: Log, C: Clock>(
     clock: C,
 ) -> Result<Processor, StreamError> {
     let mut out = Outputs::default();
+    // Records are read into memory reused from batch to batch.
+    let mut buffer = ReadBuffer::new();
     let tick_every = Millis::try_from(settings.tick_interval.as_millis()).unwrap_or(Millis::MAX);
     let mut last_tick = clock.now();
     loop {
@@ -177,8 +179,14 @@ pub async fn run_partition<L: Log, C: Clock>(
             deliver(&*log, partition, &settings, &outputs, &mut out, now).await?;
         }
         let offset = processor.next_offset();
-        let read = log.read(&settings.source_topic, partition, offset, settings.read);
-        let batch = tokio::select! {
+        let read = log.read_into(
+            &settings.source_topic,
+            partition,
+            offset,
+            settings.read,
+            &mut buffer,
+        );
+        tokio::select! {
             biased;
             message = control.recv() => {
                 match message {
@@ -188,20 +196,20 @@ pub async fn run_partition<L: Log, C: Clock>(
                 deliver(&*log, partition, &settings, &outputs, &mut out, clock.now()).await?;
                 continue;
             }
-            batch = read => batch.map_err(|source| StreamError::Log {
+            read = read => read.map_err(|source| StreamError::Log {
                 op: "read",
                 topic: settings.source_topic.clone(),
                 partition,
                 source,
             })?,
         };
-        if batch.records.is_empty() {
+        if buffer.is_empty() {
             continue;
         }
         let now = clock.now();
         processor.handle(
-            Message::Data {
-                records: &batch.records,
+            Message::Buffered {
+                records: &buffer,
                 now,
             },
             &mut out,

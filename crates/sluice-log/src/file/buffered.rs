@@ -7,7 +7,8 @@
 //! return whole batches. What the last `pread` brought beyond the batches handed out (usually
 //! the start of the next batch) stays in the buffer with its file position, and the next read
 //! of the following offset starts from it, so a sequential consumer reads each byte of a
-//! segment once, in chunks of about `max_bytes`.
+//! segment once, in chunks of about `max_bytes`. Reads aim at `max_bytes` and a little more,
+//! so that what is carried over (and moved to the front of the buffer) stays small.
 
 use super::format::{self, BATCH_HEADER_LEN};
 use super::fs::io_error;
@@ -144,7 +145,11 @@ impl Partition {
                     "the published part of the segment ends inside a batch",
                 ));
             }
-            let want = chunk.max(need - (filled - at));
+            // Finish the frame, and aim at `chunk` bytes in all: reading far past what the read
+            // returns would only be moved to the front of the buffer by the next read.
+            let want = (need - (filled - at))
+                .max(chunk.saturating_sub(filled))
+                .max(MIN_READ);
             let len = (limit - file_at).min(want as u64) as usize;
             if buf.bytes.len() < filled + len {
                 buf.bytes.resize(filled + len, 0);

@@ -25,9 +25,10 @@ use crate::keys;
 use crate::plan::{Field, LatePolicy, MetricPlan};
 use crate::watermark::EventClock;
 use crate::window::MAX_EVENT_TIME;
+use bytes::Bytes;
 use output::{Checkpoint, LateEvent, MetricCheckpoint, OpenWindow, Outputs, RestoreState};
 use sluice_core::time::Millis;
-use sluice_log::StoredRecord;
+use sluice_log::{ReadBuffer, StoredRecord};
 use std::sync::Arc;
 use store::{EmitContext, WindowStore};
 use telemetry::{MetricTelemetry, PartitionTelemetry};
@@ -40,6 +41,13 @@ pub enum Message<'a> {
     Data {
         /// The records.
         records: &'a [StoredRecord],
+        /// Processing time.
+        now: Millis,
+    },
+    /// [`Message::Data`] for records read with [`sluice_log::Log::read_into`].
+    Buffered {
+        /// The records.
+        records: &'a ReadBuffer,
         /// Processing time.
         now: Millis,
     },
@@ -90,6 +98,13 @@ struct Scratch {
     inputs: Vec<Input>,
     /// Which metrics' filters the scan's gate found true (bit per metric), when it ran.
     passed: Option<u64>,
+}
+
+/// One record as the processor reads it, whichever way it was read.
+struct Incoming<'r> {
+    offset: u64,
+    key: Option<&'r [u8]>,
+    value: &'r [u8],
 }
 
 /// Slot 0 of every scan is the tenant, slot 1 the event time.
@@ -293,33 +308,20 @@ impl Processor {
     pub fn handle(&mut self, message: Message<'_>, out: &mut Outputs) -> Result<(), StreamError> {
         match message {
             Message::Data { records, now } => {
-                let mut arrived = false;
-                let mut invalid = 0u64;
-                let mut processed = 0u64;
-                for stored in records {
-                    if stored.offset < self.next_offset {
-                        continue;
-                    }
-                    self.next_offset = stored.offset + 1;
-                    processed += 1;
-                    match self.process(stored, out)? {
-                        None => arrived = true,
-                        Some(reason) => {
-                            invalid += 1;
-                            self.log_invalid(stored.offset, invalid, &reason);
-                        }
-                    }
-                }
-                self.stats.records += processed;
-                self.telemetry.events.increment(processed);
-                if invalid > 0 {
-                    self.stats.invalid += invalid;
-                    self.telemetry.invalid.increment(invalid);
-                }
-                if arrived {
-                    self.clock.arrived(now);
-                }
-                self.advance(now, out);
+                let records = records.iter().map(|stored| Incoming {
+                    offset: stored.offset,
+                    key: stored.record.key.as_deref(),
+                    value: &stored.record.value,
+                });
+                self.data(records, now, out)?;
+            }
+            Message::Buffered { records, now } => {
+                let records = records.iter().map(|record| Incoming {
+                    offset: record.offset,
+                    key: record.key,
+                    value: record.value,
+                });
+                self.data(records, now, out)?;
             }
             Message::Tick { now } => {
                 self.clock.tick(now);
@@ -332,14 +334,51 @@ impl Processor {
         Ok(())
     }
 
+    /// A batch of records, then the windows their watermark fires and closes.
+    fn data<'r>(
+        &mut self,
+        records: impl Iterator<Item = Incoming<'r>>,
+        now: Millis,
+        out: &mut Outputs,
+    ) -> Result<(), StreamError> {
+        let mut arrived = false;
+        let mut invalid = 0u64;
+        let mut processed = 0u64;
+        for record in records {
+            if record.offset < self.next_offset {
+                continue;
+            }
+            self.next_offset = record.offset + 1;
+            processed += 1;
+            match self.process(&record, out)? {
+                None => arrived = true,
+                Some(reason) => {
+                    invalid += 1;
+                    self.log_invalid(record.offset, invalid, &reason);
+                }
+            }
+        }
+        self.stats.records += processed;
+        self.telemetry.events.increment(processed);
+        if invalid > 0 {
+            self.stats.invalid += invalid;
+            self.telemetry.invalid.increment(invalid);
+        }
+        if arrived {
+            self.clock.arrived(now);
+        }
+        self.advance(now, out);
+        Ok(())
+    }
+
     /// Processes one record; returns why it is not an event, if it is not.
     #[inline]
     fn process(
         &mut self,
-        stored: &StoredRecord,
+        record: &Incoming<'_>,
         out: &mut Outputs,
     ) -> Result<Option<String>, StreamError> {
-        let bytes: &[u8] = &stored.record.value;
+        let bytes: &[u8] = record.value;
         let Scratch {
             slots,
             key,
@@ -407,11 +446,11 @@ impl Processor {
                             metric: metric.name.clone(),
                             reason,
                             partition: self.partition,
-                            offset: stored.offset,
+                            offset: record.offset,
                             event_time: time,
                             watermark,
-                            key: stored.record.key.clone(),
-                            value: stored.record.value.clone(),
+                            key: record.key.map(Bytes::copy_from_slice),
+                            value: Bytes::copy_from_slice(record.value),
                         });
                     }
                 }

@@ -516,3 +516,58 @@ fn keys_that_are_not_utf8_are_reported_not_fatal() {
     run.views(&[(2_000, "u", "/ok", 1)], 0);
     assert_eq!(run.processor.open_windows("views", None).unwrap().len(), 1);
 }
+
+#[test]
+fn buffered_records_are_processed_exactly_like_stored_ones() {
+    let mut records = Vec::new();
+    for i in 0..60u64 {
+        let time = 1_000 + (i as Millis % 7) * 3_000 - (i as Millis % 3) * 2_500;
+        records.push(view(
+            i,
+            time,
+            &format!("u{}", i % 5),
+            &format!("/p{}", i % 3),
+            10,
+        ));
+    }
+    records.push(record(60, "not json".into()));
+    // Late: far behind everything else.
+    records.push(view(61, 0, "u", "/late", 1));
+    let run = |buffered: bool| {
+        let mut processor = Processor::new(3, 2, CONFIG);
+        processor.add_metric(plan(COUNTS)).unwrap();
+        let mut out = Outputs::default();
+        for chunk in records.chunks(9) {
+            if buffered {
+                let mut buffer = ReadBuffer::new();
+                chunk.iter().for_each(|record| buffer.push(record));
+                let message = Message::Buffered {
+                    records: &buffer,
+                    now: 0,
+                };
+                processor.handle(message, &mut out).unwrap();
+            } else {
+                let message = Message::Data {
+                    records: chunk,
+                    now: 0,
+                };
+                processor.handle(message, &mut out).unwrap();
+            }
+        }
+        processor
+            .handle(Message::Barrier { id: 1 }, &mut out)
+            .unwrap();
+        (processor.stats(), processor.next_offset(), out)
+    };
+    let (stored, buffered) = (run(false), run(true));
+    assert_eq!(stored.0, buffered.0);
+    assert!(stored.0.invalid >= 1 && stored.0.late >= 1);
+    assert_eq!(stored.1, buffered.1);
+    assert_eq!(stored.2.updates, buffered.2.updates);
+    assert_eq!(stored.2.late, buffered.2.late);
+    let last_late = stored.2.late.last().unwrap();
+    assert_eq!(last_late.offset, 61);
+    assert_eq!(last_late.key, records[61].record.key);
+    assert_eq!(last_late.value, records[61].record.value);
+    assert_eq!(stored.2.checkpoints, buffered.2.checkpoints);
+}

@@ -1,7 +1,8 @@
 //! `sluice bench stream`: the stream engine's throughput from the file log. Writes N synthetic
 //! realistic events (page views with URL and duration, clicks, orders with revenue; many users;
 //! bounded disorder) to a topic of the file log, then runs a metric over them from offset 0,
-//! one processor per partition as `sluice serve` would, reading through the `Log` trait. Each
+//! one processor per partition as `sluice serve` would, reading through the `Log` trait
+//! (`read_into`, the partition task's read). Each
 //! run is timed (wall clock) and its CPU time taken from the kernel (`/proc/self/stat`: every
 //! thread of the process, the log's included), so "per core" is events per CPU-second used,
 //! not a guess from a thread count. The median of the runs is reported.
@@ -10,7 +11,9 @@ use crate::config::ConfigArgs;
 use crate::{UserError, log_tools};
 use anyhow::Context;
 use clap::Args;
-use sluice_log::{AckMode, FileLog, Log, ReadOptions, Record, TopicSpec, partition_for_key};
+use sluice_log::{
+    AckMode, FileLog, Log, ReadBuffer, ReadOptions, Record, TopicSpec, partition_for_key,
+};
 use sluice_stream::engine::output::Outputs;
 use sluice_stream::engine::{Message, Processor};
 use sluice_stream::sql::parse_metric;
@@ -261,17 +264,23 @@ async fn process(
                 processor.add_metric(plan)?;
                 let mut out = Outputs::default();
                 let mut updates = 0u64;
+                let mut buffer = ReadBuffer::new();
                 while processor.next_offset() < end {
-                    let batch = log
-                        .read(&topic, partition, processor.next_offset(), options)
-                        .await?;
-                    if batch.records.is_empty() {
+                    log.read_into(
+                        &topic,
+                        partition,
+                        processor.next_offset(),
+                        options,
+                        &mut buffer,
+                    )
+                    .await?;
+                    if buffer.is_empty() {
                         break;
                     }
                     let now = sluice_core::time::now_millis();
                     processor.handle(
-                        Message::Data {
-                            records: &batch.records,
+                        Message::Buffered {
+                            records: &buffer,
                             now,
                         },
                         &mut out,
