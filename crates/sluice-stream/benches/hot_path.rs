@@ -7,6 +7,7 @@ use sluice_log::{Record, StoredRecord};
 use sluice_stream::config::ProcessorConfig;
 use sluice_stream::engine::output::Outputs;
 use sluice_stream::engine::{Message, Processor};
+use sluice_stream::json::FieldSet;
 use sluice_stream::plan::LatePolicy;
 use sluice_stream::sql::{MetricDefaults, parse_metric};
 use sluice_stream::synthetic::{EXAMPLE_METRIC, Synthetic};
@@ -69,5 +70,36 @@ fn hot_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path);
+/// The field scan alone, for the fields of the DESIGN.md example metric (as the processor
+/// compiles them: tenant, timestamp, then the metric's fields), without the filter's gate.
+fn field_scan(c: &mut Criterion) {
+    let mut source = Synthetic::new(1, 1_714_564_800_000);
+    let events: Vec<Vec<u8>> = (0..20_000).map(|_| source.next_event().1).collect();
+    let paths: Vec<Vec<&str>> = [
+        "tenant",
+        "timestamp",
+        "properties.url",
+        "user_id",
+        "properties.duration_ms",
+        "event",
+    ]
+    .iter()
+    .map(|path| path.split('.').collect())
+    .collect();
+    let fields = FieldSet::new(&paths);
+    let mut slots = Vec::new();
+    let mut group = c.benchmark_group("json");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("scan_example_metric_fields", |b| {
+        b.iter(|| {
+            for event in &events {
+                fields.scan(event, &mut slots).unwrap();
+            }
+            slots[0]
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, field_scan);
 criterion_main!(benches);

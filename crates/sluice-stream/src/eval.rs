@@ -175,6 +175,9 @@ enum CExpr {
     Upper(Box<CExpr>),
     Coalesce(Vec<CExpr>),
     Compare(CompareOp, Box<CExpr>, Box<CExpr>),
+    /// `slot op 'text'`: the same as `Compare`, with a shortcut for a plain string in the slot
+    /// (the usual `event = 'Page Viewed'`).
+    CompareText(CompareOp, usize, Box<[u8]>),
     InList(Box<CExpr>, Vec<Value<'static>>, bool),
     Like(Box<CExpr>, Vec<Piece>, bool),
     IsNull(Box<CExpr>, bool),
@@ -200,7 +203,15 @@ fn compile(expr: &Expr, slot_of: &impl Fn(&Field) -> usize) -> CExpr {
         Expr::Lower(inner) => CExpr::Lower(boxed(inner)),
         Expr::Upper(inner) => CExpr::Upper(boxed(inner)),
         Expr::Coalesce(args) => CExpr::Coalesce(args.iter().map(|a| compile(a, slot_of)).collect()),
-        Expr::Compare { op, left, right } => CExpr::Compare(*op, boxed(left), boxed(right)),
+        Expr::Compare { op, left, right } => match (&**left, &**right) {
+            (Expr::Field(field), Expr::Literal(Literal::String(text))) => {
+                CExpr::CompareText(*op, slot_of(field), text.as_bytes().into())
+            }
+            (Expr::Literal(Literal::String(text)), Expr::Field(field)) => {
+                CExpr::CompareText(op.flipped(), slot_of(field), text.as_bytes().into())
+            }
+            _ => CExpr::Compare(*op, boxed(left), boxed(right)),
+        },
         Expr::InList {
             expr,
             list,
@@ -290,14 +301,15 @@ impl CExpr {
                 .unwrap_or(Value::Null),
             CExpr::Compare(op, left, right) => {
                 let ordering = compare(&left.eval(bytes, slots), &right.eval(bytes, slots));
-                truth(ordering.map(|o| match op {
-                    CompareOp::Eq => o == Ordering::Equal,
-                    CompareOp::NotEq => o != Ordering::Equal,
-                    CompareOp::Lt => o == Ordering::Less,
-                    CompareOp::LtEq => o != Ordering::Greater,
-                    CompareOp::Gt => o == Ordering::Greater,
-                    CompareOp::GtEq => o != Ordering::Less,
-                }))
+                truth(ordering.map(|o| op.holds(o)))
+            }
+            CExpr::CompareText(op, slot, text) => {
+                let slot = &slots[*slot];
+                let ordering = match slot.kind {
+                    Kind::String => Some(slot.text(bytes).cmp(text)),
+                    _ => compare(&slot_value(bytes, slot), &Value::Str(Cow::Borrowed(text))),
+                };
+                truth(ordering.map(|o| op.holds(o)))
             }
             CExpr::InList(inner, list, negated) => {
                 let value = inner.eval(bytes, slots);

@@ -97,6 +97,31 @@ pub enum CompareOp {
 }
 
 impl CompareOp {
+    /// Whether `left op right` holds, given how `left` compares to `right`.
+    #[inline]
+    pub fn holds(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match self {
+            CompareOp::Eq => ordering == Equal,
+            CompareOp::NotEq => ordering != Equal,
+            CompareOp::Lt => ordering == Less,
+            CompareOp::LtEq => ordering != Greater,
+            CompareOp::Gt => ordering == Greater,
+            CompareOp::GtEq => ordering != Less,
+        }
+    }
+
+    /// The operator with its operands swapped: `a < b` is `b > a`.
+    pub fn flipped(self) -> CompareOp {
+        match self {
+            CompareOp::Lt => CompareOp::Gt,
+            CompareOp::LtEq => CompareOp::GtEq,
+            CompareOp::Gt => CompareOp::Lt,
+            CompareOp::GtEq => CompareOp::LtEq,
+            other => other,
+        }
+    }
+
     fn symbol(self) -> &'static str {
         match self {
             CompareOp::Eq => "=",

@@ -71,6 +71,17 @@ impl Store {
 
     /// Re-bins over `[low, high]`, folding bins below `low` into `low`.
     fn reshape(&mut self, low: i32, high: i32) {
+        if low <= self.offset && high >= self.high() {
+            // Only growing: extend in place (amortized, like any vector).
+            let below = (self.offset - low) as usize;
+            let above = (high - self.high()) as usize;
+            self.bins.resize(self.bins.len() + above, 0);
+            if below > 0 {
+                self.bins.splice(0..0, std::iter::repeat_n(0, below));
+            }
+            self.offset = low;
+            return;
+        }
         let mut bins = vec![0u64; (high - low + 1) as usize];
         for (i, &count) in self.bins.iter().enumerate() {
             let index = (self.offset + i as i32).max(low);

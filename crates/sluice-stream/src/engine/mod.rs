@@ -20,7 +20,7 @@ use crate::agg::Input;
 use crate::config::ProcessorConfig;
 use crate::error::StreamError;
 use crate::eval::{Compiled, Value, slot_value};
-use crate::json::{FieldSet, Kind, Slot};
+use crate::json::{FieldSet, Kind, Shape, Slot};
 use crate::keys;
 use crate::plan::{Field, LatePolicy, MetricPlan};
 use crate::watermark::EventClock;
@@ -94,6 +94,8 @@ struct MetricRuntime {
 #[derive(Default)]
 struct Scratch {
     slots: Vec<Slot>,
+    /// The keys recent events held, so the scan checks them instead of looking them up.
+    shape: Shape,
     key: Vec<u8>,
     inputs: Vec<Input>,
     /// Which metrics' filters the scan's gate found true (bit per metric), when it ran.
@@ -381,6 +383,7 @@ impl Processor {
         let bytes: &[u8] = record.value;
         let Scratch {
             slots,
+            shape,
             key,
             inputs,
             passed,
@@ -399,7 +402,7 @@ impl Processor {
         };
         if let Err(error) = self
             .fields
-            .scan_gated(bytes, slots, self.gate_mask, &mut gate)
+            .scan_with(bytes, slots, shape, self.gate_mask, &mut gate)
         {
             return Ok(Some(error.to_string()));
         }
