@@ -18,7 +18,8 @@ pub mod sqlite;
 pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
-    Commit, MetricCommit, MetricRecord, Origin, Position, RetractedRow, RowQuery, StoredRow,
+    Commit, KeyRecord, MetricCommit, MetricRecord, Origin, Position, RetractedRow, RowQuery,
+    StoredRow, TenantRecord,
 };
 pub use pipelines::{MetricSpec, MetricStatus, PipelineError, PipelineSettings, Pipelines};
-pub use sqlite::SqliteStore;
+pub use sqlite::{RowRange, SqliteStore};

@@ -6,9 +6,12 @@ use crate::config::Config;
 use crate::server::{self, LimitedListener, Readiness};
 use crate::{UserError, data_dir, telemetry, tenants};
 use anyhow::Context;
+use sluice_api::access::Access;
 use sluice_api::admin::AdminState;
+use sluice_api::query::Serving;
+use sluice_api::rest::RestState;
+use sluice_api::tenants::TenantsState;
 use sluice_core::error::{Classify, ErrorClass};
-use sluice_core::tenant::KeyRing;
 use sluice_ingest::Collector;
 use sluice_log::{Log, LogBackend, LogError, TopicSpec};
 use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore, StoreError};
@@ -34,6 +37,8 @@ pub struct App {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
+    /// Saves key usage; on shutdown it saves once more before ending.
+    usage_saver: JoinHandle<()>,
     _lock: data_dir::DataDirLock,
 }
 
@@ -96,15 +101,22 @@ impl App {
                 backfill: metric.backfill,
             })
             .collect();
+        let access = Access::open(
+            store.clone(),
+            tenants.clone(),
+            config.admin_keys.clone(),
+            config.quotas.clone(),
+        )
+        .await
+        .context("loading tenants and keys from the store")?;
         let pipelines = Pipelines::start(Arc::clone(&log), store, settings, &configured)
             .await
             .context("starting the metric pipelines")?;
 
-        let keys = Arc::new(KeyRing::from_tenants(&tenants));
         let collector = Arc::new(
             Collector::new(
                 Arc::clone(&log),
-                keys,
+                access.directory(),
                 config.limits.clone(),
                 config.ingest.clone(),
             )
@@ -122,10 +134,26 @@ impl App {
         let listener = LimitedListener::new(listener, config.server.max_connections);
         let admin = Arc::new(AdminState {
             pipelines: pipelines.clone(),
-            admin_keys: config.admin_keys.iter().cloned().collect(),
+            access: Arc::clone(&access),
         });
-        let stages =
-            sluice_ingest::router(Arc::clone(&collector)).merge(sluice_api::admin::router(admin));
+        let tenants_admin = Arc::new(TenantsState {
+            access: Arc::clone(&access),
+            max_tenants: config.api.max_tenants,
+            max_keys: config.api.max_keys,
+        });
+        let serving = Serving::new(
+            Arc::new(pipelines.clone()),
+            pipelines.store().clone(),
+            config.api.clone(),
+        );
+        let rest = Arc::new(RestState {
+            access: Arc::clone(&access),
+            serving: Arc::clone(&serving),
+        });
+        let stages = sluice_ingest::router(Arc::clone(&collector))
+            .merge(sluice_api::admin::router(admin))
+            .merge(sluice_api::tenants::router(tenants_admin))
+            .merge(sluice_api::rest::router(rest));
         let app = server::app(
             stages,
             &config.server,
@@ -134,6 +162,7 @@ impl App {
         );
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, app, shutdown.clone()));
+        let usage_saver = tokio::spawn(Arc::clone(&access).run_usage_saver(shutdown.clone()));
         let background = vec![spawn_metrics_upkeep(prometheus, shutdown.clone()), {
             let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
             let stop = shutdown.clone().cancelled_owned();
@@ -150,6 +179,7 @@ impl App {
             shutdown,
             server,
             background,
+            usage_saver,
             _lock: lock,
         })
     }
@@ -168,6 +198,12 @@ impl App {
         }
         for task in self.background {
             task.abort();
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.usage_saver)
+            .await
+            .is_err()
+        {
+            tracing::warn!("saving key usage did not finish in time");
         }
         // Each pipeline commits a last checkpoint, so a restart redoes nothing.
         self.pipelines.stop().await;

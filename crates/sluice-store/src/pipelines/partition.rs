@@ -30,7 +30,9 @@ use sluice_core::time::{Millis, now_millis};
 use sluice_log::Log;
 use sluice_stream::StreamError;
 use sluice_stream::engine::Processor;
-use sluice_stream::engine::output::{Checkpoint, OpenWindow, RestoreState, WindowUpdate};
+use sluice_stream::engine::output::{
+    Checkpoint, LiveWindows, OpenWindow, RestoreState, WindowUpdate,
+};
 use sluice_stream::plan::MetricPlan;
 use sluice_stream::task::{Control, SystemClock, TaskOutputs, run_partition};
 use std::sync::Arc;
@@ -45,6 +47,11 @@ pub(crate) enum Request {
     OpenWindows {
         tenant: Option<String>,
         reply: oneshot::Sender<Result<Vec<OpenWindow>, StreamError>>,
+    },
+    /// Its state the store does not have yet, optionally one tenant's.
+    LiveWindows {
+        tenant: Option<String>,
+        reply: oneshot::Sender<Result<LiveWindows, StreamError>>,
     },
     /// Checkpoint now and answer once the checkpoint is committed.
     Checkpoint {
@@ -264,6 +271,12 @@ impl<L: Log> PartitionRunner<L> {
                             return Err(Failure::Transient("the partition task ended".into()));
                         }
                     }
+                    Some(Request::LiveWindows { tenant, reply }) => {
+                        let ask = Control::LiveWindows { metric: self.plan.name.clone(), tenant, reply };
+                        if control.send(ask).await.is_err() {
+                            return Err(Failure::Transient("the partition task ended".into()));
+                        }
+                    }
                     Some(Request::Checkpoint { reply }) => {
                         barrier += 1;
                         waiting.push((barrier, reply));
@@ -328,6 +341,11 @@ impl<L: Log> PartitionRunner<L> {
 fn refuse(request: Request, message: &str) {
     match request {
         Request::OpenWindows { reply, .. } => {
+            let _ = reply.send(Err(StreamError::ChannelClosed(
+                "pipeline partition stopped",
+            )));
+        }
+        Request::LiveWindows { reply, .. } => {
             let _ = reply.send(Err(StreamError::ChannelClosed(
                 "pipeline partition stopped",
             )));

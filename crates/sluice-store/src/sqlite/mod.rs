@@ -9,7 +9,11 @@
 //! store is always at some committed checkpoint, with rows and offsets that agree — which
 //! is what exactly-once needs (processing resumes from that checkpoint's offsets).
 
+mod access;
 mod schema;
+mod serving;
+
+pub use serving::RowRange;
 
 use crate::error::StoreError;
 use crate::model::{Commit, MetricRecord, Origin, Position, RowQuery, StoredRow};

@@ -45,6 +45,32 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (metric, generation, tenant, window_start, group_key, window_end, partition)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX partials_by_partition ON partials (metric, generation, partition, window_end);",
+    // 2: tenants and keys created through the admin API (secrets kept as SHA-256 digests),
+    // each key's events per UTC day (the daily quota across restarts), and partials by window
+    // end (queries read the windows that became final since their last read).
+    "CREATE INDEX partials_by_end ON partials (metric, generation, tenant, window_end);
+    CREATE TABLE tenants (
+        name TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        requests_per_second INTEGER,
+        events_per_day INTEGER
+    ) STRICT;
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant TEXT,
+        role TEXT NOT NULL,
+        digest BLOB NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
+    CREATE TABLE key_usage (
+        key_id TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        PRIMARY KEY (key_id, day)
+    ) STRICT;",
 ];
 
 /// The schema version this sluice writes.

@@ -6,7 +6,9 @@
 //! all windows of the key. Sessions are found through their key's short list of sessions.
 //! Firing and closing are driven by two ordered queues of window ends.
 
-use super::output::{LateReason, OpenWindow, Outputs, PartialRow, UpdateKind, WindowUpdate};
+use super::output::{
+    LateReason, LiveWindows, OpenWindow, Outputs, PartialRow, UpdateKind, WindowUpdate,
+};
 use crate::agg::{Input, PartialState};
 use crate::error::StreamError;
 use crate::keys::GroupKey;
@@ -486,6 +488,27 @@ impl WindowStore {
                 state: entry.state.clone(),
             })
             .collect()
+    }
+
+    /// What the store does not have yet (see [`LiveWindows`]), optionally of one tenant.
+    pub(crate) fn live(&self, tenant: Option<&str>) -> LiveWindows {
+        let ours = |key: &GroupKey| tenant.is_none_or(|t| key.tenant() == t);
+        LiveWindows {
+            open: self.open_windows(tenant),
+            closed: self
+                .closed_rows
+                .iter()
+                .filter(|row| ours(&row.key))
+                .cloned()
+                .collect(),
+            retracted: self
+                .retract_ckpt
+                .iter()
+                .filter(|(key, _)| ours(key))
+                .cloned()
+                .collect(),
+            watermark: None,
+        }
     }
 
     /// Loads stored rows; rows of windows already closed at `watermark` are skipped (their
