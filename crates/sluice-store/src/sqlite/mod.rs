@@ -22,6 +22,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const READERS: usize = 4;
 
+/// One stored partial's columns, borrowed from the database page they were read from.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// Encoded tenant + group key.
+    pub key: &'a [u8],
+    /// Window start.
+    pub window_start: Millis,
+    /// Window end.
+    pub window_end: Millis,
+    /// Last emitted version.
+    pub version: u32,
+    /// Encoded partial state.
+    pub state: &'a [u8],
+}
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -274,15 +289,15 @@ impl SqliteStore {
             {
                 let mut retract = tx
                     .prepare_cached(
-                        "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start = ?4 \
-                         AND group_key = ?5 AND window_end = ?6 AND partition = ?7",
+                        "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND partition = ?7 AND tenant = ?3 \
+                         AND window_start = ?4 AND group_key = ?5 AND window_end = ?6",
                     )
                     .map_err(|e| classify(path, e))?;
                 let mut upsert = tx
                     .prepare_cached(
                         "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                         ON CONFLICT (metric, generation, tenant, window_start, group_key, window_end, partition) \
+                         ON CONFLICT (metric, generation, partition, tenant, window_start, group_key, window_end) \
                          DO UPDATE SET version = excluded.version, state = excluded.state",
                     )
                     .map_err(|e| classify(path, e))?;
@@ -360,6 +375,51 @@ impl SqliteStore {
                 })
                 .map_err(|e| classify(path, e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+
+    /// Like [`SqliteStore::load_rows`], but hands each row's columns, borrowed, to `decode`
+    /// instead of copying them: restarting with a million open windows spends its time
+    /// decoding, not allocating. Stops at the first row `decode` refuses, with its reason.
+    pub async fn load_rows_with<T: Send + 'static>(
+        &self,
+        metric: &str,
+        generation: u32,
+        partition: u32,
+        open_after: Millis,
+        decode: impl Fn(RowRef<'_>) -> Result<T, String> + Send + 'static,
+    ) -> Result<Result<Vec<T>, String>, StoreError> {
+        let metric = metric.to_owned();
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT group_key, window_start, window_end, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?2 AND partition = ?3 AND window_end > ?4",
+                )
+                .map_err(|e| classify(path, e))?;
+            let mut rows = statement
+                .query(params![metric, generation, partition, open_after])
+                .map_err(|e| classify(path, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| classify(path, e))? {
+                let blob = |index| {
+                    row.get_ref(index)
+                        .and_then(|value| value.as_blob().map_err(Into::into))
+                };
+                let row = RowRef {
+                    key: blob(0).map_err(|e| classify(path, e))?,
+                    window_start: row.get(1).map_err(|e| classify(path, e))?,
+                    window_end: row.get(2).map_err(|e| classify(path, e))?,
+                    version: row.get(3).map_err(|e| classify(path, e))?,
+                    state: blob(4).map_err(|e| classify(path, e))?,
+                };
+                match decode(row) {
+                    Ok(value) => out.push(value),
+                    Err(reason) => return Ok(Err(reason)),
+                }
+            }
+            Ok(Ok(out))
         })
         .await
     }
