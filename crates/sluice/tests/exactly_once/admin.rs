@@ -1,7 +1,7 @@
 //! The metric admin API and `sluice replay`, through a real server process.
 
 use super::results::{assert_exact, events, expected, stored};
-use super::support::{BIN, Server, http_request};
+use super::support::{BIN, Server, http_request, settled};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -76,22 +76,7 @@ fn send(server: &Server, dir: &std::path::Path, name: &str, count: usize, minute
 }
 
 fn settle(server: &Server, metric: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, value) = call(
-            server,
-            "GET",
-            &format!("/v1/admin/metrics/{metric}"),
-            Some(ADMIN),
-            &Value::Null,
-        );
-        assert_eq!(status, 200, "{value}");
-        if value["lag"] == 0 && value["state"] == "running" && value["replay"].is_null() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "not settled: {value}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settled(server.addr, ADMIN, Some(metric))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
