@@ -1,6 +1,8 @@
 //! The result store and the exactly-once pipelines that fill it.
 //!
 //! # Layout
+//! - [`store`]: the [`Store`] trait every backend implements and the [`StoreBackend`] enum
+//!   that dispatches to the configured one.
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
 //! - [`model`]: metric definitions, positions and partial rows as plain values.
@@ -14,6 +16,7 @@ pub mod error;
 pub mod model;
 pub mod pipelines;
 pub mod sqlite;
+pub mod store;
 
 pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
@@ -22,3 +25,4 @@ pub use model::{
 };
 pub use pipelines::{MetricSpec, MetricStatus, PipelineError, PipelineSettings, Pipelines};
 pub use sqlite::SqliteStore;
+pub use store::{Store, StoreBackend};

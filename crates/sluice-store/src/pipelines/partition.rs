@@ -25,7 +25,7 @@ use super::PipelineSettings;
 use super::convert::{commit_of, decode_row};
 use super::status::PartitionStatus;
 use crate::error::StoreError;
-use crate::sqlite::SqliteStore;
+use crate::store::{Store, StoreBackend};
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::Log;
 use sluice_stream::StreamError;
@@ -55,7 +55,7 @@ pub(crate) enum Request {
 /// Everything one pipeline partition needs.
 pub(crate) struct PartitionRunner<L> {
     pub(crate) log: Arc<L>,
-    pub(crate) store: SqliteStore,
+    pub(crate) store: StoreBackend,
     pub(crate) plan: Arc<MetricPlan>,
     pub(crate) generation: u32,
     pub(crate) pipeline: String,
@@ -153,7 +153,7 @@ impl<L: Log> PartitionRunner<L> {
             .map_err(|reason| {
                 Failure::Fatal(format!(
                     "the store {} holds a damaged partial of metric {:?} (partition {}): {reason}; move the store away and run `sluice replay --metric {}`",
-                    self.store.path().display(),
+                    self.store.location(),
                     self.plan.name,
                     self.partition,
                     self.plan.name

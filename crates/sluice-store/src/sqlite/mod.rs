@@ -11,6 +11,7 @@
 
 mod schema;
 
+use crate::Store;
 use crate::error::StoreError;
 use crate::model::{Commit, MetricRecord, Origin, Position, RowQuery, StoredRow};
 use parking_lot::Mutex;
@@ -160,9 +161,14 @@ impl SqliteStore {
         .await
         .map_err(|_| StoreError::Closed)?
     }
+}
 
-    /// Every metric definition, by name.
-    pub async fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.inner.path.display().to_string()
+    }
+
+    async fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
         self.read(|connection, path| {
             let mut statement = connection
                 .prepare_cached("SELECT name, sql, backfill, generation, created_at, origin FROM metrics ORDER BY name")
@@ -184,8 +190,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Adds a metric definition; its name must be new.
-    pub async fn create_metric(&self, record: MetricRecord) -> Result<(), StoreError> {
+    async fn create_metric(&self, record: MetricRecord) -> Result<(), StoreError> {
         self.write(move |connection, path| {
             let inserted = connection
                 .execute(
@@ -202,9 +207,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Deletes a metric: its definition, every generation's rows, watermarks and positions,
-    /// in one transaction. Returns whether it existed.
-    pub async fn delete_metric(&self, name: &str) -> Result<bool, StoreError> {
+    async fn delete_metric(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_owned();
         self.write(move |connection, path| {
             let tx = connection.transaction().map_err(|e| classify(path, e))?;
@@ -227,10 +230,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Takes ownership of a pipeline partition: bumps its epoch (fencing out any previous
-    /// owner) and returns its committed position. A new pipeline partition starts at
-    /// `initial_offset`.
-    pub async fn claim(
+    async fn claim(
         &self,
         pipeline: &str,
         partition: u32,
@@ -263,9 +263,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Commits one checkpoint of a pipeline partition — rows, watermarks and position in one
-    /// transaction — if `epoch` still owns it.
-    pub async fn commit(
+    async fn commit(
         &self,
         pipeline: &str,
         partition: u32,
@@ -344,9 +342,7 @@ impl SqliteStore {
         .await
     }
 
-    /// The rows of one metric generation computed from `partition` whose window ends after
-    /// `open_after` (the windows a restored processor still holds open).
-    pub async fn load_rows(
+    async fn load_rows(
         &self,
         metric: &str,
         generation: u32,
@@ -379,10 +375,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Like [`SqliteStore::load_rows`], but hands each row's columns, borrowed, to `decode`
-    /// instead of copying them: restarting with a million open windows spends its time
-    /// decoding, not allocating. Stops at the first row `decode` refuses, with its reason.
-    pub async fn load_rows_with<T: Send + 'static>(
+    async fn load_rows_with<T: Send + 'static>(
         &self,
         metric: &str,
         generation: u32,
@@ -424,9 +417,7 @@ impl SqliteStore {
         .await
     }
 
-    /// The rows a query reads: one tenant's windows of a metric generation starting in
-    /// `[from, to)`, from every partition, ordered by window start.
-    pub async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
+    async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
         self.read(move |connection, path| {
             let mut statement = connection
                 .prepare_cached(
@@ -453,8 +444,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Each partition's watermark for a metric generation.
-    pub async fn watermarks(
+    async fn watermarks(
         &self,
         metric: &str,
         generation: u32,
@@ -472,8 +462,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Each partition's committed position of a pipeline.
-    pub async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError> {
+    async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError> {
         let pipeline = pipeline.to_owned();
         self.read(move |connection, path| {
             let mut statement = connection
@@ -489,11 +478,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Makes generation `next` of a metric current and deletes everything of older
-    /// generations, in one transaction (the end of a replay). Rows of the old generation
-    /// whose window starts before `keep_before` are moved to the new one instead (a replay
-    /// from a point in time keeps the results before it).
-    pub async fn switch_generation(
+    async fn switch_generation(
         &self,
         metric: &str,
         next: u32,
@@ -534,11 +519,8 @@ impl SqliteStore {
         })
         .await
     }
-}
 
-impl SqliteStore {
-    /// The store's logical size in bytes (pages in use, including those still in the WAL).
-    pub async fn size(&self) -> Result<u64, StoreError> {
+    async fn size(&self) -> Result<u64, StoreError> {
         self.write(|connection, path| {
             let pages: u64 = connection
                 .query_row("PRAGMA page_count", [], |row| row.get(0))
@@ -551,10 +533,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Caps the store file at about `bytes` (`None`: no cap beyond the disk's). When the cap is
-    /// reached, writes fail exactly as on a full disk: checkpoints wait and retry, nothing is
-    /// lost, and raising the cap (or freeing space) lets them resume.
-    pub async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+    async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
         self.write(move |connection, path| {
             let page_size: u64 = connection
                 .query_row("PRAGMA page_size", [], |row| row.get(0))
@@ -570,8 +549,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Deletes everything of one generation of a metric (an interrupted replay's leftovers).
-    pub async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
+    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
         let metric = metric.to_owned();
         self.write(move |connection, path| {
             let tx = connection.transaction().map_err(|e| classify(path, e))?;

@@ -12,7 +12,7 @@ use clap::Args;
 use sluice_core::time::now_millis;
 use sluice_log::{AckMode, Log, LogBackend, Record, TopicSpec};
 use sluice_store::pipelines::PartitionState;
-use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore};
+use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,6 +11,7 @@ use crate::{UserError, log_tools};
 use anyhow::Context;
 use clap::Args;
 use sluice_log::{AckMode, FileLog, Log, ReadOptions, Record, TopicSpec, partition_for_key};
+use sluice_store::Store;
 use sluice_stream::engine::output::Outputs;
 use sluice_stream::engine::{Message, Processor};
 use sluice_stream::sql::parse_metric;
