@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use sluice_core::access::{Grant, KeyDirectory, KeyLimits, KeySpec, Role, digest, digest_hex};
 use sluice_core::tenant::TenantConfig;
 use sluice_core::time::now_millis;
-use sluice_store::{SqliteStore, StoreError, TenantRecord};
+use sluice_store::{ServingStore, StoreBackend, StoreError, TenantRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,7 @@ pub struct TenantView {
 #[derive(Debug)]
 pub struct Access {
     directory: Arc<KeyDirectory>,
-    store: SqliteStore,
+    store: StoreBackend,
     configured: Vec<TenantConfig>,
     admin_keys: Vec<String>,
     quotas: QuotaConfig,
@@ -60,7 +60,7 @@ pub struct Access {
 impl Access {
     /// Builds the directory from the config and the store, and restores today's usage.
     pub async fn open(
-        store: SqliteStore,
+        store: StoreBackend,
         configured: Vec<TenantConfig>,
         admin_keys: Vec<String>,
         quotas: QuotaConfig,
@@ -87,7 +87,7 @@ impl Access {
     }
 
     /// The store tenants and keys are kept in.
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &StoreBackend {
         &self.store
     }
 

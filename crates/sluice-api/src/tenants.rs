@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sluice_core::access::{Role, digest};
 use sluice_core::tenant::check_tenant_name;
 use sluice_core::time::now_millis;
-use sluice_store::{KeyRecord, TenantRecord};
+use sluice_store::{KeyRecord, ServingStore, TenantRecord};
 use std::sync::Arc;
 
 /// What the tenant and key routes need.

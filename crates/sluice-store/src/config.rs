@@ -1,7 +1,7 @@
 //! The `[store]` config section, and the `[[metrics]]` tables.
 
 use serde::Deserialize;
-use sluice_core::config::{ConfigProblem, HumanDuration, Validate, join};
+use sluice_core::config::{ByteSize, ConfigProblem, HumanDuration, Validate, join};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ pub struct StoreConfig {
     pub url: String,
     /// How often each pipeline partition commits its results and offset.
     pub checkpoint_interval: HumanDuration,
+    /// Cap on the store file's size; `0` for none. Reaching it behaves like a full disk.
+    pub max_size: ByteSize,
 }
 
 impl StoreConfig {
@@ -39,6 +41,11 @@ impl StoreConfig {
         Err(format!(
             "{url:?} is not a store URL: leave it empty (SQLite in the data dir) or write sqlite:///absolute/path.db"
         ))
+    }
+
+    /// The size cap, if any.
+    pub fn max_size(&self) -> Option<u64> {
+        (self.max_size.bytes() > 0).then_some(self.max_size.bytes())
     }
 
     /// The checkpoint interval.

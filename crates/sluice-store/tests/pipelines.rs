@@ -5,7 +5,7 @@ use sluice_core::time::Millis;
 use sluice_log::{Log, LogBackend, LogConfig, Record, TopicSpec};
 use sluice_store::model::{Origin, RowQuery};
 use sluice_store::pipelines::{PartitionState, partial_row};
-use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore};
+use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore, Store};
 use sluice_stream::agg::PartialState;
 use sluice_stream::config::StreamConfig;
 use std::collections::BTreeMap;
@@ -334,6 +334,61 @@ async fn metrics_are_added_replayed_and_deleted_without_disturbing_others() {
         stored(&pipelines).await,
         expected(0..600),
         "deleting a metric did not disturb views"
+    );
+    pipelines.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_pauses_checkpoints_with_a_clear_error_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.db");
+    let log = open_log(dir.path()).await;
+    append(&log, 0..200).await;
+    let store = SqliteStore::open(&store_path).unwrap();
+    let pipelines = Pipelines::start(Arc::clone(&log), store.clone(), settings(), &spec())
+        .await
+        .unwrap();
+    caught_up(&pipelines).await;
+
+    // The store cannot grow any more: like a full disk.
+    store
+        .set_max_size(Some(store.size().await.unwrap()))
+        .await
+        .unwrap();
+    append(&log, 200..3000).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reason = loop {
+        let status = pipelines
+            .status(Some("views"))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        if let Some(reason) = status.partitions.iter().find_map(|p| match &p.state {
+            PartitionState::Retrying(reason) if reason.contains("disk full") => {
+                Some(reason.clone())
+            }
+            _ => None,
+        }) {
+            break reason;
+        }
+        assert!(Instant::now() < deadline, "no disk-full report: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        reason.contains(&store_path.display().to_string()),
+        "{reason}"
+    );
+    assert!(reason.contains("free space"), "{reason}");
+    // The log is untouched and keeps taking events meanwhile.
+    append(&log, 3000..3100).await;
+
+    store.set_max_size(None).await.unwrap();
+    caught_up(&pipelines).await;
+    assert_eq!(
+        stored(&pipelines).await,
+        expected(0..3100),
+        "nothing lost while the store was full"
     );
     pipelines.stop().await;
 }

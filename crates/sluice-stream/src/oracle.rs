@@ -6,6 +6,7 @@
 //! by enumeration, sessions are rebuilt from their events, the watermark is recomputed per
 //! event, and every aggregate is computed from the full list of its inputs.
 
+use crate::agg::OutputValue;
 use crate::plan::{AggregateKind, CompareOp, Expr, Literal, MetricPlan, WindowSpec};
 use serde_json::Value as Json;
 use sluice_log::StoredRecord;
@@ -436,4 +437,29 @@ fn aggregate_of<'a>(kind: &AggregateKind, args: impl Iterator<Item = &'a V>) -> 
             )
         }
     }
+}
+
+/// Whether an engine value equals the oracle's exactly, for the exact aggregates (count, sum,
+/// min, max, avg); `None` for the approximate ones (distinct counts and percentiles), whose
+/// tolerances are the caller's to apply.
+pub fn agrees_exactly(value: &OutputValue, expected: &Expected) -> Option<bool> {
+    Some(match (value, expected) {
+        (_, Expected::Distinct(_) | Expected::Percentile(_)) => return None,
+        (OutputValue::Count(n), Expected::Count(e)) => n == e,
+        (
+            OutputValue::Decimal(d),
+            Expected::Sum(Some(e)) | Expected::Min(Some(e)) | Expected::Max(Some(e)),
+        ) => micros(&d.to_string()) == Some(*e),
+        (OutputValue::Null, Expected::Sum(None) | Expected::Min(None) | Expected::Max(None)) => {
+            true
+        }
+        (OutputValue::Null, Expected::Avg(_, 0)) => true,
+        (OutputValue::Decimal(d), Expected::Avg(sum, count)) => {
+            // Rounded half-even at the decimal's scale: |avg·count − sum| ≤ count/2 ulp.
+            let scale = u32::from(d.scale());
+            let ulp_sum = sum * 10i128.pow(scale.saturating_sub(6));
+            (d.mantissa() * i128::from(*count) - ulp_sum).abs() * 2 <= i128::from(*count)
+        }
+        _ => false,
+    })
 }

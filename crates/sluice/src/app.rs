@@ -14,7 +14,7 @@ use sluice_api::tenants::TenantsState;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_ingest::Collector;
 use sluice_log::{Log, LogBackend, LogError, TopicSpec};
-use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore, StoreError};
+use sluice_store::{MetricSpec, PipelineSettings, Pipelines, Store, StoreBackend, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,16 +79,14 @@ impl App {
                 other => other.map_err(user_or_other)?,
             }
         }
-        let store_path = config
-            .store
-            .sqlite_path(&config.data_dir)
-            .map_err(UserError)?;
-        let store = SqliteStore::open(&store_path).map_err(|error| match error {
-            error @ (StoreError::Corrupt { .. }
-            | StoreError::NewerSchema { .. }
-            | StoreError::Invalid(_)) => anyhow::Error::from(UserError(error.to_string())),
-            other => other.into(),
-        })?;
+        let store =
+            StoreBackend::open(&config.store, &config.data_dir).map_err(|error| match error {
+                error @ (StoreError::Corrupt { .. }
+                | StoreError::NewerSchema { .. }
+                | StoreError::Invalid(_)) => anyhow::Error::from(UserError(error.to_string())),
+                other => other.into(),
+            })?;
+        store.set_max_size(config.store.max_size()).await?;
         let settings = PipelineSettings {
             stream: config.stream.clone(),
             checkpoint_interval: config.store.checkpoint_interval(),

@@ -66,6 +66,18 @@ pub struct ServerConfig {
     pub max_connections: usize,
 }
 
+impl Config {
+    /// The URL tools use to reach this configuration's server on this machine.
+    pub fn local_url(&self) -> String {
+        let listen = self
+            .server
+            .listen
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
+        format!("http://{listen}")
+    }
+}
+
 impl ServerConfig {
     /// The listen address (validated by [`Validate`], so this only fails on unvalidated input).
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {

@@ -31,7 +31,7 @@ use params::{SeriesParams, SeriesQuery};
 use serde::Serialize;
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::Log;
-use sluice_store::{PipelineError, Pipelines, RowRange, SqliteStore};
+use sluice_store::{PipelineError, Pipelines, RowRange, ServingStore, StoreBackend};
 use sluice_stream::engine::output::LiveWindows;
 use sluice_stream::plan::{AggregateKind, MetricPlan, WindowSpec};
 use std::collections::{BTreeMap, HashMap};
@@ -260,7 +260,7 @@ pub struct SeriesAnswer {
 /// The serving engine: caches per (metric, tenant) and the sources they are filled from.
 pub struct Serving {
     source: Arc<dyn MetricSource>,
-    store: SqliteStore,
+    store: StoreBackend,
     config: ApiConfig,
     caches: parking_lot::Mutex<HashMap<(String, String), Arc<TenantCache>>>,
     cached_windows: AtomicUsize,
@@ -291,7 +291,7 @@ impl Serving {
     /// A serving engine over `source` and `store`.
     pub fn new(
         source: Arc<dyn MetricSource>,
-        store: SqliteStore,
+        store: StoreBackend,
         config: ApiConfig,
     ) -> Arc<Serving> {
         Arc::new(Serving {

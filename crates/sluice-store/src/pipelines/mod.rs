@@ -18,12 +18,12 @@ mod convert;
 mod partition;
 mod status;
 
-pub use convert::partial_row;
+pub use convert::{commit_of, partial_row};
 pub use status::{PartitionState, PartitionStatus};
 
 use crate::error::StoreError;
 use crate::model::{MetricRecord, Origin};
-use crate::sqlite::SqliteStore;
+use crate::store::{Store, StoreBackend};
 use parking_lot::Mutex;
 use partition::{PartitionRunner, Request};
 use serde::Serialize;
@@ -194,7 +194,7 @@ struct Running {
 
 struct Inner<L> {
     log: Arc<L>,
-    store: SqliteStore,
+    store: StoreBackend,
     settings: Arc<PipelineSettings>,
     updates: broadcast::Sender<Arc<WindowUpdate>>,
     running: tokio::sync::Mutex<BTreeMap<String, Running>>,
@@ -232,10 +232,11 @@ impl<L: Log> Pipelines<L> {
     /// configured) and starts every metric's pipeline where its last checkpoint left off.
     pub async fn start(
         log: Arc<L>,
-        store: SqliteStore,
+        store: impl Into<StoreBackend>,
         settings: PipelineSettings,
         configured: &[MetricSpec],
     ) -> Result<Pipelines<L>, PipelineError> {
+        let store = store.into();
         ensure_late_topic(&*log, &settings.task()).await?;
         let pipelines = Pipelines {
             inner: Arc::new(Inner {
@@ -286,7 +287,7 @@ impl<L: Log> Pipelines<L> {
     }
 
     /// The store the pipelines commit into.
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &StoreBackend {
         &self.inner.store
     }
 

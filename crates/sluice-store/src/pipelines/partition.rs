@@ -22,10 +22,10 @@
 //! pipeline partition with a clear error, leaving the log untouched.
 
 use super::PipelineSettings;
-use super::convert::{commit_of, partial_row};
+use super::convert::{commit_of, decode_row};
 use super::status::PartitionStatus;
 use crate::error::StoreError;
-use crate::sqlite::SqliteStore;
+use crate::store::{Store, StoreBackend};
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::Log;
 use sluice_stream::StreamError;
@@ -62,7 +62,7 @@ pub(crate) enum Request {
 /// Everything one pipeline partition needs.
 pub(crate) struct PartitionRunner<L> {
     pub(crate) log: Arc<L>,
-    pub(crate) store: SqliteStore,
+    pub(crate) store: StoreBackend,
     pub(crate) plan: Arc<MetricPlan>,
     pub(crate) generation: u32,
     pub(crate) pipeline: String,
@@ -147,19 +147,25 @@ impl<L: Log> PartitionRunner<L> {
         let open_after = position.event_time.map_or(Millis::MIN, |time| {
             time - self.plan.out_of_orderness - self.plan.allowed_lateness - 1
         });
-        let stored = self
+        let kinds: Vec<_> = self
+            .plan
+            .aggregates
+            .iter()
+            .map(|aggregate| aggregate.kind)
+            .collect();
+        let rows = self
             .store
-            .load_rows(&self.plan.name, self.generation, self.partition, open_after)
-            .await?;
-        let rows = stored.iter().map(|row| partial_row(row, &self.plan)).collect::<Result<Vec<_>, _>>().map_err(|reason| {
-            Failure::Fatal(format!(
-                "the store {} holds a damaged partial of metric {:?} (partition {}): {reason}; move the store away and run `sluice replay --metric {}`",
-                self.store.path().display(),
-                self.plan.name,
-                self.partition,
-                self.plan.name
-            ))
-        })?;
+            .load_rows_with(&self.plan.name, self.generation, self.partition, open_after, move |row| decode_row(row, &kinds))
+            .await?
+            .map_err(|reason| {
+                Failure::Fatal(format!(
+                    "the store {} holds a damaged partial of metric {:?} (partition {}): {reason}; move the store away and run `sluice replay --metric {}`",
+                    self.store.location(),
+                    self.plan.name,
+                    self.partition,
+                    self.plan.name
+                ))
+            })?;
         let restored = rows.len();
         let state = RestoreState {
             offset: position.offset,

@@ -1,15 +1,16 @@
 //! Tenants, keys and key usage (schema migration 2): what the admin API creates. Secrets are
 //! never stored, only their SHA-256 digests.
 
+use super::RowRange;
 use super::{SqliteStore, classify};
 use crate::error::StoreError;
-use crate::model::{KeyRecord, TenantRecord};
+use crate::model::{KeyRecord, StoredRow, TenantRecord};
+use crate::serving::ServingStore;
 use rusqlite::{ErrorCode, params};
 use sluice_core::access::Role;
 
-impl SqliteStore {
-    /// Every stored tenant, by name.
-    pub async fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+impl ServingStore for SqliteStore {
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
         self.read(|connection, path| {
             let mut statement = connection
                 .prepare_cached("SELECT name, created_at, requests_per_second, events_per_day FROM tenants ORDER BY name")
@@ -30,7 +31,7 @@ impl SqliteStore {
     }
 
     /// Adds a tenant; its name must be new.
-    pub async fn create_tenant(&self, tenant: TenantRecord) -> Result<(), StoreError> {
+    async fn create_tenant(&self, tenant: TenantRecord) -> Result<(), StoreError> {
         self.write(move |connection, path| {
             let inserted = connection
                 .execute(
@@ -48,7 +49,7 @@ impl SqliteStore {
     }
 
     /// Replaces a stored tenant's limits; returns whether it exists.
-    pub async fn set_tenant_limits(
+    async fn set_tenant_limits(
         &self,
         name: &str,
         requests_per_second: Option<u32>,
@@ -69,7 +70,7 @@ impl SqliteStore {
 
     /// Deletes a stored tenant and its keys in one transaction; returns whether it existed.
     /// Its results stay in the metrics until those are deleted or replayed.
-    pub async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
+    async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_owned();
         self.write(move |connection, path| {
             let tx = connection.transaction().map_err(|e| classify(path, e))?;
@@ -90,7 +91,7 @@ impl SqliteStore {
     }
 
     /// Every stored key, oldest first.
-    pub async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         self.read(|connection, path| {
             let mut statement = connection
                 .prepare_cached(
@@ -136,7 +137,7 @@ impl SqliteStore {
     }
 
     /// Adds a key. Its id and digest must be new.
-    pub async fn create_key(&self, key: KeyRecord) -> Result<(), StoreError> {
+    async fn create_key(&self, key: KeyRecord) -> Result<(), StoreError> {
         self.write(move |connection, path| {
             connection
                 .execute(
@@ -165,7 +166,7 @@ impl SqliteStore {
     }
 
     /// Deletes (revokes) a key; returns whether it existed.
-    pub async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.write(move |connection, path| {
             let tx = connection.transaction().map_err(|e| classify(path, e))?;
@@ -181,7 +182,7 @@ impl SqliteStore {
     }
 
     /// Each key's events used on UTC day `day`.
-    pub async fn key_usage(&self, day: u64) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn key_usage(&self, day: u64) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(move |connection, path| {
             let mut statement = connection
                 .prepare_cached("SELECT key_id, events FROM key_usage WHERE day = ?1")
@@ -197,7 +198,7 @@ impl SqliteStore {
 
     /// Records keys' events used on their day (the larger count wins) and forgets days before
     /// the earliest one given.
-    pub async fn save_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError> {
+    async fn save_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError> {
         if usage.is_empty() {
             return Ok(());
         }
@@ -222,6 +223,10 @@ impl SqliteStore {
             tx.commit().map_err(|e| classify(path, e))
         })
         .await
+    }
+
+    async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError> {
+        self.rows_in_range(range).await
     }
 }
 

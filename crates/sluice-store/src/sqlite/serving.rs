@@ -32,7 +32,10 @@ pub struct RowRange {
 impl SqliteStore {
     /// The rows in `range`, ordered by window start. Returns `None` when there are more than
     /// `range.limit`.
-    pub async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError> {
+    pub(crate) async fn rows_in_range(
+        &self,
+        range: RowRange,
+    ) -> Result<Option<Vec<StoredRow>>, StoreError> {
         self.read(move |connection, path| {
             let mut statement = connection
                 .prepare_cached(

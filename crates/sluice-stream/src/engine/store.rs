@@ -534,7 +534,12 @@ impl WindowStore {
                 ));
             }
             let kinds_fit = row.state.states.len() == self.kinds.len()
-                && PartialState::decode(&row.state.encode(), Some(&self.kinds)).is_ok();
+                && row
+                    .state
+                    .states
+                    .iter()
+                    .zip(&self.kinds)
+                    .all(|(state, kind)| state.fits(kind));
             if !kinds_fit {
                 return Err(format!(
                     "the state of window {window} does not match the metric's aggregates"

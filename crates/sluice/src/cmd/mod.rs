@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check_config;
+pub mod replay;
 pub mod send;
 pub mod serve;
 pub mod tail;
@@ -32,6 +33,8 @@ enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// Send Segment messages from an NDJSON file or JSON array to a running sluice.
     Send(send::SendArgs),
+    /// Recompute a metric from the log and replace its results atomically.
+    Replay(replay::ReplayArgs),
     /// List, create and describe the log's topics.
     Topics(topics::TopicsArgs),
     /// Print a topic's records as JSON lines, following new ones.
@@ -50,6 +53,7 @@ impl Cli {
             Command::Serve(args) => serve::run(args),
             Command::CheckConfig(args) => check_config::run(args),
             Command::Send(args) => send::run(args),
+            Command::Replay(args) => replay::run(args),
             Command::Topics(args) => topics::run(args),
             Command::Tail(args) => tail::run(args),
             Command::Bench(command) => command.run(),

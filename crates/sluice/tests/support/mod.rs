@@ -31,8 +31,13 @@ impl Server {
 
     /// Starts a server on `data_dir`; returns once it prints its address.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts a server on `data_dir` listening on `listen`.
+    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
@@ -208,4 +213,44 @@ fn dechunk(mut body: &str) -> String {
         body = &rest[size + 2..];
     }
     out
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `metric` (or every metric) has committed everything in the log, is running and
+/// is not replaying, asking the admin API with `admin` (`Bearer …`); returns its last status
+/// (or the whole list).
+pub fn settled(addr: SocketAddr, admin: &str, metric: Option<&str>) -> serde_json::Value {
+    let path = metric.map_or_else(
+        || "/v1/admin/metrics".to_owned(),
+        |name| format!("/v1/admin/metrics/{name}"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = http_request(addr, "GET", &path, &[("authorization", admin)], b"");
+        assert_eq!(status, 200, "{body}");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let metrics = match &value["metrics"] {
+            serde_json::Value::Array(list) => list.clone(),
+            _ => vec![value.clone()],
+        };
+        if metrics
+            .iter()
+            .all(|m| m["lag"] == 0 && m["state"] == "running" && m["replay"].is_null())
+        {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics did not settle: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

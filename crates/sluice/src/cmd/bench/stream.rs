@@ -11,6 +11,7 @@ use crate::{UserError, log_tools};
 use anyhow::Context;
 use clap::Args;
 use sluice_log::{AckMode, FileLog, Log, ReadOptions, Record, TopicSpec, partition_for_key};
+use sluice_store::Store;
 use sluice_stream::engine::output::Outputs;
 use sluice_stream::engine::{Message, Processor};
 use sluice_stream::sql::parse_metric;
@@ -41,6 +42,11 @@ pub struct StreamBenchArgs {
     /// Config file for the [log] and [stream] settings; keys it omits keep defaults.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Also checkpoint as `serve` does — the processor's changed windows and its offset,
+    /// committed to a SQLite store in the data dir — every this often (e.g. 1s, the default
+    /// of store.checkpoint-interval), to measure what exactly-once costs.
+    #[arg(long, value_name = "DURATION")]
+    checkpoint_interval: Option<sluice_core::config::HumanDuration>,
 }
 
 /// Events per append while writing.
@@ -53,6 +59,8 @@ struct Run {
     events: u64,
     updates: u64,
     late: u64,
+    checkpoints: u64,
+    rows: u64,
 }
 
 pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
@@ -120,9 +128,27 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         );
     }
 
+    let store = match args.checkpoint_interval {
+        Some(_) => {
+            let path = dir.join("bench-store.db");
+            let _ = std::fs::remove_file(&path);
+            Some(
+                sluice_store::SqliteStore::open(&path)
+                    .map_err(|error| UserError(error.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let mut runs = Vec::new();
     for index in 1..=args.runs {
-        let run = runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?;
+        let run = runtime.block_on(process(
+            &log,
+            &topic,
+            &args,
+            &plan,
+            &config.stream,
+            store.as_ref(),
+        ))?;
         println!(
             "run {index}: {} events in {:.3} s = {:.0} events/s; CPU {:.3} s = {:.0} events/s per core; {} window updates, {} late",
             run.events,
@@ -133,6 +159,12 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
             run.updates,
             run.late
         );
+        if args.checkpoint_interval.is_some() {
+            println!(
+                "       {} checkpoints committed, {} rows written",
+                run.checkpoints, run.rows
+            );
+        }
         runs.push(run);
     }
     runtime.block_on(log.close())?;
@@ -155,6 +187,7 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         "partitions": args.partitions,
         "runs": args.runs,
         "metric": plan.name,
+        "checkpoint_interval_ms": args.checkpoint_interval.map(|interval| interval.get().as_millis() as u64),
     });
     println!("{summary}");
     Ok(())
@@ -234,6 +267,7 @@ async fn process(
     args: &StreamBenchArgs,
     plan: &Arc<sluice_stream::plan::MetricPlan>,
     stream: &sluice_stream::config::StreamConfig,
+    store: Option<&sluice_store::SqliteStore>,
 ) -> anyhow::Result<Run> {
     let ends: Vec<u64> = log
         .describe(Some(topic))
@@ -256,11 +290,21 @@ async fn process(
             let plan = plan.clone();
             let end = ends.get(partition as usize).copied().unwrap_or(0);
             let config = stream.processor();
+            let checkpointing = store
+                .cloned()
+                .zip(args.checkpoint_interval.map(|i| i.get()));
             tokio::spawn(async move {
                 let mut processor = Processor::new(partition, 0, config);
-                processor.add_metric(plan)?;
+                processor.add_metric(plan.clone())?;
                 let mut out = Outputs::default();
                 let mut updates = 0u64;
+                let (mut checkpoints, mut rows) = (0u64, 0u64);
+                let pipeline = format!("bench@{partition}");
+                let epoch = match &checkpointing {
+                    Some((store, _)) => store.claim(&pipeline, partition, 0).await?.epoch,
+                    None => 0,
+                };
+                let mut last_checkpoint = Instant::now();
                 while processor.next_offset() < end {
                     let batch = log
                         .read(&topic, partition, processor.next_offset(), options)
@@ -279,18 +323,36 @@ async fn process(
                     updates += out.updates.len() as u64;
                     out.updates.clear();
                     out.late.clear();
+                    if let Some((store, interval)) = &checkpointing
+                        && last_checkpoint.elapsed() >= *interval
+                    {
+                        last_checkpoint = Instant::now();
+                        checkpoints += 1;
+                        processor.handle(Message::Barrier { id: checkpoints }, &mut out)?;
+                        for checkpoint in out.checkpoints.drain(..) {
+                            let commit = sluice_store::pipelines::commit_of(&checkpoint, 0);
+                            rows += commit
+                                .metrics
+                                .iter()
+                                .map(|m| m.changed.len() as u64)
+                                .sum::<u64>();
+                            store.commit(&pipeline, partition, epoch, commit).await?;
+                        }
+                    }
                 }
                 let stats = processor.stats();
-                anyhow::Ok((stats.records, updates, stats.late))
+                anyhow::Ok((stats.records, updates, stats.late, checkpoints, rows))
             })
         })
         .collect();
-    let (mut events, mut updates, mut late) = (0, 0, 0);
+    let (mut events, mut updates, mut late, mut checkpoints, mut rows) = (0, 0, 0, 0, 0);
     for task in tasks {
-        let (task_events, task_updates, task_late) = task.await??;
+        let (task_events, task_updates, task_late, task_checkpoints, task_rows) = task.await??;
         events += task_events;
         updates += task_updates;
         late += task_late;
+        checkpoints += task_checkpoints;
+        rows += task_rows;
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds()? - cpu_before;
@@ -300,6 +362,8 @@ async fn process(
         events,
         updates,
         late,
+        checkpoints,
+        rows,
     })
 }
 

@@ -1,0 +1,182 @@
+//! SIGKILL, again and again, while events flow: the results are exactly the oracle's.
+
+use super::results::{assert_exact, events, expected, stored};
+use super::support::{Server, free_port};
+use hyper::{Method, StatusCode};
+use rand::Rng;
+use serde_json::{Value, json};
+use sluice::client::{Connection, Target, basic_auth};
+use sluice_core::time::{format_millis, now_millis};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+const WRITE_KEY: &str = "wk_crash_shop_0123456789";
+const ADMIN_KEY: &str = "ak_crash_admin_0123456789";
+const KILLS: usize = 12;
+
+/// Count, exact sum, min, max and average over tumbling windows, and counts over hopping
+/// windows. Out-of-orderness far above the senders' disorder: no event is late, so the oracle
+/// over the whole log is the truth whatever the batch boundaries and restarts were.
+const METRICS: [&str; 2] = [
+    "CREATE METRIC revenue AS SELECT properties.page AS page, COUNT(*) AS orders, SUM(properties.price) AS total, \
+     MIN(properties.price) AS low, MAX(properties.price) AS high, AVG(properties.price) AS mean \
+     FROM events WHERE event = 'Order Completed' GROUP BY page, TUMBLE(timestamp, INTERVAL '2' SECOND) \
+     WITH (out_of_orderness = '60s')",
+    "CREATE METRIC activity AS SELECT event AS name, COUNT(*) AS n, COUNT(user_id) AS identified \
+     FROM events GROUP BY name, HOP(timestamp, INTERVAL '1' SECOND, INTERVAL '3' SECOND) \
+     WITH (out_of_orderness = '60s')",
+];
+
+fn config_text() -> String {
+    let mut text = format!(
+        "admin-keys = [\"{ADMIN_KEY}\"]\n\n[log]\npartitions = 4\n\n[store]\ncheckpoint-interval = \"150ms\"\n\n\
+         [[tenants]]\nname = \"shop\"\nwrite-keys = [\"{WRITE_KEY}\"]\n"
+    );
+    for sql in METRICS {
+        text.push_str(&format!("\n[[metrics]]\nsql = \"{sql}\"\n"));
+    }
+    text
+}
+
+/// Sends batches of 40 events until told to stop, retrying each batch until it is accepted
+/// (across the server's deaths: the retries may duplicate events in the log, which is fine:
+/// the log is the truth the oracle reads).
+async fn sender(id: usize, target: Target, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
+    let auth = basic_auth(WRITE_KEY);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let mut connection: Option<Connection> = None;
+    let mut batch_number = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let body = {
+            let mut rng = rand::rng();
+            let messages: Vec<Value> = (0..40)
+                .map(|n| {
+                    let user = rng.random_range(0..30u32);
+                    let time = now_millis() - rng.random_range(0..1500);
+                    let order = rng.random_bool(0.6);
+                    json!({
+                        "type": "track",
+                        "messageId": format!("crash-{id}-{batch_number}-{n}"),
+                        "anonymousId": format!("anon-{user}"),
+                        "userId": (user % 3 == 0).then(|| format!("user-{user}")),
+                        "event": if order { "Order Completed" } else { "Page Viewed" },
+                        "timestamp": format_millis(time),
+                        "properties": {"page": format!("p{}", user % 4), "price": format!("{}.{:02}", rng.random_range(1..200), rng.random_range(0..100)).parse::<f64>().unwrap()},
+                    })
+                })
+                .collect();
+            json!({ "batch": messages }).to_string()
+        };
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if connection.as_ref().is_none_or(|c| !c.is_open()) {
+                connection = Connection::open(&target).await.ok();
+            }
+            let Some(open) = connection.as_mut() else {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                continue;
+            };
+            match open
+                .send(Method::POST, "/v1/batch", &headers, body.clone().into())
+                .await
+            {
+                Ok(reply) if reply.status == StatusCode::OK => break,
+                Ok(reply) if reply.status == StatusCode::TOO_MANY_REQUESTS => {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+                Ok(reply) if reply.status.is_client_error() => {
+                    panic!("{}: {}", reply.status, String::from_utf8_lossy(&reply.body))
+                }
+                _ => {
+                    connection = None;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+        }
+        sent.fetch_add(40, Ordering::Relaxed);
+        batch_number += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_equal_the_oracle_after_repeated_sigkills() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(&config_path, config_text()).unwrap();
+    let config_arg = config_path.display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let target = Target::parse(&format!("http://{listen}")).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..2)
+        .map(|id| {
+            tokio::spawn(sender(
+                id,
+                target.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&sent),
+            ))
+        })
+        .collect();
+    for _ in 0..KILLS {
+        let server = Server::start_on(&data, &listen, &["--config", &config_arg]);
+        let alive = rand::rng().random_range(300..1500);
+        tokio::time::sleep(Duration::from_millis(alive)).await;
+        let output = server.signal("KILL");
+        assert_eq!(output.status.code(), None, "killed by SIGKILL");
+    }
+    let server = Server::start_on(&data, &listen, &["--config", &config_arg]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    super::support::settled(server.addr, &format!("Bearer {ADMIN_KEY}"), None);
+    let output = server.interrupt();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        sent.load(Ordering::Relaxed) > 500,
+        "enough events flowed: {}",
+        sent.load(Ordering::Relaxed)
+    );
+
+    let config = sluice::config::load(
+        Some(&config_path),
+        &[("data-dir", toml::Value::String(data.display().to_string()))],
+    )
+    .unwrap();
+    let records = events(&config).await;
+    let total: usize = records.iter().map(Vec::len).sum();
+    let accepted = sent.load(Ordering::Relaxed);
+    assert!(
+        total as u64 >= accepted,
+        "every accepted event is in the log: {total} in the log, {accepted} accepted"
+    );
+    let defaults = config.stream.metric_defaults();
+    for sql in METRICS {
+        let plan = sluice_stream::sql::parse_metric(sql, &defaults).unwrap();
+        let expected = expected(&plan, &records);
+        assert!(
+            expected.len() > 10,
+            "{}: only {} windows",
+            plan.name,
+            expected.len()
+        );
+        let stored = stored(&config, &plan, "shop").await;
+        assert_exact(&plan, &stored, &expected);
+    }
+}
