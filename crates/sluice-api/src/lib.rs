@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`admin`]: `/v1/admin/metrics` — define, list, describe, delete and replay metrics.
 //! - [`tenants`]: `/v1/admin/tenants`, `/v1/admin/keys` — tenants, keys and their limits.
+//! - [`push`]: `/v1/live` — live push over WebSocket; [`feed`]: what a subscription is sent.
 //! - [`rest`]: `/v1/metrics` — the query REST API.
 //! - [`query`]: the serving engine: caches of final windows, live snapshots, answers.
 //! - [`access`]: the key directory (config + store), authorization and rate limits.
@@ -15,6 +16,8 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod feed;
+pub mod push;
 pub mod query;
 pub mod rest;
 pub mod tenants;

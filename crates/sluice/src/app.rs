@@ -8,6 +8,7 @@ use crate::{UserError, data_dir, telemetry, tenants};
 use anyhow::Context;
 use sluice_api::access::Access;
 use sluice_api::admin::AdminState;
+use sluice_api::push::PushState;
 use sluice_api::query::Serving;
 use sluice_api::rest::RestState;
 use sluice_api::tenants::TenantsState;
@@ -144,6 +145,8 @@ impl App {
             pipelines.store().clone(),
             config.api.clone(),
         );
+        let shutdown = CancellationToken::new();
+        let sockets = Arc::new(tokio::sync::Semaphore::new(config.api.ws_max_connections));
         let rest = Arc::new(RestState {
             access: Arc::clone(&access),
             serving: Arc::clone(&serving),
@@ -151,14 +154,19 @@ impl App {
         let stages = sluice_ingest::router(Arc::clone(&collector))
             .merge(sluice_api::admin::router(admin))
             .merge(sluice_api::tenants::router(tenants_admin))
-            .merge(sluice_api::rest::router(rest));
+            .merge(sluice_api::rest::router(rest))
+            .merge(sluice_api::push::router(Arc::new(PushState {
+                access: Arc::clone(&access),
+                serving: Arc::clone(&serving),
+                connections: Arc::clone(&sockets),
+                shutdown: shutdown.clone(),
+            })));
         let app = server::app(
             stages,
             &config.server,
             Arc::clone(&readiness),
             prometheus.clone(),
         );
-        let shutdown = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, app, shutdown.clone()));
         let usage_saver = tokio::spawn(Arc::clone(&access).run_usage_saver(shutdown.clone()));
         let background = vec![spawn_metrics_upkeep(prometheus, shutdown.clone()), {

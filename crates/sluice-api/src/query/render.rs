@@ -81,6 +81,31 @@ pub(crate) fn point(start: i64, end: i64, is_final: bool, values: &[OutputValue]
     out
 }
 
+/// One aggregate value as a JSON value (GraphQL and WebSocket messages).
+pub(crate) fn value_json(value: &OutputValue) -> serde_json::Value {
+    match value {
+        OutputValue::Null => serde_json::Value::Null,
+        OutputValue::Count(count) => serde_json::Value::from(*count),
+        OutputValue::Decimal(number) => {
+            let text = number.to_string();
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        }
+        OutputValue::Float(number) => serde_json::Number::from_f64(*number)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+    }
+}
+
+/// The values of a window as an object of the metric's aggregate column names.
+pub(crate) fn values_json(plan: &MetricPlan, values: &[OutputValue]) -> serde_json::Value {
+    serde_json::Value::Object(
+        aggregate_names(plan)
+            .into_iter()
+            .zip(values)
+            .map(|(name, value)| (name.to_owned(), value_json(value)))
+            .collect(),
+    )
+}
+
 /// The names of the metric's aggregates, in plan order (the columns that carry them).
 pub(crate) fn aggregate_names(plan: &MetricPlan) -> Vec<&str> {
     let mut names = vec![""; plan.aggregates.len()];

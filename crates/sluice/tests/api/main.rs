@@ -3,4 +3,5 @@
 
 mod harness;
 mod keys;
+mod push;
 mod query;
