@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`admin`]: `/v1/admin/metrics` — define, list, describe, delete and replay metrics.
 //! - [`tenants`]: `/v1/admin/tenants`, `/v1/admin/keys` — tenants, keys and their limits.
+//! - [`graphql`]: `/v1/graphql` — queries and subscriptions (graphql-transport-ws).
 //! - [`push`]: `/v1/live` — live push over WebSocket; [`feed`]: what a subscription is sent.
 //! - [`rest`]: `/v1/metrics` — the query REST API.
 //! - [`query`]: the serving engine: caches of final windows, live snapshots, answers.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod feed;
+pub mod graphql;
 pub mod push;
 pub mod query;
 pub mod rest;

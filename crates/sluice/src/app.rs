@@ -8,6 +8,7 @@ use crate::{UserError, data_dir, telemetry, tenants};
 use anyhow::Context;
 use sluice_api::access::Access;
 use sluice_api::admin::AdminState;
+use sluice_api::graphql::GraphqlState;
 use sluice_api::push::PushState;
 use sluice_api::query::Serving;
 use sluice_api::rest::RestState;
@@ -160,7 +161,12 @@ impl App {
                 serving: Arc::clone(&serving),
                 connections: Arc::clone(&sockets),
                 shutdown: shutdown.clone(),
-            })));
+            })))
+            .merge(sluice_api::graphql::router(Arc::new(GraphqlState::new(
+                Arc::clone(&access),
+                Arc::clone(&serving),
+                Arc::clone(&sockets),
+            ))));
         let app = server::app(
             stages,
             &config.server,
