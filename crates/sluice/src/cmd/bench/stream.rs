@@ -11,7 +11,6 @@ use crate::{UserError, log_tools};
 use anyhow::Context;
 use clap::Args;
 use sluice_log::{AckMode, FileLog, Log, ReadOptions, Record, TopicSpec, partition_for_key};
-use sluice_store::Store;
 use sluice_stream::engine::output::Outputs;
 use sluice_stream::engine::{Message, Processor};
 use sluice_stream::sql::parse_metric;
@@ -42,9 +41,10 @@ pub struct StreamBenchArgs {
     /// Config file for the [log] and [stream] settings; keys it omits keep defaults.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Also checkpoint as `serve` does — the processor's changed windows and its offset,
-    /// committed to a SQLite store in the data dir — every this often (e.g. 1s, the default
-    /// of store.checkpoint-interval), to measure what exactly-once costs.
+    /// Run the metric through the exactly-once pipelines `serve` uses — partition tasks,
+    /// checkpoints of changed windows and offsets committed to a SQLite store every this often
+    /// (e.g. 1s, the default of store.checkpoint-interval) — to measure what exactly-once
+    /// costs against the bare processors.
     #[arg(long, value_name = "DURATION")]
     checkpoint_interval: Option<sluice_core::config::HumanDuration>,
 }
@@ -59,8 +59,6 @@ struct Run {
     events: u64,
     updates: u64,
     late: u64,
-    checkpoints: u64,
-    rows: u64,
 }
 
 pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
@@ -128,27 +126,19 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         );
     }
 
-    let store = match args.checkpoint_interval {
-        Some(_) => {
-            let path = dir.join("bench-store.db");
-            let _ = std::fs::remove_file(&path);
-            Some(
-                sluice_store::SqliteStore::open(&path)
-                    .map_err(|error| UserError(error.to_string()))?,
-            )
-        }
-        None => None,
-    };
     let mut runs = Vec::new();
     for index in 1..=args.runs {
-        let run = runtime.block_on(process(
-            &log,
-            &topic,
-            &args,
-            &plan,
-            &config.stream,
-            store.as_ref(),
-        ))?;
+        let run = match args.checkpoint_interval {
+            None => runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?,
+            Some(interval) => runtime.block_on(process_exactly_once(
+                &log,
+                &topic,
+                &dir,
+                &sql,
+                &config,
+                interval.get(),
+            ))?,
+        };
         println!(
             "run {index}: {} events in {:.3} s = {:.0} events/s; CPU {:.3} s = {:.0} events/s per core; {} window updates, {} late",
             run.events,
@@ -159,12 +149,6 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
             run.updates,
             run.late
         );
-        if args.checkpoint_interval.is_some() {
-            println!(
-                "       {} checkpoints committed, {} rows written",
-                run.checkpoints, run.rows
-            );
-        }
         runs.push(run);
     }
     runtime.block_on(log.close())?;
@@ -267,7 +251,6 @@ async fn process(
     args: &StreamBenchArgs,
     plan: &Arc<sluice_stream::plan::MetricPlan>,
     stream: &sluice_stream::config::StreamConfig,
-    store: Option<&sluice_store::SqliteStore>,
 ) -> anyhow::Result<Run> {
     let ends: Vec<u64> = log
         .describe(Some(topic))
@@ -290,21 +273,11 @@ async fn process(
             let plan = plan.clone();
             let end = ends.get(partition as usize).copied().unwrap_or(0);
             let config = stream.processor();
-            let checkpointing = store
-                .cloned()
-                .zip(args.checkpoint_interval.map(|i| i.get()));
             tokio::spawn(async move {
                 let mut processor = Processor::new(partition, 0, config);
-                processor.add_metric(plan.clone())?;
+                processor.add_metric(plan)?;
                 let mut out = Outputs::default();
                 let mut updates = 0u64;
-                let (mut checkpoints, mut rows) = (0u64, 0u64);
-                let pipeline = format!("bench@{partition}");
-                let epoch = match &checkpointing {
-                    Some((store, _)) => store.claim(&pipeline, partition, 0).await?.epoch,
-                    None => 0,
-                };
-                let mut last_checkpoint = Instant::now();
                 while processor.next_offset() < end {
                     let batch = log
                         .read(&topic, partition, processor.next_offset(), options)
@@ -323,36 +296,18 @@ async fn process(
                     updates += out.updates.len() as u64;
                     out.updates.clear();
                     out.late.clear();
-                    if let Some((store, interval)) = &checkpointing
-                        && last_checkpoint.elapsed() >= *interval
-                    {
-                        last_checkpoint = Instant::now();
-                        checkpoints += 1;
-                        processor.handle(Message::Barrier { id: checkpoints }, &mut out)?;
-                        for checkpoint in out.checkpoints.drain(..) {
-                            let commit = sluice_store::pipelines::commit_of(&checkpoint, 0);
-                            rows += commit
-                                .metrics
-                                .iter()
-                                .map(|m| m.changed.len() as u64)
-                                .sum::<u64>();
-                            store.commit(&pipeline, partition, epoch, commit).await?;
-                        }
-                    }
                 }
                 let stats = processor.stats();
-                anyhow::Ok((stats.records, updates, stats.late, checkpoints, rows))
+                anyhow::Ok((stats.records, updates, stats.late))
             })
         })
         .collect();
-    let (mut events, mut updates, mut late, mut checkpoints, mut rows) = (0, 0, 0, 0, 0);
+    let (mut events, mut updates, mut late) = (0, 0, 0);
     for task in tasks {
-        let (task_events, task_updates, task_late, task_checkpoints, task_rows) = task.await??;
+        let (task_events, task_updates, task_late) = task.await??;
         events += task_events;
         updates += task_updates;
         late += task_late;
-        checkpoints += task_checkpoints;
-        rows += task_rows;
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds()? - cpu_before;
@@ -362,8 +317,80 @@ async fn process(
         events,
         updates,
         late,
-        checkpoints,
-        rows,
+    })
+}
+
+/// One run through the real pipelines: a fresh store, the metric with backfill over the bench
+/// topic, timed until every partition has committed the whole topic.
+async fn process_exactly_once(
+    log: &FileLog,
+    topic: &str,
+    dir: &std::path::Path,
+    sql: &str,
+    config: &crate::config::Config,
+    interval: Duration,
+) -> anyhow::Result<Run> {
+    use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore};
+    let path = dir.join("bench-store.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let store = SqliteStore::open(&path).map_err(|error| UserError(error.to_string()))?;
+    let mut stream = config.stream.clone();
+    stream.source_topic = topic.to_owned();
+    stream.late_topic = format!("{topic}.late");
+    let settings = PipelineSettings {
+        stream,
+        checkpoint_interval: interval,
+    };
+    let events: u64 = log
+        .describe(Some(topic))
+        .await?
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.end_offset)
+        .sum();
+    let log = Arc::new(sluice_log::LogBackend::File(log.clone()));
+    let cpu_before = cpu_seconds()?;
+    let started = Instant::now();
+    let pipelines = Pipelines::start(
+        log,
+        store,
+        settings,
+        &[MetricSpec {
+            sql: sql.to_owned(),
+            backfill: true,
+        }],
+    )
+    .await?;
+    let name = pipelines
+        .plans()
+        .first()
+        .map(|(plan, _)| plan.name.clone())
+        .context("the metric runs")?;
+    loop {
+        let status = pipelines
+            .status(Some(&name))
+            .await?
+            .pop()
+            .context("metric status")?;
+        if status.lag == 0 {
+            break;
+        }
+        if let Some(error) = status.error.filter(|_| status.state == "failed") {
+            anyhow::bail!("the pipeline failed: {error}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu_seconds()? - cpu_before;
+    pipelines.stop().await;
+    Ok(Run {
+        seconds,
+        cpu_seconds,
+        events,
+        updates: 0,
+        late: 0,
     })
 }
 
