@@ -1,5 +1,6 @@
 //! `/v1/admin/metrics`: define, list, describe, delete and replay metrics at runtime. Every
-//! route needs an admin key (`admin-keys` in the config) as `Authorization: Bearer KEY`.
+//! route needs an admin key (`admin-keys` in the config, or one made with `POST /v1/admin/keys`)
+//! as `Authorization: Bearer KEY`.
 //!
 //! | route | answer |
 //! |---|---|
@@ -9,7 +10,7 @@
 //! | `DELETE /v1/admin/metrics/{name}` | 204; the metric stops and its results are deleted; 404 |
 //! | `POST /v1/admin/metrics/{name}/replay` `{"from_time": …}` | 202; recomputes from the log, switching atomically when done |
 
-use crate::auth::bearer;
+use crate::access::Access;
 use crate::error::ApiError;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,11 +19,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use sluice_core::access::Role;
 use sluice_core::time::parse_rfc3339_millis;
 use sluice_log::Log;
 use sluice_store::Pipelines;
 use sluice_store::model::Origin;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// What the admin routes need.
@@ -30,8 +31,8 @@ use std::sync::Arc;
 pub struct AdminState<L> {
     /// The metric pipelines.
     pub pipelines: Pipelines<L>,
-    /// Keys allowed to administer.
-    pub admin_keys: HashSet<String>,
+    /// The keys allowed to administer.
+    pub access: Arc<Access>,
 }
 
 /// The admin routes.
@@ -47,22 +48,7 @@ pub fn router<L: Log>(state: Arc<AdminState<L>>) -> Router {
 }
 
 fn authorize<L>(state: &AdminState<L>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let key = bearer(headers)?;
-    if state.admin_keys.contains(key) {
-        Ok(())
-    } else if state.admin_keys.is_empty() {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "no admin keys are configured: add admin-keys = [\"…\"] to the config",
-        ))
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this key may not administer metrics: use one of the config's admin-keys",
-        ))
-    }
+    state.access.authorize(headers, Role::Admin).map(|_| ())
 }
 
 #[derive(Debug, Deserialize)]

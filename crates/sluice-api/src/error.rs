@@ -13,6 +13,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     extra: serde_json::Map<String, serde_json::Value>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,7 +24,55 @@ impl ApiError {
             code,
             message: message.into(),
             extra: serde_json::Map::new(),
+            retry_after: None,
         }
+    }
+
+    /// 403: a known key that may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404: no such thing (for this key's tenant).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 429 with `Retry-After`: a key's limit refused the request.
+    pub fn limited(limited: &sluice_core::access::Limited) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            limited.kind.as_str(),
+            limited.to_string(),
+        );
+        error.retry_after = Some(limited.retry_after_secs());
+        error
+    }
+
+    /// 500/503 for a failure that is not the caller's, logged.
+    pub fn internal(error: impl std::fmt::Display + Classify) -> Self {
+        let status = match error.class() {
+            ErrorClass::User => StatusCode::BAD_REQUEST,
+            ErrorClass::External => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        tracing::warn!(%error, "request failed");
+        Self::new(status, "failed", error.to_string())
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// 401: no or unknown key.
@@ -49,7 +98,14 @@ impl IntoResponse for ApiError {
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), self.message.into());
         error.extend(self.extra);
-        (self.status, axum::Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }
 
@@ -60,6 +116,9 @@ impl From<PipelineError> for ApiError {
                 .with("line", sql.line)
                 .with("column", sql.column),
             PipelineError::Store(StoreError::MetricExists(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "exists", error.to_string())
+            }
+            PipelineError::Store(StoreError::TenantExists(_)) => {
                 ApiError::new(StatusCode::CONFLICT, "exists", error.to_string())
             }
             PipelineError::Store(StoreError::UnknownMetric(_)) => {
@@ -78,5 +137,11 @@ impl From<PipelineError> for ApiError {
                 ApiError::new(status, "failed", error.to_string())
             }
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::from(PipelineError::Store(error))
     }
 }

@@ -2,11 +2,26 @@
 //!
 //! # Layout
 //! - [`admin`]: `/v1/admin/metrics` — define, list, describe, delete and replay metrics.
+//! - [`tenants`]: `/v1/admin/tenants`, `/v1/admin/keys` — tenants, keys and their limits.
+//! - [`graphql`]: `/v1/graphql` — queries and subscriptions (graphql-transport-ws).
+//! - [`push`]: `/v1/live` — live push over WebSocket; [`feed`]: what a subscription is sent.
+//! - [`rest`]: `/v1/metrics` — the query REST API.
+//! - [`query`]: the serving engine: caches of final windows, live snapshots, answers.
+//! - [`access`]: the key directory (config + store), authorization and rate limits.
 //! - [`auth`]: bearer keys.
+//! - [`config`]: the `[api]` and `[quotas]` sections.
 //! - [`error`]: JSON error answers.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod config;
 pub mod error;
+pub mod feed;
+pub mod graphql;
+pub mod push;
+pub mod query;
+pub mod rest;
+pub mod tenants;
 
 pub use error::ApiError;

@@ -12,9 +12,11 @@
 //! - [`id`]: generated, time-ordered message ids.
 //! - [`config`]: the config problem type, size and duration newtypes, and config loading
 //!   (embedded defaults, a file, `SLUICE__…` environment overrides, every problem at once).
-//! - [`tenant`]: tenants and their keys.
+//! - [`tenant`]: tenants as configured.
+//! - [`access`]: the key directory: key → tenant and role, request rates and daily quotas.
 //! - [`error`]: the classification every crate's error maps to (user, external, internal).
 
+pub mod access;
 pub mod config;
 pub mod error;
 pub mod event;

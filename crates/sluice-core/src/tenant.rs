@@ -4,7 +4,6 @@
 use crate::config::{ConfigProblem, Validate, join};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// One `[[tenants]]` table in the config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +17,12 @@ pub struct TenantConfig {
     /// Keys that may read this tenant's metrics (`Authorization: Bearer …`).
     #[serde(default)]
     pub read_keys: Vec<String>,
+    /// Requests per second each of its keys may make (unset: `[quotas]`'s; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
+    /// Events per UTC day each of its write keys may send (unset: `[quotas]`'s; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_day: Option<u64>,
 }
 
 /// Checks a tenant name: what the store and URLs can carry without quoting.
@@ -83,53 +88,6 @@ pub fn validate_tenants(tenants: &[TenantConfig], path: &str, problems: &mut Vec
     }
 }
 
-/// Which tenant a key belongs to, and what it may do.
-#[derive(Debug, Clone, Default)]
-pub struct KeyRing {
-    write: HashMap<String, Arc<str>>,
-    read: HashMap<String, Arc<str>>,
-}
-
-impl KeyRing {
-    /// The keys of validated tenants.
-    pub fn from_tenants(tenants: &[TenantConfig]) -> Self {
-        let mut ring = KeyRing::default();
-        for tenant in tenants {
-            let name: Arc<str> = Arc::from(tenant.name.as_str());
-            for key in &tenant.write_keys {
-                ring.write.insert(key.clone(), Arc::clone(&name));
-            }
-            for key in &tenant.read_keys {
-                ring.read.insert(key.clone(), Arc::clone(&name));
-            }
-        }
-        ring
-    }
-
-    /// The tenant a write key sends events for.
-    pub fn tenant_for_write_key(&self, key: &str) -> Option<&Arc<str>> {
-        self.write.get(key)
-    }
-
-    /// The tenant a read key reads.
-    pub fn tenant_for_read_key(&self, key: &str) -> Option<&Arc<str>> {
-        self.read.get(key)
-    }
-
-    /// Every tenant with at least one key.
-    pub fn tenants(&self) -> Vec<Arc<str>> {
-        let mut names: Vec<Arc<str>> = self
-            .write
-            .values()
-            .chain(self.read.values())
-            .cloned()
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-}
-
 impl Validate for Vec<TenantConfig> {
     fn validate(&self, path: &str, problems: &mut Vec<ConfigProblem>) {
         validate_tenants(self, path, problems);
@@ -145,34 +103,9 @@ mod tests {
             name: name.into(),
             write_keys: write.iter().map(|k| k.to_string()).collect(),
             read_keys: vec![],
+            requests_per_second: None,
+            events_per_day: None,
         }
-    }
-
-    #[test]
-    fn the_key_ring_maps_keys_to_their_tenant_by_role() {
-        let mut shop = tenant("shop", &["wk_shop_0123456789"]);
-        shop.read_keys.push("rk_shop_0123456789".into());
-        let ring = KeyRing::from_tenants(&[shop, tenant("blog", &["wk_blog_0123456789"])]);
-        assert_eq!(
-            ring.tenant_for_write_key("wk_shop_0123456789")
-                .map(|t| &**t),
-            Some("shop")
-        );
-        assert_eq!(
-            ring.tenant_for_write_key("rk_shop_0123456789"),
-            None,
-            "a read key cannot write"
-        );
-        assert_eq!(
-            ring.tenant_for_read_key("rk_shop_0123456789").map(|t| &**t),
-            Some("shop")
-        );
-        assert_eq!(
-            ring.tenant_for_read_key("wk_blog_0123456789"),
-            None,
-            "a write key cannot read"
-        );
-        assert_eq!(ring.tenants().len(), 2);
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //!
 //! One request, in order:
 //! 1. parse the body (a batch, or one message) — a body that is not JSON fails as a whole;
-//! 2. resolve the write key (header, else `writeKey` in the body) to a tenant;
+//! 2. resolve the write key (header, else `writeKey` in the body) to a tenant, and admit the
+//!    request under the key's request rate;
 //! 3. normalize every message; invalid ones become [`Rejection`]s and dead letters;
 //! 4. claim each client `messageId` in the dedup set: duplicates are skipped, ids another
 //!    request is still appending make the whole request retry later (nothing was written);
-//! 5. append accepted events, grouped by partition (murmur2 of the partition key), and dead
+//! 5. take the accepted events from the key's daily quota (all or none), then append them, grouped by partition (murmur2 of the partition key), and dead
 //!    letters concurrently; return only once every append is durable under the log's ack mode;
 //! 6. commit the ids of the partitions that were appended (even if another partition failed,
 //!    so the client's retry does not duplicate them) and answer.
@@ -17,9 +18,9 @@ use crate::dedup::{Claim, Claims, Dedup, fingerprint};
 use crate::metrics::IngestMetrics;
 use bytes::Bytes;
 use serde::Serialize;
+use sluice_core::access::{Grant, KeyDirectory, Limited};
 use sluice_core::normalize::{self, EventError, NormalizeContext};
 use sluice_core::segment::RawMessage;
-use sluice_core::tenant::KeyRing;
 use sluice_core::time::{Millis, now_millis};
 use sluice_core::{Event, EventType, Limits};
 use sluice_log::{Log, LogError, Record, partition_for_key};
@@ -76,6 +77,9 @@ pub enum IngestError {
     /// Another request is appending some of these message ids right now (429).
     #[error("another request with the same messageIds is being processed; retry shortly")]
     Busy,
+    /// The key's request rate or daily event quota is spent (429).
+    #[error("{0}")]
+    Limited(Limited),
     /// Too many bytes in flight (503).
     #[error("the collector is at capacity ({0} bytes in flight); retry shortly")]
     Overloaded(usize),
@@ -88,7 +92,7 @@ pub enum IngestError {
 #[derive(Debug)]
 pub struct Collector<L> {
     log: Arc<L>,
-    keys: Arc<KeyRing>,
+    keys: Arc<KeyDirectory>,
     limits: Limits,
     config: IngestConfig,
     events_partitions: u32,
@@ -107,7 +111,7 @@ impl<L: Log> Collector<L> {
     /// A collector appending to `log`, whose events and dead-letter topics must exist.
     pub async fn new(
         log: Arc<L>,
-        keys: Arc<KeyRing>,
+        keys: Arc<KeyDirectory>,
         limits: Limits,
         config: IngestConfig,
     ) -> Result<Self, LogError> {
@@ -209,18 +213,24 @@ impl<L: Log> Collector<L> {
         let key = header_key
             .or_else(|| body_key.map(str::to_owned))
             .ok_or(crate::auth::KeyError::Missing);
-        let tenant = match key.and_then(|key| {
+        let grant = match key.and_then(|key| {
             self.keys
-                .tenant_for_write_key(&key)
-                .cloned()
+                .write_grant(&key)
                 .ok_or(crate::auth::KeyError::Unknown)
         }) {
-            Ok(tenant) => tenant,
+            Ok(grant) => grant,
             Err(error) => {
                 self.metrics.unauthorized.increment(1);
                 return Err(error.into());
             }
         };
+        let Some(tenant) = grant.tenant().cloned() else {
+            self.metrics.unauthorized.increment(1);
+            return Err(crate::auth::KeyError::Unknown.into());
+        };
+        if let Err(limited) = grant.admit_request() {
+            return Err(self.limited(&grant, &tenant, limited));
+        }
         let counters = self.metrics.tenant(&tenant);
         let parsed = match parsed {
             Ok(parsed) => parsed,
@@ -294,6 +304,9 @@ impl<L: Log> Collector<L> {
         }
 
         let accepted = fresh.len();
+        if let Err(limited) = grant.take_events(accepted as u64, received_at) {
+            return Err(self.limited(&grant, &tenant, limited));
+        }
         let rejections: Vec<Rejection> = rejected
             .iter()
             .map(|(rejection, _)| rejection.clone())
@@ -307,6 +320,7 @@ impl<L: Log> Collector<L> {
         );
         claims.commit(appended.committed, Instant::now());
         if let Some(error) = appended.error {
+            grant.refund_events((accepted - appended.events) as u64, received_at);
             return Err(error.into());
         }
         dead?;
@@ -317,6 +331,12 @@ impl<L: Log> Collector<L> {
             duplicates,
             rejected: rejections,
         })
+    }
+
+    /// Counts a refusal by a key's limit.
+    fn limited(&self, grant: &Grant, tenant: &str, limited: Limited) -> IngestError {
+        self.metrics.limited(tenant, grant.id(), limited.kind);
+        IngestError::Limited(limited)
     }
 
     /// Appends events grouped by partition; reports which ids became durable. Each partition's
@@ -368,15 +388,24 @@ impl<L: Log> Collector<L> {
             });
         let topic = &self.config.events_topic;
         let appends = groups.map(|(partition, (records, ids))| async move {
-            (self.log.append(topic, partition as u32, records).await, ids)
+            let count = records.len();
+            (
+                self.log.append(topic, partition as u32, records).await,
+                ids,
+                count,
+            )
         });
         let mut result = Appended {
             committed: Vec::new(),
+            events: 0,
             error: None,
         };
-        for (outcome, ids) in futures::future::join_all(appends).await {
+        for (outcome, ids, count) in futures::future::join_all(appends).await {
             match outcome {
-                Ok(_) => result.committed.extend(ids),
+                Ok(_) => {
+                    result.committed.extend(ids);
+                    result.events += count;
+                }
                 Err(error) => {
                     tracing::warn!(%error, topic, "append failed; the client is told to retry");
                     result.error.get_or_insert(error);
@@ -437,6 +466,8 @@ enum Parsed<'a> {
 
 struct Appended {
     committed: Vec<u128>,
+    /// Events appended.
+    events: usize,
     error: Option<LogError>,
 }
 

@@ -8,7 +8,8 @@
 //! - 400 the same shape with `success: false` when every event was rejected, or
 //!   `{"success":false,"error":{"code","message"}}` when the body is not a batch at all;
 //! - 401 no or unknown write key; 413 body over a limit (named); 415 unknown encoding;
-//! - 429 (same ids being appended by another request) and 503 (at capacity, log unavailable)
+//! - 429 (same ids being appended by another request; the key's request rate or daily event
+//!   quota spent) and 503 (at capacity, log unavailable)
 //!   with `Retry-After`.
 
 use crate::body::{self, BodyError, Encoding};
@@ -217,6 +218,12 @@ fn refused(error: &IngestError, retry_after: u64) -> Response {
             "busy",
             &message,
             Some(retry_after),
+        ),
+        IngestError::Limited(limited) => error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            limited.kind.as_str(),
+            &message,
+            Some(limited.retry_after_secs()),
         ),
         IngestError::Overloaded(_) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -3,6 +3,7 @@
 
 use metrics::Counter;
 use parking_lot::RwLock;
+use sluice_core::access::LimitKind;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -40,6 +41,15 @@ impl IngestMetrics {
             overloaded: refused("overloaded"),
             busy: refused("busy"),
         }
+    }
+
+    /// Counts a request refused by a key's limit: `sluice_ingest_requests_refused_total`
+    /// with the limit as reason, and `sluice_rate_limited_total{tenant,key,limit}`.
+    pub fn limited(&self, tenant: &str, key: &str, kind: LimitKind) {
+        metrics::counter!("sluice_ingest_requests_refused_total", "reason" => kind.as_str())
+            .increment(1);
+        metrics::counter!("sluice_rate_limited_total", "tenant" => tenant.to_owned(), "key" => key.to_owned(), "limit" => kind.as_str())
+            .increment(1);
     }
 
     /// The counters of `tenant`, registered on first use.

@@ -33,6 +33,9 @@ pub enum StoreError {
     /// No metric with this name.
     #[error("no metric named {0:?}")]
     UnknownMetric(String),
+    /// A tenant with this name exists already.
+    #[error("a tenant named {0:?} already exists; choose another name")]
+    TenantExists(String),
     /// The URL or configuration is unusable.
     #[error("{0}")]
     Invalid(String),
@@ -59,9 +62,10 @@ pub enum StoreError {
 impl Classify for StoreError {
     fn class(&self) -> ErrorClass {
         match self {
-            StoreError::MetricExists(_) | StoreError::UnknownMetric(_) | StoreError::Invalid(_) => {
-                ErrorClass::User
-            }
+            StoreError::MetricExists(_)
+            | StoreError::UnknownMetric(_)
+            | StoreError::TenantExists(_)
+            | StoreError::Invalid(_) => ErrorClass::User,
             StoreError::DiskFull { .. } | StoreError::Closed | StoreError::Sqlite { .. } => {
                 ErrorClass::External
             }

@@ -1,6 +1,9 @@
 //! The result store and the exactly-once pipelines that fill it.
 //!
 //! # Layout
+//! - [`store`]: the [`Store`] trait every backend implements and the [`StoreBackend`] enum
+//!   that dispatches to the configured one.
+//! - [`serving`]: the [`ServingStore`] trait: tenants, keys, usage and query reads.
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
 //! - [`model`]: metric definitions, positions and partial rows as plain values.
@@ -13,12 +16,17 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod pipelines;
+pub mod serving;
 pub mod sqlite;
+pub mod store;
 
 pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
-    Commit, MetricCommit, MetricRecord, Origin, Position, RetractedRow, RowQuery, StoredRow,
+    Commit, KeyRecord, MetricCommit, MetricRecord, Origin, Position, RetractedRow, RowQuery,
+    StoredRow, TenantRecord,
 };
 pub use pipelines::{MetricSpec, MetricStatus, PipelineError, PipelineSettings, Pipelines};
-pub use sqlite::SqliteStore;
+pub use serving::ServingStore;
+pub use sqlite::{RowRange, SqliteStore};
+pub use store::{Store, StoreBackend};

@@ -3,6 +3,7 @@
 //! their format and its versioning).
 
 use serde::Serialize;
+use sluice_core::access::Role;
 use sluice_core::time::Millis;
 
 /// Where a metric definition came from.
@@ -145,4 +146,37 @@ pub struct RowQuery {
     pub from: Millis,
     /// Windows starting before this.
     pub to: Millis,
+}
+
+/// A tenant created through the admin API (tenants of the config file are not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantRecord {
+    /// Unique name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Millis,
+    /// Requests per second per key (`None`: the configured default).
+    pub requests_per_second: Option<u32>,
+    /// Events per UTC day per write key (`None`: the configured default).
+    pub events_per_day: Option<u64>,
+}
+
+/// A key created through the admin API. The secret itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRecord {
+    /// Public id (`key_…`).
+    pub id: String,
+    /// Its tenant (`None` for admin keys).
+    pub tenant: Option<String>,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the secret.
+    #[serde(skip)]
+    pub digest: [u8; 32],
+    /// The secret's first characters, to recognise it.
+    pub hint: String,
+    /// A label chosen by the admin.
+    pub label: String,
+    /// When it was created.
+    pub created_at: Millis,
 }

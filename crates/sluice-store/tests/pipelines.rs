@@ -5,7 +5,7 @@ use sluice_core::time::Millis;
 use sluice_log::{Log, LogBackend, LogConfig, Record, TopicSpec};
 use sluice_store::model::{Origin, RowQuery};
 use sluice_store::pipelines::{PartitionState, partial_row};
-use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore};
+use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore, Store};
 use sluice_stream::agg::PartialState;
 use sluice_stream::config::StreamConfig;
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@
 //! Control messages are applied between two batches, never inside one, so a checkpoint
 //! barrier cuts the stream at an offset and a metric added at runtime starts at one.
 
-use crate::engine::output::{Checkpoint, OpenWindow, Outputs, WindowUpdate};
+use crate::engine::output::{Checkpoint, LiveWindows, OpenWindow, Outputs, WindowUpdate};
 use crate::engine::{Message, Processor};
 use crate::error::StreamError;
 use crate::plan::MetricPlan;
@@ -76,6 +76,15 @@ pub enum Control {
         tenant: Option<String>,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<Vec<OpenWindow>, StreamError>>,
+    },
+    /// Read a metric's state the store does not have yet (optionally one tenant's).
+    LiveWindows {
+        /// The metric.
+        metric: String,
+        /// Only this tenant's windows.
+        tenant: Option<String>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<LiveWindows, StreamError>>,
     },
     /// Finish the current batch and return the processor.
     Stop,
@@ -234,6 +243,14 @@ fn apply(
         } => {
             // The asker may have given up; that is not the partition's problem.
             let _ = reply.send(processor.open_windows(&metric, tenant.as_deref()));
+            Ok(())
+        }
+        Control::LiveWindows {
+            metric,
+            tenant,
+            reply,
+        } => {
+            let _ = reply.send(processor.live_windows(&metric, tenant.as_deref()));
             Ok(())
         }
         Control::Stop => Ok(()),

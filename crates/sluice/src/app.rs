@@ -6,12 +6,17 @@ use crate::config::Config;
 use crate::server::{self, LimitedListener, Readiness};
 use crate::{UserError, data_dir, telemetry, tenants};
 use anyhow::Context;
+use sluice_api::access::Access;
 use sluice_api::admin::AdminState;
+use sluice_api::graphql::GraphqlState;
+use sluice_api::push::PushState;
+use sluice_api::query::Serving;
+use sluice_api::rest::RestState;
+use sluice_api::tenants::TenantsState;
 use sluice_core::error::{Classify, ErrorClass};
-use sluice_core::tenant::KeyRing;
 use sluice_ingest::Collector;
 use sluice_log::{Log, LogBackend, LogError, TopicSpec};
-use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore, StoreError};
+use sluice_store::{MetricSpec, PipelineSettings, Pipelines, Store, StoreBackend, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +39,8 @@ pub struct App {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
+    /// Saves key usage; on shutdown it saves once more before ending.
+    usage_saver: JoinHandle<()>,
     _lock: data_dir::DataDirLock,
 }
 
@@ -74,16 +81,13 @@ impl App {
                 other => other.map_err(user_or_other)?,
             }
         }
-        let store_path = config
-            .store
-            .sqlite_path(&config.data_dir)
-            .map_err(UserError)?;
-        let store = SqliteStore::open(&store_path).map_err(|error| match error {
-            error @ (StoreError::Corrupt { .. }
-            | StoreError::NewerSchema { .. }
-            | StoreError::Invalid(_)) => anyhow::Error::from(UserError(error.to_string())),
-            other => other.into(),
-        })?;
+        let store =
+            StoreBackend::open(&config.store, &config.data_dir).map_err(|error| match error {
+                error @ (StoreError::Corrupt { .. }
+                | StoreError::NewerSchema { .. }
+                | StoreError::Invalid(_)) => anyhow::Error::from(UserError(error.to_string())),
+                other => other.into(),
+            })?;
         store.set_max_size(config.store.max_size()).await?;
         let settings = PipelineSettings {
             stream: config.stream.clone(),
@@ -97,15 +101,22 @@ impl App {
                 backfill: metric.backfill,
             })
             .collect();
+        let access = Access::open(
+            store.clone(),
+            tenants.clone(),
+            config.admin_keys.clone(),
+            config.quotas.clone(),
+        )
+        .await
+        .context("loading tenants and keys from the store")?;
         let pipelines = Pipelines::start(Arc::clone(&log), store, settings, &configured)
             .await
             .context("starting the metric pipelines")?;
 
-        let keys = Arc::new(KeyRing::from_tenants(&tenants));
         let collector = Arc::new(
             Collector::new(
                 Arc::clone(&log),
-                keys,
+                access.directory(),
                 config.limits.clone(),
                 config.ingest.clone(),
             )
@@ -123,18 +134,47 @@ impl App {
         let listener = LimitedListener::new(listener, config.server.max_connections);
         let admin = Arc::new(AdminState {
             pipelines: pipelines.clone(),
-            admin_keys: config.admin_keys.iter().cloned().collect(),
+            access: Arc::clone(&access),
         });
-        let stages =
-            sluice_ingest::router(Arc::clone(&collector)).merge(sluice_api::admin::router(admin));
+        let tenants_admin = Arc::new(TenantsState {
+            access: Arc::clone(&access),
+            max_tenants: config.api.max_tenants,
+            max_keys: config.api.max_keys,
+        });
+        let serving = Serving::new(
+            Arc::new(pipelines.clone()),
+            pipelines.store().clone(),
+            config.api.clone(),
+        );
+        let shutdown = CancellationToken::new();
+        let sockets = Arc::new(tokio::sync::Semaphore::new(config.api.ws_max_connections));
+        let rest = Arc::new(RestState {
+            access: Arc::clone(&access),
+            serving: Arc::clone(&serving),
+        });
+        let stages = sluice_ingest::router(Arc::clone(&collector))
+            .merge(sluice_api::admin::router(admin))
+            .merge(sluice_api::tenants::router(tenants_admin))
+            .merge(sluice_api::rest::router(rest))
+            .merge(sluice_api::push::router(Arc::new(PushState {
+                access: Arc::clone(&access),
+                serving: Arc::clone(&serving),
+                connections: Arc::clone(&sockets),
+                shutdown: shutdown.clone(),
+            })))
+            .merge(sluice_api::graphql::router(Arc::new(GraphqlState::new(
+                Arc::clone(&access),
+                Arc::clone(&serving),
+                Arc::clone(&sockets),
+            ))));
         let app = server::app(
             stages,
             &config.server,
             Arc::clone(&readiness),
             prometheus.clone(),
         );
-        let shutdown = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, app, shutdown.clone()));
+        let usage_saver = tokio::spawn(Arc::clone(&access).run_usage_saver(shutdown.clone()));
         let background = vec![spawn_metrics_upkeep(prometheus, shutdown.clone()), {
             let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
             let stop = shutdown.clone().cancelled_owned();
@@ -151,6 +191,7 @@ impl App {
             shutdown,
             server,
             background,
+            usage_saver,
             _lock: lock,
         })
     }
@@ -169,6 +210,12 @@ impl App {
         }
         for task in self.background {
             task.abort();
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.usage_saver)
+            .await
+            .is_err()
+        {
+            tracing::warn!("saving key usage did not finish in time");
         }
         // Each pipeline commits a last checkpoint, so a restart redoes nothing.
         self.pipelines.stop().await;

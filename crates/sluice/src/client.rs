@@ -2,8 +2,11 @@
 //! generators: hyper's connection API directly, so a benchmark measures sluice rather than a
 //! client's pooling and retries.
 
+use crate::config::{Config, ConfigArgs};
+use crate::{UserError, tenants};
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use clap::Args;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{HeaderMap, Method, Request, StatusCode};
@@ -51,6 +54,40 @@ impl Target {
                 format!("/{base}")
             },
         })
+    }
+}
+
+/// The flags of tools that send events to a running sluice.
+#[derive(Debug, Clone, Args)]
+pub struct WriteTarget {
+    /// sluice's base URL (default: http:// + the configured `server.listen`).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Write key (default: $SLUICE_WRITE_KEY, else the configured or generated tenant's key).
+    #[arg(long, env = "SLUICE_WRITE_KEY", hide_env_values = true)]
+    pub write_key: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl WriteTarget {
+    /// The configuration, where to send, and with which write key.
+    pub fn resolve(&self) -> anyhow::Result<(Config, Target, String)> {
+        let config = self
+            .config
+            .load(&[])
+            .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
+        let url = self.url.clone().unwrap_or_else(|| config.local_url());
+        let target = Target::parse(&url).map_err(|error| UserError(format!("--url: {error}")))?;
+        let key = match &self.write_key {
+            Some(key) => key.clone(),
+            None => {
+                tenants::default_write_key(&config.tenants, &config.data_dir)?.ok_or_else(|| {
+                    UserError("no write key: pass --write-key KEY or set SLUICE_WRITE_KEY".into())
+                })?
+            }
+        };
+        Ok((config, target, key))
     }
 }
 

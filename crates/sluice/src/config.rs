@@ -4,6 +4,7 @@
 
 use clap::Args;
 use serde::Deserialize;
+use sluice_api::config::{ApiConfig, QuotaConfig};
 use sluice_core::Limits;
 use sluice_core::config::{ByteSize, ConfigProblem, ConfigProblems, HumanDuration, Validate, join};
 use sluice_core::tenant::TenantConfig;
@@ -43,6 +44,10 @@ pub struct Config {
     pub stream: StreamConfig,
     /// The result store.
     pub store: StoreConfig,
+    /// Queries, caches and live push.
+    pub api: ApiConfig,
+    /// Default limits of every key.
+    pub quotas: QuotaConfig,
 }
 
 /// `[server]`.
@@ -59,6 +64,18 @@ pub struct ServerConfig {
     pub shutdown_timeout: HumanDuration,
     /// Most concurrent connections.
     pub max_connections: usize,
+}
+
+impl Config {
+    /// The URL tools use to reach this configuration's server on this machine.
+    pub fn local_url(&self) -> String {
+        let listen = self
+            .server
+            .listen
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
+        format!("http://{listen}")
+    }
 }
 
 impl ServerConfig {
@@ -114,6 +131,20 @@ impl Validate for Config {
                 ));
             }
         }
+        let tenant_keys: std::collections::HashSet<&str> = self
+            .tenants
+            .iter()
+            .flat_map(|tenant| tenant.write_keys.iter().chain(&tenant.read_keys))
+            .map(String::as_str)
+            .collect();
+        for (index, key) in self.admin_keys.iter().enumerate() {
+            if tenant_keys.contains(key.as_str()) {
+                problems.push(ConfigProblem::new(
+                    format!("{}[{index}]", join(path, "admin-keys")),
+                    "is also a tenant's key: give admins their own keys",
+                ));
+            }
+        }
         let defaults = self.stream.metric_defaults();
         let mut names = std::collections::HashMap::new();
         for (index, metric) in self.metrics.iter().enumerate() {
@@ -140,6 +171,8 @@ impl Validate for Config {
         self.log.validate(&join(path, "log"), problems);
         self.ingest.validate(&join(path, "ingest"), problems);
         self.stream.validate(&join(path, "stream"), problems);
+        self.api.validate(&join(path, "api"), problems);
+        self.quotas.validate(&join(path, "quotas"), problems);
     }
 }
 

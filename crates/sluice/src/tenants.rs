@@ -42,6 +42,8 @@ pub fn resolve(configured: &[TenantConfig], data_dir: &Path) -> anyhow::Result<V
                 name: "default".into(),
                 write_keys: vec![generate_key("wk_")],
                 read_keys: vec![generate_key("rk_")],
+                requests_per_second: None,
+                events_per_day: None,
             };
             let file = TenantsFile {
                 tenants: vec![tenant],
@@ -156,6 +158,8 @@ mod tests {
             name: "shop".into(),
             write_keys: vec![],
             read_keys: vec![],
+            requests_per_second: None,
+            events_per_day: None,
         }];
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(resolve(&configured, dir.path()).unwrap(), configured);

@@ -3,15 +3,16 @@
 //! checksums, so a damaged row is reported, never misread.
 
 use crate::model::{Commit, MetricCommit, RetractedRow, StoredRow};
+use crate::sqlite::RowRef;
 use sluice_stream::agg::PartialState;
 use sluice_stream::engine::output::{Checkpoint, PartialRow};
 use sluice_stream::keys::GroupKey;
-use sluice_stream::plan::MetricPlan;
+use sluice_stream::plan::{AggregateKind, MetricPlan};
 use sluice_stream::window::Window;
 use std::sync::Arc;
 
 /// A checkpoint as store rows, for the metric generation `generation`.
-pub(crate) fn commit_of(checkpoint: &Checkpoint, generation: u32) -> Commit {
+pub fn commit_of(checkpoint: &Checkpoint, generation: u32) -> Commit {
     Commit {
         offset: checkpoint.offset,
         event_time: checkpoint.event_time,
@@ -62,9 +63,20 @@ pub fn partial_row(row: &StoredRow, plan: &MetricPlan) -> Result<PartialRow, Str
         .iter()
         .map(|aggregate| aggregate.kind)
         .collect();
-    let key = GroupKey::from_bytes(&row.key).map_err(|error| error.to_string())?;
-    let state =
-        PartialState::decode(&row.state, Some(&kinds)).map_err(|error| error.to_string())?;
+    let row = RowRef {
+        key: &row.key,
+        window_start: row.window_start,
+        window_end: row.window_end,
+        version: row.version,
+        state: &row.state,
+    };
+    decode_row(row, &kinds)
+}
+
+/// Decodes borrowed columns into a partial row (`kinds`: the metric's aggregates, in order).
+pub(crate) fn decode_row(row: RowRef<'_>, kinds: &[AggregateKind]) -> Result<PartialRow, String> {
+    let key = GroupKey::from_bytes(row.key).map_err(|error| error.to_string())?;
+    let state = PartialState::decode(row.state, Some(kinds)).map_err(|error| error.to_string())?;
     Ok(PartialRow {
         key: Arc::new(key),
         window: Window {

@@ -18,12 +18,12 @@ mod convert;
 mod partition;
 mod status;
 
-pub use convert::partial_row;
+pub use convert::{commit_of, partial_row};
 pub use status::{PartitionState, PartitionStatus};
 
 use crate::error::StoreError;
 use crate::model::{MetricRecord, Origin};
-use crate::sqlite::SqliteStore;
+use crate::store::{Store, StoreBackend};
 use parking_lot::Mutex;
 use partition::{PartitionRunner, Request};
 use serde::Serialize;
@@ -31,7 +31,7 @@ use sluice_core::error::{Classify, ErrorClass};
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::{Log, LogError, ReadOptions};
 use sluice_stream::config::StreamConfig;
-use sluice_stream::engine::output::{OpenWindow, WindowUpdate};
+use sluice_stream::engine::output::{LiveWindows, OpenWindow, WindowUpdate};
 use sluice_stream::plan::MetricPlan;
 use sluice_stream::task::{TaskSettings, ensure_late_topic};
 use sluice_stream::{SqlError, StreamError};
@@ -194,7 +194,7 @@ struct Running {
 
 struct Inner<L> {
     log: Arc<L>,
-    store: SqliteStore,
+    store: StoreBackend,
     settings: Arc<PipelineSettings>,
     updates: broadcast::Sender<Arc<WindowUpdate>>,
     running: tokio::sync::Mutex<BTreeMap<String, Running>>,
@@ -232,10 +232,11 @@ impl<L: Log> Pipelines<L> {
     /// configured) and starts every metric's pipeline where its last checkpoint left off.
     pub async fn start(
         log: Arc<L>,
-        store: SqliteStore,
+        store: impl Into<StoreBackend>,
         settings: PipelineSettings,
         configured: &[MetricSpec],
     ) -> Result<Pipelines<L>, PipelineError> {
+        let store = store.into();
         ensure_late_topic(&*log, &settings.task()).await?;
         let pipelines = Pipelines {
             inner: Arc::new(Inner {
@@ -286,7 +287,7 @@ impl<L: Log> Pipelines<L> {
     }
 
     /// The store the pipelines commit into.
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &StoreBackend {
         &self.inner.store
     }
 
@@ -503,6 +504,50 @@ impl<L: Log> Pipelines<L> {
             }
         }
         Ok(windows)
+    }
+
+    /// A metric's state the store does not have yet, per partition of its current generation
+    /// (optionally one tenant's), with that generation. Laid over the generation's stored rows
+    /// it gives every event processed so far (see [`LiveWindows`]); a partition that is
+    /// restarting is left out (its committed rows stand for it).
+    pub async fn live_windows(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<(u32, Vec<(u32, LiveWindows)>), PipelineError> {
+        let (generation, senders): (u32, Vec<(u32, mpsc::Sender<Request>)>) = {
+            let running = self.inner.running.lock().await;
+            let metric = running
+                .get(name)
+                .ok_or_else(|| StoreError::UnknownMetric(name.to_owned()))?;
+            (
+                metric.current.generation,
+                metric
+                    .current
+                    .partitions
+                    .iter()
+                    .map(|(status, sender, _)| (status.partition(), sender.clone()))
+                    .collect(),
+            )
+        };
+        let mut answers = Vec::with_capacity(senders.len());
+        for (partition, sender) in senders {
+            let (reply, answer) = oneshot::channel();
+            let ask = Request::LiveWindows {
+                tenant: tenant.map(str::to_owned),
+                reply,
+            };
+            if sender.send(ask).await.is_ok() {
+                answers.push((partition, answer));
+            }
+        }
+        let mut windows = Vec::with_capacity(answers.len());
+        for (partition, answer) in answers {
+            if let Ok(Ok(live)) = answer.await {
+                windows.push((partition, live));
+            }
+        }
+        Ok((generation, windows))
     }
 
     /// Commits a checkpoint on every partition of a metric's current pipeline now, and

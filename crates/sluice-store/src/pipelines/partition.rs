@@ -22,15 +22,17 @@
 //! pipeline partition with a clear error, leaving the log untouched.
 
 use super::PipelineSettings;
-use super::convert::{commit_of, partial_row};
+use super::convert::{commit_of, decode_row};
 use super::status::PartitionStatus;
 use crate::error::StoreError;
-use crate::sqlite::SqliteStore;
+use crate::store::{Store, StoreBackend};
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::Log;
 use sluice_stream::StreamError;
 use sluice_stream::engine::Processor;
-use sluice_stream::engine::output::{Checkpoint, OpenWindow, RestoreState, WindowUpdate};
+use sluice_stream::engine::output::{
+    Checkpoint, LiveWindows, OpenWindow, RestoreState, WindowUpdate,
+};
 use sluice_stream::plan::MetricPlan;
 use sluice_stream::task::{Control, SystemClock, TaskOutputs, run_partition};
 use std::sync::Arc;
@@ -46,6 +48,11 @@ pub(crate) enum Request {
         tenant: Option<String>,
         reply: oneshot::Sender<Result<Vec<OpenWindow>, StreamError>>,
     },
+    /// Its state the store does not have yet, optionally one tenant's.
+    LiveWindows {
+        tenant: Option<String>,
+        reply: oneshot::Sender<Result<LiveWindows, StreamError>>,
+    },
     /// Checkpoint now and answer once the checkpoint is committed.
     Checkpoint {
         reply: oneshot::Sender<Result<u64, String>>,
@@ -55,7 +62,7 @@ pub(crate) enum Request {
 /// Everything one pipeline partition needs.
 pub(crate) struct PartitionRunner<L> {
     pub(crate) log: Arc<L>,
-    pub(crate) store: SqliteStore,
+    pub(crate) store: StoreBackend,
     pub(crate) plan: Arc<MetricPlan>,
     pub(crate) generation: u32,
     pub(crate) pipeline: String,
@@ -140,19 +147,25 @@ impl<L: Log> PartitionRunner<L> {
         let open_after = position.event_time.map_or(Millis::MIN, |time| {
             time - self.plan.out_of_orderness - self.plan.allowed_lateness - 1
         });
-        let stored = self
+        let kinds: Vec<_> = self
+            .plan
+            .aggregates
+            .iter()
+            .map(|aggregate| aggregate.kind)
+            .collect();
+        let rows = self
             .store
-            .load_rows(&self.plan.name, self.generation, self.partition, open_after)
-            .await?;
-        let rows = stored.iter().map(|row| partial_row(row, &self.plan)).collect::<Result<Vec<_>, _>>().map_err(|reason| {
-            Failure::Fatal(format!(
-                "the store {} holds a damaged partial of metric {:?} (partition {}): {reason}; move the store away and run `sluice replay --metric {}`",
-                self.store.path().display(),
-                self.plan.name,
-                self.partition,
-                self.plan.name
-            ))
-        })?;
+            .load_rows_with(&self.plan.name, self.generation, self.partition, open_after, move |row| decode_row(row, &kinds))
+            .await?
+            .map_err(|reason| {
+                Failure::Fatal(format!(
+                    "the store {} holds a damaged partial of metric {:?} (partition {}): {reason}; move the store away and run `sluice replay --metric {}`",
+                    self.store.location(),
+                    self.plan.name,
+                    self.partition,
+                    self.plan.name
+                ))
+            })?;
         let restored = rows.len();
         let state = RestoreState {
             offset: position.offset,
@@ -264,6 +277,12 @@ impl<L: Log> PartitionRunner<L> {
                             return Err(Failure::Transient("the partition task ended".into()));
                         }
                     }
+                    Some(Request::LiveWindows { tenant, reply }) => {
+                        let ask = Control::LiveWindows { metric: self.plan.name.clone(), tenant, reply };
+                        if control.send(ask).await.is_err() {
+                            return Err(Failure::Transient("the partition task ended".into()));
+                        }
+                    }
                     Some(Request::Checkpoint { reply }) => {
                         barrier += 1;
                         waiting.push((barrier, reply));
@@ -328,6 +347,11 @@ impl<L: Log> PartitionRunner<L> {
 fn refuse(request: Request, message: &str) {
     match request {
         Request::OpenWindows { reply, .. } => {
+            let _ = reply.send(Err(StreamError::ChannelClosed(
+                "pipeline partition stopped",
+            )));
+        }
+        Request::LiveWindows { reply, .. } => {
             let _ = reply.send(Err(StreamError::ChannelClosed(
                 "pipeline partition stopped",
             )));

@@ -9,8 +9,13 @@
 //! store is always at some committed checkpoint, with rows and offsets that agree — which
 //! is what exactly-once needs (processing resumes from that checkpoint's offsets).
 
+mod access;
 mod schema;
+mod serving;
 
+pub use serving::RowRange;
+
+use crate::Store;
 use crate::error::StoreError;
 use crate::model::{Commit, MetricRecord, Origin, Position, RowQuery, StoredRow};
 use parking_lot::Mutex;
@@ -21,6 +26,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const READERS: usize = 4;
+
+/// One stored partial's columns, borrowed from the database page they were read from.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// Encoded tenant + group key.
+    pub key: &'a [u8],
+    /// Window start.
+    pub window_start: Millis,
+    /// Window end.
+    pub window_end: Millis,
+    /// Last emitted version.
+    pub version: u32,
+    /// Encoded partial state.
+    pub state: &'a [u8],
+}
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -145,9 +165,14 @@ impl SqliteStore {
         .await
         .map_err(|_| StoreError::Closed)?
     }
+}
 
-    /// Every metric definition, by name.
-    pub async fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.inner.path.display().to_string()
+    }
+
+    async fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
         self.read(|connection, path| {
             let mut statement = connection
                 .prepare_cached("SELECT name, sql, backfill, generation, created_at, origin FROM metrics ORDER BY name")
@@ -169,8 +194,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Adds a metric definition; its name must be new.
-    pub async fn create_metric(&self, record: MetricRecord) -> Result<(), StoreError> {
+    async fn create_metric(&self, record: MetricRecord) -> Result<(), StoreError> {
         self.write(move |connection, path| {
             let inserted = connection
                 .execute(
@@ -187,9 +211,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Deletes a metric: its definition, every generation's rows, watermarks and positions,
-    /// in one transaction. Returns whether it existed.
-    pub async fn delete_metric(&self, name: &str) -> Result<bool, StoreError> {
+    async fn delete_metric(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_owned();
         self.write(move |connection, path| {
             let tx = connection.transaction().map_err(|e| classify(path, e))?;
@@ -212,10 +234,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Takes ownership of a pipeline partition: bumps its epoch (fencing out any previous
-    /// owner) and returns its committed position. A new pipeline partition starts at
-    /// `initial_offset`.
-    pub async fn claim(
+    async fn claim(
         &self,
         pipeline: &str,
         partition: u32,
@@ -248,9 +267,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Commits one checkpoint of a pipeline partition — rows, watermarks and position in one
-    /// transaction — if `epoch` still owns it.
-    pub async fn commit(
+    async fn commit(
         &self,
         pipeline: &str,
         partition: u32,
@@ -274,15 +291,15 @@ impl SqliteStore {
             {
                 let mut retract = tx
                     .prepare_cached(
-                        "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start = ?4 \
-                         AND group_key = ?5 AND window_end = ?6 AND partition = ?7",
+                        "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND partition = ?7 AND tenant = ?3 \
+                         AND window_start = ?4 AND group_key = ?5 AND window_end = ?6",
                     )
                     .map_err(|e| classify(path, e))?;
                 let mut upsert = tx
                     .prepare_cached(
                         "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                         ON CONFLICT (metric, generation, tenant, window_start, group_key, window_end, partition) \
+                         ON CONFLICT (metric, generation, partition, tenant, window_start, group_key, window_end) \
                          DO UPDATE SET version = excluded.version, state = excluded.state",
                     )
                     .map_err(|e| classify(path, e))?;
@@ -329,9 +346,7 @@ impl SqliteStore {
         .await
     }
 
-    /// The rows of one metric generation computed from `partition` whose window ends after
-    /// `open_after` (the windows a restored processor still holds open).
-    pub async fn load_rows(
+    async fn load_rows(
         &self,
         metric: &str,
         generation: u32,
@@ -364,9 +379,49 @@ impl SqliteStore {
         .await
     }
 
-    /// The rows a query reads: one tenant's windows of a metric generation starting in
-    /// `[from, to)`, from every partition, ordered by window start.
-    pub async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
+    async fn load_rows_with<T: Send + 'static>(
+        &self,
+        metric: &str,
+        generation: u32,
+        partition: u32,
+        open_after: Millis,
+        decode: impl Fn(RowRef<'_>) -> Result<T, String> + Send + 'static,
+    ) -> Result<Result<Vec<T>, String>, StoreError> {
+        let metric = metric.to_owned();
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT group_key, window_start, window_end, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?2 AND partition = ?3 AND window_end > ?4",
+                )
+                .map_err(|e| classify(path, e))?;
+            let mut rows = statement
+                .query(params![metric, generation, partition, open_after])
+                .map_err(|e| classify(path, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| classify(path, e))? {
+                let blob = |index| {
+                    row.get_ref(index)
+                        .and_then(|value| value.as_blob().map_err(Into::into))
+                };
+                let row = RowRef {
+                    key: blob(0).map_err(|e| classify(path, e))?,
+                    window_start: row.get(1).map_err(|e| classify(path, e))?,
+                    window_end: row.get(2).map_err(|e| classify(path, e))?,
+                    version: row.get(3).map_err(|e| classify(path, e))?,
+                    state: blob(4).map_err(|e| classify(path, e))?,
+                };
+                match decode(row) {
+                    Ok(value) => out.push(value),
+                    Err(reason) => return Ok(Err(reason)),
+                }
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
         self.read(move |connection, path| {
             let mut statement = connection
                 .prepare_cached(
@@ -393,8 +448,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Each partition's watermark for a metric generation.
-    pub async fn watermarks(
+    async fn watermarks(
         &self,
         metric: &str,
         generation: u32,
@@ -412,8 +466,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Each partition's committed position of a pipeline.
-    pub async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError> {
+    async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError> {
         let pipeline = pipeline.to_owned();
         self.read(move |connection, path| {
             let mut statement = connection
@@ -429,11 +482,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Makes generation `next` of a metric current and deletes everything of older
-    /// generations, in one transaction (the end of a replay). Rows of the old generation
-    /// whose window starts before `keep_before` are moved to the new one instead (a replay
-    /// from a point in time keeps the results before it).
-    pub async fn switch_generation(
+    async fn switch_generation(
         &self,
         metric: &str,
         next: u32,
@@ -474,11 +523,8 @@ impl SqliteStore {
         })
         .await
     }
-}
 
-impl SqliteStore {
-    /// The store's logical size in bytes (pages in use, including those still in the WAL).
-    pub async fn size(&self) -> Result<u64, StoreError> {
+    async fn size(&self) -> Result<u64, StoreError> {
         self.write(|connection, path| {
             let pages: u64 = connection
                 .query_row("PRAGMA page_count", [], |row| row.get(0))
@@ -491,10 +537,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Caps the store file at about `bytes` (`None`: no cap beyond the disk's). When the cap is
-    /// reached, writes fail exactly as on a full disk: checkpoints wait and retry, nothing is
-    /// lost, and raising the cap (or freeing space) lets them resume.
-    pub async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+    async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
         self.write(move |connection, path| {
             let page_size: u64 = connection
                 .query_row("PRAGMA page_size", [], |row| row.get(0))
@@ -510,8 +553,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Deletes everything of one generation of a metric (an interrupted replay's leftovers).
-    pub async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
+    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
         let metric = metric.to_owned();
         self.write(move |connection, path| {
             let tx = connection.transaction().map_err(|e| classify(path, e))?;

@@ -8,7 +8,9 @@ use std::path::Path;
 
 /// Migrations in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
-    // 1: metric definitions, pipeline positions, watermarks, partial aggregates.
+    // 1: metric definitions, pipeline positions, watermarks, partial aggregates. Partials are
+    //    clustered by (metric, generation, partition) so a restart reads its partition's rows
+    //    in one sequential range; reads by tenant and time go through partials_by_tenant.
     "CREATE TABLE metrics (
         name TEXT PRIMARY KEY,
         sql TEXT NOT NULL,
@@ -42,9 +44,35 @@ const MIGRATIONS: &[&str] = &[
         partition INTEGER NOT NULL,
         version INTEGER NOT NULL,
         state BLOB NOT NULL,
-        PRIMARY KEY (metric, generation, tenant, window_start, group_key, window_end, partition)
+        PRIMARY KEY (metric, generation, partition, tenant, window_start, group_key, window_end)
     ) STRICT, WITHOUT ROWID;
-    CREATE INDEX partials_by_partition ON partials (metric, generation, partition, window_end);",
+    CREATE INDEX partials_by_tenant ON partials (metric, generation, tenant, window_start);",
+    // 2: tenants and keys created through the admin API (secrets kept as SHA-256 digests),
+    // each key's events per UTC day (the daily quota across restarts), and partials by window
+    // end (queries read the windows that became final since their last read).
+    "CREATE INDEX partials_by_end ON partials (metric, generation, tenant, window_end);
+    CREATE TABLE tenants (
+        name TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        requests_per_second INTEGER,
+        events_per_day INTEGER
+    ) STRICT;
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant TEXT,
+        role TEXT NOT NULL,
+        digest BLOB NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
+    CREATE TABLE key_usage (
+        key_id TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        PRIMARY KEY (key_id, day)
+    ) STRICT;",
 ];
 
 /// The schema version this sluice writes.

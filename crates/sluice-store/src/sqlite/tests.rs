@@ -1,4 +1,5 @@
 use super::*;
+use crate::Store;
 use crate::model::{MetricCommit, RetractedRow};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -325,7 +325,7 @@ impl AggState {
     }
 
     /// Whether this state is the one `kind` uses.
-    fn fits(&self, kind: &AggregateKind) -> bool {
+    pub fn fits(&self, kind: &AggregateKind) -> bool {
         self.tag() == AggState::new(kind).tag()
     }
 }

@@ -26,7 +26,9 @@ use crate::plan::{Field, LatePolicy, MetricPlan};
 use crate::watermark::EventClock;
 use crate::window::MAX_EVENT_TIME;
 use bytes::Bytes;
-use output::{Checkpoint, LateEvent, MetricCheckpoint, OpenWindow, Outputs, RestoreState};
+use output::{
+    Checkpoint, LateEvent, LiveWindows, MetricCheckpoint, OpenWindow, Outputs, RestoreState,
+};
 use sluice_core::time::Millis;
 use sluice_log::{ReadBuffer, StoredRecord};
 use std::sync::Arc;
@@ -297,6 +299,22 @@ impl Processor {
         tenant: Option<&str>,
     ) -> Result<Vec<OpenWindow>, StreamError> {
         Ok(self.metric(metric)?.store.open_windows(tenant))
+    }
+
+    /// A metric's state the store does not have yet (optionally one tenant's): laid over
+    /// the stored rows of this partition, it gives every event processed so far.
+    pub fn live_windows(
+        &self,
+        metric: &str,
+        tenant: Option<&str>,
+    ) -> Result<LiveWindows, StreamError> {
+        let runtime = self.metric(metric)?;
+        let mut live = runtime.store.live(tenant);
+        live.watermark = self
+            .clock
+            .time()
+            .map(|_| self.clock.watermark(runtime.plan.out_of_orderness));
+        Ok(live)
     }
 
     fn metric(&self, name: &str) -> Result<&MetricRuntime, StreamError> {

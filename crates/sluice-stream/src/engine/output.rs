@@ -198,6 +198,23 @@ pub struct OpenWindow {
     pub state: PartialState,
 }
 
+/// A metric's state that the store does not have yet, for queries that must see every event
+/// processed so far: the open windows, the windows closed since the last checkpoint (with their
+/// final state), and the session bounds retracted since then. Laid over the stored rows of the
+/// same partition (retracted rows removed, then closed and open ones replacing theirs), it
+/// gives the partition's results as of now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveWindows {
+    /// The open windows.
+    pub open: Vec<OpenWindow>,
+    /// Windows closed since the last checkpoint, with their final state.
+    pub closed: Vec<PartialRow>,
+    /// Session bounds retracted since the last checkpoint: their stored rows are void.
+    pub retracted: Vec<(Arc<GroupKey>, Window)>,
+    /// The metric's watermark (`None` before the first event).
+    pub watermark: Option<Millis>,
+}
+
 /// Everything one message produced, drained by the partition task.
 #[derive(Debug, Default)]
 pub struct Outputs {

@@ -6,7 +6,9 @@
 //! all windows of the key. Sessions are found through their key's short list of sessions.
 //! Firing and closing are driven by two ordered queues of window ends.
 
-use super::output::{LateReason, OpenWindow, Outputs, PartialRow, UpdateKind, WindowUpdate};
+use super::output::{
+    LateReason, LiveWindows, OpenWindow, Outputs, PartialRow, UpdateKind, WindowUpdate,
+};
 use crate::agg::{Input, PartialState};
 use crate::error::StreamError;
 use crate::keys::GroupKey;
@@ -488,6 +490,27 @@ impl WindowStore {
             .collect()
     }
 
+    /// What the store does not have yet (see [`LiveWindows`]), optionally of one tenant.
+    pub(crate) fn live(&self, tenant: Option<&str>) -> LiveWindows {
+        let ours = |key: &GroupKey| tenant.is_none_or(|t| key.tenant() == t);
+        LiveWindows {
+            open: self.open_windows(tenant),
+            closed: self
+                .closed_rows
+                .iter()
+                .filter(|row| ours(&row.key))
+                .cloned()
+                .collect(),
+            retracted: self
+                .retract_ckpt
+                .iter()
+                .filter(|(key, _)| ours(key))
+                .cloned()
+                .collect(),
+            watermark: None,
+        }
+    }
+
     /// Loads stored rows; rows of windows already closed at `watermark` are skipped (their
     /// stored state is final). Fails on rows that do not fit the metric.
     pub(crate) fn restore(
@@ -511,7 +534,12 @@ impl WindowStore {
                 ));
             }
             let kinds_fit = row.state.states.len() == self.kinds.len()
-                && PartialState::decode(&row.state.encode(), Some(&self.kinds)).is_ok();
+                && row
+                    .state
+                    .states
+                    .iter()
+                    .zip(&self.kinds)
+                    .all(|(state, kind)| state.fits(kind));
             if !kinds_fit {
                 return Err(format!(
                     "the state of window {window} does not match the metric's aggregates"

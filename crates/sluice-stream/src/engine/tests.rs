@@ -571,3 +571,111 @@ fn buffered_records_are_processed_exactly_like_stored_ones() {
     assert_eq!(last_late.value, records[61].record.value);
     assert_eq!(stored.2.checkpoints, buffered.2.checkpoints);
 }
+
+#[test]
+fn stored_rows_overlaid_with_the_live_windows_equal_the_next_checkpoint() {
+    // Sessions merge (retractions), windows close between checkpoints (closed rows), and
+    // allowed lateness re-opens fired windows: after every batch, the store as of the last
+    // checkpoint, overlaid with what `live_windows` reports, must be exactly what the store
+    // holds once the next checkpoint is applied.
+    let sessions = "CREATE METRIC visits AS SELECT user_id, COUNT(*) AS n FROM events
+        GROUP BY user_id, SESSION(timestamp, INTERVAL '10' SECOND) WITH (allowed_lateness = '5s', out_of_orderness = '2s')";
+    let tumbles = "CREATE METRIC views AS SELECT properties.url AS url, COUNT(*) AS n FROM events
+        GROUP BY url, TUMBLE(timestamp, INTERVAL '5' SECOND) WITH (allowed_lateness = '3s')";
+    let mut processor = Processor::new(0, 0, CONFIG);
+    processor.add_metric(plan(sessions)).unwrap();
+    processor.add_metric(plan(tumbles)).unwrap();
+    let events: Vec<StoredRecord> = (0..400u64)
+        .map(|i| {
+            let time = (i as Millis) * 450 - ((i * 7919) % 11) as Millis * 700;
+            view(
+                i,
+                time.max(0),
+                &format!("u{}", i % 4),
+                &format!("/{}", i % 3),
+                1,
+            )
+        })
+        .collect();
+    let mut out = Outputs::default();
+    let mut store = std::collections::BTreeMap::new();
+    let mut barrier = 0;
+    let mut overlaid_any = (false, false);
+    for (index, chunk) in events.chunks(7).enumerate() {
+        processor
+            .handle(
+                Message::Data {
+                    records: chunk,
+                    now: 0,
+                },
+                &mut out,
+            )
+            .unwrap();
+        let mut expected = store.clone();
+        for metric in ["visits", "views"] {
+            let live = processor.live_windows(metric, Some("shop")).unwrap();
+            overlaid_any.0 |= !live.retracted.is_empty();
+            overlaid_any.1 |= !live.closed.is_empty();
+            for (key, window) in &live.retracted {
+                expected.remove(&(
+                    metric.to_owned(),
+                    key.as_bytes().to_vec(),
+                    window.start,
+                    window.end,
+                ));
+            }
+            let rows = live
+                .closed
+                .iter()
+                .cloned()
+                .chain(live.open.iter().map(|open| PartialRow {
+                    key: open.key.clone(),
+                    window: open.window,
+                    version: open.version,
+                    state: open.state.clone(),
+                }));
+            for row in rows {
+                expected.insert(
+                    (
+                        metric.to_owned(),
+                        row.key.as_bytes().to_vec(),
+                        row.window.start,
+                        row.window.end,
+                    ),
+                    row,
+                );
+            }
+            assert!(
+                processor
+                    .live_windows(metric, Some("other"))
+                    .unwrap()
+                    .open
+                    .is_empty(),
+                "another tenant sees nothing"
+            );
+        }
+        if index % 3 == 2 {
+            processor
+                .handle(Message::Barrier { id: barrier }, &mut out)
+                .unwrap();
+            barrier += 1;
+            for checkpoint in out.checkpoints.drain(..) {
+                apply(&mut store, &checkpoint);
+            }
+            type Rows = std::collections::BTreeMap<(String, Vec<u8>, Millis, Millis), PartialRow>;
+            let states = |rows: &Rows| {
+                rows.iter()
+                    .map(|(key, row)| (key.clone(), row.state.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(states(&expected), states(&store), "after batch {index}");
+        }
+        out.updates.clear();
+        out.late.clear();
+    }
+    assert_eq!(
+        overlaid_any,
+        (true, true),
+        "the scenario retracts and closes between checkpoints"
+    );
+}

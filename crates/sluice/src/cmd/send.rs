@@ -5,9 +5,8 @@
 //! Messages without a `messageId` get one before the first attempt, so a retried batch can never
 //! be stored twice.
 
-use crate::client::{Connection, Target, basic_auth};
-use crate::config::ConfigArgs;
-use crate::{UserError, tenants};
+use crate::UserError;
+use crate::client::{Connection, Target, WriteTarget, basic_auth};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -23,12 +22,6 @@ use std::time::Duration;
 pub struct SendArgs {
     /// NDJSON (one message per line) or a JSON array of Segment messages; `-` reads stdin.
     file: PathBuf,
-    /// sluice's base URL (default: http:// + the configured `server.listen`).
-    #[arg(long)]
-    url: Option<String>,
-    /// Write key (default: $SLUICE_WRITE_KEY, else the configured or generated tenant's key).
-    #[arg(long, env = "SLUICE_WRITE_KEY", hide_env_values = true)]
-    write_key: Option<String>,
     /// Messages per batch request.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     batch: u32,
@@ -36,7 +29,7 @@ pub struct SendArgs {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    config: ConfigArgs,
+    target: WriteTarget,
 }
 
 /// One input message and where it came from.
@@ -62,25 +55,7 @@ struct ReplyRejection {
 }
 
 pub fn run(args: SendArgs) -> anyhow::Result<()> {
-    let config = args
-        .config
-        .load(&[])
-        .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
-    let url = args.url.clone().unwrap_or_else(|| {
-        format!(
-            "http://{}",
-            config.server.listen.replace("0.0.0.0", "127.0.0.1")
-        )
-    });
-    let target = Target::parse(&url).map_err(|error| UserError(format!("--url: {error}")))?;
-    let key = match &args.write_key {
-        Some(key) => key.clone(),
-        None => {
-            tenants::default_write_key(&config.tenants, &config.data_dir)?.ok_or_else(|| {
-                UserError("no write key: pass --write-key KEY or set SLUICE_WRITE_KEY".into())
-            })?
-        }
-    };
+    let (config, target, key) = args.target.resolve()?;
     let messages = read_messages(&args.file)?;
     let max_batch_bytes = config
         .limits

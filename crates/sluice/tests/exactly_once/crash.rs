@@ -9,7 +9,7 @@ use sluice::client::{Connection, Target, basic_auth};
 use sluice_core::time::{format_millis, now_millis};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WRITE_KEY: &str = "wk_crash_shop_0123456789";
 const ADMIN_KEY: &str = "ak_crash_admin_0123456789";
@@ -105,38 +105,6 @@ async fn sender(id: usize, target: Target, stop: Arc<AtomicBool>, sent: Arc<Atom
     }
 }
 
-/// Waits until every metric has committed everything in the log.
-async fn settled(target: &Target) {
-    let auth = format!("Bearer {ADMIN_KEY}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut connection = Connection::open(target).await.unwrap();
-        let reply = connection
-            .send(
-                Method::GET,
-                "/v1/admin/metrics",
-                &[("authorization", &auth)],
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        let status: Value = serde_json::from_slice(&reply.body).unwrap();
-        let metrics = status["metrics"].as_array().unwrap();
-        if metrics.len() == METRICS.len()
-            && metrics
-                .iter()
-                .all(|m| m["lag"] == 0 && m["state"] == "running")
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics did not catch up: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_equal_the_oracle_after_repeated_sigkills() {
     let dir = tempfile::tempdir().unwrap();
@@ -172,7 +140,7 @@ async fn results_equal_the_oracle_after_repeated_sigkills() {
     for sender in senders {
         sender.await.unwrap();
     }
-    settled(&target).await;
+    super::support::settled(server.addr, &format!("Bearer {ADMIN_KEY}"), None);
     let output = server.interrupt();
     assert_eq!(
         output.status.code(),

@@ -2,9 +2,8 @@
 //! touches the log: moving the store away and starting again recomputes every result.
 
 use super::results::{assert_exact, events, expected, stored};
-use super::support::{BIN, Server};
+use super::support::{BIN, Server, settled};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 const CONFIG: &str = r#"
 admin-keys = ["ak_faults_admin_0123456789"]
@@ -21,28 +20,7 @@ backfill = true
 "#;
 
 fn settle(server: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = super::support::http_request(
-            server.addr,
-            "GET",
-            "/v1/admin/metrics",
-            &[("authorization", "Bearer ak_faults_admin_0123456789")],
-            b"",
-        );
-        assert_eq!(status, 200, "{body}");
-        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if value["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["lag"] == 0 && m["state"] == "running")
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not settled: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settled(server.addr, "Bearer ak_faults_admin_0123456789", None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

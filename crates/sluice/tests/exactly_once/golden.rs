@@ -8,7 +8,7 @@ use sluice_stream::plan::ColumnSource;
 use std::fmt::Write;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/orders");
 
@@ -64,29 +64,7 @@ async fn run(kill: bool) -> String {
         &[("data-dir", toml::Value::String(data.display().to_string()))],
     )
     .unwrap();
-    // Settled: every metric committed everything in the log.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = super::support::http_request(
-            server.addr,
-            "GET",
-            "/v1/admin/metrics",
-            &[("authorization", "Bearer ak_golden_admin_0123456789")],
-            b"",
-        );
-        assert_eq!(status, 200, "{body}");
-        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if value["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["lag"] == 0)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not settled: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::support::settled(server.addr, "Bearer ak_golden_admin_0123456789", None);
     assert_eq!(server.interrupt().status.code(), Some(0));
 
     let mut out = String::new();

@@ -223,3 +223,34 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Waits until `metric` (or every metric) has committed everything in the log, is running and
+/// is not replaying, asking the admin API with `admin` (`Bearer …`); returns its last status
+/// (or the whole list).
+pub fn settled(addr: SocketAddr, admin: &str, metric: Option<&str>) -> serde_json::Value {
+    let path = metric.map_or_else(
+        || "/v1/admin/metrics".to_owned(),
+        |name| format!("/v1/admin/metrics/{name}"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = http_request(addr, "GET", &path, &[("authorization", admin)], b"");
+        assert_eq!(status, 200, "{body}");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let metrics = match &value["metrics"] {
+            serde_json::Value::Array(list) => list.clone(),
+            _ => vec![value.clone()],
+        };
+        if metrics
+            .iter()
+            .all(|m| m["lag"] == 0 && m["state"] == "running" && m["replay"].is_null())
+        {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics did not settle: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -4,10 +4,8 @@
 //! a rate is set, so a stalled server is not hidden by coordinated omission).
 
 use super::percentile_ms;
-use crate::client::{Connection, Target, basic_auth};
-use crate::config::ConfigArgs;
+use crate::client::{Connection, Target, WriteTarget, basic_auth};
 use crate::synth::{EventGen, Template};
-use crate::{UserError, tenants};
 use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -19,12 +17,6 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct IngestBenchArgs {
-    /// sluice's base URL (default: http:// + the configured `server.listen`).
-    #[arg(long)]
-    url: Option<String>,
-    /// Write key (default: $SLUICE_WRITE_KEY, else the configured or generated tenant's key).
-    #[arg(long, env = "SLUICE_WRITE_KEY", hide_env_values = true)]
-    write_key: Option<String>,
     /// Seconds to run.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -44,7 +36,7 @@ pub struct IngestBenchArgs {
     #[arg(long, default_value_t = 5_000)]
     disorder_ms: i64,
     #[command(flatten)]
-    config: ConfigArgs,
+    target: WriteTarget,
 }
 
 #[derive(Default)]
@@ -56,25 +48,7 @@ struct Counters {
 }
 
 pub fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
-    let config = args
-        .config
-        .load(&[])
-        .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
-    let url = args.url.clone().unwrap_or_else(|| {
-        format!(
-            "http://{}",
-            config.server.listen.replace("0.0.0.0", "127.0.0.1")
-        )
-    });
-    let target = Target::parse(&url).map_err(|error| UserError(format!("--url: {error}")))?;
-    let key = match &args.write_key {
-        Some(key) => key.clone(),
-        None => {
-            tenants::default_write_key(&config.tenants, &config.data_dir)?.ok_or_else(|| {
-                UserError("no write key: pass --write-key KEY or set SLUICE_WRITE_KEY".into())
-            })?
-        }
-    };
+    let (_, target, key) = args.target.resolve()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -3,6 +3,7 @@
 
 pub mod ingest;
 pub mod log;
+pub mod restart;
 pub mod stream;
 
 use clap::Subcommand;
@@ -13,6 +14,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestBenchArgs),
     /// The durable log: concurrent appends, replay, and the disk's own bandwidth beside them.
     Log(log::LogBenchArgs),
+    /// Restart after a crash: time until processing again with many open windows.
+    Restart(restart::RestartBenchArgs),
     /// The stream engine: a metric over synthetic events read from the file log, events/s.
     Stream(stream::StreamBenchArgs),
 }
@@ -23,6 +26,7 @@ impl BenchCommand {
         match self {
             BenchCommand::Ingest(args) => ingest::run(args),
             BenchCommand::Log(args) => log::run(args),
+            BenchCommand::Restart(args) => restart::run(args),
             BenchCommand::Stream(args) => stream::run(args),
         }
     }

@@ -44,6 +44,12 @@ pub struct StreamBenchArgs {
     /// Config file for the [log] and [stream] settings; keys it omits keep defaults.
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Run the metric through the exactly-once pipelines `serve` uses — partition tasks,
+    /// checkpoints of changed windows and offsets committed to a SQLite store every this often
+    /// (e.g. 1s, the default of store.checkpoint-interval) — to measure what exactly-once
+    /// costs against the bare processors.
+    #[arg(long, value_name = "DURATION")]
+    checkpoint_interval: Option<sluice_core::config::HumanDuration>,
 }
 
 /// Events per append while writing.
@@ -125,7 +131,17 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
 
     let mut runs = Vec::new();
     for index in 1..=args.runs {
-        let run = runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?;
+        let run = match args.checkpoint_interval {
+            None => runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?,
+            Some(interval) => runtime.block_on(process_exactly_once(
+                &log,
+                &topic,
+                &dir,
+                &sql,
+                &config,
+                interval.get(),
+            ))?,
+        };
         println!(
             "run {index}: {} events in {:.3} s = {:.0} events/s; CPU {:.3} s = {:.0} events/s per core; {} window updates, {} late",
             run.events,
@@ -158,6 +174,7 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         "partitions": args.partitions,
         "runs": args.runs,
         "metric": plan.name,
+        "checkpoint_interval_ms": args.checkpoint_interval.map(|interval| interval.get().as_millis() as u64),
     });
     println!("{summary}");
     Ok(())
@@ -309,6 +326,80 @@ async fn process(
         events,
         updates,
         late,
+    })
+}
+
+/// One run through the real pipelines: a fresh store, the metric with backfill over the bench
+/// topic, timed until every partition has committed the whole topic.
+async fn process_exactly_once(
+    log: &FileLog,
+    topic: &str,
+    dir: &std::path::Path,
+    sql: &str,
+    config: &crate::config::Config,
+    interval: Duration,
+) -> anyhow::Result<Run> {
+    use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore};
+    let path = dir.join("bench-store.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let store = SqliteStore::open(&path).map_err(|error| UserError(error.to_string()))?;
+    let mut stream = config.stream.clone();
+    stream.source_topic = topic.to_owned();
+    stream.late_topic = format!("{topic}.late");
+    let settings = PipelineSettings {
+        stream,
+        checkpoint_interval: interval,
+    };
+    let events: u64 = log
+        .describe(Some(topic))
+        .await?
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.end_offset)
+        .sum();
+    let log = Arc::new(sluice_log::LogBackend::File(log.clone()));
+    let cpu_before = cpu_seconds()?;
+    let started = Instant::now();
+    let pipelines = Pipelines::start(
+        log,
+        store,
+        settings,
+        &[MetricSpec {
+            sql: sql.to_owned(),
+            backfill: true,
+        }],
+    )
+    .await?;
+    let name = pipelines
+        .plans()
+        .first()
+        .map(|(plan, _)| plan.name.clone())
+        .context("the metric runs")?;
+    loop {
+        let status = pipelines
+            .status(Some(&name))
+            .await?
+            .pop()
+            .context("metric status")?;
+        if status.lag == 0 {
+            break;
+        }
+        if let Some(error) = status.error.filter(|_| status.state == "failed") {
+            anyhow::bail!("the pipeline failed: {error}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu_seconds()? - cpu_before;
+    pipelines.stop().await;
+    Ok(Run {
+        seconds,
+        cpu_seconds,
+        events,
+        updates: 0,
+        late: 0,
     })
 }
 

@@ -1,0 +1,521 @@
+//! `/v1/graphql`: the same reads as the REST API, and live updates as subscriptions over
+//! WebSocket with the `graphql-transport-ws` protocol (and the older `graphql-ws`), so GraphQL
+//! clients and tools work unchanged.
+//!
+//! - `POST /v1/graphql` (or `GET` with `?query=`): queries, with a read key as
+//!   `Authorization: Bearer KEY`.
+//! - `GET /v1/graphql` with a WebSocket upgrade (`Sec-WebSocket-Protocol:
+//!   graphql-transport-ws`): subscriptions. The key comes as the `Authorization` header, `?key=`,
+//!   or in `connection_init`'s payload as `{"Authorization": "Bearer KEY"}` (or `{"key": KEY}`);
+//!   a refused key closes the socket (code 1002, as async-graphql does) with the reason.
+//!
+//! ```graphql
+//! query { series(metric: "page_views", from: "now-1h", resolution: "5m", filters: ["url:/home"]) {
+//!   series { key points { start end final values } } } }
+//! subscription { windowUpdates(metric: "page_views") { windows { key start end final values } } }
+//! ```
+//!
+//! Epoch milliseconds are GraphQL `Int`s wider than 32 bits (as JavaScript numbers they are
+//! exact). Keys and values are `JSON` objects named after the metric's columns.
+
+use crate::access::Access;
+use crate::error::ApiError;
+use crate::feed::{Changes, Feed};
+use crate::push::{connection_slot, socket_key};
+use crate::query::params::SeriesParams;
+use crate::query::{MetricInfo, Serving};
+use async_graphql::futures_util::Stream;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::{
+    Context, Data, EmptyMutation, ErrorExtensions, Json, Object, Schema, SimpleObject, Subscription,
+};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sluice_core::access::{Grant, Role};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// The schema.
+pub type SluiceSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
+
+/// Deepest query accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Most complex query accepted (fields, summed).
+pub const MAX_COMPLEXITY: usize = 500;
+
+/// What the GraphQL routes need.
+pub struct GraphqlState {
+    /// Keys.
+    pub access: Arc<Access>,
+    /// The schema (holds the serving engine).
+    pub schema: SluiceSchema,
+    /// One permit per open WebSocket connection (shared with live push).
+    pub connections: Arc<Semaphore>,
+    /// Subscriptions whose client has not answered for this long are closed.
+    pub keepalive: std::time::Duration,
+}
+
+impl std::fmt::Debug for GraphqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphqlState")
+            .field("keepalive", &self.keepalive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphqlState {
+    /// The GraphQL state over `serving`.
+    pub fn new(
+        access: Arc<Access>,
+        serving: Arc<Serving>,
+        connections: Arc<Semaphore>,
+    ) -> GraphqlState {
+        GraphqlState {
+            keepalive: serving.config().ws_heartbeat.get() * 2,
+            schema: schema(serving),
+            access,
+            connections,
+        }
+    }
+}
+
+/// Builds the schema.
+pub fn schema(serving: Arc<Serving>) -> SluiceSchema {
+    Schema::build(QueryRoot, EmptyMutation, SubscriptionRoot)
+        .data(serving)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The GraphQL routes.
+pub fn router(state: Arc<GraphqlState>) -> Router {
+    Router::new()
+        .route("/v1/graphql", get(get_graphql).post(post_graphql))
+        .with_state(state)
+}
+
+/// The reader a request runs as.
+#[derive(Debug, Clone)]
+struct Reader(Arc<Grant>);
+
+fn reader<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a Arc<Serving>, Arc<str>)> {
+    let reader = ctx
+        .data::<Reader>()
+        .map_err(|_| async_graphql::Error::new("missing read key"))?;
+    let tenant = reader
+        .0
+        .tenant()
+        .cloned()
+        .ok_or_else(|| async_graphql::Error::new("this key belongs to no tenant"))?;
+    Ok((ctx.data::<Arc<Serving>>()?, tenant))
+}
+
+fn graphql_error(error: ApiError) -> async_graphql::Error {
+    let code = error.code();
+    async_graphql::Error::new(error.message().to_owned()).extend_with(|_, extensions| {
+        extensions.set("code", code);
+    })
+}
+
+/// Queries.
+#[derive(Debug, Default)]
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// Every metric (definitions are global; each tenant reads its own results).
+    async fn metrics(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Metric>> {
+        let (serving, _) = reader(ctx)?;
+        Ok(serving.metrics().into_iter().map(Metric::from).collect())
+    }
+
+    /// One metric.
+    async fn metric(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Metric> {
+        let (serving, _) = reader(ctx)?;
+        serving
+            .metric(&name)
+            .map(Metric::from)
+            .map_err(graphql_error)
+    }
+
+    /// A metric's time series over `[from, to)`, like `GET /v1/metrics/{name}`.
+    #[allow(clippy::too_many_arguments)]
+    async fn series(
+        &self,
+        ctx: &Context<'_>,
+        metric: String,
+        #[graphql(desc = "RFC 3339, epoch ms, now or now-DURATION (default: to - 1h)")]
+        from: Option<String>,
+        #[graphql(desc = "End, exclusive (default now)")] to: Option<String>,
+        #[graphql(desc = "raw or a duration like 1h")] resolution: Option<String>,
+        #[graphql(desc = "Only the N keys with the largest `by`")] top: Option<u32>,
+        #[graphql(desc = "The aggregate top ranks by (default the first)")] by: Option<String>,
+        #[graphql(desc = "KEY:VALUE filters on group keys")] filters: Option<Vec<String>>,
+    ) -> async_graphql::Result<SeriesResult> {
+        let (serving, tenant) = reader(ctx)?;
+        let params = SeriesParams {
+            from,
+            to,
+            resolution,
+            top: top.map(|top| top as usize),
+            by,
+            filters: filters.unwrap_or_default(),
+        };
+        let answer = serving
+            .series(&tenant, &metric, &params)
+            .await
+            .map_err(graphql_error)?;
+        let plan_names: Vec<String> = answer
+            .metric
+            .values
+            .iter()
+            .map(|v| v.name.clone())
+            .collect();
+        Ok(SeriesResult {
+            metric: answer.metric.name.clone(),
+            from: answer.from,
+            to: answer.to,
+            resolution_ms: answer.resolution,
+            watermark: answer.watermark,
+            series: answer
+                .series
+                .into_iter()
+                .map(|series| Series {
+                    key: Json(series.key),
+                    points: series
+                        .points
+                        .into_iter()
+                        .map(|point| Point {
+                            start: point.start,
+                            end: point.end,
+                            is_final: point.is_final,
+                            values: Json(serde_json::Value::Object(
+                                plan_names
+                                    .iter()
+                                    .cloned()
+                                    .zip(point.values.iter().map(crate::query::render::value_json))
+                                    .collect(),
+                            )),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A metric's shape.
+#[derive(Debug, SimpleObject)]
+pub struct Metric {
+    /// Name.
+    pub name: String,
+    /// Group key names.
+    pub keys: Vec<String>,
+    /// Aggregates, in order.
+    pub values: Vec<MetricValue>,
+    /// `tumble`, `hop` or `session`.
+    pub window_kind: String,
+    /// Window length (tumble, hop), ms.
+    pub window_size_ms: Option<i64>,
+    /// Distance between hopping windows, ms.
+    pub window_slide_ms: Option<i64>,
+    /// Session gap, ms.
+    pub session_gap_ms: Option<i64>,
+    /// How long after its end a window may still change, ms.
+    pub allowed_lateness_ms: i64,
+}
+
+/// One aggregate of a metric.
+#[derive(Debug, SimpleObject)]
+pub struct MetricValue {
+    /// Column name.
+    pub name: String,
+    /// `count`, `count_distinct`, `sum`, `min`, `max`, `avg` or `approx_percentile`.
+    pub aggregate: String,
+    /// The quantile of `approx_percentile`.
+    pub quantile: Option<f64>,
+}
+
+impl From<MetricInfo> for Metric {
+    fn from(info: MetricInfo) -> Metric {
+        Metric {
+            name: info.name,
+            keys: info.keys,
+            values: info
+                .values
+                .into_iter()
+                .map(|value| MetricValue {
+                    name: value.name,
+                    aggregate: value.aggregate.to_owned(),
+                    quantile: value.quantile,
+                })
+                .collect(),
+            window_kind: info.window.kind.to_owned(),
+            window_size_ms: info.window.size_ms,
+            window_slide_ms: info.window.slide_ms,
+            session_gap_ms: info.window.gap_ms,
+            allowed_lateness_ms: info.allowed_lateness_ms,
+        }
+    }
+}
+
+/// A query's answer.
+#[derive(Debug, SimpleObject)]
+pub struct SeriesResult {
+    /// The metric.
+    pub metric: String,
+    /// Windows starting at or after this, epoch ms.
+    pub from: i64,
+    /// Windows starting before this, epoch ms.
+    pub to: i64,
+    /// Bucket size, ms (`null`: the metric's windows).
+    pub resolution_ms: Option<i64>,
+    /// Windows closing at or before this are final.
+    pub watermark: Option<i64>,
+    /// One series per group key.
+    pub series: Vec<Series>,
+}
+
+/// One group key's points.
+#[derive(Debug, SimpleObject)]
+pub struct Series {
+    /// The group key, `{name: value}`.
+    pub key: Json<serde_json::Value>,
+    /// In time order.
+    pub points: Vec<Point>,
+}
+
+/// One window or bucket.
+#[derive(Debug, SimpleObject)]
+pub struct Point {
+    /// Start, epoch ms.
+    pub start: i64,
+    /// End, epoch ms, exclusive.
+    pub end: i64,
+    /// Whether it can no longer change.
+    #[graphql(name = "final")]
+    pub is_final: bool,
+    /// The aggregates, `{name: value}`.
+    pub values: Json<serde_json::Value>,
+}
+
+/// What changed in a subscribed metric.
+#[derive(Debug, SimpleObject)]
+pub struct LiveUpdate {
+    /// The metric.
+    pub metric: String,
+    /// The windows that changed since the previous update.
+    pub windows: Vec<LiveWindow>,
+}
+
+/// One changed window.
+#[derive(Debug, SimpleObject)]
+pub struct LiveWindow {
+    /// The group key.
+    pub key: Json<serde_json::Value>,
+    /// Start, epoch ms.
+    pub start: i64,
+    /// End, epoch ms.
+    pub end: i64,
+    /// Whether it can no longer change.
+    #[graphql(name = "final")]
+    pub is_final: bool,
+    /// The window no longer exists (a session merged into another).
+    pub removed: bool,
+    /// The aggregates (`null` when removed).
+    pub values: Option<Json<serde_json::Value>>,
+}
+
+/// Subscriptions.
+#[derive(Debug, Default)]
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Changed windows of a metric, coalesced per `api.push-interval`; the first update holds
+    /// every open window.
+    async fn window_updates(
+        &self,
+        ctx: &Context<'_>,
+        metric: String,
+        #[graphql(desc = "KEY:VALUE filters on group keys")] filters: Option<Vec<String>>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LiveUpdate>>> {
+        let (serving, tenant) = reader(ctx)?;
+        if let Ok(reader) = ctx.data::<Reader>()
+            && let Err(limited) = reader.0.admit_request()
+        {
+            return Err(graphql_error(ApiError::limited(&limited)));
+        }
+        let feed = Feed::new(
+            Arc::clone(serving),
+            &tenant,
+            &metric,
+            filters.unwrap_or_default(),
+        )
+        .await
+        .map_err(graphql_error)?;
+        let mut tick = tokio::time::interval(serving.push_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(futures::stream::unfold(
+            Some((feed, tick)),
+            |state| async move {
+                let (mut feed, mut tick) = state?;
+                loop {
+                    tick.tick().await;
+                    match feed.poll().await {
+                        Ok(Changes::Windows(changes)) if changes.is_empty() => continue,
+                        Ok(Changes::Windows(changes)) => {
+                            let plan = Arc::clone(feed.plan());
+                            let windows = changes
+                                .iter()
+                                .map(|change| LiveWindow {
+                                    key: Json(
+                                        serde_json::from_str(&change.key).unwrap_or_default(),
+                                    ),
+                                    start: change.start,
+                                    end: change.end,
+                                    is_final: change.is_final,
+                                    removed: change.removed,
+                                    values: (!change.removed).then(|| {
+                                        Json(crate::query::render::values_json(
+                                            &plan,
+                                            &change.values,
+                                        ))
+                                    }),
+                                })
+                                .collect();
+                            let update = LiveUpdate {
+                                metric: feed.metric().to_owned(),
+                                windows,
+                            };
+                            return Some((Ok(update), Some((feed, tick))));
+                        }
+                        Ok(Changes::TooMany(count)) => {
+                            let error = async_graphql::Error::new(format!(
+                                "{count} windows changed at once; query the range instead"
+                            ));
+                            return Some((Err(error), Some((feed, tick))));
+                        }
+                        Err(error) => return Some((Err(graphql_error(error)), None)),
+                    }
+                }
+            },
+        ))
+    }
+}
+
+async fn post_graphql(
+    State(state): State<Arc<GraphqlState>>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Result<GraphQLResponse, ApiError> {
+    let grant = state.access.authorize(&headers, Role::Read)?;
+    Ok(state
+        .schema
+        .execute(request.into_inner().data(Reader(grant)))
+        .await
+        .into())
+}
+
+/// `?key=` for WebSocket clients that cannot send headers.
+#[derive(Debug, serde::Deserialize)]
+struct SocketParams {
+    key: Option<String>,
+}
+
+async fn get_graphql(
+    State(state): State<Arc<GraphqlState>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    protocol: Result<GraphQLProtocol, axum::http::StatusCode>,
+    params: Result<Query<SocketParams>, QueryRejection>,
+    request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(upgrade) = upgrade else {
+        // A plain GET query.
+        let grant = state.access.authorize(&headers, Role::Read)?;
+        let request = request.map_err(|rejection| {
+            ApiError::bad_request(
+                "invalid_graphql",
+                format!("not a GraphQL request: {}", rejection.0),
+            )
+        })?;
+        let response: GraphQLResponse = state
+            .schema
+            .execute(request.into_inner().data(Reader(grant)))
+            .await
+            .into();
+        return Ok(response.into_response());
+    };
+    let protocol = protocol.map_err(|_| {
+        ApiError::bad_request(
+            "invalid_protocol",
+            "send Sec-WebSocket-Protocol: graphql-transport-ws (or graphql-ws)",
+        )
+    })?;
+    let key = params.ok().and_then(|Query(params)| params.key);
+    let mut data = Data::default();
+    let authorized = headers.contains_key(axum::http::header::AUTHORIZATION) || key.is_some();
+    if authorized {
+        let key = socket_key(&headers, key.as_deref())?;
+        data.insert(Reader(state.access.authorize_key(key, Role::Read)?));
+    }
+    let slot = connection_slot(&state.connections)?;
+    let schema = state.schema.clone();
+    let access = Arc::clone(&state.access);
+    let keepalive = state.keepalive;
+    Ok(upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(crate::push::MAX_CLIENT_MESSAGE)
+        .max_write_buffer_size(4 * 1024 * 1024)
+        .on_upgrade(move |socket| async move {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .with_data(data)
+                .on_connection_init(move |payload| async move {
+                    if authorized {
+                        return Ok(Data::default());
+                    }
+                    let key = init_key(&payload).ok_or_else(|| {
+                        async_graphql::Error::new(
+                            "send the read key in connection_init: {\"Authorization\": \"Bearer KEY\"}",
+                        )
+                    })?;
+                    let grant = access
+                        .authorize_key(&key, Role::Read)
+                        .map_err(|error| async_graphql::Error::new(error.message().to_owned()))?;
+                    let mut data = Data::default();
+                    data.insert(Reader(grant));
+                    Ok(data)
+                })
+                .keepalive_timeout(keepalive)
+                .serve()
+                .await;
+            drop(slot);
+        }))
+}
+
+/// The key in a `connection_init` payload: `{"Authorization": "Bearer KEY"}` (any case) or
+/// `{"key": "KEY"}`.
+fn init_key(payload: &serde_json::Value) -> Option<String> {
+    let object = payload.as_object()?;
+    for (name, value) in object {
+        let Some(text) = value.as_str() else { continue };
+        if name.eq_ignore_ascii_case("authorization") {
+            let (scheme, key) = text.split_once(' ')?;
+            return scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| key.trim().to_owned());
+        }
+        if name == "key" {
+            return Some(text.to_owned());
+        }
+    }
+    None
+}

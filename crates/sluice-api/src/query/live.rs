@@ -1,0 +1,215 @@
+//! Live snapshots: one tenant's windows that are not final yet, as of a moment, merged across
+//! partitions.
+//!
+//! A snapshot is built from two reads, in this order: each partition's state the store does
+//! not have yet (open windows, windows closed and session bounds retracted since its last
+//! checkpoint: `Pipelines::live_windows`), then the stored rows of windows closing after the
+//! cache's frontier. Laid over each other per partition — stored rows, minus retracted ones,
+//! replaced by closed then open ones — they are every event processed when the first read
+//! answered: a window the engine closed and checkpointed in between is in the store by the
+//! second read. A partition that did not answer (restarting) is represented by its stored rows.
+
+use crate::query::cells::{KeySeries, Merged, close_of, series_of};
+use sluice_core::time::Millis;
+use sluice_store::StoredRow;
+use sluice_store::pipelines::partial_row;
+use sluice_stream::agg::PartialState;
+use sluice_stream::engine::output::LiveWindows;
+use sluice_stream::keys::GroupKey;
+use sluice_stream::plan::MetricPlan;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One tenant's not-yet-final windows at one moment.
+#[derive(Debug)]
+pub(crate) struct LiveSnapshot {
+    /// When the engine was read.
+    pub(crate) taken: Instant,
+    /// Per encoded group key, its windows (rendered with `final` false).
+    pub(crate) keys: BTreeMap<Box<[u8]>, KeySeries>,
+}
+
+type PartitionWindow = (u32, Box<[u8]>, Millis, Millis);
+
+/// Builds a snapshot from the engine's answers and the stored rows (read after them) of
+/// windows closing after `frontier`.
+pub(crate) fn build(
+    plan: &MetricPlan,
+    frontier: Millis,
+    taken: Instant,
+    rows: &[StoredRow],
+    partitions: Vec<(u32, LiveWindows)>,
+) -> Result<LiveSnapshot, String> {
+    let mut windows: HashMap<PartitionWindow, (Arc<GroupKey>, PartialState)> = HashMap::new();
+    for row in rows {
+        let partial = partial_row(row, plan)?;
+        windows.insert(
+            (
+                row.partition,
+                row.key.clone().into_boxed_slice(),
+                row.window_start,
+                row.window_end,
+            ),
+            (partial.key, partial.state),
+        );
+    }
+    for (partition, live) in partitions {
+        for (key, window) in &live.retracted {
+            windows.remove(&(partition, key.as_bytes().into(), window.start, window.end));
+        }
+        let closed = live
+            .closed
+            .into_iter()
+            .map(|row| (row.key, row.window, row.state));
+        let open = live
+            .open
+            .into_iter()
+            .map(|open| (open.key, open.window, open.state));
+        for (key, window, state) in closed.chain(open) {
+            windows.insert(
+                (partition, key.as_bytes().into(), window.start, window.end),
+                (key, state),
+            );
+        }
+    }
+    let mut merged = Merged::new();
+    for ((_, bytes, start, end), (key, state)) in windows {
+        if close_of(plan, end) <= frontier {
+            continue;
+        }
+        let slot = merged.entry(bytes).or_default();
+        match slot.entry((start, end)) {
+            std::collections::btree_map::Entry::Occupied(mut merged) => merged
+                .get_mut()
+                .1
+                .merge(&state)
+                .map_err(|error| error.to_string())?,
+            std::collections::btree_map::Entry::Vacant(empty) => {
+                empty.insert((key, state));
+            }
+        }
+    }
+    Ok(LiveSnapshot {
+        taken,
+        keys: series_of(plan, merged, |_| false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_stream::agg::AggState;
+    use sluice_stream::engine::output::{OpenWindow, PartialRow};
+    use sluice_stream::keys::encode_text;
+    use sluice_stream::sql::{MetricDefaults, parse_metric};
+    use sluice_stream::window::Window;
+
+    fn plan() -> MetricPlan {
+        parse_metric(
+            "CREATE METRIC m AS SELECT user_id, COUNT(*) AS n FROM events GROUP BY user_id, SESSION(timestamp, INTERVAL '10' SECOND)",
+            &MetricDefaults {
+                out_of_orderness: 0,
+                allowed_lateness: 0,
+                late: sluice_stream::plan::LatePolicy::Drop,
+            },
+        )
+        .unwrap()
+    }
+
+    fn key(user: &str) -> Arc<GroupKey> {
+        let mut bytes = Vec::new();
+        encode_text(b"shop", &mut bytes);
+        encode_text(user.as_bytes(), &mut bytes);
+        Arc::new(GroupKey::from_bytes(&bytes).unwrap())
+    }
+
+    fn count(n: u64) -> PartialState {
+        PartialState {
+            states: vec![AggState::Count(n)],
+        }
+    }
+
+    fn stored(partition: u32, user: &str, start: Millis, end: Millis, n: u64) -> StoredRow {
+        StoredRow {
+            partition,
+            tenant: "shop".into(),
+            key: key(user).as_bytes().to_vec(),
+            window_start: start,
+            window_end: end,
+            version: 0,
+            state: count(n).encode(),
+        }
+    }
+
+    #[test]
+    fn the_engine_state_overrides_stored_rows_per_partition_then_partitions_merge() {
+        let plan = plan();
+        let rows = vec![
+            // Partition 0 stored [0, 10000) and [20000, 30000) for u; the engine then merged
+            // them into [0, 30000) (a retraction) which is still open.
+            stored(0, "u", 0, 10_000, 1),
+            stored(0, "u", 20_000, 30_000, 1),
+            // Partition 1 committed a closed session and did not answer (restarting).
+            stored(1, "u", 0, 30_000, 5),
+            // Final by the frontier: left to the cache.
+            stored(1, "v", 0, 5_000, 9),
+        ];
+        let live = LiveWindows {
+            open: vec![OpenWindow {
+                key: key("u"),
+                window: Window {
+                    start: 0,
+                    end: 30_000,
+                },
+                version: 0,
+                fired: false,
+                state: count(3),
+            }],
+            closed: vec![PartialRow {
+                key: key("w"),
+                window: Window {
+                    start: 40_000,
+                    end: 50_000,
+                },
+                version: 1,
+                state: count(2),
+            }],
+            retracted: vec![
+                (
+                    key("u"),
+                    Window {
+                        start: 0,
+                        end: 10_000,
+                    },
+                ),
+                (
+                    key("u"),
+                    Window {
+                        start: 20_000,
+                        end: 30_000,
+                    },
+                ),
+            ],
+            watermark: Some(45_000),
+        };
+        let snapshot = build(&plan, 6_000, Instant::now(), &rows, vec![(0, live)]).unwrap();
+        let rendered: Vec<String> = snapshot
+            .keys
+            .values()
+            .flat_map(|series| {
+                series
+                    .cells
+                    .values()
+                    .map(|cell| format!("{}{}", series.json, cell.rendered))
+            })
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                r#"{"user_id":"u"}[0,30000,false,8]"#,
+                r#"{"user_id":"w"}[40000,50000,false,2]"#,
+            ]
+        );
+    }
+}

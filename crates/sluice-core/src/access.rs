@@ -1,0 +1,583 @@
+//! Access keys: which tenant a key belongs to, what it may do, and how much of it (a request
+//! rate and a daily event quota, per key).
+//!
+//! Keys are looked up by the SHA-256 of the secret, so the directory never holds a secret in
+//! the clear, and one lookup on the collector's hot path is one hash (SHA-NI where the CPU has
+//! it, ~100 ns) and one probe under a read lock. The directory is replaced as a whole when keys
+//! change; each key's usage counters survive replacement, so a limit change or a new key
+//! elsewhere never resets anyone's budget.
+//!
+//! Limits are lock-free: the request rate is a GCRA (generic cell rate algorithm) on one
+//! atomic "theoretical arrival time", allowing a burst of one second's worth; the daily quota
+//! packs the UTC day and the count used into one atomic word.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Send events to the collector (its tenant's).
+    Write,
+    /// Read its tenant's metrics: queries, subscriptions.
+    Read,
+    /// Administer sluice: tenants, keys, metrics. Not bound to a tenant.
+    Admin,
+}
+
+impl Role {
+    /// The name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Write => "write",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored or requested role name.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "write" => Some(Role::Write),
+            "read" => Some(Role::Read),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// The readable prefix of generated secrets (`wk_`, `rk_`, `ak_`).
+    pub fn secret_prefix(self) -> &'static str {
+        match self {
+            Role::Write => "wk_",
+            Role::Read => "rk_",
+            Role::Admin => "ak_",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How much one key may do. Zero means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    /// Requests per second, with bursts of up to one second's worth.
+    pub requests_per_second: u32,
+    /// Events accepted per UTC day (write keys).
+    pub events_per_day: u64,
+}
+
+/// The SHA-256 of a secret.
+pub type Digest = [u8; 32];
+
+/// The digest a secret is stored and looked up under.
+pub fn digest(secret: &str) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The lowercase hex of a digest's first `bytes` bytes (ids of configured keys).
+pub fn digest_hex(digest: &Digest, bytes: usize) -> String {
+    digest
+        .iter()
+        .take(bytes)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// One key, as the directory is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Stable public id (never the secret): usage counters and metrics labels use it.
+    pub id: String,
+    /// The secret's digest.
+    pub digest: Digest,
+    /// What it may do.
+    pub role: Role,
+    /// Its tenant (`None` for admin keys).
+    pub tenant: Option<String>,
+    /// Its limits.
+    pub limits: KeyLimits,
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    /// `requests-per-second`.
+    Requests,
+    /// `events-per-day`.
+    Events,
+}
+
+impl LimitKind {
+    /// The label used in metrics and error codes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests_per_second",
+            LimitKind::Events => "events_per_day",
+        }
+    }
+}
+
+/// A refusal by a limit, with when to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    /// The limit.
+    pub kind: LimitKind,
+    /// The limit's value.
+    pub limit: u64,
+    /// How long until the request would be admitted.
+    pub retry_after: Duration,
+}
+
+impl Limited {
+    /// `Retry-After` in whole seconds, at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        secs.max(1)
+    }
+}
+
+impl fmt::Display for Limited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            LimitKind::Requests => write!(
+                f,
+                "this key is limited to {} requests per second; retry in {} s",
+                self.limit,
+                self.retry_after_secs()
+            ),
+            LimitKind::Events => write!(
+                f,
+                "this key's quota of {} events per day (UTC) is used up; it renews in {} s",
+                self.limit,
+                self.retry_after_secs()
+            ),
+        }
+    }
+}
+
+const DAY_MS: u64 = 86_400_000;
+const USED_BITS: u32 = 44;
+const USED_MASK: u64 = (1 << USED_BITS) - 1;
+
+/// A key's usage: the rate limiter's state and the daily count.
+#[derive(Debug, Default)]
+struct Usage {
+    /// GCRA theoretical arrival time, nanoseconds since the directory's epoch.
+    tat: AtomicU64,
+    /// UTC day number << 44 | events used that day.
+    day_used: AtomicU64,
+}
+
+/// What one key may do, found by [`KeyDirectory::lookup`].
+#[derive(Debug)]
+pub struct Grant {
+    id: Arc<str>,
+    role: Role,
+    tenant: Option<Arc<str>>,
+    limits: KeyLimits,
+    usage: Arc<Usage>,
+    epoch: Instant,
+}
+
+impl Grant {
+    /// The key's public id.
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// What it may do.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Its tenant (`None` for admin keys).
+    pub fn tenant(&self) -> Option<&Arc<str>> {
+        self.tenant.as_ref()
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> KeyLimits {
+        self.limits
+    }
+
+    /// Admits one request now, or says when to retry.
+    pub fn admit_request(&self) -> Result<(), Limited> {
+        let now = self.epoch.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.admit_request_at(now)
+    }
+
+    /// Admits one request at `now` (nanoseconds since the directory's epoch).
+    pub fn admit_request_at(&self, now: u64) -> Result<(), Limited> {
+        let rate = u64::from(self.limits.requests_per_second);
+        if rate == 0 {
+            return Ok(());
+        }
+        let interval = 1_000_000_000 / rate;
+        let tolerance = interval * (rate - 1);
+        let mut tat = self.usage.tat.load(Ordering::Relaxed);
+        loop {
+            let start = tat.max(now);
+            if start - now > tolerance {
+                return Err(Limited {
+                    kind: LimitKind::Requests,
+                    limit: rate,
+                    retry_after: Duration::from_nanos(start - tolerance - now),
+                });
+            }
+            match self.usage.tat.compare_exchange_weak(
+                tat,
+                start + interval,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Takes `events` from today's quota (UTC day of `now_ms`), all or none.
+    pub fn take_events(&self, events: u64, now_ms: i64) -> Result<(), Limited> {
+        let limit = self.limits.events_per_day;
+        if limit == 0 || events == 0 {
+            return Ok(());
+        }
+        let now_ms = now_ms.max(0) as u64;
+        let today = now_ms / DAY_MS;
+        let mut current = self.usage.day_used.load(Ordering::Relaxed);
+        loop {
+            let used = if current >> USED_BITS == today {
+                current & USED_MASK
+            } else {
+                0
+            };
+            if used + events > limit {
+                let tomorrow = (today + 1) * DAY_MS;
+                return Err(Limited {
+                    kind: LimitKind::Events,
+                    limit,
+                    retry_after: Duration::from_millis(tomorrow - now_ms),
+                });
+            }
+            let next = (today << USED_BITS) | (used + events).min(USED_MASK);
+            match self.usage.day_used.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Gives back events taken by [`Grant::take_events`] that were not stored after all.
+    pub fn refund_events(&self, events: u64, now_ms: i64) {
+        if self.limits.events_per_day == 0 || events == 0 {
+            return;
+        }
+        let today = now_ms.max(0) as u64 / DAY_MS;
+        let _ = self
+            .usage
+            .day_used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                (current >> USED_BITS == today)
+                    .then(|| (today << USED_BITS) | (current & USED_MASK).saturating_sub(events))
+            });
+    }
+
+    /// Events used on the UTC day of `now_ms`.
+    pub fn events_used(&self, now_ms: i64) -> u64 {
+        let today = now_ms.max(0) as u64 / DAY_MS;
+        let current = self.usage.day_used.load(Ordering::Relaxed);
+        if current >> USED_BITS == today {
+            current & USED_MASK
+        } else {
+            0
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_digest: HashMap<Digest, Arc<Grant>>,
+    usage: HashMap<Arc<str>, Arc<Usage>>,
+}
+
+/// Every key sluice accepts, replaced as a whole when keys change.
+#[derive(Debug)]
+pub struct KeyDirectory {
+    epoch: Instant,
+    table: RwLock<Table>,
+}
+
+impl Default for KeyDirectory {
+    fn default() -> Self {
+        KeyDirectory::new(Vec::new())
+    }
+}
+
+impl KeyDirectory {
+    /// A directory of `keys`.
+    pub fn new(keys: Vec<KeySpec>) -> KeyDirectory {
+        let directory = KeyDirectory {
+            epoch: Instant::now(),
+            table: RwLock::new(Table::default()),
+        };
+        directory.replace(keys);
+        directory
+    }
+
+    /// Replaces every key. Keys that stay (same id) keep their usage.
+    pub fn replace(&self, keys: Vec<KeySpec>) {
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = Table::default();
+        for spec in keys {
+            let id: Arc<str> = Arc::from(spec.id);
+            let usage = table
+                .usage
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Usage::default()));
+            next.usage.insert(Arc::clone(&id), Arc::clone(&usage));
+            next.by_digest.insert(
+                spec.digest,
+                Arc::new(Grant {
+                    id,
+                    role: spec.role,
+                    tenant: spec.tenant.map(Arc::from),
+                    limits: spec.limits,
+                    usage,
+                    epoch: self.epoch,
+                }),
+            );
+        }
+        *table = next;
+    }
+
+    /// The grant of a secret, if it is a key.
+    pub fn lookup(&self, secret: &str) -> Option<Arc<Grant>> {
+        let digest = digest(secret);
+        self.table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_digest
+            .get(&digest)
+            .cloned()
+    }
+
+    /// The tenant a write key sends events for.
+    pub fn write_grant(&self, secret: &str) -> Option<Arc<Grant>> {
+        self.lookup(secret)
+            .filter(|grant| grant.role == Role::Write && grant.tenant.is_some())
+    }
+
+    /// Each key's events used on the UTC day of `now_ms` (keys that used none are left out).
+    pub fn usage(&self, now_ms: i64) -> Vec<(String, u64, u64)> {
+        let day = now_ms.max(0) as u64 / DAY_MS;
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let mut usage: Vec<(String, u64, u64)> = table
+            .usage
+            .iter()
+            .filter_map(|(id, usage)| {
+                let current = usage.day_used.load(Ordering::Relaxed);
+                let used = current & USED_MASK;
+                (current >> USED_BITS == day && used > 0).then(|| (id.to_string(), day, used))
+            })
+            .collect();
+        usage.sort();
+        usage
+    }
+
+    /// Restores a key's events used on `day` (from the store, at start-up); the larger count
+    /// wins, so restoring never gives budget back.
+    pub fn restore_usage(&self, id: &str, day: u64, used: u64) {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(usage) = table.usage.get(id) {
+            let _ = usage
+                .day_used
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                    let mine = if current >> USED_BITS == day {
+                        current & USED_MASK
+                    } else if current >> USED_BITS > day {
+                        return None;
+                    } else {
+                        0
+                    };
+                    Some((day << USED_BITS) | mine.max(used.min(USED_MASK)))
+                });
+        }
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_digest
+            .len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(
+        id: &str,
+        secret: &str,
+        role: Role,
+        tenant: Option<&str>,
+        limits: KeyLimits,
+    ) -> KeySpec {
+        KeySpec {
+            id: id.into(),
+            digest: digest(secret),
+            role,
+            tenant: tenant.map(str::to_owned),
+            limits,
+        }
+    }
+
+    #[test]
+    fn keys_are_found_by_secret_with_their_role_and_tenant() {
+        let directory = KeyDirectory::new(vec![
+            spec(
+                "a",
+                "wk_secret_one_0123",
+                Role::Write,
+                Some("shop"),
+                KeyLimits::default(),
+            ),
+            spec(
+                "b",
+                "rk_secret_two_0123",
+                Role::Read,
+                Some("shop"),
+                KeyLimits::default(),
+            ),
+            spec(
+                "c",
+                "ak_secret_three_01",
+                Role::Admin,
+                None,
+                KeyLimits::default(),
+            ),
+        ]);
+        let write = directory.write_grant("wk_secret_one_0123").unwrap();
+        assert_eq!(write.tenant().map(|t| &**t), Some("shop"));
+        assert!(
+            directory.write_grant("rk_secret_two_0123").is_none(),
+            "a read key cannot write"
+        );
+        assert_eq!(
+            directory.lookup("rk_secret_two_0123").unwrap().role(),
+            Role::Read
+        );
+        assert_eq!(
+            directory.lookup("ak_secret_three_01").unwrap().tenant(),
+            None
+        );
+        assert!(directory.lookup("wk_secret_one_012").is_none());
+        assert_eq!(directory.len(), 3);
+    }
+
+    #[test]
+    fn the_request_rate_allows_a_one_second_burst_then_one_per_interval() {
+        let limits = KeyLimits {
+            requests_per_second: 4,
+            events_per_day: 0,
+        };
+        let directory = KeyDirectory::new(vec![spec("a", "k", Role::Read, Some("t"), limits)]);
+        let grant = directory.lookup("k").unwrap();
+        let start = 10_000_000_000;
+        for _ in 0..4 {
+            grant.admit_request_at(start).unwrap();
+        }
+        let refused = grant.admit_request_at(start).unwrap_err();
+        assert_eq!(refused.kind, LimitKind::Requests);
+        assert_eq!(refused.retry_after, Duration::from_millis(250));
+        assert_eq!(refused.retry_after_secs(), 1);
+        grant.admit_request_at(start + 250_000_000).unwrap();
+        assert!(grant.admit_request_at(start + 250_000_000).is_err());
+        // After a quiet second the whole burst is back.
+        for _ in 0..4 {
+            grant.admit_request_at(start + 2_000_000_000).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_daily_quota_is_all_or_nothing_and_renews_at_utc_midnight() {
+        let limits = KeyLimits {
+            requests_per_second: 0,
+            events_per_day: 10,
+        };
+        let directory = KeyDirectory::new(vec![spec("a", "k", Role::Write, Some("t"), limits)]);
+        let grant = directory.lookup("k").unwrap();
+        let noon = 19_000 * DAY_MS as i64 + DAY_MS as i64 / 2;
+        grant.take_events(7, noon).unwrap();
+        let refused = grant.take_events(4, noon).unwrap_err();
+        assert_eq!(refused.kind, LimitKind::Events);
+        assert_eq!(refused.retry_after, Duration::from_millis(DAY_MS / 2));
+        assert_eq!(grant.events_used(noon), 7, "a refused take takes nothing");
+        grant.refund_events(2, noon);
+        grant.take_events(5, noon).unwrap();
+        assert!(grant.take_events(1, noon).is_err());
+        grant.take_events(10, noon + DAY_MS as i64).unwrap();
+    }
+
+    #[test]
+    fn usage_survives_a_replacement_and_restores_without_giving_budget_back() {
+        let limits = KeyLimits {
+            requests_per_second: 0,
+            events_per_day: 100,
+        };
+        let directory = KeyDirectory::new(vec![spec("a", "k", Role::Write, Some("t"), limits)]);
+        let now = 19_000 * DAY_MS as i64;
+        directory.lookup("k").unwrap().take_events(30, now).unwrap();
+        directory.replace(vec![
+            spec(
+                "a",
+                "k",
+                Role::Write,
+                Some("t"),
+                KeyLimits {
+                    events_per_day: 40,
+                    ..limits
+                },
+            ),
+            spec("b", "k2", Role::Write, Some("t"), limits),
+        ]);
+        let grant = directory.lookup("k").unwrap();
+        assert_eq!(grant.events_used(now), 30);
+        assert!(
+            grant.take_events(11, now).is_err(),
+            "the new limit applies to the old usage"
+        );
+        assert_eq!(directory.usage(now), vec![("a".to_owned(), 19_000, 30)]);
+        directory.restore_usage("a", 19_000, 20);
+        assert_eq!(
+            grant.events_used(now),
+            30,
+            "a smaller stored count gives nothing back"
+        );
+        directory.restore_usage("b", 19_000, 60);
+        assert_eq!(directory.lookup("k2").unwrap().events_used(now), 60);
+    }
+}

@@ -1,0 +1,80 @@
+//! Reads for the query API: one tenant's rows of a metric generation by window end (the
+//! windows that became final since a cache last looked, or that are not final yet) and by
+//! window start (ranges older than the cache), each bounded.
+
+use super::{SqliteStore, classify};
+use crate::error::StoreError;
+use crate::model::StoredRow;
+use rusqlite::params;
+use sluice_core::time::Millis;
+
+/// Which rows of one tenant's metric generation to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowRange {
+    /// The metric.
+    pub metric: String,
+    /// Its generation.
+    pub generation: u32,
+    /// The tenant.
+    pub tenant: String,
+    /// Windows ending after this…
+    pub end_after: Millis,
+    /// …and at or before this.
+    pub end_upto: Millis,
+    /// Windows starting at or after this…
+    pub start_from: Millis,
+    /// …and before this.
+    pub start_before: Millis,
+    /// Read at most this many rows; one more means "too many".
+    pub limit: usize,
+}
+
+impl SqliteStore {
+    /// The rows in `range`, ordered by window start. Returns `None` when there are more than
+    /// `range.limit`.
+    pub(crate) async fn rows_in_range(
+        &self,
+        range: RowRange,
+    ) -> Result<Option<Vec<StoredRow>>, StoreError> {
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_end > ?4 AND window_end <= ?5 \
+                     AND window_start >= ?6 AND window_start < ?7 ORDER BY window_start LIMIT ?8",
+                )
+                .map_err(|e| classify(path, e))?;
+            let limit = i64::try_from(range.limit).unwrap_or(i64::MAX - 1) + 1;
+            let rows = statement
+                .query_map(
+                    params![
+                        range.metric,
+                        range.generation,
+                        range.tenant,
+                        range.end_after,
+                        range.end_upto,
+                        range.start_from,
+                        range.start_before,
+                        limit
+                    ],
+                    |row| {
+                        Ok(StoredRow {
+                            partition: row.get(0)?,
+                            tenant: range.tenant.clone(),
+                            key: row.get(1)?,
+                            window_start: row.get(2)?,
+                            window_end: row.get(3)?,
+                            version: row.get(4)?,
+                            state: row.get(5)?,
+                        })
+                    },
+                )
+                .map_err(|e| classify(path, e))?;
+            let rows = rows
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| classify(path, e))?;
+            Ok((rows.len() <= range.limit).then_some(rows))
+        })
+        .await
+    }
+}

@@ -1,0 +1,283 @@
+//! `GET /v1/metrics` and `GET /v1/metrics/{name}`: time series, final and open windows,
+//! roll-ups, top-N, filters, and the errors that say what to fix.
+
+use crate::harness::*;
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+/// Shop's page views over two hours, every partition's watermark then at `h1 + 2m30s`:
+/// the windows before are final, `/c`'s at `h1 + 2m` is open.
+async fn two_hours(h: &Harness) -> (i64, i64) {
+    // Two hours in one 2-hour bucket.
+    let h0 = hours_ago(3) - hours_ago(3).rem_euclid(2 * HOUR);
+    let h1 = h0 + HOUR;
+    h.send_ok(
+        SHOP_WRITE,
+        vec![
+            view("a1", "u1", "/a", h0 + 1_000, "1.5"),
+            view("a2", "u2", "/a", h0 + 2_000, "2.5"),
+            view("a1", "u1", "/b", h0 + 3_000, "10"),
+            view("a3", "u1", "/a", h0 + MINUTE + 5_000, "1"),
+            view("a4", "u3", "/a", h0 + 59 * MINUTE, "0.25"),
+            view("a1", "u1", "/a", h1 + 1_000, "3"),
+        ],
+    )
+    .await;
+    h.send_ok(SHOP_WRITE, everywhere("/c", h1 + 2 * MINUTE + 30_000, 16))
+        .await;
+    (h0, h1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_merges_partitions_and_marks_final_and_open_windows() {
+    let h = Harness::start(&[]).await;
+    let (h0, h1) = two_hours(&h).await;
+    let path = format!("/v1/metrics/views?from={h0}&to={}", h1 + HOUR);
+    let answer = eventually("every window, /a final and /c counted", || async {
+        let (status, answer) = h.get(&path, SHOP_READ).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let a = points(&answer, "/a");
+        let c = points(&answer, "/c");
+        let done =
+            a.len() == 4 && a.iter().all(|p| p[2] == true) && c.first().is_some_and(|p| p[3] == 16);
+        if done {
+            Ok(answer)
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+    assert_eq!(answer["metric"], "views");
+    assert_eq!(answer["tenant"], "shop");
+    assert_eq!(
+        answer["columns"],
+        json!(["start", "end", "final", "n", "users", "amount"])
+    );
+    assert_eq!(answer["keys"], json!(["url"]));
+    assert_eq!(urls(&answer), ["/a", "/b", "/c"]);
+    assert_eq!(
+        points(&answer, "/a"),
+        [
+            json!([h0, h0 + MINUTE, true, 2, 2, 4.0]),
+            json!([h0 + MINUTE, h0 + 2 * MINUTE, true, 1, 1, 1]),
+            json!([h0 + 59 * MINUTE, h1, true, 1, 1, 0.25]),
+            json!([h1, h1 + MINUTE, true, 1, 1, 3]),
+        ]
+    );
+    assert_eq!(
+        points(&answer, "/b"),
+        [json!([h0, h0 + MINUTE, true, 1, 1, 10])]
+    );
+    let c = points(&answer, "/c");
+    assert_eq!(
+        c,
+        [json!([h1 + 2 * MINUTE, h1 + 3 * MINUTE, false, 16, 1, 0])]
+    );
+
+    // The watermark moves on: /c's window becomes final, with nothing lost.
+    h.send_ok(SHOP_WRITE, everywhere("/d", h1 + 10 * MINUTE, 16))
+        .await;
+    let path = format!("/v1/metrics/views?from={h0}&to={}&filter=url:/c", h1 + HOUR);
+    eventually("/c final", || async {
+        let (_, answer) = h.get(&path, SHOP_READ).await;
+        let done =
+            points(&answer, "/c") == [json!([h1 + 2 * MINUTE, h1 + 3 * MINUTE, true, 16, 1, 0])];
+        if done {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roll_ups_top_n_and_filters() {
+    let h = Harness::start(&[]).await;
+    let (h0, h1) = two_hours(&h).await;
+    let range = format!("from={h0}&to={}", h1 + HOUR);
+    eventually("the data is in", || async {
+        let (_, answer) = h
+            .get(&format!("/v1/metrics/views?{range}"), SHOP_READ)
+            .await;
+        let final_a = points(&answer, "/a")
+            .iter()
+            .filter(|p| p[2] == true)
+            .count();
+        let done = final_a == 4 && points(&answer, "/c").first().is_some_and(|p| p[3] == 16);
+        if done {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+
+    // Hours: minutes merge; distinct users merge as sets, not sums.
+    let (status, answer) = h
+        .get(
+            &format!("/v1/metrics/views?{range}&resolution=1h"),
+            SHOP_READ,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["resolution_ms"], HOUR);
+    assert_eq!(
+        points(&answer, "/a"),
+        [
+            json!([h0, h1, true, 4, 3, 5.25]),
+            json!([h1, h1 + HOUR, false, 1, 1, 3]),
+        ]
+    );
+    assert_eq!(
+        points(&answer, "/c"),
+        [json!([h1, h1 + HOUR, false, 16, 1, 0])]
+    );
+    // Two-hour buckets merge the minutes of both hours.
+    let (_, answer) = h
+        .get(
+            &format!("/v1/metrics/views?{range}&resolution=2h"),
+            SHOP_READ,
+        )
+        .await;
+    let a = points(&answer, "/a");
+    assert_eq!(a.len(), 1, "{answer}");
+    assert_eq!((a[0][3].clone(), a[0][4].clone()), (json!(5), json!(3)));
+
+    // Top-N by an aggregate over the whole range.
+    let (_, answer) = h
+        .get(&format!("/v1/metrics/views?{range}&top=1"), SHOP_READ)
+        .await;
+    assert_eq!(urls(&answer), ["/c"], "16 views beat 5");
+    let (_, answer) = h
+        .get(
+            &format!("/v1/metrics/views?{range}&top=2&by=users"),
+            SHOP_READ,
+        )
+        .await;
+    assert_eq!(urls(&answer), ["/a", "/b"], "3 users, then ties by key");
+    let (_, answer) = h
+        .get(
+            &format!("/v1/metrics/views?{range}&top=1&by=amount&resolution=1d"),
+            SHOP_READ,
+        )
+        .await;
+    assert_eq!(urls(&answer), ["/b"]);
+    assert_eq!(points(&answer, "/b").len(), 1);
+
+    // Filters: values of one key are alternatives.
+    let (_, answer) = h
+        .get(
+            &format!("/v1/metrics/views?{range}&filter=url:/b&filter=url:/c"),
+            SHOP_READ,
+        )
+        .await;
+    assert_eq!(urls(&answer), ["/b", "/c"]);
+    let (_, answer) = h
+        .get(
+            &format!("/v1/metrics/views?{range}&filter=url:/nowhere"),
+            SHOP_READ,
+        )
+        .await;
+    assert_eq!(answer["series"], json!([]));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_listed_and_bad_queries_say_what_to_fix() {
+    let h = Harness::start(&[]).await;
+    let (status, list) = h.get("/v1/metrics", SHOP_READ).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(
+        list["metrics"],
+        json!([{
+            "name": "views",
+            "keys": ["url"],
+            "values": [
+                {"name": "n", "aggregate": "count"},
+                {"name": "users", "aggregate": "count_distinct"},
+                {"name": "amount", "aggregate": "sum"}
+            ],
+            "window": {"kind": "tumble", "size_ms": 60000},
+            "allowed_lateness_ms": 0,
+            "rollups": ["1h", "1d"]
+        }])
+    );
+    let cases: [(&str, StatusCode, &str, &str); 8] = [
+        (
+            "/v1/metrics/nope",
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "GET /v1/metrics lists them",
+        ),
+        (
+            "/v1/metrics/views?from=yesterday",
+            StatusCode::BAD_REQUEST,
+            "invalid_time",
+            "RFC 3339",
+        ),
+        (
+            "/v1/metrics/views?from=now&to=now-1h",
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+            "before",
+        ),
+        (
+            "/v1/metrics/views?resolution=90s",
+            StatusCode::BAD_REQUEST,
+            "invalid_resolution",
+            "multiple",
+        ),
+        (
+            "/v1/metrics/views?filter=country:fr",
+            StatusCode::BAD_REQUEST,
+            "unknown_key",
+            "url",
+        ),
+        (
+            "/v1/metrics/views?by=revenue&top=3",
+            StatusCode::BAD_REQUEST,
+            "unknown_aggregate",
+            "n, users, amount",
+        ),
+        (
+            "/v1/metrics/views?tenant=blog",
+            StatusCode::BAD_REQUEST,
+            "unknown_parameter",
+            "filter=KEY:VALUE",
+        ),
+        ("/v1/metrics/views?from=0&to=now", StatusCode::OK, "", ""),
+    ];
+    for (path, status, code, hint) in cases {
+        let (got, answer) = h.get(path, SHOP_READ).await;
+        assert_eq!(got, status, "{path}: {answer}");
+        if !code.is_empty() {
+            assert_eq!(answer["error"]["code"], code, "{path}: {answer}");
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(hint), "{path}: {message}");
+        }
+    }
+    // Too many points for one answer.
+    let h2 = Harness::start(&[("api.max-points", toml::Value::Integer(100))]).await;
+    let start = hours_ago(2);
+    let events: Vec<Value> = (0..120)
+        .map(|minute| view("a1", "u1", "/a", start + minute * MINUTE, "1"))
+        .collect();
+    h2.send_ok(SHOP_WRITE, events).await;
+    let path = format!("/v1/metrics/views?from={start}&to={}", start + 2 * HOUR);
+    let answer = eventually("too many points", || async {
+        let (status, answer) = h2.get(&path, SHOP_READ).await;
+        if status == StatusCode::BAD_REQUEST {
+            Ok(answer)
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+    assert_eq!(answer["error"]["code"], "too_many_points");
+    let (status, _) = h2.get(&format!("{path}&resolution=1h"), SHOP_READ).await;
+    assert_eq!(status, StatusCode::OK);
+    h2.stop().await;
+    h.stop().await;
+}
