@@ -147,6 +147,32 @@ impl Event<'_> {
         let _ = serde_json::to_writer(out, self);
     }
 
+    /// The `(message_id, tenant)` of an event stored by [`Event::write_json`], read without
+    /// parsing the rest of it: they are its first two fields. Other JSON objects with both
+    /// fields are parsed whole; `None` when either is missing.
+    pub fn stored_ids(json: &[u8]) -> Option<(String, String)> {
+        fn leading_string(json: &[u8]) -> Option<(String, usize)> {
+            let mut values = serde_json::Deserializer::from_slice(json).into_iter::<String>();
+            let text = values.next()?.ok()?;
+            Some((text, values.byte_offset()))
+        }
+        let fast = || {
+            let rest = json.strip_prefix(br#"{"message_id":"#)?;
+            let (message_id, end) = leading_string(rest)?;
+            let (tenant, _) = leading_string(rest[end..].strip_prefix(br#","tenant":"#)?)?;
+            Some((message_id, tenant))
+        };
+        fast().or_else(|| {
+            #[derive(Deserialize)]
+            struct Ids {
+                message_id: String,
+                tenant: String,
+            }
+            let ids: Ids = serde_json::from_slice(json).ok()?;
+            Some((ids.message_id, ids.tenant))
+        })
+    }
+
     /// A copy that owns all its text.
     pub fn into_owned(self) -> Event<'static> {
         let own = |text: Option<Cow<'_, str>>| text.map(|t| Cow::Owned(t.into_owned()));
@@ -170,5 +196,63 @@ impl Event<'_> {
             traits: own_raw(self.traits),
             context: own_raw(self.context),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event<'a>(message_id: &'a str, tenant: &'a str) -> Event<'a> {
+        Event {
+            message_id: message_id.into(),
+            tenant: tenant.into(),
+            kind: EventType::Track,
+            event: Some("Order Completed".into()),
+            name: None,
+            category: None,
+            user_id: Some("u1".into()),
+            anonymous_id: None,
+            group_id: None,
+            previous_id: None,
+            timestamp: 1_700_000_000_000,
+            received_at: 1_700_000_000_100,
+            sent_at: None,
+            original_timestamp: None,
+            properties: None,
+            traits: None,
+            context: None,
+        }
+    }
+
+    #[test]
+    fn stored_ids_read_back_what_write_json_stored() {
+        for (id, tenant) in [
+            ("0190c2a4-7d3e-7000-8000-000000000001", "shop"),
+            (r#"quo"te\back\slash"#, "t"),
+            ("ünïcødé \u{1F600} \n", "tenant-2"),
+            ("", "x"),
+        ] {
+            let json = event(id, tenant).to_json();
+            assert_eq!(
+                Event::stored_ids(&json),
+                Some((id.to_owned(), tenant.to_owned())),
+                "{}",
+                String::from_utf8_lossy(&json)
+            );
+        }
+    }
+
+    #[test]
+    fn stored_ids_of_other_json() {
+        // Fields in another order are parsed whole; missing fields and non-JSON give none.
+        assert_eq!(
+            Event::stored_ids(br#"{"tenant":"t","x":[1,{"a":2}],"message_id":"m"}"#),
+            Some(("m".to_owned(), "t".to_owned()))
+        );
+        assert_eq!(Event::stored_ids(br#"{"message_id":"m"}"#), None);
+        assert_eq!(Event::stored_ids(br#"{"message_id":"m","tenant":7}"#), None);
+        assert_eq!(Event::stored_ids(b"not json"), None);
+        assert_eq!(Event::stored_ids(b""), None);
     }
 }

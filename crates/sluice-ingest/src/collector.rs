@@ -23,10 +23,10 @@ use sluice_core::normalize::{self, EventError, NormalizeContext};
 use sluice_core::segment::RawMessage;
 use sluice_core::time::{Millis, now_millis};
 use sluice_core::{Event, EventType, Limits};
-use sluice_log::{Log, LogError, Record, partition_for_key};
+use sluice_log::{Log, LogError, ReadBuffer, ReadOptions, Record, partition_for_key};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One rejected message, as reported to the client and written to the dead-letter topic.
@@ -139,7 +139,7 @@ impl<L: Log> Collector<L> {
             .max_in_flight_bytes
             .as_usize()
             .min(Semaphore::MAX_PERMITS);
-        Ok(Self {
+        let collector = Self {
             dedup: Dedup::new(config.dedup_window.get(), config.dedup_capacity),
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
@@ -150,7 +150,66 @@ impl<L: Log> Collector<L> {
             config,
             events_partitions,
             dead_letter_partitions,
-        })
+        };
+        collector.remember_appended().await?;
+        Ok(collector)
+    }
+
+    /// Remembers the ids of the events appended within the dedup window before this start, so
+    /// that a client retrying a request the previous process appended but never answered (it
+    /// was killed, or the answer was lost) does not create duplicates. Reads the newest records
+    /// of each partition, at most a quarter of the dedup capacity in all, so the ids fit in the
+    /// current generation without rotating it early.
+    async fn remember_appended(&self) -> Result<(), LogError> {
+        let started = Instant::now();
+        let topic = &self.config.events_topic;
+        let window =
+            Millis::try_from(self.config.dedup_window.get().as_millis()).unwrap_or(Millis::MAX);
+        let since = now_millis().saturating_sub(window);
+        let per_partition =
+            (self.config.dedup_capacity / 4 / self.events_partitions as usize) as u64;
+        let options = ReadOptions {
+            max_bytes: 4 << 20,
+            max_wait: Duration::ZERO,
+        };
+        let mut buffer = ReadBuffer::new();
+        let mut remembered = 0u64;
+        for info in self.log.describe(Some(topic)).await?.remove(0).partitions {
+            let Some(first) = self
+                .log
+                .offset_for_time(topic, info.partition, since)
+                .await?
+            else {
+                continue;
+            };
+            let mut offset = first
+                .max(info.end_offset.saturating_sub(per_partition))
+                .max(info.start_offset);
+            while offset < info.end_offset {
+                self.log
+                    .read_into(topic, info.partition, offset, options, &mut buffer)
+                    .await?;
+                if buffer.is_empty() {
+                    break;
+                }
+                for record in buffer.iter() {
+                    if let Some((message_id, tenant)) = Event::stored_ids(record.value) {
+                        self.dedup
+                            .commit(fingerprint(&tenant, &message_id), started);
+                        remembered += 1;
+                    }
+                }
+                offset = buffer.next_offset(offset);
+            }
+        }
+        if remembered > 0 {
+            tracing::info!(
+                remembered,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "remembered the message ids appended within the dedup window"
+            );
+        }
+        Ok(())
     }
 
     /// The limits events are checked against.

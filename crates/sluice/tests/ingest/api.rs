@@ -19,6 +19,7 @@ const OTHER_KEY: &str = "wk_test_blog_0123456789";
 pub(crate) struct Harness {
     app: Option<App>,
     pub(crate) target: Target,
+    config: sluice::config::Config,
     _dir: tempfile::TempDir,
 }
 
@@ -46,8 +47,18 @@ impl Harness {
         Harness {
             app: Some(app),
             target,
+            config,
             _dir: dir,
         }
+    }
+
+    /// Stops the server and starts it again on the same data dir (and a new port).
+    pub(crate) async fn restart(&mut self) {
+        let app = self.app.take().unwrap();
+        app.stop(Duration::from_secs(5)).await.unwrap();
+        let app = App::start(&self.config).await.unwrap();
+        self.target = Target::parse(&format!("http://{}", app.addr)).unwrap();
+        self.app = Some(app);
     }
 
     pub(crate) fn app(&self) -> &App {
@@ -449,6 +460,39 @@ async fn a_retried_batch_creates_no_duplicates() {
     let other = json!({"writeKey": OTHER_KEY, "batch": [{"type": "track", "userId": "u0", "event": "Retried", "messageId": "retry-0"}]});
     let (_, reply, _) = h.post("/v1/batch", &[], other.to_string()).await;
     assert_eq!(reply["accepted"], 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_retried_after_a_restart_creates_no_duplicates() {
+    // A collector that crashed after appending but before answering gets the client's retry
+    // after it restarts: the ids appended within the dedup window are remembered from the log.
+    let mut h = Harness::start(&[]).await;
+    let event = |i: usize| json!({"type": "track", "userId": format!("u{i}"), "event": "Retried", "messageId": format!("again-{i}")});
+    let first = json!({"batch": (0..30).map(event).collect::<Vec<_>>()});
+    let (status, reply) = h.post_json("/v1/batch", &first).await;
+    assert_eq!(
+        (status, reply["accepted"].as_i64()),
+        (StatusCode::OK, Some(30))
+    );
+    h.restart().await;
+    let retry = json!({"batch": (0..40).map(event).collect::<Vec<_>>()});
+    let (status, reply) = h.post_json("/v1/batch", &retry).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(
+        (reply["accepted"].as_i64(), reply["duplicates"].as_i64()),
+        (Some(10), Some(30))
+    );
+    let mut ids: Vec<String> = h
+        .records("events")
+        .await
+        .iter()
+        .map(|e| e["message_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(h.records("events").await.len(), 40);
     h.stop().await;
 }
 
