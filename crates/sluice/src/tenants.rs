@@ -111,6 +111,22 @@ pub fn default_write_key(
         .find_map(|tenant| tenant.write_keys.into_iter().next()))
 }
 
+/// The read key tools use when none is given: the first configured tenant's, else the
+/// generated default tenant's.
+pub fn default_read_key(
+    configured: &[TenantConfig],
+    data_dir: &Path,
+) -> anyhow::Result<Option<String>> {
+    let tenants = if configured.is_empty() {
+        load_generated(data_dir)?.unwrap_or_default()
+    } else {
+        configured.to_vec()
+    };
+    Ok(tenants
+        .into_iter()
+        .find_map(|tenant| tenant.read_keys.into_iter().next()))
+}
+
 /// Writes `bytes` to `path` atomically, readable by the owner only.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
