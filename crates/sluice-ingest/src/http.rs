@@ -83,24 +83,61 @@ impl<L: Log> Ingest for Collector<L> {
 
 type Shared = State<Arc<dyn Ingest>>;
 
-macro_rules! single {
-    ($name:ident, $kind:expr, $path:literal, $what:literal) => {
+/// One collector route: its handler and its description (single-message routes differ from
+/// batch routes only in the body they take, its limit and the wording).
+macro_rules! collector_route {
+    ($name:ident, $endpoint:expr, $path:literal, $what:literal, $body:path, $body_what:literal,
+     $ok:literal, $invalid:literal, $limit:literal) => {
         #[doc = $what]
         #[utoipa::path(post, path = $path, tag = "collector",
             security(("basic" = [])),
-            request_body(content = crate::doc::SegmentMessage, description = "One Segment message", content_type = "application/json"),
+            request_body(content = $body, description = $body_what, content_type = "application/json"),
             responses(
-                (status = 200, description = "Accepted: durable in the events topic", body = crate::doc::Answer),
-                (status = 400, description = "Invalid: what is wrong, with the field path", body = crate::doc::Answer),
+                (status = 200, description = $ok, body = crate::doc::Answer),
+                (status = 400, description = $invalid, body = crate::doc::Answer),
                 (status = 401, description = "No or unknown write key", body = crate::doc::Refusal),
-                (status = 413, description = "Over limits.max-event-bytes", body = crate::doc::Refusal),
+                (status = 413, description = $limit, body = crate::doc::Refusal),
                 (status = 415, description = "A Content-Encoding other than gzip", body = crate::doc::Refusal),
-                (status = 429, description = "The same messageId is being appended, or the key's limit is spent (Retry-After)", body = crate::doc::Refusal),
+                (status = 429, description = "The same messageIds are being appended, or the key's limit is spent (Retry-After)", body = crate::doc::Refusal),
                 (status = 503, description = "At capacity or the log is unavailable (Retry-After)", body = crate::doc::Refusal),
             ))]
         async fn $name(state: Shared, headers: HeaderMap, body: Body) -> Response {
-            handle(state, Some($kind), headers, body).await
+            handle(state, $endpoint, headers, body).await
         }
+    };
+}
+
+/// A single-message route of `kind`.
+macro_rules! single {
+    ($name:ident, $kind:expr, $path:literal, $what:literal) => {
+        collector_route!(
+            $name,
+            Some($kind),
+            $path,
+            $what,
+            crate::doc::SegmentMessage,
+            "One Segment message",
+            "Accepted: durable in the events topic",
+            "Invalid: what is wrong, with the field path",
+            "Over limits.max-event-bytes"
+        );
+    };
+}
+
+/// A batch route.
+macro_rules! batched {
+    ($name:ident, $path:literal, $what:literal) => {
+        collector_route!(
+            $name,
+            None,
+            $path,
+            $what,
+            crate::doc::SegmentBatch,
+            "A batch of Segment messages",
+            "Accepted (invalid events are listed in `rejected`)",
+            "Every event invalid, or not a batch",
+            "Over limits.max-batch-bytes"
+        );
     };
 }
 
@@ -140,28 +177,6 @@ single!(
     "/v1/alias",
     "An `alias` call: two ids are one user."
 );
-
-macro_rules! batched {
-    ($name:ident, $path:literal, $what:literal) => {
-        #[doc = $what]
-        #[utoipa::path(post, path = $path, tag = "collector",
-            security(("basic" = [])),
-            request_body(content = crate::doc::SegmentBatch, description = "A batch of Segment messages", content_type = "application/json"),
-            responses(
-                (status = 200, description = "Accepted (invalid events are listed in `rejected`)", body = crate::doc::Answer),
-                (status = 400, description = "Every event invalid, or not a batch", body = crate::doc::Answer),
-                (status = 401, description = "No or unknown write key", body = crate::doc::Refusal),
-                (status = 413, description = "Over limits.max-batch-bytes", body = crate::doc::Refusal),
-                (status = 415, description = "A Content-Encoding other than gzip", body = crate::doc::Refusal),
-                (status = 429, description = "The same messageIds are being appended, or the key's limit is spent (Retry-After)", body = crate::doc::Refusal),
-                (status = 503, description = "At capacity or the log is unavailable (Retry-After)", body = crate::doc::Refusal),
-            ))]
-        async fn $name(state: Shared, headers: HeaderMap, body: Body) -> Response {
-            handle(state, None, headers, body).await
-        }
-    };
-}
-
 batched!(batch, "/v1/batch", "A batch of messages of any type.");
 batched!(import, "/v1/import", "Segment's alias of `/v1/batch`.");
 
