@@ -51,7 +51,7 @@ struct Ops {
     readiness: Arc<Readiness>,
     prometheus: PrometheusHandle,
     /// The OpenAPI document, rendered once the routes are known.
-    openapi: Arc<OnceLock<String>>,
+    openapi: Arc<OnceLock<bytes::Bytes>>,
 }
 
 /// Builds the whole application: `stages` (collector, query API, …) plus the operational
@@ -75,7 +75,14 @@ pub fn app(
             openapi: Arc::clone(&openapi),
         });
     let (router, document) = stages.merge(ops).split_for_parts();
-    let _ = openapi.set(describe(document).to_pretty_json().unwrap_or_default());
+    // The routes (and so the document) are known only once the router is split; the handler
+    // reads the rendering through the cell it was given before.
+    match describe(document).to_pretty_json() {
+        Ok(json) => {
+            let _ = openapi.set(bytes::Bytes::from(json));
+        }
+        Err(error) => tracing::error!(%error, "cannot render the OpenAPI document"),
+    }
     let max_body = config.max_request_bytes.as_usize();
     router
         .layer(middleware::from_fn(move |request, next| {
@@ -153,14 +160,24 @@ async fn render_metrics(State(ops): State<Ops>) -> Response {
 
 /// This document: the OpenAPI 3.1 description of every route.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI document", body = serde_json::Value)))]
+    responses(
+        (status = 200, description = "The OpenAPI document", body = serde_json::Value),
+        (status = 500, description = "The document could not be rendered (a bug; see the log)"),
+    ))]
 async fn openapi_json(State(ops): State<Ops>) -> Response {
-    let body = ops.openapi.get().cloned().unwrap_or_default();
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    match ops.openapi.get() {
+        Some(body) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.clone(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({"error": {"code": "internal",
+                "message": "the OpenAPI document could not be rendered (see the server log)"}})),
+        )
+            .into_response(),
+    }
 }
 
 /// Refuses bodies over `server.max-request-bytes` with a 413 that names the setting: at once
