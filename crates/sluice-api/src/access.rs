@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 const DAY_MS: i64 = 86_400_000;
 
 /// Where a tenant is defined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantOrigin {
     /// A `[[tenants]]` table (or the generated default tenant).
@@ -28,8 +28,26 @@ pub enum TenantOrigin {
     Api,
 }
 
+/// The limits a tenant's keys get. 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Limits {
+    /// Requests per second per key (bursts of one second's worth).
+    pub requests_per_second: u32,
+    /// Events per UTC day per write key.
+    pub events_per_day: u64,
+}
+
+impl From<KeyLimits> for Limits {
+    fn from(limits: KeyLimits) -> Limits {
+        Limits {
+            requests_per_second: limits.requests_per_second,
+            events_per_day: limits.events_per_day,
+        }
+    }
+}
+
 /// A tenant as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     /// Name.
     pub name: String,
@@ -40,7 +58,7 @@ pub struct TenantView {
     /// Its own events-per-day limit, if it sets one.
     pub events_per_day: Option<u64>,
     /// The limits its keys get (its own, else `[quotas]`).
-    pub effective: KeyLimits,
+    pub effective: Limits,
     /// When it was created (API tenants).
     pub created_at: Option<i64>,
 }
@@ -181,7 +199,8 @@ impl Access {
                 events_per_day: tenant.events_per_day,
                 effective: self
                     .quotas
-                    .limits(tenant.requests_per_second, tenant.events_per_day),
+                    .limits(tenant.requests_per_second, tenant.events_per_day)
+                    .into(),
                 created_at: None,
             })
             .collect();
@@ -189,7 +208,8 @@ impl Access {
             views.push(TenantView {
                 effective: self
                     .quotas
-                    .limits(tenant.requests_per_second, tenant.events_per_day),
+                    .limits(tenant.requests_per_second, tenant.events_per_day)
+                    .into(),
                 name: tenant.name,
                 origin: TenantOrigin::Api,
                 requests_per_second: tenant.requests_per_second,

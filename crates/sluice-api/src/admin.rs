@@ -12,55 +12,66 @@
 
 use crate::access::Access;
 use crate::error::ApiError;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::access::Role;
 use sluice_core::time::parse_rfc3339_millis;
-use sluice_log::Log;
+use sluice_log::LogBackend;
 use sluice_store::Pipelines;
 use sluice_store::model::Origin;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the admin routes need.
 #[derive(Debug)]
-pub struct AdminState<L> {
+pub struct AdminState {
     /// The metric pipelines.
-    pub pipelines: Pipelines<L>,
+    pub pipelines: Pipelines<LogBackend>,
     /// The keys allowed to administer.
     pub access: Arc<Access>,
 }
 
-/// The admin routes.
-pub fn router<L: Log>(state: Arc<AdminState<L>>) -> Router {
-    Router::new()
-        .route("/v1/admin/metrics", post(create::<L>).get(list::<L>))
-        .route(
-            "/v1/admin/metrics/{name}",
-            get(describe::<L>).delete(delete::<L>),
-        )
-        .route("/v1/admin/metrics/{name}/replay", post(replay::<L>))
+/// The admin routes, with their OpenAPI description.
+pub fn router(state: Arc<AdminState>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(describe, delete))
+        .routes(routes!(replay))
         .with_state(state)
 }
 
-fn authorize<L>(state: &AdminState<L>, headers: &HeaderMap) -> Result<(), ApiError> {
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
     state.access.authorize(headers, Role::Admin).map(|_| ())
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/admin/metrics`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
+    /// `CREATE METRIC name AS SELECT … FROM events … GROUP BY …, TUMBLE(timestamp, …)`.
     sql: String,
+    /// Compute it over the history the log retains too.
     #[serde(default)]
     backfill: bool,
 }
 
-async fn create<L: Log>(
-    State(state): State<Arc<AdminState<L>>>,
+/// Defines a metric at runtime and starts computing it.
+#[utoipa::path(post, path = "/v1/admin/metrics", operation_id = "create_metric", tag = "admin", security(("bearer" = [])),
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "Created: the metric's status", body = serde_json::Value),
+        (status = 400, description = "Invalid SQL (`invalid_sql`, with `line` and `column`) or body", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 409, description = "A metric of this name exists", body = crate::error::ErrorBody),
+    ))]
+async fn create(
+    State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -84,8 +95,15 @@ async fn create<L: Log>(
     Ok((StatusCode::CREATED, Json(status)).into_response())
 }
 
-async fn list<L: Log>(
-    State(state): State<Arc<AdminState<L>>>,
+/// Every metric's status: state, lag, watermark, backfill and replay progress, partitions.
+#[utoipa::path(get, path = "/v1/admin/metrics", operation_id = "list_metric_status", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{\"metrics\": [status…]}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+    ))]
+async fn list(
+    State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
@@ -93,8 +111,17 @@ async fn list<L: Log>(
     Ok(Json(json!({ "metrics": metrics })).into_response())
 }
 
-async fn describe<L: Log>(
-    State(state): State<Arc<AdminState<L>>>,
+/// One metric's status.
+#[utoipa::path(get, path = "/v1/admin/metrics/{name}", operation_id = "get_metric_status", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The metric")),
+    responses(
+        (status = 200, description = "The status, with the SQL", body = serde_json::Value),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such metric", body = crate::error::ErrorBody),
+    ))]
+async fn describe(
+    State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -103,8 +130,17 @@ async fn describe<L: Log>(
     Ok(Json(metrics.pop()).into_response())
 }
 
-async fn delete<L: Log>(
-    State(state): State<Arc<AdminState<L>>>,
+/// Stops a metric and deletes its results.
+#[utoipa::path(delete, path = "/v1/admin/metrics/{name}", operation_id = "delete_metric", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The metric")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such metric", body = crate::error::ErrorBody),
+    ))]
+async fn delete(
+    State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -113,16 +149,30 @@ async fn delete<L: Log>(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /v1/admin/metrics/{name}/replay`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplayRequest {
     /// RFC 3339 text or epoch milliseconds.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "2024-05-01T00:00:00Z")]
     from_time: Option<serde_json::Value>,
 }
 
-async fn replay<L: Log>(
-    State(state): State<Arc<AdminState<L>>>,
+/// Recomputes a metric from the log (everything, or windows from a time on) and switches to
+/// the new results atomically when done.
+#[utoipa::path(post, path = "/v1/admin/metrics/{name}/replay", operation_id = "replay_metric", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The metric")), request_body = ReplayRequest,
+    responses(
+        (status = 202, description = "Started: `{\"replaying\", \"from_time\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid body or time", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such metric", body = crate::error::ErrorBody),
+        (status = 409, description = "A replay of it is running", body = crate::error::ErrorBody),
+    ))]
+async fn replay(
+    State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: axum::body::Bytes,

@@ -6,6 +6,22 @@ use serde_json::json;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_store::{PipelineError, StoreError};
 
+/// The body of every error answer (documentation schema).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, and what to do about it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code (`unauthorized`, `forbidden`, `not_found`, `invalid_time`, …).
+    pub code: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {

@@ -30,16 +30,16 @@ use async_graphql::{
     Context, Data, EmptyMutation, ErrorExtensions, Json, Object, Schema, SimpleObject, Subscription,
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sluice_core::access::{Grant, Role};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The schema.
 pub type SluiceSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
@@ -94,11 +94,23 @@ pub fn schema(serving: Arc<Serving>) -> SluiceSchema {
         .finish()
 }
 
-/// The GraphQL routes.
-pub fn router(state: Arc<GraphqlState>) -> Router {
-    Router::new()
-        .route("/v1/graphql", get(get_graphql).post(post_graphql))
+/// The GraphQL routes, with their OpenAPI description.
+pub fn router(state: Arc<GraphqlState>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(get_graphql, post_graphql))
         .with_state(state)
+}
+
+/// A GraphQL request (documentation schema).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct GraphqlRequestDoc {
+    /// The query, e.g. `{ metrics { name } }`.
+    pub query: String,
+    /// Its variables.
+    pub variables: Option<serde_json::Value>,
+    /// The operation to run, when the query holds several.
+    #[serde(rename = "operationName")]
+    pub operation_name: Option<String>,
 }
 
 /// The reader a request runs as.
@@ -411,6 +423,16 @@ impl SubscriptionRoot {
     }
 }
 
+/// Runs a GraphQL query (`metrics`, `metric`, `series`) as the read key's tenant.
+#[utoipa::path(post, path = "/v1/graphql", tag = "graphql", security(("bearer" = [])),
+    request_body = GraphqlRequestDoc,
+    responses(
+        (status = 200, description = "`{\"data\": …, \"errors\": […]}`: errors carry `extensions.code`", body = serde_json::Value),
+        (status = 400, description = "Not a GraphQL request"),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a read key", body = crate::error::ErrorBody),
+        (status = 429, description = "The key's request rate is spent (see Retry-After)", body = crate::error::ErrorBody),
+    ))]
 async fn post_graphql(
     State(state): State<Arc<GraphqlState>>,
     headers: HeaderMap,
@@ -425,11 +447,25 @@ async fn post_graphql(
 }
 
 /// `?key=` for WebSocket clients that cannot send headers.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SocketParams {
+    /// The read key (else the `Authorization` header, or `connection_init`'s payload).
     key: Option<String>,
 }
 
+/// A GraphQL query as `?query=…`, or — with a WebSocket upgrade and `Sec-WebSocket-Protocol:
+/// graphql-transport-ws` — subscriptions (`windowUpdates`).
+#[utoipa::path(get, path = "/v1/graphql", tag = "graphql", security(("bearer" = [])),
+    params(SocketParams, ("query" = Option<String>, Query, description = "A GraphQL query (without a WebSocket upgrade)")),
+    responses(
+        (status = 101, description = "WebSocket speaking graphql-transport-ws (or graphql-ws)"),
+        (status = 200, description = "The query's `{\"data\": …}`", body = serde_json::Value),
+        (status = 400, description = "Neither a GraphQL query nor a GraphQL WebSocket", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a read key", body = crate::error::ErrorBody),
+        (status = 503, description = "api.ws-max-connections are open", body = crate::error::ErrorBody),
+    ))]
 async fn get_graphql(
     State(state): State<Arc<GraphqlState>>,
     headers: HeaderMap,

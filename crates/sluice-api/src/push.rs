@@ -31,12 +31,10 @@ use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::feed::{Changes, Feed};
 use crate::query::Serving;
-use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -46,6 +44,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
@@ -68,15 +68,16 @@ pub struct PushState {
     pub shutdown: CancellationToken,
 }
 
-/// The live push route.
-pub fn router(state: Arc<PushState>) -> Router {
-    Router::new()
-        .route("/v1/live", get(upgrade))
+/// The live push route, with its OpenAPI description.
+pub fn router(state: Arc<PushState>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(upgrade))
         .with_state(state)
 }
 
 /// `?key=` for clients that cannot send headers.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LiveParams {
     /// The read key.
@@ -107,6 +108,15 @@ pub(crate) fn connection_slot(
     })
 }
 
+/// Opens a WebSocket for live updates (see the module documentation for the messages).
+#[utoipa::path(get, path = "/v1/live", operation_id = "live", tag = "live", security(("bearer" = [])), params(LiveParams),
+    responses(
+        (status = 101, description = "WebSocket: send {\"type\":\"subscribe\",\"id\",\"metric\",\"filters\"}; receive subscribed, update and error messages"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad query string", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a read key", body = crate::error::ErrorBody),
+        (status = 503, description = "api.ws-max-connections are open", body = crate::error::ErrorBody),
+    ))]
 async fn upgrade(
     State(state): State<Arc<PushState>>,
     headers: HeaderMap,

@@ -22,14 +22,14 @@ use crate::access::Access;
 use crate::error::ApiError;
 use crate::query::Serving;
 use crate::query::params::SeriesParams;
-use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sluice_core::access::Role;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the query routes need.
 #[derive(Debug)]
@@ -40,22 +40,89 @@ pub struct RestState {
     pub serving: Arc<Serving>,
 }
 
-/// The query routes.
-pub fn router(state: Arc<RestState>) -> Router {
-    Router::new()
-        .route("/v1/metrics", get(list))
-        .route("/v1/metrics/{name}", get(series))
+/// The query routes, with their OpenAPI description.
+pub fn router(state: Arc<RestState>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(series))
         .with_state(state)
 }
 
+/// `{"metrics": [...]}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct MetricList {
+    /// Every metric, by name.
+    pub metrics: Vec<crate::query::MetricInfo>,
+}
+
+/// A series answer (documentation schema: the answer is written straight from the cache).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SeriesAnswerDoc {
+    /// The metric.
+    pub metric: String,
+    /// The key's tenant.
+    pub tenant: String,
+    /// Windows starting at or after this, epoch ms.
+    pub from: i64,
+    /// Windows starting before this, epoch ms.
+    pub to: i64,
+    /// Bucket size, ms; `null` for the metric's own windows.
+    pub resolution_ms: Option<i64>,
+    /// Windows closing (end + allowed lateness) at or before this are final.
+    pub watermark: Option<i64>,
+    /// Group key names.
+    pub keys: Vec<String>,
+    /// `start`, `end`, `final`, then the aggregates: the meaning of each point's items.
+    pub columns: Vec<String>,
+    /// One series per group key.
+    pub series: Vec<SeriesDoc>,
+}
+
+/// One group key's points.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SeriesDoc {
+    /// `{"key name": value}`.
+    pub key: serde_json::Value,
+    /// `[start, end, final, values…]` in `columns` order, by start.
+    pub points: Vec<Vec<serde_json::Value>>,
+}
+
+/// Lists the metrics a read key can query: names, group keys, aggregates and windows.
+#[utoipa::path(get, path = "/v1/metrics", operation_id = "list_metrics", tag = "query", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The metrics", body = MetricList),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a read key", body = crate::error::ErrorBody),
+        (status = 429, description = "The key's request rate is spent (see Retry-After)", body = crate::error::ErrorBody),
+    ))]
 async fn list(
     State(state): State<Arc<RestState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.access.authorize(&headers, Role::Read)?;
-    Ok(axum::Json(serde_json::json!({ "metrics": state.serving.metrics() })).into_response())
+    let metrics = state.serving.metrics();
+    Ok(axum::Json(MetricList { metrics }).into_response())
 }
 
+/// Reads one metric as time series of the key's tenant.
+#[utoipa::path(get, path = "/v1/metrics/{name}", operation_id = "query_metric", tag = "query", security(("bearer" = [])),
+    params(
+        ("name" = String, Path, description = "The metric"),
+        ("from" = Option<String>, Query, description = "Start: RFC 3339, epoch ms, `now` or `now-24h` (default: `to` − 1h)"),
+        ("to" = Option<String>, Query, description = "End, exclusive (default `now`)"),
+        ("resolution" = Option<String>, Query, description = "`raw` (default) or a multiple of the window like `1h`, `1d`"),
+        ("top" = Option<u32>, Query, description = "Only the N group keys with the largest `by` over the range"),
+        ("by" = Option<String>, Query, description = "The aggregate `top` ranks by (default the first)"),
+        ("filter" = Option<Vec<String>>, Query, description = "`KEY:VALUE`, repeatable: values of one key are alternatives, keys combine"),
+    ),
+    responses(
+        (status = 200, description = "The series", body = SeriesAnswerDoc),
+        (status = 400, description = "A parameter is wrong: the message says what to write", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a read key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such metric", body = crate::error::ErrorBody),
+        (status = 429, description = "The key's request rate is spent (see Retry-After)", body = crate::error::ErrorBody),
+    ))]
 async fn series(
     State(state): State<Arc<RestState>>,
     headers: HeaderMap,

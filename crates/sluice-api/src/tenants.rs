@@ -15,11 +15,10 @@
 
 use crate::access::{Access, TenantOrigin, TenantView};
 use crate::error::ApiError;
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Deserializer, Serialize};
 use sluice_core::access::{Role, digest};
@@ -27,6 +26,9 @@ use sluice_core::tenant::check_tenant_name;
 use sluice_core::time::now_millis;
 use sluice_store::{KeyRecord, ServingStore, TenantRecord};
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the tenant and key routes need.
 #[derive(Debug)]
@@ -39,21 +41,18 @@ pub struct TenantsState {
     pub max_keys: usize,
 }
 
-/// The tenant and key routes.
-pub fn router(state: Arc<TenantsState>) -> Router {
-    Router::new()
-        .route("/v1/admin/tenants", post(create_tenant).get(list_tenants))
-        .route(
-            "/v1/admin/tenants/{name}",
-            get(get_tenant).patch(update_tenant).delete(delete_tenant),
-        )
-        .route("/v1/admin/keys", post(create_key).get(list_keys))
-        .route("/v1/admin/keys/{id}", delete(delete_key))
+/// The tenant and key routes, with their OpenAPI description.
+pub fn router(state: Arc<TenantsState>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant, list_tenants))
+        .routes(routes!(get_tenant, update_tenant, delete_tenant))
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(delete_key))
         .with_state(state)
 }
 
 /// `POST /v1/admin/tenants`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// 1 to 64 lowercase letters, digits, `-` or `_`.
@@ -68,14 +67,16 @@ pub struct CreateTenant {
 
 /// `PATCH /v1/admin/tenants/{name}`: fields left out keep their value, `null` means the
 /// `[quotas]` default.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     /// Requests per second per key.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
     pub requests_per_second: Option<Option<u32>>,
     /// Events per UTC day per write key.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     pub events_per_day: Option<Option<u64>>,
 }
 
@@ -88,10 +89,11 @@ where
 }
 
 /// `POST /v1/admin/keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// `write`, `read` or `admin`.
+    #[schema(value_type = String, example = "read")]
     pub role: Role,
     /// The tenant of a write or read key (admin keys have none).
     #[serde(default)]
@@ -102,11 +104,12 @@ pub struct CreateKey {
 }
 
 /// A key as listed (never with its secret).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
     /// Public id, for revoking.
     pub id: String,
-    /// What it may do.
+    /// What it may do: `write`, `read` or `admin`.
+    #[schema(value_type = String)]
     pub role: Role,
     /// Its tenant (`null` for admin keys).
     pub tenant: Option<String>,
@@ -121,7 +124,7 @@ pub struct KeyView {
 }
 
 /// A created key: the only answer that carries its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedKey {
     /// The key.
     #[serde(flatten)]
@@ -130,12 +133,36 @@ pub struct CreatedKey {
     pub secret: String,
 }
 
+/// `{"tenants": [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    /// Every tenant: the config's, then the API's.
+    pub tenants: Vec<TenantView>,
+}
+
+/// `{"keys": [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// The keys, without secrets.
+    pub keys: Vec<KeyView>,
+}
+
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|error| {
         ApiError::bad_request("invalid_body", format!("expected {example}: {error}"))
     })
 }
 
+/// Creates a tenant.
+#[utoipa::path(post, path = "/v1/admin/tenants", tag = "admin",
+    security(("bearer" = [])), request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created", body = TenantView),
+        (status = 400, description = "Invalid body or name", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 409, description = "The name exists, or api.max-tenants is reached", body = crate::error::ErrorBody),
+    ))]
 async fn create_tenant(
     State(state): State<Arc<TenantsState>>,
     headers: HeaderMap,
@@ -181,13 +208,20 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(tenant)).into_response())
 }
 
+/// Lists every tenant, the config's and the API's.
+#[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tenants", body = TenantList),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+    ))]
 async fn list_tenants(
     State(state): State<Arc<TenantsState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.access.authorize(&headers, Role::Admin)?;
     let tenants = state.access.tenants().await?;
-    Ok(Json(serde_json::json!({ "tenants": tenants })).into_response())
+    Ok(Json(TenantList { tenants }).into_response())
 }
 
 async fn find_tenant(access: &Access, name: &str) -> Result<TenantView, ApiError> {
@@ -197,6 +231,15 @@ async fn find_tenant(access: &Access, name: &str) -> Result<TenantView, ApiError
         .ok_or_else(|| ApiError::not_found(format!("no tenant named {name:?}")))
 }
 
+/// Describes one tenant.
+#[utoipa::path(get, path = "/v1/admin/tenants/{name}", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Tenant name")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantView),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+    ))]
 async fn get_tenant(
     State(state): State<Arc<TenantsState>>,
     headers: HeaderMap,
@@ -214,6 +257,17 @@ fn config_conflict(name: &str) -> ApiError {
     )
 }
 
+/// Changes an API tenant's limits (`null`: back to `[quotas]`).
+#[utoipa::path(patch, path = "/v1/admin/tenants/{name}", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Tenant name")), request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "The tenant", body = TenantView),
+        (status = 400, description = "Invalid body", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "A tenant of the config file", body = crate::error::ErrorBody),
+    ))]
 async fn update_tenant(
     State(state): State<Arc<TenantsState>>,
     headers: HeaderMap,
@@ -246,6 +300,16 @@ async fn update_tenant(
     Ok(Json(find_tenant(access, &name).await?).into_response())
 }
 
+/// Deletes an API tenant and revokes its keys.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{name}", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Tenant name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "A tenant of the config file", body = crate::error::ErrorBody),
+    ))]
 async fn delete_tenant(
     State(state): State<Arc<TenantsState>>,
     headers: HeaderMap,
@@ -264,6 +328,17 @@ async fn delete_tenant(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Creates a write, read or admin key; the answer is the only place its secret appears.
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", security(("bearer" = [])),
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Created, with its secret", body = CreatedKey),
+        (status = 400, description = "Invalid body", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such tenant", body = crate::error::ErrorBody),
+        (status = 409, description = "api.max-keys is reached", body = crate::error::ErrorBody),
+    ))]
 async fn create_key(
     State(state): State<Arc<TenantsState>>,
     headers: HeaderMap,
@@ -353,13 +428,22 @@ fn key_view(record: KeyRecord) -> KeyView {
 }
 
 /// `GET /v1/admin/keys` parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFilter {
-    /// Only this tenant's keys.
+    /// Only this tenant's keys (`null` in a key's `tenant` means admin keys).
     pub tenant: Option<String>,
 }
 
+/// Lists keys (of the config and the API), never their secrets.
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin", security(("bearer" = [])),
+    params(KeyFilter),
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+    ))]
 async fn list_keys(
     State(state): State<Arc<TenantsState>>,
     headers: HeaderMap,
@@ -405,9 +489,19 @@ async fn list_keys(
             .filter(|key| filter.tenant.is_none() || key.tenant == filter.tenant)
             .map(key_view),
     );
-    Ok(Json(serde_json::json!({ "keys": keys })).into_response())
+    Ok(Json(KeyList { keys }).into_response())
 }
 
+/// Revokes a key at once.
+#[utoipa::path(delete, path = "/v1/admin/keys/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such key", body = crate::error::ErrorBody),
+        (status = 409, description = "A key of the config file", body = crate::error::ErrorBody),
+    ))]
 async fn delete_key(
     State(state): State<Arc<TenantsState>>,
     headers: HeaderMap,

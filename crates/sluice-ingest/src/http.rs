@@ -14,41 +14,171 @@
 
 use crate::body::{self, BodyError, Encoding};
 use crate::collector::{Accepted, Collector, IngestError};
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::json;
 use sluice_core::EventType;
 use sluice_core::normalize::EventErrorKind;
 use sluice_log::Log;
 use std::sync::Arc;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The collector's routes.
-pub fn router<L: Log>(collector: Arc<Collector<L>>) -> Router {
+/// The collector's routes, with their OpenAPI description.
+pub fn router<L: Log>(collector: Arc<Collector<L>>) -> OpenApiRouter {
     let cors = cors_layer(&collector.config().cors_allowed_origins);
-    let mut router = Router::new();
-    for kind in EventType::ALL {
-        router = router.route(
-            &format!("/v1/{kind}"),
-            post(move |state, headers, body| handle(state, Some(kind), headers, body)),
-        );
-    }
-    router
-        .route(
-            "/v1/batch",
-            post(|state, headers, body| handle(state, None, headers, body)),
-        )
-        .route(
-            "/v1/import",
-            post(|state, headers, body| handle(state, None, headers, body)),
-        )
-        .with_state(collector)
+    let state: Arc<dyn Ingest> = collector;
+    OpenApiRouter::new()
+        .routes(routes!(track))
+        .routes(routes!(page))
+        .routes(routes!(screen))
+        .routes(routes!(identify))
+        .routes(routes!(group))
+        .routes(routes!(alias))
+        .routes(routes!(batch))
+        .routes(routes!(import))
+        .with_state(state)
         .layer(cors)
 }
+
+/// The collector as the routes use it (not generic over the log, so the handlers are plain
+/// functions the OpenAPI description can name).
+trait Ingest: Send + Sync + 'static {
+    fn config(&self) -> &crate::IngestConfig;
+    fn limits(&self) -> &sluice_core::Limits;
+    fn reserve(&self, bytes: usize) -> Result<crate::collector::Reservation, IngestError>;
+    fn ingest<'a>(
+        &'a self,
+        endpoint: Option<EventType>,
+        header_key: Option<String>,
+        body: &'a [u8],
+    ) -> futures::future::BoxFuture<'a, Result<Accepted, IngestError>>;
+}
+
+impl<L: Log> Ingest for Collector<L> {
+    fn config(&self) -> &crate::IngestConfig {
+        Collector::config(self)
+    }
+
+    fn limits(&self) -> &sluice_core::Limits {
+        Collector::limits(self)
+    }
+
+    fn reserve(&self, bytes: usize) -> Result<crate::collector::Reservation, IngestError> {
+        Collector::reserve(self, bytes)
+    }
+
+    fn ingest<'a>(
+        &'a self,
+        endpoint: Option<EventType>,
+        header_key: Option<String>,
+        body: &'a [u8],
+    ) -> futures::future::BoxFuture<'a, Result<Accepted, IngestError>> {
+        Box::pin(Collector::ingest(self, endpoint, header_key, body))
+    }
+}
+
+type Shared = State<Arc<dyn Ingest>>;
+
+/// One collector route: its handler and its description (single-message routes differ from
+/// batch routes only in the body they take, its limit and the wording).
+macro_rules! collector_route {
+    ($name:ident, $endpoint:expr, $path:literal, $what:literal, $body:path, $body_what:literal,
+     $ok:literal, $invalid:literal, $limit:literal) => {
+        #[doc = $what]
+        #[utoipa::path(post, path = $path, tag = "collector",
+            security(("basic" = [])),
+            request_body(content = $body, description = $body_what, content_type = "application/json"),
+            responses(
+                (status = 200, description = $ok, body = crate::doc::Answer),
+                (status = 400, description = $invalid, body = crate::doc::Answer),
+                (status = 401, description = "No or unknown write key", body = crate::doc::Refusal),
+                (status = 413, description = $limit, body = crate::doc::Refusal),
+                (status = 415, description = "A Content-Encoding other than gzip", body = crate::doc::Refusal),
+                (status = 429, description = "The same messageIds are being appended, or the key's limit is spent (Retry-After)", body = crate::doc::Refusal),
+                (status = 503, description = "At capacity or the log is unavailable (Retry-After)", body = crate::doc::Refusal),
+            ))]
+        async fn $name(state: Shared, headers: HeaderMap, body: Body) -> Response {
+            handle(state, $endpoint, headers, body).await
+        }
+    };
+}
+
+/// A single-message route of `kind`.
+macro_rules! single {
+    ($name:ident, $kind:expr, $path:literal, $what:literal) => {
+        collector_route!(
+            $name,
+            Some($kind),
+            $path,
+            $what,
+            crate::doc::SegmentMessage,
+            "One Segment message",
+            "Accepted: durable in the events topic",
+            "Invalid: what is wrong, with the field path",
+            "Over limits.max-event-bytes"
+        );
+    };
+}
+
+/// A batch route.
+macro_rules! batched {
+    ($name:ident, $path:literal, $what:literal) => {
+        collector_route!(
+            $name,
+            None,
+            $path,
+            $what,
+            crate::doc::SegmentBatch,
+            "A batch of Segment messages",
+            "Accepted (invalid events are listed in `rejected`)",
+            "Every event invalid, or not a batch",
+            "Over limits.max-batch-bytes"
+        );
+    };
+}
+
+single!(
+    track,
+    EventType::Track,
+    "/v1/track",
+    "A `track` call: an event a user did."
+);
+single!(
+    page,
+    EventType::Page,
+    "/v1/page",
+    "A `page` call: a page view."
+);
+single!(
+    screen,
+    EventType::Screen,
+    "/v1/screen",
+    "A `screen` call: a mobile screen view."
+);
+single!(
+    identify,
+    EventType::Identify,
+    "/v1/identify",
+    "An `identify` call: who a user is."
+);
+single!(
+    group,
+    EventType::Group,
+    "/v1/group",
+    "A `group` call: a user joins a group."
+);
+single!(
+    alias,
+    EventType::Alias,
+    "/v1/alias",
+    "An `alias` call: two ids are one user."
+);
+batched!(batch, "/v1/batch", "A batch of messages of any type.");
+batched!(import, "/v1/import", "Segment's alias of `/v1/batch`.");
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|origin| origin == "*") {
@@ -71,8 +201,8 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
-async fn handle<L: Log>(
-    State(collector): State<Arc<Collector<L>>>,
+async fn handle(
+    State(collector): Shared,
     endpoint: Option<EventType>,
     headers: HeaderMap,
     body: Body,

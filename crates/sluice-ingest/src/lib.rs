@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`http`]: routes, body reading, status codes and response shapes, CORS.
 //! - [`collector`]: the request pipeline (parse → authenticate → normalize → dedup → append).
+//! - [`doc`]: request and answer shapes for the OpenAPI description.
 //! - [`dedup`]: the bounded set of recently appended `messageId`s.
 //! - [`auth`]: write keys from HTTP Basic or the body.
 //! - [`body`]: bounded reading and gzip decompression.
@@ -19,6 +20,7 @@ pub mod body;
 pub mod collector;
 pub mod config;
 pub mod dedup;
+pub mod doc;
 pub mod http;
 pub mod metrics;
 

@@ -70,15 +70,20 @@ pub struct WriteTarget {
     pub config: ConfigArgs,
 }
 
+/// The configuration and where to reach sluice: `--url`, else the configured listen address.
+fn locate(config: &ConfigArgs, url: Option<&str>) -> anyhow::Result<(Config, Target)> {
+    let config = config
+        .load(&[])
+        .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
+    let url = url.map_or_else(|| config.local_url(), str::to_owned);
+    let target = Target::parse(&url).map_err(|error| UserError(format!("--url: {error}")))?;
+    Ok((config, target))
+}
+
 impl WriteTarget {
     /// The configuration, where to send, and with which write key.
     pub fn resolve(&self) -> anyhow::Result<(Config, Target, String)> {
-        let config = self
-            .config
-            .load(&[])
-            .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
-        let url = self.url.clone().unwrap_or_else(|| config.local_url());
-        let target = Target::parse(&url).map_err(|error| UserError(format!("--url: {error}")))?;
+        let (config, target) = locate(&self.config, self.url.as_deref())?;
         let key = match &self.write_key {
             Some(key) => key.clone(),
             None => {
@@ -88,6 +93,34 @@ impl WriteTarget {
             }
         };
         Ok((config, target, key))
+    }
+}
+
+/// The flags of tools that read from a running sluice's query API.
+#[derive(Debug, Clone, Args)]
+pub struct ReadTarget {
+    /// sluice's base URL (default: http:// + the configured `server.listen`).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Read key (default: $SLUICE_READ_KEY, else the configured or generated tenant's key).
+    #[arg(long, env = "SLUICE_READ_KEY", hide_env_values = true)]
+    pub read_key: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl ReadTarget {
+    /// Where to read, and with which read key.
+    pub fn resolve(&self) -> anyhow::Result<(Target, String)> {
+        let (config, target) = locate(&self.config, self.url.as_deref())?;
+        let key =
+            match &self.read_key {
+                Some(key) => key.clone(),
+                None => tenants::default_read_key(&config.tenants, &config.data_dir)?.ok_or_else(
+                    || UserError("no read key: pass --read-key KEY or set SLUICE_READ_KEY".into()),
+                )?,
+            };
+        Ok((target, key))
     }
 }
 

@@ -8,14 +8,15 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Whether the process should receive traffic (`/readyz`): not while starting (recovering the
 /// log, loading state) nor while shutting down.
@@ -49,30 +50,41 @@ impl Readiness {
 struct Ops {
     readiness: Arc<Readiness>,
     prometheus: PrometheusHandle,
+    /// The OpenAPI document, rendered once the routes are known.
+    openapi: Arc<OnceLock<bytes::Bytes>>,
 }
 
 /// Builds the whole application: `stages` (collector, query API, …) plus the operational
-/// endpoints, all behind the request-metrics middleware and the server's bounds.
+/// endpoints and `/openapi.json` — the OpenAPI document of every route, generated from the
+/// handlers' descriptions — all behind the request-metrics middleware and the server's bounds.
 pub fn app(
-    stages: Router,
+    stages: OpenApiRouter,
     config: &ServerConfig,
     readiness: Arc<Readiness>,
     prometheus: PrometheusHandle,
 ) -> Router {
-    let ops = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
+    let openapi = Arc::new(OnceLock::new());
+    let ops = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(render_metrics))
+        .routes(routes!(openapi_json))
         .with_state(Ops {
             readiness,
             prometheus,
+            openapi: Arc::clone(&openapi),
         });
+    let (router, document) = stages.merge(ops).split_for_parts();
+    // The routes (and so the document) are known only once the router is split; the handler
+    // reads the rendering through the cell it was given before.
+    match describe(document).to_pretty_json() {
+        Ok(json) => {
+            let _ = openapi.set(bytes::Bytes::from(json));
+        }
+        Err(error) => tracing::error!(%error, "cannot render the OpenAPI document"),
+    }
     let max_body = config.max_request_bytes.as_usize();
-    stages
-        .merge(ops)
+    router
         .layer(middleware::from_fn(move |request, next| {
             limit_body(max_body, request, next)
         }))
@@ -83,6 +95,44 @@ pub fn app(
         ))
 }
 
+/// The document's title, version and security schemes.
+fn describe(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+    document.info = utoipa::openapi::InfoBuilder::new()
+        .title("sluice")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "Real-time event analytics: a Segment-compatible collector, windowed metrics, and \
+             their query API (REST, WebSocket, GraphQL). Collector routes take a write key as the \
+             HTTP Basic username; every other route a bearer key: read keys read their tenant's \
+             metrics, admin keys administer.",
+        ))
+        .build();
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+    );
+    components.add_security_scheme(
+        "basic",
+        SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+    );
+    document
+}
+
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = serde_json::Value)))]
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 when ready for traffic, 503 while starting or stopping.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\"}`", body = serde_json::Value),
+        (status = 503, description = "`{\"status\":\"starting\"}` or `stopping`", body = serde_json::Value),
+    ))]
 async fn readyz(State(ops): State<Ops>) -> Response {
     let state = ops.readiness.state();
     let status = if state == "ready" {
@@ -93,6 +143,9 @@ async fn readyz(State(ops): State<Ops>) -> Response {
     (status, axum::Json(serde_json::json!({ "status": state }))).into_response()
 }
 
+/// Prometheus metrics of every stage, in the text exposition format.
+#[utoipa::path(get, path = "/metrics", operation_id = "prometheus_metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn render_metrics(State(ops): State<Ops>) -> Response {
     let body = ops.prometheus.render();
     (
@@ -103,6 +156,28 @@ async fn render_metrics(State(ops): State<Ops>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// This document: the OpenAPI 3.1 description of every route.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI document", body = serde_json::Value),
+        (status = 500, description = "The document could not be rendered (a bug; see the log)"),
+    ))]
+async fn openapi_json(State(ops): State<Ops>) -> Response {
+    match ops.openapi.get() {
+        Some(body) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.clone(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({"error": {"code": "internal",
+                "message": "the OpenAPI document could not be rendered (see the server log)"}})),
+        )
+            .into_response(),
+    }
 }
 
 /// Refuses bodies over `server.max-request-bytes` with a 413 that names the setting: at once

@@ -101,6 +101,23 @@ pub fn default_write_key(
     configured: &[TenantConfig],
     data_dir: &Path,
 ) -> anyhow::Result<Option<String>> {
+    first_key(configured, data_dir, |tenant| tenant.write_keys)
+}
+
+/// The read key tools use when none is given: the first configured tenant's, else the
+/// generated default tenant's.
+pub fn default_read_key(
+    configured: &[TenantConfig],
+    data_dir: &Path,
+) -> anyhow::Result<Option<String>> {
+    first_key(configured, data_dir, |tenant| tenant.read_keys)
+}
+
+fn first_key(
+    configured: &[TenantConfig],
+    data_dir: &Path,
+    keys: fn(TenantConfig) -> Vec<String>,
+) -> anyhow::Result<Option<String>> {
     let tenants = if configured.is_empty() {
         load_generated(data_dir)?.unwrap_or_default()
     } else {
@@ -108,7 +125,7 @@ pub fn default_write_key(
     };
     Ok(tenants
         .into_iter()
-        .find_map(|tenant| tenant.write_keys.into_iter().next()))
+        .find_map(|tenant| keys(tenant).into_iter().next()))
 }
 
 /// Writes `bytes` to `path` atomically, readable by the owner only.

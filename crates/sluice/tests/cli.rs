@@ -206,3 +206,198 @@ fn oversize_request_bodies_get_413_naming_the_setting() {
     assert_eq!(status, 413);
     assert!(text.contains("server.max-request-bytes"), "{text}");
 }
+
+/// `sluice query` against a running server: tables, JSON, filters, top-N, roll-ups, the read
+/// key from the environment, and errors with their exit codes.
+#[test]
+fn query_reads_a_metric_as_a_table_or_json_and_refusals_exit_2() {
+    const WRITE: &str = "wk_query_cli_0123456789";
+    const READ: &str = "rk_query_cli_0123456789";
+    const ADMIN: &str = "ak_query_cli_0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"admin-keys = ["{ADMIN}"]
+[[tenants]]
+name = "shop"
+write-keys = ["{WRITE}"]
+read-keys = ["{READ}"]
+[[metrics]]
+sql = "CREATE METRIC spend AS SELECT properties.plan AS plan, COUNT(*) AS n, SUM(properties.amount) AS total FROM events WHERE event = 'Paid' GROUP BY plan, TUMBLE(timestamp, INTERVAL '1' MINUTE)"
+"#
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let server = Server::start_in(&dir.path().join("data"), &["--config", &config]);
+    let url = format!("http://{}", server.addr);
+
+    // Two minutes: in each, 20 "pro" and 40 "free" payments.
+    let lines: Vec<String> = (0..120)
+        .map(|i| {
+            format!(
+                r#"{{"type":"track","anonymousId":"a{i}","event":"Paid","properties":{{"plan":"{}","amount":1}},"timestamp":"2024-05-01T10:0{}:{:02}.000Z"}}"#,
+                if i % 3 == 0 { "pro" } else { "free" },
+                i / 60,
+                i % 60
+            )
+        })
+        .collect();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let output = Command::new(support::BIN)
+        .args(["send", "--quiet", "--url", &url, "--write-key", WRITE])
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    support::settled(server.addr, &format!("Bearer {ADMIN}"), Some("spend"));
+
+    let query = |args: &[&str], env_key: Option<&str>| {
+        let mut command = Command::new(support::BIN);
+        command.arg("query").args(args).args(["--url", &url]);
+        command.env_remove("SLUICE_READ_KEY");
+        match env_key {
+            Some(key) => command.env("SLUICE_READ_KEY", key),
+            None => command.args(["--read-key", READ]),
+        };
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let range = [
+        "--from",
+        "2024-05-01T10:00:00Z",
+        "--to",
+        "2024-05-01T11:00:00Z",
+    ];
+
+    // A table: header, rule, then one row per group key and window.
+    let (code, stdout, stderr) = query(&[&["spend"][..], &range].concat(), None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut lines = stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["plan", "start", "end", "state", "n", "total"]);
+    assert!(lines.next().unwrap().starts_with("----"));
+    let mut rows: Vec<Vec<String>> = lines
+        .map(|line| line.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    rows.sort();
+    let row = |plan: &str, minute: u32, n: &str| {
+        vec![
+            plan.to_owned(),
+            format!("2024-05-01T10:0{minute}:00.000Z"),
+            format!("2024-05-01T10:0{}:00.000Z", minute + 1),
+        ]
+        .into_iter()
+        .chain([n.to_owned()])
+        .collect::<Vec<_>>()
+    };
+    let without_state: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            assert!(r[3] == "final" || r[3] == "open", "{r:?}");
+            vec![r[0].clone(), r[1].clone(), r[2].clone(), r[4].clone()]
+        })
+        .collect();
+    assert_eq!(
+        without_state,
+        [
+            row("free", 0, "40"),
+            row("free", 1, "40"),
+            row("pro", 0, "20"),
+            row("pro", 1, "20")
+        ],
+        "{stdout}"
+    );
+
+    // JSON, rolled up to hours, the key from the environment: one point per plan.
+    let (code, stdout, stderr) = query(
+        &[
+            &["spend"][..],
+            &range,
+            &["--resolution", "1h", "--format", "json"],
+        ]
+        .concat(),
+        Some(READ),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let mut totals: Vec<(String, i64)> = answer["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let points = s["points"].as_array().unwrap();
+            assert_eq!(points.len(), 1, "{s}");
+            (
+                s["key"]["plan"].as_str().unwrap().to_owned(),
+                points[0][3].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    totals.sort();
+    assert_eq!(totals, [("free".to_owned(), 80), ("pro".to_owned(), 40)]);
+
+    // Filters and top-N reach the server.
+    let (code, stdout, _) = query(
+        &[
+            &["spend"][..],
+            &range,
+            &["--filter", "plan:pro", "--format", "json"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code, Some(0));
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(answer["series"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["series"][0]["key"]["plan"], "pro");
+    let (code, stdout, _) = query(
+        &[
+            &["spend"][..],
+            &range,
+            &["--top", "1", "--by", "n", "--format", "json"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code, Some(0));
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(answer["series"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["series"][0]["key"]["plan"], "free");
+
+    // Without a metric: the list.
+    let (code, stdout, _) = query(&[], None);
+    assert_eq!(code, Some(0));
+    assert!(stdout.lines().any(|l| l.starts_with("spend ")), "{stdout}");
+
+    // Refusals are the user's to fix: exit 2 with the server's reason.
+    let (code, _, stderr) = query(&["spend", "--from", "yesterday"], None);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("400") && stderr.contains("from"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = query(&["spend"], Some("rk_not_a_key_of_anyone_000"));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("401"), "{stderr}");
+    let (code, _, stderr) = query(&["no_such_metric"], None);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("404"), "{stderr}");
+    let (code, _, _) = query(&["spend", "--format", "xml"], None);
+    assert_eq!(code, Some(2));
+    // No server there: not the user's input at fault, exit 1.
+    let output = Command::new(support::BIN)
+        .args(["query", "spend", "--read-key", READ, "--url"])
+        .arg(format!("http://127.0.0.1:{}", support::free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is sluice running?"));
+}

@@ -136,7 +136,7 @@ impl<L: Log> MetricSource for Pipelines<L> {
 }
 
 /// A metric as listed to readers: its shape, never its SQL.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MetricInfo {
     /// Name.
     pub name: String,
@@ -153,7 +153,7 @@ pub struct MetricInfo {
 }
 
 /// One aggregate of a metric.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ValueInfo {
     /// Column name.
     pub name: String,
@@ -165,7 +165,7 @@ pub struct ValueInfo {
 }
 
 /// A metric's window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WindowInfo {
     /// `tumble`, `hop` or `session`.
     pub kind: &'static str,

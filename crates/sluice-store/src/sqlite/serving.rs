@@ -36,13 +36,24 @@ impl SqliteStore {
         &self,
         range: RowRange,
     ) -> Result<Option<Vec<StoredRow>>, StoreError> {
+        // SQLite has no statistics to choose between the two indexes and, given both ranges,
+        // walks `partials_by_tenant` over the whole start range — every row of the metric for
+        // the live snapshot, which asks for windows ending after the frontier (a handful). A
+        // unary `+` keeps a term out of index selection, so the range that narrows the read
+        // picks the index: reads with a lower bound on the end (live state, newly final
+        // windows) go by `partials_by_end`, the others (history) by `partials_by_tenant`.
+        let by_end = range.end_after > Millis::MIN;
         self.read(move |connection, path| {
             let mut statement = connection
-                .prepare_cached(
+                .prepare_cached(if by_end {
                     "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
                      WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_end > ?4 AND window_end <= ?5 \
-                     AND window_start >= ?6 AND window_start < ?7 ORDER BY window_start LIMIT ?8",
-                )
+                     AND +window_start >= ?6 AND +window_start < ?7 ORDER BY window_start LIMIT ?8"
+                } else {
+                    "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND +window_end > ?4 AND +window_end <= ?5 \
+                     AND window_start >= ?6 AND window_start < ?7 ORDER BY window_start LIMIT ?8"
+                })
                 .map_err(|e| classify(path, e))?;
             let limit = i64::try_from(range.limit).unwrap_or(i64::MAX - 1) + 1;
             let rows = statement

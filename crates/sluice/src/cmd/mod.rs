@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check_config;
+pub mod query;
 pub mod replay;
 pub mod send;
 pub mod serve;
@@ -37,6 +38,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// List, create and describe the log's topics.
     Topics(topics::TopicsArgs),
+    /// Read a metric from a running sluice (table or JSON); without a metric, list them.
+    Query(query::QueryArgs),
     /// Print a topic's records as JSON lines, following new ones.
     Tail(tail::TailArgs),
     /// Benchmarks: throughput and latency of each stage, measured for real.
@@ -55,6 +58,7 @@ impl Cli {
             Command::Send(args) => send::run(args),
             Command::Replay(args) => replay::run(args),
             Command::Topics(args) => topics::run(args),
+            Command::Query(args) => query::run(args),
             Command::Tail(args) => tail::run(args),
             Command::Bench(command) => command.run(),
             Command::Version => version::run(),

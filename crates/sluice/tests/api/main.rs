@@ -4,5 +4,6 @@
 mod graphql;
 mod harness;
 mod keys;
+mod openapi;
 mod push;
 mod query;

@@ -1,9 +1,12 @@
 //! `sluice bench …`: whole-system benchmarks. Each prints progress and a human summary, and
 //! its last stdout line is one JSON object with the figures, for scripts and docs/BENCHMARKS.md.
 
+pub mod e2e;
 pub mod ingest;
 pub mod log;
+pub mod query;
 pub mod restart;
+mod server;
 pub mod stream;
 
 use clap::Subcommand;
@@ -16,6 +19,10 @@ pub enum BenchCommand {
     Log(log::LogBenchArgs),
     /// Restart after a crash: time until processing again with many open windows.
     Restart(restart::RestartBenchArgs),
+    /// Freshness: time from an event's 200 to its visibility in a query and on a WebSocket.
+    E2e(e2e::E2eBenchArgs),
+    /// Dashboard reads: concurrent clients reading 24 h of 1-minute windows, queries/s and latency.
+    Query(query::QueryBenchArgs),
     /// The stream engine: a metric over synthetic events read from the file log, events/s.
     Stream(stream::StreamBenchArgs),
 }
@@ -28,6 +35,8 @@ impl BenchCommand {
             BenchCommand::Log(args) => log::run(args),
             BenchCommand::Restart(args) => restart::run(args),
             BenchCommand::Stream(args) => stream::run(args),
+            BenchCommand::Query(args) => query::run(args),
+            BenchCommand::E2e(args) => e2e::run(args),
         }
     }
 }

@@ -1,0 +1,380 @@
+//! `sluice bench e2e`: freshness. Starts sluice in-process with the DESIGN.md page-views metric
+//! and a probe metric, ingests synthetic events over HTTP at `--rate` events/s, and meanwhile
+//! sends probe events one at a time. For each probe it measures, from the moment its 200
+//! answer arrived (the event is durable), the time until a query of the REST API shows it and
+//! the time until it arrives on a WebSocket subscription opened before. The last stdout line
+//! is JSON with `query_p50_ms`, `query_p99_ms`, `ws_p50_ms`, `ws_p99_ms`.
+
+use super::percentile_ms;
+use super::server::BenchServer;
+use crate::UserError;
+use crate::client::{Connection, Target, basic_auth};
+use crate::synth::{EventGen, Template};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use hyper::{Method, StatusCode};
+use sluice_core::time::now_millis;
+use sluice_stream::synthetic::EXAMPLE_METRIC;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Probes: one key per probe, counted per minute.
+pub const PROBE_METRIC: &str = "CREATE METRIC e2e_probe AS SELECT properties.probe AS probe, \
+     COUNT(*) AS n FROM events WHERE event = 'Probe' GROUP BY probe, TUMBLE(timestamp, INTERVAL '1' MINUTE)";
+
+#[derive(Debug, Args)]
+pub struct E2eBenchArgs {
+    /// Background events per second, sent in batches over HTTP.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Probe events per second (each its own request).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    probes: u32,
+    /// Events per background request.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    batch: u32,
+    /// Background keep-alive connections.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    connections: u32,
+    /// Where the server keeps its data [default: a temporary directory, removed afterwards].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// When a probe was acknowledged and when it was seen.
+#[derive(Debug, Default, Clone, Copy)]
+struct Probe {
+    acked: Option<Instant>,
+    pushed: Option<Instant>,
+    queried: Option<Instant>,
+}
+
+type Probes = Arc<Mutex<HashMap<String, Probe>>>;
+
+/// The probe map (a panicking holder cannot leave it half-updated: every update is one field).
+fn lock(probes: &Probes) -> std::sync::MutexGuard<'_, HashMap<String, Probe>> {
+    probes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
+    if args.duration == 0 || args.rate == 0 {
+        return Err(UserError("--duration and --rate must be at least 1".into()).into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(args))
+}
+
+async fn bench(args: E2eBenchArgs) -> anyhow::Result<()> {
+    let server = BenchServer::start(
+        "e2e",
+        args.data_dir.clone(),
+        &[EXAMPLE_METRIC, PROBE_METRIC],
+        &[("log.partitions", toml::Value::Integer(4))],
+    )
+    .await?;
+    println!(
+        "sluice bench e2e: {} events/s in batches of {} over {} connections, {} probes/s, {} s",
+        args.rate, args.batch, args.connections, args.probes, args.duration
+    );
+    let probes: Probes = Arc::default();
+    let subscription = subscribe(&server, Arc::clone(&probes)).await?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.duration);
+    let events = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let load = background(
+        &server,
+        &args,
+        deadline,
+        Arc::clone(&events),
+        Arc::clone(&errors),
+    );
+    let probing = probe(&server, args.probes, deadline, Arc::clone(&probes));
+    let (load, probing) = tokio::join!(load, probing);
+    load?;
+    probing?;
+    let elapsed = start.elapsed().as_secs_f64();
+    // Give the last probes a moment to be seen.
+    let settle = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < settle
+        && lock(&probes)
+            .values()
+            .any(|p| p.acked.is_some() && (p.pushed.is_none() || p.queried.is_none()))
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    subscription.abort();
+
+    let mut query = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut push = query.clone();
+    let (mut unseen_query, mut unseen_push, mut acked) = (0u64, 0u64, 0u64);
+    for probe in lock(&probes).values() {
+        let Some(acked_at) = probe.acked else {
+            continue;
+        };
+        acked += 1;
+        let after =
+            |seen: Instant| seen.saturating_duration_since(acked_at).as_micros().max(1) as u64;
+        match probe.queried {
+            Some(seen) => {
+                let _ = query.record(after(seen).min(60_000_000));
+            }
+            None => unseen_query += 1,
+        }
+        match probe.pushed {
+            Some(seen) => {
+                let _ = push.record(after(seen).min(60_000_000));
+            }
+            None => unseen_push += 1,
+        }
+    }
+    let events = events.load(Ordering::Relaxed);
+    let errors = errors.load(Ordering::Relaxed);
+    println!(
+        "background        {events} events in {elapsed:.1} s = {:.0} events/s ({errors} errors)",
+        events as f64 / elapsed
+    );
+    println!(
+        "visible in query  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} probes, {unseen_query} never seen)",
+        percentile_ms(&query, 0.5),
+        percentile_ms(&query, 0.99),
+        query.max() as f64 / 1000.0,
+        query.len()
+    );
+    println!(
+        "pushed on socket  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} probes, {unseen_push} never seen)",
+        percentile_ms(&push, 0.5),
+        percentile_ms(&push, 0.99),
+        push.max() as f64 / 1000.0,
+        push.len()
+    );
+    server.stop().await?;
+    let summary = serde_json::json!({
+        "bench": "e2e",
+        "rate": args.rate,
+        "events_per_sec": (events as f64 / elapsed).round(),
+        "probes": acked,
+        "query_p50_ms": percentile_ms(&query, 0.5),
+        "query_p99_ms": percentile_ms(&query, 0.99),
+        "ws_p50_ms": percentile_ms(&push, 0.5),
+        "ws_p99_ms": percentile_ms(&push, 0.99),
+        "unseen_query": unseen_query,
+        "unseen_ws": unseen_push,
+        "errors": errors,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// A WebSocket subscription to every probe; records when each first arrives.
+async fn subscribe(
+    server: &BenchServer,
+    probes: Probes,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut request = format!("ws://{}/v1/live", server.target.addr).into_client_request()?;
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.read_key).parse()?,
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .context("opening the WebSocket")?;
+    let subscribe = serde_json::json!({"type": "subscribe", "id": "probes", "metric": "e2e_probe"});
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await?;
+    Ok(tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let arrived = Instant::now();
+            let Ok(message) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            let Some(windows) = message["windows"].as_array() else {
+                continue;
+            };
+            let mut probes = lock(&probes);
+            for window in windows {
+                if let Some(id) = window["key"]["probe"].as_str() {
+                    let probe = probes.entry(id.to_owned()).or_default();
+                    probe.pushed.get_or_insert(arrived);
+                }
+            }
+        }
+    }))
+}
+
+/// Background load at a fixed total rate.
+async fn background(
+    server: &BenchServer,
+    args: &E2eBenchArgs,
+    deadline: Instant,
+    events: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let now = now_millis();
+    let mut generator = EventGen::new(now as u64, 100_000, 2_000);
+    let templates: Arc<Vec<Template>> = Arc::new(
+        (0..32)
+            .map(|_| generator.batch(args.batch as usize, now))
+            .collect(),
+    );
+    let interval = Duration::from_secs_f64(
+        f64::from(args.connections) * f64::from(args.batch) / args.rate as f64,
+    );
+    let auth = Arc::new(basic_auth(&server.write_key));
+    let next_id = Arc::new(AtomicU64::new((now as u64) << 20));
+    let connections = args.connections;
+    let mut tasks = Vec::new();
+    for worker in 0..connections as usize {
+        let (target, templates, auth, events, errors, next_id) = (
+            server.target.clone(),
+            Arc::clone(&templates),
+            Arc::clone(&auth),
+            Arc::clone(&events),
+            Arc::clone(&errors),
+            Arc::clone(&next_id),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(&target).await?;
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let mut scheduled =
+                Instant::now() + interval.mul_f64(worker as f64 / f64::from(connections));
+            let mut round = worker;
+            while Instant::now() < deadline {
+                tokio::time::sleep_until(scheduled.into()).await;
+                scheduled += interval;
+                let template = &templates[round % templates.len()];
+                round += 1;
+                let first = next_id.fetch_add(template.len() as u64, Ordering::Relaxed);
+                // Event times stay current: the collector corrects them by the batch's sentAt
+                // (receivedAt − (sentAt − timestamp)), and the template keeps both as made.
+                let body = template.fill(first);
+                match connection
+                    .send(Method::POST, "/v1/batch", &headers, Bytes::from(body))
+                    .await
+                {
+                    Ok(reply) if reply.status == StatusCode::OK => {
+                        events.fetch_add(template.len() as u64, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+/// Sends probes one at a time at `per_second`, each followed by a poller of the query API.
+async fn probe(
+    server: &BenchServer,
+    per_second: u32,
+    deadline: Instant,
+    probes: Probes,
+) -> anyhow::Result<()> {
+    let auth = basic_auth(&server.write_key);
+    let mut connection = Connection::open(&server.target).await?;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(per_second)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pollers = Vec::new();
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        n += 1;
+        let id = format!("p{n}");
+        let body = serde_json::json!({
+            "type": "track", "event": "Probe", "anonymousId": format!("probe-{n}"),
+            "timestamp": sluice_core::time::format_millis(now_millis()),
+            "properties": {"probe": id},
+        });
+        let reply = connection
+            .send(
+                Method::POST,
+                "/v1/track",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                Bytes::from(body.to_string()),
+            )
+            .await?;
+        let acked = Instant::now();
+        if reply.status != StatusCode::OK {
+            bail!(
+                "a probe was refused: {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        lock(&probes).entry(id.clone()).or_default().acked = Some(acked);
+        pollers.push(tokio::spawn(poll_query(
+            server.target.clone(),
+            server.read_key.clone(),
+            id,
+            Arc::clone(&probes),
+        )));
+    }
+    for poller in pollers {
+        poller.await??;
+    }
+    Ok(())
+}
+
+/// Reads the probe's series until it shows the probe (for at most 10 s).
+async fn poll_query(
+    target: Target,
+    read_key: String,
+    id: String,
+    probes: Probes,
+) -> anyhow::Result<()> {
+    let mut connection = Connection::open(&target).await?;
+    let auth = format!("Bearer {read_key}");
+    let path = format!("/v1/metrics/e2e_probe?from=now-5m&filter=probe:{id}");
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < give_up {
+        let reply = connection
+            .send(
+                Method::GET,
+                &path,
+                &[("authorization", &auth)],
+                Bytes::new(),
+            )
+            .await?;
+        let seen = Instant::now();
+        if reply.status == StatusCode::OK {
+            let answer: serde_json::Value = serde_json::from_slice(&reply.body)?;
+            if answer["series"].as_array().is_some_and(|s| !s.is_empty()) {
+                lock(&probes).entry(id).or_default().queried = Some(seen);
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
