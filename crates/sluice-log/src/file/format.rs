@@ -478,14 +478,19 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     #[inline]
     fn varint(&mut self) -> Result<u64, Malformed> {
-        // Most lengths and deltas fit in one byte.
-        if let Some(&byte) = self.buf.get(self.pos)
-            && byte < 0x80
-        {
-            self.pos += 1;
-            return Ok(u64::from(byte));
+        // Most lengths and deltas fit in one byte, and event values (128 B – 16 KiB) in two:
+        // both are decoded inline, longer numbers and errors out of line.
+        match self.buf.get(self.pos..self.pos + 2) {
+            Some(&[low, _]) if low < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(low))
+            }
+            Some(&[low, high]) if high < 0x80 => {
+                self.pos += 2;
+                Ok(u64::from(low & 0x7f) | (u64::from(high) << 7))
+            }
+            _ => self.varint_slow(),
         }
-        self.varint_slow()
     }
 
     fn varint_slow(&mut self) -> Result<u64, Malformed> {
