@@ -476,23 +476,27 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Malformed> {
         // Most lengths and deltas fit in one byte, and event values (128 B – 16 KiB) in two:
         // both are decoded inline, longer numbers and errors out of line.
-        match self.buf.get(self.pos..self.pos + 2) {
-            Some(&[low, _]) if low < 0x80 => {
+        if let Some(&low) = self.buf.get(self.pos) {
+            if low < 0x80 {
                 self.pos += 1;
-                Ok(u64::from(low))
+                return Ok(u64::from(low));
             }
-            Some(&[low, high]) if high < 0x80 => {
+            if let Some(&high) = self.buf.get(self.pos + 1)
+                && high < 0x80
+            {
                 self.pos += 2;
-                Ok(u64::from(low & 0x7f) | (u64::from(high) << 7))
+                return Ok(u64::from(low & 0x7f) | (u64::from(high) << 7));
             }
-            _ => self.varint_slow(),
         }
+        self.varint_slow()
     }
 
+    #[cold]
+    #[inline(never)]
     fn varint_slow(&mut self) -> Result<u64, Malformed> {
         let mut value: u64 = 0;
         for i in 0..MAX_VARINT_LEN {
