@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
+use std::io::Write as _;
 use std::str::FromStr;
 
 /// The Segment Spec call types.
@@ -66,6 +67,33 @@ impl FromStr for EventType {
             .into_iter()
             .find(|kind| kind.as_str() == text)
             .ok_or(())
+    }
+}
+
+/// Writes `"key":` (keys are plain ASCII), after a comma unless it is the first.
+fn write_key(out: &mut Vec<u8>, key: &[u8], first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\":");
+}
+
+/// Writes `text` as a JSON string: copied between quotes when nothing in it needs an escape,
+/// otherwise escaped by serde_json.
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    if text
+        .bytes()
+        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+    {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Serializing a string into memory cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
@@ -141,10 +169,58 @@ impl Event<'_> {
         out
     }
 
-    /// Appends the event's JSON to `out`.
+    /// Appends the event's JSON to `out`: byte for byte what `serde_json` makes of the
+    /// `Serialize` impl (a test checks it), written directly because the collector does it for
+    /// every event: the keys are constants, strings without characters to escape are copied
+    /// as they are, and the nested objects are already JSON.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        // Serializing text and pre-validated raw JSON into memory cannot fail.
-        let _ = serde_json::to_writer(out, self);
+        out.push(b'{');
+        write_key(out, b"message_id", true);
+        write_str(out, &self.message_id);
+        write_key(out, b"tenant", false);
+        write_str(out, &self.tenant);
+        write_key(out, b"type", false);
+        write_str(out, self.kind.as_str());
+        let texts = [
+            (&b"event"[..], &self.event),
+            (b"name", &self.name),
+            (b"category", &self.category),
+            (b"user_id", &self.user_id),
+            (b"anonymous_id", &self.anonymous_id),
+            (b"group_id", &self.group_id),
+            (b"previous_id", &self.previous_id),
+        ];
+        for (key, text) in texts {
+            if let Some(text) = text {
+                write_key(out, key, false);
+                write_str(out, text);
+            }
+        }
+        let instants = [
+            (&b"timestamp"[..], Some(self.timestamp)),
+            (b"received_at", Some(self.received_at)),
+            (b"sent_at", self.sent_at),
+            (b"original_timestamp", self.original_timestamp),
+        ];
+        for (key, instant) in instants {
+            if let Some(instant) = instant {
+                write_key(out, key, false);
+                // Formatting an integer into a vector cannot fail.
+                let _ = write!(out, "{instant}");
+            }
+        }
+        let objects = [
+            (&b"properties"[..], &self.properties),
+            (b"traits", &self.traits),
+            (b"context", &self.context),
+        ];
+        for (key, raw) in objects {
+            if let Some(raw) = raw {
+                write_key(out, key, false);
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+        }
+        out.push(b'}');
     }
 
     /// The `(message_id, tenant)` of an event stored by [`Event::write_json`], read without
@@ -202,8 +278,109 @@ impl Event<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    fn event<'a>(message_id: &'a str, tenant: &'a str) -> Event<'a> {
+    fn text() -> impl Strategy<Value = Option<Cow<'static, str>>> {
+        proptest::option::of(
+            prop_oneof![
+                "[a-zA-Z0-9 _.-]{0,20}",
+                "\\PC{0,12}",
+                proptest::collection::vec(0u8..0x80, 0..12)
+                    .prop_map(|bytes| String::from_utf8(bytes).unwrap()),
+            ]
+            .prop_map(Cow::Owned),
+        )
+    }
+
+    fn raw() -> impl Strategy<Value = Option<Cow<'static, RawValue>>> {
+        proptest::option::of(
+            prop_oneof![
+                Just(r#"{}"#.to_owned()),
+                Just(r#"{"url":"/a\"b","n":1.5,"deep":{"x":[1,null,true]}}"#.to_owned()),
+                Just("{ \"spaced\" : \"é\\u0041\" }".to_owned()),
+            ]
+            .prop_map(|json| Cow::Owned(RawValue::from_string(json).unwrap())),
+        )
+    }
+
+    prop_compose! {
+        fn event()(
+            message_id in "\\PC{0,24}",
+            tenant in "[a-z0-9_-]{1,12}",
+            kind in proptest::sample::select(EventType::ALL.to_vec()),
+            texts in proptest::collection::vec(text(), 7),
+            times in (any::<i64>(), any::<i64>(), any::<Option<i64>>(), any::<Option<i64>>()),
+            objects in (raw(), raw(), raw()),
+        ) -> Event<'static> {
+            let mut texts = texts.into_iter();
+            let mut next = || texts.next().flatten();
+            Event {
+                message_id: Cow::Owned(message_id),
+                tenant: Cow::Owned(tenant),
+                kind,
+                event: next(),
+                name: next(),
+                category: next(),
+                user_id: next(),
+                anonymous_id: next(),
+                group_id: next(),
+                previous_id: next(),
+                timestamp: times.0,
+                received_at: times.1,
+                sent_at: times.2,
+                original_timestamp: times.3,
+                properties: objects.0,
+                traits: objects.1,
+                context: objects.2,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn write_json_is_what_serde_json_writes(event in event()) {
+            let mut direct = Vec::new();
+            event.write_json(&mut direct);
+            prop_assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                serde_json::to_string(&event).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn strings_with_quotes_backslashes_and_control_characters_are_escaped() {
+        let event = Event {
+            message_id: Cow::Borrowed("a\"b\\c\n\u{1}\u{7f}é"),
+            tenant: Cow::Borrowed("t"),
+            kind: EventType::Track,
+            event: Some(Cow::Borrowed("Tab\there")),
+            name: None,
+            category: None,
+            user_id: None,
+            anonymous_id: Some(Cow::Borrowed("anon")),
+            group_id: None,
+            previous_id: None,
+            timestamp: -5,
+            received_at: 7,
+            sent_at: None,
+            original_timestamp: None,
+            properties: None,
+            traits: None,
+            context: None,
+        };
+        assert_eq!(
+            String::from_utf8(event.to_json()).unwrap(),
+            // DEL (0x7f) needs no escape in JSON, and serde_json writes it as it is.
+            concat!(
+                r#"{"message_id":"a\"b\\c\n\u0001"#,
+                "\u{7f}é",
+                r#"","tenant":"t","type":"track","event":"Tab\there","anonymous_id":"anon","timestamp":-5,"received_at":7}"#
+            )
+        );
+    }
+
+    fn sample<'a>(message_id: &'a str, tenant: &'a str) -> Event<'a> {
         Event {
             message_id: message_id.into(),
             tenant: tenant.into(),
@@ -233,7 +410,7 @@ mod tests {
             ("ünïcødé \u{1F600} \n", "tenant-2"),
             ("", "x"),
         ] {
-            let json = event(id, tenant).to_json();
+            let json = sample(id, tenant).to_json();
             assert_eq!(
                 Event::stored_ids(&json),
                 Some((id.to_owned(), tenant.to_owned())),

@@ -367,8 +367,15 @@ pub fn normalize_message<'a>(
         _ => {}
     }
 
+    // The error's path is built only when there is an error (this runs for every event).
     let time = |value: &Option<Cow<'_, str>>, field: &str| -> Result<Option<Millis>, EventError> {
-        parse_sent_at(value.as_deref(), &ctx.at(field))
+        value
+            .as_deref()
+            .map(|text| {
+                parse_rfc3339_millis(text)
+                    .map_err(|reason| ctx.error(field, EventErrorKind::InvalidTimestamp(reason)))
+            })
+            .transpose()
     };
     let original_timestamp = match time(&message.timestamp, "timestamp")? {
         Some(timestamp) => Some(timestamp),

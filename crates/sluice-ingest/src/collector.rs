@@ -347,7 +347,7 @@ impl<L: Log> Collector<L> {
 
         // Claim client-provided ids; generated ones are unique by construction.
         let now = Instant::now();
-        let mut claims = Claims::new(&self.dedup);
+        let mut claims = Claims::with_capacity(&self.dedup, events.len());
         let mut duplicates = 0;
         let mut fresh: Vec<(Event<'_>, Option<u128>)> = Vec::with_capacity(events.len());
         for (event, client_id) in events {

@@ -177,9 +177,15 @@ pub struct Claims<'a> {
 impl<'a> Claims<'a> {
     /// No claims yet.
     pub fn new(dedup: &'a Dedup) -> Self {
+        Self::with_capacity(dedup, 0)
+    }
+
+    /// No claims yet, with room for `ids` of them (a batch's size: the set is not rehashed
+    /// as it fills).
+    pub fn with_capacity(dedup: &'a Dedup, ids: usize) -> Self {
         Self {
             dedup,
-            held: Set::default(),
+            held: Set::with_capacity_and_hasher(ids, Default::default()),
         }
     }
 

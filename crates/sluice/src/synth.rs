@@ -160,6 +160,46 @@ impl Template {
         body
     }
 
+    /// The first message of a batch template on its own (a `/v1/track` body), its id slot
+    /// kept.
+    pub fn first_message(&self) -> Template {
+        let open = self
+            .body
+            .iter()
+            .position(|&b| b == b'[')
+            .map_or(0, |at| at + 1);
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        let mut close = self.body.len();
+        for (at, &byte) in self.body.iter().enumerate().skip(open) {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' if in_string => escaped = true,
+                b'"' => in_string = !in_string,
+                _ if in_string => {}
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        close = at + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Template {
+            body: self.body[open..close].to_vec(),
+            slots: self
+                .slots
+                .iter()
+                .filter(|&&slot| (open..close).contains(&slot))
+                .map(|slot| slot - open)
+                .collect(),
+        }
+    }
+
     /// Messages in the body.
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -220,5 +260,21 @@ mod tests {
             (200..=400).contains(&average),
             "about 300 bytes per event, got {average}"
         );
+    }
+
+    #[test]
+    fn the_first_message_of_a_batch_is_a_single_message_body_with_its_id_slot() {
+        let now = 1_714_564_800_000;
+        let mut generator = EventGen::new(3, 1000, 5_000);
+        for count in [1, 3] {
+            let batch = generator.batch(count, now);
+            let single = batch.first_message();
+            assert_eq!(single.len(), 1);
+            let body = single.fill(0x123);
+            let message: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(message["messageId"], "gen-0000000000000123");
+            let whole: serde_json::Value = serde_json::from_slice(&batch.fill(0x123)).unwrap();
+            assert_eq!(whole["batch"][0], message);
+        }
     }
 }

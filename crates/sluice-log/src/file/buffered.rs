@@ -9,6 +9,13 @@
 //! of the following offset starts from it, so a sequential consumer reads each byte of a
 //! segment once, in chunks of about `max_bytes`. Reads aim at `max_bytes` and a little more,
 //! so that what is carried over (and moved to the front of the buffer) stays small.
+//!
+//! [`Partition::try_read_cached`] is the same read for the caller's own thread: each `pread`
+//! becomes a `preadv2` with `RWF_NOWAIT`, which copies what the page cache holds and refuses
+//! instead of waiting for the disk. A consumer that keeps up with the log (its data was just
+//! written, or read ahead) then reads without a hop to the blocking pool, and the copied bytes
+//! land in the cache of the core that goes on to decode them. When the data is not cached the
+//! read stops, keeps what it copied for the next attempt, and the caller reads on the pool.
 
 use super::format::{self, BATCH_HEADER_LEN};
 use super::fs::io_error;
@@ -36,6 +43,33 @@ impl Partition {
         max_bytes: usize,
         buf: &mut ReadBuffer,
     ) -> Result<()> {
+        self.read_into_waiting(offset, max_bytes, buf, Wait::Block)
+            .map(|_| ())
+    }
+
+    /// [`Partition::read_into`] from the page cache only: `Ok(false)` (no records in `buf`)
+    /// when a read would have to wait for the disk, or for a read larger than
+    /// [`MAX_CACHED_READ`]; what was copied so far is kept in `buf` for the next read.
+    pub(crate) fn try_read_cached(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        buf: &mut ReadBuffer,
+    ) -> Result<bool> {
+        if max_bytes > MAX_CACHED_READ {
+            return Ok(false);
+        }
+        self.read_into_waiting(offset, max_bytes, buf, Wait::CachedOnly)
+    }
+
+    /// The read; `Ok(false)` only with [`Wait::CachedOnly`], when it stopped.
+    fn read_into_waiting(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        buf: &mut ReadBuffer,
+        wait: Wait,
+    ) -> Result<bool> {
         buf.spans.clear();
         let (file, path, base, indexed, limit) = {
             let segments = self.segments.read();
@@ -46,7 +80,7 @@ impl Partition {
             }
             buf.end_offset = end;
             if offset == end {
-                return Ok(());
+                return Ok(true);
             }
             let segment = &segments[segments.partition_point(|s| s.base_offset <= offset) - 1];
             (
@@ -154,8 +188,28 @@ impl Partition {
             if buf.bytes.len() < filled + len {
                 buf.bytes.resize(filled + len, 0);
             }
-            file.read_exact_at(&mut buf.bytes[filled..filled + len], file_at)
-                .map_err(io_error("reading segment", &path))?;
+            let into = &mut buf.bytes[filled..filled + len];
+            match wait {
+                Wait::Block => file
+                    .read_exact_at(into, file_at)
+                    .map_err(io_error("reading segment", &path))?,
+                Wait::CachedOnly => {
+                    let copied = read_cached_at(&file, into, file_at);
+                    if copied < len {
+                        // Keep every byte read so far (from `position` on) for the next read
+                        // of this offset; it re-checks the frames from the start.
+                        buf.spans.clear();
+                        buf.filled = filled + copied;
+                        buf.cached = Some(Cached {
+                            source,
+                            start: 0,
+                            position,
+                            next_offset: offset,
+                        });
+                        return Ok(false);
+                    }
+                }
+            }
             filled += len;
         }
         buf.filled = filled;
@@ -167,6 +221,128 @@ impl Partition {
                 next_offset: expected.unwrap_or(offset),
             });
         }
-        Ok(())
+        Ok(true)
+    }
+}
+
+/// Whether a read may wait for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Block,
+    /// Copy only what the page cache holds.
+    CachedOnly,
+}
+
+/// The largest read [`Partition::try_read_cached`] does on the caller's thread: its copy
+/// takes well under a millisecond.
+pub(crate) const MAX_CACHED_READ: usize = 2 << 20;
+
+/// Fills as much of `into` as the page cache holds from `position` on, without waiting for
+/// the disk; returns how many bytes it copied. Any refusal (not cached, a kernel without
+/// `RWF_NOWAIT`, an error) just ends the copy: the blocking read that follows reports errors.
+fn read_cached_at(file: &std::fs::File, into: &mut [u8], position: u64) -> usize {
+    use rustix::io::{Errno, ReadWriteFlags, preadv2};
+    #[cfg(test)]
+    let into = match tests::CACHED_BYTES.with(std::cell::Cell::get) {
+        Some(cached) => {
+            let cached = cached.min(into.len());
+            &mut into[..cached]
+        }
+        None => into,
+    };
+    let mut copied = 0;
+    while copied < into.len() {
+        let rest = &mut into[copied..];
+        match preadv2(
+            file,
+            &mut [std::io::IoSliceMut::new(rest)],
+            position + copied as u64,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) => break,
+            Ok(read) => copied += read,
+            Err(Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    copied
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AckMode, FileLog, Log, LogConfig, ReadBuffer, ReadOptions, Record, TopicSpec};
+    use bytes::Bytes;
+    use sluice_core::config::{ByteSize, HumanDuration};
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    thread_local! {
+        /// When set, a cached-only read on this thread finds only this many bytes of each
+        /// `preadv2` in the page cache (a stand-in for data the kernel must fetch).
+        pub(super) static CACHED_BYTES: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    fn config() -> LogConfig {
+        LogConfig {
+            url: String::new(),
+            ack: AckMode::Write,
+            partitions: 1,
+            segment_bytes: ByteSize(64 * 1024),
+            segment_age: HumanDuration(Duration::from_secs(86_400)),
+            retention_age: HumanDuration(Duration::ZERO),
+            retention_bytes: ByteSize(0),
+            retention_check_interval: HumanDuration(Duration::from_secs(60)),
+            index_interval_bytes: ByteSize(512),
+            max_record_bytes: ByteSize(4 * 1024),
+            max_batch_bytes: ByteSize(64 * 1024),
+            max_pending_bytes: ByteSize(1 << 20),
+        }
+    }
+
+    /// Reads that find only part of the data cached stop, and the read on the blocking pool
+    /// resumes from what they copied: every record comes back once, in order, whatever the
+    /// point where the cached copy stopped.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_that_stop_at_uncached_data_resume_where_they_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileLog::open(dir.path(), &config()).unwrap();
+        log.create_topic(TopicSpec::new("t", 1)).await.unwrap();
+        let mut values = Vec::new();
+        for batch in 0..40u64 {
+            let records: Vec<Record> = (0..7u64)
+                .map(|i| {
+                    let n = batch * 7 + i;
+                    let value = format!("{n:05}-{}", "v".repeat((n % 300) as usize));
+                    values.push(value.clone());
+                    Record::new(None, Bytes::from(value), n as i64)
+                })
+                .collect();
+            log.append("t", 0, records).await.unwrap();
+        }
+        let options = ReadOptions {
+            max_bytes: 3_000,
+            max_wait: Duration::ZERO,
+        };
+        for cached in [None, Some(0), Some(1), Some(13), Some(700), Some(5_000)] {
+            CACHED_BYTES.with(|bytes| bytes.set(cached));
+            let mut buffer = ReadBuffer::new();
+            let mut read = Vec::new();
+            let mut offset = 0;
+            loop {
+                log.read_into("t", 0, offset, options, &mut buffer)
+                    .await
+                    .unwrap();
+                if buffer.is_empty() {
+                    break;
+                }
+                for record in buffer.iter() {
+                    assert_eq!(record.offset, offset, "cached {cached:?}");
+                    read.push(String::from_utf8(record.value.to_vec()).unwrap());
+                    offset += 1;
+                }
+            }
+            assert_eq!(read, values, "cached {cached:?}");
+        }
+        CACHED_BYTES.with(|bytes| bytes.set(None));
     }
 }

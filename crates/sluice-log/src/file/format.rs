@@ -476,18 +476,27 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Malformed> {
-        // Most lengths and deltas fit in one byte.
-        if let Some(&byte) = self.buf.get(self.pos)
-            && byte < 0x80
-        {
-            self.pos += 1;
-            return Ok(u64::from(byte));
+        // Most lengths and deltas fit in one byte, and event values (128 B – 16 KiB) in two:
+        // both are decoded inline, longer numbers and errors out of line.
+        if let Some(&low) = self.buf.get(self.pos) {
+            if low < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(low));
+            }
+            if let Some(&high) = self.buf.get(self.pos + 1)
+                && high < 0x80
+            {
+                self.pos += 2;
+                return Ok(u64::from(low & 0x7f) | (u64::from(high) << 7));
+            }
         }
         self.varint_slow()
     }
 
+    #[cold]
+    #[inline(never)]
     fn varint_slow(&mut self) -> Result<u64, Malformed> {
         let mut value: u64 = 0;
         for i in 0..MAX_VARINT_LEN {

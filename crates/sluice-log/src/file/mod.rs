@@ -664,6 +664,11 @@ impl Log for FileLog {
             let end = *published.borrow_and_update();
             target.check_offset(offset)?;
             if offset < end {
+                // Recently written or read-ahead data is copied right here (see
+                // `Partition::try_read_cached`); the blocking pool reads the rest.
+                if target.try_read_cached(offset, options.max_bytes.max(1), buffer)? {
+                    return Ok(());
+                }
                 return read_into_blocking(target, offset, options, buffer).await;
             }
             if options.max_wait.is_zero() {

@@ -60,9 +60,20 @@ async fn bench(args: IngestBenchArgs, target: Target, key: String) -> anyhow::Re
     let now = now_millis();
     let mut generator = EventGen::new(now as u64, args.users, args.disorder_ms);
     // Distinct bodies so the server sees varied users and events; ids are stamped per send.
-    let templates: Arc<Vec<Template>> =
-        Arc::new((0..64).map(|_| generator.batch(batch, now)).collect());
     let single = batch == 1;
+    let templates: Arc<Vec<Template>> = Arc::new(
+        (0..64)
+            .map(|_| {
+                let template = generator.batch(batch, now);
+                // A one-message batch sends the message itself, cut out once here.
+                if single {
+                    template.first_message()
+                } else {
+                    template
+                }
+            })
+            .collect(),
+    );
     let path = if single { "/v1/track" } else { "/v1/batch" };
     let counters = Arc::new(Counters {
         next_id: AtomicU64::new((now as u64) << 20),
@@ -121,13 +132,7 @@ async fn bench(args: IngestBenchArgs, target: Target, key: String) -> anyhow::Re
                 let first_id = counters
                     .next_id
                     .fetch_add(template.len() as u64, Ordering::Relaxed);
-                let mut body = template.fill(first_id);
-                if single {
-                    // The template is a one-message batch: send the message itself.
-                    let open = body.iter().position(|&b| b == b'[').unwrap_or(0) + 1;
-                    let close = body.iter().rposition(|&b| b == b']').unwrap_or(body.len());
-                    body = body[open..close].to_vec();
-                }
+                let body = template.fill(first_id);
                 match connection
                     .send(Method::POST, path, &headers, Bytes::from(body))
                     .await
