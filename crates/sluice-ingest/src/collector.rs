@@ -174,7 +174,8 @@ impl<L: Log> Collector<L> {
         };
         let mut buffer = ReadBuffer::new();
         let mut remembered = 0u64;
-        for info in self.log.describe(Some(topic)).await?.remove(0).partitions {
+        let topics = self.log.describe(Some(topic)).await?;
+        for info in topics.into_iter().flat_map(|topic| topic.partitions) {
             let Some(first) = self
                 .log
                 .offset_for_time(topic, info.partition, since)
@@ -186,9 +187,17 @@ impl<L: Log> Collector<L> {
                 .max(info.end_offset.saturating_sub(per_partition))
                 .max(info.start_offset);
             while offset < info.end_offset {
-                self.log
+                match self
+                    .log
                     .read_into(topic, info.partition, offset, options, &mut buffer)
-                    .await?;
+                    .await
+                {
+                    Ok(()) => {}
+                    // Retention removed segments meanwhile (a size limit): this partition is left
+                    // partly remembered rather than failing the start.
+                    Err(LogError::OffsetOutOfRange { .. }) => break,
+                    Err(error) => return Err(error),
+                }
                 if buffer.is_empty() {
                     break;
                 }
