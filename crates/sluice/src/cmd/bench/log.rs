@@ -78,19 +78,7 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?
         .log;
     config.ack = args.ack;
-    let (_temp, dir) = match &args.data_dir {
-        Some(dir) => (None, dir.clone()),
-        None => {
-            let temp = tempfile::Builder::new()
-                .prefix("sluice-bench-log-")
-                .tempdir()
-                .context("creating a temporary directory")?;
-            let dir = temp.path().to_owned();
-            (Some(temp), dir)
-        }
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    let (_temp, dir) = super::work_dir(args.data_dir.as_deref(), "log")?;
     let runtime = log_tools::runtime()?;
     let log = FileLog::open(&dir.join("log"), &config).map_err(log_tools::user_or_internal)?;
     println!(

@@ -9,7 +9,10 @@ pub mod restart;
 mod server;
 pub mod stream;
 
+use anyhow::Context;
 use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -44,4 +47,25 @@ impl BenchCommand {
 /// Percentile of a latency histogram recorded in microseconds, in milliseconds.
 pub fn percentile_ms(histogram: &hdrhistogram::Histogram<u64>, quantile: f64) -> f64 {
     histogram.value_at_quantile(quantile) as f64 / 1000.0
+}
+
+/// The directory a benchmark works in: `data_dir` (created if missing), or a new temporary
+/// directory named after the benchmark, removed when the returned guard drops.
+pub fn work_dir(
+    data_dir: Option<&Path>,
+    bench: &str,
+) -> anyhow::Result<(Option<TempDir>, PathBuf)> {
+    let (temp, dir) = match data_dir {
+        Some(dir) => (None, dir.to_owned()),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix(&format!("sluice-bench-{bench}-"))
+                .tempdir()
+                .context("creating a temporary directory")?;
+            let dir = temp.path().to_owned();
+            (Some(temp), dir)
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok((temp, dir))
 }

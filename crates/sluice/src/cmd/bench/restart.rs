@@ -46,18 +46,7 @@ pub fn run(args: RestartBenchArgs) -> anyhow::Result<()> {
     let mut config = ConfigArgs::default()
         .load(&[])
         .map_err(|error| UserError(error.to_string()))?;
-    let (_temp, dir) = match &args.data_dir {
-        Some(dir) => (None, dir.clone()),
-        None => {
-            let temp = tempfile::Builder::new()
-                .prefix("sluice-bench-restart-")
-                .tempdir()
-                .context("creating a temporary directory")?;
-            let dir = temp.path().to_owned();
-            (Some(temp), dir)
-        }
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (_temp, dir) = super::work_dir(args.data_dir.as_deref(), "restart")?;
     config.log.ack = AckMode::Write;
     let runtime = log_tools::runtime()?;
     runtime.block_on(async {

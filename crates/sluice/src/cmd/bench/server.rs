@@ -5,7 +5,6 @@ use crate::UserError;
 use crate::app::App;
 use crate::client::Target;
 use crate::tenants::generate_key;
-use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,18 +26,7 @@ impl BenchServer {
         metrics: &[&str],
         extra: &[(&str, toml::Value)],
     ) -> anyhow::Result<BenchServer> {
-        let (temp, dir) = match data_dir {
-            Some(dir) => (None, dir),
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix(&format!("sluice-bench-{name}-"))
-                    .tempdir()
-                    .context("creating a temporary directory")?;
-                let dir = temp.path().to_owned();
-                (Some(temp), dir)
-            }
-        };
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (temp, dir) = super::work_dir(data_dir.as_deref(), name)?;
         let write_key = generate_key("wk_");
         let read_key = generate_key("rk_");
         let mut tenant = toml::Table::new();

@@ -84,19 +84,7 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         parse_metric(&sql, &config.stream.metric_defaults())
             .map_err(|error| UserError(format!("--metric: {error}")))?,
     );
-    let (_temp, dir) = match &args.data_dir {
-        Some(dir) => (None, dir.clone()),
-        None => {
-            let temp = tempfile::Builder::new()
-                .prefix("sluice-bench-stream-")
-                .tempdir()
-                .context("creating a temporary directory")?;
-            let dir = temp.path().to_owned();
-            (Some(temp), dir)
-        }
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    let (_temp, dir) = super::work_dir(args.data_dir.as_deref(), "stream")?;
     let mut log_config = config.log.clone();
     // Writing the input is not what is measured: acknowledge at write(2).
     log_config.ack = AckMode::Write;
