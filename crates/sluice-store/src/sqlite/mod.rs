@@ -363,15 +363,7 @@ impl Store for SqliteStore {
                 .map_err(|e| classify(path, e))?;
             let rows = statement
                 .query_map(params![metric, generation, partition, open_after], |row| {
-                    Ok(StoredRow {
-                        partition,
-                        tenant: row.get(0)?,
-                        key: row.get(1)?,
-                        window_start: row.get(2)?,
-                        window_end: row.get(3)?,
-                        version: row.get(4)?,
-                        state: row.get(5)?,
-                    })
+                    stored_row(row, partition, row.get(0)?)
                 })
                 .map_err(|e| classify(path, e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
@@ -432,15 +424,7 @@ impl Store for SqliteStore {
                 .map_err(|e| classify(path, e))?;
             let rows = statement
                 .query_map(params![query.metric, query.generation, query.tenant, query.from, query.to], |row| {
-                    Ok(StoredRow {
-                        partition: row.get(0)?,
-                        tenant: query.tenant.clone(),
-                        key: row.get(1)?,
-                        window_start: row.get(2)?,
-                        window_end: row.get(3)?,
-                        version: row.get(4)?,
-                        state: row.get(5)?,
-                    })
+                    stored_row(row, row.get(0)?, query.tenant.clone())
                 })
                 .map_err(|e| classify(path, e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
@@ -576,6 +560,24 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// A partial row whose columns 1 to 5 are `group_key, window_start, window_end, version,
+/// state` (column 0 is the partition or the tenant, whichever the query does not fix).
+pub(crate) fn stored_row(
+    row: &rusqlite::Row<'_>,
+    partition: u32,
+    tenant: String,
+) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        partition,
+        tenant,
+        key: row.get(1)?,
+        window_start: row.get(2)?,
+        window_end: row.get(3)?,
+        version: row.get(4)?,
+        state: row.get(5)?,
+    })
 }
 
 fn escape_like(text: &str) -> String {

@@ -2,7 +2,7 @@
 //! windows that became final since a cache last looked, or that are not final yet) and by
 //! window start (ranges older than the cache), each bounded.
 
-use super::{SqliteStore, classify};
+use super::{SqliteStore, classify, stored_row};
 use crate::error::StoreError;
 use crate::model::StoredRow;
 use rusqlite::params;
@@ -68,17 +68,7 @@ impl SqliteStore {
                         range.start_before,
                         limit
                     ],
-                    |row| {
-                        Ok(StoredRow {
-                            partition: row.get(0)?,
-                            tenant: range.tenant.clone(),
-                            key: row.get(1)?,
-                            window_start: row.get(2)?,
-                            window_end: row.get(3)?,
-                            version: row.get(4)?,
-                            state: row.get(5)?,
-                        })
-                    },
+                    |row| stored_row(row, row.get(0)?, range.tenant.clone()),
                 )
                 .map_err(|e| classify(path, e))?;
             let rows = rows
