@@ -14,7 +14,7 @@ use crate::plan::MetricPlan;
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::{Log, LogError, ReadBuffer, ReadOptions, TopicSpec};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -112,6 +112,9 @@ pub struct TaskOutputs {
     /// Checkpoint snapshots for the store. Bounded: when full, the task waits, and with it
     /// the processing of this partition.
     pub checkpoints: mpsc::Sender<Checkpoint>,
+    /// The processor's next offset after each batch: how far processing (not yet
+    /// committing) has come, for status reports.
+    pub processed: Arc<AtomicU64>,
 }
 
 /// Creates the late-events topic with the source topic's partition count, if missing.
@@ -224,6 +227,9 @@ pub async fn run_partition<L: Log, C: Clock>(
             &mut out,
         )?;
         deliver(&*log, partition, &settings, &outputs, &mut out, now).await?;
+        outputs
+            .processed
+            .store(processor.next_offset(), Ordering::Relaxed);
     }
 }
 

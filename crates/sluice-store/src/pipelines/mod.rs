@@ -143,6 +143,9 @@ pub struct PartitionReport {
     pub partition: u32,
     /// Last committed offset.
     pub committed_offset: u64,
+    /// The offset processing has reached (at least the committed one): records up to it are
+    /// counted in memory and go to the store with the next checkpoint.
+    pub processed_offset: u64,
     /// The log's end offset.
     pub end_offset: u64,
     /// Watermark at the last commit.
@@ -740,6 +743,7 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
         .map(|(status, _, _)| PartitionReport {
             partition: status.partition(),
             committed_offset: status.committed(),
+            processed_offset: status.processed().max(status.committed()),
             end_offset: ends.get(status.partition() as usize).copied().unwrap_or(0),
             watermark: status.watermark(),
             state: status.state(),

@@ -1,9 +1,11 @@
 //! What each pipeline partition is doing, for `GET /v1/admin/metrics` and the metrics
-//! endpoint: committed offset, watermark, and whether it runs, retries or failed.
+//! endpoint: committed and processed offsets, watermark, and whether it runs, retries or
+//! failed.
 
 use parking_lot::Mutex;
 use serde::Serialize;
 use sluice_core::time::Millis;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// The state of one pipeline partition.
@@ -27,6 +29,7 @@ pub enum PartitionState {
 pub struct PartitionStatus {
     partition: u32,
     committed: AtomicU64,
+    processed: Arc<AtomicU64>,
     watermark: AtomicI64,
     state: Mutex<PartitionState>,
     offset_gauge: metrics::Gauge,
@@ -44,6 +47,7 @@ impl PartitionStatus {
         Self {
             partition,
             committed: AtomicU64::new(start_offset),
+            processed: Arc::new(AtomicU64::new(start_offset)),
             watermark: AtomicI64::new(NO_WATERMARK),
             state: Mutex::new(PartitionState::Starting),
             offset_gauge: metrics::gauge!("sluice_pipeline_committed_offset", &labels),
@@ -61,6 +65,17 @@ impl PartitionStatus {
         self.committed.load(Ordering::Acquire)
     }
 
+    /// The offset processing has reached: records before it are counted in memory, and in the
+    /// store once committed.
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
+    /// The counter the partition task advances after each batch.
+    pub(crate) fn processed_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.processed)
+    }
+
     /// The watermark at the last commit.
     pub fn watermark(&self) -> Option<Millis> {
         let value = self.watermark.load(Ordering::Acquire);
@@ -74,6 +89,7 @@ impl PartitionStatus {
 
     pub(crate) fn set_running(&self, offset: u64) {
         self.committed.store(offset, Ordering::Release);
+        self.processed.store(offset, Ordering::Relaxed);
         self.offset_gauge.set(offset as f64);
         *self.state.lock() = PartitionState::Running;
     }

@@ -17,6 +17,7 @@ use sluice_stream::task::{
     Control, ManualClock, TaskOutputs, TaskSettings, ensure_late_topic, run_partition,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
@@ -218,6 +219,7 @@ pub(crate) async fn partition_task_end_to_end<L: Log>(log: Arc<L>) {
     let (updates, mut updates_rx) = broadcast::channel(64);
     let (checkpoints, mut checkpoints_rx) = mpsc::channel(1);
     let clock = ManualClock::new(1_000_000);
+    let processed = Arc::new(AtomicU64::new(0));
     let task = tokio::spawn(run_partition(
         log.clone(),
         processor,
@@ -227,6 +229,7 @@ pub(crate) async fn partition_task_end_to_end<L: Log>(log: Arc<L>) {
         TaskOutputs {
             updates,
             checkpoints,
+            processed: processed.clone(),
         },
         clock.clone(),
     ));
@@ -243,6 +246,11 @@ pub(crate) async fn partition_task_end_to_end<L: Log>(log: Arc<L>) {
     assert_eq!(
         (checkpoint.partition, checkpoint.event_time),
         (1, Some(3_000))
+    );
+    assert_eq!(
+        processed.load(Ordering::Relaxed),
+        3,
+        "the batch that reached offset 3 was reported processed"
     );
     assert_eq!(
         checkpoint.metrics[0].changed.len(),

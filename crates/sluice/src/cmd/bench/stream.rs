@@ -47,7 +47,8 @@ pub struct StreamBenchArgs {
     /// Run the metric through the exactly-once pipelines `serve` uses — partition tasks,
     /// checkpoints of changed windows and offsets committed to a SQLite store every this often
     /// (e.g. 1s, the default of store.checkpoint-interval) — to measure what exactly-once
-    /// costs against the bare processors.
+    /// costs: each run is then a pair, bare processors and pipelines in alternating order, and
+    /// the cost is the median of the pairs' differences.
     #[arg(long, value_name = "DURATION")]
     checkpoint_interval: Option<sluice_core::config::HumanDuration>,
 }
@@ -62,6 +63,16 @@ struct Run {
     events: u64,
     updates: u64,
     late: u64,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+
+    fn per_core(&self) -> f64 {
+        self.events as f64 / self.cpu_seconds.max(1e-9)
+    }
 }
 
 pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
@@ -117,55 +128,109 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         );
     }
 
-    let mut runs = Vec::new();
+    // An untimed pass first, so that every timed run finds the topic in the page cache.
+    runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?;
+    let mut bare = Vec::new();
+    let mut exactly_once = Vec::new();
     for index in 1..=args.runs {
-        let run = match args.checkpoint_interval {
-            None => runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?,
-            Some(interval) => runtime.block_on(process_exactly_once(
-                &log,
-                &topic,
-                &dir,
-                &sql,
-                &config,
-                interval.get(),
-            ))?,
+        let Some(interval) = args.checkpoint_interval else {
+            let run = runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?;
+            report(&format!("run {index}"), &run);
+            bare.push(run);
+            continue;
+        };
+        // Bare and exactly-once in pairs, in alternating order, so both see the same machine.
+        let mut pair = [None, None];
+        let order: [usize; 2] = if index % 2 == 1 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let run = if which == 0 {
+                runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?
+            } else {
+                runtime.block_on(process_exactly_once(
+                    &log,
+                    &topic,
+                    &dir,
+                    &sql,
+                    &config,
+                    interval.get(),
+                ))?
+            };
+            let label = ["bare", "exactly-once"][which];
+            report(&format!("run {index}, {label}"), &run);
+            pair[which] = Some(run);
+        }
+        let [Some(b), Some(e)] = pair else {
+            unreachable!("both runs of the pair ran")
         };
         println!(
-            "run {index}: {} events in {:.3} s = {:.0} events/s; CPU {:.3} s = {:.0} events/s per core; {} window updates, {} late",
-            run.events,
-            run.seconds,
-            run.events as f64 / run.seconds,
-            run.cpu_seconds,
-            run.events as f64 / run.cpu_seconds.max(1e-9),
-            run.updates,
-            run.late
+            "run {index}: checkpointing cost {:.1} % of events/s per core, {:.1} % of events/s",
+            cost(b.per_core(), e.per_core()),
+            cost(b.per_second(), e.per_second())
         );
-        runs.push(run);
+        bare.push(b);
+        exactly_once.push(e);
     }
     runtime.block_on(log.close())?;
 
-    let mut rates: Vec<f64> = runs.iter().map(|r| r.events as f64 / r.seconds).collect();
-    let mut per_core: Vec<f64> = runs
-        .iter()
-        .map(|r| r.events as f64 / r.cpu_seconds.max(1e-9))
-        .collect();
-    let (events_per_sec, per_core) = (median(&mut rates), median(&mut per_core));
+    let (events_per_sec, per_core) = medians(&bare);
     println!(
         "median of {} run{}: {events_per_sec:.0} events/s, {per_core:.0} events/s per core",
         args.runs,
         if args.runs == 1 { "" } else { "s" }
     );
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "events_per_sec": events_per_sec.round(),
         "per_core": per_core.round(),
         "events": args.events,
         "partitions": args.partitions,
         "runs": args.runs,
         "metric": plan.name,
-        "checkpoint_interval_ms": args.checkpoint_interval.map(|interval| interval.get().as_millis() as u64),
     });
+    if let Some(interval) = args.checkpoint_interval {
+        let (eo_per_sec, eo_per_core) = medians(&exactly_once);
+        let mut costs: Vec<f64> = bare
+            .iter()
+            .zip(&exactly_once)
+            .map(|(b, e)| cost(b.per_core(), e.per_core()))
+            .collect();
+        let median_cost = median(&mut costs);
+        println!(
+            "exactly-once, median of {} run{}: {eo_per_sec:.0} events/s, {eo_per_core:.0} events/s per core; checkpointing cost (median of the pairs) {median_cost:.1} % per core",
+            args.runs,
+            if args.runs == 1 { "" } else { "s" }
+        );
+        summary["checkpoint_interval_ms"] = (interval.get().as_millis() as u64).into();
+        summary["exactly_once_events_per_sec"] = eo_per_sec.round().into();
+        summary["exactly_once_per_core"] = eo_per_core.round().into();
+        summary["checkpoint_cost_percent"] = ((median_cost * 10.0).round() / 10.0).into();
+    }
     println!("{summary}");
     Ok(())
+}
+
+fn report(label: &str, run: &Run) {
+    println!(
+        "{label}: {} events in {:.3} s = {:.0} events/s; CPU {:.3} s = {:.0} events/s per core; {} window updates, {} late",
+        run.events,
+        run.seconds,
+        run.per_second(),
+        run.cpu_seconds,
+        run.per_core(),
+        run.updates,
+        run.late
+    );
+}
+
+/// How much slower `with` is than `without`, in percent (negative: faster).
+fn cost(without: f64, with: f64) -> f64 {
+    (1.0 - with / without) * 100.0
+}
+
+/// Median events/s and events/s per core of some runs.
+fn medians(runs: &[Run]) -> (f64, f64) {
+    let mut rates: Vec<f64> = runs.iter().map(Run::per_second).collect();
+    let mut per_core: Vec<f64> = runs.iter().map(Run::per_core).collect();
+    (median(&mut rates), median(&mut per_core))
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -365,20 +430,27 @@ async fn process_exactly_once(
         .first()
         .map(|(plan, _)| plan.name.clone())
         .context("the metric runs")?;
+    // Processing reaches the end, then one checkpoint commits the rest: the run is timed until
+    // every event is in the store, without waiting for the next scheduled checkpoint.
     loop {
         let status = pipelines
             .status(Some(&name))
             .await?
             .pop()
             .context("metric status")?;
-        if status.lag == 0 {
-            break;
-        }
         if let Some(error) = status.error.filter(|_| status.state == "failed") {
             anyhow::bail!("the pipeline failed: {error}");
         }
+        if status
+            .partitions
+            .iter()
+            .all(|p| p.processed_offset == p.end_offset)
+        {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    pipelines.checkpoint(&name).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds()? - cpu_before;
     pipelines.stop().await;
