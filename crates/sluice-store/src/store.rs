@@ -8,6 +8,7 @@ use crate::sqlite::{RowRef, SqliteStore};
 use sluice_core::time::Millis;
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Where results, offsets and metric definitions live. Every write that matters for
 /// exactly-once is one atomic transaction; reads never block writes.
@@ -41,7 +42,7 @@ pub trait Store: Send + Sync + Clone + 'static {
         pipeline: &str,
         partition: u32,
         epoch: u64,
-        commit: Commit,
+        commit: Arc<Commit>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The rows of a metric generation computed from `partition` whose window ends after
@@ -170,7 +171,7 @@ impl Store for StoreBackend {
         pipeline: &str,
         partition: u32,
         epoch: u64,
-        commit: Commit,
+        commit: Arc<Commit>,
     ) -> Result<(), StoreError> {
         dispatch!(self, store => store.commit(pipeline, partition, epoch, commit).await)
     }

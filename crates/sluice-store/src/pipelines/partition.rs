@@ -189,6 +189,7 @@ impl<L: Log> PartitionRunner<L> {
         let outputs = TaskOutputs {
             updates: self.updates.clone(),
             checkpoints: checkpoints_tx,
+            processed: self.status.processed_counter(),
         };
         let mut task = tokio::spawn(run_partition(
             Arc::clone(&self.log),
@@ -310,12 +311,12 @@ impl<L: Log> PartitionRunner<L> {
         checkpoint: &Checkpoint,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
-        let commit = commit_of(checkpoint, self.generation);
+        let commit = Arc::new(commit_of(checkpoint, self.generation));
         let mut attempt = 0u32;
         loop {
             match self
                 .store
-                .commit(&self.pipeline, self.partition, epoch, commit.clone())
+                .commit(&self.pipeline, self.partition, epoch, Arc::clone(&commit))
                 .await
             {
                 Ok(()) => {

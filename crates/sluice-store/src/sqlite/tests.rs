@@ -83,7 +83,7 @@ async fn claims_fence_older_owners() {
         }
     );
     store
-        .commit("views@0", 3, 1, commit_of(150, vec![]))
+        .commit("views@0", 3, 1, Arc::new(commit_of(150, vec![])))
         .await
         .unwrap();
     let second = store.claim("views@0", 3, 0).await.unwrap();
@@ -97,7 +97,12 @@ async fn claims_fence_older_owners() {
         "the initial offset only applies once"
     );
     let error = store
-        .commit("views@0", 3, 1, commit_of(200, vec![row("t", 1, 0, 9)]))
+        .commit(
+            "views@0",
+            3,
+            1,
+            Arc::new(commit_of(200, vec![row("t", 1, 0, 9)])),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -132,7 +137,7 @@ async fn claims_fence_older_owners() {
             .is_empty()
     );
     let error = store
-        .commit("views@0", 4, 1, commit_of(1, vec![]))
+        .commit("views@0", 4, 1, Arc::new(commit_of(1, vec![])))
         .await
         .unwrap_err();
     assert!(
@@ -151,10 +156,10 @@ async fn commits_upsert_and_retract_rows_with_the_position() {
             "views@0",
             0,
             epoch,
-            commit_of(
+            Arc::new(commit_of(
                 10,
                 vec![row("a", 1, 0, 1), row("a", 2, 60_000, 2), row("b", 1, 0, 3)],
-            ),
+            )),
         )
         .await
         .unwrap();
@@ -165,7 +170,10 @@ async fn commits_upsert_and_retract_rows_with_the_position() {
         window_start: 60_000,
         window_end: 120_000,
     });
-    store.commit("views@0", 0, epoch, update).await.unwrap();
+    store
+        .commit("views@0", 0, epoch, Arc::new(update))
+        .await
+        .unwrap();
 
     let rows = store
         .query_rows(RowQuery {
@@ -229,14 +237,14 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
             "views@0",
             0,
             old,
-            commit_of(
+            Arc::new(commit_of(
                 10,
                 vec![
                     row("a", 1, 0, 1),
                     row("a", 1, 60_000, 1),
                     row("a", 1, 120_000, 1),
                 ],
-            ),
+            )),
         )
         .await
         .unwrap();
@@ -250,7 +258,10 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
         ],
     );
     replayed.metrics[0].generation = 1;
-    store.commit("views@1", 0, new, replayed).await.unwrap();
+    store
+        .commit("views@1", 0, new, Arc::new(replayed))
+        .await
+        .unwrap();
 
     store
         .switch_generation("views", 1, Some(60_000))
@@ -345,7 +356,7 @@ proptest! {
                 match op {
                     0 | 1 => {
                         offset += 1;
-                        store.commit("views@0", 0, epoch, commit_of(offset, rows)).await.unwrap();
+                        store.commit("views@0", 0, epoch, Arc::new(commit_of(offset, rows))).await.unwrap();
                         for (key, window, state) in changes {
                             model.insert((key, window * 60_000), state);
                         }
@@ -354,7 +365,7 @@ proptest! {
                         // A stale owner's commit is refused and changes nothing.
                         let stale = epoch;
                         epoch = store.claim("views@0", 0, 0).await.unwrap().epoch;
-                        prop_assert!(store.commit("views@0", 0, stale, commit_of(offset + 100, rows)).await.is_err());
+                        prop_assert!(store.commit("views@0", 0, stale, Arc::new(commit_of(offset + 100, rows))).await.is_err());
                     }
                     _ => {
                         drop(store);
@@ -370,4 +381,41 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+fn page_size(path: &Path) -> u64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn new_stores_use_16_kib_pages_and_older_files_keep_theirs() {
+    let (dir, store) = store();
+    assert_eq!(page_size(store.path()), 16_384);
+
+    // A file an earlier sluice created (4 KiB pages, tables present) opens and migrates as is.
+    let old = dir.path().join("old.db");
+    let connection = Connection::open(&old).unwrap();
+    connection
+        .execute_batch(
+            "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE earlier (x INTEGER);",
+        )
+        .unwrap();
+    drop(connection);
+    let reopened = SqliteStore::open(&old).unwrap();
+    reopened.create_metric(metric("views")).await.unwrap();
+    assert_eq!(page_size(&old), 4_096);
+    let epoch = reopened.claim("views@0", 0, 0).await.unwrap().epoch;
+    reopened
+        .commit(
+            "views@0",
+            0,
+            epoch,
+            Arc::new(commit_of(5, vec![row("a", 1, 0, 4)])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reopened.claim("views@0", 0, 0).await.unwrap().offset, 5);
 }
