@@ -2,6 +2,9 @@
 //! integers, and a reader that fails with a message instead of panicking on short or
 //! malformed input.
 
+/// The most bytes a `u64` takes as a varint.
+pub(crate) const MAX_U64_BYTES: usize = 10;
+
 /// Appends encoded values to a buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
@@ -25,8 +28,18 @@ impl Writer {
         }
     }
 
-    pub(crate) fn u64(&mut self, value: u64) {
-        self.varint(u128::from(value));
+    /// The same bytes as [`Writer::varint`], without 128-bit arithmetic: most values
+    /// (counts, hash deltas, bins) take this path.
+    pub(crate) fn u64(&mut self, mut value: u64) {
+        let mut encoded = [0u8; MAX_U64_BYTES];
+        let mut len = 0;
+        while value >= 0x80 {
+            encoded[len] = value as u8 | 0x80;
+            value >>= 7;
+            len += 1;
+        }
+        encoded[len] = value as u8;
+        self.bytes.extend_from_slice(&encoded[..=len]);
     }
 
     pub(crate) fn i128(&mut self, value: i128) {

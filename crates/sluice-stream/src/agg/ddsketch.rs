@@ -13,7 +13,7 @@
 //! ever seen, so the sketch is a function of the multiset of inserted values: inserts and
 //! merges in any order give the same sketch.
 
-use super::codec::{Reader, Writer};
+use super::codec::{MAX_U64_BYTES, Reader, Writer};
 
 /// The relative accuracy.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
@@ -115,6 +115,11 @@ impl Store {
         self.bins.iter().sum()
     }
 
+    /// At least the bytes [`Store::encode`] appends.
+    fn encoded_len_bound(&self) -> usize {
+        MAX_U64_BYTES * (2 + self.bins.len())
+    }
+
     fn encode(&self, out: &mut Writer) {
         out.u64(self.bins.len() as u64);
         if !self.bins.is_empty() {
@@ -205,6 +210,11 @@ impl DdSketch {
             }
         }
         Some(value_of(self.positive.high()))
+    }
+
+    /// At least the bytes [`DdSketch::encode`] appends.
+    pub(crate) fn encoded_len_bound(&self) -> usize {
+        1 + MAX_U64_BYTES + self.positive.encoded_len_bound() + self.negative.encoded_len_bound()
     }
 
     pub(crate) fn encode(&self, out: &mut Writer) {

@@ -12,7 +12,7 @@
 //! result depends only on the *set* of inserted values, never on the order of inserts and
 //! merges. The largest sketch is the dense one: 4 KiB.
 
-use super::codec::{Reader, Writer};
+use super::codec::{MAX_U64_BYTES, Reader, Writer};
 
 /// Register-index bits.
 pub const PRECISION: u32 = 12;
@@ -149,6 +149,14 @@ impl Hll {
         match &self.repr {
             Repr::Sparse(hashes) => hashes.len() as f64,
             Repr::Dense(registers) => ertl_estimate(registers),
+        }
+    }
+
+    /// At least the bytes [`Hll::encode`] appends.
+    pub(crate) fn encoded_len_bound(&self) -> usize {
+        match &self.repr {
+            Repr::Sparse(hashes) => 1 + MAX_U64_BYTES * (1 + hashes.len()),
+            Repr::Dense(registers) => 2 + registers.len(),
         }
     }
 

@@ -29,7 +29,7 @@ pub mod hll;
 use crate::decimal::Decimal;
 use crate::error::StreamError;
 use crate::plan::AggregateKind;
-use codec::{Reader, Writer};
+use codec::{MAX_U64_BYTES, Reader, Writer};
 use ddsketch::DdSketch;
 use hll::Hll;
 use std::fmt;
@@ -280,6 +280,19 @@ impl AggState {
         }
     }
 
+    /// At least the bytes [`AggState::encode`] appends: a tag, then at most one decimal
+    /// (a scale byte and a 128-bit varint of up to 19 bytes) and one count, or a sketch.
+    fn encoded_len_bound(&self) -> usize {
+        const DECIMAL: usize = 2 + 19;
+        1 + match self {
+            AggState::Count(_) => MAX_U64_BYTES,
+            AggState::Sum(_) | AggState::Min(_) | AggState::Max(_) => DECIMAL,
+            AggState::Avg { .. } => DECIMAL + MAX_U64_BYTES,
+            AggState::Distinct(hll) => hll.encoded_len_bound(),
+            AggState::Percentile(sketch) => sketch.encoded_len_bound(),
+        }
+    }
+
     fn encode(&self, out: &mut Writer) {
         out.u8(self.tag());
         match self {
@@ -374,7 +387,10 @@ impl PartialState {
 
     /// The versioned, checksummed encoding (see the module documentation).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Writer::default();
+        // One allocation of the right size, not a growing buffer.
+        let mut out = Writer {
+            bytes: Vec::with_capacity(self.encoded_len_bound()),
+        };
         out.u8(FORMAT_VERSION);
         out.u64(self.states.len() as u64);
         for state in &self.states {
@@ -383,6 +399,18 @@ impl PartialState {
         let checksum = crc32c::crc32c(&out.bytes);
         out.raw(&checksum.to_le_bytes());
         out.bytes
+    }
+
+    /// At least the bytes [`PartialState::encode`] returns: the version, the state count,
+    /// the states and the checksum.
+    pub(crate) fn encoded_len_bound(&self) -> usize {
+        1 + MAX_U64_BYTES
+            + self
+                .states
+                .iter()
+                .map(AggState::encoded_len_bound)
+                .sum::<usize>()
+            + 4
     }
 
     /// Decodes a partial, checking that it holds the states `kinds` use (when given).

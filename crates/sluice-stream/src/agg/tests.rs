@@ -59,7 +59,9 @@ proptest! {
             start = end.max(start);
         }
         prop_assert_eq!(&merged, &whole);
-        let decoded = PartialState::decode(&whole.encode(), Some(&KINDS)).unwrap();
+        let encoded = whole.encode();
+        prop_assert!(encoded.len() <= whole.encoded_len_bound(), "{} > {}", encoded.len(), whole.encoded_len_bound());
+        let decoded = PartialState::decode(&encoded, Some(&KINDS)).unwrap();
         prop_assert_eq!(&decoded, &whole);
     }
 
@@ -71,6 +73,24 @@ proptest! {
         prop_assert!(PartialState::decode(&bytes, Some(&KINDS)).is_err());
         prop_assert!(PartialState::decode(&bytes[..position], None).is_err());
     }
+}
+
+#[test]
+fn the_encoding_bound_holds_for_extreme_decimals() {
+    let mut state = PartialState::new(&KINDS);
+    for mantissa in [i128::MAX / 2, i128::MIN / 2] {
+        let number = Decimal::new(mantissa, 0).unwrap();
+        for (agg, kind) in state.states.iter_mut().zip(KINDS) {
+            agg.update(match kind {
+                AggregateKind::CountStar | AggregateKind::Count => Input::Present,
+                AggregateKind::CountDistinct => Input::Hash(u64::MAX - mantissa as u64),
+                _ => Input::Number(number),
+            });
+        }
+    }
+    let encoded = state.encode();
+    assert!(encoded.len() <= state.encoded_len_bound());
+    assert_eq!(PartialState::decode(&encoded, Some(&KINDS)).unwrap(), state);
 }
 
 #[test]
