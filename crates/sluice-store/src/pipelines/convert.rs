@@ -13,6 +13,51 @@ use std::sync::Arc;
 
 /// A checkpoint as store rows, for the metric generation `generation`.
 pub fn commit_of(checkpoint: &Checkpoint, generation: u32) -> Commit {
+    commit_with(checkpoint, generation, &mut StateBuffers::default())
+}
+
+/// Memory for encoded states, reused from one checkpoint to the next: a checkpoint then
+/// encodes into memory already mapped, instead of faulting in (and zeroing) fresh pages for
+/// every row, which cost as much as the encoding itself.
+#[derive(Debug, Default)]
+pub(crate) struct StateBuffers {
+    free: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl StateBuffers {
+    /// The most memory kept between checkpoints.
+    const KEPT_BYTES: usize = 64 << 20;
+
+    fn take(&mut self) -> Vec<u8> {
+        let buffer = self.free.pop().unwrap_or_default();
+        self.bytes -= buffer.capacity();
+        buffer
+    }
+
+    /// Takes back the state buffers of a committed checkpoint.
+    pub(crate) fn recycle(&mut self, commit: Commit) {
+        let states = commit
+            .metrics
+            .into_iter()
+            .flat_map(|metric| metric.changed)
+            .map(|row| row.state);
+        for state in states {
+            if self.bytes + state.capacity() > Self::KEPT_BYTES {
+                return;
+            }
+            self.bytes += state.capacity();
+            self.free.push(state);
+        }
+    }
+}
+
+/// [`commit_of`], encoding into `buffers`.
+pub(crate) fn commit_with(
+    checkpoint: &Checkpoint,
+    generation: u32,
+    buffers: &mut StateBuffers,
+) -> Commit {
     Commit {
         offset: checkpoint.offset,
         event_time: checkpoint.event_time,
@@ -36,14 +81,15 @@ pub fn commit_of(checkpoint: &Checkpoint, generation: u32) -> Commit {
                 changed: metric
                     .changed
                     .iter()
-                    .map(|row| stored_row(row, checkpoint.partition))
+                    .map(|row| stored_row(row, checkpoint.partition, buffers.take()))
                     .collect(),
             })
             .collect(),
     }
 }
 
-fn stored_row(row: &PartialRow, partition: u32) -> StoredRow {
+fn stored_row(row: &PartialRow, partition: u32, mut state: Vec<u8>) -> StoredRow {
+    row.state.encode_into(&mut state);
     StoredRow {
         partition,
         tenant: row.key.tenant().to_owned(),
@@ -51,7 +97,7 @@ fn stored_row(row: &PartialRow, partition: u32) -> StoredRow {
         window_start: row.window.start,
         window_end: row.window.end,
         version: row.version,
-        state: row.state.encode(),
+        state,
     }
 }
 
@@ -86,4 +132,47 @@ pub(crate) fn decode_row(row: RowRef<'_>, kinds: &[AggregateKind]) -> Result<Par
         version: row.version,
         state,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(states: Vec<Vec<u8>>) -> Commit {
+        Commit {
+            offset: 1,
+            event_time: None,
+            metrics: vec![MetricCommit {
+                metric: "views".into(),
+                generation: 0,
+                watermark: None,
+                retracted: vec![],
+                changed: states
+                    .into_iter()
+                    .map(|state| StoredRow {
+                        partition: 0,
+                        tenant: "t".into(),
+                        key: vec![1],
+                        window_start: 0,
+                        window_end: 1,
+                        version: 1,
+                        state,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn state_buffers_are_reused_up_to_their_bound() {
+        let mut buffers = StateBuffers::default();
+        assert!(buffers.take().capacity() == 0, "nothing kept yet");
+        let chunk = StateBuffers::KEPT_BYTES / 4;
+        buffers.recycle(commit((0..6).map(|_| Vec::with_capacity(chunk)).collect()));
+        assert_eq!(buffers.free.len(), 4, "kept until the bound");
+        assert_eq!(buffers.bytes, 4 * chunk);
+        let reused = buffers.take();
+        assert!(reused.capacity() >= chunk);
+        assert_eq!(buffers.bytes, 3 * chunk);
+    }
 }

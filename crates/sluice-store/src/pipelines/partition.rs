@@ -22,7 +22,7 @@
 //! pipeline partition with a clear error, leaving the log untouched.
 
 use super::PipelineSettings;
-use super::convert::{commit_of, decode_row};
+use super::convert::{StateBuffers, commit_with, decode_row};
 use super::status::PartitionStatus;
 use crate::error::StoreError;
 use crate::store::{Store, StoreBackend};
@@ -237,6 +237,7 @@ impl<L: Log> PartitionRunner<L> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         let mut barrier = 0u64;
+        let mut buffers = StateBuffers::default();
         let mut waiting: Vec<(u64, oneshot::Sender<Result<u64, String>>)> = Vec::new();
         loop {
             tokio::select! {
@@ -246,7 +247,7 @@ impl<L: Log> PartitionRunner<L> {
                     if control.send(Control::Barrier { id: barrier }).await.is_ok()
                         && let Ok(Some(checkpoint)) = tokio::time::timeout(Duration::from_secs(10), checkpoints.recv()).await
                     {
-                        self.commit(epoch, &checkpoint, cancel).await?;
+                        self.commit(epoch, &checkpoint, &mut buffers, cancel).await?;
                     }
                     return Ok(());
                 }
@@ -260,7 +261,7 @@ impl<L: Log> PartitionRunner<L> {
                     let Some(checkpoint) = checkpoint else {
                         return Err(Failure::Transient("the partition task ended".into()));
                     };
-                    self.commit(epoch, &checkpoint, cancel).await?;
+                    self.commit(epoch, &checkpoint, &mut buffers, cancel).await?;
                     let committed = checkpoint.barrier;
                     for (id, reply) in std::mem::take(&mut waiting) {
                         if id <= committed {
@@ -309,9 +310,10 @@ impl<L: Log> PartitionRunner<L> {
         &self,
         epoch: u64,
         checkpoint: &Checkpoint,
+        buffers: &mut StateBuffers,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
-        let commit = Arc::new(commit_of(checkpoint, self.generation));
+        let commit = Arc::new(commit_with(checkpoint, self.generation, buffers));
         let mut attempt = 0u32;
         loop {
             match self
@@ -325,6 +327,10 @@ impl<L: Log> PartitionRunner<L> {
                         .first()
                         .and_then(|metric| metric.watermark);
                     self.status.set_committed(checkpoint.offset, watermark);
+                    // The store has let go of the rows by now: keep their memory.
+                    if let Ok(commit) = Arc::try_unwrap(commit) {
+                        buffers.recycle(commit);
+                    }
                     return Ok(());
                 }
                 Err(error @ StoreError::DiskFull { .. }) => {

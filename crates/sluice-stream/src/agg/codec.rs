@@ -39,7 +39,10 @@ impl Writer {
             len += 1;
         }
         encoded[len] = value as u8;
-        self.bytes.extend_from_slice(&encoded[..=len]);
+        // A fixed-size copy (two moves, no call to memcpy), then the unused tail cut off.
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&encoded);
+        self.bytes.truncate(start + len + 1);
     }
 
     pub(crate) fn i128(&mut self, value: i128) {

@@ -387,9 +387,18 @@ impl PartialState {
 
     /// The versioned, checksummed encoding (see the module documentation).
     pub fn encode(&self) -> Vec<u8> {
-        // One allocation of the right size, not a growing buffer.
+        let mut bytes = Vec::new();
+        self.encode_into(&mut bytes);
+        bytes
+    }
+
+    /// [`PartialState::encode`] into `bytes` (cleared first), reusing its memory: grown at
+    /// most once, to the computed bound, never step by step.
+    pub fn encode_into(&self, bytes: &mut Vec<u8>) {
+        bytes.clear();
+        bytes.reserve(self.encoded_len_bound());
         let mut out = Writer {
-            bytes: Vec::with_capacity(self.encoded_len_bound()),
+            bytes: std::mem::take(bytes),
         };
         out.u8(FORMAT_VERSION);
         out.u64(self.states.len() as u64);
@@ -398,7 +407,7 @@ impl PartialState {
         }
         let checksum = crc32c::crc32c(&out.bytes);
         out.raw(&checksum.to_le_bytes());
-        out.bytes
+        *bytes = out.bytes;
     }
 
     /// At least the bytes [`PartialState::encode`] returns: the version, the state count,

@@ -61,6 +61,9 @@ proptest! {
         prop_assert_eq!(&merged, &whole);
         let encoded = whole.encode();
         prop_assert!(encoded.len() <= whole.encoded_len_bound(), "{} > {}", encoded.len(), whole.encoded_len_bound());
+        let mut reused = vec![0xA5; 5_000];
+        whole.encode_into(&mut reused);
+        prop_assert_eq!(&reused, &encoded, "encoding into a used buffer");
         let decoded = PartialState::decode(&encoded, Some(&KINDS)).unwrap();
         prop_assert_eq!(&decoded, &whole);
     }
