@@ -174,6 +174,7 @@ pub async fn run_partition<L: Log, C: Clock>(
     let mut last_tick = clock.now();
     loop {
         // Control first: between batches is where it belongs.
+        let mut answered = false;
         loop {
             match control.try_recv() {
                 Ok(Control::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -183,6 +184,14 @@ pub async fn run_partition<L: Log, C: Clock>(
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
             deliver(&*log, partition, &settings, &outputs, &mut out, clock.now()).await?;
+            answered = true;
+        }
+        if answered {
+            // Whoever sent the messages waits for the answers (a checkpoint to commit, windows
+            // to show), perhaps queued behind this task on its worker thread. (Once per batch,
+            // not per message: a sender that always has another message must not starve the
+            // reads.)
+            tokio::task::yield_now().await;
         }
         let now = clock.now();
         if now.saturating_sub(last_tick) >= tick_every {
@@ -230,6 +239,10 @@ pub async fn run_partition<L: Log, C: Clock>(
         outputs
             .processed
             .store(processor.next_offset(), Ordering::Relaxed);
+        // A partition catching up always has a batch ready, so it would never give its worker
+        // thread back: the checkpoint commit it wakes, the collector and the query API would
+        // wait behind it for seconds. Its share of the budget makes it yield now and then.
+        tokio::task::coop::consume_budget().await;
     }
 }
 

@@ -381,3 +381,88 @@ async fn partition_task_over_the_file_log() {
     guarded(partition_task_end_to_end(Arc::new(log.clone()))).await;
     log.close().await.unwrap();
 }
+
+/// A partition catching up on a backlog always has a batch ready; it must still give its
+/// thread back now and then, or the checkpoint it owes would wait (on a busy runtime) until
+/// the whole backlog is done. On a single-threaded runtime this test would never see the
+/// backlog part-way: the task would run it to the end before anything else ran.
+#[tokio::test(flavor = "current_thread")]
+async fn a_partition_catching_up_answers_a_barrier_before_its_backlog_ends() {
+    const BACKLOG: u64 = 5_000;
+    let log = Arc::new(MemoryLog::default());
+    log.create_topic(TopicSpec {
+        name: "events".into(),
+        partitions: 1,
+        retention_age: None,
+        retention_bytes: None,
+    })
+    .await
+    .unwrap();
+    let records = (0..BACKLOG).map(|i| view(i as i64, "/a")).collect();
+    log.append("events", 0, records).await.unwrap();
+    let views = parse_metric(
+        "CREATE METRIC views AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '10' SECOND)",
+        &MetricDefaults {
+            out_of_orderness: 0,
+            allowed_lateness: 0,
+            late: LatePolicy::Drop,
+        },
+    )
+    .unwrap();
+    let mut processor = Processor::new(
+        1,
+        0,
+        ProcessorConfig {
+            idle_timeout: 5_000,
+            max_open_windows: 1_000,
+        },
+    );
+    processor.add_metric(Arc::new(views)).unwrap();
+    let (control, control_rx) = mpsc::channel(8);
+    let (checkpoints, mut checkpoints_rx) = mpsc::channel(1);
+    let processed = Arc::new(AtomicU64::new(0));
+    let settings = TaskSettings {
+        source_topic: "events".into(),
+        late_topic: "events.late".into(),
+        // A record or two per batch: thousands of batches, all ready at once.
+        read: ReadOptions {
+            max_bytes: 256,
+            max_wait: Duration::from_millis(20),
+        },
+        tick_interval: Duration::from_secs(1),
+    };
+    let task = tokio::spawn(run_partition(
+        log,
+        processor,
+        0,
+        settings,
+        control_rx,
+        TaskOutputs {
+            updates: broadcast::channel(16).0,
+            checkpoints,
+            processed: processed.clone(),
+        },
+        ManualClock::new(1_000_000),
+    ));
+    let seen = loop {
+        tokio::task::yield_now().await;
+        let seen = processed.load(Ordering::Relaxed);
+        if seen > 0 {
+            break seen;
+        }
+    };
+    assert!(
+        seen < BACKLOG,
+        "the task ran its whole backlog of {BACKLOG} records without yielding its thread"
+    );
+    control.send(Control::Barrier { id: 1 }).await.unwrap();
+    let checkpoint = checkpoints_rx.recv().await.unwrap();
+    assert!(
+        (seen..BACKLOG).contains(&checkpoint.offset),
+        "the checkpoint (offset {}) came part-way through the backlog, after offset {seen}",
+        checkpoint.offset
+    );
+    control.send(Control::Stop).await.unwrap();
+    let processor = task.await.unwrap().unwrap();
+    assert!(processor.next_offset() <= BACKLOG);
+}
