@@ -48,7 +48,9 @@ pub struct StreamBenchArgs {
     /// checkpoints of changed windows and offsets committed to a SQLite store every this often
     /// (e.g. 1s, the default of store.checkpoint-interval) — to measure what exactly-once
     /// costs: each run is then a pair, bare processors and pipelines in alternating order, and
-    /// the cost is the median of the pairs' differences.
+    /// the cost is the median of the pairs' differences. An exactly-once run is timed until
+    /// its last checkpoint commits, so runs should last several intervals (a note says when
+    /// they do not).
     #[arg(long, value_name = "DURATION")]
     checkpoint_interval: Option<sluice_core::config::HumanDuration>,
 }
@@ -203,6 +205,18 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
             args.runs,
             if args.runs == 1 { "" } else { "s" }
         );
+        // The last checkpoint holds every window changed since the one before: in a run of
+        // one or two intervals that is most of the state, and the figure says more about one
+        // flush of everything than about checkpointing in a running stream.
+        let mut seconds: Vec<f64> = exactly_once.iter().map(|run| run.seconds).collect();
+        let intervals = median(&mut seconds) / interval.get().as_secs_f64();
+        if intervals < 4.0 {
+            println!(
+                "note: an exactly-once run lasted {intervals:.1} checkpoint intervals, so its last checkpoint (all windows changed since the one before) weighs on the cost; \
+                 for the cost in a running stream, give --events enough for 4 intervals or more (e.g. --events {})",
+                ((args.events as f64 * 4.0 / intervals) / 1e6).ceil() as u64 * 1_000_000
+            );
+        }
         summary["checkpoint_interval_ms"] = (interval.get().as_millis() as u64).into();
         summary["exactly_once_events_per_sec"] = eo_per_sec.round().into();
         summary["exactly_once_per_core"] = eo_per_core.round().into();
