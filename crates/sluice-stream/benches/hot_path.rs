@@ -1,6 +1,7 @@
 //! The hot path: evaluating the DESIGN.md example metric over synthetic stored events
 //! (scan the JSON, filter, key, aggregate inputs, window lookup, state update), in batches
-//! as the partition task hands them over. Reported per event.
+//! as the partition task hands them over. Reported per event. Also the checkpoint's share of
+//! the work: encoding the window states a barrier hands over, reported per state.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_log::{Record, StoredRecord};
@@ -101,5 +102,65 @@ fn field_scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path, field_scan);
+/// Encoding the partial states of a checkpoint, as the runner does before a commit: the
+/// DESIGN.md example metric's windows (a count, an average, a HyperLogLog and a DDSketch
+/// each) after 400,000 synthetic events, into buffers kept from the previous checkpoint.
+fn checkpoint_encode(c: &mut Criterion) {
+    let defaults = MetricDefaults {
+        out_of_orderness: 10_000,
+        allowed_lateness: 0,
+        late: LatePolicy::Topic,
+    };
+    let plan = Arc::new(parse_metric(EXAMPLE_METRIC, &defaults).unwrap());
+    let mut source = Synthetic::new(1, 1_714_564_800_000);
+    let records: Vec<StoredRecord> = (0..400_000u64)
+        .map(|offset| {
+            let (key, json) = source.next_event();
+            StoredRecord {
+                offset,
+                record: Record::new(Some(key.into_bytes().into()), json, 0),
+            }
+        })
+        .collect();
+    let mut processor = Processor::new(
+        0,
+        0,
+        ProcessorConfig {
+            idle_timeout: 5_000,
+            max_open_windows: 1_000_000,
+        },
+    );
+    processor.add_metric(plan).unwrap();
+    let mut out = Outputs::default();
+    for chunk in records.chunks(2_000) {
+        let data = Message::Data {
+            records: chunk,
+            now: 0,
+        };
+        processor.handle(data, &mut out).unwrap();
+    }
+    processor
+        .handle(Message::Barrier { id: 1 }, &mut out)
+        .unwrap();
+    let states: Vec<_> = out.checkpoints[0].metrics[0]
+        .changed
+        .iter()
+        .map(|row| &row.state)
+        .collect();
+    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); states.len()];
+    let mut group = c.benchmark_group("checkpoint");
+    group.throughput(Throughput::Elements(states.len() as u64));
+    group.sample_size(20);
+    group.bench_function("encode_example_metric_states", |b| {
+        b.iter(|| {
+            for (state, buffer) in states.iter().zip(&mut buffers) {
+                state.encode_into(buffer);
+            }
+            buffers.iter().map(Vec::len).sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, field_scan, checkpoint_encode);
 criterion_main!(benches);

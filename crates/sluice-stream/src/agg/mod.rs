@@ -29,7 +29,7 @@ pub mod hll;
 use crate::decimal::Decimal;
 use crate::error::StreamError;
 use crate::plan::AggregateKind;
-use codec::{MAX_U64_BYTES, Reader, Writer};
+use codec::{MAX_U64_BYTES, Reader, WRITE_SLACK, Writer};
 use ddsketch::DdSketch;
 use hll::Hll;
 use std::fmt;
@@ -411,9 +411,10 @@ impl PartialState {
     }
 
     /// At least the bytes [`PartialState::encode`] returns: the version, the state count,
-    /// the states and the checksum.
+    /// the states and the checksum, and the writer's momentary slack.
     pub(crate) fn encoded_len_bound(&self) -> usize {
         1 + MAX_U64_BYTES
+            + WRITE_SLACK
             + self
                 .states
                 .iter()

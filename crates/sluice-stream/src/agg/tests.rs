@@ -61,6 +61,9 @@ proptest! {
         prop_assert_eq!(&merged, &whole);
         let encoded = whole.encode();
         prop_assert!(encoded.len() <= whole.encoded_len_bound(), "{} > {}", encoded.len(), whole.encoded_len_bound());
+        let mut fresh = Vec::new();
+        whole.encode_into(&mut fresh);
+        prop_assert!(fresh.capacity() < 2 * whole.encoded_len_bound().max(8), "the buffer grew while encoding");
         let mut reused = vec![0xA5; 5_000];
         whole.encode_into(&mut reused);
         prop_assert_eq!(&reused, &encoded, "encoding into a used buffer");
