@@ -9,20 +9,25 @@ use sluice_stream::config::ProcessorConfig;
 use sluice_stream::engine::output::Outputs;
 use sluice_stream::engine::{Message, Processor};
 use sluice_stream::json::FieldSet;
-use sluice_stream::plan::LatePolicy;
+use sluice_stream::plan::{LatePolicy, MetricPlan};
 use sluice_stream::sql::{MetricDefaults, parse_metric};
 use sluice_stream::synthetic::{EXAMPLE_METRIC, Synthetic};
 use std::sync::Arc;
 
-fn hot_path(c: &mut Criterion) {
+/// The DESIGN.md example metric, as the benchmarks run it.
+fn example_plan() -> Arc<MetricPlan> {
     let defaults = MetricDefaults {
         out_of_orderness: 10_000,
         allowed_lateness: 0,
         late: LatePolicy::Topic,
     };
-    let plan = Arc::new(parse_metric(EXAMPLE_METRIC, &defaults).unwrap());
+    Arc::new(parse_metric(EXAMPLE_METRIC, &defaults).unwrap())
+}
+
+/// `count` synthetic events as the log stores them.
+fn synthetic_records(count: u64) -> Vec<StoredRecord> {
     let mut source = Synthetic::new(1, 1_714_564_800_000);
-    let records: Vec<StoredRecord> = (0..200_000u64)
+    (0..count)
         .map(|offset| {
             let (key, json) = source.next_event();
             StoredRecord {
@@ -30,24 +35,32 @@ fn hot_path(c: &mut Criterion) {
                 record: Record::new(Some(key.into_bytes().into()), json, 0),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// A processor of partition 0 running `plan`.
+fn example_processor(plan: Arc<MetricPlan>) -> Processor {
+    let mut processor = Processor::new(
+        0,
+        0,
+        ProcessorConfig {
+            idle_timeout: 5_000,
+            max_open_windows: 1_000_000,
+        },
+    );
+    processor.add_metric(plan).unwrap();
+    processor
+}
+
+fn hot_path(c: &mut Criterion) {
+    let plan = example_plan();
+    let records = synthetic_records(200_000);
     let mut group = c.benchmark_group("stream");
     group.throughput(Throughput::Elements(records.len() as u64));
     group.sample_size(10);
     group.bench_function("design_example_metric", |b| {
         b.iter_batched(
-            || {
-                let mut processor = Processor::new(
-                    0,
-                    0,
-                    ProcessorConfig {
-                        idle_timeout: 5_000,
-                        max_open_windows: 1_000_000,
-                    },
-                );
-                processor.add_metric(plan.clone()).unwrap();
-                processor
-            },
+            || example_processor(plan.clone()),
             |mut processor| {
                 let mut out = Outputs::default();
                 for chunk in records.chunks(2_000) {
@@ -106,31 +119,8 @@ fn field_scan(c: &mut Criterion) {
 /// DESIGN.md example metric's windows (a count, an average, a HyperLogLog and a DDSketch
 /// each) after 400,000 synthetic events, into buffers kept from the previous checkpoint.
 fn checkpoint_encode(c: &mut Criterion) {
-    let defaults = MetricDefaults {
-        out_of_orderness: 10_000,
-        allowed_lateness: 0,
-        late: LatePolicy::Topic,
-    };
-    let plan = Arc::new(parse_metric(EXAMPLE_METRIC, &defaults).unwrap());
-    let mut source = Synthetic::new(1, 1_714_564_800_000);
-    let records: Vec<StoredRecord> = (0..400_000u64)
-        .map(|offset| {
-            let (key, json) = source.next_event();
-            StoredRecord {
-                offset,
-                record: Record::new(Some(key.into_bytes().into()), json, 0),
-            }
-        })
-        .collect();
-    let mut processor = Processor::new(
-        0,
-        0,
-        ProcessorConfig {
-            idle_timeout: 5_000,
-            max_open_windows: 1_000_000,
-        },
-    );
-    processor.add_metric(plan).unwrap();
+    let records = synthetic_records(400_000);
+    let mut processor = example_processor(example_plan());
     let mut out = Outputs::default();
     for chunk in records.chunks(2_000) {
         let data = Message::Data {

@@ -160,6 +160,19 @@ fn view(time: i64, url: &str) -> Record {
     Record::new(Some(Bytes::from_static(b"u")), json, time)
 }
 
+/// Settings for topic `events`: reads of at most 256 bytes (a record or two), a tick a second.
+fn small_batches() -> TaskSettings {
+    TaskSettings {
+        source_topic: "events".into(),
+        late_topic: "events.late".into(),
+        read: ReadOptions {
+            max_bytes: 256,
+            max_wait: Duration::from_millis(20),
+        },
+        tick_interval: Duration::from_secs(1),
+    }
+}
+
 /// The whole life of a partition task, against any log.
 pub(crate) async fn partition_task_end_to_end<L: Log>(log: Arc<L>) {
     let defaults = MetricDefaults {
@@ -185,15 +198,7 @@ pub(crate) async fn partition_task_end_to_end<L: Log>(log: Arc<L>) {
     })
     .await
     .unwrap();
-    let settings = TaskSettings {
-        source_topic: "events".into(),
-        late_topic: "events.late".into(),
-        read: ReadOptions {
-            max_bytes: 256,
-            max_wait: Duration::from_millis(20),
-        },
-        tick_interval: Duration::from_millis(1_000),
-    };
+    let settings = small_batches();
     ensure_late_topic(&*log, &settings).await.unwrap();
     let described = log.describe(Some("events.late")).await.unwrap();
     assert_eq!(
@@ -421,16 +426,8 @@ async fn a_partition_catching_up_answers_a_barrier_before_its_backlog_ends() {
     let (control, control_rx) = mpsc::channel(8);
     let (checkpoints, mut checkpoints_rx) = mpsc::channel(1);
     let processed = Arc::new(AtomicU64::new(0));
-    let settings = TaskSettings {
-        source_topic: "events".into(),
-        late_topic: "events.late".into(),
-        // A record or two per batch: thousands of batches, all ready at once.
-        read: ReadOptions {
-            max_bytes: 256,
-            max_wait: Duration::from_millis(20),
-        },
-        tick_interval: Duration::from_secs(1),
-    };
+    // A record or two per batch: thousands of batches, all ready at once.
+    let settings = small_batches();
     let task = tokio::spawn(run_partition(
         log,
         processor,
