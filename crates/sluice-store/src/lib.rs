@@ -23,8 +23,8 @@ pub mod store;
 pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
-    Commit, KeyRecord, MetricCommit, MetricRecord, Origin, Position, RetractedRow, RowQuery,
-    StoredRow, TenantRecord,
+    ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
+    RetractedRow, RowQuery, StoredRow, TenantRecord,
 };
 pub use pipelines::{MetricSpec, MetricStatus, PipelineError, PipelineSettings, Pipelines};
 pub use serving::ServingStore;

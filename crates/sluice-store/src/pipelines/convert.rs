@@ -2,7 +2,7 @@
 //! keys and partial states as the engine encodes them; decoding checks their versions and
 //! checksums, so a damaged row is reported, never misread.
 
-use crate::model::{Commit, MetricCommit, RetractedRow, StoredRow};
+use crate::model::{Commit, MetricCommit, PackedRows, RetractedRow, StoredRow};
 use crate::sqlite::RowRef;
 use sluice_stream::agg::PartialState;
 use sluice_stream::engine::output::{Checkpoint, PartialRow};
@@ -13,50 +13,45 @@ use std::sync::Arc;
 
 /// A checkpoint as store rows, for the metric generation `generation`.
 pub fn commit_of(checkpoint: &Checkpoint, generation: u32) -> Commit {
-    commit_with(checkpoint, generation, &mut StateBuffers::default())
+    commit_with(checkpoint, generation, &mut RowBuffers::default())
 }
 
-/// Memory for encoded states, reused from one checkpoint to the next: a checkpoint then
-/// encodes into memory already mapped, instead of faulting in (and zeroing) fresh pages for
-/// every row, which cost as much as the encoding itself.
+/// Row buffers kept from one checkpoint to the next: a checkpoint then packs its rows into
+/// memory already mapped, instead of faulting in (and zeroing) fresh pages, which cost as much
+/// as encoding the states.
 #[derive(Debug, Default)]
-pub(crate) struct StateBuffers {
-    free: Vec<Vec<u8>>,
-    bytes: usize,
+pub(crate) struct RowBuffers {
+    free: Vec<PackedRows>,
 }
 
-impl StateBuffers {
+impl RowBuffers {
     /// The most memory kept between checkpoints.
     const KEPT_BYTES: usize = 64 << 20;
 
-    fn take(&mut self) -> Vec<u8> {
-        let buffer = self.free.pop().unwrap_or_default();
-        self.bytes -= buffer.capacity();
-        buffer
+    fn take(&mut self) -> PackedRows {
+        self.free.pop().unwrap_or_default()
     }
 
-    /// Takes back the state buffers of a committed checkpoint.
+    /// Takes back the row buffers of a committed checkpoint.
     pub(crate) fn recycle(&mut self, commit: Commit) {
-        let states = commit
-            .metrics
-            .into_iter()
-            .flat_map(|metric| metric.changed)
-            .map(|row| row.state);
-        for state in states {
-            if self.bytes + state.capacity() > Self::KEPT_BYTES {
-                return;
+        let mut kept: usize = self.free.iter().map(PackedRows::capacity_bytes).sum();
+        for metric in commit.metrics {
+            let mut rows = metric.changed;
+            let bytes = rows.capacity_bytes();
+            if kept + bytes <= Self::KEPT_BYTES {
+                kept += bytes;
+                rows.clear();
+                self.free.push(rows);
             }
-            self.bytes += state.capacity();
-            self.free.push(state);
         }
     }
 }
 
-/// [`commit_of`], encoding into `buffers`.
+/// [`commit_of`], packing the rows into `buffers`.
 pub(crate) fn commit_with(
     checkpoint: &Checkpoint,
     generation: u32,
-    buffers: &mut StateBuffers,
+    buffers: &mut RowBuffers,
 ) -> Commit {
     Commit {
         offset: checkpoint.offset,
@@ -78,26 +73,21 @@ pub(crate) fn commit_with(
                         window_end: window.end,
                     })
                     .collect(),
-                changed: metric
-                    .changed
-                    .iter()
-                    .map(|row| stored_row(row, checkpoint.partition, buffers.take()))
-                    .collect(),
+                changed: {
+                    let mut rows = buffers.take();
+                    for row in &metric.changed {
+                        rows.push_with(
+                            row.key.tenant(),
+                            row.key.as_bytes(),
+                            (row.window.start, row.window.end),
+                            row.version,
+                            |bytes| row.state.encode_append(bytes),
+                        );
+                    }
+                    rows
+                },
             })
             .collect(),
-    }
-}
-
-fn stored_row(row: &PartialRow, partition: u32, mut state: Vec<u8>) -> StoredRow {
-    row.state.encode_into(&mut state);
-    StoredRow {
-        partition,
-        tenant: row.key.tenant().to_owned(),
-        key: row.key.as_bytes().to_vec(),
-        window_start: row.window.start,
-        window_end: row.window.end,
-        version: row.version,
-        state,
     }
 }
 
@@ -137,42 +127,52 @@ pub(crate) fn decode_row(row: RowRef<'_>, kinds: &[AggregateKind]) -> Result<Par
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ChangedRow;
 
-    fn commit(states: Vec<Vec<u8>>) -> Commit {
+    fn commit(sizes: &[usize]) -> Commit {
+        let metrics = sizes
+            .iter()
+            .map(|&size| {
+                let mut changed = PackedRows::default();
+                changed.push(ChangedRow {
+                    tenant: "t",
+                    key: &[1],
+                    window_start: 0,
+                    window_end: 1,
+                    version: 1,
+                    state: &vec![7; size],
+                });
+                MetricCommit {
+                    metric: "views".into(),
+                    generation: 0,
+                    watermark: None,
+                    retracted: vec![],
+                    changed,
+                }
+            })
+            .collect();
         Commit {
             offset: 1,
             event_time: None,
-            metrics: vec![MetricCommit {
-                metric: "views".into(),
-                generation: 0,
-                watermark: None,
-                retracted: vec![],
-                changed: states
-                    .into_iter()
-                    .map(|state| StoredRow {
-                        partition: 0,
-                        tenant: "t".into(),
-                        key: vec![1],
-                        window_start: 0,
-                        window_end: 1,
-                        version: 1,
-                        state,
-                    })
-                    .collect(),
-            }],
+            metrics,
         }
     }
 
     #[test]
-    fn state_buffers_are_reused_up_to_their_bound() {
-        let mut buffers = StateBuffers::default();
-        assert!(buffers.take().capacity() == 0, "nothing kept yet");
-        let chunk = StateBuffers::KEPT_BYTES / 4;
-        buffers.recycle(commit((0..6).map(|_| Vec::with_capacity(chunk)).collect()));
-        assert_eq!(buffers.free.len(), 4, "kept until the bound");
-        assert_eq!(buffers.bytes, 4 * chunk);
+    fn row_buffers_are_reused_empty_up_to_their_bound() {
+        let mut buffers = RowBuffers::default();
+        assert_eq!(buffers.take().capacity_bytes(), 0, "nothing kept yet");
+        let chunk = RowBuffers::KEPT_BYTES / 4;
+        buffers.recycle(commit(&[chunk; 6]));
+        assert_eq!(buffers.free.len(), 3, "kept until the bound");
         let reused = buffers.take();
-        assert!(reused.capacity() >= chunk);
-        assert_eq!(buffers.bytes, 3 * chunk);
+        assert!(reused.is_empty());
+        assert!(reused.capacity_bytes() > chunk);
+        buffers.recycle(commit(&[2 * chunk, 10]));
+        assert_eq!(
+            buffers.free.len(),
+            3,
+            "the large one dropped, the small one kept"
+        );
     }
 }

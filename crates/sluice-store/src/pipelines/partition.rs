@@ -22,7 +22,7 @@
 //! pipeline partition with a clear error, leaving the log untouched.
 
 use super::PipelineSettings;
-use super::convert::{StateBuffers, commit_with, decode_row};
+use super::convert::{RowBuffers, commit_with, decode_row};
 use super::status::PartitionStatus;
 use crate::error::StoreError;
 use crate::store::{Store, StoreBackend};
@@ -237,7 +237,7 @@ impl<L: Log> PartitionRunner<L> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         let mut barrier = 0u64;
-        let mut buffers = StateBuffers::default();
+        let mut buffers = RowBuffers::default();
         let mut waiting: Vec<(u64, oneshot::Sender<Result<u64, String>>)> = Vec::new();
         loop {
             tokio::select! {
@@ -310,7 +310,7 @@ impl<L: Log> PartitionRunner<L> {
         &self,
         epoch: u64,
         checkpoint: &Checkpoint,
-        buffers: &mut StateBuffers,
+        buffers: &mut RowBuffers,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
         let commit = Arc::new(commit_with(checkpoint, self.generation, buffers));

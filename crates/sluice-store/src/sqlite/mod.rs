@@ -322,7 +322,7 @@ impl Store for SqliteStore {
                             .execute(params![metric.metric, metric.generation, row.tenant, row.window_start, row.key, row.window_end, partition])
                             .map_err(|e| classify(path, e))?;
                     }
-                    for row in &metric.changed {
+                    for row in metric.changed.iter() {
                         upsert
                             .execute(params![
                                 metric.metric,

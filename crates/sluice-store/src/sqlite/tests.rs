@@ -42,7 +42,7 @@ fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
             generation: 0,
             watermark: Some(offset as Millis),
             retracted: vec![],
-            changed: rows,
+            changed: rows.iter().map(StoredRow::as_changed).collect(),
         }],
     }
 }

@@ -396,6 +396,14 @@ impl PartialState {
     /// most once, to the computed bound, never step by step.
     pub fn encode_into(&self, bytes: &mut Vec<u8>) {
         bytes.clear();
+        self.encode_append(bytes);
+    }
+
+    /// [`PartialState::encode`] appended to `bytes`, which grows at most once, to the
+    /// computed bound past its end: many states encode into one buffer without an allocation
+    /// each.
+    pub fn encode_append(&self, bytes: &mut Vec<u8>) {
+        let start = bytes.len();
         bytes.reserve(self.encoded_len_bound());
         let mut out = Writer {
             bytes: std::mem::take(bytes),
@@ -405,7 +413,7 @@ impl PartialState {
         for state in &self.states {
             state.encode(&mut out);
         }
-        let checksum = crc32c::crc32c(&out.bytes);
+        let checksum = crc32c::crc32c(&out.bytes[start..]);
         out.raw(&checksum.to_le_bytes());
         *bytes = out.bytes;
     }

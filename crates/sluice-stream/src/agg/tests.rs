@@ -67,6 +67,14 @@ proptest! {
         let mut reused = vec![0xA5; 5_000];
         whole.encode_into(&mut reused);
         prop_assert_eq!(&reused, &encoded, "encoding into a used buffer");
+        let mut appended = vec![0x5A; 7];
+        whole.encode_append(&mut appended);
+        let capacity = appended.capacity();
+        whole.encode_append(&mut appended);
+        prop_assert_eq!(&appended[..7], &[0x5A; 7][..], "the bytes before are kept");
+        prop_assert_eq!(&appended[7..7 + encoded.len()], &encoded[..], "appended");
+        prop_assert_eq!(&appended[7 + encoded.len()..], &encoded[..], "appended again");
+        prop_assert!(capacity >= 7 + encoded.len());
         let decoded = PartialState::decode(&encoded, Some(&KINDS)).unwrap();
         prop_assert_eq!(&decoded, &whole);
     }
