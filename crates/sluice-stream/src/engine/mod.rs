@@ -129,6 +129,8 @@ pub struct Processor {
     scratch: Scratch,
     stats: Stats,
     telemetry: PartitionTelemetry,
+    /// Whether anything checkpoints this processor (see [`Processor::without_checkpoints`]).
+    checkpointed: bool,
 }
 
 impl std::fmt::Debug for Processor {
@@ -160,6 +162,7 @@ impl Processor {
             scratch: Scratch::default(),
             stats: Stats::default(),
             telemetry: PartitionTelemetry::new(partition),
+            checkpointed: true,
         }
     }
 
@@ -196,6 +199,17 @@ impl Processor {
         Ok(processor)
     }
 
+    /// This processor, for a caller that never checkpoints it (the bare engine's benchmark):
+    /// windows closed since the last checkpoint are then not kept for one, so memory stays
+    /// bounded, and its checkpoints and live views lack them.
+    pub fn without_checkpoints(mut self) -> Processor {
+        self.checkpointed = false;
+        for metric in &mut self.metrics {
+            metric.store.keep_closed_rows(false);
+        }
+        self
+    }
+
     /// Adds a metric; it counts events from the next record on.
     pub fn add_metric(&mut self, plan: Arc<MetricPlan>) -> Result<(), StreamError> {
         if self.metrics.iter().any(|m| m.plan.name == plan.name) {
@@ -206,10 +220,12 @@ impl Processor {
             LatePolicy::Drop => "drop",
         };
         let kinds = plan.aggregates.iter().map(|a| a.kind).collect();
+        let mut store = WindowStore::new(plan.window, plan.allowed_lateness, kinds);
+        store.keep_closed_rows(self.checkpointed);
         self.metrics.push(MetricRuntime {
             name: Arc::from(plan.name.as_str()),
             telemetry: MetricTelemetry::new(self.partition, &plan.name, action),
-            store: WindowStore::new(plan.window, plan.allowed_lateness, kinds),
+            store,
             compiled: Compiled::new(&plan, |_| 0),
             plan,
         });

@@ -62,6 +62,8 @@ pub(crate) struct WindowStore {
     retract_emit: Vec<(Arc<GroupKey>, Window, u32)>,
     retract_ckpt: Vec<(Arc<GroupKey>, Window)>,
     closed_rows: Vec<PartialRow>,
+    /// Whether closed windows wait in `closed_rows` for a checkpoint.
+    keep_closed: bool,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -97,7 +99,16 @@ impl WindowStore {
             retract_emit: Vec::new(),
             retract_ckpt: Vec::new(),
             closed_rows: Vec::new(),
+            keep_closed: true,
             hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Whether closed windows are kept for the next checkpoint (they are by default).
+    pub(crate) fn keep_closed_rows(&mut self, keep: bool) {
+        self.keep_closed = keep;
+        if !keep {
+            self.closed_rows = Vec::new();
         }
     }
 
@@ -409,7 +420,7 @@ impl WindowStore {
                 break;
             }
             let (mut entry, key) = self.remove(id);
-            if entry.ckpt_dirty {
+            if entry.ckpt_dirty && self.keep_closed {
                 self.closed_rows.push(PartialRow {
                     key: key.clone(),
                     window: entry.window,

@@ -679,3 +679,49 @@ fn stored_rows_overlaid_with_the_live_windows_equal_the_next_checkpoint() {
         "the scenario retracts and closes between checkpoints"
     );
 }
+
+#[test]
+fn a_processor_without_checkpoints_emits_the_same_updates_and_keeps_no_closed_windows() {
+    let events = [
+        (1_000, "u1", "/a", 5),
+        (2_000, "u2", "/b", 5),
+        (12_000, "u1", "/a", 5),
+        (25_000, "u3", "/c", 5),
+    ];
+    let mut kept = Run::new(&[COUNTS]);
+    let mut bare = Run::new(&[]);
+    bare.processor = Processor::new(3, 0, CONFIG).without_checkpoints();
+    bare.processor.add_metric(plan(COUNTS)).unwrap();
+    for run in [&mut kept, &mut bare] {
+        run.views(&events, 0);
+        run.processor
+            .handle(Message::Barrier { id: 1 }, &mut run.out)
+            .unwrap();
+    }
+    let updates = kept.updates();
+    assert_eq!(updates.len(), 3, "{updates:?}");
+    assert_eq!(bare.updates(), updates);
+    let rows = |run: &Run| -> Vec<(String, Window)> {
+        run.out.checkpoints[0].metrics[0]
+            .changed
+            .iter()
+            .map(|row| (row.key.to_string(), row.window))
+            .collect()
+    };
+    assert_eq!(
+        rows(&kept).len(),
+        4,
+        "three closed windows and the open one"
+    );
+    assert_eq!(
+        rows(&bare),
+        [(
+            "shop \"/c\"".to_owned(),
+            Window {
+                start: 20_000,
+                end: 30_000
+            }
+        )],
+        "only the open window"
+    );
+}

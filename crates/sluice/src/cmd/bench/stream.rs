@@ -353,7 +353,7 @@ async fn process(
             let end = ends.get(partition as usize).copied().unwrap_or(0);
             let config = stream.processor();
             tokio::spawn(async move {
-                let mut processor = Processor::new(partition, 0, config);
+                let mut processor = Processor::new(partition, 0, config).without_checkpoints();
                 processor.add_metric(plan)?;
                 let mut out = Outputs::default();
                 let mut updates = 0u64;
