@@ -3,14 +3,23 @@
 //! Precision p = 12: 4,096 one-byte registers, a relative standard error of
 //! 1.04 / √4096 ≈ **1.6 %** for large cardinalities (estimated with Ertl's improved raw
 //! estimator, which needs no empirical bias tables). Small sets are exact: up to
-//! [`SPARSE_MAX`] distinct values are kept as their sorted 64-bit hashes and counted exactly.
+//! [`SPARSE_MAX`] distinct values are kept as their sorted hashes and counted exactly.
 //!
 //! Values are hashed with XXH3-64, a fixed, documented algorithm, so sketches built by
-//! different processes and versions merge. The representation is canonical: a sketch holds
-//! its hashes when at most [`SPARSE_MAX`] distinct hashes were inserted and dense registers
-//! otherwise, and the dense registers are the per-register maximum over all hashes, so the
-//! result depends only on the *set* of inserted values, never on the order of inserts and
-//! merges. The largest sketch is the dense one: 4 KiB.
+//! different processes and versions merge. A sketch keeps the top [`HASH_BITS`] bits of each
+//! hash: 12 for the register, 28 for the rank (enough for ~10¹² distinct values), and a
+//! collision among 512 kept hashes has odds of about 10⁻⁷, while a stored hash takes 5
+//! bytes, not 9. The representation is canonical: a sketch holds its hashes when at most
+//! [`SPARSE_MAX`] distinct hashes were inserted and dense registers otherwise, and the dense
+//! registers are the per-register maximum over all hashes, so the result depends only on the
+//! *set* of inserted values, never on the order of inserts and merges. The largest sketch is
+//! the dense one: 4 KiB.
+//!
+//! Encodings (the first byte): 2 = sparse, the count then each hash in 5 little-endian bytes,
+//! strictly increasing; 3 = dense, the precision then the registers. Sketches stored before
+//! hashes were cut to 40 bits (0 = sparse, full hashes as varint deltas; 1 = dense, ranks of
+//! 52 bits) still decode, into exactly the sketch the same values make now: each hash cut to
+//! its top 40 bits, each rank capped at 29.
 
 use super::codec::{MAX_U64_BYTES, Reader, Writer};
 
@@ -18,11 +27,22 @@ use super::codec::{MAX_U64_BYTES, Reader, Writer};
 pub const PRECISION: u32 = 12;
 /// Number of registers.
 pub const REGISTERS: usize = 1 << PRECISION;
-/// Most distinct hashes kept exactly before switching to registers (as large as the
-/// registers: 512 × 8 bytes = 4 KiB).
+/// Bits of each hash a sketch keeps (the top ones of XXH3-64).
+pub const HASH_BITS: u32 = 40;
+/// Bytes a kept hash takes in the sparse encoding.
+const HASH_BYTES: usize = HASH_BITS as usize / 8;
+/// Most distinct hashes kept exactly before switching to registers.
 pub const SPARSE_MAX: usize = REGISTERS / 8;
 /// Relative standard error of the dense estimate.
 pub const STANDARD_ERROR: f64 = 1.04 / 64.0;
+/// Bits that rank a hash after its register index; a register holds at most this plus one.
+const RANK_BITS: u32 = HASH_BITS - PRECISION;
+
+/// The part of a 64-bit hash a sketch keeps.
+#[inline]
+fn kept(hash: u64) -> u64 {
+    hash >> (64 - HASH_BITS)
+}
 
 /// A HyperLogLog sketch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +52,7 @@ pub struct Hll {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Repr {
-    /// Sorted, distinct hashes.
+    /// Sorted, distinct kept hashes (see [`kept`]).
     Sparse(Vec<u64>),
     /// One register per bucket: the largest rank seen.
     Dense(Box<[u8]>),
@@ -46,14 +66,15 @@ impl Default for Hll {
     }
 }
 
-/// Register index and rank (position of the first 1-bit after the index bits, from 1).
+/// Register index and rank (position of the first 1-bit after the index bits, from 1) of a
+/// kept hash.
 fn register(hash: u64) -> (usize, u8) {
-    let index = (hash >> (64 - PRECISION)) as usize;
-    let rest = hash << PRECISION;
+    let index = (hash >> RANK_BITS) as usize;
+    let rest = hash & ((1 << RANK_BITS) - 1);
     let rank = if rest == 0 {
-        64 - PRECISION + 1
+        RANK_BITS + 1
     } else {
-        rest.leading_zeros() + 1
+        rest.leading_zeros() - (64 - RANK_BITS) + 1
     };
     (index, rank as u8)
 }
@@ -68,8 +89,12 @@ fn densify(hashes: &[u64]) -> Box<[u8]> {
 }
 
 impl Hll {
-    /// Adds a hashed value.
+    /// Adds a hashed value (its XXH3-64).
     pub fn insert(&mut self, hash: u64) {
+        self.insert_kept(kept(hash));
+    }
+
+    fn insert_kept(&mut self, hash: u64) {
         match &mut self.repr {
             Repr::Sparse(hashes) => {
                 if let Err(position) = hashes.binary_search(&hash) {
@@ -98,7 +123,7 @@ impl Hll {
             }
             (Repr::Dense(_), Repr::Sparse(theirs)) => {
                 for &hash in theirs {
-                    self.insert(hash);
+                    self.insert_kept(hash);
                 }
             }
             (Repr::Sparse(mine), Repr::Sparse(theirs)) => {
@@ -155,7 +180,7 @@ impl Hll {
     /// At least the bytes [`Hll::encode`] appends.
     pub(crate) fn encoded_len_bound(&self) -> usize {
         match &self.repr {
-            Repr::Sparse(hashes) => 1 + MAX_U64_BYTES * (1 + hashes.len()),
+            Repr::Sparse(hashes) => 1 + MAX_U64_BYTES + HASH_BYTES * hashes.len(),
             Repr::Dense(registers) => 2 + registers.len(),
         }
     }
@@ -163,16 +188,15 @@ impl Hll {
     pub(crate) fn encode(&self, out: &mut Writer) {
         match &self.repr {
             Repr::Sparse(hashes) => {
-                out.u8(0);
+                out.u8(2);
                 out.u64(hashes.len() as u64);
-                let mut previous = 0u64;
+                out.bytes.reserve(HASH_BYTES * hashes.len());
                 for &hash in hashes {
-                    out.u64(hash - previous);
-                    previous = hash;
+                    out.raw(&hash.to_le_bytes()[..HASH_BYTES]);
                 }
             }
             Repr::Dense(registers) => {
-                out.u8(1);
+                out.u8(3);
                 out.u8(PRECISION as u8);
                 out.raw(registers);
             }
@@ -181,9 +205,27 @@ impl Hll {
 
     pub(crate) fn decode(input: &mut Reader<'_>) -> Result<Hll, String> {
         match input.u8("HyperLogLog representation")? {
-            0 => {
+            2 => {
                 let len = input.usize_at_most(SPARSE_MAX, "HyperLogLog hash count")?;
+                let bytes = input.raw(len * HASH_BYTES, "HyperLogLog hashes")?;
                 let mut hashes = Vec::with_capacity(len);
+                for chunk in bytes.chunks_exact(HASH_BYTES) {
+                    let mut word = [0u8; 8];
+                    word[..HASH_BYTES].copy_from_slice(chunk);
+                    let hash = u64::from_le_bytes(word);
+                    if hashes.last().is_some_and(|&last| last >= hash) {
+                        return Err("HyperLogLog hashes are not strictly increasing".into());
+                    }
+                    hashes.push(hash);
+                }
+                Ok(Hll {
+                    repr: Repr::Sparse(hashes),
+                })
+            }
+            0 => {
+                // Full 64-bit hashes, from before hashes were cut: cut them (two may now be one).
+                let len = input.usize_at_most(SPARSE_MAX, "HyperLogLog hash count")?;
+                let mut hashes: Vec<u64> = Vec::with_capacity(len);
                 let mut previous = 0u64;
                 for index in 0..len {
                     let delta = input.u64("HyperLogLog hash")?;
@@ -193,13 +235,15 @@ impl Hll {
                     previous = previous
                         .checked_add(delta)
                         .ok_or("HyperLogLog hash overflows")?;
-                    hashes.push(previous);
+                    if hashes.last() != Some(&kept(previous)) {
+                        hashes.push(kept(previous));
+                    }
                 }
                 Ok(Hll {
                     repr: Repr::Sparse(hashes),
                 })
             }
-            1 => {
+            tag @ (1 | 3) => {
                 let precision = input.u8("HyperLogLog precision")?;
                 if u32::from(precision) != PRECISION {
                     return Err(format!(
@@ -207,14 +251,15 @@ impl Hll {
                     ));
                 }
                 let registers = input.raw(REGISTERS, "HyperLogLog registers")?;
-                if let Some(bad) = registers
-                    .iter()
-                    .find(|&&r| u32::from(r) > 64 - PRECISION + 1)
-                {
+                // Ranks from before hashes were cut went up to 53; a cut hash ranks at most
+                // 29, and exactly min(old rank, 29).
+                let most = if tag == 1 { 64 - PRECISION } else { RANK_BITS } + 1;
+                if let Some(bad) = registers.iter().find(|&&r| u32::from(r) > most) {
                     return Err(format!("HyperLogLog register value {bad} is impossible"));
                 }
+                let cap = (RANK_BITS + 1) as u8;
                 Ok(Hll {
-                    repr: Repr::Dense(registers.into()),
+                    repr: Repr::Dense(registers.iter().map(|&r| r.min(cap)).collect()),
                 })
             }
             other => Err(format!("unknown HyperLogLog representation {other}")),
@@ -225,7 +270,7 @@ impl Hll {
 /// Ertl, "New cardinality estimation algorithms for HyperLogLog sketches" (2017), the
 /// improved raw estimator: accurate over the whole range without bias tables.
 fn ertl_estimate(registers: &[u8]) -> f64 {
-    let q = (64 - PRECISION) as usize;
+    let q = RANK_BITS as usize;
     let m = REGISTERS as f64;
     let mut histogram = [0u32; 66];
     for &register in registers {
@@ -353,5 +398,82 @@ mod tests {
                 .unwrap_err()
                 .contains("strictly")
         );
+        let twice = [2, 2, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5];
+        assert!(
+            Hll::decode(&mut Reader::new(&twice))
+                .unwrap_err()
+                .contains("strictly")
+        );
+        assert!(
+            Hll::decode(&mut Reader::new(&[2, 2, 1, 2, 3]))
+                .unwrap_err()
+                .contains("hashes")
+        );
+        let mut high = vec![3, PRECISION as u8];
+        high.extend(std::iter::repeat_n(30, REGISTERS));
+        assert!(
+            Hll::decode(&mut Reader::new(&high))
+                .unwrap_err()
+                .contains("register value 30")
+        );
+    }
+
+    #[test]
+    fn a_sparse_hash_takes_five_bytes() {
+        let mut sketch = Hll::default();
+        (0..SPARSE_MAX as u64).for_each(|i| sketch.insert(hash(i)));
+        let mut out = Writer::default();
+        sketch.encode(&mut out);
+        assert_eq!(out.bytes.len(), 1 + 2 + 5 * SPARSE_MAX);
+        assert!(out.bytes.len() <= sketch.encoded_len_bound());
+    }
+
+    /// Sketches stored before hashes were cut to 40 bits, encoded as that version did.
+    fn stored_before_the_cut(hashes: &[u64]) -> Vec<u8> {
+        let mut sorted = hashes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut out = Writer::default();
+        if sorted.len() <= SPARSE_MAX {
+            out.u8(0);
+            out.u64(sorted.len() as u64);
+            let mut previous = 0;
+            for hash in sorted {
+                out.u64(hash - previous);
+                previous = hash;
+            }
+        } else {
+            let mut registers = vec![0u8; REGISTERS];
+            for hash in sorted {
+                let rest = hash << PRECISION;
+                let rank = if rest == 0 {
+                    64 - PRECISION + 1
+                } else {
+                    rest.leading_zeros() + 1
+                };
+                let index = (hash >> (64 - PRECISION)) as usize;
+                registers[index] = registers[index].max(rank as u8);
+            }
+            out.u8(1);
+            out.u8(PRECISION as u8);
+            out.raw(&registers);
+        }
+        out.bytes
+    }
+
+    #[test]
+    fn sketches_stored_with_full_hashes_decode_to_what_the_same_values_make_now() {
+        // Hashes with long runs of zeros after the index, so that old ranks above 29 occur.
+        let mut hashes: Vec<u64> = (0..5_000).map(hash).collect();
+        hashes.extend((0..64u64).map(|i| (i << 52) | (1 << (i % 20))));
+        hashes.push(0);
+        for n in [0, 1, 300, SPARSE_MAX, 600, 2_000, hashes.len()] {
+            let values = &hashes[hashes.len() - n..];
+            let mut now = Hll::default();
+            values.iter().for_each(|&h| now.insert(h));
+            let old = stored_before_the_cut(values);
+            let decoded = Hll::decode(&mut Reader::new(&old)).unwrap();
+            assert_eq!(decoded, now, "{n} values");
+        }
     }
 }
