@@ -5,6 +5,7 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_log::{Record, StoredRecord};
+use sluice_stream::agg::PartialState;
 use sluice_stream::config::ProcessorConfig;
 use sluice_stream::engine::output::Outputs;
 use sluice_stream::engine::{Message, Processor};
@@ -115,12 +116,15 @@ fn field_scan(c: &mut Criterion) {
     group.finish();
 }
 
-/// Encoding the partial states of a checkpoint, as the runner does before a commit: the
+/// Encoding the partial states of a checkpoint, as a processor does at a barrier: the
 /// DESIGN.md example metric's windows (a count, an average, a HyperLogLog and a DDSketch
-/// each) after 400,000 synthetic events, into buffers kept from the previous checkpoint.
+/// each) after 400,000 synthetic events, appended to one buffer kept from the previous
+/// checkpoint.
 fn checkpoint_encode(c: &mut Criterion) {
     let records = synthetic_records(400_000);
-    let mut processor = example_processor(example_plan());
+    let plan = example_plan();
+    let kinds: Vec<_> = plan.aggregates.iter().map(|a| a.kind).collect();
+    let mut processor = example_processor(plan);
     let mut out = Outputs::default();
     for chunk in records.chunks(2_000) {
         let data = Message::Data {
@@ -132,21 +136,22 @@ fn checkpoint_encode(c: &mut Criterion) {
     processor
         .handle(Message::Barrier { id: 1 }, &mut out)
         .unwrap();
-    let states: Vec<_> = out.checkpoints[0].metrics[0]
+    let states: Vec<PartialState> = out.checkpoints[0].metrics[0]
         .changed
         .iter()
-        .map(|row| &row.state)
+        .map(|row| PartialState::decode(row.state, Some(&kinds)).unwrap())
         .collect();
-    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); states.len()];
+    let mut buffer = Vec::new();
     let mut group = c.benchmark_group("checkpoint");
     group.throughput(Throughput::Elements(states.len() as u64));
     group.sample_size(20);
     group.bench_function("encode_example_metric_states", |b| {
         b.iter(|| {
-            for (state, buffer) in states.iter().zip(&mut buffers) {
-                state.encode_into(buffer);
+            buffer.clear();
+            for state in &states {
+                state.encode_append(&mut buffer);
             }
-            buffers.iter().map(Vec::len).sum::<usize>()
+            buffer.len()
         })
     });
     group.finish();

@@ -22,7 +22,7 @@
 //! pipeline partition with a clear error, leaving the log untouched.
 
 use super::PipelineSettings;
-use super::convert::{RowBuffers, commit_with, decode_row};
+use super::convert::{commit_from, decode_row};
 use super::status::PartitionStatus;
 use crate::error::StoreError;
 use crate::store::{Store, StoreBackend};
@@ -33,6 +33,7 @@ use sluice_stream::engine::Processor;
 use sluice_stream::engine::output::{
     Checkpoint, LiveWindows, OpenWindow, RestoreState, WindowUpdate,
 };
+use sluice_stream::engine::rows::RowPool;
 use sluice_stream::plan::MetricPlan;
 use sluice_stream::task::{Control, SystemClock, TaskOutputs, run_partition};
 use std::sync::Arc;
@@ -179,6 +180,7 @@ impl<L: Log> PartitionRunner<L> {
             now_millis(),
         )
         .map_err(|error| Failure::Fatal(error.to_string()))?;
+        let pool = processor.row_pool();
         tracing::debug!(pipeline = %self.pipeline, partition = self.partition, offset = position.offset, epoch, restored, "pipeline partition resumed");
         self.status.set_running(position.offset);
 
@@ -203,6 +205,7 @@ impl<L: Log> PartitionRunner<L> {
         let result = self
             .drive(
                 epoch,
+                &pool,
                 &control,
                 &mut checkpoints,
                 &mut task,
@@ -227,6 +230,7 @@ impl<L: Log> PartitionRunner<L> {
     async fn drive(
         &self,
         epoch: u64,
+        pool: &RowPool,
         control: &mpsc::Sender<Control>,
         checkpoints: &mut mpsc::Receiver<Checkpoint>,
         task: &mut tokio::task::JoinHandle<Result<Processor, StreamError>>,
@@ -237,7 +241,6 @@ impl<L: Log> PartitionRunner<L> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         let mut barrier = 0u64;
-        let mut buffers = RowBuffers::default();
         let mut waiting: Vec<(u64, oneshot::Sender<Result<u64, String>>)> = Vec::new();
         loop {
             tokio::select! {
@@ -245,9 +248,9 @@ impl<L: Log> PartitionRunner<L> {
                     // A last checkpoint, so a restart has nothing to redo.
                     barrier += 1;
                     if control.send(Control::Barrier { id: barrier }).await.is_ok()
-                        && let Ok(Some(checkpoint)) = tokio::time::timeout(Duration::from_secs(10), checkpoints.recv()).await
+                        && let Ok(Some(mut checkpoint)) = tokio::time::timeout(Duration::from_secs(10), checkpoints.recv()).await
                     {
-                        self.commit(epoch, &checkpoint, &mut buffers, cancel).await?;
+                        self.commit(epoch, &mut checkpoint, pool, cancel).await?;
                     }
                     return Ok(());
                 }
@@ -258,10 +261,10 @@ impl<L: Log> PartitionRunner<L> {
                     }
                 }
                 checkpoint = checkpoints.recv() => {
-                    let Some(checkpoint) = checkpoint else {
+                    let Some(mut checkpoint) = checkpoint else {
                         return Err(Failure::Transient("the partition task ended".into()));
                     };
-                    self.commit(epoch, &checkpoint, &mut buffers, cancel).await?;
+                    self.commit(epoch, &mut checkpoint, pool, cancel).await?;
                     let committed = checkpoint.barrier;
                     for (id, reply) in std::mem::take(&mut waiting) {
                         if id <= committed {
@@ -309,11 +312,11 @@ impl<L: Log> PartitionRunner<L> {
     async fn commit(
         &self,
         epoch: u64,
-        checkpoint: &Checkpoint,
-        buffers: &mut RowBuffers,
+        checkpoint: &mut Checkpoint,
+        pool: &RowPool,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
-        let commit = Arc::new(commit_with(checkpoint, self.generation, buffers));
+        let commit = Arc::new(commit_from(checkpoint, self.generation));
         let mut attempt = 0u32;
         loop {
             match self
@@ -327,9 +330,13 @@ impl<L: Log> PartitionRunner<L> {
                         .first()
                         .and_then(|metric| metric.watermark);
                     self.status.set_committed(checkpoint.offset, watermark);
-                    // The store has let go of the rows by now: keep their memory.
+                    // The store has let go of the rows by now: the processor packs the next
+                    // ones into their memory.
                     if let Ok(commit) = Arc::try_unwrap(commit) {
-                        buffers.recycle(commit);
+                        commit
+                            .metrics
+                            .into_iter()
+                            .for_each(|metric| pool.give(metric.changed));
                     }
                     return Ok(());
                 }

@@ -13,7 +13,10 @@
 //! updates.
 
 pub mod output;
+pub mod rows;
 mod store;
+
+use rows::RowPool;
 mod telemetry;
 
 use crate::agg::Input;
@@ -131,6 +134,8 @@ pub struct Processor {
     telemetry: PartitionTelemetry,
     /// Whether anything checkpoints this processor (see [`Processor::without_checkpoints`]).
     checkpointed: bool,
+    /// Memory for the rows of checkpoints, handed back once they are committed.
+    rows: RowPool,
 }
 
 impl std::fmt::Debug for Processor {
@@ -163,6 +168,7 @@ impl Processor {
             stats: Stats::default(),
             telemetry: PartitionTelemetry::new(partition),
             checkpointed: true,
+            rows: RowPool::default(),
         }
     }
 
@@ -208,6 +214,12 @@ impl Processor {
             metric.store.keep_closed_rows(false);
         }
         self
+    }
+
+    /// Where whoever commits this processor's checkpoints gives their rows back
+    /// ([`RowPool::give`]), for the next checkpoints to pack into.
+    pub fn row_pool(&self) -> RowPool {
+        self.rows.clone()
     }
 
     /// Adds a metric; it counts events from the next record on.
@@ -325,7 +337,7 @@ impl Processor {
         tenant: Option<&str>,
     ) -> Result<LiveWindows, StreamError> {
         let runtime = self.metric(metric)?;
-        let mut live = runtime.store.live(tenant);
+        let mut live = runtime.store.live(tenant)?;
         live.watermark = self
             .clock
             .time()
@@ -544,7 +556,7 @@ impl Processor {
             .metrics
             .iter_mut()
             .map(|metric| {
-                let (retracted, changed) = metric.store.checkpoint();
+                let (retracted, changed) = metric.store.checkpoint(&self.rows);
                 MetricCheckpoint {
                     metric: metric.name.clone(),
                     watermark: self

@@ -1,9 +1,11 @@
 //! What a processor emits: window updates, late events, checkpoint snapshots; and what it is
 //! restored from.
 
+use super::rows::{ChangedRow, PackedRows};
 use crate::agg::PartialState;
+use crate::error::StreamError;
 use crate::keys::GroupKey;
-use crate::plan::MetricPlan;
+use crate::plan::{AggregateKind, MetricPlan};
 use crate::window::Window;
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -138,6 +140,21 @@ pub struct PartialRow {
     pub state: PartialState,
 }
 
+impl PartialRow {
+    /// Decodes a packed row, checking its state against the metric's aggregates (`kinds`).
+    pub fn decode(row: ChangedRow<'_>, kinds: &[AggregateKind]) -> Result<PartialRow, StreamError> {
+        Ok(PartialRow {
+            key: Arc::new(GroupKey::from_bytes(row.key)?),
+            window: Window {
+                start: row.window_start,
+                end: row.window_end,
+            },
+            version: row.version,
+            state: PartialState::decode(row.state, Some(kinds))?,
+        })
+    }
+}
+
 /// What changed in one metric since the previous checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricCheckpoint {
@@ -149,8 +166,8 @@ pub struct MetricCheckpoint {
     /// before `changed`.
     pub retracted: Vec<(Arc<GroupKey>, Window)>,
     /// Rows to insert or replace: every window whose state changed, including windows that
-    /// closed since (their final state).
-    pub changed: Vec<PartialRow>,
+    /// closed since (their final state), encoded.
+    pub changed: PackedRows,
 }
 
 /// A processor's state at a checkpoint barrier, as a delta since the previous one. Writing

@@ -9,6 +9,7 @@
 use super::output::{
     LateReason, LiveWindows, OpenWindow, Outputs, PartialRow, UpdateKind, WindowUpdate,
 };
+use super::rows::{PackedRows, RowPool};
 use crate::agg::{Input, PartialState};
 use crate::error::StreamError;
 use crate::keys::GroupKey;
@@ -61,7 +62,8 @@ pub(crate) struct WindowStore {
     emit_list: Vec<usize>,
     retract_emit: Vec<(Arc<GroupKey>, Window, u32)>,
     retract_ckpt: Vec<(Arc<GroupKey>, Window)>,
-    closed_rows: Vec<PartialRow>,
+    /// Windows closed since the last checkpoint, encoded as they closed.
+    closed_rows: PackedRows,
     /// Whether closed windows wait in `closed_rows` for a checkpoint.
     keep_closed: bool,
     hasher: foldhash::fast::RandomState,
@@ -98,7 +100,7 @@ impl WindowStore {
             emit_list: Vec::new(),
             retract_emit: Vec::new(),
             retract_ckpt: Vec::new(),
-            closed_rows: Vec::new(),
+            closed_rows: PackedRows::default(),
             keep_closed: true,
             hasher: foldhash::fast::RandomState::default(),
         }
@@ -108,7 +110,7 @@ impl WindowStore {
     pub(crate) fn keep_closed_rows(&mut self, keep: bool) {
         self.keep_closed = keep;
         if !keep {
-            self.closed_rows = Vec::new();
+            self.closed_rows = PackedRows::default();
         }
     }
 
@@ -421,12 +423,14 @@ impl WindowStore {
             }
             let (mut entry, key) = self.remove(id);
             if entry.ckpt_dirty && self.keep_closed {
-                self.closed_rows.push(PartialRow {
-                    key: key.clone(),
-                    window: entry.window,
-                    version: entry.version + 1,
-                    state: entry.state.clone(),
-                });
+                // Encoded now, while the state is in cache, rather than copied for later.
+                self.closed_rows.push_with(
+                    key.tenant(),
+                    key.as_bytes(),
+                    (entry.window.start, entry.window.end),
+                    entry.version + 1,
+                    |bytes| entry.state.encode_append(bytes),
+                );
             }
             entry.version += 1;
             out.updates.push(WindowUpdate {
@@ -462,24 +466,36 @@ impl WindowStore {
     }
 
     /// What changed since the previous call: retracted bounds, then changed rows (closed
-    /// windows' final states included).
-    pub(crate) fn checkpoint(&mut self) -> (Vec<(Arc<GroupKey>, Window)>, Vec<PartialRow>) {
-        let mut changed = std::mem::take(&mut self.closed_rows);
+    /// windows' final states included), encoded. The next rows are packed into memory from
+    /// `pool`.
+    pub(crate) fn checkpoint(
+        &mut self,
+        pool: &RowPool,
+    ) -> (Vec<(Arc<GroupKey>, Window)>, PackedRows) {
+        let mut changed = std::mem::replace(&mut self.closed_rows, pool.take());
         for (_, entry) in self.entries.iter_mut().filter(|(_, e)| e.ckpt_dirty) {
             entry.ckpt_dirty = false;
             entry.stored = true;
-            changed.push(PartialRow {
-                key: self.keys[entry.key].key.clone(),
-                window: entry.window,
-                version: entry.version,
-                state: entry.state.clone(),
-            });
+            let key = &self.keys[entry.key].key;
+            changed.push_with(
+                key.tenant(),
+                key.as_bytes(),
+                (entry.window.start, entry.window.end),
+                entry.version,
+                |bytes| entry.state.encode_append(bytes),
+            );
         }
         let mut retracted = std::mem::take(&mut self.retract_ckpt);
         if !retracted.is_empty() {
             let rewritten: std::collections::HashSet<(&[u8], Window)> = changed
                 .iter()
-                .map(|row| (row.key.as_bytes(), row.window))
+                .map(|row| {
+                    let window = Window {
+                        start: row.window_start,
+                        end: row.window_end,
+                    };
+                    (row.key, window)
+                })
                 .collect();
             retracted.retain(|(key, window)| !rewritten.contains(&(key.as_bytes(), *window)));
         }
@@ -502,24 +518,24 @@ impl WindowStore {
     }
 
     /// What the store does not have yet (see [`LiveWindows`]), optionally of one tenant.
-    pub(crate) fn live(&self, tenant: Option<&str>) -> LiveWindows {
-        let ours = |key: &GroupKey| tenant.is_none_or(|t| key.tenant() == t);
-        LiveWindows {
+    pub(crate) fn live(&self, tenant: Option<&str>) -> Result<LiveWindows, StreamError> {
+        let ours = |of: &str| tenant.is_none_or(|t| of == t);
+        Ok(LiveWindows {
             open: self.open_windows(tenant),
             closed: self
                 .closed_rows
                 .iter()
-                .filter(|row| ours(&row.key))
-                .cloned()
-                .collect(),
+                .filter(|row| ours(row.tenant))
+                .map(|row| PartialRow::decode(row, &self.kinds))
+                .collect::<Result<_, _>>()?,
             retracted: self
                 .retract_ckpt
                 .iter()
-                .filter(|(key, _)| ours(key))
+                .filter(|(key, _)| ours(key.tenant()))
                 .cloned()
                 .collect(),
             watermark: None,
-        }
+        })
     }
 
     /// Loads stored rows; rows of windows already closed at `watermark` are skipped (their

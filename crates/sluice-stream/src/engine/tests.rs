@@ -351,11 +351,11 @@ fn metrics_are_added_and_removed_without_disturbing_the_others() {
     assert!(run.processor.open_windows("views", None).is_err());
 }
 
+/// Rows as a store holds them: (metric, key, window start, end) → (version, encoded state).
+type StoredRows = std::collections::BTreeMap<(String, Vec<u8>, Millis, Millis), (u32, Vec<u8>)>;
+
 /// Rows as a store would hold them after applying checkpoint deltas in order.
-fn apply(
-    store: &mut std::collections::BTreeMap<(String, Vec<u8>, Millis, Millis), PartialRow>,
-    checkpoint: &Checkpoint,
-) {
+fn apply(store: &mut StoredRows, checkpoint: &Checkpoint) {
     for metric in &checkpoint.metrics {
         for (key, window) in &metric.retracted {
             store.remove(&(
@@ -365,18 +365,38 @@ fn apply(
                 window.end,
             ));
         }
-        for row in &metric.changed {
+        for row in metric.changed.iter() {
             store.insert(
                 (
                     metric.metric.to_string(),
-                    row.key.as_bytes().to_vec(),
-                    row.window.start,
-                    row.window.end,
+                    row.key.to_vec(),
+                    row.window_start,
+                    row.window_end,
                 ),
-                row.clone(),
+                (row.version, row.state.to_vec()),
             );
         }
     }
+}
+
+/// The stored rows of `plan`'s metric, decoded, to restore a processor from.
+fn stored_rows(store: &StoredRows, plan: &MetricPlan) -> Vec<PartialRow> {
+    let kinds: Vec<_> = plan.aggregates.iter().map(|a| a.kind).collect();
+    store
+        .iter()
+        .filter(|((metric, ..), _)| *metric == plan.name)
+        .map(|((_, key, start, end), (version, state))| {
+            let row = super::rows::ChangedRow {
+                tenant: "",
+                key,
+                window_start: *start,
+                window_end: *end,
+                version: *version,
+                state,
+            };
+            PartialRow::decode(row, &kinds).unwrap()
+        })
+        .collect()
 }
 
 #[test]
@@ -404,7 +424,7 @@ fn a_processor_restored_from_checkpoints_continues_exactly() {
             processor.add_metric(plan.clone()).unwrap();
         }
         let mut out = Outputs::default();
-        let mut store = std::collections::BTreeMap::new();
+        let mut store = StoredRows::new();
         let mut barrier = 0;
         for (index, chunk) in events.chunks(20).enumerate() {
             if Some(index) == cut {
@@ -422,14 +442,7 @@ fn a_processor_restored_from_checkpoints_continues_exactly() {
                     event_time,
                     metrics: plans
                         .iter()
-                        .map(|plan| {
-                            let rows = store
-                                .iter()
-                                .filter(|((metric, ..), _)| *metric == plan.name)
-                                .map(|(_, row)| row.clone())
-                                .collect();
-                            (plan.clone(), rows)
-                        })
+                        .map(|plan| (plan.clone(), stored_rows(&store, plan)))
                         .collect(),
                 };
                 processor = Processor::restore(0, CONFIG, state, 0).unwrap();
@@ -598,7 +611,7 @@ fn stored_rows_overlaid_with_the_live_windows_equal_the_next_checkpoint() {
         })
         .collect();
     let mut out = Outputs::default();
-    let mut store = std::collections::BTreeMap::new();
+    let mut store = StoredRows::new();
     let mut barrier = 0;
     let mut overlaid_any = (false, false);
     for (index, chunk) in events.chunks(7).enumerate() {
@@ -642,7 +655,7 @@ fn stored_rows_overlaid_with_the_live_windows_equal_the_next_checkpoint() {
                         row.window.start,
                         row.window.end,
                     ),
-                    row,
+                    (row.version, row.state.encode()),
                 );
             }
             assert!(
@@ -662,10 +675,10 @@ fn stored_rows_overlaid_with_the_live_windows_equal_the_next_checkpoint() {
             for checkpoint in out.checkpoints.drain(..) {
                 apply(&mut store, &checkpoint);
             }
-            type Rows = std::collections::BTreeMap<(String, Vec<u8>, Millis, Millis), PartialRow>;
-            let states = |rows: &Rows| {
+            // Encodings are canonical: equal bytes are equal states.
+            let states = |rows: &StoredRows| {
                 rows.iter()
-                    .map(|(key, row)| (key.clone(), row.state.clone()))
+                    .map(|(key, (_, state))| (key.clone(), state.clone()))
                     .collect::<Vec<_>>()
             };
             assert_eq!(states(&expected), states(&store), "after batch {index}");
@@ -705,7 +718,14 @@ fn a_processor_without_checkpoints_emits_the_same_updates_and_keeps_no_closed_wi
         run.out.checkpoints[0].metrics[0]
             .changed
             .iter()
-            .map(|row| (row.key.to_string(), row.window))
+            .map(|row| {
+                let key = crate::keys::GroupKey::from_bytes(row.key).unwrap();
+                let window = Window {
+                    start: row.window_start,
+                    end: row.window_end,
+                };
+                (key.to_string(), window)
+            })
             .collect()
     };
     assert_eq!(
