@@ -17,7 +17,7 @@ pub use serving::RowRange;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::model::{Commit, MetricRecord, Origin, Position, RowQuery, StoredRow};
+use crate::model::{ChangedRow, Commit, MetricRecord, Origin, Position, RowQuery, StoredRow};
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use sluice_core::time::Millis;
@@ -322,7 +322,15 @@ impl Store for SqliteStore {
                             .execute(params![metric.metric, metric.generation, row.tenant, row.window_start, row.key, row.window_end, partition])
                             .map_err(|e| classify(path, e))?;
                     }
-                    for row in metric.changed.iter() {
+                    // In the primary key's order: each insert then lands beside the one before
+                    // it, on a page in cache, and pages fill in order instead of splitting
+                    // wherever keys fall (the processor lists rows as windows close). Stable:
+                    // of two rows with one key, the later still wins.
+                    let mut rows: Vec<ChangedRow<'_>> = metric.changed.iter().collect();
+                    rows.sort_by(|a, b| {
+                        (a.tenant, a.window_start, a.key, a.window_end).cmp(&(b.tenant, b.window_start, b.key, b.window_end))
+                    });
+                    for row in rows {
                         upsert
                             .execute(params![
                                 metric.metric,
