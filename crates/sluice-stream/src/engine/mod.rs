@@ -15,8 +15,6 @@
 pub mod output;
 pub mod rows;
 mod store;
-
-use rows::RowPool;
 mod telemetry;
 
 use crate::agg::Input;
@@ -32,6 +30,7 @@ use bytes::Bytes;
 use output::{
     Checkpoint, LateEvent, LiveWindows, MetricCheckpoint, OpenWindow, Outputs, RestoreState,
 };
+use rows::RowPool;
 use sluice_core::time::Millis;
 use sluice_log::{ReadBuffer, StoredRecord};
 use std::sync::Arc;
