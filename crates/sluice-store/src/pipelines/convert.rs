@@ -7,13 +7,8 @@ use crate::sqlite::RowRef;
 use sluice_stream::engine::output::{Checkpoint, PartialRow};
 use sluice_stream::plan::{AggregateKind, MetricPlan};
 
-/// A checkpoint as store rows, for the metric generation `generation`, copying its rows.
-pub fn commit_of(checkpoint: &Checkpoint, generation: u32) -> Commit {
-    commit_from(&mut checkpoint.clone(), generation)
-}
-
-/// [`commit_of`], taking the checkpoint's rows (the processor packed and encoded them) rather
-/// than copying them.
+/// A checkpoint as store rows, for the metric generation `generation`, taking its changed rows
+/// (the processor packed and encoded them) rather than copying them.
 pub(crate) fn commit_from(checkpoint: &mut Checkpoint, generation: u32) -> Commit {
     Commit {
         offset: checkpoint.offset,

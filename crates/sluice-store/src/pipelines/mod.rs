@@ -18,7 +18,7 @@ mod convert;
 mod partition;
 mod status;
 
-pub use convert::{commit_of, partial_row};
+pub use convert::partial_row;
 pub use status::{PartitionState, PartitionStatus};
 
 use crate::error::StoreError;
