@@ -190,7 +190,6 @@ impl Hll {
             Repr::Sparse(hashes) => {
                 out.u8(2);
                 out.u64(hashes.len() as u64);
-                out.bytes.reserve(HASH_BYTES * hashes.len());
                 for &hash in hashes {
                     out.raw(&hash.to_le_bytes()[..HASH_BYTES]);
                 }

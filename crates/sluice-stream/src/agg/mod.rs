@@ -393,15 +393,15 @@ impl PartialState {
     }
 
     /// [`PartialState::encode`] into `bytes` (cleared first), reusing its memory: grown at
-    /// most once, to the computed bound, never step by step.
+    /// most once, by the computed bound, never step by step.
     pub fn encode_into(&self, bytes: &mut Vec<u8>) {
         bytes.clear();
         self.encode_append(bytes);
     }
 
-    /// [`PartialState::encode`] appended to `bytes`, which grows at most once, to the
-    /// computed bound past its end: many states encode into one buffer without an allocation
-    /// each.
+    /// [`PartialState::encode`] appended to `bytes`, which grows at most once (room for the
+    /// computed bound past its end is reserved first): many states encode into one buffer
+    /// without an allocation each.
     pub fn encode_append(&self, bytes: &mut Vec<u8>) {
         let start = bytes.len();
         bytes.reserve(self.encoded_len_bound());
