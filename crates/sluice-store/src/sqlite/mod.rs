@@ -128,6 +128,7 @@ impl SqliteStore {
         }
         let writer = open_connection(path, true)?;
         schema::migrate(path, &writer)?;
+        schema::verify(path, &writer)?;
         let readers = (0..READERS)
             .map(|_| open_connection(path, false).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;

@@ -315,6 +315,87 @@ async fn a_corrupt_file_is_named_with_what_to_do() {
     );
 }
 
+/// A store written by this sluice, with rows in every table, closed cleanly (WAL folded in).
+async fn populated_store(path: &std::path::Path) {
+    let store = SqliteStore::open(path).unwrap();
+    store.create_metric(metric("views")).await.unwrap();
+    let epoch = store.claim("views@0", 0, 0).await.unwrap().epoch;
+    let rows = (0..400u16)
+        .map(|i| row("a", (i % 200) as u8, Millis::from(i) * 60_000, 7))
+        .collect();
+    store
+        .commit("views@0", 0, epoch, Arc::new(commit_of(400, rows)))
+        .await
+        .unwrap();
+    drop(store);
+    let connection = Connection::open(path).unwrap();
+    connection
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+}
+
+fn assert_reported_corrupt(path: &std::path::Path, damage: &str) {
+    match SqliteStore::open(path) {
+        Err(error @ StoreError::Corrupt { .. }) => {
+            let text = error.to_string();
+            assert!(
+                text.contains(&path.display().to_string()) && text.contains("sluice replay"),
+                "{damage}: {text}"
+            );
+        }
+        Err(error) => panic!("{damage}: reported as {error:?}, not as a corrupt store"),
+        Ok(_) => panic!("{damage}: the store opened as if intact"),
+    }
+}
+
+#[tokio::test]
+async fn every_kind_of_damage_is_reported_as_a_corrupt_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let intact = dir.path().join("intact.db");
+    populated_store(&intact).await;
+    let bytes = std::fs::read(&intact).unwrap();
+    let page = 16_384;
+    assert!(bytes.len() >= 3 * page, "the store has several pages");
+    let damages: Vec<(&str, Vec<u8>)> = vec![
+        ("a byte flipped on every page", {
+            let mut bytes = bytes.clone();
+            for (i, start) in (0..bytes.len()).step_by(page).enumerate() {
+                // In the cell content at the end of each page (bytes in a page's free space
+                // are no damage at all), somewhere different in each page.
+                let at = start + page - 64 - (i * 7919) % 1024;
+                bytes[at] ^= 0x20;
+            }
+            bytes
+        }),
+        ("a column name changed in the schema", {
+            let text = String::from_utf8_lossy(&bytes);
+            let at = text
+                .find("label TEXT")
+                .expect("the schema is on the first page");
+            let mut bytes = bytes.clone();
+            bytes[at] = b'x';
+            bytes
+        }),
+        (
+            "the file cut in half",
+            bytes[..bytes.len() / 2 / page * page].to_vec(),
+        ),
+        ("the header zeroed", {
+            let mut bytes = bytes.clone();
+            bytes[..100].fill(0);
+            bytes
+        }),
+    ];
+    for (damage, damaged) in damages {
+        let path = dir.path().join("store.db");
+        std::fs::write(&path, damaged).unwrap();
+        assert_reported_corrupt(&path, damage);
+        std::fs::remove_file(&path).unwrap();
+    }
+    // The intact copy opens: the check does not refuse good files.
+    SqliteStore::open(&intact).unwrap();
+}
+
 #[tokio::test]
 async fn a_store_from_a_newer_sluice_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,8 +2,9 @@
 //! touches the log: moving the store away and starting again recomputes every result.
 
 use super::results::{assert_exact, events, expected, stored};
-use super::support::{BIN, Server, settled};
+use super::support::{BIN, Server, output_within, settled};
 use std::process::Command;
+use std::time::Duration;
 
 const CONFIG: &str = r#"
 admin-keys = ["ak_faults_admin_0123456789"]
@@ -58,34 +59,68 @@ async fn a_corrupt_store_is_reported_and_the_log_rebuilds_it() {
     settle(&server);
     assert_eq!(server.interrupt().status.code(), Some(0));
 
-    // Damage the store: its pages are overwritten with garbage.
+    // Damage the store in the ways a disk or a careless hand does: every kind is the same
+    // clear error, exit 2, naming the file and the remedy.
     let store_path = data.join("store.db");
-    let mut bytes = std::fs::read(&store_path).unwrap();
-    for byte in bytes.iter_mut().take(4096) {
-        *byte = 0x5a;
-    }
-    std::fs::write(&store_path, &bytes).unwrap();
-    let _ = std::fs::remove_file(data.join("store.db-wal"));
-    let output = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .args(["--config", &config_arg])
-        .output()
+    // Fold the write-ahead log into the file, so the damage lands on the rows themselves.
+    rusqlite::Connection::open(&store_path)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "a corrupt store is the operator's to fix"
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&store_path.display().to_string()),
-        "names the file: {stderr}"
-    );
-    assert!(
-        stderr.contains("is corrupt") && stderr.contains("move the file away"),
-        "says what to do: {stderr}"
-    );
+    let intact = std::fs::read(&store_path).unwrap();
+    let page = 16_384;
+    let damages: [(&str, Vec<u8>); 4] = [
+        ("a flipped bit in the schema's text (a column renamed)", {
+            let at = intact
+                .windows(10)
+                .position(|w| w == b"label TEXT")
+                .expect("the schema is in the file");
+            let mut bytes = intact.clone();
+            bytes[at + 2] ^= 0x01;
+            bytes
+        }),
+        ("a byte flipped in every page's content", {
+            let mut bytes = intact.clone();
+            for (i, start) in (0..bytes.len()).step_by(page).enumerate() {
+                bytes[start + page - 64 - (i * 7919) % 1024] ^= 0x20;
+            }
+            bytes
+        }),
+        (
+            "the file cut short",
+            intact[..intact.len() / 2 / page * page].to_vec(),
+        ),
+        ("the first page overwritten", {
+            let mut bytes = intact.clone();
+            bytes[..4096].fill(0x5a);
+            bytes
+        }),
+    ];
+    for (damage, bytes) in damages {
+        std::fs::write(&store_path, &bytes).unwrap();
+        let _ = std::fs::remove_file(data.join("store.db-wal"));
+        let output = output_within(
+            Command::new(BIN)
+                .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(&data)
+                .args(["--config", &config_arg]),
+            Duration::from_secs(60),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{damage}: a corrupt store is the operator's to fix: {stderr}"
+        );
+        assert!(
+            stderr.contains(&store_path.display().to_string()),
+            "{damage}: names the file: {stderr}"
+        );
+        assert!(
+            stderr.contains("is corrupt") && stderr.contains("move the file away"),
+            "{damage}: says what to do: {stderr}"
+        );
+    }
 
     // The log was not touched: all 300 events are still there.
     let config = sluice::config::load(
