@@ -15,17 +15,19 @@
 //! optimization the processor already supports.
 
 mod convert;
+mod failure;
 mod partition;
 mod status;
 
 pub use convert::partial_row;
+pub use failure::FailureClass;
 pub use status::{PartitionState, PartitionStatus};
 
 use crate::error::StoreError;
 use crate::model::{MetricRecord, Origin};
 use crate::store::{Store, StoreBackend};
 use parking_lot::Mutex;
-use partition::{PartitionRunner, Request};
+use partition::{PartitionRunner, Request, supervise};
 use serde::Serialize;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_core::time::{Millis, now_millis};
@@ -49,6 +51,9 @@ pub struct PipelineSettings {
     pub stream: StreamConfig,
     /// How often each pipeline partition commits a checkpoint.
     pub checkpoint_interval: Duration,
+    /// The longest pause before a failed pipeline partition tries again (pauses start at
+    /// 100 ms and double).
+    pub retry_max_backoff: Duration,
 }
 
 impl PipelineSettings {
@@ -164,6 +169,14 @@ pub struct ReplayStatus {
     pub from_time: Option<Millis>,
     /// Fraction of the way to the end of the log.
     pub progress: f64,
+    /// `running`, `retrying` or `failed`: a replay with a failed partition does not finish
+    /// (the previous results stay current) until that partition gets past its failure.
+    pub state: &'static str,
+    /// The first error of a failed or retrying partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Per partition of the generation being computed.
+    pub partitions: Vec<PartitionReport>,
 }
 
 struct PipelineRun {
@@ -416,7 +429,7 @@ impl<L: Log> Pipelines<L> {
                     updates: updates.clone(),
                     status: Arc::clone(&status),
                 };
-                let join = tokio::spawn(runner.run(requests_rx, cancel.clone()));
+                let join = tokio::spawn(supervise(runner, requests_rx, cancel.clone()));
                 (status, requests, join)
             })
             .collect();
@@ -624,25 +637,32 @@ impl<L: Log> Pipelines<L> {
     }
 
     /// Waits until a replay reaches the log's end as it was when the replay started, then
-    /// switches generations.
+    /// switches generations. A failed partition holds the replay back (its status says so,
+    /// and the previous results stay current) until it gets past the failure.
     async fn finish_replay(&self, name: &str) -> Result<(), PipelineError> {
-        loop {
+        let mut held_back = false;
+        let mut running = loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let running = self.inner.running.lock().await;
-            let Some(metric) = running.get(name) else {
+            let Some(replay) = running.get(name).and_then(|metric| metric.replay.as_ref()) else {
                 return Ok(());
             };
-            let Some(replay) = &metric.replay else {
-                return Ok(());
-            };
-            if let Some((_, state)) = replay
-                .run
-                .partitions
-                .iter()
-                .map(|(s, _, _)| (s.partition(), s.state()))
-                .find(|(_, s)| matches!(s, PartitionState::Failed(_)))
-            {
-                tracing::error!(metric = %name, ?state, "replay partition failed");
+            let failed =
+                replay
+                    .run
+                    .partitions
+                    .iter()
+                    .find_map(|(status, _, _)| match status.state() {
+                        PartitionState::Failed { reason, .. } => Some((status.partition(), reason)),
+                        _ => None,
+                    });
+            match failed {
+                Some((partition, reason)) if !held_back => {
+                    tracing::error!(metric = %name, generation = replay.run.generation, partition, %reason, "replay held back by a failed partition; the previous results stay current");
+                    held_back = true;
+                }
+                Some(_) => {}
+                None => held_back = false,
             }
             let caught_up = replay
                 .run
@@ -650,24 +670,30 @@ impl<L: Log> Pipelines<L> {
                 .iter()
                 .zip(&replay.targets)
                 .all(|((status, _, _), &target)| status.committed() >= target);
-            if caught_up {
-                break;
+            if !caught_up {
+                continue;
             }
-        }
-        let mut running = self.inner.running.lock().await;
+            // Everything up to the targets is committed; a last checkpoint of every partition
+            // before switching (one that fails now is waited for like any failed partition).
+            let senders: Vec<_> = replay
+                .run
+                .partitions
+                .iter()
+                .map(|(_, sender, _)| sender.clone())
+                .collect();
+            match checkpoint_all(&senders).await {
+                Ok(()) => break running,
+                Err(error) => {
+                    tracing::warn!(metric = %name, %error, "replay's last checkpoint failed; waiting for its partitions");
+                }
+            }
+        };
         let Some(metric) = running.get_mut(name) else {
             return Ok(());
         };
         let Some(replay) = metric.replay.take() else {
             return Ok(());
         };
-        let senders: Vec<_> = replay
-            .run
-            .partitions
-            .iter()
-            .map(|(_, sender, _)| sender.clone())
-            .collect();
-        checkpoint_all(&senders).await?;
         let generation = replay.run.generation;
         let keep_before = replay.from_time;
         replay.run.stop().await;
@@ -737,33 +763,13 @@ async fn checkpoint_all(senders: &[mpsc::Sender<Request>]) -> Result<(), Pipelin
 
 fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
     let run = &metric.current;
-    let partitions: Vec<PartitionReport> = run
-        .partitions
-        .iter()
-        .map(|(status, _, _)| PartitionReport {
-            partition: status.partition(),
-            committed_offset: status.committed(),
-            processed_offset: status.processed().max(status.committed()),
-            end_offset: ends.get(status.partition() as usize).copied().unwrap_or(0),
-            watermark: status.watermark(),
-            state: status.state(),
-        })
-        .collect();
+    let partitions = reports(run, ends);
     let lag: u64 = partitions
         .iter()
         .map(|p| p.end_offset.saturating_sub(p.committed_offset))
         .sum();
     let watermark = partitions.iter().map(|p| p.watermark).min().flatten();
-    let error = partitions.iter().find_map(|p| match &p.state {
-        PartitionState::Failed(reason) | PartitionState::Retrying(reason) => Some(reason.clone()),
-        _ => None,
-    });
-    let failed = partitions
-        .iter()
-        .any(|p| matches!(p.state, PartitionState::Failed(_)));
-    let retrying = partitions
-        .iter()
-        .any(|p| matches!(p.state, PartitionState::Retrying(_)));
+    let (troubled, error) = trouble(&partitions);
     let total: u64 = run
         .start_offsets
         .iter()
@@ -778,16 +784,13 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
         .sum();
     let backfilling =
         metric.record.backfill && lag > 0 && total > 0 && (done as f64 / total as f64) < 0.99;
-    let state = if failed {
-        "failed"
-    } else if retrying {
-        "retrying"
-    } else if backfilling {
+    let state = troubled.unwrap_or(if backfilling {
         "backfilling"
     } else {
         "running"
-    };
+    });
     let replay = metric.replay.as_ref().map(|replay| {
+        let partitions = reports(&replay.run, ends);
         let total: u64 = replay
             .run
             .start_offsets
@@ -799,10 +802,11 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
             .run
             .start_offsets
             .iter()
-            .zip(&replay.run.partitions)
+            .zip(&partitions)
             .zip(&replay.targets)
-            .map(|((s, (status, _, _)), t)| status.committed().min(*t).saturating_sub(*s))
+            .map(|((s, p), t)| p.committed_offset.min(*t).saturating_sub(*s))
             .sum();
+        let (troubled, error) = trouble(&partitions);
         ReplayStatus {
             generation: replay.run.generation,
             from_time: replay.from_time,
@@ -811,6 +815,9 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
             } else {
                 done as f64 / total as f64
             },
+            state: troubled.unwrap_or("running"),
+            error,
+            partitions,
         }
     });
     MetricStatus {
@@ -824,4 +831,41 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
         replay,
         partitions,
     }
+}
+
+/// Each partition of a pipeline, against the log's end offsets.
+fn reports(run: &PipelineRun, ends: &[u64]) -> Vec<PartitionReport> {
+    run.partitions
+        .iter()
+        .map(|(status, _, _)| PartitionReport {
+            partition: status.partition(),
+            committed_offset: status.committed(),
+            processed_offset: status.processed().max(status.committed()),
+            end_offset: ends.get(status.partition() as usize).copied().unwrap_or(0),
+            watermark: status.watermark(),
+            state: status.state(),
+        })
+        .collect()
+}
+
+/// `failed` if a partition failed, else `retrying` if one retries, with the first reason.
+fn trouble(partitions: &[PartitionReport]) -> (Option<&'static str>, Option<String>) {
+    let failed = partitions
+        .iter()
+        .any(|p| matches!(p.state, PartitionState::Failed { .. }));
+    let retrying = partitions
+        .iter()
+        .any(|p| matches!(p.state, PartitionState::Retrying { .. }));
+    let error = partitions
+        .iter()
+        .filter(|p| !failed || matches!(p.state, PartitionState::Failed { .. }))
+        .find_map(|p| p.state.reason().map(str::to_owned));
+    let state = if failed {
+        Some("failed")
+    } else if retrying {
+        Some("retrying")
+    } else {
+        None
+    };
+    (state, error)
 }

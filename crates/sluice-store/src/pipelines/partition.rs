@@ -16,13 +16,21 @@
 //! exactly the records before its offset; the next owner resumes there. No record is counted
 //! twice or lost, without any transaction in the log.
 //!
-//! Failures: a full disk retries the commit with backoff (processing pauses behind the
-//! bounded checkpoint channel; nothing is lost); other transient failures (a log read, a
-//! store error) restart the round from the last commit; corruption and fencing stop this
-//! pipeline partition with a clear error, leaving the log untouched.
+//! Failures (see [`super::failure`]): a full disk retries the commit with backoff (processing
+//! pauses behind the bounded checkpoint channel; nothing is lost); other failures end the
+//! round, which starts again from the last commit after a pause that doubles up to
+//! `store.retry-max-backoff` — a transient one (an I/O error, a busy store) as `retrying`, a
+//! damaged log segment as `failed` (it needs a repair, after which the partition resumes by
+//! itself); a damaged store and fencing stop this pipeline partition for good. Every failure
+//! is in the status, in `/metrics` and logged at ERROR; the log is never touched.
+//!
+//! Only [`RoundTask`] awaits the stream task's `JoinHandle`, and only until it has ended; the
+//! runner itself runs under [`supervise`], which reports it failed if it ever panics. So a
+//! dead partition cannot look alive.
 
 use super::PipelineSettings;
 use super::convert::{commit_from, decode_row};
+use super::failure::{Failure, FailureClass, Recovery, backoff};
 use super::status::PartitionStatus;
 use crate::error::StoreError;
 use crate::store::{Store, StoreBackend};
@@ -39,6 +47,7 @@ use sluice_stream::task::{Control, SystemClock, TaskOutputs, run_partition};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 /// A question for a running pipeline partition.
@@ -74,62 +83,50 @@ pub(crate) struct PartitionRunner<L> {
     pub(crate) status: Arc<PartitionStatus>,
 }
 
-enum Failure {
-    /// Restart from the last committed checkpoint after a pause.
-    Transient(String),
-    /// Stop: the operator must act.
-    Fatal(String),
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Failure {
-        match error {
-            StoreError::Corrupt { .. }
-            | StoreError::Fenced { .. }
-            | StoreError::NewerSchema { .. } => Failure::Fatal(error.to_string()),
-            other => Failure::Transient(other.to_string()),
-        }
-    }
-}
-
 impl<L: Log> PartitionRunner<L> {
-    /// Runs until `cancel`, restarting from the last checkpoint after transient failures.
+    /// Runs until `cancel`, starting a new round from the last checkpoint after each failure
+    /// that a retry can help, with a capped backoff.
     pub(crate) async fn run(
         self,
         mut requests: mpsc::Receiver<Request>,
         cancel: CancellationToken,
     ) {
-        let mut failures = 0u32;
+        let mut attempt = 0u32;
         loop {
-            match self.round(&mut requests, &cancel).await {
+            let failure = match self.round(&mut requests, &cancel).await {
                 Ok(()) => {
                     self.status.set_stopped();
                     return;
                 }
-                Err(Failure::Fatal(message)) => {
-                    tracing::error!(pipeline = %self.pipeline, partition = self.partition, %message, "pipeline partition stopped");
-                    self.status.set_failed(message.clone());
-                    // Keep answering questions until told to stop, so callers get the reason.
-                    loop {
-                        tokio::select! {
-                            () = cancel.cancelled() => return,
-                            request = requests.recv() => match request {
-                                None => return,
-                                Some(request) => refuse(request, &message),
-                            },
-                        }
-                    }
+                Err(failure) => failure,
+            };
+            // Failures in a row: a round that got past the previous failure starts over.
+            attempt = if self.status.failing() {
+                attempt + 1
+            } else {
+                1
+            };
+            let pause = match failure.class.recovery() {
+                Recovery::Stop => None,
+                Recovery::Retry | Recovery::RetryFailed => {
+                    Some(backoff(attempt, self.settings.retry_max_backoff))
                 }
-                Err(Failure::Transient(message)) => {
-                    failures += 1;
-                    let pause = Duration::from_millis(100 << failures.min(6));
-                    tracing::warn!(pipeline = %self.pipeline, partition = self.partition, %message, ?pause, "pipeline partition restarts from its last checkpoint");
-                    self.status.set_retrying(message);
-                    tokio::select! {
-                        () = cancel.cancelled() => { self.status.set_stopped(); return; }
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                }
+            };
+            let next_retry =
+                pause.map(|pause| now_millis().saturating_add(pause.as_millis() as i64));
+            self.status.set_failed(&failure, attempt, next_retry);
+            let class = failure.class.as_str();
+            let reason = &failure.reason;
+            let Some(pause) = pause else {
+                tracing::error!(pipeline = %self.pipeline, partition = self.partition, class, %reason, "pipeline partition failed and stopped");
+                // Keep answering questions until told to stop, so callers get the reason.
+                refuse_until(&mut requests, &cancel, reason, None).await;
+                return;
+            };
+            tracing::error!(pipeline = %self.pipeline, partition = self.partition, class, %reason, attempt, ?pause, "pipeline partition failed; it starts again from its last checkpoint");
+            if !refuse_until(&mut requests, &cancel, reason, Some(pause)).await {
+                self.status.set_stopped();
+                return;
             }
         }
     }
@@ -159,7 +156,7 @@ impl<L: Log> PartitionRunner<L> {
             .load_rows_with(&self.plan.name, self.generation, self.partition, open_after, move |row| decode_row(row, &kinds))
             .await?
             .map_err(|reason| {
-                Failure::Fatal(format!(
+                Failure::new(FailureClass::StateCorrupt, format!(
                     "the store {} holds a damaged partial of metric {:?} (partition {}): {reason}; move the store away and run `sluice replay --metric {}`",
                     self.store.location(),
                     self.plan.name,
@@ -179,7 +176,7 @@ impl<L: Log> PartitionRunner<L> {
             state,
             now_millis(),
         )
-        .map_err(|error| Failure::Fatal(error.to_string()))?;
+        .map_err(Failure::from)?;
         let pool = processor.row_pool();
         tracing::debug!(pipeline = %self.pipeline, partition = self.partition, offset = position.offset, epoch, restored, "pipeline partition resumed");
         self.status.set_running(position.offset);
@@ -193,7 +190,7 @@ impl<L: Log> PartitionRunner<L> {
             checkpoints: checkpoints_tx,
             processed: self.status.processed_counter(),
         };
-        let mut task = tokio::spawn(run_partition(
+        let mut task = RoundTask(Some(tokio::spawn(run_partition(
             Arc::clone(&self.log),
             processor,
             self.partition,
@@ -201,7 +198,7 @@ impl<L: Log> PartitionRunner<L> {
             control_rx,
             outputs,
             SystemClock,
-        ));
+        ))));
         let result = self
             .drive(
                 epoch,
@@ -217,13 +214,7 @@ impl<L: Log> PartitionRunner<L> {
         // the log before the round returns.
         let _ = control.try_send(Control::Stop);
         drop(control);
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-            let _ = task.await;
-        }
+        task.stop(Duration::from_secs(5)).await;
         result
     }
 
@@ -233,7 +224,7 @@ impl<L: Log> PartitionRunner<L> {
         pool: &RowPool,
         control: &mpsc::Sender<Control>,
         checkpoints: &mut mpsc::Receiver<Checkpoint>,
-        task: &mut tokio::task::JoinHandle<Result<Processor, StreamError>>,
+        task: &mut RoundTask,
         requests: &mut mpsc::Receiver<Request>,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
@@ -257,12 +248,12 @@ impl<L: Log> PartitionRunner<L> {
                 _ = tick.tick() => {
                     barrier += 1;
                     if control.send(Control::Barrier { id: barrier }).await.is_err() {
-                        return Err(Failure::Transient("the partition task ended".into()));
+                        return Err(Failure::from_task_end(task.ended().await));
                     }
                 }
                 checkpoint = checkpoints.recv() => {
                     let Some(mut checkpoint) = checkpoint else {
-                        return Err(Failure::Transient("the partition task ended".into()));
+                        return Err(Failure::from_task_end(task.ended().await));
                     };
                     self.commit(epoch, &mut checkpoint, pool, cancel).await?;
                     let committed = checkpoint.barrier;
@@ -279,31 +270,24 @@ impl<L: Log> PartitionRunner<L> {
                     Some(Request::OpenWindows { tenant, reply }) => {
                         let ask = Control::OpenWindows { metric: self.plan.name.clone(), tenant, reply };
                         if control.send(ask).await.is_err() {
-                            return Err(Failure::Transient("the partition task ended".into()));
+                            return Err(Failure::from_task_end(task.ended().await));
                         }
                     }
                     Some(Request::LiveWindows { tenant, reply }) => {
                         let ask = Control::LiveWindows { metric: self.plan.name.clone(), tenant, reply };
                         if control.send(ask).await.is_err() {
-                            return Err(Failure::Transient("the partition task ended".into()));
+                            return Err(Failure::from_task_end(task.ended().await));
                         }
                     }
                     Some(Request::Checkpoint { reply }) => {
                         barrier += 1;
                         waiting.push((barrier, reply));
                         if control.send(Control::Barrier { id: barrier }).await.is_err() {
-                            return Err(Failure::Transient("the partition task ended".into()));
+                            return Err(Failure::from_task_end(task.ended().await));
                         }
                     }
                 },
-                ended = &mut *task => {
-                    return Err(match ended {
-                        Ok(Ok(_)) => Failure::Transient("the partition task stopped".into()),
-                        Ok(Err(error @ (StreamError::Restore { .. } | StreamError::Decode(_)))) => Failure::Fatal(error.to_string()),
-                        Ok(Err(error)) => Failure::Transient(error.to_string()),
-                        Err(join) => Failure::Transient(format!("the partition task panicked: {join}")),
-                    });
-                }
+                ended = task.ended() => return Err(Failure::from_task_end(ended)),
             }
         }
     }
@@ -342,14 +326,16 @@ impl<L: Log> PartitionRunner<L> {
                 }
                 Err(error @ StoreError::DiskFull { .. }) => {
                     attempt += 1;
-                    let message = error.to_string();
+                    let failure = Failure::from(error);
                     if attempt == 1 {
-                        tracing::error!(pipeline = %self.pipeline, partition = self.partition, %message, "checkpoint failed; retrying");
+                        tracing::error!(pipeline = %self.pipeline, partition = self.partition, class = failure.class.as_str(), reason = %failure.reason, "checkpoint failed; retrying");
                     }
-                    self.status.set_retrying(message);
+                    let pause = Duration::from_millis(250 * u64::from(attempt.min(20)));
+                    let next_retry = now_millis().saturating_add(pause.as_millis() as i64);
+                    self.status.set_failed(&failure, attempt, Some(next_retry));
                     tokio::select! {
                         () = cancel.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt.min(20)))) => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
                 Err(error) => return Err(error.into()),
@@ -358,7 +344,87 @@ impl<L: Log> PartitionRunner<L> {
     }
 }
 
-fn refuse(request: Request, message: &str) {
+/// Runs a pipeline partition's runner in a task of its own and watches it: a runner that
+/// panics (a bug) is reported failed — status, `/metrics`, an ERROR line — instead of leaving
+/// its last state, perhaps `running`, behind.
+pub(crate) async fn supervise<L: Log>(
+    runner: PartitionRunner<L>,
+    requests: mpsc::Receiver<Request>,
+    cancel: CancellationToken,
+) {
+    let status = Arc::clone(&runner.status);
+    let (pipeline, partition) = (runner.pipeline.clone(), runner.partition);
+    let Err(join) = tokio::spawn(runner.run(requests, cancel)).await else {
+        return;
+    };
+    let failure = Failure::new(
+        FailureClass::Internal,
+        format!(
+            "the pipeline partition's runner ended abnormally ({join}); this is a bug, please report it. Restart sluice to resume this partition"
+        ),
+    );
+    tracing::error!(%pipeline, partition, class = failure.class.as_str(), reason = %failure.reason, "pipeline partition failed and stopped");
+    status.set_failed(&failure, 1, None);
+}
+
+/// The stream partition task of one round. Only this awaits its `JoinHandle`, and it lets go
+/// of the handle once the task has ended: a finished task is never polled again.
+struct RoundTask(Option<JoinHandle<Result<Processor, StreamError>>>);
+
+impl RoundTask {
+    /// How the task ended, once it has; pending forever after that.
+    async fn ended(&mut self) -> Result<Result<Processor, StreamError>, JoinError> {
+        let Some(join) = &mut self.0 else {
+            return std::future::pending().await;
+        };
+        let ended = join.await;
+        self.0 = None;
+        ended
+    }
+
+    /// Waits up to `grace` for the task to end (it stops between two batches once its control
+    /// channel says so or closes), then aborts it.
+    async fn stop(mut self, grace: Duration) {
+        let Some(mut join) = self.0.take() else {
+            return;
+        };
+        if tokio::time::timeout(grace, &mut join).await.is_err() {
+            join.abort();
+            let _ = join.await;
+        }
+    }
+}
+
+/// Answers requests with `reason` until `pause` is over (`true`) or `cancel` (`false`); with
+/// no pause, until `cancel` or until no one can ask any more.
+async fn refuse_until(
+    requests: &mut mpsc::Receiver<Request>,
+    cancel: &CancellationToken,
+    reason: &str,
+    pause: Option<Duration>,
+) -> bool {
+    let sleep = async {
+        match pause {
+            Some(pause) => tokio::time::sleep(pause).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = &mut sleep => return true,
+            request = requests.recv(), if open => match request {
+                Some(request) => refuse(request, reason),
+                None if pause.is_none() => return false,
+                None => open = false,
+            },
+        }
+    }
+}
+
+fn refuse(request: Request, reason: &str) {
     match request {
         Request::OpenWindows { reply, .. } => {
             let _ = reply.send(Err(StreamError::ChannelClosed(
@@ -371,7 +437,7 @@ fn refuse(request: Request, message: &str) {
             )));
         }
         Request::Checkpoint { reply } => {
-            let _ = reply.send(Err(message.to_owned()));
+            let _ = reply.send(Err(reason.to_owned()));
         }
     }
 }
