@@ -526,3 +526,82 @@ async fn a_damaged_sealed_segment_fails_the_replay_visibly_and_it_resumes_once_r
     assert_eq!(stored(&pipelines).await, expected(0..500));
     pipelines.stop().await;
 }
+
+/// Each partition's end offset.
+async fn ends(log: &LogBackend) -> Vec<u64> {
+    log.describe(Some("events")).await.unwrap()[0]
+        .partitions
+        .iter()
+        .map(|p| p.end_offset)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_reuse_offsets_a_log_repair_cut_are_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.db");
+    let log = open_log(dir.path()).await;
+    for chunk in (0..600).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    let pipelines = Pipelines::start(
+        Arc::clone(&log),
+        SqliteStore::open(&store_path).unwrap(),
+        settings(),
+        &spec(),
+    )
+    .await
+    .unwrap();
+    caught_up(&pipelines).await;
+    pipelines.stop().await;
+    drop(pipelines);
+    let before = ends(&log).await;
+    Arc::try_unwrap(log).unwrap().close().await.unwrap();
+
+    // A torn tail, as a power loss can leave one with `ack = "write"`: partition 0's active
+    // segment loses its last third. Recovery cuts back to the last whole batch and starts a
+    // new epoch there.
+    let partition_dir = dir.path().join("log/topics/events/0");
+    let segment = partition_dir.join(format!("{:020}.log", 0));
+    let _ = std::fs::remove_file(segment.with_extension("idx"));
+    let file = std::fs::File::options().write(true).open(&segment).unwrap();
+    file.set_len(file.metadata().unwrap().len() * 2 / 3)
+        .unwrap();
+    drop(file);
+    let log = open_log(dir.path()).await;
+    let cut = ends(&log).await;
+    assert!(
+        cut[0] < before[0] && cut[1] == before[1],
+        "{before:?} {cut:?}"
+    );
+    let epochs = log.epochs("events", 0).await.unwrap();
+    assert_eq!(epochs.last().unwrap().start_offset, cut[0], "{epochs:?}");
+
+    // New events take the offsets that were cut off, and more.
+    for chunk in (1000..1400).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    let mut want = expected(0..600);
+    want.extend(expected(1000..1400));
+    for restart in 0..2 {
+        let pipelines = Pipelines::start(
+            Arc::clone(&log),
+            SqliteStore::open(&store_path).unwrap(),
+            settings(),
+            &spec(),
+        )
+        .await
+        .unwrap();
+        caught_up(&pipelines).await;
+        assert_eq!(
+            stored(&pipelines).await,
+            want,
+            "every new event counted exactly once, the events counted before the cut still counted (start {restart})"
+        );
+        let status = status_of(&pipelines).await;
+        let lost: Vec<u64> = status.partitions.iter().map(|p| p.lost_offsets).collect();
+        assert_eq!(lost, [before[0] - cut[0], 0], "{status:?}");
+        assert_eq!(status.lost_offsets, before[0] - cut[0]);
+        pipelines.stop().await;
+    }
+}

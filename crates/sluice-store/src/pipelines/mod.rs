@@ -17,6 +17,7 @@
 mod convert;
 mod failure;
 mod partition;
+mod rewind;
 mod status;
 
 pub use convert::partial_row;
@@ -131,6 +132,11 @@ pub struct MetricStatus {
     pub lag: u64,
     /// The lowest partition watermark at the last commits (windows ending by it are final).
     pub watermark: Option<Millis>,
+    /// Offsets counted in the results whose records the log no longer holds, over all
+    /// partitions: a repair cut the log's tail after they were counted, and the pipeline went
+    /// back to count the new records that reuse those offsets. The counted events stay
+    /// counted; `sluice replay` recomputes the results from what the log holds now.
+    pub lost_offsets: u64,
     /// Fraction of the history processed, while backfilling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backfill_progress: Option<f64>,
@@ -155,6 +161,9 @@ pub struct PartitionReport {
     pub end_offset: u64,
     /// Watermark at the last commit.
     pub watermark: Option<Millis>,
+    /// Offsets counted in the results whose records the log no longer holds (a repair cut
+    /// them; the position was rewound to count the new records that reuse them).
+    pub lost_offsets: u64,
     /// Running, retrying, failed…
     #[serde(flatten)]
     pub state: PartitionState,
@@ -826,6 +835,7 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
         error,
         lag,
         watermark,
+        lost_offsets: partitions.iter().map(|p| p.lost_offsets).sum(),
         backfill_progress: (metric.record.backfill && total > 0)
             .then(|| (done as f64 / total as f64).min(1.0)),
         replay,
@@ -843,6 +853,7 @@ fn reports(run: &PipelineRun, ends: &[u64]) -> Vec<PartitionReport> {
             processed_offset: status.processed().max(status.committed()),
             end_offset: ends.get(status.partition() as usize).copied().unwrap_or(0),
             watermark: status.watermark(),
+            lost_offsets: status.lost_offsets(),
             state: status.state(),
         })
         .collect()

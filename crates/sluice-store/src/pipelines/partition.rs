@@ -3,8 +3,9 @@
 //!
 //! The protocol, each round:
 //! 1. **Claim** the pipeline partition in the store: its epoch is bumped, fencing out any older
-//!    owner (a stuck task, a previous process), and the committed offset and event-time clock
-//!    come back.
+//!    owner (a stuck task, a previous process), and the committed offset, its log epoch and
+//!    the event-time clock come back. A position the log no longer backs (a repair cut the
+//!    log's tail and new records reuse the offsets) is rewound first (see [`super::rewind`]).
 //! 2. **Restore** the processor from that offset, clock and the metric's stored open windows.
 //! 3. **Process**: the stream engine's partition task reads from the offset on.
 //! 4. **Checkpoint** every `store.checkpoint-interval`: a barrier goes to the task *in the same
@@ -31,11 +32,13 @@
 use super::PipelineSettings;
 use super::convert::{commit_from, decode_row};
 use super::failure::{Failure, FailureClass, Recovery, backoff};
+use super::rewind::rewind_target;
 use super::status::PartitionStatus;
 use crate::error::StoreError;
+use crate::model::Position;
 use crate::store::{Store, StoreBackend};
 use sluice_core::time::{Millis, now_millis};
-use sluice_log::Log;
+use sluice_log::{EpochStart, Log};
 use sluice_stream::StreamError;
 use sluice_stream::engine::Processor;
 use sluice_stream::engine::output::{
@@ -136,11 +139,7 @@ impl<L: Log> PartitionRunner<L> {
         requests: &mut mpsc::Receiver<Request>,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
-        let position = self
-            .store
-            .claim(&self.pipeline, self.partition, self.initial_offset)
-            .await?;
-        let epoch = position.epoch;
+        let (position, claim) = self.claim().await?;
         // Windows closed at the committed clock are final in the store: no need to load them.
         let open_after = position.event_time.map_or(Millis::MIN, |time| {
             time - self.plan.out_of_orderness - self.plan.allowed_lateness - 1
@@ -178,8 +177,9 @@ impl<L: Log> PartitionRunner<L> {
         )
         .map_err(Failure::from)?;
         let pool = processor.row_pool();
-        tracing::debug!(pipeline = %self.pipeline, partition = self.partition, offset = position.offset, epoch, restored, "pipeline partition resumed");
-        self.status.set_running(position.offset);
+        tracing::debug!(pipeline = %self.pipeline, partition = self.partition, offset = position.offset, epoch = claim.epoch, log_epoch = claim.log_epoch, restored, "pipeline partition resumed");
+        self.status
+            .set_running(position.offset, position.lost_offsets);
 
         let stream = &self.settings.stream;
         let (control, control_rx) = mpsc::channel(stream.control_channel_capacity);
@@ -201,7 +201,7 @@ impl<L: Log> PartitionRunner<L> {
         ))));
         let result = self
             .drive(
-                epoch,
+                claim,
                 &pool,
                 &control,
                 &mut checkpoints,
@@ -218,9 +218,89 @@ impl<L: Log> PartitionRunner<L> {
         result
     }
 
+    /// Claims the pipeline partition and checks its position against the source partition's
+    /// epochs, rewinding it if the log has since cut records it had counted.
+    async fn claim(&self) -> Result<(Position, Claim), Failure> {
+        let (epochs, end) = self.source().await?;
+        let log_epoch = epochs.last().map_or(0, |current| current.epoch);
+        let position = self
+            .store
+            .claim(
+                &self.pipeline,
+                self.partition,
+                self.initial_offset,
+                log_epoch,
+            )
+            .await?;
+        let claim = Claim {
+            epoch: position.epoch,
+            log_epoch,
+        };
+        let Some(target) = rewind_target(position.offset, position.log_epoch, &epochs, end) else {
+            return Ok((position, claim));
+        };
+        let lost = position.offset - target;
+        let rewound = self
+            .store
+            .rewind(
+                &self.pipeline,
+                self.partition,
+                claim.epoch,
+                target,
+                log_epoch,
+            )
+            .await?;
+        tracing::error!(
+            pipeline = %self.pipeline,
+            partition = self.partition,
+            committed_offset = position.offset,
+            committed_log_epoch = position.log_epoch,
+            rewound_to = target,
+            log_epoch,
+            lost_offsets = lost,
+            "the log no longer holds records this pipeline partition counted (a repair cut its tail; new records reuse the offsets): rewinding to count the new records; the {lost} events counted from the lost range stay counted. Run `sluice replay --metric {}` to recompute from what the log holds now",
+            self.plan.name
+        );
+        self.status.rewound(lost);
+        Ok((rewound, claim))
+    }
+
+    /// The source partition's epochs and end offset.
+    async fn source(&self) -> Result<(Vec<EpochStart>, u64), Failure> {
+        let topic = &self.settings.stream.source_topic;
+        let failed = |op, source| {
+            Failure::from(StreamError::Log {
+                op,
+                topic: topic.clone(),
+                partition: self.partition,
+                source,
+            })
+        };
+        let epochs = self
+            .log
+            .epochs(topic, self.partition)
+            .await
+            .map_err(|error| failed("epochs", error))?;
+        let end = self
+            .log
+            .describe(Some(topic))
+            .await
+            .map_err(|error| failed("describe", error))?
+            .first()
+            .and_then(|info| info.partitions.get(self.partition as usize))
+            .map(|info| info.end_offset)
+            .ok_or_else(|| {
+                Failure::new(
+                    FailureClass::Log,
+                    format!("the log has no partition {topic}/{}", self.partition),
+                )
+            })?;
+        Ok((epochs, end))
+    }
+
     async fn drive(
         &self,
-        epoch: u64,
+        claim: Claim,
         pool: &RowPool,
         control: &mpsc::Sender<Control>,
         checkpoints: &mut mpsc::Receiver<Checkpoint>,
@@ -241,7 +321,7 @@ impl<L: Log> PartitionRunner<L> {
                     if control.send(Control::Barrier { id: barrier }).await.is_ok()
                         && let Ok(Some(mut checkpoint)) = tokio::time::timeout(Duration::from_secs(10), checkpoints.recv()).await
                     {
-                        self.commit(epoch, &mut checkpoint, pool, cancel).await?;
+                        self.commit(claim, &mut checkpoint, pool, cancel).await?;
                     }
                     return Ok(());
                 }
@@ -255,7 +335,7 @@ impl<L: Log> PartitionRunner<L> {
                     let Some(mut checkpoint) = checkpoint else {
                         return Err(Failure::from_task_end(task.ended().await));
                     };
-                    self.commit(epoch, &mut checkpoint, pool, cancel).await?;
+                    self.commit(claim, &mut checkpoint, pool, cancel).await?;
                     let committed = checkpoint.barrier;
                     for (id, reply) in std::mem::take(&mut waiting) {
                         if id <= committed {
@@ -295,17 +375,22 @@ impl<L: Log> PartitionRunner<L> {
     /// Commits one checkpoint, retrying while the disk is full.
     async fn commit(
         &self,
-        epoch: u64,
+        claim: Claim,
         checkpoint: &mut Checkpoint,
         pool: &RowPool,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
-        let commit = Arc::new(commit_from(checkpoint, self.generation));
+        let commit = Arc::new(commit_from(checkpoint, self.generation, claim.log_epoch));
         let mut attempt = 0u32;
         loop {
             match self
                 .store
-                .commit(&self.pipeline, self.partition, epoch, Arc::clone(&commit))
+                .commit(
+                    &self.pipeline,
+                    self.partition,
+                    claim.epoch,
+                    Arc::clone(&commit),
+                )
                 .await
             {
                 Ok(()) => {
@@ -342,6 +427,15 @@ impl<L: Log> PartitionRunner<L> {
             }
         }
     }
+}
+
+/// What a round holds once it has claimed the pipeline partition.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    /// The owner's fencing epoch in the store.
+    epoch: u64,
+    /// The source partition's current log epoch, stored with each commit.
+    log_epoch: u32,
 }
 
 /// Runs a pipeline partition's runner in a task of its own and watches it: a runner that

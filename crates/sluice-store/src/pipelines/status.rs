@@ -106,6 +106,7 @@ pub struct PartitionStatus {
     committed: AtomicU64,
     processed: Arc<AtomicU64>,
     watermark: AtomicI64,
+    lost_offsets: AtomicU64,
     current: Mutex<Current>,
     offset_gauge: metrics::Gauge,
     watermark_gauge: metrics::Gauge,
@@ -133,6 +134,7 @@ impl PartitionStatus {
             committed: AtomicU64::new(start_offset),
             processed: Arc::new(AtomicU64::new(start_offset)),
             watermark: AtomicI64::new(NO_WATERMARK),
+            lost_offsets: AtomicU64::new(0),
             current: Mutex::new(Current {
                 state,
                 pending: None,
@@ -170,6 +172,20 @@ impl PartitionStatus {
         (value != NO_WATERMARK).then_some(value)
     }
 
+    /// Offsets counted in the results whose records the log no longer holds (see
+    /// [`Position::lost_offsets`](crate::model::Position::lost_offsets)).
+    pub fn lost_offsets(&self) -> u64 {
+        self.lost_offsets.load(Ordering::Relaxed)
+    }
+
+    /// The position was rewound, giving up `lost` counted offsets: counted in
+    /// `sluice_pipeline_rewinds_total` and `sluice_pipeline_lost_offsets_total`.
+    pub(crate) fn rewound(&self, lost: u64) {
+        let metric = self.metric.clone();
+        metrics::counter!("sluice_pipeline_rewinds_total", "metric" => metric.clone()).increment(1);
+        metrics::counter!("sluice_pipeline_lost_offsets_total", "metric" => metric).increment(lost);
+    }
+
     /// The current state.
     pub fn state(&self) -> PartitionState {
         self.current.lock().state.clone()
@@ -189,8 +205,10 @@ impl PartitionStatus {
         current.state = state;
     }
 
-    /// Claimed and restored at `offset`: running, unless a failure is still to get past.
-    pub(crate) fn set_running(&self, offset: u64) {
+    /// Claimed and restored at `offset`, with `lost_offsets` given up by rewinds so far:
+    /// running, unless a failure is still to get past.
+    pub(crate) fn set_running(&self, offset: u64, lost_offsets: u64) {
+        self.lost_offsets.store(lost_offsets, Ordering::Relaxed);
         self.committed.store(offset, Ordering::Release);
         self.processed.store(offset, Ordering::Relaxed);
         self.offset_gauge.set(offset as f64);
@@ -290,14 +308,14 @@ mod tests {
     #[test]
     fn a_damaged_read_stays_failed_until_a_commit_gets_past_it() {
         let status = PartitionStatus::new("views", 0, 10);
-        status.set_running(10);
+        status.set_running(10, 0);
         status.processed_counter().store(40, Ordering::Relaxed);
         status.set_failed(&damaged(), 1, Some(1_000));
         assert_eq!(status.state().name(), "failed");
         assert!(status.failing());
 
         // The retry re-reads up to the damage and commits there: still failed.
-        status.set_running(10);
+        status.set_running(10, 0);
         assert_eq!(status.state().name(), "failed");
         status.set_committed(40, None);
         assert_eq!(status.state().name(), "failed", "{:?}", status.state());
@@ -311,7 +329,7 @@ mod tests {
     #[test]
     fn a_transient_failure_is_past_at_the_next_commit_and_fencing_stays() {
         let status = PartitionStatus::new("views", 1, 0);
-        status.set_running(0);
+        status.set_running(0, 0);
         status.set_failed(&Failure::new(FailureClass::Store, "busy"), 2, Some(5));
         assert!(matches!(
             status.state(),
@@ -321,7 +339,7 @@ mod tests {
                 ..
             }
         ));
-        status.set_running(0);
+        status.set_running(0, 0);
         status.set_committed(0, None);
         assert_eq!(status.state(), PartitionState::Running);
 
