@@ -191,7 +191,10 @@ index-interval-bytes = "1KiB""#,
         partition["next_retry"].is_i64(),
         "it keeps trying: {failed}"
     );
-    assert_ne!(failed["replay"]["partitions"][1]["state"], "failed", "{failed}");
+    assert_ne!(
+        failed["replay"]["partitions"][1]["state"], "failed",
+        "{failed}"
+    );
     assert!(failed["replay"]["progress"].as_f64().unwrap() < 1.0);
     assert_eq!(failed["generation"], 0, "no switch to a failed generation");
 
