@@ -605,3 +605,66 @@ async fn events_that_reuse_offsets_a_log_repair_cut_are_all_counted() {
         pipelines.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_beyond_a_log_that_lost_whole_batches_is_rewound_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.db");
+    let segment = dir
+        .path()
+        .join(format!("log/topics/events/0/{:020}.log", 0));
+    let log = open_log(dir.path()).await;
+    append(&log, 0..300).await;
+    Arc::try_unwrap(log).unwrap().close().await.unwrap();
+    let boundary = std::fs::metadata(&segment).unwrap().len();
+    let log = open_log(dir.path()).await;
+    let kept = ends(&log).await;
+    for chunk in (300..600).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    let pipelines = Pipelines::start(
+        Arc::clone(&log),
+        SqliteStore::open(&store_path).unwrap(),
+        settings(),
+        &spec(),
+    )
+    .await
+    .unwrap();
+    caught_up(&pipelines).await;
+    pipelines.stop().await;
+    drop(pipelines);
+    let before = ends(&log).await;
+    Arc::try_unwrap(log).unwrap().close().await.unwrap();
+
+    // Partition 0 loses whole batches, as a power loss can leave it (the page cache never
+    // reached the disk): the file ends at a batch boundary, with nothing for recovery to cut.
+    let _ = std::fs::remove_file(segment.with_extension("idx"));
+    let file = std::fs::File::options().write(true).open(&segment).unwrap();
+    file.set_len(boundary).unwrap();
+    drop(file);
+    let log = open_log(dir.path()).await;
+    assert_eq!(ends(&log).await, [kept[0], before[1]]);
+
+    // The pipelines start before anything new is appended (as `serve` starts them before its
+    // collector); the new events then take the lost offsets, and more. All are counted.
+    let pipelines = Pipelines::start(
+        Arc::clone(&log),
+        SqliteStore::open(&store_path).unwrap(),
+        settings(),
+        &spec(),
+    )
+    .await
+    .unwrap();
+    for chunk in (1000..1400).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    caught_up(&pipelines).await;
+    let mut want = expected(0..600);
+    want.extend(expected(1000..1400));
+    assert_eq!(stored(&pipelines).await, want);
+    assert_eq!(
+        status_of(&pipelines).await.lost_offsets,
+        before[0] - kept[0]
+    );
+    pipelines.stop().await;
+}

@@ -376,6 +376,7 @@ impl<L: Log> Pipelines<L> {
             &plan,
             record.generation,
             initial,
+            &offsets,
             self.inner.updates.clone(),
         );
         self.inner
@@ -410,11 +411,15 @@ impl<L: Log> Pipelines<L> {
             .unwrap_or_default())
     }
 
+    /// Starts a pipeline: one runner per source partition, new positions at `initial`;
+    /// `offsets` are the partitions' start and end offsets as just read (at start-up, before
+    /// anything was appended: a committed position beyond such an end is beyond the log).
     fn spawn(
         &self,
         plan: &Arc<MetricPlan>,
         generation: u32,
         initial: Vec<u64>,
+        offsets: &[(u64, u64)],
         updates: broadcast::Sender<Arc<WindowUpdate>>,
     ) -> PipelineRun {
         let cancel = CancellationToken::new();
@@ -434,6 +439,9 @@ impl<L: Log> Pipelines<L> {
                     pipeline: pipeline.clone(),
                     partition,
                     initial_offset,
+                    end_at_launch: offsets
+                        .get(partition as usize)
+                        .map_or(initial_offset, |&(_, end)| end),
                     settings: Arc::clone(&self.inner.settings),
                     updates: updates.clone(),
                     status: Arc::clone(&status),
@@ -628,7 +636,7 @@ impl<L: Log> Pipelines<L> {
         self.inner.store.drop_generation(name, next).await?;
         // The replayed generation's updates are not live results until it becomes current.
         let quiet = broadcast::channel(1).0;
-        let run = self.spawn(&metric.plan, next, initial, quiet);
+        let run = self.spawn(&metric.plan, next, initial, &offsets, quiet);
         metric.replay = Some(ReplayRun {
             run,
             from_time,
@@ -726,6 +734,7 @@ impl<L: Log> Pipelines<L> {
             &metric.plan,
             generation,
             offsets.iter().map(|&(_, end)| end).collect(),
+            &offsets,
             self.inner.updates.clone(),
         );
         metric.record.generation = generation;

@@ -81,6 +81,11 @@ pub(crate) struct PartitionRunner<L> {
     pub(crate) pipeline: String,
     pub(crate) partition: u32,
     pub(crate) initial_offset: u64,
+    /// The source partition's end offset when the runner was launched. At start-up that is
+    /// before this process appended anything, so a committed position beyond it is beyond
+    /// what the log holds (lost with no epoch to tell, e.g. a file cut at a batch boundary),
+    /// even once new appends have moved the end past it.
+    pub(crate) end_at_launch: u64,
     pub(crate) settings: Arc<PipelineSettings>,
     pub(crate) updates: broadcast::Sender<Arc<WindowUpdate>>,
     pub(crate) status: Arc<PartitionStatus>,
@@ -95,8 +100,12 @@ impl<L: Log> PartitionRunner<L> {
         cancel: CancellationToken,
     ) {
         let mut attempt = 0u32;
+        // Only the first claim compares with the end at launch: later ones may rightly be
+        // beyond it, having processed what was appended since.
+        let mut end_at_launch = Some(self.end_at_launch);
         loop {
-            let failure = match self.round(&mut requests, &cancel).await {
+            let round = self.round(&mut requests, &cancel, end_at_launch.take());
+            let failure = match round.await {
                 Ok(()) => {
                     self.status.set_stopped();
                     return;
@@ -138,8 +147,9 @@ impl<L: Log> PartitionRunner<L> {
         &self,
         requests: &mut mpsc::Receiver<Request>,
         cancel: &CancellationToken,
+        end_at_launch: Option<u64>,
     ) -> Result<(), Failure> {
-        let (position, claim) = self.claim().await?;
+        let (position, claim) = self.claim(end_at_launch).await?;
         // Windows closed at the committed clock are final in the store: no need to load them.
         let open_after = position.event_time.map_or(Millis::MIN, |time| {
             time - self.plan.out_of_orderness - self.plan.allowed_lateness - 1
@@ -219,9 +229,11 @@ impl<L: Log> PartitionRunner<L> {
     }
 
     /// Claims the pipeline partition and checks its position against the source partition's
-    /// epochs, rewinding it if the log has since cut records it had counted.
-    async fn claim(&self) -> Result<(Position, Claim), Failure> {
+    /// epochs and end (the end at launch, if given, when lower), rewinding it if the log has
+    /// since lost records it had counted.
+    async fn claim(&self, end_at_launch: Option<u64>) -> Result<(Position, Claim), Failure> {
         let (epochs, end) = self.source().await?;
+        let end = end_at_launch.map_or(end, |at_launch| at_launch.min(end));
         let log_epoch = epochs.last().map_or(0, |current| current.epoch);
         let position = self
             .store
@@ -533,5 +545,81 @@ fn refuse(request: Request, reason: &str) {
         Request::Checkpoint { reply } => {
             let _ = reply.send(Err(reason.to_owned()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Commit;
+    use crate::sqlite::SqliteStore;
+    use sluice_log::{LogBackend, LogConfig, Record, TopicSpec};
+
+    fn section<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        let text = include_str!("../../../sluice/src/default.toml");
+        let table: toml::Table = toml::from_str(text).unwrap();
+        table[name].clone().try_into().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_first_claim_measures_the_position_against_the_end_at_launch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: LogBackend = LogBackend::open(&section::<LogConfig>("log"), dir.path())
+            .await
+            .unwrap();
+        log.create_topic(TopicSpec::new("events", 1)).await.unwrap();
+        let records = (0..80)
+            .map(|i| Record::new(None, b"{}".to_vec(), i))
+            .collect();
+        log.append("events", 0, records).await.unwrap();
+        let store = StoreBackend::from(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let epoch = store.claim("m@0", 0, 0, 0).await.unwrap().epoch;
+        let commit = Commit {
+            offset: 50,
+            ..Commit::default()
+        };
+        store
+            .commit("m@0", 0, epoch, Arc::new(commit))
+            .await
+            .unwrap();
+        let plan = sluice_stream::sql::parse_metric(
+            "CREATE METRIC m AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            &section::<sluice_stream::config::StreamConfig>("stream").metric_defaults(),
+        )
+        .unwrap();
+        let runner = PartitionRunner {
+            log: Arc::new(log),
+            store: store.clone(),
+            plan: Arc::new(plan),
+            generation: 0,
+            pipeline: "m@0".into(),
+            partition: 0,
+            initial_offset: 0,
+            // The log ended at 30 when the runner was launched: 50 records came later...
+            end_at_launch: 30,
+            settings: Arc::new(PipelineSettings {
+                stream: section("stream"),
+                checkpoint_interval: Duration::from_secs(1),
+                retry_max_backoff: Duration::from_secs(1),
+            }),
+            updates: broadcast::channel(1).0,
+            status: Arc::new(PartitionStatus::new("m", 0, 0)),
+        };
+
+        // ...so a position at 50 is beyond what the log held: back to 30, 20 offsets lost.
+        let (position, _) = runner.claim(Some(30)).await.unwrap();
+        assert_eq!((position.offset, position.lost_offsets), (30, 20));
+        // Later claims compare with the log's end as it is (80).
+        let epoch = store.claim("m@0", 0, 0, 0).await.unwrap().epoch;
+        let commit = Commit {
+            offset: 70,
+            ..Commit::default()
+        };
+        store
+            .commit("m@0", 0, epoch, Arc::new(commit))
+            .await
+            .unwrap();
+        let (position, _) = runner.claim(None).await.unwrap();
+        assert_eq!((position.offset, position.lost_offsets), (70, 20));
     }
 }

@@ -6,10 +6,13 @@
 //! partition that had committed past that start would skip the new records, so at each claim
 //! it compares its position with the log's epochs and rewinds to the start of the earliest
 //! epoch begun since — or to the log's end, if the position is beyond it with no epoch to say
-//! why (a log replaced behind sluice's back). What was counted from the lost range stays
-//! counted (those events happened); how many offsets that was is reported (ERROR log, the
-//! status's `lost_offsets`, `sluice_pipeline_lost_offsets_total`). `sluice replay` recomputes
-//! the results from what the log holds now.
+//! why (whole batches lost at a power loss leave nothing for recovery to cut; a log replaced
+//! behind sluice's back). The first claim of a runner launched at start-up measures against
+//! the end as it was before anything was appended (`serve` starts its collector after its
+//! pipelines, but the claims run in tasks that may come later). What was counted from the lost
+//! range stays counted (those events happened); how many offsets that was is reported (ERROR
+//! log, the status's `lost_offsets`, `sluice_pipeline_lost_offsets_total`). `sluice replay`
+//! recomputes the results from what the log holds now.
 
 use sluice_log::EpochStart;
 
