@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `POST /v1/admin/metrics` `{"sql": "CREATE METRIC …", "backfill": false}` | 201 + status; 400 `invalid_sql` with `line`/`column`; 409 `exists` |
 //! | `GET /v1/admin/metrics` | 200 `{"metrics": [status…]}` |
-//! | `GET /v1/admin/metrics/{name}` | 200 status (lag, watermark, backfill progress, partitions); 404 |
+//! | `GET /v1/admin/metrics/{name}` | 200 status (state and error, lag, watermark, backfill progress, lost offsets, replay, partitions with their state, reason, attempt and next retry); 404 |
 //! | `DELETE /v1/admin/metrics/{name}` | 204; the metric stops and its results are deleted; 404 |
 //! | `POST /v1/admin/metrics/{name}/replay` `{"from_time": …}` | 202; recomputes from the log, switching atomically when done |
 

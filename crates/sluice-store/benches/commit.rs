@@ -31,7 +31,7 @@ fn commit_rows(c: &mut Criterion) {
     runtime.block_on(async {
         store.create_metric(metric).await.unwrap();
         for partition in 0..PARTITIONS {
-            let position = store.claim("page_views@0", partition, 0).await.unwrap();
+            let position = store.claim("page_views@0", partition, 0, 0).await.unwrap();
             epochs.push(position.epoch);
         }
     });
@@ -63,6 +63,7 @@ fn commit_rows(c: &mut Criterion) {
                 let commit = Arc::new(Commit {
                     offset: iteration as u64,
                     event_time: Some(first * 60_000),
+                    log_epoch: 0,
                     metrics: vec![MetricCommit {
                         metric: "page_views".into(),
                         generation: 0,

@@ -16,6 +16,8 @@ pub struct StoreConfig {
     pub checkpoint_interval: HumanDuration,
     /// Cap on the store file's size; `0` for none. Reaching it behaves like a full disk.
     pub max_size: ByteSize,
+    /// The longest pause before a failed pipeline partition tries again.
+    pub retry_max_backoff: HumanDuration,
 }
 
 impl StoreConfig {
@@ -52,6 +54,11 @@ impl StoreConfig {
     pub fn checkpoint_interval(&self) -> Duration {
         self.checkpoint_interval.get()
     }
+
+    /// The longest pause between two attempts of a failed pipeline partition.
+    pub fn retry_max_backoff(&self) -> Duration {
+        self.retry_max_backoff.get()
+    }
 }
 
 impl Validate for StoreConfig {
@@ -64,6 +71,13 @@ impl Validate for StoreConfig {
             problems.push(ConfigProblem::new(
                 join(path, "checkpoint-interval"),
                 "must be between 10ms and 1h",
+            ));
+        }
+        let backoff = self.retry_max_backoff.get();
+        if backoff < Duration::from_millis(100) || backoff > Duration::from_secs(3600) {
+            problems.push(ConfigProblem::new(
+                join(path, "retry-max-backoff"),
+                "must be between 100ms and 1h",
             ));
         }
     }

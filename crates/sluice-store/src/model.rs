@@ -73,6 +73,12 @@ pub struct Position {
     pub offset: u64,
     /// The partition's event-time clock at that offset.
     pub event_time: Option<Millis>,
+    /// The source partition's log epoch the offset belongs to (see `sluice_log::Log::epochs`).
+    pub log_epoch: u32,
+    /// Offsets counted in this pipeline partition's rows whose records the log no longer
+    /// holds: a repair cut them and handed the offsets to new records, so the position was
+    /// rewound to process those (the counted events stay counted; they happened).
+    pub lost_offsets: u64,
 }
 
 /// One partial aggregate: a (tenant, group key, window) of one metric generation, computed
@@ -144,6 +150,8 @@ pub struct Commit {
     pub offset: u64,
     /// The event-time clock.
     pub event_time: Option<Millis>,
+    /// The source partition's log epoch the records were read in.
+    pub log_epoch: u32,
     /// Per metric, what changed.
     pub metrics: Vec<MetricCommit>,
 }

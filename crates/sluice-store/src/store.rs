@@ -27,12 +27,27 @@ pub trait Store: Send + Sync + Clone + 'static {
     fn delete_metric(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Takes ownership of a pipeline partition: bumps its epoch (fencing out older owners)
-    /// and returns its committed position; a new one starts at `initial_offset`.
+    /// and returns its committed position; a new one starts at `initial_offset` of the log
+    /// epoch `log_epoch`.
     fn claim(
         &self,
         pipeline: &str,
         partition: u32,
         initial_offset: u64,
+        log_epoch: u32,
+    ) -> impl Future<Output = Result<Position, StoreError>> + Send;
+
+    /// Moves a pipeline partition's position back to `offset` of log epoch `log_epoch`, if
+    /// `epoch` still owns it (else [`StoreError::Fenced`]): the log lost the records from
+    /// `offset` on and hands their offsets to new records. The offsets given up are added to
+    /// its `lost_offsets`; its rows stay. Returns the new position.
+    fn rewind(
+        &self,
+        pipeline: &str,
+        partition: u32,
+        epoch: u64,
+        offset: u64,
+        log_epoch: u32,
     ) -> impl Future<Output = Result<Position, StoreError>> + Send;
 
     /// Commits one checkpoint — rows, watermarks and position in one transaction — if `epoch`
@@ -162,8 +177,20 @@ impl Store for StoreBackend {
         pipeline: &str,
         partition: u32,
         initial_offset: u64,
+        log_epoch: u32,
     ) -> Result<Position, StoreError> {
-        dispatch!(self, store => store.claim(pipeline, partition, initial_offset).await)
+        dispatch!(self, store => store.claim(pipeline, partition, initial_offset, log_epoch).await)
+    }
+
+    async fn rewind(
+        &self,
+        pipeline: &str,
+        partition: u32,
+        epoch: u64,
+        offset: u64,
+        log_epoch: u32,
+    ) -> Result<Position, StoreError> {
+        dispatch!(self, store => store.rewind(pipeline, partition, epoch, offset, log_epoch).await)
     }
 
     async fn commit(

@@ -31,6 +31,7 @@ fn settings() -> PipelineSettings {
     PipelineSettings {
         stream,
         checkpoint_interval: Duration::from_millis(50),
+        retry_max_backoff: Duration::from_millis(200),
     }
 }
 
@@ -256,7 +257,7 @@ async fn a_second_owner_fences_the_first_and_results_stay_exact() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = first.status(Some("views")).await.unwrap().pop().unwrap();
-        if status.partitions.iter().all(|p| matches!(&p.state, PartitionState::Failed(reason) if reason.contains("a newer owner took over"))) {
+        if status.partitions.iter().all(|p| matches!(&p.state, PartitionState::Failed { reason, next_retry: None, .. } if reason.contains("a newer owner took over"))) {
             break;
         }
         assert!(
@@ -365,7 +366,7 @@ async fn a_full_store_pauses_checkpoints_with_a_clear_error_and_loses_nothing() 
             .pop()
             .unwrap();
         if let Some(reason) = status.partitions.iter().find_map(|p| match &p.state {
-            PartitionState::Retrying(reason) if reason.contains("disk full") => {
+            PartitionState::Retrying { reason, .. } if reason.contains("disk full") => {
                 Some(reason.clone())
             }
             _ => None,
@@ -389,6 +390,281 @@ async fn a_full_store_pauses_checkpoints_with_a_clear_error_and_loses_nothing() 
         stored(&pipelines).await,
         expected(0..3100),
         "nothing lost while the store was full"
+    );
+    pipelines.stop().await;
+}
+
+/// A metric's status.
+async fn status_of(pipelines: &Pipelines<LogBackend>) -> sluice_store::MetricStatus {
+    pipelines
+        .status(Some("views"))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+}
+
+/// Flips bytes a quarter into `segment` (inside its first batch) in place (its `.idx` stays, so nothing notices until
+/// a read), returning the original bytes.
+fn damage(segment: &Path) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let original = std::fs::read(segment).unwrap();
+    let at = original.len() / 4;
+    let flipped: Vec<u8> = original[at..at + 16].iter().map(|b| !b).collect();
+    let file = std::fs::File::options().write(true).open(segment).unwrap();
+    file.write_all_at(&flipped, at as u64).unwrap();
+    file.sync_all().unwrap();
+    original
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_sealed_segment_fails_the_replay_visibly_and_it_resumes_once_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = log_config();
+    config.segment_bytes = sluice_core::config::ByteSize(4096);
+    config.max_batch_bytes = sluice_core::config::ByteSize(4096);
+    config.index_interval_bytes = sluice_core::config::ByteSize(1024);
+    config.max_record_bytes = sluice_core::config::ByteSize(1024);
+    let log = LogBackend::open(&config, dir.path()).await.unwrap();
+    log.create_topic(TopicSpec {
+        name: "events".into(),
+        partitions: 2,
+        retention_age: None,
+        retention_bytes: None,
+    })
+    .await
+    .unwrap();
+    let log = Arc::new(log);
+    // Small appends: each is a batch, a few to a segment.
+    for chunk in (0..400).step_by(10) {
+        append(&log, chunk..chunk + 10).await;
+    }
+    let pipelines = Pipelines::start(
+        Arc::clone(&log),
+        SqliteStore::open(&dir.path().join("store.db")).unwrap(),
+        settings(),
+        &spec(),
+    )
+    .await
+    .unwrap();
+    caught_up(&pipelines).await;
+
+    // An early sealed segment of partition 0 is damaged behind the log's back.
+    let partition_dir = dir.path().join("log/topics/events/0");
+    let mut segments: Vec<_> = std::fs::read_dir(&partition_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 4, "{segments:?}");
+    let segment = segments[2].clone();
+    let original = damage(&segment);
+
+    // A replay reads it: its partition 0 fails with the reason, visibly, without a panic.
+    pipelines.replay("views", None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let replay = loop {
+        let status = status_of(&pipelines).await;
+        let replay = status.replay.clone().expect("the replay runs");
+        if replay.state == "failed" {
+            break replay;
+        }
+        assert!(Instant::now() < deadline, "no failure reported: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let error = replay.error.clone().unwrap();
+    assert!(
+        error.contains(&segment.display().to_string()) && error.contains("sluice log repair"),
+        "names the segment and the remedy: {error}"
+    );
+    match &replay.partitions[0].state {
+        PartitionState::Failed {
+            reason_class,
+            next_retry: Some(_),
+            ..
+        } => assert_eq!(reason_class.as_str(), "log_corrupt"),
+        other => panic!("partition 0 of the replay: {other:?}"),
+    }
+    assert!(replay.progress < 1.0, "{replay:?}");
+
+    // It stays failed across its retries (never `running` while it cannot get past the
+    // damage), and the replay does not switch generations; the current results keep counting.
+    for chunk in (400..500).step_by(10) {
+        append(&log, chunk..chunk + 10).await;
+    }
+    caught_up(&pipelines).await;
+    assert_eq!(stored(&pipelines).await, expected(0..500));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = status_of(&pipelines).await;
+        assert_eq!(status.state, "running", "{status:?}");
+        let replay = status.replay.expect("the replay waits");
+        assert_eq!(replay.state, "failed", "{replay:?}");
+        match &replay.partitions[0].state {
+            PartitionState::Failed { attempt, .. } if *attempt >= 3 => break,
+            PartitionState::Failed { .. } => {}
+            other => panic!("partition 0 of the replay: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no retries: {replay:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(pipelines.plan("views").unwrap().1, 0);
+
+    // Repaired: the next attempt gets through and the replay finishes with the exact results.
+    std::fs::write(&segment, &original).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pipelines.plan("views").unwrap().1 != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "replay did not finish: {:?}",
+            status_of(&pipelines).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    caught_up(&pipelines).await;
+    assert_eq!(stored(&pipelines).await, expected(0..500));
+    pipelines.stop().await;
+}
+
+/// Each partition's end offset.
+async fn ends(log: &LogBackend) -> Vec<u64> {
+    log.describe(Some("events")).await.unwrap()[0]
+        .partitions
+        .iter()
+        .map(|p| p.end_offset)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_reuse_offsets_a_log_repair_cut_are_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.db");
+    let log = open_log(dir.path()).await;
+    for chunk in (0..600).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    let pipelines = Pipelines::start(
+        Arc::clone(&log),
+        SqliteStore::open(&store_path).unwrap(),
+        settings(),
+        &spec(),
+    )
+    .await
+    .unwrap();
+    caught_up(&pipelines).await;
+    pipelines.stop().await;
+    drop(pipelines);
+    let before = ends(&log).await;
+    Arc::try_unwrap(log).unwrap().close().await.unwrap();
+
+    // A torn tail, as a power loss can leave one with `ack = "write"`: partition 0's active
+    // segment loses its last third. Recovery cuts back to the last whole batch and starts a
+    // new epoch there.
+    let partition_dir = dir.path().join("log/topics/events/0");
+    let segment = partition_dir.join(format!("{:020}.log", 0));
+    let _ = std::fs::remove_file(segment.with_extension("idx"));
+    let file = std::fs::File::options().write(true).open(&segment).unwrap();
+    file.set_len(file.metadata().unwrap().len() * 2 / 3)
+        .unwrap();
+    drop(file);
+    let log = open_log(dir.path()).await;
+    let cut = ends(&log).await;
+    assert!(
+        cut[0] < before[0] && cut[1] == before[1],
+        "{before:?} {cut:?}"
+    );
+    let epochs = log.epochs("events", 0).await.unwrap();
+    assert_eq!(epochs.last().unwrap().start_offset, cut[0], "{epochs:?}");
+
+    // New events take the offsets that were cut off, and more.
+    for chunk in (1000..1400).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    let mut want = expected(0..600);
+    want.extend(expected(1000..1400));
+    for restart in 0..2 {
+        let pipelines = Pipelines::start(
+            Arc::clone(&log),
+            SqliteStore::open(&store_path).unwrap(),
+            settings(),
+            &spec(),
+        )
+        .await
+        .unwrap();
+        caught_up(&pipelines).await;
+        assert_eq!(
+            stored(&pipelines).await,
+            want,
+            "every new event counted exactly once, the events counted before the cut still counted (start {restart})"
+        );
+        let status = status_of(&pipelines).await;
+        let lost: Vec<u64> = status.partitions.iter().map(|p| p.lost_offsets).collect();
+        assert_eq!(lost, [before[0] - cut[0], 0], "{status:?}");
+        assert_eq!(status.lost_offsets, before[0] - cut[0]);
+        pipelines.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_beyond_a_log_that_lost_whole_batches_is_rewound_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.db");
+    let segment = dir
+        .path()
+        .join(format!("log/topics/events/0/{:020}.log", 0));
+    let log = open_log(dir.path()).await;
+    append(&log, 0..300).await;
+    Arc::try_unwrap(log).unwrap().close().await.unwrap();
+    let boundary = std::fs::metadata(&segment).unwrap().len();
+    let log = open_log(dir.path()).await;
+    let kept = ends(&log).await;
+    for chunk in (300..600).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    let pipelines = Pipelines::start(
+        Arc::clone(&log),
+        SqliteStore::open(&store_path).unwrap(),
+        settings(),
+        &spec(),
+    )
+    .await
+    .unwrap();
+    caught_up(&pipelines).await;
+    pipelines.stop().await;
+    drop(pipelines);
+    let before = ends(&log).await;
+    Arc::try_unwrap(log).unwrap().close().await.unwrap();
+
+    // Partition 0 loses whole batches, as a power loss can leave it (the page cache never
+    // reached the disk): the file ends at a batch boundary, with nothing for recovery to cut.
+    let _ = std::fs::remove_file(segment.with_extension("idx"));
+    let file = std::fs::File::options().write(true).open(&segment).unwrap();
+    file.set_len(boundary).unwrap();
+    drop(file);
+    let log = open_log(dir.path()).await;
+    assert_eq!(ends(&log).await, [kept[0], before[1]]);
+
+    // The pipelines start before anything new is appended (as `serve` starts them before its
+    // collector); the new events then take the lost offsets, and more. All are counted.
+    let pipelines = Pipelines::start(
+        Arc::clone(&log),
+        SqliteStore::open(&store_path).unwrap(),
+        settings(),
+        &spec(),
+    )
+    .await
+    .unwrap();
+    for chunk in (1000..1400).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    caught_up(&pipelines).await;
+    let mut want = expected(0..600);
+    want.extend(expected(1000..1400));
+    assert_eq!(stored(&pipelines).await, want);
+    assert_eq!(
+        status_of(&pipelines).await.lost_offsets,
+        before[0] - kept[0]
     );
     pipelines.stop().await;
 }

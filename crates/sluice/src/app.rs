@@ -92,6 +92,7 @@ impl App {
         let settings = PipelineSettings {
             stream: config.stream.clone(),
             checkpoint_interval: config.store.checkpoint_interval(),
+            retry_max_backoff: config.store.retry_max_backoff(),
         };
         let configured: Vec<MetricSpec> = config
             .metrics

@@ -307,6 +307,22 @@ mod tests {
     }
 
     #[test]
+    fn the_pipeline_retry_backoff_is_bounded() {
+        assert_eq!(
+            load(None, &[]).unwrap().store.retry_max_backoff(),
+            std::time::Duration::from_secs(60)
+        );
+        for bad in ["10ms", "2h"] {
+            let overrides = [("store.retry-max-backoff", toml::Value::String(bad.into()))];
+            let error = load(None, &overrides).unwrap_err().to_string();
+            assert!(
+                error.contains("store.retry-max-backoff: must be between 100ms and 1h"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let example =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sluice.example.toml");

@@ -7,12 +7,14 @@ use crate::sqlite::RowRef;
 use sluice_stream::engine::output::{Checkpoint, PartialRow};
 use sluice_stream::plan::{AggregateKind, MetricPlan};
 
-/// A checkpoint as store rows, for the metric generation `generation`, taking its changed rows
-/// (the processor packed and encoded them) rather than copying them.
-pub(crate) fn commit_from(checkpoint: &mut Checkpoint, generation: u32) -> Commit {
+/// A checkpoint as store rows, for the metric generation `generation`, read in log epoch
+/// `log_epoch`, taking its changed rows (the processor packed and encoded them) rather than
+/// copying them.
+pub(crate) fn commit_from(checkpoint: &mut Checkpoint, generation: u32, log_epoch: u32) -> Commit {
     Commit {
         offset: checkpoint.offset,
         event_time: checkpoint.event_time,
+        log_epoch,
         metrics: checkpoint
             .metrics
             .iter_mut()

@@ -15,17 +15,20 @@
 //! optimization the processor already supports.
 
 mod convert;
+mod failure;
 mod partition;
+mod rewind;
 mod status;
 
 pub use convert::partial_row;
+pub use failure::FailureClass;
 pub use status::{PartitionState, PartitionStatus};
 
 use crate::error::StoreError;
 use crate::model::{MetricRecord, Origin};
 use crate::store::{Store, StoreBackend};
 use parking_lot::Mutex;
-use partition::{PartitionRunner, Request};
+use partition::{PartitionRunner, Request, supervise};
 use serde::Serialize;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_core::time::{Millis, now_millis};
@@ -49,6 +52,9 @@ pub struct PipelineSettings {
     pub stream: StreamConfig,
     /// How often each pipeline partition commits a checkpoint.
     pub checkpoint_interval: Duration,
+    /// The longest pause before a failed pipeline partition tries again (pauses start at
+    /// 100 ms and double).
+    pub retry_max_backoff: Duration,
 }
 
 impl PipelineSettings {
@@ -126,6 +132,11 @@ pub struct MetricStatus {
     pub lag: u64,
     /// The lowest partition watermark at the last commits (windows ending by it are final).
     pub watermark: Option<Millis>,
+    /// Offsets counted in the results whose records the log no longer holds, over all
+    /// partitions: a repair cut the log's tail after they were counted, and the pipeline went
+    /// back to count the new records that reuse those offsets. The counted events stay
+    /// counted; `sluice replay` recomputes the results from what the log holds now.
+    pub lost_offsets: u64,
     /// Fraction of the history processed, while backfilling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backfill_progress: Option<f64>,
@@ -150,6 +161,9 @@ pub struct PartitionReport {
     pub end_offset: u64,
     /// Watermark at the last commit.
     pub watermark: Option<Millis>,
+    /// Offsets counted in the results whose records the log no longer holds (a repair cut
+    /// them; the position was rewound to count the new records that reuse them).
+    pub lost_offsets: u64,
     /// Running, retrying, failed…
     #[serde(flatten)]
     pub state: PartitionState,
@@ -164,6 +178,14 @@ pub struct ReplayStatus {
     pub from_time: Option<Millis>,
     /// Fraction of the way to the end of the log.
     pub progress: f64,
+    /// `running`, `retrying` or `failed`: a replay with a failed partition does not finish
+    /// (the previous results stay current) until that partition gets past its failure.
+    pub state: &'static str,
+    /// The first error of a failed or retrying partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Per partition of the generation being computed.
+    pub partitions: Vec<PartitionReport>,
 }
 
 struct PipelineRun {
@@ -354,6 +376,7 @@ impl<L: Log> Pipelines<L> {
             &plan,
             record.generation,
             initial,
+            &offsets,
             self.inner.updates.clone(),
         );
         self.inner
@@ -388,11 +411,15 @@ impl<L: Log> Pipelines<L> {
             .unwrap_or_default())
     }
 
+    /// Starts a pipeline: one runner per source partition, new positions at `initial`;
+    /// `offsets` are the partitions' start and end offsets as just read (at start-up, before
+    /// anything was appended: a committed position beyond such an end is beyond the log).
     fn spawn(
         &self,
         plan: &Arc<MetricPlan>,
         generation: u32,
         initial: Vec<u64>,
+        offsets: &[(u64, u64)],
         updates: broadcast::Sender<Arc<WindowUpdate>>,
     ) -> PipelineRun {
         let cancel = CancellationToken::new();
@@ -412,11 +439,14 @@ impl<L: Log> Pipelines<L> {
                     pipeline: pipeline.clone(),
                     partition,
                     initial_offset,
+                    end_at_launch: offsets
+                        .get(partition as usize)
+                        .map_or(initial_offset, |&(_, end)| end),
                     settings: Arc::clone(&self.inner.settings),
                     updates: updates.clone(),
                     status: Arc::clone(&status),
                 };
-                let join = tokio::spawn(runner.run(requests_rx, cancel.clone()));
+                let join = tokio::spawn(supervise(runner, requests_rx, cancel.clone()));
                 (status, requests, join)
             })
             .collect();
@@ -606,7 +636,7 @@ impl<L: Log> Pipelines<L> {
         self.inner.store.drop_generation(name, next).await?;
         // The replayed generation's updates are not live results until it becomes current.
         let quiet = broadcast::channel(1).0;
-        let run = self.spawn(&metric.plan, next, initial, quiet);
+        let run = self.spawn(&metric.plan, next, initial, &offsets, quiet);
         metric.replay = Some(ReplayRun {
             run,
             from_time,
@@ -624,25 +654,32 @@ impl<L: Log> Pipelines<L> {
     }
 
     /// Waits until a replay reaches the log's end as it was when the replay started, then
-    /// switches generations.
+    /// switches generations. A failed partition holds the replay back (its status says so,
+    /// and the previous results stay current) until it gets past the failure.
     async fn finish_replay(&self, name: &str) -> Result<(), PipelineError> {
-        loop {
+        let mut held_back = false;
+        let mut running = loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let running = self.inner.running.lock().await;
-            let Some(metric) = running.get(name) else {
+            let Some(replay) = running.get(name).and_then(|metric| metric.replay.as_ref()) else {
                 return Ok(());
             };
-            let Some(replay) = &metric.replay else {
-                return Ok(());
-            };
-            if let Some((_, state)) = replay
-                .run
-                .partitions
-                .iter()
-                .map(|(s, _, _)| (s.partition(), s.state()))
-                .find(|(_, s)| matches!(s, PartitionState::Failed(_)))
-            {
-                tracing::error!(metric = %name, ?state, "replay partition failed");
+            let failed =
+                replay
+                    .run
+                    .partitions
+                    .iter()
+                    .find_map(|(status, _, _)| match status.state() {
+                        PartitionState::Failed { reason, .. } => Some((status.partition(), reason)),
+                        _ => None,
+                    });
+            match failed {
+                Some((partition, reason)) if !held_back => {
+                    tracing::error!(metric = %name, generation = replay.run.generation, partition, %reason, "replay held back by a failed partition; the previous results stay current");
+                    held_back = true;
+                }
+                Some(_) => {}
+                None => held_back = false,
             }
             let caught_up = replay
                 .run
@@ -650,24 +687,30 @@ impl<L: Log> Pipelines<L> {
                 .iter()
                 .zip(&replay.targets)
                 .all(|((status, _, _), &target)| status.committed() >= target);
-            if caught_up {
-                break;
+            if !caught_up {
+                continue;
             }
-        }
-        let mut running = self.inner.running.lock().await;
+            // Everything up to the targets is committed; a last checkpoint of every partition
+            // before switching (one that fails now is waited for like any failed partition).
+            let senders: Vec<_> = replay
+                .run
+                .partitions
+                .iter()
+                .map(|(_, sender, _)| sender.clone())
+                .collect();
+            match checkpoint_all(&senders).await {
+                Ok(()) => break running,
+                Err(error) => {
+                    tracing::warn!(metric = %name, %error, "replay's last checkpoint failed; waiting for its partitions");
+                }
+            }
+        };
         let Some(metric) = running.get_mut(name) else {
             return Ok(());
         };
         let Some(replay) = metric.replay.take() else {
             return Ok(());
         };
-        let senders: Vec<_> = replay
-            .run
-            .partitions
-            .iter()
-            .map(|(_, sender, _)| sender.clone())
-            .collect();
-        checkpoint_all(&senders).await?;
         let generation = replay.run.generation;
         let keep_before = replay.from_time;
         replay.run.stop().await;
@@ -691,6 +734,7 @@ impl<L: Log> Pipelines<L> {
             &metric.plan,
             generation,
             offsets.iter().map(|&(_, end)| end).collect(),
+            &offsets,
             self.inner.updates.clone(),
         );
         metric.record.generation = generation;
@@ -737,33 +781,13 @@ async fn checkpoint_all(senders: &[mpsc::Sender<Request>]) -> Result<(), Pipelin
 
 fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
     let run = &metric.current;
-    let partitions: Vec<PartitionReport> = run
-        .partitions
-        .iter()
-        .map(|(status, _, _)| PartitionReport {
-            partition: status.partition(),
-            committed_offset: status.committed(),
-            processed_offset: status.processed().max(status.committed()),
-            end_offset: ends.get(status.partition() as usize).copied().unwrap_or(0),
-            watermark: status.watermark(),
-            state: status.state(),
-        })
-        .collect();
+    let partitions = reports(run, ends);
     let lag: u64 = partitions
         .iter()
         .map(|p| p.end_offset.saturating_sub(p.committed_offset))
         .sum();
     let watermark = partitions.iter().map(|p| p.watermark).min().flatten();
-    let error = partitions.iter().find_map(|p| match &p.state {
-        PartitionState::Failed(reason) | PartitionState::Retrying(reason) => Some(reason.clone()),
-        _ => None,
-    });
-    let failed = partitions
-        .iter()
-        .any(|p| matches!(p.state, PartitionState::Failed(_)));
-    let retrying = partitions
-        .iter()
-        .any(|p| matches!(p.state, PartitionState::Retrying(_)));
+    let (troubled, error) = trouble(&partitions);
     let total: u64 = run
         .start_offsets
         .iter()
@@ -778,16 +802,13 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
         .sum();
     let backfilling =
         metric.record.backfill && lag > 0 && total > 0 && (done as f64 / total as f64) < 0.99;
-    let state = if failed {
-        "failed"
-    } else if retrying {
-        "retrying"
-    } else if backfilling {
+    let state = troubled.unwrap_or(if backfilling {
         "backfilling"
     } else {
         "running"
-    };
+    });
     let replay = metric.replay.as_ref().map(|replay| {
+        let partitions = reports(&replay.run, ends);
         let total: u64 = replay
             .run
             .start_offsets
@@ -799,10 +820,11 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
             .run
             .start_offsets
             .iter()
-            .zip(&replay.run.partitions)
+            .zip(&partitions)
             .zip(&replay.targets)
-            .map(|((s, (status, _, _)), t)| status.committed().min(*t).saturating_sub(*s))
+            .map(|((s, p), t)| p.committed_offset.min(*t).saturating_sub(*s))
             .sum();
+        let (troubled, error) = trouble(&partitions);
         ReplayStatus {
             generation: replay.run.generation,
             from_time: replay.from_time,
@@ -811,6 +833,9 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
             } else {
                 done as f64 / total as f64
             },
+            state: troubled.unwrap_or("running"),
+            error,
+            partitions,
         }
     });
     MetricStatus {
@@ -819,9 +844,48 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
         error,
         lag,
         watermark,
+        lost_offsets: partitions.iter().map(|p| p.lost_offsets).sum(),
         backfill_progress: (metric.record.backfill && total > 0)
             .then(|| (done as f64 / total as f64).min(1.0)),
         replay,
         partitions,
     }
+}
+
+/// Each partition of a pipeline, against the log's end offsets.
+fn reports(run: &PipelineRun, ends: &[u64]) -> Vec<PartitionReport> {
+    run.partitions
+        .iter()
+        .map(|(status, _, _)| PartitionReport {
+            partition: status.partition(),
+            committed_offset: status.committed(),
+            processed_offset: status.processed().max(status.committed()),
+            end_offset: ends.get(status.partition() as usize).copied().unwrap_or(0),
+            watermark: status.watermark(),
+            lost_offsets: status.lost_offsets(),
+            state: status.state(),
+        })
+        .collect()
+}
+
+/// `failed` if a partition failed, else `retrying` if one retries, with the first reason.
+fn trouble(partitions: &[PartitionReport]) -> (Option<&'static str>, Option<String>) {
+    let failed = partitions
+        .iter()
+        .any(|p| matches!(p.state, PartitionState::Failed { .. }));
+    let retrying = partitions
+        .iter()
+        .any(|p| matches!(p.state, PartitionState::Retrying { .. }));
+    let error = partitions
+        .iter()
+        .filter(|p| !failed || matches!(p.state, PartitionState::Failed { .. }))
+        .find_map(|p| p.state.reason().map(str::to_owned));
+    let state = if failed {
+        Some("failed")
+    } else if retrying {
+        Some("retrying")
+    } else {
+        None
+    };
+    (state, error)
 }

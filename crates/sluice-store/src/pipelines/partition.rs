@@ -3,8 +3,9 @@
 //!
 //! The protocol, each round:
 //! 1. **Claim** the pipeline partition in the store: its epoch is bumped, fencing out any older
-//!    owner (a stuck task, a previous process), and the committed offset and event-time clock
-//!    come back.
+//!    owner (a stuck task, a previous process), and the committed offset, its log epoch and
+//!    the event-time clock come back. A position the log no longer backs (a repair cut the
+//!    log's tail and new records reuse the offsets) is rewound first (see [`super::rewind`]).
 //! 2. **Restore** the processor from that offset, clock and the metric's stored open windows.
 //! 3. **Process**: the stream engine's partition task reads from the offset on.
 //! 4. **Checkpoint** every `store.checkpoint-interval`: a barrier goes to the task *in the same
@@ -16,18 +17,28 @@
 //! exactly the records before its offset; the next owner resumes there. No record is counted
 //! twice or lost, without any transaction in the log.
 //!
-//! Failures: a full disk retries the commit with backoff (processing pauses behind the
-//! bounded checkpoint channel; nothing is lost); other transient failures (a log read, a
-//! store error) restart the round from the last commit; corruption and fencing stop this
-//! pipeline partition with a clear error, leaving the log untouched.
+//! Failures (see [`super::failure`]): a full disk retries the commit with backoff (processing
+//! pauses behind the bounded checkpoint channel; nothing is lost); other failures end the
+//! round, which starts again from the last commit after a pause that doubles up to
+//! `store.retry-max-backoff` — a transient one (an I/O error, a busy store) as `retrying`, a
+//! damaged log segment as `failed` (it needs a repair, after which the partition resumes by
+//! itself); a damaged store and fencing stop this pipeline partition for good. Every failure
+//! is in the status, in `/metrics` and logged at ERROR; the log is never touched.
+//!
+//! Only [`RoundTask`] awaits the stream task's `JoinHandle`, and only until it has ended; the
+//! runner itself runs under [`supervise`], which reports it failed if it ever panics. So a
+//! dead partition cannot look alive.
 
 use super::PipelineSettings;
 use super::convert::{commit_from, decode_row};
+use super::failure::{Failure, FailureClass, Recovery, backoff};
+use super::rewind::rewind_target;
 use super::status::PartitionStatus;
 use crate::error::StoreError;
+use crate::model::Position;
 use crate::store::{Store, StoreBackend};
 use sluice_core::time::{Millis, now_millis};
-use sluice_log::Log;
+use sluice_log::{EpochStart, Log};
 use sluice_stream::StreamError;
 use sluice_stream::engine::Processor;
 use sluice_stream::engine::output::{
@@ -39,6 +50,7 @@ use sluice_stream::task::{Control, SystemClock, TaskOutputs, run_partition};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 /// A question for a running pipeline partition.
@@ -69,67 +81,64 @@ pub(crate) struct PartitionRunner<L> {
     pub(crate) pipeline: String,
     pub(crate) partition: u32,
     pub(crate) initial_offset: u64,
+    /// The source partition's end offset when the runner was launched. At start-up that is
+    /// before this process appended anything, so a committed position beyond it is beyond
+    /// what the log holds (lost with no epoch to tell, e.g. a file cut at a batch boundary),
+    /// even once new appends have moved the end past it.
+    pub(crate) end_at_launch: u64,
     pub(crate) settings: Arc<PipelineSettings>,
     pub(crate) updates: broadcast::Sender<Arc<WindowUpdate>>,
     pub(crate) status: Arc<PartitionStatus>,
 }
 
-enum Failure {
-    /// Restart from the last committed checkpoint after a pause.
-    Transient(String),
-    /// Stop: the operator must act.
-    Fatal(String),
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Failure {
-        match error {
-            StoreError::Corrupt { .. }
-            | StoreError::Fenced { .. }
-            | StoreError::NewerSchema { .. } => Failure::Fatal(error.to_string()),
-            other => Failure::Transient(other.to_string()),
-        }
-    }
-}
-
 impl<L: Log> PartitionRunner<L> {
-    /// Runs until `cancel`, restarting from the last checkpoint after transient failures.
+    /// Runs until `cancel`, starting a new round from the last checkpoint after each failure
+    /// that a retry can help, with a capped backoff.
     pub(crate) async fn run(
         self,
         mut requests: mpsc::Receiver<Request>,
         cancel: CancellationToken,
     ) {
-        let mut failures = 0u32;
+        let mut attempt = 0u32;
+        // Only the first claim compares with the end at launch: later ones may rightly be
+        // beyond it, having processed what was appended since.
+        let mut end_at_launch = Some(self.end_at_launch);
         loop {
-            match self.round(&mut requests, &cancel).await {
+            let round = self.round(&mut requests, &cancel, end_at_launch.take());
+            let failure = match round.await {
                 Ok(()) => {
                     self.status.set_stopped();
                     return;
                 }
-                Err(Failure::Fatal(message)) => {
-                    tracing::error!(pipeline = %self.pipeline, partition = self.partition, %message, "pipeline partition stopped");
-                    self.status.set_failed(message.clone());
-                    // Keep answering questions until told to stop, so callers get the reason.
-                    loop {
-                        tokio::select! {
-                            () = cancel.cancelled() => return,
-                            request = requests.recv() => match request {
-                                None => return,
-                                Some(request) => refuse(request, &message),
-                            },
-                        }
-                    }
+                Err(failure) => failure,
+            };
+            // Failures in a row: a round that got past the previous failure starts over.
+            attempt = if self.status.failing() {
+                attempt + 1
+            } else {
+                1
+            };
+            let pause = match failure.class.recovery() {
+                Recovery::Stop => None,
+                Recovery::Retry | Recovery::RetryFailed => {
+                    Some(backoff(attempt, self.settings.retry_max_backoff))
                 }
-                Err(Failure::Transient(message)) => {
-                    failures += 1;
-                    let pause = Duration::from_millis(100 << failures.min(6));
-                    tracing::warn!(pipeline = %self.pipeline, partition = self.partition, %message, ?pause, "pipeline partition restarts from its last checkpoint");
-                    self.status.set_retrying(message);
-                    tokio::select! {
-                        () = cancel.cancelled() => { self.status.set_stopped(); return; }
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                }
+            };
+            let next_retry =
+                pause.map(|pause| now_millis().saturating_add(pause.as_millis() as i64));
+            self.status.set_failed(&failure, attempt, next_retry);
+            let class = failure.class.as_str();
+            let reason = &failure.reason;
+            let Some(pause) = pause else {
+                tracing::error!(pipeline = %self.pipeline, partition = self.partition, class, %reason, "pipeline partition failed and stopped");
+                // Keep answering questions until told to stop, so callers get the reason.
+                refuse_until(&mut requests, &cancel, reason, None).await;
+                return;
+            };
+            tracing::error!(pipeline = %self.pipeline, partition = self.partition, class, %reason, attempt, ?pause, "pipeline partition failed; it starts again from its last checkpoint");
+            if !refuse_until(&mut requests, &cancel, reason, Some(pause)).await {
+                self.status.set_stopped();
+                return;
             }
         }
     }
@@ -138,12 +147,9 @@ impl<L: Log> PartitionRunner<L> {
         &self,
         requests: &mut mpsc::Receiver<Request>,
         cancel: &CancellationToken,
+        end_at_launch: Option<u64>,
     ) -> Result<(), Failure> {
-        let position = self
-            .store
-            .claim(&self.pipeline, self.partition, self.initial_offset)
-            .await?;
-        let epoch = position.epoch;
+        let (position, claim) = self.claim(end_at_launch).await?;
         // Windows closed at the committed clock are final in the store: no need to load them.
         let open_after = position.event_time.map_or(Millis::MIN, |time| {
             time - self.plan.out_of_orderness - self.plan.allowed_lateness - 1
@@ -159,7 +165,7 @@ impl<L: Log> PartitionRunner<L> {
             .load_rows_with(&self.plan.name, self.generation, self.partition, open_after, move |row| decode_row(row, &kinds))
             .await?
             .map_err(|reason| {
-                Failure::Fatal(format!(
+                Failure::new(FailureClass::StateCorrupt, format!(
                     "the store {} holds a damaged partial of metric {:?} (partition {}): {reason}; move the store away and run `sluice replay --metric {}`",
                     self.store.location(),
                     self.plan.name,
@@ -179,10 +185,11 @@ impl<L: Log> PartitionRunner<L> {
             state,
             now_millis(),
         )
-        .map_err(|error| Failure::Fatal(error.to_string()))?;
+        .map_err(Failure::from)?;
         let pool = processor.row_pool();
-        tracing::debug!(pipeline = %self.pipeline, partition = self.partition, offset = position.offset, epoch, restored, "pipeline partition resumed");
-        self.status.set_running(position.offset);
+        tracing::debug!(pipeline = %self.pipeline, partition = self.partition, offset = position.offset, epoch = claim.epoch, log_epoch = claim.log_epoch, restored, "pipeline partition resumed");
+        self.status
+            .set_running(position.offset, position.lost_offsets);
 
         let stream = &self.settings.stream;
         let (control, control_rx) = mpsc::channel(stream.control_channel_capacity);
@@ -193,7 +200,7 @@ impl<L: Log> PartitionRunner<L> {
             checkpoints: checkpoints_tx,
             processed: self.status.processed_counter(),
         };
-        let mut task = tokio::spawn(run_partition(
+        let mut task = RoundTask(Some(tokio::spawn(run_partition(
             Arc::clone(&self.log),
             processor,
             self.partition,
@@ -201,10 +208,10 @@ impl<L: Log> PartitionRunner<L> {
             control_rx,
             outputs,
             SystemClock,
-        ));
+        ))));
         let result = self
             .drive(
-                epoch,
+                claim,
                 &pool,
                 &control,
                 &mut checkpoints,
@@ -217,23 +224,99 @@ impl<L: Log> PartitionRunner<L> {
         // the log before the round returns.
         let _ = control.try_send(Control::Stop);
         drop(control);
-        if tokio::time::timeout(Duration::from_secs(5), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-            let _ = task.await;
-        }
+        task.stop(Duration::from_secs(5)).await;
         result
+    }
+
+    /// Claims the pipeline partition and checks its position against the source partition's
+    /// epochs and end (the end at launch, if given, when lower), rewinding it if the log has
+    /// since lost records it had counted.
+    async fn claim(&self, end_at_launch: Option<u64>) -> Result<(Position, Claim), Failure> {
+        let (epochs, end) = self.source().await?;
+        let end = end_at_launch.map_or(end, |at_launch| at_launch.min(end));
+        let log_epoch = epochs.last().map_or(0, |current| current.epoch);
+        let position = self
+            .store
+            .claim(
+                &self.pipeline,
+                self.partition,
+                self.initial_offset,
+                log_epoch,
+            )
+            .await?;
+        let claim = Claim {
+            epoch: position.epoch,
+            log_epoch,
+        };
+        let Some(target) = rewind_target(position.offset, position.log_epoch, &epochs, end) else {
+            return Ok((position, claim));
+        };
+        let lost = position.offset - target;
+        let rewound = self
+            .store
+            .rewind(
+                &self.pipeline,
+                self.partition,
+                claim.epoch,
+                target,
+                log_epoch,
+            )
+            .await?;
+        tracing::error!(
+            pipeline = %self.pipeline,
+            partition = self.partition,
+            committed_offset = position.offset,
+            committed_log_epoch = position.log_epoch,
+            rewound_to = target,
+            log_epoch,
+            lost_offsets = lost,
+            "the log no longer holds records this pipeline partition counted (a repair cut its tail; new records reuse the offsets): rewinding to count the new records; the {lost} events counted from the lost range stay counted. Run `sluice replay --metric {}` to recompute from what the log holds now",
+            self.plan.name
+        );
+        self.status.rewound(lost);
+        Ok((rewound, claim))
+    }
+
+    /// The source partition's epochs and end offset.
+    async fn source(&self) -> Result<(Vec<EpochStart>, u64), Failure> {
+        let topic = &self.settings.stream.source_topic;
+        let failed = |op, source| {
+            Failure::from(StreamError::Log {
+                op,
+                topic: topic.clone(),
+                partition: self.partition,
+                source,
+            })
+        };
+        let epochs = self
+            .log
+            .epochs(topic, self.partition)
+            .await
+            .map_err(|error| failed("epochs", error))?;
+        let end = self
+            .log
+            .describe(Some(topic))
+            .await
+            .map_err(|error| failed("describe", error))?
+            .first()
+            .and_then(|info| info.partitions.get(self.partition as usize))
+            .map(|info| info.end_offset)
+            .ok_or_else(|| {
+                Failure::new(
+                    FailureClass::Log,
+                    format!("the log has no partition {topic}/{}", self.partition),
+                )
+            })?;
+        Ok((epochs, end))
     }
 
     async fn drive(
         &self,
-        epoch: u64,
+        claim: Claim,
         pool: &RowPool,
         control: &mpsc::Sender<Control>,
         checkpoints: &mut mpsc::Receiver<Checkpoint>,
-        task: &mut tokio::task::JoinHandle<Result<Processor, StreamError>>,
+        task: &mut RoundTask,
         requests: &mut mpsc::Receiver<Request>,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
@@ -250,21 +333,21 @@ impl<L: Log> PartitionRunner<L> {
                     if control.send(Control::Barrier { id: barrier }).await.is_ok()
                         && let Ok(Some(mut checkpoint)) = tokio::time::timeout(Duration::from_secs(10), checkpoints.recv()).await
                     {
-                        self.commit(epoch, &mut checkpoint, pool, cancel).await?;
+                        self.commit(claim, &mut checkpoint, pool, cancel).await?;
                     }
                     return Ok(());
                 }
                 _ = tick.tick() => {
                     barrier += 1;
                     if control.send(Control::Barrier { id: barrier }).await.is_err() {
-                        return Err(Failure::Transient("the partition task ended".into()));
+                        return Err(Failure::from_task_end(task.ended().await));
                     }
                 }
                 checkpoint = checkpoints.recv() => {
                     let Some(mut checkpoint) = checkpoint else {
-                        return Err(Failure::Transient("the partition task ended".into()));
+                        return Err(Failure::from_task_end(task.ended().await));
                     };
-                    self.commit(epoch, &mut checkpoint, pool, cancel).await?;
+                    self.commit(claim, &mut checkpoint, pool, cancel).await?;
                     let committed = checkpoint.barrier;
                     for (id, reply) in std::mem::take(&mut waiting) {
                         if id <= committed {
@@ -279,31 +362,24 @@ impl<L: Log> PartitionRunner<L> {
                     Some(Request::OpenWindows { tenant, reply }) => {
                         let ask = Control::OpenWindows { metric: self.plan.name.clone(), tenant, reply };
                         if control.send(ask).await.is_err() {
-                            return Err(Failure::Transient("the partition task ended".into()));
+                            return Err(Failure::from_task_end(task.ended().await));
                         }
                     }
                     Some(Request::LiveWindows { tenant, reply }) => {
                         let ask = Control::LiveWindows { metric: self.plan.name.clone(), tenant, reply };
                         if control.send(ask).await.is_err() {
-                            return Err(Failure::Transient("the partition task ended".into()));
+                            return Err(Failure::from_task_end(task.ended().await));
                         }
                     }
                     Some(Request::Checkpoint { reply }) => {
                         barrier += 1;
                         waiting.push((barrier, reply));
                         if control.send(Control::Barrier { id: barrier }).await.is_err() {
-                            return Err(Failure::Transient("the partition task ended".into()));
+                            return Err(Failure::from_task_end(task.ended().await));
                         }
                     }
                 },
-                ended = &mut *task => {
-                    return Err(match ended {
-                        Ok(Ok(_)) => Failure::Transient("the partition task stopped".into()),
-                        Ok(Err(error @ (StreamError::Restore { .. } | StreamError::Decode(_)))) => Failure::Fatal(error.to_string()),
-                        Ok(Err(error)) => Failure::Transient(error.to_string()),
-                        Err(join) => Failure::Transient(format!("the partition task panicked: {join}")),
-                    });
-                }
+                ended = task.ended() => return Err(Failure::from_task_end(ended)),
             }
         }
     }
@@ -311,17 +387,22 @@ impl<L: Log> PartitionRunner<L> {
     /// Commits one checkpoint, retrying while the disk is full.
     async fn commit(
         &self,
-        epoch: u64,
+        claim: Claim,
         checkpoint: &mut Checkpoint,
         pool: &RowPool,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
-        let commit = Arc::new(commit_from(checkpoint, self.generation));
+        let commit = Arc::new(commit_from(checkpoint, self.generation, claim.log_epoch));
         let mut attempt = 0u32;
         loop {
             match self
                 .store
-                .commit(&self.pipeline, self.partition, epoch, Arc::clone(&commit))
+                .commit(
+                    &self.pipeline,
+                    self.partition,
+                    claim.epoch,
+                    Arc::clone(&commit),
+                )
                 .await
             {
                 Ok(()) => {
@@ -342,14 +423,16 @@ impl<L: Log> PartitionRunner<L> {
                 }
                 Err(error @ StoreError::DiskFull { .. }) => {
                     attempt += 1;
-                    let message = error.to_string();
+                    let failure = Failure::from(error);
                     if attempt == 1 {
-                        tracing::error!(pipeline = %self.pipeline, partition = self.partition, %message, "checkpoint failed; retrying");
+                        tracing::error!(pipeline = %self.pipeline, partition = self.partition, class = failure.class.as_str(), reason = %failure.reason, "checkpoint failed; retrying");
                     }
-                    self.status.set_retrying(message);
+                    let pause = Duration::from_millis(250 * u64::from(attempt.min(20)));
+                    let next_retry = now_millis().saturating_add(pause.as_millis() as i64);
+                    self.status.set_failed(&failure, attempt, Some(next_retry));
                     tokio::select! {
                         () = cancel.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt.min(20)))) => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
                 Err(error) => return Err(error.into()),
@@ -358,7 +441,96 @@ impl<L: Log> PartitionRunner<L> {
     }
 }
 
-fn refuse(request: Request, message: &str) {
+/// What a round holds once it has claimed the pipeline partition.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    /// The owner's fencing epoch in the store.
+    epoch: u64,
+    /// The source partition's current log epoch, stored with each commit.
+    log_epoch: u32,
+}
+
+/// Runs a pipeline partition's runner in a task of its own and watches it: a runner that
+/// panics (a bug) is reported failed — status, `/metrics`, an ERROR line — instead of leaving
+/// its last state, perhaps `running`, behind.
+pub(crate) async fn supervise<L: Log>(
+    runner: PartitionRunner<L>,
+    requests: mpsc::Receiver<Request>,
+    cancel: CancellationToken,
+) {
+    let status = Arc::clone(&runner.status);
+    let (pipeline, partition) = (runner.pipeline.clone(), runner.partition);
+    let Err(join) = tokio::spawn(runner.run(requests, cancel)).await else {
+        return;
+    };
+    let failure = Failure::new(
+        FailureClass::Internal,
+        format!(
+            "the pipeline partition's runner ended abnormally ({join}); this is a bug, please report it. Restart sluice to resume this partition"
+        ),
+    );
+    tracing::error!(%pipeline, partition, class = failure.class.as_str(), reason = %failure.reason, "pipeline partition failed and stopped");
+    status.set_failed(&failure, 1, None);
+}
+
+/// The stream partition task of one round. Only this awaits its `JoinHandle`, and it lets go
+/// of the handle once the task has ended: a finished task is never polled again.
+struct RoundTask(Option<JoinHandle<Result<Processor, StreamError>>>);
+
+impl RoundTask {
+    /// How the task ended, once it has; pending forever after that.
+    async fn ended(&mut self) -> Result<Result<Processor, StreamError>, JoinError> {
+        let Some(join) = &mut self.0 else {
+            return std::future::pending().await;
+        };
+        let ended = join.await;
+        self.0 = None;
+        ended
+    }
+
+    /// Waits up to `grace` for the task to end (it stops between two batches once its control
+    /// channel says so or closes), then aborts it.
+    async fn stop(mut self, grace: Duration) {
+        let Some(mut join) = self.0.take() else {
+            return;
+        };
+        if tokio::time::timeout(grace, &mut join).await.is_err() {
+            join.abort();
+            let _ = join.await;
+        }
+    }
+}
+
+/// Answers requests with `reason` until `pause` is over (`true`) or `cancel` (`false`); with
+/// no pause, until `cancel` or until no one can ask any more.
+async fn refuse_until(
+    requests: &mut mpsc::Receiver<Request>,
+    cancel: &CancellationToken,
+    reason: &str,
+    pause: Option<Duration>,
+) -> bool {
+    let sleep = async {
+        match pause {
+            Some(pause) => tokio::time::sleep(pause).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = &mut sleep => return true,
+            request = requests.recv(), if open => match request {
+                Some(request) => refuse(request, reason),
+                None if pause.is_none() => return false,
+                None => open = false,
+            },
+        }
+    }
+}
+
+fn refuse(request: Request, reason: &str) {
     match request {
         Request::OpenWindows { reply, .. } => {
             let _ = reply.send(Err(StreamError::ChannelClosed(
@@ -371,7 +543,83 @@ fn refuse(request: Request, message: &str) {
             )));
         }
         Request::Checkpoint { reply } => {
-            let _ = reply.send(Err(message.to_owned()));
+            let _ = reply.send(Err(reason.to_owned()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Commit;
+    use crate::sqlite::SqliteStore;
+    use sluice_log::{LogBackend, LogConfig, Record, TopicSpec};
+
+    fn section<T: serde::de::DeserializeOwned>(name: &str) -> T {
+        let text = include_str!("../../../sluice/src/default.toml");
+        let table: toml::Table = toml::from_str(text).unwrap();
+        table[name].clone().try_into().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_first_claim_measures_the_position_against_the_end_at_launch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: LogBackend = LogBackend::open(&section::<LogConfig>("log"), dir.path())
+            .await
+            .unwrap();
+        log.create_topic(TopicSpec::new("events", 1)).await.unwrap();
+        let records = (0..80)
+            .map(|i| Record::new(None, b"{}".to_vec(), i))
+            .collect();
+        log.append("events", 0, records).await.unwrap();
+        let store = StoreBackend::from(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let epoch = store.claim("m@0", 0, 0, 0).await.unwrap().epoch;
+        let commit = Commit {
+            offset: 50,
+            ..Commit::default()
+        };
+        store
+            .commit("m@0", 0, epoch, Arc::new(commit))
+            .await
+            .unwrap();
+        let plan = sluice_stream::sql::parse_metric(
+            "CREATE METRIC m AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            &section::<sluice_stream::config::StreamConfig>("stream").metric_defaults(),
+        )
+        .unwrap();
+        let runner = PartitionRunner {
+            log: Arc::new(log),
+            store: store.clone(),
+            plan: Arc::new(plan),
+            generation: 0,
+            pipeline: "m@0".into(),
+            partition: 0,
+            initial_offset: 0,
+            // The log ended at 30 when the runner was launched: 50 records came later...
+            end_at_launch: 30,
+            settings: Arc::new(PipelineSettings {
+                stream: section("stream"),
+                checkpoint_interval: Duration::from_secs(1),
+                retry_max_backoff: Duration::from_secs(1),
+            }),
+            updates: broadcast::channel(1).0,
+            status: Arc::new(PartitionStatus::new("m", 0, 0)),
+        };
+
+        // ...so a position at 50 is beyond what the log held: back to 30, 20 offsets lost.
+        let (position, _) = runner.claim(Some(30)).await.unwrap();
+        assert_eq!((position.offset, position.lost_offsets), (30, 20));
+        // Later claims compare with the log's end as it is (80).
+        let epoch = store.claim("m@0", 0, 0, 0).await.unwrap().epoch;
+        let commit = Commit {
+            offset: 70,
+            ..Commit::default()
+        };
+        store
+            .commit("m@0", 0, epoch, Arc::new(commit))
+            .await
+            .unwrap();
+        let (position, _) = runner.claim(None).await.unwrap();
+        assert_eq!((position.offset, position.lost_offsets), (70, 20));
     }
 }

@@ -247,26 +247,53 @@ impl Store for SqliteStore {
         pipeline: &str,
         partition: u32,
         initial_offset: u64,
+        log_epoch: u32,
     ) -> Result<Position, StoreError> {
         let pipeline = pipeline.to_owned();
         self.write(move |connection, path| {
             let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| classify(path, e))?;
-            let existing: Option<(u64, u64, Option<Millis>)> = tx
-                .query_row(
-                    "SELECT epoch, next_offset, event_time FROM positions WHERE pipeline = ?1 AND partition = ?2",
-                    params![pipeline, partition],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()
-                .map_err(|e| classify(path, e))?;
+            let existing = position_of(&tx, &pipeline, partition).map_err(|e| classify(path, e))?;
             let position = match existing {
-                Some((epoch, offset, event_time)) => Position { epoch: epoch + 1, offset, event_time },
-                None => Position { epoch: 1, offset: initial_offset, event_time: None },
+                Some(position) => Position { epoch: position.epoch + 1, ..position },
+                None => Position { epoch: 1, offset: initial_offset, event_time: None, log_epoch, lost_offsets: 0 },
             };
             tx.execute(
-                "INSERT INTO positions (pipeline, partition, epoch, next_offset, event_time) VALUES (?1, ?2, ?3, ?4, ?5) \
+                "INSERT INTO positions (pipeline, partition, epoch, next_offset, event_time, log_epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (pipeline, partition) DO UPDATE SET epoch = excluded.epoch",
-                params![pipeline, partition, position.epoch, position.offset, position.event_time],
+                params![pipeline, partition, position.epoch, position.offset, position.event_time, position.log_epoch],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.commit().map_err(|e| classify(path, e))?;
+            Ok(position)
+        })
+        .await
+    }
+
+    async fn rewind(
+        &self,
+        pipeline: &str,
+        partition: u32,
+        epoch: u64,
+        offset: u64,
+        log_epoch: u32,
+    ) -> Result<Position, StoreError> {
+        let pipeline = pipeline.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| classify(path, e))?;
+            let current = position_of(&tx, &pipeline, partition).map_err(|e| classify(path, e))?;
+            let Some(current) = current.filter(|current| current.epoch == epoch) else {
+                let current = current.map_or(0, |current| current.epoch);
+                return Err(StoreError::Fenced { pipeline, partition, epoch, current });
+            };
+            let position = Position {
+                offset,
+                log_epoch,
+                lost_offsets: current.lost_offsets + current.offset.saturating_sub(offset),
+                ..current
+            };
+            tx.execute(
+                "UPDATE positions SET next_offset = ?3, log_epoch = ?4, lost_offsets = ?5 WHERE pipeline = ?1 AND partition = ?2",
+                params![pipeline, partition, position.offset, position.log_epoch, position.lost_offsets],
             )
             .map_err(|e| classify(path, e))?;
             tx.commit().map_err(|e| classify(path, e))?;
@@ -352,8 +379,8 @@ impl Store for SqliteStore {
                 }
             }
             tx.execute(
-                "UPDATE positions SET next_offset = ?3, event_time = ?4 WHERE pipeline = ?1 AND partition = ?2",
-                params![pipeline, partition, commit.offset, commit.event_time],
+                "UPDATE positions SET next_offset = ?3, event_time = ?4, log_epoch = ?5 WHERE pipeline = ?1 AND partition = ?2",
+                params![pipeline, partition, commit.offset, commit.event_time, commit.log_epoch],
             )
             .map_err(|e| classify(path, e))?;
             tx.commit().map_err(|e| classify(path, e))?;
@@ -470,12 +497,10 @@ impl Store for SqliteStore {
         let pipeline = pipeline.to_owned();
         self.read(move |connection, path| {
             let mut statement = connection
-                .prepare_cached("SELECT partition, epoch, next_offset, event_time FROM positions WHERE pipeline = ?1 ORDER BY partition")
+                .prepare_cached(&format!("SELECT partition, {POSITION_COLUMNS} FROM positions WHERE pipeline = ?1 ORDER BY partition"))
                 .map_err(|e| classify(path, e))?;
             let rows = statement
-                .query_map([pipeline], |row| {
-                    Ok((row.get(0)?, Position { epoch: row.get(1)?, offset: row.get(2)?, event_time: row.get(3)? }))
-                })
+                .query_map([pipeline], |row| Ok((row.get(0)?, position_from(row, 1)?)))
                 .map_err(|e| classify(path, e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
         })
@@ -594,6 +619,34 @@ pub(crate) fn stored_row(
         version: row.get(4)?,
         state: row.get(5)?,
     })
+}
+
+/// The columns of a [`Position`], in the order [`position_from`] reads them.
+const POSITION_COLUMNS: &str = "epoch, next_offset, event_time, log_epoch, lost_offsets";
+
+/// A position from [`POSITION_COLUMNS`], starting at column `first`.
+fn position_from(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Position> {
+    Ok(Position {
+        epoch: row.get(first)?,
+        offset: row.get(first + 1)?,
+        event_time: row.get(first + 2)?,
+        log_epoch: row.get(first + 3)?,
+        lost_offsets: row.get(first + 4)?,
+    })
+}
+
+/// A pipeline partition's position, inside a transaction.
+fn position_of(
+    tx: &rusqlite::Transaction<'_>,
+    pipeline: &str,
+    partition: u32,
+) -> rusqlite::Result<Option<Position>> {
+    tx.query_row(
+        &format!("SELECT {POSITION_COLUMNS} FROM positions WHERE pipeline = ?1 AND partition = ?2"),
+        params![pipeline, partition],
+        |row| position_from(row, 0),
+    )
+    .optional()
 }
 
 fn escape_like(text: &str) -> String {

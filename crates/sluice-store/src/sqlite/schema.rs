@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 /// Migrations in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: metric definitions, pipeline positions, watermarks, partial aggregates. Partials are
     //    clustered by (metric, generation, partition) so a restart reads its partition's rows
     //    in one sequential range; reads by tenant and time go through partials_by_tenant.
@@ -80,6 +80,12 @@ const MIGRATIONS: &[&str] = &[
         events INTEGER NOT NULL,
         PRIMARY KEY (key_id, day)
     ) STRICT;",
+    // 3: each position's log epoch (the source partition's epoch its offset belongs to: a
+    //    repair that cut the log's tail starts a new epoch, and a position of an older epoch
+    //    beyond that start is rewound), and how many counted offsets such rewinds gave up.
+    //    Positions from older files are of epoch 0, the epoch every partition begins with.
+    "ALTER TABLE positions ADD COLUMN log_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE positions ADD COLUMN lost_offsets INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this sluice writes.

@@ -37,6 +37,7 @@ fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
     Commit {
         offset,
         event_time: Some(offset as Millis),
+        log_epoch: 0,
         metrics: vec![MetricCommit {
             metric: "views".into(),
             generation: 0,
@@ -73,28 +74,32 @@ async fn metric_definitions_are_created_listed_and_deleted() {
 #[tokio::test]
 async fn claims_fence_older_owners() {
     let (_dir, store) = store();
-    let first = store.claim("views@0", 3, 100).await.unwrap();
+    let first = store.claim("views@0", 3, 100, 4).await.unwrap();
     assert_eq!(
         first,
         Position {
             epoch: 1,
             offset: 100,
-            event_time: None
+            event_time: None,
+            log_epoch: 4,
+            lost_offsets: 0,
         }
     );
     store
         .commit("views@0", 3, 1, Arc::new(commit_of(150, vec![])))
         .await
         .unwrap();
-    let second = store.claim("views@0", 3, 0).await.unwrap();
+    let second = store.claim("views@0", 3, 0, 0).await.unwrap();
     assert_eq!(
         second,
         Position {
             epoch: 2,
             offset: 150,
-            event_time: Some(150)
+            event_time: Some(150),
+            log_epoch: 0,
+            lost_offsets: 0,
         },
-        "the initial offset only applies once"
+        "the initial offset and log epoch only apply once; commits store theirs"
     );
     let error = store
         .commit(
@@ -124,7 +129,9 @@ async fn claims_fence_older_owners() {
             Position {
                 epoch: 2,
                 offset: 150,
-                event_time: Some(150)
+                event_time: Some(150),
+                log_epoch: 0,
+                lost_offsets: 0,
             }
         )],
         "a fenced commit changes nothing"
@@ -147,10 +154,105 @@ async fn claims_fence_older_owners() {
 }
 
 #[tokio::test]
+async fn rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets() {
+    let (_dir, store) = store();
+    let epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
+    store
+        .commit(
+            "views@0",
+            0,
+            epoch,
+            Arc::new(commit_of(150, vec![row("a", 1, 0, 4)])),
+        )
+        .await
+        .unwrap();
+    let epoch = store.claim("views@0", 0, 0, 1).await.unwrap().epoch;
+    let rewound = store.rewind("views@0", 0, epoch, 120, 1).await.unwrap();
+    let expected = Position {
+        epoch,
+        offset: 120,
+        event_time: Some(150),
+        log_epoch: 1,
+        lost_offsets: 30,
+    };
+    assert_eq!(rewound, expected);
+    assert_eq!(store.positions("views@0").await.unwrap(), [(0, expected)]);
+    assert_eq!(
+        store
+            .load_rows("views", 0, 0, Millis::MIN)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the counted events stay counted"
+    );
+
+    // Only the owner rewinds.
+    let newer = store.claim("views@0", 0, 0, 1).await.unwrap().epoch;
+    let error = store.rewind("views@0", 0, epoch, 100, 2).await.unwrap_err();
+    assert!(matches!(error, StoreError::Fenced { .. }), "{error}");
+    assert_eq!(store.positions("views@0").await.unwrap()[0].1.offset, 120);
+
+    // Rewinds add up; commits keep the count and store their log epoch.
+    assert_eq!(
+        store
+            .rewind("views@0", 0, newer, 100, 2)
+            .await
+            .unwrap()
+            .lost_offsets,
+        50
+    );
+    let commit = Commit {
+        log_epoch: 2,
+        ..commit_of(130, vec![])
+    };
+    store
+        .commit("views@0", 0, newer, Arc::new(commit))
+        .await
+        .unwrap();
+    let position = store.positions("views@0").await.unwrap()[0].1;
+    assert_eq!(
+        (position.offset, position.log_epoch, position.lost_offsets),
+        (130, 2, 50)
+    );
+}
+
+#[tokio::test]
+async fn positions_of_an_older_file_are_of_log_epoch_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let connection = Connection::open(&path).unwrap();
+    for migration in &schema::MIGRATIONS[..2] {
+        connection.execute_batch(migration).unwrap();
+    }
+    connection
+        .execute_batch(
+            "PRAGMA user_version = 2; \
+             INSERT INTO positions (pipeline, partition, epoch, next_offset, event_time) VALUES ('views@0', 1, 7, 900, 5);",
+        )
+        .unwrap();
+    drop(connection);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.positions("views@0").await.unwrap(),
+        [(
+            1,
+            Position {
+                epoch: 7,
+                offset: 900,
+                event_time: Some(5),
+                log_epoch: 0,
+                lost_offsets: 0,
+            }
+        )]
+    );
+}
+
+#[tokio::test]
 async fn commits_upsert_and_retract_rows_with_the_position() {
     let (_dir, store) = store();
     store.create_metric(metric("views")).await.unwrap();
-    let epoch = store.claim("views@0", 0, 0).await.unwrap().epoch;
+    let epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
     store
         .commit(
             "views@0",
@@ -231,7 +333,7 @@ async fn commits_upsert_and_retract_rows_with_the_position() {
 async fn switching_generations_replaces_results_atomically_and_can_keep_the_past() {
     let (_dir, store) = store();
     store.create_metric(metric("views")).await.unwrap();
-    let old = store.claim("views@0", 0, 0).await.unwrap().epoch;
+    let old = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
     store
         .commit(
             "views@0",
@@ -248,7 +350,7 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
         )
         .await
         .unwrap();
-    let new = store.claim("views@1", 0, 0).await.unwrap().epoch;
+    let new = store.claim("views@1", 0, 0, 0).await.unwrap().epoch;
     let mut replayed = commit_of(
         10,
         vec![
@@ -319,7 +421,7 @@ async fn a_corrupt_file_is_named_with_what_to_do() {
 async fn populated_store(path: &std::path::Path) {
     let store = SqliteStore::open(path).unwrap();
     store.create_metric(metric("views")).await.unwrap();
-    let epoch = store.claim("views@0", 0, 0).await.unwrap().epoch;
+    let epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
     let rows = (0..400u16)
         .map(|i| row("a", (i % 200) as u8, Millis::from(i) * 60_000, 7))
         .collect();
@@ -429,7 +531,7 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("store.db");
             let mut store = SqliteStore::open(&path).unwrap();
-            let mut epoch = store.claim("views@0", 0, 0).await.unwrap().epoch;
+            let mut epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
             let mut model: BTreeMap<(u8, i64), u8> = BTreeMap::new();
             let mut offset = 0u64;
             for (op, changes) in ops {
@@ -445,13 +547,13 @@ proptest! {
                     2 => {
                         // A stale owner's commit is refused and changes nothing.
                         let stale = epoch;
-                        epoch = store.claim("views@0", 0, 0).await.unwrap().epoch;
+                        epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
                         prop_assert!(store.commit("views@0", 0, stale, Arc::new(commit_of(offset + 100, rows))).await.is_err());
                     }
                     _ => {
                         drop(store);
                         store = SqliteStore::open(&path).unwrap();
-                        epoch = store.claim("views@0", 0, 0).await.unwrap().epoch;
+                        epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
                     }
                 }
                 let stored = store.load_rows("views", 0, 0, i64::MIN).await.unwrap();
@@ -488,7 +590,7 @@ async fn new_stores_use_16_kib_pages_and_older_files_keep_theirs() {
     let reopened = SqliteStore::open(&old).unwrap();
     reopened.create_metric(metric("views")).await.unwrap();
     assert_eq!(page_size(&old), 4_096);
-    let epoch = reopened.claim("views@0", 0, 0).await.unwrap().epoch;
+    let epoch = reopened.claim("views@0", 0, 0, 0).await.unwrap().epoch;
     reopened
         .commit(
             "views@0",
@@ -498,5 +600,5 @@ async fn new_stores_use_16_kib_pages_and_older_files_keep_theirs() {
         )
         .await
         .unwrap();
-    assert_eq!(reopened.claim("views@0", 0, 0).await.unwrap().offset, 5);
+    assert_eq!(reopened.claim("views@0", 0, 0, 0).await.unwrap().offset, 5);
 }

@@ -10,4 +10,5 @@ mod admin;
 mod crash;
 mod faults;
 mod golden;
+mod log_faults;
 mod results;

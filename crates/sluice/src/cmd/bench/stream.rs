@@ -432,6 +432,7 @@ async fn process_exactly_once(
     let settings = PipelineSettings {
         stream,
         checkpoint_interval: interval,
+        retry_max_backoff: config.store.retry_max_backoff(),
     };
     let events: u64 = log
         .describe(Some(topic))
