@@ -262,3 +262,71 @@ async fn busy_and_upgraded_connections_are_never_reclaimed() {
     drop(socket);
     assert_eq!(server.signal("TERM").status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_finish_closes_websockets_with_1001_and_exits_0() {
+    let (server, metrics, _dir) =
+        start("max-connections = 20\nheader-read-timeout = \"10s\"\nkeep-alive-timeout = \"5m\"");
+    let addr = server.addr;
+    let mut request = format!("ws://{addr}/v1/live")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {READ}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let body = br#"{"batch":[{"type":"track","userId":"u1","event":"Signed Up"}]}"#;
+    let (half, rest) = body.split_at(body.len() / 2);
+    let mut busy = TcpStream::connect(addr).unwrap();
+    let auth = sluice::client::basic_auth(WRITE);
+    busy.write_all(
+        format!(
+            "POST /v1/batch HTTP/1.1\r\nHost: sluice\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    busy.write_all(half).unwrap();
+    let mut idle = TcpStream::connect(addr).unwrap();
+    assert_eq!(keep_alive_get(&mut idle, "/healthz"), 200);
+    eventually("3 open connections", || {
+        (open_connections(metrics) == 3.0).then_some(())
+    });
+
+    server.send_signal("TERM");
+    // The WebSocket is told the server is going away: shutdown has begun.
+    let code = loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a close within 30 s")
+            .expect("a close frame before the end")
+            .unwrap();
+        if let Message::Close(frame) = message {
+            break frame.map(|frame| u16::from(frame.code));
+        }
+    };
+    assert_eq!(code, Some(1001));
+    assert!(
+        is_closed_by_server(&mut idle),
+        "idle connections close at once"
+    );
+    // The request in flight still gets its answer.
+    busy.write_all(rest).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = String::new();
+    busy.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"accepted\":1"), "{answer}");
+    let output = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
