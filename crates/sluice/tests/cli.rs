@@ -65,24 +65,27 @@ fn metrics_can_move_to_their_own_listener_without_tenant_labels() {
     const WRITE: &str = "wk_metrics_listen_0123456789";
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sluice.toml");
-    let metrics_addr = format!("127.0.0.1:{}", support::free_port());
     std::fs::write(
         &config,
         format!(
-            "[telemetry]\nmetrics-listen = \"{metrics_addr}\"\nmetrics-auth = \"none\"\ntenant-labels = false\n\n\
+            "[telemetry]\nmetrics-listen = \"127.0.0.1:0\"\nmetrics-auth = \"none\"\ntenant-labels = false\n\n\
              [[tenants]]\nname = \"secret-shop\"\nwrite-keys = [\"{WRITE}\"]\n"
         ),
     )
     .unwrap();
     let config = config.display().to_string();
     let server = Server::start_in(&dir.path().join("data"), &["--config", &config]);
-    assert!(
-        server
-            .startup_output()
-            .contains(&format!("metrics on http://{metrics_addr}/metrics")),
-        "{}",
-        server.startup_output()
-    );
+    let metrics_addr: std::net::SocketAddr = server
+        .startup_output()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("metrics on http://")?
+                .strip_suffix("/metrics")
+        })
+        .unwrap_or_else(|| panic!("no metrics address in:\n{}", server.startup_output()))
+        .parse()
+        .unwrap();
+    assert_ne!(metrics_addr, server.addr);
     let auth = sluice::client::basic_auth(WRITE);
     let (status, body) = support::http_request(
         server.addr,
@@ -101,7 +104,7 @@ fn metrics_can_move_to_their_own_listener_without_tenant_labels() {
         404,
         "not on the main listener"
     );
-    let (status, metrics) = http_get(metrics_addr.parse().unwrap(), "/metrics");
+    let (status, metrics) = http_get(metrics_addr, "/metrics");
     assert_eq!(status, 200, "{metrics}");
     assert!(
         metrics
@@ -111,7 +114,7 @@ fn metrics_can_move_to_their_own_listener_without_tenant_labels() {
     );
     assert!(!metrics.contains("secret-shop"), "{metrics}");
     assert!(!metrics.contains("tenant="), "{metrics}");
-    let (status, _) = http_get(metrics_addr.parse().unwrap(), "/healthz");
+    let (status, _) = http_get(metrics_addr, "/healthz");
     assert_eq!(status, 404, "the metrics listener serves /metrics alone");
     assert_eq!(server.signal("TERM").status.code(), Some(0));
 }

@@ -133,7 +133,13 @@ fn is_connection_error(error: &io::Error) -> bool {
     )
 }
 
-/// One connection's task: hyper serving it, beside the clocks of its phase.
+/// One connection's task: hyper serving it, beside the clock of its phase.
+///
+/// Every phase change but a reclaim happens inside hyper's poll, in this task (the socket and
+/// the request guards are polled there), so the clock is re-armed right after that poll
+/// whenever the phase word changed: no self-wakeups, and a timer reset only on a change (a later
+/// deadline is a cheap extension in tokio's timer). Reclaims come from the accept loop through
+/// [`Tracked::wake`].
 async fn run_connection(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TrackedStream,
@@ -143,6 +149,7 @@ async fn run_connection(
 ) {
     let tracked = Arc::clone(&stream.slot.tracked);
     let registry = Arc::clone(&tracked.registry);
+    let limits = &registry.limits;
     let service = {
         let tracked = Arc::clone(&tracked);
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -165,12 +172,16 @@ async fn run_connection(
     };
     let mut connection =
         pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
-    let limits = &registry.limits;
+    let mut stopping = pin!(shutdown.cancelled());
     let mut draining = false;
-    // Set once a graceful close has begun: when it must be done by.
-    let mut close_by: Option<Instant> = None;
+    let mut timer = pin!(tokio::time::sleep(Duration::from_secs(86_400)));
+    // What the timer is armed for, and the phase word it was armed from.
+    let mut armed: Option<Clock> = None;
+    let mut seen = u64::MAX;
+    // Set once a graceful close has begun: the timer then waits for its end.
+    let mut closing = false;
     loop {
-        if close_by.is_none() && tracked.phase() == Phase::Closing {
+        if !closing && tracked.phase() == Phase::Closing {
             // Only the accept loop moves a connection to `Closing` behind its task's back.
             registry.metrics.reclaimed.increment(1);
             tracing::debug!(
@@ -178,33 +189,55 @@ async fn run_connection(
                 "closing an idle connection for a waiting client"
             );
             connection.as_mut().graceful_shutdown();
-            close_by = Some(Instant::now() + limits.header_read_timeout);
+            closing = true;
+            timer
+                .as_mut()
+                .reset(Instant::now() + limits.header_read_timeout);
+            armed = Some(Clock::Close);
         }
-        let clock = match close_by {
-            Some(at) => Some((at, Clock::Close)),
-            None => registry.clock(tracked.phase()),
-        };
-        let expired = async {
-            match clock {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        let mut reclaimed = pin!(tracked.wake.notified());
+        let event = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Event::Ended(result));
             }
-        };
-        tokio::select! {
-            result = connection.as_mut() => {
+            if !draining && stopping.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Shutdown);
+            }
+            if reclaimed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Reclaimed);
+            }
+            let word = tracked.phase.load(Ordering::SeqCst);
+            if !closing && word != seen {
+                seen = word;
+                armed = registry.clock(Phase::unpack(word)).map(|(at, clock)| {
+                    timer.as_mut().reset(at);
+                    clock
+                });
+            }
+            if armed.is_some() && timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Expired);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Ended(result) => {
                 if let Err(error) = result {
                     tracing::debug!(error = %error, listener = limits.listener, "connection ended with an error");
                 }
                 break;
             }
-            () = shutdown.cancelled(), if !draining => {
+            Event::Shutdown => {
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
-            () = tracked.wake.notified() => {}
-            () = expired => match clock.map(|(_, what)| what) {
+            Event::Reclaimed => {}
+            Event::Expired => match armed.take() {
                 Some(Clock::Close) => {
-                    tracing::debug!(listener = limits.listener, "a closing connection did not finish in time; dropped");
+                    tracing::debug!(
+                        listener = limits.listener,
+                        "a closing connection did not finish in time; dropped"
+                    );
                     break;
                 }
                 Some(Clock::Head(since)) if tracked.phase() == (Phase::Head { since }) => {
@@ -219,15 +252,27 @@ async fn run_connection(
                 Some(Clock::Idle(since)) if tracked.close_if(Phase::Idle { since }) => {
                     registry.metrics.keep_alive_timeout.increment(1);
                     connection.as_mut().graceful_shutdown();
-                    close_by = Some(Instant::now() + limits.header_read_timeout);
+                    closing = true;
+                    timer
+                        .as_mut()
+                        .reset(Instant::now() + limits.header_read_timeout);
+                    armed = Some(Clock::Close);
                 }
-                // The phase moved on meanwhile: look again.
-                _ => {}
+                // The phase moved on meanwhile: arm the clock for the new one.
+                _ => seen = u64::MAX,
             },
         }
     }
     // A waiting client may now find a slot, or another idle connection to reclaim.
     registry.signal_change();
+}
+
+/// Why a connection's task woke up.
+enum Event {
+    Ended(Result<(), Box<dyn std::error::Error + Send + Sync>>),
+    Shutdown,
+    Reclaimed,
+    Expired,
 }
 
 /// What a connection's clock waits for.
@@ -452,8 +497,8 @@ struct Tracked {
     id: u64,
     phase: AtomicU64,
     in_flight: AtomicU32,
-    /// Wakes the connection's task when its clock must be looked at again sooner than it
-    /// planned (a new phase with a deadline) or it was reclaimed.
+    /// Wakes the connection's task when the accept loop reclaims it (every other phase change
+    /// happens in that task).
     wake: Notify,
     registry: Arc<Registry>,
 }
@@ -484,13 +529,10 @@ impl Tracked {
         let head = Phase::Head {
             since: self.registry.now_us(),
         };
-        if self
-            .phase
-            .compare_exchange(current, head.pack(), Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.wake.notify_one();
-        }
+        // The connection's task re-arms its clock after the poll this read happens in.
+        let _ =
+            self.phase
+                .compare_exchange(current, head.pack(), Ordering::SeqCst, Ordering::Relaxed);
     }
 
     /// A request head is complete.
@@ -533,7 +575,6 @@ impl Tracked {
             );
             return;
         }
-        self.wake.notify_one();
         self.registry.signal_change();
     }
 

@@ -4,7 +4,7 @@
 //! to a WebSocket are left alone. Progress is read from `/metrics` on a listener of its own
 //! (the main one is full); every wait polls, with generous bounds.
 
-use super::support::{Server, free_port, http_get, http_request};
+use super::support::{Server, http_get, http_request};
 use futures::{SinkExt, StreamExt};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,18 +18,27 @@ const READ: &str = "rk_connections_0123456789";
 /// A server with `[server]` settings `server` and `/metrics` on a listener of its own.
 fn start(server: &str) -> (Server, SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("sluice.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\n{server}\n\n[telemetry]\nmetrics-listen = \"{metrics}\"\nmetrics-auth = \"none\"\n\n\
+            "[server]\n{server}\n\n[telemetry]\nmetrics-listen = \"127.0.0.1:0\"\nmetrics-auth = \"none\"\n\n\
              [[tenants]]\nname = \"shop\"\nwrite-keys = [\"{WRITE}\"]\nread-keys = [\"{READ}\"]\n"
         ),
     )
     .unwrap();
     let config = config.display().to_string();
     let server = Server::start_in(&dir.path().join("data"), &["--config", &config]);
+    let metrics = server
+        .startup_output()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("metrics on http://")?
+                .strip_suffix("/metrics")
+        })
+        .expect("the metrics address")
+        .parse()
+        .unwrap();
     (server, metrics, dir)
 }
 
