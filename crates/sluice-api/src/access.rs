@@ -7,7 +7,10 @@ use crate::auth::bearer;
 use crate::config::QuotaConfig;
 use crate::error::ApiError;
 use axum::http::HeaderMap;
-use sluice_core::access::{Grant, KeyDirectory, KeyLimits, KeySpec, Role, digest, digest_hex};
+use sluice_core::access::{
+    Grant, KeyDirectory, KeyIdSecret, KeyLimits, KeySpec, Role, config_key_id, digest,
+    legacy_config_key_id,
+};
 use sluice_core::tenant::TenantConfig;
 use sluice_core::time::now_millis;
 use sluice_store::{ServingStore, StoreBackend, StoreError, TenantRecord};
@@ -70,6 +73,8 @@ pub struct Access {
     store: StoreBackend,
     configured: Vec<TenantConfig>,
     admin_keys: Vec<String>,
+    /// Keys the ids of configured keys.
+    key_ids: KeyIdSecret,
     quotas: QuotaConfig,
     /// Serializes changes, so the directory always matches one state of the store.
     changes: tokio::sync::Mutex<()>,
@@ -77,10 +82,13 @@ pub struct Access {
 
 impl Access {
     /// Builds the directory from the config and the store, and restores today's usage.
+    /// Configured keys get their ids from `key_ids` ([`config_key_id`]); usage saved under
+    /// their former ids (a hash of the secret alone) is restored to the new ones.
     pub async fn open(
         store: StoreBackend,
         configured: Vec<TenantConfig>,
         admin_keys: Vec<String>,
+        key_ids: KeyIdSecret,
         quotas: QuotaConfig,
     ) -> Result<Arc<Access>, StoreError> {
         let access = Arc::new(Access {
@@ -88,15 +96,35 @@ impl Access {
             store,
             configured,
             admin_keys,
+            key_ids,
             quotas,
             changes: tokio::sync::Mutex::new(()),
         });
         access.reload().await?;
+        let former: std::collections::HashMap<String, String> = access
+            .configured_secrets()
+            .map(|secret| {
+                (
+                    legacy_config_key_id(secret),
+                    config_key_id(&access.key_ids, secret),
+                )
+            })
+            .collect();
         let today = (now_millis() / DAY_MS) as u64;
         for (id, used) in access.store.key_usage(today).await? {
-            access.directory.restore_usage(&id, today, used);
+            let id = former.get(&id).unwrap_or(&id);
+            access.directory.restore_usage(id, today, used);
         }
         Ok(access)
+    }
+
+    /// Every key secret of the config: tenants' write and read keys, admin keys.
+    fn configured_secrets(&self) -> impl Iterator<Item = &str> {
+        self.configured
+            .iter()
+            .flat_map(|tenant| tenant.write_keys.iter().chain(&tenant.read_keys))
+            .chain(&self.admin_keys)
+            .map(String::as_str)
     }
 
     /// The directory the collector and every API route check keys against.
@@ -133,16 +161,14 @@ impl Access {
         let stored: BTreeMap<&str, &TenantRecord> =
             tenants.iter().map(|t| (t.name.as_str(), t)).collect();
         let mut specs = Vec::new();
-        let config_key = |secret: &str, role: Role, tenant: Option<&str>, limits: KeyLimits| {
-            let digest = digest(secret);
-            KeySpec {
-                id: format!("cfg_{}", digest_hex(&digest, 8)),
-                digest,
+        let config_key =
+            |secret: &str, role: Role, tenant: Option<&str>, limits: KeyLimits| KeySpec {
+                id: config_key_id(&self.key_ids, secret),
+                digest: digest(secret),
                 role,
                 tenant: tenant.map(str::to_owned),
                 limits,
-            }
-        };
+            };
         for tenant in &self.configured {
             let limits = self
                 .quotas
@@ -238,7 +264,7 @@ impl Access {
     pub fn configured_keys(&self, tenant: Option<&str>) -> Vec<(String, Role, String)> {
         let entry = |secret: &String, role: Role| {
             (
-                format!("cfg_{}", digest_hex(&digest(secret), 8)),
+                config_key_id(&self.key_ids, secret),
                 role,
                 secret.chars().take(6).collect::<String>(),
             )

@@ -84,13 +84,79 @@ pub fn digest(secret: &str) -> Digest {
     sha2::Sha256::digest(secret.as_bytes()).into()
 }
 
-/// The lowercase hex of a digest's first `bytes` bytes (ids of configured keys).
-pub fn digest_hex(digest: &Digest, bytes: usize) -> String {
-    digest
-        .iter()
-        .take(bytes)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+/// The secret that keys the ids of configured keys: 32 random bytes, kept in the data dir and
+/// never shown, so a key's id (in `/metrics`, logs, the admin API) says nothing about the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyIdSecret([u8; 32]);
+
+impl KeyIdSecret {
+    /// Its length in hex digits.
+    pub const HEX_LEN: usize = 64;
+
+    /// A secret of these (random) bytes.
+    pub fn new(bytes: [u8; 32]) -> KeyIdSecret {
+        KeyIdSecret(bytes)
+    }
+
+    /// Parses [`KeyIdSecret::to_hex`]'s form (64 hex digits).
+    pub fn from_hex(text: &str) -> Option<KeyIdSecret> {
+        let text = text.trim();
+        if text.len() != Self::HEX_LEN || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut bytes = [0; 32];
+        for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(KeyIdSecret(bytes))
+    }
+
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyIdSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyIdSecret(..)")
+    }
+}
+
+/// The public id of a key written in the config: `cfg_` and the first 64 bits of
+/// HMAC-SHA256(`id_secret`, secret). Stable as long as the data dir keeps its id secret; without
+/// that secret no guess at a key can be checked against its id (as it could against a plain
+/// hash of the key).
+pub fn config_key_id(id_secret: &KeyIdSecret, secret: &str) -> String {
+    format!(
+        "cfg_{}",
+        hex(&hmac_sha256(&id_secret.0, secret.as_bytes())[..8])
+    )
+}
+
+/// The id sluice gave a configured key before ids were keyed: the first 64 bits of the
+/// SHA-256 of the secret. Only to carry usage saved under it over to [`config_key_id`].
+pub fn legacy_config_key_id(secret: &str) -> String {
+    format!("cfg_{}", hex(&digest(secret)[..8]))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// HMAC-SHA256 (RFC 2104) with a key of at most one block (64 bytes).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    debug_assert!(key.len() <= 64, "longer keys would have to be hashed first");
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let mut inner = sha2::Sha256::new();
+    inner.update(block.map(|byte| byte ^ 0x36));
+    inner.update(message);
+    let mut outer = sha2::Sha256::new();
+    outer.update(block.map(|byte| byte ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
 }
 
 /// One key, as the directory is built from.
@@ -453,6 +519,35 @@ mod tests {
             tenant: tenant.map(str::to_owned),
             limits,
         }
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        assert_eq!(
+            hex(&hmac_sha256(&[0x0b; 20], b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn config_key_ids_depend_on_the_id_secret_not_only_on_the_key() {
+        let one = KeyIdSecret::new([1; 32]);
+        let two = KeyIdSecret::new([2; 32]);
+        let key = "wk_a-long-random-secret";
+        let id = config_key_id(&one, key);
+        assert_eq!(id.len(), 4 + 16);
+        assert_eq!(id, config_key_id(&one, key), "stable");
+        assert_ne!(id, config_key_id(&two, key));
+        assert_ne!(id, legacy_config_key_id(key));
+        assert!(!hex(&digest(key)).starts_with(&id[4..]));
+        assert_eq!(KeyIdSecret::from_hex(&one.to_hex()), Some(one));
+        assert_eq!(KeyIdSecret::from_hex("abc"), None);
+        assert_eq!(KeyIdSecret::from_hex(&"zz".repeat(32)), None);
+        assert_eq!(format!("{two:?}"), "KeyIdSecret(..)");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! same app in-process on `127.0.0.1:0`.
 
 use crate::config::Config;
-use crate::server::{self, LimitedListener, Readiness};
+use crate::server::{self, MetricsEndpoint, Readiness};
 use crate::{UserError, data_dir, telemetry, tenants};
 use anyhow::Context;
 use sluice_api::access::Access;
@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub struct App {
     /// The address the HTTP server listens on.
     pub addr: SocketAddr,
+    /// The address of `/metrics`' own listener (`telemetry.metrics-listen`), if it has one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The log every stage shares.
     pub log: Arc<LogBackend>,
     /// The collector.
@@ -37,7 +39,8 @@ pub struct App {
     pub pipelines: Pipelines<LogBackend>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
-    server: JoinHandle<std::io::Result<()>>,
+    /// The HTTP servers: the main one, and the metrics listener's if it has one.
+    servers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     /// Saves key usage; on shutdown it saves once more before ending.
     usage_saver: JoinHandle<()>,
@@ -50,7 +53,8 @@ impl App {
     pub async fn start(config: &Config) -> anyhow::Result<App> {
         let lock = data_dir::lock(&config.data_dir)?;
         let tenants = tenants::resolve(&config.tenants, &config.data_dir)?;
-        let prometheus = telemetry::prometheus();
+        let key_ids = tenants::key_id_secret(&config.data_dir)?;
+        let prometheus = telemetry::prometheus(&config.telemetry);
         let readiness = Arc::new(Readiness::default());
 
         let log = LogBackend::open(&config.log, &config.data_dir)
@@ -106,6 +110,7 @@ impl App {
             store.clone(),
             tenants.clone(),
             config.admin_keys.clone(),
+            key_ids,
             config.quotas.clone(),
         )
         .await
@@ -126,13 +131,16 @@ impl App {
         );
 
         let addr = config.server.listen_addr().map_err(UserError)?;
-        let listener = TcpListener::bind(addr).await.map_err(|error| {
-            UserError(format!(
-                "cannot listen on {addr}: {error}; choose another address with --listen ADDR:PORT"
-            ))
-        })?;
+        let listener = bind(addr, "choose another address with --listen ADDR:PORT").await?;
         let addr = listener.local_addr()?;
-        let listener = LimitedListener::new(listener, config.server.max_connections);
+        let metrics_listener = match config.telemetry.metrics_addr().map_err(UserError)? {
+            Some(addr) => Some(bind(addr, "choose another with telemetry.metrics-listen").await?),
+            None => None,
+        };
+        let metrics_addr = match &metrics_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         let admin = Arc::new(AdminState {
             pipelines: pipelines.clone(),
             access: Arc::clone(&access),
@@ -168,13 +176,26 @@ impl App {
                 Arc::clone(&serving),
                 Arc::clone(&sockets),
             ))));
-        let app = server::app(
-            stages,
-            &config.server,
-            Arc::clone(&readiness),
-            prometheus.clone(),
-        );
-        let server = tokio::spawn(server::serve(listener, app, shutdown.clone()));
+        let metrics = MetricsEndpoint::new(prometheus.clone(), &config.telemetry, &access);
+        let (main_metrics, own_metrics) = match metrics_listener {
+            Some(listener) => (None, Some((listener, metrics))),
+            None => (Some(metrics), None),
+        };
+        let app = server::app(stages, &config.server, Arc::clone(&readiness), main_metrics);
+        let mut servers = vec![tokio::spawn(server::serve(
+            listener,
+            server::connection_limits(&config.server, "main"),
+            app,
+            shutdown.clone(),
+        ))];
+        if let Some((listener, metrics)) = own_metrics {
+            servers.push(tokio::spawn(server::serve(
+                listener,
+                server::connection_limits(&config.server, "metrics"),
+                server::metrics_app(metrics, &config.server),
+                shutdown.clone(),
+            )));
+        }
         let usage_saver = tokio::spawn(Arc::clone(&access).run_usage_saver(shutdown.clone()));
         let background = vec![spawn_metrics_upkeep(prometheus, shutdown.clone()), {
             let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
@@ -182,15 +203,16 @@ impl App {
             tokio::spawn(async move { sluice_log::run_retention(&*log, every, stop).await })
         }];
         readiness.set_ready();
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");
+        tracing::info!(%addr, ?metrics_addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");
         Ok(App {
             addr,
+            metrics_addr,
             log,
             collector,
             pipelines,
             readiness,
             shutdown,
-            server,
+            servers,
             background,
             usage_saver,
             _lock: lock,
@@ -202,8 +224,10 @@ impl App {
     pub async fn stop(self, grace: Duration) -> anyhow::Result<()> {
         self.readiness.set_stopping();
         self.shutdown.cancel();
-        match tokio::time::timeout(grace, self.server).await {
-            Ok(joined) => joined.context("server task")?.context("serving HTTP")?,
+        match tokio::time::timeout(grace, futures::future::try_join_all(self.servers)).await {
+            Ok(joined) => {
+                joined.context("server task")?;
+            }
             Err(_) => tracing::warn!(
                 ?grace,
                 "in-flight requests did not finish in time; stopping anyway"
@@ -228,6 +252,13 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Binds `addr`; a failure is the user's to fix, as `hint` says.
+async fn bind(addr: SocketAddr, hint: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| UserError(format!("cannot listen on {addr}: {error}; {hint}")).into())
 }
 
 fn user_or_other(error: LogError) -> anyhow::Error {

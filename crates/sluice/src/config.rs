@@ -64,6 +64,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: HumanDuration,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// Longest a request head may take to arrive.
+    pub header_read_timeout: HumanDuration,
+    /// Longest an open connection may wait for its next request.
+    pub keep_alive_timeout: HumanDuration,
 }
 
 impl Config {
@@ -98,6 +102,44 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// tracing filter directives.
     pub log_filter: String,
+    /// `ADDR:PORT` of a listener of its own for `/metrics`; empty: the main listener.
+    pub metrics_listen: String,
+    /// Who may read `/metrics`.
+    pub metrics_auth: MetricsAuth,
+    /// Whether metrics are labelled with tenant names and key ids.
+    pub tenant_labels: bool,
+}
+
+impl TelemetryConfig {
+    /// The address of `/metrics`' own listener, if it has one (validated by [`Validate`]).
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.metrics_listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics_listen.parse().map(Some).map_err(|_| {
+            format!(
+                "{:?} is not an ADDRESS:PORT like 127.0.0.1:9464 (or empty for the main listener)",
+                self.metrics_listen
+            )
+        })
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricsAuth {
+    /// Requests need an admin key (`Authorization: Bearer KEY`).
+    AdminKey,
+    /// Anyone who reaches the listener.
+    None,
+}
+
+impl MetricsAuth {
+    /// Whether a request needs a key.
+    pub fn needs_key(self) -> bool {
+        self == MetricsAuth::AdminKey
+    }
 }
 
 /// How log lines are written.
@@ -167,6 +209,16 @@ impl Validate for Config {
         self.store.validate(&join(path, "store"), problems);
         self.server.validate(&join(path, "server"), problems);
         self.telemetry.validate(&join(path, "telemetry"), problems);
+        if let (Ok(main), Ok(Some(metrics))) =
+            (self.server.listen_addr(), self.telemetry.metrics_addr())
+            && main == metrics
+            && main.port() != 0
+        {
+            problems.push(ConfigProblem::new(
+                join(path, "telemetry.metrics-listen"),
+                format!("is server.listen's address ({main}): give /metrics another port, or leave it empty to serve it on the main listener"),
+            ));
+        }
         self.limits.validate(&join(path, "limits"), problems);
         self.log.validate(&join(path, "log"), problems);
         self.ingest.validate(&join(path, "ingest"), problems);
@@ -199,6 +251,17 @@ impl Validate for ServerConfig {
                 "must be at least 1",
             ));
         }
+        for (key, timeout) in [
+            ("header-read-timeout", self.header_read_timeout),
+            ("keep-alive-timeout", self.keep_alive_timeout),
+        ] {
+            if timeout.get() < std::time::Duration::from_millis(100) {
+                problems.push(ConfigProblem::new(
+                    join(path, key),
+                    "must be at least 100ms: clients need time to send a request",
+                ));
+            }
+        }
     }
 }
 
@@ -209,6 +272,9 @@ impl Validate for TelemetryConfig {
                 join(path, "log-filter"),
                 format!("{:?} is not a log filter ({error}); write a level like \"info\" or \"info,sluice_log=debug\"", self.log_filter),
             ));
+        }
+        if let Err(message) = self.metrics_addr() {
+            problems.push(ConfigProblem::new(join(path, "metrics-listen"), message));
         }
     }
 }

@@ -4,7 +4,8 @@
 //! # Layout
 //! - `cmd/`: one file per subcommand, listed in `cmd::Command`.
 //! - `config.rs` + `default.toml`: the configuration tree and every default.
-//! - `server.rs`: the HTTP server (routers of every stage, health, metrics, shutdown).
+//! - `server/`: the HTTP server: `mod.rs` the routers of every stage, health and metrics;
+//!   `connections.rs` the accept loop, connection limits, clocks and shutdown.
 //! - `telemetry.rs`: logs and the Prometheus recorder.
 //! - `tenants.rs`, `data_dir.rs`: start-up chores.
 //! - `log_tools.rs`: how command-line tools open the log beside a running server.

@@ -1,11 +1,14 @@
 //! Tenants at start-up: from the config when it lists any; otherwise a `default` tenant whose
 //! keys are generated on first start and kept in `<data-dir>/tenants.toml`, so a newcomer can
-//! send events at once and keeps the same keys across restarts.
+//! send events at once and keeps the same keys across restarts. Also the secret that keys the
+//! ids of configured keys (`<data-dir>/key-id-secret`), generated on first start too.
 
 use crate::UserError;
 use anyhow::Context;
+use rand::RngCore;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
+use sluice_core::access::KeyIdSecret;
 use sluice_core::config::ConfigProblem;
 use sluice_core::tenant::{TenantConfig, validate_tenants};
 use std::io::Write;
@@ -13,6 +16,9 @@ use std::path::Path;
 
 /// The file, inside the data dir, that keeps the generated default tenant.
 pub const TENANTS_FILE: &str = "tenants.toml";
+
+/// The file, inside the data dir, that keeps the secret keying the ids of configured keys.
+pub const KEY_ID_SECRET_FILE: &str = "key-id-secret";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +134,31 @@ fn first_key(
         .find_map(|tenant| keys(tenant).into_iter().next()))
 }
 
+/// The secret that keys the ids of configured keys: read from the data dir, or generated (32
+/// random bytes, readable by the owner only) on first start.
+pub fn key_id_secret(data_dir: &Path) -> anyhow::Result<KeyIdSecret> {
+    let path = data_dir.join(KEY_ID_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => KeyIdSecret::from_hex(&text).ok_or_else(|| {
+            UserError(format!(
+                "{} is not a key id secret ({} hex digits); restore it from a backup, or delete \
+                 it: configured keys then get new ids and their event counts of today start over",
+                path.display(),
+                KeyIdSecret::HEX_LEN
+            ))
+            .into()
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let secret = KeyIdSecret::new(bytes);
+            write_private(&path, format!("{}\n", secret.to_hex()).as_bytes())?;
+            Ok(secret)
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// Writes `bytes` to `path` atomically, readable by the owner only.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -167,6 +198,39 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_key_id_secret_is_generated_once_private_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = key_id_secret(dir.path()).unwrap();
+        assert_eq!(
+            key_id_secret(dir.path()).unwrap(),
+            first,
+            "kept across restarts"
+        );
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(
+            key_id_secret(other.path()).unwrap(),
+            first,
+            "random per data dir"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_ID_SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join(KEY_ID_SECRET_FILE), "not hex").unwrap();
+        let error = key_id_secret(dir.path()).unwrap_err();
+        assert!(error.downcast_ref::<UserError>().is_some());
+        assert!(
+            error.to_string().contains("restore it from a backup"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -7,7 +7,12 @@ use support::{Server, http_get};
 
 #[test]
 fn serve_answers_health_readiness_and_metrics_then_exits_0_on_ctrl_c() {
-    let server = Server::start(&[]);
+    const ADMIN: &str = "ak_metrics_cli_0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, format!("admin-keys = [\"{ADMIN}\"]\n")).unwrap();
+    let config = config.display().to_string();
+    let server = Server::start_in(&dir.path().join("data"), &["--config", &config]);
     let (status, body) = http_get(server.addr, "/healthz");
     assert_eq!(status, 200);
     assert_eq!(body, r#"{"status":"ok"}"#);
@@ -16,7 +21,18 @@ fn serve_answers_health_readiness_and_metrics_then_exits_0_on_ctrl_c() {
     let (status, _) = http_get(server.addr, "/no-such-route");
     assert_eq!(status, 404);
 
-    let (status, metrics) = http_get(server.addr, "/metrics");
+    // A scrape names tenants and keys: by default it needs an admin key.
+    let (status, body) = http_get(server.addr, "/metrics");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("telemetry.metrics-listen"), "{body}");
+    let bearer = format!("Bearer {ADMIN}");
+    let (status, metrics) = support::http_request(
+        server.addr,
+        "GET",
+        "/metrics",
+        &[("authorization", &bearer)],
+        b"",
+    );
     assert_eq!(status, 200);
     for expected in [
         r#"sluice_http_requests_total{method="GET",route="/healthz",status="200"} 1"#,
@@ -40,6 +56,67 @@ fn serve_answers_health_readiness_and_metrics_then_exits_0_on_ctrl_c() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("shutting down"), "{stderr}");
+}
+
+/// `telemetry.metrics-listen` moves `/metrics` to a listener of its own (here without a key)
+/// and off the main one; `tenant-labels = false` keeps tenant names and key ids out of it.
+#[test]
+fn metrics_can_move_to_their_own_listener_without_tenant_labels() {
+    const WRITE: &str = "wk_metrics_listen_0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[telemetry]\nmetrics-listen = \"127.0.0.1:0\"\nmetrics-auth = \"none\"\ntenant-labels = false\n\n\
+             [[tenants]]\nname = \"secret-shop\"\nwrite-keys = [\"{WRITE}\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let server = Server::start_in(&dir.path().join("data"), &["--config", &config]);
+    let metrics_addr: std::net::SocketAddr = server
+        .startup_output()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("metrics on http://")?
+                .strip_suffix("/metrics")
+        })
+        .unwrap_or_else(|| panic!("no metrics address in:\n{}", server.startup_output()))
+        .parse()
+        .unwrap();
+    assert_ne!(metrics_addr, server.addr);
+    let auth = sluice::client::basic_auth(WRITE);
+    let (status, body) = support::http_request(
+        server.addr,
+        "POST",
+        "/v1/track",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        br#"{"userId":"u1","event":"Signed Up"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(
+        http_get(server.addr, "/metrics").0,
+        404,
+        "not on the main listener"
+    );
+    let (status, metrics) = http_get(metrics_addr, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("sluice_ingest_events_accepted_total ")),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("secret-shop"), "{metrics}");
+    assert!(!metrics.contains("tenant="), "{metrics}");
+    let (status, _) = http_get(metrics_addr, "/healthz");
+    assert_eq!(status, 404, "the metrics listener serves /metrics alone");
+    assert_eq!(server.signal("TERM").status.code(), Some(0));
 }
 
 #[test]

@@ -35,6 +35,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let signals = ShutdownSignals::install().context("installing signal handlers")?;
         let app = App::start(&config).await?;
+        if let Some(addr) = app.metrics_addr {
+            println!("metrics on http://{addr}/metrics");
+        }
+        // Last: tools and tests read the start-up output up to this line.
         println!("sluice listening on http://{}", app.addr);
         signals.wait().await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");

@@ -8,6 +8,7 @@ use sluice::app::App;
 use sluice::client::{Connection, Reply, Target, basic_auth};
 use sluice_core::time::{Millis, format_millis, now_millis};
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub(crate) const SHOP_WRITE: &str = "wk_shop_test_0123456789";
@@ -27,12 +28,17 @@ pub(crate) const HOUR: Millis = 3_600_000;
 pub(crate) struct Harness {
     app: Option<App>,
     pub(crate) target: Target,
+    pub(crate) config: sluice::config::Config,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
     pub(crate) async fn start(overrides: &[(&str, toml::Value)]) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
+        Harness::start_in(tempfile::tempdir().unwrap(), overrides).await
+    }
+
+    /// The configuration [`Harness::start`] uses, on `dir`.
+    pub(crate) fn config(dir: &Path, overrides: &[(&str, toml::Value)]) -> sluice::config::Config {
         let table: toml::Table = toml::from_str(&format!(
             r#"
             tenants = [
@@ -45,10 +51,7 @@ impl Harness {
         ))
         .unwrap();
         let mut all = vec![
-            (
-                "data-dir",
-                toml::Value::String(dir.path().display().to_string()),
-            ),
+            ("data-dir", toml::Value::String(dir.display().to_string())),
             ("server.listen", toml::Value::String("127.0.0.1:0".into())),
             ("tenants", table["tenants"].clone()),
             ("admin-keys", table["admin-keys"].clone()),
@@ -65,14 +68,32 @@ impl Harness {
             ),
         ];
         all.extend(overrides.iter().cloned());
-        let config = sluice::config::load(None, &all).unwrap();
+        sluice::config::load(None, &all).unwrap()
+    }
+
+    /// Starts the app on a data dir prepared by the test.
+    pub(crate) async fn start_in(
+        dir: tempfile::TempDir,
+        overrides: &[(&str, toml::Value)],
+    ) -> Harness {
+        let config = Harness::config(dir.path(), overrides);
         let app = App::start(&config).await.unwrap();
         let target = Target::parse(&format!("http://{}", app.addr)).unwrap();
         Harness {
             app: Some(app),
             target,
+            config,
             _dir: dir,
         }
+    }
+
+    /// Stops the app and starts it again on the same data dir (and a new port).
+    pub(crate) async fn restart(&mut self) {
+        let app = self.app.take().unwrap();
+        app.stop(Duration::from_secs(5)).await.unwrap();
+        let app = App::start(&self.config).await.unwrap();
+        self.target = Target::parse(&format!("http://{}", app.addr)).unwrap();
+        self.app = Some(app);
     }
 
     pub(crate) async fn request(
@@ -98,6 +119,21 @@ impl Harness {
             .request(Method::GET, path, &[("authorization", &auth)], Bytes::new())
             .await;
         (status, value)
+    }
+
+    /// `/metrics`, read with the admin key.
+    pub(crate) async fn metrics(&self) -> String {
+        let auth = format!("Bearer {ADMIN}");
+        let (status, _, reply) = self
+            .request(
+                Method::GET,
+                "/metrics",
+                &[("authorization", &auth)],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        String::from_utf8_lossy(&reply.body).into_owned()
     }
 
     /// A JSON request with `key` as bearer.

@@ -304,10 +304,7 @@ async fn limits_answer_429_with_retry_after_and_are_counted() {
     h.send_ok(&write, vec![view("a", "u", "/", start, "1")])
         .await;
 
-    let (_, _, metrics) = h
-        .request(Method::GET, "/metrics", &[], bytes::Bytes::new())
-        .await;
-    let text = String::from_utf8_lossy(&metrics.body);
+    let text = h.metrics().await;
     assert!(
         text.lines()
             .any(|line| line.starts_with("sluice_rate_limited_total{")
@@ -315,5 +312,99 @@ async fn limits_answer_429_with_retry_after_and_are_counted() {
                 && line.contains("limit=\"events_per_day\"")),
         "{text}"
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_an_admin_key() {
+    let h = Harness::start(&[]).await;
+    let (status, answer, _) = h
+        .request(Method::GET, "/metrics", &[], bytes::Bytes::new())
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("admin key") && message.contains("telemetry.metrics-auth"),
+        "{message}"
+    );
+    let (status, answer) = h.get("/metrics", SHOP_READ).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, answer) = h.get("/metrics", "ak_unknown_0123456789").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert!(h.metrics().await.contains("sluice_build_info"));
+    h.stop().await;
+}
+
+/// The ids of the config's keys, by hint (the secret's first characters).
+async fn config_key_ids(h: &Harness) -> std::collections::BTreeMap<String, String> {
+    let (status, answer) = h.get("/v1/admin/keys", ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|key| key["origin"] == "config")
+        .map(|key| {
+            (
+                key["hint"].as_str().unwrap().to_owned(),
+                key["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_key_ids_tell_nothing_about_their_secrets_and_survive_a_restart() {
+    let mut h = Harness::start(&[]).await;
+    let ids = config_key_ids(&h).await;
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    for (secret, hint) in [(SHOP_WRITE, "wk_sho"), (ADMIN, "ak_adm")] {
+        let id = &ids[hint];
+        let sha256: String = sluice_core::access::digest(secret)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let hex = id.strip_prefix("cfg_").unwrap();
+        assert_eq!(hex.len(), 16, "{id}");
+        assert!(
+            !sha256.starts_with(hex),
+            "{id} is a prefix of the key's SHA-256 ({sha256}): anyone can test guesses at it"
+        );
+    }
+    h.restart().await;
+    assert_eq!(
+        config_key_ids(&h).await,
+        ids,
+        "the same ids after a restart"
+    );
+    h.stop().await;
+}
+
+/// Data dirs from before keyed ids kept today's event counts under `cfg_` + SHA-256 prefix:
+/// the count carries over to the key's new id, so a restart after the upgrade renews no quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_saved_under_a_former_config_key_id_still_counts() {
+    use sluice_store::ServingStore as _;
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = [("quotas.events-per-day", toml::Value::Integer(10))];
+    let config = Harness::config(dir.path(), &overrides);
+    let store = sluice_store::StoreBackend::open(&config.store, &config.data_dir).unwrap();
+    let today = (sluice_core::time::now_millis() / 86_400_000) as u64;
+    let former = sluice_core::access::legacy_config_key_id(SHOP_WRITE);
+    store
+        .save_key_usage(vec![(former, today, 9)])
+        .await
+        .unwrap();
+    drop(store);
+
+    let h = Harness::start_in(dir, &overrides).await;
+    let start = hours_ago(1);
+    h.send_ok(SHOP_WRITE, vec![view("a", "u", "/", start, "1")])
+        .await;
+    let (status, answer) = h
+        .send(SHOP_WRITE, vec![view("a", "u", "/", start, "1")])
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(answer["error"]["code"], "events_per_day");
     h.stop().await;
 }

@@ -180,10 +180,7 @@ async fn clients_that_stop_reading_are_closed_not_buffered_for() {
                 .collect();
             h.send_ok(SHOP_WRITE, events).await;
         }
-        let (_, _, metrics) = h
-            .request(hyper::Method::GET, "/metrics", &[], bytes::Bytes::new())
-            .await;
-        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        let text = h.metrics().await;
         let closed = text
             .lines()
             .find(|line| line.starts_with("sluice_ws_closed_total{") && line.contains("too_slow"));
@@ -208,10 +205,7 @@ async fn clients_that_answer_no_pings_are_closed() {
     let mut silent = connect(&h, SHOP_READ).await;
     subscribe(&mut silent, "s", &[]).await;
     let closed = eventually("the silent client is closed", || async {
-        let (_, _, metrics) = h
-            .request(hyper::Method::GET, "/metrics", &[], bytes::Bytes::new())
-            .await;
-        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        let text = h.metrics().await;
         text.lines()
             .find(|line| line.starts_with("sluice_ws_closed_total{") && line.contains("no_pong"))
             .map(str::to_owned)

@@ -116,8 +116,14 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
 }
 
 fn prometheus(server: &Server) -> String {
-    let (status, body) = http_request(server.addr, "GET", "/metrics", &[], b"");
-    assert_eq!(status, 200);
+    let (status, body) = http_request(
+        server.addr,
+        "GET",
+        "/metrics",
+        &[("authorization", ADMIN)],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
     body
 }
 

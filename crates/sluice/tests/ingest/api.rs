@@ -504,6 +504,8 @@ async fn overload_and_concurrent_retries_answer_with_retry_after() {
             toml::Value::String("64KiB".into()),
         ),
         ("ingest.retry-after", toml::Value::String("2s".into())),
+        // This harness has no admin key to read /metrics with.
+        ("telemetry.metrics-auth", toml::Value::String("none".into())),
     ])
     .await;
     let event = json!({"userId": "u", "event": "e", "messageId": "busy-1"});

@@ -86,14 +86,25 @@ impl Server {
     }
 
     /// Sends a signal (`INT`, `TERM`, `KILL`) and waits for the process to exit.
-    pub fn signal(mut self, signal: &str) -> Output {
-        let mut child = self.child.take().unwrap();
+    pub fn signal(self, signal: &str) -> Output {
+        self.send_signal(signal);
+        self.wait()
+    }
+
+    /// Sends a signal (`INT`, `TERM`, `KILL`) without waiting.
+    pub fn send_signal(&self, signal: &str) {
+        let child = self.child.as_ref().unwrap();
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(child.id().to_string())
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits (at most 30 s) for the process to exit.
+    pub fn wait(mut self) -> Output {
+        let mut child = self.child.take().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             if child.try_wait().unwrap().is_some() {
@@ -101,7 +112,7 @@ impl Server {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "sluice did not exit after SIG{signal}"
+                "sluice did not exit in 30 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

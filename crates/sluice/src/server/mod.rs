@@ -1,19 +1,28 @@
 //! The HTTP server: the routers of every stage merged under one listener, plus health,
-//! readiness and metrics, with request metrics and bounds on every request, and graceful
-//! shutdown (stop accepting, let in-flight requests finish, then return).
+//! readiness and metrics, with request metrics and bounds on every request; the accept loop
+//! and connection clocks are in [`connections`].
+//!
+//! `/metrics` is served on the main listener or, with `telemetry.metrics-listen`, only on a
+//! listener of its own ([`metrics_app`]); either way it asks for an admin key unless
+//! `telemetry.metrics-auth = "none"`, because a scrape names every tenant and key.
 
-use crate::config::ServerConfig;
+pub mod connections;
+
+pub use connections::{ConnectionLimits, serve};
+
+use crate::config::{ServerConfig, TelemetryConfig};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_api::access::Access;
+use sluice_api::error::ApiError;
+use sluice_core::access::Role;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,31 +58,67 @@ impl Readiness {
 #[derive(Clone)]
 struct Ops {
     readiness: Arc<Readiness>,
-    prometheus: PrometheusHandle,
     /// The OpenAPI document, rendered once the routes are known.
     openapi: Arc<OnceLock<bytes::Bytes>>,
 }
 
+/// `GET /metrics`: the Prometheus rendering, and who may read it.
+#[derive(Debug, Clone)]
+pub struct MetricsEndpoint {
+    prometheus: PrometheusHandle,
+    /// Checks for an admin key; `None` when `telemetry.metrics-auth = "none"`.
+    access: Option<Arc<Access>>,
+}
+
+impl MetricsEndpoint {
+    /// The endpoint `telemetry` asks for, checking keys against `access`.
+    pub fn new(
+        prometheus: PrometheusHandle,
+        telemetry: &TelemetryConfig,
+        access: &Arc<Access>,
+    ) -> MetricsEndpoint {
+        MetricsEndpoint {
+            prometheus,
+            access: telemetry
+                .metrics_auth
+                .needs_key()
+                .then(|| Arc::clone(access)),
+        }
+    }
+}
+
+/// How [`ConnectionLimits`] follow `[server]`, for the listener named `listener`.
+pub fn connection_limits(config: &ServerConfig, listener: &'static str) -> ConnectionLimits {
+    ConnectionLimits {
+        listener,
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout.get(),
+        keep_alive_timeout: config.keep_alive_timeout.get(),
+    }
+}
+
 /// Builds the whole application: `stages` (collector, query API, …) plus the operational
-/// endpoints and `/openapi.json` — the OpenAPI document of every route, generated from the
-/// handlers' descriptions — all behind the request-metrics middleware and the server's bounds.
+/// endpoints — `/metrics` when `metrics` is given (not when it has a listener of its own) —
+/// and `/openapi.json`, the OpenAPI document of every route, generated from the handlers'
+/// descriptions; all behind the request-metrics middleware and the server's bounds.
 pub fn app(
     stages: OpenApiRouter,
     config: &ServerConfig,
     readiness: Arc<Readiness>,
-    prometheus: PrometheusHandle,
+    metrics: Option<MetricsEndpoint>,
 ) -> Router {
     let openapi = Arc::new(OnceLock::new());
-    let ops = OpenApiRouter::new()
+    let mut ops = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(render_metrics))
         .routes(routes!(openapi_json))
         .with_state(Ops {
             readiness,
-            prometheus,
             openapi: Arc::clone(&openapi),
         });
+    if let Some(metrics) = metrics {
+        ops = ops.merge(metrics_routes(metrics));
+    }
     let (router, document) = stages.merge(ops).split_for_parts();
     // The routes (and so the document) are known only once the router is split; the handler
     // reads the rendering through the cell it was given before.
@@ -83,6 +128,23 @@ pub fn app(
         }
         Err(error) => tracing::error!(%error, "cannot render the OpenAPI document"),
     }
+    bounded(router, config)
+}
+
+/// The application of `telemetry.metrics-listen`: `/metrics` alone, with the same bounds.
+pub fn metrics_app(metrics: MetricsEndpoint, config: &ServerConfig) -> Router {
+    let (router, _) = metrics_routes(metrics).split_for_parts();
+    bounded(router, config)
+}
+
+fn metrics_routes(metrics: MetricsEndpoint) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(render_metrics))
+        .with_state(metrics)
+}
+
+/// `router` behind the request-metrics middleware, the body limit and the request timeout.
+fn bounded(router: Router, config: &ServerConfig) -> Router {
     let max_body = config.max_request_bytes.as_usize();
     router
         .layer(middleware::from_fn(move |request, next| {
@@ -143,11 +205,31 @@ async fn readyz(State(ops): State<Ops>) -> Response {
     (status, axum::Json(serde_json::json!({ "status": state }))).into_response()
 }
 
-/// Prometheus metrics of every stage, in the text exposition format.
+/// Prometheus metrics of every stage, in the text exposition format. Needs an admin key unless
+/// `telemetry.metrics-auth = "none"`: labels name tenants and key ids (see
+/// `telemetry.tenant-labels`).
 #[utoipa::path(get, path = "/metrics", operation_id = "prometheus_metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
-async fn render_metrics(State(ops): State<Ops>) -> Response {
-    let body = ops.prometheus.render();
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 401, description = "No or unknown key", body = sluice_api::error::ErrorBody),
+        (status = 403, description = "Not an admin key", body = sluice_api::error::ErrorBody),
+    ))]
+async fn render_metrics(State(metrics): State<MetricsEndpoint>, headers: HeaderMap) -> Response {
+    if let Some(access) = &metrics.access {
+        if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return ApiError::unauthorized(
+                "GET /metrics needs an admin key: send Authorization: Bearer ADMIN_KEY (keys from \
+                 admin-keys), or serve it on a private address (telemetry.metrics-listen) with \
+                 telemetry.metrics-auth = \"none\"",
+            )
+            .into_response();
+        }
+        if let Err(error) = access.authorize(&headers, Role::Admin) {
+            return error.into_response();
+        }
+    }
+    let body = metrics.prometheus.render();
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -220,18 +302,6 @@ async fn track_requests(request: Request, next: Next) -> Response {
     response
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and waits
-/// for in-flight requests to finish.
-pub async fn serve(
-    listener: LimitedListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-}
-
 /// SIGINT (Ctrl-C) and SIGTERM handlers, installed when this is created — before the server
 /// announces itself, so a signal sent right after start-up is never missed.
 #[derive(Debug)]
@@ -256,102 +326,5 @@ impl ShutdownSignals {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
         }
-    }
-}
-
-/// A listener that holds at most `max` connections open at once: past that, new connections
-/// wait in the kernel's accept queue instead of consuming memory here.
-#[derive(Debug)]
-pub struct LimitedListener {
-    inner: TcpListener,
-    permits: Arc<tokio::sync::Semaphore>,
-}
-
-impl LimitedListener {
-    /// Wraps `inner`, allowing `max` concurrent connections.
-    pub fn new(inner: TcpListener, max: usize) -> Self {
-        Self {
-            inner,
-            permits: Arc::new(tokio::sync::Semaphore::new(max)),
-        }
-    }
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .expect("semaphore is never closed");
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        // Latency matters more than packet count for small API responses.
-        let _ = stream.set_nodelay(true);
-        (
-            LimitedStream {
-                stream,
-                _permit: permit,
-            },
-            addr,
-        )
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection that gives its slot back when it closes.
-#[derive(Debug)]
-pub struct LimitedStream {
-    stream: tokio::net::TcpStream,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl tokio::io::AsyncRead for LimitedStream {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for LimitedStream {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
     }
 }
