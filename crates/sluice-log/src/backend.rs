@@ -4,7 +4,7 @@
 
 use crate::config::{LogConfig, LogLocation};
 use crate::file::FileLog;
-use crate::record::{AppendResult, ReadBatch, Record, TopicInfo, TopicSpec};
+use crate::record::{AppendResult, EpochStart, ReadBatch, Record, TopicInfo, TopicSpec};
 use crate::{Log, LogError, ReadBuffer, ReadOptions, Result};
 use sluice_core::time::Millis;
 use std::path::Path;
@@ -132,6 +132,12 @@ impl Log for LogBackend {
     async fn enforce_retention(&self) -> Result<u64> {
         match self {
             LogBackend::File(log) => log.enforce_retention().await,
+        }
+    }
+
+    async fn epochs(&self, topic: &str, partition: u32) -> Result<Vec<EpochStart>> {
+        match self {
+            LogBackend::File(log) => log.epochs(topic, partition).await,
         }
     }
 }

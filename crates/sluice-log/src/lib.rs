@@ -33,7 +33,8 @@ pub use error::LogError;
 pub use file::FileLog;
 pub use partitioner::partition_for_key;
 pub use record::{
-    AppendResult, Header, PartitionInfo, ReadBatch, Record, StoredRecord, TopicInfo, TopicSpec,
+    AppendResult, EpochStart, Header, PartitionInfo, ReadBatch, Record, StoredRecord, TopicInfo,
+    TopicSpec,
 };
 
 use sluice_core::time::Millis;
@@ -137,6 +138,28 @@ pub trait Log: Send + Sync + 'static {
     /// Deletes whole segments older than each topic's retention age or beyond its retention
     /// size; returns how many bytes were freed. Backends may also run it in the background.
     fn enforce_retention(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The partition's epochs, oldest first; never empty (a partition begins with epoch 0 at
+    /// offset 0); the last is the current one. Start offsets never decrease.
+    ///
+    /// A consumer that keeps its position elsewhere (the stream engine keeps it in the store)
+    /// keeps the epoch with it: if a later epoch starts before that position, the offsets from
+    /// that start on were cut off and handed out again, and the consumer must go back to the
+    /// start of that later epoch to see the records that now carry them. The default, for
+    /// backends whose end offset never moves back, is the one epoch 0.
+    fn epochs(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> impl Future<Output = Result<Vec<EpochStart>>> + Send {
+        let _ = (topic, partition);
+        async {
+            Ok(vec![EpochStart {
+                epoch: 0,
+                start_offset: 0,
+            }])
+        }
+    }
 }
 
 /// Enforces retention every `every` until `shutdown` completes: the background task a server

@@ -86,6 +86,18 @@ impl ReadBatch {
     }
 }
 
+/// Where one epoch of a partition's offsets begins (Kafka's leader epochs play this part).
+/// Recovery or repair that moves a partition's end offset back (a torn or damaged tail cut
+/// off, so later appends may reuse offsets some reader already saw) starts a new epoch at the
+/// new end offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochStart {
+    /// The epoch number: 0 for a partition's first epoch, one more for each later one.
+    pub epoch: u32,
+    /// The first offset of the epoch: the partition's end offset when the epoch began.
+    pub start_offset: u64,
+}
+
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicSpec {

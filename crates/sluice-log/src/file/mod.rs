@@ -8,6 +8,8 @@
 //!                                               "retention-age-ms":null,"retention-bytes":null}
 //! <dir>/topics/<topic>/<partition>/<base>.log  segment: batches, base = first offset (20 digits)
 //! <dir>/topics/<topic>/<partition>/<base>.idx  sparse offset + time index of a sealed segment
+//! <dir>/topics/<topic>/<partition>/epochs      where each epoch of offsets begins (only once a
+//!                                               recovery cut a tail; see [`epochs`])
 //! <dir>/groups/<group>.json                    consumer offsets: {"version":1,
 //!                                               "offsets":{"<topic>":{"<partition>":<next>}}}
 //! ```
@@ -47,6 +49,13 @@
 //!     entries: [{ relative_offset: u32, position: u32, max_timestamp_before: i64 }],
 //!     crc: u32,                         // CRC32C of everything before it
 //! }
+//! struct EpochFile {                    // <partition>/epochs, replaced atomically
+//!     magic: [u8; 4] = "SLEP", version: u8 = 1, _pad: [u8; 3],
+//!     count: u32,                       // >= 1
+//!     entries: [{ epoch: u32, start_offset: u64 }; count],  // from epoch 0 at offset 0;
+//!                                       // epochs increase, start offsets never decrease
+//!     crc: u32,                         // CRC32C of everything before it
+//! }
 //! ```
 //!
 //! Invariants: offsets are dense per partition; batch `n + 1` starts at batch `n`'s base offset
@@ -84,7 +93,9 @@
 //!
 //! See [`recovery`]: the active segment of each partition is scanned and a torn or corrupt tail
 //! truncated (and logged); sealed segments use their index, rebuilt by scanning when missing or
-//! stale. Read-only opens (a second process next to a running server) apply the same checks
+//! stale. A truncation moves the partition's end offset back, so later appends reuse offsets a
+//! reader may have seen: it starts a new epoch at the new end ([`epochs`],
+//! [`Log::epochs`](crate::Log::epochs)), written durably before the file is cut. Read-only opens (a second process next to a running server) apply the same checks
 //! without changing files and treat an incomplete tail as not yet written; they follow the
 //! writer by re-reading the directory and the active segment's tail (every 100 ms while a read
 //! waits), since no notification crosses processes. Such a reader sees a batch once it is
@@ -95,11 +106,13 @@
 //! - [`index`]: the sparse offset and time index and its file format (pure).
 //! - [`segment`]: segment files: names, scans, index files, positional reads.
 //! - [`recovery`]: opening a partition directory after a crash.
+//! - [`epochs`]: the partition's epoch list and its file (pure codec, atomic replacement).
 //! - [`partition`]: reads by offset and time, retention.
 //! - [`writer`], [`syncer`]: the group-commit writer thread and its sync stage.
 //! - `topic`, `offsets`, `fs`: topic metadata, consumer offsets, file helpers.
 
 mod buffered;
+pub mod epochs;
 pub mod format;
 mod fs;
 pub mod index;
@@ -112,7 +125,7 @@ mod topic;
 pub mod writer;
 
 use crate::config::LogConfig;
-use crate::record::{AppendResult, ReadBatch, Record, TopicInfo, TopicSpec};
+use crate::record::{AppendResult, EpochStart, ReadBatch, Record, TopicInfo, TopicSpec};
 use crate::{Log, LogError, ReadBuffer, ReadOptions, Result};
 use fs::io_error;
 use offsets::{OffsetStore, check_group_name};
@@ -441,14 +454,14 @@ fn open_topic(
     let mut partitions = Vec::with_capacity(meta.partitions as usize);
     for id in 0..meta.partitions {
         let partition_dir = topic::partition_dir(dir, id);
-        let segments = recovery::open_segments(&partition_dir, name, id, mode)?;
+        let opened = recovery::open_partition(&partition_dir, name, id, mode)?;
         partitions.push(Arc::new(Partition::new(
             name,
             id,
             partition_dir,
             Arc::clone(config),
             Arc::clone(stats),
-            segments,
+            opened,
             read_only,
         )));
     }
@@ -724,5 +737,14 @@ impl Log for FileLog {
     async fn enforce_retention(&self) -> Result<u64> {
         let log = self.clone();
         blocking(move || log.enforce_retention_at(now_millis())).await
+    }
+
+    async fn epochs(&self, topic: &str, partition: u32) -> Result<Vec<EpochStart>> {
+        let target = self.partition(topic, partition)?;
+        if target.read_only {
+            // The process that writes the log may have recovered it since this open.
+            return blocking(move || epochs::load(target.dir())).await;
+        }
+        Ok(target.epochs.lock().clone())
     }
 }

@@ -5,10 +5,11 @@
 use super::format::{self, BatchHeader};
 use super::fs::io_error;
 use super::fs::remove_if_exists;
+use super::recovery::OpenedPartition;
 use super::segment::{Segment, corrupt, index_path};
 use super::writer::{self, AppendRequest, WriterHandle, WriterStats};
 use crate::config::LogConfig;
-use crate::record::{PartitionInfo, ReadBatch, StoredRecord};
+use crate::record::{EpochStart, PartitionInfo, ReadBatch, StoredRecord};
 use crate::{LogError, Result};
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
@@ -40,6 +41,8 @@ pub(crate) struct Partition {
     /// Segments in offset order; the last is the active one. Only the writer changes the last
     /// segment's extent and adds segments; only retention removes them, from the front.
     pub(crate) segments: RwLock<Vec<Segment>>,
+    /// The partition's epochs, oldest first (see [`super::epochs`]); only recovery adds any.
+    pub(crate) epochs: Mutex<Vec<EpochStart>>,
     /// The published end offset, for tail-following readers.
     pub(crate) end: watch::Sender<u64>,
     /// Bytes of appends queued for the writer (permits are bytes).
@@ -115,9 +118,10 @@ impl Partition {
         dir: PathBuf,
         config: Arc<LogConfig>,
         stats: Arc<WriterStats>,
-        segments: Vec<Segment>,
+        opened: OpenedPartition,
         read_only: bool,
     ) -> Self {
+        let OpenedPartition { segments, epochs } = opened;
         let end = segments.last().map_or(0, |s| s.index.end_offset);
         Self {
             topic: topic.to_owned(),
@@ -127,6 +131,7 @@ impl Partition {
             config,
             stats,
             segments: RwLock::new(segments),
+            epochs: Mutex::new(epochs),
             end: watch::Sender::new(end),
             writer: Mutex::new(WriterSlot::Idle),
             read_only,

@@ -10,12 +10,16 @@
 //!   the first incomplete frame, bad CRC or offset gap ends the valid data, and everything after
 //!   it is truncated and logged. Acknowledged data is never past that point: in `fsync` mode an
 //!   append is acknowledged only after the sync that made it and everything before it durable.
+//!   A cut moves the partition's end offset back, so a new epoch starts there ([`epochs`]),
+//!   made durable before the truncation.
 //! - Consecutive segments must be contiguous (`base offset == previous end offset`).
 //! - Read-only opens apply the same rules without changing any file: a torn tail is ignored.
 
+use super::epochs;
 use super::fs::{io_error, remove_if_exists, sync_dir};
 use super::index::SegmentIndex;
 use super::segment::{self, Segment, load_index, parse_log_name, scan_file};
+use crate::record::EpochStart;
 use crate::{LogError, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,13 +34,23 @@ pub(crate) struct OpenMode {
     pub(crate) index_interval: u64,
 }
 
+/// A partition as recovery left it.
+#[derive(Debug)]
+pub(crate) struct OpenedPartition {
+    /// Segments in offset order; the last is the active one.
+    pub(crate) segments: Vec<Segment>,
+    /// The partition's epochs, oldest first.
+    pub(crate) epochs: Vec<EpochStart>,
+}
+
 /// Opens every segment of the partition in `dir`, repairing what a crash left behind.
-pub(crate) fn open_segments(
+pub(crate) fn open_partition(
     dir: &Path,
     topic: &str,
     partition: u32,
     mode: OpenMode,
-) -> Result<Vec<Segment>> {
+) -> Result<OpenedPartition> {
+    let mut epochs = epochs::load(dir)?;
     let mut bases = Vec::new();
     let mut leftovers = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_error("listing partition", dir))? {
@@ -69,7 +83,13 @@ pub(crate) fn open_segments(
     let last = bases.len() - 1;
     for (i, &base_offset) in bases.iter().enumerate() {
         let path = segment::log_path(dir, base_offset);
-        let segment = open_segment(&path, base_offset, i == last, topic, partition, mode)?;
+        let place = Place {
+            dir,
+            topic,
+            partition,
+            active: i == last,
+        };
+        let segment = open_segment(&path, base_offset, place, mode, &mut epochs)?;
         if let Some(previous) = segments.last()
             && previous.index.end_offset != base_offset
         {
@@ -83,17 +103,32 @@ pub(crate) fn open_segments(
         }
         segments.push(segment);
     }
-    Ok(segments)
+    Ok(OpenedPartition { segments, epochs })
+}
+
+/// Where a segment being opened belongs.
+#[derive(Debug, Clone, Copy)]
+struct Place<'a> {
+    dir: &'a Path,
+    topic: &'a str,
+    partition: u32,
+    /// The partition's last segment, the one appends go to.
+    active: bool,
 }
 
 fn open_segment(
     path: &Path,
     base_offset: u64,
-    active: bool,
-    topic: &str,
-    partition: u32,
+    place: Place<'_>,
     mode: OpenMode,
+    epochs: &mut Vec<EpochStart>,
 ) -> Result<Segment> {
+    let Place {
+        dir,
+        topic,
+        partition,
+        active,
+    } = place;
     let file = File::options()
         .read(true)
         .write(!mode.read_only)
@@ -138,6 +173,9 @@ fn open_segment(
         if mode.read_only {
             tracing::debug!(segment = %path.display(), valid_bytes = valid, %reason, "ignoring an incomplete tail (read-only)");
         } else {
+            // The end offset moves back: later appends reuse the offsets cut off, which a reader
+            // may have seen. The new epoch is durable before the cut.
+            let epoch = epochs::start(dir, epochs, outcome.index.end_offset)?;
             tracing::warn!(
                 topic,
                 partition,
@@ -145,8 +183,9 @@ fn open_segment(
                 valid_bytes = valid,
                 truncated_bytes = file_len - valid,
                 end_offset = outcome.index.end_offset,
+                epoch = epoch.epoch,
                 %reason,
-                "truncating the torn or corrupt tail of a segment"
+                "truncating the torn or corrupt tail of a segment; a new epoch starts at its end"
             );
             file.set_len(valid)
                 .map_err(io_error("truncating torn tail of", path))?;
@@ -186,7 +225,11 @@ fn remove_leftovers(leftovers: &[PathBuf], bases: &[u64], dir: &Path) {
             if let Err(error) = remove_if_exists(path) {
                 tracing::warn!(%error, "could not remove a leftover file");
             }
-        } else if path.extension().is_none_or(|e| e != "idx") {
+        } else if path.extension().is_none_or(|e| e != "idx")
+            && path
+                .file_name()
+                .is_none_or(|name| name != epochs::EPOCHS_FILE)
+        {
             tracing::warn!(file = %path.display(), dir = %dir.display(), "ignoring an unexpected file in a partition directory");
         }
     }

@@ -4,7 +4,9 @@
 use crate::common::{config, open, record, runtime, value_bytes};
 use bytes::Bytes;
 use sluice_log::file::segment::{index_path, log_path};
-use sluice_log::{AckMode, FileLog, Log, LogError, ReadOptions, Record, StoredRecord, TopicSpec};
+use sluice_log::{
+    AckMode, EpochStart, FileLog, Log, LogError, ReadOptions, Record, StoredRecord, TopicSpec,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -138,6 +140,78 @@ fn a_torn_or_corrupt_tail_is_truncated_and_earlier_batches_kept() {
         std::fs::remove_file(index_path(&active)).unwrap();
         let log = open(dir.path(), &config);
         assert_eq!(values(&read_all(&log, "t", 0).await), written);
+        log.close().await.unwrap();
+    });
+}
+
+fn epoch(epoch: u32, start_offset: u64) -> EpochStart {
+    EpochStart {
+        epoch,
+        start_offset,
+    }
+}
+
+#[test]
+fn a_cut_tail_starts_a_new_epoch_at_the_new_end_and_a_clean_reopen_does_not() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(AckMode::Write);
+        let log = open(dir.path(), &config);
+        log.create_topic(TopicSpec::new("t", 2)).await.unwrap();
+        fill(&log, "t", 3).await;
+        assert_eq!(log.epochs("t", 0).await.unwrap(), [epoch(0, 0)]);
+        log.close().await.unwrap();
+        let partition = partition_dir(dir.path(), "t", 0);
+        assert!(!partition.join("epochs").exists(), "no file without a cut");
+
+        // The last batch (offsets 8..12) is cut: offsets 8.. are handed out again.
+        let active = segment_files(&partition).pop().unwrap();
+        let mut bytes = std::fs::read(&active).unwrap();
+        let len = bytes.len();
+        bytes[len - 2] ^= 0xff;
+        std::fs::write(&active, &bytes).unwrap();
+        std::fs::remove_file(index_path(&active)).unwrap();
+        let log = open(dir.path(), &config);
+        assert_eq!(
+            log.epochs("t", 0).await.unwrap(),
+            [epoch(0, 0), epoch(1, 8)]
+        );
+        assert_eq!(log.epochs("t", 1).await.unwrap(), [epoch(0, 0)]);
+        let again = log
+            .append("t", 0, vec![record(None, "reused", NOW)])
+            .await
+            .unwrap();
+        assert_eq!(again.base_offset, 8);
+        log.close().await.unwrap();
+
+        // A clean reopen keeps the epochs as they are, and so does a reader beside the writer.
+        let log = open(dir.path(), &config);
+        assert_eq!(
+            log.epochs("t", 0).await.unwrap(),
+            [epoch(0, 0), epoch(1, 8)]
+        );
+        let reader = FileLog::open_read_only(dir.path(), &config).unwrap();
+        assert_eq!(
+            reader.epochs("t", 0).await.unwrap(),
+            [epoch(0, 0), epoch(1, 8)]
+        );
+        reader.close().await.unwrap();
+        let error = log.epochs("t", 2).await.unwrap_err();
+        assert!(
+            matches!(error, LogError::UnknownPartition { .. }),
+            "{error}"
+        );
+        log.close().await.unwrap();
+
+        // A torn write at the same end cuts again: epoch 2 starts at the same offset.
+        let mut bytes = std::fs::read(&active).unwrap();
+        bytes.extend_from_slice(&[1, 2, 3]);
+        std::fs::write(&active, &bytes).unwrap();
+        let log = open(dir.path(), &config);
+        assert_eq!(
+            log.epochs("t", 0).await.unwrap(),
+            [epoch(0, 0), epoch(1, 8), epoch(2, 9)]
+        );
         log.close().await.unwrap();
     });
 }
