@@ -115,12 +115,16 @@ mod buffered;
 pub mod epochs;
 pub mod format;
 mod fs;
+pub mod gaps;
 pub mod index;
 mod offsets;
 mod partition;
 pub mod recovery;
+pub mod repair;
+pub mod salvage;
 pub mod segment;
 pub mod syncer;
+mod table;
 mod topic;
 pub mod writer;
 
@@ -223,7 +227,7 @@ impl FileLog {
                 tracing::warn!(topic = %name, dir = %path.display(), "skipping a topic whose creation did not finish; create it again to complete it");
                 continue;
             };
-            let topic = open_topic(&path, &name, meta, &config, &stats, read_only)?;
+            let topic = open_topic(dir, &name, meta, &config, &stats, read_only)?;
             topics.insert(name, Arc::new(topic));
         }
         let offsets = OffsetStore::load(&dir.join("groups"))?;
@@ -339,7 +343,7 @@ impl FileLog {
         let dir = self.inner.dir.join("topics").join(&spec.name);
         topic::create_on_disk(&dir, &meta)?;
         let opened = open_topic(
-            &dir,
+            &self.inner.dir,
             &spec.name,
             meta,
             &self.inner.config,
@@ -440,7 +444,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 }
 
 fn open_topic(
-    dir: &Path,
+    log_dir: &Path,
     name: &str,
     meta: TopicMeta,
     config: &Arc<LogConfig>,
@@ -451,10 +455,18 @@ fn open_topic(
         read_only,
         index_interval: config.index_interval_bytes.bytes(),
     };
+    let dir = log_dir.join("topics").join(name);
     let mut partitions = Vec::with_capacity(meta.partitions as usize);
     for id in 0..meta.partitions {
-        let partition_dir = topic::partition_dir(dir, id);
-        let opened = recovery::open_partition(&partition_dir, name, id, mode)?;
+        let partition_dir = topic::partition_dir(&dir, id);
+        let quarantine = salvage::quarantine_dir(log_dir, name, id);
+        let place = recovery::PartitionPlace {
+            dir: &partition_dir,
+            quarantine: &quarantine,
+            topic: name,
+            partition: id,
+        };
+        let opened = recovery::open_partition(place, mode)?;
         partitions.push(Arc::new(Partition::new(
             name,
             id,
@@ -486,7 +498,7 @@ async fn read_beside_writer(
     loop {
         let refreshing = Arc::clone(&target);
         let end = blocking(move || refreshing.refresh_read_only()).await?;
-        if offset != end {
+        if target.first_readable(offset)? < end {
             let max_bytes = options.max_bytes.max(1);
             return blocking(move || target.read(offset, max_bytes)).await;
         }
@@ -512,7 +524,7 @@ async fn read_into_beside_writer(
     loop {
         let refreshing = Arc::clone(&target);
         let end = blocking(move || refreshing.refresh_read_only()).await?;
-        if offset != end {
+        if target.first_readable(offset)? < end {
             return read_into_blocking(target, offset, options, buffer).await;
         }
         let now = tokio::time::Instant::now();
@@ -635,8 +647,8 @@ impl Log for FileLog {
         let deadline = tokio::time::Instant::now() + options.max_wait;
         loop {
             let end = *published.borrow_and_update();
-            target.check_offset(offset)?;
-            if offset < end {
+            // An offset in a recorded gap at the end waits like the end itself.
+            if target.first_readable(offset)? < end {
                 let max_bytes = options.max_bytes.max(1);
                 return blocking(move || target.read(offset, max_bytes)).await;
             }
@@ -675,8 +687,7 @@ impl Log for FileLog {
         let deadline = tokio::time::Instant::now() + options.max_wait;
         let end = loop {
             let end = *published.borrow_and_update();
-            target.check_offset(offset)?;
-            if offset < end {
+            if target.first_readable(offset)? < end {
                 // Recently written or read-ahead data is copied right here (see
                 // `Partition::try_read_cached`); the blocking pool reads the rest.
                 if target.try_read_cached(offset, options.max_bytes.max(1), buffer)? {
