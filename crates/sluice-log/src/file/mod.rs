@@ -10,6 +10,10 @@
 //! <dir>/topics/<topic>/<partition>/<base>.idx  sparse offset + time index of a sealed segment
 //! <dir>/topics/<topic>/<partition>/epochs      where each epoch of offsets begins (only once a
 //!                                               recovery cut a tail; see [`epochs`])
+//! <dir>/topics/<topic>/<partition>/gaps        offsets recorded as lost (only once salvage
+//!                                               found damage; see [`gaps`])
+//! <dir>/quarantine/<topic>/<partition>/<base>-<byte>.bin   damaged bytes salvage set aside,
+//! <dir>/quarantine/<topic>/<partition>/<base>-<byte>.json  and what they held (see [`salvage`])
 //! <dir>/groups/<group>.json                    consumer offsets: {"version":1,
 //!                                               "offsets":{"<topic>":{"<partition>":<next>}}}
 //! ```
@@ -56,13 +60,21 @@
 //!                                       // epochs increase, start offsets never decrease
 //!     crc: u32,                         // CRC32C of everything before it
 //! }
+//! struct GapFile {                      // <partition>/gaps, replaced atomically
+//!     magic: [u8; 4] = "SLGP", version: u8 = 1, _pad: [u8; 3],
+//!     count: u32,
+//!     entries: [{ start: u64, end: u64 }; count],  // sorted, non-empty, apart
+//!     crc: u32,                         // CRC32C of everything before it
+//! }
 //! ```
 //!
-//! Invariants: offsets are dense per partition; batch `n + 1` starts at batch `n`'s base offset
-//! plus its record count, including across segments (a segment's base offset is the previous
-//! segment's end); only the last segment of a partition (the active one) is ever written; a
-//! segment is synced before the next one is created; index entries are sorted by offset,
-//! position and `max_timestamp_before` (see [`index`]).
+//! Invariants: offsets are dense within a segment: batch `n + 1` starts at batch `n`'s base
+//! offset plus its record count. A segment's base offset is the previous segment's end, or the
+//! end of a recorded gap that starts there (salvage puts the intact batches after damage in a
+//! segment of their own, so gaps only lie between segments); offsets between segments that no
+//! recorded gap covers are damage. Only the last segment of a partition (the active one) is
+//! ever appended to; a segment is synced before the next one is created; index entries are
+//! sorted by offset, position and `max_timestamp_before` (see [`index`]).
 //!
 //! # Durability and visibility
 //!
@@ -91,11 +103,15 @@
 //!
 //! # Recovery
 //!
-//! See [`recovery`]: the active segment of each partition is scanned and a torn or corrupt tail
-//! truncated (and logged); sealed segments use their index, rebuilt by scanning when missing or
-//! stale. A truncation moves the partition's end offset back, so later appends reuse offsets a
-//! reader may have seen: it starts a new epoch at the new end ([`epochs`],
-//! [`Log::epochs`](crate::Log::epochs)), written durably before the file is cut. Read-only opens (a second process next to a running server) apply the same checks
+//! See [`recovery`]: the active segment of each partition is scanned; after damage, every
+//! batch that proves itself is kept with its offset ([`salvage`]: the damaged bytes go to the
+//! quarantine, their offsets become a recorded gap, the loss is logged at ERROR) and a torn or
+//! damaged tail is cut. Sealed segments use their index, rebuilt by scanning when missing or
+//! stale; damage found in one fails only the reads that touch it (`LogError::Corrupt`) until
+//! `sluice log repair` ([`repair`]) salvages it. A cut moves the
+//! partition's end offset back, so later appends reuse offsets a reader may have seen: it starts
+//! a new epoch at the new end ([`epochs`], [`Log::epochs`](crate::Log::epochs)), written durably
+//! before the file is cut. Read-only opens (a second process next to a running server) apply the same checks
 //! without changing files and treat an incomplete tail as not yet written; they follow the
 //! writer by re-reading the directory and the active segment's tail (every 100 ms while a read
 //! waits), since no notification crosses processes. Such a reader sees a batch once it is
@@ -106,7 +122,9 @@
 //! - [`index`]: the sparse offset and time index and its file format (pure).
 //! - [`segment`]: segment files: names, scans, index files, positional reads.
 //! - [`recovery`]: opening a partition directory after a crash.
-//! - [`epochs`]: the partition's epoch list and its file (pure codec, atomic replacement).
+//! - [`salvage`]: keeping the intact batches of a damaged segment, quarantining the rest.
+//! - [`repair`]: `sluice log verify` and `sluice log repair`.
+//! - [`epochs`], [`gaps`]: a partition's epoch list and recorded gaps (`table`: their codec).
 //! - [`partition`]: reads by offset and time, retention.
 //! - [`writer`], [`syncer`]: the group-commit writer thread and its sync stage.
 //! - `topic`, `offsets`, `fs`: topic metadata, consumer offsets, file helpers.

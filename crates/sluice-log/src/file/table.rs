@@ -47,7 +47,7 @@ pub(crate) fn decode<const N: usize>(
     if crc32c::crc32c(body).to_le_bytes() != crc {
         return Err(bad(body.len(), format!("{what} fails its checksum")));
     }
-    if &body[..4] != magic || body[4] != VERSION {
+    if &body[..4] != magic || body[4] != VERSION || body[5..8] != [0; 3] {
         return Err(bad(0, format!("not a sluice {what} of a known version")));
     }
     let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
