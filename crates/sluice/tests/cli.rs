@@ -690,9 +690,35 @@ max-record-bytes = "8KiB"
     std::fs::write(&active, &bytes).unwrap();
     std::fs::remove_file(active.with_extension("idx")).unwrap();
 
+    let next_base = segment_batches(
+        &p0.join(
+            std::fs::read_dir(&p0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.ends_with(".log") && n != "00000000000000000000.log")
+                .min()
+                .unwrap(),
+        ),
+    )[0]
+    .1;
+
     // The server starts (its dedup warm-up reads the damaged window) and takes events.
     let server = Server::start_in(&data, &["--config", &config]);
     assert_eq!(http_get(server.addr, "/readyz").0, 200);
+    let (_, metrics) = http_get(server.addr, "/metrics");
+    for expected in [
+        format!(
+            r#"sluice_log_damaged_offsets{{topic="events",partition="0"}} {}"#,
+            next_base - damaged_from
+        ),
+        r#"sluice_log_damaged_offsets{topic="events",partition="1"} 0"#.to_owned(),
+        format!(
+            r#"sluice_log_records_lost_total{{topic="events",partition="1"}} {}"#,
+            lost_to - lost_from
+        ),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} in {metrics}");
+    }
     send(&server, 600, 40);
     assert_eq!(server.interrupt().status.code(), Some(0));
 

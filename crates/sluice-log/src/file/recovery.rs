@@ -122,6 +122,18 @@ pub(crate) fn open_partition(place: PartitionPlace<'_>, mode: OpenMode) -> Resul
         segments.extend(opened);
     }
     mark_missing_offsets(&mut segments, &opening.gaps, place)?;
+    if !mode.read_only {
+        let unreadable: u64 = segments
+            .iter()
+            .filter_map(|s| s.damage.as_ref())
+            .map(|d| d.offsets.end - d.offsets.start)
+            .sum();
+        let labels = [
+            ("topic", place.topic.to_owned()),
+            ("partition", place.partition.to_string()),
+        ];
+        metrics::gauge!("sluice_log_damaged_offsets", &labels).set(unreadable as f64);
+    }
     Ok(OpenedPartition {
         segments,
         epochs: opening.epochs,

@@ -316,7 +316,17 @@ fn copy_range(
 /// Logs what salvaging a segment lost: at ERROR for damage (acknowledged records may be gone),
 /// at WARN for a torn last batch alone (what a crash in the middle of a write leaves).
 pub(crate) fn log_salvage(topic: &str, partition: u32, salvaged: &Salvaged) {
+    let labels = [
+        ("topic", topic.to_owned()),
+        ("partition", partition.to_string()),
+    ];
     for loss in &salvaged.losses {
+        if loss.quarantined.is_some() {
+            let bytes = loss.damaged.bytes.end - loss.damaged.bytes.start;
+            metrics::counter!("sluice_log_quarantined_bytes_total", &labels).increment(bytes);
+            metrics::counter!("sluice_log_records_lost_total", &labels)
+                .increment(loss.records().unwrap_or(0));
+        }
         let stretch = &loss.damaged;
         let quarantined = loss
             .quarantined
