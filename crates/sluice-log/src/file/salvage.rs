@@ -182,7 +182,11 @@ impl Salvager<'_> {
             });
         }
         if losses.iter().any(|loss| loss.quarantined.is_some()) {
-            sync_dir(self.quarantine)?;
+            // The files, and the directories create_dir_all may have made: all durable before
+            // anything is cut.
+            for dir in self.quarantine.ancestors().take(3) {
+                sync_dir(dir)?;
+            }
         }
         Ok(losses)
     }
