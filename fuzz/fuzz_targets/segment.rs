@@ -1,15 +1,18 @@
 //! Arbitrary bytes through the file log's decoders: as a whole segment, as the records of a
-//! frame whose checksum is valid (so record decoding is reached, not just the CRC check), and as
-//! an index file. Every input must decode or give an error with a reason, never panic; whatever
-//! decodes must re-encode to records that decode the same.
+//! frame whose checksum is valid (so record decoding is reached, not just the CRC check), as
+//! the bytes after damage that salvage searches for the next intact batch, and as an index,
+//! epoch or gap file. Every input must decode or give an error with a reason, never panic;
+//! whatever decodes must re-encode to records that decode the same.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_log::file::format::{
-    BATCH_HEADER_LEN, decode_records, decode_segment, encode_batch, peek_header, seal_frame,
+    BATCH_HEADER_LEN, Search, check_crc, decode_records, decode_segment, encode_batch,
+    find_frame, peek_header, seal_frame,
 };
 use sluice_log::file::index::decode_index;
+use sluice_log::file::{epochs, gaps};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(records) = decode_segment(data) {
@@ -41,5 +44,25 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    // Whatever the salvage search finds is a whole frame inside the input that checks out.
+    for at_eof in [true, false] {
+        match find_frame(data, 0, at_eof, |_, _| true) {
+            Search::Found { at, header } => {
+                let frame = &data[at..at + header.frame_len];
+                assert!(check_crc(frame, &header).is_ok());
+            }
+            Search::Incomplete { at, frame_len } => {
+                assert!(!at_eof && at + frame_len > data.len());
+            }
+            Search::NotFound { next } => assert!(next <= data.len().max(1)),
+        }
+    }
+
     let _ = decode_index(data, 0);
+    if let Ok(list) = epochs::decode(data) {
+        assert_eq!(epochs::encode(&list), data);
+    }
+    if let Ok(list) = gaps::decode(data) {
+        assert_eq!(gaps::encode(&list), data);
+    }
 });

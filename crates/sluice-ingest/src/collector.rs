@@ -176,11 +176,15 @@ impl<L: Log> Collector<L> {
         let mut remembered = 0u64;
         let topics = self.log.describe(Some(topic)).await?;
         for info in topics.into_iter().flat_map(|topic| topic.partitions) {
-            let Some(first) = self
-                .log
-                .offset_for_time(topic, info.partition, since)
-                .await?
-            else {
+            let first = match self.log.offset_for_time(topic, info.partition, since).await {
+                Ok(first) => first,
+                Err(error @ LogError::Corrupt { .. }) => {
+                    damaged_window(topic, info.partition, &error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let Some(first) = first else {
                 continue;
             };
             let mut offset = first
@@ -196,6 +200,11 @@ impl<L: Log> Collector<L> {
                     // Retention removed segments meanwhile (a size limit): this partition is left
                     // partly remembered rather than failing the start.
                     Err(LogError::OffsetOutOfRange { .. }) => break,
+                    // Damaged log data fails only what reads it: not the collector's start.
+                    Err(error @ LogError::Corrupt { .. }) => {
+                        damaged_window(topic, info.partition, &error);
+                        break;
+                    }
                     Err(error) => return Err(error),
                 }
                 if buffer.is_empty() {
@@ -544,4 +553,14 @@ fn has_id(message: &RawMessage<'_>) -> bool {
         .message_id
         .as_ref()
         .is_some_and(|id| !id.0.is_empty())
+}
+
+/// Logs that damaged log data keeps part of a partition's dedup window from being remembered.
+fn damaged_window(topic: &str, partition: u32, error: &LogError) {
+    tracing::error!(
+        topic,
+        partition,
+        %error,
+        "part of the dedup window could not be read back from the log: retries of events appended there may be accepted again"
+    );
 }

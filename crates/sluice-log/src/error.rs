@@ -37,9 +37,9 @@ pub enum LogError {
         start: u64,
         end: u64,
     },
-    /// On-disk data is corrupt beyond what recovery repairs.
+    /// On-disk data is corrupt beyond what recovery repairs. Only what reads it fails.
     #[error(
-        "corrupt log data in {path}: {reason}; move the file away to recover the rest of the partition"
+        "corrupt log data in {path}: {reason}; `sluice log verify` lists every damaged range, and `sluice log repair` (with sluice stopped) keeps every intact batch and records what was lost"
     )]
     Corrupt { path: PathBuf, reason: String },
     /// The disk is full: appends stop until space is freed; nothing acknowledged is lost.

@@ -3,8 +3,12 @@
 //! other consumer read from it, and replaying it rebuilds any result.
 //!
 //! The semantics are Kafka's, so a topic means the same on both backends: a topic has N
-//! partitions; a record has an offset (dense, per partition, from 0), an optional key, a value,
-//! a timestamp and headers; the default partitioner is Kafka's murmur2 ([`partition_for_key`]).
+//! partitions; a record has an offset (increasing per partition from 0, consecutive within an
+//! append; gaps only where recovery or `sluice log repair` recorded damaged records as lost, as
+//! Kafka's compacted topics have gaps), an optional key, a value, a timestamp and headers; the
+//! default partitioner is Kafka's murmur2 ([`partition_for_key`]). A partition's end offset
+//! moves back only when recovery cuts a torn or damaged tail; it then starts a new epoch
+//! ([`Log::epochs`]).
 //!
 //! # Layout
 //! - [`Log`]: the trait every backend implements (create/describe topics, append, read with
@@ -76,9 +80,12 @@ pub trait Log: Send + Sync + 'static {
         records: Vec<Record>,
     ) -> impl Future<Output = Result<AppendResult>> + Send;
 
-    /// Reads records from `offset` on. An offset before the partition's start (removed by
-    /// retention) is [`LogError::OffsetOutOfRange`]; an offset at the end waits for new records
-    /// up to `options.max_wait`, then returns an empty batch.
+    /// Reads records from `offset` on: from the first offset at or after it that exists (an
+    /// offset inside a recorded gap reads from the next record). An offset before the
+    /// partition's start (removed by retention) is [`LogError::OffsetOutOfRange`]; an offset at
+    /// the end waits for new records up to `options.max_wait`, then returns an empty batch.
+    /// Damaged records that no repair has recorded as lost fail the read with
+    /// [`LogError::Corrupt`]: a read never skips them silently.
     fn read(
         &self,
         topic: &str,
@@ -116,7 +123,8 @@ pub trait Log: Send + Sync + 'static {
     }
 
     /// The first offset whose record timestamp is at or after `timestamp`, or `None` when every
-    /// record is older (Kafka's `ListOffsets` by time).
+    /// record is older (Kafka's `ListOffsets` by time). [`LogError::Corrupt`] when the answer
+    /// may be among damaged records.
     fn offset_for_time(
         &self,
         topic: &str,

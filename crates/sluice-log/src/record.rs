@@ -71,7 +71,8 @@ pub struct AppendResult {
 /// Records returned by one read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadBatch {
-    /// Records in offset order, contiguous from the requested offset.
+    /// Records in offset order, from the first offset at or after the requested one that
+    /// exists; consecutive, except across a gap that recovery or repair recorded.
     pub records: Vec<StoredRecord>,
     /// The partition's end offset (the next offset to be appended) when the read was served.
     pub end_offset: u64,

@@ -478,3 +478,351 @@ sql = "CREATE METRIC spend AS SELECT properties.plan AS plan, COUNT(*) AS n, SUM
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is sluice running?"));
 }
+
+/// A real server's log damaged on disk: `sluice log verify` names the damage and exits 2,
+/// `sluice log repair` keeps every intact batch and says what was lost, then `verify` is clean
+/// and `tail` reads every surviving record; `repair` refuses while a server runs.
+#[test]
+fn log_verify_finds_damage_and_log_repair_salvages_the_rest() {
+    const WRITE: &str = "wk_log_repair_0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[tenants]]
+name = "shop"
+write-keys = ["{WRITE}"]
+[log]
+partitions = 1
+"#
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let server = Server::start_in(&data, &["--config", &config]);
+    let sent = 600;
+    let lines: Vec<String> = (0..sent)
+        .map(|i| {
+            format!(
+                r#"{{"type":"track","messageId":"m{i}","anonymousId":"a{i}","event":"Viewed","properties":{{"n":{i}}}}}"#
+            )
+        })
+        .collect();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let url = format!("http://{}", server.addr);
+    let output = Command::new(support::BIN)
+        .args(["send", "--quiet", "--batch", "20", "--url", &url])
+        .args(["--write-key", WRITE])
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(server.interrupt().status.code(), Some(0));
+
+    // 16 bytes flipped inside a batch in the middle of the active segment; its index gone, as
+    // after a crash.
+    let partition = data.join("log/topics/events/0");
+    let segment = partition.join("00000000000000000000.log");
+    std::fs::remove_file(partition.join("00000000000000000000.idx")).unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let header = sluice_log::file::format::peek_header(&bytes[at..])
+            .unwrap()
+            .unwrap();
+        batches.push((at, header.base_offset, header.next_offset()));
+        at += header.frame_len;
+    }
+    assert!(batches.len() >= 10, "{} batches", batches.len());
+    let (damaged_at, lost_from, lost_to) = batches[batches.len() / 2];
+    for byte in &mut bytes[damaged_at + 60..damaged_at + 76] {
+        *byte ^= 0xa5;
+    }
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let log = |args: &[&str]| {
+        let output = Command::new(support::BIN)
+            .arg("log")
+            .args(args)
+            .args(["--config", &config, "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let lost = format!(
+        "offsets {lost_from}..{lost_to} lost ({} records)",
+        lost_to - lost_from
+    );
+    let (code, stdout, stderr) = log(&["verify"]);
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    for expected in [
+        "events/0: DAMAGED",
+        "00000000000000000000.log",
+        &format!("damaged bytes {damaged_at}.."),
+        "fails its checksum",
+        &lost,
+        &format!("intact batches after it hold offsets {lost_to}..{sent}"),
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in {stdout}");
+    }
+    assert!(stderr.contains("sluice log repair"), "{stderr}");
+    let (code, stdout, _) = log(&["verify", "--topic", "events.dlq"]);
+    assert_eq!(code, Some(0), "{stdout}");
+
+    let (code, stdout, stderr) = log(&["repair"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for expected in [
+        "events/0: repaired",
+        &lost,
+        "damaged bytes kept in",
+        "repaired 1 of ",
+        &format!(" partitions: {} records lost", lost_to - lost_from),
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in {stdout}");
+    }
+    let quarantined = data.join(format!(
+        "log/quarantine/events/0/00000000000000000000-{damaged_at}.bin"
+    ));
+    assert!(quarantined.exists(), "{stdout}");
+
+    let (code, stdout, stderr) = log(&["verify"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "lost earlier (recorded gaps): {lost_from}..{lost_to}"
+        )),
+        "{stdout}"
+    );
+
+    // Every surviving record reads, in order, with its offset.
+    let output = Command::new(support::BIN)
+        .args(["tail", "events", "--from-beginning", "--no-follow"])
+        .args(["--config", &config, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let offsets: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["offset"].as_u64().unwrap()
+        })
+        .collect();
+    let expected: Vec<u64> = (0..lost_from).chain(lost_to..sent).collect();
+    assert_eq!(offsets, expected);
+
+    // The server starts on the rest; repair waits for it to stop.
+    let server = Server::start_in(&data, &["--config", &config]);
+    assert_eq!(http_get(server.addr, "/readyz").0, 200);
+    let (code, _, stderr) = log(&["repair"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stop it, then run `sluice log repair` again"),
+        "{stderr}"
+    );
+    assert_eq!(server.interrupt().status.code(), Some(0));
+}
+
+/// The frames of a segment file: (position, first offset, offset after).
+fn segment_batches(path: &std::path::Path) -> Vec<(usize, u64, u64)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let header = sluice_log::file::format::peek_header(&bytes[at..])
+            .unwrap()
+            .unwrap();
+        batches.push((at, header.base_offset, header.next_offset()));
+        at += header.frame_len;
+    }
+    batches
+}
+
+/// Offsets `sluice tail` prints for one partition of `events`, or its exit code and stderr.
+fn tail_offsets(config: &str, data: &std::path::Path, partition: u32) -> Result<Vec<u64>, String> {
+    let output = Command::new(support::BIN)
+        .args([
+            "tail",
+            "events",
+            "--from-beginning",
+            "--no-follow",
+            "--partition",
+        ])
+        .arg(partition.to_string())
+        .args(["--config", config, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return Err(format!(
+            "exit {:?}: {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["offset"].as_u64().unwrap()
+        })
+        .collect())
+}
+
+/// Damage found at start costs only what it destroyed: a damaged sealed segment inside the
+/// dedup window no longer stops the server (only reads of it fail, with the remedy), and
+/// damage in the middle of an active segment loses only the damaged batch, which goes to the
+/// quarantine.
+#[test]
+fn damage_found_at_start_stops_only_what_reads_it() {
+    const WRITE: &str = "wk_log_damage_0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[tenants]]
+name = "shop"
+write-keys = ["{WRITE}"]
+[telemetry]
+metrics-auth = "none"
+[log]
+partitions = 2
+segment-bytes = "16KiB"
+max-batch-bytes = "16KiB"
+max-record-bytes = "8KiB"
+"#
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let send = |server: &Server, first: usize, count: usize| {
+        let lines: Vec<String> = (first..first + count)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"track","messageId":"d{i}","anonymousId":"a{i}","event":"Viewed","properties":{{"n":{i}}}}}"#
+                )
+            })
+            .collect();
+        let events = dir.path().join(format!("events-{first}.ndjson"));
+        std::fs::write(&events, lines.join("\n")).unwrap();
+        let output = Command::new(support::BIN)
+            .args([
+                "send",
+                "--quiet",
+                "--batch",
+                "20",
+                "--write-key",
+                WRITE,
+                "--url",
+            ])
+            .arg(format!("http://{}", server.addr))
+            .arg(&events)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    let server = Server::start_in(&data, &["--config", &config]);
+    send(&server, 0, 600);
+    assert_eq!(server.interrupt().status.code(), Some(0));
+    let full: Vec<Vec<u64>> = (0..2)
+        .map(|p| tail_offsets(&config, &data, p).unwrap())
+        .collect();
+
+    // Partition 0: a batch of its first (sealed) segment damaged, its index gone.
+    let p0 = data.join("log/topics/events/0");
+    let sealed = p0.join("00000000000000000000.log");
+    let batches = segment_batches(&sealed);
+    assert!(batches.len() >= 2 && p0.join("00000000000000000000.idx").exists());
+    let (damaged_at, damaged_from, _) = batches[1];
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    bytes[damaged_at + 70] ^= 0x10;
+    std::fs::write(&sealed, &bytes).unwrap();
+    std::fs::remove_file(p0.join("00000000000000000000.idx")).unwrap();
+    // Partition 1: 16 bytes in the middle of its active segment, as after a crash.
+    let p1 = data.join("log/topics/events/1");
+    let mut segments: Vec<_> = std::fs::read_dir(&p1)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let active = segments.pop().unwrap();
+    let batches = segment_batches(&active);
+    assert!(batches.len() >= 3, "{batches:?}");
+    let (lost_at, lost_from, lost_to) = batches[1];
+    let mut bytes = std::fs::read(&active).unwrap();
+    for byte in &mut bytes[lost_at + 50..lost_at + 66] {
+        *byte ^= 0xff;
+    }
+    std::fs::write(&active, &bytes).unwrap();
+    std::fs::remove_file(active.with_extension("idx")).unwrap();
+
+    let next_base = segment_batches(
+        &p0.join(
+            std::fs::read_dir(&p0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.ends_with(".log") && n != "00000000000000000000.log")
+                .min()
+                .unwrap(),
+        ),
+    )[0]
+    .1;
+
+    // The server starts (its dedup warm-up reads the damaged window) and takes events.
+    let server = Server::start_in(&data, &["--config", &config]);
+    assert_eq!(http_get(server.addr, "/readyz").0, 200);
+    let (_, metrics) = http_get(server.addr, "/metrics");
+    for expected in [
+        format!(
+            r#"sluice_log_damaged_offsets{{topic="events",partition="0"}} {}"#,
+            next_base - damaged_from
+        ),
+        r#"sluice_log_damaged_offsets{topic="events",partition="1"} 0"#.to_owned(),
+        format!(
+            r#"sluice_log_records_lost_total{{topic="events",partition="1"}} {}"#,
+            lost_to - lost_from
+        ),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} in {metrics}");
+    }
+    send(&server, 600, 40);
+    assert_eq!(server.interrupt().status.code(), Some(0));
+
+    // Partition 1 lost exactly the damaged batch, kept in the quarantine.
+    let kept = tail_offsets(&config, &data, 1).unwrap();
+    assert!(!kept.iter().any(|o| (lost_from..lost_to).contains(o)));
+    let before: Vec<u64> = full[1]
+        .iter()
+        .copied()
+        .filter(|o| !(lost_from..lost_to).contains(o))
+        .collect();
+    assert_eq!(kept[..before.len()], before[..]);
+    let name = active.file_stem().unwrap().to_str().unwrap();
+    assert!(
+        data.join(format!("log/quarantine/events/1/{name}-{lost_at}.bin"))
+            .exists()
+    );
+    // Partition 0 reads up to the damage, then says what is wrong and what to do.
+    let error = tail_offsets(&config, &data, 0).unwrap_err();
+    assert!(error.starts_with("exit Some(1)"), "{error}");
+    for expected in [
+        "00000000000000000000.log",
+        &format!("offset {damaged_from} lies in offsets {damaged_from}.."),
+        "sluice log repair",
+    ] {
+        assert!(error.contains(expected), "{expected:?} in {error}");
+    }
+}

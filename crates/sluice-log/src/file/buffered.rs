@@ -19,7 +19,7 @@
 
 use super::format::{self, BATCH_HEADER_LEN};
 use super::fs::io_error;
-use super::partition::Partition;
+use super::partition::{Located, Partition};
 use super::segment::corrupt;
 use crate::Result;
 use crate::buffer::{Cached, ReadBuffer};
@@ -34,8 +34,8 @@ const MAX_READ: usize = 16 << 20;
 const MAX_KEPT: usize = 32 << 20;
 
 impl Partition {
-    /// Reads whole published batches from `offset` on into `buf` (blocking), replacing its
-    /// records: until the batch that brings the records to `max_bytes`, or the end of the
+    /// Reads whole published batches from the first offset at or after `offset` that exists
+    /// into `buf` (blocking), replacing its records: until the batch that brings the records to `max_bytes`, or the end of the
     /// segment holding `offset`. At the end of the partition the buffer is left empty.
     pub(crate) fn read_into(
         &self,
@@ -71,24 +71,24 @@ impl Partition {
         wait: Wait,
     ) -> Result<bool> {
         buf.spans.clear();
-        let (file, path, base, indexed, limit) = {
+        let (file, path, base, indexed, limit, offset) = {
             let segments = self.segments.read();
-            let start = segments.first().map_or(0, |s| s.base_offset);
-            let end = segments.last().map_or(0, |s| s.index.end_offset);
-            if offset < start || offset > end {
-                return Err(self.out_of_range(offset, start, end));
-            }
-            buf.end_offset = end;
-            if offset == end {
-                return Ok(true);
-            }
-            let segment = &segments[segments.partition_point(|s| s.base_offset <= offset) - 1];
+            let (at, offset) = match self.locate(&segments, offset)? {
+                Located::At { segment, offset } => (segment, offset),
+                Located::End(end) => {
+                    buf.end_offset = end;
+                    return Ok(true);
+                }
+            };
+            buf.end_offset = segments.last().map_or(0, |s| s.index.end_offset);
+            let segment = &segments[at];
             (
                 Arc::clone(&segment.file),
                 segment.path.clone(),
                 segment.base_offset,
                 segment.index.position_for_offset(segment.relative(offset)),
                 segment.index.segment_bytes,
+                offset,
             )
         };
         let source = (self.read_id, base);

@@ -13,17 +13,13 @@
 //! truncates, so a crash between the two never loses the new epoch (at worst the next recovery
 //! adds another epoch at the same offset, which costs nothing).
 //!
-//! Format (little-endian), small and checksummed like the segment index:
-//!
-//! ```text
-//! magic: [u8; 4] = "SLEP", version: u8 = 1, _pad: [u8; 3],
-//! count: u32,
-//! entries: [{ epoch: u32, start_offset: u64 }; count],  // both strictly/never decreasing
-//! crc: u32,                                             // CRC32C of everything before it
-//! ```
+//! Format: a [`table`](super::table) with magic `"SLEP"` and entries
+//! `{ epoch: u32, start_offset: u64 }` (little-endian), from epoch 0 at offset 0; epochs
+//! increase and start offsets never decrease.
 
 use super::format::Malformed;
 use super::fs::{atomic_write, io_error};
+use super::table;
 use crate::record::EpochStart;
 use crate::{LogError, Result};
 use std::path::{Path, PathBuf};
@@ -32,15 +28,8 @@ use std::path::{Path, PathBuf};
 pub const EPOCHS_FILE: &str = "epochs";
 /// Magic bytes at the start of an epoch file.
 const MAGIC: &[u8; 4] = b"SLEP";
-/// The epoch file format version.
-const VERSION: u8 = 1;
-/// Magic, version, padding, count.
-const HEADER_LEN: usize = 4 + 1 + 3 + 4;
 /// Bytes of one entry.
 const ENTRY_LEN: usize = 12;
-/// More epochs than any partition gets (one per recovery that cut a tail): a bound on what a
-/// damaged count may make a reader allocate.
-const MAX_EPOCHS: usize = 1 << 20;
 
 /// The epochs of a partition without an epoch file.
 pub fn initial() -> Vec<EpochStart> {
@@ -66,57 +55,43 @@ pub fn push(epochs: &mut Vec<EpochStart>, start_offset: u64) -> EpochStart {
 
 /// Serializes epochs to the file format.
 pub fn encode(epochs: &[EpochStart]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + epochs.len() * ENTRY_LEN + 4);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(&[0; 3]);
-    out.extend_from_slice(&(epochs.len() as u32).to_le_bytes());
-    for entry in epochs {
-        out.extend_from_slice(&entry.epoch.to_le_bytes());
-        out.extend_from_slice(&entry.start_offset.to_le_bytes());
-    }
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    let entries: Vec<[u8; ENTRY_LEN]> = epochs
+        .iter()
+        .map(|entry| {
+            let mut bytes = [0; ENTRY_LEN];
+            bytes[..4].copy_from_slice(&entry.epoch.to_le_bytes());
+            bytes[4..].copy_from_slice(&entry.start_offset.to_le_bytes());
+            bytes
+        })
+        .collect();
+    table::encode(MAGIC, &entries)
 }
 
 /// Parses an epoch file, checking its CRC and that it starts with epoch 0 at offset 0 and that
 /// epochs increase and start offsets never decrease.
 pub fn decode(buf: &[u8]) -> Result<Vec<EpochStart>, Malformed> {
-    let bad = |at: usize, reason: &str| Malformed {
-        at,
-        reason: reason.to_owned(),
-    };
-    if buf.len() < HEADER_LEN + 4 {
-        return Err(bad(0, "epoch file is shorter than its header"));
+    let entries = table::decode::<ENTRY_LEN>(buf, MAGIC, "epoch file")?;
+    if entries.is_empty() {
+        return Err(Malformed {
+            at: 8,
+            reason: "epoch file lists no epoch".to_owned(),
+        });
     }
-    let (body, crc) = buf.split_at(buf.len() - 4);
-    if crc32c::crc32c(body).to_le_bytes() != crc {
-        return Err(bad(body.len(), "epoch file fails its checksum"));
-    }
-    if &body[..4] != MAGIC || body[4] != VERSION {
-        return Err(bad(0, "not a sluice epoch file of a known version"));
-    }
-    let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
-    if count == 0 || count > MAX_EPOCHS || body.len() != HEADER_LEN + count * ENTRY_LEN {
-        return Err(bad(8, "epoch count does not match the file length"));
-    }
-    let mut epochs: Vec<EpochStart> = Vec::with_capacity(count);
-    for i in 0..count {
-        let at = HEADER_LEN + i * ENTRY_LEN;
+    let mut epochs: Vec<EpochStart> = Vec::with_capacity(entries.len());
+    for (i, bytes) in entries.iter().enumerate() {
         let entry = EpochStart {
-            epoch: u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes")),
-            start_offset: u64::from_le_bytes(body[at + 4..at + 12].try_into().expect("8 bytes")),
+            epoch: u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
+            start_offset: u64::from_le_bytes(bytes[4..].try_into().expect("8 bytes")),
         };
         let ordered = match epochs.last() {
             None => entry.epoch == 0 && entry.start_offset == 0,
             Some(prev) => prev.epoch < entry.epoch && prev.start_offset <= entry.start_offset,
         };
         if !ordered {
-            return Err(bad(
-                at,
-                "epochs must begin with epoch 0 at offset 0, then increase",
-            ));
+            return Err(Malformed {
+                at: table::entry_position(i, ENTRY_LEN),
+                reason: "epochs must begin with epoch 0 at offset 0, then increase".to_owned(),
+            });
         }
         epochs.push(entry);
     }
@@ -191,7 +166,8 @@ mod tests {
             assert!(decode(&damaged).is_err(), "flip at {byte} accepted");
         }
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
-        assert!(decode(&encode(&[])).is_err(), "an empty list");
+        let error = decode(&encode(&[])).unwrap_err();
+        assert!(error.reason.contains("no epoch"), "{error}");
         let error = decode(&encode(&[at(1, 0)])).unwrap_err();
         assert!(error.reason.contains("epoch 0 at offset 0"), "{error}");
         let error = decode(&encode(&[at(0, 0), at(2, 50), at(1, 60)])).unwrap_err();

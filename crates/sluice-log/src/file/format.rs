@@ -447,6 +447,74 @@ pub fn scan_frames(
     ScanStop::Clean
 }
 
+/// Where [`find_frame`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Search {
+    /// The frame at `at` proves itself: a sane header that `accept` took, a matching CRC and
+    /// records that decode as the header says.
+    Found {
+        /// Where the frame starts.
+        at: usize,
+        /// Its header.
+        header: BatchHeader,
+    },
+    /// A candidate at `at` runs past the end of the buffer (which is not the end of the file):
+    /// search again with a buffer that starts at `at` and holds `frame_len` bytes.
+    Incomplete {
+        /// Where the candidate starts.
+        at: usize,
+        /// How long it claims to be.
+        frame_len: usize,
+    },
+    /// No frame starts before `next`: go on from there with more bytes (or stop at the end of
+    /// the file).
+    NotFound {
+        /// The first position not searched.
+        next: usize,
+    },
+}
+
+/// Looks for the first frame at or after `from` that proves itself, byte by byte: after damaged
+/// bytes, where the next intact batch starts is unknown. A candidate needs a sane header that
+/// `accept(position, header)` takes (the caller checks its base offset is plausible), a CRC that
+/// holds over the whole frame and records that decode; `at_eof` says the buffer ends where the
+/// file does, so a candidate running past it is no frame.
+pub fn find_frame(
+    buf: &[u8],
+    from: usize,
+    at_eof: bool,
+    mut accept: impl FnMut(usize, &BatchHeader) -> bool,
+) -> Search {
+    let mut at = from;
+    while at + BATCH_HEADER_LEN <= buf.len() {
+        let rest = &buf[at..];
+        if let Ok(Some(header)) = peek_header(rest)
+            && accept(at, &header)
+        {
+            if rest.len() < header.frame_len {
+                if !at_eof {
+                    return Search::Incomplete {
+                        at,
+                        frame_len: header.frame_len,
+                    };
+                }
+            } else if check_crc(&rest[..header.frame_len], &header).is_ok()
+                && decode_spans(rest, 0, &header, 0, &mut Vec::new()).is_ok()
+            {
+                return Search::Found { at, header };
+            }
+        }
+        at += 1;
+    }
+    Search::NotFound { next: at }
+}
+
+/// The most records `len` bytes of batches can hold: bounds how many offsets damaged bytes can
+/// have held, so a frame found after them with an implausible base offset is not trusted.
+pub fn max_records_in(len: u64) -> u64 {
+    len / MIN_RECORD_LEN as u64
+}
+
 /// Decodes a whole segment image: every frame must be complete, valid and contiguous. The fuzz
 /// target's entry point, and a convenient oracle in tests.
 pub fn decode_segment(buf: &[u8]) -> Result<Vec<StoredRecord>, Malformed> {
@@ -772,6 +840,61 @@ mod tests {
             scan_frames(&zeroes, Some(0), |_, _| {}),
             ScanStop::Corrupt { .. }
         ));
+    }
+
+    #[test]
+    fn a_search_after_damage_finds_the_next_intact_frame_and_only_that() {
+        let mut segment = encode_at(&sample(), 0);
+        let second = segment.len();
+        segment.extend(encode_at(&sample(), 3));
+        let third = segment.len();
+        segment.extend(encode_at(&sample()[..1], 6));
+        // Damage the second frame's records: the search from inside it lands on the third.
+        segment[second + 50] ^= 0x55;
+        let found = find_frame(&segment, 0, true, |_, _| true);
+        let Search::Found { at, header } = found else {
+            panic!("nothing found: {found:?}");
+        };
+        assert_eq!(
+            (at, header.base_offset),
+            (0, 0),
+            "the first frame is intact"
+        );
+        let found = find_frame(&segment, second, true, |_, _| true);
+        assert!(
+            matches!(found, Search::Found { at, header } if at == third && header.base_offset == 6),
+            "{found:?}"
+        );
+        // The caller's check decides: a base offset it does not take is no frame.
+        let found = find_frame(&segment, second, true, |_, h| h.base_offset != 6);
+        assert_eq!(
+            found,
+            Search::NotFound {
+                next: segment.len() - BATCH_HEADER_LEN + 1
+            }
+        );
+        // A frame cut by the end of the buffer is asked for whole, unless the file ends there.
+        let cut = &segment[..segment.len() - 1];
+        assert_eq!(
+            find_frame(cut, second, false, |_, _| true),
+            Search::Incomplete {
+                at: third,
+                frame_len: segment.len() - third
+            }
+        );
+        assert!(matches!(
+            find_frame(cut, second, true, |_, _| true),
+            Search::NotFound { .. }
+        ));
+        // A frame whose CRC holds but whose records disagree with its header is no frame.
+        let mut lying = encode_at(&sample(), 9);
+        lying[18..22].copy_from_slice(&4u32.to_le_bytes());
+        seal_frame(&mut lying);
+        assert!(matches!(
+            find_frame(&lying, 0, true, |_, _| true),
+            Search::NotFound { .. }
+        ));
+        assert_eq!(max_records_in(41), 10);
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! <dir>/topics/<topic>/<partition>/<base>.idx  sparse offset + time index of a sealed segment
 //! <dir>/topics/<topic>/<partition>/epochs      where each epoch of offsets begins (only once a
 //!                                               recovery cut a tail; see [`epochs`])
+//! <dir>/topics/<topic>/<partition>/gaps        offsets recorded as lost (only once salvage
+//!                                               found damage; see [`gaps`])
+//! <dir>/quarantine/<topic>/<partition>/<base>-<byte>.bin   damaged bytes salvage set aside,
+//! <dir>/quarantine/<topic>/<partition>/<base>-<byte>.json  and what they held (see [`salvage`])
 //! <dir>/groups/<group>.json                    consumer offsets: {"version":1,
 //!                                               "offsets":{"<topic>":{"<partition>":<next>}}}
 //! ```
@@ -56,13 +60,21 @@
 //!                                       // epochs increase, start offsets never decrease
 //!     crc: u32,                         // CRC32C of everything before it
 //! }
+//! struct GapFile {                      // <partition>/gaps, replaced atomically
+//!     magic: [u8; 4] = "SLGP", version: u8 = 1, _pad: [u8; 3],
+//!     count: u32,
+//!     entries: [{ start: u64, end: u64 }; count],  // sorted, non-empty, apart
+//!     crc: u32,                         // CRC32C of everything before it
+//! }
 //! ```
 //!
-//! Invariants: offsets are dense per partition; batch `n + 1` starts at batch `n`'s base offset
-//! plus its record count, including across segments (a segment's base offset is the previous
-//! segment's end); only the last segment of a partition (the active one) is ever written; a
-//! segment is synced before the next one is created; index entries are sorted by offset,
-//! position and `max_timestamp_before` (see [`index`]).
+//! Invariants: offsets are dense within a segment: batch `n + 1` starts at batch `n`'s base
+//! offset plus its record count. A segment's base offset is the previous segment's end, or the
+//! end of a recorded gap that starts there (salvage puts the intact batches after damage in a
+//! segment of their own, so gaps only lie between segments); offsets between segments that no
+//! recorded gap covers are damage. Only the last segment of a partition (the active one) is
+//! ever appended to; a segment is synced before the next one is created; index entries are
+//! sorted by offset, position and `max_timestamp_before` (see [`index`]).
 //!
 //! # Durability and visibility
 //!
@@ -91,11 +103,15 @@
 //!
 //! # Recovery
 //!
-//! See [`recovery`]: the active segment of each partition is scanned and a torn or corrupt tail
-//! truncated (and logged); sealed segments use their index, rebuilt by scanning when missing or
-//! stale. A truncation moves the partition's end offset back, so later appends reuse offsets a
-//! reader may have seen: it starts a new epoch at the new end ([`epochs`],
-//! [`Log::epochs`](crate::Log::epochs)), written durably before the file is cut. Read-only opens (a second process next to a running server) apply the same checks
+//! See [`recovery`]: the active segment of each partition is scanned; after damage, every
+//! batch that proves itself is kept with its offset ([`salvage`]: the damaged bytes go to the
+//! quarantine, their offsets become a recorded gap, the loss is logged at ERROR) and a torn or
+//! damaged tail is cut. Sealed segments use their index, rebuilt by scanning when missing or
+//! stale; damage found in one fails only the reads that touch it (`LogError::Corrupt`) until
+//! `sluice log repair` ([`repair`]) salvages it. A cut moves the
+//! partition's end offset back, so later appends reuse offsets a reader may have seen: it starts
+//! a new epoch at the new end ([`epochs`], [`Log::epochs`](crate::Log::epochs)), written durably
+//! before the file is cut. Read-only opens (a second process next to a running server) apply the same checks
 //! without changing files and treat an incomplete tail as not yet written; they follow the
 //! writer by re-reading the directory and the active segment's tail (every 100 ms while a read
 //! waits), since no notification crosses processes. Such a reader sees a batch once it is
@@ -106,7 +122,9 @@
 //! - [`index`]: the sparse offset and time index and its file format (pure).
 //! - [`segment`]: segment files: names, scans, index files, positional reads.
 //! - [`recovery`]: opening a partition directory after a crash.
-//! - [`epochs`]: the partition's epoch list and its file (pure codec, atomic replacement).
+//! - [`salvage`]: keeping the intact batches of a damaged segment, quarantining the rest.
+//! - [`repair`]: `sluice log verify` and `sluice log repair`.
+//! - [`epochs`], [`gaps`]: a partition's epoch list and recorded gaps (`table`: their codec).
 //! - [`partition`]: reads by offset and time, retention.
 //! - [`writer`], [`syncer`]: the group-commit writer thread and its sync stage.
 //! - `topic`, `offsets`, `fs`: topic metadata, consumer offsets, file helpers.
@@ -115,12 +133,16 @@ mod buffered;
 pub mod epochs;
 pub mod format;
 mod fs;
+pub mod gaps;
 pub mod index;
 mod offsets;
 mod partition;
 pub mod recovery;
+pub mod repair;
+pub mod salvage;
 pub mod segment;
 pub mod syncer;
+mod table;
 mod topic;
 pub mod writer;
 
@@ -223,7 +245,7 @@ impl FileLog {
                 tracing::warn!(topic = %name, dir = %path.display(), "skipping a topic whose creation did not finish; create it again to complete it");
                 continue;
             };
-            let topic = open_topic(&path, &name, meta, &config, &stats, read_only)?;
+            let topic = open_topic(dir, &name, meta, &config, &stats, read_only)?;
             topics.insert(name, Arc::new(topic));
         }
         let offsets = OffsetStore::load(&dir.join("groups"))?;
@@ -339,7 +361,7 @@ impl FileLog {
         let dir = self.inner.dir.join("topics").join(&spec.name);
         topic::create_on_disk(&dir, &meta)?;
         let opened = open_topic(
-            &dir,
+            &self.inner.dir,
             &spec.name,
             meta,
             &self.inner.config,
@@ -440,7 +462,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 }
 
 fn open_topic(
-    dir: &Path,
+    log_dir: &Path,
     name: &str,
     meta: TopicMeta,
     config: &Arc<LogConfig>,
@@ -451,10 +473,18 @@ fn open_topic(
         read_only,
         index_interval: config.index_interval_bytes.bytes(),
     };
+    let dir = log_dir.join("topics").join(name);
     let mut partitions = Vec::with_capacity(meta.partitions as usize);
     for id in 0..meta.partitions {
-        let partition_dir = topic::partition_dir(dir, id);
-        let opened = recovery::open_partition(&partition_dir, name, id, mode)?;
+        let partition_dir = topic::partition_dir(&dir, id);
+        let quarantine = salvage::quarantine_dir(log_dir, name, id);
+        let place = recovery::PartitionPlace {
+            dir: &partition_dir,
+            quarantine: &quarantine,
+            topic: name,
+            partition: id,
+        };
+        let opened = recovery::open_partition(place, mode)?;
         partitions.push(Arc::new(Partition::new(
             name,
             id,
@@ -486,7 +516,7 @@ async fn read_beside_writer(
     loop {
         let refreshing = Arc::clone(&target);
         let end = blocking(move || refreshing.refresh_read_only()).await?;
-        if offset != end {
+        if target.first_readable(offset)? < end {
             let max_bytes = options.max_bytes.max(1);
             return blocking(move || target.read(offset, max_bytes)).await;
         }
@@ -512,7 +542,7 @@ async fn read_into_beside_writer(
     loop {
         let refreshing = Arc::clone(&target);
         let end = blocking(move || refreshing.refresh_read_only()).await?;
-        if offset != end {
+        if target.first_readable(offset)? < end {
             return read_into_blocking(target, offset, options, buffer).await;
         }
         let now = tokio::time::Instant::now();
@@ -635,8 +665,8 @@ impl Log for FileLog {
         let deadline = tokio::time::Instant::now() + options.max_wait;
         loop {
             let end = *published.borrow_and_update();
-            target.check_offset(offset)?;
-            if offset < end {
+            // An offset in a recorded gap at the end waits like the end itself.
+            if target.first_readable(offset)? < end {
                 let max_bytes = options.max_bytes.max(1);
                 return blocking(move || target.read(offset, max_bytes)).await;
             }
@@ -675,8 +705,7 @@ impl Log for FileLog {
         let deadline = tokio::time::Instant::now() + options.max_wait;
         let end = loop {
             let end = *published.borrow_and_update();
-            target.check_offset(offset)?;
-            if offset < end {
+            if target.first_readable(offset)? < end {
                 // Recently written or read-ahead data is copied right here (see
                 // `Partition::try_read_cached`); the blocking pool reads the rest.
                 if target.try_read_cached(offset, options.max_bytes.max(1), buffer)? {

@@ -193,37 +193,62 @@ impl Partition {
         }
     }
 
-    /// Checks `offset` is inside the partition (`start..=end`).
-    pub(crate) fn check_offset(&self, offset: u64) -> Result<()> {
-        let (start, end) = {
-            let segments = self.segments.read();
-            (
-                segments.first().map_or(0, |s| s.base_offset),
-                segments.last().map_or(0, |s| s.index.end_offset),
-            )
-        };
+    /// Where a read of `offset` begins: the first offset at or after it that a segment holds
+    /// (stepping over recorded gaps), or the end offset when there is none yet. Offsets outside
+    /// the partition, and offsets that are damaged, are errors.
+    pub(crate) fn first_readable(&self, offset: u64) -> Result<u64> {
+        let segments = self.segments.read();
+        Ok(match self.locate(&segments, offset)? {
+            Located::At { offset, .. } => offset,
+            Located::End(end) => end,
+        })
+    }
+
+    /// Finds the segment to read `offset` from (see [`Partition::first_readable`]).
+    pub(super) fn locate(&self, segments: &[Segment], offset: u64) -> Result<Located> {
+        let start = segments.first().map_or(0, |s| s.base_offset);
+        let end = segments.last().map_or(0, |s| s.index.end_offset);
         if offset < start || offset > end {
             return Err(self.out_of_range(offset, start, end));
         }
-        Ok(())
-    }
-
-    /// Reads published records from `offset` on (blocking). Returns an empty batch at the end.
-    pub(crate) fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadBatch> {
-        let (plan, end_offset) = {
-            let segments = self.segments.read();
-            let start = segments.first().map_or(0, |s| s.base_offset);
-            let end = segments.last().map_or(0, |s| s.index.end_offset);
-            if offset < start || offset > end {
-                return Err(self.out_of_range(offset, start, end));
-            }
-            if offset == end {
-                return Ok(ReadBatch {
-                    records: Vec::new(),
-                    end_offset: end,
+        let mut at = segments.partition_point(|s| s.base_offset <= offset) - 1;
+        let mut offset = offset;
+        loop {
+            let segment = &segments[at];
+            if offset < segment.index.end_offset {
+                return Ok(Located::At {
+                    segment: at,
+                    offset,
                 });
             }
-            let at = segments.partition_point(|s| s.base_offset <= offset) - 1;
+            if at + 1 == segments.len() {
+                return Ok(Located::End(end));
+            }
+            // Between this segment's last record and the next segment: damage fails the read,
+            // a recorded gap (the only other way offsets go missing) is stepped over.
+            if let Some(damage) = &segment.damage {
+                return Err(damage.error(offset));
+            }
+            at += 1;
+            offset = offset.max(segments[at].base_offset);
+        }
+    }
+
+    /// Reads published records from the first offset at or after `offset` that exists
+    /// (blocking). Returns an empty batch at the end.
+    pub(crate) fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadBatch> {
+        let (plan, end_offset, offset) = {
+            let segments = self.segments.read();
+            let end = segments.last().map_or(0, |s| s.index.end_offset);
+            let (at, offset) = match self.locate(&segments, offset)? {
+                Located::At { segment, offset } => (segment, offset),
+                Located::End(end) => {
+                    return Ok(ReadBatch {
+                        records: Vec::new(),
+                        end_offset: end,
+                    });
+                }
+            };
             let segment = &segments[at];
             let plan = ReadPlan {
                 file: Arc::clone(&segment.file),
@@ -232,7 +257,7 @@ impl Partition {
                 limit: segment.index.segment_bytes,
                 spare: &self.spare,
             };
-            (plan, end)
+            (plan, end, offset)
         };
         let records = read_records(&plan, offset, max_bytes)?;
         Ok(ReadBatch {
@@ -243,20 +268,31 @@ impl Partition {
 
     /// The first offset whose timestamp is at or after `timestamp` (blocking).
     pub(crate) fn offset_for_time(&self, timestamp: Millis) -> Result<Option<u64>> {
-        let plan = {
+        let (plan, after_damage) = {
             let segments = self.segments.read();
             // The first segment holding a record at or after the time holds the answer: every
             // record of the segments before it is older.
-            let Some(segment) = segments.iter().find(|s| s.index.max_timestamp >= timestamp) else {
+            let Some(at) = segments
+                .iter()
+                .position(|s| s.index.max_timestamp >= timestamp)
+            else {
                 return Ok(None);
             };
-            ReadPlan {
+            let segment = &segments[at];
+            // Damaged records just before it may be the answer (taken to be no newer than the
+            // record after them, as records are appended in receive order).
+            let after_damage = at
+                .checked_sub(1)
+                .and_then(|before| segments[before].damage.clone())
+                .map(|damage| (damage, segment.base_offset));
+            let plan = ReadPlan {
                 file: Arc::clone(&segment.file),
                 path: segment.path.clone(),
                 position: segment.index.position_for_time(timestamp),
                 limit: segment.index.segment_bytes,
                 spare: &self.spare,
-            }
+            };
+            (plan, after_damage)
         };
         let mut found = None;
         walk_frames(&plan, MIN_READ, |frame, header| {
@@ -273,7 +309,10 @@ impl Partition {
             Ok(found.is_none())
         })?;
         match found {
-            Some(offset) => Ok(Some(offset)),
+            Some(offset) => match after_damage {
+                Some((damage, first)) if offset == first => Err(damage.time_error(timestamp)),
+                _ => Ok(Some(offset)),
+            },
             None => Err(corrupt(
                 &plan.path,
                 plan.position,
@@ -350,6 +389,14 @@ impl Partition {
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Where a read starts, found by [`Partition::locate`].
+pub(super) enum Located {
+    /// In `segments[segment]`, at `offset` (the requested one, or the first after a gap).
+    At { segment: usize, offset: u64 },
+    /// At the partition's end (this end offset): nothing to read yet.
+    End(u64),
 }
 
 /// Reads records from `offset` on, within one segment, until `max_bytes` of records are

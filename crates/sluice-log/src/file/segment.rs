@@ -7,6 +7,7 @@ use super::index::{SegmentIndex, decode_index, encode_index};
 use crate::{LogError, Result};
 use std::ffi::OsStr;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +29,53 @@ pub(crate) struct Segment {
     pub(crate) file: Arc<File>,
     /// The published extent and sparse index. Readers never look past `index.segment_bytes`.
     pub(crate) index: SegmentIndex,
+    /// Damage found at open after the readable part, up to the next segment: reads of those
+    /// offsets fail until `sluice log repair` salvages what it can and records the rest as lost.
+    pub(crate) damage: Option<Arc<Damage>>,
+}
+
+/// Offsets of a partition that cannot be read: damaged bytes of a sealed segment, or offsets no
+/// segment file holds. Reads that touch them fail with [`LogError::Corrupt`]; they are never
+/// skipped silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// The damaged segment file (for missing offsets: the segment before them).
+    pub(crate) path: PathBuf,
+    /// The bytes of `path` that hold no intact batch (empty for missing offsets).
+    pub(crate) bytes: Range<u64>,
+    /// The offsets that cannot be read.
+    pub(crate) offsets: Range<u64>,
+    /// What is wrong.
+    pub(crate) reason: String,
+}
+
+impl Damage {
+    /// The error for a read that touches the damage, at `requested`.
+    pub(crate) fn error(&self, requested: u64) -> LogError {
+        let bytes = if self.bytes.is_empty() {
+            String::new()
+        } else {
+            format!(" (bytes {}..{})", self.bytes.start, self.bytes.end)
+        };
+        LogError::Corrupt {
+            path: self.path.clone(),
+            reason: format!(
+                "offset {requested} lies in offsets {}..{} that cannot be read{bytes}: {}",
+                self.offsets.start, self.offsets.end, self.reason
+            ),
+        }
+    }
+
+    /// The error for a search by time whose answer may be among the damaged records.
+    pub(crate) fn time_error(&self, timestamp: i64) -> LogError {
+        LogError::Corrupt {
+            path: self.path.clone(),
+            reason: format!(
+                "the first record at or after time {timestamp} may be among offsets {}..{}, which cannot be read: {}",
+                self.offsets.start, self.offsets.end, self.reason
+            ),
+        }
+    }
 }
 
 impl Segment {
@@ -72,6 +120,8 @@ pub(crate) struct ScanOutcome {
     pub(crate) index: SegmentIndex,
     /// Why the scan stopped before the end of the file, if it did.
     pub(crate) invalid_tail: Option<String>,
+    /// It stopped at a batch that runs past the end of the file.
+    pub(crate) torn: bool,
 }
 
 /// Scans a segment file from the end of what `index` already describes (the start, for
@@ -81,11 +131,25 @@ pub(crate) fn scan_file(
     file: &File,
     path: &Path,
     base_offset: u64,
+    index: SegmentIndex,
+    file_len: u64,
+    index_interval: u64,
+) -> Result<ScanOutcome> {
+    scan_from(file, path, 0, base_offset, index, file_len, index_interval)
+}
+
+/// [`scan_file`] of the batches that start at byte `start` of the file (and offset
+/// `base_offset`): the index's positions are relative to `start`.
+fn scan_from(
+    file: &File,
+    path: &Path,
+    start: u64,
+    base_offset: u64,
     mut index: SegmentIndex,
     file_len: u64,
     index_interval: u64,
 ) -> Result<ScanOutcome> {
-    let mut position: u64 = index.segment_bytes;
+    let mut position: u64 = start + index.segment_bytes;
     let mut want = SCAN_CHUNK;
     while position < file_len {
         let len = (file_len - position).min(want as u64) as usize;
@@ -114,6 +178,7 @@ pub(crate) fn scan_file(
                             "the batch at byte {} ends past the end of the file (a torn write)",
                             position + at as u64
                         )),
+                        torn: true,
                         index,
                     });
                 }
@@ -133,6 +198,7 @@ pub(crate) fn scan_file(
                         position + at as u64,
                         problem.reason
                     )),
+                    torn: false,
                     index,
                 });
             }
@@ -141,7 +207,165 @@ pub(crate) fn scan_file(
     Ok(ScanOutcome {
         index,
         invalid_tail: None,
+        torn: false,
     })
+}
+
+/// A run of intact, contiguous batches in a segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Where the run's first batch starts in the file.
+    pub position: u64,
+    /// The run's first offset.
+    pub base_offset: u64,
+    /// The run's index, positions relative to `position`: `index.segment_bytes` is the run's
+    /// length and `index.end_offset` the offset after its last record.
+    pub index: SegmentIndex,
+}
+
+impl Run {
+    /// The bytes of the file the run covers.
+    pub fn bytes(&self) -> Range<u64> {
+        self.position..self.position + self.index.segment_bytes
+    }
+}
+
+/// Bytes of a segment file that hold no intact batch, and the offsets they held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damaged {
+    /// The damaged bytes.
+    pub bytes: Range<u64>,
+    /// The first offset lost: where the intact batches before the damage end.
+    pub first_offset: u64,
+    /// The offset after the last one lost: where the next intact batch (or the next segment)
+    /// starts; `None` when nothing follows (a cut tail: how many offsets it held is unknown).
+    pub end_offset: Option<u64>,
+    /// What is wrong with the first damaged batch.
+    pub reason: String,
+    /// Nothing but an incomplete last batch: what a crash in the middle of a write leaves.
+    pub torn: bool,
+}
+
+/// What a segment file holds: runs of intact batches, separated by damage. `runs[0]` starts at
+/// byte 0 (and may be empty); `damaged[i]` follows `runs[i]`, and `runs[i + 1]` follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survey {
+    /// The intact runs, in file order.
+    pub runs: Vec<Run>,
+    /// The damaged ranges, in file order.
+    pub damaged: Vec<Damaged>,
+}
+
+impl Survey {
+    /// A segment without damage: one run.
+    pub fn is_intact(&self) -> bool {
+        self.damaged.is_empty()
+    }
+}
+
+/// Surveys a segment file whose strict scan from its start (`first`) stopped at an invalid
+/// frame: after each damaged stretch, looks for the next batch that proves itself (sane
+/// header, CRC, records that decode, and a base offset after the last intact one that the
+/// damaged bytes could have led to, below `limit` when the next segment's base is known), then
+/// scans on from it. Only runs on damage: intact segments cost the one strict scan.
+pub(crate) fn survey(
+    file: &File,
+    path: &Path,
+    base_offset: u64,
+    file_len: u64,
+    first: ScanOutcome,
+    limit: Option<u64>,
+    index_interval: u64,
+) -> Result<Survey> {
+    let mut runs = vec![Run {
+        position: 0,
+        base_offset,
+        index: first.index,
+    }];
+    let mut damaged = Vec::new();
+    let mut stop = first.invalid_tail.map(|reason| (reason, first.torn));
+    while let Some((reason, torn)) = stop.take() {
+        let last = runs.last().expect("a survey has a run");
+        let damage_at = last.position + last.index.segment_bytes;
+        let lost_from = last.index.end_offset;
+        let accept = |position: u64, header: &BatchHeader| {
+            let most = format::max_records_in(position - damage_at);
+            header.base_offset > lost_from
+                && header.base_offset - lost_from <= most
+                && limit.is_none_or(|limit| header.next_offset() <= limit)
+        };
+        let Some((position, header)) = find_after(file, path, damage_at + 1, file_len, accept)?
+        else {
+            damaged.push(Damaged {
+                bytes: damage_at..file_len,
+                first_offset: lost_from,
+                end_offset: limit,
+                reason,
+                torn,
+            });
+            break;
+        };
+        damaged.push(Damaged {
+            bytes: damage_at..position,
+            first_offset: lost_from,
+            end_offset: Some(header.base_offset),
+            reason,
+            torn: false,
+        });
+        let empty = SegmentIndex::empty(header.base_offset);
+        let outcome = scan_from(
+            file,
+            path,
+            position,
+            header.base_offset,
+            empty,
+            file_len,
+            index_interval,
+        )?;
+        stop = outcome.invalid_tail.map(|reason| (reason, outcome.torn));
+        runs.push(Run {
+            position,
+            base_offset: header.base_offset,
+            index: outcome.index,
+        });
+    }
+    Ok(Survey { runs, damaged })
+}
+
+/// The first frame at or after byte `from` that proves itself (see [`format::find_frame`]).
+fn find_after(
+    file: &File,
+    path: &Path,
+    from: u64,
+    file_len: u64,
+    mut accept: impl FnMut(u64, &BatchHeader) -> bool,
+) -> Result<Option<(u64, BatchHeader)>> {
+    let mut position = from;
+    let mut want = SCAN_CHUNK;
+    while position + format::BATCH_HEADER_LEN as u64 <= file_len {
+        let len = (file_len - position).min(want as u64) as usize;
+        let buf = read_at(file, path, position, len)?;
+        let at_eof = position + len as u64 == file_len;
+        match format::find_frame(&buf, 0, at_eof, |at, header| {
+            accept(position + at as u64, header)
+        }) {
+            format::Search::Found { at, header } => {
+                return Ok(Some((position + at as u64, header)));
+            }
+            format::Search::Incomplete { at, frame_len } => {
+                position += at as u64;
+                want = SCAN_CHUNK.max(frame_len);
+            }
+            format::Search::NotFound { next } => {
+                if at_eof {
+                    return Ok(None);
+                }
+                position += next as u64;
+                want = SCAN_CHUNK;
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Loads a segment's `.idx` file if it exists, is intact and describes exactly `file_len` bytes.

@@ -435,6 +435,7 @@ impl Writer {
             path: path.clone(),
             file: Arc::clone(&file),
             index: SegmentIndex::empty(base_offset),
+            damage: None,
         });
         tracing::debug!(
             topic = %self.partition.topic,

@@ -1,6 +1,9 @@
 //! Model-based property test: random sequences of append / read / offset-for-time / retention /
-//! commit / reopen against a plain in-memory model of the log. The model mirrors segment rolls
-//! (from the encoded batch sizes) so that retention's choices can be predicted exactly.
+//! commit / reopen / damage against a plain in-memory model of the log. The model mirrors
+//! segment rolls (from the encoded batch sizes) so that retention's choices can be predicted
+//! exactly, and what recovery makes of a damaged batch of the active segment: a gap in the
+//! middle (the batches after it keep their offsets, in a segment of their own), or a cut tail
+//! (the offsets are handed out again, in a new epoch).
 
 use crate::common::{open, runtime, value_bytes};
 use bytes::Bytes;
@@ -8,8 +11,10 @@ use proptest::prelude::*;
 use sluice_core::config::ByteSize;
 use sluice_log::file::format::encode_batch;
 use sluice_log::{
-    AckMode, FileLog, Log, LogConfig, LogError, ReadBuffer, ReadOptions, Record, TopicSpec,
+    AckMode, EpochStart, FileLog, Log, LogConfig, LogError, ReadBuffer, ReadOptions, Record,
+    TopicSpec,
 };
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -49,6 +54,12 @@ enum Op {
         pick: u64,
     },
     Reopen,
+    /// Close, flip a byte inside batch `pick` of the partition's active segment, drop its
+    /// index (as after a crash), reopen.
+    Damage {
+        partition: u32,
+        pick: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -70,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0i64..200).prop_map(|minutes| Op::Retention { minutes }),
         1 => (0..PARTITIONS, any::<u64>()).prop_map(|(partition, pick)| Op::Commit { partition, pick }),
         1 => Just(Op::Reopen),
+        1 => (0..PARTITIONS, any::<usize>()).prop_map(|(partition, pick)| Op::Damage { partition, pick }),
     ]
 }
 
@@ -84,39 +96,71 @@ fn config(ack: AckMode) -> LogConfig {
     }
 }
 
+/// A batch as the model knows it.
 #[derive(Debug, Clone, Copy)]
+struct ModelBatch {
+    base: u64,
+    count: u64,
+    bytes: u64,
+    max_timestamp: i64,
+}
+
+#[derive(Debug, Clone)]
 struct ModelSegment {
     base: u64,
     end: u64,
-    bytes: u64,
-    max_timestamp: i64,
+    batches: Vec<ModelBatch>,
+}
+
+impl ModelSegment {
+    fn empty(base: u64) -> Self {
+        Self {
+            base,
+            end: base,
+            batches: Vec::new(),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.batches.iter().map(|b| b.bytes).sum()
+    }
+
+    fn max_timestamp(&self) -> i64 {
+        self.batches
+            .iter()
+            .map(|b| b.max_timestamp)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
 }
 
 /// One partition as the model sees it.
 #[derive(Debug)]
 struct ModelPartition {
-    /// Offset of `records[0]`.
-    start: u64,
-    records: Vec<Record>,
+    /// Every record by offset: offsets increase, with gaps where damage was salvaged.
+    records: BTreeMap<u64, Record>,
     segments: Vec<ModelSegment>,
+    epochs: Vec<EpochStart>,
 }
 
 impl ModelPartition {
     fn new() -> Self {
         Self {
-            start: 0,
-            records: Vec::new(),
-            segments: vec![ModelSegment {
-                base: 0,
-                end: 0,
-                bytes: 0,
-                max_timestamp: i64::MIN,
+            records: BTreeMap::new(),
+            segments: vec![ModelSegment::empty(0)],
+            epochs: vec![EpochStart {
+                epoch: 0,
+                start_offset: 0,
             }],
         }
     }
 
+    fn start(&self) -> u64 {
+        self.segments[0].base
+    }
+
     fn end(&self) -> u64 {
-        self.start + self.records.len() as u64
+        self.segments.last().unwrap().end
     }
 
     fn append(&mut self, records: Vec<Record>, segment_bytes: u64) -> u64 {
@@ -124,46 +168,89 @@ impl ModelPartition {
         let encoded = encode_batch(&records, &mut frame);
         let len = encoded.frame_len as u64;
         let end = self.end();
-        let active = *self.segments.last().unwrap();
-        if active.bytes > 0 && active.bytes + len > segment_bytes {
-            self.segments.push(ModelSegment {
-                base: end,
-                end,
-                bytes: 0,
-                max_timestamp: i64::MIN,
-            });
+        let active = self.segments.last().unwrap();
+        if active.bytes() > 0 && active.bytes() + len > segment_bytes {
+            self.segments.push(ModelSegment::empty(end));
         }
         let active = self.segments.last_mut().unwrap();
-        active.bytes += len;
+        active.batches.push(ModelBatch {
+            base: end,
+            count: records.len() as u64,
+            bytes: len,
+            max_timestamp: encoded.max_timestamp,
+        });
         active.end += records.len() as u64;
-        active.max_timestamp = active.max_timestamp.max(encoded.max_timestamp);
-        self.records.extend(records);
+        for (i, record) in records.into_iter().enumerate() {
+            self.records.insert(end + i as u64, record);
+        }
         end
     }
 
     fn retention(&mut self, now: i64) -> u64 {
         let cutoff = now - RETENTION_MINUTES * MINUTE;
-        let mut total: u64 = self.segments.iter().map(|s| s.bytes).sum();
+        let mut total: u64 = self.segments.iter().map(ModelSegment::bytes).sum();
         let mut freed = 0;
         while self.segments.len() > 1 {
-            let first = self.segments[0];
-            if first.max_timestamp >= cutoff && total <= RETENTION_BYTES {
+            let first = &self.segments[0];
+            if first.max_timestamp() >= cutoff && total <= RETENTION_BYTES {
                 break;
             }
-            total -= first.bytes;
-            freed += first.bytes;
-            self.records.drain(..(first.end - first.base) as usize);
-            self.start = first.end;
+            total -= first.bytes();
+            freed += first.bytes();
+            let end = first.end;
+            self.records = self.records.split_off(&end);
             self.segments.remove(0);
         }
         freed
     }
 
+    /// The records a read from `offset` can return, in order.
+    fn from(&self, offset: u64) -> Vec<(u64, &Record)> {
+        self.records.range(offset..).map(|(o, r)| (*o, r)).collect()
+    }
+
+    /// Where a read from `offset` stops at the latest: the end of the segment it reads from
+    /// (the first one holding an offset at or after it).
     fn segment_end_for(&self, offset: u64) -> u64 {
         self.segments
             .iter()
-            .find(|s| s.base <= offset && offset < s.end)
+            .find(|s| offset < s.end)
             .map_or(self.end(), |s| s.end)
+    }
+
+    /// What recovery makes of damage to batch `index` of the active segment: a gap, with the
+    /// batches after it in a segment of their own; or, for the last batch, a cut tail and a new
+    /// epoch at the new end.
+    fn damage(&mut self, index: usize) {
+        let active = self.segments.pop().unwrap();
+        let lost = active.batches[index];
+        for offset in lost.base..lost.base + lost.count {
+            self.records.remove(&offset);
+        }
+        let mut before = ModelSegment {
+            base: active.base,
+            end: lost.base,
+            batches: active.batches[..index].to_vec(),
+        };
+        if index + 1 == active.batches.len() {
+            self.segments.push(before);
+            let epoch = self.epochs.last().unwrap().epoch + 1;
+            self.epochs.retain(|e| e.start_offset <= lost.base);
+            self.epochs.push(EpochStart {
+                epoch,
+                start_offset: lost.base,
+            });
+            return;
+        }
+        let after = &active.batches[index + 1..];
+        let rest = ModelSegment {
+            base: after[0].base,
+            end: active.end,
+            batches: after.to_vec(),
+        };
+        before.end = lost.base;
+        self.segments.push(before);
+        self.segments.push(rest);
     }
 }
 
@@ -229,12 +316,12 @@ async fn run(ack: AckMode, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     max_wait: Duration::ZERO,
                 };
                 let result = log.read("m", partition, offset, options).await;
-                if offset < m.start || offset > m.end() {
+                if offset < m.start() || offset > m.end() {
                     prop_assert!(
                         matches!(result, Err(LogError::OffsetOutOfRange { .. })),
                         "offset {} outside {}..{} gave {:?}",
                         offset,
-                        m.start,
+                        m.start(),
                         m.end(),
                         result
                     );
@@ -242,14 +329,14 @@ async fn run(ack: AckMode, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 let batch = result.unwrap();
                 prop_assert_eq!(batch.end_offset, m.end());
-                let expected = &m.records[(offset - m.start) as usize..];
+                let expected = m.from(offset);
                 prop_assert!(batch.records.len() <= expected.len());
-                prop_assert_eq!(batch.records.is_empty(), offset == m.end());
+                prop_assert_eq!(batch.records.is_empty(), expected.is_empty());
                 let mut bytes = 0;
                 for (i, stored) in batch.records.iter().enumerate() {
                     prop_assert!(bytes < max_bytes, "read went on past max_bytes");
-                    prop_assert_eq!(stored.offset, offset + i as u64);
-                    prop_assert_eq!(&stored.record, &expected[i]);
+                    prop_assert_eq!(stored.offset, expected[i].0);
+                    prop_assert_eq!(&stored.record, expected[i].1);
                     bytes += stored.record.size();
                 }
                 if let Some(last) = batch.records.last() {
@@ -277,28 +364,28 @@ async fn run(ack: AckMode, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     max_wait: Duration::ZERO,
                 };
                 let result = log.read_into("m", partition, offset, options, buffer).await;
-                if offset < m.start || offset > m.end() {
+                if offset < m.start() || offset > m.end() {
                     prop_assert!(
                         matches!(result, Err(LogError::OffsetOutOfRange { .. })),
                         "offset {} outside {}..{} gave {:?}",
                         offset,
-                        m.start,
+                        m.start(),
                         m.end(),
                         result
                     );
-                    *next = m.start;
+                    *next = m.start();
                     continue;
                 }
                 result.unwrap();
                 prop_assert_eq!(buffer.end_offset(), m.end());
-                prop_assert_eq!(buffer.is_empty(), offset == m.end());
-                let expected = &m.records[(offset - m.start) as usize..];
+                let expected = m.from(offset);
+                prop_assert_eq!(buffer.is_empty(), expected.is_empty());
                 prop_assert!(buffer.len() <= expected.len());
                 let mut sizes = Vec::new();
                 for (i, record) in buffer.iter().enumerate() {
                     let stored = record.to_stored();
-                    prop_assert_eq!(stored.offset, offset + i as u64);
-                    prop_assert_eq!(&stored.record, &expected[i]);
+                    prop_assert_eq!(stored.offset, expected[i].0);
+                    prop_assert_eq!(&stored.record, expected[i].1);
                     sizes.push(stored.record.size());
                 }
                 *next = buffer.next_offset(offset);
@@ -324,8 +411,8 @@ async fn run(ack: AckMode, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let expected = m
                     .records
                     .iter()
-                    .position(|r| r.timestamp >= time)
-                    .map(|i| m.start + i as u64);
+                    .find(|(_, r)| r.timestamp >= time)
+                    .map(|(offset, _)| *offset);
                 let found = log.offset_for_time("m", partition, time).await.unwrap();
                 prop_assert_eq!(found, expected, "time {}", time);
             }
@@ -346,16 +433,38 @@ async fn run(ack: AckMode, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 log.close().await.unwrap();
                 log = open(dir.path(), &config);
             }
+            Op::Damage { partition, pick } => {
+                let m = &mut model[partition as usize];
+                let active = m.segments.last().unwrap();
+                if active.batches.is_empty() {
+                    continue;
+                }
+                let index = pick % active.batches.len();
+                let segment = dir
+                    .path()
+                    .join(format!("topics/m/{partition}"))
+                    .join(format!("{:020}.log", active.base));
+                let position: u64 = active.batches[..index].iter().map(|b| b.bytes).sum();
+                log.close().await.unwrap();
+                let mut bytes = std::fs::read(&segment).unwrap();
+                // The first record's timestamp delta: inside the checksummed part.
+                bytes[position as usize + 38] ^= 0x40;
+                std::fs::write(&segment, &bytes).unwrap();
+                let _ = std::fs::remove_file(segment.with_extension("idx"));
+                m.damage(index);
+                log = open(dir.path(), &config);
+            }
         }
         let info = &log.describe(Some("m")).await.unwrap()[0];
         for (p, m) in model.iter().enumerate() {
             let actual = info.partitions[p];
-            prop_assert_eq!(actual.start_offset, m.start);
+            prop_assert_eq!(actual.start_offset, m.start());
             prop_assert_eq!(actual.end_offset, m.end());
             prop_assert_eq!(
                 actual.bytes,
-                m.segments.iter().map(|s| s.bytes).sum::<u64>()
+                m.segments.iter().map(ModelSegment::bytes).sum::<u64>()
             );
+            prop_assert_eq!(&log.epochs("m", p as u32).await.unwrap(), &m.epochs);
             let stored = log.consumer_offset("g", "m", p as u32, None).await.unwrap();
             prop_assert_eq!(stored, committed[p]);
         }

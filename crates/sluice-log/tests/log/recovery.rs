@@ -3,9 +3,12 @@
 
 use crate::common::{config, open, record, runtime, value_bytes};
 use bytes::Bytes;
+use sluice_core::config::ByteSize;
+use sluice_log::file::format::peek_header;
 use sluice_log::file::segment::{index_path, log_path};
 use sluice_log::{
-    AckMode, EpochStart, FileLog, Log, LogError, ReadOptions, Record, StoredRecord, TopicSpec,
+    AckMode, EpochStart, FileLog, Log, LogConfig, LogError, ReadBuffer, ReadOptions, Record,
+    StoredRecord, TopicSpec,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -256,25 +259,249 @@ fn missing_damaged_and_stale_indexes_are_rebuilt() {
     });
 }
 
+/// Where each batch of a segment file starts, and its base offset.
+fn batch_positions(path: &Path) -> Vec<(usize, u64)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut positions = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let header = peek_header(&bytes[at..]).unwrap().unwrap();
+        positions.push((at, header.base_offset));
+        at += header.frame_len;
+    }
+    positions
+}
+
+/// Flips `count` bytes of `path` from `at` on.
+fn flip(path: &Path, at: usize, count: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    for byte in &mut bytes[at..at + count] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(path, &bytes).unwrap();
+}
+
+fn at_once(max_bytes: usize) -> ReadOptions {
+    ReadOptions {
+        max_bytes,
+        max_wait: Duration::ZERO,
+    }
+}
+
 #[test]
-fn a_damaged_sealed_segment_is_refused_with_its_path() {
+fn damage_in_the_middle_of_the_active_segment_loses_only_the_damaged_batch() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        // One segment for everything: the damage lands in the active segment.
+        let config = LogConfig {
+            segment_bytes: ByteSize(1 << 20),
+            ..config(AckMode::Fsync)
+        };
+        let log = open(dir.path(), &config);
+        log.create_topic(TopicSpec::new("t", 1)).await.unwrap();
+        let written = fill(&log, "t", 30).await;
+        log.close().await.unwrap();
+        let partition = partition_dir(dir.path(), "t", 0);
+        let active = segment_files(&partition).pop().unwrap();
+        let original = std::fs::read(&active).unwrap();
+        let batches = batch_positions(&active);
+        assert_eq!(batches.len(), 30);
+        // As after a crash: no index. 16 bytes flipped in the middle of batch 10 (offsets
+        // 40..44).
+        std::fs::remove_file(index_path(&active)).unwrap();
+        let (damaged_at, damaged_end) = (batches[10].0, batches[11].0);
+        flip(&active, damaged_at + 300, 16);
+
+        let log = open(dir.path(), &config);
+        // Every record but the damaged batch's, with its offset.
+        let read = read_all(&log, "t", 0).await;
+        let offsets: Vec<u64> = read.iter().map(|r| r.offset).collect();
+        let expected: Vec<u64> = (0..40).chain(44..120).collect();
+        assert_eq!(offsets, expected);
+        let kept: Vec<Record> = [&written[..40], &written[44..]].concat();
+        assert_eq!(values(&read), kept);
+        // A read inside the gap returns the records from the next offset on.
+        for from in [40, 41, 43] {
+            let batch = log.read("t", 0, from, at_once(1)).await.unwrap();
+            assert_eq!(batch.records[0].offset, 44, "read from {from}");
+            assert_eq!(batch.next_offset(from), 45);
+            let mut buffer = ReadBuffer::new();
+            log.read_into("t", 0, from, at_once(1), &mut buffer)
+                .await
+                .unwrap();
+            assert_eq!(buffer.get(0).unwrap().offset, 44, "read_into from {from}");
+        }
+        // The batch's time now finds the batch after it; the end did not move: no new epoch.
+        let lost_time = NOW + 10 * MINUTE;
+        assert_eq!(
+            log.offset_for_time("t", 0, lost_time).await.unwrap(),
+            Some(44)
+        );
+        assert_eq!(log.epochs("t", 0).await.unwrap(), [epoch(0, 0)]);
+        let info = log.describe(Some("t")).await.unwrap()[0].partitions[0];
+        assert_eq!((info.start_offset, info.end_offset), (0, 120));
+
+        // The damaged bytes, exactly, are in the quarantine with a note of what they held.
+        let quarantine = dir.path().join("quarantine/t/0");
+        let name = format!("00000000000000000000-{damaged_at}");
+        let saved = std::fs::read(quarantine.join(format!("{name}.bin"))).unwrap();
+        let mut damaged = original[damaged_at..damaged_end].to_vec();
+        for byte in &mut damaged[300..316] {
+            *byte ^= 0x5a;
+        }
+        assert_eq!(saved, damaged);
+        let note: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(quarantine.join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(note["first_offset"], 40);
+        assert_eq!(note["end_offset"], 44);
+        assert_eq!(note["records_lost"], 4);
+        assert_eq!(note["bytes"], serde_json::json!([damaged_at, damaged_end]));
+        assert!(
+            note["reason"].as_str().unwrap().contains("checksum"),
+            "{note}"
+        );
+        // The intact batches after the damage are a segment of their own.
+        let files = segment_files(&partition);
+        assert_eq!(files, [active.clone(), log_path(&partition, 44)]);
+
+        // Appends go on after the last offset; a clean reopen changes nothing.
+        let appended = log
+            .append("t", 0, vec![record(None, "after", NOW)])
+            .await
+            .unwrap();
+        assert_eq!(appended.base_offset, 120);
+        log.close().await.unwrap();
+        let log = open(dir.path(), &config);
+        assert_eq!(read_all(&log, "t", 0).await.len(), 117);
+        assert_eq!(log.epochs("t", 0).await.unwrap(), [epoch(0, 0)]);
+        let reader = FileLog::open_read_only(dir.path(), &config).unwrap();
+        assert_eq!(read_all(&reader, "t", 40).await[0].offset, 44);
+        reader.close().await.unwrap();
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn damage_in_a_sealed_segment_fails_only_the_reads_that_touch_it() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let config = config(AckMode::Write);
         let log = open(dir.path(), &config);
         log.create_topic(TopicSpec::new("t", 1)).await.unwrap();
-        fill(&log, "t", 30).await;
+        log.create_topic(TopicSpec::new("other", 1)).await.unwrap();
+        let written = fill(&log, "t", 30).await;
+        let other = fill(&log, "other", 3).await;
         log.close().await.unwrap();
         let segments = segment_files(&partition_dir(dir.path(), "t", 0));
-        let mut bytes = std::fs::read(&segments[0]).unwrap();
-        bytes[100] ^= 1;
-        std::fs::write(&segments[0], &bytes).unwrap();
-        std::fs::remove_file(index_path(&segments[0])).unwrap();
-        let error = crate::common::try_open(dir.path(), &config).unwrap_err();
+        let second = batch_positions(&segments[1]);
+        let next_base = batch_positions(&segments[2])[0].1;
+        // Batch 1 of the second segment is damaged; without an index, open finds it.
+        flip(&segments[1], second[1].0 + 100, 1);
+        std::fs::remove_file(index_path(&segments[1])).unwrap();
+
+        let log = open(dir.path(), &config);
+        assert_eq!(values(&read_all(&log, "other", 0).await), other);
+        // Before the damage, and from the next segment on, everything reads.
+        let damaged_from = second[1].1;
+        let before = log.read("t", 0, 0, at_once(1 << 20)).await.unwrap();
+        assert_eq!(before.records.len() as u64, second[0].1);
+        let head = log
+            .read("t", 0, second[0].1, at_once(1 << 20))
+            .await
+            .unwrap();
+        assert_eq!(head.next_offset(second[0].1), damaged_from);
+        let rest = read_all(&log, "t", next_base).await;
+        assert_eq!(values(&rest), written[next_base as usize..].to_vec());
+        // Reads of the damaged offsets fail, naming the file, the range and the remedy.
+        for from in [damaged_from, next_base - 1] {
+            let error = log.read("t", 0, from, at_once(1)).await.unwrap_err();
+            assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
+            let message = error.to_string();
+            for expected in [
+                segments[1].file_name().unwrap().to_str().unwrap(),
+                &format!("offsets {damaged_from}..{next_base}"),
+                &format!("bytes {}..", second[1].0),
+                "fails its checksum",
+                "sluice log repair",
+            ] {
+                assert!(message.contains(expected), "{expected:?} in {message}");
+            }
+            let mut buffer = ReadBuffer::new();
+            let error = log
+                .read_into("t", 0, from, at_once(1), &mut buffer)
+                .await
+                .unwrap_err();
+            assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
+        }
+        // A search by time that may end among the damaged records says so; others work.
+        let damaged_time = NOW + (damaged_from / 4) as i64 * MINUTE;
+        let error = log.offset_for_time("t", 0, damaged_time).await.unwrap_err();
+        assert!(
+            error.to_string().contains("may be among offsets"),
+            "{error}"
+        );
+        assert_eq!(log.offset_for_time("t", 0, NOW).await.unwrap(), Some(0));
+        assert_eq!(
+            log.offset_for_time("t", 0, NOW + 29 * MINUTE)
+                .await
+                .unwrap(),
+            Some(116)
+        );
+        // Appends go on.
+        let appended = log
+            .append("t", 0, vec![record(None, "more", NOW)])
+            .await
+            .unwrap();
+        assert_eq!(appended.base_offset, 120);
+        log.close().await.unwrap();
+
+        // Damage behind an index that still matches the file's length is found by the read.
+        let segments = segment_files(&partition_dir(dir.path(), "t", 0));
+        let third = batch_positions(&segments[3]);
+        flip(&segments[3], third[0].0 + 60, 1);
+        let log = open(dir.path(), &config);
+        let error = log.read("t", 0, third[0].1, at_once(1)).await.unwrap_err();
         assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
+        assert!(error.to_string().contains("sluice log repair"), "{error}");
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_missing_segment_file_fails_only_the_reads_of_its_offsets() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(AckMode::Write);
+        let log = open(dir.path(), &config);
+        log.create_topic(TopicSpec::new("t", 1)).await.unwrap();
+        let written = fill(&log, "t", 30).await;
+        log.close().await.unwrap();
+        // What the old advice ("move the file away") led to.
+        let partition = partition_dir(dir.path(), "t", 0);
+        let segments = segment_files(&partition);
+        let (from, to) = (
+            batch_positions(&segments[1])[0].1,
+            batch_positions(&segments[2])[0].1,
+        );
+        std::fs::rename(&segments[1], dir.path().join("moved.log")).unwrap();
+
+        let log = open(dir.path(), &config);
+        let head = log.read("t", 0, 0, at_once(1 << 20)).await.unwrap();
+        assert_eq!(head.next_offset(0), from);
+        let error = log.read("t", 0, from, at_once(1)).await.unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("00000000000000000000.log"), "{message}");
-        assert!(message.contains("fails its checksum"), "{message}");
+        assert!(
+            message.contains(&format!("offsets {from}..{to}")),
+            "{message}"
+        );
+        assert!(message.contains("no segment file holds"), "{message}");
+        assert_eq!(
+            values(&read_all(&log, "t", to).await),
+            written[to as usize..].to_vec()
+        );
+        log.close().await.unwrap();
     });
 }
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check_config;
+pub mod log;
 pub mod query;
 pub mod replay;
 pub mod send;
@@ -42,6 +43,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Print a topic's records as JSON lines, following new ones.
     Tail(tail::TailArgs),
+    /// Check the log on disk (`verify`), or salvage what damage left of it (`repair`).
+    Log(log::LogArgs),
     /// Benchmarks: throughput and latency of each stage, measured for real.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -60,6 +63,7 @@ impl Cli {
             Command::Topics(args) => topics::run(args),
             Command::Query(args) => query::run(args),
             Command::Tail(args) => tail::run(args),
+            Command::Log(args) => log::run(args),
             Command::Bench(command) => command.run(),
             Command::Version => version::run(),
         }

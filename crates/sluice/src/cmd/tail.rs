@@ -162,10 +162,14 @@ async fn follow(
             max_bytes: 1 << 20,
             max_wait: FOLLOW_WAIT,
         };
-        let batch = log
-            .read(&topic, partition, offset, options)
-            .await
-            .map_err(user_or_internal)?;
+        let batch = match log.read(&topic, partition, offset, options).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                // Said at once: the other partitions go on printing meanwhile.
+                tracing::error!(%error, topic, partition, offset, "stopped reading a partition");
+                return Err(user_or_internal(error));
+            }
+        };
         for record in &batch.records {
             if stop.is_some_and(|stop| record.offset >= stop) {
                 return Ok(());
