@@ -32,7 +32,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// One rejected message, as reported to the client and written to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
-    /// Position in the batch (`None` for a single-message request).
+    /// Position in the batch (0 for a single-message request; `None` only in the dead letter
+    /// of a body that is not JSON at all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
     /// Field path (`batch[3].userId`).
@@ -276,7 +277,7 @@ impl<L: Log> Collector<L> {
         let body_key = match &parsed {
             Ok(Parsed::Batch(batch)) => batch.write_key.as_deref(),
             Ok(Parsed::Single(message)) => message.write_key.as_deref(),
-            Err(_) => None,
+            Ok(Parsed::Invalid(_)) | Err(_) => None,
         };
         let key = header_key
             .or_else(|| body_key.map(str::to_owned))
@@ -302,6 +303,12 @@ impl<L: Log> Collector<L> {
         let counters = self.metrics.tenant(&tenant);
         let parsed = match parsed {
             Ok(parsed) => parsed,
+            // A single message that is JSON but not a valid message is an event rejected like
+            // one in a batch (same answer shape); only a body that is not JSON, or too large,
+            // is refused as a whole.
+            Err(error) if endpoint.is_some() && !error.kind.is_about_the_body() => {
+                Parsed::Invalid(error)
+            }
             Err(error) => {
                 let rejection = Rejection::from_error(None, &error);
                 self.metrics.rejected(rejection.reason, 1);
@@ -323,8 +330,11 @@ impl<L: Log> Collector<L> {
                 },
             ) {
                 Ok(event) => events.push((event, has_id(message))),
-                Err(error) => rejected.push((Rejection::from_error(None, &error), body)),
+                Err(error) => rejected.push((Rejection::from_error(Some(0), &error), body)),
             },
+            Parsed::Invalid(error) => {
+                rejected.push((Rejection::from_error(Some(0), &error), body));
+            }
             Parsed::Batch(batch) => {
                 let sent_at = normalize::parse_sent_at(batch.sent_at.as_deref(), "sentAt")
                     .map_err(IngestError::Invalid)?;
@@ -529,6 +539,8 @@ impl<L: Log> Collector<L> {
 
 enum Parsed<'a> {
     Single(Box<RawMessage<'a>>),
+    /// A single message that is JSON but not a valid message.
+    Invalid(EventError),
     Batch(sluice_core::segment::RawBatch<'a>),
 }
 

@@ -317,6 +317,41 @@ async fn a_mixed_batch_accepts_the_valid_and_reports_and_dead_letters_the_invali
         reply["rejected"][0]["message"],
         "event: track calls need an event name, like \"Order Completed\""
     );
+    assert_eq!(reply["rejected"][0]["index"], 0);
+    // A single event with a field of the wrong type, or that is not an object, is rejected in
+    // the same shape as in a batch (not refused as a body), and dead-lettered.
+    let letters = h.records("events.dlq").await.len();
+    for (body, path) in [
+        (json!({"userId": "u", "event": 5}), "event"),
+        (
+            json!({"userId": "u", "event": "Typed", "timestamp": 12}),
+            "timestamp",
+        ),
+        (
+            json!({"userId": "u", "event": "Typed", "properties": []}),
+            "properties",
+        ),
+        (json!(["not", "an", "event"]), ""),
+    ] {
+        let (status, reply) = h.post_json("/v1/track", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        assert_eq!(reply["success"], false, "{reply}");
+        assert_eq!(reply["accepted"], 0, "{reply}");
+        assert_eq!(reply["duplicates"], 0, "{reply}");
+        assert!(reply.get("error").is_none(), "{reply}");
+        let rejection = &reply["rejected"][0];
+        assert_eq!(
+            (&rejection["index"], &rejection["path"]),
+            (&json!(0), &json!(path)),
+            "{reply}"
+        );
+        assert!(
+            ["wrong_type", "not_an_object"].contains(&rejection["reason"].as_str().unwrap()),
+            "{reply}"
+        );
+        assert!(!rejection["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(h.records("events.dlq").await.len(), letters + 4);
     h.stop().await;
 }
 
