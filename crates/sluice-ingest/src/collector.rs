@@ -12,10 +12,17 @@
 //!    letters concurrently; return only once every append is durable under the log's ack mode;
 //! 6. commit the ids of the partitions that were appended (even if another partition failed,
 //!    so the client's retry does not duplicate them) and answer.
+//!
+//! Around it: at start the dedup set is restored ([`crate::dedup::restore`]), and
+//! [`Collector::run_dedup_upkeep`] saves it to a snapshot every
+//! `ingest.dedup-snapshot-interval` and keeps its gauges current.
 
 use crate::config::IngestConfig;
-use crate::dedup::{Claim, Claims, Dedup, fingerprint};
-use crate::metrics::IngestMetrics;
+use crate::dedup::gate::AppendGate;
+use crate::dedup::restore::{self, Restored};
+use crate::dedup::snapshot::{self, Encoder, Header};
+use crate::dedup::{Claim, Claims, Clock, Dedup, fingerprint};
+use crate::metrics::{DedupMetrics, IngestMetrics};
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::access::{Grant, KeyDirectory, Limited};
@@ -23,8 +30,10 @@ use sluice_core::normalize::{self, EventError, NormalizeContext};
 use sluice_core::segment::RawMessage;
 use sluice_core::time::{Millis, now_millis};
 use sluice_core::{Event, EventType, Limits};
-use sluice_log::{Log, LogError, ReadBuffer, ReadOptions, Record, partition_for_key};
+use sluice_log::{Log, LogError, Record, partition_for_key};
+use std::future::Future;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -99,9 +108,25 @@ pub struct Collector<L> {
     events_partitions: u32,
     dead_letter_partitions: u32,
     dedup: Dedup,
+    clock: Clock,
+    /// Appends whose ids are not committed yet, for snapshots.
+    appends: AppendGate,
+    /// Where the dedup snapshot is kept (`None`: no snapshots).
+    snapshot_path: Option<PathBuf>,
+    snapshot_writing: Arc<parking_lot::Mutex<()>>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
     metrics: IngestMetrics,
+    dedup_metrics: DedupMetrics,
+}
+
+/// What one dedup snapshot wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotWritten {
+    /// Ids saved.
+    pub ids: usize,
+    /// File size.
+    pub bytes: usize,
 }
 
 /// Budget held while a request is processed.
@@ -109,12 +134,15 @@ pub struct Collector<L> {
 pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl<L: Log> Collector<L> {
-    /// A collector appending to `log`, whose events and dead-letter topics must exist.
+    /// A collector appending to `log`, whose events and dead-letter topics must exist. With a
+    /// `snapshot_path`, it restores its dedup set from the snapshot there (and the log after
+    /// it), and [`Collector::save_snapshot`] writes it.
     pub async fn new(
         log: Arc<L>,
         keys: Arc<KeyDirectory>,
         limits: Limits,
         config: IngestConfig,
+        snapshot_path: Option<PathBuf>,
     ) -> Result<Self, LogError> {
         let partitions_of = |topic: &str| {
             let log = Arc::clone(&log);
@@ -140,11 +168,23 @@ impl<L: Log> Collector<L> {
             .max_in_flight_bytes
             .as_usize()
             .min(Semaphore::MAX_PERMITS);
+        let clock = Clock::new();
+        let window = config.dedup_window.get();
+        // Everything of the window before this start is read back below; what cannot be is
+        // subtracted from the coverage there.
+        let since = clock
+            .now()
+            .saturating_sub(Millis::try_from(window.as_millis()).unwrap_or(Millis::MAX));
         let collector = Self {
-            dedup: Dedup::new(config.dedup_window.get(), config.dedup_capacity),
+            dedup: Dedup::new(window, config.dedup_capacity, since),
+            clock,
+            appends: AppendGate::default(),
+            snapshot_path,
+            snapshot_writing: Arc::default(),
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
             metrics: IngestMetrics::new(),
+            dedup_metrics: DedupMetrics::new(),
             log,
             keys,
             limits,
@@ -156,70 +196,161 @@ impl<L: Log> Collector<L> {
         Ok(collector)
     }
 
-    /// Remembers the ids of the events appended within the dedup window before this start, so
-    /// that a client retrying a request the previous process appended but never answered (it
-    /// was killed, or the answer was lost) does not create duplicates. Reads the newest records
-    /// of each partition, at most a quarter of the dedup capacity in all, so the ids fit in the
-    /// current generation without rotating it early.
+    /// Remembers the ids appended within the dedup window before this start (see
+    /// [`restore`]): from the snapshot and the log after it, reading at most half the dedup
+    /// capacity of records; then reports how much of the window is covered.
     async fn remember_appended(&self) -> Result<(), LogError> {
-        let started = Instant::now();
-        let topic = &self.config.events_topic;
-        let window =
-            Millis::try_from(self.config.dedup_window.get().as_millis()).unwrap_or(Millis::MAX);
-        let since = now_millis().saturating_sub(window);
-        let per_partition =
-            (self.config.dedup_capacity / 4 / self.events_partitions as usize) as u64;
-        let options = ReadOptions {
-            max_bytes: 4 << 20,
-            max_wait: Duration::ZERO,
-        };
-        let mut buffer = ReadBuffer::new();
-        let mut remembered = 0u64;
-        let topics = self.log.describe(Some(topic)).await?;
-        for info in topics.into_iter().flat_map(|topic| topic.partitions) {
-            let Some(first) = self
-                .log
-                .offset_for_time(topic, info.partition, since)
-                .await?
-            else {
-                continue;
-            };
-            let mut offset = first
-                .max(info.end_offset.saturating_sub(per_partition))
-                .max(info.start_offset);
-            while offset < info.end_offset {
-                match self
-                    .log
-                    .read_into(topic, info.partition, offset, options, &mut buffer)
-                    .await
-                {
-                    Ok(()) => {}
-                    // Retention removed segments meanwhile (a size limit): this partition is left
-                    // partly remembered rather than failing the start.
-                    Err(LogError::OffsetOutOfRange { .. }) => break,
-                    Err(error) => return Err(error),
-                }
-                if buffer.is_empty() {
-                    break;
-                }
-                for record in buffer.iter() {
-                    if let Some((message_id, tenant)) = Event::stored_ids(record.value) {
-                        self.dedup
-                            .commit(fingerprint(&tenant, &message_id), started);
-                        remembered += 1;
-                    }
-                }
-                offset = buffer.next_offset(offset);
-            }
-        }
-        if remembered > 0 {
+        let budget = (self.config.dedup_capacity / 2 / self.events_partitions as usize) as u64;
+        let restored = restore::restore(
+            &self.dedup,
+            &*self.log,
+            &self.config.events_topic,
+            self.snapshot_path.as_deref(),
+            self.clock.now(),
+            budget,
+        )
+        .await?;
+        self.report_coverage(&restored);
+        Ok(())
+    }
+
+    fn report_coverage(&self, restored: &Restored) {
+        let now = self.clock.now();
+        let covered = self.dedup.coverage(now);
+        let window = self.dedup.window();
+        let remembered = self.dedup.len();
+        self.update_dedup_gauges();
+        let snapshot_ids = restored.snapshot_ids.map(|ids| ids as u64);
+        let elapsed_ms = restored.elapsed.as_millis() as u64;
+        if covered >= window {
             tracing::info!(
+                covered_s = covered.as_secs(),
+                window_s = window.as_secs(),
                 remembered,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "remembered the message ids appended within the dedup window"
+                snapshot_ids,
+                log_records = restored.log_records,
+                elapsed_ms,
+                "the dedup window is covered: retries of events acknowledged before this start are recognized"
+            );
+        } else {
+            tracing::warn!(
+                covered_s = covered.as_secs(),
+                window_s = window.as_secs(),
+                remembered,
+                capacity = self.dedup.capacity(),
+                snapshot_ids,
+                log_records = restored.log_records,
+                unreadable_records = restored.unreadable,
+                over_budget_records = restored.over_budget,
+                elapsed_ms,
+                "the dedup window is only partly covered: a retry of an event acknowledged longer ago than covered_s may be stored twice (causes: unreadable log records, more records than the read-back budget, or ingest.dedup-capacity below the window's ids)"
             );
         }
-        Ok(())
+    }
+
+    /// Updates the dedup gauges (coverage, remembered ids, capacity).
+    pub fn update_dedup_gauges(&self) {
+        let now = self.clock.now();
+        self.dedup_metrics
+            .covered_seconds
+            .set(self.dedup.coverage(now).as_secs_f64());
+        self.dedup_metrics
+            .window_seconds
+            .set(self.dedup.window().as_secs_f64());
+        self.dedup_metrics.remembered.set(self.dedup.len() as f64);
+        self.dedup_metrics
+            .capacity
+            .set(self.dedup.capacity() as f64);
+    }
+
+    /// Writes the dedup snapshot (when the collector has a snapshot path): the end offsets of
+    /// the events topic, then — once every append begun before has committed its ids — the
+    /// remembered ids, atomically replacing the previous snapshot.
+    pub async fn save_snapshot(&self) -> std::io::Result<Option<SnapshotWritten>> {
+        let Some(path) = &self.snapshot_path else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let topics = self
+            .log
+            .describe(Some(&self.config.events_topic))
+            .await
+            .map_err(std::io::Error::other)?;
+        let next_offsets: Vec<u64> = topics
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .map(|partition| partition.end_offset)
+            .collect();
+        self.appends.drain().await;
+        let header = Header {
+            saved_at: self.clock.now(),
+            window_ms: self.dedup.window().as_millis() as Millis,
+            floor: self.dedup.coverage_floor(),
+            topic: &self.config.events_topic,
+            next_offsets: &next_offsets,
+        };
+        let mut encoder = Encoder::new(&header, self.dedup.len());
+        let mut ids = 0;
+        self.dedup.visit(|covered_since, generations| {
+            ids += generations.iter().map(|(_, ids)| ids.len()).sum::<usize>();
+            encoder.shard(covered_since, generations);
+        });
+        let bytes = encoder.finish();
+        let written = SnapshotWritten {
+            ids,
+            bytes: bytes.len(),
+        };
+        let (path, writing) = (path.clone(), Arc::clone(&self.snapshot_writing));
+        // The lock is taken on the blocking thread: a write whose task was aborted still
+        // finishes before the next one starts on the same temporary file.
+        tokio::task::spawn_blocking(move || {
+            let _writing = writing.lock();
+            snapshot::write_atomically(&path, &bytes)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.dedup_metrics.snapshot_bytes.set(written.bytes as f64);
+        self.dedup_metrics
+            .snapshot_seconds
+            .set(started.elapsed().as_secs_f64());
+        Ok(Some(written))
+    }
+
+    /// Keeps the dedup gauges current (every second) and writes a snapshot every
+    /// `ingest.dedup-snapshot-interval`, until `shutdown` completes. The caller writes the last
+    /// snapshot once requests have stopped ([`Collector::save_snapshot`]).
+    pub async fn run_dedup_upkeep(&self, shutdown: impl Future<Output = ()> + Send) {
+        let every = self.config.dedup_snapshot_interval.get();
+        let mut ticks = tokio::time::interval(Duration::from_secs(1).min(every));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_snapshot = Instant::now();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticks.tick() => {}
+            }
+            self.update_dedup_gauges();
+            if self.snapshot_path.is_none() || last_snapshot.elapsed() < every {
+                continue;
+            }
+            last_snapshot = Instant::now();
+            let saved = tokio::select! {
+                () = &mut shutdown => return,
+                saved = self.save_snapshot() => saved,
+            };
+            match saved {
+                Ok(_) => self.dedup_metrics.snapshots_ok.increment(1),
+                Err(error) => {
+                    self.dedup_metrics.snapshots_failed.increment(1);
+                    tracing::warn!(
+                        %error,
+                        path = ?self.snapshot_path,
+                        "could not write the dedup snapshot; a restart reads more of the log back (retrying at the next interval)"
+                    );
+                }
+            }
+        }
     }
 
     /// The limits events are checked against.
@@ -365,7 +496,7 @@ impl<L: Log> Collector<L> {
         }
 
         // Claim client-provided ids; generated ones are unique by construction.
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut claims = Claims::with_capacity(&self.dedup, events.len());
         let mut duplicates = 0;
         let mut fresh: Vec<(Event<'_>, Option<u128>)> = Vec::with_capacity(events.len());
@@ -392,11 +523,14 @@ impl<L: Log> Collector<L> {
         for rejection in &rejections {
             self.metrics.rejected(rejection.reason, 1);
         }
+        // From before the append until its ids are committed, a snapshot waits for this request.
+        let pass = self.appends.enter();
         let (appended, dead) = tokio::join!(
             self.append_events(fresh, received_at),
             self.dead_letters(&tenant, received_at, endpoint, &rejected)
         );
-        claims.commit(appended.committed, Instant::now());
+        claims.commit(appended.committed, self.clock.now());
+        drop(pass);
         if let Some(error) = appended.error {
             grant.refund_events((accepted - appended.events) as u64, received_at);
             return Err(error.into());

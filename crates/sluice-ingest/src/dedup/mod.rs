@@ -1,5 +1,5 @@
 //! Remembering recent `messageId`s so that a client retrying a request does not create
-//! duplicates.
+//! duplicates — within `ingest.dedup-window`, also after a crash.
 //!
 //! Each id is reduced to a 128-bit hash of `(tenant, messageId)`: 16 bytes per id, and a false
 //! match (which would drop a real event) needs a 2^-64-scale coincidence. Ids move through
@@ -11,17 +11,50 @@
 //! - **remembered** once its append is durable: later copies are duplicates;
 //! - **forgotten** when it falls out of the window (or the request failed, so a retry must append).
 //!
-//! Memory is bounded: remembered ids live in two generations that rotate every half window, so
-//! an id is remembered for at least half the window and at most the whole window; when the
-//! current generation reaches half the capacity it rotates early, and the early rotations are
-//! counted so an operator can raise the capacity.
+//! # Generations
+//! Remembered ids live in generations: a generation holds the ids committed from its `since`
+//! until the next generation began. A new generation begins every half window, and a
+//! generation is forgotten once the next one began a whole window ago — when every id in it is
+//! older than the window. So an id is remembered for at least the whole window and at most one
+//! and a half windows, in at most three generations per shard.
+//!
+//! Memory is bounded by `ingest.dedup-capacity`: when a shard holds its share, the current
+//! generation is closed early (if it holds half the share) and the oldest generations are
+//! forgotten before their time. Each generation forgotten early is counted
+//! (`sluice_ingest_dedup_early_rotations_total`), and the coverage shrinks with it.
+//!
+//! # Coverage
+//! [`Dedup::coverage`] is how far back every committed id is still remembered: the newest
+//! oldest-generation start over all shards, and no earlier than the floor set at start when
+//! the ids of the time before could not all be read back (see [`restore`]). It is the window
+//! when nothing was lost; less after early rotations or a start that could not read
+//! everything back.
+//!
+//! # Time
+//! Times are milliseconds on the collector's clock ([`Clock`]): monotonic within a process and
+//! anchored to the wall clock at start, so that generations survive a restart in a
+//! [`snapshot`].
+//!
+//! # Layout
+//! - this module: the set of ids, its generations and its coverage;
+//! - [`snapshot`]: the snapshot file that carries the set across restarts;
+//! - [`restore`]: at start, the snapshot plus the log records appended after it;
+//! - [`gate`]: lets a snapshot wait for appends whose ids are not committed yet.
+
+pub mod gate;
+pub mod restore;
+pub mod snapshot;
 
 use parking_lot::Mutex;
+use sluice_core::time::{Millis, now_millis};
+use std::collections::VecDeque;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::Xxh3;
 
-const SHARDS: usize = 64;
+/// Shards of the set (a power of two; the snapshot format records it).
+pub const SHARDS: usize = 64;
 
 /// The fingerprint of one `(tenant, messageId)`.
 pub type Fingerprint = u128;
@@ -33,6 +66,11 @@ pub fn fingerprint(tenant: &str, message_id: &str) -> Fingerprint {
     hasher.update(&[0]);
     hasher.update(message_id.as_bytes());
     hasher.digest128()
+}
+
+/// The shard of `id`: its high bits (the tables hash by its low bits, kept independent).
+pub fn shard_of(id: Fingerprint) -> usize {
+    ((id >> 64) as usize) % SHARDS
 }
 
 /// Fingerprints are already uniformly random, so hashing them again would only cost time:
@@ -58,6 +96,37 @@ impl Hasher for FingerprintHasher {
 
 type Set = hashbrown::HashSet<Fingerprint, BuildHasherDefault<FingerprintHasher>>;
 
+/// The collector's clock: milliseconds since the epoch, read from the wall clock once at
+/// start and advanced by a monotonic clock since, so that a clock step never expires or
+/// revives ids within a process.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: Millis,
+    at: Instant,
+}
+
+impl Clock {
+    /// A clock anchored to the wall clock now.
+    pub fn new() -> Self {
+        Self {
+            wall: now_millis(),
+            at: Instant::now(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Millis {
+        let elapsed = Millis::try_from(self.at.elapsed().as_millis()).unwrap_or(Millis::MAX);
+        self.wall.saturating_add(elapsed)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The answer to "may this request append the event with this id?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -69,44 +138,98 @@ pub enum Claim {
     Busy,
 }
 
-#[derive(Debug, Default)]
+/// The ids committed from `since` until the next generation began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// When it began (collector clock).
+    pub since: Millis,
+    /// Its ids.
+    pub ids: Vec<Fingerprint>,
+}
+
+#[derive(Debug)]
 struct Shard {
     pending: Set,
-    current: Set,
-    previous: Set,
-    rotated_at: Option<Instant>,
+    /// Oldest first; never empty; the last is the current one. Every id of a generation was
+    /// committed within half a window of its start: a commit later than that begins a new
+    /// generation first.
+    generations: VecDeque<(Millis, Set)>,
+    /// Every id committed since this time is remembered (until the window forgets it).
+    covered_since: Millis,
+}
+
+impl Shard {
+    fn new(since: Millis) -> Self {
+        Self {
+            pending: Set::default(),
+            generations: VecDeque::from([(since, Set::default())]),
+            covered_since: since,
+        }
+    }
+
+    fn remembered(&self) -> usize {
+        self.generations.iter().map(|(_, ids)| ids.len()).sum()
+    }
+
+    fn contains(&self, id: &Fingerprint) -> bool {
+        self.generations.iter().any(|(_, ids)| ids.contains(id))
+    }
+
+    fn current(&mut self) -> &mut Set {
+        &mut self.generations.back_mut().expect("never empty").1
+    }
 }
 
 /// The set of recently appended message ids, sharded to keep lock hold times tiny.
 #[derive(Debug)]
 pub struct Dedup {
     shards: Vec<Mutex<Shard>>,
-    half_window: Duration,
-    generation_capacity: usize,
+    window: Millis,
+    rotate_every: Millis,
+    shard_capacity: usize,
+    /// Coverage starts no earlier than this (set at start when not everything before could be
+    /// read back); `Millis::MIN` when nothing limits it.
+    floor: AtomicI64,
     early_rotations: metrics::Counter,
 }
 
 impl Dedup {
-    /// Remembers ids for `window`, holding at most `capacity` of them.
-    pub fn new(window: Duration, capacity: usize) -> Self {
+    /// Remembers ids for `window`, holding at most `capacity` of them; `since` is the time from
+    /// which every committed id will be here (the start, or the start minus the window when
+    /// the caller reads that window back).
+    pub fn new(window: Duration, capacity: usize, since: Millis) -> Self {
+        let window = Millis::try_from(window.as_millis())
+            .unwrap_or(Millis::MAX)
+            .max(2);
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            half_window: window / 2,
-            generation_capacity: (capacity / 2 / SHARDS).max(1),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new(since))).collect(),
+            window,
+            rotate_every: window / 2,
+            shard_capacity: (capacity / SHARDS).max(2),
+            floor: AtomicI64::new(Millis::MIN),
             early_rotations: metrics::counter!("sluice_ingest_dedup_early_rotations_total"),
         }
     }
 
+    /// How long ids are remembered.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window as u64)
+    }
+
+    /// The most ids remembered.
+    pub fn capacity(&self) -> usize {
+        self.shard_capacity * SHARDS
+    }
+
     fn shard(&self, id: Fingerprint) -> &Mutex<Shard> {
-        // The high bits pick the shard; the low bits, used by the tables, stay independent of it.
-        &self.shards[((id >> 64) as usize) % SHARDS]
+        &self.shards[shard_of(id)]
     }
 
     /// Claims `id` for appending (see [`Claim`]).
-    pub fn claim(&self, id: Fingerprint, now: Instant) -> Claim {
+    pub fn claim(&self, id: Fingerprint, now: Millis) -> Claim {
         let mut shard = self.shard(id).lock();
-        self.rotate_if_due(&mut shard, now);
-        if shard.current.contains(&id) || shard.previous.contains(&id) {
+        self.expire(&mut shard, now);
+        if shard.contains(&id) {
             Claim::Duplicate
         } else if !shard.pending.insert(id) {
             Claim::Busy
@@ -116,16 +239,44 @@ impl Dedup {
     }
 
     /// The append of a claimed id is durable: remember it.
-    pub fn commit(&self, id: Fingerprint, now: Instant) {
+    pub fn commit(&self, id: Fingerprint, now: Millis) {
         let mut shard = self.shard(id).lock();
         shard.pending.remove(&id);
-        self.rotate_if_due(&mut shard, now);
-        if shard.current.len() >= self.generation_capacity {
-            shard.previous = std::mem::take(&mut shard.current);
-            shard.rotated_at = Some(now);
-            self.early_rotations.increment(1);
+        self.remember_in(&mut shard, id, now);
+    }
+
+    /// Remembers `id` as appended (ids read back at start, which nobody claimed).
+    pub fn remember(&self, id: Fingerprint, now: Millis) {
+        let mut shard = self.shard(id).lock();
+        self.remember_in(&mut shard, id, now);
+    }
+
+    fn remember_in(&self, shard: &mut Shard, id: Fingerprint, now: Millis) {
+        self.expire(shard, now);
+        if shard.remembered() >= self.shard_capacity {
+            self.make_room(shard, now);
         }
-        shard.current.insert(id);
+        shard.current().insert(id);
+    }
+
+    /// The shard is full: close the current generation if it holds half the share, then
+    /// forget the oldest generations until there is room.
+    fn make_room(&self, shard: &mut Shard, now: Millis) {
+        if shard.current().len() >= self.shard_capacity / 2 {
+            shard.generations.push_back((now, Set::default()));
+        }
+        while shard.remembered() >= self.shard_capacity && shard.generations.len() > 1 {
+            self.forget_oldest_early(shard);
+        }
+    }
+
+    /// Forgets the oldest generation before its time: coverage now begins with the next one.
+    fn forget_oldest_early(&self, shard: &mut Shard) {
+        shard.generations.pop_front();
+        if let Some((since, _)) = shard.generations.front() {
+            shard.covered_since = shard.covered_since.max(*since);
+        }
+        self.early_rotations.increment(1);
     }
 
     /// The append of a claimed id failed or was abandoned: forget it so a retry appends.
@@ -133,29 +284,57 @@ impl Dedup {
         self.shard(id).lock().pending.remove(&id);
     }
 
-    fn rotate_if_due(&self, shard: &mut Shard, now: Instant) {
-        match shard.rotated_at {
-            None => shard.rotated_at = Some(now),
-            Some(at) if now.saturating_duration_since(at) >= self.half_window => {
-                if now.saturating_duration_since(at) >= self.half_window * 2 {
-                    shard.previous.clear();
-                } else {
-                    shard.previous = std::mem::take(&mut shard.current);
-                }
-                shard.current.clear();
-                shard.rotated_at = Some(now);
+    /// Forgets the generations whose ids are all older than the window, and begins a new one
+    /// when the current one began half a window ago.
+    fn expire(&self, shard: &mut Shard, now: Millis) {
+        let cutoff = now.saturating_sub(self.window);
+        while let Some(&(since, _)) = shard.generations.front() {
+            let closed = since.saturating_add(self.rotate_every);
+            let end = shard
+                .generations
+                .get(1)
+                .map_or(closed, |(next, _)| closed.min(*next));
+            if end > cutoff {
+                break;
             }
-            Some(_) => {}
+            shard.generations.pop_front();
+        }
+        let current_since = shard.generations.back().map(|(since, _)| *since);
+        if current_since.is_none_or(|since| now.saturating_sub(since) >= self.rotate_every) {
+            shard.generations.push_back((now, Set::default()));
         }
     }
 
-    /// How many ids are remembered or pending (for tests and metrics).
+    /// How far back every committed id is remembered, at most the window.
+    pub fn coverage(&self, now: Millis) -> Duration {
+        let since = self
+            .shards
+            .iter()
+            .map(|shard| shard.lock().covered_since)
+            .max()
+            .unwrap_or(now)
+            .max(self.floor.load(Ordering::Relaxed));
+        let covered = now.saturating_sub(since).clamp(0, self.window);
+        Duration::from_millis(covered as u64)
+    }
+
+    /// Coverage starts no earlier than `since` (ids committed before it may be missing).
+    pub fn limit_coverage(&self, since: Millis) {
+        self.floor.fetch_max(since, Ordering::Relaxed);
+    }
+
+    /// The time coverage may not start before (`Millis::MIN` when unlimited).
+    pub fn coverage_floor(&self) -> Millis {
+        self.floor.load(Ordering::Relaxed)
+    }
+
+    /// How many ids are remembered or pending.
     pub fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| {
                 let s = s.lock();
-                s.current.len() + s.previous.len() + s.pending.len()
+                s.remembered() + s.pending.len()
             })
             .sum()
     }
@@ -163,6 +342,72 @@ impl Dedup {
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Calls `each(covered_since, generations)` for every shard in order, generations oldest
+    /// first as `(since, ids)`, holding the shard's lock only while it is visited (snapshots).
+    pub fn visit(&self, mut each: impl FnMut(Millis, &[(Millis, &[Fingerprint])])) {
+        let mut ids: Vec<Vec<Fingerprint>> = Vec::new();
+        for shard in &self.shards {
+            let (covered_since, sinces) = {
+                let shard = shard.lock();
+                ids.resize_with(shard.generations.len(), Vec::new);
+                for (copy, (_, set)) in ids.iter_mut().zip(&shard.generations) {
+                    copy.clear();
+                    copy.extend(set.iter().copied());
+                }
+                let sinces: Vec<Millis> =
+                    shard.generations.iter().map(|(since, _)| *since).collect();
+                (shard.covered_since, sinces)
+            };
+            let generations: Vec<(Millis, &[Fingerprint])> = sinces
+                .iter()
+                .zip(&ids)
+                .map(|(since, copy)| (*since, copy.as_slice()))
+                .collect();
+            each(covered_since, &generations);
+        }
+    }
+
+    /// Replaces shard `index` with `generations` (oldest first, ids of this shard only) and the
+    /// time from which they hold every committed id, keeping what is pending; then applies the
+    /// window and the capacity (which may be lower than when they were saved).
+    pub fn restore_shard(
+        &self,
+        index: usize,
+        covered_since: Millis,
+        generations: Vec<Generation>,
+        now: Millis,
+    ) {
+        let mut shard = self.shards[index].lock();
+        shard.generations = generations
+            .into_iter()
+            .map(|generation| {
+                let mut ids =
+                    Set::with_capacity_and_hasher(generation.ids.len(), Default::default());
+                ids.extend(generation.ids);
+                (generation.since, ids)
+            })
+            .collect();
+        shard.covered_since = covered_since;
+        self.expire(&mut shard, now);
+        while shard.remembered() > self.shard_capacity && shard.generations.len() > 1 {
+            self.forget_oldest_early(&mut shard);
+        }
+        if shard.remembered() > self.shard_capacity {
+            // One generation over a lowered capacity: start afresh rather than hold more.
+            shard.generations = VecDeque::from([(now, Set::default())]);
+            shard.covered_since = now;
+            self.early_rotations.increment(1);
+        }
+    }
+
+    /// Every shard's coverage start, in shard order (for snapshots).
+    pub fn covered_since(&self) -> Vec<Millis> {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().covered_since)
+            .collect()
     }
 }
 
@@ -191,7 +436,7 @@ impl<'a> Claims<'a> {
 
     /// Claims `id`; a second claim of an id this request already holds is a duplicate within
     /// the request itself.
-    pub fn claim(&mut self, id: Fingerprint, now: Instant) -> Claim {
+    pub fn claim(&mut self, id: Fingerprint, now: Millis) -> Claim {
         if self.held.contains(&id) {
             return Claim::Duplicate;
         }
@@ -203,7 +448,7 @@ impl<'a> Claims<'a> {
     }
 
     /// Commits `ids` (their append is durable).
-    pub fn commit(&mut self, ids: impl IntoIterator<Item = Fingerprint>, now: Instant) {
+    pub fn commit(&mut self, ids: impl IntoIterator<Item = Fingerprint>, now: Millis) {
         for id in ids {
             if self.held.remove(&id) {
                 self.dedup.commit(id, now);
@@ -221,119 +466,4 @@ impl Drop for Claims<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    const WINDOW: Duration = Duration::from_secs(600);
-
-    #[test]
-    fn a_committed_id_is_a_duplicate_until_it_leaves_the_window() {
-        let dedup = Dedup::new(WINDOW, 1000);
-        let t0 = Instant::now();
-        let id = fingerprint("shop", "m-1");
-        assert_eq!(dedup.claim(id, t0), Claim::Claimed);
-        assert_eq!(dedup.claim(id, t0), Claim::Busy, "still being appended");
-        dedup.commit(id, t0);
-        assert_eq!(
-            dedup.claim(id, t0 + Duration::from_secs(299)),
-            Claim::Duplicate
-        );
-        assert_eq!(
-            dedup.claim(id, t0 + Duration::from_secs(599)),
-            Claim::Duplicate
-        );
-        assert_eq!(
-            dedup.claim(id, t0 + Duration::from_secs(1200)),
-            Claim::Claimed,
-            "forgotten after the window"
-        );
-    }
-
-    #[test]
-    fn a_released_id_can_be_claimed_again() {
-        let dedup = Dedup::new(WINDOW, 1000);
-        let t0 = Instant::now();
-        let id = fingerprint("shop", "m-1");
-        assert_eq!(dedup.claim(id, t0), Claim::Claimed);
-        dedup.release(id);
-        assert_eq!(dedup.claim(id, t0), Claim::Claimed);
-    }
-
-    #[test]
-    fn tenants_do_not_share_ids() {
-        assert_ne!(fingerprint("a", "bc"), fingerprint("ab", "c"));
-        let dedup = Dedup::new(WINDOW, 1000);
-        let now = Instant::now();
-        let mut claims = Claims::new(&dedup);
-        assert_eq!(claims.claim(fingerprint("shop", "m"), now), Claim::Claimed);
-        assert_eq!(claims.claim(fingerprint("blog", "m"), now), Claim::Claimed);
-    }
-
-    #[test]
-    fn dropped_claims_are_released_and_repeats_within_a_request_are_duplicates() {
-        let dedup = Dedup::new(WINDOW, 1000);
-        let now = Instant::now();
-        let (a, b) = (fingerprint("t", "a"), fingerprint("t", "b"));
-        {
-            let mut claims = Claims::new(&dedup);
-            assert_eq!(claims.claim(a, now), Claim::Claimed);
-            assert_eq!(claims.claim(a, now), Claim::Duplicate);
-            assert_eq!(claims.claim(b, now), Claim::Claimed);
-            claims.commit([a], now);
-        }
-        assert_eq!(dedup.claim(a, now), Claim::Duplicate, "committed");
-        assert_eq!(
-            dedup.claim(b, now),
-            Claim::Claimed,
-            "released when the request ended"
-        );
-    }
-
-    #[test]
-    fn memory_stays_within_capacity_under_any_rate() {
-        let capacity = 64 * 100;
-        let dedup = Dedup::new(WINDOW, capacity);
-        let now = Instant::now();
-        for i in 0..100_000 {
-            let id = fingerprint("t", &i.to_string());
-            assert_eq!(dedup.claim(id, now), Claim::Claimed);
-            dedup.commit(id, now);
-        }
-        assert!(dedup.len() <= capacity + SHARDS, "{} ids held", dedup.len());
-        let recent = fingerprint("t", "99999");
-        assert_eq!(
-            dedup.claim(recent, now),
-            Claim::Duplicate,
-            "the newest ids are kept"
-        );
-    }
-
-    proptest! {
-        /// Against a model that remembers every committed id forever: within half a window the
-        /// two always agree (no duplicate slips through, no new id is refused).
-        #[test]
-        fn agrees_with_a_model_within_half_a_window(ops in proptest::collection::vec((0u8..3, 0u32..50, 0u64..250), 1..200)) {
-            let dedup = Dedup::new(WINDOW, 1_000_000);
-            let t0 = Instant::now();
-            let mut committed = std::collections::HashSet::new();
-            let mut pending = std::collections::HashSet::new();
-            let mut elapsed = 0u64;
-            for (op, key, step) in ops {
-                elapsed = (elapsed + step).min(299);
-                let now = t0 + Duration::from_secs(elapsed);
-                let id = fingerprint("t", &key.to_string());
-                match op {
-                    0 => {
-                        let expected = if committed.contains(&id) { Claim::Duplicate }
-                            else if pending.contains(&id) { Claim::Busy } else { Claim::Claimed };
-                        prop_assert_eq!(dedup.claim(id, now), expected);
-                        if expected == Claim::Claimed { pending.insert(id); }
-                    }
-                    1 => if pending.remove(&id) { dedup.commit(id, now); committed.insert(id); },
-                    _ => if pending.remove(&id) { dedup.release(id); },
-                }
-            }
-        }
-    }
-}
+mod tests;

@@ -8,10 +8,11 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice::app::App;
 use sluice::client::{Connection, Reply, Target, basic_auth};
+use sluice_core::time::now_millis;
 use sluice_ingest::dedup::{Claim, fingerprint};
 use sluice_log::{Log, ReadOptions};
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) const WRITE_KEY: &str = "wk_test_shop_0123456789";
 const OTHER_KEY: &str = "wk_test_blog_0123456789";
@@ -560,7 +561,7 @@ async fn overload_and_concurrent_retries_answer_with_retry_after() {
     // While another request holds the same messageId, a retry is told to come back.
     let dedup = h.app().collector.dedup();
     let id = fingerprint("shop", "busy-1");
-    assert_eq!(dedup.claim(id, Instant::now()), Claim::Claimed);
+    assert_eq!(dedup.claim(id, now_millis()), Claim::Claimed);
     let (status, reply, raw) = h
         .post(
             "/v1/track",
