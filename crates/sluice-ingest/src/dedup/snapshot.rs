@@ -225,11 +225,14 @@ impl Snapshot {
         if input.array::<4>("magic")? != *MAGIC {
             return Err("not a dedup snapshot (wrong magic)".into());
         }
-        let version = input.array::<4>("version")?[0];
+        let [version, reserved @ ..] = input.array::<4>("version")?;
         if version != VERSION {
             return Err(format!(
                 "format version {version} is not supported (this sluice reads version {VERSION})"
             ));
+        }
+        if reserved != [0; 3] {
+            return Err("the reserved bytes after the version are not zero".into());
         }
         let saved_at = input.i64("save time")?;
         let window_ms = input.i64("window")?;
@@ -403,6 +406,14 @@ mod tests {
         );
         assert!(Snapshot::decode(&bytes[..bytes.len() - 9]).is_err());
         assert!(Snapshot::decode(b"").unwrap_err().contains("too few"));
+        let mut reserved = bytes[..bytes.len() - 4].to_vec();
+        reserved[5] = 1;
+        reserved.extend_from_slice(&crc32c::crc32c(&reserved).to_le_bytes());
+        assert!(
+            Snapshot::decode(&reserved)
+                .unwrap_err()
+                .contains("reserved bytes")
+        );
 
         let header = Header {
             saved_at: 0,
