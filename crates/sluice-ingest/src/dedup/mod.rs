@@ -39,11 +39,13 @@
 //! - this module: the set of ids, its generations and its coverage;
 //! - [`snapshot`]: the snapshot file that carries the set across restarts;
 //! - [`restore`]: at start, the snapshot plus the log records appended after it;
-//! - [`gate`]: lets a snapshot wait for appends whose ids are not committed yet.
+//! - [`gate`]: lets a snapshot wait for appends whose ids are not committed yet;
+//! - [`upkeep`]: the collector's coverage report, gauges and periodic snapshots.
 
 pub mod gate;
 pub mod restore;
 pub mod snapshot;
+pub mod upkeep;
 
 use parking_lot::Mutex;
 use sluice_core::time::{Millis, now_millis};
@@ -344,29 +346,28 @@ impl Dedup {
         self.len() == 0
     }
 
-    /// Calls `each(covered_since, generations)` for every shard in order, generations oldest
-    /// first as `(since, ids)`, holding the shard's lock only while it is visited (snapshots).
-    pub fn visit(&self, mut each: impl FnMut(Millis, &[(Millis, &[Fingerprint])])) {
-        let mut ids: Vec<Vec<Fingerprint>> = Vec::new();
-        for shard in &self.shards {
-            let (covered_since, sinces) = {
-                let shard = shard.lock();
-                ids.resize_with(shard.generations.len(), Vec::new);
-                for (copy, (_, set)) in ids.iter_mut().zip(&shard.generations) {
-                    copy.clear();
-                    copy.extend(set.iter().copied());
-                }
-                let sinces: Vec<Millis> =
-                    shard.generations.iter().map(|(since, _)| *since).collect();
-                (shard.covered_since, sinces)
-            };
-            let generations: Vec<(Millis, &[Fingerprint])> = sinces
+    /// Calls `each(covered_since, generations)` with shard `index`'s generations, oldest first
+    /// as `(since, ids)`, copied under its lock (held only while copying): for snapshots,
+    /// which visit the shards one by one.
+    pub fn visit_shard(
+        &self,
+        index: usize,
+        each: impl FnOnce(Millis, &[(Millis, &[Fingerprint])]),
+    ) {
+        let (covered_since, generations) = {
+            let shard = self.shards[index].lock();
+            let generations: Vec<(Millis, Vec<Fingerprint>)> = shard
+                .generations
                 .iter()
-                .zip(&ids)
-                .map(|(since, copy)| (*since, copy.as_slice()))
+                .map(|(since, ids)| (*since, ids.iter().copied().collect()))
                 .collect();
-            each(covered_since, &generations);
-        }
+            (shard.covered_since, generations)
+        };
+        let generations: Vec<(Millis, &[Fingerprint])> = generations
+            .iter()
+            .map(|(since, ids)| (*since, ids.as_slice()))
+            .collect();
+        each(covered_since, &generations);
     }
 
     /// Replaces shard `index` with `generations` (oldest first, ids of this shard only) and the

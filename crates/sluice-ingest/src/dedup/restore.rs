@@ -169,10 +169,21 @@ const READ: ReadOptions = ReadOptions {
 impl<L: Log> Reader<'_, L> {
     /// Remembers the ids of `partition` from `offset` to `end`, skipping damaged ranges.
     async fn read_partition(&mut self, partition: u32, mut offset: u64, end: u64) {
+        // After a read fails on damage, batches are read one at a time (a read fails as a
+        // whole when any batch in it is damaged) until the damage is found or a read's worth
+        // of bytes is behind.
+        let mut careful: Option<usize> = None;
         while offset < end {
+            let options = match careful {
+                Some(_) => ReadOptions {
+                    max_bytes: 1,
+                    ..READ
+                },
+                None => READ,
+            };
             let read = self
                 .log
-                .read_into(self.topic, partition, offset, READ, &mut self.buffer)
+                .read_into(self.topic, partition, offset, options, &mut self.buffer)
                 .await;
             match read {
                 Ok(()) if self.buffer.is_empty() => break,
@@ -180,7 +191,12 @@ impl<L: Log> Reader<'_, L> {
                 // Retention removed segments meanwhile (a size limit): what it removed is gone
                 // for every reader.
                 Err(LogError::OffsetOutOfRange { .. }) => break,
+                Err(LogError::Corrupt { .. }) if careful.is_none() => {
+                    careful = Some(0);
+                    continue;
+                }
                 Err(error @ LogError::Corrupt { .. }) => {
+                    careful = None;
                     match self.skip_damage(partition, offset, end, &error).await {
                         Some(next) => {
                             offset = next;
@@ -207,6 +223,12 @@ impl<L: Log> Reader<'_, L> {
             }
             self.restored.log_records += self.buffer.len() as u64;
             offset = self.buffer.next_offset(offset);
+            if let Some(bytes) = &mut careful {
+                *bytes += self.buffer.iter().map(|r| r.value.len()).sum::<usize>();
+                if *bytes >= READ.max_bytes {
+                    careful = None;
+                }
+            }
         }
         self.limit_from_first_record = false;
     }

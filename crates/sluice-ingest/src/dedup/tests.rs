@@ -119,7 +119,11 @@ fn snapshot_of(dedup: &Dedup, saved_at: Millis) -> Snapshot {
         next_offsets: &[0],
     };
     let mut encoder = Encoder::new(&header, dedup.len());
-    dedup.visit(|covered_since, generations| encoder.shard(covered_since, generations));
+    for shard in 0..SHARDS {
+        dedup.visit_shard(shard, |covered_since, generations| {
+            encoder.shard(covered_since, generations)
+        });
+    }
     Snapshot::decode(&encoder.finish()).unwrap()
 }
 

@@ -370,8 +370,9 @@ async fn a_damaged_sealed_segment_in_the_dedup_window_is_reported_and_the_server
 
     let server = Server::start_in(&data, &["--config", &config]);
     let unreadable = metric(&server, "sluice_ingest_dedup_unreadable_records_total").unwrap();
+    // The damaged batch's 20 records, not the intact batches read around it.
     assert!(
-        unreadable >= 20.0,
+        (20.0..=40.0).contains(&unreadable),
         "{unreadable} records counted unreadable"
     );
     let covered = metric(&server, "sluice_ingest_dedup_covered_seconds").unwrap();
