@@ -304,13 +304,14 @@ impl Access {
         })?;
         if grant.role() != role {
             let needed = match role {
-                Role::Read => "reading metrics needs a read key",
-                Role::Write => "sending events needs a write key",
-                Role::Admin => "administering sluice needs an admin key",
+                Role::Read => "reading metrics",
+                Role::Write => "sending events",
+                Role::Admin => "administering sluice",
             };
             return Err(ApiError::forbidden(format!(
-                "this is a {} key: {needed}",
-                grant.role()
+                "this is {}: {needed} needs {}",
+                grant.role().a_key(),
+                role.a_key()
             )));
         }
         if let Err(limited) = grant.admit_request() {

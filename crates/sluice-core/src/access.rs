@@ -50,6 +50,16 @@ impl Role {
         }
     }
 
+    /// A key of this role, with its article, for messages: `a write key`, `a read key`,
+    /// `an admin key`.
+    pub fn a_key(self) -> &'static str {
+        match self {
+            Role::Write => "a write key",
+            Role::Read => "a read key",
+            Role::Admin => "an admin key",
+        }
+    }
+
     /// The readable prefix of generated secrets (`wk_`, `rk_`, `ak_`).
     pub fn secret_prefix(self) -> &'static str {
         match self {

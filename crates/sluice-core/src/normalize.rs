@@ -115,6 +115,15 @@ impl EventErrorKind {
             EventErrorKind::NotAnObject(_) => "not_an_object",
         }
     }
+
+    /// Whether the error is about a request body as a whole (not JSON, or over a size limit)
+    /// rather than about the one event a single-message body holds.
+    pub fn is_about_the_body(&self) -> bool {
+        matches!(
+            self,
+            EventErrorKind::MalformedJson { .. } | EventErrorKind::TooLarge { .. }
+        )
+    }
 }
 
 /// What normalization needs besides the message itself.

@@ -12,10 +12,16 @@
 //!    letters concurrently; return only once every append is durable under the log's ack mode;
 //! 6. commit the ids of the partitions that were appended (even if another partition failed,
 //!    so the client's retry does not duplicate them) and answer.
+//!
+//! Around it: at start the dedup set is restored ([`crate::dedup::restore`]), and
+//! [`Collector::run_dedup_upkeep`] ([`crate::dedup::upkeep`]) saves it to a snapshot every
+//! `ingest.dedup-snapshot-interval` and keeps its gauges current.
 
 use crate::config::IngestConfig;
-use crate::dedup::{Claim, Claims, Dedup, fingerprint};
-use crate::metrics::IngestMetrics;
+use crate::dedup::gate::AppendGate;
+use crate::dedup::restore;
+use crate::dedup::{Claim, Claims, Clock, Dedup, fingerprint};
+use crate::metrics::{DedupMetrics, IngestMetrics};
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::access::{Grant, KeyDirectory, Limited};
@@ -23,16 +29,17 @@ use sluice_core::normalize::{self, EventError, NormalizeContext};
 use sluice_core::segment::RawMessage;
 use sluice_core::time::{Millis, now_millis};
 use sluice_core::{Event, EventType, Limits};
-use sluice_log::{Log, LogError, ReadBuffer, ReadOptions, Record, partition_for_key};
+use sluice_log::{Log, LogError, Record, partition_for_key};
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One rejected message, as reported to the client and written to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
-    /// Position in the batch (`None` for a single-message request).
+    /// Position in the batch (0 for a single-message request; `None` only in the dead letter
+    /// of a body that is not JSON at all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
     /// Field path (`batch[3].userId`).
@@ -91,16 +98,23 @@ pub enum IngestError {
 /// The collector: validates, deduplicates and appends events.
 #[derive(Debug)]
 pub struct Collector<L> {
-    log: Arc<L>,
+    pub(crate) log: Arc<L>,
     keys: Arc<KeyDirectory>,
     limits: Limits,
-    config: IngestConfig,
+    pub(crate) config: IngestConfig,
     events_partitions: u32,
     dead_letter_partitions: u32,
-    dedup: Dedup,
+    pub(crate) dedup: Dedup,
+    pub(crate) clock: Clock,
+    /// Appends whose ids are not committed yet, for snapshots.
+    pub(crate) appends: AppendGate,
+    /// Where the dedup snapshot is kept (`None`: no snapshots).
+    pub(crate) snapshot_path: Option<PathBuf>,
+    pub(crate) snapshot_writing: Arc<parking_lot::Mutex<()>>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
     metrics: IngestMetrics,
+    pub(crate) dedup_metrics: DedupMetrics,
 }
 
 /// Budget held while a request is processed.
@@ -108,12 +122,15 @@ pub struct Collector<L> {
 pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl<L: Log> Collector<L> {
-    /// A collector appending to `log`, whose events and dead-letter topics must exist.
+    /// A collector appending to `log`, whose events and dead-letter topics must exist. With a
+    /// `snapshot_path`, it restores its dedup set from the snapshot there (and the log after
+    /// it), and [`Collector::save_snapshot`] writes it.
     pub async fn new(
         log: Arc<L>,
         keys: Arc<KeyDirectory>,
         limits: Limits,
         config: IngestConfig,
+        snapshot_path: Option<PathBuf>,
     ) -> Result<Self, LogError> {
         let partitions_of = |topic: &str| {
             let log = Arc::clone(&log);
@@ -139,11 +156,23 @@ impl<L: Log> Collector<L> {
             .max_in_flight_bytes
             .as_usize()
             .min(Semaphore::MAX_PERMITS);
+        let clock = Clock::new();
+        let window = config.dedup_window.get();
+        // Everything of the window before this start is read back below; what cannot be is
+        // subtracted from the coverage there.
+        let since = clock
+            .now()
+            .saturating_sub(Millis::try_from(window.as_millis()).unwrap_or(Millis::MAX));
         let collector = Self {
-            dedup: Dedup::new(config.dedup_window.get(), config.dedup_capacity),
+            dedup: Dedup::new(window, config.dedup_capacity, since),
+            clock,
+            appends: AppendGate::default(),
+            snapshot_path,
+            snapshot_writing: Arc::default(),
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
             metrics: IngestMetrics::new(),
+            dedup_metrics: DedupMetrics::new(),
             log,
             keys,
             limits,
@@ -155,78 +184,21 @@ impl<L: Log> Collector<L> {
         Ok(collector)
     }
 
-    /// Remembers the ids of the events appended within the dedup window before this start, so
-    /// that a client retrying a request the previous process appended but never answered (it
-    /// was killed, or the answer was lost) does not create duplicates. Reads the newest records
-    /// of each partition, at most a quarter of the dedup capacity in all, so the ids fit in the
-    /// current generation without rotating it early.
+    /// Remembers the ids appended within the dedup window before this start (see
+    /// [`restore`]): from the snapshot and the log after it, reading at most half the dedup
+    /// capacity of records; then reports how much of the window is covered.
     async fn remember_appended(&self) -> Result<(), LogError> {
-        let started = Instant::now();
-        let topic = &self.config.events_topic;
-        let window =
-            Millis::try_from(self.config.dedup_window.get().as_millis()).unwrap_or(Millis::MAX);
-        let since = now_millis().saturating_sub(window);
-        let per_partition =
-            (self.config.dedup_capacity / 4 / self.events_partitions as usize) as u64;
-        let options = ReadOptions {
-            max_bytes: 4 << 20,
-            max_wait: Duration::ZERO,
-        };
-        let mut buffer = ReadBuffer::new();
-        let mut remembered = 0u64;
-        let topics = self.log.describe(Some(topic)).await?;
-        for info in topics.into_iter().flat_map(|topic| topic.partitions) {
-            let first = match self.log.offset_for_time(topic, info.partition, since).await {
-                Ok(first) => first,
-                Err(error @ LogError::Corrupt { .. }) => {
-                    damaged_window(topic, info.partition, &error);
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let Some(first) = first else {
-                continue;
-            };
-            let mut offset = first
-                .max(info.end_offset.saturating_sub(per_partition))
-                .max(info.start_offset);
-            while offset < info.end_offset {
-                match self
-                    .log
-                    .read_into(topic, info.partition, offset, options, &mut buffer)
-                    .await
-                {
-                    Ok(()) => {}
-                    // Retention removed segments meanwhile (a size limit): this partition is left
-                    // partly remembered rather than failing the start.
-                    Err(LogError::OffsetOutOfRange { .. }) => break,
-                    // Damaged log data fails only what reads it: not the collector's start.
-                    Err(error @ LogError::Corrupt { .. }) => {
-                        damaged_window(topic, info.partition, &error);
-                        break;
-                    }
-                    Err(error) => return Err(error),
-                }
-                if buffer.is_empty() {
-                    break;
-                }
-                for record in buffer.iter() {
-                    if let Some((message_id, tenant)) = Event::stored_ids(record.value) {
-                        self.dedup
-                            .commit(fingerprint(&tenant, &message_id), started);
-                        remembered += 1;
-                    }
-                }
-                offset = buffer.next_offset(offset);
-            }
-        }
-        if remembered > 0 {
-            tracing::info!(
-                remembered,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "remembered the message ids appended within the dedup window"
-            );
-        }
+        let budget = (self.config.dedup_capacity / 2 / self.events_partitions as usize) as u64;
+        let restored = restore::restore(
+            &self.dedup,
+            &*self.log,
+            &self.config.events_topic,
+            self.snapshot_path.as_deref(),
+            self.clock.now(),
+            budget,
+        )
+        .await?;
+        self.report_coverage(&restored);
         Ok(())
     }
 
@@ -285,7 +257,7 @@ impl<L: Log> Collector<L> {
         let body_key = match &parsed {
             Ok(Parsed::Batch(batch)) => batch.write_key.as_deref(),
             Ok(Parsed::Single(message)) => message.write_key.as_deref(),
-            Err(_) => None,
+            Ok(Parsed::Invalid(_)) | Err(_) => None,
         };
         let key = header_key
             .or_else(|| body_key.map(str::to_owned))
@@ -311,6 +283,12 @@ impl<L: Log> Collector<L> {
         let counters = self.metrics.tenant(&tenant);
         let parsed = match parsed {
             Ok(parsed) => parsed,
+            // A single message that is JSON but not a valid message is an event rejected like
+            // one in a batch (same answer shape); only a body that is not JSON, or too large,
+            // is refused as a whole.
+            Err(error) if endpoint.is_some() && !error.kind.is_about_the_body() => {
+                Parsed::Invalid(error)
+            }
             Err(error) => {
                 let rejection = Rejection::from_error(None, &error);
                 self.metrics.rejected(rejection.reason, 1);
@@ -332,8 +310,11 @@ impl<L: Log> Collector<L> {
                 },
             ) {
                 Ok(event) => events.push((event, has_id(message))),
-                Err(error) => rejected.push((Rejection::from_error(None, &error), body)),
+                Err(error) => rejected.push((Rejection::from_error(Some(0), &error), body)),
             },
+            Parsed::Invalid(error) => {
+                rejected.push((Rejection::from_error(Some(0), error), body));
+            }
             Parsed::Batch(batch) => {
                 let sent_at = normalize::parse_sent_at(batch.sent_at.as_deref(), "sentAt")
                     .map_err(IngestError::Invalid)?;
@@ -364,7 +345,7 @@ impl<L: Log> Collector<L> {
         }
 
         // Claim client-provided ids; generated ones are unique by construction.
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut claims = Claims::with_capacity(&self.dedup, events.len());
         let mut duplicates = 0;
         let mut fresh: Vec<(Event<'_>, Option<u128>)> = Vec::with_capacity(events.len());
@@ -391,11 +372,14 @@ impl<L: Log> Collector<L> {
         for rejection in &rejections {
             self.metrics.rejected(rejection.reason, 1);
         }
+        // From before the append until its ids are committed, a snapshot waits for this request.
+        let pass = self.appends.enter();
         let (appended, dead) = tokio::join!(
             self.append_events(fresh, received_at),
             self.dead_letters(&tenant, received_at, endpoint, &rejected)
         );
-        claims.commit(appended.committed, Instant::now());
+        claims.commit(appended.committed, self.clock.now());
+        drop(pass);
         if let Some(error) = appended.error {
             grant.refund_events((accepted - appended.events) as u64, received_at);
             return Err(error.into());
@@ -538,6 +522,8 @@ impl<L: Log> Collector<L> {
 
 enum Parsed<'a> {
     Single(Box<RawMessage<'a>>),
+    /// A single message that is JSON but not a valid message.
+    Invalid(EventError),
     Batch(sluice_core::segment::RawBatch<'a>),
 }
 
@@ -553,14 +539,4 @@ fn has_id(message: &RawMessage<'_>) -> bool {
         .message_id
         .as_ref()
         .is_some_and(|id| !id.0.is_empty())
-}
-
-/// Logs that damaged log data keeps part of a partition's dedup window from being remembered.
-fn damaged_window(topic: &str, partition: u32, error: &LogError) {
-    tracing::error!(
-        topic,
-        partition,
-        %error,
-        "part of the dedup window could not be read back from the log: retries of events appended there may be accepted again"
-    );
 }

@@ -4,6 +4,9 @@ use serde::Deserialize;
 use sluice_core::config::{ByteSize, ConfigProblem, HumanDuration, Validate, join};
 use sluice_log::record::check_topic_name;
 
+/// The largest `dedup-capacity`: a billion ids are ~40 GB of memory.
+pub const MAX_DEDUP_CAPACITY: usize = 1 << 30;
+
 /// How the collector behaves (limits on events themselves are in `[limits]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -16,6 +19,8 @@ pub struct IngestConfig {
     pub dedup_window: HumanDuration,
     /// How many message ids are remembered at most (16 bytes each, plus table overhead).
     pub dedup_capacity: usize,
+    /// How often the remembered ids are saved, so a restart reads back only the log after.
+    pub dedup_snapshot_interval: HumanDuration,
     /// Request bytes being processed at once; beyond this new requests get 503 + Retry-After.
     pub max_in_flight_bytes: ByteSize,
     /// The `Retry-After` sent with 429 and 503 answers.
@@ -50,6 +55,26 @@ impl Validate for IngestConfig {
             problems.push(ConfigProblem::new(
                 join(path, "dedup-capacity"),
                 "must be at least 1024",
+            ));
+        }
+        if self.dedup_capacity > MAX_DEDUP_CAPACITY {
+            problems.push(ConfigProblem::new(
+                join(path, "dedup-capacity"),
+                format!(
+                    "must be at most {MAX_DEDUP_CAPACITY} (about 40 bytes of memory and 16 of snapshot each); shorten dedup-window instead"
+                ),
+            ));
+        }
+        let interval = self.dedup_snapshot_interval.get();
+        if interval < std::time::Duration::from_secs(1) {
+            problems.push(ConfigProblem::new(
+                join(path, "dedup-snapshot-interval"),
+                "must be at least 1s",
+            ));
+        } else if interval > self.dedup_window.get() && !self.dedup_window.get().is_zero() {
+            problems.push(ConfigProblem::new(
+                join(path, "dedup-snapshot-interval"),
+                "must not be longer than dedup-window (a restart would read more than the window back from the log)",
             ));
         }
         if self.max_in_flight_bytes.bytes() < 64 * 1024 {

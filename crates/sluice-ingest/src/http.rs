@@ -5,8 +5,9 @@
 //! Answers:
 //! - 200 `{"success":true,"accepted":N,"duplicates":D,"rejected":[…]}` — accepted events are
 //!   durable; rejected ones (if any) are listed with index, path, reason and message;
-//! - 400 the same shape with `success: false` when every event was rejected, or
-//!   `{"success":false,"error":{"code","message"}}` when the body is not a batch at all;
+//! - 400 the same shape with `success: false` when every event was rejected (a single-message
+//!   route's one event too, as `index` 0), or `{"success":false,"error":{"code","message"}}`
+//!   when the body is not JSON, or not a batch at all;
 //! - 401 no or unknown write key; 413 body over a limit (named); 415 unknown encoding;
 //! - 429 (same ids being appended by another request; the key's request rate or daily event
 //!   quota spent) and 503 (at capacity, log unavailable)

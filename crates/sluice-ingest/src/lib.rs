@@ -9,7 +9,8 @@
 //! - [`http`]: routes, body reading, status codes and response shapes, CORS.
 //! - [`collector`]: the request pipeline (parse → authenticate → normalize → dedup → append).
 //! - [`doc`]: request and answer shapes for the OpenAPI description.
-//! - [`dedup`]: the bounded set of recently appended `messageId`s.
+//! - [`dedup`]: the bounded set of recently appended `messageId`s, its snapshot, and how it
+//!   is restored at start (snapshot + log, damage-tolerant) with its coverage reported.
 //! - [`auth`]: write keys from HTTP Basic or the body.
 //! - [`body`]: bounded reading and gzip decompression.
 //! - [`config`]: the `[ingest]` section.

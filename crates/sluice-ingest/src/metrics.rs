@@ -1,7 +1,7 @@
 //! The collector's Prometheus metrics. Handles are created once and cached: the hot path only
 //! increments atomics.
 
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 use parking_lot::RwLock;
 use sluice_core::access::LimitKind;
 use std::collections::HashMap;
@@ -77,6 +77,52 @@ impl IngestMetrics {
 }
 
 impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The dedup set's metrics (the start-up read counts its unreadable records itself, and the set
+/// its early rotations).
+#[derive(Debug)]
+pub struct DedupMetrics {
+    /// `sluice_ingest_dedup_covered_seconds`: how far back every acknowledged id is remembered
+    /// (the window when nothing is missing).
+    pub covered_seconds: Gauge,
+    /// `sluice_ingest_dedup_window_seconds`: `ingest.dedup-window`.
+    pub window_seconds: Gauge,
+    /// `sluice_ingest_dedup_remembered_ids`: ids remembered or being appended.
+    pub remembered: Gauge,
+    /// `sluice_ingest_dedup_capacity_ids`: `ingest.dedup-capacity` (rounded to the shards).
+    pub capacity: Gauge,
+    /// `sluice_ingest_dedup_snapshots_total{result="ok"}`.
+    pub snapshots_ok: Counter,
+    /// `…{result="failed"}`.
+    pub snapshots_failed: Counter,
+    /// `sluice_ingest_dedup_snapshot_bytes`: size of the last snapshot.
+    pub snapshot_bytes: Gauge,
+    /// `sluice_ingest_dedup_snapshot_seconds`: how long the last snapshot took.
+    pub snapshot_seconds: Gauge,
+}
+
+impl DedupMetrics {
+    /// Registers the metrics.
+    pub fn new() -> Self {
+        let snapshots = |result: &'static str| metrics::counter!("sluice_ingest_dedup_snapshots_total", "result" => result);
+        Self {
+            covered_seconds: metrics::gauge!("sluice_ingest_dedup_covered_seconds"),
+            window_seconds: metrics::gauge!("sluice_ingest_dedup_window_seconds"),
+            remembered: metrics::gauge!("sluice_ingest_dedup_remembered_ids"),
+            capacity: metrics::gauge!("sluice_ingest_dedup_capacity_ids"),
+            snapshots_ok: snapshots("ok"),
+            snapshots_failed: snapshots("failed"),
+            snapshot_bytes: metrics::gauge!("sluice_ingest_dedup_snapshot_bytes"),
+            snapshot_seconds: metrics::gauge!("sluice_ingest_dedup_snapshot_seconds"),
+        }
+    }
+}
+
+impl Default for DedupMetrics {
     fn default() -> Self {
         Self::new()
     }

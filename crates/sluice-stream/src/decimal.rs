@@ -5,7 +5,9 @@
 //! summing a million `19.99`s gives exactly `19990000.00`. A number with more than
 //! [`MAX_SCALE`] fractional digits is rounded half-to-even to [`MAX_SCALE`] digits (the one
 //! place precision is lost, documented); one whose magnitude does not fit (beyond about
-//! `1.7e38 / 10^scale`) is not a number to sluice and evaluates as NULL.
+//! `1.7e38 / 10^scale`, like `9.99e300`) is *out of range*: filters and group keys see NULL,
+//! and aggregates skip it and count it (see [`crate::agg::Input::OutOfRange`]);
+//! [`is_number_text`] tells such a number from text that is no number at all.
 //!
 //! Arithmetic aligns scales upward (the larger scale wins), so the scale of a sum is the
 //! largest scale among its inputs whatever their order: sums are canonical, and merging
@@ -240,6 +242,34 @@ impl Decimal {
     }
 }
 
+/// Whether `text` is written like a number [`Decimal::parse`] reads (`-12`, `19.99`, `1.5e3`):
+/// when it is but does not parse, the number is out of range.
+pub fn is_number_text(text: &[u8]) -> bool {
+    let digits = |text: &[u8]| text.iter().take_while(|b| b.is_ascii_digit()).count();
+    let rest = text.strip_prefix(b"-").unwrap_or(text);
+    let int = digits(rest);
+    if int == 0 {
+        return false;
+    }
+    let mut rest = &rest[int..];
+    if let Some(after) = rest.strip_prefix(b".") {
+        let frac = digits(after);
+        if frac == 0 {
+            return false;
+        }
+        rest = &after[frac..];
+    }
+    if let Some(after) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
+        let after = after
+            .strip_prefix(b"+")
+            .or_else(|| after.strip_prefix(b"-"))
+            .unwrap_or(after);
+        let exponent = digits(after);
+        return exponent > 0 && exponent == after.len();
+    }
+    rest.is_empty()
+}
+
 fn parse_exponent(text: &[u8]) -> Option<i64> {
     let (negative, digits) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
@@ -436,6 +466,29 @@ mod tests {
         assert!(Decimal::parse_str("1e39").is_none());
         assert!(Decimal::parse_str("1000000000000000000000000000000000000000").is_none());
         assert!(Decimal::parse_str("1e38").is_some());
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_told_from_text_that_is_no_number() {
+        for out_of_range in [
+            "9.99e300",
+            "-1e39",
+            "1e1000000",
+            "1E+39",
+            "1000000000000000000000000000000000000000",
+        ] {
+            assert!(Decimal::parse_str(out_of_range).is_none(), "{out_of_range}");
+            assert!(is_number_text(out_of_range.as_bytes()), "{out_of_range}");
+        }
+        for text in [
+            "", "-", "1.", ".5", "1e", "1e+", "abc", "1.2.3", "+1", " 1", "1 ", "0x10", "NaN",
+            "1e5x",
+        ] {
+            assert!(!is_number_text(text.as_bytes()), "{text:?}");
+        }
+        for number in ["0", "-12", "19.99", "1.5e3", "2E-4"] {
+            assert!(is_number_text(number.as_bytes()), "{number}");
+        }
     }
 
     #[test]

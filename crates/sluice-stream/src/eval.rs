@@ -17,9 +17,12 @@
 //!   other values are ignored, like NULL. `COUNT(x)` counts non-NULL values;
 //!   `COUNT(DISTINCT x)` hashes text, numbers (by value: `1.50` = `1.5`) and booleans
 //!   as different kinds (`"1"` ≠ `1`).
+//! - A number outside the exact decimal range (`9.99e300`, as a JSON number or a numeric
+//!   string) is NULL to filters and keys; an aggregate that needs its value gets
+//!   [`Input::OutOfRange`] (skipped and counted), and `COUNT(x)` counts it (it is present).
 
 use crate::agg::Input;
-use crate::decimal::Decimal;
+use crate::decimal::{Decimal, is_number_text};
 use crate::json::{Kind, Slot, unescape};
 use crate::keys;
 use crate::plan::{AggregateKind, CompareOp, Expr, Field, Literal, MetricPlan};
@@ -434,10 +437,12 @@ impl Compiled {
         }
     }
 
-    /// The aggregates' inputs from this event, into `out`.
+    /// The aggregates' inputs from this event, into `out`; whether any is
+    /// [`Input::OutOfRange`] (so the caller counts them only then).
     #[inline]
-    pub fn inputs(&self, bytes: &[u8], slots: &[Slot], out: &mut Vec<Input>) {
+    pub fn inputs(&self, bytes: &[u8], slots: &[Slot], out: &mut Vec<Input>) -> bool {
         out.clear();
+        let mut out_of_range = false;
         for (index, (usage, arg)) in self.args.iter().enumerate() {
             if let Some(earlier) = self.same_as[index] {
                 out.push(out[earlier]);
@@ -446,17 +451,31 @@ impl Compiled {
             let value = arg.as_ref().map(|arg| arg.eval(bytes, slots));
             let input = match (usage, value) {
                 (ArgUse::Star, _) => Input::Present,
-                (_, None | Some(Value::Null)) => Input::Null,
+                (_, None) => Input::Null,
+                (_, Some(Value::Null)) => match arg {
+                    // NULL from a JSON number: one out of the decimal range.
+                    Some(CExpr::Slot(slot)) if slots[*slot].kind == Kind::Number => match usage {
+                        ArgUse::Present => Input::Present,
+                        _ => Input::OutOfRange,
+                    },
+                    _ => Input::Null,
+                },
                 (ArgUse::Present, Some(_)) => Input::Present,
-                (ArgUse::Number, Some(value)) => {
-                    value.as_number().map_or(Input::Null, Input::Number)
-                }
+                (ArgUse::Number, Some(value)) => match value.as_number() {
+                    Some(number) => Input::Number(number),
+                    None => match &value {
+                        Value::Str(text) if is_number_text(text.trim_ascii()) => Input::OutOfRange,
+                        _ => Input::Null,
+                    },
+                },
                 (ArgUse::Hash, Some(value)) => {
                     distinct_hash(&value).map_or(Input::Null, Input::Hash)
                 }
             };
+            out_of_range |= input == Input::OutOfRange;
             out.push(input);
         }
+        out_of_range
     }
 }
 

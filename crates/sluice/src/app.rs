@@ -125,6 +125,7 @@ impl App {
                 access.directory(),
                 config.limits.clone(),
                 config.ingest.clone(),
+                Some(sluice_ingest::dedup::snapshot::path(&config.data_dir)),
             )
             .await
             .context("starting the collector")?,
@@ -197,11 +198,19 @@ impl App {
             )));
         }
         let usage_saver = tokio::spawn(Arc::clone(&access).run_usage_saver(shutdown.clone()));
-        let background = vec![spawn_metrics_upkeep(prometheus, shutdown.clone()), {
-            let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
-            let stop = shutdown.clone().cancelled_owned();
-            tokio::spawn(async move { sluice_log::run_retention(&*log, every, stop).await })
-        }];
+        let background = vec![
+            spawn_metrics_upkeep(prometheus, shutdown.clone()),
+            {
+                let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
+                let stop = shutdown.clone().cancelled_owned();
+                tokio::spawn(async move { sluice_log::run_retention(&*log, every, stop).await })
+            },
+            {
+                let collector = Arc::clone(&collector);
+                let stop = shutdown.clone().cancelled_owned();
+                tokio::spawn(async move { collector.run_dedup_upkeep(stop).await })
+            },
+        ];
         readiness.set_ready();
         tracing::info!(%addr, ?metrics_addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");
         Ok(App {
@@ -235,6 +244,16 @@ impl App {
         }
         for task in self.background {
             task.abort();
+        }
+        // Requests have stopped: the last dedup snapshot lets a restart read no log back.
+        match tokio::time::timeout(Duration::from_secs(10), self.collector.save_snapshot()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not write the last dedup snapshot; the next start reads the log back instead")
+            }
+            Err(_) => tracing::warn!(
+                "the last dedup snapshot did not finish in time; the next start reads the log back instead"
+            ),
         }
         if tokio::time::timeout(Duration::from_secs(5), self.usage_saver)
             .await

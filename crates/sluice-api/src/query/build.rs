@@ -275,10 +275,12 @@ fn emit(
     sink.point(start, end, is_final, &values, &rendered);
 }
 
-/// Orders aggregate values for top-N: NULL lowest, numbers by value.
+/// Orders aggregate values for top-N: NULL lowest, numbers by value, an overflowed sum
+/// highest (it is beyond every number).
 fn compare(a: &OutputValue, b: &OutputValue) -> Ordering {
     let number = |value: &OutputValue| match value {
         OutputValue::Null => None,
+        OutputValue::Overflow => Some(f64::INFINITY),
         OutputValue::Count(count) => Some(*count as f64),
         OutputValue::Decimal(number) => Some(number.to_f64()),
         OutputValue::Float(number) => Some(*number),

@@ -52,10 +52,12 @@ pub(crate) fn key_object(plan: &MetricPlan, key: &GroupKey) -> String {
     out
 }
 
-/// Appends one aggregate value as JSON (exact decimals as written, `null` for no value).
+/// Appends one aggregate value as JSON (exact decimals as written, `null` for no value,
+/// `"overflow"` for a sum that left the decimal range).
 pub(crate) fn value(value: &OutputValue, out: &mut String) {
     match value {
         OutputValue::Null => out.push_str("null"),
+        OutputValue::Overflow => out.push_str(OVERFLOW),
         OutputValue::Count(count) => {
             let _ = write!(out, "{count}");
         }
@@ -68,6 +70,10 @@ pub(crate) fn value(value: &OutputValue, out: &mut String) {
         OutputValue::Float(_) => out.push_str("null"),
     }
 }
+
+/// How an overflowed sum is written: a string where a number would be, so a client cannot
+/// take it for one.
+const OVERFLOW: &str = "\"overflow\"";
 
 /// `[start,end,final,v1,v2,…]`: one point of a series.
 pub(crate) fn point(start: i64, end: i64, is_final: bool, values: &[OutputValue]) -> String {
@@ -85,6 +91,7 @@ pub(crate) fn point(start: i64, end: i64, is_final: bool, values: &[OutputValue]
 pub(crate) fn value_json(value: &OutputValue) -> serde_json::Value {
     match value {
         OutputValue::Null => serde_json::Value::Null,
+        OutputValue::Overflow => serde_json::Value::String("overflow".into()),
         OutputValue::Count(count) => serde_json::Value::from(*count),
         OutputValue::Decimal(number) => {
             let text = number.to_string();
@@ -132,9 +139,17 @@ mod tests {
             OutputValue::Null,
             OutputValue::Float(2.5),
             OutputValue::Float(f64::NAN),
+            OutputValue::Overflow,
         ];
         let text = point(60_000, 120_000, true, &values);
-        assert_eq!(text, "[60000,120000,true,12,49.90,null,2.5,null]");
+        assert_eq!(
+            text,
+            "[60000,120000,true,12,49.90,null,2.5,null,\"overflow\"]"
+        );
+        assert_eq!(
+            value_json(&OutputValue::Overflow),
+            serde_json::json!("overflow")
+        );
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed[4], serde_json::json!(49.9));
         let mut quoted = String::new();

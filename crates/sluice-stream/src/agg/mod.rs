@@ -45,6 +45,9 @@ pub const MAX_AGGREGATES: usize = 64;
 pub enum Input {
     /// The argument is NULL (or not of the aggregate's type): ignored, as in SQL.
     Null,
+    /// A number outside the exact decimal range (`9.99e300`): not aggregated, and counted by
+    /// the engine (`sluice_stream_values_out_of_range_total`) so it is never silently lost.
+    OutOfRange,
     /// `COUNT(*)`, or `COUNT(x)` with `x` not NULL.
     Present,
     /// A number, for sum, min, max, avg and percentiles.
@@ -54,7 +57,8 @@ pub enum Input {
 }
 
 /// An exact sum: NULL until the first number; an overflow (beyond `i128` at the sum's
-/// scale) is sticky and finalizes as NULL.
+/// scale) is sticky and finalizes as [`OutputValue::Overflow`], also once merged with other
+/// partials (the encoding has kept the flag since version 1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sum {
     value: Option<Decimal>,
@@ -174,7 +178,7 @@ impl AggState {
     #[inline]
     pub fn update(&mut self, input: Input) {
         match (self, input) {
-            (_, Input::Null) => {}
+            (_, Input::Null | Input::OutOfRange) => {}
             (AggState::Count(count), Input::Present) => *count += 1,
             (AggState::Sum(sum), Input::Number(n)) => sum.add(n),
             (AggState::Min(min), Input::Number(n)) if min.is_none_or(|current| n < current) => {
@@ -252,10 +256,12 @@ impl AggState {
     pub fn finalize(&self, kind: &AggregateKind) -> OutputValue {
         match (self, kind) {
             (AggState::Count(count), _) => OutputValue::Count(*count),
+            (AggState::Sum(sum), _) if sum.overflowed() => OutputValue::Overflow,
             (AggState::Sum(sum), _) => sum.value().map_or(OutputValue::Null, OutputValue::Decimal),
             (AggState::Min(value) | AggState::Max(value), _) => {
                 value.map_or(OutputValue::Null, OutputValue::Decimal)
             }
+            (AggState::Avg { sum, .. }, _) if sum.overflowed() => OutputValue::Overflow,
             (AggState::Avg { sum, count }, _) => sum
                 .value()
                 .and_then(|sum| sum.div_count(*count))
@@ -492,8 +498,11 @@ impl PartialState {
 /// A finalized aggregate value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OutputValue {
-    /// No input (SUM, MIN, MAX, AVG of nothing), or an overflowed sum.
+    /// No input (SUM, MIN, MAX, AVG of nothing).
     Null,
+    /// A SUM, or the sum of an AVG, that left the exact decimal range (beyond about
+    /// `1.7e38 / 10^scale`): rendered as `"overflow"`, never as a wrong number or a NULL.
+    Overflow,
     /// Counts and distinct-count estimates.
     Count(u64),
     /// Exact numbers: sums, minimums, maximums, averages.
@@ -506,6 +515,7 @@ impl fmt::Display for OutputValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OutputValue::Null => f.write_str("NULL"),
+            OutputValue::Overflow => f.write_str("overflow"),
             OutputValue::Count(count) => write!(f, "{count}"),
             OutputValue::Decimal(value) => write!(f, "{value}"),
             OutputValue::Float(value) => write!(f, "{value}"),

@@ -142,10 +142,56 @@ fn sums_report_overflow_instead_of_wrapping() {
     sum.update(Input::Number(big));
     let AggState::Sum(inner) = &sum else { panic!() };
     assert!(inner.overflowed());
-    assert_eq!(sum.finalize(&AggregateKind::Sum), OutputValue::Null);
+    assert_eq!(sum.finalize(&AggregateKind::Sum), OutputValue::Overflow);
+    assert_eq!(sum.finalize(&AggregateKind::Sum).to_string(), "overflow");
     sum.update(Input::Number(Decimal::from_i64(1)));
     let AggState::Sum(inner) = &sum else { panic!() };
     assert!(inner.overflowed(), "overflow is sticky");
+
+    // Merged into another partition's partial, in either order, it stays visible.
+    let mut other = AggState::new(&AggregateKind::Sum);
+    other.update(Input::Number(Decimal::from_i64(7)));
+    let mut merged = other.clone();
+    merged.merge(&sum).unwrap();
+    assert_eq!(merged.finalize(&AggregateKind::Sum), OutputValue::Overflow);
+    let mut merged = sum.clone();
+    merged.merge(&other).unwrap();
+    assert_eq!(merged.finalize(&AggregateKind::Sum), OutputValue::Overflow);
+
+    // So does an average whose sum overflowed.
+    let mut avg = AggState::new(&AggregateKind::Avg);
+    avg.update(Input::Number(big));
+    avg.update(Input::Number(big));
+    assert_eq!(avg.finalize(&AggregateKind::Avg), OutputValue::Overflow);
+}
+
+#[test]
+fn an_overflowed_sum_stored_by_an_earlier_version_decodes_as_overflow() {
+    // Version 1 bytes as stored before overflow was shown: one sum state, flags = overflowed.
+    let mut stored = vec![1, 1, 2, 2];
+    stored.extend_from_slice(&crc32c::crc32c(&stored).to_le_bytes());
+    let partial = PartialState::decode(&stored, Some(&[AggregateKind::Sum])).unwrap();
+    assert_eq!(
+        partial.finalize([&AggregateKind::Sum]),
+        [OutputValue::Overflow]
+    );
+    assert_eq!(partial.encode(), stored, "the encoding is unchanged");
+}
+
+#[test]
+fn numbers_out_of_range_are_not_aggregated() {
+    for kind in [
+        AggregateKind::Sum,
+        AggregateKind::Min,
+        AggregateKind::Max,
+        AggregateKind::Avg,
+        AggregateKind::CountDistinct,
+        AggregateKind::ApproxPercentile { quantile: 0.5 },
+    ] {
+        let mut state = AggState::new(&kind);
+        state.update(Input::OutOfRange);
+        assert_eq!(state, AggState::new(&kind), "{kind:?}");
+    }
 }
 
 #[test]

@@ -84,6 +84,8 @@ pub struct Stats {
     pub late_dropped: u64,
     /// Window updates emitted.
     pub updates: u64,
+    /// (aggregate, event) pairs whose number was outside the decimal range, not aggregated.
+    pub out_of_range: u64,
 }
 
 struct MetricRuntime {
@@ -92,6 +94,8 @@ struct MetricRuntime {
     compiled: Compiled,
     store: WindowStore,
     telemetry: MetricTelemetry,
+    /// Per aggregate, numbers out of range in the current batch (counted once per batch).
+    out_of_range: Vec<u64>,
 }
 
 /// Buffers reused for every record.
@@ -235,7 +239,8 @@ impl Processor {
         store.keep_closed_rows(self.checkpointed);
         self.metrics.push(MetricRuntime {
             name: Arc::from(plan.name.as_str()),
-            telemetry: MetricTelemetry::new(self.partition, &plan.name, action),
+            telemetry: MetricTelemetry::new(self.partition, &plan, action),
+            out_of_range: vec![0; plan.aggregates.len()],
             store,
             compiled: Compiled::new(&plan, |_| 0),
             plan,
@@ -407,6 +412,14 @@ impl Processor {
         }
         self.stats.records += processed;
         self.telemetry.events.increment(processed);
+        for metric in &mut self.metrics {
+            for (index, count) in metric.out_of_range.iter_mut().enumerate() {
+                if *count > 0 {
+                    metric.telemetry.out_of_range[index].increment(*count);
+                    self.stats.out_of_range += std::mem::take(count);
+                }
+            }
+        }
         if invalid > 0 {
             self.stats.invalid += invalid;
             self.telemetry.invalid.increment(invalid);
@@ -473,7 +486,11 @@ impl Processor {
             key.clear();
             keys::encode_text(&tenant, key);
             metric.compiled.encode_key(bytes, slots, key);
-            metric.compiled.inputs(bytes, slots, inputs);
+            if metric.compiled.inputs(bytes, slots, inputs) {
+                for (count, input) in metric.out_of_range.iter_mut().zip(inputs.iter()) {
+                    *count += u64::from(*input == Input::OutOfRange);
+                }
+            }
             let watermark = self.clock.watermark(metric.plan.out_of_orderness);
             let key_hash = metric.store.key_hash(key);
             let missed = metric.store.add(

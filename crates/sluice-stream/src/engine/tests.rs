@@ -294,6 +294,68 @@ fn invalid_records_are_counted_and_skipped() {
 }
 
 #[test]
+fn numbers_out_of_the_decimal_range_are_counted_and_overflowed_sums_shown() {
+    let mut run = Run::new(&[
+        "CREATE METRIC revenue AS SELECT properties.shop AS shop, SUM(properties.amount) AS total,
+         MAX(properties.amount) AS top, COUNT(properties.amount) AS n FROM events
+         GROUP BY shop, TUMBLE(timestamp, INTERVAL '10' SECOND)",
+    ]);
+    let event = |offset: u64, shop: &str, amount: &str| {
+        record(
+            offset,
+            format!(
+                r#"{{"tenant":"t","type":"track","timestamp":1000,"properties":{{"shop":"{shop}","amount":{amount}}}}}"#
+            ),
+        )
+    };
+    let records = [
+        event(0, "a", "9.99e300"),
+        event(1, "a", "\"-1e39\""),
+        event(2, "a", "5"),
+        event(3, "b", "1e38"),
+        event(4, "b", "1e38"),
+        event(5, "b", "\"not a number\""),
+    ];
+    run.processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 0,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    // Two values out of range, each skipped by SUM and MAX: four (aggregate, event) pairs.
+    assert_eq!(run.processor.stats().out_of_range, 4);
+    let finalized = |shop: &str| {
+        let windows = run.processor.open_windows("revenue", Some("t")).unwrap();
+        let window = windows
+            .iter()
+            .find(|window| window.key.to_string().contains(shop))
+            .unwrap();
+        let plan = plan(
+            "CREATE METRIC x AS SELECT SUM(properties.a) AS s, MAX(properties.a) AS m, COUNT(properties.a) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' SECOND)",
+        );
+        window
+            .state
+            .finalize(plan.aggregates.iter().map(|a| &a.kind))
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        finalized("\"a\""),
+        ["5", "5", "3"],
+        "numbers out of range are present for COUNT"
+    );
+    // "not a number" is text: SUM and MAX ignore it (not counted as out of range), COUNT counts it.
+    assert_eq!(
+        finalized("\"b\""),
+        ["overflow", "100000000000000000000000000000000000000", "3"]
+    );
+}
+
+#[test]
 fn the_open_window_limit_reports_events_instead_of_growing() {
     let mut processor = Processor::new(
         0,

@@ -1,5 +1,6 @@
 //! Random event streams: page views, clicks and orders from a few tenants and users, with
-//! bounded disorder, occasional very late events, missing fields and numbers sent as text.
+//! bounded disorder, occasional very late events, missing fields, numbers sent as text and
+//! numbers out of the decimal range (which aggregates skip).
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -17,6 +18,8 @@ pub(crate) struct GenEvent {
     pub(crate) url: Option<&'static str>,
     pub(crate) duration: Option<(i64, u8)>,
     pub(crate) revenue: Option<(i64, bool)>,
+    /// The revenue is `9.99e300` (beyond the decimal range) instead.
+    pub(crate) huge_revenue: bool,
 }
 
 const URLS: [&str; 4] = ["/", "/pricing", "/Docs", "/blog/a"];
@@ -33,18 +36,22 @@ pub(crate) fn event() -> impl Strategy<Value = GenEvent> {
         prop::option::weighted(0.9, prop::sample::select(&URLS[..])),
         prop::option::weighted(0.85, (0i64..5_000, 0u8..2)),
         prop::option::weighted(0.5, (0i64..100_000, any::<bool>())),
+        prop::bool::weighted(0.05),
     )
         .prop_map(
-            |(tenant, kind, event, user, delay, late, url, duration, revenue)| GenEvent {
-                tenant,
-                kind,
-                event,
-                user,
-                delay,
-                late,
-                url,
-                duration,
-                revenue,
+            |(tenant, kind, event, user, delay, late, url, duration, revenue, huge_revenue)| {
+                GenEvent {
+                    tenant,
+                    kind,
+                    event,
+                    user,
+                    delay,
+                    late,
+                    url,
+                    duration,
+                    revenue,
+                    huge_revenue,
+                }
             },
         )
 }
@@ -116,7 +123,11 @@ fn to_json(e: &GenEvent, time: i64) -> String {
         properties.push(format!(r#""duration_ms":{text}"#));
     }
     if let Some((cents, as_text)) = e.revenue {
-        let text = format!("{}.{:02}", cents / 100, cents % 100);
+        let text = if e.huge_revenue {
+            "9.99e300".to_owned()
+        } else {
+            format!("{}.{:02}", cents / 100, cents % 100)
+        };
         properties.push(if as_text {
             format!(r#""revenue":"{text}""#)
         } else {

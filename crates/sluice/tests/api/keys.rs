@@ -31,11 +31,15 @@ async fn keys_are_checked_by_role() {
             .unwrap()
             .contains("needs a read key")
     );
-    let (status, _) = h.get("/v1/metrics", ADMIN).await;
+    let (status, answer) = h.get("/v1/metrics", ADMIN).await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
         "admin keys read no tenant's data"
+    );
+    assert_eq!(
+        answer["error"]["message"],
+        "this is an admin key: reading metrics needs a read key"
     );
     let (status, _) = h.get("/v1/admin/tenants", SHOP_READ).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

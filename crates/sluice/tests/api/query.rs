@@ -281,3 +281,89 @@ async fn metrics_are_listed_and_bad_queries_say_what_to_fix() {
     h2.stop().await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_out_of_range_are_counted_and_an_overflowed_sum_says_so() {
+    let h = Harness::start(&[]).await;
+    let start = hours_ago(2);
+    // 9.99e300 is beyond the exact decimals: SUM skips it and counts it. 1e38 + 1e38 is beyond
+    // them too: that window's SUM is "overflow", open or final, not NULL.
+    h.send_ok(
+        SHOP_WRITE,
+        vec![
+            view("a1", "u1", "/huge", start + 1_000, "9.99e300"),
+            view("a1", "u1", "/huge", start + 2_000, "2"),
+            view("a2", "u2", "/overflow", start + 3_000, "1e38"),
+            view("a2", "u2", "/overflow", start + 4_000, "1e38"),
+        ],
+    )
+    .await;
+    let path = format!("/v1/metrics/views?from={start}&to={}", start + HOUR);
+    let counted = |answer: &Value| {
+        points(answer, "/huge").first().is_some_and(|p| p[3] == 2)
+            && points(answer, "/overflow")
+                .first()
+                .is_some_and(|p| p[3] == 2)
+    };
+    let open = eventually("both windows counted", || async {
+        let (status, answer) = h.get(&path, SHOP_READ).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        if counted(&answer) {
+            Ok(answer)
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+    assert_eq!(points(&open, "/huge")[0][5], json!(2), "{open}");
+    assert_eq!(
+        points(&open, "/overflow")[0][5],
+        json!("overflow"),
+        "{open}"
+    );
+
+    let skipped = eventually("the skipped number counted", || async {
+        let text = h.metrics().await;
+        let total: f64 = text
+            .lines()
+            .filter(|line| {
+                line.starts_with("sluice_stream_values_out_of_range_total{")
+                    && line.contains("metric=\"views\"")
+                    && line.contains("aggregate=\"amount\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if total >= 1.0 {
+            Ok(total)
+        } else {
+            Err(format!("{total} in:\n{text}"))
+        }
+    })
+    .await;
+    assert_eq!(skipped, 1.0);
+
+    // Final windows are read back from the store's partials: still "overflow".
+    h.send_ok(SHOP_WRITE, everywhere("/closer", start + 10 * MINUTE, 16))
+        .await;
+    let finals = eventually("both windows final", || async {
+        let (_, answer) = h.get(&path, SHOP_READ).await;
+        let done = ["/huge", "/overflow"]
+            .iter()
+            .all(|url| points(&answer, url).first().is_some_and(|p| p[2] == true));
+        if done {
+            Ok(answer)
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+    assert_eq!(
+        points(&finals, "/overflow"),
+        [json!([start, start + MINUTE, true, 2, 1, "overflow"])]
+    );
+    assert_eq!(
+        points(&finals, "/huge"),
+        [json!([start, start + MINUTE, true, 2, 1, 2])]
+    );
+    h.stop().await;
+}

@@ -8,10 +8,11 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice::app::App;
 use sluice::client::{Connection, Reply, Target, basic_auth};
+use sluice_core::time::now_millis;
 use sluice_ingest::dedup::{Claim, fingerprint};
 use sluice_log::{Log, ReadOptions};
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) const WRITE_KEY: &str = "wk_test_shop_0123456789";
 const OTHER_KEY: &str = "wk_test_blog_0123456789";
@@ -317,6 +318,41 @@ async fn a_mixed_batch_accepts_the_valid_and_reports_and_dead_letters_the_invali
         reply["rejected"][0]["message"],
         "event: track calls need an event name, like \"Order Completed\""
     );
+    assert_eq!(reply["rejected"][0]["index"], 0);
+    // A single event with a field of the wrong type, or that is not an object, is rejected in
+    // the same shape as in a batch (not refused as a body), and dead-lettered.
+    let letters = h.records("events.dlq").await.len();
+    for (body, path) in [
+        (json!({"userId": "u", "event": 5}), "event"),
+        (
+            json!({"userId": "u", "event": "Typed", "timestamp": 12}),
+            "timestamp",
+        ),
+        (
+            json!({"userId": "u", "event": "Typed", "properties": []}),
+            "properties",
+        ),
+        (json!(["not", "an", "event"]), ""),
+    ] {
+        let (status, reply) = h.post_json("/v1/track", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        assert_eq!(reply["success"], false, "{reply}");
+        assert_eq!(reply["accepted"], 0, "{reply}");
+        assert_eq!(reply["duplicates"], 0, "{reply}");
+        assert!(reply.get("error").is_none(), "{reply}");
+        let rejection = &reply["rejected"][0];
+        assert_eq!(
+            (&rejection["index"], &rejection["path"]),
+            (&json!(0), &json!(path)),
+            "{reply}"
+        );
+        assert!(
+            ["wrong_type", "not_an_object"].contains(&rejection["reason"].as_str().unwrap()),
+            "{reply}"
+        );
+        assert!(!rejection["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(h.records("events.dlq").await.len(), letters + 4);
     h.stop().await;
 }
 
@@ -527,7 +563,7 @@ async fn overload_and_concurrent_retries_answer_with_retry_after() {
     // While another request holds the same messageId, a retry is told to come back.
     let dedup = h.app().collector.dedup();
     let id = fingerprint("shop", "busy-1");
-    assert_eq!(dedup.claim(id, Instant::now()), Claim::Claimed);
+    assert_eq!(dedup.claim(id, now_millis()), Claim::Claimed);
     let (status, reply, raw) = h
         .post(
             "/v1/track",
