@@ -3,7 +3,9 @@
 //! not create duplicates.
 //!
 //! 1. Load the [snapshot](super::snapshot) if there is a valid one: the previous process's
-//!    generations, and per partition the offset after which the log may hold ids it lacks.
+//!    generations, and per partition the offset after which the log may hold ids it lacks. A
+//!    snapshot covering offsets beyond the log's end (its tail was cut since) is ignored: it
+//!    remembers ids of records that are gone, whose retries must be appended again.
 //! 2. Read the events topic from those offsets (without a snapshot: from the first record of
 //!    the window) to its end, remembering each record's id. At most `budget` records are read
 //!    per partition, the newest, so a stale snapshot cannot make the start slow.
@@ -60,6 +62,25 @@ pub async fn restore<L: Log>(
         Some(path) => load_snapshot(path, topic, partitions.len()).await,
         None => None,
     };
+    // A snapshot that covers offsets the log no longer holds (recovery or `sluice log repair`
+    // cut its tail after the snapshot was written) remembers ids of records that are gone: a
+    // retry of one of them must be appended again, not dropped as a duplicate. Which ids those
+    // are cannot be told, so the snapshot is set aside and the window read back from the log.
+    let snapshot = snapshot.filter(|snapshot| {
+        let cut = partitions
+            .iter()
+            .find(|info| snapshot.next_offsets[info.partition as usize] > info.end_offset);
+        if let Some(info) = cut {
+            tracing::warn!(
+                topic,
+                partition = info.partition,
+                snapshot_offset = snapshot.next_offsets[info.partition as usize],
+                end_offset = info.end_offset,
+                "the log ends before the offset the dedup snapshot covers (its tail was cut after the snapshot): the snapshot is ignored and the window is read back from the log"
+            );
+        }
+        cut.is_none()
+    });
     if let Some(snapshot) = &snapshot {
         for (index, shard) in snapshot.shards.iter().enumerate() {
             dedup.restore_shard(index, shard.covered_since, shard.generations.clone(), now);
@@ -92,15 +113,6 @@ pub async fn restore<L: Log>(
                 }
             },
         };
-        if from > info.end_offset {
-            tracing::warn!(
-                topic,
-                partition = info.partition,
-                snapshot_offset = from,
-                end_offset = info.end_offset,
-                "the log ends before the offset the dedup snapshot covers (its tail was cut after the snapshot)"
-            );
-        }
         let from = from.clamp(info.start_offset, info.end_offset);
         let first = from.max(info.end_offset.saturating_sub(budget));
         if first > from {

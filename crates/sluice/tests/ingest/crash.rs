@@ -326,6 +326,50 @@ async fn retries_from_the_whole_dedup_window_are_duplicates_after_kill_9() {
     assert_eq!((total, ids.len()), (4200, 4200), "no event is stored twice");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_records_cut_off_the_log_after_the_snapshot_are_appended_again() {
+    // The dedup snapshot a clean stop writes remembers every id; then the log loses its last
+    // batches (a power loss with `ack = "write"`, or a repair cutting a damaged tail). Retries
+    // of the lost events must be appended again: they are in no result and no log any more.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), "[log]\npartitions = 1");
+    let batches: Vec<Vec<String>> = (0..10)
+        .map(|b| (0..100).map(|n| format!("cut-{b}-{n}")).collect())
+        .collect();
+    let server = Server::start_in(&data, &["--config", &config]);
+    for batch in &batches {
+        assert_eq!(post_batch(&server, batch), (100, 0));
+    }
+    assert_eq!(server.interrupt().status.code(), Some(0));
+
+    // One batch frame per request: cut the last three off the segment, at a frame boundary.
+    let segment = data.join("log/topics/events/0/00000000000000000000.log");
+    let bytes = std::fs::read(&segment).unwrap();
+    let frames = frames(&bytes);
+    assert_eq!(frames.len(), 10, "one batch per request");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(frames[7].0 as u64)
+        .unwrap();
+    let _ = std::fs::remove_file(segment.with_extension("idx"));
+
+    let server = Server::start_in(&data, &["--config", &config]);
+    for (index, batch) in batches.iter().enumerate() {
+        let expected = if index < 7 { (0, 100) } else { (100, 0) };
+        assert_eq!(
+            post_batch(&server, batch),
+            expected,
+            "batch {index} retried after the log lost batches 7 to 9"
+        );
+    }
+    assert_eq!(server.interrupt().status.code(), Some(0));
+    let (total, ids) = stored_count(&data, &config).await;
+    assert_eq!((total, ids.len()), (1000, 1000), "every event once");
+}
+
 /// The byte range of the batch frames of a segment file (`[start, end)` of each).
 fn frames(segment: &[u8]) -> Vec<(usize, usize)> {
     let mut frames = Vec::new();
