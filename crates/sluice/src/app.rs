@@ -166,6 +166,7 @@ impl App {
                 Arc::clone(&access),
                 Arc::clone(&serving),
                 Arc::clone(&sockets),
+                shutdown.clone(),
             ))));
         let app = server::app(
             stages,
