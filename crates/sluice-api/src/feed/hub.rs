@@ -276,8 +276,9 @@ pub(crate) struct Published {
     round: u64,
     /// Tombstones of publications up to `retain` before the last are dropped.
     retain: u64,
-    /// Per encoded group key, per (start, end), the latest change.
-    windows: HashMap<Arc<[u8]>, BTreeMap<(Millis, Millis), Entry>>,
+    /// Per encoded group key, per (start, end), the latest change (in key order, as queries
+    /// answer).
+    windows: BTreeMap<Arc<[u8]>, BTreeMap<(Millis, Millis), Entry>>,
     /// Every window by the publication of its latest change.
     by_seq: BTreeSet<(u64, WindowAt)>,
     /// Final and removed windows, in publication order, to drop once old.
@@ -296,7 +297,7 @@ impl Published {
             seq: 0,
             round: 0,
             retain: retain.max(1),
-            windows: HashMap::new(),
+            windows: BTreeMap::new(),
             by_seq: BTreeSet::new(),
             tombstones: VecDeque::new(),
             dropped: 0,

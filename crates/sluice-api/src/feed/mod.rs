@@ -128,8 +128,8 @@ impl Feed {
 
     /// Whether a take may find something new (without waiting).
     pub fn has_news(&self) -> bool {
-        // A closed channel: the hub ended, and its last word is there to take.
-        self.pending || self.published.has_changed().unwrap_or(true)
+        // The channel cannot close while the feed holds its hub.
+        self.pending || self.published.has_changed().unwrap_or(false)
     }
 
     /// Waits until a take may find something new. Cancel-safe.
@@ -137,9 +137,11 @@ impl Feed {
         if self.pending {
             return;
         }
-        if self.published.changed().await.is_err() {
-            // The hub ended; its last word was taken or is there to take.
-            self.pending = true;
+        match self.published.changed().await {
+            // Waiting marked the publication seen: it is still to take.
+            Ok(()) => self.pending = true,
+            // Cannot happen while the feed holds its hub; never spin on it.
+            Err(_) => std::future::pending().await,
         }
     }
 
