@@ -80,13 +80,17 @@ async fn until_seen(socket: &mut Socket, url: &str) {
     }
 }
 
-/// Reads until the server closes: the text messages read, and the close frame.
+/// Reads until the server closes (for at most 30 s): the text messages read, and the close
+/// frame.
 async fn until_closed(socket: &mut Socket) -> (Vec<String>, Option<CloseFrame>) {
     let mut texts = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+        let message = tokio::time::timeout_at(deadline, socket.next())
             .await
-            .expect("the server closes the connection within 30 s");
+            .unwrap_or_else(|_| {
+                panic!("the server did not close the connection within 30 s; it sent {texts:?}")
+            });
         match message {
             Some(Ok(Message::Text(text))) => texts.push(text.to_string()),
             Some(Ok(Message::Close(frame))) => return (texts, frame),
