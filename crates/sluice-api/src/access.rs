@@ -368,7 +368,9 @@ pub struct Revoked;
 
 impl std::fmt::Display for Revoked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("key revoked: this key (or its tenant) was deleted; connect again with a valid key")
+        f.write_str(
+            "key revoked: this key (or its tenant) was deleted; connect again with a valid key",
+        )
     }
 }
 

@@ -353,7 +353,10 @@ async fn write(
     }
 }
 
-async fn send_close(sink: &mut SplitSink<WebSocket, Message>, frame: Option<CloseFrame>) -> Written {
+async fn send_close(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frame: Option<CloseFrame>,
+) -> Written {
     if let Some(frame) = frame {
         let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.send(Message::Close(Some(frame)))).await;
     }

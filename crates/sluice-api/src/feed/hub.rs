@@ -72,7 +72,8 @@ impl Hubs {
         let config = serving.config();
         let every = config.push_interval.get();
         // Publications are at least one push interval apart: this many cover the slow timeout.
-        let retain = (config.ws_slow_timeout.get().as_millis() / every.as_millis().max(1)) as u64 + 2;
+        let retain =
+            (config.ws_slow_timeout.get().as_millis() / every.as_millis().max(1)) as u64 + 2;
         let hub = Arc::new(Hub {
             metric: metric.to_owned(),
             tenant: tenant.to_owned(),
@@ -100,7 +101,10 @@ impl Hubs {
         }
         hub.ended.store(true, Ordering::Relaxed);
         let key = (hub.metric.clone(), hub.tenant.clone());
-        if map.get(&key).is_some_and(|current| Arc::ptr_eq(current, hub)) {
+        if map
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, hub))
+        {
             map.remove(&key);
         }
         true
@@ -426,7 +430,8 @@ impl Published {
             change: Arc::new(change),
         };
         if let Some(old) = windows.insert((start, end), entry) {
-            self.by_seq.remove(&(old.seq, (Arc::clone(&bytes), start, end)));
+            self.by_seq
+                .remove(&(old.seq, (Arc::clone(&bytes), start, end)));
         }
         self.by_seq.insert((seq, (Arc::clone(&bytes), start, end)));
         if tombstone {
@@ -474,7 +479,11 @@ impl Published {
 
     /// Publishes an error unless it is the current one; returns whether it did.
     fn fail(&mut self, failure: Failure) -> bool {
-        if self.error.as_ref().is_some_and(|(_, current)| *current == failure) {
+        if self
+            .error
+            .as_ref()
+            .is_some_and(|(_, current)| *current == failure)
+        {
             return false;
         }
         self.seq += 1;
@@ -691,7 +700,10 @@ mod tests {
         let none = finals(&plan, Millis::MIN, &[]);
         let mut published = Published::new(100);
         let (mut a, mut b) = (Cursor::default(), Cursor::default());
-        assert!(take(&published, &mut a, &all).is_empty(), "nothing published yet");
+        assert!(
+            take(&published, &mut a, &all).is_empty(),
+            "nothing published yet"
+        );
         assert_eq!(a.seq, None, "the first take is still to come");
 
         let snapshot = open(&plan, &[("u1", 0, 1), ("u2", 0, 1)]);
@@ -730,7 +742,12 @@ mod tests {
         assert_eq!(published.refresh(&plan, &names, &snapshot, &closed), 4);
         let taken = take(&published, &mut a, &all);
         assert_eq!(taken.len(), 4, "{taken:?}");
-        assert!(taken.contains(&r#"{"key":{"user_id":"u2"},"start":0,"end":60000,"final":true,"values":{"n":2}}"#.to_owned()));
+        assert!(
+            taken.contains(
+                &r#"{"key":{"user_id":"u2"},"start":0,"end":60000,"final":true,"values":{"n":2}}"#
+                    .to_owned()
+            )
+        );
         let snapshot = open(&plan, &[("u1", MINUTE, 1)]);
         assert_eq!(published.refresh(&plan, &names, &snapshot, &closed), 1);
         assert_eq!(
@@ -741,7 +758,9 @@ mod tests {
         let mut fresh = Cursor::default();
         assert_eq!(
             take(&published, &mut fresh, &all),
-            [r#"{"key":{"user_id":"u1"},"start":60000,"end":120000,"final":false,"values":{"n":1}}"#]
+            [
+                r#"{"key":{"user_id":"u1"},"start":60000,"end":120000,"final":false,"values":{"n":1}}"#
+            ]
         );
     }
 
@@ -761,13 +780,18 @@ mod tests {
             let snapshot = open(&plan, &[("u2", MINUTE, count)]);
             assert!(published.refresh(&plan, &names, &snapshot, &closed) > 0);
         }
-        assert!(published.windows.get(&bytes("u1")[..]).is_none(), "tombstone dropped");
+        assert!(
+            !published.windows.contains_key(&bytes("u1")[..]),
+            "tombstone dropped"
+        );
         let error = published.take(&mut behind, &all, "m").unwrap_err();
         assert_eq!(error.code(), LAGGED);
         assert_eq!(behind.seq, None);
         assert_eq!(
             take(&published, &mut behind, &all),
-            [r#"{"key":{"user_id":"u2"},"start":60000,"end":120000,"final":false,"values":{"n":4}}"#]
+            [
+                r#"{"key":{"user_id":"u2"},"start":60000,"end":120000,"final":false,"values":{"n":4}}"#
+            ]
         );
         // Errors are told once per feed, then the windows follow.
         let failure = Failure::gone("m");

@@ -36,12 +36,12 @@ use async_graphql::{
     Context, EmptyMutation, ErrorExtensions, Json, Object, Schema, SimpleObject, Subscription,
 };
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use session::GraphqlSession;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use session::GraphqlSession;
 use sluice_core::access::{Grant, Role};
 use std::sync::Arc;
 use tokio::sync::Semaphore;

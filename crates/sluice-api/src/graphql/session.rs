@@ -67,15 +67,16 @@ impl GraphqlSession {
         if let Some(key) = key {
             data.insert(Reader(Arc::clone(key.grant())));
         }
-        let engine = async_graphql::http::WebSocket::from_message_stream(schema, messages, protocol)
-            .connection_data(data)
-            .on_connection_init(move |_payload| async move {
-                answer
-                    .lock()
-                    .take()
-                    .unwrap_or_else(|| Err("connection_init was not checked".to_owned()))
-                    .map_err(async_graphql::Error::new)
-            });
+        let engine =
+            async_graphql::http::WebSocket::from_message_stream(schema, messages, protocol)
+                .connection_data(data)
+                .on_connection_init(move |_payload| async move {
+                    answer
+                        .lock()
+                        .take()
+                        .unwrap_or_else(|| Err("connection_init was not checked".to_owned()))
+                        .map_err(async_graphql::Error::new)
+                });
         GraphqlSession {
             protocol,
             engine: Box::pin(engine),
@@ -182,19 +183,20 @@ impl Session for GraphqlSession {
             Incoming::Binary(bytes) => bytes,
         };
         let message = ClientMessage::from_bytes(bytes);
-        match &message {
+        let forward = match &message {
             Ok(ClientMessage::ConnectionInit { payload }) if !self.initialized => {
                 self.initialize(payload.as_ref(), out, key)?;
+                true
             }
-            Ok(ClientMessage::Start { id, .. }) => {
-                if !self.admit(id, out, key)? {
-                    return Ok(());
-                }
-            }
+            Ok(ClientMessage::Start { id, .. }) => self.admit(id, out, key)?,
             Ok(ClientMessage::Stop { id }) => {
                 self.running.remove(id);
+                true
             }
-            _ => {}
+            _ => true,
+        };
+        if !forward {
+            return Ok(());
         }
         self.input.try_send(message).map_err(|_| {
             End::Close(

@@ -229,7 +229,10 @@ async fn graphql_subscriptions_are_capped_per_connection_and_count_as_connection
         .send(Message::Text(init.to_string().into()))
         .await
         .unwrap();
-    assert_eq!(next_message(&mut socket).await.unwrap()["type"], "connection_ack");
+    assert_eq!(
+        next_message(&mut socket).await.unwrap()["type"],
+        "connection_ack"
+    );
     // The GraphQL socket holds the only connection slot: live push is refused meanwhile.
     let live = format!("ws://{}/v1/live?key={SHOP_READ}", h.target.addr);
     let refused = tokio_tungstenite::connect_async(live.as_str())

@@ -18,7 +18,12 @@ type Socket =
 /// A tenant made at runtime, with a write and a read key: (read key id, write, read).
 async fn tenant(h: &Harness, name: &str) -> (String, String, String) {
     let (status, answer) = h
-        .call(Method::POST, "/v1/admin/tenants", ADMIN, &json!({"name": name}))
+        .call(
+            Method::POST,
+            "/v1/admin/tenants",
+            ADMIN,
+            &json!({"name": name}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let mut made = Vec::new();
@@ -53,7 +58,8 @@ async fn graphql_subscription(h: &Harness, key: &str) -> Socket {
         "graphql-transport-ws".parse().unwrap(),
     );
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {key}")}});
+    let init =
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {key}")}});
     socket
         .send(Message::Text(init.to_string().into()))
         .await

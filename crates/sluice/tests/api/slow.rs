@@ -65,7 +65,11 @@ async fn raw_upgrade(addr: SocketAddr, path: &str, protocol: Option<&str>) -> Tc
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
             let mut byte = [0u8];
-            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "the answer's head");
+            assert_eq!(
+                stream.read(&mut byte).await.unwrap(),
+                1,
+                "the answer's head"
+            );
             head.push(byte[0]);
         }
         let head = String::from_utf8_lossy(&head);

@@ -82,10 +82,7 @@ async fn bench(args: PushBenchArgs) -> anyhow::Result<()> {
         "push",
         args.data_dir.clone(),
         &[METRIC],
-        &[(
-            "api.ws-slow-timeout",
-            toml::Value::String("300s".into()),
-        )],
+        &[("api.ws-slow-timeout", toml::Value::String("300s".into()))],
     )
     .await?;
     println!(
@@ -205,7 +202,10 @@ async fn post(
         .send(
             Method::POST,
             "/v1/batch",
-            &[("authorization", auth), ("content-type", "application/json")],
+            &[
+                ("authorization", auth),
+                ("content-type", "application/json"),
+            ],
             Bytes::from(body),
         )
         .await?;
@@ -238,7 +238,12 @@ async fn seed(server: &BenchServer, keys: u32) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let reply = connection
-            .send(Method::GET, &path, &[("authorization", &read)], Bytes::new())
+            .send(
+                Method::GET,
+                &path,
+                &[("authorization", &read)],
+                Bytes::new(),
+            )
             .await?;
         let answer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
         if answer["series"].as_array().is_some_and(|s| !s.is_empty()) {
@@ -263,8 +268,9 @@ async fn changes(
     let mut connection = Connection::open(&target).await?;
     let mut rng = SmallRng::seed_from_u64(2);
     let batch = per_second.min(100);
-    let mut tick =
-        tokio::time::interval(Duration::from_secs_f64(f64::from(batch) / f64::from(per_second)));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(
+        f64::from(batch) / f64::from(per_second),
+    ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
@@ -289,7 +295,11 @@ struct Clients {
 
 impl Clients {
     /// Opens the connections and subscribes; `read`: whether they read what they are sent.
-    async fn open(server: &BenchServer, args: &PushBenchArgs, read: bool) -> anyhow::Result<Clients> {
+    async fn open(
+        server: &BenchServer,
+        args: &PushBenchArgs,
+        read: bool,
+    ) -> anyhow::Result<Clients> {
         let messages = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
         let mut rng = SmallRng::seed_from_u64(3);
