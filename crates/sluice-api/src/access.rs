@@ -452,3 +452,96 @@ impl KeyCheck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, secret: &str, role: Role, tenant: &str, rate: u32) -> KeySpec {
+        KeySpec {
+            id: id.into(),
+            digest: digest(secret),
+            role,
+            tenant: Some(tenant.into()),
+            limits: KeyLimits {
+                requests_per_second: rate,
+                events_per_day: 0,
+            },
+        }
+    }
+
+    /// A session key for `secret`, as `Access::authorize_session` makes it.
+    fn session(
+        directory: &Arc<KeyDirectory>,
+        generation: &watch::Sender<u64>,
+        secret: &str,
+    ) -> SessionKey {
+        let grant = directory.lookup(secret).unwrap();
+        SessionKey {
+            check: KeyCheck {
+                directory: Arc::clone(directory),
+                digest: digest(secret),
+                role: grant.role(),
+                tenant: grant.tenant().cloned(),
+                changes: generation.subscribe(),
+                revoked: false,
+            },
+            grant,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_key_follows_the_directory_until_it_no_longer_grants_its_role_and_tenant() {
+        let secret = "rk_session_key_0123";
+        let directory = Arc::new(KeyDirectory::new(vec![spec(
+            "a",
+            secret,
+            Role::Read,
+            "shop",
+            0,
+        )]));
+        let generation = watch::Sender::new(0);
+        let mut key = session(&directory, &generation, secret);
+        let mut gate = key.gate();
+        assert!(key.check().is_ok());
+        assert!(matches!(gate.current(), Ok(None)), "nothing changed");
+
+        // New limits: still the same grant of the same key, with the new limits.
+        directory.replace(vec![spec("a", secret, Role::Read, "shop", 5)]);
+        generation.send_modify(|g| *g += 1);
+        assert_eq!(key.check().unwrap().limits().requests_per_second, 5);
+        assert!(matches!(gate.current(), Ok(Some(_))));
+
+        // Another tenant, another role, or no key at all: revoked, and it stays revoked.
+        for keys in [
+            vec![spec("a", secret, Role::Read, "blog", 5)],
+            vec![spec("a", secret, Role::Write, "shop", 5)],
+            vec![],
+        ] {
+            let mut key = session(&directory, &generation, secret);
+            let mut writer = key.gate();
+            directory.replace(keys);
+            generation.send_modify(|g| *g += 1);
+            assert_eq!(
+                writer.current().unwrap_err(),
+                Revoked,
+                "the writer sees it too"
+            );
+            assert_eq!(key.check().unwrap_err(), Revoked);
+            assert_eq!(key.check().unwrap_err(), Revoked, "once revoked, always");
+            assert_eq!(key.revoked().await, Revoked);
+            directory.replace(vec![spec("a", secret, Role::Read, "shop", 0)]);
+        }
+
+        // revoked() waits for a change that revokes, and no other.
+        let mut key = session(&directory, &generation, secret);
+        let waiting = tokio::spawn(async move { key.revoked().await });
+        directory.replace(vec![spec("a", secret, Role::Read, "shop", 7)]);
+        generation.send_modify(|g| *g += 1);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        directory.replace(vec![]);
+        generation.send_modify(|g| *g += 1);
+        assert_eq!(waiting.await.unwrap(), Revoked);
+    }
+}
