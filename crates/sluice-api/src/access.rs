@@ -2,6 +2,11 @@
 //! `admin-keys`) and from the tenants and keys the admin API stored, kept in line with the store
 //! after every change. The collector shares the same directory, so a write key created through
 //! the admin API works at once.
+//!
+//! Every request checks its key when it arrives. Long-lived sessions (WebSocket push and GraphQL
+//! subscriptions) hold a [`SessionKey`] instead: each rebuild of the directory bumps a
+//! generation (a `watch` channel), and every session checks its key again when it changes, so a
+//! revoked key, a deleted tenant or a key that no longer has its role ends its sessions at once.
 
 use crate::auth::bearer;
 use crate::config::QuotaConfig;
@@ -17,6 +22,7 @@ use sluice_store::{ServingStore, StoreBackend, StoreError, TenantRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 const DAY_MS: i64 = 86_400_000;
@@ -78,6 +84,8 @@ pub struct Access {
     quotas: QuotaConfig,
     /// Serializes changes, so the directory always matches one state of the store.
     changes: tokio::sync::Mutex<()>,
+    /// Bumped after every rebuild of the directory: sessions check their key again.
+    generation: watch::Sender<u64>,
 }
 
 impl Access {
@@ -99,6 +107,7 @@ impl Access {
             key_ids,
             quotas,
             changes: tokio::sync::Mutex::new(()),
+            generation: watch::Sender::new(0),
         });
         access.reload().await?;
         let former: std::collections::HashMap<String, String> = access
@@ -206,6 +215,8 @@ impl Access {
             });
         }
         self.directory.replace(specs);
+        // After the replacement: a session that sees the new generation finds the new keys.
+        self.generation.send_modify(|generation| *generation += 1);
         Ok(())
     }
 
@@ -323,6 +334,25 @@ impl Access {
         Ok(grant)
     }
 
+    /// Checks the key of a long-lived session like [`Access::authorize_key`], and returns it as
+    /// a [`SessionKey`] that follows the directory's changes.
+    pub fn authorize_session(&self, key: &str, role: Role) -> Result<SessionKey, ApiError> {
+        // Subscribed before the lookup: a change in between is seen as a change.
+        let changes = self.generation.subscribe();
+        let grant = self.authorize_key(key, role)?;
+        Ok(SessionKey {
+            check: KeyCheck {
+                directory: Arc::clone(&self.directory),
+                digest: digest(key),
+                role,
+                tenant: grant.tenant().cloned(),
+                changes,
+                revoked: false,
+            },
+            grant,
+        })
+    }
+
     /// Saves today's usage of every key to the store.
     pub async fn save_usage(&self) -> Result<(), StoreError> {
         self.store
@@ -347,5 +377,198 @@ impl Access {
                 return;
             }
         }
+    }
+}
+
+/// The key a long-lived session was opened with: its current grant, checked again whenever the
+/// directory changes. The session keeps the secret's digest, never the secret.
+#[derive(Debug, Clone)]
+pub struct SessionKey {
+    check: KeyCheck,
+    grant: Arc<Grant>,
+}
+
+/// A session's key no longer grants what the session was opened with: deleted, its tenant
+/// deleted, or its role or tenant changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked;
+
+impl std::fmt::Display for Revoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "key revoked: this key (or its tenant) was deleted; connect again with a valid key",
+        )
+    }
+}
+
+impl SessionKey {
+    /// The grant as of the last check (with the key's current limits).
+    pub fn grant(&self) -> &Arc<Grant> {
+        &self.grant
+    }
+
+    /// The grant, checked again first if the directory changed since the last check: cheap
+    /// (one atomic load) when nothing changed.
+    pub fn check(&mut self) -> Result<&Arc<Grant>, Revoked> {
+        if let Some(grant) = self.check.current()? {
+            self.grant = grant;
+        }
+        Ok(&self.grant)
+    }
+
+    /// A check of the same key for another task (the socket writer), with its own view of
+    /// the directory's changes.
+    pub fn gate(&self) -> KeyCheck {
+        self.check.clone()
+    }
+
+    /// Resolves once the key no longer grants what the session was opened with (never while
+    /// it does, nor once the directory is gone: the server is stopping).
+    pub async fn revoked(&mut self) -> Revoked {
+        loop {
+            if self.check.revoked {
+                return Revoked;
+            }
+            if self.check.changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            match self.check.recheck() {
+                Ok(grant) => self.grant = grant,
+                Err(revoked) => return revoked,
+            }
+        }
+    }
+}
+
+/// Whether a key still grants a role to a tenant, checked again after each change of the
+/// directory.
+#[derive(Debug, Clone)]
+pub struct KeyCheck {
+    directory: Arc<KeyDirectory>,
+    digest: sluice_core::access::Digest,
+    role: Role,
+    tenant: Option<Arc<str>>,
+    changes: watch::Receiver<u64>,
+    revoked: bool,
+}
+
+impl KeyCheck {
+    /// `Err` once revoked; `Ok(Some(grant))` when the directory changed and the key still
+    /// grants the same role and tenant; `Ok(None)` when nothing changed.
+    pub fn current(&mut self) -> Result<Option<Arc<Grant>>, Revoked> {
+        if self.revoked {
+            return Err(Revoked);
+        }
+        // A closed channel (the server is stopping) is no change.
+        if !self.changes.has_changed().unwrap_or(false) {
+            return Ok(None);
+        }
+        self.recheck().map(Some)
+    }
+
+    fn recheck(&mut self) -> Result<Arc<Grant>, Revoked> {
+        self.changes.borrow_and_update();
+        match self.directory.lookup_digest(&self.digest) {
+            Some(grant) if grant.role() == self.role && grant.tenant() == self.tenant.as_ref() => {
+                Ok(grant)
+            }
+            _ => {
+                self.revoked = true;
+                Err(Revoked)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, secret: &str, role: Role, tenant: &str, rate: u32) -> KeySpec {
+        KeySpec {
+            id: id.into(),
+            digest: digest(secret),
+            role,
+            tenant: Some(tenant.into()),
+            limits: KeyLimits {
+                requests_per_second: rate,
+                events_per_day: 0,
+            },
+        }
+    }
+
+    /// A session key for `secret`, as `Access::authorize_session` makes it.
+    fn session(
+        directory: &Arc<KeyDirectory>,
+        generation: &watch::Sender<u64>,
+        secret: &str,
+    ) -> SessionKey {
+        let grant = directory.lookup(secret).unwrap();
+        SessionKey {
+            check: KeyCheck {
+                directory: Arc::clone(directory),
+                digest: digest(secret),
+                role: grant.role(),
+                tenant: grant.tenant().cloned(),
+                changes: generation.subscribe(),
+                revoked: false,
+            },
+            grant,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_key_follows_the_directory_until_it_no_longer_grants_its_role_and_tenant() {
+        let secret = "rk_session_key_0123";
+        let directory = Arc::new(KeyDirectory::new(vec![spec(
+            "a",
+            secret,
+            Role::Read,
+            "shop",
+            0,
+        )]));
+        let generation = watch::Sender::new(0);
+        let mut key = session(&directory, &generation, secret);
+        let mut gate = key.gate();
+        assert!(key.check().is_ok());
+        assert!(matches!(gate.current(), Ok(None)), "nothing changed");
+
+        // New limits: still the same grant of the same key, with the new limits.
+        directory.replace(vec![spec("a", secret, Role::Read, "shop", 5)]);
+        generation.send_modify(|g| *g += 1);
+        assert_eq!(key.check().unwrap().limits().requests_per_second, 5);
+        assert!(matches!(gate.current(), Ok(Some(_))));
+
+        // Another tenant, another role, or no key at all: revoked, and it stays revoked.
+        for keys in [
+            vec![spec("a", secret, Role::Read, "blog", 5)],
+            vec![spec("a", secret, Role::Write, "shop", 5)],
+            vec![],
+        ] {
+            let mut key = session(&directory, &generation, secret);
+            let mut writer = key.gate();
+            directory.replace(keys);
+            generation.send_modify(|g| *g += 1);
+            assert_eq!(
+                writer.current().unwrap_err(),
+                Revoked,
+                "the writer sees it too"
+            );
+            assert_eq!(key.check().unwrap_err(), Revoked);
+            assert_eq!(key.check().unwrap_err(), Revoked, "once revoked, always");
+            assert_eq!(key.revoked().await, Revoked);
+            directory.replace(vec![spec("a", secret, Role::Read, "shop", 0)]);
+        }
+
+        // revoked() waits for a change that revokes, and no other.
+        let mut key = session(&directory, &generation, secret);
+        let waiting = tokio::spawn(async move { key.revoked().await });
+        directory.replace(vec![spec("a", secret, Role::Read, "shop", 7)]);
+        generation.send_modify(|g| *g += 1);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        directory.replace(vec![]);
+        generation.send_modify(|g| *g += 1);
+        assert_eq!(waiting.await.unwrap(), Revoked);
     }
 }

@@ -13,36 +13,32 @@
 //!   — what changed, coalesced per `api.push-interval` (the first update has every open window)
 //! - `{"type":"error","id":"a","code":…,"message":…}` — the subscription (or message) is refused
 //!
-//! Each connection is one task. It polls its subscriptions' [`Feed`]s every
-//! `api.push-interval` and hands messages to a writer task through a queue of
-//! `api.ws-send-queue` messages. While that queue is full nothing is added: the feeds keep
-//! their last reported state, so the next update carries the latest values and the versions in
-//! between are dropped. A client that keeps the queue full for `api.ws-slow-timeout` is closed
-//! with code 4008 ("too slow"). A ping goes out every `api.ws-heartbeat`; a client that answered
-//! none of the last two is closed with code 4000. Connections beyond `api.ws-max-connections`
-//! are refused with 503.
-//!
-//! Metrics: `sluice_ws_connections` (open), `sluice_ws_closed_total{reason}` (`client`,
-//! `too_slow`, `no_pong`, `shutdown`), `sluice_ws_backpressure_total` (polls skipped or
-//! messages held back because a client's queue was full).
+//! A connection is served by [`crate::socket`] (the send queue, the slow-client rule —
+//! closed with 4008 —, pings, revocation of its key — closed with 4001 —, shutdown); this
+//! module is what it says. Each subscription is a [`Feed`]: when its metric's hub publishes
+//! (once per `api.push-interval`, if something changed), the connection takes what changed
+//! for the feed and queues it, one message per subscription, while the queue has room. A
+//! client that does not read is not computed for; when it reads again, each window comes once
+//! with its latest values. The key is checked again at each `subscribe`. Connections beyond
+//! `api.ws-max-connections` (live push and GraphQL together) are refused with 503.
 
-use crate::access::Access;
+use crate::access::{Access, SessionKey};
 use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::feed::{Changes, Feed};
 use crate::query::Serving;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use crate::query::render;
+use crate::socket::{End, Incoming, Outbox, Session, Settings};
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::access::{Grant, Role};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -50,10 +46,7 @@ use utoipa_axum::routes;
 /// Largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
-/// Close code for a client that does not read fast enough.
-pub const CLOSE_TOO_SLOW: u16 = 4008;
-/// Close code for a client that stopped answering pings.
-pub const CLOSE_NO_PONG: u16 = 4000;
+pub use crate::socket::{CLOSE_NO_PONG, CLOSE_REVOKED, CLOSE_TOO_SLOW};
 
 /// What the live routes need.
 #[derive(Debug)]
@@ -130,32 +123,23 @@ async fn upgrade(
         )
     })?;
     let key = socket_key(&headers, params.key.as_deref())?;
-    let grant = state.access.authorize_key(key, Role::Read)?;
+    let key = state.access.authorize_session(key, Role::Read)?;
     let slot = connection_slot(&state.connections)?;
     let config = state.serving.config();
-    let settings = Settings {
-        push_interval: config.push_interval.get(),
-        heartbeat: config.ws_heartbeat.get(),
-        slow_timeout: config.ws_slow_timeout.get(),
-        queue: config.ws_send_queue,
+    let settings = Settings::of(config);
+    let session = LiveSession {
+        serving: Arc::clone(&state.serving),
+        feeds: BTreeMap::new(),
         max_subscriptions: config.ws_max_subscriptions,
     };
+    let shutdown = state.shutdown.clone();
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_write_buffer_size(4 * 1024 * 1024)
         .on_upgrade(move |socket| async move {
-            Connection::new(state, grant, settings).run(socket).await;
+            crate::socket::serve(socket, session, Some(key), settings, shutdown).await;
             drop(slot);
         }))
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Settings {
-    push_interval: Duration,
-    heartbeat: Duration,
-    slow_timeout: Duration,
-    queue: usize,
-    max_subscriptions: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,146 +157,36 @@ enum ClientMessage {
     Ping,
 }
 
-/// Why a connection ends.
-enum End {
-    /// The client left (or the socket failed).
-    Gone,
-    /// Close with this code and reason.
-    Close(u16, String),
-}
-
-struct Connection {
-    state: Arc<PushState>,
-    grant: Arc<Grant>,
-    settings: Settings,
+/// What a `/v1/live` connection says: its subscriptions.
+struct LiveSession {
+    serving: Arc<Serving>,
     feeds: BTreeMap<String, Feed>,
-    /// Since when the send queue has been full.
-    full_since: Option<Instant>,
-    last_pong: Instant,
+    max_subscriptions: usize,
 }
 
-impl Connection {
-    fn new(state: Arc<PushState>, grant: Arc<Grant>, settings: Settings) -> Connection {
-        Connection {
-            state,
-            grant,
-            settings,
-            feeds: BTreeMap::new(),
-            full_since: None,
-            last_pong: Instant::now(),
-        }
-    }
-
-    async fn run(mut self, socket: WebSocket) {
-        metrics::gauge!("sluice_ws_connections").increment(1.0);
-        let (mut sink, mut stream) = socket.split();
-        let (queue, mut outgoing) = mpsc::channel::<Message>(self.settings.queue);
-        let (close, mut closing) = oneshot::channel::<CloseFrame>();
-        let writer = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    biased;
-                    frame = &mut closing => {
-                        if let Ok(frame) = frame {
-                            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
-                        }
-                        return;
-                    }
-                    message = outgoing.recv() => match message {
-                        Some(message) => {
-                            if sink.send(message).await.is_err() {
-                                return;
-                            }
-                        }
-                        None => return,
-                    },
-                }
-            }
-        });
-        let mut push = tokio::time::interval(self.settings.push_interval);
-        push.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await;
-        let shutdown = self.state.shutdown.clone();
-        let end = loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break End::Close(1001, "the server is shutting down".into()),
-                incoming = stream.next() => match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::Gone,
-                    Some(Ok(Message::Pong(_))) => self.last_pong = Instant::now(),
-                    Some(Ok(Message::Ping(_))) => {}
-                    Some(Ok(Message::Binary(_))) => {
-                        self.send(&queue, json!({"type": "error", "code": "invalid_message", "message": "send JSON text messages"}));
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        self.last_pong = Instant::now();
-                        self.handle(&queue, text.as_str()).await;
-                    }
-                },
-                _ = push.tick() => {
-                    if let Some(end) = self.push(&queue).await {
-                        break end;
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    if self.last_pong.elapsed() > 2 * self.settings.heartbeat {
-                        break End::Close(CLOSE_NO_PONG, "no answer to the last two pings".into());
-                    }
-                    let _ = queue.try_send(Message::Ping(bytes::Bytes::from_static(b"sluice")));
-                }
-            }
+impl Session for LiveSession {
+    async fn receive(
+        &mut self,
+        message: Incoming<'_>,
+        out: &mut Outbox,
+        key: &mut Option<SessionKey>,
+    ) -> Result<(), End> {
+        let Incoming::Text(text) = message else {
+            out.send_json(&json!({"type": "error", "code": "invalid_message", "message": "send JSON text messages"}));
+            return Ok(());
         };
-        let label = match &end {
-            End::Gone => "client",
-            End::Close(CLOSE_TOO_SLOW, _) => "too_slow",
-            End::Close(CLOSE_NO_PONG, _) => "no_pong",
-            End::Close(_, _) => "shutdown",
-        };
-        metrics::counter!("sluice_ws_closed_total", "reason" => label).increment(1);
-        metrics::gauge!("sluice_ws_connections").decrement(1.0);
-        if let End::Close(code, reason) = end {
-            tracing::debug!(code, %reason, tenant = ?self.grant.tenant(), "closing a live connection");
-            let _ = close.send(CloseFrame {
-                code,
-                reason: reason.into(),
-            });
-        }
-        drop(queue);
-        let _ = writer.await;
-    }
-
-    /// Queues a message unless the queue is full; returns whether it was queued.
-    fn send(&mut self, queue: &mpsc::Sender<Message>, message: serde_json::Value) -> bool {
-        match queue.try_send(Message::Text(message.to_string().into())) {
-            Ok(()) => {
-                self.full_since = None;
-                true
-            }
-            Err(_) => {
-                metrics::counter!("sluice_ws_backpressure_total").increment(1);
-                self.full_since.get_or_insert_with(Instant::now);
-                false
-            }
-        }
-    }
-
-    async fn handle(&mut self, queue: &mpsc::Sender<Message>, text: &str) {
         let message: ClientMessage = match serde_json::from_str(text) {
             Ok(message) => message,
             Err(error) => {
-                self.send(
-                    queue,
-                    json!({"type": "error", "code": "invalid_message", "message": format!(
-                        "expected {{\"type\":\"subscribe\",\"id\":\"a\",\"metric\":\"NAME\",\"filters\":[\"KEY:VALUE\"]}}, {{\"type\":\"unsubscribe\",\"id\":\"a\"}} or {{\"type\":\"ping\"}}: {error}"
-                    )}),
-                );
-                return;
+                out.send_json(&json!({"type": "error", "code": "invalid_message", "message": format!(
+                    "expected {{\"type\":\"subscribe\",\"id\":\"a\",\"metric\":\"NAME\",\"filters\":[\"KEY:VALUE\"]}}, {{\"type\":\"unsubscribe\",\"id\":\"a\"}} or {{\"type\":\"ping\"}}: {error}"
+                )}));
+                return Ok(());
             }
         };
         match message {
             ClientMessage::Ping => {
-                self.send(queue, json!({"type": "pong"}));
+                out.send_json(&json!({"type": "pong"}));
             }
             ClientMessage::Unsubscribe { id } => {
                 self.feeds.remove(&id);
@@ -322,29 +196,44 @@ impl Connection {
                 metric,
                 filters,
             } => {
-                if let Err(error) = self.subscribe(&id, &metric, filters).await {
-                    self.send(
-                        queue,
-                        json!({"type": "error", "id": id, "code": error.code(), "message": error.message()}),
-                    );
-                    return;
+                // The connection's key, checked again: a revoked key subscribes to nothing.
+                let grant = match key.as_mut().map(SessionKey::check) {
+                    Some(Ok(grant)) => Arc::clone(grant),
+                    Some(Err(revoked)) => return Err(End::revoked(revoked)),
+                    None => return Err(End::Close(1008, "no key".into())),
+                };
+                match self.subscribe(&grant, &id, &metric, filters).await {
+                    Ok(feed) => {
+                        let values = render::aggregate_names(feed.plan());
+                        out.send_json(&json!({"type": "subscribed", "id": id, "metric": metric, "keys": feed.plan().key_names, "values": values}));
+                    }
+                    Err(error) => {
+                        out.send_json(&json!({"type": "error", "id": id, "code": error.code(), "message": error.message()}));
+                    }
                 }
-                let plan = Arc::clone(self.feeds[&id].plan());
-                let values = crate::query::render::aggregate_names(&plan);
-                self.send(
-                    queue,
-                    json!({"type": "subscribed", "id": id, "metric": metric, "keys": plan.key_names, "values": values}),
-                );
             }
         }
+        Ok(())
     }
 
+    async fn next(&mut self) -> Result<Message, End> {
+        loop {
+            if let Some(message) = self.take() {
+                return Ok(message);
+            }
+            self.changed().await;
+        }
+    }
+}
+
+impl LiveSession {
     async fn subscribe(
         &mut self,
+        grant: &Grant,
         id: &str,
         metric: &str,
         filters: Vec<String>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<&Feed, ApiError> {
         if id.is_empty() || id.len() > 128 {
             return Err(ApiError::bad_request(
                 "invalid_id",
@@ -357,75 +246,78 @@ impl Connection {
                 format!("subscription {id:?} exists; unsubscribe first or choose another id"),
             ));
         }
-        if self.feeds.len() >= self.settings.max_subscriptions {
+        if self.feeds.len() >= self.max_subscriptions {
             return Err(ApiError::bad_request(
                 "too_many_subscriptions",
                 format!(
                     "at most {} subscriptions per connection (api.ws-max-subscriptions)",
-                    self.settings.max_subscriptions
+                    self.max_subscriptions
                 ),
             ));
         }
-        if let Err(limited) = self.grant.admit_request() {
+        if let Err(limited) = grant.admit_request() {
             return Err(ApiError::limited(&limited));
         }
-        let tenant = self
-            .grant
+        let tenant = grant
             .tenant()
             .ok_or_else(|| ApiError::forbidden("this key belongs to no tenant"))?;
-        let feed = Feed::new(Arc::clone(&self.state.serving), tenant, metric, filters).await?;
-        self.feeds.insert(id.to_owned(), feed);
-        Ok(())
+        let feed = Feed::new(Arc::clone(&self.serving), tenant, metric, filters).await?;
+        Ok(self.feeds.entry(id.to_owned()).or_insert(feed))
     }
 
-    /// Polls every feed and queues what changed; ends a connection that stays too slow.
-    async fn push(&mut self, queue: &mpsc::Sender<Message>) -> Option<End> {
-        if let Some(since) = self.full_since {
-            if since.elapsed() >= self.settings.slow_timeout {
-                return Some(End::Close(
-                    CLOSE_TOO_SLOW,
-                    format!(
-                        "too slow: updates were not read for {:?}",
-                        self.settings.slow_timeout
-                    ),
-                ));
-            }
-            if queue.capacity() == 0 {
-                return None;
-            }
-            self.full_since = None;
-        }
-        let ids: Vec<String> = self.feeds.keys().cloned().collect();
-        for id in ids {
-            if queue.capacity() == 0 {
-                metrics::counter!("sluice_ws_backpressure_total").increment(1);
-                self.full_since.get_or_insert_with(Instant::now);
-                return None;
-            }
-            let Some(feed) = self.feeds.get_mut(&id) else {
+    /// The next message of the first subscription with news, if one has any.
+    fn take(&mut self) -> Option<Message> {
+        let mut ended = None;
+        let mut message = None;
+        for (id, feed) in &mut self.feeds {
+            if !feed.has_news() {
                 continue;
-            };
-            let message = match feed.poll().await {
-                Ok(Changes::Windows(changes)) if changes.is_empty() => continue,
-                Ok(Changes::Windows(changes)) => {
-                    let plan = Arc::clone(feed.plan());
-                    let windows: Vec<serde_json::Value> =
-                        changes.iter().map(|change| change.to_json(&plan)).collect();
-                    json!({"type": "update", "id": id, "windows": windows})
-                }
-                Ok(Changes::TooMany(count)) => json!({
+            }
+            message = match feed.take() {
+                Ok(None) => continue,
+                Ok(Some(Changes::Windows(changes))) => Some(update(id, &changes)),
+                Ok(Some(Changes::TooMany(count))) => Some(json!({
                     "type": "error", "id": id, "code": "too_many_changes",
                     "message": format!("{count} windows changed at once; query the range with GET /v1/metrics/{}", feed.metric()),
-                }),
+                }).to_string()),
                 Err(error) => {
-                    if error.status() == StatusCode::GONE {
-                        self.feeds.remove(&id);
+                    if Feed::ends(&error) {
+                        ended = Some(id.clone());
                     }
-                    json!({"type": "error", "id": id, "code": error.code(), "message": error.message()})
+                    Some(json!({"type": "error", "id": id, "code": error.code(), "message": error.message()}).to_string())
                 }
             };
-            self.send(queue, message);
+            break;
         }
-        None
+        if let Some(id) = ended {
+            self.feeds.remove(&id);
+        }
+        message.map(|text| Message::Text(text.into()))
     }
+
+    /// Waits until a subscription may have news.
+    async fn changed(&mut self) {
+        if self.feeds.is_empty() {
+            return std::future::pending().await;
+        }
+        futures::future::select_all(self.feeds.values_mut().map(|feed| Box::pin(feed.changed())))
+            .await;
+    }
+}
+
+/// `{"type":"update","id":…,"windows":[…]}` from windows rendered once for every subscriber.
+fn update(id: &str, changes: &[Arc<crate::feed::Change>]) -> String {
+    let size: usize = changes.iter().map(|change| change.json.len() + 1).sum();
+    let mut text = String::with_capacity(size + id.len() + 40);
+    text.push_str("{\"type\":\"update\",\"id\":");
+    render::string(id, &mut text);
+    text.push_str(",\"windows\":[");
+    for (index, change) in changes.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(&change.json);
+    }
+    text.push_str("]}");
+    text
 }

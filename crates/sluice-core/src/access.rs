@@ -444,12 +444,17 @@ impl KeyDirectory {
 
     /// The grant of a secret, if it is a key.
     pub fn lookup(&self, secret: &str) -> Option<Arc<Grant>> {
-        let digest = digest(secret);
+        self.lookup_digest(&digest(secret))
+    }
+
+    /// The grant of a secret's digest, if it is a key: long-lived sessions check again, after
+    /// each change of the directory, the key they were opened with (without keeping it).
+    pub fn lookup_digest(&self, digest: &Digest) -> Option<Arc<Grant>> {
         self.table
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .by_digest
-            .get(&digest)
+            .get(digest)
             .cloned()
     }
 

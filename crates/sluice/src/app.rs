@@ -176,6 +176,7 @@ impl App {
                 Arc::clone(&access),
                 Arc::clone(&serving),
                 Arc::clone(&sockets),
+                shutdown.clone(),
             ))));
         let metrics = MetricsEndpoint::new(prometheus.clone(), &config.telemetry, &access);
         let (main_metrics, own_metrics) = match metrics_listener {

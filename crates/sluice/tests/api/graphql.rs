@@ -190,3 +190,103 @@ async fn graphql_subscriptions_receive_updates_over_graphql_transport_ws() {
     );
     h.stop().await;
 }
+
+/// Reads until a message satisfies `wanted`; fails on a close.
+async fn until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let message = next_message(socket)
+            .await
+            .expect("the connection stays open");
+        if wanted(&message) {
+            return message;
+        }
+    }
+}
+
+async fn subscribe(socket: &mut Socket, id: &str, metric: &str) {
+    let query =
+        format!(r#"subscription {{ windowUpdates(metric: "{metric}") {{ windows {{ key }} }} }}"#);
+    let subscribe = json!({"id": id, "type": "subscribe", "payload": {"query": query}});
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_subscriptions_are_capped_per_connection_and_count_as_connections() {
+    let h = Harness::start(&[
+        ("api.ws-max-subscriptions", toml::Value::Integer(2)),
+        ("api.ws-max-connections", toml::Value::Integer(1)),
+    ])
+    .await;
+    // An open window, so that every new subscription gets a first update.
+    h.send_ok(SHOP_WRITE, vec![view("a", "u", "/cap", now_millis(), "1")])
+        .await;
+    let mut socket = transport_ws(&h).await;
+    let init = json!({"type": "connection_init", "payload": {"key": SHOP_READ}});
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut socket).await.unwrap()["type"],
+        "connection_ack"
+    );
+    // The GraphQL socket holds the only connection slot: live push is refused meanwhile.
+    let live = format!("ws://{}/v1/live?key={SHOP_READ}", h.target.addr);
+    let refused = tokio_tungstenite::connect_async(live.as_str())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("503"), "{refused}");
+
+    // A subscription that fails ends (complete) and frees its place.
+    subscribe(&mut socket, "bad", "no_such_metric").await;
+    until(&mut socket, |m| m["type"] == "complete" && m["id"] == "bad").await;
+    for id in ["1", "2"] {
+        subscribe(&mut socket, id, "views").await;
+        until(&mut socket, |m| m["type"] == "next" && m["id"] == id).await;
+    }
+    subscribe(&mut socket, "3", "views").await;
+    let refused = until(&mut socket, |m| m["id"] == "3").await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"], "too_many_subscriptions",
+        "{refused}"
+    );
+    assert!(
+        refused["payload"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("api.ws-max-subscriptions"),
+        "{refused}"
+    );
+    // Completing one makes room for another.
+    let complete = json!({"id": "1", "type": "complete"});
+    socket
+        .send(Message::Text(complete.to_string().into()))
+        .await
+        .unwrap();
+    subscribe(&mut socket, "4", "views").await;
+    until(&mut socket, |m| m["type"] == "next" && m["id"] == "4").await;
+    // An id that runs already closes the socket (graphql-transport-ws: 4409).
+    subscribe(&mut socket, "2", "views").await;
+    let frame = loop {
+        match socket.next().await {
+            Some(Ok(Message::Close(frame))) => break frame.unwrap(),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(frame.code), 4409, "{frame:?}");
+    drop(socket);
+    // Its slot is free again.
+    eventually("the slot is released", || async {
+        tokio_tungstenite::connect_async(live.as_str())
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string())
+    })
+    .await;
+    h.stop().await;
+}

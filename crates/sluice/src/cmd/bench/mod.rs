@@ -4,6 +4,7 @@
 pub mod e2e;
 pub mod ingest;
 pub mod log;
+pub mod push;
 pub mod query;
 pub mod restart;
 mod server;
@@ -26,6 +27,9 @@ pub enum BenchCommand {
     E2e(e2e::E2eBenchArgs),
     /// Dashboard reads: concurrent clients reading 24 h of 1-minute windows, queries/s and latency.
     Query(query::QueryBenchArgs),
+    /// Live subscriptions: CPU and memory of many WebSocket subscriptions on a metric with many
+    /// open windows, read or not.
+    Push(push::PushBenchArgs),
     /// The stream engine: a metric over synthetic events read from the file log, events/s.
     Stream(stream::StreamBenchArgs),
 }
@@ -40,6 +44,7 @@ impl BenchCommand {
             BenchCommand::Stream(args) => stream::run(args),
             BenchCommand::Query(args) => query::run(args),
             BenchCommand::E2e(args) => e2e::run(args),
+            BenchCommand::Push(args) => push::run(args),
         }
     }
 }

@@ -494,7 +494,7 @@ async fn process_exactly_once(
 /// CPU time (user + system) of every thread of this process so far, from `/proc/self/stat`
 /// (fields 14 and 15, in clock ticks of 1/100 s: Linux's USER_HZ on every architecture
 /// sluice runs on).
-fn cpu_seconds() -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds() -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
     // The command name (field 2) is in parentheses and may hold spaces: split after it.
     let after = stat

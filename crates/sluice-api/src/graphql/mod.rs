@@ -7,7 +7,10 @@
 //! - `GET /v1/graphql` with a WebSocket upgrade (`Sec-WebSocket-Protocol:
 //!   graphql-transport-ws`): subscriptions. The key comes as the `Authorization` header, `?key=`,
 //!   or in `connection_init`'s payload as `{"Authorization": "Bearer KEY"}` (or `{"key": KEY}`);
-//!   a refused key closes the socket (code 1002, as async-graphql does) with the reason.
+//!   a refused key closes the socket (code 1002, as async-graphql does) with the reason. The
+//!   connection follows the same rules as live push ([`crate::socket`]: send queue, 4008 for
+//!   clients too slow, pings, 4001 when its key is revoked, 1001 at shutdown), and
+//!   [`session`] adds the subscription cap and the checks at each `subscribe`.
 //!
 //! ```graphql
 //! query { series(metric: "page_views", from: "now-1h", resolution: "5m", filters: ["url:/home"]) {
@@ -18,26 +21,31 @@
 //! Epoch milliseconds are GraphQL `Int`s wider than 32 bits (as JavaScript numbers they are
 //! exact). Keys and values are `JSON` objects named after the metric's columns.
 
+mod session;
+
 use crate::access::Access;
 use crate::error::ApiError;
-use crate::feed::{Changes, Feed};
+use crate::feed::{Change, Changes, Feed};
 use crate::push::{connection_slot, socket_key};
 use crate::query::params::SeriesParams;
 use crate::query::{MetricInfo, Serving};
+use crate::socket::Settings;
 use async_graphql::futures_util::Stream;
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols as Protocols};
 use async_graphql::{
-    Context, Data, EmptyMutation, ErrorExtensions, Json, Object, Schema, SimpleObject, Subscription,
+    Context, EmptyMutation, ErrorExtensions, Json, Object, Schema, SimpleObject, Subscription,
 };
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use session::GraphqlSession;
 use sluice_core::access::{Grant, Role};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -57,30 +65,37 @@ pub struct GraphqlState {
     pub schema: SluiceSchema,
     /// One permit per open WebSocket connection (shared with live push).
     pub connections: Arc<Semaphore>,
-    /// Subscriptions whose client has not answered for this long are closed.
-    pub keepalive: std::time::Duration,
+    /// Cancelled when the server stops: connections close with 1001 ("going away").
+    pub shutdown: CancellationToken,
+    settings: Settings,
+    max_subscriptions: usize,
 }
 
 impl std::fmt::Debug for GraphqlState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GraphqlState")
-            .field("keepalive", &self.keepalive)
+            .field("settings", &self.settings)
+            .field("max_subscriptions", &self.max_subscriptions)
             .finish_non_exhaustive()
     }
 }
 
 impl GraphqlState {
-    /// The GraphQL state over `serving`.
+    /// The GraphQL state over `serving`; WebSocket connections close when `shutdown` is
+    /// cancelled.
     pub fn new(
         access: Arc<Access>,
         serving: Arc<Serving>,
         connections: Arc<Semaphore>,
+        shutdown: CancellationToken,
     ) -> GraphqlState {
         GraphqlState {
-            keepalive: serving.config().ws_heartbeat.get() * 2,
+            settings: Settings::of(serving.config()),
+            max_subscriptions: serving.config().ws_max_subscriptions,
             schema: schema(serving),
             access,
             connections,
+            shutdown,
         }
     }
 }
@@ -115,7 +130,7 @@ pub struct GraphqlRequestDoc {
 
 /// The reader a request runs as.
 #[derive(Debug, Clone)]
-struct Reader(Arc<Grant>);
+pub(crate) struct Reader(Arc<Grant>);
 
 fn reader<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a Arc<Serving>, Arc<str>)> {
     let reader = ctx
@@ -359,12 +374,8 @@ impl SubscriptionRoot {
         metric: String,
         #[graphql(desc = "KEY:VALUE filters on group keys")] filters: Option<Vec<String>>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LiveUpdate>>> {
+        // The key's request rate applies when the subscription is asked for (session.rs).
         let (serving, tenant) = reader(ctx)?;
-        if let Ok(reader) = ctx.data::<Reader>()
-            && let Err(limited) = reader.0.admit_request()
-        {
-            return Err(graphql_error(ApiError::limited(&limited)));
-        }
         let feed = Feed::new(
             Arc::clone(serving),
             &tenant,
@@ -373,53 +384,49 @@ impl SubscriptionRoot {
         )
         .await
         .map_err(graphql_error)?;
-        let mut tick = tokio::time::interval(serving.push_interval());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ok(futures::stream::unfold(
-            Some((feed, tick)),
-            |state| async move {
-                let (mut feed, mut tick) = state?;
-                loop {
-                    tick.tick().await;
-                    match feed.poll().await {
-                        Ok(Changes::Windows(changes)) if changes.is_empty() => continue,
-                        Ok(Changes::Windows(changes)) => {
-                            let plan = Arc::clone(feed.plan());
-                            let windows = changes
-                                .iter()
-                                .map(|change| LiveWindow {
-                                    key: Json(
-                                        serde_json::from_str(&change.key).unwrap_or_default(),
-                                    ),
-                                    start: change.start,
-                                    end: change.end,
-                                    is_final: change.is_final,
-                                    removed: change.removed,
-                                    values: (!change.removed).then(|| {
-                                        Json(crate::query::render::values_json(
-                                            &plan,
-                                            &change.values,
-                                        ))
-                                    }),
-                                })
-                                .collect();
-                            let update = LiveUpdate {
-                                metric: feed.metric().to_owned(),
-                                windows,
-                            };
-                            return Some((Ok(update), Some((feed, tick))));
-                        }
-                        Ok(Changes::TooMany(count)) => {
-                            let error = async_graphql::Error::new(format!(
-                                "{count} windows changed at once; query the range instead"
-                            ));
-                            return Some((Err(error), Some((feed, tick))));
-                        }
-                        Err(error) => return Some((Err(graphql_error(error)), None)),
+        Ok(futures::stream::unfold(Some(feed), |feed| async move {
+            let mut feed = feed?;
+            loop {
+                feed.changed().await;
+                match feed.take() {
+                    Ok(None) => continue,
+                    Ok(Some(Changes::Windows(changes))) => {
+                        let update = live_update(&feed, &changes);
+                        return Some((Ok(update), Some(feed)));
+                    }
+                    Ok(Some(Changes::TooMany(count))) => {
+                        let error = async_graphql::Error::new(format!(
+                            "{count} windows changed at once; query the range instead"
+                        ))
+                        .extend_with(|_, extensions| extensions.set("code", "too_many_changes"));
+                        return Some((Err(error), Some(feed)));
+                    }
+                    Err(error) => {
+                        let ends = Feed::ends(&error);
+                        return Some((Err(graphql_error(error)), (!ends).then_some(feed)));
                     }
                 }
-            },
-        ))
+            }
+        }))
+    }
+}
+
+/// The windows of an update as GraphQL objects (the per-subscription part: what it receives).
+fn live_update(feed: &Feed, changes: &[Arc<Change>]) -> LiveUpdate {
+    let plan = feed.plan();
+    LiveUpdate {
+        metric: feed.metric().to_owned(),
+        windows: changes
+            .iter()
+            .map(|change| LiveWindow {
+                key: Json(serde_json::from_str(&change.key_json).unwrap_or_default()),
+                start: change.start,
+                end: change.end,
+                is_final: change.is_final,
+                removed: change.removed,
+                values: (!change.removed).then(|| Json(change.values_json(plan))),
+            })
+            .collect(),
     }
 }
 
@@ -470,7 +477,6 @@ async fn get_graphql(
     State(state): State<Arc<GraphqlState>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-    protocol: Result<GraphQLProtocol, axum::http::StatusCode>,
     params: Result<Query<SocketParams>, QueryRejection>,
     request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
 ) -> Result<Response, ApiError> {
@@ -490,56 +496,46 @@ async fn get_graphql(
             .into();
         return Ok(response.into_response());
     };
-    let protocol = protocol.map_err(|_| {
-        ApiError::bad_request(
-            "invalid_protocol",
-            "send Sec-WebSocket-Protocol: graphql-transport-ws (or graphql-ws)",
-        )
-    })?;
-    let key = params.ok().and_then(|Query(params)| params.key);
-    let mut data = Data::default();
-    let authorized = headers.contains_key(axum::http::header::AUTHORIZATION) || key.is_some();
-    if authorized {
-        let key = socket_key(&headers, key.as_deref())?;
-        data.insert(Reader(state.access.authorize_key(key, Role::Read)?));
-    }
-    let slot = connection_slot(&state.connections)?;
-    let schema = state.schema.clone();
-    let access = Arc::clone(&state.access);
-    let keepalive = state.keepalive;
-    Ok(upgrade
+    let upgrade = upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(crate::push::MAX_CLIENT_MESSAGE)
-        .max_write_buffer_size(4 * 1024 * 1024)
-        .on_upgrade(move |socket| async move {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .with_data(data)
-                .on_connection_init(move |payload| async move {
-                    if authorized {
-                        return Ok(Data::default());
-                    }
-                    let key = init_key(&payload).ok_or_else(|| {
-                        async_graphql::Error::new(
-                            "send the read key in connection_init: {\"Authorization\": \"Bearer KEY\"}",
-                        )
-                    })?;
-                    let grant = access
-                        .authorize_key(&key, Role::Read)
-                        .map_err(|error| async_graphql::Error::new(error.message().to_owned()))?;
-                    let mut data = Data::default();
-                    data.insert(Reader(grant));
-                    Ok(data)
-                })
-                .keepalive_timeout(keepalive)
-                .serve()
-                .await;
-            drop(slot);
-        }))
+        .max_write_buffer_size(4 * 1024 * 1024);
+    let protocol = upgrade
+        .selected_protocol()
+        .and_then(|protocol| protocol.to_str().ok())
+        .and_then(|protocol| protocol.parse::<Protocols>().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_protocol",
+                "send Sec-WebSocket-Protocol: graphql-transport-ws (or graphql-ws)",
+            )
+        })?;
+    let key = params.ok().and_then(|Query(params)| params.key);
+    // Without a key in the header or the query string, it comes in connection_init.
+    let key = if headers.contains_key(axum::http::header::AUTHORIZATION) || key.is_some() {
+        let key = socket_key(&headers, key.as_deref())?;
+        Some(state.access.authorize_session(key, Role::Read)?)
+    } else {
+        None
+    };
+    let slot = connection_slot(&state.connections)?;
+    let session = GraphqlSession::new(
+        state.schema.clone(),
+        protocol,
+        Arc::clone(&state.access),
+        key.as_ref(),
+        state.max_subscriptions,
+    );
+    let (settings, shutdown) = (state.settings, state.shutdown.clone());
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        crate::socket::serve(socket, session, key, settings, shutdown).await;
+        drop(slot);
+    }))
 }
 
 /// The key in a `connection_init` payload: `{"Authorization": "Bearer KEY"}` (any case) or
 /// `{"key": "KEY"}`.
-fn init_key(payload: &serde_json::Value) -> Option<String> {
+pub(crate) fn init_key(payload: &serde_json::Value) -> Option<String> {
     let object = payload.as_object()?;
     for (name, value) in object {
         let Some(text) = value.as_str() else { continue };
