@@ -210,11 +210,12 @@ impl ModelPartition {
     }
 
     /// Where a read from `offset` stops at the latest: the end of the segment it reads from
-    /// (the first one holding an offset at or after it).
+    /// (the first one holding an offset at or after it; damage to the first batch of a
+    /// segment leaves an empty one before the gap, which a read steps over).
     fn segment_end_for(&self, offset: u64) -> u64 {
         self.segments
             .iter()
-            .find(|s| offset < s.end)
+            .find(|s| offset < s.end && s.base < s.end)
             .map_or(self.end(), |s| s.end)
     }
 
