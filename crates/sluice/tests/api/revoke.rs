@@ -160,10 +160,7 @@ async fn revoking_a_key_or_deleting_its_tenant_ends_its_live_and_graphql_session
         let refused = tokio_tungstenite::connect_async(url).await.unwrap_err();
         assert!(refused.to_string().contains("401"), "{refused}");
     }
-    let (_, _, metrics) = h
-        .request(Method::GET, "/metrics", &[], bytes::Bytes::new())
-        .await;
-    let text = String::from_utf8_lossy(&metrics.body);
+    let text = h.metrics().await;
     assert!(
         text.lines()
             .any(|line| line == "sluice_ws_closed_total{reason=\"revoked\"} 4"),

@@ -113,10 +113,17 @@ fn text_frame(text: &str) -> Vec<u8> {
 /// The WebSocket lines of `/metrics`.
 async fn ws_metrics(target: &Target) -> String {
     let mut connection = Connection::open(target).await.unwrap();
+    let auth = format!("Bearer {ADMIN}");
     let reply = connection
-        .send(Method::GET, "/metrics", &[], Bytes::new())
+        .send(
+            Method::GET,
+            "/metrics",
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
         .await
         .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
     String::from_utf8_lossy(&reply.body)
         .lines()
         .filter(|line| line.starts_with("sluice_ws") || line.starts_with("sluice_push"))
