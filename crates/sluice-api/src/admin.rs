@@ -21,7 +21,7 @@ use serde_json::json;
 use sluice_core::access::Role;
 use sluice_core::time::parse_rfc3339_millis;
 use sluice_log::LogBackend;
-use sluice_store::Pipelines;
+use sluice_pipelines::Pipelines;
 use sluice_store::model::Origin;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;

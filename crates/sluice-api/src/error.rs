@@ -4,7 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sluice_core::error::{Classify, ErrorClass};
-use sluice_store::{PipelineError, StoreError};
+use sluice_pipelines::PipelineError;
+use sluice_store::StoreError;
 
 /// The body of every error answer (documentation schema).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

@@ -1,4 +1,5 @@
-//! The result store and the exactly-once pipelines that fill it.
+//! The result store: the traits every backend implements and the backends. The exactly-once
+//! pipelines that fill it are the `sluice-pipelines` crate.
 //!
 //! # Layout
 //! - [`store`]: the [`Store`] trait every backend implements and the [`StoreBackend`] enum
@@ -7,15 +8,12 @@
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
 //! - [`model`]: metric definitions, positions and partial rows as plain values.
-//! - [`pipelines`]: every metric's exactly-once pipeline: restore, process, checkpoint, and
-//!   runtime add / delete / backfill / replay.
 //! - [`config`]: the `[store]` section and `[[metrics]]` tables.
 //! - [`error`]: the [`StoreError`] type.
 
 pub mod config;
 pub mod error;
 pub mod model;
-pub mod pipelines;
 pub mod serving;
 pub mod sqlite;
 pub mod store;
@@ -26,7 +24,6 @@ pub use model::{
     ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
     RetractedRow, RowQuery, StoredRow, TenantRecord,
 };
-pub use pipelines::{MetricSpec, MetricStatus, PipelineError, PipelineSettings, Pipelines};
 pub use serving::ServingStore;
 pub use sqlite::{RowRange, SqliteStore};
 pub use store::{Store, StoreBackend};

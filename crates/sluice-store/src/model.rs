@@ -73,7 +73,7 @@ pub struct Position {
     pub offset: u64,
     /// The partition's event-time clock at that offset.
     pub event_time: Option<Millis>,
-    /// The source partition's log epoch the offset belongs to (see `sluice_log::Log::epochs`).
+    /// The source partition's log epoch the offset belongs to (the log's epochs: `Log::epochs`).
     pub log_epoch: u32,
     /// Offsets counted in this pipeline partition's rows whose records the log no longer
     /// holds: a repair cut them and handed the offsets to new records, so the position was

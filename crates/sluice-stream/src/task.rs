@@ -7,7 +7,7 @@
 //! Control messages are applied between two batches, never inside one, so a checkpoint
 //! barrier cuts the stream at an offset and a metric added at runtime starts at one.
 
-use crate::engine::output::{Checkpoint, LiveWindows, OpenWindow, Outputs, WindowUpdate};
+use crate::engine::output::{Checkpoint, LiveWindows, Outputs, WindowUpdate};
 use crate::engine::{Message, Processor};
 use crate::error::StreamError;
 use crate::plan::MetricPlan;
@@ -68,15 +68,6 @@ pub enum Control {
     AddMetric(Arc<MetricPlan>),
     /// Stop a metric and drop its state.
     RemoveMetric(String),
-    /// Read a metric's open windows (optionally one tenant's).
-    OpenWindows {
-        /// The metric.
-        metric: String,
-        /// Only this tenant's windows.
-        tenant: Option<String>,
-        /// Where the answer goes.
-        reply: oneshot::Sender<Result<Vec<OpenWindow>, StreamError>>,
-    },
     /// Read a metric's state the store does not have yet (optionally one tenant's).
     LiveWindows {
         /// The metric.
@@ -255,20 +246,12 @@ fn apply(
         Control::Barrier { id } => processor.handle(Message::Barrier { id }, out),
         Control::AddMetric(plan) => processor.handle(Message::AddMetric(plan), out),
         Control::RemoveMetric(name) => processor.handle(Message::RemoveMetric(name), out),
-        Control::OpenWindows {
-            metric,
-            tenant,
-            reply,
-        } => {
-            // The asker may have given up; that is not the partition's problem.
-            let _ = reply.send(processor.open_windows(&metric, tenant.as_deref()));
-            Ok(())
-        }
         Control::LiveWindows {
             metric,
             tenant,
             reply,
         } => {
+            // The asker may have given up; that is not the partition's problem.
             let _ = reply.send(processor.live_windows(&metric, tenant.as_deref()));
             Ok(())
         }

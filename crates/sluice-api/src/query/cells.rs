@@ -5,8 +5,8 @@
 
 use crate::query::render;
 use sluice_core::time::Millis;
+use sluice_pipelines::partial_row;
 use sluice_store::StoredRow;
-use sluice_store::pipelines::partial_row;
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::keys::GroupKey;
 use sluice_stream::plan::{MetricPlan, WindowSpec};

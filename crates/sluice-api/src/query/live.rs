@@ -11,8 +11,8 @@
 
 use crate::query::cells::{KeySeries, Merged, close_of, series_of};
 use sluice_core::time::Millis;
+use sluice_pipelines::partial_row;
 use sluice_store::StoredRow;
-use sluice_store::pipelines::partial_row;
 use sluice_stream::agg::PartialState;
 use sluice_stream::engine::output::LiveWindows;
 use sluice_stream::keys::GroupKey;

@@ -265,14 +265,14 @@ pub(crate) async fn partition_task_end_to_end<L: Log>(log: Arc<L>) {
 
     let (reply, answer) = oneshot::channel();
     control
-        .send(Control::OpenWindows {
+        .send(Control::LiveWindows {
             metric: "views".into(),
             tenant: Some("shop".into()),
             reply,
         })
         .await
         .unwrap();
-    assert_eq!(answer.await.unwrap().unwrap().len(), 2);
+    assert_eq!(answer.await.unwrap().unwrap().open.len(), 2);
 
     // A metric added at runtime counts from the next record on.
     control
@@ -281,14 +281,14 @@ pub(crate) async fn partition_task_end_to_end<L: Log>(log: Arc<L>) {
         .unwrap();
     let (reply, answer) = oneshot::channel();
     control
-        .send(Control::OpenWindows {
+        .send(Control::LiveWindows {
             metric: "totals".into(),
             tenant: None,
             reply,
         })
         .await
         .unwrap();
-    assert!(answer.await.unwrap().unwrap().is_empty());
+    assert!(answer.await.unwrap().unwrap().open.is_empty());
 
     // The watermark passes 10 s: `views` closes [0, 10 s) (`totals` started after those
     // events); an old event is late for both metrics.

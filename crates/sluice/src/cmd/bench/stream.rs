@@ -420,7 +420,8 @@ async fn process_exactly_once(
     config: &crate::config::Config,
     interval: Duration,
 ) -> anyhow::Result<Run> {
-    use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore};
+    use sluice_pipelines::{MetricSpec, PipelineSettings, Pipelines};
+    use sluice_store::SqliteStore;
     let path = dir.join("bench-store.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -3,9 +3,9 @@
 
 use sluice_core::time::Millis;
 use sluice_log::{Log, LogBackend, LogConfig, Record, TopicSpec};
+use sluice_pipelines::{MetricSpec, PartitionState, PipelineSettings, Pipelines, partial_row};
 use sluice_store::model::{Origin, RowQuery};
-use sluice_store::pipelines::{PartitionState, partial_row};
-use sluice_store::{MetricSpec, PipelineSettings, Pipelines, SqliteStore, Store};
+use sluice_store::{SqliteStore, Store};
 use sluice_stream::agg::PartialState;
 use sluice_stream::config::StreamConfig;
 use std::collections::BTreeMap;
@@ -395,7 +395,7 @@ async fn a_full_store_pauses_checkpoints_with_a_clear_error_and_loses_nothing() 
 }
 
 /// A metric's status.
-async fn status_of(pipelines: &Pipelines<LogBackend>) -> sluice_store::MetricStatus {
+async fn status_of(pipelines: &Pipelines<LogBackend>) -> sluice_pipelines::MetricStatus {
     pipelines
         .status(Some("views"))
         .await

@@ -7,11 +7,11 @@
 //! | `fenced`, `store_corrupt`, `state_corrupt` | another owner took the partition; a damaged store or stored state | `failed` | stops for good: the operator must act |
 //!
 //! The pure part (classes, what each implies, the backoff) lives here; the runner in
-//! [`super::partition`] applies it, [`super::status`] reports it.
+//! [`crate::partition`] applies it, [`crate::status`] reports it.
 
-use crate::error::StoreError;
 use serde::Serialize;
 use sluice_log::LogError;
+use sluice_store::error::StoreError;
 use sluice_stream::StreamError;
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! (re-reading the records before the damage is no recovery). A partition that retries is
 //! therefore never shown `running` while it still cannot get through.
 
-use super::failure::{Failure, FailureClass, Recovery};
+use crate::failure::{Failure, FailureClass, Recovery};
 use parking_lot::Mutex;
 use serde::Serialize;
 use sluice_core::time::Millis;
@@ -173,7 +173,7 @@ impl PartitionStatus {
     }
 
     /// Offsets counted in the results whose records the log no longer holds (see
-    /// [`Position::lost_offsets`](crate::model::Position::lost_offsets)).
+    /// [`Position::lost_offsets`](sluice_store::model::Position::lost_offsets)).
     pub fn lost_offsets(&self) -> u64 {
         self.lost_offsets.load(Ordering::Relaxed)
     }

@@ -24,19 +24,19 @@ pub use convert::partial_row;
 pub use failure::FailureClass;
 pub use status::{PartitionState, PartitionStatus};
 
-use crate::error::StoreError;
-use crate::model::{MetricRecord, Origin};
-use crate::store::{Store, StoreBackend};
 use parking_lot::Mutex;
 use partition::{PartitionRunner, Request, supervise};
 use serde::Serialize;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::{Log, LogError, ReadOptions};
+use sluice_store::error::StoreError;
+use sluice_store::model::{MetricRecord, Origin};
+use sluice_store::store::{Store, StoreBackend};
 use sluice_stream::config::StreamConfig;
-use sluice_stream::engine::output::{LiveWindows, OpenWindow, WindowUpdate};
+use sluice_stream::engine::output::{LiveWindows, WindowUpdate};
 use sluice_stream::plan::MetricPlan;
-use sluice_stream::task::{TaskSettings, ensure_late_topic};
+use sluice_stream::task::{Control, TaskSettings, ensure_late_topic};
 use sluice_stream::{SqlError, StreamError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -495,50 +495,6 @@ impl<L: Log> Pipelines<L> {
             .collect())
     }
 
-    /// A metric's open windows, merged from every partition (optionally one tenant's).
-    pub async fn open_windows(
-        &self,
-        name: &str,
-        tenant: Option<&str>,
-    ) -> Result<Vec<(u32, OpenWindow)>, PipelineError> {
-        let senders: Vec<(u32, mpsc::Sender<Request>)> = {
-            let running = self.inner.running.lock().await;
-            let metric = running
-                .get(name)
-                .ok_or_else(|| StoreError::UnknownMetric(name.to_owned()))?;
-            metric
-                .current
-                .partitions
-                .iter()
-                .map(|(status, sender, _)| (status.partition(), sender.clone()))
-                .collect()
-        };
-        let mut answers = Vec::new();
-        for (partition, sender) in senders {
-            let (reply, answer) = oneshot::channel();
-            if sender
-                .send(Request::OpenWindows {
-                    tenant: tenant.map(str::to_owned),
-                    reply,
-                })
-                .await
-                .is_err()
-            {
-                continue;
-            }
-            answers.push((partition, answer));
-        }
-        let mut windows = Vec::new();
-        for (partition, answer) in answers {
-            // A partition that is restarting has no open windows to add; its committed rows
-            // are in the store.
-            if let Ok(Ok(list)) = answer.await {
-                windows.extend(list.into_iter().map(|window| (partition, window)));
-            }
-        }
-        Ok(windows)
-    }
-
     /// A metric's state the store does not have yet, per partition of its current generation
     /// (optionally one tenant's), with that generation. Laid over the generation's stored rows
     /// it gives every event processed so far (see [`LiveWindows`]); a partition that is
@@ -566,10 +522,11 @@ impl<L: Log> Pipelines<L> {
         let mut answers = Vec::with_capacity(senders.len());
         for (partition, sender) in senders {
             let (reply, answer) = oneshot::channel();
-            let ask = Request::LiveWindows {
+            let ask = Request::Task(Control::LiveWindows {
+                metric: name.to_owned(),
                 tenant: tenant.map(str::to_owned),
                 reply,
-            };
+            });
             if sender.send(ask).await.is_ok() {
                 answers.push((partition, answer));
             }

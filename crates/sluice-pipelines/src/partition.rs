@@ -5,7 +5,7 @@
 //! 1. **Claim** the pipeline partition in the store: its epoch is bumped, fencing out any older
 //!    owner (a stuck task, a previous process), and the committed offset, its log epoch and
 //!    the event-time clock come back. A position the log no longer backs (a repair cut the
-//!    log's tail and new records reuse the offsets) is rewound first (see [`super::rewind`]).
+//!    log's tail and new records reuse the offsets) is rewound first (see [`crate::rewind`]).
 //! 2. **Restore** the processor from that offset, clock and the metric's stored open windows.
 //! 3. **Process**: the stream engine's partition task reads from the offset on.
 //! 4. **Checkpoint** every `store.checkpoint-interval`: a barrier goes to the task *in the same
@@ -17,7 +17,7 @@
 //! exactly the records before its offset; the next owner resumes there. No record is counted
 //! twice or lost, without any transaction in the log.
 //!
-//! Failures (see [`super::failure`]): a full disk retries the commit with backoff (processing
+//! Failures (see [`crate::failure`]): a full disk retries the commit with backoff (processing
 //! pauses behind the bounded checkpoint channel; nothing is lost); other failures end the
 //! round, which starts again from the last commit after a pause that doubles up to
 //! `store.retry-max-backoff` — a transient one (an I/O error, a busy store) as `retrying`, a
@@ -29,21 +29,19 @@
 //! runner itself runs under [`supervise`], which reports it failed if it ever panics. So a
 //! dead partition cannot look alive.
 
-use super::PipelineSettings;
-use super::convert::{commit_from, decode_row};
-use super::failure::{Failure, FailureClass, Recovery, backoff};
-use super::rewind::rewind_target;
-use super::status::PartitionStatus;
-use crate::error::StoreError;
-use crate::model::Position;
-use crate::store::{Store, StoreBackend};
+use crate::PipelineSettings;
+use crate::convert::{commit_from, decode_row};
+use crate::failure::{Failure, FailureClass, Recovery, backoff};
+use crate::rewind::rewind_target;
+use crate::status::PartitionStatus;
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::{EpochStart, Log};
+use sluice_store::error::StoreError;
+use sluice_store::model::Position;
+use sluice_store::store::{Store, StoreBackend};
 use sluice_stream::StreamError;
 use sluice_stream::engine::Processor;
-use sluice_stream::engine::output::{
-    Checkpoint, LiveWindows, OpenWindow, RestoreState, WindowUpdate,
-};
+use sluice_stream::engine::output::{Checkpoint, RestoreState, WindowUpdate};
 use sluice_stream::engine::rows::RowPool;
 use sluice_stream::plan::MetricPlan;
 use sluice_stream::task::{Control, SystemClock, TaskOutputs, run_partition};
@@ -53,19 +51,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-/// A question for a running pipeline partition.
+/// A message for a running pipeline partition.
 #[derive(Debug)]
 pub(crate) enum Request {
-    /// Its open windows, optionally one tenant's.
-    OpenWindows {
-        tenant: Option<String>,
-        reply: oneshot::Sender<Result<Vec<OpenWindow>, StreamError>>,
-    },
-    /// Its state the store does not have yet, optionally one tenant's.
-    LiveWindows {
-        tenant: Option<String>,
-        reply: oneshot::Sender<Result<LiveWindows, StreamError>>,
-    },
+    /// For its partition task, forwarded as it is (the live windows are asked this way).
+    Task(Control),
     /// Checkpoint now and answer once the checkpoint is committed.
     Checkpoint {
         reply: oneshot::Sender<Result<u64, String>>,
@@ -359,14 +349,7 @@ impl<L: Log> PartitionRunner<L> {
                 }
                 request = requests.recv() => match request {
                     None => return Ok(()),
-                    Some(Request::OpenWindows { tenant, reply }) => {
-                        let ask = Control::OpenWindows { metric: self.plan.name.clone(), tenant, reply };
-                        if control.send(ask).await.is_err() {
-                            return Err(Failure::from_task_end(task.ended().await));
-                        }
-                    }
-                    Some(Request::LiveWindows { tenant, reply }) => {
-                        let ask = Control::LiveWindows { metric: self.plan.name.clone(), tenant, reply };
+                    Some(Request::Task(ask)) => {
                         if control.send(ask).await.is_err() {
                             return Err(Failure::from_task_end(task.ended().await));
                         }
@@ -532,16 +515,13 @@ async fn refuse_until(
 
 fn refuse(request: Request, reason: &str) {
     match request {
-        Request::OpenWindows { reply, .. } => {
+        Request::Task(Control::LiveWindows { reply, .. }) => {
             let _ = reply.send(Err(StreamError::ChannelClosed(
                 "pipeline partition stopped",
             )));
         }
-        Request::LiveWindows { reply, .. } => {
-            let _ = reply.send(Err(StreamError::ChannelClosed(
-                "pipeline partition stopped",
-            )));
-        }
+        // Nothing waits for an answer to the others.
+        Request::Task(_) => {}
         Request::Checkpoint { reply } => {
             let _ = reply.send(Err(reason.to_owned()));
         }
@@ -551,12 +531,12 @@ fn refuse(request: Request, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Commit;
-    use crate::sqlite::SqliteStore;
     use sluice_log::{LogBackend, LogConfig, Record, TopicSpec};
+    use sluice_store::model::Commit;
+    use sluice_store::sqlite::SqliteStore;
 
     fn section<T: serde::de::DeserializeOwned>(name: &str) -> T {
-        let text = include_str!("../../../sluice/src/default.toml");
+        let text = include_str!("../../sluice/src/default.toml");
         let table: toml::Table = toml::from_str(text).unwrap();
         table[name].clone().try_into().unwrap()
     }
