@@ -1,4 +1,5 @@
-//! The serving layer: what users and operators call to manage and read metrics.
+//! The serving layer: what users and operators call to manage and read metrics. [`router`]
+//! builds all of it.
 //!
 //! # Layout
 //! - [`admin`]: `/v1/admin/metrics` — define, list, describe, delete and replay metrics.
@@ -30,3 +31,55 @@ pub mod socket;
 pub mod tenants;
 
 pub use error::ApiError;
+
+use access::Access;
+use config::ApiConfig;
+use sluice_log::LogBackend;
+use sluice_pipelines::Pipelines;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+
+/// The whole serving surface — metric admin, tenants and keys, queries, live push and
+/// GraphQL — with its OpenAPI description, reading `pipelines` and the store they write and
+/// authorizing with `access`. WebSocket connections (live push and GraphQL together) share
+/// `api.ws-max-connections`; `shutdown` closes them with 1001.
+pub fn router(
+    pipelines: Pipelines<LogBackend>,
+    access: Arc<Access>,
+    config: &ApiConfig,
+    shutdown: CancellationToken,
+) -> OpenApiRouter {
+    let serving = query::Serving::new(
+        Arc::new(pipelines.clone()),
+        pipelines.store().clone(),
+        config.clone(),
+    );
+    let sockets = Arc::new(Semaphore::new(config.ws_max_connections));
+    let admin = admin::AdminState {
+        pipelines,
+        access: Arc::clone(&access),
+    };
+    let tenants = tenants::TenantsState {
+        access: Arc::clone(&access),
+        max_tenants: config.max_tenants,
+        max_keys: config.max_keys,
+    };
+    let rest = rest::RestState {
+        access: Arc::clone(&access),
+        serving: Arc::clone(&serving),
+    };
+    let push = push::PushState {
+        access: Arc::clone(&access),
+        serving: Arc::clone(&serving),
+        connections: Arc::clone(&sockets),
+        shutdown: shutdown.clone(),
+    };
+    let graphql = graphql::GraphqlState::new(access, serving, sockets, shutdown);
+    admin::router(Arc::new(admin))
+        .merge(tenants::router(Arc::new(tenants)))
+        .merge(rest::router(Arc::new(rest)))
+        .merge(push::router(Arc::new(push)))
+        .merge(graphql::router(Arc::new(graphql)))
+}

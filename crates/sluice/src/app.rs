@@ -7,12 +7,6 @@ use crate::server::{self, MetricsEndpoint, Readiness};
 use crate::{UserError, data_dir, telemetry, tenants};
 use anyhow::Context;
 use sluice_api::access::Access;
-use sluice_api::admin::AdminState;
-use sluice_api::graphql::GraphqlState;
-use sluice_api::push::PushState;
-use sluice_api::query::Serving;
-use sluice_api::rest::RestState;
-use sluice_api::tenants::TenantsState;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_ingest::Collector;
 use sluice_log::{Log, LogBackend, LogError, TopicSpec};
@@ -143,42 +137,13 @@ impl App {
             Some(listener) => Some(listener.local_addr()?),
             None => None,
         };
-        let admin = Arc::new(AdminState {
-            pipelines: pipelines.clone(),
-            access: Arc::clone(&access),
-        });
-        let tenants_admin = Arc::new(TenantsState {
-            access: Arc::clone(&access),
-            max_tenants: config.api.max_tenants,
-            max_keys: config.api.max_keys,
-        });
-        let serving = Serving::new(
-            Arc::new(pipelines.clone()),
-            pipelines.store().clone(),
-            config.api.clone(),
-        );
         let shutdown = CancellationToken::new();
-        let sockets = Arc::new(tokio::sync::Semaphore::new(config.api.ws_max_connections));
-        let rest = Arc::new(RestState {
-            access: Arc::clone(&access),
-            serving: Arc::clone(&serving),
-        });
-        let stages = sluice_ingest::router(Arc::clone(&collector))
-            .merge(sluice_api::admin::router(admin))
-            .merge(sluice_api::tenants::router(tenants_admin))
-            .merge(sluice_api::rest::router(rest))
-            .merge(sluice_api::push::router(Arc::new(PushState {
-                access: Arc::clone(&access),
-                serving: Arc::clone(&serving),
-                connections: Arc::clone(&sockets),
-                shutdown: shutdown.clone(),
-            })))
-            .merge(sluice_api::graphql::router(Arc::new(GraphqlState::new(
-                Arc::clone(&access),
-                Arc::clone(&serving),
-                Arc::clone(&sockets),
-                shutdown.clone(),
-            ))));
+        let stages = sluice_ingest::router(Arc::clone(&collector)).merge(sluice_api::router(
+            pipelines.clone(),
+            Arc::clone(&access),
+            &config.api,
+            shutdown.clone(),
+        ));
         let metrics = MetricsEndpoint::new(prometheus.clone(), &config.telemetry, &access);
         let (main_metrics, own_metrics) = match metrics_listener {
             Some(listener) => (None, Some((listener, metrics))),
