@@ -23,6 +23,11 @@ export SLUICE_TEST_PYTHON="$PWD/$venv/bin/python"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "cargo machete (no unused dependencies)"
+# Installed once into ~/.cargo/bin (outside the work tree), so later runs start at once.
+command -v cargo-machete >/dev/null || cargo install --locked --quiet cargo-machete@0.9.2
+cargo machete
+
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
