@@ -2,8 +2,7 @@
 //! keys and partial states as the engine encodes them; decoding checks their versions and
 //! checksums, so a damaged row is reported, never misread.
 
-use sluice_store::model::{ChangedRow, Commit, MetricCommit, RetractedRow, StoredRow};
-use sluice_store::sqlite::RowRef;
+use sluice_store::model::{ChangedRow, Commit, MetricCommit, RetractedRow, RowRef, StoredRow};
 use sluice_stream::engine::output::{Checkpoint, PartialRow};
 use sluice_stream::plan::{AggregateKind, MetricPlan};
 

@@ -7,7 +7,8 @@
 //! - [`serving`]: the [`ServingStore`] trait: tenants, keys, usage and query reads.
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
-//! - [`model`]: metric definitions, positions and partial rows as plain values.
+//! - [`model`]: what the traits take and give, as plain values: metric definitions,
+//!   positions, partial rows, the row ranges queries read, tenants and keys.
 //! - [`config`]: the `[store]` section and `[[metrics]]` tables.
 //! - [`error`]: the [`StoreError`] type.
 
@@ -22,8 +23,8 @@ pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
     ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
-    RetractedRow, RowQuery, StoredRow, TenantRecord,
+    RetractedRow, RowQuery, RowRange, RowRef, StoredRow, TenantRecord,
 };
 pub use serving::ServingStore;
-pub use sqlite::{RowRange, SqliteStore};
+pub use sqlite::SqliteStore;
 pub use store::{Store, StoreBackend};

@@ -203,3 +203,39 @@ pub struct KeyRecord {
     /// When it was created.
     pub created_at: Millis,
 }
+
+/// One stored partial's columns, borrowed from the database page they were read from.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// Encoded tenant + group key.
+    pub key: &'a [u8],
+    /// Window start.
+    pub window_start: Millis,
+    /// Window end.
+    pub window_end: Millis,
+    /// Last emitted version.
+    pub version: u32,
+    /// Encoded partial state.
+    pub state: &'a [u8],
+}
+
+/// Which rows of one tenant's metric generation to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowRange {
+    /// The metric.
+    pub metric: String,
+    /// Its generation.
+    pub generation: u32,
+    /// The tenant.
+    pub tenant: String,
+    /// Windows ending after this…
+    pub end_after: Millis,
+    /// …and at or before this.
+    pub end_upto: Millis,
+    /// Windows starting at or after this…
+    pub start_from: Millis,
+    /// …and before this.
+    pub start_before: Millis,
+    /// Read at most this many rows; one more means "too many".
+    pub limit: usize,
+}

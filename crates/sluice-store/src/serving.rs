@@ -2,8 +2,7 @@
 //! the admin API, each key's daily usage — and the bounded row ranges its queries read.
 
 use crate::error::StoreError;
-use crate::model::{KeyRecord, StoredRow, TenantRecord};
-use crate::sqlite::RowRange;
+use crate::model::{KeyRecord, RowRange, StoredRow, TenantRecord};
 use crate::store::{Store, StoreBackend};
 use std::future::Future;
 

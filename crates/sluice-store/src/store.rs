@@ -3,8 +3,8 @@
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
-use crate::model::{Commit, MetricRecord, Position, RowQuery, StoredRow};
-use crate::sqlite::{RowRef, SqliteStore};
+use crate::model::{Commit, MetricRecord, Position, RowQuery, RowRef, StoredRow};
+use crate::sqlite::SqliteStore;
 use sluice_core::time::Millis;
 use std::future::Future;
 use std::path::Path;

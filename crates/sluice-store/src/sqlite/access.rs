@@ -1,9 +1,9 @@
 //! Tenants, keys and key usage (schema migration 2): what the admin API creates. Secrets are
 //! never stored, only their SHA-256 digests.
 
-use super::RowRange;
 use super::{SqliteStore, classify};
 use crate::error::StoreError;
+use crate::model::RowRange;
 use crate::model::{KeyRecord, StoredRow, TenantRecord};
 use crate::serving::ServingStore;
 use rusqlite::{ErrorCode, params};

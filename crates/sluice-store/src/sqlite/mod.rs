@@ -13,11 +13,11 @@ mod access;
 mod schema;
 mod serving;
 
-pub use serving::RowRange;
-
 use crate::Store;
 use crate::error::StoreError;
-use crate::model::{ChangedRow, Commit, MetricRecord, Origin, Position, RowQuery, StoredRow};
+use crate::model::{
+    ChangedRow, Commit, MetricRecord, Origin, Position, RowQuery, RowRef, StoredRow,
+};
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use sluice_core::time::Millis;
@@ -26,21 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const READERS: usize = 4;
-
-/// One stored partial's columns, borrowed from the database page they were read from.
-#[derive(Debug, Clone, Copy)]
-pub struct RowRef<'a> {
-    /// Encoded tenant + group key.
-    pub key: &'a [u8],
-    /// Window start.
-    pub window_start: Millis,
-    /// Window end.
-    pub window_end: Millis,
-    /// Last emitted version.
-    pub version: u32,
-    /// Encoded partial state.
-    pub state: &'a [u8],
-}
 
 /// The SQLite store.
 #[derive(Debug, Clone)]

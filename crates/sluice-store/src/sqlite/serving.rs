@@ -4,30 +4,9 @@
 
 use super::{SqliteStore, classify, stored_row};
 use crate::error::StoreError;
-use crate::model::StoredRow;
+use crate::model::{RowRange, StoredRow};
 use rusqlite::params;
 use sluice_core::time::Millis;
-
-/// Which rows of one tenant's metric generation to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowRange {
-    /// The metric.
-    pub metric: String,
-    /// Its generation.
-    pub generation: u32,
-    /// The tenant.
-    pub tenant: String,
-    /// Windows ending after this…
-    pub end_after: Millis,
-    /// …and at or before this.
-    pub end_upto: Millis,
-    /// Windows starting at or after this…
-    pub start_from: Millis,
-    /// …and before this.
-    pub start_before: Millis,
-    /// Read at most this many rows; one more means "too many".
-    pub limit: usize,
-}
 
 impl SqliteStore {
     /// The rows in `range`, ordered by window start. Returns `None` when there are more than
