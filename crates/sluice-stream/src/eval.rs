@@ -26,35 +26,10 @@ use crate::decimal::{Decimal, is_number_text};
 use crate::json::{Kind, Slot, unescape};
 use crate::keys;
 use crate::plan::{AggregateKind, CompareOp, Expr, Field, Literal, MetricPlan};
+use crate::value::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
-
-/// A value during evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value<'a> {
-    /// NULL.
-    Null,
-    /// A boolean.
-    Bool(bool),
-    /// A number.
-    Number(Decimal),
-    /// Text, as UTF-8 bytes. Strings read from an event are not validated here (comparing,
-    /// hashing and keying work on bytes); where characters matter (`LIKE`, `lower`, `upper`)
-    /// text that is not UTF-8 is NULL, and a group key that is not UTF-8 is rejected when the
-    /// key is first seen.
-    Str(Cow<'a, [u8]>),
-}
-
-impl Value<'_> {
-    fn as_number(&self) -> Option<Decimal> {
-        match self {
-            Value::Number(number) => Some(*number),
-            Value::Str(text) => Decimal::parse(text.trim_ascii()),
-            _ => None,
-        }
-    }
-}
 
 /// The XXH3 seeds that keep kinds apart in distinct counts.
 const SEED_TEXT: u64 = 0x7478_7400;

@@ -10,7 +10,7 @@
 use crate::agg::codec::{Reader, Writer};
 use crate::decimal::Decimal;
 use crate::error::StreamError;
-use crate::eval::Value;
+use crate::value::Value;
 use std::fmt;
 
 /// The longest encoded key accepted when decoding (the text of one key value is bounded by

@@ -13,6 +13,7 @@
 //! - [`sql`]: the dialect → [`plan`]; errors carry line and column.
 //! - [`plan`]: the typed plan (fields, expressions, aggregates, window, lateness).
 //! - [`json`]: single-pass extraction of only the needed fields from an event's JSON.
+//! - [`value`]: the value of a field or expression while an event is evaluated.
 //! - [`eval`]: compiled expressions, typing rules, aggregate inputs.
 //! - [`keys`]: the canonical encoding of (tenant, group key values).
 //! - [`decimal`]: exact decimals for sums, minimums, maximums and averages.
@@ -39,6 +40,7 @@ pub mod plan;
 pub mod sql;
 pub mod synthetic;
 pub mod task;
+pub mod value;
 pub mod watermark;
 pub mod window;
 
