@@ -25,6 +25,7 @@
 //! - [`task`]: the partition task over the `Log` trait (the only async, I/O code).
 //! - [`config`]: the `[stream]` configuration section.
 //! - [`synthetic`]: realistic synthetic events for benchmarks.
+//! - `oracle` (feature `testing`): a brute-force reference evaluator the tests compare with.
 //! - [`error`]: the crate's error type, [`StreamError`].
 
 pub mod agg;
@@ -35,6 +36,7 @@ pub mod error;
 pub mod eval;
 pub mod json;
 pub mod keys;
+#[cfg(feature = "testing")]
 pub mod oracle;
 pub mod plan;
 pub mod sql;
