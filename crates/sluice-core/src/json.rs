@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// What one pass over a raw JSON value found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
+pub struct Extent {
     /// Deepest nesting of objects and arrays (a flat object is depth 1, a scalar depth 0).
     pub depth: usize,
     /// Length in bytes of the longest string (keys included), as written (escapes counted raw).
@@ -18,7 +18,7 @@ pub struct Shape {
 }
 
 /// Measures `raw`, which must be well-formed JSON.
-pub fn scan(raw: &[u8]) -> Shape {
+pub fn scan(raw: &[u8]) -> Extent {
     let (mut depth, mut max_depth) = (0usize, 0usize);
     let mut longest = 0usize;
     let mut i = 0;
@@ -45,7 +45,7 @@ pub fn scan(raw: &[u8]) -> Shape {
         }
         i += 1;
     }
-    Shape {
+    Extent {
         depth: max_depth,
         longest_string: longest,
     }
@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(shape.longest_string, "long\\\"key".len());
         assert_eq!(
             scan(b"42"),
-            Shape {
+            Extent {
                 depth: 0,
                 longest_string: 0
             }

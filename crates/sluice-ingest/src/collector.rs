@@ -21,7 +21,7 @@ use crate::config::IngestConfig;
 use crate::dedup::gate::AppendGate;
 use crate::dedup::restore;
 use crate::dedup::{Claim, Claims, Clock, Dedup, fingerprint};
-use crate::metrics::{DedupMetrics, IngestMetrics};
+use crate::telemetry::{DedupMetrics, IngestMetrics};
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::access::{Grant, KeyDirectory, Limited};

@@ -14,7 +14,7 @@
 //! - [`auth`]: write keys from HTTP Basic or the body.
 //! - [`body`]: bounded reading and gzip decompression.
 //! - [`config`]: the `[ingest]` section.
-//! - [`metrics`]: Prometheus counters.
+//! - [`telemetry`]: Prometheus counters and gauges.
 
 pub mod auth;
 pub mod body;
@@ -23,7 +23,7 @@ pub mod config;
 pub mod dedup;
 pub mod doc;
 pub mod http;
-pub mod metrics;
+pub mod telemetry;
 
 pub use collector::{Accepted, Collector, IngestError, Rejection};
 pub use config::IngestConfig;

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A value under the dialect's typing rules.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum V {
+pub enum Typed {
     Null,
     Bool(bool),
     /// Micro-units.
@@ -43,38 +43,38 @@ pub fn micros(text: &str) -> Option<i128> {
     Some(if negative { -value } else { value })
 }
 
-fn from_json(json: Option<&Json>) -> V {
+fn from_json(json: Option<&Json>) -> Typed {
     match json {
-        None | Some(Json::Null | Json::Array(_) | Json::Object(_)) => V::Null,
-        Some(Json::Bool(b)) => V::Bool(*b),
-        Some(Json::Number(n)) => micros(&n.to_string()).map_or(V::Null, V::Num),
-        Some(Json::String(s)) => V::Str(s.clone()),
+        None | Some(Json::Null | Json::Array(_) | Json::Object(_)) => Typed::Null,
+        Some(Json::Bool(b)) => Typed::Bool(*b),
+        Some(Json::Number(n)) => micros(&n.to_string()).map_or(Typed::Null, Typed::Num),
+        Some(Json::String(s)) => Typed::Str(s.clone()),
     }
 }
 
-fn literal(literal: &Literal) -> V {
+fn literal(literal: &Literal) -> Typed {
     match literal {
-        Literal::Null => V::Null,
-        Literal::Bool(b) => V::Bool(*b),
-        Literal::Number(n) => micros(&n.to_string()).map_or(V::Null, V::Num),
-        Literal::String(s) => V::Str(s.clone()),
+        Literal::Null => Typed::Null,
+        Literal::Bool(b) => Typed::Bool(*b),
+        Literal::Number(n) => micros(&n.to_string()).map_or(Typed::Null, Typed::Num),
+        Literal::String(s) => Typed::Str(s.clone()),
     }
 }
 
-fn number(v: &V) -> Option<i128> {
+fn number(v: &Typed) -> Option<i128> {
     match v {
-        V::Num(n) => Some(*n),
-        V::Str(s) => micros(s.trim()),
+        Typed::Num(n) => Some(*n),
+        Typed::Str(s) => micros(s.trim()),
         _ => None,
     }
 }
 
-fn text(v: &V) -> Option<String> {
+fn text(v: &Typed) -> Option<String> {
     match v {
-        V::Null => None,
-        V::Bool(b) => Some(b.to_string()),
-        V::Str(s) => Some(s.clone()),
-        V::Num(n) => {
+        Typed::Null => None,
+        Typed::Bool(b) => Some(b.to_string()),
+        Typed::Str(s) => Some(s.clone()),
+        Typed::Num(n) => {
             let mut s = format!(
                 "{}{}.{:06}",
                 if *n < 0 { "-" } else { "" },
@@ -92,12 +92,12 @@ fn text(v: &V) -> Option<String> {
     }
 }
 
-fn cmp(a: &V, b: &V) -> Option<std::cmp::Ordering> {
+fn cmp(a: &Typed, b: &Typed) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (V::Str(x), V::Str(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
-        (V::Bool(x), V::Bool(y)) => Some(x.cmp(y)),
-        (V::Num(x), other) => number(other).map(|y| x.cmp(&y)),
-        (other, V::Num(y)) => number(other).map(|x| x.cmp(y)),
+        (Typed::Str(x), Typed::Str(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
+        (Typed::Bool(x), Typed::Bool(y)) => Some(x.cmp(y)),
+        (Typed::Num(x), other) => number(other).map(|y| x.cmp(&y)),
+        (other, Typed::Num(y)) => number(other).map(|x| x.cmp(y)),
         _ => None,
     }
 }
@@ -111,24 +111,28 @@ fn like(pattern: &[char], text: &[char]) -> bool {
     }
 }
 
-fn boolean(v: Option<bool>) -> V {
-    v.map_or(V::Null, V::Bool)
+fn boolean(v: Option<bool>) -> Typed {
+    v.map_or(Typed::Null, Typed::Bool)
 }
 
-pub fn eval(expr: &Expr, event: &Json) -> V {
+pub fn eval(expr: &Expr, event: &Json) -> Typed {
     match expr {
         Expr::Field(field) => {
             let path = field.json_path();
             from_json(path.iter().try_fold(event, |v, key| v.get(key)))
         }
         Expr::Literal(l) => literal(l),
-        Expr::Lower(e) => text(&eval(e, event)).map_or(V::Null, |s| V::Str(s.to_lowercase())),
-        Expr::Upper(e) => text(&eval(e, event)).map_or(V::Null, |s| V::Str(s.to_uppercase())),
+        Expr::Lower(e) => {
+            text(&eval(e, event)).map_or(Typed::Null, |s| Typed::Str(s.to_lowercase()))
+        }
+        Expr::Upper(e) => {
+            text(&eval(e, event)).map_or(Typed::Null, |s| Typed::Str(s.to_uppercase()))
+        }
         Expr::Coalesce(args) => args
             .iter()
             .map(|a| eval(a, event))
-            .find(|v| *v != V::Null)
-            .unwrap_or(V::Null),
+            .find(|v| *v != Typed::Null)
+            .unwrap_or(Typed::Null),
         Expr::Compare { op, left, right } => {
             let ordering = cmp(&eval(left, event), &eval(right, event));
             boolean(ordering.map(|o| match op {
@@ -146,18 +150,18 @@ pub fn eval(expr: &Expr, event: &Json) -> V {
             negated,
         } => {
             let v = eval(expr, event);
-            if v == V::Null {
-                return V::Null;
+            if v == Typed::Null {
+                return Typed::Null;
             }
             if list
                 .iter()
                 .any(|l| cmp(&v, &literal(l)).is_some_and(|o| o.is_eq()))
             {
-                V::Bool(!negated)
+                Typed::Bool(!negated)
             } else if list.contains(&Literal::Null) {
-                V::Null
+                Typed::Null
             } else {
-                V::Bool(*negated)
+                Typed::Bool(*negated)
             }
         }
         Expr::Like {
@@ -165,27 +169,29 @@ pub fn eval(expr: &Expr, event: &Json) -> V {
             pattern,
             negated,
         } => match eval(expr, event) {
-            V::Null | V::Bool(_) => V::Null,
+            Typed::Null | Typed::Bool(_) => Typed::Null,
             v => {
                 let t: Vec<char> = text(&v).unwrap_or_default().chars().collect();
                 let p: Vec<char> = pattern.chars().collect();
-                V::Bool(like(&p, &t) != *negated)
+                Typed::Bool(like(&p, &t) != *negated)
             }
         },
-        Expr::IsNull { expr, negated } => V::Bool((eval(expr, event) == V::Null) != *negated),
+        Expr::IsNull { expr, negated } => {
+            Typed::Bool((eval(expr, event) == Typed::Null) != *negated)
+        }
         Expr::And(a, b) => match (eval(a, event), eval(b, event)) {
-            (V::Bool(false), _) | (_, V::Bool(false)) => V::Bool(false),
-            (V::Bool(true), V::Bool(true)) => V::Bool(true),
-            _ => V::Null,
+            (Typed::Bool(false), _) | (_, Typed::Bool(false)) => Typed::Bool(false),
+            (Typed::Bool(true), Typed::Bool(true)) => Typed::Bool(true),
+            _ => Typed::Null,
         },
         Expr::Or(a, b) => match (eval(a, event), eval(b, event)) {
-            (V::Bool(true), _) | (_, V::Bool(true)) => V::Bool(true),
-            (V::Bool(false), V::Bool(false)) => V::Bool(false),
-            _ => V::Null,
+            (Typed::Bool(true), _) | (_, Typed::Bool(true)) => Typed::Bool(true),
+            (Typed::Bool(false), Typed::Bool(false)) => Typed::Bool(false),
+            _ => Typed::Null,
         },
         Expr::Not(e) => match eval(e, event) {
-            V::Bool(b) => V::Bool(!b),
-            _ => V::Null,
+            Typed::Bool(b) => Typed::Bool(!b),
+            _ => Typed::Null,
         },
     }
 }
@@ -206,15 +212,15 @@ pub enum Expected {
 }
 
 /// The key as the engine prints it: tenant, then each value.
-fn key_text(tenant: &str, values: &[V]) -> String {
+fn key_text(tenant: &str, values: &[Typed]) -> String {
     let mut out = tenant.to_owned();
     for value in values {
         out.push(' ');
         match value {
-            V::Null => out.push_str("NULL"),
-            V::Bool(b) => out.push_str(&b.to_string()),
-            V::Str(s) => out.push_str(&format!("{s:?}")),
-            V::Num(_) => out.push_str(&text(value).unwrap_or_default()),
+            Typed::Null => out.push_str("NULL"),
+            Typed::Bool(b) => out.push_str(&b.to_string()),
+            Typed::Str(s) => out.push_str(&format!("{s:?}")),
+            Typed::Num(_) => out.push_str(&text(value).unwrap_or_default()),
         }
     }
     out
@@ -234,7 +240,7 @@ pub struct Answer {
 #[derive(Debug, Clone)]
 struct Counted {
     time: i64,
-    args: Vec<V>,
+    args: Vec<Typed>,
 }
 
 fn sessions(mut events: Vec<Counted>, gap: i64) -> Vec<(Window, Vec<Counted>)> {
@@ -293,7 +299,7 @@ pub fn evaluate(
             let passes = plan
                 .filter
                 .as_ref()
-                .is_none_or(|f| eval(f, &event) == V::Bool(true));
+                .is_none_or(|f| eval(f, &event) == Typed::Bool(true));
             if !passes {
                 continue;
             }
@@ -313,7 +319,7 @@ pub fn evaluate(
                     .map(|a| {
                         a.arg
                             .as_ref()
-                            .map_or(V::Bool(true), |arg| eval(arg, &event))
+                            .map_or(Typed::Bool(true), |arg| eval(arg, &event))
                     })
                     .collect(),
             };
@@ -410,17 +416,17 @@ pub fn evaluate(
     answer
 }
 
-fn aggregate_of<'a>(kind: &AggregateKind, args: impl Iterator<Item = &'a V>) -> Expected {
-    let args: Vec<&V> = args.collect();
+fn aggregate_of<'a>(kind: &AggregateKind, args: impl Iterator<Item = &'a Typed>) -> Expected {
+    let args: Vec<&Typed> = args.collect();
     let numbers: Vec<i128> = args.iter().filter_map(|v| number(v)).collect();
     match kind {
         AggregateKind::CountStar => Expected::Count(args.len() as u64),
         AggregateKind::Count => {
-            Expected::Count(args.iter().filter(|v| ***v != V::Null).count() as u64)
+            Expected::Count(args.iter().filter(|v| ***v != Typed::Null).count() as u64)
         }
         AggregateKind::CountDistinct => Expected::Distinct(
             args.iter()
-                .filter(|v| ***v != V::Null)
+                .filter(|v| ***v != Typed::Null)
                 .collect::<BTreeSet<_>>()
                 .len() as u64,
         ),

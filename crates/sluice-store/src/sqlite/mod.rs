@@ -9,7 +9,7 @@
 //! store is always at some committed checkpoint, with rows and offsets that agree — which
 //! is what exactly-once needs (processing resumes from that checkpoint's offsets).
 
-mod access;
+mod directory;
 mod schema;
 mod serving;
 

@@ -21,7 +21,7 @@ use crate::agg::Input;
 use crate::config::ProcessorConfig;
 use crate::error::StreamError;
 use crate::eval::{Compiled, slot_value};
-use crate::json::{FieldSet, Kind, Shape, Slot};
+use crate::json::{FieldSet, KeyOrder, Kind, Slot};
 use crate::keys;
 use crate::plan::{Field, LatePolicy, MetricPlan};
 use crate::value::Value;
@@ -104,7 +104,7 @@ struct MetricRuntime {
 struct Scratch {
     slots: Vec<Slot>,
     /// The keys recent events held, so the scan checks them instead of looking them up.
-    shape: Shape,
+    shape: KeyOrder,
     key: Vec<u8>,
     inputs: Vec<Input>,
     /// Which metrics' filters the scan's gate found true (bit per metric), when it ran.

@@ -12,7 +12,7 @@
 //! event ([`FieldSet::scan_gated`]).
 //!
 //! Events of one topic are written by one normalizer and look alike: the same keys in the
-//! same order, only the values differ. A [`Shape`] remembers the keys the previous scans met
+//! same order, only the values differ. A [`KeyOrder`] remembers the keys the previous scans met
 //! (as literal bytes, `"tenant":`, with the trie entry each one is) and a scan that is given
 //! one ([`FieldSet::scan_with`]) checks each key against that expectation with three word
 //! comparisons instead of finding its end and looking it up; where an event differs, the scan
@@ -24,7 +24,7 @@
 //! the first occurrence wins. Keys written with escapes are unescaped before matching.
 //!
 //! # Layout
-//! - this module: slots, the compiled [`FieldSet`] and its tables, [`Shape`];
+//! - this module: slots, the compiled [`FieldSet`] and its tables, [`KeyOrder`];
 //! - `scanner`: the walk over one event;
 //! - `words`: eight-bytes-at-a-time searches (safe SWAR).
 
@@ -134,7 +134,7 @@ fn key_hash(word: u64, len: usize) -> u64 {
     (word ^ (len as u64).rotate_right(7)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// Tells [`Shape`]s which set they were learned with.
+/// Tells [`KeyOrder`]s which set they were learned with.
 static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The compiled set of wanted JSON paths; slot `i` receives path `i`.
@@ -296,7 +296,14 @@ impl FieldSet {
         gate_mask: u64,
         gate: &mut dyn FnMut(&[Slot]) -> bool,
     ) -> Result<(), ScanError> {
-        self.run(bytes, slots, &mut Shape::default(), false, gate_mask, gate)
+        self.run(
+            bytes,
+            slots,
+            &mut KeyOrder::default(),
+            false,
+            gate_mask,
+            gate,
+        )
     }
 
     /// [`FieldSet::scan_gated`], expecting the keys `shape` learned from the previous scans
@@ -306,7 +313,7 @@ impl FieldSet {
         &self,
         bytes: &[u8],
         slots: &mut Vec<Slot>,
-        shape: &mut Shape,
+        shape: &mut KeyOrder,
         gate_mask: u64,
         gate: &mut dyn FnMut(&[Slot]) -> bool,
     ) -> Result<(), ScanError> {
@@ -321,7 +328,7 @@ impl FieldSet {
         &self,
         bytes: &[u8],
         slots: &mut Vec<Slot>,
-        shape: &mut Shape,
+        shape: &mut KeyOrder,
         learn: bool,
         gate_mask: u64,
         gate: &mut dyn FnMut(&[Slot]) -> bool,
@@ -339,15 +346,15 @@ impl FieldSet {
 }
 
 /// The keys recent events held, in the order a scan met them, for [`FieldSet::scan_with`].
-/// Bounded: at most [`Shape::MAX_STEPS`] keys per event are remembered.
+/// Bounded: at most [`KeyOrder::MAX_STEPS`] keys per event are remembered.
 #[derive(Debug, Clone, Default)]
-pub struct Shape {
+pub struct KeyOrder {
     /// [`FieldSet::id`] of the set these steps belong to.
     set: u64,
     steps: Vec<Step>,
 }
 
-impl Shape {
+impl KeyOrder {
     /// The most keys remembered per event.
     pub const MAX_STEPS: usize = 64;
 }

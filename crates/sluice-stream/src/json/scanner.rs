@@ -1,12 +1,12 @@
 //! The walk over one event: keys matched against the [`FieldSet`]'s trie (or against the
-//! [`Shape`]'s expectation), wanted values recorded, everything else skipped.
+//! [`KeyOrder`]'s expectation), wanted values recorded, everything else skipped.
 //!
 //! The common path — compact JSON, keys without escapes, strings and numbers — keeps the
 //! position in a local and handles each key and value inline; whitespace, escapes and
 //! containers go through the general helpers, which keep it in `self.position`.
 
 use super::words::{find_quote, find_structural, matches, skip_number, word_at};
-use super::{Entry, FieldSet, Kind, ScanError, Shape, Slot, Step, unescape};
+use super::{Entry, FieldSet, KeyOrder, Kind, ScanError, Slot, Step, unescape};
 
 /// Whether the scan may stop (every slot filled, or the gate said so).
 type Done = bool;
@@ -20,7 +20,7 @@ pub(super) struct Scanner<'a, 'g> {
     filled: u64,
     gate_mask: u64,
     gate: &'g mut dyn FnMut(&[Slot]) -> bool,
-    shape: &'g mut Shape,
+    shape: &'g mut KeyOrder,
     /// Whether to record what this event looks like in `shape`.
     learn: bool,
     /// How many keys this scan has met (the index of the next step).
@@ -31,7 +31,7 @@ impl<'a, 'g> Scanner<'a, 'g> {
     pub(super) fn new(
         set: &'a FieldSet,
         bytes: &'a [u8],
-        shape: &'g mut Shape,
+        shape: &'g mut KeyOrder,
         learn: bool,
         gate_mask: u64,
         gate: &'g mut dyn FnMut(&[Slot]) -> bool,
@@ -259,7 +259,7 @@ impl<'a, 'g> Scanner<'a, 'g> {
             }
             after = self.position + 1;
         }
-        if self.learn && step < Shape::MAX_STEPS {
+        if self.learn && step < KeyOrder::MAX_STEPS {
             let steps = &mut self.shape.steps;
             steps.truncate(step);
             steps.push(if plain && compact {

@@ -216,7 +216,7 @@ const SHAPE_PATHS: [&str; 9] = [
 /// Scans `text` with `shape` and checks every path against serde_json.
 fn check_with_shape(
     set: &FieldSet,
-    shape: &mut Shape,
+    shape: &mut KeyOrder,
     text: &str,
     gate_mask: u64,
 ) -> Result<(), TestCaseError> {
@@ -269,7 +269,7 @@ fn collector_event(kind: u8, n: u64) -> String {
 fn a_shape_follows_events_that_change_kind() {
     let paths: Vec<Vec<&str>> = SHAPE_PATHS.iter().map(|p| p.split('.').collect()).collect();
     let set = FieldSet::new(&paths);
-    let mut shape = Shape::default();
+    let mut shape = KeyOrder::default();
     for n in 0..200u64 {
         let kind = [0, 0, 1, 0, 2, 3, 3, 0, 1][n as usize % 9];
         check_with_shape(&set, &mut shape, &collector_event(kind, n), 0).unwrap();
@@ -300,7 +300,7 @@ fn a_shape_follows_events_that_change_kind() {
 fn a_key_that_looks_like_an_expected_one_in_another_object_is_not_taken_for_it() {
     let paths: Vec<Vec<&str>> = SHAPE_PATHS.iter().map(|p| p.split('.').collect()).collect();
     let set = FieldSet::new(&paths);
-    let mut shape = Shape::default();
+    let mut shape = KeyOrder::default();
     let nested =
         r#"{"tenant":"t","properties":{"url":"/nested","pad":"xxxxxxxxxxxxxxxxxxxxxxxx"},"z":1}"#;
     let flat =
@@ -320,7 +320,7 @@ proptest! {
     ) {
         let paths: Vec<Vec<&str>> = SHAPE_PATHS.iter().map(|p| p.split('.').collect()).collect();
         let set = FieldSet::new(&paths);
-        let mut shape = Shape::default();
+        let mut shape = KeyOrder::default();
         for (kind, n, pretty, cut) in events {
             let mut text = collector_event(kind, n);
             if pretty {
