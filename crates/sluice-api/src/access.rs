@@ -18,7 +18,7 @@ use sluice_core::access::{
 };
 use sluice_core::tenant::TenantConfig;
 use sluice_core::time::now_millis;
-use sluice_store::{ServingStore, StoreBackend, StoreError, TenantRecord};
+use sluice_store::{StoreBackend, StoreError, TenantRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

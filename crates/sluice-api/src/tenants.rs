@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sluice_core::access::{Role, digest};
 use sluice_core::tenant::check_tenant_name;
 use sluice_core::time::now_millis;
-use sluice_store::{KeyRecord, ServingStore, TenantRecord};
+use sluice_store::{KeyRecord, TenantRecord};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;

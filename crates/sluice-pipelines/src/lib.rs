@@ -1,6 +1,6 @@
 //! The exactly-once pipelines: every metric is computed by its own pipeline — one task per
 //! source partition, checkpointing its results and offsets into the store together (see
-//! [`partition`] for the protocol) — so metrics are added, removed, backfilled and replayed
+//! `partition.rs` for the protocol) — so metrics are added, removed, backfilled and replayed
 //! at runtime without disturbing each other.
 //!
 //! A pipeline computes one *generation* of a metric's results (`name@generation`). A replay
@@ -32,7 +32,7 @@ use sluice_core::time::{Millis, now_millis};
 use sluice_log::{Log, LogError, ReadOptions};
 use sluice_store::error::StoreError;
 use sluice_store::model::{MetricRecord, Origin};
-use sluice_store::store::{Store, StoreBackend};
+use sluice_store::store::StoreBackend;
 use sluice_stream::config::StreamConfig;
 use sluice_stream::engine::output::{LiveWindows, WindowUpdate};
 use sluice_stream::plan::MetricPlan;

@@ -38,7 +38,7 @@ use sluice_core::time::{Millis, now_millis};
 use sluice_log::{EpochStart, Log};
 use sluice_store::error::StoreError;
 use sluice_store::model::Position;
-use sluice_store::store::{Store, StoreBackend};
+use sluice_store::store::StoreBackend;
 use sluice_stream::StreamError;
 use sluice_stream::engine::Processor;
 use sluice_stream::engine::output::{Checkpoint, RestoreState, WindowUpdate};
@@ -152,7 +152,7 @@ impl<L: Log> PartitionRunner<L> {
             .collect();
         let rows = self
             .store
-            .load_rows_with(&self.plan.name, self.generation, self.partition, open_after, move |row| decode_row(row, &kinds))
+            .load_partials(&self.plan.name, self.generation, self.partition, open_after, Box::new(move |row| decode_row(row, &kinds)))
             .await?
             .map_err(|reason| {
                 Failure::new(FailureClass::StateCorrupt, format!(

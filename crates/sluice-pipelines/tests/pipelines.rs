@@ -5,7 +5,7 @@ use sluice_core::time::Millis;
 use sluice_log::{Log, LogBackend, LogConfig, Record, TopicSpec};
 use sluice_pipelines::{MetricSpec, PartitionState, PipelineSettings, Pipelines, partial_row};
 use sluice_store::model::{Origin, RowQuery};
-use sluice_store::{SqliteStore, Store};
+use sluice_store::{Housekeeping, SqliteStore};
 use sluice_stream::agg::PartialState;
 use sluice_stream::config::StreamConfig;
 use std::collections::BTreeMap;

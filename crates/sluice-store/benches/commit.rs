@@ -4,7 +4,9 @@
 //! metric's partials, from 4 partitions in turn, into a store that grows as it goes.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice_store::{Commit, MetricCommit, MetricRecord, Origin, PackedRows, SqliteStore, Store};
+use sluice_store::{
+    Catalogue, Checkpoints, Commit, MetricCommit, MetricRecord, Origin, PackedRows, SqliteStore,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -2,9 +2,9 @@
 //! pipelines that fill it are the `sluice-pipelines` crate.
 //!
 //! # Layout
-//! - [`store`]: the [`Store`] trait every backend implements and the [`StoreBackend`] enum
-//!   that dispatches to the configured one.
-//! - [`serving`]: the [`ServingStore`] trait: tenants, keys, usage and query reads.
+//! - [`store`]: the traits by role every backend implements ([`Catalogue`], [`Checkpoints`],
+//!   [`ResultReads`], [`Directory`], [`Usage`], [`Housekeeping`]) and [`StoreBackend`], the
+//!   configured backend behind them.
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
 //! - [`model`]: what the traits take and give, as plain values: metric definitions,
@@ -15,7 +15,6 @@
 pub mod config;
 pub mod error;
 pub mod model;
-pub mod serving;
 pub mod sqlite;
 pub mod store;
 
@@ -23,8 +22,9 @@ pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
     ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
-    RetractedRow, RowQuery, RowRange, RowRef, StoredRow, TenantRecord,
+    RetractedRow, RowDecoder, RowQuery, RowRange, RowRef, StoredRow, TenantRecord,
 };
-pub use serving::ServingStore;
 pub use sqlite::SqliteStore;
-pub use store::{Store, StoreBackend};
+pub use store::{
+    Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, StoreBackend, Usage,
+};

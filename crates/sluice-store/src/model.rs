@@ -5,6 +5,7 @@
 use serde::Serialize;
 use sluice_core::access::Role;
 use sluice_core::time::Millis;
+pub use sluice_stream::engine::output::PartialRow;
 pub use sluice_stream::engine::rows::{ChangedRow, PackedRows};
 
 /// Where a metric definition came from.
@@ -239,3 +240,7 @@ pub struct RowRange {
     /// Read at most this many rows; one more means "too many".
     pub limit: usize,
 }
+
+/// Decodes one stored row's borrowed columns into the engine's partial row, or says why not
+/// (see [`Checkpoints::load_partials`](crate::store::Checkpoints::load_partials)).
+pub type RowDecoder = Box<dyn Fn(RowRef<'_>) -> Result<PartialRow, String> + Send + Sync>;

@@ -1,187 +1,81 @@
-//! The `Store` trait every result-store backend implements, and the enum that dispatches to
-//! the configured one (chosen by `store.url`).
+//! The store's traits, one per role, and [`StoreBackend`], the configured backend behind them.
+//!
+//! | trait | used by | what |
+//! |---|---|---|
+//! | [`Catalogue`] | pipelines, API | metric definitions and their generations |
+//! | [`Checkpoints`] | pipelines | claims, commits and rewinds (exactly-once), and reading back what was committed |
+//! | [`ResultReads`] | API | results for queries |
+//! | [`Directory`] | API | tenants and keys made through the admin API |
+//! | [`Usage`] | API | each key's daily usage |
+//! | [`Housekeeping`] | binary, pipelines | size, size cap, where the store lives |
+//!
+//! A backend implements every role ([`Backend`]). Callers hold a [`StoreBackend`]: a cheap
+//! clone of one `Arc<dyn Backend>`, so a second backend (PostgreSQL) is one more
+//! implementation and one more arm in [`StoreBackend::open`], with nothing forwarded by hand.
+//! The traits are object-safe: `async_trait` boxes each call's future, one allocation beside
+//! a hop to the blocking pool or a database round trip. What every backend must do is written
+//! once, in `tests/contract.rs`, and run against each.
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
-use crate::model::{Commit, MetricRecord, Position, RowQuery, RowRef, StoredRow};
+use crate::model::{
+    Commit, KeyRecord, MetricRecord, Position, RowDecoder, RowQuery, RowRange, StoredRow,
+    TenantRecord,
+};
 use crate::sqlite::SqliteStore;
+use async_trait::async_trait;
 use sluice_core::time::Millis;
-use std::future::Future;
+use sluice_stream::engine::output::PartialRow;
+use std::fmt::Debug;
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Where results, offsets and metric definitions live. Every write that matters for
-/// exactly-once is one atomic transaction; reads never block writes.
-pub trait Store: Send + Sync + Clone + 'static {
+/// Metric definitions and their generations. Every change is one atomic transaction.
+#[async_trait]
+pub trait Catalogue: Send + Sync {
     /// Every metric definition, by name.
-    fn metrics(&self) -> impl Future<Output = Result<Vec<MetricRecord>, StoreError>> + Send;
+    async fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError>;
 
     /// Adds a metric definition; its name must be new.
-    fn create_metric(
-        &self,
-        record: MetricRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    async fn create_metric(&self, record: MetricRecord) -> Result<(), StoreError>;
 
     /// Deletes a metric with every generation's rows, watermarks and positions, atomically.
     /// Returns whether it existed.
-    fn delete_metric(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Takes ownership of a pipeline partition: bumps its epoch (fencing out older owners)
-    /// and returns its committed position; a new one starts at `initial_offset` of the log
-    /// epoch `log_epoch`.
-    fn claim(
-        &self,
-        pipeline: &str,
-        partition: u32,
-        initial_offset: u64,
-        log_epoch: u32,
-    ) -> impl Future<Output = Result<Position, StoreError>> + Send;
-
-    /// Moves a pipeline partition's position back to `offset` of log epoch `log_epoch`, if
-    /// `epoch` still owns it (else [`StoreError::Fenced`]): the log lost the records from
-    /// `offset` on and hands their offsets to new records. The offsets given up are added to
-    /// its `lost_offsets`; its rows stay. Returns the new position.
-    fn rewind(
-        &self,
-        pipeline: &str,
-        partition: u32,
-        epoch: u64,
-        offset: u64,
-        log_epoch: u32,
-    ) -> impl Future<Output = Result<Position, StoreError>> + Send;
-
-    /// Commits one checkpoint — rows, watermarks and position in one transaction — if `epoch`
-    /// still owns the pipeline partition (else [`StoreError::Fenced`]).
-    fn commit(
-        &self,
-        pipeline: &str,
-        partition: u32,
-        epoch: u64,
-        commit: Arc<Commit>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The rows of a metric generation computed from `partition` whose window ends after
-    /// `open_after`.
-    fn load_rows(
-        &self,
-        metric: &str,
-        generation: u32,
-        partition: u32,
-        open_after: Millis,
-    ) -> impl Future<Output = Result<Vec<StoredRow>, StoreError>> + Send;
-
-    /// Like [`Store::load_rows`], handing each row's columns, borrowed, to `decode`; stops at
-    /// the first row it refuses, with its reason.
-    fn load_rows_with<T: Send + 'static>(
-        &self,
-        metric: &str,
-        generation: u32,
-        partition: u32,
-        open_after: Millis,
-        decode: impl Fn(RowRef<'_>) -> Result<T, String> + Send + 'static,
-    ) -> impl Future<Output = Result<Result<Vec<T>, String>, StoreError>> + Send;
-
-    /// One tenant's rows of a metric generation with windows starting in `[from, to)`, from
-    /// every partition, ordered by window start.
-    fn query_rows(
-        &self,
-        query: RowQuery,
-    ) -> impl Future<Output = Result<Vec<StoredRow>, StoreError>> + Send;
-
-    /// Each partition's watermark for a metric generation.
-    fn watermarks(
-        &self,
-        metric: &str,
-        generation: u32,
-    ) -> impl Future<Output = Result<Vec<(u32, Option<Millis>)>, StoreError>> + Send;
-
-    /// Each partition's committed position of a pipeline.
-    fn positions(
-        &self,
-        pipeline: &str,
-    ) -> impl Future<Output = Result<Vec<(u32, Position)>, StoreError>> + Send;
+    async fn delete_metric(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Makes generation `next` of a metric current and deletes older generations, atomically;
     /// rows of the old generation with windows starting before `keep_before` move to the new.
-    fn switch_generation(
+    async fn switch_generation(
         &self,
         metric: &str,
         next: u32,
         keep_before: Option<Millis>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> Result<(), StoreError>;
 
     /// Deletes everything of one generation of a metric (an interrupted replay's leftovers).
-    fn drop_generation(
-        &self,
-        metric: &str,
-        generation: u32,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The store's size in bytes.
-    fn size(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Caps the store's size (`None`: no cap); reaching the cap behaves like a full disk.
-    fn set_max_size(
-        &self,
-        bytes: Option<u64>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Where the store lives, for messages (a file path or a URL without credentials).
-    fn location(&self) -> String;
+    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError>;
 }
 
-/// The configured store backend.
-#[derive(Debug, Clone)]
-pub enum StoreBackend {
-    /// The embedded SQLite store (`store.url` empty or `sqlite:///…`).
-    Sqlite(SqliteStore),
-}
-
-impl StoreBackend {
-    /// Opens the store `config` names (relative to `data_dir` by default).
-    pub fn open(config: &StoreConfig, data_dir: &Path) -> Result<StoreBackend, StoreError> {
-        let path = config.sqlite_path(data_dir).map_err(StoreError::Invalid)?;
-        Ok(StoreBackend::Sqlite(SqliteStore::open(&path)?))
-    }
-}
-
-impl From<SqliteStore> for StoreBackend {
-    fn from(store: SqliteStore) -> Self {
-        StoreBackend::Sqlite(store)
-    }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            StoreBackend::Sqlite($store) => $call,
-        }
-    };
-}
-
-impl Store for StoreBackend {
-    async fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
-        dispatch!(self, store => store.metrics().await)
-    }
-
-    async fn create_metric(&self, record: MetricRecord) -> Result<(), StoreError> {
-        dispatch!(self, store => store.create_metric(record).await)
-    }
-
-    async fn delete_metric(&self, name: &str) -> Result<bool, StoreError> {
-        dispatch!(self, store => store.delete_metric(name).await)
-    }
-
+/// The exactly-once side: who owns a pipeline partition, its committed position, and the rows
+/// committed with it. Every write is one transaction, fenced by the owner's epoch.
+#[async_trait]
+pub trait Checkpoints: Send + Sync {
+    /// Takes ownership of a pipeline partition: bumps its epoch (fencing out older owners)
+    /// and returns its committed position; a new one starts at `initial_offset` of the log
+    /// epoch `log_epoch`.
     async fn claim(
         &self,
         pipeline: &str,
         partition: u32,
         initial_offset: u64,
         log_epoch: u32,
-    ) -> Result<Position, StoreError> {
-        dispatch!(self, store => store.claim(pipeline, partition, initial_offset, log_epoch).await)
-    }
+    ) -> Result<Position, StoreError>;
 
+    /// Moves a pipeline partition's position back to `offset` of log epoch `log_epoch`, if
+    /// `epoch` still owns it (else [`StoreError::Fenced`]): the log lost the records from
+    /// `offset` on and hands their offsets to new records. The offsets given up are added to
+    /// its `lost_offsets`; its rows stay. Returns the new position.
     async fn rewind(
         &self,
         pipeline: &str,
@@ -189,79 +83,148 @@ impl Store for StoreBackend {
         epoch: u64,
         offset: u64,
         log_epoch: u32,
-    ) -> Result<Position, StoreError> {
-        dispatch!(self, store => store.rewind(pipeline, partition, epoch, offset, log_epoch).await)
-    }
+    ) -> Result<Position, StoreError>;
 
+    /// Commits one checkpoint — rows, watermarks and position in one transaction — if `epoch`
+    /// still owns the pipeline partition (else [`StoreError::Fenced`]).
     async fn commit(
         &self,
         pipeline: &str,
         partition: u32,
         epoch: u64,
         commit: Arc<Commit>,
-    ) -> Result<(), StoreError> {
-        dispatch!(self, store => store.commit(pipeline, partition, epoch, commit).await)
-    }
+    ) -> Result<(), StoreError>;
 
+    /// The rows of a metric generation computed from `partition` whose window ends after
+    /// `open_after`.
     async fn load_rows(
         &self,
         metric: &str,
         generation: u32,
         partition: u32,
         open_after: Millis,
-    ) -> Result<Vec<StoredRow>, StoreError> {
-        dispatch!(self, store => store.load_rows(metric, generation, partition, open_after).await)
-    }
+    ) -> Result<Vec<StoredRow>, StoreError>;
 
-    async fn load_rows_with<T: Send + 'static>(
+    /// Like [`Checkpoints::load_rows`], handing each row's columns, borrowed, to `decode`
+    /// (no copy of the row); stops at the first row it refuses, with its reason.
+    async fn load_partials(
         &self,
         metric: &str,
         generation: u32,
         partition: u32,
         open_after: Millis,
-        decode: impl Fn(RowRef<'_>) -> Result<T, String> + Send + 'static,
-    ) -> Result<Result<Vec<T>, String>, StoreError> {
-        dispatch!(self, store => store.load_rows_with(metric, generation, partition, open_after, decode).await)
-    }
+        decode: RowDecoder,
+    ) -> Result<Result<Vec<PartialRow>, String>, StoreError>;
 
-    async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
-        dispatch!(self, store => store.query_rows(query).await)
-    }
-
+    /// Each partition's watermark for a metric generation.
     async fn watermarks(
         &self,
         metric: &str,
         generation: u32,
-    ) -> Result<Vec<(u32, Option<Millis>)>, StoreError> {
-        dispatch!(self, store => store.watermarks(metric, generation).await)
-    }
+    ) -> Result<Vec<(u32, Option<Millis>)>, StoreError>;
 
-    async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError> {
-        dispatch!(self, store => store.positions(pipeline).await)
-    }
+    /// Each partition's committed position of a pipeline.
+    async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError>;
+}
 
-    async fn switch_generation(
+/// Results, as queries read them.
+#[async_trait]
+pub trait ResultReads: Send + Sync {
+    /// One tenant's rows of a metric generation with windows starting in `[from, to)`, from
+    /// every partition, ordered by window start.
+    async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError>;
+
+    /// The rows in `range`, by window start; `None` when there are more than `range.limit`.
+    async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError>;
+}
+
+/// Tenants and keys made through the admin API (configured ones live in the config).
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Every stored tenant, by name.
+    async fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
+
+    /// Adds a tenant; its name must be new ([`StoreError::TenantExists`]).
+    async fn create_tenant(&self, tenant: TenantRecord) -> Result<(), StoreError>;
+
+    /// Replaces a tenant's limits; returns whether it exists.
+    async fn set_tenant_limits(
         &self,
-        metric: &str,
-        next: u32,
-        keep_before: Option<Millis>,
-    ) -> Result<(), StoreError> {
-        dispatch!(self, store => store.switch_generation(metric, next, keep_before).await)
-    }
+        name: &str,
+        requests_per_second: Option<u32>,
+        events_per_day: Option<u64>,
+    ) -> Result<bool, StoreError>;
 
-    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
-        dispatch!(self, store => store.drop_generation(metric, generation).await)
-    }
+    /// Deletes a tenant and its keys atomically; returns whether it existed.
+    async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError>;
 
-    async fn size(&self) -> Result<u64, StoreError> {
-        dispatch!(self, store => store.size().await)
-    }
+    /// Every stored key, oldest first.
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
 
-    async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
-        dispatch!(self, store => store.set_max_size(bytes).await)
-    }
+    /// Adds a key; its id and digest must be new.
+    async fn create_key(&self, key: KeyRecord) -> Result<(), StoreError>;
 
-    fn location(&self) -> String {
-        dispatch!(self, store => store.location())
+    /// Deletes (revokes) a key; returns whether it existed.
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// Each key's events per UTC day, for daily quotas that survive restarts.
+#[async_trait]
+pub trait Usage: Send + Sync {
+    /// Each key's events used on UTC day `day`.
+    async fn key_usage(&self, day: u64) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Records keys' (id, day, events used) — the larger count wins — and forgets days before
+    /// the earliest given.
+    async fn save_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError>;
+}
+
+/// The store as a whole: its size, a cap on it, where it lives.
+#[async_trait]
+pub trait Housekeeping: Send + Sync {
+    /// The store's size in bytes.
+    async fn size(&self) -> Result<u64, StoreError>;
+
+    /// Caps the store's size (`None`: no cap); reaching the cap behaves like a full disk.
+    async fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError>;
+
+    /// Where the store lives, for messages (a file path or a URL without credentials).
+    fn location(&self) -> String;
+}
+
+/// A store backend: every role.
+pub trait Backend:
+    Catalogue + Checkpoints + ResultReads + Directory + Usage + Housekeeping + Debug + 'static
+{
+}
+
+impl<T> Backend for T where
+    T: Catalogue + Checkpoints + ResultReads + Directory + Usage + Housekeeping + Debug + 'static
+{
+}
+
+/// The configured store backend (chosen by `store.url`), shared by every caller.
+#[derive(Debug, Clone)]
+pub struct StoreBackend(Arc<dyn Backend>);
+
+impl StoreBackend {
+    /// Opens the store `config` names (relative to `data_dir` by default).
+    pub fn open(config: &StoreConfig, data_dir: &Path) -> Result<StoreBackend, StoreError> {
+        let path = config.sqlite_path(data_dir).map_err(StoreError::Invalid)?;
+        Ok(StoreBackend::from(SqliteStore::open(&path)?))
+    }
+}
+
+impl<B: Backend> From<B> for StoreBackend {
+    fn from(backend: B) -> Self {
+        StoreBackend(Arc::new(backend))
+    }
+}
+
+impl Deref for StoreBackend {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
     }
 }

@@ -11,7 +11,7 @@ use sluice_core::error::{Classify, ErrorClass};
 use sluice_ingest::Collector;
 use sluice_log::{Log, LogBackend, LogError, TopicSpec};
 use sluice_pipelines::{MetricSpec, PipelineSettings, Pipelines};
-use sluice_store::{Store, StoreBackend, StoreError};
+use sluice_store::{StoreBackend, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -32,7 +32,7 @@ use serde::Serialize;
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::Log;
 use sluice_pipelines::{PipelineError, Pipelines};
-use sluice_store::{RowRange, ServingStore, StoreBackend};
+use sluice_store::{RowRange, StoreBackend};
 use sluice_stream::engine::output::LiveWindows;
 use sluice_stream::plan::{AggregateKind, MetricPlan, WindowSpec};
 use std::collections::{BTreeMap, HashMap};

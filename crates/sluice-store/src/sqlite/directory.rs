@@ -3,13 +3,14 @@
 
 use super::{SqliteStore, classify};
 use crate::error::StoreError;
-use crate::model::RowRange;
-use crate::model::{KeyRecord, StoredRow, TenantRecord};
-use crate::serving::ServingStore;
+use crate::model::{KeyRecord, TenantRecord};
+use crate::store::{Directory, Usage};
+use async_trait::async_trait;
 use rusqlite::{ErrorCode, params};
 use sluice_core::access::Role;
 
-impl ServingStore for SqliteStore {
+#[async_trait]
+impl Directory for SqliteStore {
     async fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
         self.read(|connection, path| {
             let mut statement = connection
@@ -30,7 +31,6 @@ impl ServingStore for SqliteStore {
         .await
     }
 
-    /// Adds a tenant; its name must be new.
     async fn create_tenant(&self, tenant: TenantRecord) -> Result<(), StoreError> {
         self.write(move |connection, path| {
             let inserted = connection
@@ -48,7 +48,6 @@ impl ServingStore for SqliteStore {
         .await
     }
 
-    /// Replaces a stored tenant's limits; returns whether it exists.
     async fn set_tenant_limits(
         &self,
         name: &str,
@@ -68,8 +67,6 @@ impl ServingStore for SqliteStore {
         .await
     }
 
-    /// Deletes a stored tenant and its keys in one transaction; returns whether it existed.
-    /// Its results stay in the metrics until those are deleted or replayed.
     async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_owned();
         self.write(move |connection, path| {
@@ -90,7 +87,6 @@ impl ServingStore for SqliteStore {
         .await
     }
 
-    /// Every stored key, oldest first.
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         self.read(|connection, path| {
             let mut statement = connection
@@ -136,7 +132,6 @@ impl ServingStore for SqliteStore {
         .await
     }
 
-    /// Adds a key. Its id and digest must be new.
     async fn create_key(&self, key: KeyRecord) -> Result<(), StoreError> {
         self.write(move |connection, path| {
             connection
@@ -165,7 +160,6 @@ impl ServingStore for SqliteStore {
         .await
     }
 
-    /// Deletes (revokes) a key; returns whether it existed.
     async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.write(move |connection, path| {
@@ -180,8 +174,10 @@ impl ServingStore for SqliteStore {
         })
         .await
     }
+}
 
-    /// Each key's events used on UTC day `day`.
+#[async_trait]
+impl Usage for SqliteStore {
     async fn key_usage(&self, day: u64) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(move |connection, path| {
             let mut statement = connection
@@ -196,8 +192,6 @@ impl ServingStore for SqliteStore {
         .await
     }
 
-    /// Records keys' events used on their day (the larger count wins) and forgets days before
-    /// the earliest one given.
     async fn save_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError> {
         if usage.is_empty() {
             return Ok(());
@@ -223,96 +217,5 @@ impl ServingStore for SqliteStore {
             tx.commit().map_err(|e| classify(path, e))
         })
         .await
-    }
-
-    async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError> {
-        self.rows_in_range(range).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_core::access::digest;
-
-    fn key(id: &str, tenant: Option<&str>, role: Role, secret: &str) -> KeyRecord {
-        KeyRecord {
-            id: id.into(),
-            tenant: tenant.map(str::to_owned),
-            role,
-            digest: digest(secret),
-            hint: secret[..6].into(),
-            label: "test".into(),
-            created_at: 1,
-        }
-    }
-
-    #[tokio::test]
-    async fn tenants_keys_and_usage_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-        let shop = TenantRecord {
-            name: "shop".into(),
-            created_at: 5,
-            requests_per_second: Some(10),
-            events_per_day: None,
-        };
-        store.create_tenant(shop.clone()).await.unwrap();
-        assert!(matches!(
-            store.create_tenant(shop.clone()).await,
-            Err(StoreError::TenantExists(name)) if name == "shop"
-        ));
-        assert!(
-            store
-                .set_tenant_limits("shop", None, Some(100))
-                .await
-                .unwrap()
-        );
-        assert!(!store.set_tenant_limits("nope", None, None).await.unwrap());
-        let stored = store.tenants().await.unwrap();
-        assert_eq!(stored.len(), 1);
-        assert_eq!(
-            (stored[0].requests_per_second, stored[0].events_per_day),
-            (None, Some(100))
-        );
-
-        store
-            .create_key(key("key_a", Some("shop"), Role::Write, "wk_secret_a_0123"))
-            .await
-            .unwrap();
-        store
-            .create_key(key("key_b", None, Role::Admin, "ak_secret_b_0123"))
-            .await
-            .unwrap();
-        let duplicate = store
-            .create_key(key("key_c", Some("shop"), Role::Read, "wk_secret_a_0123"))
-            .await;
-        assert!(
-            matches!(duplicate, Err(StoreError::Invalid(_))),
-            "{duplicate:?}"
-        );
-        let keys = store.keys().await.unwrap();
-        assert_eq!(keys.len(), 2);
-        assert_eq!(keys[0].digest, digest("wk_secret_a_0123"));
-        assert_eq!(keys[1].role, Role::Admin);
-
-        store
-            .save_key_usage(vec![("key_a".into(), 7, 40)])
-            .await
-            .unwrap();
-        store
-            .save_key_usage(vec![("key_a".into(), 7, 30), ("key_b".into(), 8, 1)])
-            .await
-            .unwrap();
-        assert_eq!(
-            store.key_usage(7).await.unwrap(),
-            vec![("key_a".into(), 40)]
-        );
-
-        assert!(store.delete_tenant("shop").await.unwrap());
-        let keys = store.keys().await.unwrap();
-        assert_eq!(keys.len(), 1, "the tenant's keys went with it");
-        assert!(store.delete_key("key_b").await.unwrap());
-        assert!(!store.delete_key("key_b").await.unwrap());
     }
 }

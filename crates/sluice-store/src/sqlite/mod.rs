@@ -13,11 +13,13 @@ mod directory;
 mod schema;
 mod serving;
 
-use crate::Store;
 use crate::error::StoreError;
 use crate::model::{
-    ChangedRow, Commit, MetricRecord, Origin, Position, RowQuery, RowRef, StoredRow,
+    ChangedRow, Commit, MetricRecord, Origin, PartialRow, Position, RowDecoder, RowQuery, RowRange,
+    RowRef, StoredRow,
 };
+use crate::store::{Catalogue, Checkpoints, Housekeeping, ResultReads};
+use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use sluice_core::time::Millis;
@@ -160,11 +162,8 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn location(&self) -> String {
-        self.inner.path.display().to_string()
-    }
-
+#[async_trait]
+impl Catalogue for SqliteStore {
     async fn metrics(&self) -> Result<Vec<MetricRecord>, StoreError> {
         self.read(|connection, path| {
             let mut statement = connection
@@ -227,6 +226,75 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn switch_generation(
+        &self,
+        metric: &str,
+        next: u32,
+        keep_before: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        let metric = metric.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| classify(path, e))?;
+            let current: Option<u32> = tx
+                .query_row("SELECT generation FROM metrics WHERE name = ?1", [&metric], |row| row.get(0))
+                .optional()
+                .map_err(|e| classify(path, e))?;
+            let Some(current) = current else { return Err(StoreError::UnknownMetric(metric)) };
+            if let Some(before) = keep_before {
+                // Before the replay's start, the previous results stand.
+                tx.execute(
+                    "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND window_start < ?3",
+                    params![metric, next, before],
+                )
+                .map_err(|e| classify(path, e))?;
+                tx.execute(
+                    "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
+                     SELECT metric, ?2, tenant, window_start, group_key, window_end, partition, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?3 AND window_start < ?4",
+                    params![metric, next, current, before],
+                )
+                .map_err(|e| classify(path, e))?;
+            }
+            tx.execute("DELETE FROM partials WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
+            tx.execute("DELETE FROM watermarks WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
+            for generation in 0..next {
+                tx.execute("DELETE FROM positions WHERE pipeline = ?1", [MetricRecord::pipeline_of(&metric, generation)])
+                    .map_err(|e| classify(path, e))?;
+            }
+            tx.execute("UPDATE metrics SET generation = ?2 WHERE name = ?1", params![metric, next]).map_err(|e| classify(path, e))?;
+            tx.commit().map_err(|e| classify(path, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
+        let metric = metric.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection.transaction().map_err(|e| classify(path, e))?;
+            tx.execute(
+                "DELETE FROM partials WHERE metric = ?1 AND generation = ?2",
+                params![metric, generation],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.execute(
+                "DELETE FROM watermarks WHERE metric = ?1 AND generation = ?2",
+                params![metric, generation],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.execute(
+                "DELETE FROM positions WHERE pipeline = ?1",
+                [MetricRecord::pipeline_of(&metric, generation)],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.commit().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Checkpoints for SqliteStore {
     async fn claim(
         &self,
         pipeline: &str,
@@ -399,14 +467,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn load_rows_with<T: Send + 'static>(
+    async fn load_partials(
         &self,
         metric: &str,
         generation: u32,
         partition: u32,
         open_after: Millis,
-        decode: impl Fn(RowRef<'_>) -> Result<T, String> + Send + 'static,
-    ) -> Result<Result<Vec<T>, String>, StoreError> {
+        decode: RowDecoder,
+    ) -> Result<Result<Vec<PartialRow>, String>, StoreError> {
         let metric = metric.to_owned();
         self.read(move |connection, path| {
             let mut statement = connection
@@ -437,25 +505,6 @@ impl Store for SqliteStore {
                 }
             }
             Ok(Ok(out))
-        })
-        .await
-    }
-
-    async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
-        self.read(move |connection, path| {
-            let mut statement = connection
-                .prepare_cached(
-                    "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
-                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 AND window_start < ?5 \
-                     ORDER BY window_start",
-                )
-                .map_err(|e| classify(path, e))?;
-            let rows = statement
-                .query_map(params![query.metric, query.generation, query.tenant, query.from, query.to], |row| {
-                    stored_row(row, row.get(0)?, query.tenant.clone())
-                })
-                .map_err(|e| classify(path, e))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
         })
         .await
     }
@@ -491,49 +540,36 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn switch_generation(
-        &self,
-        metric: &str,
-        next: u32,
-        keep_before: Option<Millis>,
-    ) -> Result<(), StoreError> {
-        let metric = metric.to_owned();
-        self.write(move |connection, path| {
-            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| classify(path, e))?;
-            let current: Option<u32> = tx
-                .query_row("SELECT generation FROM metrics WHERE name = ?1", [&metric], |row| row.get(0))
-                .optional()
-                .map_err(|e| classify(path, e))?;
-            let Some(current) = current else { return Err(StoreError::UnknownMetric(metric)) };
-            if let Some(before) = keep_before {
-                // Before the replay's start, the previous results stand.
-                tx.execute(
-                    "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND window_start < ?3",
-                    params![metric, next, before],
+#[async_trait]
+impl ResultReads for SqliteStore {
+    async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 AND window_start < ?5 \
+                     ORDER BY window_start",
                 )
                 .map_err(|e| classify(path, e))?;
-                tx.execute(
-                    "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
-                     SELECT metric, ?2, tenant, window_start, group_key, window_end, partition, version, state FROM partials \
-                     WHERE metric = ?1 AND generation = ?3 AND window_start < ?4",
-                    params![metric, next, current, before],
-                )
+            let rows = statement
+                .query_map(params![query.metric, query.generation, query.tenant, query.from, query.to], |row| {
+                    stored_row(row, row.get(0)?, query.tenant.clone())
+                })
                 .map_err(|e| classify(path, e))?;
-            }
-            tx.execute("DELETE FROM partials WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
-            tx.execute("DELETE FROM watermarks WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
-            for generation in 0..next {
-                tx.execute("DELETE FROM positions WHERE pipeline = ?1", [MetricRecord::pipeline_of(&metric, generation)])
-                    .map_err(|e| classify(path, e))?;
-            }
-            tx.execute("UPDATE metrics SET generation = ?2 WHERE name = ?1", params![metric, next]).map_err(|e| classify(path, e))?;
-            tx.commit().map_err(|e| classify(path, e))?;
-            Ok(())
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
         })
         .await
     }
 
+    async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError> {
+        self.rows_in_range(range).await
+    }
+}
+
+#[async_trait]
+impl Housekeeping for SqliteStore {
     async fn size(&self) -> Result<u64, StoreError> {
         self.write(|connection, path| {
             let pages: u64 = connection
@@ -563,28 +599,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
-        let metric = metric.to_owned();
-        self.write(move |connection, path| {
-            let tx = connection.transaction().map_err(|e| classify(path, e))?;
-            tx.execute(
-                "DELETE FROM partials WHERE metric = ?1 AND generation = ?2",
-                params![metric, generation],
-            )
-            .map_err(|e| classify(path, e))?;
-            tx.execute(
-                "DELETE FROM watermarks WHERE metric = ?1 AND generation = ?2",
-                params![metric, generation],
-            )
-            .map_err(|e| classify(path, e))?;
-            tx.execute(
-                "DELETE FROM positions WHERE pipeline = ?1",
-                [MetricRecord::pipeline_of(&metric, generation)],
-            )
-            .map_err(|e| classify(path, e))?;
-            tx.commit().map_err(|e| classify(path, e))
-        })
-        .await
+    fn location(&self) -> String {
+        self.inner.path.display().to_string()
     }
 }
 

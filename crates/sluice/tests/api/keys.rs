@@ -388,7 +388,6 @@ async fn config_key_ids_tell_nothing_about_their_secrets_and_survive_a_restart()
 /// the count carries over to the key's new id, so a restart after the upgrade renews no quota.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_saved_under_a_former_config_key_id_still_counts() {
-    use sluice_store::ServingStore as _;
     let dir = tempfile::tempdir().unwrap();
     let overrides = [("quotas.events-per-day", toml::Value::Integer(10))];
     let config = Harness::config(dir.path(), &overrides);

@@ -3,7 +3,7 @@
 use super::results::{assert_exact, events, expected, stored};
 use super::support::{BIN, Server, http_request, settled};
 use serde_json::{Value, json};
-use sluice_store::Store;
+use sluice_store::Catalogue;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

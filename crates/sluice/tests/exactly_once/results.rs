@@ -5,7 +5,7 @@ use sluice::config::Config;
 use sluice_log::{Log, LogBackend, ReadOptions, StoredRecord};
 use sluice_pipelines::partial_row;
 use sluice_store::model::RowQuery;
-use sluice_store::{SqliteStore, Store};
+use sluice_store::{Catalogue, ResultReads as _, SqliteStore};
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::oracle::{self, Expected};
 use sluice_stream::plan::MetricPlan;

@@ -17,7 +17,7 @@ use clap::Args;
 use sluice_core::time::now_millis;
 use sluice_log::{AckMode, Log, LogBackend, Record, TopicSpec};
 use sluice_pipelines::{MetricSpec, PartitionState, PipelineSettings, Pipelines};
-use sluice_store::{SqliteStore, Store};
+use sluice_store::{Housekeeping, SqliteStore};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,471 @@
+//! The store contract, written once against the store's traits and run for every backend
+//! (today SQLite; PostgreSQL joins with one more module in `for_every_backend!`). Each check
+//! gets a fresh, empty store behind a [`StoreBackend`], as the pipelines and the API see it.
+
+use sluice_core::access::{Role, digest};
+use sluice_core::time::Millis;
+use sluice_store::model::{MetricCommit, RetractedRow};
+use sluice_store::{
+    Commit, KeyRecord, MetricRecord, Origin, Position, RowQuery, StoreBackend, StoreError,
+    StoredRow, TenantRecord,
+};
+use std::sync::Arc;
+
+fn metric(name: &str) -> MetricRecord {
+    MetricRecord {
+        name: name.into(),
+        sql: format!("CREATE METRIC {name} AS …"),
+        backfill: false,
+        generation: 0,
+        created_at: 1,
+        origin: Origin::Api,
+    }
+}
+
+fn row(tenant: &str, key: u8, start: Millis, state: u8) -> StoredRow {
+    StoredRow {
+        partition: 0,
+        tenant: tenant.into(),
+        key: vec![key],
+        window_start: start,
+        window_end: start + 60_000,
+        version: 1,
+        state: vec![state],
+    }
+}
+
+fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
+    Commit {
+        offset,
+        event_time: Some(offset as Millis),
+        log_epoch: 0,
+        metrics: vec![MetricCommit {
+            metric: "views".into(),
+            generation: 0,
+            watermark: Some(offset as Millis),
+            retracted: vec![],
+            changed: rows.iter().map(StoredRow::as_changed).collect(),
+        }],
+    }
+}
+
+async fn metric_definitions_are_created_listed_and_deleted(store: &StoreBackend) {
+    store.create_metric(metric("views")).await.unwrap();
+    store.create_metric(metric("orders")).await.unwrap();
+    let error = store.create_metric(metric("views")).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::MetricExists(ref name) if name == "views"),
+        "{error}"
+    );
+    let names: Vec<String> = store
+        .metrics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["orders", "views"]);
+    assert!(store.delete_metric("views").await.unwrap());
+    assert!(!store.delete_metric("views").await.unwrap());
+    assert_eq!(store.metrics().await.unwrap().len(), 1);
+}
+
+async fn claims_fence_older_owners(store: &StoreBackend) {
+    let first = store.claim("views@0", 3, 100, 4).await.unwrap();
+    assert_eq!(
+        first,
+        Position {
+            epoch: 1,
+            offset: 100,
+            event_time: None,
+            log_epoch: 4,
+            lost_offsets: 0,
+        }
+    );
+    store
+        .commit("views@0", 3, 1, Arc::new(commit_of(150, vec![])))
+        .await
+        .unwrap();
+    let second = store.claim("views@0", 3, 0, 0).await.unwrap();
+    assert_eq!(
+        second,
+        Position {
+            epoch: 2,
+            offset: 150,
+            event_time: Some(150),
+            log_epoch: 0,
+            lost_offsets: 0,
+        },
+        "the initial offset and log epoch only apply once; commits store theirs"
+    );
+    let error = store
+        .commit(
+            "views@0",
+            3,
+            1,
+            Arc::new(commit_of(200, vec![row("t", 1, 0, 9)])),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Fenced {
+                epoch: 1,
+                current: 2,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let position = store.positions("views@0").await.unwrap();
+    assert_eq!(
+        position,
+        [(
+            3,
+            Position {
+                epoch: 2,
+                offset: 150,
+                event_time: Some(150),
+                log_epoch: 0,
+                lost_offsets: 0,
+            }
+        )],
+        "a fenced commit changes nothing"
+    );
+    assert!(
+        store
+            .load_rows("views", 0, 3, i64::MIN)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let error = store
+        .commit("views@0", 4, 1, Arc::new(commit_of(1, vec![])))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Fenced { current: 0, .. }),
+        "an unclaimed partition cannot be committed"
+    );
+}
+
+async fn rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets(
+    store: &StoreBackend,
+) {
+    let epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
+    store
+        .commit(
+            "views@0",
+            0,
+            epoch,
+            Arc::new(commit_of(150, vec![row("a", 1, 0, 4)])),
+        )
+        .await
+        .unwrap();
+    let epoch = store.claim("views@0", 0, 0, 1).await.unwrap().epoch;
+    let rewound = store.rewind("views@0", 0, epoch, 120, 1).await.unwrap();
+    let expected = Position {
+        epoch,
+        offset: 120,
+        event_time: Some(150),
+        log_epoch: 1,
+        lost_offsets: 30,
+    };
+    assert_eq!(rewound, expected);
+    assert_eq!(store.positions("views@0").await.unwrap(), [(0, expected)]);
+    assert_eq!(
+        store
+            .load_rows("views", 0, 0, Millis::MIN)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the counted events stay counted"
+    );
+
+    // Only the owner rewinds.
+    let newer = store.claim("views@0", 0, 0, 1).await.unwrap().epoch;
+    let error = store.rewind("views@0", 0, epoch, 100, 2).await.unwrap_err();
+    assert!(matches!(error, StoreError::Fenced { .. }), "{error}");
+    assert_eq!(store.positions("views@0").await.unwrap()[0].1.offset, 120);
+
+    // Rewinds add up; commits keep the count and store their log epoch.
+    assert_eq!(
+        store
+            .rewind("views@0", 0, newer, 100, 2)
+            .await
+            .unwrap()
+            .lost_offsets,
+        50
+    );
+    let commit = Commit {
+        log_epoch: 2,
+        ..commit_of(130, vec![])
+    };
+    store
+        .commit("views@0", 0, newer, Arc::new(commit))
+        .await
+        .unwrap();
+    let position = store.positions("views@0").await.unwrap()[0].1;
+    assert_eq!(
+        (position.offset, position.log_epoch, position.lost_offsets),
+        (130, 2, 50)
+    );
+}
+
+async fn commits_upsert_and_retract_rows_with_the_position(store: &StoreBackend) {
+    store.create_metric(metric("views")).await.unwrap();
+    let epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
+    store
+        .commit(
+            "views@0",
+            0,
+            epoch,
+            Arc::new(commit_of(
+                10,
+                vec![row("a", 1, 0, 1), row("a", 2, 60_000, 2), row("b", 1, 0, 3)],
+            )),
+        )
+        .await
+        .unwrap();
+    let mut update = commit_of(20, vec![row("a", 1, 0, 7)]);
+    update.metrics[0].retracted.push(RetractedRow {
+        tenant: "a".into(),
+        key: vec![2],
+        window_start: 60_000,
+        window_end: 120_000,
+    });
+    store
+        .commit("views@0", 0, epoch, Arc::new(update))
+        .await
+        .unwrap();
+
+    let rows = store
+        .query_rows(RowQuery {
+            metric: "views".into(),
+            generation: 0,
+            tenant: "a".into(),
+            from: 0,
+            to: 1_000_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, [row("a", 1, 0, 7)]);
+    let rows = store
+        .query_rows(RowQuery {
+            metric: "views".into(),
+            generation: 0,
+            tenant: "b".into(),
+            from: 0,
+            to: 1_000_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [row("b", 1, 0, 3)],
+        "tenants never see each other's rows"
+    );
+    assert_eq!(
+        store.load_rows("views", 0, 0, 60_000).await.unwrap().len(),
+        0,
+        "windows ending by the cut are not reloaded"
+    );
+    assert_eq!(
+        store.load_rows("views", 0, 0, 59_999).await.unwrap().len(),
+        2
+    );
+    assert_eq!(store.watermarks("views", 0).await.unwrap(), [(0, Some(20))]);
+    assert_eq!(store.positions("views@0").await.unwrap()[0].1.offset, 20);
+
+    assert!(store.delete_metric("views").await.unwrap());
+    assert!(
+        store.positions("views@0").await.unwrap().is_empty(),
+        "deleting a metric removes its positions"
+    );
+    assert!(
+        store
+            .load_rows("views", 0, 0, i64::MIN)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn switching_generations_replaces_results_atomically_and_can_keep_the_past(
+    store: &StoreBackend,
+) {
+    store.create_metric(metric("views")).await.unwrap();
+    let old = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
+    store
+        .commit(
+            "views@0",
+            0,
+            old,
+            Arc::new(commit_of(
+                10,
+                vec![
+                    row("a", 1, 0, 1),
+                    row("a", 1, 60_000, 1),
+                    row("a", 1, 120_000, 1),
+                ],
+            )),
+        )
+        .await
+        .unwrap();
+    let new = store.claim("views@1", 0, 0, 0).await.unwrap().epoch;
+    let mut replayed = commit_of(
+        10,
+        vec![
+            row("a", 1, 0, 5),
+            row("a", 1, 60_000, 5),
+            row("a", 1, 120_000, 5),
+        ],
+    );
+    replayed.metrics[0].generation = 1;
+    store
+        .commit("views@1", 0, new, Arc::new(replayed))
+        .await
+        .unwrap();
+
+    store
+        .switch_generation("views", 1, Some(60_000))
+        .await
+        .unwrap();
+    assert_eq!(store.metrics().await.unwrap()[0].generation, 1);
+    let rows = store
+        .query_rows(RowQuery {
+            metric: "views".into(),
+            generation: 1,
+            tenant: "a".into(),
+            from: 0,
+            to: i64::MAX,
+        })
+        .await
+        .unwrap();
+    let states: Vec<(Millis, u8)> = rows.iter().map(|r| (r.window_start, r.state[0])).collect();
+    assert_eq!(
+        states,
+        [(0, 1), (60_000, 5), (120_000, 5)],
+        "before the replay's start the old results stand"
+    );
+    assert!(
+        store
+            .query_rows(RowQuery {
+                metric: "views".into(),
+                generation: 0,
+                tenant: "a".into(),
+                from: 0,
+                to: i64::MAX
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.positions("views@0").await.unwrap().is_empty());
+    assert_eq!(store.positions("views@1").await.unwrap().len(), 1);
+}
+
+fn key(id: &str, tenant: Option<&str>, role: Role, secret: &str) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        tenant: tenant.map(str::to_owned),
+        role,
+        digest: digest(secret),
+        hint: secret[..6].into(),
+        label: "test".into(),
+        created_at: 1,
+    }
+}
+
+async fn tenants_keys_and_usage_round_trip(store: &StoreBackend) {
+    let shop = TenantRecord {
+        name: "shop".into(),
+        created_at: 5,
+        requests_per_second: Some(10),
+        events_per_day: None,
+    };
+    store.create_tenant(shop.clone()).await.unwrap();
+    assert!(matches!(
+        store.create_tenant(shop.clone()).await,
+        Err(StoreError::TenantExists(name)) if name == "shop"
+    ));
+    assert!(
+        store
+            .set_tenant_limits("shop", None, Some(100))
+            .await
+            .unwrap()
+    );
+    assert!(!store.set_tenant_limits("nope", None, None).await.unwrap());
+    let stored = store.tenants().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0].requests_per_second, stored[0].events_per_day),
+        (None, Some(100))
+    );
+
+    store
+        .create_key(key("key_a", Some("shop"), Role::Write, "wk_secret_a_0123"))
+        .await
+        .unwrap();
+    store
+        .create_key(key("key_b", None, Role::Admin, "ak_secret_b_0123"))
+        .await
+        .unwrap();
+    let duplicate = store
+        .create_key(key("key_c", Some("shop"), Role::Read, "wk_secret_a_0123"))
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Invalid(_))),
+        "{duplicate:?}"
+    );
+    let keys = store.keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].digest, digest("wk_secret_a_0123"));
+    assert_eq!(keys[1].role, Role::Admin);
+
+    store
+        .save_key_usage(vec![("key_a".into(), 7, 40)])
+        .await
+        .unwrap();
+    store
+        .save_key_usage(vec![("key_a".into(), 7, 30), ("key_b".into(), 8, 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.key_usage(7).await.unwrap(),
+        vec![("key_a".into(), 40)]
+    );
+
+    assert!(store.delete_tenant("shop").await.unwrap());
+    let keys = store.keys().await.unwrap();
+    assert_eq!(keys.len(), 1, "the tenant's keys went with it");
+    assert!(store.delete_key("key_b").await.unwrap());
+    assert!(!store.delete_key("key_b").await.unwrap());
+}
+
+macro_rules! for_every_backend {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = sluice_store::SqliteStore::open(&dir.path().join("store.db"))
+                        .unwrap();
+                    super::$check(&super::StoreBackend::from(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+for_every_backend!(
+    metric_definitions_are_created_listed_and_deleted,
+    claims_fence_older_owners,
+    rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets,
+    commits_upsert_and_retract_rows_with_the_position,
+    switching_generations_replaces_results_atomically_and_can_keep_the_past,
+    tenants_keys_and_usage_round_trip,
+);
