@@ -11,12 +11,15 @@
 //!   positions, partial rows, the row ranges queries read, tenants and keys.
 //! - [`config`]: the `[store]` section and `[[metrics]]` tables.
 //! - [`error`]: the [`StoreError`] type.
+//! - `testing` (feature `testing`): values for the store's tests and its backends' contract.
 
 pub mod config;
 pub mod error;
 pub mod model;
 pub mod sqlite;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;

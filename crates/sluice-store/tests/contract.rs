@@ -4,50 +4,10 @@
 
 use sluice_core::access::{Role, digest};
 use sluice_core::time::Millis;
-use sluice_store::model::{MetricCommit, RetractedRow};
-use sluice_store::{
-    Commit, KeyRecord, MetricRecord, Origin, Position, RowQuery, StoreBackend, StoreError,
-    StoredRow, TenantRecord,
-};
+use sluice_store::model::RetractedRow;
+use sluice_store::testing::{commit_of, metric, row};
+use sluice_store::{Commit, KeyRecord, Position, RowQuery, StoreBackend, StoreError, TenantRecord};
 use std::sync::Arc;
-
-fn metric(name: &str) -> MetricRecord {
-    MetricRecord {
-        name: name.into(),
-        sql: format!("CREATE METRIC {name} AS …"),
-        backfill: false,
-        generation: 0,
-        created_at: 1,
-        origin: Origin::Api,
-    }
-}
-
-fn row(tenant: &str, key: u8, start: Millis, state: u8) -> StoredRow {
-    StoredRow {
-        partition: 0,
-        tenant: tenant.into(),
-        key: vec![key],
-        window_start: start,
-        window_end: start + 60_000,
-        version: 1,
-        state: vec![state],
-    }
-}
-
-fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
-    Commit {
-        offset,
-        event_time: Some(offset as Millis),
-        log_epoch: 0,
-        metrics: vec![MetricCommit {
-            metric: "views".into(),
-            generation: 0,
-            watermark: Some(offset as Millis),
-            retracted: vec![],
-            changed: rows.iter().map(StoredRow::as_changed).collect(),
-        }],
-    }
-}
 
 async fn metric_definitions_are_created_listed_and_deleted(store: &StoreBackend) {
     store.create_metric(metric("views")).await.unwrap();

@@ -1,6 +1,6 @@
 use super::*;
-use crate::model::MetricCommit;
 use crate::store::{Catalogue, Checkpoints};
+use crate::testing::{commit_of, metric, row};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -8,44 +8,6 @@ fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     (dir, store)
-}
-
-fn metric(name: &str) -> MetricRecord {
-    MetricRecord {
-        name: name.into(),
-        sql: format!("CREATE METRIC {name} AS …"),
-        backfill: false,
-        generation: 0,
-        created_at: 1,
-        origin: Origin::Api,
-    }
-}
-
-fn row(tenant: &str, key: u8, start: Millis, state: u8) -> StoredRow {
-    StoredRow {
-        partition: 0,
-        tenant: tenant.into(),
-        key: vec![key],
-        window_start: start,
-        window_end: start + 60_000,
-        version: 1,
-        state: vec![state],
-    }
-}
-
-fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
-    Commit {
-        offset,
-        event_time: Some(offset as Millis),
-        log_epoch: 0,
-        metrics: vec![MetricCommit {
-            metric: "views".into(),
-            generation: 0,
-            watermark: Some(offset as Millis),
-            retracted: vec![],
-            changed: rows.iter().map(StoredRow::as_changed).collect(),
-        }],
-    }
 }
 
 #[tokio::test]
