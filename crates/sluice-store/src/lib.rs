@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //! - [`store`]: the traits by role every backend implements ([`Catalogue`], [`Checkpoints`],
-//!   [`ResultReads`], [`Directory`], [`Usage`], [`Housekeeping`]) and [`StoreBackend`], the
-//!   configured backend behind them.
+//!   [`ResultReads`], [`Directory`], [`Usage`], [`Housekeeping`]).
+//! - [`backend`]: [`StoreBackend`], the configured backend behind them.
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
 //! - [`model`]: what the traits take and give, as plain values: metric definitions,
@@ -13,6 +13,7 @@
 //! - [`error`]: the [`StoreError`] type.
 //! - `testing` (feature `testing`): values for the store's tests and its backends' contract.
 
+pub mod backend;
 pub mod config;
 pub mod error;
 pub mod model;
@@ -21,6 +22,7 @@ pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use backend::StoreBackend;
 pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
@@ -28,6 +30,4 @@ pub use model::{
     RetractedRow, RowDecoder, RowQuery, RowRange, RowRef, StoredRow, TenantRecord,
 };
 pub use sqlite::SqliteStore;
-pub use store::{
-    Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, StoreBackend, Usage,
-};
+pub use store::{Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Usage};

@@ -1,4 +1,4 @@
-//! The store's traits, one per role, and [`StoreBackend`], the configured backend behind them.
+//! The store's traits, one per role, and [`Backend`], all of them together.
 //!
 //! | trait | used by | what |
 //! |---|---|---|
@@ -9,26 +9,23 @@
 //! | [`Usage`] | API | each key's daily usage |
 //! | [`Housekeeping`] | binary, pipelines | size, size cap, where the store lives |
 //!
-//! A backend implements every role ([`Backend`]). Callers hold a [`StoreBackend`]: a cheap
-//! clone of one `Arc<dyn Backend>`, so a second backend (PostgreSQL) is one more
-//! implementation and one more arm in [`StoreBackend::open`], with nothing forwarded by hand.
+//! A backend implements every role ([`Backend`]). Callers hold a
+//! [`StoreBackend`](crate::backend::StoreBackend): a cheap clone of one `Arc<dyn Backend>`, so a
+//! second backend (PostgreSQL) is one more implementation and one more arm in its `open`, with
+//! nothing forwarded by hand.
 //! The traits are object-safe: `async_trait` boxes each call's future, one allocation beside
 //! a hop to the blocking pool or a database round trip. What every backend must do is written
 //! once, in `tests/contract.rs`, and run against each.
 
-use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::model::{
     Commit, KeyRecord, MetricRecord, Position, RowDecoder, RowQuery, RowRange, StoredRow,
     TenantRecord,
 };
-use crate::sqlite::SqliteStore;
 use async_trait::async_trait;
 use sluice_core::time::Millis;
 use sluice_stream::engine::output::PartialRow;
 use std::fmt::Debug;
-use std::ops::Deref;
-use std::path::Path;
 use std::sync::Arc;
 
 /// Metric definitions and their generations. Every change is one atomic transaction.
@@ -201,30 +198,4 @@ pub trait Backend:
 impl<T> Backend for T where
     T: Catalogue + Checkpoints + ResultReads + Directory + Usage + Housekeeping + Debug + 'static
 {
-}
-
-/// The configured store backend (chosen by `store.url`), shared by every caller.
-#[derive(Debug, Clone)]
-pub struct StoreBackend(Arc<dyn Backend>);
-
-impl StoreBackend {
-    /// Opens the store `config` names (relative to `data_dir` by default).
-    pub fn open(config: &StoreConfig, data_dir: &Path) -> Result<StoreBackend, StoreError> {
-        let path = config.sqlite_path(data_dir).map_err(StoreError::Invalid)?;
-        Ok(StoreBackend::from(SqliteStore::open(&path)?))
-    }
-}
-
-impl<B: Backend> From<B> for StoreBackend {
-    fn from(backend: B) -> Self {
-        StoreBackend(Arc::new(backend))
-    }
-}
-
-impl Deref for StoreBackend {
-    type Target = dyn Backend;
-
-    fn deref(&self) -> &Self::Target {
-        &*self.0
-    }
 }

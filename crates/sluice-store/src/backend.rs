@@ -1,0 +1,36 @@
+//! [`StoreBackend`]: the backend `store.url` names, opened once and shared by every caller
+//! behind the traits of [`crate::store`].
+
+use crate::config::StoreConfig;
+use crate::error::StoreError;
+use crate::sqlite::SqliteStore;
+use crate::store::Backend;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The configured store backend (chosen by `store.url`), shared by every caller.
+#[derive(Debug, Clone)]
+pub struct StoreBackend(Arc<dyn Backend>);
+
+impl StoreBackend {
+    /// Opens the store `config` names (relative to `data_dir` by default).
+    pub fn open(config: &StoreConfig, data_dir: &Path) -> Result<StoreBackend, StoreError> {
+        let path = config.sqlite_path(data_dir).map_err(StoreError::Invalid)?;
+        Ok(StoreBackend::from(SqliteStore::open(&path)?))
+    }
+}
+
+impl<B: Backend> From<B> for StoreBackend {
+    fn from(backend: B) -> Self {
+        StoreBackend(Arc::new(backend))
+    }
+}
+
+impl Deref for StoreBackend {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
