@@ -27,9 +27,15 @@ pub(crate) fn config(ack: AckMode) -> LogConfig {
 /// Held by the crash test while it spawns a child. A child inherits every descriptor of this
 /// process between `clone` and `exec` (they are close-on-exec, so only then), including the lock
 /// of any log open in another test; a test that closes and reopens its log in that window would
-/// find it locked by the child. `Command::spawn` returns after the `exec`, so opening under this
-/// guard never meets such a window.
+/// find it locked by the child. Opening under this guard keeps clear of most of that window, but
+/// not all of it: `Command::spawn` (`posix_spawn`, a vfork) returns once the child has replaced
+/// its memory, and the kernel closes the close-on-exec descriptors a moment after that. So
+/// [`try_open`] also tries again, briefly, when it finds the log locked.
 pub(crate) static SPAWN_GUARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// How long [`try_open`] keeps trying a log that is locked: far longer than a child takes to
+/// finish its `exec`, far shorter than a log held by a live process would need.
+const LOCKED_BY_A_CHILD_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Opens (or creates) a file log in `dir`.
 pub(crate) fn open(dir: &Path, config: &LogConfig) -> FileLog {
@@ -38,8 +44,21 @@ pub(crate) fn open(dir: &Path, config: &LogConfig) -> FileLog {
 
 /// Opens a file log in `dir`, returning the error.
 pub(crate) fn try_open(dir: &Path, config: &LogConfig) -> Result<FileLog, sluice_log::LogError> {
-    let _guard = SPAWN_GUARD.lock().unwrap_or_else(|e| e.into_inner());
-    FileLog::open(dir, config)
+    let started = std::time::Instant::now();
+    loop {
+        let opened = {
+            let _guard = SPAWN_GUARD.lock().unwrap_or_else(|e| e.into_inner());
+            FileLog::open(dir, config)
+        };
+        match opened {
+            Err(sluice_log::LogError::Locked { .. })
+                if started.elapsed() < LOCKED_BY_A_CHILD_FOR =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A record with a text key and value.
