@@ -116,10 +116,26 @@ pub fn app(
             readiness,
             openapi: Arc::clone(&openapi),
         });
+    let metrics_open = metrics.as_ref().is_some_and(|m| m.access.is_none());
     if let Some(metrics) = metrics {
         ops = ops.merge(metrics_routes(metrics));
     }
-    let (router, document) = stages.merge(ops).split_for_parts();
+    let (router, mut document) = stages.merge(ops).split_for_parts();
+    if metrics_open {
+        // `telemetry.metrics-auth = "none"`: the document says what the route does.
+        if let Some(operation) = document
+            .paths
+            .paths
+            .get_mut("/metrics")
+            .and_then(|item| item.get.as_mut())
+        {
+            operation.security = Some(Vec::new());
+            operation
+                .responses
+                .responses
+                .retain(|code, _| code == "200");
+        }
+    }
     // The routes (and so the document) are known only once the router is split; the handler
     // reads the rendering through the cell it was given before.
     match describe(document).to_pretty_json() {

@@ -166,3 +166,22 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
     assert_eq!((status, reply.body.len()), (StatusCode::NOT_FOUND, 0));
     h.stop().await;
 }
+
+/// With `telemetry.metrics-auth = "none"`, the document says `/metrics` needs no key (and the
+/// route answers without one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_metrics_are_documented_as_needing_no_key() {
+    let overrides = [("telemetry.metrics-auth", toml::Value::String("none".into()))];
+    let h = Harness::start(&overrides).await;
+    let (_, _, reply) = h
+        .request(Method::GET, "/openapi.json", &[], bytes::Bytes::new())
+        .await;
+    let document: Value = serde_json::from_slice(&reply.body).unwrap();
+    let operation = &document["paths"]["/metrics"]["get"];
+    assert_eq!(operation["security"], serde_json::json!([]), "{operation}");
+    assert!(operation["responses"].get("401").is_none(), "{operation}");
+    let (status, _, _) = h
+        .request(Method::GET, "/metrics", &[], bytes::Bytes::new())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
