@@ -57,6 +57,7 @@ pub fn router(
         config.clone(),
     );
     let sockets = Arc::new(Semaphore::new(config.ws_max_connections));
+    let hubs = Arc::new(feed::Hubs::default());
     let admin = admin::AdminState {
         pipelines,
         access: Arc::clone(&access),
@@ -73,10 +74,11 @@ pub fn router(
     let push = push::PushState {
         access: Arc::clone(&access),
         serving: Arc::clone(&serving),
+        hubs: Arc::clone(&hubs),
         connections: Arc::clone(&sockets),
         shutdown: shutdown.clone(),
     };
-    let graphql = graphql::GraphqlState::new(access, serving, sockets, shutdown);
+    let graphql = graphql::GraphqlState::new(access, serving, hubs, sockets, shutdown);
     admin::router(Arc::new(admin))
         .merge(tenants::router(Arc::new(tenants)))
         .merge(rest::router(Arc::new(rest)))

@@ -25,7 +25,7 @@
 use crate::access::{Access, SessionKey};
 use crate::auth::bearer;
 use crate::error::ApiError;
-use crate::feed::{Changes, Feed};
+use crate::feed::{Changes, Feed, Hubs};
 use crate::query::Serving;
 use crate::query::render;
 use crate::socket::{End, Incoming, Outbox, Session, Settings};
@@ -55,6 +55,8 @@ pub struct PushState {
     pub access: Arc<Access>,
     /// The serving engine.
     pub serving: Arc<Serving>,
+    /// The running change hubs (shared with GraphQL).
+    pub hubs: Arc<Hubs>,
     /// One permit per open WebSocket connection (REST push and GraphQL).
     pub connections: Arc<Semaphore>,
     /// Cancelled when the server stops: connections close with 1001 ("going away").
@@ -129,6 +131,7 @@ async fn upgrade(
     let settings = Settings::of(config);
     let session = LiveSession {
         serving: Arc::clone(&state.serving),
+        hubs: Arc::clone(&state.hubs),
         feeds: BTreeMap::new(),
         max_subscriptions: config.ws_max_subscriptions,
     };
@@ -160,6 +163,7 @@ enum ClientMessage {
 /// What a `/v1/live` connection says: its subscriptions.
 struct LiveSession {
     serving: Arc<Serving>,
+    hubs: Arc<Hubs>,
     feeds: BTreeMap<String, Feed>,
     max_subscriptions: usize,
 }
@@ -261,7 +265,14 @@ impl LiveSession {
         let tenant = grant
             .tenant()
             .ok_or_else(|| ApiError::forbidden("this key belongs to no tenant"))?;
-        let feed = Feed::new(Arc::clone(&self.serving), tenant, metric, filters).await?;
+        let feed = Feed::new(
+            Arc::clone(&self.serving),
+            &self.hubs,
+            tenant,
+            metric,
+            filters,
+        )
+        .await?;
         Ok(self.feeds.entry(id.to_owned()).or_insert(feed))
     }
 

@@ -45,9 +45,10 @@ use tokio::sync::watch;
 /// The error code of a feed that fell behind further than the hub remembers.
 pub(crate) const LAGGED: &str = "lagged";
 
-/// The running hubs, by (metric, tenant).
+/// The running hubs, by (metric, tenant): one registry for live push and GraphQL, shared by
+/// their states and by the hub tasks (which leave it when no feed holds them).
 #[derive(Debug, Default)]
-pub(crate) struct Hubs {
+pub struct Hubs {
     map: parking_lot::Mutex<HashMap<(String, String), Arc<Hub>>>,
 }
 
@@ -55,7 +56,7 @@ impl Hubs {
     /// The hub of `tenant`'s `metric` as defined by `plan` (started if none runs), and a
     /// receiver of its publications.
     pub(crate) fn join(
-        &self,
+        self: &Arc<Self>,
         serving: &Arc<Serving>,
         metric: &str,
         tenant: &str,
@@ -89,7 +90,12 @@ impl Hubs {
         let receiver = hub.published.subscribe();
         // A hub of a previous definition ends at its next refresh (the plan changed).
         map.insert(key, Arc::clone(&hub));
-        tokio::spawn(run(Arc::clone(&hub), Arc::downgrade(serving), every));
+        tokio::spawn(run(
+            Arc::clone(&hub),
+            Arc::clone(self),
+            Arc::downgrade(serving),
+            every,
+        ));
         (hub, receiver)
     }
 
@@ -175,7 +181,7 @@ impl Hub {
 }
 
 /// Refreshes `hub` every `every` until no feed holds it or its metric is gone.
-async fn run(hub: Arc<Hub>, serving: Weak<Serving>, every: Duration) {
+async fn run(hub: Arc<Hub>, hubs: Arc<Hubs>, serving: Weak<Serving>, every: Duration) {
     metrics::gauge!("sluice_push_hubs").increment(1.0);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -184,7 +190,7 @@ async fn run(hub: Arc<Hub>, serving: Weak<Serving>, every: Duration) {
         let Some(serving) = serving.upgrade() else {
             break;
         };
-        if serving.hubs().leave(&hub, false) {
+        if hubs.leave(&hub, false) {
             break;
         }
         match hub.refresh(&serving).await {
@@ -204,7 +210,7 @@ async fn run(hub: Arc<Hub>, serving: Weak<Serving>, every: Duration) {
                 tracing::debug!(metric = %hub.metric, tenant = %hub.tenant, code = failure.code, message = %failure.message, "a push refresh failed");
                 hub.fail(failure);
                 if gone {
-                    serving.hubs().leave(&hub, true);
+                    hubs.leave(&hub, true);
                     break;
                 }
             }

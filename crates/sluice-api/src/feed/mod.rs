@@ -22,6 +22,8 @@
 
 pub(crate) mod hub;
 
+pub use hub::Hubs;
+
 use crate::error::ApiError;
 use crate::query::Serving;
 use crate::query::params::{SeriesParams, SeriesQuery, resolve};
@@ -88,9 +90,11 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// A feed of `metric` for `tenant`, with `filters` (`KEY:VALUE`, as in queries).
+    /// A feed of `metric` for `tenant`, with `filters` (`KEY:VALUE`, as in queries), from the
+    /// hub of `hubs` that serves them (started if none runs).
     pub async fn new(
         serving: Arc<Serving>,
+        hubs: &Arc<Hubs>,
         tenant: &str,
         metric: &str,
         filters: Vec<String>,
@@ -106,7 +110,7 @@ impl Feed {
             now_millis(),
             serving.config().max_series,
         )?;
-        let (hub, published) = serving.hubs().join(&serving, metric, tenant, &cache.plan);
+        let (hub, published) = hubs.join(&serving, metric, tenant, &cache.plan);
         Ok(Feed {
             hub,
             published,

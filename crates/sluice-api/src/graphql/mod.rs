@@ -25,7 +25,7 @@ mod session;
 
 use crate::access::Access;
 use crate::error::ApiError;
-use crate::feed::{Change, Changes, Feed};
+use crate::feed::{Change, Changes, Feed, Hubs};
 use crate::push::{connection_slot, socket_key};
 use crate::query::params::SeriesParams;
 use crate::query::{MetricInfo, Serving};
@@ -86,13 +86,14 @@ impl GraphqlState {
     pub fn new(
         access: Arc<Access>,
         serving: Arc<Serving>,
+        hubs: Arc<Hubs>,
         connections: Arc<Semaphore>,
         shutdown: CancellationToken,
     ) -> GraphqlState {
         GraphqlState {
             settings: Settings::of(serving.config()),
             max_subscriptions: serving.config().ws_max_subscriptions,
-            schema: schema(serving),
+            schema: schema(serving, hubs),
             access,
             connections,
             shutdown,
@@ -100,10 +101,11 @@ impl GraphqlState {
     }
 }
 
-/// Builds the schema.
-pub fn schema(serving: Arc<Serving>) -> SluiceSchema {
+/// Builds the schema: queries read `serving`, subscriptions also share `hubs`.
+pub fn schema(serving: Arc<Serving>, hubs: Arc<Hubs>) -> SluiceSchema {
     Schema::build(QueryRoot, EmptyMutation, SubscriptionRoot)
         .data(serving)
+        .data(hubs)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -376,8 +378,10 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LiveUpdate>>> {
         // The key's request rate applies when the subscription is asked for (session.rs).
         let (serving, tenant) = reader(ctx)?;
+        let hubs = ctx.data::<Arc<Hubs>>()?;
         let feed = Feed::new(
             Arc::clone(serving),
+            hubs,
             &tenant,
             &metric,
             filters.unwrap_or_default(),

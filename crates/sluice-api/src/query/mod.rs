@@ -266,8 +266,6 @@ pub struct Serving {
     caches: parking_lot::Mutex<HashMap<(String, String), Arc<TenantCache>>>,
     cached_windows: AtomicUsize,
     started: Instant,
-    /// What changed, per (metric, tenant) with subscribers.
-    hubs: crate::feed::hub::Hubs,
 }
 
 impl std::fmt::Debug for Serving {
@@ -304,13 +302,7 @@ impl Serving {
             caches: parking_lot::Mutex::new(HashMap::new()),
             cached_windows: AtomicUsize::new(0),
             started: Instant::now(),
-            hubs: crate::feed::hub::Hubs::default(),
         })
-    }
-
-    /// The running change hubs of subscriptions.
-    pub(crate) fn hubs(&self) -> &crate::feed::hub::Hubs {
-        &self.hubs
     }
 
     /// The configuration.
