@@ -205,30 +205,12 @@ async fn busy_and_upgraded_connections_are_never_reclaimed() {
     let (server, metrics, _dir) =
         start("max-connections = 3\nheader-read-timeout = \"10s\"\nkeep-alive-timeout = \"5m\"");
     let addr = server.addr;
-    // A WebSocket, a request whose body is half sent, and an idle keep-alive connection.
-    let mut request = format!("ws://{addr}/v1/live")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {READ}").parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let body = br#"{"batch":[{"type":"track","userId":"u1","event":"Signed Up"}]}"#;
-    let (half, rest) = body.split_at(body.len() / 2);
-    let mut busy = TcpStream::connect(addr).unwrap();
-    let auth = sluice::client::basic_auth(WRITE);
-    busy.write_all(
-        format!(
-            "POST /v1/batch HTTP/1.1\r\nHost: sluice\r\nAuthorization: {auth}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    busy.write_all(half).unwrap();
-    let mut idle = TcpStream::connect(addr).unwrap();
-    assert_eq!(keep_alive_get(&mut idle, "/healthz"), 200);
+    let Clients {
+        mut socket,
+        mut busy,
+        rest,
+        mut idle,
+    } = busy_idle_and_upgraded(addr).await;
     assert_eq!(open_connections(metrics), 3.0);
 
     // A new client: only the idle connection may make room for it.
@@ -277,29 +259,12 @@ async fn sigterm_lets_requests_finish_closes_websockets_with_1001_and_exits_0() 
     let (server, metrics, _dir) =
         start("max-connections = 20\nheader-read-timeout = \"10s\"\nkeep-alive-timeout = \"5m\"");
     let addr = server.addr;
-    let mut request = format!("ws://{addr}/v1/live")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {READ}").parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let body = br#"{"batch":[{"type":"track","userId":"u1","event":"Signed Up"}]}"#;
-    let (half, rest) = body.split_at(body.len() / 2);
-    let mut busy = TcpStream::connect(addr).unwrap();
-    let auth = sluice::client::basic_auth(WRITE);
-    busy.write_all(
-        format!(
-            "POST /v1/batch HTTP/1.1\r\nHost: sluice\r\nAuthorization: {auth}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    busy.write_all(half).unwrap();
-    let mut idle = TcpStream::connect(addr).unwrap();
-    assert_eq!(keep_alive_get(&mut idle, "/healthz"), 200);
+    let Clients {
+        mut socket,
+        mut busy,
+        rest,
+        mut idle,
+    } = busy_idle_and_upgraded(addr).await;
     eventually("3 open connections", || {
         (open_connections(metrics) == 3.0).then_some(())
     });
@@ -338,4 +303,48 @@ async fn sigterm_lets_requests_finish_closes_websockets_with_1001_and_exits_0() 
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A WebSocket, a request whose body is half sent, and an idle keep-alive connection.
+struct Clients {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    busy: TcpStream,
+    /// What `busy` has not sent of its body yet.
+    rest: &'static [u8],
+    idle: TcpStream,
+}
+
+/// Opens [`Clients`] against `addr`.
+async fn busy_idle_and_upgraded(addr: SocketAddr) -> Clients {
+    let mut request = format!("ws://{addr}/v1/live")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {READ}").parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let body: &'static [u8] = br#"{"batch":[{"type":"track","userId":"u1","event":"Signed Up"}]}"#;
+    let (half, rest) = body.split_at(body.len() / 2);
+    let mut busy = TcpStream::connect(addr).unwrap();
+    let auth = sluice::client::basic_auth(WRITE);
+    busy.write_all(
+        format!(
+            "POST /v1/batch HTTP/1.1\r\nHost: sluice\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    busy.write_all(half).unwrap();
+    let mut idle = TcpStream::connect(addr).unwrap();
+    assert_eq!(keep_alive_get(&mut idle, "/healthz"), 200);
+    Clients {
+        socket,
+        busy,
+        rest,
+        idle,
+    }
 }
