@@ -159,6 +159,18 @@ fn spec() -> Vec<MetricSpec> {
     }]
 }
 
+/// The pipelines of [`spec`] over `log`, with the store at `store_path`.
+async fn start(log: &Arc<LogBackend>, store_path: &Path) -> Pipelines<LogBackend> {
+    Pipelines::start(
+        Arc::clone(log),
+        SqliteStore::open(store_path).unwrap(),
+        settings(),
+        &spec(),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_exact_across_graceful_stops_and_abrupt_ends() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,14 +178,7 @@ async fn results_are_exact_across_graceful_stops_and_abrupt_ends() {
     let log = open_log(dir.path()).await;
     append(&log, 0..600).await;
 
-    let pipelines = Pipelines::start(
-        Arc::clone(&log),
-        SqliteStore::open(&store_path).unwrap(),
-        settings(),
-        &spec(),
-    )
-    .await
-    .unwrap();
+    let pipelines = start(&log, &store_path).await;
     caught_up(&pipelines).await;
     assert_eq!(stored(&pipelines).await, expected(0..600));
     pipelines.stop().await;
@@ -189,14 +194,7 @@ async fn results_are_exact_across_graceful_stops_and_abrupt_ends() {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let pipelines = Pipelines::start(
-                    Arc::clone(&log),
-                    SqliteStore::open(&store_path).unwrap(),
-                    settings(),
-                    &spec(),
-                )
-                .await
-                .unwrap();
+                let pipelines = start(&log, &store_path).await;
                 let start = 600 + round * 400;
                 for chunk in (start..start + 400).step_by(50) {
                     append(&log, chunk..chunk + 50).await;
@@ -210,14 +208,7 @@ async fn results_are_exact_across_graceful_stops_and_abrupt_ends() {
         .unwrap();
     }
 
-    let pipelines = Pipelines::start(
-        Arc::clone(&log),
-        SqliteStore::open(&store_path).unwrap(),
-        settings(),
-        &spec(),
-    )
-    .await
-    .unwrap();
+    let pipelines = start(&log, &store_path).await;
     caught_up(&pipelines).await;
     assert_eq!(
         stored(&pipelines).await,
@@ -233,23 +224,9 @@ async fn a_second_owner_fences_the_first_and_results_stay_exact() {
     let store_path = dir.path().join("store.db");
     let log = open_log(dir.path()).await;
     append(&log, 0..300).await;
-    let first = Pipelines::start(
-        Arc::clone(&log),
-        SqliteStore::open(&store_path).unwrap(),
-        settings(),
-        &spec(),
-    )
-    .await
-    .unwrap();
+    let first = start(&log, &store_path).await;
     caught_up(&first).await;
-    let second = Pipelines::start(
-        Arc::clone(&log),
-        SqliteStore::open(&store_path).unwrap(),
-        settings(),
-        &spec(),
-    )
-    .await
-    .unwrap();
+    let second = start(&log, &store_path).await;
     append(&log, 300..500).await;
     caught_up(&second).await;
 
@@ -544,14 +521,7 @@ async fn events_that_reuse_offsets_a_log_repair_cut_are_all_counted() {
     for chunk in (0..600).step_by(20) {
         append(&log, chunk..chunk + 20).await;
     }
-    let pipelines = Pipelines::start(
-        Arc::clone(&log),
-        SqliteStore::open(&store_path).unwrap(),
-        settings(),
-        &spec(),
-    )
-    .await
-    .unwrap();
+    let pipelines = start(&log, &store_path).await;
     caught_up(&pipelines).await;
     pipelines.stop().await;
     drop(pipelines);
@@ -584,14 +554,7 @@ async fn events_that_reuse_offsets_a_log_repair_cut_are_all_counted() {
     let mut want = expected(0..600);
     want.extend(expected(1000..1400));
     for restart in 0..2 {
-        let pipelines = Pipelines::start(
-            Arc::clone(&log),
-            SqliteStore::open(&store_path).unwrap(),
-            settings(),
-            &spec(),
-        )
-        .await
-        .unwrap();
+        let pipelines = start(&log, &store_path).await;
         caught_up(&pipelines).await;
         assert_eq!(
             stored(&pipelines).await,
@@ -622,14 +585,7 @@ async fn a_position_beyond_a_log_that_lost_whole_batches_is_rewound_at_start() {
     for chunk in (300..600).step_by(20) {
         append(&log, chunk..chunk + 20).await;
     }
-    let pipelines = Pipelines::start(
-        Arc::clone(&log),
-        SqliteStore::open(&store_path).unwrap(),
-        settings(),
-        &spec(),
-    )
-    .await
-    .unwrap();
+    let pipelines = start(&log, &store_path).await;
     caught_up(&pipelines).await;
     pipelines.stop().await;
     drop(pipelines);
@@ -647,14 +603,7 @@ async fn a_position_beyond_a_log_that_lost_whole_batches_is_rewound_at_start() {
 
     // The pipelines start before anything new is appended (as `serve` starts them before its
     // collector); the new events then take the lost offsets, and more. All are counted.
-    let pipelines = Pipelines::start(
-        Arc::clone(&log),
-        SqliteStore::open(&store_path).unwrap(),
-        settings(),
-        &spec(),
-    )
-    .await
-    .unwrap();
+    let pipelines = start(&log, &store_path).await;
     for chunk in (1000..1400).step_by(20) {
         append(&log, chunk..chunk + 20).await;
     }
