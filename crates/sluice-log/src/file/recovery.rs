@@ -331,14 +331,7 @@ pub(crate) fn refresh_read_only(
     segments: &mut Vec<Segment>,
     index_interval: u64,
 ) -> Result<bool> {
-    let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error("listing partition", dir))? {
-        let entry = entry.map_err(io_error("listing partition", dir))?;
-        if let Some(base) = parse_log_name(&entry.file_name()) {
-            bases.push(base);
-        }
-    }
-    bases.sort_unstable();
+    let bases = segment::segment_bases(dir)?;
     let Some(&first) = bases.first() else {
         return Ok(false);
     };

@@ -105,6 +105,19 @@ pub fn parse_log_name(name: &OsStr) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The base offsets of a partition's segment files, in order.
+pub(crate) fn segment_bases(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error("listing partition", dir))? {
+        let entry = entry.map_err(io_error("listing partition", dir))?;
+        if let Some(base) = parse_log_name(&entry.file_name()) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
 /// Reads exactly `len` bytes at `position`.
 pub(crate) fn read_at(file: &File, path: &Path, position: u64, len: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0; len];

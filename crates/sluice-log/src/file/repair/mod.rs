@@ -18,7 +18,7 @@ use super::fs::{atomic_write, io_error, sync_dir};
 use super::gaps;
 use super::index::SegmentIndex;
 use super::salvage::{Salvaged, Salvager, log_salvage, quarantine_dir};
-use super::segment::{Damaged, Segment, load_index, log_path, parse_log_name, scan_file, survey};
+use super::segment::{Damaged, Segment, load_index, log_path, scan_file, segment_bases, survey};
 use super::topic;
 use crate::config::LogConfig;
 use crate::record::EpochStart;
@@ -511,19 +511,6 @@ fn file_problem(path: PathBuf, error: LogError) -> Problem {
         other => other.to_string(),
     };
     Problem::File { path, reason }
-}
-
-/// The base offsets of a partition's segment files, in order.
-fn segment_bases(dir: &Path) -> Result<Vec<u64>> {
-    let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error("listing partition", dir))? {
-        let entry = entry.map_err(io_error("listing partition", dir))?;
-        if let Some(base) = parse_log_name(&entry.file_name()) {
-            bases.push(base);
-        }
-    }
-    bases.sort_unstable();
-    Ok(bases)
 }
 
 /// The chosen partitions: (topic, partition, directory), by topic name and partition.
