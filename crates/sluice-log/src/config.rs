@@ -45,6 +45,28 @@ pub struct LogConfig {
     pub max_pending_bytes: ByteSize,
 }
 
+#[cfg(test)]
+impl LogConfig {
+    /// A small log for unit tests: one partition, `ack = "write"`, segments and batches of
+    /// `segment_bytes`, an index entry every 512 bytes, no retention.
+    pub(crate) fn for_tests(segment_bytes: u64) -> LogConfig {
+        LogConfig {
+            url: String::new(),
+            ack: AckMode::Write,
+            partitions: 1,
+            segment_bytes: ByteSize(segment_bytes),
+            segment_age: HumanDuration(Duration::from_secs(86_400)),
+            retention_age: HumanDuration(Duration::ZERO),
+            retention_bytes: ByteSize(0),
+            retention_check_interval: HumanDuration(Duration::from_secs(60)),
+            index_interval_bytes: ByteSize(512),
+            max_record_bytes: ByteSize(4 * 1024),
+            max_batch_bytes: ByteSize(segment_bytes),
+            max_pending_bytes: ByteSize(1 << 20),
+        }
+    }
+}
+
 /// When an append is acknowledged, and what a crash can therefore lose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -270,9 +270,8 @@ fn read_cached_at(file: &std::fs::File, into: &mut [u8], position: u64) -> usize
 
 #[cfg(test)]
 mod tests {
-    use crate::{AckMode, FileLog, Log, LogConfig, ReadBuffer, ReadOptions, Record, TopicSpec};
+    use crate::{FileLog, Log, LogConfig, ReadBuffer, ReadOptions, Record, TopicSpec};
     use bytes::Bytes;
-    use sluice_core::config::{ByteSize, HumanDuration};
     use std::cell::Cell;
     use std::time::Duration;
 
@@ -283,20 +282,7 @@ mod tests {
     }
 
     fn config() -> LogConfig {
-        LogConfig {
-            url: String::new(),
-            ack: AckMode::Write,
-            partitions: 1,
-            segment_bytes: ByteSize(64 * 1024),
-            segment_age: HumanDuration(Duration::from_secs(86_400)),
-            retention_age: HumanDuration(Duration::ZERO),
-            retention_bytes: ByteSize(0),
-            retention_check_interval: HumanDuration(Duration::from_secs(60)),
-            index_interval_bytes: ByteSize(512),
-            max_record_bytes: ByteSize(4 * 1024),
-            max_batch_bytes: ByteSize(64 * 1024),
-            max_pending_bytes: ByteSize(1 << 20),
-        }
+        LogConfig::for_tests(64 * 1024)
     }
 
     /// Reads that find only part of the data cached stop, and the read on the blocking pool

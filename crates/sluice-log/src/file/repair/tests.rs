@@ -3,25 +3,11 @@
 use super::*;
 use crate::file::format::peek_header;
 use crate::file::segment::index_path;
-use crate::{AckMode, FileLog, Log, ReadOptions, Record, TopicSpec};
-use sluice_core::config::{ByteSize, HumanDuration};
+use crate::{FileLog, Log, ReadOptions, Record, TopicSpec};
 use std::time::Duration;
 
 fn config() -> LogConfig {
-    LogConfig {
-        url: String::new(),
-        ack: AckMode::Write,
-        partitions: 1,
-        segment_bytes: ByteSize(16 * 1024),
-        segment_age: HumanDuration(Duration::from_secs(86_400)),
-        retention_age: HumanDuration(Duration::ZERO),
-        retention_bytes: ByteSize(0),
-        retention_check_interval: HumanDuration(Duration::from_secs(60)),
-        index_interval_bytes: ByteSize(512),
-        max_record_bytes: ByteSize(4 * 1024),
-        max_batch_bytes: ByteSize(16 * 1024),
-        max_pending_bytes: ByteSize(1 << 20),
-    }
+    LogConfig::for_tests(16 * 1024)
 }
 
 /// 40 batches of 4 records of ~500 bytes: several 16 KiB segments.
