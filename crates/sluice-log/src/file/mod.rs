@@ -137,6 +137,7 @@ pub mod gaps;
 pub mod index;
 mod offsets;
 mod partition;
+mod queue;
 pub mod recovery;
 pub mod repair;
 pub mod salvage;
@@ -153,6 +154,7 @@ use fs::io_error;
 use offsets::{OffsetStore, check_group_name};
 use parking_lot::{Mutex, RwLock};
 use partition::Partition;
+use queue::{AppendRequest, WriterStats};
 use sluice_core::config::{ConfigProblems, Validate};
 use sluice_core::time::{Millis, now_millis};
 use std::collections::BTreeMap;
@@ -162,7 +164,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 use topic::{Topic, TopicMeta};
-use writer::{AppendRequest, WriterStats};
 
 /// The lock file in the log directory.
 pub const LOCK_FILE: &str = "LOCK";

@@ -5,9 +5,9 @@
 use super::format::{self, BatchHeader};
 use super::fs::io_error;
 use super::fs::remove_if_exists;
+use super::queue::{WriterSlot, WriterStats};
 use super::recovery::OpenedPartition;
 use super::segment::{Segment, corrupt, index_path};
-use super::writer::{self, AppendRequest, WriterHandle, WriterStats};
 use crate::config::LogConfig;
 use crate::record::{EpochStart, PartitionInfo, ReadBatch, StoredRecord};
 use crate::{LogError, Result};
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 
 /// The smallest read: small `max_bytes` still read a useful chunk.
 const MIN_READ: usize = 64 << 10;
@@ -50,7 +50,7 @@ pub(crate) struct Partition {
     /// Counters shared by every writer of the log.
     pub(crate) stats: Arc<WriterStats>,
     /// The writer thread, started by the first append; `None` before that and after close.
-    writer: Mutex<WriterSlot>,
+    pub(super) writer: Mutex<WriterSlot>,
     /// Opened without the directory lock: no writer, no repairs.
     pub(crate) read_only: bool,
     /// Unique among the partitions of every log this process opened: tells a [`ReadBuffer`]
@@ -61,13 +61,6 @@ pub(crate) struct Partition {
     /// The buffer of the last read, reused by the next read once its records are dropped (a
     /// consumer that handles a batch before reading the next never pays for a fresh buffer).
     spare: Mutex<Option<Bytes>>,
-}
-
-#[derive(Debug)]
-enum WriterSlot {
-    Idle,
-    Running(WriterHandle),
-    Closed,
 }
 
 /// Where to read, found under the segment lock.
@@ -137,38 +130,6 @@ impl Partition {
             read_only,
             read_id: NEXT_READ_ID.fetch_add(1, Ordering::Relaxed),
             spare: Mutex::new(None),
-        }
-    }
-
-    /// A sender to this partition's writer, starting the writer on first use.
-    pub(crate) fn sender(
-        self: &Arc<Self>,
-        lock: &Option<Arc<File>>,
-    ) -> Result<mpsc::Sender<AppendRequest>> {
-        if self.read_only {
-            return Err(LogError::ReadOnly {
-                path: self.dir.clone(),
-            });
-        }
-        let mut slot = self.writer.lock();
-        match &*slot {
-            WriterSlot::Running(handle) => Ok(handle.sender.clone()),
-            WriterSlot::Closed => Err(LogError::Closed),
-            WriterSlot::Idle => {
-                let handle = writer::spawn(Arc::clone(self), lock.clone())?;
-                let sender = handle.sender.clone();
-                *slot = WriterSlot::Running(handle);
-                Ok(sender)
-            }
-        }
-    }
-
-    /// Stops accepting appends and hands back the writer to join, if one runs. The writer
-    /// finishes what is queued, syncs and writes the active segment's index.
-    pub(crate) fn close(&self) -> Option<WriterHandle> {
-        match std::mem::replace(&mut *self.writer.lock(), WriterSlot::Closed) {
-            WriterSlot::Running(handle) => Some(handle),
-            WriterSlot::Idle | WriterSlot::Closed => None,
         }
     }
 

@@ -13,7 +13,7 @@
 use super::fs::io_error;
 use super::index::IndexEntry;
 use super::partition::Partition;
-use super::writer::{Failure, WriterStats};
+use super::queue::{Failure, WriterStats};
 use crate::record::AppendResult;
 use crate::{LogError, Result};
 use std::fs::File;

@@ -15,69 +15,59 @@
 //! appenders get the error; a failed sync poisons the partition, because after a failed `fsync`
 //! Linux may have dropped the dirty pages, and only reopening (recovery) tells what is on disk.
 
-use super::format::{self, EncodedBatch};
+use super::format;
 use super::fs::{io_error, sync_dir};
 use super::index::SegmentIndex;
 use super::partition::Partition;
+use super::queue::{AppendRequest, Failure, QUEUE_DEPTH, WriterHandle, WriterSlot, WriterStats};
 use super::segment::{self, Segment};
 use super::syncer::{self, PendingAck, Syncer, ToSyncer, Written};
 use crate::config::AckMode;
 use crate::record::AppendResult;
 use crate::{LogError, Result};
-use parking_lot::Mutex;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::SystemTime;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// Requests a writer's channel holds; the pending-bytes budget usually binds first.
-pub(crate) const QUEUE_DEPTH: usize = 4096;
 /// Bytes one round takes from the queue before it writes and syncs.
 const ROUND_BYTES: usize = 8 << 20;
 
-/// One append waiting for the writer.
-#[derive(Debug)]
-pub(crate) struct AppendRequest {
-    /// The encoded batch, base offset not yet set.
-    pub(crate) frame: Vec<u8>,
-    pub(crate) batch: EncodedBatch,
-    /// Summed record sizes (for metrics).
-    pub(crate) record_bytes: u64,
-    pub(crate) ack: oneshot::Sender<Result<AppendResult>>,
-    /// Released when the request is done: the pending-bytes budget.
-    pub(crate) permit: OwnedSemaphorePermit,
-}
-
-/// A running writer: its channel and its thread.
-#[derive(Debug)]
-pub(crate) struct WriterHandle {
-    pub(crate) sender: mpsc::Sender<AppendRequest>,
-    pub(crate) thread: std::thread::JoinHandle<()>,
-}
-
-/// Counters of what every writer of a log did, for `sluice bench log` and metrics.
-#[derive(Debug, Default)]
-pub(crate) struct WriterStats {
-    pub(crate) writes: AtomicU64,
-    pub(crate) syncs: AtomicU64,
-    pub(crate) bytes_written: AtomicU64,
-}
-
-/// Why a partition stopped taking appends, shared by its writer and syncer.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Failure(Arc<Mutex<Option<String>>>);
-
-impl Failure {
-    pub(crate) fn get(&self) -> Option<String> {
-        self.0.lock().clone()
+impl Partition {
+    /// A sender to this partition's writer, starting the writer on first use.
+    pub(crate) fn sender(
+        self: &Arc<Self>,
+        lock: &Option<Arc<File>>,
+    ) -> Result<mpsc::Sender<AppendRequest>> {
+        if self.read_only {
+            return Err(LogError::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        let mut slot = self.writer.lock();
+        match &*slot {
+            WriterSlot::Running(handle) => Ok(handle.sender.clone()),
+            WriterSlot::Closed => Err(LogError::Closed),
+            WriterSlot::Idle => {
+                let handle = spawn(Arc::clone(self), lock.clone())?;
+                let sender = handle.sender.clone();
+                *slot = WriterSlot::Running(handle);
+                Ok(sender)
+            }
+        }
     }
 
-    pub(crate) fn set(&self, reason: String) {
-        self.0.lock().get_or_insert(reason);
+    /// Stops accepting appends and hands back the writer to join, if one runs. The writer
+    /// finishes what is queued, syncs and writes the active segment's index.
+    pub(crate) fn close(&self) -> Option<WriterHandle> {
+        match std::mem::replace(&mut *self.writer.lock(), WriterSlot::Closed) {
+            WriterSlot::Running(handle) => Some(handle),
+            WriterSlot::Idle | WriterSlot::Closed => None,
+        }
     }
 }
 
