@@ -2,8 +2,8 @@
 //! builds all of it.
 //!
 //! # Layout
-//! - [`admin`]: `/v1/admin/metrics` — define, list, describe, delete and replay metrics.
-//! - [`tenants`]: `/v1/admin/tenants`, `/v1/admin/keys` — tenants, keys and their limits.
+//! - [`admin`]: the admin API — `/v1/admin/metrics` (define, list, describe, delete and replay
+//!   metrics) and `/v1/admin/tenants`, `/v1/admin/keys` (tenants, keys and their limits).
 //! - [`graphql`]: `/v1/graphql` — queries and subscriptions (graphql-transport-ws).
 //! - [`push`]: `/v1/live` — live push over WebSocket; [`feed`]: what a subscription is sent,
 //!   computed once per metric and tenant for every subscriber.
@@ -11,29 +11,28 @@
 //!   keys, shutdown), for live push and GraphQL alike.
 //! - [`rest`]: `/v1/metrics` — the query REST API.
 //! - [`query`]: the serving engine: caches of final windows, live snapshots, answers.
-//! - [`access`]: the key directory (config + store), authorization and rate limits, and the
+//! - [`keys`]: the key directory (config + store), authorization and rate limits, and the
 //!   keys of long-lived sessions, checked again when keys change.
 //! - [`auth`]: bearer keys.
 //! - [`config`]: the `[api]` and `[quotas]` sections.
 //! - [`error`]: JSON error answers.
 
-pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod feed;
 pub mod graphql;
+pub mod keys;
 pub mod push;
 pub mod query;
 pub mod rest;
 pub mod socket;
-pub mod tenants;
 
 pub use error::ApiError;
 
-use access::Access;
 use config::ApiConfig;
+use keys::Access;
 use sluice_log::LogBackend;
 use sluice_pipelines::Pipelines;
 use std::sync::Arc;
@@ -58,11 +57,11 @@ pub fn router(
     );
     let sockets = Arc::new(Semaphore::new(config.ws_max_connections));
     let hubs = Arc::new(feed::Hubs::default());
-    let admin = admin::AdminState {
+    let admin = admin::metrics::AdminState {
         pipelines,
         access: Arc::clone(&access),
     };
-    let tenants = tenants::TenantsState {
+    let tenants = admin::tenants::TenantsState {
         access: Arc::clone(&access),
         max_tenants: config.max_tenants,
         max_keys: config.max_keys,
@@ -79,8 +78,8 @@ pub fn router(
         shutdown: shutdown.clone(),
     };
     let graphql = graphql::GraphqlState::new(access, serving, hubs, sockets, shutdown);
-    admin::router(Arc::new(admin))
-        .merge(tenants::router(Arc::new(tenants)))
+    admin::metrics::router(Arc::new(admin))
+        .merge(admin::tenants::router(Arc::new(tenants)))
         .merge(rest::router(Arc::new(rest)))
         .merge(push::router(Arc::new(push)))
         .merge(graphql::router(Arc::new(graphql)))

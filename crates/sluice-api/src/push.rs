@@ -22,10 +22,10 @@
 //! with its latest values. The key is checked again at each `subscribe`. Connections beyond
 //! `api.ws-max-connections` (live push and GraphQL together) are refused with 503.
 
-use crate::access::{Access, SessionKey};
 use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::feed::{Changes, Feed, Hubs};
+use crate::keys::{Access, SessionKey};
 use crate::query::Serving;
 use crate::query::render;
 use crate::socket::{End, Incoming, Outbox, Session, Settings};

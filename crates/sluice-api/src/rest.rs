@@ -18,8 +18,8 @@
 //! Each point is `[start, end, final, values…]` in `columns` order: `final` windows can no
 //! longer change; open ones are the live state and will.
 
-use crate::access::Access;
 use crate::error::ApiError;
+use crate::keys::Access;
 use crate::query::Serving;
 use crate::query::params::SeriesParams;
 use axum::extract::rejection::QueryRejection;

@@ -23,8 +23,8 @@
 //! `protocol`: the session ended it), `sluice_ws_backpressure_total` (times a client's queue
 //! was found full).
 
-use crate::access::{KeyCheck, SessionKey};
 use crate::config::ApiConfig;
+use crate::keys::{KeyCheck, SessionKey};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
@@ -74,7 +74,7 @@ pub(crate) enum End {
 
 impl End {
     /// A close for a revoked key.
-    pub(crate) fn revoked(revoked: crate::access::Revoked) -> End {
+    pub(crate) fn revoked(revoked: crate::keys::Revoked) -> End {
         End::Close(CLOSE_REVOKED, revoked.to_string())
     }
 
@@ -229,7 +229,7 @@ pub(crate) async fn serve<S: Session>(
                     writer_ended = true;
                     break match written {
                         Ok(Written::TooSlow) => End::too_slow(settings.slow_timeout),
-                        Ok(Written::Revoked) => End::revoked(crate::access::Revoked),
+                        Ok(Written::Revoked) => End::revoked(crate::keys::Revoked),
                         _ => End::Gone,
                     };
                 }
@@ -284,7 +284,7 @@ pub(crate) async fn serve<S: Session>(
 }
 
 /// Resolves when the key is revoked; never without a key.
-async fn revocation(key: &mut Option<SessionKey>) -> crate::access::Revoked {
+async fn revocation(key: &mut Option<SessionKey>) -> crate::keys::Revoked {
     match key {
         Some(key) => key.revoked().await,
         None => std::future::pending().await,
@@ -329,7 +329,7 @@ async fn write(
         if data && gate.as_mut().is_some_and(|gate| gate.current().is_err()) {
             let frame = CloseFrame {
                 code: CLOSE_REVOKED,
-                reason: crate::access::Revoked.to_string().into(),
+                reason: crate::keys::Revoked.to_string().into(),
             };
             send_close(&mut sink, Some(frame)).await;
             return Written::Revoked;

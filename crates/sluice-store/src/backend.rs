@@ -1,10 +1,10 @@
 //! [`StoreBackend`]: the backend `store.url` names, opened once and shared by every caller
-//! behind the traits of [`crate::store`].
+//! behind the traits of [`crate::roles`].
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
+use crate::roles::Backend;
 use crate::sqlite::SqliteStore;
-use crate::store::Backend;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;

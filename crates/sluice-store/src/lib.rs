@@ -2,7 +2,7 @@
 //! pipelines that fill it are the `sluice-pipelines` crate.
 //!
 //! # Layout
-//! - [`store`]: the traits by role every backend implements ([`Catalogue`], [`Checkpoints`],
+//! - [`roles`]: the traits by role every backend implements ([`Catalogue`], [`Checkpoints`],
 //!   [`ResultReads`], [`Directory`], [`Usage`], [`Housekeeping`]).
 //! - [`backend`]: [`StoreBackend`], the configured backend behind them.
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
@@ -17,8 +17,8 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod roles;
 pub mod sqlite;
-pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -29,5 +29,5 @@ pub use model::{
     ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
     RetractedRow, RowDecoder, RowQuery, RowRange, RowRef, StoredRow, TenantRecord,
 };
+pub use roles::{Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Usage};
 pub use sqlite::SqliteStore;
-pub use store::{Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Usage};

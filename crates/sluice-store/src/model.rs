@@ -242,5 +242,5 @@ pub struct RowRange {
 }
 
 /// Decodes one stored row's borrowed columns into the engine's partial row, or says why not
-/// (see [`Checkpoints::load_partials`](crate::store::Checkpoints::load_partials)).
+/// (see [`Checkpoints::load_partials`](crate::roles::Checkpoints::load_partials)).
 pub type RowDecoder = Box<dyn Fn(RowRef<'_>) -> Result<PartialRow, String> + Send + Sync>;

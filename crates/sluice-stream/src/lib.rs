@@ -21,7 +21,7 @@
 //!   versioned binary encoding.
 //! - [`window`]: window assignment (tumbling, hopping, session), pure.
 //! - [`watermark`]: a partition's event-time clock, idleness, watermarks.
-//! - [`engine`]: the per-partition processor, its window store, outputs, checkpoints.
+//! - [`engine`]: the per-partition processor, its window table, outputs, checkpoints.
 //! - [`task`]: the partition task over the `Log` trait (the only async, I/O code).
 //! - [`config`]: the `[stream]` configuration section.
 //! - [`synthetic`]: realistic synthetic events for benchmarks.

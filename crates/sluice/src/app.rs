@@ -3,10 +3,10 @@
 //! same app in-process on `127.0.0.1:0`.
 
 use crate::config::Config;
-use crate::server::{self, MetricsEndpoint, Readiness};
-use crate::{UserError, data_dir, telemetry, tenants};
+use crate::server::{self, PrometheusEndpoint, Readiness};
+use crate::{UserError, data_dir, first_start, telemetry};
 use anyhow::Context;
-use sluice_api::access::Access;
+use sluice_api::keys::Access;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_ingest::Collector;
 use sluice_log::{Log, LogBackend, LogError, TopicSpec};
@@ -47,8 +47,8 @@ impl App {
     /// topics, builds the collector and serves HTTP.
     pub async fn start(config: &Config) -> anyhow::Result<App> {
         let lock = data_dir::lock(&config.data_dir)?;
-        let tenants = tenants::resolve(&config.tenants, &config.data_dir)?;
-        let key_ids = tenants::key_id_secret(&config.data_dir)?;
+        let tenants = first_start::resolve(&config.tenants, &config.data_dir)?;
+        let key_ids = first_start::key_id_secret(&config.data_dir)?;
         let prometheus = telemetry::prometheus(&config.telemetry);
         let readiness = Arc::new(Readiness::default());
 
@@ -144,7 +144,7 @@ impl App {
             &config.api,
             shutdown.clone(),
         ));
-        let metrics = MetricsEndpoint::new(prometheus.clone(), &config.telemetry, &access);
+        let metrics = PrometheusEndpoint::new(prometheus.clone(), &config.telemetry, &access);
         let (main_metrics, own_metrics) = match metrics_listener {
             Some(listener) => (None, Some((listener, metrics))),
             None => (Some(metrics), None),

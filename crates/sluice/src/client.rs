@@ -3,7 +3,7 @@
 //! client's pooling and retries.
 
 use crate::config::{Config, ConfigArgs};
-use crate::{UserError, tenants};
+use crate::{UserError, first_start};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -86,11 +86,9 @@ impl WriteTarget {
         let (config, target) = locate(&self.config, self.url.as_deref())?;
         let key = match &self.write_key {
             Some(key) => key.clone(),
-            None => {
-                tenants::default_write_key(&config.tenants, &config.data_dir)?.ok_or_else(|| {
-                    UserError("no write key: pass --write-key KEY or set SLUICE_WRITE_KEY".into())
-                })?
-            }
+            None => first_start::default_write_key(&config.tenants, &config.data_dir)?.ok_or_else(
+                || UserError("no write key: pass --write-key KEY or set SLUICE_WRITE_KEY".into()),
+            )?,
         };
         Ok((config, target, key))
     }
@@ -113,13 +111,12 @@ impl ReadTarget {
     /// Where to read, and with which read key.
     pub fn resolve(&self) -> anyhow::Result<(Target, String)> {
         let (config, target) = locate(&self.config, self.url.as_deref())?;
-        let key =
-            match &self.read_key {
-                Some(key) => key.clone(),
-                None => tenants::default_read_key(&config.tenants, &config.data_dir)?.ok_or_else(
-                    || UserError("no read key: pass --read-key KEY or set SLUICE_READ_KEY".into()),
-                )?,
-            };
+        let key = match &self.read_key {
+            Some(key) => key.clone(),
+            None => first_start::default_read_key(&config.tenants, &config.data_dir)?.ok_or_else(
+                || UserError("no read key: pass --read-key KEY or set SLUICE_READ_KEY".into()),
+            )?,
+        };
         Ok((target, key))
     }
 }

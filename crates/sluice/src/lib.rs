@@ -7,7 +7,8 @@
 //! - `server/`: the HTTP server: `mod.rs` the routers of every stage, health and metrics;
 //!   `connections.rs` the accept loop, connection limits, clocks and shutdown.
 //! - `telemetry.rs`: logs and the Prometheus recorder.
-//! - `tenants.rs`, `data_dir.rs`: start-up chores.
+//! - `first_start.rs` (the default tenant and its keys, the key-id secret), `data_dir.rs`:
+//!   start-up chores.
 //! - `log_tools.rs`: how command-line tools open the log beside a running server.
 
 pub mod app;
@@ -15,11 +16,11 @@ pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod data_dir;
+pub mod first_start;
 pub mod log_tools;
 pub mod server;
 pub mod synth;
 pub mod telemetry;
-pub mod tenants;
 
 /// An error the user can fix (bad flag, bad config, address in use): exit code 2.
 #[derive(Debug, thiserror::Error)]

@@ -23,9 +23,9 @@
 
 mod session;
 
-use crate::access::Access;
 use crate::error::ApiError;
 use crate::feed::{Change, Changes, Feed, Hubs};
+use crate::keys::Access;
 use crate::push::{connection_slot, socket_key};
 use crate::query::params::SeriesParams;
 use crate::query::{MetricInfo, Serving};

@@ -15,8 +15,8 @@
 //! (1008): the engine reads them as fast as they come unless the client stops reading.
 
 use super::{Reader, SluiceSchema, init_key};
-use crate::access::{Access, SessionKey};
 use crate::error::ApiError;
+use crate::keys::{Access, SessionKey};
 use crate::socket::{End, Incoming, Outbox, Session};
 use async_graphql::Data;
 use async_graphql::futures_util::Stream;

@@ -85,7 +85,7 @@ pub(crate) fn spawn(partition: Arc<Partition>, lock: Option<Arc<File>>) -> Resul
         ("topic", partition.topic.clone()),
         ("partition", partition.id.to_string()),
     ];
-    let metrics = Metrics {
+    let metrics = Instruments {
         records: metrics::counter!("sluice_log_appended_records_total", &labels),
         bytes: metrics::counter!("sluice_log_appended_bytes_total", &labels),
         round_appends: metrics::histogram!("sluice_log_group_commit_appends", &labels),
@@ -133,7 +133,7 @@ pub(crate) fn spawn(partition: Arc<Partition>, lock: Option<Arc<File>>) -> Resul
     Ok(WriterHandle { sender, thread })
 }
 
-struct Metrics {
+struct Instruments {
     records: metrics::Counter,
     bytes: metrics::Counter,
     round_appends: metrics::Histogram,
@@ -197,7 +197,7 @@ struct Writer {
     /// The sync stage, in `fsync` mode.
     syncer: Option<(SyncSender<ToSyncer>, std::thread::JoinHandle<()>)>,
     failure: Failure,
-    metrics: Metrics,
+    metrics: Instruments,
     stats: Arc<WriterStats>,
     _lock: Option<Arc<File>>,
 }

@@ -4,7 +4,7 @@
 use super::{SqliteStore, classify};
 use crate::error::StoreError;
 use crate::model::{KeyRecord, TenantRecord};
-use crate::store::{Directory, Usage};
+use crate::roles::{Directory, Usage};
 use async_trait::async_trait;
 use rusqlite::{ErrorCode, params};
 use sluice_core::access::Role;

@@ -18,7 +18,7 @@ use crate::model::{
     ChangedRow, Commit, MetricRecord, Origin, PartialRow, Position, RowDecoder, RowQuery, RowRange,
     RowRef, StoredRow,
 };
-use crate::store::{Catalogue, Checkpoints, Housekeeping, ResultReads};
+use crate::roles::{Catalogue, Checkpoints, Housekeeping, ResultReads};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};

@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::{Catalogue, Checkpoints};
+use crate::roles::{Catalogue, Checkpoints};
 use crate::testing::{commit_of, metric, row};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -14,7 +14,7 @@
 
 pub mod output;
 pub mod rows;
-mod store;
+mod table;
 mod telemetry;
 
 use crate::agg::Input;
@@ -35,7 +35,7 @@ use rows::RowPool;
 use sluice_core::time::Millis;
 use sluice_log::{ReadBuffer, StoredRecord};
 use std::sync::Arc;
-use store::{EmitContext, WindowStore};
+use table::{EmitContext, WindowTable};
 use telemetry::{MetricTelemetry, PartitionTelemetry};
 
 /// One message in a partition's stream.
@@ -93,7 +93,7 @@ struct MetricRuntime {
     plan: Arc<MetricPlan>,
     name: Arc<str>,
     compiled: Compiled,
-    store: WindowStore,
+    windows: WindowTable,
     telemetry: MetricTelemetry,
     /// Per aggregate, numbers out of range in the current batch (counted once per batch).
     out_of_range: Vec<u64>,
@@ -198,7 +198,7 @@ impl Processor {
                     reason: "the metric was not added".into(),
                 })?;
             metric
-                .store
+                .windows
                 .restore(rows, watermark)
                 .map_err(|reason| StreamError::Restore {
                     metric: name,
@@ -215,7 +215,7 @@ impl Processor {
     pub fn without_checkpoints(mut self) -> Processor {
         self.checkpointed = false;
         for metric in &mut self.metrics {
-            metric.store.keep_closed_rows(false);
+            metric.windows.keep_closed_rows(false);
         }
         self
     }
@@ -236,13 +236,13 @@ impl Processor {
             LatePolicy::Drop => "drop",
         };
         let kinds = plan.aggregates.iter().map(|a| a.kind).collect();
-        let mut store = WindowStore::new(plan.window, plan.allowed_lateness, kinds);
-        store.keep_closed_rows(self.checkpointed);
+        let mut windows = WindowTable::new(plan.window, plan.allowed_lateness, kinds);
+        windows.keep_closed_rows(self.checkpointed);
         self.metrics.push(MetricRuntime {
             name: Arc::from(plan.name.as_str()),
             telemetry: MetricTelemetry::new(self.partition, &plan, action),
             out_of_range: vec![0; plan.aggregates.len()],
-            store,
+            windows,
             compiled: Compiled::new(&plan, |_| 0),
             plan,
         });
@@ -331,7 +331,7 @@ impl Processor {
         metric: &str,
         tenant: Option<&str>,
     ) -> Result<Vec<OpenWindow>, StreamError> {
-        Ok(self.metric(metric)?.store.open_windows(tenant))
+        Ok(self.metric(metric)?.windows.open_windows(tenant))
     }
 
     /// A metric's state the store does not have yet (optionally one tenant's): laid over
@@ -342,7 +342,7 @@ impl Processor {
         tenant: Option<&str>,
     ) -> Result<LiveWindows, StreamError> {
         let runtime = self.metric(metric)?;
-        let mut live = runtime.store.live(tenant)?;
+        let mut live = runtime.windows.live(tenant)?;
         live.watermark = self
             .clock
             .time()
@@ -493,8 +493,8 @@ impl Processor {
                 }
             }
             let watermark = self.clock.watermark(metric.plan.out_of_orderness);
-            let key_hash = metric.store.key_hash(key);
-            let missed = metric.store.add(
+            let key_hash = metric.windows.key_hash(key);
+            let missed = metric.windows.add(
                 time,
                 key,
                 key_hash,
@@ -547,7 +547,7 @@ impl Processor {
                 metric: &metric.name,
                 partition: self.partition,
             };
-            metric.store.advance(watermark, &context, out);
+            metric.windows.advance(watermark, &context, out);
             let emitted = (out.updates.len() - before) as u64;
             if emitted > 0 {
                 self.stats.updates += emitted;
@@ -559,7 +559,10 @@ impl Processor {
 
     fn refresh_gauges(&self, now: Millis) {
         for metric in &self.metrics {
-            metric.telemetry.open_windows.set(metric.store.len() as f64);
+            metric
+                .telemetry
+                .open_windows
+                .set(metric.windows.len() as f64);
             if self.clock.time().is_some() {
                 let watermark = self.clock.watermark(metric.plan.out_of_orderness);
                 let delay = now.saturating_sub(watermark) as f64 / 1000.0;
@@ -573,7 +576,7 @@ impl Processor {
             .metrics
             .iter_mut()
             .map(|metric| {
-                let (retracted, changed) = metric.store.checkpoint(&self.rows);
+                let (retracted, changed) = metric.windows.checkpoint(&self.rows);
                 MetricCheckpoint {
                     metric: metric.name.clone(),
                     watermark: self

@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use sluice_api::access::Access;
 use sluice_api::error::ApiError;
+use sluice_api::keys::Access;
 use sluice_core::access::Role;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -64,20 +64,20 @@ struct Ops {
 
 /// `GET /metrics`: the Prometheus rendering, and who may read it.
 #[derive(Debug, Clone)]
-pub struct MetricsEndpoint {
+pub struct PrometheusEndpoint {
     prometheus: PrometheusHandle,
     /// Checks for an admin key; `None` when `telemetry.metrics-auth = "none"`.
     access: Option<Arc<Access>>,
 }
 
-impl MetricsEndpoint {
+impl PrometheusEndpoint {
     /// The endpoint `telemetry` asks for, checking keys against `access`.
     pub fn new(
         prometheus: PrometheusHandle,
         telemetry: &TelemetryConfig,
         access: &Arc<Access>,
-    ) -> MetricsEndpoint {
-        MetricsEndpoint {
+    ) -> PrometheusEndpoint {
+        PrometheusEndpoint {
             prometheus,
             access: telemetry
                 .metrics_auth
@@ -105,7 +105,7 @@ pub fn app(
     stages: OpenApiRouter,
     config: &ServerConfig,
     readiness: Arc<Readiness>,
-    metrics: Option<MetricsEndpoint>,
+    metrics: Option<PrometheusEndpoint>,
 ) -> Router {
     let openapi = Arc::new(OnceLock::new());
     let mut ops = OpenApiRouter::new()
@@ -148,12 +148,12 @@ pub fn app(
 }
 
 /// The application of `telemetry.metrics-listen`: `/metrics` alone, with the same bounds.
-pub fn metrics_app(metrics: MetricsEndpoint, config: &ServerConfig) -> Router {
+pub fn metrics_app(metrics: PrometheusEndpoint, config: &ServerConfig) -> Router {
     let (router, _) = metrics_routes(metrics).split_for_parts();
     bounded(router, config)
 }
 
-fn metrics_routes(metrics: MetricsEndpoint) -> OpenApiRouter {
+fn metrics_routes(metrics: PrometheusEndpoint) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(render_metrics))
         .with_state(metrics)
@@ -231,7 +231,7 @@ async fn readyz(State(ops): State<Ops>) -> Response {
         (status = 401, description = "No or unknown key", body = sluice_api::error::ErrorBody),
         (status = 403, description = "Not an admin key", body = sluice_api::error::ErrorBody),
     ))]
-async fn render_metrics(State(metrics): State<MetricsEndpoint>, headers: HeaderMap) -> Response {
+async fn render_metrics(State(metrics): State<PrometheusEndpoint>, headers: HeaderMap) -> Response {
     if let Some(access) = &metrics.access {
         if !headers.contains_key(axum::http::header::AUTHORIZATION) {
             return ApiError::unauthorized(

@@ -4,7 +4,7 @@
 use crate::UserError;
 use crate::app::App;
 use crate::client::Target;
-use crate::tenants::generate_key;
+use crate::first_start::generate_key;
 use std::path::PathBuf;
 use std::time::Duration;
 

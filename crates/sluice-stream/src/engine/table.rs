@@ -49,7 +49,7 @@ struct Entry {
 }
 
 /// The open windows of one metric.
-pub(crate) struct WindowStore {
+pub(crate) struct WindowTable {
     spec: WindowSpec,
     lateness: Millis,
     kinds: Vec<AggregateKind>,
@@ -85,9 +85,9 @@ fn closed(window: &Window, lateness: Millis, watermark: Millis) -> bool {
     watermark >= window.end.saturating_add(lateness)
 }
 
-impl WindowStore {
+impl WindowTable {
     pub(crate) fn new(spec: WindowSpec, lateness: Millis, kinds: Vec<AggregateKind>) -> Self {
-        WindowStore {
+        WindowTable {
             spec,
             lateness,
             kinds,

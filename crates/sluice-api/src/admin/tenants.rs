@@ -13,8 +13,8 @@
 //! | `GET /v1/admin/keys[?tenant=NAME]` | 200 `{"keys": [key…]}` without secrets |
 //! | `DELETE /v1/admin/keys/{id}` | 204; 404; 409 for keys of the config |
 
-use crate::access::{Access, TenantOrigin, TenantView};
 use crate::error::ApiError;
+use crate::keys::{Access, TenantOrigin, TenantView};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};

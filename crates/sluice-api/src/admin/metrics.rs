@@ -10,8 +10,8 @@
 //! | `DELETE /v1/admin/metrics/{name}` | 204; the metric stops and its results are deleted; 404 |
 //! | `POST /v1/admin/metrics/{name}/replay` `{"from_time": …}` | 202; recomputes from the log, switching atomically when done |
 
-use crate::access::Access;
 use crate::error::ApiError;
+use crate::keys::Access;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};

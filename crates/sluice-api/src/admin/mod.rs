@@ -1,0 +1,8 @@
+//! The admin API: every route needs an admin key (`admin-keys` in the config, or one made with
+//! `POST /v1/admin/keys`) as `Authorization: Bearer KEY`.
+//!
+//! - [`metrics`]: `/v1/admin/metrics` — define, list, describe, delete and replay metrics.
+//! - [`tenants`]: `/v1/admin/tenants`, `/v1/admin/keys` — tenants, keys and their limits.
+
+pub mod metrics;
+pub mod tenants;
