@@ -14,6 +14,7 @@
 //!   (embedded defaults, a file, `SLUICE__…` environment overrides, every problem at once).
 //! - [`tenant`]: tenants as configured.
 //! - [`access`]: the key directory: key → tenant and role, request rates and daily quotas.
+//! - `synthetic` (feature `synthetic`): realistic synthetic events for benchmarks and demos.
 //! - [`error`]: the classification every crate's error maps to (user, external, internal).
 
 pub mod access;
@@ -25,6 +26,8 @@ pub mod json;
 pub mod limits;
 pub mod normalize;
 pub mod segment;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
 pub mod tenant;
 pub mod time;
 

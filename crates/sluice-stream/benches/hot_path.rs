@@ -4,6 +4,7 @@
 //! the work: encoding the window states a barrier hands over, reported per state.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use sluice_core::synthetic::{EXAMPLE_METRIC, Synthetic};
 use sluice_log::{Record, StoredRecord};
 use sluice_stream::agg::PartialState;
 use sluice_stream::config::ProcessorConfig;
@@ -12,7 +13,6 @@ use sluice_stream::engine::{Message, Processor};
 use sluice_stream::json::FieldSet;
 use sluice_stream::plan::{LatePolicy, MetricPlan};
 use sluice_stream::sql::{MetricDefaults, parse_metric};
-use sluice_stream::synthetic::{EXAMPLE_METRIC, Synthetic};
 use std::sync::Arc;
 
 /// The DESIGN.md example metric, as the benchmarks run it.

@@ -24,7 +24,6 @@
 //! - [`engine`]: the per-partition processor, its window table, outputs, checkpoints.
 //! - [`task`]: the partition task over the `Log` trait (the only async, I/O code).
 //! - [`config`]: the `[stream]` configuration section.
-//! - [`synthetic`]: realistic synthetic events for benchmarks.
 //! - `oracle` (feature `testing`): a brute-force reference evaluator the tests compare with.
 //! - [`error`]: the crate's error type, [`StreamError`].
 
@@ -40,7 +39,6 @@ pub mod keys;
 pub mod oracle;
 pub mod plan;
 pub mod sql;
-pub mod synthetic;
 pub mod task;
 pub mod value;
 pub mod watermark;

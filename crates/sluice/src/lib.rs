@@ -19,7 +19,6 @@ pub mod data_dir;
 pub mod first_start;
 pub mod log_tools;
 pub mod server;
-pub mod synth;
 pub mod telemetry;
 
 /// An error the user can fix (bad flag, bad config, address in use): exit code 2.

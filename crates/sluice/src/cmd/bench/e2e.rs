@@ -9,15 +9,14 @@ use super::percentile_ms;
 use super::server::BenchServer;
 use crate::UserError;
 use crate::client::{Connection, Target, basic_auth};
-use crate::synth::{EventGen, Template};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
+use sluice_core::synthetic::{EXAMPLE_METRIC, Synthetic, Template};
 use sluice_core::time::now_millis;
-use sluice_stream::synthetic::EXAMPLE_METRIC;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -230,10 +229,11 @@ async fn background(
     errors: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
     let now = now_millis();
-    let mut generator = EventGen::new(now as u64, 100_000, 2_000);
+    let mut generator = Synthetic::new(now as u64, now);
+    generator.spacing_micros = 0;
     let templates: Arc<Vec<Template>> = Arc::new(
         (0..32)
-            .map(|_| generator.batch(args.batch as usize, now))
+            .map(|_| generator.segment_batch(args.batch as usize, now))
             .collect(),
     );
     let interval = Duration::from_secs_f64(

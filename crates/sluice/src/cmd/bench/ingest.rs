@@ -5,11 +5,11 @@
 
 use super::percentile_ms;
 use crate::client::{Connection, Target, WriteTarget, basic_auth};
-use crate::synth::{EventGen, Template};
 use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
+use sluice_core::synthetic::{Synthetic, Template};
 use sluice_core::time::now_millis;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,13 +58,16 @@ pub fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
 async fn bench(args: IngestBenchArgs, target: Target, key: String) -> anyhow::Result<()> {
     let batch = args.batch as usize;
     let now = now_millis();
-    let mut generator = EventGen::new(now as u64, args.users, args.disorder_ms);
+    let mut generator = Synthetic::new(now as u64, now);
+    generator.spacing_micros = 0;
+    generator.users = args.users.max(1);
+    generator.max_disorder = args.disorder_ms.max(0);
     // Distinct bodies so the server sees varied users and events; ids are stamped per send.
     let single = batch == 1;
     let templates: Arc<Vec<Template>> = Arc::new(
         (0..64)
             .map(|_| {
-                let template = generator.batch(batch, now);
+                let template = generator.segment_batch(batch, now);
                 // A one-message batch sends the message itself, cut out once here.
                 if single {
                     template.first_message()

@@ -11,13 +11,13 @@ use crate::config::ConfigArgs;
 use crate::{UserError, log_tools};
 use anyhow::Context;
 use clap::Args;
+use sluice_core::synthetic::{EXAMPLE_METRIC, Synthetic};
 use sluice_log::{
     AckMode, FileLog, Log, ReadBuffer, ReadOptions, Record, TopicSpec, partition_for_key,
 };
 use sluice_stream::engine::output::Outputs;
 use sluice_stream::engine::{Message, Processor};
 use sluice_stream::sql::parse_metric;
-use sluice_stream::synthetic::{EXAMPLE_METRIC, Synthetic};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
