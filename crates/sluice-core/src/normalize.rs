@@ -264,12 +264,48 @@ pub fn parse_message<'a>(
         .map_err(|error| describe_json_error::<RawMessage<'_>>(raw, error, &ctx.path()))
 }
 
-/// Validates and normalizes a parsed message.
+/// Validates and normalizes a parsed message: the steps of the module docs, in order.
 pub fn normalize_message<'a>(
     message: &RawMessage<'a>,
     ctx: &NormalizeContext<'a>,
 ) -> Result<Event<'a>, EventError> {
-    let kind = match (&message.kind, ctx.endpoint) {
+    let kind = message_type(message, ctx)?;
+    let ids = Ids::of(message, ctx)?;
+    let names = Names::of(message, ctx)?;
+    require_per_type(kind, &ids, &names, ctx)?;
+    let times = Times::of(message, ctx)?;
+    let bodies = Bodies::of(message, ctx)?;
+    Ok(Event {
+        message_id: ids.message_id,
+        tenant: Cow::Borrowed(ctx.tenant),
+        kind,
+        event: if kind == EventType::Track {
+            names.event
+        } else {
+            None
+        },
+        name: names.name,
+        category: names.category,
+        user_id: ids.user_id,
+        anonymous_id: ids.anonymous_id,
+        group_id: ids.group_id,
+        previous_id: ids.previous_id,
+        timestamp: times.timestamp,
+        received_at: ctx.received_at,
+        sent_at: times.sent_at,
+        original_timestamp: times.original_timestamp,
+        properties: bodies.properties,
+        traits: bodies.traits,
+        context: bodies.context,
+    })
+}
+
+/// Step 2: the message's type, which the endpoint implies and a batch message must name.
+fn message_type(
+    message: &RawMessage<'_>,
+    ctx: &NormalizeContext<'_>,
+) -> Result<EventType, EventError> {
+    match (&message.kind, ctx.endpoint) {
         (Some(found), Some(endpoint)) if found.as_ref() != endpoint.as_str() => {
             let kind = match found.parse::<EventType>() {
                 Ok(_) => EventErrorKind::TypeMismatch {
@@ -278,169 +314,217 @@ pub fn normalize_message<'a>(
                 },
                 Err(()) => EventErrorKind::UnknownType(found.to_string()),
             };
-            return Err(ctx.error("type", kind));
+            Err(ctx.error("type", kind))
         }
-        (_, Some(endpoint)) => endpoint,
+        (_, Some(endpoint)) => Ok(endpoint),
         (Some(found), None) => found
             .parse()
-            .map_err(|()| ctx.error("type", EventErrorKind::UnknownType(found.to_string())))?,
-        (None, None) => {
+            .map_err(|()| ctx.error("type", EventErrorKind::UnknownType(found.to_string()))),
+        (None, None) => Err(ctx.error(
+            "type",
+            EventErrorKind::Missing(
+                "type is required in a batch (track, page, screen, identify, group or alias)",
+            ),
+        )),
+    }
+}
+
+/// Step 3: the message's ids, each within `limits.max-id-bytes`; an empty id is no id.
+struct Ids<'a> {
+    message_id: Cow<'a, str>,
+    user_id: Option<Cow<'a, str>>,
+    anonymous_id: Option<Cow<'a, str>>,
+    group_id: Option<Cow<'a, str>>,
+    previous_id: Option<Cow<'a, str>>,
+}
+
+impl<'a> Ids<'a> {
+    fn of(message: &RawMessage<'a>, ctx: &NormalizeContext<'_>) -> Result<Self, EventError> {
+        let user_id = checked_id(&message.user_id, "userId", ctx)?;
+        let anonymous_id = checked_id(&message.anonymous_id, "anonymousId", ctx)?;
+        if user_id.is_none() && anonymous_id.is_none() {
             return Err(ctx.error(
-                "type",
+                "userId",
                 EventErrorKind::Missing(
-                    "type is required in a batch (track, page, screen, identify, group or alias)",
+                    "userId or anonymousId is required (send at least one, as a non-empty string)",
                 ),
             ));
         }
-    };
+        Ok(Ids {
+            message_id: checked_id(&message.message_id, "messageId", ctx)?
+                .unwrap_or_else(|| Cow::Owned(generate_message_id())),
+            user_id,
+            anonymous_id,
+            group_id: checked_id(&message.group_id, "groupId", ctx)?,
+            previous_id: checked_id(&message.previous_id, "previousId", ctx)?,
+        })
+    }
+}
 
-    let id = |value: &Option<Id<'a>>, field: &str| -> Result<Option<Cow<'a, str>>, EventError> {
-        let Some(Id(text)) = value else {
-            return Ok(None);
-        };
-        if text.is_empty() {
-            return Ok(None);
-        }
-        let limit = ctx.limits.max_id_bytes.as_usize();
-        if text.len() > limit {
-            let kind = EventErrorKind::TooLong {
-                what: "id",
-                len: text.len(),
-                limit,
-                setting: "limits.max-id-bytes",
-            };
-            return Err(ctx.error(field, kind));
-        }
-        Ok(Some(text.clone()))
+fn checked_id<'a>(
+    value: &Option<Id<'a>>,
+    field: &str,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Option<Cow<'a, str>>, EventError> {
+    let Some(Id(text)) = value else {
+        return Ok(None);
     };
-    let name =
-        |value: &Option<Cow<'a, str>>, field: &str| -> Result<Option<Cow<'a, str>>, EventError> {
-            let Some(text) = value.as_ref().filter(|text| !text.is_empty()) else {
-                return Ok(None);
-            };
-            let limit = ctx.limits.max_name_bytes.as_usize();
-            if text.len() > limit {
-                let kind = EventErrorKind::TooLong {
-                    what: "name",
-                    len: text.len(),
-                    limit,
-                    setting: "limits.max-name-bytes",
-                };
-                return Err(ctx.error(field, kind));
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let limit = ctx.limits.max_id_bytes.as_usize();
+    if text.len() > limit {
+        let kind = EventErrorKind::TooLong {
+            what: "id",
+            len: text.len(),
+            limit,
+            setting: "limits.max-id-bytes",
+        };
+        return Err(ctx.error(field, kind));
+    }
+    Ok(Some(text.clone()))
+}
+
+/// Step 4, first half: the event, page or screen name and category, each within
+/// `limits.max-name-bytes`; an empty name is no name.
+struct Names<'a> {
+    event: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    category: Option<Cow<'a, str>>,
+}
+
+impl<'a> Names<'a> {
+    fn of(message: &RawMessage<'a>, ctx: &NormalizeContext<'_>) -> Result<Self, EventError> {
+        Ok(Names {
+            event: checked_name(&message.event, "event", ctx)?,
+            name: checked_name(&message.name, "name", ctx)?,
+            category: checked_name(&message.category, "category", ctx)?,
+        })
+    }
+}
+
+fn checked_name<'a>(
+    value: &Option<Cow<'a, str>>,
+    field: &str,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Option<Cow<'a, str>>, EventError> {
+    let Some(text) = value.as_ref().filter(|text| !text.is_empty()) else {
+        return Ok(None);
+    };
+    let limit = ctx.limits.max_name_bytes.as_usize();
+    if text.len() > limit {
+        let kind = EventErrorKind::TooLong {
+            what: "name",
+            len: text.len(),
+            limit,
+            setting: "limits.max-name-bytes",
+        };
+        return Err(ctx.error(field, kind));
+    }
+    Ok(Some(text.clone()))
+}
+
+/// Step 4, second half: what each type needs.
+fn require_per_type(
+    kind: EventType,
+    ids: &Ids<'_>,
+    names: &Names<'_>,
+    ctx: &NormalizeContext<'_>,
+) -> Result<(), EventError> {
+    let (field, missing) = match kind {
+        EventType::Track if names.event.is_none() => (
+            "event",
+            "track calls need an event name, like \"Order Completed\"",
+        ),
+        EventType::Group if ids.group_id.is_none() => ("groupId", "group calls need a groupId"),
+        EventType::Alias if ids.previous_id.is_none() => {
+            ("previousId", "alias calls need the previousId being merged")
+        }
+        EventType::Alias if ids.user_id.is_none() => {
+            ("userId", "alias calls need the userId to merge into")
+        }
+        _ => return Ok(()),
+    };
+    Err(ctx.error(field, EventErrorKind::Missing(missing)))
+}
+
+/// Step 5: the client's times, and the event time corrected for its clock's skew.
+struct Times {
+    original_timestamp: Option<Millis>,
+    sent_at: Option<Millis>,
+    timestamp: Millis,
+}
+
+impl Times {
+    fn of(message: &RawMessage<'_>, ctx: &NormalizeContext<'_>) -> Result<Self, EventError> {
+        let original_timestamp = match parsed_time(&message.timestamp, "timestamp", ctx)? {
+            Some(timestamp) => Some(timestamp),
+            None => parsed_time(&message.original_timestamp, "originalTimestamp", ctx)?,
+        };
+        let sent_at = parsed_time(&message.sent_at, "sentAt", ctx)?.or(ctx.batch_sent_at);
+        Ok(Times {
+            original_timestamp,
+            sent_at,
+            timestamp: corrected_event_time(original_timestamp, sent_at, ctx.received_at),
+        })
+    }
+}
+
+/// The error's path is built only when there is an error (this runs for every event).
+fn parsed_time(
+    value: &Option<Cow<'_, str>>,
+    field: &str,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Option<Millis>, EventError> {
+    value
+        .as_deref()
+        .map(|text| {
+            parse_rfc3339_millis(text)
+                .map_err(|reason| ctx.error(field, EventErrorKind::InvalidTimestamp(reason)))
+        })
+        .transpose()
+}
+
+/// Step 6: `properties`, `traits` and `context` (a batch's shared context merged under the
+/// message's own), each an object within the depth and string limits.
+struct Bodies<'a> {
+    properties: Option<Cow<'a, RawValue>>,
+    traits: Option<Cow<'a, RawValue>>,
+    context: Option<Cow<'a, RawValue>>,
+}
+
+impl<'a> Bodies<'a> {
+    fn of(message: &RawMessage<'a>, ctx: &NormalizeContext<'a>) -> Result<Self, EventError> {
+        let properties = message
+            .properties
+            .map(|raw| check_object(raw, "properties", ctx))
+            .transpose()?;
+        let traits = message
+            .traits
+            .map(|raw| check_object(raw, "traits", ctx))
+            .transpose()?;
+        let context = match (message.context, ctx.batch_context) {
+            (Some(own), Some(shared)) => {
+                check_object(own, "context", ctx)?;
+                Some(merge_objects(shared, own, ctx)?)
             }
-            Ok(Some(text.clone()))
+            (Some(own), None) => Some(check_object(own, "context", ctx)?),
+            (None, Some(shared)) => Some(check_object(
+                shared,
+                "context",
+                &NormalizeContext {
+                    index: None,
+                    ..*ctx
+                },
+            )?),
+            (None, None) => None,
         };
-
-    let user_id = id(&message.user_id, "userId")?;
-    let anonymous_id = id(&message.anonymous_id, "anonymousId")?;
-    if user_id.is_none() && anonymous_id.is_none() {
-        return Err(ctx.error(
-            "userId",
-            EventErrorKind::Missing(
-                "userId or anonymousId is required (send at least one, as a non-empty string)",
-            ),
-        ));
+        Ok(Bodies {
+            properties,
+            traits,
+            context,
+        })
     }
-    let message_id =
-        id(&message.message_id, "messageId")?.unwrap_or_else(|| Cow::Owned(generate_message_id()));
-    let group_id = id(&message.group_id, "groupId")?;
-    let previous_id = id(&message.previous_id, "previousId")?;
-    let event = name(&message.event, "event")?;
-    let page_name = name(&message.name, "name")?;
-    let category = name(&message.category, "category")?;
-    match kind {
-        EventType::Track if event.is_none() => {
-            return Err(ctx.error(
-                "event",
-                EventErrorKind::Missing("track calls need an event name, like \"Order Completed\""),
-            ));
-        }
-        EventType::Group if group_id.is_none() => {
-            return Err(ctx.error(
-                "groupId",
-                EventErrorKind::Missing("group calls need a groupId"),
-            ));
-        }
-        EventType::Alias if previous_id.is_none() => {
-            return Err(ctx.error(
-                "previousId",
-                EventErrorKind::Missing("alias calls need the previousId being merged"),
-            ));
-        }
-        EventType::Alias if user_id.is_none() => {
-            return Err(ctx.error(
-                "userId",
-                EventErrorKind::Missing("alias calls need the userId to merge into"),
-            ));
-        }
-        _ => {}
-    }
-
-    // The error's path is built only when there is an error (this runs for every event).
-    let time = |value: &Option<Cow<'_, str>>, field: &str| -> Result<Option<Millis>, EventError> {
-        value
-            .as_deref()
-            .map(|text| {
-                parse_rfc3339_millis(text)
-                    .map_err(|reason| ctx.error(field, EventErrorKind::InvalidTimestamp(reason)))
-            })
-            .transpose()
-    };
-    let original_timestamp = match time(&message.timestamp, "timestamp")? {
-        Some(timestamp) => Some(timestamp),
-        None => time(&message.original_timestamp, "originalTimestamp")?,
-    };
-    let sent_at = time(&message.sent_at, "sentAt")?.or(ctx.batch_sent_at);
-    let timestamp = corrected_event_time(original_timestamp, sent_at, ctx.received_at);
-
-    let properties = message
-        .properties
-        .map(|raw| check_object(raw, "properties", ctx))
-        .transpose()?;
-    let traits = message
-        .traits
-        .map(|raw| check_object(raw, "traits", ctx))
-        .transpose()?;
-    let context = match (message.context, ctx.batch_context) {
-        (Some(own), Some(shared)) => {
-            check_object(own, "context", ctx)?;
-            Some(merge_objects(shared, own, ctx)?)
-        }
-        (Some(own), None) => Some(check_object(own, "context", ctx)?),
-        (None, Some(shared)) => Some(check_object(
-            shared,
-            "context",
-            &NormalizeContext {
-                index: None,
-                ..*ctx
-            },
-        )?),
-        (None, None) => None,
-    };
-
-    Ok(Event {
-        message_id,
-        tenant: Cow::Borrowed(ctx.tenant),
-        kind,
-        event: if kind == EventType::Track {
-            event
-        } else {
-            None
-        },
-        name: page_name,
-        category,
-        user_id,
-        anonymous_id,
-        group_id,
-        previous_id,
-        timestamp,
-        received_at: ctx.received_at,
-        sent_at,
-        original_timestamp,
-        properties,
-        traits,
-        context,
-    })
 }
 
 /// What a JSON text that is not an object starts as; `None` for an object or for text that is
