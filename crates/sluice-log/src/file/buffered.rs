@@ -23,7 +23,9 @@ use super::partition::{Located, Partition};
 use super::segment::corrupt;
 use crate::Result;
 use crate::buffer::{Cached, ReadBuffer};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The smallest read: small `max_bytes` still read a useful chunk.
@@ -62,7 +64,10 @@ impl Partition {
         self.read_into_waiting(offset, max_bytes, buf, Wait::CachedOnly)
     }
 
-    /// The read; `Ok(false)` only with [`Wait::CachedOnly`], when it stopped.
+    /// The read; `Ok(false)` only with [`Wait::CachedOnly`], when it stopped. Its steps: find
+    /// where to read (under the segment lock), take up the bytes the last read carried over,
+    /// then take every whole frame in the buffer and read on until `max_bytes` or the end of
+    /// the segment, and carry over what is left.
     fn read_into_waiting(
         &self,
         offset: u64,
@@ -71,37 +76,104 @@ impl Partition {
         wait: Wait,
     ) -> Result<bool> {
         buf.spans.clear();
-        let (file, path, base, indexed, limit, offset) = {
-            let segments = self.segments.read();
-            let (at, offset) = match self.locate(&segments, offset)? {
-                Located::At { segment, offset } => (segment, offset),
-                Located::End(end) => {
-                    buf.end_offset = end;
-                    return Ok(true);
-                }
-            };
-            buf.end_offset = segments.last().map_or(0, |s| s.index.end_offset);
-            let segment = &segments[at];
-            (
-                Arc::clone(&segment.file),
-                segment.path.clone(),
-                segment.base_offset,
-                segment.index.position_for_offset(segment.relative(offset)),
-                segment.index.segment_bytes,
-                offset,
-            )
+        let Some(start) = self.start_of_read(offset, buf)? else {
+            return Ok(true);
         };
-        let source = (self.read_id, base);
         // Bounds the buffer (and keeps its positions within `u32`).
         let max_bytes = max_bytes.min(MAX_READ);
         let chunk = max_bytes
             .saturating_add(max_bytes / 8)
             .clamp(MIN_READ, MAX_READ);
-        // `bytes[..filled]` hold the segment from `position` on.
-        let (position, mut filled) = match buf.cached.take() {
+        let source = (self.read_id, start.base);
+        let mut frames = Frames::resume(start, source, chunk, buf);
+        loop {
+            let need = match format::peek_header(&buf.bytes[frames.at..frames.filled]) {
+                Ok(Some(header)) if frames.filled - frames.at >= header.frame_len => {
+                    if frames.take(&header, buf)? >= max_bytes {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Some(header)) => header.frame_len,
+                Ok(None) => BATCH_HEADER_LEN,
+                Err(problem) => return Err(frames.corrupt(problem)),
+            };
+            // The frame at `at` is not complete in the buffer: read on.
+            match frames.read_more(need, buf, wait)? {
+                More::Read => {}
+                More::SegmentEnd => break,
+                More::NotCached => return Ok(false),
+            }
+        }
+        frames.carry_over(buf);
+        Ok(true)
+    }
+
+    /// Where a read of `offset` starts, under the segment lock; `None` at the end of the
+    /// partition. Sets the buffer's end offset either way.
+    fn start_of_read(&self, offset: u64, buf: &mut ReadBuffer) -> Result<Option<Start>> {
+        let segments = self.segments.read();
+        let (at, offset) = match self.locate(&segments, offset)? {
+            Located::At { segment, offset } => (segment, offset),
+            Located::End(end) => {
+                buf.end_offset = end;
+                return Ok(None);
+            }
+        };
+        buf.end_offset = segments.last().map_or(0, |s| s.index.end_offset);
+        let segment = &segments[at];
+        Ok(Some(Start {
+            file: Arc::clone(&segment.file),
+            path: segment.path.clone(),
+            base: segment.base_offset,
+            indexed: segment.index.position_for_offset(segment.relative(offset)),
+            limit: segment.index.segment_bytes,
+            offset,
+        }))
+    }
+}
+
+/// Where a read starts: the segment holding the offset, and the indexed position before it.
+struct Start {
+    file: Arc<File>,
+    path: PathBuf,
+    base: u64,
+    indexed: u64,
+    /// The segment's published bytes.
+    limit: u64,
+    /// The first offset that exists at or after the requested one.
+    offset: u64,
+}
+
+/// One read's progress through the segment: `buf.bytes[..filled]` hold the segment from
+/// `position` on; frames before `at` are taken.
+struct Frames {
+    start: Start,
+    source: (usize, u64),
+    chunk: usize,
+    position: u64,
+    filled: usize,
+    at: usize,
+    record_bytes: usize,
+    /// The offset the next frame must start at, once one was taken.
+    expected: Option<u64>,
+}
+
+/// What reading on did.
+enum More {
+    Read,
+    SegmentEnd,
+    NotCached,
+}
+
+impl Frames {
+    /// Takes up the bytes the last read of this buffer carried over, when they continue at
+    /// this read's offset; otherwise starts at the indexed position.
+    fn resume(start: Start, source: (usize, u64), chunk: usize, buf: &mut ReadBuffer) -> Self {
+        let (position, filled) = match buf.cached.take() {
             Some(cached)
                 if cached.source == source
-                    && cached.next_offset == offset
+                    && cached.next_offset == start.offset
                     && cached.start <= buf.filled =>
             {
                 buf.bytes.copy_within(cached.start..buf.filled, 0);
@@ -111,117 +183,120 @@ impl Partition {
                 if buf.bytes.len() > MAX_KEPT.max(2 * chunk) {
                     buf.bytes = Vec::new();
                 }
-                (indexed, 0)
+                (start.indexed, 0)
             }
         };
         buf.filled = 0;
-        let mut at = 0;
-        let mut record_bytes = 0;
-        let mut expected: Option<u64> = None;
-        loop {
-            let frame_position = position + at as u64;
-            let need = match format::peek_header(&buf.bytes[at..filled]) {
-                Ok(Some(header)) if filled - at >= header.frame_len => {
-                    let frame_len = header.frame_len;
-                    if header.next_offset() <= offset {
-                        // Before the offset (the index is sparse): neither checked nor kept.
-                        at += frame_len;
-                        continue;
-                    }
-                    match expected {
-                        None if header.base_offset > offset => {
-                            return Err(corrupt(
-                                &path,
-                                frame_position,
-                                format!(
-                                    "offset {offset} is missing: the batch found starts at {}",
-                                    header.base_offset
-                                ),
-                            ));
-                        }
-                        Some(expected) if header.base_offset != expected => {
-                            return Err(corrupt(
-                                &path,
-                                frame_position,
-                                format!(
-                                    "batch starts at offset {} where offset {expected} was expected",
-                                    header.base_offset
-                                ),
-                            ));
-                        }
-                        _ => {}
-                    }
-                    expected = Some(header.next_offset());
-                    format::check_crc(&buf.bytes[at..at + frame_len], &header)
-                        .map_err(|problem| corrupt(&path, frame_position, problem))?;
-                    record_bytes +=
-                        format::decode_spans(&buf.bytes, at, &header, offset, &mut buf.spans)
-                            .map_err(|problem| corrupt(&path, frame_position, problem))?;
-                    at += frame_len;
-                    if record_bytes >= max_bytes {
-                        break;
-                    }
-                    continue;
-                }
-                Ok(Some(header)) => header.frame_len,
-                Ok(None) => BATCH_HEADER_LEN,
-                Err(problem) => return Err(corrupt(&path, frame_position, problem)),
-            };
-            // The frame at `at` is not complete in the buffer: read on.
-            let file_at = position + filled as u64;
-            if file_at >= limit {
-                if at == filled {
-                    break;
-                }
-                return Err(corrupt(
-                    &path,
-                    frame_position,
-                    "the published part of the segment ends inside a batch",
-                ));
-            }
-            // Finish the frame, and aim at `chunk` bytes in all: reading far past what the read
-            // returns would only be moved to the front of the buffer by the next read.
-            let want = (need - (filled - at))
-                .max(chunk.saturating_sub(filled))
-                .max(MIN_READ);
-            let len = (limit - file_at).min(want as u64) as usize;
-            if buf.bytes.len() < filled + len {
-                buf.bytes.resize(filled + len, 0);
-            }
-            let into = &mut buf.bytes[filled..filled + len];
-            match wait {
-                Wait::Block => file
-                    .read_exact_at(into, file_at)
-                    .map_err(io_error("reading segment", &path))?,
-                Wait::CachedOnly => {
-                    let copied = read_cached_at(&file, into, file_at);
-                    if copied < len {
-                        // Keep every byte read so far (from `position` on) for the next read
-                        // of this offset; it re-checks the frames from the start.
-                        buf.spans.clear();
-                        buf.filled = filled + copied;
-                        buf.cached = Some(Cached {
-                            source,
-                            start: 0,
-                            position,
-                            next_offset: offset,
-                        });
-                        return Ok(false);
-                    }
-                }
-            }
-            filled += len;
+        Frames {
+            start,
+            source,
+            chunk,
+            position,
+            filled,
+            at: 0,
+            record_bytes: 0,
+            expected: None,
         }
-        buf.filled = filled;
-        if at < filled {
+    }
+
+    fn corrupt(&self, problem: impl std::fmt::Display) -> crate::LogError {
+        corrupt(&self.start.path, self.position + self.at as u64, problem)
+    }
+
+    /// Takes the whole frame at `at`: skipped when it ends before the read's offset (the index
+    /// is sparse), otherwise checked (contiguity, CRC) and its records described in
+    /// `buf.spans`. Returns the record bytes taken so far.
+    fn take(&mut self, header: &format::BatchHeader, buf: &mut ReadBuffer) -> Result<usize> {
+        let frame_len = header.frame_len;
+        let offset = self.start.offset;
+        if header.next_offset() <= offset {
+            self.at += frame_len;
+            return Ok(self.record_bytes);
+        }
+        match self.expected {
+            None if header.base_offset > offset => {
+                return Err(self.corrupt(format!(
+                    "offset {offset} is missing: the batch found starts at {}",
+                    header.base_offset
+                )));
+            }
+            Some(expected) if header.base_offset != expected => {
+                return Err(self.corrupt(format!(
+                    "batch starts at offset {} where offset {expected} was expected",
+                    header.base_offset
+                )));
+            }
+            _ => {}
+        }
+        self.expected = Some(header.next_offset());
+        let at = self.at;
+        format::check_crc(&buf.bytes[at..at + frame_len], header)
+            .map_err(|problem| self.corrupt(problem))?;
+        self.record_bytes += format::decode_spans(&buf.bytes, at, header, offset, &mut buf.spans)
+            .map_err(|problem| self.corrupt(problem))?;
+        self.at += frame_len;
+        Ok(self.record_bytes)
+    }
+
+    /// Reads on so that the frame at `at` (`need` bytes) is complete, aiming at `chunk` bytes
+    /// in all: reading far past what the read returns would only be moved to the front of the
+    /// buffer by the next read.
+    fn read_more(&mut self, need: usize, buf: &mut ReadBuffer, wait: Wait) -> Result<More> {
+        let (filled, at) = (self.filled, self.at);
+        let file_at = self.position + filled as u64;
+        if file_at >= self.start.limit {
+            if at == filled {
+                return Ok(More::SegmentEnd);
+            }
+            return Err(self.corrupt("the published part of the segment ends inside a batch"));
+        }
+        let want = (need - (filled - at))
+            .max(self.chunk.saturating_sub(filled))
+            .max(MIN_READ);
+        let len = (self.start.limit - file_at).min(want as u64) as usize;
+        if buf.bytes.len() < filled + len {
+            buf.bytes.resize(filled + len, 0);
+        }
+        let into = &mut buf.bytes[filled..filled + len];
+        match wait {
+            Wait::Block => self
+                .start
+                .file
+                .read_exact_at(into, file_at)
+                .map_err(io_error("reading segment", &self.start.path))?,
+            Wait::CachedOnly => {
+                let copied = read_cached_at(&self.start.file, into, file_at);
+                if copied < len {
+                    // Keep every byte read so far (from `position` on) for the next read of
+                    // this offset; it re-checks the frames from the start.
+                    buf.spans.clear();
+                    buf.filled = filled + copied;
+                    buf.cached = Some(Cached {
+                        source: self.source,
+                        start: 0,
+                        position: self.position,
+                        next_offset: self.start.offset,
+                    });
+                    return Ok(More::NotCached);
+                }
+            }
+        }
+        self.filled += len;
+        Ok(More::Read)
+    }
+
+    /// Leaves what follows the frames taken in the buffer, for the next read of the offset
+    /// after them.
+    fn carry_over(self, buf: &mut ReadBuffer) {
+        buf.filled = self.filled;
+        if self.at < self.filled {
             buf.cached = Some(Cached {
-                source,
-                start: at,
-                position: position + at as u64,
-                next_offset: expected.unwrap_or(offset),
+                source: self.source,
+                start: self.at,
+                position: self.position + self.at as u64,
+                next_offset: self.expected.unwrap_or(self.start.offset),
             });
         }
-        Ok(true)
     }
 }
 
