@@ -8,8 +8,9 @@
 //! 3. normalize every message; invalid ones become [`Rejection`]s and dead letters;
 //! 4. claim each client `messageId` in the dedup set: duplicates are skipped, ids another
 //!    request is still appending make the whole request retry later (nothing was written);
-//! 5. take the accepted events from the key's daily quota (all or none), then append them, grouped by partition (murmur2 of the partition key), and dead
-//!    letters concurrently; return only once every append is durable under the log's ack mode;
+//! 5. take the accepted events from the key's daily quota (all or none), then append them,
+//!    grouped by partition (murmur2 of the partition key), and dead letters concurrently;
+//!    return only once every append is durable under the log's ack mode;
 //! 6. commit the ids of the partitions that were appended (even if another partition failed,
 //!    so the client's retry does not duplicate them) and answer.
 //!
@@ -232,7 +233,8 @@ impl<L: Log> Collector<L> {
     }
 
     /// Ingests one decoded request body. `endpoint` is the single-message type, `None` for a
-    /// batch; `header_key` the write key from the `Authorization` header, if any.
+    /// batch; `header_key` the write key from the `Authorization` header, if any. The steps
+    /// of the module docs, in order.
     pub async fn ingest(
         &self,
         endpoint: Option<EventType>,
@@ -254,32 +256,7 @@ impl<L: Log> Collector<L> {
             None => normalize::parse_batch(body, &self.limits).map(Parsed::Batch),
             Some(_) => normalize::parse_message(body, &base).map(|m| Parsed::Single(Box::new(m))),
         };
-        let body_key = match &parsed {
-            Ok(Parsed::Batch(batch)) => batch.write_key.as_deref(),
-            Ok(Parsed::Single(message)) => message.write_key.as_deref(),
-            Ok(Parsed::Invalid(_)) | Err(_) => None,
-        };
-        let key = header_key
-            .or_else(|| body_key.map(str::to_owned))
-            .ok_or(crate::auth::KeyError::Missing);
-        let grant = match key.and_then(|key| {
-            self.keys
-                .write_grant(&key)
-                .ok_or(crate::auth::KeyError::Unknown)
-        }) {
-            Ok(grant) => grant,
-            Err(error) => {
-                self.metrics.unauthorized.increment(1);
-                return Err(error.into());
-            }
-        };
-        let Some(tenant) = grant.tenant().cloned() else {
-            self.metrics.unauthorized.increment(1);
-            return Err(crate::auth::KeyError::Unknown.into());
-        };
-        if let Err(limited) = grant.admit_request() {
-            return Err(self.limited(&grant, &tenant, limited));
-        }
+        let (grant, tenant) = self.admit(header_key, &parsed)?;
         let counters = self.metrics.tenant(&tenant);
         let parsed = match parsed {
             Ok(parsed) => parsed,
@@ -297,69 +274,16 @@ impl<L: Log> Collector<L> {
                 return Err(IngestError::Invalid(error));
             }
         };
-
-        // Each accepted event, with whether its messageId came from the client.
-        let mut events: Vec<(Event<'_>, bool)> = Vec::new();
-        let mut rejected: Vec<(Rejection, &[u8])> = Vec::new();
-        match &parsed {
-            Parsed::Single(message) => match normalize::normalize_message(
-                message,
-                &NormalizeContext {
-                    tenant: &tenant,
-                    ..base
-                },
-            ) {
-                Ok(event) => events.push((event, has_id(message))),
-                Err(error) => rejected.push((Rejection::from_error(Some(0), &error), body)),
-            },
-            Parsed::Invalid(error) => {
-                rejected.push((Rejection::from_error(Some(0), error), body));
-            }
-            Parsed::Batch(batch) => {
-                let sent_at = normalize::parse_sent_at(batch.sent_at.as_deref(), "sentAt")
-                    .map_err(IngestError::Invalid)?;
-                events.reserve(batch.batch.len());
-                for (index, raw) in batch.batch.iter().enumerate() {
-                    let ctx = NormalizeContext {
-                        tenant: &tenant,
-                        batch_sent_at: sent_at,
-                        batch_context: batch.context,
-                        index: Some(index),
-                        ..base
-                    };
-                    let raw = raw.get().as_bytes();
-                    let normalized = normalize::parse_message(raw, &ctx).and_then(|message| {
-                        Ok((
-                            normalize::normalize_message(&message, &ctx)?,
-                            has_id(&message),
-                        ))
-                    });
-                    match normalized {
-                        Ok(event) => events.push(event),
-                        Err(error) => {
-                            rejected.push((Rejection::from_error(Some(index), &error), raw))
-                        }
-                    }
-                }
-            }
-        }
-
-        // Claim client-provided ids; generated ones are unique by construction.
-        let now = self.clock.now();
-        let mut claims = Claims::with_capacity(&self.dedup, events.len());
-        let mut duplicates = 0;
-        let mut fresh: Vec<(Event<'_>, Option<u128>)> = Vec::with_capacity(events.len());
-        for (event, client_id) in events {
-            let id = client_id.then(|| fingerprint(&tenant, &event.message_id));
-            match id.map(|id| claims.claim(id, now)) {
-                None | Some(Claim::Claimed) => fresh.push((event, id)),
-                Some(Claim::Duplicate) => duplicates += 1,
-                Some(Claim::Busy) => {
-                    self.metrics.busy.increment(1);
-                    return Err(IngestError::Busy);
-                }
-            }
-        }
+        let base = NormalizeContext {
+            tenant: &tenant,
+            ..base
+        };
+        let Normalized { events, rejected } = normalize_all(&parsed, &base, body)?;
+        let Claimed {
+            mut claims,
+            fresh,
+            duplicates,
+        } = self.claim(events, &tenant)?;
 
         let accepted = fresh.len();
         if let Err(limited) = grant.take_events(accepted as u64, received_at) {
@@ -391,6 +315,72 @@ impl<L: Log> Collector<L> {
             accepted,
             duplicates,
             rejected: rejections,
+        })
+    }
+
+    /// Step 2: the write key (the header's, else the body's `writeKey`) resolved to its grant
+    /// and tenant, and the request admitted under the key's request rate.
+    fn admit(
+        &self,
+        header_key: Option<String>,
+        parsed: &Result<Parsed<'_>, EventError>,
+    ) -> Result<(Arc<Grant>, Arc<str>), IngestError> {
+        let body_key = match parsed {
+            Ok(Parsed::Batch(batch)) => batch.write_key.as_deref(),
+            Ok(Parsed::Single(message)) => message.write_key.as_deref(),
+            Ok(Parsed::Invalid(_)) | Err(_) => None,
+        };
+        let key = header_key
+            .or_else(|| body_key.map(str::to_owned))
+            .ok_or(crate::auth::KeyError::Missing);
+        let grant = match key.and_then(|key| {
+            self.keys
+                .write_grant(&key)
+                .ok_or(crate::auth::KeyError::Unknown)
+        }) {
+            Ok(grant) => grant,
+            Err(error) => {
+                self.metrics.unauthorized.increment(1);
+                return Err(error.into());
+            }
+        };
+        let Some(tenant) = grant.tenant().cloned() else {
+            self.metrics.unauthorized.increment(1);
+            return Err(crate::auth::KeyError::Unknown.into());
+        };
+        if let Err(limited) = grant.admit_request() {
+            return Err(self.limited(&grant, &tenant, limited));
+        }
+        Ok((grant, tenant))
+    }
+
+    /// Step 4: claims the client-provided ids in the dedup set (generated ones are unique by
+    /// construction); duplicates are counted and dropped, an id another request is still
+    /// appending makes the whole request busy.
+    fn claim<'e>(
+        &self,
+        events: Vec<(Event<'e>, bool)>,
+        tenant: &str,
+    ) -> Result<Claimed<'_, 'e>, IngestError> {
+        let now = self.clock.now();
+        let mut claims = Claims::with_capacity(&self.dedup, events.len());
+        let mut duplicates = 0;
+        let mut fresh = Vec::with_capacity(events.len());
+        for (event, client_id) in events {
+            let id = client_id.then(|| fingerprint(tenant, &event.message_id));
+            match id.map(|id| claims.claim(id, now)) {
+                None | Some(Claim::Claimed) => fresh.push((event, id)),
+                Some(Claim::Duplicate) => duplicates += 1,
+                Some(Claim::Busy) => {
+                    self.metrics.busy.increment(1);
+                    return Err(IngestError::Busy);
+                }
+            }
+        }
+        Ok(Claimed {
+            claims,
+            fresh,
+            duplicates,
         })
     }
 
@@ -518,6 +508,66 @@ impl<L: Log> Collector<L> {
             .await
             .map(|_| ())
     }
+}
+
+/// Step 3: every message of the request normalized for `base.tenant`; the invalid ones as
+/// rejections with their raw text (for the dead letters).
+fn normalize_all<'a>(
+    parsed: &'a Parsed<'a>,
+    base: &NormalizeContext<'a>,
+    body: &'a [u8],
+) -> Result<Normalized<'a>, IngestError> {
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    match parsed {
+        Parsed::Single(message) => match normalize::normalize_message(message, base) {
+            Ok(event) => events.push((event, has_id(message))),
+            Err(error) => rejected.push((Rejection::from_error(Some(0), &error), body)),
+        },
+        Parsed::Invalid(error) => {
+            rejected.push((Rejection::from_error(Some(0), error), body));
+        }
+        Parsed::Batch(batch) => {
+            let sent_at = normalize::parse_sent_at(batch.sent_at.as_deref(), "sentAt")
+                .map_err(IngestError::Invalid)?;
+            events.reserve(batch.batch.len());
+            for (index, raw) in batch.batch.iter().enumerate() {
+                let ctx = NormalizeContext {
+                    batch_sent_at: sent_at,
+                    batch_context: batch.context,
+                    index: Some(index),
+                    ..*base
+                };
+                let raw = raw.get().as_bytes();
+                let normalized = normalize::parse_message(raw, &ctx).and_then(|message| {
+                    Ok((
+                        normalize::normalize_message(&message, &ctx)?,
+                        has_id(&message),
+                    ))
+                });
+                match normalized {
+                    Ok(event) => events.push(event),
+                    Err(error) => rejected.push((Rejection::from_error(Some(index), &error), raw)),
+                }
+            }
+        }
+    }
+    Ok(Normalized { events, rejected })
+}
+
+/// A request's messages after step 3.
+struct Normalized<'a> {
+    /// Each accepted event, with whether its messageId came from the client.
+    events: Vec<(Event<'a>, bool)>,
+    rejected: Vec<(Rejection, &'a [u8])>,
+}
+
+/// A request's events after step 4: the ids it holds, and the events to append with their
+/// client id's fingerprint.
+struct Claimed<'d, 'e> {
+    claims: Claims<'d>,
+    fresh: Vec<(Event<'e>, Option<u128>)>,
+    duplicates: usize,
 }
 
 enum Parsed<'a> {
