@@ -65,7 +65,8 @@ struct Selected<'a> {
     cells: Vec<CellRef<'a>>,
 }
 
-/// Builds the answer to `query` into `sink`.
+/// Builds the answer to `query` into `sink`: selects each key's windows in range, ranks them
+/// for top-N, checks the answer's size, and emits it.
 pub(crate) fn build(
     sources: &Sources<'_>,
     query: &SeriesQuery,
@@ -73,88 +74,9 @@ pub(crate) fn build(
     max_series: usize,
     sink: &mut impl Sink,
 ) -> Result<Summary, ApiError> {
-    let plan = sources.plan;
-    let range = (query.from, Millis::MIN)..(query.to, Millis::MIN);
-    let mut keys: BTreeSet<&[u8]> = BTreeSet::new();
-    keys.extend(sources.old.keys().map(|k| &**k));
-    keys.extend(sources.cache.keys.keys().map(|k| &**k));
-    if let Some(live) = sources.live {
-        keys.extend(live.keys.keys().map(|k| &**k));
-    }
-    let mut selected: Vec<Selected<'_>> = Vec::new();
-    for bytes in keys {
-        let old = sources.old.get(bytes);
-        let cached = sources.cache.keys.get(bytes);
-        let live = sources.live.and_then(|live| live.keys.get(bytes));
-        let Some(series) = cached.or(live).or(old) else {
-            continue;
-        };
-        if !query.accepts(series.key.values()) {
-            continue;
-        }
-        let mut cells: Vec<CellRef<'_>> = Vec::new();
-        for (source, is_final, cached) in [(old, true, false), (cached, true, true)] {
-            if let Some(source) = source {
-                cells.extend(
-                    source
-                        .cells
-                        .range(range.clone())
-                        .map(|(&(start, end), cell)| CellRef {
-                            start,
-                            end,
-                            is_final,
-                            cached,
-                            cell,
-                        }),
-                );
-            }
-        }
-        if let Some(live) = live {
-            cells.extend(
-                live.cells
-                    .range(range.clone())
-                    .filter(|((_, end), _)| close_of(plan, *end) > sources.frontier)
-                    .map(|(&(start, end), cell)| CellRef {
-                        start,
-                        end,
-                        is_final: false,
-                        cached: false,
-                        cell,
-                    }),
-            );
-        }
-        if cells.is_empty() {
-            continue;
-        }
-        // The sources are each in order and the live windows mostly follow the final ones:
-        // this sort is a merge of a few runs.
-        cells.sort_by_key(|cell| (cell.start, cell.end));
-        selected.push(Selected { series, cells });
-    }
-
+    let mut selected = select(sources, query);
     if let Some(top) = query.top {
-        let mut ranked: Vec<(OutputValue, Selected<'_>)> = selected
-            .into_iter()
-            .map(|entry| {
-                let mut state = entry.cells[0].cell.state.clone();
-                for cell in &entry.cells[1..] {
-                    let _ = state.merge(&cell.cell.state);
-                }
-                let value = state
-                    .states
-                    .get(query.by)
-                    .zip(plan.aggregates.get(query.by))
-                    .map_or(OutputValue::Null, |(state, aggregate)| {
-                        state.finalize(&aggregate.kind)
-                    });
-                (value, entry)
-            })
-            .collect();
-        ranked.sort_by(|(a, x), (b, y)| {
-            compare(b, a).then_with(|| x.series.json.cmp(&y.series.json))
-        });
-        ranked.truncate(top);
-        selected = ranked.into_iter().map(|(_, entry)| entry).collect();
+        selected = top_n(sources.plan, selected, top, query.by);
     }
     if selected.len() > max_series {
         return Err(ApiError::bad_request(
@@ -165,22 +87,7 @@ pub(crate) fn build(
             ),
         ));
     }
-
-    let points: usize = selected
-        .iter()
-        .map(|entry| match query.resolution {
-            None => entry.cells.len(),
-            Some(every) => {
-                let mut buckets = entry
-                    .cells
-                    .iter()
-                    .map(|cell| bucket_of(cell.start, every))
-                    .collect::<Vec<_>>();
-                buckets.dedup();
-                buckets.len()
-            }
-        })
-        .sum();
+    let points = count_points(&selected, query.resolution);
     if points > max_points {
         return Err(ApiError::bad_request(
             "too_many_points",
@@ -189,7 +96,6 @@ pub(crate) fn build(
             ),
         ));
     }
-
     for entry in &selected {
         sink.series(entry.series);
         match query.resolution {
@@ -211,6 +117,128 @@ pub(crate) fn build(
         series: selected.len(),
         points,
     })
+}
+
+/// Every group key the query accepts that has windows in range, in key order, each with its
+/// windows from the three sources in time order.
+fn select<'a>(sources: &Sources<'a>, query: &SeriesQuery) -> Vec<Selected<'a>> {
+    let mut keys: BTreeSet<&[u8]> = BTreeSet::new();
+    keys.extend(sources.old.keys().map(|k| &**k));
+    keys.extend(sources.cache.keys.keys().map(|k| &**k));
+    if let Some(live) = sources.live {
+        keys.extend(live.keys.keys().map(|k| &**k));
+    }
+    let mut selected = Vec::new();
+    for bytes in keys {
+        let old = sources.old.get(bytes);
+        let cached = sources.cache.keys.get(bytes);
+        let live = sources.live.and_then(|live| live.keys.get(bytes));
+        let Some(series) = cached.or(live).or(old) else {
+            continue;
+        };
+        if !query.accepts(series.key.values()) {
+            continue;
+        }
+        let cells = cells_in_range(sources, query, [old, cached, live]);
+        if !cells.is_empty() {
+            selected.push(Selected { series, cells });
+        }
+    }
+    selected
+}
+
+/// One key's windows in the query's range from its `[old, cached, live]` series, in time
+/// order; live windows that are final by now are left to the other two.
+fn cells_in_range<'a>(
+    sources: &Sources<'a>,
+    query: &SeriesQuery,
+    [old, cached, live]: [Option<&'a KeySeries>; 3],
+) -> Vec<CellRef<'a>> {
+    let range = (query.from, Millis::MIN)..(query.to, Millis::MIN);
+    let mut cells: Vec<CellRef<'_>> = Vec::new();
+    for (source, is_final, cached) in [(old, true, false), (cached, true, true)] {
+        if let Some(source) = source {
+            cells.extend(
+                source
+                    .cells
+                    .range(range.clone())
+                    .map(|(&(start, end), cell)| CellRef {
+                        start,
+                        end,
+                        is_final,
+                        cached,
+                        cell,
+                    }),
+            );
+        }
+    }
+    if let Some(live) = live {
+        cells.extend(
+            live.cells
+                .range(range)
+                .filter(|((_, end), _)| close_of(sources.plan, *end) > sources.frontier)
+                .map(|(&(start, end), cell)| CellRef {
+                    start,
+                    end,
+                    is_final: false,
+                    cached: false,
+                    cell,
+                }),
+        );
+    }
+    // The sources are each in order and the live windows mostly follow the final ones: this
+    // sort is a merge of a few runs.
+    cells.sort_by_key(|cell| (cell.start, cell.end));
+    cells
+}
+
+/// The `top` keys by aggregate `by` over the whole range, largest first (ties in key order).
+fn top_n<'a>(
+    plan: &MetricPlan,
+    selected: Vec<Selected<'a>>,
+    top: usize,
+    by: usize,
+) -> Vec<Selected<'a>> {
+    let mut ranked: Vec<(OutputValue, Selected<'_>)> = selected
+        .into_iter()
+        .map(|entry| {
+            let mut state = entry.cells[0].cell.state.clone();
+            for cell in &entry.cells[1..] {
+                let _ = state.merge(&cell.cell.state);
+            }
+            let value = state
+                .states
+                .get(by)
+                .zip(plan.aggregates.get(by))
+                .map_or(OutputValue::Null, |(state, aggregate)| {
+                    state.finalize(&aggregate.kind)
+                });
+            (value, entry)
+        })
+        .collect();
+    ranked.sort_by(|(a, x), (b, y)| compare(b, a).then_with(|| x.series.json.cmp(&y.series.json)));
+    ranked.truncate(top);
+    ranked.into_iter().map(|(_, entry)| entry).collect()
+}
+
+/// The points the answer will have: one per window, or per bucket of `resolution` holding
+/// windows.
+fn count_points(selected: &[Selected<'_>], resolution: Option<Millis>) -> usize {
+    selected
+        .iter()
+        .map(|entry| match resolution {
+            None => entry.cells.len(),
+            Some(every) => {
+                let mut buckets = entry
+                    .cells
+                    .iter()
+                    .map(|cell| bucket_of(cell.start, every))
+                    .collect::<Vec<_>>();
+                buckets.dedup();
+                buckets.len()
+            }
+        })
+        .sum()
 }
 
 fn bucket_of(start: Millis, every: Millis) -> Millis {

@@ -158,14 +158,47 @@ pub(crate) fn parse_time(text: &str, now: Millis) -> Result<Millis, String> {
     Ok(instant)
 }
 
-/// Checks `params` against the metric's plan at time `now`.
+/// Checks `params` against the metric's plan at time `now`: the range, the resolution (and
+/// the range aligned to it), top-N and its aggregate, the filters.
 pub(crate) fn resolve(
     plan: &MetricPlan,
     params: &SeriesParams,
     now: Millis,
     max_series: usize,
 ) -> Result<SeriesQuery, ApiError> {
-    let bad = |code: &'static str, message: String| ApiError::bad_request(code, message);
+    let (from, to) = range(params, now)?;
+    let resolution = resolution(plan, params.resolution.as_deref())?;
+    let (from, to) = match resolution {
+        Some(every) => (
+            from - from.rem_euclid(every),
+            to.saturating_add((every - to.rem_euclid(every)) % every),
+        ),
+        None => (from, to),
+    };
+    if let Some(top) = params.top
+        && (top == 0 || top > max_series)
+    {
+        return Err(bad(
+            "invalid_top",
+            format!("top must be between 1 and {max_series} (api.max-series)"),
+        ));
+    }
+    Ok(SeriesQuery {
+        from,
+        to,
+        resolution,
+        top: params.top,
+        by: ranked_by(plan, params.by.as_deref())?,
+        filters: filters(plan, &params.filters)?,
+    })
+}
+
+fn bad(code: &'static str, message: String) -> ApiError {
+    ApiError::bad_request(code, message)
+}
+
+/// `from` and `to` (default: the hour before now).
+fn range(params: &SeriesParams, now: Millis) -> Result<(Millis, Millis), ApiError> {
     let to = match &params.to {
         Some(text) => parse_time(text, now).map_err(|m| bad("invalid_time", format!("to: {m}")))?,
         None => now,
@@ -182,79 +215,75 @@ pub(crate) fn resolve(
             format!("from ({from}) must be before to ({to})"),
         ));
     }
-    let resolution = match params.resolution.as_deref().map(str::trim) {
-        None | Some("" | "raw") => None,
-        Some(text) => {
-            let every = parse_duration(text)
-                .map_err(|m| bad("invalid_resolution", format!("resolution: {m}")))?;
-            match plan.window {
-                WindowSpec::Tumble { size } => {
-                    if every < size || every % size != 0 {
-                        return Err(bad(
-                            "invalid_resolution",
-                            format!(
-                                "resolution {text} is not a multiple of the metric's {} windows: use raw or a multiple like {}",
-                                HumanDuration(std::time::Duration::from_millis(size as u64)),
-                                HumanDuration(std::time::Duration::from_millis((size * 60) as u64)),
-                            ),
-                        ));
-                    }
-                    (every != size).then_some(every)
-                }
-                WindowSpec::Hop { .. } => {
-                    return Err(bad(
-                        "invalid_resolution",
-                        "this metric's windows overlap (HOP): merging them would count events twice; use resolution=raw".into(),
-                    ));
-                }
-                WindowSpec::Session { .. } => {
-                    if every < 1000 {
-                        return Err(bad(
-                            "invalid_resolution",
-                            "resolution must be at least 1s".into(),
-                        ));
-                    }
-                    Some(every)
-                }
-            }
-        }
+    Ok((from, to))
+}
+
+/// The bucket size, `None` for the metric's own windows: a multiple of a tumbling window,
+/// never for overlapping (hopping) windows, at least 1 s for sessions.
+fn resolution(plan: &MetricPlan, text: Option<&str>) -> Result<Option<Millis>, ApiError> {
+    let text = match text.map(str::trim) {
+        None | Some("" | "raw") => return Ok(None),
+        Some(text) => text,
     };
-    let (from, to) = match resolution {
-        Some(every) => (
-            from - from.rem_euclid(every),
-            to.saturating_add((every - to.rem_euclid(every)) % every),
-        ),
-        None => (from, to),
+    let every =
+        parse_duration(text).map_err(|m| bad("invalid_resolution", format!("resolution: {m}")))?;
+    match plan.window {
+        WindowSpec::Tumble { size } => {
+            if every < size || every % size != 0 {
+                return Err(bad(
+                    "invalid_resolution",
+                    format!(
+                        "resolution {text} is not a multiple of the metric's {} windows: use raw or a multiple like {}",
+                        HumanDuration(std::time::Duration::from_millis(size as u64)),
+                        HumanDuration(std::time::Duration::from_millis((size * 60) as u64)),
+                    ),
+                ));
+            }
+            Ok((every != size).then_some(every))
+        }
+        WindowSpec::Hop { .. } => Err(bad(
+            "invalid_resolution",
+            "this metric's windows overlap (HOP): merging them would count events twice; use resolution=raw".into(),
+        )),
+        WindowSpec::Session { .. } => {
+            if every < 1000 {
+                return Err(bad(
+                    "invalid_resolution",
+                    "resolution must be at least 1s".into(),
+                ));
+            }
+            Ok(Some(every))
+        }
+    }
+}
+
+/// The index of the aggregate top-N ranks by (default the first).
+fn ranked_by(plan: &MetricPlan, name: Option<&str>) -> Result<usize, ApiError> {
+    let Some(name) = name else {
+        return Ok(0);
     };
     let aggregates = crate::query::render::aggregate_names(plan);
-    let by = match &params.by {
-        None => 0,
-        Some(name) => aggregates.iter().position(|a| a == name).ok_or_else(|| {
-            bad(
-                "unknown_aggregate",
-                format!(
-                    "by={name:?}: the metric's aggregates are {}",
-                    aggregates.join(", ")
-                ),
-            )
-        })?,
-    };
-    if let Some(top) = params.top
-        && (top == 0 || top > max_series)
-    {
-        return Err(bad(
-            "invalid_top",
-            format!("top must be between 1 and {max_series} (api.max-series)"),
-        ));
-    }
-    if params.filters.len() > MAX_FILTERS {
+    aggregates.iter().position(|a| *a == name).ok_or_else(|| {
+        bad(
+            "unknown_aggregate",
+            format!(
+                "by={name:?}: the metric's aggregates are {}",
+                aggregates.join(", ")
+            ),
+        )
+    })
+}
+
+/// `KEY:VALUE` filters, grouped per group key (values of one key are alternatives).
+fn filters(plan: &MetricPlan, given: &[String]) -> Result<Vec<(usize, Vec<KeyMatch>)>, ApiError> {
+    if given.len() > MAX_FILTERS {
         return Err(bad(
             "too_many_filters",
             format!("at most {MAX_FILTERS} filters per query"),
         ));
     }
     let mut filters: Vec<(usize, Vec<KeyMatch>)> = Vec::new();
-    for filter in &params.filters {
+    for filter in given {
         let Some((name, value)) = filter.split_once(':') else {
             return Err(bad(
                 "invalid_filter",
@@ -288,14 +317,7 @@ pub(crate) fn resolve(
             None => filters.push((index, vec![wanted])),
         }
     }
-    Ok(SeriesQuery {
-        from,
-        to,
-        resolution,
-        top: params.top,
-        by,
-        filters,
-    })
+    Ok(filters)
 }
 
 #[cfg(test)]
