@@ -126,7 +126,8 @@
 //! - [`repair`]: `sluice log verify` and `sluice log repair`.
 //! - [`epochs`], [`gaps`]: a partition's epoch list and recorded gaps (`table`: their codec).
 //! - [`partition`]: reads by offset and time, retention.
-//! - [`writer`], [`syncer`]: the group-commit writer thread and its sync stage.
+//! - [`writer`], [`syncer`]: the group-commit writer thread and its sync stage; `queue`: what
+//!   appenders hand the writer (requests, the writer's slot in its partition, counters).
 //! - `topic`, `offsets`, `fs`: topic metadata, consumer offsets, file helpers.
 
 mod buffered;
