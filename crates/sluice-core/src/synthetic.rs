@@ -42,6 +42,13 @@ pub struct Synthetic {
     pub users: u64,
     /// Number of distinct page URLs.
     pub urls: u64,
+    /// Number of tenants, of Zipf-skewed sizes (tenant `i` gets a share ∝ 1/(i+1)); with one,
+    /// every event is the tenant `shop`'s.
+    pub tenants: u64,
+    /// Events in a thousand that arrive [`late_by`](Self::late_by) behind their slot.
+    pub late_per_mille: u64,
+    /// How late the late events are, ms.
+    pub late_by: Millis,
 }
 
 /// One event's content, before it is rendered.
@@ -53,6 +60,8 @@ struct Draw {
     event: &'static str,
     properties: String,
     context: String,
+    /// The tenant's index, with more than one tenant.
+    tenant: Option<u64>,
 }
 
 const BUTTONS: [&str; 5] = ["buy", "add-to-cart", "signup", "search", "share"];
@@ -74,7 +83,38 @@ impl Synthetic {
             max_disorder: 2_000,
             users: 100_000,
             urls: 500,
+            tenants: 1,
+            late_per_mille: 0,
+            late_by: 300_000,
         }
+    }
+
+    /// The tenants the events belong to, by index.
+    pub fn tenant_names(&self) -> Vec<String> {
+        (0..self.tenants)
+            .map(|i| self.tenant_name(Some(i)))
+            .collect()
+    }
+
+    fn tenant_name(&self, index: Option<u64>) -> String {
+        match index {
+            Some(index) if self.tenants > 1 => format!("tenant-{index:02}"),
+            _ => "shop".to_owned(),
+        }
+    }
+
+    /// A tenant index drawn with Zipf-skewed weights 1/(i+1).
+    fn skewed_tenant(&mut self) -> u64 {
+        let weight = |i: u64| 1.0 / (i + 1) as f64;
+        let total: f64 = (0..self.tenants).map(weight).sum();
+        let mut left = self.below(1 << 32) as f64 / (1u64 << 32) as f64 * total;
+        for i in 0..self.tenants {
+            left -= weight(i);
+            if left < 0.0 {
+                return i;
+            }
+        }
+        self.tenants - 1
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -140,7 +180,16 @@ impl Synthetic {
             r#"{{"library":{{"name":"analytics.js","version":"5.2.0"}},"page":{{"path":"/products/{page}"}},"userAgent":"{agent}","ip":"203.0.113.{}","locale":"en-US"}}"#,
             user % 250
         );
+        // Drawn only when asked for, so the default stream stays what it always was.
+        let tenant = (self.tenants > 1).then(|| self.skewed_tenant());
+        let late = self.late_per_mille > 0 && self.below(1_000) < self.late_per_mille;
+        let timestamp = if late {
+            timestamp - self.late_by
+        } else {
+            timestamp
+        };
         Draw {
+            tenant,
             slot,
             timestamp,
             user,
@@ -159,11 +208,13 @@ impl Synthetic {
             event,
             properties,
             context,
+            tenant,
         } = self.draw();
+        let tenant = self.tenant_name(tenant);
         let anonymous_id = format!("anon-{user:08x}");
         let event = Event {
             message_id: format!("msg-{:016x}", self.index).into(),
-            tenant: "shop".into(),
+            tenant: tenant.into(),
             kind: EventType::Track,
             event: Some(event.into()),
             name: None,
@@ -391,5 +442,38 @@ mod tests {
             let whole: serde_json::Value = serde_json::from_slice(&batch.fill(0x123)).unwrap();
             assert_eq!(whole["batch"][0], message);
         }
+    }
+
+    #[test]
+    fn tenants_are_skewed_and_late_events_are_as_many_as_asked() {
+        let mut generator = Synthetic::new(15, START);
+        generator.tenants = 20;
+        generator.late_per_mille = 10;
+        generator.late_by = 300_000;
+        let names = generator.tenant_names();
+        assert_eq!(names.len(), 20);
+        let mut per_tenant = std::collections::HashMap::<String, u64>::new();
+        let mut late = 0;
+        for n in 0..20_000u64 {
+            let (_, json) = generator.next_event();
+            let event: Event<'_> = serde_json::from_slice(&json).unwrap();
+            assert!(
+                names.contains(&event.tenant.to_string()),
+                "{}",
+                event.tenant
+            );
+            *per_tenant.entry(event.tenant.to_string()).or_default() += 1;
+            // Slots advance 1 ms per event; ordinary disorder is at most 2 s.
+            if event.timestamp < START + n as Millis - 2_000 {
+                late += 1;
+            }
+        }
+        let first = per_tenant["tenant-00"];
+        let last = per_tenant["tenant-19"];
+        assert!(first > 10 * last, "Zipf: {first} vs {last}");
+        assert!(
+            (100..=300).contains(&late),
+            "1 % of 20,000 late, got {late}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `sluice bench …`: whole-system benchmarks. Each prints progress and a human summary, and
 //! its last stdout line is one JSON object with the figures, for scripts and docs/BENCHMARKS.md.
 
+pub mod backfill;
 pub mod e2e;
 pub mod ingest;
 pub mod log;
@@ -32,6 +33,9 @@ pub enum BenchCommand {
     Push(push::PushBenchArgs),
     /// The stream engine: a metric over synthetic events read from the file log, events/s.
     Stream(stream::StreamBenchArgs),
+    /// The whole server's backfill of a metric over many tenants: events/s, stored rows and
+    /// bytes per result row, peak memory, rows read back per second.
+    Backfill(backfill::BackfillBenchArgs),
 }
 
 impl BenchCommand {
@@ -45,6 +49,7 @@ impl BenchCommand {
             BenchCommand::Query(args) => query::run(args),
             BenchCommand::E2e(args) => e2e::run(args),
             BenchCommand::Push(args) => push::run(args),
+            BenchCommand::Backfill(args) => backfill::run(args),
         }
     }
 }

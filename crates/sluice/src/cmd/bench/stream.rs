@@ -60,9 +60,9 @@ pub struct StreamBenchArgs {
 const WRITE_BATCH: usize = 1_000;
 
 /// One timed run.
-struct Run {
-    seconds: f64,
-    cpu_seconds: f64,
+pub(super) struct Run {
+    pub(super) seconds: f64,
+    pub(super) cpu_seconds: f64,
     events: u64,
     /// Window updates and late events, when the run counted them itself (the pipelines'
     /// runs leave them to the pipelines).
@@ -123,7 +123,13 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         dir.display()
     );
 
-    let written = runtime.block_on(write_events(&log, &topic, &args))?;
+    let written = runtime.block_on(write_events(
+        &log,
+        &topic,
+        args.events,
+        args.partitions,
+        Synthetic::new(42, 1_714_564_800_000),
+    ))?;
     if let Some((seconds, bytes)) = written {
         println!(
             "write: {} events ({:.0} B on average) in {seconds:.2} s",
@@ -273,10 +279,14 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Writes the events unless the topic already holds them; returns the time and bytes taken.
-async fn write_events(
+/// Writes `events` from `source` into a new `topic` of `partitions`, keyed by user as the
+/// collector keys them; `None` when the topic already holds that many (an earlier run's).
+pub(super) async fn write_events(
     log: &FileLog,
     topic: &str,
-    args: &StreamBenchArgs,
+    events: u64,
+    partitions: u32,
+    mut source: Synthetic,
 ) -> anyhow::Result<Option<(f64, u64)>> {
     let existing = log.describe(Some(topic)).await.ok();
     if let Some(info) = existing.and_then(|topics| topics.into_iter().next()) {
@@ -285,30 +295,28 @@ async fn write_events(
             .iter()
             .map(|p| p.end_offset - p.start_offset)
             .sum();
-        if held == args.events {
+        if held == events {
             return Ok(None);
         }
         return Err(UserError(format!(
-            "topic {topic} in this data dir holds {held} events, not {}: use another --data-dir",
-            args.events
+            "topic {topic} in this data dir holds {held} events, not {events}: use another --data-dir"
         ))
         .into());
     }
     log.create_topic(TopicSpec {
         name: topic.to_owned(),
-        partitions: args.partitions,
+        partitions,
         retention_age: None,
         retention_bytes: None,
     })
     .await
     .map_err(log_tools::user_or_internal)?;
     let started = Instant::now();
-    let mut source = Synthetic::new(42, 1_714_564_800_000);
-    let mut pending: Vec<Vec<Record>> = vec![Vec::new(); args.partitions as usize];
+    let mut pending: Vec<Vec<Record>> = vec![Vec::new(); partitions as usize];
     let mut bytes = 0u64;
-    for _ in 0..args.events {
+    for _ in 0..events {
         let (key, json) = source.next_event();
-        let partition = partition_for_key(key.as_bytes(), args.partitions);
+        let partition = partition_for_key(key.as_bytes(), partitions);
         bytes += json.len() as u64;
         let timestamp = sluice_core::time::now_millis();
         let batch = &mut pending[partition as usize];
@@ -420,13 +428,40 @@ async fn process_exactly_once(
     config: &crate::config::Config,
     interval: Duration,
 ) -> anyhow::Result<Run> {
-    use sluice_pipelines::{MetricSpec, PipelineSettings, Pipelines};
-    use sluice_store::SqliteStore;
+    let store = fresh_store(dir)?;
+    let (run, pipelines, _) = run_backfill(log, topic, store, config, interval, sql).await?;
+    pipelines.stop().await;
+    Ok(run)
+}
+
+/// A new SQLite store in `dir` (an earlier run's is removed).
+pub(super) fn fresh_store(dir: &std::path::Path) -> anyhow::Result<sluice_store::StoreBackend> {
     let path = dir.join("bench-store.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let store = SqliteStore::open(&path).map_err(|error| UserError(error.to_string()))?;
+    let store =
+        sluice_store::SqliteStore::open(&path).map_err(|error| UserError(error.to_string()))?;
+    Ok(store.into())
+}
+
+/// Runs metric `sql` over `topic` with backfill through the exactly-once pipelines `serve`
+/// uses, checkpointing every `interval`, timed until every partition has caught up and a
+/// checkpoint covering the end has committed. Returns the run, the running pipelines and the
+/// metric's name.
+pub(super) async fn run_backfill(
+    log: &FileLog,
+    topic: &str,
+    store: sluice_store::StoreBackend,
+    config: &crate::config::Config,
+    interval: Duration,
+    sql: &str,
+) -> anyhow::Result<(
+    Run,
+    sluice_pipelines::Pipelines<sluice_log::LogBackend>,
+    String,
+)> {
+    use sluice_pipelines::{MetricSpec, PipelineSettings, Pipelines};
     let mut stream = config.stream.clone();
     stream.source_topic = topic.to_owned();
     stream.late_topic = format!("{topic}.late");
@@ -483,13 +518,13 @@ async fn process_exactly_once(
     pipelines.checkpoint(&name).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds()? - cpu_before;
-    pipelines.stop().await;
-    Ok(Run {
+    let run = Run {
         seconds,
         cpu_seconds,
         events,
         outputs: None,
-    })
+    };
+    Ok((run, pipelines, name))
 }
 
 /// CPU time (user + system) of every thread of this process so far, from `/proc/self/stat`

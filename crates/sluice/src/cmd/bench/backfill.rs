@@ -1,0 +1,229 @@
+//! `sluice bench backfill`: the whole server's backfill of a Q1-class metric (issue 15's
+//! workload). Writes N synthetic events of T tenants with Zipf-skewed sizes, K page URLs, U
+//! users, 10 s of disorder and 0.1 % of events five minutes late into the source topic of the
+//! file log (P partitions, keyed by user as the collector keys them), then defines the metric
+//! with backfill through the exactly-once pipelines `sluice serve` runs, and times it until
+//! every partition has caught up and its last checkpoint has committed. Then it reads every
+//! tenant's stored rows back through the store's read path.
+//!
+//! The last stdout line is one JSON object: events/s (wall and per CPU-second), the result
+//! rows (distinct tenant, key and window), the partial rows stored for them (one per
+//! partition that saw the key), the store's bytes per result row, the process's peak RSS, and
+//! how fast the store gives the rows back.
+
+use super::stream::{fresh_store, run_backfill, write_events};
+use crate::UserError;
+use crate::config::ConfigArgs;
+use clap::Args;
+use sluice_core::synthetic::Synthetic;
+use sluice_core::time::Millis;
+use sluice_log::{AckMode, FileLog};
+use sluice_store::RowQuery;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The metric of issue 15: page views, distinct users and average duration per URL per minute.
+pub const Q1: &str = "CREATE METRIC q1 AS SELECT properties.url AS url, COUNT(*) AS cnt,
+  COUNT(DISTINCT user_id) AS uniq_users, AVG(properties.duration_ms) AS avg_duration_ms
+FROM events WHERE event = 'Page Viewed'
+GROUP BY url, TUMBLE(timestamp, INTERVAL '1' MINUTE)
+WITH (out_of_orderness = '10s', allowed_lateness = '10m')";
+
+#[derive(Debug, Args)]
+pub struct BackfillBenchArgs {
+    /// Events to write and backfill.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+    events: u64,
+    /// Tenants, of Zipf-skewed sizes.
+    #[arg(long, value_name = "T", default_value_t = 20)]
+    tenants: u64,
+    /// Distinct page URLs (the metric's group keys).
+    #[arg(long, value_name = "K", default_value_t = 2_000)]
+    keys: u64,
+    /// Distinct users.
+    #[arg(long, value_name = "U", default_value_t = 200_000)]
+    users: u64,
+    /// Events per second of event time (how many events one minute's windows hold).
+    #[arg(long, value_name = "R", default_value_t = 10_000)]
+    event_rate: u64,
+    /// Partitions of the source topic [default: log.partitions of the config, 8].
+    #[arg(long, value_name = "P")]
+    partitions: Option<u32>,
+    /// Where to put the log and the store [default: a temporary directory, removed
+    /// afterwards]. Events written by an earlier run of the same shape are reused.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Config file for the [log], [stream] and [store] settings; keys it omits keep defaults.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: BackfillBenchArgs) -> anyhow::Result<()> {
+    if [args.events, args.tenants, args.keys, args.users].contains(&0)
+        || !(1..=1_000_000).contains(&args.event_rate)
+    {
+        return Err(UserError(
+            "--events, --tenants, --keys and --users must be larger than 0, --event-rate 1 to 1000000".into(),
+        )
+        .into());
+    }
+    let config = ConfigArgs {
+        config: args.config.clone(),
+        data_dir: None,
+    }
+    .load(&[])
+    .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
+    let partitions = args.partitions.unwrap_or(config.log.partitions);
+    if !(1..=1024).contains(&partitions) {
+        return Err(UserError("--partitions must be between 1 and 1024".into()).into());
+    }
+    let (_temp, dir) = super::work_dir(args.data_dir.as_deref(), "backfill")?;
+    let mut log_config = config.log.clone();
+    // Writing the input is not what is measured: acknowledge at write(2).
+    log_config.ack = AckMode::Write;
+    let log =
+        FileLog::open(&dir.join("log"), &log_config).map_err(crate::log_tools::user_or_internal)?;
+    let topic = format!(
+        "bench.backfill.{}x{}.{}t{}k{}u{}r",
+        args.events, partitions, args.tenants, args.keys, args.users, args.event_rate
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "sluice bench backfill: {} events, {} tenants, {} URLs, {} users, {partitions} partitions, in {}",
+        args.events,
+        args.tenants,
+        args.keys,
+        args.users,
+        dir.display()
+    );
+    let mut source = Synthetic::new(15, 1_714_564_800_000);
+    source.spacing_micros = 1_000_000 / args.event_rate;
+    source.tenants = args.tenants;
+    source.urls = args.keys;
+    source.users = args.users;
+    source.max_disorder = 10_000;
+    source.late_per_mille = 1;
+    source.late_by = 300_000;
+    let tenants = source.tenant_names();
+    if let Some((seconds, bytes)) =
+        runtime.block_on(write_events(&log, &topic, args.events, partitions, source))?
+    {
+        println!(
+            "write: {} events ({:.0} B on average) in {seconds:.2} s",
+            args.events,
+            bytes as f64 / args.events as f64
+        );
+    } else {
+        println!("write: reusing the events already in topic {topic}");
+    }
+    runtime.block_on(backfill(
+        &log,
+        &topic,
+        &dir,
+        &config,
+        args.events,
+        partitions,
+        tenants,
+    ))
+}
+
+async fn backfill(
+    log: &FileLog,
+    topic: &str,
+    dir: &std::path::Path,
+    config: &crate::config::Config,
+    events: u64,
+    partitions: u32,
+    tenants: Vec<String>,
+) -> anyhow::Result<()> {
+    let store = fresh_store(dir)?;
+    let (run, pipelines, name) = run_backfill(
+        log,
+        topic,
+        store.clone(),
+        config,
+        config.store.checkpoint_interval(),
+        Q1,
+    )
+    .await?;
+    let generation = pipelines
+        .plan(&name)
+        .map_or(0, |(_, generation)| generation);
+    pipelines.stop().await;
+    let per_second = events as f64 / run.seconds;
+    let per_core = events as f64 / run.cpu_seconds.max(1e-9);
+    println!(
+        "backfill: {events} events in {:.2} s = {per_second:.0} events/s; CPU {:.2} s = {per_core:.0} events/s per core",
+        run.seconds, run.cpu_seconds
+    );
+
+    let read_started = Instant::now();
+    let mut partial_rows = 0u64;
+    let mut results = HashSet::new();
+    for tenant in tenants {
+        let rows = store
+            .query_rows(RowQuery {
+                metric: name.clone(),
+                generation,
+                tenant,
+                from: Millis::MIN,
+                to: Millis::MAX,
+            })
+            .await?;
+        partial_rows += rows.len() as u64;
+        results.extend(rows.into_iter().map(|row| (row.key, row.window_start)));
+    }
+    let read_seconds = read_started.elapsed().as_secs_f64();
+    let store_bytes = store.size().await?;
+    let result_rows = results.len() as u64;
+    let peak_rss = peak_rss_bytes()?;
+    println!(
+        "store: {result_rows} result rows stored as {partial_rows} partial rows ({:.2} per result row) in {store_bytes} bytes = {:.0} B per result row",
+        partial_rows as f64 / result_rows.max(1) as f64,
+        store_bytes as f64 / result_rows.max(1) as f64
+    );
+    println!(
+        "read back: {partial_rows} stored rows in {read_seconds:.2} s = {:.0} rows/s (the store's read path, every tenant)",
+        partial_rows as f64 / read_seconds.max(1e-9)
+    );
+    println!(
+        "peak RSS: {:.0} MB (the whole process, writing the events included)",
+        peak_rss as f64 / 1e6
+    );
+    let summary = serde_json::json!({
+        "bench": "backfill",
+        "events": events,
+        "partitions": partitions,
+        "seconds": run.seconds,
+        "events_per_sec": per_second.round(),
+        "events_per_cpu_sec": per_core.round(),
+        "result_rows": result_rows,
+        "partial_rows": partial_rows,
+        "store_bytes": store_bytes,
+        "store_bytes_per_result_row": (store_bytes as f64 / result_rows.max(1) as f64).round(),
+        "read_rows_per_sec": (partial_rows as f64 / read_seconds.max(1e-9)).round(),
+        "peak_rss_bytes": peak_rss,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// The process's peak resident set (`VmHWM` of `/proc/self/status`), in bytes.
+fn peak_rss_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kilobytes = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status"))?;
+    Ok(kilobytes * 1024)
+}
