@@ -20,6 +20,9 @@ pub struct ApiConfig {
     pub cache_max_windows: usize,
     /// Most rows one query may read from the store (ranges older than the cache horizon).
     pub max_store_rows: usize,
+    /// Rows an export reads from the store per page: its memory is about a page plus one
+    /// window start's rows of every partition.
+    pub export_page_rows: usize,
     /// How old the live state a query sees may be.
     pub live_max_age: HumanDuration,
     /// How often subscriptions are sent what changed.
@@ -97,6 +100,7 @@ impl Validate for ApiConfig {
             ("max-series", self.max_series, 1),
             ("cache-max-windows", self.cache_max_windows, 1000),
             ("max-store-rows", self.max_store_rows, 1000),
+            ("export-page-rows", self.export_page_rows, 1),
             ("ws-send-queue", self.ws_send_queue, 4),
             ("ws-max-connections", self.ws_max_connections, 1),
             ("ws-max-subscriptions", self.ws_max_subscriptions, 1),
@@ -109,6 +113,15 @@ impl Validate for ApiConfig {
                     format!("is {value} but must be at least {min}"),
                 ));
             }
+        }
+        if self.export_page_rows > 1_000_000 {
+            problems.push(ConfigProblem::new(
+                join(path, "export-page-rows"),
+                format!(
+                    "is {} but must be at most 1000000 (an export holds a page in memory)",
+                    self.export_page_rows
+                ),
+            ));
         }
         let ms = Duration::from_millis;
         let secs = Duration::from_secs;

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /v1/metrics` | 200 `{"metrics": [{name, keys, values, window, …}]}` |
 //! | `GET /v1/metrics/{name}?from&to&resolution&top&by&filter=KEY:VALUE` | 200 series; 400 with what to fix; 404 unknown metric |
+//! | `GET /v1/metrics/{name}/export?from&to&filter=KEY:VALUE&format=csv\|ndjson` | 200 every window of the range, streamed (see [`crate::query::export`]) |
 //!
 //! A series answer:
 //!
@@ -21,6 +22,7 @@
 use crate::error::ApiError;
 use crate::keys::Access;
 use crate::query::Serving;
+use crate::query::export::ExportParams;
 use crate::query::params::SeriesParams;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -45,6 +47,7 @@ pub fn router(state: Arc<RestState>) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(series))
+        .routes(routes!(export))
         .with_state(state)
 }
 
@@ -145,6 +148,52 @@ async fn series(
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// Exports every window of a metric in a range, the key's tenant's, as CSV or NDJSON: final
+/// windows in window-start order, then the open ones. Streamed as it is read, so a range of
+/// any size takes constant memory; consistent at the moment the export starts.
+#[utoipa::path(get, path = "/v1/metrics/{name}/export", operation_id = "export_metric", tag = "query", security(("bearer" = [])),
+    params(
+        ("name" = String, Path, description = "The metric"),
+        ("from" = Option<String>, Query, description = "Start: RFC 3339, epoch ms, `now` or `now-24h` (default: `to` − 1h)"),
+        ("to" = Option<String>, Query, description = "End, exclusive (default `now`)"),
+        ("filter" = Option<Vec<String>>, Query, description = "`KEY:VALUE`, repeatable: values of one key are alternatives, keys combine"),
+        ("format" = Option<String>, Query, description = "`ndjson` (default): one `{key, start, end, final, values}` object per line; `csv`: a header line (key names, start, end, final, aggregate names), then one line per window"),
+    ),
+    responses(
+        (status = 200, description = "Every window of the range, one per line", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "A parameter is wrong: the message says what to write", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a read key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such metric", body = crate::error::ErrorBody),
+        (status = 429, description = "The key's request rate is spent (see Retry-After)", body = crate::error::ErrorBody),
+    ))]
+async fn export(
+    State(state): State<Arc<RestState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let grant = state.access.authorize(&headers, Role::Read)?;
+    let Some(tenant) = grant.tenant() else {
+        return Err(ApiError::forbidden("this key belongs to no tenant"));
+    };
+    let Query(pairs) = query.map_err(|rejection| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("the query string is malformed: {rejection}"),
+        )
+    })?;
+    let params = ExportParams::from_pairs(pairs)?;
+    let format = params.format;
+    let rows = state.serving.export(tenant, &name, params).await?;
+    let mut response = axum::body::Body::from_stream(rows).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
     );
     Ok(response)
 }

@@ -27,7 +27,8 @@ pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
     ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
-    RetractedRow, RowDecoder, RowQuery, RowRange, RowRef, StoredRow, TenantRecord,
+    RetractedRow, RowCursor, RowDecoder, RowPage, RowQuery, RowRange, RowRef, StoredRow,
+    TenantRecord,
 };
 pub use roles::{Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Usage};
 pub use sqlite::SqliteStore;

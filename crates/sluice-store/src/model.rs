@@ -241,6 +241,50 @@ pub struct RowRange {
     pub limit: usize,
 }
 
+/// A page of one tenant's rows of a metric generation, for reads that stream a whole range
+/// (exports): rows in the order (window start, partition, group key, window end), from just
+/// after `after` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowPage {
+    /// The metric.
+    pub metric: String,
+    /// Its generation.
+    pub generation: u32,
+    /// The tenant.
+    pub tenant: String,
+    /// Windows starting at or after this…
+    pub start_from: Millis,
+    /// …and before this.
+    pub start_before: Millis,
+    /// Only windows ending at or before this (the final ones).
+    pub end_upto: Millis,
+    /// The last row of the previous page; `None` for the first page.
+    pub after: Option<RowCursor>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// Where a [`RowPage`] ended: its last row's place in the page order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowCursor {
+    pub window_start: Millis,
+    pub partition: u32,
+    pub key: Vec<u8>,
+    pub window_end: Millis,
+}
+
+impl RowCursor {
+    /// The cursor just past `row`.
+    pub fn of(row: &StoredRow) -> RowCursor {
+        RowCursor {
+            window_start: row.window_start,
+            partition: row.partition,
+            key: row.key.clone(),
+            window_end: row.window_end,
+        }
+    }
+}
+
 /// Decodes one stored row's borrowed columns into the engine's partial row, or says why not
 /// (see [`Checkpoints::load_partials`](crate::roles::Checkpoints::load_partials)).
 pub type RowDecoder = Box<dyn Fn(RowRef<'_>) -> Result<PartialRow, String> + Send + Sync>;

@@ -19,7 +19,7 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    Commit, KeyRecord, MetricRecord, Position, RowDecoder, RowQuery, RowRange, StoredRow,
+    Commit, KeyRecord, MetricRecord, Position, RowDecoder, RowPage, RowQuery, RowRange, StoredRow,
     TenantRecord,
 };
 use async_trait::async_trait;
@@ -133,6 +133,12 @@ pub trait ResultReads: Send + Sync {
 
     /// The rows in `range`, by window start; `None` when there are more than `range.limit`.
     async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError>;
+
+    /// The next page of rows in `page`'s range, in the order (window start, partition, group
+    /// key, window end), strictly after `page.after`; fewer than `page.limit` only at the end.
+    /// Every partition's row of one window follows the others of the same window start, so a
+    /// reader merges a window start once it has read past it.
+    async fn rows_page(&self, page: RowPage) -> Result<Vec<StoredRow>, StoreError>;
 }
 
 /// Tenants and keys made through the admin API (configured ones live in the config).

@@ -6,7 +6,10 @@ use sluice_core::access::{Role, digest};
 use sluice_core::time::Millis;
 use sluice_store::model::RetractedRow;
 use sluice_store::testing::{commit_of, metric, row};
-use sluice_store::{Commit, KeyRecord, Position, RowQuery, StoreBackend, StoreError, TenantRecord};
+use sluice_store::{
+    Commit, KeyRecord, Position, RowCursor, RowPage, RowQuery, StoreBackend, StoreError, StoredRow,
+    TenantRecord,
+};
 use std::sync::Arc;
 
 async fn metric_definitions_are_created_listed_and_deleted(store: &StoreBackend) {
@@ -253,6 +256,77 @@ async fn commits_upsert_and_retract_rows_with_the_position(store: &StoreBackend)
     );
 }
 
+async fn pages_walk_a_range_once_in_window_partition_key_order(store: &StoreBackend) {
+    store.create_metric(metric("views")).await.unwrap();
+    let mut expected = Vec::new();
+    for partition in [2u32, 0, 1] {
+        let epoch = store.claim("views@0", partition, 0, 0).await.unwrap().epoch;
+        let mut rows = Vec::new();
+        for start in [0, 60_000, 120_000, 180_000] {
+            for key in [3u8, 1, 2] {
+                for tenant in ["a", "b"] {
+                    let mut row = row(tenant, key, start, partition as u8 * 16 + key);
+                    row.partition = partition;
+                    rows.push(row);
+                }
+            }
+        }
+        expected.extend(
+            rows.iter()
+                .filter(|r| r.tenant == "a" && (60_000..180_000).contains(&r.window_start))
+                .cloned(),
+        );
+        store
+            .commit("views@0", partition, epoch, Arc::new(commit_of(10, rows)))
+            .await
+            .unwrap();
+    }
+    expected.sort_by(|x, y| {
+        (x.window_start, x.partition, &x.key, x.window_end).cmp(&(
+            y.window_start,
+            y.partition,
+            &y.key,
+            y.window_end,
+        ))
+    });
+    assert_eq!(expected.len(), 18);
+    let page = |after: Option<RowCursor>, limit: usize| RowPage {
+        metric: "views".into(),
+        generation: 0,
+        tenant: "a".into(),
+        start_from: 60_000,
+        start_before: 180_000,
+        end_upto: 180_000,
+        after,
+        limit,
+    };
+    for limit in [1, 4, 18, 100] {
+        let mut read: Vec<StoredRow> = Vec::new();
+        loop {
+            let rows = store
+                .rows_page(page(read.last().map(RowCursor::of), limit))
+                .await
+                .unwrap();
+            assert!(rows.len() <= limit);
+            let done = rows.len() < limit;
+            read.extend(rows);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(read, expected, "pages of {limit}");
+    }
+    let upto = RowPage {
+        end_upto: 179_999,
+        ..page(None, 100)
+    };
+    let rows = store.rows_page(upto).await.unwrap();
+    assert!(
+        rows.iter().all(|r| r.window_start == 60_000) && rows.len() == 9,
+        "windows ending after end_upto are left out"
+    );
+}
+
 async fn switching_generations_replaces_results_atomically_and_can_keep_the_past(
     store: &StoreBackend,
 ) {
@@ -426,6 +500,7 @@ for_every_backend!(
     claims_fence_older_owners,
     rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets,
     commits_upsert_and_retract_rows_with_the_position,
+    pages_walk_a_range_once_in_window_partition_key_order,
     switching_generations_replaces_results_atomically_and_can_keep_the_past,
     tenants_keys_and_usage_round_trip,
 );

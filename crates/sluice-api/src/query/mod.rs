@@ -11,11 +11,13 @@
 //! - [`cells`]: windows merged across partitions, with roll-ups.
 //! - [`cache`], [`live`]: the two in-memory sources.
 //! - [`build`]: filters, top-N, roll-ups, sinks.
+//! - [`export`]: a whole range streamed as CSV or NDJSON, page by page from the store.
 //! - [`render`]: JSON text.
 
 pub mod build;
 pub(crate) mod cache;
 pub(crate) mod cells;
+pub mod export;
 pub(crate) mod live;
 pub mod params;
 pub(crate) mod render;

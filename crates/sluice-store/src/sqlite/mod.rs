@@ -15,8 +15,8 @@ mod serving;
 
 use crate::error::StoreError;
 use crate::model::{
-    ChangedRow, Commit, MetricRecord, Origin, PartialRow, Position, RowDecoder, RowQuery, RowRange,
-    RowRef, StoredRow,
+    ChangedRow, Commit, MetricRecord, Origin, PartialRow, Position, RowDecoder, RowPage, RowQuery,
+    RowRange, RowRef, StoredRow,
 };
 use crate::roles::{Catalogue, Checkpoints, Housekeeping, ResultReads};
 use async_trait::async_trait;
@@ -565,6 +565,10 @@ impl ResultReads for SqliteStore {
 
     async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError> {
         self.rows_in_range(range).await
+    }
+
+    async fn rows_page(&self, page: RowPage) -> Result<Vec<StoredRow>, StoreError> {
+        self.rows_of_page(page).await
     }
 }
 

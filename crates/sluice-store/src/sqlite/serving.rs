@@ -1,10 +1,11 @@
 //! Reads for the query API: one tenant's rows of a metric generation by window end (the
 //! windows that became final since a cache last looked, or that are not final yet) and by
-//! window start (ranges older than the cache), each bounded.
+//! window start (ranges older than the cache), each bounded; and pages of a whole range in
+//! the order of `partials_by_tenant` (exports), so a page is one walk of the index.
 
 use super::{SqliteStore, classify, stored_row};
 use crate::error::StoreError;
-use crate::model::{RowRange, StoredRow};
+use crate::model::{RowPage, RowRange, StoredRow};
 use rusqlite::params;
 use sluice_core::time::Millis;
 
@@ -54,6 +55,60 @@ impl SqliteStore {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| classify(path, e))?;
             Ok((rows.len() <= range.limit).then_some(rows))
+        })
+        .await
+    }
+
+    /// The next page of `page`: `partials_by_tenant` holds the primary key's other columns
+    /// after `window_start` (partition, group key, window end), so the page order is the
+    /// index's and the cursor a row-value bound on it.
+    pub(crate) async fn rows_of_page(&self, page: RowPage) -> Result<Vec<StoredRow>, StoreError> {
+        const COLUMNS: &str = "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
+             WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 \
+             AND window_start < ?5 AND +window_end <= ?6";
+        const ORDER: &str = "ORDER BY window_start, partition, group_key, window_end LIMIT ?7";
+        self.read(move |connection, path| {
+            let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+            let base = params![
+                page.metric,
+                page.generation,
+                page.tenant,
+                page.start_from,
+                page.start_before,
+                page.end_upto,
+                limit
+            ];
+            let to_row = |row: &rusqlite::Row<'_>| stored_row(row, row.get(0)?, page.tenant.clone());
+            let rows = match &page.after {
+                None => {
+                    let mut statement = connection
+                        .prepare_cached(&format!("{COLUMNS} {ORDER}"))
+                        .map_err(|e| classify(path, e))?;
+                    statement
+                        .query_map(base, to_row)
+                        .map_err(|e| classify(path, e))?
+                        .collect::<Result<Vec<_>, _>>()
+                }
+                Some(after) => {
+                    let mut statement = connection
+                        .prepare_cached(&format!(
+                            "{COLUMNS} AND (window_start, partition, group_key, window_end) > (?8, ?9, ?10, ?11) {ORDER}"
+                        ))
+                        .map_err(|e| classify(path, e))?;
+                    let mut all: Vec<&dyn rusqlite::ToSql> = base.to_vec();
+                    all.extend([
+                        &after.window_start as &dyn rusqlite::ToSql,
+                        &after.partition,
+                        &after.key,
+                        &after.window_end,
+                    ]);
+                    statement
+                        .query_map(all.as_slice(), to_row)
+                        .map_err(|e| classify(path, e))?
+                        .collect::<Result<Vec<_>, _>>()
+                }
+            };
+            rows.map_err(|e| classify(path, e))
         })
         .await
     }

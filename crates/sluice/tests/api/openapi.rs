@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/import"),
     ("get", "/v1/metrics"),
     ("get", "/v1/metrics/{name}"),
+    ("get", "/v1/metrics/{name}/export"),
     ("get", "/v1/live"),
     ("get", "/v1/graphql"),
     ("post", "/v1/graphql"),

@@ -367,3 +367,152 @@ async fn numbers_out_of_range_are_counted_and_an_overflowed_sum_says_so() {
     );
     h.stop().await;
 }
+
+/// The export's rows of `body` (NDJSON) as (url, start, end, final, [n, users, amount]).
+fn exported(body: &str) -> Vec<(String, i64, i64, bool, Vec<Value>)> {
+    body.lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            let values = row["values"].as_object().unwrap();
+            (
+                row["key"]["url"].as_str().unwrap().to_owned(),
+                row["start"].as_i64().unwrap(),
+                row["end"].as_i64().unwrap(),
+                row["final"].as_bool().unwrap(),
+                ["n", "users", "amount"].map(|n| values[n].clone()).to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// The same rows from a series answer, in the export's order (start, then key).
+fn from_series(answer: &Value) -> Vec<(String, i64, i64, bool, Vec<Value>)> {
+    let mut rows: Vec<_> = urls(answer)
+        .into_iter()
+        .flat_map(|url| {
+            points(answer, &url).into_iter().map(move |point| {
+                let point = point.as_array().unwrap().clone();
+                (
+                    url.clone(),
+                    point[0].as_i64().unwrap(),
+                    point[1].as_i64().unwrap(),
+                    point[2].as_bool().unwrap(),
+                    point[3..].to_vec(),
+                )
+            })
+        })
+        .collect();
+    // Final windows first, then open ones; by start, then key, within each.
+    rows.sort_by(|a, b| (!a.3, a.1, &a.0).cmp(&(!b.3, b.1, &b.0)));
+    rows
+}
+
+async fn raw_get(h: &Harness, path: &str, key: &str) -> (StatusCode, String, String) {
+    let auth = format!("Bearer {key}");
+    let (status, _, reply) = h
+        .request(
+            hyper::Method::GET,
+            path,
+            &[("authorization", &auth)],
+            bytes::Bytes::new(),
+        )
+        .await;
+    let content_type = reply
+        .headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (
+        status,
+        content_type,
+        String::from_utf8(reply.body.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_streams_the_values_of_the_json_api_as_ndjson_and_csv() {
+    // Pages of one row and of three split windows of one start across pages.
+    for page_rows in [8192, 1, 3] {
+        export_matches_the_json_api(page_rows).await;
+    }
+}
+
+async fn export_matches_the_json_api(page_rows: i64) {
+    let h = Harness::start(&[("api.export-page-rows", toml::Value::Integer(page_rows))]).await;
+    let (h0, h1) = two_hours(&h).await;
+    // /c's window and one with rows in both partitions (for the merge across pages) become
+    // final; /f's stays open.
+    h.send_ok(SHOP_WRITE, everywhere("/e", h1 + 5 * MINUTE, 16))
+        .await;
+    h.send_ok(SHOP_WRITE, everywhere("/f", h1 + 10 * MINUTE, 16))
+        .await;
+    let range = format!("from={h0}&to={}", h1 + HOUR);
+    let answer = eventually("/a, /c and /e final, /f counted", || async {
+        let (_, answer) = h
+            .get(&format!("/v1/metrics/views?{range}"), SHOP_READ)
+            .await;
+        let a = points(&answer, "/a");
+        let final_16 = |url| {
+            points(&answer, url)
+                .first()
+                .is_some_and(|p| p[2] == true && p[3] == 16)
+        };
+        let f = points(&answer, "/f");
+        if a.len() == 4
+            && a.iter().all(|p| p[2] == true)
+            && final_16("/c")
+            && final_16("/e")
+            && f.first().is_some_and(|p| p[3] == 16)
+        {
+            Ok(answer)
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+
+    let (status, content_type, body) =
+        raw_get(&h, &format!("/v1/metrics/views/export?{range}"), SHOP_READ).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(content_type, "application/x-ndjson");
+    let rows = exported(&body);
+    assert_eq!(rows, from_series(&answer), "pages of {page_rows}: {body}");
+    assert_eq!(rows.len(), 8, "/a 4, /b, /c, /e final; /f open: {body}");
+    assert_eq!(
+        rows.last().unwrap(),
+        &(
+            "/f".to_owned(),
+            h1 + 10 * MINUTE,
+            h1 + 11 * MINUTE,
+            false,
+            vec![json!(16), json!(1), json!(0)]
+        )
+    );
+
+    let (status, content_type, csv) = raw_get(
+        &h,
+        &format!("/v1/metrics/views/export?{range}&format=csv&filter=url:/a&filter=url:/b"),
+        SHOP_READ,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{csv}");
+    assert_eq!(content_type, "text/csv; charset=utf-8");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "url,start,end,final,n,users,amount");
+    assert_eq!(lines[1], format!("/a,{h0},{},true,2,2,4.0", h0 + MINUTE));
+    assert_eq!(lines[2], format!("/b,{h0},{},true,1,1,10", h0 + MINUTE));
+    assert_eq!(lines.len(), 1 + 5, "{csv}");
+
+    // Another tenant's key sees its own (empty) results; bad parameters say what to write.
+    let (status, _, body) =
+        raw_get(&h, &format!("/v1/metrics/views/export?{range}"), BLOG_READ).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    let (status, _, body) = raw_get(&h, "/v1/metrics/views/export?format=xml", SHOP_READ).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("format=csv or format=ndjson"), "{body}");
+    let (status, _, _) = raw_get(&h, "/v1/metrics/views/export", SHOP_WRITE).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = raw_get(&h, "/v1/metrics/nope/export", SHOP_READ).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    h.stop().await;
+}

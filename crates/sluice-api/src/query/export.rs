@@ -1,0 +1,455 @@
+//! Exports: every window of a metric in a range, one tenant's, as CSV or NDJSON, written to
+//! the client while it is read (`GET /v1/metrics/{name}/export`).
+//!
+//! An export is consistent at the moment it starts: it takes the frontier then (windows
+//! closing at or before it are final) and the live snapshot of the open windows, then
+//! - walks the final windows in the store page by page ([`RowPage`], by window start), merging
+//!   every partition's partial row of a window once the walk has passed its start, so memory
+//!   holds one page and the rows of one window start, not the range;
+//! - then writes the open windows of the snapshot.
+//!
+//! Rows come in window-start order (final ones first, then open ones), group keys in their
+//! encoded order within a start. Values are those of the JSON API: the same merge and
+//! finalization, rendered the same way. A replay that replaces the metric while an export
+//! runs ends the export with an error instead of a silently short file.
+
+use super::Serving;
+use super::cells::{bucket_close, close_of, merge_rows};
+use super::params::{SeriesParams, SeriesQuery};
+use super::render;
+use crate::error::ApiError;
+use bytes::Bytes;
+use futures::Stream;
+use sluice_core::time::{Millis, now_millis};
+use sluice_store::{RowCursor, RowPage, StoredRow};
+use sluice_stream::agg::OutputValue;
+use sluice_stream::keys::{GroupKey, KeyValue};
+use sluice_stream::plan::MetricPlan;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// Bytes written before they are handed to the connection.
+const CHUNK_BYTES: usize = 64 << 10;
+
+/// How an export is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A header line (key names, `start`, `end`, `final`, aggregate names), then one line per
+    /// window (RFC 4180 quoting; no value is an empty field).
+    Csv,
+    /// One JSON object per line: `{"key": {…}, "start", "end", "final", "values": {…}}`.
+    Ndjson,
+}
+
+impl ExportFormat {
+    /// The answer's content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "text/csv; charset=utf-8",
+            ExportFormat::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// An export's parameters as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportParams {
+    /// `from`, `to` and `filter`, as in a series query.
+    pub series: SeriesParams,
+    /// `format=csv|ndjson` (default ndjson).
+    pub format: ExportFormat,
+}
+
+impl ExportParams {
+    /// From a query string's pairs; names other than `from`, `to`, `filter` and `format` are
+    /// refused.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<ExportParams, ApiError> {
+        let mut params = ExportParams {
+            series: SeriesParams::default(),
+            format: ExportFormat::Ndjson,
+        };
+        for (name, value) in pairs {
+            match name.as_str() {
+                "from" => params.series.from = Some(value),
+                "to" => params.series.to = Some(value),
+                "filter" => params.series.filters.push(value),
+                "format" => {
+                    params.format = match value.as_str() {
+                        "csv" => ExportFormat::Csv,
+                        "ndjson" => ExportFormat::Ndjson,
+                        other => {
+                            return Err(ApiError::bad_request(
+                                "invalid_format",
+                                format!("format={other:?}: use format=csv or format=ndjson"),
+                            ));
+                        }
+                    }
+                }
+                other => {
+                    return Err(ApiError::bad_request(
+                        "unknown_parameter",
+                        format!(
+                            "unknown parameter {other:?}: an export takes from, to, filter=KEY:VALUE and format=csv|ndjson"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(params)
+    }
+}
+
+impl Serving {
+    /// The export of `params` for `tenant`: checked now (an error here is the answer), then
+    /// written as the returned stream is polled.
+    pub async fn export(
+        self: &Arc<Serving>,
+        tenant: &str,
+        metric: &str,
+        params: ExportParams,
+    ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError> {
+        let cache = self.cache(metric, tenant).await?;
+        let query = super::params::resolve(
+            &cache.plan,
+            &params.series,
+            now_millis(),
+            self.config.max_series,
+        )?;
+        let frontier = cache.series.read().frontier;
+        let plan = Arc::clone(&cache.plan);
+        // As for a series answer: the range reaches windows that are not final.
+        let open =
+            if bucket_close(&plan, query.to) > frontier || close_of(&plan, query.to) > frontier {
+                open_windows(&plan, &query, frontier, &*self.live(&cache).await?)
+            } else {
+                Vec::new()
+            };
+        let mut out = String::with_capacity(CHUNK_BYTES + 4096);
+        if params.format == ExportFormat::Csv {
+            csv_header(&plan, &mut out);
+        }
+        let exporter = Exporter {
+            serving: Arc::clone(self),
+            page: RowPage {
+                metric: cache.metric.clone(),
+                generation: cache.generation,
+                tenant: cache.tenant.clone(),
+                start_from: query.from,
+                start_before: query.to,
+                end_upto: frontier.saturating_sub(plan.allowed_lateness),
+                after: None,
+                limit: self.config.export_page_rows,
+            },
+            plan,
+            query,
+            format: params.format,
+            pending: Vec::new(),
+            stored_done: false,
+            open: Some(open),
+            out,
+        };
+        Ok(futures::stream::try_unfold(
+            exporter,
+            |mut exporter| async move {
+                match exporter.next_chunk().await {
+                    Ok(Some(chunk)) => Ok(Some((chunk, exporter))),
+                    Ok(None) => Ok(None),
+                    Err(error) => {
+                        tracing::warn!(metric = %exporter.page.metric, %error, "an export ended early");
+                        Err(std::io::Error::other(error.to_string()))
+                    }
+                }
+            },
+        ))
+    }
+}
+
+/// The open windows of the snapshot in the query's range and filters, by start then key.
+fn open_windows(
+    plan: &MetricPlan,
+    query: &SeriesQuery,
+    frontier: Millis,
+    live: &super::live::LiveSnapshot,
+) -> Vec<OpenWindow> {
+    let mut open = Vec::new();
+    for (bytes, series) in &live.keys {
+        if !query.accepts(series.key.values()) {
+            continue;
+        }
+        let range = (query.from, Millis::MIN)..(query.to, Millis::MIN);
+        for (&(start, end), cell) in series.cells.range(range) {
+            if close_of(plan, end) > frontier {
+                open.push(OpenWindow {
+                    start,
+                    end,
+                    key: bytes.clone(),
+                    group: Arc::clone(&series.key),
+                    values: cell.values.clone(),
+                });
+            }
+        }
+    }
+    open.sort_by(|a, b| (a.start, &a.key, a.end).cmp(&(b.start, &b.key, b.end)));
+    open
+}
+
+/// One open window to write.
+struct OpenWindow {
+    start: Millis,
+    end: Millis,
+    key: Box<[u8]>,
+    group: Arc<GroupKey>,
+    values: Box<[OutputValue]>,
+}
+
+/// An export in progress.
+struct Exporter {
+    serving: Arc<Serving>,
+    plan: Arc<MetricPlan>,
+    query: SeriesQuery,
+    format: ExportFormat,
+    /// The next page to read (its cursor is the last row read).
+    page: RowPage,
+    /// Rows read whose window start may still have rows on the next page.
+    pending: Vec<StoredRow>,
+    stored_done: bool,
+    /// The open windows, until written.
+    open: Option<Vec<OpenWindow>>,
+    out: String,
+}
+
+impl Exporter {
+    /// The next chunk of the answer; `None` at the end.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        while self.out.len() < CHUNK_BYTES {
+            if !self.stored_done {
+                self.read_page().await?;
+            } else if let Some(open) = self.open.take() {
+                for window in open {
+                    let row = Row {
+                        start: window.start,
+                        end: window.end,
+                        is_final: false,
+                        key: &window.group,
+                        values: &window.values,
+                    };
+                    row.write(&self.plan, self.format, &mut self.out);
+                }
+            } else {
+                break;
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(None);
+        }
+        let chunk = std::mem::replace(&mut self.out, String::with_capacity(CHUNK_BYTES + 4096));
+        Ok(Some(Bytes::from(chunk)))
+    }
+
+    /// Reads the next page of final windows and writes every window start it completes.
+    async fn read_page(&mut self) -> Result<(), ApiError> {
+        let serving = &self.serving;
+        match serving.plan(&self.page.metric) {
+            Ok((_, generation)) if generation == self.page.generation => {}
+            _ => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "replaced",
+                    format!(
+                        "metric {:?} was replaced or deleted during the export; export again",
+                        self.page.metric
+                    ),
+                ));
+            }
+        }
+        let rows = serving.store.rows_page(self.page.clone()).await?;
+        self.stored_done = rows.len() < self.page.limit;
+        if let Some(last) = rows.last() {
+            self.page.after = Some(RowCursor::of(last));
+        }
+        self.pending.extend(rows);
+        // Rows of the last start read may continue on the next page, unless this was the last.
+        let complete = if self.stored_done {
+            self.pending.len()
+        } else {
+            let last_start = self.pending.last().map_or(Millis::MIN, |r| r.window_start);
+            self.pending
+                .partition_point(|r| r.window_start < last_start)
+        };
+        if complete == 0 {
+            return Ok(());
+        }
+        let rows: Vec<StoredRow> = self.pending.drain(..complete).collect();
+        self.write_final(&rows)
+    }
+
+    /// Writes final windows from `rows` (every partition's rows of whole window starts),
+    /// merged per key and window, by start then key.
+    fn write_final(&mut self, rows: &[StoredRow]) -> Result<(), ApiError> {
+        let mut from = 0;
+        while from < rows.len() {
+            let start = rows[from].window_start;
+            let to = from + rows[from..].partition_point(|r| r.window_start == start);
+            let merged = merge_rows(&self.plan, &rows[from..to])
+                .map_err(|reason| super::corrupt(&self.page.metric, reason))?;
+            for windows in merged.values() {
+                for (&(start, end), (key, state)) in windows {
+                    if !self.query.accepts(key.values()) {
+                        continue;
+                    }
+                    let values = state.finalize(self.plan.aggregates.iter().map(|a| &a.kind));
+                    let row = Row {
+                        start,
+                        end,
+                        is_final: true,
+                        key,
+                        values: &values,
+                    };
+                    row.write(&self.plan, self.format, &mut self.out);
+                }
+            }
+            from = to;
+        }
+        Ok(())
+    }
+}
+
+/// One window to write.
+struct Row<'a> {
+    start: Millis,
+    end: Millis,
+    is_final: bool,
+    key: &'a GroupKey,
+    values: &'a [OutputValue],
+}
+
+impl Row<'_> {
+    fn write(&self, plan: &MetricPlan, format: ExportFormat, out: &mut String) {
+        match format {
+            ExportFormat::Ndjson => {
+                out.push_str("{\"key\":");
+                out.push_str(&render::key_object(plan, self.key));
+                let _ = write!(
+                    out,
+                    ",\"start\":{},\"end\":{},\"final\":{},\"values\":{{",
+                    self.start, self.end, self.is_final
+                );
+                for (index, (name, value)) in render::aggregate_names(plan)
+                    .into_iter()
+                    .zip(self.values)
+                    .enumerate()
+                {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    render::string(name, out);
+                    out.push(':');
+                    render::value(value, out);
+                }
+                out.push_str("}}\n");
+            }
+            ExportFormat::Csv => {
+                for value in self.key.values() {
+                    csv_key(value, out);
+                    out.push(',');
+                }
+                let _ = write!(out, "{},{},{}", self.start, self.end, self.is_final);
+                for value in self.values {
+                    out.push(',');
+                    csv_value(value, out);
+                }
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn csv_header(plan: &MetricPlan, out: &mut String) {
+    let names = plan
+        .key_names
+        .iter()
+        .map(String::as_str)
+        .chain(["start", "end", "final"])
+        .chain(render::aggregate_names(plan));
+    for (index, name) in names.enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        csv_text(name, out);
+    }
+    out.push('\n');
+}
+
+/// A text field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn csv_text(text: &str, out: &mut String) {
+    if text.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&text.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(text);
+    }
+}
+
+fn csv_key(value: &KeyValue, out: &mut String) {
+    match value {
+        KeyValue::Null => {}
+        KeyValue::Bool(value) => out.push_str(if *value { "true" } else { "false" }),
+        KeyValue::Number(number) => {
+            let _ = write!(out, "{number}");
+        }
+        KeyValue::Text(text) => csv_text(text, out),
+    }
+}
+
+fn csv_value(value: &OutputValue, out: &mut String) {
+    match value {
+        OutputValue::Null => {}
+        OutputValue::Overflow => out.push_str("overflow"),
+        OutputValue::Float(number) if !number.is_finite() => {}
+        other => render::value(other, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_checked_and_say_what_to_write() {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let params =
+            ExportParams::from_pairs(pairs(&[("format", "csv"), ("filter", "url:/a")])).unwrap();
+        assert_eq!(params.format, ExportFormat::Csv);
+        assert_eq!(params.series.filters, ["url:/a"]);
+        assert_eq!(
+            ExportParams::from_pairs(vec![]).unwrap().format,
+            ExportFormat::Ndjson
+        );
+        let error = ExportParams::from_pairs(pairs(&[("format", "xml")])).unwrap_err();
+        assert!(error.to_string().contains("format=csv"), "{error}");
+        let error = ExportParams::from_pairs(pairs(&[("top", "3")])).unwrap_err();
+        assert!(error.to_string().contains("format=csv|ndjson"), "{error}");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        let mut out = String::new();
+        csv_text("plain", &mut out);
+        out.push('|');
+        csv_text("a,b", &mut out);
+        out.push('|');
+        csv_text("say \"hi\"", &mut out);
+        out.push('|');
+        csv_value(&OutputValue::Null, &mut out);
+        out.push('|');
+        csv_value(&OutputValue::Overflow, &mut out);
+        out.push('|');
+        csv_value(&OutputValue::Count(7), &mut out);
+        assert_eq!(out, "plain|\"a,b\"|\"say \"\"hi\"\"\"||overflow|7");
+    }
+}
