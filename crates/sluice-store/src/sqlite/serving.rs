@@ -9,6 +9,24 @@ use crate::model::{RowPage, RowRange, StoredRow};
 use rusqlite::params;
 use sluice_core::time::Millis;
 
+/// The first page of a [`RowPage`]: `?1`–`?3` metric, generation, tenant; `?4`, `?5` the
+/// start range; `?6` the end bound; `?7` the limit.
+pub(crate) const FIRST_PAGE: &str = concat!(
+    "SELECT partition, group_key, window_start, window_end, version, state FROM partials ",
+    "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 ",
+    "AND window_start < ?5 AND +window_end <= ?6 ",
+    "ORDER BY window_start, partition, group_key, window_end LIMIT ?7"
+);
+
+/// The pages after: the cursor (`?8`–`?11`) instead of `?4`.
+pub(crate) const NEXT_PAGE: &str = concat!(
+    "SELECT partition, group_key, window_start, window_end, version, state FROM partials ",
+    "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 ",
+    "AND (window_start, partition, group_key, window_end) > (?8, ?9, ?10, ?11) ",
+    "AND window_start < ?5 AND +window_end <= ?6 ",
+    "ORDER BY window_start, partition, group_key, window_end LIMIT ?7"
+);
+
 impl SqliteStore {
     /// The rows in `range`, ordered by window start. Returns `None` when there are more than
     /// `range.limit`.
@@ -61,12 +79,10 @@ impl SqliteStore {
 
     /// The next page of `page`: `partials_by_tenant` holds the primary key's other columns
     /// after `window_start` (partition, group key, window end), so the page order is the
-    /// index's and the cursor a row-value bound on it.
+    /// index's and the cursor a row-value bound on it. With a cursor the row value is the only
+    /// lower bound: given `window_start >= ?` beside it, SQLite seeks by that instead and every
+    /// page walks the range again from its start (pages cost the square of their count).
     pub(crate) async fn rows_of_page(&self, page: RowPage) -> Result<Vec<StoredRow>, StoreError> {
-        const COLUMNS: &str = "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
-             WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 \
-             AND window_start < ?5 AND +window_end <= ?6";
-        const ORDER: &str = "ORDER BY window_start, partition, group_key, window_end LIMIT ?7";
         self.read(move |connection, path| {
             let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
             let base = params![
@@ -78,11 +94,12 @@ impl SqliteStore {
                 page.end_upto,
                 limit
             ];
-            let to_row = |row: &rusqlite::Row<'_>| stored_row(row, row.get(0)?, page.tenant.clone());
+            let to_row =
+                |row: &rusqlite::Row<'_>| stored_row(row, row.get(0)?, page.tenant.clone());
             let rows = match &page.after {
                 None => {
                     let mut statement = connection
-                        .prepare_cached(&format!("{COLUMNS} {ORDER}"))
+                        .prepare_cached(FIRST_PAGE)
                         .map_err(|e| classify(path, e))?;
                     statement
                         .query_map(base, to_row)
@@ -91,9 +108,7 @@ impl SqliteStore {
                 }
                 Some(after) => {
                     let mut statement = connection
-                        .prepare_cached(&format!(
-                            "{COLUMNS} AND (window_start, partition, group_key, window_end) > (?8, ?9, ?10, ?11) {ORDER}"
-                        ))
+                        .prepare_cached(NEXT_PAGE)
                         .map_err(|e| classify(path, e))?;
                     let mut all: Vec<&dyn rusqlite::ToSql> = base.to_vec();
                     all.extend([

@@ -240,3 +240,28 @@ async fn new_stores_use_16_kib_pages_and_older_files_keep_theirs() {
         .unwrap();
     assert_eq!(reopened.claim("views@0", 0, 0, 0).await.unwrap().offset, 5);
 }
+
+/// A page after the first seeks to its cursor in `partials_by_tenant` with the whole row value:
+/// seeking by the window start alone would walk the range again from its start for every page.
+#[test]
+fn pages_seek_to_their_cursor() {
+    let (dir, _store) = store();
+    let connection = Connection::open(dir.path().join("store.db")).unwrap();
+    let plan: Vec<String> = connection
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::serving::NEXT_PAGE))
+        .unwrap()
+        .query_map(
+            rusqlite::params!["m", 0, "t", 0, 1, 2, 3, 0, 0, b"k".to_vec(), 0],
+            |row| row.get::<_, String>(3),
+        )
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert!(
+        plan[0].contains("USING INDEX partials_by_tenant")
+            && plan[0].contains("(window_start,partition,group_key,window_end)>(?,?,?,?)"),
+        "{plan:?}"
+    );
+    assert!(!plan[0].contains("TEMP B-TREE"), "no sort: {plan:?}");
+}
