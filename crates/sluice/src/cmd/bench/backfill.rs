@@ -63,11 +63,13 @@ pub struct BackfillBenchArgs {
 }
 
 pub fn run(args: BackfillBenchArgs) -> anyhow::Result<()> {
-    if [args.events, args.tenants, args.keys, args.users].contains(&0)
+    if [args.events, args.keys, args.users].contains(&0)
+        || !(1..=10_000).contains(&args.tenants)
+        || args.keys > 100_000_000
         || !(1..=1_000_000).contains(&args.event_rate)
     {
         return Err(UserError(
-            "--events, --tenants, --keys and --users must be larger than 0, --event-rate 1 to 1000000".into(),
+            "--events and --users must be larger than 0, --tenants 1 to 10000, --keys 1 to 100000000, --event-rate 1 to 1000000".into(),
         )
         .into());
     }
