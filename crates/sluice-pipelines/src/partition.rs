@@ -219,10 +219,11 @@ impl<L: Log> PartitionRunner<L> {
     }
 
     /// Claims the pipeline partition and checks its position against the source partition's
-    /// epochs and end (the end at launch, if given, when lower), rewinding it if the log has
-    /// since lost records it had counted.
+    /// epochs, start and end (the end at launch, if given, when lower): rewinding it if the log
+    /// has since lost records it had counted, moving it to the start if retention removed
+    /// records it had not processed yet.
     async fn claim(&self, end_at_launch: Option<u64>) -> Result<(Position, Claim), Failure> {
-        let (epochs, end) = self.source().await?;
+        let (epochs, start, end) = self.source().await?;
         let end = end_at_launch.map_or(end, |at_launch| at_launch.min(end));
         let log_epoch = epochs.last().map_or(0, |current| current.epoch);
         let position = self
@@ -239,12 +240,15 @@ impl<L: Log> PartitionRunner<L> {
             log_epoch,
         };
         let Some(target) = rewind_target(position.offset, position.log_epoch, &epochs, end) else {
+            if position.offset < start {
+                return self.skip_removed(position, claim, start).await;
+            }
             return Ok((position, claim));
         };
         let lost = position.offset - target;
         let rewound = self
             .store
-            .rewind(
+            .reposition(
                 &self.pipeline,
                 self.partition,
                 claim.epoch,
@@ -267,8 +271,40 @@ impl<L: Log> PartitionRunner<L> {
         Ok((rewound, claim))
     }
 
-    /// The source partition's epochs and end offset.
-    async fn source(&self) -> Result<(Vec<EpochStart>, u64), Failure> {
+    /// Moves a position that retention left behind to the partition's `start`: the records in
+    /// between are gone without having been counted. The results stay exact for everything
+    /// the log still holds; how many were lost is reported like a rewind's.
+    async fn skip_removed(
+        &self,
+        position: Position,
+        claim: Claim,
+        start: u64,
+    ) -> Result<(Position, Claim), Failure> {
+        let lost = start - position.offset;
+        let moved = self
+            .store
+            .reposition(
+                &self.pipeline,
+                self.partition,
+                claim.epoch,
+                start,
+                claim.log_epoch,
+            )
+            .await?;
+        tracing::error!(
+            pipeline = %self.pipeline,
+            partition = self.partition,
+            committed_offset = position.offset,
+            log_start = start,
+            lost_offsets = lost,
+            "the log's retention removed {lost} records this pipeline partition had not processed yet: continuing at the log's start, offset {start}, without them. Keep pipelines caught up, or raise log.retention-age / log.retention-bytes"
+        );
+        self.status.rewound(lost);
+        Ok((moved, claim))
+    }
+
+    /// The source partition's epochs, start and end offset.
+    async fn source(&self) -> Result<(Vec<EpochStart>, u64, u64), Failure> {
         let topic = &self.settings.stream.source_topic;
         let failed = |op, source| {
             Failure::from(StreamError::Log {
@@ -283,21 +319,21 @@ impl<L: Log> PartitionRunner<L> {
             .epochs(topic, self.partition)
             .await
             .map_err(|error| failed("epochs", error))?;
-        let end = self
+        let (start, end) = self
             .log
             .describe(Some(topic))
             .await
             .map_err(|error| failed("describe", error))?
             .first()
             .and_then(|info| info.partitions.get(self.partition as usize))
-            .map(|info| info.end_offset)
+            .map(|info| (info.start_offset, info.end_offset))
             .ok_or_else(|| {
                 Failure::new(
                     FailureClass::Log,
                     format!("the log has no partition {topic}/{}", self.partition),
                 )
             })?;
-        Ok((epochs, end))
+        Ok((epochs, start, end))
     }
 
     async fn drive(

@@ -74,8 +74,13 @@ async fn append(log: &LogBackend, range: std::ops::Range<u64>) {
 
 /// What the events say: per (page, minute) the count and the revenue in cents.
 fn expected(range: std::ops::Range<u64>) -> BTreeMap<(String, Millis), (u64, i64)> {
+    expected_of(range)
+}
+
+/// [`expected`] of any events.
+fn expected_of(events: impl Iterator<Item = u64>) -> BTreeMap<(String, Millis), (u64, i64)> {
     let mut out = BTreeMap::new();
-    for i in range.filter(|i| !i.is_multiple_of(5)) {
+    for i in events.filter(|i| !i.is_multiple_of(5)) {
         let time = BASE + i as Millis * 2_000;
         let entry = out
             .entry((format!("p{}", i % 3), time - time.rem_euclid(60_000)))
@@ -615,5 +620,62 @@ async fn a_position_beyond_a_log_that_lost_whole_batches_is_rewound_at_start() {
         status_of(&pipelines).await.lost_offsets,
         before[0] - kept[0]
     );
+    pipelines.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_retention_removed_before_they_were_processed_are_skipped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.db");
+    let mut config = log_config();
+    config.segment_bytes = sluice_core::config::ByteSize(16 * 1024);
+    config.max_batch_bytes = sluice_core::config::ByteSize(16 * 1024);
+    config.max_record_bytes = sluice_core::config::ByteSize(4 * 1024);
+    let log = Arc::new(LogBackend::open(&config, dir.path()).await.unwrap());
+    log.create_topic(TopicSpec {
+        name: "events".into(),
+        partitions: 2,
+        retention_age: None,
+        retention_bytes: Some(64 * 1024),
+    })
+    .await
+    .unwrap();
+    for chunk in (0..300).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    let pipelines = start(&log, &store_path).await;
+    caught_up(&pipelines).await;
+    pipelines.stop().await;
+    drop(pipelines);
+
+    // While the pipelines are stopped, many more events arrive and retention removes the
+    // oldest segments, with records the pipelines never processed. Event `i` is offset `i / 2`
+    // of partition `i % 2`.
+    for chunk in (300..3000).step_by(20) {
+        append(&log, chunk..chunk + 20).await;
+    }
+    assert!(log.enforce_retention().await.unwrap() > 0);
+    let starts: Vec<u64> = log.describe(Some("events")).await.unwrap()[0]
+        .partitions
+        .iter()
+        .map(|p| p.start_offset)
+        .collect();
+    assert!(starts.iter().all(|&start| start > 150), "{starts:?}");
+
+    // They resume at the log's start instead of failing on the removed offsets for ever, count
+    // everything the log still holds exactly once, and report what they could not count.
+    let pipelines = start(&log, &store_path).await;
+    caught_up(&pipelines).await;
+    let mut want = expected(0..300);
+    let kept = (300..3000).filter(|&i| i / 2 >= starts[(i % 2) as usize]);
+    for (key, (count, cents)) in expected_of(kept) {
+        let entry = want.entry(key).or_insert((0, 0));
+        entry.0 += count;
+        entry.1 += cents;
+    }
+    assert_eq!(stored(&pipelines).await, want);
+    let status = status_of(&pipelines).await;
+    let lost: Vec<u64> = status.partitions.iter().map(|p| p.lost_offsets).collect();
+    assert_eq!(lost, [starts[0] - 150, starts[1] - 150], "{status:?}");
     pipelines.stop().await;
 }

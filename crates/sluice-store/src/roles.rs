@@ -69,11 +69,13 @@ pub trait Checkpoints: Send + Sync {
         log_epoch: u32,
     ) -> Result<Position, StoreError>;
 
-    /// Moves a pipeline partition's position back to `offset` of log epoch `log_epoch`, if
-    /// `epoch` still owns it (else [`StoreError::Fenced`]): the log lost the records from
-    /// `offset` on and hands their offsets to new records. The offsets given up are added to
-    /// its `lost_offsets`; its rows stay. Returns the new position.
-    async fn rewind(
+    /// Moves a pipeline partition's position to `offset` of log epoch `log_epoch`, if `epoch`
+    /// still owns it (else [`StoreError::Fenced`]), because the log no longer backs it: back,
+    /// when the log lost the records from `offset` on and hands their offsets to new records;
+    /// forward, when retention removed records before `offset` that it had not processed. The
+    /// offsets in between are added to its `lost_offsets`; its rows stay. Returns the new
+    /// position.
+    async fn reposition(
         &self,
         pipeline: &str,
         partition: u32,

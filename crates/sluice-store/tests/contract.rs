@@ -113,7 +113,7 @@ async fn claims_fence_older_owners(store: &StoreBackend) {
     );
 }
 
-async fn rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets(
+async fn repositions_move_the_position_keep_the_rows_and_count_the_lost_offsets(
     store: &StoreBackend,
 ) {
     let epoch = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
@@ -127,7 +127,7 @@ async fn rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets
         .await
         .unwrap();
     let epoch = store.claim("views@0", 0, 0, 1).await.unwrap().epoch;
-    let rewound = store.rewind("views@0", 0, epoch, 120, 1).await.unwrap();
+    let rewound = store.reposition("views@0", 0, epoch, 120, 1).await.unwrap();
     let expected = Position {
         epoch,
         offset: 120,
@@ -149,14 +149,17 @@ async fn rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets
 
     // Only the owner rewinds.
     let newer = store.claim("views@0", 0, 0, 1).await.unwrap().epoch;
-    let error = store.rewind("views@0", 0, epoch, 100, 2).await.unwrap_err();
+    let error = store
+        .reposition("views@0", 0, epoch, 100, 2)
+        .await
+        .unwrap_err();
     assert!(matches!(error, StoreError::Fenced { .. }), "{error}");
     assert_eq!(store.positions("views@0").await.unwrap()[0].1.offset, 120);
 
     // Rewinds add up; commits keep the count and store their log epoch.
     assert_eq!(
         store
-            .rewind("views@0", 0, newer, 100, 2)
+            .reposition("views@0", 0, newer, 100, 2)
             .await
             .unwrap()
             .lost_offsets,
@@ -175,6 +178,10 @@ async fn rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets
         (position.offset, position.log_epoch, position.lost_offsets),
         (130, 2, 50)
     );
+
+    // Forward, past records retention removed before they were processed: they count too.
+    let moved = store.reposition("views@0", 0, newer, 200, 2).await.unwrap();
+    assert_eq!((moved.offset, moved.lost_offsets), (200, 120));
 }
 
 async fn commits_upsert_and_retract_rows_with_the_position(store: &StoreBackend) {
@@ -498,7 +505,7 @@ macro_rules! for_every_backend {
 for_every_backend!(
     metric_definitions_are_created_listed_and_deleted,
     claims_fence_older_owners,
-    rewinds_move_the_position_back_keep_the_rows_and_count_the_lost_offsets,
+    repositions_move_the_position_keep_the_rows_and_count_the_lost_offsets,
     commits_upsert_and_retract_rows_with_the_position,
     pages_walk_a_range_once_in_window_partition_key_order,
     switching_generations_replaces_results_atomically_and_can_keep_the_past,

@@ -322,7 +322,7 @@ impl Checkpoints for SqliteStore {
         .await
     }
 
-    async fn rewind(
+    async fn reposition(
         &self,
         pipeline: &str,
         partition: u32,
@@ -341,7 +341,7 @@ impl Checkpoints for SqliteStore {
             let position = Position {
                 offset,
                 log_epoch,
-                lost_offsets: current.lost_offsets + current.offset.saturating_sub(offset),
+                lost_offsets: current.lost_offsets + current.offset.abs_diff(offset),
                 ..current
             };
             tx.execute(
