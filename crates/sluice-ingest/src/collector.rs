@@ -22,7 +22,7 @@ use crate::config::IngestConfig;
 use crate::dedup::gate::AppendGate;
 use crate::dedup::restore;
 use crate::dedup::{Claim, Claims, Clock, Dedup, fingerprint};
-use crate::telemetry::{DedupMetrics, IngestMetrics};
+use crate::telemetry::{DedupTelemetry, IngestTelemetry};
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::access::{Grant, KeyDirectory, Limited};
@@ -114,8 +114,8 @@ pub struct Collector<L> {
     pub(crate) snapshot_writing: Arc<parking_lot::Mutex<()>>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
-    metrics: IngestMetrics,
-    pub(crate) dedup_metrics: DedupMetrics,
+    telemetry: IngestTelemetry,
+    pub(crate) dedup_telemetry: DedupTelemetry,
 }
 
 /// Budget held while a request is processed.
@@ -172,8 +172,8 @@ impl<L: Log> Collector<L> {
             snapshot_writing: Arc::default(),
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
-            metrics: IngestMetrics::new(),
-            dedup_metrics: DedupMetrics::new(),
+            telemetry: IngestTelemetry::new(),
+            dedup_telemetry: DedupTelemetry::new(),
             log,
             keys,
             limits,
@@ -224,7 +224,7 @@ impl<L: Log> Collector<L> {
         match Arc::clone(&self.budget).try_acquire_many_owned(wanted) {
             Ok(permit) => Ok(Reservation(permit)),
             Err(_) => {
-                self.metrics.overloaded.increment(1);
+                self.telemetry.overloaded.increment(1);
                 Err(IngestError::Overloaded(
                     self.budget_bytes - self.budget.available_permits(),
                 ))
@@ -242,7 +242,7 @@ impl<L: Log> Collector<L> {
         body: &[u8],
     ) -> Result<Accepted, IngestError> {
         let received_at = now_millis();
-        self.metrics.bytes.increment(body.len() as u64);
+        self.telemetry.bytes.increment(body.len() as u64);
         let base = NormalizeContext {
             tenant: "",
             received_at,
@@ -257,7 +257,7 @@ impl<L: Log> Collector<L> {
             Some(_) => normalize::parse_message(body, &base).map(|m| Parsed::Single(Box::new(m))),
         };
         let (grant, tenant) = self.admit(header_key, &parsed)?;
-        let counters = self.metrics.tenant(&tenant);
+        let counters = self.telemetry.tenant(&tenant);
         let parsed = match parsed {
             Ok(parsed) => parsed,
             // A single message that is JSON but not a valid message is an event rejected like
@@ -268,7 +268,7 @@ impl<L: Log> Collector<L> {
             }
             Err(error) => {
                 let rejection = Rejection::from_error(None, &error);
-                self.metrics.rejected(rejection.reason, 1);
+                self.telemetry.rejected(rejection.reason, 1);
                 self.dead_letters(&tenant, received_at, endpoint, &[(rejection, body)])
                     .await?;
                 return Err(IngestError::Invalid(error));
@@ -294,7 +294,7 @@ impl<L: Log> Collector<L> {
             .map(|(rejection, _)| rejection.clone())
             .collect();
         for rejection in &rejections {
-            self.metrics.rejected(rejection.reason, 1);
+            self.telemetry.rejected(rejection.reason, 1);
         }
         // From before the append until its ids are committed, a snapshot waits for this request.
         let pass = self.appends.enter();
@@ -340,12 +340,12 @@ impl<L: Log> Collector<L> {
         }) {
             Ok(grant) => grant,
             Err(error) => {
-                self.metrics.unauthorized.increment(1);
+                self.telemetry.unauthorized.increment(1);
                 return Err(error.into());
             }
         };
         let Some(tenant) = grant.tenant().cloned() else {
-            self.metrics.unauthorized.increment(1);
+            self.telemetry.unauthorized.increment(1);
             return Err(crate::auth::KeyError::Unknown.into());
         };
         if let Err(limited) = grant.admit_request() {
@@ -372,7 +372,7 @@ impl<L: Log> Collector<L> {
                 None | Some(Claim::Claimed) => fresh.push((event, id)),
                 Some(Claim::Duplicate) => duplicates += 1,
                 Some(Claim::Busy) => {
-                    self.metrics.busy.increment(1);
+                    self.telemetry.busy.increment(1);
                     return Err(IngestError::Busy);
                 }
             }
@@ -386,7 +386,7 @@ impl<L: Log> Collector<L> {
 
     /// Counts a refusal by a key's limit.
     fn limited(&self, grant: &Grant, tenant: &str, limited: Limited) -> IngestError {
-        self.metrics.limited(tenant, grant.id(), limited.kind);
+        self.telemetry.limited(tenant, grant.id(), limited.kind);
         IngestError::Limited(limited)
     }
 

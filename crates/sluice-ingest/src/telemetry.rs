@@ -18,7 +18,7 @@ pub struct TenantCounters {
 
 /// Every collector metric.
 #[derive(Debug)]
-pub struct IngestMetrics {
+pub struct IngestTelemetry {
     tenants: RwLock<HashMap<Arc<str>, TenantCounters>>,
     /// `sluice_ingest_bytes_total`: request body bytes after decompression.
     pub bytes: Counter,
@@ -30,7 +30,7 @@ pub struct IngestMetrics {
     pub busy: Counter,
 }
 
-impl IngestMetrics {
+impl IngestTelemetry {
     /// Registers the metrics.
     pub fn new() -> Self {
         let refused = |reason: &'static str| metrics::counter!("sluice_ingest_requests_refused_total", "reason" => reason);
@@ -76,7 +76,7 @@ impl IngestMetrics {
     }
 }
 
-impl Default for IngestMetrics {
+impl Default for IngestTelemetry {
     fn default() -> Self {
         Self::new()
     }
@@ -85,7 +85,7 @@ impl Default for IngestMetrics {
 /// The dedup set's metrics (the start-up read counts its unreadable records itself, and the set
 /// its early rotations).
 #[derive(Debug)]
-pub struct DedupMetrics {
+pub struct DedupTelemetry {
     /// `sluice_ingest_dedup_covered_seconds`: how far back every acknowledged id is remembered
     /// (the window when nothing is missing).
     pub covered_seconds: Gauge,
@@ -105,7 +105,7 @@ pub struct DedupMetrics {
     pub snapshot_seconds: Gauge,
 }
 
-impl DedupMetrics {
+impl DedupTelemetry {
     /// Registers the metrics.
     pub fn new() -> Self {
         let snapshots = |result: &'static str| metrics::counter!("sluice_ingest_dedup_snapshots_total", "result" => result);
@@ -122,7 +122,7 @@ impl DedupMetrics {
     }
 }
 
-impl Default for DedupMetrics {
+impl Default for DedupTelemetry {
     fn default() -> Self {
         Self::new()
     }

@@ -60,14 +60,14 @@ impl<L: Log> Collector<L> {
     /// Updates the dedup gauges (coverage, remembered ids, capacity).
     pub fn update_dedup_gauges(&self) {
         let now = self.clock.now();
-        self.dedup_metrics
+        self.dedup_telemetry
             .covered_seconds
             .set(self.dedup.coverage(now).as_secs_f64());
-        self.dedup_metrics
+        self.dedup_telemetry
             .window_seconds
             .set(self.dedup.window().as_secs_f64());
-        self.dedup_metrics.remembered.set(self.dedup.len() as f64);
-        self.dedup_metrics
+        self.dedup_telemetry.remembered.set(self.dedup.len() as f64);
+        self.dedup_telemetry
             .capacity
             .set(self.dedup.capacity() as f64);
     }
@@ -123,8 +123,10 @@ impl<L: Log> Collector<L> {
         })
         .await
         .map_err(std::io::Error::other)??;
-        self.dedup_metrics.snapshot_bytes.set(written.bytes as f64);
-        self.dedup_metrics
+        self.dedup_telemetry
+            .snapshot_bytes
+            .set(written.bytes as f64);
+        self.dedup_telemetry
             .snapshot_seconds
             .set(started.elapsed().as_secs_f64());
         Ok(Some(written))
@@ -154,9 +156,9 @@ impl<L: Log> Collector<L> {
                 saved = self.save_snapshot() => saved,
             };
             match saved {
-                Ok(_) => self.dedup_metrics.snapshots_ok.increment(1),
+                Ok(_) => self.dedup_telemetry.snapshots_ok.increment(1),
                 Err(error) => {
-                    self.dedup_metrics.snapshots_failed.increment(1);
+                    self.dedup_telemetry.snapshots_failed.increment(1);
                     tracing::warn!(
                         %error,
                         path = ?self.snapshot_path,

@@ -85,7 +85,7 @@ pub(crate) fn spawn(partition: Arc<Partition>, lock: Option<Arc<File>>) -> Resul
         ("topic", partition.topic.clone()),
         ("partition", partition.id.to_string()),
     ];
-    let metrics = Instruments {
+    let instruments = Instruments {
         records: metrics::counter!("sluice_log_appended_records_total", &labels),
         bytes: metrics::counter!("sluice_log_appended_bytes_total", &labels),
         round_appends: metrics::histogram!("sluice_log_group_commit_appends", &labels),
@@ -122,7 +122,7 @@ pub(crate) fn spawn(partition: Arc<Partition>, lock: Option<Arc<File>>) -> Resul
         buf: Vec::new(),
         syncer,
         failure,
-        metrics,
+        instruments,
         stats: Arc::clone(&partition.stats),
         _lock: lock,
     };
@@ -197,7 +197,7 @@ struct Writer {
     /// The sync stage, in `fsync` mode.
     syncer: Option<(SyncSender<ToSyncer>, std::thread::JoinHandle<()>)>,
     failure: Failure,
-    metrics: Instruments,
+    instruments: Instruments,
     stats: Arc<WriterStats>,
     _lock: Option<Arc<File>>,
 }
@@ -217,7 +217,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.metrics.round_appends.record(round.len() as f64);
+            self.instruments.round_appends.record(round.len() as f64);
             self.commit(&mut round);
         }
         self.close();
@@ -267,8 +267,8 @@ impl Writer {
                 interval,
             );
             self.buf.extend_from_slice(&request.frame);
-            self.metrics.records.increment(u64::from(count));
-            self.metrics.bytes.increment(request.record_bytes);
+            self.instruments.records.increment(u64::from(count));
+            self.instruments.bytes.increment(request.record_bytes);
             let result = AppendResult { base_offset, count };
             if ack == AckMode::None {
                 let _ = request.ack.send(Ok(result));

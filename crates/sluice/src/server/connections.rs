@@ -183,7 +183,7 @@ async fn run_connection(
     loop {
         if !closing && tracked.phase() == Phase::Closing {
             // Only the accept loop moves a connection to `Closing` behind its task's back.
-            registry.metrics.reclaimed.increment(1);
+            registry.telemetry.reclaimed.increment(1);
             tracing::debug!(
                 listener = limits.listener,
                 "closing an idle connection for a waiting client"
@@ -241,7 +241,7 @@ async fn run_connection(
                     break;
                 }
                 Some(Clock::Head(since)) if tracked.phase() == (Phase::Head { since }) => {
-                    registry.metrics.header_timeout.increment(1);
+                    registry.telemetry.header_timeout.increment(1);
                     tracing::debug!(
                         listener = limits.listener,
                         timeout = ?limits.header_read_timeout,
@@ -250,7 +250,7 @@ async fn run_connection(
                     break;
                 }
                 Some(Clock::Idle(since)) if tracked.close_if(Phase::Idle { since }) => {
-                    registry.metrics.keep_alive_timeout.increment(1);
+                    registry.telemetry.keep_alive_timeout.increment(1);
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                     timer
@@ -334,11 +334,11 @@ struct Registry {
     /// or ends, through `changed`.
     waiting: AtomicBool,
     changed: Notify,
-    metrics: ConnectionMetrics,
+    telemetry: ConnectionTelemetry,
 }
 
 #[derive(Debug)]
-struct ConnectionMetrics {
+struct ConnectionTelemetry {
     open: Gauge,
     accepted: Counter,
     limit_waits: Counter,
@@ -347,10 +347,10 @@ struct ConnectionMetrics {
     reclaimed: Counter,
 }
 
-impl ConnectionMetrics {
-    fn new(listener: &'static str) -> ConnectionMetrics {
+impl ConnectionTelemetry {
+    fn new(listener: &'static str) -> ConnectionTelemetry {
         let closed = |reason: &'static str| metrics::counter!("sluice_http_connections_closed_total", "listener" => listener, "reason" => reason);
-        ConnectionMetrics {
+        ConnectionTelemetry {
             open: metrics::gauge!("sluice_http_connections", "listener" => listener),
             accepted: metrics::counter!("sluice_http_connections_accepted_total", "listener" => listener),
             limit_waits: metrics::counter!("sluice_http_connection_limit_waits_total", "listener" => listener),
@@ -370,7 +370,7 @@ impl Registry {
             next_id: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
             changed: Notify::new(),
-            metrics: ConnectionMetrics::new(limits.listener),
+            telemetry: ConnectionTelemetry::new(limits.listener),
             limits,
         }
     }
@@ -401,7 +401,7 @@ impl Registry {
         if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
             return Some(permit);
         }
-        self.metrics.limit_waits.increment(1);
+        self.telemetry.limit_waits.increment(1);
         tracing::debug!(
             listener = self.limits.listener,
             max_connections = self.limits.max_connections,
@@ -482,8 +482,8 @@ impl Registry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(tracked.id, Arc::clone(&tracked));
-        self.metrics.accepted.increment(1);
-        self.metrics.open.increment(1.0);
+        self.telemetry.accepted.increment(1);
+        self.telemetry.open.increment(1.0);
         Slot {
             tracked,
             _permit: permit,
@@ -600,7 +600,7 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.tracked.id);
-        registry.metrics.open.decrement(1.0);
+        registry.telemetry.open.decrement(1.0);
     }
 }
 
