@@ -132,18 +132,9 @@ async fn series(
     Path(name): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let grant = state.access.authorize(&headers, Role::Read)?;
-    let Some(tenant) = grant.tenant() else {
-        return Err(ApiError::forbidden("this key belongs to no tenant"));
-    };
-    let Query(pairs) = query.map_err(|rejection| {
-        ApiError::bad_request(
-            "invalid_query",
-            format!("the query string is malformed: {rejection}"),
-        )
-    })?;
+    let (tenant, pairs) = read_request(&state, &headers, query)?;
     let params = SeriesParams::from_pairs(pairs)?;
-    let body = state.serving.series_json(tenant, &name, &params).await?;
+    let body = state.serving.series_json(&tenant, &name, &params).await?;
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -177,7 +168,26 @@ async fn export(
     Path(name): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let grant = state.access.authorize(&headers, Role::Read)?;
+    let (tenant, pairs) = read_request(&state, &headers, query)?;
+    let params = ExportParams::from_pairs(pairs)?;
+    let format = params.format;
+    let rows = state.serving.export(&tenant, &name, params).await?;
+    let mut response = axum::body::Body::from_stream(rows).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    Ok(response)
+}
+
+/// What every read of one metric checks first: a read key of a tenant, and a query string
+/// that parses. Returns the tenant and the query's pairs.
+fn read_request(
+    state: &RestState,
+    headers: &HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<(Arc<str>, Vec<(String, String)>), ApiError> {
+    let grant = state.access.authorize(headers, Role::Read)?;
     let Some(tenant) = grant.tenant() else {
         return Err(ApiError::forbidden("this key belongs to no tenant"));
     };
@@ -187,13 +197,5 @@ async fn export(
             format!("the query string is malformed: {rejection}"),
         )
     })?;
-    let params = ExportParams::from_pairs(pairs)?;
-    let format = params.format;
-    let rows = state.serving.export(tenant, &name, params).await?;
-    let mut response = axum::body::Body::from_stream(rows).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    Ok(response)
+    Ok((Arc::clone(tenant), pairs))
 }
