@@ -128,6 +128,15 @@ impl Serving {
         if params.format == ExportFormat::Csv {
             csv_header(&plan, &mut out);
         }
+        let value_names = render::aggregate_names(&plan)
+            .into_iter()
+            .map(|name| {
+                let mut key = String::new();
+                render::string(name, &mut key);
+                key.push(':');
+                key
+            })
+            .collect();
         let exporter = Exporter {
             serving: Arc::clone(self),
             page: RowPage {
@@ -143,6 +152,7 @@ impl Serving {
             plan,
             query,
             format: params.format,
+            value_names,
             pending: Vec::new(),
             stored_done: false,
             open: Some(open),
@@ -171,13 +181,13 @@ fn open_windows(
     frontier: Millis,
     live: &super::live::LiveSnapshot,
 ) -> Vec<OpenWindow> {
+    let range = (query.from, Millis::MIN)..(query.to, Millis::MIN);
     let mut open = Vec::new();
     for (bytes, series) in &live.keys {
         if !query.accepts(series.key.values()) {
             continue;
         }
-        let range = (query.from, Millis::MIN)..(query.to, Millis::MIN);
-        for (&(start, end), cell) in series.cells.range(range) {
+        for (&(start, end), cell) in series.cells.range(range.clone()) {
             if close_of(plan, end) > frontier {
                 open.push(OpenWindow {
                     start,
@@ -208,6 +218,8 @@ struct Exporter {
     plan: Arc<MetricPlan>,
     query: SeriesQuery,
     format: ExportFormat,
+    /// The aggregates' names as JSON keys (`"name":`).
+    value_names: Box<[String]>,
     /// The next page to read (its cursor is the last row read).
     page: RowPage,
     /// Rows read whose window start may still have rows on the next page.
@@ -233,7 +245,7 @@ impl Exporter {
                         key: &window.group,
                         values: &window.values,
                     };
-                    row.write(&self.plan, self.format, &mut self.out);
+                    row.write(&self.plan, self.format, &self.value_names, &mut self.out);
                 }
             } else {
                 break;
@@ -305,7 +317,7 @@ impl Exporter {
                         key,
                         values: &values,
                     };
-                    row.write(&self.plan, self.format, &mut self.out);
+                    row.write(&self.plan, self.format, &self.value_names, &mut self.out);
                 }
             }
             from = to;
@@ -324,7 +336,15 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn write(&self, plan: &MetricPlan, format: ExportFormat, out: &mut String) {
+    /// Appends the row; `value_names` are the aggregates' names rendered as JSON keys
+    /// (`"name":`), once per export.
+    fn write(
+        &self,
+        plan: &MetricPlan,
+        format: ExportFormat,
+        value_names: &[String],
+        out: &mut String,
+    ) {
         match format {
             ExportFormat::Ndjson => {
                 out.push_str("{\"key\":");
@@ -334,16 +354,11 @@ impl Row<'_> {
                     ",\"start\":{},\"end\":{},\"final\":{},\"values\":{{",
                     self.start, self.end, self.is_final
                 );
-                for (index, (name, value)) in render::aggregate_names(plan)
-                    .into_iter()
-                    .zip(self.values)
-                    .enumerate()
-                {
+                for (index, (name, value)) in value_names.iter().zip(self.values).enumerate() {
                     if index > 0 {
                         out.push(',');
                     }
-                    render::string(name, out);
-                    out.push(':');
+                    out.push_str(name);
                     render::value(value, out);
                 }
                 out.push_str("}}\n");
