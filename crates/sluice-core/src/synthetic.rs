@@ -49,6 +49,8 @@ pub struct Synthetic {
     pub late_per_mille: u64,
     /// How late the late events are, ms.
     pub late_by: Millis,
+    /// The tenants' cumulative Zipf weights, made at the first draw after `tenants` changed.
+    tenant_bounds: Vec<f64>,
 }
 
 /// One event's content, before it is rendered.
@@ -86,6 +88,7 @@ impl Synthetic {
             tenants: 1,
             late_per_mille: 0,
             late_by: 300_000,
+            tenant_bounds: Vec::new(),
         }
     }
 
@@ -105,16 +108,19 @@ impl Synthetic {
 
     /// A tenant index drawn with Zipf-skewed weights 1/(i+1).
     fn skewed_tenant(&mut self) -> u64 {
-        let weight = |i: u64| 1.0 / (i + 1) as f64;
-        let total: f64 = (0..self.tenants).map(weight).sum();
-        let mut left = self.below(1 << 32) as f64 / (1u64 << 32) as f64 * total;
-        for i in 0..self.tenants {
-            left -= weight(i);
-            if left < 0.0 {
-                return i;
-            }
+        if self.tenant_bounds.len() as u64 != self.tenants {
+            let mut total = 0.0;
+            self.tenant_bounds = (0..self.tenants)
+                .map(|i| {
+                    total += 1.0 / (i + 1) as f64;
+                    total
+                })
+                .collect();
         }
-        self.tenants - 1
+        let total = self.tenant_bounds.last().copied().unwrap_or(0.0);
+        let point = self.below(1 << 32) as f64 / (1u64 << 32) as f64 * total;
+        let index = self.tenant_bounds.partition_point(|&bound| bound <= point);
+        index.min(self.tenant_bounds.len().saturating_sub(1)) as u64
     }
 
     fn next_u64(&mut self) -> u64 {
