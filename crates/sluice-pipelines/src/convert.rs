@@ -31,6 +31,7 @@ pub(crate) fn commit_from(checkpoint: &mut Checkpoint, generation: u32, log_epoc
                         window_end: window.end,
                     })
                     .collect(),
+                closed: std::mem::take(&mut metric.closed),
                 changed: std::mem::take(&mut metric.changed),
             })
             .collect(),

@@ -367,6 +367,15 @@ impl<L: Log> Pipelines<L> {
             &record.sql,
             &self.inner.settings.stream.metric_defaults(),
         )?);
+        // A store written before final rows existed kept closed windows among the open rows.
+        let settled = self
+            .inner
+            .store
+            .settle(&record.name, record.generation, plan.allowed_lateness)
+            .await?;
+        if settled > 0 {
+            tracing::info!(metric = %record.name, rows = settled, "closed windows moved into final rows");
+        }
         let offsets = self.offsets().await?;
         let initial: Vec<u64> = offsets
             .iter()

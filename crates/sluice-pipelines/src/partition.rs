@@ -433,10 +433,10 @@ impl<L: Log> PartitionRunner<L> {
                     // The store has let go of the rows by now: the processor packs the next
                     // ones into their memory.
                     if let Ok(commit) = Arc::try_unwrap(commit) {
-                        commit
-                            .metrics
-                            .into_iter()
-                            .for_each(|metric| pool.give(metric.changed));
+                        commit.metrics.into_iter().for_each(|metric| {
+                            pool.give(metric.closed);
+                            pool.give(metric.changed);
+                        });
                     }
                     return Ok(());
                 }

@@ -71,6 +71,7 @@ fn commit_rows(c: &mut Criterion) {
                         generation: 0,
                         watermark: Some(first * 60_000),
                         retracted: vec![],
+                        closed: PackedRows::default(),
                         changed,
                     }],
                 });

@@ -16,6 +16,7 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+mod merge;
 pub mod model;
 pub mod roles;
 pub mod sqlite;
@@ -27,8 +28,8 @@ pub use config::{MetricConfig, StoreConfig};
 pub use error::StoreError;
 pub use model::{
     ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
-    RetractedRow, RowCursor, RowDecoder, RowPage, RowQuery, RowRange, RowRef, StoredRow,
-    TenantRecord,
+    RetractedRow, RowCursor, RowDecoder, RowPage, RowQuery, RowRange, RowRef, RowsAndWatermarks,
+    StoredRow, TenantRecord,
 };
 pub use roles::{Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Usage};
 pub use sqlite::SqliteStore;

@@ -82,12 +82,13 @@ pub struct Position {
     pub lost_offsets: u64,
 }
 
-/// One partial aggregate: a (tenant, group key, window) of one metric generation, computed
-/// from one partition.
+/// One stored aggregate of a (tenant, group key, window) of one metric generation: either a
+/// partition's row of a window it has open (its partial state so far), or the window's final
+/// row, which every partition merged its state into as it closed the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRow {
-    /// Source partition.
-    pub partition: u32,
+    /// The partition whose open window this is; `None` for a final row.
+    pub partition: Option<u32>,
     /// Tenant (also inside `key`; separate so reads filter on it).
     pub tenant: String,
     /// Encoded tenant + group key values.
@@ -124,9 +125,12 @@ pub struct MetricCommit {
     pub generation: u32,
     /// Its watermark at the checkpoint.
     pub watermark: Option<Millis>,
-    /// Rows to delete (applied first).
+    /// Open rows of the partition to delete (applied first).
     pub retracted: Vec<RetractedRow>,
-    /// Rows to insert or replace.
+    /// Windows the partition closed since the previous checkpoint, with its final state of
+    /// each: merged into the window's final row, and the partition's open row of it deleted.
+    pub closed: PackedRows,
+    /// Open rows of the partition to insert or replace.
     pub changed: PackedRows,
 }
 
@@ -241,9 +245,9 @@ pub struct RowRange {
     pub limit: usize,
 }
 
-/// A page of one tenant's rows of a metric generation, for reads that stream a whole range
-/// (exports): rows in the order (window start, partition, group key, window end), from just
-/// after `after` on.
+/// A page of one tenant's final rows of a metric generation, for reads that stream a whole
+/// range (exports): rows in the order (window start, group key, window end), from just after
+/// `after` on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowPage {
     /// The metric.
@@ -256,7 +260,7 @@ pub struct RowPage {
     pub start_from: Millis,
     /// …and before this.
     pub start_before: Millis,
-    /// Only windows ending at or before this (the final ones).
+    /// Only windows ending at or before this.
     pub end_upto: Millis,
     /// The last row of the previous page; `None` for the first page.
     pub after: Option<RowCursor>,
@@ -268,7 +272,6 @@ pub struct RowPage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowCursor {
     pub window_start: Millis,
-    pub partition: u32,
     pub key: Vec<u8>,
     pub window_end: Millis,
 }
@@ -278,11 +281,20 @@ impl RowCursor {
     pub fn of(row: &StoredRow) -> RowCursor {
         RowCursor {
             window_start: row.window_start,
-            partition: row.partition,
             key: row.key.clone(),
             window_end: row.window_end,
         }
     }
+}
+
+/// Stored rows read together with each partition's committed watermark, in one snapshot of
+/// the store (see [`ResultReads::live_rows`](crate::roles::ResultReads::live_rows)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowsAndWatermarks {
+    /// The rows.
+    pub rows: Vec<StoredRow>,
+    /// Each partition's committed watermark for the metric generation.
+    pub watermarks: Vec<(u32, Option<Millis>)>,
 }
 
 /// Decodes one stored row's borrowed columns into the engine's partial row, or says why not

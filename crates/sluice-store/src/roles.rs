@@ -19,8 +19,8 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    Commit, KeyRecord, MetricRecord, Position, RowDecoder, RowPage, RowQuery, RowRange, StoredRow,
-    TenantRecord,
+    Commit, KeyRecord, MetricRecord, Position, RowDecoder, RowPage, RowQuery, RowRange,
+    RowsAndWatermarks, StoredRow, TenantRecord,
 };
 use async_trait::async_trait;
 use sluice_core::time::Millis;
@@ -85,7 +85,11 @@ pub trait Checkpoints: Send + Sync {
     ) -> Result<Position, StoreError>;
 
     /// Commits one checkpoint — rows, watermarks and position in one transaction — if `epoch`
-    /// still owns the pipeline partition (else [`StoreError::Fenced`]).
+    /// still owns the pipeline partition (else [`StoreError::Fenced`]). Retracted open rows
+    /// go first; each closed window's state is then merged into the window's final row (made
+    /// if it is the first partition to close it) and the partition's open row of it deleted;
+    /// changed open rows are inserted or replaced last. A state that does not decode fails
+    /// the commit as [`StoreError::Corrupt`].
     async fn commit(
         &self,
         pipeline: &str,
@@ -94,7 +98,7 @@ pub trait Checkpoints: Send + Sync {
         commit: Arc<Commit>,
     ) -> Result<(), StoreError>;
 
-    /// The rows of a metric generation computed from `partition` whose window ends after
+    /// The open rows of a metric generation's `partition` whose window ends after
     /// `open_after`.
     async fn load_rows(
         &self,
@@ -115,6 +119,17 @@ pub trait Checkpoints: Send + Sync {
         decode: RowDecoder,
     ) -> Result<Result<Vec<PartialRow>, String>, StoreError>;
 
+    /// Moves a metric generation's open rows of windows that their partition's committed
+    /// watermark has closed (window end + `lateness` at or before it) into the final rows,
+    /// merging, in one transaction; returns how many moved. Commits never leave such rows;
+    /// stores written before final rows existed did, and this settles them.
+    async fn settle(
+        &self,
+        metric: &str,
+        generation: u32,
+        lateness: Millis,
+    ) -> Result<u64, StoreError>;
+
     /// Each partition's watermark for a metric generation.
     async fn watermarks(
         &self,
@@ -129,17 +144,21 @@ pub trait Checkpoints: Send + Sync {
 /// Results, as queries read them.
 #[async_trait]
 pub trait ResultReads: Send + Sync {
-    /// One tenant's rows of a metric generation with windows starting in `[from, to)`, from
-    /// every partition, ordered by window start.
+    /// One tenant's rows of a metric generation with windows starting in `[from, to)`, final
+    /// and open, ordered by window start.
     async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError>;
 
-    /// The rows in `range`, by window start; `None` when there are more than `range.limit`.
+    /// The rows in `range`, final and open, by window start; `None` when there are more than
+    /// `range.limit`.
     async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError>;
 
-    /// The next page of rows in `page`'s range, in the order (window start, partition, group
-    /// key, window end), strictly after `page.after`; fewer than `page.limit` only at the end.
-    /// Every partition's row of one window follows the others of the same window start, so a
-    /// reader merges a window start once it has read past it.
+    /// [`ResultReads::rows_in`], with each partition's committed watermark read in the same
+    /// snapshot: a reader laying a partition's state that is not committed yet over the rows
+    /// tells by it which of that partition's closed windows the final rows already hold.
+    async fn live_rows(&self, range: RowRange) -> Result<Option<RowsAndWatermarks>, StoreError>;
+
+    /// The next page of final rows in `page`'s range, in the order (window start, group key,
+    /// window end), strictly after `page.after`; fewer than `page.limit` only at the end.
     async fn rows_page(&self, page: RowPage) -> Result<Vec<StoredRow>, StoreError>;
 }
 

@@ -3,6 +3,7 @@
 
 use crate::model::{Commit, MetricCommit, MetricRecord, Origin, StoredRow};
 use sluice_core::time::Millis;
+use sluice_stream::agg::{AggState, PartialState};
 
 /// A metric definition named `name` (made through the API, generation 0).
 pub fn metric(name: &str) -> MetricRecord {
@@ -16,20 +17,47 @@ pub fn metric(name: &str) -> MetricRecord {
     }
 }
 
-/// A one-minute window's row of tenant `tenant` with a one-byte key and state, from partition 0.
-pub fn row(tenant: &str, key: u8, start: Millis, state: u8) -> StoredRow {
+/// The engine's encoding of a state counting `n` events (states of final rows are merged, so
+/// they must be real ones).
+pub fn count(n: u64) -> Vec<u8> {
+    PartialState {
+        states: vec![AggState::Count(n)],
+    }
+    .encode()
+}
+
+/// The count a state made by [`count`] holds.
+pub fn count_in(state: &[u8]) -> u64 {
+    match PartialState::decode(state, None).unwrap().states.as_slice() {
+        [AggState::Count(n)] => *n,
+        other => panic!("not a count: {other:?}"),
+    }
+}
+
+/// A one-minute window's open row of tenant `tenant` with a one-byte key, counting `n`, from
+/// partition 0.
+pub fn row(tenant: &str, key: u8, start: Millis, n: u8) -> StoredRow {
     StoredRow {
-        partition: 0,
+        partition: Some(0),
         tenant: tenant.into(),
         key: vec![key],
         window_start: start,
         window_end: start + 60_000,
         version: 1,
-        state: vec![state],
+        state: count(u64::from(n)),
     }
 }
 
-/// A checkpoint of metric `views` generation 0 at `offset`, changing `rows`.
+/// `row` as a final row.
+pub fn final_row(row: StoredRow) -> StoredRow {
+    StoredRow {
+        partition: None,
+        ..row
+    }
+}
+
+/// A checkpoint of metric `views` generation 0 at `offset` (its watermark too), changing the
+/// open rows `rows`.
 pub fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
     Commit {
         offset,
@@ -40,7 +68,15 @@ pub fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
             generation: 0,
             watermark: Some(offset as Millis),
             retracted: vec![],
+            closed: Default::default(),
             changed: rows.iter().map(StoredRow::as_changed).collect(),
         }],
     }
+}
+
+/// Like [`commit_of`], closing the windows of `rows` with their states.
+pub fn closing_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
+    let mut commit = commit_of(offset, vec![]);
+    commit.metrics[0].closed = rows.iter().map(StoredRow::as_changed).collect();
+    commit
 }

@@ -5,10 +5,10 @@
 use sluice_core::access::{Role, digest};
 use sluice_core::time::Millis;
 use sluice_store::model::RetractedRow;
-use sluice_store::testing::{commit_of, metric, row};
+use sluice_store::testing::{closing_of, commit_of, count, count_in, final_row, metric, row};
 use sluice_store::{
-    Commit, KeyRecord, Position, RowCursor, RowPage, RowQuery, StoreBackend, StoreError, StoredRow,
-    TenantRecord,
+    Commit, KeyRecord, Position, RowCursor, RowPage, RowQuery, RowRange, StoreBackend, StoreError,
+    StoredRow, TenantRecord,
 };
 use std::sync::Arc;
 
@@ -263,7 +263,7 @@ async fn commits_upsert_and_retract_rows_with_the_position(store: &StoreBackend)
     );
 }
 
-async fn pages_walk_a_range_once_in_window_partition_key_order(store: &StoreBackend) {
+async fn pages_walk_the_final_rows_of_a_range_once_in_window_key_order(store: &StoreBackend) {
     store.create_metric(metric("views")).await.unwrap();
     let mut expected = Vec::new();
     for partition in [2u32, 0, 1] {
@@ -272,31 +272,41 @@ async fn pages_walk_a_range_once_in_window_partition_key_order(store: &StoreBack
         for start in [0, 60_000, 120_000, 180_000] {
             for key in [3u8, 1, 2] {
                 for tenant in ["a", "b"] {
-                    let mut row = row(tenant, key, start, partition as u8 * 16 + key);
-                    row.partition = partition;
-                    rows.push(row);
+                    rows.push(row(tenant, key, start, partition as u8 * 16 + key));
                 }
             }
         }
-        expected.extend(
-            rows.iter()
-                .filter(|r| r.tenant == "a" && (60_000..180_000).contains(&r.window_start))
-                .cloned(),
-        );
         store
-            .commit("views@0", partition, epoch, Arc::new(commit_of(10, rows)))
+            .commit(
+                "views@0",
+                partition,
+                epoch,
+                Arc::new(closing_of(10, rows.clone())),
+            )
             .await
             .unwrap();
+        // An open row is no final one: pages leave it out.
+        let open = vec![row("a", 9, 60_000, 1)];
+        store
+            .commit("views@0", partition, epoch, Arc::new(commit_of(11, open)))
+            .await
+            .unwrap();
+        if partition == 1 {
+            expected = rows
+                .into_iter()
+                .filter(|r| r.tenant == "a" && (60_000..180_000).contains(&r.window_start))
+                .map(|r| StoredRow {
+                    // Every partition's count merged: 2·16 + k, 0 + k and 16 + k.
+                    state: count(48 + 3 * u64::from(r.key[0])),
+                    ..final_row(r)
+                })
+                .collect();
+        }
     }
     expected.sort_by(|x, y| {
-        (x.window_start, x.partition, &x.key, x.window_end).cmp(&(
-            y.window_start,
-            y.partition,
-            &y.key,
-            y.window_end,
-        ))
+        (x.window_start, &x.key, x.window_end).cmp(&(y.window_start, &y.key, y.window_end))
     });
-    assert_eq!(expected.len(), 18);
+    assert_eq!(expected.len(), 6);
     let page = |after: Option<RowCursor>, limit: usize| RowPage {
         metric: "views".into(),
         generation: 0,
@@ -307,7 +317,7 @@ async fn pages_walk_a_range_once_in_window_partition_key_order(store: &StoreBack
         after,
         limit,
     };
-    for limit in [1, 4, 18, 100] {
+    for limit in [1, 4, 6, 100] {
         let mut read: Vec<StoredRow> = Vec::new();
         loop {
             let rows = store
@@ -329,9 +339,132 @@ async fn pages_walk_a_range_once_in_window_partition_key_order(store: &StoreBack
     };
     let rows = store.rows_page(upto).await.unwrap();
     assert!(
-        rows.iter().all(|r| r.window_start == 60_000) && rows.len() == 9,
+        rows.iter().all(|r| r.window_start == 60_000) && rows.len() == 3,
         "windows ending after end_upto are left out"
     );
+}
+
+async fn closed_windows_merge_into_one_final_row_whatever_the_partitions(store: &StoreBackend) {
+    store.create_metric(metric("views")).await.unwrap();
+    let zero = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
+    let one = store.claim("views@0", 1, 0, 0).await.unwrap().epoch;
+    let commit = |partition: u32, epoch: u64, commit: Commit| {
+        store.commit("views@0", partition, epoch, Arc::new(commit))
+    };
+    // Partition 0 has the window open; partition 1 closes it, then partition 0 does.
+    commit(0, zero, commit_of(10, vec![row("a", 1, 0, 2)]))
+        .await
+        .unwrap();
+    commit(1, one, closing_of(60_000, vec![row("a", 1, 0, 3)]))
+        .await
+        .unwrap();
+    let range = RowRange {
+        metric: "views".into(),
+        generation: 0,
+        tenant: "a".into(),
+        end_after: Millis::MIN,
+        end_upto: Millis::MAX,
+        start_from: Millis::MIN,
+        start_before: Millis::MAX,
+        limit: 10,
+    };
+    let read = store.live_rows(range.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        read.rows,
+        [final_row(row("a", 1, 0, 3)), row("a", 1, 0, 2)],
+        "partition 1's part is final, partition 0's still open"
+    );
+    assert_eq!(read.watermarks, [(0, Some(10)), (1, Some(60_000))]);
+    let mut last = row("a", 1, 0, 4);
+    last.version = 3;
+    commit(0, zero, closing_of(60_000, vec![last]))
+        .await
+        .unwrap();
+    let rows = store.rows_in(range.clone()).await.unwrap().unwrap();
+    let merged = StoredRow {
+        version: 3,
+        state: count(7),
+        ..final_row(row("a", 1, 0, 0))
+    };
+    assert_eq!(
+        rows,
+        std::slice::from_ref(&merged),
+        "one row: both parts merged"
+    );
+    assert!(
+        store
+            .load_rows("views", 0, 0, Millis::MIN)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A state that does not decode fails the commit whole: nothing of it is written.
+    let mut damaged = row("a", 1, 0, 1);
+    damaged.state[1] ^= 0xff;
+    let error = commit(1, one, closing_of(70_000, vec![damaged]))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert_eq!(store.rows_in(range).await.unwrap().unwrap(), [merged]);
+    assert_eq!(
+        store.positions("views@0").await.unwrap()[1].1.offset,
+        60_000
+    );
+
+    assert!(store.delete_metric("views").await.unwrap());
+    let gone = store.query_rows(RowQuery {
+        metric: "views".into(),
+        generation: 0,
+        tenant: "a".into(),
+        from: Millis::MIN,
+        to: Millis::MAX,
+    });
+    assert!(
+        gone.await.unwrap().is_empty(),
+        "final rows go with their metric"
+    );
+}
+
+async fn settling_moves_open_rows_of_closed_windows_into_final_rows(store: &StoreBackend) {
+    store.create_metric(metric("views")).await.unwrap();
+    // As an older store kept them: closed windows among the open rows of each partition.
+    for partition in [0u32, 1] {
+        let epoch = store.claim("views@0", partition, 0, 0).await.unwrap().epoch;
+        let rows = vec![row("a", 1, 0, 2), row("a", 1, 60_000, 5)];
+        let offset = 90_000 + u64::from(partition) * 40_000;
+        let commit = Arc::new(commit_of(offset, rows));
+        store
+            .commit("views@0", partition, epoch, commit)
+            .await
+            .unwrap();
+    }
+    // Watermarks 90 000 and 130 000, lateness 10 000: [0, 60 000) closed on both partitions,
+    // [60 000, 120 000) on partition 1 only.
+    assert_eq!(store.settle("views", 0, 10_000).await.unwrap(), 3);
+    let rows = store
+        .query_rows(RowQuery {
+            metric: "views".into(),
+            generation: 0,
+            tenant: "a".into(),
+            from: Millis::MIN,
+            to: Millis::MAX,
+        })
+        .await
+        .unwrap();
+    let open = row("a", 1, 60_000, 5);
+    assert_eq!(
+        rows,
+        [
+            StoredRow {
+                state: count(4),
+                ..final_row(row("a", 1, 0, 0))
+            },
+            final_row(open.clone()),
+            open,
+        ]
+    );
+    assert_eq!(store.settle("views", 0, 10_000).await.unwrap(), 0, "once");
 }
 
 async fn switching_generations_replaces_results_atomically_and_can_keep_the_past(
@@ -339,24 +472,18 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
 ) {
     store.create_metric(metric("views")).await.unwrap();
     let old = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
+    // Final rows and an open one, before and after the replay's start.
+    let mut past = closing_of(10, vec![row("a", 1, 0, 1), row("a", 1, 60_000, 1)]);
+    past.metrics[0].changed = [row("a", 2, 30_000, 1), row("a", 1, 120_000, 1)]
+        .iter()
+        .map(StoredRow::as_changed)
+        .collect();
     store
-        .commit(
-            "views@0",
-            0,
-            old,
-            Arc::new(commit_of(
-                10,
-                vec![
-                    row("a", 1, 0, 1),
-                    row("a", 1, 60_000, 1),
-                    row("a", 1, 120_000, 1),
-                ],
-            )),
-        )
+        .commit("views@0", 0, old, Arc::new(past))
         .await
         .unwrap();
     let new = store.claim("views@1", 0, 0, 0).await.unwrap().epoch;
-    let mut replayed = commit_of(
+    let mut replayed = closing_of(
         10,
         vec![
             row("a", 1, 0, 5),
@@ -385,10 +512,18 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
         })
         .await
         .unwrap();
-    let states: Vec<(Millis, u8)> = rows.iter().map(|r| (r.window_start, r.state[0])).collect();
+    let states: Vec<(Millis, u64, bool)> = rows
+        .iter()
+        .map(|r| (r.window_start, count_in(&r.state), r.partition.is_none()))
+        .collect();
     assert_eq!(
         states,
-        [(0, 1), (60_000, 5), (120_000, 5)],
+        [
+            (0, 1, true),
+            (30_000, 1, false),
+            (60_000, 5, true),
+            (120_000, 5, true)
+        ],
         "before the replay's start the old results stand"
     );
     assert!(
@@ -507,7 +642,9 @@ for_every_backend!(
     claims_fence_older_owners,
     repositions_move_the_position_keep_the_rows_and_count_the_lost_offsets,
     commits_upsert_and_retract_rows_with_the_position,
-    pages_walk_a_range_once_in_window_partition_key_order,
+    pages_walk_the_final_rows_of_a_range_once_in_window_key_order,
+    closed_windows_merge_into_one_final_row_whatever_the_partitions,
+    settling_moves_open_rows_of_closed_windows_into_final_rows,
     switching_generations_replaces_results_atomically_and_can_keep_the_past,
     tenants_keys_and_usage_round_trip,
 );

@@ -136,9 +136,11 @@ fn checkpoint_encode(c: &mut Criterion) {
     processor
         .handle(Message::Barrier { id: 1 }, &mut out)
         .unwrap();
-    let states: Vec<PartialState> = out.checkpoints[0].metrics[0]
-        .changed
+    let metric = &out.checkpoints[0].metrics[0];
+    let states: Vec<PartialState> = metric
+        .closed
         .iter()
+        .chain(metric.changed.iter())
         .map(|row| PartialState::decode(row.state, Some(&kinds)).unwrap())
         .collect();
     let mut buffer = Vec::new();

@@ -162,7 +162,7 @@ mod tests {
         let mut key = Vec::new();
         encode_text(b"shop", &mut key);
         StoredRow {
-            partition,
+            partition: Some(partition),
             tenant: "shop".into(),
             key,
             window_start: start,

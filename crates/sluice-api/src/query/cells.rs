@@ -133,6 +133,18 @@ pub(crate) fn levels(plan: &MetricPlan) -> Vec<Millis> {
     }
 }
 
+/// The earliest start of a window of `plan` ending after `end`: reads of windows by their
+/// end bound the start too, so the store finds them by start (final rows have no index by
+/// end). A session may have started any time before.
+pub(crate) fn starts_after(plan: &MetricPlan, end: Millis) -> Millis {
+    match plan.window {
+        WindowSpec::Tumble { size } | WindowSpec::Hop { size, .. } => {
+            end.saturating_sub(size).saturating_add(1)
+        }
+        WindowSpec::Session { .. } => Millis::MIN,
+    }
+}
+
 /// When a window ending at `end` can no longer change: its end plus the allowed lateness.
 pub(crate) fn close_of(plan: &MetricPlan, end: Millis) -> Millis {
     end.saturating_add(plan.allowed_lateness)

@@ -3,9 +3,9 @@
 //!
 //! An export is consistent at the moment it starts: it takes the frontier then (windows
 //! closing at or before it are final) and the live snapshot of the open windows, then
-//! - walks the final windows in the store page by page ([`RowPage`], by window start), merging
-//!   every partition's partial row of a window once the walk has passed its start, so memory
-//!   holds one page and the rows of one window start, not the range;
+//! - walks the final windows in the store page by page ([`RowPage`], by window start): one
+//!   final row per key and window, every partition's part merged in already, so memory holds
+//!   one page, not the range;
 //! - then writes the open windows of the snapshot.
 //!
 //! Rows come in window-start order (final ones first, then open ones), group keys in their
@@ -14,7 +14,7 @@
 //! runs ends the export with an error instead of a silently short file.
 
 use super::Serving;
-use super::cells::{bucket_close, close_of, merge_rows};
+use super::cells::{bucket_close, close_of};
 use super::params::{SeriesParams, SeriesQuery};
 use super::render;
 use crate::error::ApiError;
@@ -22,9 +22,10 @@ use bytes::Bytes;
 use futures::Stream;
 use sluice_core::time::{Millis, now_millis};
 use sluice_store::{RowCursor, RowPage, StoredRow};
-use sluice_stream::agg::OutputValue;
+use sluice_stream::StreamError;
+use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::keys::{GroupKey, KeyValue};
-use sluice_stream::plan::MetricPlan;
+use sluice_stream::plan::{AggregateKind, MetricPlan};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -153,7 +154,6 @@ impl Serving {
             query,
             format: params.format,
             value_names,
-            pending: Vec::new(),
             stored_done: false,
             open: Some(open),
             out,
@@ -222,8 +222,6 @@ struct Exporter {
     value_names: Box<[String]>,
     /// The next page to read (its cursor is the last row read).
     page: RowPage,
-    /// Rows read whose window start may still have rows on the next page.
-    pending: Vec<StoredRow>,
     stored_done: bool,
     /// The open windows, until written.
     open: Option<Vec<OpenWindow>>,
@@ -279,48 +277,29 @@ impl Exporter {
         if let Some(last) = rows.last() {
             self.page.after = Some(RowCursor::of(last));
         }
-        self.pending.extend(rows);
-        // Rows of the last start read may continue on the next page, unless this was the last.
-        let complete = if self.stored_done {
-            self.pending.len()
-        } else {
-            let last_start = self.pending.last().map_or(Millis::MIN, |r| r.window_start);
-            self.pending
-                .partition_point(|r| r.window_start < last_start)
-        };
-        if complete == 0 {
-            return Ok(());
-        }
-        let rows: Vec<StoredRow> = self.pending.drain(..complete).collect();
         self.write_final(&rows)
     }
 
-    /// Writes final windows from `rows` (every partition's rows of whole window starts),
-    /// merged per key and window, by start then key.
+    /// Writes final rows (one per key and window, by start then key).
     fn write_final(&mut self, rows: &[StoredRow]) -> Result<(), ApiError> {
-        let mut from = 0;
-        while from < rows.len() {
-            let start = rows[from].window_start;
-            let to = from + rows[from..].partition_point(|r| r.window_start == start);
-            let merged = merge_rows(&self.plan, &rows[from..to])
-                .map_err(|reason| super::corrupt(&self.page.metric, reason))?;
-            for windows in merged.values() {
-                for (&(start, end), (key, state)) in windows {
-                    if !self.query.accepts(key.values()) {
-                        continue;
-                    }
-                    let values = state.finalize(self.plan.aggregates.iter().map(|a| &a.kind));
-                    let row = Row {
-                        start,
-                        end,
-                        is_final: true,
-                        key,
-                        values: &values,
-                    };
-                    row.write(&self.plan, self.format, &self.value_names, &mut self.out);
-                }
+        let kinds: Vec<AggregateKind> = self.plan.aggregates.iter().map(|a| a.kind).collect();
+        for stored in rows {
+            let corrupt =
+                |reason: StreamError| super::corrupt(&self.page.metric, reason.to_string());
+            let key = GroupKey::from_bytes(&stored.key).map_err(corrupt)?;
+            if !self.query.accepts(key.values()) {
+                continue;
             }
-            from = to;
+            let state = PartialState::decode(&stored.state, Some(&kinds)).map_err(corrupt)?;
+            let values = state.finalize(&kinds);
+            let row = Row {
+                start: stored.window_start,
+                end: stored.window_end,
+                is_final: true,
+                key: &key,
+                values: &values,
+            };
+            row.write(&self.plan, self.format, &self.value_names, &mut self.out);
         }
         Ok(())
     }

@@ -3,16 +3,22 @@
 //!
 //! A snapshot is built from two reads, in this order: each partition's state the store does
 //! not have yet (open windows, windows closed and session bounds retracted since its last
-//! checkpoint: `Pipelines::live_windows`), then the stored rows of windows closing after the
-//! cache's frontier. Laid over each other per partition — stored rows, minus retracted ones,
-//! replaced by closed then open ones — they are every event processed when the first read
-//! answered: a window the engine closed and checkpointed in between is in the store by the
-//! second read. A partition that did not answer (restarting) is represented by its stored rows.
+//! checkpoint: `Pipelines::live_windows`), then, in one snapshot of the store, the stored rows
+//! of windows closing after the cache's frontier with each partition's committed watermark.
+//! Laid over each other per partition — the partition's open rows, minus retracted ones,
+//! replaced by its closed then open windows — beside the final rows, they are every event
+//! processed when the first read answered.
+//!
+//! A commit between the two reads moves the partition's closed windows into the final rows: a
+//! closed window its committed watermark has passed is in them already, so the engine's copy
+//! is left out (counting it again would double it); the others are not, and the engine's copy
+//! stands for them. A partition that did not answer (restarting) is represented by its
+//! stored rows.
 
 use crate::query::cells::{KeySeries, Merged, close_of, series_of};
 use sluice_core::time::Millis;
 use sluice_pipelines::partial_row;
-use sluice_store::StoredRow;
+use sluice_store::RowsAndWatermarks;
 use sluice_stream::agg::PartialState;
 use sluice_stream::engine::output::LiveWindows;
 use sluice_stream::keys::GroupKey;
@@ -30,19 +36,20 @@ pub(crate) struct LiveSnapshot {
     pub(crate) keys: BTreeMap<Box<[u8]>, KeySeries>,
 }
 
-type PartitionWindow = (u32, Box<[u8]>, Millis, Millis);
+/// A stored or live window: its partition (`None` for a final row), key and bounds.
+type PartitionWindow = (Option<u32>, Box<[u8]>, Millis, Millis);
 
-/// Builds a snapshot from the engine's answers and the stored rows (read after them) of
-/// windows closing after `frontier`.
+/// Builds a snapshot from the engine's answers and the stored rows and watermarks (read
+/// after them, together) of windows closing after `frontier`.
 pub(crate) fn build(
     plan: &MetricPlan,
     frontier: Millis,
     taken: Instant,
-    rows: &[StoredRow],
+    stored: &RowsAndWatermarks,
     partitions: Vec<(u32, LiveWindows)>,
 ) -> Result<LiveSnapshot, String> {
     let mut windows: HashMap<PartitionWindow, (Arc<GroupKey>, PartialState)> = HashMap::new();
-    for row in rows {
+    for row in &stored.rows {
         let partial = partial_row(row, plan)?;
         windows.insert(
             (
@@ -54,13 +61,21 @@ pub(crate) fn build(
             (partial.key, partial.state),
         );
     }
+    let committed: HashMap<u32, Millis> = stored
+        .watermarks
+        .iter()
+        .filter_map(|&(partition, watermark)| Some((partition, watermark?)))
+        .collect();
     for (partition, live) in partitions {
+        let slot = Some(partition);
         for (key, window) in &live.retracted {
-            windows.remove(&(partition, key.as_bytes().into(), window.start, window.end));
+            windows.remove(&(slot, key.as_bytes().into(), window.start, window.end));
         }
+        let watermark = committed.get(&partition).copied();
         let closed = live
             .closed
             .into_iter()
+            .filter(|row| watermark.is_none_or(|w| close_of(plan, row.window.end) > w))
             .map(|row| (row.key, row.window, row.state));
         let open = live
             .open
@@ -68,7 +83,7 @@ pub(crate) fn build(
             .map(|open| (open.key, open.window, open.state));
         for (key, window, state) in closed.chain(open) {
             windows.insert(
-                (partition, key.as_bytes().into(), window.start, window.end),
+                (slot, key.as_bytes().into(), window.start, window.end),
                 (key, state),
             );
         }
@@ -99,6 +114,7 @@ pub(crate) fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_store::StoredRow;
     use sluice_stream::agg::AggState;
     use sluice_stream::engine::output::{OpenWindow, PartialRow};
     use sluice_stream::keys::encode_text;
@@ -130,7 +146,7 @@ mod tests {
         }
     }
 
-    fn stored(partition: u32, user: &str, start: Millis, end: Millis, n: u64) -> StoredRow {
+    fn stored(partition: Option<u32>, user: &str, start: Millis, end: Millis, n: u64) -> StoredRow {
         StoredRow {
             partition,
             tenant: "shop".into(),
@@ -148,12 +164,12 @@ mod tests {
         let rows = vec![
             // Partition 0 stored [0, 10000) and [20000, 30000) for u; the engine then merged
             // them into [0, 30000) (a retraction) which is still open.
-            stored(0, "u", 0, 10_000, 1),
-            stored(0, "u", 20_000, 30_000, 1),
+            stored(Some(0), "u", 0, 10_000, 1),
+            stored(Some(0), "u", 20_000, 30_000, 1),
             // Partition 1 committed a closed session and did not answer (restarting).
-            stored(1, "u", 0, 30_000, 5),
+            stored(None, "u", 0, 30_000, 5),
             // Final by the frontier: left to the cache.
-            stored(1, "v", 0, 5_000, 9),
+            stored(None, "v", 0, 5_000, 9),
         ];
         let live = LiveWindows {
             open: vec![OpenWindow {
@@ -193,8 +209,22 @@ mod tests {
             ],
             watermark: Some(45_000),
         };
-        let snapshot = build(&plan, 6_000, Instant::now(), &rows, vec![(0, live)]).unwrap();
-        let rendered: Vec<String> = snapshot
+        let stored = RowsAndWatermarks {
+            rows,
+            watermarks: vec![(0, Some(45_000))],
+        };
+        let snapshot = build(&plan, 6_000, Instant::now(), &stored, vec![(0, live)]).unwrap();
+        assert_eq!(
+            rendered(&snapshot),
+            [
+                r#"{"user_id":"u"}[0,30000,false,8]"#,
+                r#"{"user_id":"w"}[40000,50000,false,2]"#,
+            ]
+        );
+    }
+
+    fn rendered(snapshot: &LiveSnapshot) -> Vec<String> {
+        snapshot
             .keys
             .values()
             .flat_map(|series| {
@@ -203,13 +233,51 @@ mod tests {
                     .values()
                     .map(|cell| format!("{}{}", series.json, cell.rendered))
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_closed_window_committed_between_the_reads_counts_once() {
+        let plan = plan();
+        let closed = |n| LiveWindows {
+            closed: vec![PartialRow {
+                key: key("w"),
+                window: Window {
+                    start: 40_000,
+                    end: 50_000,
+                },
+                version: 1,
+                state: count(n),
+            }],
+            ..LiveWindows::default()
+        };
+        // Partition 0 closed [40 000, 50 000) with 2 events; partition 1 closed it with 7
+        // and committed. Partition 0's commit came before the store read, or did not.
+        let committed = RowsAndWatermarks {
+            rows: vec![stored(None, "w", 40_000, 50_000, 9)],
+            watermarks: vec![(0, Some(50_000)), (1, Some(60_000))],
+        };
+        let snapshot = build(
+            &plan,
+            6_000,
+            Instant::now(),
+            &committed,
+            vec![(0, closed(2))],
+        );
         assert_eq!(
-            rendered,
-            [
-                r#"{"user_id":"u"}[0,30000,false,8]"#,
-                r#"{"user_id":"w"}[40000,50000,false,2]"#,
-            ]
+            rendered(&snapshot.unwrap()),
+            [r#"{"user_id":"w"}[40000,50000,false,9]"#],
+            "in the final row already: counted once"
+        );
+        let pending = RowsAndWatermarks {
+            rows: vec![stored(None, "w", 40_000, 50_000, 7)],
+            watermarks: vec![(0, Some(45_000)), (1, Some(60_000))],
+        };
+        let snapshot = build(&plan, 6_000, Instant::now(), &pending, vec![(0, closed(2))]);
+        assert_eq!(
+            rendered(&snapshot.unwrap()),
+            [r#"{"user_id":"w"}[40000,50000,false,9]"#],
+            "not committed yet: the engine's copy counts"
         );
     }
 }

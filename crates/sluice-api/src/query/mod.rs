@@ -444,7 +444,7 @@ impl Serving {
                 tenant: cache.tenant.clone(),
                 end_after: current.saturating_sub(lateness),
                 end_upto: frontier.saturating_sub(lateness),
-                start_from: horizon,
+                start_from: horizon.max(cells::starts_after(plan, current.saturating_sub(lateness))),
                 start_before: Millis::MAX,
                 limit: self.config.max_store_rows,
             })
@@ -565,13 +565,16 @@ impl Serving {
         let frontier = cache.series.read().frontier;
         let rows = self
             .store
-            .rows_in(RowRange {
+            .live_rows(RowRange {
                 metric: cache.metric.clone(),
                 generation,
                 tenant: cache.tenant.clone(),
                 end_after: frontier.saturating_sub(cache.plan.allowed_lateness),
                 end_upto: Millis::MAX,
-                start_from: Millis::MIN,
+                start_from: cells::starts_after(
+                    &cache.plan,
+                    frontier.saturating_sub(cache.plan.allowed_lateness),
+                ),
                 start_before: Millis::MAX,
                 limit: self.config.max_store_rows,
             })

@@ -15,8 +15,8 @@ mod serving;
 
 use crate::error::StoreError;
 use crate::model::{
-    ChangedRow, Commit, MetricRecord, Origin, PartialRow, Position, RowDecoder, RowPage, RowQuery,
-    RowRange, RowRef, StoredRow,
+    ChangedRow, Commit, MetricCommit, MetricRecord, Origin, PackedRows, PartialRow, Position,
+    RowDecoder, RowPage, RowQuery, RowRange, RowRef, RowsAndWatermarks, StoredRow,
 };
 use crate::roles::{Catalogue, Checkpoints, Housekeeping, ResultReads};
 use async_trait::async_trait;
@@ -212,6 +212,8 @@ impl Catalogue for SqliteStore {
                 .map_err(|e| classify(path, e))?;
             tx.execute("DELETE FROM partials WHERE metric = ?1", [&name])
                 .map_err(|e| classify(path, e))?;
+            tx.execute("DELETE FROM finals WHERE metric = ?1", [&name])
+                .map_err(|e| classify(path, e))?;
             tx.execute("DELETE FROM watermarks WHERE metric = ?1", [&name])
                 .map_err(|e| classify(path, e))?;
             let pattern = format!("{}@%", escape_like(&name));
@@ -254,8 +256,21 @@ impl Catalogue for SqliteStore {
                     params![metric, next, current, before],
                 )
                 .map_err(|e| classify(path, e))?;
+                tx.execute(
+                    "DELETE FROM finals WHERE metric = ?1 AND generation = ?2 AND window_start < ?3",
+                    params![metric, next, before],
+                )
+                .map_err(|e| classify(path, e))?;
+                tx.execute(
+                    "INSERT INTO finals (metric, generation, tenant, window_start, group_key, window_end, version, state) \
+                     SELECT metric, ?2, tenant, window_start, group_key, window_end, version, state FROM finals \
+                     WHERE metric = ?1 AND generation = ?3 AND window_start < ?4",
+                    params![metric, next, current, before],
+                )
+                .map_err(|e| classify(path, e))?;
             }
             tx.execute("DELETE FROM partials WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
+            tx.execute("DELETE FROM finals WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
             tx.execute("DELETE FROM watermarks WHERE metric = ?1 AND generation < ?2", params![metric, next]).map_err(|e| classify(path, e))?;
             for generation in 0..next {
                 tx.execute("DELETE FROM positions WHERE pipeline = ?1", [MetricRecord::pipeline_of(&metric, generation)])
@@ -274,6 +289,11 @@ impl Catalogue for SqliteStore {
             let tx = connection.transaction().map_err(|e| classify(path, e))?;
             tx.execute(
                 "DELETE FROM partials WHERE metric = ?1 AND generation = ?2",
+                params![metric, generation],
+            )
+            .map_err(|e| classify(path, e))?;
+            tx.execute(
+                "DELETE FROM finals WHERE metric = ?1 AND generation = ?2",
                 params![metric, generation],
             )
             .map_err(|e| classify(path, e))?;
@@ -376,60 +396,8 @@ impl Checkpoints for SqliteStore {
             if current != Some(epoch) {
                 return Err(StoreError::Fenced { pipeline, partition, epoch, current: current.unwrap_or(0) });
             }
-            {
-                let mut retract = tx
-                    .prepare_cached(
-                        "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND partition = ?7 AND tenant = ?3 \
-                         AND window_start = ?4 AND group_key = ?5 AND window_end = ?6",
-                    )
-                    .map_err(|e| classify(path, e))?;
-                let mut upsert = tx
-                    .prepare_cached(
-                        "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                         ON CONFLICT (metric, generation, partition, tenant, window_start, group_key, window_end) \
-                         DO UPDATE SET version = excluded.version, state = excluded.state",
-                    )
-                    .map_err(|e| classify(path, e))?;
-                let mut watermark = tx
-                    .prepare_cached(
-                        "INSERT INTO watermarks (metric, generation, partition, watermark) VALUES (?1, ?2, ?3, ?4) \
-                         ON CONFLICT (metric, generation, partition) DO UPDATE SET watermark = excluded.watermark",
-                    )
-                    .map_err(|e| classify(path, e))?;
-                for metric in &commit.metrics {
-                    for row in &metric.retracted {
-                        retract
-                            .execute(params![metric.metric, metric.generation, row.tenant, row.window_start, row.key, row.window_end, partition])
-                            .map_err(|e| classify(path, e))?;
-                    }
-                    // In the primary key's order: each insert then lands beside the one before
-                    // it, on a page in cache, and pages fill in order instead of splitting
-                    // wherever keys fall (the processor lists rows as windows close). Stable:
-                    // of two rows with one key, the later still wins.
-                    let mut rows: Vec<ChangedRow<'_>> = metric.changed.iter().collect();
-                    rows.sort_by(|a, b| {
-                        (a.tenant, a.window_start, a.key, a.window_end).cmp(&(b.tenant, b.window_start, b.key, b.window_end))
-                    });
-                    for row in rows {
-                        upsert
-                            .execute(params![
-                                metric.metric,
-                                metric.generation,
-                                row.tenant,
-                                row.window_start,
-                                row.key,
-                                row.window_end,
-                                partition,
-                                row.version,
-                                row.state
-                            ])
-                            .map_err(|e| classify(path, e))?;
-                    }
-                    watermark
-                        .execute(params![metric.metric, metric.generation, partition, metric.watermark])
-                        .map_err(|e| classify(path, e))?;
-                }
+            for metric in &commit.metrics {
+                apply_metric(&tx, partition, metric).map_err(|e| e.into_store(path))?;
             }
             tx.execute(
                 "UPDATE positions SET next_offset = ?3, event_time = ?4, log_epoch = ?5 WHERE pipeline = ?1 AND partition = ?2",
@@ -459,7 +427,7 @@ impl Checkpoints for SqliteStore {
                 .map_err(|e| classify(path, e))?;
             let rows = statement
                 .query_map(params![metric, generation, partition, open_after], |row| {
-                    stored_row(row, partition, row.get(0)?)
+                    stored_row(row, Some(partition), row.get(0)?)
                 })
                 .map_err(|e| classify(path, e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
@@ -509,6 +477,38 @@ impl Checkpoints for SqliteStore {
         .await
     }
 
+    async fn settle(
+        &self,
+        metric: &str,
+        generation: u32,
+        lateness: Millis,
+    ) -> Result<u64, StoreError> {
+        let metric = metric.to_owned();
+        self.write(move |connection, path| {
+            let tx = connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| classify(path, e))?;
+            let closed = closed_open_rows(&tx, &metric, generation, lateness)
+                .map_err(|e| classify(path, e))?;
+            let mut retract = tx
+                .prepare_cached(
+                    "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND partition = ?3 AND tenant = ?4 \
+                     AND window_start = ?5 AND group_key = ?6 AND window_end = ?7",
+                )
+                .map_err(|e| classify(path, e))?;
+            for (partition, row) in &closed {
+                retract
+                    .execute(params![metric, generation, partition, row.tenant, row.window_start, row.key, row.window_end])
+                    .map_err(|e| classify(path, e))?;
+                merge_final(&tx, &metric, generation, row.as_changed()).map_err(|e| e.into_store(path))?;
+            }
+            drop(retract);
+            tx.commit().map_err(|e| classify(path, e))?;
+            Ok(closed.len() as u64)
+        })
+        .await
+    }
+
     async fn watermarks(
         &self,
         metric: &str,
@@ -516,13 +516,7 @@ impl Checkpoints for SqliteStore {
     ) -> Result<Vec<(u32, Option<Millis>)>, StoreError> {
         let metric = metric.to_owned();
         self.read(move |connection, path| {
-            let mut statement = connection
-                .prepare_cached("SELECT partition, watermark FROM watermarks WHERE metric = ?1 AND generation = ?2 ORDER BY partition")
-                .map_err(|e| classify(path, e))?;
-            let rows = statement
-                .query_map(params![metric, generation], |row| Ok((row.get(0)?, row.get(1)?)))
-                .map_err(|e| classify(path, e))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
+            watermarks_of(connection, &metric, generation).map_err(|e| classify(path, e))
         })
         .await
     }
@@ -548,9 +542,12 @@ impl ResultReads for SqliteStore {
         self.read(move |connection, path| {
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
+                    "SELECT NULL, group_key, window_start, window_end, version, state FROM finals \
                      WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 AND window_start < ?5 \
-                     ORDER BY window_start",
+                     UNION ALL \
+                     SELECT partition, group_key, window_start, window_end, version, state FROM partials \
+                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 AND window_start < ?5 \
+                     ORDER BY 3",
                 )
                 .map_err(|e| classify(path, e))?;
             let rows = statement
@@ -565,6 +562,10 @@ impl ResultReads for SqliteStore {
 
     async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError> {
         self.rows_in_range(range).await
+    }
+
+    async fn live_rows(&self, range: RowRange) -> Result<Option<RowsAndWatermarks>, StoreError> {
+        self.live_rows_in(range).await
     }
 
     async fn rows_page(&self, page: RowPage) -> Result<Vec<StoredRow>, StoreError> {
@@ -608,11 +609,175 @@ impl Housekeeping for SqliteStore {
     }
 }
 
-/// A partial row whose columns 1 to 5 are `group_key, window_start, window_end, version,
+/// A failure applying a commit: SQLite's, or a state that would not merge.
+enum ApplyError {
+    Sqlite(rusqlite::Error),
+    Merge(String),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(error: rusqlite::Error) -> Self {
+        ApplyError::Sqlite(error)
+    }
+}
+
+impl ApplyError {
+    fn into_store(self, path: &Path) -> StoreError {
+        match self {
+            ApplyError::Sqlite(error) => classify(path, error),
+            ApplyError::Merge(detail) => StoreError::Corrupt {
+                path: path.to_owned(),
+                detail: format!("a stored state does not merge: {detail}"),
+            },
+        }
+    }
+}
+
+/// Writes one metric's part of a commit of `partition`: retracted open rows, then closed
+/// windows into their final rows, then changed open rows, then the watermark.
+fn apply_metric(
+    tx: &rusqlite::Transaction<'_>,
+    partition: u32,
+    metric: &MetricCommit,
+) -> Result<(), ApplyError> {
+    let mut retract = tx.prepare_cached(
+        "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND partition = ?7 AND tenant = ?3 \
+         AND window_start = ?4 AND group_key = ?5 AND window_end = ?6",
+    )?;
+    for row in &metric.retracted {
+        retract.execute(params![
+            metric.metric,
+            metric.generation,
+            row.tenant,
+            row.window_start,
+            row.key,
+            row.window_end,
+            partition
+        ])?;
+    }
+    for row in in_key_order(&metric.closed) {
+        retract.execute(params![
+            metric.metric,
+            metric.generation,
+            row.tenant,
+            row.window_start,
+            row.key,
+            row.window_end,
+            partition
+        ])?;
+        merge_final(tx, &metric.metric, metric.generation, row)?;
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (metric, generation, partition, tenant, window_start, group_key, window_end) \
+         DO UPDATE SET version = excluded.version, state = excluded.state",
+    )?;
+    for row in in_key_order(&metric.changed) {
+        upsert.execute(params![
+            metric.metric,
+            metric.generation,
+            row.tenant,
+            row.window_start,
+            row.key,
+            row.window_end,
+            partition,
+            row.version,
+            row.state
+        ])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO watermarks (metric, generation, partition, watermark) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (metric, generation, partition) DO UPDATE SET watermark = excluded.watermark",
+    )?
+    .execute(params![
+        metric.metric,
+        metric.generation,
+        partition,
+        metric.watermark
+    ])?;
+    Ok(())
+}
+
+/// Rows in the order of the tables' keys (tenant, window start, group key, window end): each
+/// write then lands beside the one before it, on a page in cache, and pages fill in order
+/// instead of splitting wherever keys fall (the processor lists rows as windows close).
+/// Stable: of two rows with one key, the later still wins.
+fn in_key_order(rows: &PackedRows) -> Vec<ChangedRow<'_>> {
+    let mut rows: Vec<ChangedRow<'_>> = rows.iter().collect();
+    rows.sort_by(|a, b| {
+        (a.tenant, a.window_start, a.key, a.window_end).cmp(&(
+            b.tenant,
+            b.window_start,
+            b.key,
+            b.window_end,
+        ))
+    });
+    rows
+}
+
+/// Merges a closed window's state into its final row, making the row if this is the first
+/// partition to close the window. The final version is the highest any partition reached.
+fn merge_final(
+    tx: &rusqlite::Transaction<'_>,
+    metric: &str,
+    generation: u32,
+    row: ChangedRow<'_>,
+) -> Result<(), ApplyError> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO finals (metric, generation, tenant, window_start, group_key, window_end, version, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            metric,
+            generation,
+            row.tenant,
+            row.window_start,
+            row.key,
+            row.window_end,
+            row.version,
+            row.state
+        ])?;
+    if inserted == 1 {
+        return Ok(());
+    }
+    let key = "metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start = ?4 AND group_key = ?5 AND window_end = ?6";
+    let (version, state): (u32, Vec<u8>) = tx
+        .prepare_cached(&format!("SELECT version, state FROM finals WHERE {key}"))?
+        .query_row(
+            params![
+                metric,
+                generation,
+                row.tenant,
+                row.window_start,
+                row.key,
+                row.window_end
+            ],
+            |found| Ok((found.get(0)?, found.get(1)?)),
+        )?;
+    let merged = crate::merge::merged_state(&state, row.state).map_err(ApplyError::Merge)?;
+    tx.prepare_cached(&format!(
+        "UPDATE finals SET version = ?7, state = ?8 WHERE {key}"
+    ))?
+    .execute(params![
+        metric,
+        generation,
+        row.tenant,
+        row.window_start,
+        row.key,
+        row.window_end,
+        version.max(row.version),
+        merged
+    ])?;
+    Ok(())
+}
+
+/// A stored row whose columns 1 to 5 are `group_key, window_start, window_end, version,
 /// state` (column 0 is the partition or the tenant, whichever the query does not fix).
 pub(crate) fn stored_row(
     row: &rusqlite::Row<'_>,
-    partition: u32,
+    partition: Option<u32>,
     tenant: String,
 ) -> rusqlite::Result<StoredRow> {
     Ok(StoredRow {
@@ -624,6 +789,55 @@ pub(crate) fn stored_row(
         version: row.get(4)?,
         state: row.get(5)?,
     })
+}
+
+/// Each partition's committed watermark of a metric generation.
+pub(crate) fn watermarks_of(
+    connection: &Connection,
+    metric: &str,
+    generation: u32,
+) -> rusqlite::Result<Vec<(u32, Option<Millis>)>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT partition, watermark FROM watermarks WHERE metric = ?1 AND generation = ?2 ORDER BY partition",
+    )?;
+    let rows = statement.query_map(params![metric, generation], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?;
+    rows.collect()
+}
+
+/// The open rows of a metric generation whose window their partition's committed watermark
+/// has closed, with their partitions, in key order.
+fn closed_open_rows(
+    tx: &rusqlite::Transaction<'_>,
+    metric: &str,
+    generation: u32,
+    lateness: Millis,
+) -> rusqlite::Result<Vec<(u32, StoredRow)>> {
+    let mut statement = tx.prepare(
+        "SELECT p.partition, p.tenant, p.group_key, p.window_start, p.window_end, p.version, p.state \
+         FROM partials p JOIN watermarks w \
+         ON w.metric = p.metric AND w.generation = p.generation AND w.partition = p.partition \
+         WHERE p.metric = ?1 AND p.generation = ?2 AND w.watermark IS NOT NULL \
+         AND p.window_end <= w.watermark - ?3 \
+         ORDER BY p.tenant, p.window_start, p.group_key, p.window_end, p.partition",
+    )?;
+    let rows = statement.query_map(params![metric, generation, lateness], |row| {
+        let partition: u32 = row.get(0)?;
+        Ok((
+            partition,
+            StoredRow {
+                partition: Some(partition),
+                tenant: row.get(1)?,
+                key: row.get(2)?,
+                window_start: row.get(3)?,
+                window_end: row.get(4)?,
+                version: row.get(5)?,
+                state: row.get(6)?,
+            },
+        ))
+    })?;
+    rows.collect()
 }
 
 /// The columns of a [`Position`], in the order [`position_from`] reads them.

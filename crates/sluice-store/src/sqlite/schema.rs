@@ -86,6 +86,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
     //    Positions from older files are of epoch 0, the epoch every partition begins with.
     "ALTER TABLE positions ADD COLUMN log_epoch INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE positions ADD COLUMN lost_offsets INTEGER NOT NULL DEFAULT 0;",
+    // 4: final rows, one per (tenant, group key, window) whatever the partition count: each
+    //    partition merges its state of a window into it as it closes the window, and
+    //    `partials` keeps only windows some partition has open. Written as windows close
+    //    (roughly in start order) and read in ranges of one tenant's starts, it has no index
+    //    beside its primary key. Open rows are read by end (live state) or by partition
+    //    (restarts), so their index by start goes. Closed rows a file already has move over
+    //    when their metric's pipelines start (`settle`), which needs the engine to merge.
+    "CREATE TABLE finals (
+        metric TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        tenant TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        group_key BLOB NOT NULL,
+        window_end INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        state BLOB NOT NULL,
+        PRIMARY KEY (metric, generation, tenant, window_start, group_key, window_end)
+    ) STRICT, WITHOUT ROWID;
+    DROP INDEX partials_by_tenant;",
 ];
 
 /// The schema version this sluice writes.
@@ -157,13 +176,13 @@ pub(crate) fn verify(path: &Path, connection: &Connection) -> Result<(), StoreEr
             "its schema is not the one sluice writes: {difference}"
         )));
     }
-    // Every table but `partials` is small: check its pages (and its indexes') now. `partials`
-    // can be gigabytes, which `quick_check` reads at about 350 MB/s — seconds added to every
+    // Every table but `partials` and `finals` is small: check its pages (and its indexes')
+    // now. Those two can be gigabytes, which `quick_check` reads at about 350 MB/s — seconds added to every
     // start. Its pages are checked as they are read instead: SQLite reports a damaged page as
     // corrupt (classified as `Corrupt`, stopping only the pipeline partition that reads it),
     // and each stored state carries its own checksum.
     for (kind, table, _, _) in expected {
-        if kind != "table" || table == "partials" {
+        if kind != "table" || table == "partials" || table == "finals" {
             continue;
         }
         let problems: Vec<String> = {

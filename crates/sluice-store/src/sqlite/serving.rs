@@ -1,31 +1,81 @@
-//! Reads for the query API: one tenant's rows of a metric generation by window end (the
-//! windows that became final since a cache last looked, or that are not final yet) and by
-//! window start (ranges older than the cache), each bounded; and pages of a whole range in
-//! the order of `partials_by_tenant` (exports), so a page is one walk of the index.
+//! Reads for the query API. One tenant's rows of a metric generation come from two tables:
+//! `finals` (one row per window every partition has closed into it; read by its primary key,
+//! tenant then window start) and `partials` (the windows partitions have open; few, read by
+//! `partials_by_end`). Reads of a range take both in one statement, so one snapshot: a commit
+//! moving a window from one to the other is seen whole or not at all. Exports page through
+//! `finals` alone, in its key order, so a page is one walk of the table.
 
 use super::{SqliteStore, classify, stored_row};
 use crate::error::StoreError;
-use crate::model::{RowPage, RowRange, StoredRow};
-use rusqlite::params;
-use sluice_core::time::Millis;
+use crate::model::{RowPage, RowRange, RowsAndWatermarks, StoredRow};
+use rusqlite::{Connection, params};
+use std::path::Path;
+
+/// Final and open rows of one tenant in a range: `?1`–`?3` metric, generation, tenant; `?4`,
+/// `?5` the end range; `?6`, `?7` the start range; `?8` the limit. Final rows are found by
+/// start (their key), open rows by end (their index); a unary `+` keeps the other range out
+/// of index selection.
+const ROWS_IN: &str = concat!(
+    "SELECT NULL, group_key, window_start, window_end, version, state FROM finals ",
+    "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?6 AND window_start < ?7 ",
+    "AND +window_end > ?4 AND +window_end <= ?5 ",
+    "UNION ALL ",
+    "SELECT partition, group_key, window_start, window_end, version, state FROM partials ",
+    "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_end > ?4 AND window_end <= ?5 ",
+    "AND +window_start >= ?6 AND +window_start < ?7 ",
+    "ORDER BY 3 LIMIT ?8"
+);
 
 /// The first page of a [`RowPage`]: `?1`–`?3` metric, generation, tenant; `?4`, `?5` the
 /// start range; `?6` the end bound; `?7` the limit.
 pub(crate) const FIRST_PAGE: &str = concat!(
-    "SELECT partition, group_key, window_start, window_end, version, state FROM partials ",
+    "SELECT NULL, group_key, window_start, window_end, version, state FROM finals ",
     "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 ",
-    "AND window_start < ?5 AND +window_end <= ?6 ",
-    "ORDER BY window_start, partition, group_key, window_end LIMIT ?7"
+    "AND window_start < ?5 AND window_end <= ?6 ",
+    "ORDER BY window_start, group_key, window_end LIMIT ?7"
 );
 
-/// The pages after: the cursor (`?8`–`?11`) instead of `?4`.
+/// The pages after: the cursor (`?8`–`?10`) instead of `?4`. With a cursor the row value is
+/// the only lower bound: given `window_start >= ?` beside it, SQLite seeks by that instead and
+/// every page walks the range again from its start (pages cost the square of their count).
 pub(crate) const NEXT_PAGE: &str = concat!(
-    "SELECT partition, group_key, window_start, window_end, version, state FROM partials ",
+    "SELECT NULL, group_key, window_start, window_end, version, state FROM finals ",
     "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 ",
-    "AND (window_start, partition, group_key, window_end) > (?8, ?9, ?10, ?11) ",
-    "AND window_start < ?5 AND +window_end <= ?6 ",
-    "ORDER BY window_start, partition, group_key, window_end LIMIT ?7"
+    "AND (window_start, group_key, window_end) > (?8, ?9, ?10) ",
+    "AND window_start < ?5 AND window_end <= ?6 ",
+    "ORDER BY window_start, group_key, window_end LIMIT ?7"
 );
+
+/// The rows of `range`, or `None` when there are more than its limit.
+fn rows_of_range(
+    connection: &Connection,
+    path: &Path,
+    range: &RowRange,
+) -> Result<Option<Vec<StoredRow>>, StoreError> {
+    let mut statement = connection
+        .prepare_cached(ROWS_IN)
+        .map_err(|e| classify(path, e))?;
+    let limit = i64::try_from(range.limit).unwrap_or(i64::MAX - 1) + 1;
+    let rows = statement
+        .query_map(
+            params![
+                range.metric,
+                range.generation,
+                range.tenant,
+                range.end_after,
+                range.end_upto,
+                range.start_from,
+                range.start_before,
+                limit
+            ],
+            |row| stored_row(row, row.get(0)?, range.tenant.clone()),
+        )
+        .map_err(|e| classify(path, e))?;
+    let rows = rows
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| classify(path, e))?;
+    Ok((rows.len() <= range.limit).then_some(rows))
+}
 
 impl SqliteStore {
     /// The rows in `range`, ordered by window start. Returns `None` when there are more than
@@ -34,54 +84,31 @@ impl SqliteStore {
         &self,
         range: RowRange,
     ) -> Result<Option<Vec<StoredRow>>, StoreError> {
-        // SQLite has no statistics to choose between the two indexes and, given both ranges,
-        // walks `partials_by_tenant` over the whole start range — every row of the metric for
-        // the live snapshot, which asks for windows ending after the frontier (a handful). A
-        // unary `+` keeps a term out of index selection, so the range that narrows the read
-        // picks the index: reads with a lower bound on the end (live state, newly final
-        // windows) go by `partials_by_end`, the others (history) by `partials_by_tenant`.
-        let by_end = range.end_after > Millis::MIN;
+        self.read(move |connection, path| rows_of_range(connection, path, &range))
+            .await
+    }
+
+    /// The rows in `range` and the generation's watermarks, in one read transaction.
+    pub(crate) async fn live_rows_in(
+        &self,
+        range: RowRange,
+    ) -> Result<Option<RowsAndWatermarks>, StoreError> {
         self.read(move |connection, path| {
-            let mut statement = connection
-                .prepare_cached(if by_end {
-                    "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
-                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_end > ?4 AND window_end <= ?5 \
-                     AND +window_start >= ?6 AND +window_start < ?7 ORDER BY window_start LIMIT ?8"
-                } else {
-                    "SELECT partition, group_key, window_start, window_end, version, state FROM partials \
-                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND +window_end > ?4 AND +window_end <= ?5 \
-                     AND window_start >= ?6 AND window_start < ?7 ORDER BY window_start LIMIT ?8"
-                })
+            let tx = connection
+                .unchecked_transaction()
                 .map_err(|e| classify(path, e))?;
-            let limit = i64::try_from(range.limit).unwrap_or(i64::MAX - 1) + 1;
-            let rows = statement
-                .query_map(
-                    params![
-                        range.metric,
-                        range.generation,
-                        range.tenant,
-                        range.end_after,
-                        range.end_upto,
-                        range.start_from,
-                        range.start_before,
-                        limit
-                    ],
-                    |row| stored_row(row, row.get(0)?, range.tenant.clone()),
-                )
+            let Some(rows) = rows_of_range(&tx, path, &range)? else {
+                return Ok(None);
+            };
+            let watermarks = super::watermarks_of(&tx, &range.metric, range.generation)
                 .map_err(|e| classify(path, e))?;
-            let rows = rows
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| classify(path, e))?;
-            Ok((rows.len() <= range.limit).then_some(rows))
+            tx.finish().map_err(|e| classify(path, e))?;
+            Ok(Some(RowsAndWatermarks { rows, watermarks }))
         })
         .await
     }
 
-    /// The next page of `page`: `partials_by_tenant` holds the primary key's other columns
-    /// after `window_start` (partition, group key, window end), so the page order is the
-    /// index's and the cursor a row-value bound on it. With a cursor the row value is the only
-    /// lower bound: given `window_start >= ?` beside it, SQLite seeks by that instead and every
-    /// page walks the range again from its start (pages cost the square of their count).
+    /// The next page of `page`, from `finals` in its key order.
     pub(crate) async fn rows_of_page(&self, page: RowPage) -> Result<Vec<StoredRow>, StoreError> {
         self.read(move |connection, path| {
             let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
@@ -94,8 +121,7 @@ impl SqliteStore {
                 page.end_upto,
                 limit
             ];
-            let to_row =
-                |row: &rusqlite::Row<'_>| stored_row(row, row.get(0)?, page.tenant.clone());
+            let to_row = |row: &rusqlite::Row<'_>| stored_row(row, None, page.tenant.clone());
             let rows = match &page.after {
                 None => {
                     let mut statement = connection
@@ -113,7 +139,6 @@ impl SqliteStore {
                     let mut all: Vec<&dyn rusqlite::ToSql> = base.to_vec();
                     all.extend([
                         &after.window_start as &dyn rusqlite::ToSql,
-                        &after.partition,
                         &after.key,
                         &after.window_end,
                     ]);

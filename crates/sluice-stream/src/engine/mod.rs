@@ -576,7 +576,11 @@ impl Processor {
             .metrics
             .iter_mut()
             .map(|metric| {
-                let (retracted, changed) = metric.windows.checkpoint(&self.rows);
+                let table::TableCheckpoint {
+                    retracted,
+                    closed,
+                    changed,
+                } = metric.windows.checkpoint(&self.rows);
                 MetricCheckpoint {
                     metric: metric.name.clone(),
                     watermark: self
@@ -584,6 +588,7 @@ impl Processor {
                         .time()
                         .map(|_| self.clock.watermark(metric.plan.out_of_orderness)),
                     retracted,
+                    closed,
                     changed,
                 }
             })

@@ -165,8 +165,12 @@ pub struct MetricCheckpoint {
     /// Rows to delete: session windows stored under bounds that no longer exist. Apply
     /// before `changed`.
     pub retracted: Vec<(Arc<GroupKey>, Window)>,
-    /// Rows to insert or replace: every window whose state changed, including windows that
-    /// closed since (their final state), encoded.
+    /// Every window closed since the previous checkpoint, with its final state, encoded
+    /// (changed since or not): the partition never changes it again, so the store merges it
+    /// into the window's final row and drops the partition's open row of it. Apply after
+    /// `retracted`.
+    pub closed: PackedRows,
+    /// Open windows to insert or replace: every one whose state changed, encoded.
     pub changed: PackedRows,
 }
 

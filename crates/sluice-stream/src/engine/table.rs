@@ -69,6 +69,13 @@ pub(crate) struct WindowTable {
     hasher: foldhash::fast::RandomState,
 }
 
+/// What [`WindowTable::checkpoint`] hands over (see [`MetricCheckpoint`](super::output::MetricCheckpoint)).
+pub(crate) struct TableCheckpoint {
+    pub(crate) retracted: Vec<(Arc<GroupKey>, Window)>,
+    pub(crate) closed: PackedRows,
+    pub(crate) changed: PackedRows,
+}
+
 /// Where emitted updates are attributed.
 pub(crate) struct EmitContext<'a> {
     pub(crate) metric: &'a Arc<str>,
@@ -422,8 +429,10 @@ impl WindowTable {
                 break;
             }
             let (mut entry, key) = self.remove(id);
-            if entry.ckpt_dirty && self.keep_closed {
-                // Encoded now, while the state is in cache, rather than copied for later.
+            if self.keep_closed {
+                // Every closed window goes to the next checkpoint, changed or not: the store
+                // moves it from the partition's open rows into the final ones. Encoded now,
+                // while the state is in cache, rather than copied for later.
                 self.closed_rows.push_with(
                     key.tenant(),
                     key.as_bytes(),
@@ -465,14 +474,12 @@ impl WindowTable {
         }
     }
 
-    /// What changed since the previous call: retracted bounds, then changed rows (closed
-    /// windows' final states included), encoded. The next rows are packed into memory from
-    /// `pool`.
-    pub(crate) fn checkpoint(
-        &mut self,
-        pool: &RowPool,
-    ) -> (Vec<(Arc<GroupKey>, Window)>, PackedRows) {
-        let mut changed = std::mem::replace(&mut self.closed_rows, pool.take());
+    /// What changed since the previous call, encoded: retracted bounds, every window closed
+    /// since (its final state), and the open windows whose state changed. The next rows are
+    /// packed into memory from `pool`.
+    pub(crate) fn checkpoint(&mut self, pool: &RowPool) -> TableCheckpoint {
+        let closed = std::mem::replace(&mut self.closed_rows, pool.take());
+        let mut changed = pool.take();
         for (_, entry) in self.entries.iter_mut().filter(|(_, e)| e.ckpt_dirty) {
             entry.ckpt_dirty = false;
             entry.stored = true;
@@ -487,8 +494,9 @@ impl WindowTable {
         }
         let mut retracted = std::mem::take(&mut self.retract_ckpt);
         if !retracted.is_empty() {
-            let rewritten: std::collections::HashSet<(&[u8], Window)> = changed
+            let rewritten: std::collections::HashSet<(&[u8], Window)> = closed
                 .iter()
+                .chain(changed.iter())
                 .map(|row| {
                     let window = Window {
                         start: row.window_start,
@@ -499,7 +507,11 @@ impl WindowTable {
                 .collect();
             retracted.retain(|(key, window)| !rewritten.contains(&(key.as_bytes(), *window)));
         }
-        (retracted, changed)
+        TableCheckpoint {
+            retracted,
+            closed,
+            changed,
+        }
     }
 
     /// The open windows, optionally of one tenant.

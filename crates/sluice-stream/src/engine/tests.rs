@@ -427,7 +427,8 @@ fn apply(store: &mut StoredRows, checkpoint: &Checkpoint) {
                 window.end,
             ));
         }
-        for row in metric.changed.iter() {
+        // Closed windows stay beside the open ones here: restoring skips them.
+        for row in metric.closed.iter().chain(metric.changed.iter()) {
             store.insert(
                 (
                     metric.metric.to_string(),
@@ -777,9 +778,11 @@ fn a_processor_without_checkpoints_emits_the_same_updates_and_keeps_no_closed_wi
     assert_eq!(updates.len(), 3, "{updates:?}");
     assert_eq!(bare.updates(), updates);
     let rows = |run: &Run| -> Vec<(String, Window)> {
-        run.out.checkpoints[0].metrics[0]
-            .changed
+        let metric = &run.out.checkpoints[0].metrics[0];
+        metric
+            .closed
             .iter()
+            .chain(metric.changed.iter())
             .map(|row| {
                 let key = crate::keys::GroupKey::from_bytes(row.key).unwrap();
                 let window = Window {
@@ -806,4 +809,43 @@ fn a_processor_without_checkpoints_emits_the_same_updates_and_keeps_no_closed_wi
         )],
         "only the open window"
     );
+}
+
+#[test]
+fn a_checkpoint_lists_every_window_closed_since_the_last_apart_from_the_open_ones() {
+    let mut run = Run::new(&[COUNTS]);
+    run.views(&[(1_000, "u1", "/a", 5), (2_000, "u2", "/b", 5)], 0);
+    let barrier = |run: &mut Run, id| {
+        run.processor
+            .handle(Message::Barrier { id }, &mut run.out)
+            .unwrap();
+        run.out.checkpoints.pop().unwrap()
+    };
+    let windows = |rows: &crate::engine::rows::PackedRows| -> Vec<(Vec<u8>, Millis, u32)> {
+        rows.iter()
+            .map(|row| (row.key.to_vec(), row.window_start, row.version))
+            .collect()
+    };
+    let first = barrier(&mut run, 1);
+    assert!(first.metrics[0].closed.is_empty());
+    assert_eq!(
+        windows(&first.metrics[0].changed).len(),
+        2,
+        "two open windows"
+    );
+    // Unchanged since that checkpoint, both windows close: the store must still learn it.
+    run.views(&[(30_000, "u3", "/c", 5)], 0);
+    let second = barrier(&mut run, 2);
+    let closed = windows(&second.metrics[0].closed);
+    assert_eq!(closed.len(), 2, "both closed windows, though unchanged");
+    assert!(
+        closed
+            .iter()
+            .all(|(_, start, version)| *start == 0 && *version == 1)
+    );
+    let open = windows(&second.metrics[0].changed);
+    assert_eq!(open.len(), 1, "only the new window is open: {open:?}");
+    assert_eq!(open[0].1, 30_000);
+    let third = barrier(&mut run, 3);
+    assert!(third.metrics[0].closed.is_empty() && third.metrics[0].changed.is_empty());
 }

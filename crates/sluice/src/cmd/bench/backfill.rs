@@ -7,9 +7,10 @@
 //! tenant's windows and counts the stored rows.
 //!
 //! The last stdout line is one JSON object: events/s (wall and per CPU-second), the result
-//! rows (distinct tenant, key and window), the partial rows stored for them (one per
-//! partition that saw the key), the store's bytes per result row, the process's peak RSS, and
-//! how fast every tenant's windows are exported (the engine of `GET …/export`, without HTTP).
+//! rows (distinct tenant, key and window), the rows stored for them (one final row per window
+//! every partition has closed, plus one open row per partition that still has the window
+//! open), the store's bytes per result row, the process's peak RSS, and how fast every
+//! tenant's windows are exported (the engine of `GET …/export`, without HTTP).
 
 use super::stream::{fresh_store, run_backfill, write_events};
 use crate::UserError;
@@ -167,7 +168,7 @@ async fn backfill(
         run.seconds, run.cpu_seconds
     );
 
-    let mut partial_rows = 0u64;
+    let (mut stored_rows, mut open_rows) = (0u64, 0u64);
     let mut results = HashSet::new();
     for tenant in tenants {
         let rows = store
@@ -179,15 +180,16 @@ async fn backfill(
                 to: Millis::MAX,
             })
             .await?;
-        partial_rows += rows.len() as u64;
+        stored_rows += rows.len() as u64;
+        open_rows += rows.iter().filter(|row| row.partition.is_some()).count() as u64;
         results.extend(rows.into_iter().map(|row| (row.key, row.window_start)));
     }
     let store_bytes = store.size().await?;
     let result_rows = results.len() as u64;
     let peak_rss = peak_rss_bytes()?;
     println!(
-        "store: {result_rows} result rows stored as {partial_rows} partial rows ({:.2} per result row) in {store_bytes} bytes = {:.0} B per result row",
-        partial_rows as f64 / result_rows.max(1) as f64,
+        "store: {result_rows} result rows stored as {stored_rows} rows ({:.2} per result row; {open_rows} of them open windows) in {store_bytes} bytes = {:.0} B per result row",
+        stored_rows as f64 / result_rows.max(1) as f64,
         store_bytes as f64 / result_rows.max(1) as f64
     );
     println!(
@@ -210,7 +212,8 @@ async fn backfill(
         "events_per_sec": per_second.round(),
         "events_per_cpu_sec": per_core.round(),
         "result_rows": result_rows,
-        "partial_rows": partial_rows,
+        "stored_rows": stored_rows,
+        "open_rows": open_rows,
         "store_bytes": store_bytes,
         "store_bytes_per_result_row": (store_bytes as f64 / result_rows.max(1) as f64).round(),
         "export_rows": export.rows,
