@@ -26,11 +26,16 @@ use sluice_stream::StreamError;
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::keys::{GroupKey, KeyValue};
 use sluice_stream::plan::{AggregateKind, MetricPlan};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Bytes written before they are handed to the connection.
 const CHUNK_BYTES: usize = 64 << 10;
+
+/// Group keys whose text an export keeps (forgotten all at once past it: memory stays bounded
+/// whatever the range).
+const KEYS_KEPT: usize = 65_536;
 
 /// How an export is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,19 +114,23 @@ impl Serving {
         metric: &str,
         params: ExportParams,
     ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ApiError> {
-        let cache = self.cache(metric, tenant).await?;
-        let query = super::params::resolve(
-            &cache.plan,
-            &params.series,
-            now_millis(),
-            self.config.max_series,
-        )?;
-        let frontier = cache.series.read().frontier;
-        let plan = Arc::clone(&cache.plan);
+        // The frontier as the pipelines have committed it, not a tenant cache's: an export
+        // reads the store itself and need not load the tenant's windows into memory.
+        let (plan, generation) = self.plan(metric)?;
+        let frontier = self.source.frontier(metric).await?;
+        if frontier.generation != generation {
+            return Err(super::replaced(metric));
+        }
+        let frontier = frontier.watermark.unwrap_or(Millis::MIN);
+        let query =
+            super::params::resolve(&plan, &params.series, now_millis(), self.config.max_series)?;
         // As for a series answer: the range reaches windows that are not final.
         let open =
             if bucket_close(&plan, query.to) > frontier || close_of(&plan, query.to) > frontier {
-                open_windows(&plan, &query, frontier, &*self.live(&cache).await?)
+                let live = self
+                    .snapshot(metric, tenant, &plan, generation, frontier)
+                    .await?;
+                open_windows(&plan, &query, frontier, &live)
             } else {
                 Vec::new()
             };
@@ -138,12 +147,13 @@ impl Serving {
                 key
             })
             .collect();
+        let kinds = plan.aggregates.iter().map(|a| a.kind).collect();
         let exporter = Exporter {
             serving: Arc::clone(self),
             page: RowPage {
-                metric: cache.metric.clone(),
-                generation: cache.generation,
-                tenant: cache.tenant.clone(),
+                metric: metric.to_owned(),
+                generation,
+                tenant: tenant.to_owned(),
                 start_from: query.from,
                 start_before: query.to,
                 end_upto: frontier.saturating_sub(plan.allowed_lateness),
@@ -156,6 +166,8 @@ impl Serving {
             value_names,
             stored_done: false,
             open: Some(open),
+            kinds,
+            keys: HashMap::new(),
             out,
         };
         Ok(futures::stream::try_unfold(
@@ -225,6 +237,10 @@ struct Exporter {
     stored_done: bool,
     /// The open windows, until written.
     open: Option<Vec<OpenWindow>>,
+    /// The metric's aggregates.
+    kinds: Vec<AggregateKind>,
+    /// Per encoded group key, its text (`None`: the query's filters leave it out).
+    keys: HashMap<Box<[u8]>, Option<Box<str>>>,
     out: String,
 }
 
@@ -280,26 +296,38 @@ impl Exporter {
         self.write_final(&rows)
     }
 
-    /// Writes final rows (one per key and window, by start then key).
+    /// Writes final rows (one per key and window, by start then key). A key's text is made
+    /// once and kept (keys recur in every window start), up to [`KEYS_KEPT`] keys.
     fn write_final(&mut self, rows: &[StoredRow]) -> Result<(), ApiError> {
-        let kinds: Vec<AggregateKind> = self.plan.aggregates.iter().map(|a| a.kind).collect();
         for stored in rows {
             let corrupt =
                 |reason: StreamError| super::corrupt(&self.page.metric, reason.to_string());
-            let key = GroupKey::from_bytes(&stored.key).map_err(corrupt)?;
-            if !self.query.accepts(key.values()) {
-                continue;
+            if !self.keys.contains_key(stored.key.as_slice()) {
+                let key = GroupKey::from_bytes(&stored.key).map_err(corrupt)?;
+                let text = self
+                    .query
+                    .accepts(key.values())
+                    .then(|| key_text(&self.plan, self.format, &key).into_boxed_str());
+                if self.keys.len() >= KEYS_KEPT {
+                    self.keys.clear();
+                }
+                self.keys
+                    .insert(stored.key.clone().into_boxed_slice(), text);
             }
-            let state = PartialState::decode(&stored.state, Some(&kinds)).map_err(corrupt)?;
-            let values = state.finalize(&kinds);
-            let row = Row {
-                start: stored.window_start,
-                end: stored.window_end,
-                is_final: true,
-                key: &key,
-                values: &values,
+            let Some(Some(key)) = self.keys.get(stored.key.as_slice()) else {
+                continue;
             };
-            row.write(&self.plan, self.format, &self.value_names, &mut self.out);
+            let state = PartialState::decode(&stored.state, Some(&self.kinds)).map_err(corrupt)?;
+            let values = state.finalize(&self.kinds);
+            self.out.push_str(key);
+            let window = (stored.window_start, stored.window_end, true);
+            write_window(
+                self.format,
+                window,
+                &values,
+                &self.value_names,
+                &mut self.out,
+            );
         }
         Ok(())
     }
@@ -324,36 +352,66 @@ impl Row<'_> {
         value_names: &[String],
         out: &mut String,
     ) {
-        match format {
-            ExportFormat::Ndjson => {
-                out.push_str("{\"key\":");
-                out.push_str(&render::key_object(plan, self.key));
-                let _ = write!(
-                    out,
-                    ",\"start\":{},\"end\":{},\"final\":{},\"values\":{{",
-                    self.start, self.end, self.is_final
-                );
-                for (index, (name, value)) in value_names.iter().zip(self.values).enumerate() {
-                    if index > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(name);
-                    render::value(value, out);
-                }
-                out.push_str("}}\n");
+        out.push_str(&key_text(plan, format, self.key));
+        write_window(
+            format,
+            (self.start, self.end, self.is_final),
+            self.values,
+            value_names,
+            out,
+        );
+    }
+}
+
+/// The start of a row, up to its window: `{"key":{…},` or the key's CSV fields and commas.
+fn key_text(plan: &MetricPlan, format: ExportFormat, key: &GroupKey) -> String {
+    let mut out = String::new();
+    match format {
+        ExportFormat::Ndjson => {
+            out.push_str("{\"key\":");
+            out.push_str(&render::key_object(plan, key));
+            out.push(',');
+        }
+        ExportFormat::Csv => {
+            for value in key.values() {
+                csv_key(value, &mut out);
+                out.push(',');
             }
-            ExportFormat::Csv => {
-                for value in self.key.values() {
-                    csv_key(value, out);
+        }
+    }
+    out
+}
+
+/// The rest of a row after its key: the window, whether it is final, and the values.
+fn write_window(
+    format: ExportFormat,
+    (start, end, is_final): (Millis, Millis, bool),
+    values: &[OutputValue],
+    value_names: &[String],
+    out: &mut String,
+) {
+    match format {
+        ExportFormat::Ndjson => {
+            let _ = write!(
+                out,
+                "\"start\":{start},\"end\":{end},\"final\":{is_final},\"values\":{{"
+            );
+            for (index, (name, value)) in value_names.iter().zip(values).enumerate() {
+                if index > 0 {
                     out.push(',');
                 }
-                let _ = write!(out, "{},{},{}", self.start, self.end, self.is_final);
-                for value in self.values {
-                    out.push(',');
-                    csv_value(value, out);
-                }
-                out.push('\n');
+                out.push_str(name);
+                render::value(value, out);
             }
+            out.push_str("}}\n");
+        }
+        ExportFormat::Csv => {
+            let _ = write!(out, "{start},{end},{is_final}");
+            for value in values {
+                out.push(',');
+                csv_value(value, out);
+            }
+            out.push('\n');
         }
     }
 }

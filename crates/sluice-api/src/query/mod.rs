@@ -546,35 +546,50 @@ impl Serving {
         if let Some(snapshot) = fresh(&cache.snapshot.read()) {
             return Ok(snapshot);
         }
+        let frontier = cache.series.read().frontier;
+        let snapshot = self
+            .snapshot(
+                &cache.metric,
+                &cache.tenant,
+                &cache.plan,
+                cache.generation,
+                frontier,
+            )
+            .await?;
+        let snapshot = Arc::new(snapshot);
+        *cache.snapshot.write() = Some(Arc::clone(&snapshot));
+        Ok(snapshot)
+    }
+
+    /// A live snapshot of `tenant`'s windows of `metric` (generation `generation`) closing
+    /// after `frontier`: the engine's state first, then the store's (see [`live`]).
+    pub(crate) async fn snapshot(
+        &self,
+        metric: &str,
+        tenant: &str,
+        plan: &MetricPlan,
+        generation: u32,
+        frontier: Millis,
+    ) -> Result<LiveSnapshot, ApiError> {
         let taken = Instant::now();
-        let (generation, partitions) = self
+        let (current, partitions) = self
             .source
-            .live_windows(&cache.metric, &cache.tenant)
+            .live_windows(metric, tenant)
             .await
             .map_err(ApiError::from)?;
-        if generation != cache.generation {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "replaced",
-                format!(
-                    "metric {:?} was just replaced by a replay; retry",
-                    cache.metric
-                ),
-            ));
+        if current != generation {
+            return Err(replaced(metric));
         }
-        let frontier = cache.series.read().frontier;
-        let rows = self
+        let end_after = frontier.saturating_sub(plan.allowed_lateness);
+        let stored = self
             .store
             .live_rows(RowRange {
-                metric: cache.metric.clone(),
+                metric: metric.to_owned(),
                 generation,
-                tenant: cache.tenant.clone(),
-                end_after: frontier.saturating_sub(cache.plan.allowed_lateness),
+                tenant: tenant.to_owned(),
+                end_after,
                 end_upto: Millis::MAX,
-                start_from: cells::starts_after(
-                    &cache.plan,
-                    frontier.saturating_sub(cache.plan.allowed_lateness),
-                ),
+                start_from: cells::starts_after(plan, end_after),
                 start_before: Millis::MAX,
                 limit: self.config.max_store_rows,
             })
@@ -584,16 +599,13 @@ impl Serving {
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     "too_much_data",
                     format!(
-                        "more than api.max-store-rows ({}) windows of metric {:?} are not final yet: is a pipeline stuck? (GET /v1/admin/metrics/{})",
-                        self.config.max_store_rows, cache.metric, cache.metric
+                        "more than api.max-store-rows ({}) windows of metric {metric:?} are not final yet: is a pipeline stuck? (GET /v1/admin/metrics/{metric})",
+                        self.config.max_store_rows
                     ),
                 )
             })?;
-        let snapshot = live::build(&cache.plan, frontier, taken, &rows, partitions)
-            .map_err(|reason| corrupt(&cache.metric, reason))?;
-        let snapshot = Arc::new(snapshot);
-        *cache.snapshot.write() = Some(Arc::clone(&snapshot));
-        Ok(snapshot)
+        live::build(plan, frontier, taken, &stored, partitions)
+            .map_err(|reason| corrupt(metric, reason))
     }
 
     /// Everything a read of `params` needs: the cache, the live snapshot if the range
@@ -761,6 +773,15 @@ impl Serving {
     pub fn push_interval(&self) -> Duration {
         self.config.push_interval.get()
     }
+}
+
+/// The metric's generation changed under a read (a replay finished).
+fn replaced(metric: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "replaced",
+        format!("metric {metric:?} was just replaced by a replay; retry"),
+    )
 }
 
 fn corrupt(metric: &str, reason: String) -> ApiError {
