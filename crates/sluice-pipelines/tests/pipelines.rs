@@ -220,7 +220,55 @@ async fn results_are_exact_across_graceful_stops_and_abrupt_ends() {
         expected(0..1800),
         "every event counted exactly once"
     );
+    one_row_per_final_window(&pipelines).await;
     pipelines.stop().await;
+}
+
+/// Every window that every partition has closed is stored once, as its final row; an open row
+/// is of a window its partition still has open.
+async fn one_row_per_final_window(pipelines: &Pipelines<LogBackend>) {
+    let (plan, generation) = pipelines.plan("views").unwrap();
+    let store = pipelines.store();
+    let watermarks: BTreeMap<u32, Millis> = store
+        .watermarks("views", generation)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(partition, watermark)| (partition, watermark.unwrap()))
+        .collect();
+    let frontier = *watermarks.values().min().unwrap();
+    let rows = store
+        .query_rows(RowQuery {
+            metric: "views".into(),
+            generation,
+            tenant: "shop".into(),
+            from: Millis::MIN,
+            to: Millis::MAX,
+        })
+        .await
+        .unwrap();
+    let mut finals = std::collections::HashSet::new();
+    for row in &rows {
+        let close = row.window_end + plan.allowed_lateness;
+        match row.partition {
+            None => assert!(
+                finals.insert((row.key.clone(), row.window_start)),
+                "one final row per window"
+            ),
+            Some(partition) => {
+                assert!(
+                    close > watermarks[&partition],
+                    "open rows are of open windows"
+                );
+                assert!(close > frontier, "a window every partition closed is final");
+            }
+        }
+    }
+    assert!(finals.len() > 100, "{} final rows", finals.len());
+    assert!(
+        rows.iter().any(|row| row.partition.is_some()),
+        "the last windows are open"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

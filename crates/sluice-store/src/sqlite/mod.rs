@@ -101,6 +101,7 @@ fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
         connection
             .execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(|e| classify(path, e))?;
+        register_merge(&connection).map_err(|e| classify(path, e))?;
     }
     Ok(connection)
 }
@@ -496,13 +497,14 @@ impl Checkpoints for SqliteStore {
                      AND window_start = ?5 AND group_key = ?6 AND window_end = ?7",
                 )
                 .map_err(|e| classify(path, e))?;
+            let mut merge = tx.prepare_cached(MERGE_FINAL).map_err(|e| classify(path, e))?;
             for (partition, row) in &closed {
                 retract
                     .execute(params![metric, generation, partition, row.tenant, row.window_start, row.key, row.window_end])
                     .map_err(|e| classify(path, e))?;
-                merge_final(&tx, &metric, generation, row.as_changed()).map_err(|e| e.into_store(path))?;
+                merge_final(&mut merge, &metric, generation, row.as_changed()).map_err(|e| e.into_store(path))?;
             }
-            drop(retract);
+            drop((retract, merge));
             tx.commit().map_err(|e| classify(path, e))?;
             Ok(closed.len() as u64)
         })
@@ -655,6 +657,7 @@ fn apply_metric(
             partition
         ])?;
     }
+    let mut merge = tx.prepare_cached(MERGE_FINAL)?;
     for row in in_key_order(&metric.closed) {
         retract.execute(params![
             metric.metric,
@@ -665,7 +668,7 @@ fn apply_metric(
             row.window_end,
             partition
         ])?;
-        merge_final(tx, &metric.metric, metric.generation, row)?;
+        merge_final(&mut merge, &metric.metric, metric.generation, row)?;
     }
     let mut upsert = tx.prepare_cached(
         "INSERT INTO partials (metric, generation, tenant, window_start, group_key, window_end, partition, version, state) \
@@ -716,19 +719,46 @@ fn in_key_order(rows: &PackedRows) -> Vec<ChangedRow<'_>> {
     rows
 }
 
+/// The SQL function that merges two encoded states (`sluice_merge(state, other)`), registered
+/// on the writing connection: a closed window then reaches its final row in one upsert.
+const MERGE_FUNCTION: &str = "sluice_merge";
+
+/// What the merge function's errors start with, to tell them from SQLite's own.
+const MERGE_FAILED: &str = "sluice_merge: ";
+
+/// The upsert [`merge_final`] executes: `?1`–`?8` metric, generation, tenant, window start,
+/// group key, window end, version, state.
+const MERGE_FINAL: &str = "INSERT INTO finals (metric, generation, tenant, window_start, group_key, window_end, version, state) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+     ON CONFLICT (metric, generation, tenant, window_start, group_key, window_end) \
+     DO UPDATE SET version = max(version, excluded.version), state = sluice_merge(state, excluded.state)";
+
+/// Registers [`MERGE_FUNCTION`] on `connection`.
+fn register_merge(connection: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    connection.create_scalar_function(
+        MERGE_FUNCTION,
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |context| {
+            let into = context.get_raw(0).as_blob()?;
+            let other = context.get_raw(1).as_blob()?;
+            crate::merge::merged_state(into, other).map_err(|reason| {
+                rusqlite::Error::UserFunctionError(format!("{MERGE_FAILED}{reason}").into())
+            })
+        },
+    )
+}
+
 /// Merges a closed window's state into its final row, making the row if this is the first
 /// partition to close the window. The final version is the highest any partition reached.
 fn merge_final(
-    tx: &rusqlite::Transaction<'_>,
+    upsert: &mut rusqlite::CachedStatement<'_>,
     metric: &str,
     generation: u32,
     row: ChangedRow<'_>,
 ) -> Result<(), ApplyError> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO finals (metric, generation, tenant, window_start, group_key, window_end, version, state) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-        )?
+    upsert
         .execute(params![
             metric,
             generation,
@@ -738,38 +768,15 @@ fn merge_final(
             row.window_end,
             row.version,
             row.state
-        ])?;
-    if inserted == 1 {
-        return Ok(());
-    }
-    let key = "metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start = ?4 AND group_key = ?5 AND window_end = ?6";
-    let (version, state): (u32, Vec<u8>) = tx
-        .prepare_cached(&format!("SELECT version, state FROM finals WHERE {key}"))?
-        .query_row(
-            params![
-                metric,
-                generation,
-                row.tenant,
-                row.window_start,
-                row.key,
-                row.window_end
-            ],
-            |found| Ok((found.get(0)?, found.get(1)?)),
-        )?;
-    let merged = crate::merge::merged_state(&state, row.state).map_err(ApplyError::Merge)?;
-    tx.prepare_cached(&format!(
-        "UPDATE finals SET version = ?7, state = ?8 WHERE {key}"
-    ))?
-    .execute(params![
-        metric,
-        generation,
-        row.tenant,
-        row.window_start,
-        row.key,
-        row.window_end,
-        version.max(row.version),
-        merged
-    ])?;
+        ])
+        .map_err(|error| match &error {
+            rusqlite::Error::SqliteFailure(_, Some(message))
+                if message.starts_with(MERGE_FAILED) =>
+            {
+                ApplyError::Merge(message[MERGE_FAILED.len()..].to_owned())
+            }
+            _ => ApplyError::Sqlite(error),
+        })?;
     Ok(())
 }
 

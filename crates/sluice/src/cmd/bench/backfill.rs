@@ -4,7 +4,8 @@
 //! file log (P partitions, keyed by user as the collector keys them), then defines the metric
 //! with backfill through the exactly-once pipelines `sluice serve` runs, and times it until
 //! every partition has caught up and its last checkpoint has committed. Then it exports every
-//! tenant's windows and counts the stored rows.
+//! tenant's windows, answers each tenant's whole range as one JSON answer, and counts the
+//! stored rows.
 //!
 //! The last stdout line is one JSON object: events/s (wall and per CPU-second), the result
 //! rows (distinct tenant, key and window), the rows stored for them (one final row per window
@@ -159,8 +160,9 @@ async fn backfill(
         .plan(&name)
         .map_or(0, |(_, generation)| generation);
     let export = export_all(&pipelines, &store, config, &name, &tenants).await;
+    let answers = answer_all(&pipelines, &store, config, &name, &tenants).await;
     pipelines.stop().await;
-    let export = export?;
+    let (export, answers) = (export?, answers?);
     let per_second = events as f64 / run.seconds;
     let per_core = events as f64 / run.cpu_seconds.max(1e-9);
     println!(
@@ -201,6 +203,12 @@ async fn backfill(
         export.first_chunk_ms
     );
     println!(
+        "JSON API: every tenant's whole range as one answer (GET /v1/metrics/q1?from=0, a fresh cache each) in {:.2} s = {:.0} windows/s ({} MB of JSON)",
+        answers.seconds,
+        result_rows as f64 / answers.seconds.max(1e-9),
+        answers.bytes / 1_000_000
+    );
+    println!(
         "peak RSS: {:.0} MB (the whole process, writing the events included)",
         peak_rss as f64 / 1e6
     );
@@ -219,6 +227,7 @@ async fn backfill(
         "export_rows": export.rows,
         "export_rows_per_sec": (export.rows as f64 / export.seconds.max(1e-9)).round(),
         "export_first_chunk_ms": (export.first_chunk_ms * 10.0).round() / 10.0,
+        "json_rows_per_sec": (result_rows as f64 / answers.seconds.max(1e-9)).round(),
         "peak_rss_bytes": peak_rss,
     });
     println!("{summary}");
@@ -277,6 +286,46 @@ async fn export_all(
         rows,
         bytes,
         first_chunk_ms: first_chunks.as_secs_f64() * 1000.0 / tenants.len().max(1) as f64,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What answering every tenant's whole range took.
+struct Answered {
+    bytes: u64,
+    seconds: f64,
+}
+
+/// Asks the serving engine the HTTP API uses for every tenant's whole range, one answer each
+/// (the "read everything back through `GET /v1/metrics/q1`"), from a fresh serving
+/// engine (no cache), with the answer bounds raised so that the largest tenant fits.
+async fn answer_all(
+    pipelines: &sluice_pipelines::Pipelines<sluice_log::LogBackend>,
+    store: &sluice_store::StoreBackend,
+    config: &crate::config::Config,
+    metric: &str,
+    tenants: &[String],
+) -> anyhow::Result<Answered> {
+    use sluice_api::query::Serving;
+    use sluice_api::query::params::SeriesParams;
+    let mut api = config.api.clone();
+    api.max_points = 100_000_000;
+    api.max_store_rows = 100_000_000;
+    api.cache_max_windows = 100_000_000;
+    let serving = Serving::new(std::sync::Arc::new(pipelines.clone()), store.clone(), api);
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    for tenant in tenants {
+        let params = SeriesParams::from_pairs(vec![("from".into(), "0".into())])
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let answer = serving
+            .series_json(tenant, metric, &params)
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        bytes += answer.len() as u64;
+    }
+    Ok(Answered {
+        bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
