@@ -5,11 +5,10 @@
 
 use crate::query::render;
 use sluice_core::time::Millis;
-use sluice_pipelines::partial_row;
 use sluice_store::StoredRow;
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::keys::GroupKey;
-use sluice_stream::plan::{MetricPlan, WindowSpec};
+use sluice_stream::plan::{AggregateKind, MetricPlan, WindowSpec};
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::sync::{Arc, OnceLock};
@@ -169,20 +168,29 @@ pub(crate) type Merged =
 
 /// Merges stored rows of every partition into one state per group key and window.
 pub(crate) fn merge_rows(plan: &MetricPlan, rows: &[StoredRow]) -> Result<Merged, String> {
+    let kinds: Vec<AggregateKind> = plan.aggregates.iter().map(|a| a.kind).collect();
     let mut merged = Merged::new();
     for row in rows {
-        let partial = partial_row(row, plan)?;
+        let state = PartialState::decode(&row.state, Some(&kinds)).map_err(|e| e.to_string())?;
+        // A key's bytes are copied and decoded once, at its first row.
+        if !merged.contains_key(row.key.as_slice()) {
+            merged.insert(row.key.clone().into_boxed_slice(), BTreeMap::new());
+        }
         let windows = merged
-            .entry(row.key.clone().into_boxed_slice())
-            .or_default();
+            .get_mut(row.key.as_slice())
+            .expect("the key was just added");
+        let key = match windows.values().next() {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::new(GroupKey::from_bytes(&row.key).map_err(|e| e.to_string())?),
+        };
         match windows.entry((row.window_start, row.window_end)) {
             Entry::Occupied(mut slot) => slot
                 .get_mut()
                 .1
-                .merge(&partial.state)
+                .merge(&state)
                 .map_err(|error| error.to_string())?,
             Entry::Vacant(slot) => {
-                slot.insert((partial.key, partial.state));
+                slot.insert((key, state));
             }
         }
     }

@@ -9,11 +9,13 @@
 //! replaced by its closed then open windows — beside the final rows, they are every event
 //! processed when the first read answered.
 //!
-//! A commit between the two reads moves the partition's closed windows into the final rows: a
-//! closed window its committed watermark has passed is in them already, so the engine's copy
-//! is left out (counting it again would double it); the others are not, and the engine's copy
-//! stands for them. A partition that did not answer (restarting) is represented by its
-//! stored rows.
+//! A commit between the two reads moves the windows the partition closed into the final rows:
+//! a window its committed watermark has passed is in them already, so the engine's copy is
+//! left out (counting it again would double it), whether the engine had it closed or still
+//! open; the others are not, and the engine's copy stands for them. The engine's answer holds
+//! every window of the partition that is not final (its stored open rows are all among its
+//! open, closed or retracted windows), so a partition that answered is not read from its
+//! stored open rows at all; one that did not (restarting) is represented by them.
 
 use crate::query::cells::{KeySeries, Merged, close_of, series_of};
 use sluice_core::time::Millis;
@@ -23,6 +25,7 @@ use sluice_stream::agg::PartialState;
 use sluice_stream::engine::output::LiveWindows;
 use sluice_stream::keys::GroupKey;
 use sluice_stream::plan::MetricPlan;
+use sluice_stream::window::Window;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,8 +51,12 @@ pub(crate) fn build(
     stored: &RowsAndWatermarks,
     partitions: Vec<(u32, LiveWindows)>,
 ) -> Result<LiveSnapshot, String> {
+    let answered: std::collections::HashSet<u32> = partitions.iter().map(|(p, _)| *p).collect();
     let mut windows: HashMap<PartitionWindow, (Arc<GroupKey>, PartialState)> = HashMap::new();
     for row in &stored.rows {
+        if row.partition.is_some_and(|p| answered.contains(&p)) {
+            continue;
+        }
         let partial = partial_row(row, plan)?;
         windows.insert(
             (
@@ -68,20 +75,19 @@ pub(crate) fn build(
         .collect();
     for (partition, live) in partitions {
         let slot = Some(partition);
-        for (key, window) in &live.retracted {
-            windows.remove(&(slot, key.as_bytes().into(), window.start, window.end));
-        }
         let watermark = committed.get(&partition).copied();
         let closed = live
             .closed
             .into_iter()
-            .filter(|row| watermark.is_none_or(|w| close_of(plan, row.window.end) > w))
             .map(|row| (row.key, row.window, row.state));
         let open = live
             .open
             .into_iter()
             .map(|open| (open.key, open.window, open.state));
-        for (key, window, state) in closed.chain(open) {
+        let not_final = |(_, window, _): &(Arc<GroupKey>, Window, PartialState)| {
+            watermark.is_none_or(|w| close_of(plan, window.end) > w)
+        };
+        for (key, window, state) in closed.chain(open).filter(not_final) {
             windows.insert(
                 (slot, key.as_bytes().into(), window.start, window.end),
                 (key, state),
@@ -211,7 +217,7 @@ mod tests {
         };
         let stored = RowsAndWatermarks {
             rows,
-            watermarks: vec![(0, Some(45_000))],
+            watermarks: vec![(0, Some(25_000))],
         };
         let snapshot = build(&plan, 6_000, Instant::now(), &stored, vec![(0, live)]).unwrap();
         assert_eq!(
@@ -278,6 +284,52 @@ mod tests {
             rendered(&snapshot.unwrap()),
             [r#"{"user_id":"w"}[40000,50000,false,9]"#],
             "not committed yet: the engine's copy counts"
+        );
+        // Still open when the engine answered, closed and committed before the store read.
+        let open = LiveWindows {
+            open: vec![OpenWindow {
+                key: key("w"),
+                window: Window {
+                    start: 40_000,
+                    end: 50_000,
+                },
+                version: 0,
+                fired: false,
+                state: count(1),
+            }],
+            ..LiveWindows::default()
+        };
+        let snapshot = build(&plan, 6_000, Instant::now(), &committed, vec![(0, open)]);
+        assert_eq!(
+            rendered(&snapshot.unwrap()),
+            [r#"{"user_id":"w"}[40000,50000,false,9]"#],
+            "an open window committed closed since counts once too"
+        );
+    }
+
+    #[test]
+    fn a_partition_that_answered_is_not_read_from_its_stored_open_rows() {
+        let plan = plan();
+        // Committed after the engine answered: a window opened since, which the answer does
+        // not have. The snapshot is of the moment of the answer.
+        let stored = RowsAndWatermarks {
+            rows: vec![
+                stored(Some(0), "x", 60_000, 70_000, 4),
+                stored(Some(1), "x", 60_000, 70_000, 6),
+            ],
+            watermarks: vec![(0, Some(55_000)), (1, Some(55_000))],
+        };
+        let snapshot = build(
+            &plan,
+            6_000,
+            Instant::now(),
+            &stored,
+            vec![(0, LiveWindows::default())],
+        );
+        assert_eq!(
+            rendered(&snapshot.unwrap()),
+            [r#"{"user_id":"x"}[60000,70000,false,6]"#],
+            "partition 1 did not answer: its stored row stands for it"
         );
     }
 }
