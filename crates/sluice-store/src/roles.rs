@@ -152,10 +152,15 @@ pub trait ResultReads: Send + Sync {
     /// `range.limit`.
     async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError>;
 
-    /// [`ResultReads::rows_in`], with each partition's committed watermark read in the same
-    /// snapshot: a reader laying a partition's state that is not committed yet over the rows
-    /// tells by it which of that partition's closed windows the final rows already hold.
-    async fn live_rows(&self, range: RowRange) -> Result<Option<RowsAndWatermarks>, StoreError>;
+    /// [`ResultReads::rows_in`] without the open rows of the partitions in `skip` (a reader
+    /// has their state from the engine), with each partition's committed watermark read in
+    /// the same snapshot: a reader laying a partition's state that is not committed yet over
+    /// the rows tells by it which of that partition's windows the final rows already hold.
+    async fn live_rows(
+        &self,
+        range: RowRange,
+        skip: Vec<u32>,
+    ) -> Result<Option<RowsAndWatermarks>, StoreError>;
 
     /// The next page of final rows in `page`'s range, in the order (window start, group key,
     /// window end), strictly after `page.after`; fewer than `page.limit` only at the end.

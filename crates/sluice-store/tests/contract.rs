@@ -368,13 +368,27 @@ async fn closed_windows_merge_into_one_final_row_whatever_the_partitions(store: 
         start_before: Millis::MAX,
         limit: 10,
     };
-    let read = store.live_rows(range.clone()).await.unwrap().unwrap();
+    let read = store
+        .live_rows(range.clone(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         read.rows,
         [final_row(row("a", 1, 0, 3)), row("a", 1, 0, 2)],
         "partition 1's part is final, partition 0's still open"
     );
     assert_eq!(read.watermarks, [(0, Some(10)), (1, Some(60_000))]);
+    let without = store
+        .live_rows(range.clone(), vec![0, 7])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        without.rows,
+        [final_row(row("a", 1, 0, 3))],
+        "partition 0's open rows left out"
+    );
     let mut last = row("a", 1, 0, 4);
     last.version = 3;
     commit(0, zero, closing_of(60_000, vec![last]))

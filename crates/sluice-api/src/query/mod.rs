@@ -581,9 +581,13 @@ impl Serving {
             return Err(replaced(metric));
         }
         let end_after = frontier.saturating_sub(plan.allowed_lateness);
+        // A partition that answered has every window it has not made final: its stored open
+        // rows are not needed (see `live`).
+        let answered = partitions.iter().map(|(partition, _)| *partition).collect();
         let stored = self
             .store
-            .live_rows(RowRange {
+            .live_rows(
+                RowRange {
                 metric: metric.to_owned(),
                 generation,
                 tenant: tenant.to_owned(),
@@ -592,7 +596,9 @@ impl Serving {
                 start_from: cells::starts_after(plan, end_after),
                 start_before: Millis::MAX,
                 limit: self.config.max_store_rows,
-            })
+                },
+                answered,
+            )
             .await?
             .ok_or_else(|| {
                 ApiError::new(

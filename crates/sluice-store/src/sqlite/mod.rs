@@ -566,8 +566,12 @@ impl ResultReads for SqliteStore {
         self.rows_in_range(range).await
     }
 
-    async fn live_rows(&self, range: RowRange) -> Result<Option<RowsAndWatermarks>, StoreError> {
-        self.live_rows_in(range).await
+    async fn live_rows(
+        &self,
+        range: RowRange,
+        skip: Vec<u32>,
+    ) -> Result<Option<RowsAndWatermarks>, StoreError> {
+        self.live_rows_in(range, skip).await
     }
 
     async fn rows_page(&self, page: RowPage) -> Result<Vec<StoredRow>, StoreError> {

@@ -46,14 +46,25 @@ pub(crate) const NEXT_PAGE: &str = concat!(
     "ORDER BY window_start, group_key, window_end LIMIT ?7"
 );
 
-/// The rows of `range`, or `None` when there are more than its limit.
+/// The rows of `range` (without the open rows of the partitions in `skip`), or `None` when
+/// there are more than its limit.
 fn rows_of_range(
     connection: &Connection,
     path: &Path,
     range: &RowRange,
+    skip: &[u32],
 ) -> Result<Option<Vec<StoredRow>>, StoreError> {
+    // The partitions to skip are numbers: written into the statement, they are tested on the
+    // entries of `partials_by_end` (which carry the partition), before any row is read.
+    let sql = if skip.is_empty() {
+        std::borrow::Cow::Borrowed(ROWS_IN)
+    } else {
+        let list: Vec<String> = skip.iter().map(u32::to_string).collect();
+        let filter = format!("AND partition NOT IN ({}) ORDER BY 3", list.join(","));
+        std::borrow::Cow::Owned(ROWS_IN.replace("ORDER BY 3", &filter))
+    };
     let mut statement = connection
-        .prepare_cached(ROWS_IN)
+        .prepare_cached(&sql)
         .map_err(|e| classify(path, e))?;
     let limit = i64::try_from(range.limit).unwrap_or(i64::MAX - 1) + 1;
     let rows = statement
@@ -84,20 +95,22 @@ impl SqliteStore {
         &self,
         range: RowRange,
     ) -> Result<Option<Vec<StoredRow>>, StoreError> {
-        self.read(move |connection, path| rows_of_range(connection, path, &range))
+        self.read(move |connection, path| rows_of_range(connection, path, &range, &[]))
             .await
     }
 
-    /// The rows in `range` and the generation's watermarks, in one read transaction.
+    /// The rows in `range` but the open rows of `skip`, and the generation's watermarks, in
+    /// one read transaction.
     pub(crate) async fn live_rows_in(
         &self,
         range: RowRange,
+        skip: Vec<u32>,
     ) -> Result<Option<RowsAndWatermarks>, StoreError> {
         self.read(move |connection, path| {
             let tx = connection
                 .unchecked_transaction()
                 .map_err(|e| classify(path, e))?;
-            let Some(rows) = rows_of_range(&tx, path, &range)? else {
+            let Some(rows) = rows_of_range(&tx, path, &range, &skip)? else {
                 return Ok(None);
             };
             let watermarks = super::watermarks_of(&tx, &range.metric, range.generation)
