@@ -91,20 +91,25 @@ fn expected_of(events: impl Iterator<Item = u64>) -> BTreeMap<(String, Millis), 
     out
 }
 
+/// Every stored row of the metric's generation `generation`, final and open.
+async fn every_row(
+    pipelines: &Pipelines<LogBackend>,
+    generation: u32,
+) -> Vec<sluice_store::StoredRow> {
+    let query = RowQuery {
+        metric: "views".into(),
+        generation,
+        tenant: "shop".into(),
+        from: Millis::MIN,
+        to: Millis::MAX,
+    };
+    pipelines.store().query_rows(query).await.unwrap()
+}
+
 /// The committed results, merged over partitions.
 async fn stored(pipelines: &Pipelines<LogBackend>) -> BTreeMap<(String, Millis), (u64, i64)> {
     let (plan, generation) = pipelines.plan("views").unwrap();
-    let rows = pipelines
-        .store()
-        .query_rows(RowQuery {
-            metric: "views".into(),
-            generation,
-            tenant: "shop".into(),
-            from: Millis::MIN,
-            to: Millis::MAX,
-        })
-        .await
-        .unwrap();
+    let rows = every_row(pipelines, generation).await;
     let mut merged: BTreeMap<(String, Millis), PartialState> = BTreeMap::new();
     for row in &rows {
         let partial = partial_row(row, &plan).unwrap();
@@ -237,16 +242,7 @@ async fn one_row_per_final_window(pipelines: &Pipelines<LogBackend>) {
         .map(|(partition, watermark)| (partition, watermark.unwrap()))
         .collect();
     let frontier = *watermarks.values().min().unwrap();
-    let rows = store
-        .query_rows(RowQuery {
-            metric: "views".into(),
-            generation,
-            tenant: "shop".into(),
-            from: Millis::MIN,
-            to: Millis::MAX,
-        })
-        .await
-        .unwrap();
+    let rows = every_row(pipelines, generation).await;
     let mut finals = std::collections::HashSet::new();
     for row in &rows {
         let close = row.window_end + plan.allowed_lateness;

@@ -492,17 +492,25 @@ impl Checkpoints for SqliteStore {
             let closed = closed_open_rows(&tx, &metric, generation, lateness)
                 .map_err(|e| classify(path, e))?;
             let mut retract = tx
-                .prepare_cached(
-                    "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND partition = ?3 AND tenant = ?4 \
-                     AND window_start = ?5 AND group_key = ?6 AND window_end = ?7",
-                )
+                .prepare_cached(DELETE_OPEN)
                 .map_err(|e| classify(path, e))?;
-            let mut merge = tx.prepare_cached(MERGE_FINAL).map_err(|e| classify(path, e))?;
+            let mut merge = tx
+                .prepare_cached(MERGE_FINAL)
+                .map_err(|e| classify(path, e))?;
             for (partition, row) in &closed {
                 retract
-                    .execute(params![metric, generation, partition, row.tenant, row.window_start, row.key, row.window_end])
+                    .execute(params![
+                        metric,
+                        generation,
+                        partition,
+                        row.tenant,
+                        row.window_start,
+                        row.key,
+                        row.window_end
+                    ])
                     .map_err(|e| classify(path, e))?;
-                merge_final(&mut merge, &metric, generation, row.as_changed()).map_err(|e| e.into_store(path))?;
+                merge_final(&mut merge, &metric, generation, row.as_changed())
+                    .map_err(|e| e.into_store(path))?;
             }
             drop((retract, merge));
             tx.commit().map_err(|e| classify(path, e))?;
@@ -639,6 +647,11 @@ impl ApplyError {
     }
 }
 
+/// Deletes one open row: `?1`–`?7` metric, generation, partition, tenant, window start, group
+/// key, window end.
+const DELETE_OPEN: &str = "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND partition = ?3 \
+     AND tenant = ?4 AND window_start = ?5 AND group_key = ?6 AND window_end = ?7";
+
 /// Writes one metric's part of a commit of `partition`: retracted open rows, then closed
 /// windows into their final rows, then changed open rows, then the watermark.
 fn apply_metric(
@@ -646,32 +659,24 @@ fn apply_metric(
     partition: u32,
     metric: &MetricCommit,
 ) -> Result<(), ApplyError> {
-    let mut retract = tx.prepare_cached(
-        "DELETE FROM partials WHERE metric = ?1 AND generation = ?2 AND partition = ?7 AND tenant = ?3 \
-         AND window_start = ?4 AND group_key = ?5 AND window_end = ?6",
-    )?;
-    for row in &metric.retracted {
+    let mut retract = tx.prepare_cached(DELETE_OPEN)?;
+    let mut delete_open = |tenant: &str, start: Millis, key: &[u8], end: Millis| {
         retract.execute(params![
             metric.metric,
             metric.generation,
-            row.tenant,
-            row.window_start,
-            row.key,
-            row.window_end,
-            partition
-        ])?;
+            partition,
+            tenant,
+            start,
+            key,
+            end
+        ])
+    };
+    for row in &metric.retracted {
+        delete_open(&row.tenant, row.window_start, &row.key, row.window_end)?;
     }
     let mut merge = tx.prepare_cached(MERGE_FINAL)?;
     for row in in_key_order(&metric.closed) {
-        retract.execute(params![
-            metric.metric,
-            metric.generation,
-            row.tenant,
-            row.window_start,
-            row.key,
-            row.window_end,
-            partition
-        ])?;
+        delete_open(row.tenant, row.window_start, row.key, row.window_end)?;
         merge_final(&mut merge, &metric.metric, metric.generation, row)?;
     }
     let mut upsert = tx.prepare_cached(
