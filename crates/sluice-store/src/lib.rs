@@ -8,7 +8,7 @@
 //! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
 //!   it with the same schema, chosen by the URL scheme of `store.url`.
 //! - [`model`]: what the traits take and give, as plain values: metric definitions,
-//!   positions, partial rows, the row ranges queries read, tenants and keys.
+//!   positions, open and final rows, the row ranges queries read, tenants and keys.
 //! - [`config`]: the `[store]` section and `[[metrics]]` tables.
 //! - [`error`]: the [`StoreError`] type.
 //! - `testing` (feature `testing`): values for the store's tests and its backends' contract.
