@@ -23,6 +23,8 @@ use std::sync::Arc;
 
 struct KeyEntry {
     key: Arc<GroupKey>,
+    /// The key's tenant, as an index into `WindowTable::tenants`.
+    tenant: u32,
     hash: u64,
     refs: u32,
     /// Session windows of this key (ids into `entries`); empty for other window kinds.
@@ -31,6 +33,9 @@ struct KeyEntry {
 
 struct Entry {
     key: usize,
+    /// The key's tenant (`KeyEntry::tenant`), here so that reads of one tenant's windows scan
+    /// the entries alone.
+    tenant: u32,
     window: Window,
     /// Hash in `index` (fixed windows only).
     hash: u64,
@@ -57,6 +62,9 @@ pub(crate) struct WindowTable {
     index: HashTable<usize>,
     keys: Slab<KeyEntry>,
     key_index: HashTable<usize>,
+    /// Every tenant a key has had, numbered in the order first seen (never forgotten: tenants
+    /// are bounded by the tenant directory).
+    tenants: std::collections::HashMap<Arc<str>, u32>,
     fire_queue: BTreeSet<(Millis, usize)>,
     close_queue: BTreeSet<(Millis, usize)>,
     emit_list: Vec<usize>,
@@ -102,6 +110,7 @@ impl WindowTable {
             index: HashTable::new(),
             keys: Slab::new(),
             key_index: HashTable::new(),
+            tenants: std::collections::HashMap::new(),
             fire_queue: BTreeSet::new(),
             close_queue: BTreeSet::new(),
             emit_list: Vec::new(),
@@ -280,8 +289,10 @@ impl WindowTable {
     }
 
     fn intern_key(&mut self, key: Arc<GroupKey>, key_hash: u64) -> usize {
+        let tenant = self.tenant_id(key.tenant());
         let id = self.keys.insert(KeyEntry {
             key,
+            tenant,
             hash: key_hash,
             refs: 0,
             sessions: Vec::new(),
@@ -292,10 +303,21 @@ impl WindowTable {
         id
     }
 
+    /// The number of `tenant` in `tenants`, given if new.
+    fn tenant_id(&mut self, tenant: &str) -> u32 {
+        if let Some(&id) = self.tenants.get(tenant) {
+            return id;
+        }
+        let id = self.tenants.len() as u32;
+        self.tenants.insert(Arc::from(tenant), id);
+        id
+    }
+
     fn create(&mut self, key: usize, window: Window, hash: u64, state: PartialState) -> usize {
         self.keys[key].refs += 1;
         let id = self.entries.insert(Entry {
             key,
+            tenant: self.keys[key].tenant,
             window,
             hash,
             state,
@@ -516,9 +538,16 @@ impl WindowTable {
 
     /// The open windows, optionally of one tenant.
     pub(crate) fn open_windows(&self, tenant: Option<&str>) -> Vec<OpenWindow> {
+        let wanted = match tenant {
+            None => None,
+            Some(tenant) => match self.tenants.get(tenant) {
+                Some(&id) => Some(id),
+                None => return Vec::new(),
+            },
+        };
         self.entries
             .iter()
-            .filter(|(_, entry)| tenant.is_none_or(|t| self.keys[entry.key].key.tenant() == t))
+            .filter(|(_, entry)| wanted.is_none_or(|t| entry.tenant == t))
             .map(|(_, entry)| OpenWindow {
                 key: self.keys[entry.key].key.clone(),
                 window: entry.window,
@@ -630,6 +659,7 @@ impl WindowTable {
             let fired = window.end <= watermark;
             let id = self.entries.insert(Entry {
                 key,
+                tenant: self.keys[key].tenant,
                 window,
                 hash,
                 state: row.state,

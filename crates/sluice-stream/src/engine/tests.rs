@@ -849,3 +849,33 @@ fn a_checkpoint_lists_every_window_closed_since_the_last_apart_from_the_open_one
     let third = barrier(&mut run, 3);
     assert!(third.metrics[0].closed.is_empty() && third.metrics[0].changed.is_empty());
 }
+
+#[test]
+fn live_windows_of_one_tenant_are_that_tenants_alone() {
+    let mut run = Run::new(&[COUNTS]);
+    let other = |offset, url: &str| {
+        record(
+            offset,
+            format!(
+                r#"{{"tenant":"blog","type":"track","event":"Page Viewed","user_id":"u9","timestamp":1000,"properties":{{"url":"{url}","duration_ms":1}}}}"#
+            ),
+        )
+    };
+    run.views(&[(1_000, "u1", "/a", 5), (2_000, "u2", "/b", 5)], 0);
+    let records = [other(10, "/x"), other(11, "/y"), other(12, "/a")];
+    let data = Message::Data {
+        records: &records,
+        now: 0,
+    };
+    run.processor.handle(data, &mut run.out).unwrap();
+    let urls = |tenant: Option<&str>| -> Vec<String> {
+        let live = run.processor.live_windows("views", tenant).unwrap();
+        let mut keys: Vec<String> = live.open.iter().map(|w| w.key.to_string()).collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(urls(Some("shop")), ["shop \"/a\"", "shop \"/b\""]);
+    assert_eq!(urls(Some("blog")).len(), 3);
+    assert_eq!(urls(None).len(), 5);
+    assert!(urls(Some("nobody")).is_empty());
+}
