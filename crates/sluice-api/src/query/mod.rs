@@ -562,7 +562,7 @@ impl Serving {
     }
 
     /// A live snapshot of `tenant`'s windows of `metric` (generation `generation`) closing
-    /// after `frontier`: the engine's state first, then the store's (see [`live`]).
+    /// after `frontier`: the engine's state first, then the store's (see the `live` module).
     pub(crate) async fn snapshot(
         &self,
         metric: &str,
@@ -584,21 +584,19 @@ impl Serving {
         // A partition that answered has every window it has not made final: its stored open
         // rows are not needed (see `live`).
         let answered = partitions.iter().map(|(partition, _)| *partition).collect();
+        let range = RowRange {
+            metric: metric.to_owned(),
+            generation,
+            tenant: tenant.to_owned(),
+            end_after,
+            end_upto: Millis::MAX,
+            start_from: cells::starts_after(plan, end_after),
+            start_before: Millis::MAX,
+            limit: self.config.max_store_rows,
+        };
         let stored = self
             .store
-            .live_rows(
-                RowRange {
-                metric: metric.to_owned(),
-                generation,
-                tenant: tenant.to_owned(),
-                end_after,
-                end_upto: Millis::MAX,
-                start_from: cells::starts_after(plan, end_after),
-                start_before: Millis::MAX,
-                limit: self.config.max_store_rows,
-                },
-                answered,
-            )
+            .live_rows(range, answered)
             .await?
             .ok_or_else(|| {
                 ApiError::new(
