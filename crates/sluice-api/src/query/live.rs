@@ -146,6 +146,10 @@ mod tests {
         Arc::new(GroupKey::from_bytes(&bytes).unwrap())
     }
 
+    fn window(start: Millis, end: Millis) -> Window {
+        Window { start, end }
+    }
+
     fn count(n: u64) -> PartialState {
         PartialState {
             states: vec![AggState::Count(n)],
@@ -180,38 +184,20 @@ mod tests {
         let live = LiveWindows {
             open: vec![OpenWindow {
                 key: key("u"),
-                window: Window {
-                    start: 0,
-                    end: 30_000,
-                },
+                window: window(0, 30_000),
                 version: 0,
                 fired: false,
                 state: count(3),
             }],
             closed: vec![PartialRow {
                 key: key("w"),
-                window: Window {
-                    start: 40_000,
-                    end: 50_000,
-                },
+                window: window(40_000, 50_000),
                 version: 1,
                 state: count(2),
             }],
             retracted: vec![
-                (
-                    key("u"),
-                    Window {
-                        start: 0,
-                        end: 10_000,
-                    },
-                ),
-                (
-                    key("u"),
-                    Window {
-                        start: 20_000,
-                        end: 30_000,
-                    },
-                ),
+                (key("u"), window(0, 10_000)),
+                (key("u"), window(20_000, 30_000)),
             ],
             watermark: Some(45_000),
         };
@@ -248,10 +234,7 @@ mod tests {
         let closed = |n| LiveWindows {
             closed: vec![PartialRow {
                 key: key("w"),
-                window: Window {
-                    start: 40_000,
-                    end: 50_000,
-                },
+                window: window(40_000, 50_000),
                 version: 1,
                 state: count(n),
             }],
@@ -289,10 +272,7 @@ mod tests {
         let open = LiveWindows {
             open: vec![OpenWindow {
                 key: key("w"),
-                window: Window {
-                    start: 40_000,
-                    end: 50_000,
-                },
+                window: window(40_000, 50_000),
                 version: 0,
                 fired: false,
                 state: count(1),

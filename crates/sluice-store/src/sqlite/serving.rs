@@ -14,7 +14,8 @@ use std::path::Path;
 /// Final and open rows of one tenant in a range: `?1`–`?3` metric, generation, tenant; `?4`,
 /// `?5` the end range; `?6`, `?7` the start range; `?8` the limit. Final rows are found by
 /// start (their key), open rows by end (their index); a unary `+` keeps the other range out
-/// of index selection.
+/// of index selection. The open rows' conditions end the text, so [`rows_in_sql`] can add one
+/// before the order.
 const ROWS_IN: &str = concat!(
     "SELECT NULL, group_key, window_start, window_end, version, state FROM finals ",
     "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?6 AND window_start < ?7 ",
@@ -22,9 +23,24 @@ const ROWS_IN: &str = concat!(
     "UNION ALL ",
     "SELECT partition, group_key, window_start, window_end, version, state FROM partials ",
     "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_end > ?4 AND window_end <= ?5 ",
-    "AND +window_start >= ?6 AND +window_start < ?7 ",
-    "ORDER BY 3 LIMIT ?8"
+    "AND +window_start >= ?6 AND +window_start < ?7 "
 );
+
+/// The order and limit after [`ROWS_IN`].
+const ROWS_IN_ORDER: &str = "ORDER BY 3 LIMIT ?8";
+
+/// The statement reading a range without the open rows of the partitions in `skip`. They are
+/// numbers, written into the text: tested on the entries of `partials_by_end` (which carry
+/// the partition), before any row is read.
+fn rows_in_sql(skip: &[u32]) -> String {
+    let mut sql = String::from(ROWS_IN);
+    if !skip.is_empty() {
+        let list: Vec<String> = skip.iter().map(u32::to_string).collect();
+        sql.push_str(&format!("AND partition NOT IN ({}) ", list.join(",")));
+    }
+    sql.push_str(ROWS_IN_ORDER);
+    sql
+}
 
 /// The first page of a [`RowPage`]: `?1`–`?3` metric, generation, tenant; `?4`, `?5` the
 /// start range; `?6` the end bound; `?7` the limit.
@@ -54,17 +70,8 @@ fn rows_of_range(
     range: &RowRange,
     skip: &[u32],
 ) -> Result<Option<Vec<StoredRow>>, StoreError> {
-    // The partitions to skip are numbers: written into the statement, they are tested on the
-    // entries of `partials_by_end` (which carry the partition), before any row is read.
-    let sql = if skip.is_empty() {
-        std::borrow::Cow::Borrowed(ROWS_IN)
-    } else {
-        let list: Vec<String> = skip.iter().map(u32::to_string).collect();
-        let filter = format!("AND partition NOT IN ({}) ORDER BY 3", list.join(","));
-        std::borrow::Cow::Owned(ROWS_IN.replace("ORDER BY 3", &filter))
-    };
     let mut statement = connection
-        .prepare_cached(&sql)
+        .prepare_cached(&rows_in_sql(skip))
         .map_err(|e| classify(path, e))?;
     let limit = i64::try_from(range.limit).unwrap_or(i64::MAX - 1) + 1;
     let rows = statement
