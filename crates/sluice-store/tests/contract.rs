@@ -496,6 +496,13 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
         .commit("views@0", 0, old, Arc::new(past))
         .await
         .unwrap();
+    // An open row of a partition the replay has not reached yet: it is kept all the same.
+    let other = store.claim("views@0", 1, 0, 0).await.unwrap().epoch;
+    let open = commit_of(3, vec![row("a", 1, 40_000, 1)]);
+    store
+        .commit("views@0", 1, other, Arc::new(open))
+        .await
+        .unwrap();
     let new = store.claim("views@1", 0, 0, 0).await.unwrap().epoch;
     let mut replayed = closing_of(
         10,
@@ -535,6 +542,7 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
         [
             (0, 1, true),
             (30_000, 1, false),
+            (40_000, 1, false),
             (60_000, 5, true),
             (120_000, 5, true)
         ],

@@ -257,6 +257,13 @@ impl Catalogue for SqliteStore {
                     params![metric, next, current, before],
                 )
                 .map_err(|e| classify(path, e))?;
+                // Reads find open rows through their partitions' watermark rows.
+                tx.execute(
+                    "INSERT OR IGNORE INTO watermarks (metric, generation, partition, watermark) \
+                     SELECT DISTINCT metric, generation, partition, NULL FROM partials WHERE metric = ?1 AND generation = ?2",
+                    params![metric, next],
+                )
+                .map_err(|e| classify(path, e))?;
                 tx.execute(
                     "DELETE FROM finals WHERE metric = ?1 AND generation = ?2 AND window_start < ?3",
                     params![metric, next, before],
@@ -549,25 +556,17 @@ impl Checkpoints for SqliteStore {
 #[async_trait]
 impl ResultReads for SqliteStore {
     async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
-        self.read(move |connection, path| {
-            let mut statement = connection
-                .prepare_cached(
-                    "SELECT NULL, group_key, window_start, window_end, version, state FROM finals \
-                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 AND window_start < ?5 \
-                     UNION ALL \
-                     SELECT partition, group_key, window_start, window_end, version, state FROM partials \
-                     WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?4 AND window_start < ?5 \
-                     ORDER BY 3",
-                )
-                .map_err(|e| classify(path, e))?;
-            let rows = statement
-                .query_map(params![query.metric, query.generation, query.tenant, query.from, query.to], |row| {
-                    stored_row(row, row.get(0)?, query.tenant.clone())
-                })
-                .map_err(|e| classify(path, e))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
-        })
-        .await
+        let range = RowRange {
+            metric: query.metric,
+            generation: query.generation,
+            tenant: query.tenant,
+            end_after: Millis::MIN,
+            end_upto: Millis::MAX,
+            start_from: query.from,
+            start_before: query.to,
+            limit: usize::MAX,
+        };
+        Ok(self.rows_in_range(range).await?.unwrap_or_default())
     }
 
     async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError> {

@@ -105,6 +105,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (metric, generation, tenant, window_start, group_key, window_end)
     ) STRICT, WITHOUT ROWID;
     DROP INDEX partials_by_tenant;",
+    // 5: open rows lose their index by end. Every write of an open row then changes one
+    //    B-tree instead of two, and reads of a tenant's open rows seek once per partition in
+    //    the table's own key (metric, generation, partition, tenant, start, …) instead of
+    //    looking every row up by key from the index. The partitions to seek are those with a
+    //    watermark row: commits write one beside their open rows, and a file from an earlier
+    //    sluice gets one (no watermark yet) for any partition that has open rows without.
+    "DROP INDEX partials_by_end;
+    INSERT OR IGNORE INTO watermarks (metric, generation, partition, watermark)
+        SELECT DISTINCT metric, generation, partition, NULL FROM partials;",
 ];
 
 /// The schema version this sluice writes.

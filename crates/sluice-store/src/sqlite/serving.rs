@@ -1,7 +1,7 @@
 //! Reads for the query API. One tenant's rows of a metric generation come from two tables:
 //! `finals` (one row per window every partition has closed into it; read by its primary key,
 //! tenant then window start) and `partials` (the windows partitions have open; few, read by
-//! `partials_by_end`). Reads of a range take both in one statement, so one snapshot: a commit
+//! their key, one seek per partition). Reads of a range take both in one statement, so one snapshot: a commit
 //! moving a window from one to the other is seen whole or not at all. Exports page through
 //! `finals` alone, in its key order, so a page is one walk of the table.
 
@@ -11,35 +11,51 @@ use crate::model::{RowPage, RowRange, RowsAndWatermarks, StoredRow};
 use rusqlite::{Connection, params};
 use std::path::Path;
 
-/// Final and open rows of one tenant in a range: `?1`–`?3` metric, generation, tenant; `?4`,
-/// `?5` the end range; `?6`, `?7` the start range; `?8` the limit. Final rows are found by
-/// start (their key), open rows by end (their index); a unary `+` keeps the other range out
-/// of index selection. The open rows' conditions end the text, so [`rows_in_sql`] can add one
-/// before the order.
-const ROWS_IN: &str = concat!(
+/// Final rows of one tenant in a range: `?1`–`?3` metric, generation, tenant; `?4`, `?5` the
+/// end range; `?6`, `?7` the start range. Found by start, their key's next column; a unary `+`
+/// keeps the end range out of index selection.
+const FINALS_IN: &str = concat!(
     "SELECT NULL, group_key, window_start, window_end, version, state FROM finals ",
     "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_start >= ?6 AND window_start < ?7 ",
-    "AND +window_end > ?4 AND +window_end <= ?5 ",
-    "UNION ALL ",
-    "SELECT partition, group_key, window_start, window_end, version, state FROM partials ",
-    "WHERE metric = ?1 AND generation = ?2 AND tenant = ?3 AND window_end > ?4 AND window_end <= ?5 ",
-    "AND +window_start >= ?6 AND +window_start < ?7 "
+    "AND +window_end > ?4 AND +window_end <= ?5 "
 );
 
-/// The order and limit after [`ROWS_IN`].
-const ROWS_IN_ORDER: &str = "ORDER BY 3 LIMIT ?8";
+/// Open rows of one tenant in a range, with the parameters of [`FINALS_IN`]: this, the
+/// partitions to read ([`partitions_of`]), then [`OPEN_IN_TAIL`]. `partials` has no index
+/// beside its key (metric, generation, partition, tenant, start, …): the read seeks to the
+/// tenant's start range once per partition and walks it, instead of one key lookup per row.
+const OPEN_IN_HEAD: &str = concat!(
+    "SELECT partition, group_key, window_start, window_end, version, state FROM partials ",
+    "WHERE metric = ?1 AND generation = ?2 AND partition IN ("
+);
 
-/// The statement reading a range without the open rows of the partitions in `skip`. They are
-/// numbers, written into the text: tested on the entries of `partials_by_end` (which carry
-/// the partition), before any row is read.
-fn rows_in_sql(skip: &[u32]) -> String {
-    let mut sql = String::from(ROWS_IN);
+/// The rest of [`OPEN_IN_HEAD`].
+const OPEN_IN_TAIL: &str = concat!(
+    ") AND tenant = ?3 AND window_start >= ?6 AND window_start < ?7 ",
+    "AND +window_end > ?4 AND +window_end <= ?5 "
+);
+
+/// The partitions whose open rows a read of metric `?1`, generation `?2` takes: every
+/// partition that holds open rows of a generation has its watermark row (a commit writes both
+/// in one transaction; rows copied into a generation bring one along), less those in `skip`.
+/// They are numbers, written into the text.
+fn partitions_of(skip: &[u32]) -> String {
+    let mut sql =
+        String::from("SELECT partition FROM watermarks WHERE metric = ?1 AND generation = ?2");
     if !skip.is_empty() {
         let list: Vec<String> = skip.iter().map(u32::to_string).collect();
-        sql.push_str(&format!("AND partition NOT IN ({}) ", list.join(",")));
+        sql.push_str(&format!(" AND partition NOT IN ({})", list.join(",")));
     }
-    sql.push_str(ROWS_IN_ORDER);
     sql
+}
+
+/// The statement reading a range (both tables, one snapshot) without the open rows of the
+/// partitions in `skip`, ordered by start and limited to `?8` rows.
+pub(crate) fn rows_in_sql(skip: &[u32]) -> String {
+    format!(
+        "{FINALS_IN}UNION ALL {OPEN_IN_HEAD}{}{OPEN_IN_TAIL}ORDER BY 3 LIMIT ?8",
+        partitions_of(skip)
+    )
 }
 
 /// The first page of a [`RowPage`]: `?1`–`?3` metric, generation, tenant; `?4`, `?5` the
