@@ -26,7 +26,6 @@ use sluice_stream::StreamError;
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::keys::{GroupKey, KeyValue};
 use sluice_stream::plan::{AggregateKind, MetricPlan};
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -164,10 +163,11 @@ impl Serving {
             query,
             format: params.format,
             value_names,
+            reading: None,
             stored_done: false,
             open: Some(open),
             kinds,
-            keys: HashMap::new(),
+            keys: foldhash::HashMap::default(),
             out,
         };
         Ok(futures::stream::try_unfold(
@@ -234,13 +234,17 @@ struct Exporter {
     value_names: Box<[String]>,
     /// The next page to read (its cursor is the last row read).
     page: RowPage,
+    /// The read of that page, started before the page before it is written (the store reads
+    /// on its own thread while this one formats rows).
+    reading: Option<tokio::task::JoinHandle<Result<Vec<StoredRow>, sluice_store::StoreError>>>,
     stored_done: bool,
     /// The open windows, until written.
     open: Option<Vec<OpenWindow>>,
     /// The metric's aggregates.
     kinds: Vec<AggregateKind>,
-    /// Per encoded group key, its text (`None`: the query's filters leave it out).
-    keys: HashMap<Box<[u8]>, Option<Box<str>>>,
+    /// Per encoded group key, its text (`None`: the query's filters leave it out). Hashed
+    /// with foldhash, randomly seeded (keys are what senders wrote).
+    keys: foldhash::HashMap<Box<[u8]>, Option<Box<str>>>,
     out: String,
 }
 
@@ -272,8 +276,19 @@ impl Exporter {
         Ok(Some(Bytes::from(chunk)))
     }
 
-    /// Reads the next page of final windows and writes every window start it completes.
+    /// Reads the next page of final windows (started while the page before was written),
+    /// starts reading the one after, and writes this one.
     async fn read_page(&mut self) -> Result<(), ApiError> {
+        let reading = match self.reading.take() {
+            Some(reading) => reading,
+            None => self.start_reading(),
+        };
+        // A read that panicked is reported as the store's reads are when their thread goes.
+        let rows = reading
+            .await
+            .unwrap_or(Err(sluice_store::StoreError::Closed))?;
+        // Checked once the page is in: a replay that replaced the metric since the read
+        // began has deleted its rows, and the page may be short.
         let serving = &self.serving;
         match serving.plan(&self.page.metric) {
             Ok((_, generation)) if generation == self.page.generation => {}
@@ -288,12 +303,23 @@ impl Exporter {
                 ));
             }
         }
-        let rows = serving.store.rows_page(self.page.clone()).await?;
         self.stored_done = rows.len() < self.page.limit;
         if let Some(last) = rows.last() {
             self.page.after = Some(RowCursor::of(last));
         }
+        if !self.stored_done {
+            self.reading = Some(self.start_reading());
+        }
         self.write_final(&rows)
+    }
+
+    /// Starts reading [`Self::page`] on the store's threads.
+    fn start_reading(
+        &self,
+    ) -> tokio::task::JoinHandle<Result<Vec<StoredRow>, sluice_store::StoreError>> {
+        let store = self.serving.store.clone();
+        let page = self.page.clone();
+        tokio::spawn(async move { store.rows_page(page).await })
     }
 
     /// Writes final rows (one per key and window, by start then key). A key's text is made

@@ -39,11 +39,13 @@ pub(crate) struct LiveSnapshot {
     pub(crate) keys: BTreeMap<Box<[u8]>, KeySeries>,
 }
 
-/// A stored or live window: its partition (`None` for a final row), key and bounds.
-type PartitionWindow = (Option<u32>, Box<[u8]>, Millis, Millis);
-
 /// Builds a snapshot from the engine's answers and the stored rows and watermarks (read
 /// after them, together) of windows closing after `frontier`.
+///
+/// Every part is merged as it comes, without a table of parts first: no window is met twice
+/// within one partition. A final row or a stored open row is one row of its table's key; an
+/// answering partition's closed windows have left its open ones (a window closes once, and
+/// an event for it afterwards is late), and its stored open rows are not read at all.
 pub(crate) fn build(
     plan: &MetricPlan,
     frontier: Millis,
@@ -52,21 +54,39 @@ pub(crate) fn build(
     partitions: Vec<(u32, LiveWindows)>,
 ) -> Result<LiveSnapshot, String> {
     let answered: std::collections::HashSet<u32> = partitions.iter().map(|(p, _)| *p).collect();
-    let mut windows: HashMap<PartitionWindow, (Arc<GroupKey>, PartialState)> = HashMap::new();
+    let mut merged = Merged::new();
+    let mut add =
+        |bytes: &[u8], window: (Millis, Millis), key: Arc<GroupKey>, state: PartialState| {
+            if close_of(plan, window.1) <= frontier {
+                return Ok(());
+            }
+            let cells = match merged.get_mut(bytes) {
+                Some(cells) => cells,
+                None => merged.entry(bytes.into()).or_default(),
+            };
+            match cells.entry(window) {
+                std::collections::btree_map::Entry::Occupied(mut merged) => merged
+                    .get_mut()
+                    .1
+                    .merge(&state)
+                    .map_err(|error| error.to_string()),
+                std::collections::btree_map::Entry::Vacant(empty) => {
+                    empty.insert((key, state));
+                    Ok(())
+                }
+            }
+        };
     for row in &stored.rows {
         if row.partition.is_some_and(|p| answered.contains(&p)) {
             continue;
         }
         let partial = partial_row(row, plan)?;
-        windows.insert(
-            (
-                row.partition,
-                row.key.clone().into_boxed_slice(),
-                row.window_start,
-                row.window_end,
-            ),
-            (partial.key, partial.state),
-        );
+        add(
+            &row.key,
+            (row.window_start, row.window_end),
+            partial.key,
+            partial.state,
+        )?;
     }
     let committed: HashMap<u32, Millis> = stored
         .watermarks
@@ -74,8 +94,9 @@ pub(crate) fn build(
         .filter_map(|&(partition, watermark)| Some((partition, watermark?)))
         .collect();
     for (partition, live) in partitions {
-        let slot = Some(partition);
+        // A window its committed watermark has closed is in the final rows already.
         let watermark = committed.get(&partition).copied();
+        let not_final = |window: &Window| watermark.is_none_or(|w| close_of(plan, window.end) > w);
         let closed = live
             .closed
             .into_iter()
@@ -84,30 +105,10 @@ pub(crate) fn build(
             .open
             .into_iter()
             .map(|open| (open.key, open.window, open.state));
-        let not_final = |(_, window, _): &(Arc<GroupKey>, Window, PartialState)| {
-            watermark.is_none_or(|w| close_of(plan, window.end) > w)
-        };
-        for (key, window, state) in closed.chain(open).filter(not_final) {
-            windows.insert(
-                (slot, key.as_bytes().into(), window.start, window.end),
-                (key, state),
-            );
-        }
-    }
-    let mut merged = Merged::new();
-    for ((_, bytes, start, end), (key, state)) in windows {
-        if close_of(plan, end) <= frontier {
-            continue;
-        }
-        let slot = merged.entry(bytes).or_default();
-        match slot.entry((start, end)) {
-            std::collections::btree_map::Entry::Occupied(mut merged) => merged
-                .get_mut()
-                .1
-                .merge(&state)
-                .map_err(|error| error.to_string())?,
-            std::collections::btree_map::Entry::Vacant(empty) => {
-                empty.insert((key, state));
+        for (key, window, state) in closed.chain(open) {
+            if not_final(&window) {
+                let bytes = Arc::clone(&key);
+                add(bytes.as_bytes(), (window.start, window.end), key, state)?;
             }
         }
     }
