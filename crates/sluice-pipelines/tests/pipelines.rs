@@ -382,7 +382,9 @@ async fn a_full_store_pauses_checkpoints_with_a_clear_error_and_loses_nothing() 
         .set_max_size(Some(store.size().await.unwrap()))
         .await
         .unwrap();
-    append(&log, 200..3000).await;
+    // Enough windows that their final rows need pages the file does not have (closed open
+    // rows free space that later rows reuse).
+    append(&log, 200..20_000).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let reason = loop {
         let status = pipelines
@@ -408,13 +410,13 @@ async fn a_full_store_pauses_checkpoints_with_a_clear_error_and_loses_nothing() 
     );
     assert!(reason.contains("free space"), "{reason}");
     // The log is untouched and keeps taking events meanwhile.
-    append(&log, 3000..3100).await;
+    append(&log, 20_000..20_100).await;
 
     store.set_max_size(None).await.unwrap();
     caught_up(&pipelines).await;
     assert_eq!(
         stored(&pipelines).await,
-        expected(0..3100),
+        expected(0..20_100),
         "nothing lost while the store was full"
     );
     pipelines.stop().await;
