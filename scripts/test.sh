@@ -20,6 +20,10 @@ fi
   || "$venv/bin/pip" install --quiet --disable-pip-version-check "segment-analytics-python==2.4.0"
 export SLUICE_TEST_PYTHON="$PWD/$venv/bin/python"
 
+step "postgres: the server the PostgreSQL store's tests use"
+SLUICE_TEST_POSTGRES="$(scripts/postgres.sh)"
+export SLUICE_TEST_POSTGRES
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,8 +1,9 @@
 //! [`StoreBackend`]: the backend `store.url` names, opened once and shared by every caller
 //! behind the traits of [`crate::roles`].
 
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, StoreLocation};
 use crate::error::StoreError;
+use crate::postgres::PostgresStore;
 use crate::roles::Backend;
 use crate::sqlite::SqliteStore;
 use std::ops::Deref;
@@ -14,10 +15,15 @@ use std::sync::Arc;
 pub struct StoreBackend(Arc<dyn Backend>);
 
 impl StoreBackend {
-    /// Opens the store `config` names (relative to `data_dir` by default).
-    pub fn open(config: &StoreConfig, data_dir: &Path) -> Result<StoreBackend, StoreError> {
-        let path = config.sqlite_path(data_dir).map_err(StoreError::Invalid)?;
-        Ok(StoreBackend::from(SqliteStore::open(&path)?))
+    /// Opens the store `config` names (SQLite relative to `data_dir` by default; PostgreSQL
+    /// connects and migrates).
+    pub async fn open(config: &StoreConfig, data_dir: &Path) -> Result<StoreBackend, StoreError> {
+        match config.location(data_dir).map_err(StoreError::Invalid)? {
+            StoreLocation::Sqlite(path) => Ok(StoreBackend::from(SqliteStore::open(&path)?)),
+            StoreLocation::Postgres(url) => {
+                Ok(StoreBackend::from(PostgresStore::connect(&url).await?))
+            }
+        }
     }
 }
 

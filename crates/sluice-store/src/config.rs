@@ -5,12 +5,21 @@ use sluice_core::config::{ByteSize, ConfigProblem, HumanDuration, Validate, join
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Where the store lives, as `store.url` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (its URL, password included).
+    Postgres(String),
+}
+
 /// `[store]`: where results live and how often pipelines checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Empty: SQLite at `<data-dir>/store.db`; `sqlite:///absolute/path.db`. (`postgres://` is
-    /// reserved for the PostgreSQL backend.)
+    /// Empty: SQLite at `<data-dir>/store.db`; `sqlite:///absolute/path.db`; or
+    /// `postgres://user:password@host:5432/database` for the PostgreSQL store.
     pub url: String,
     /// How often each pipeline partition commits its results and offset.
     pub checkpoint_interval: HumanDuration,
@@ -21,11 +30,11 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// The SQLite file to use.
-    pub fn sqlite_path(&self, data_dir: &Path) -> Result<PathBuf, String> {
+    /// Where the store lives: a SQLite file, or a PostgreSQL database.
+    pub fn location(&self, data_dir: &Path) -> Result<StoreLocation, String> {
         let url = self.url.trim();
         if url.is_empty() {
-            return Ok(data_dir.join("store.db"));
+            return Ok(StoreLocation::Sqlite(data_dir.join("store.db")));
         }
         if let Some(path) = url.strip_prefix("sqlite://") {
             if !path.starts_with('/') {
@@ -33,16 +42,29 @@ impl StoreConfig {
                     "{url:?}: write sqlite:///absolute/path.db (three slashes)"
                 ));
             }
-            return Ok(PathBuf::from(path));
+            return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(format!(
-                "{url:?}: the PostgreSQL store is not available in this build yet; leave url empty for SQLite"
-            ));
+            if let Err(error) = url.parse::<tokio_postgres::Config>() {
+                return Err(format!(
+                    "not a PostgreSQL URL ({error}): write postgres://user:password@host:5432/database"
+                ));
+            }
+            return Ok(StoreLocation::Postgres(url.to_owned()));
         }
         Err(format!(
-            "{url:?} is not a store URL: leave it empty (SQLite in the data dir) or write sqlite:///absolute/path.db"
+            "{url:?} is not a store URL: leave it empty (SQLite in the data dir), or write sqlite:///absolute/path.db or postgres://user:password@host:5432/database"
         ))
+    }
+
+    /// The SQLite file to use; an error for a PostgreSQL store.
+    pub fn sqlite_path(&self, data_dir: &Path) -> Result<PathBuf, String> {
+        match self.location(data_dir)? {
+            StoreLocation::Sqlite(path) => Ok(path),
+            StoreLocation::Postgres(_) => {
+                Err("the store is a PostgreSQL database, not a SQLite file".into())
+            }
+        }
     }
 
     /// The size cap, if any.
@@ -63,8 +85,15 @@ impl StoreConfig {
 
 impl Validate for StoreConfig {
     fn validate(&self, path: &str, problems: &mut Vec<ConfigProblem>) {
-        if let Err(message) = self.sqlite_path(Path::new(".")) {
-            problems.push(ConfigProblem::new(join(path, "url"), message));
+        match self.location(Path::new(".")) {
+            Err(message) => problems.push(ConfigProblem::new(join(path, "url"), message)),
+            Ok(StoreLocation::Postgres(_)) if self.max_size().is_some() => {
+                problems.push(ConfigProblem::new(
+                    join(path, "max-size"),
+                    "caps the SQLite store only: set 0 with a PostgreSQL store (cap the database with the server's own means)",
+                ));
+            }
+            Ok(_) => {}
         }
         let interval = self.checkpoint_interval.get();
         if interval < Duration::from_millis(10) || interval > Duration::from_secs(3600) {

@@ -54,6 +54,10 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// A PostgreSQL failure: the server unreachable, a connection lost, or a statement
+    /// refused.
+    #[error("PostgreSQL store {location}: {detail}")]
+    Postgres { location: String, detail: String },
     /// The store task went away (shutdown).
     #[error("the store is closed")]
     Closed,
@@ -66,9 +70,10 @@ impl Classify for StoreError {
             | StoreError::UnknownMetric(_)
             | StoreError::TenantExists(_)
             | StoreError::Invalid(_) => ErrorClass::User,
-            StoreError::DiskFull { .. } | StoreError::Closed | StoreError::Sqlite { .. } => {
-                ErrorClass::External
-            }
+            StoreError::DiskFull { .. }
+            | StoreError::Closed
+            | StoreError::Sqlite { .. }
+            | StoreError::Postgres { .. } => ErrorClass::External,
             StoreError::Corrupt { .. }
             | StoreError::Fenced { .. }
             | StoreError::NewerSchema { .. } => ErrorClass::Internal,

@@ -5,8 +5,9 @@
 //! - [`roles`]: the traits by role every backend implements ([`Catalogue`], [`Checkpoints`],
 //!   [`ResultReads`], [`Directory`], [`Usage`], [`Housekeeping`]).
 //! - [`backend`]: [`StoreBackend`], the configured backend behind them.
-//! - [`sqlite`]: the embedded backend (one SQLite file); the PostgreSQL backend will sit beside
-//!   it with the same schema, chosen by the URL scheme of `store.url`.
+//! - [`sqlite`]: the embedded backend (one SQLite file).
+//! - [`postgres`]: the PostgreSQL backend, the same tables and protocol in a database several
+//!   nodes share.
 //! - [`model`]: what the traits take and give, as plain values: metric definitions,
 //!   positions, open and final rows, the row ranges queries read, tenants and keys.
 //! - [`config`]: the `[store]` section and `[[metrics]]` tables.
@@ -18,18 +19,20 @@ pub mod config;
 pub mod error;
 mod merge;
 pub mod model;
+pub mod postgres;
 pub mod roles;
 pub mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use backend::StoreBackend;
-pub use config::{MetricConfig, StoreConfig};
+pub use config::{MetricConfig, StoreConfig, StoreLocation};
 pub use error::StoreError;
 pub use model::{
     ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
     RetractedRow, RowCursor, RowDecoder, RowPage, RowQuery, RowRange, RowRef, RowsAndWatermarks,
     StoredRow, TenantRecord,
 };
+pub use postgres::PostgresStore;
 pub use roles::{Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Usage};
 pub use sqlite::SqliteStore;

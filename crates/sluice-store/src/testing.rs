@@ -80,3 +80,39 @@ pub fn closing_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
     commit.metrics[0].closed = rows.iter().map(StoredRow::as_changed).collect();
     commit
 }
+
+/// The variable naming the PostgreSQL database tests use (`scripts/postgres.sh` prints a URL
+/// for it; `scripts/test.sh` sets it).
+pub const POSTGRES_URL_VARIABLE: &str = "SLUICE_TEST_POSTGRES";
+
+/// A PostgreSQL store in a fresh schema of its own, `test_{name}` (dropped first if an earlier
+/// run left it), in the database [`POSTGRES_URL_VARIABLE`] names. Panics, naming what to run,
+/// when the variable is missing or the server is unreachable: these tests never skip.
+pub async fn postgres_store(name: &str) -> crate::PostgresStore {
+    let url = std::env::var(POSTGRES_URL_VARIABLE).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_URL_VARIABLE} is not set: run `export {POSTGRES_URL_VARIABLE}=$(scripts/postgres.sh)` (or scripts/test.sh, which does)"
+        )
+    });
+    let schema = format!("test_{name}");
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .unwrap_or_else(|error| panic!("{POSTGRES_URL_VARIABLE}={url}: {error}"));
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("cannot reach PostgreSQL at {url}: {error}"));
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("making schema {schema} at {url}: {error}"));
+    drop(client);
+    let _ = connection.await;
+    config.options(format!("-c search_path={schema}"));
+    crate::PostgresStore::with_config(config, &format!("{url} (schema {schema})"))
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+}

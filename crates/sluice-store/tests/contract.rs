@@ -1,6 +1,6 @@
 //! The store contract, written once against the store's traits and run for every backend
-//! (today SQLite; PostgreSQL joins with one more module in `for_every_backend!`). Each check
-//! gets a fresh, empty store behind a [`StoreBackend`], as the pipelines and the API see it.
+//! (SQLite, and PostgreSQL in a fresh schema of the database `SLUICE_TEST_POSTGRES` names). Each
+//! check gets a fresh, empty store behind a [`StoreBackend`], as the pipelines and the API see it.
 
 use sluice_core::access::{Role, digest};
 use sluice_core::time::Millis;
@@ -344,6 +344,61 @@ async fn pages_walk_the_final_rows_of_a_range_once_in_window_key_order(store: &S
     );
 }
 
+/// Partitions (on as many connections, or nodes) closing the same windows at the same moment:
+/// each window's final row ends up with every part, none lost to a concurrent merge.
+async fn partitions_closing_one_window_at_once_lose_no_part(store: &StoreBackend) {
+    store.create_metric(metric("views")).await.unwrap();
+    const PARTITIONS: u32 = 8;
+    const ROUNDS: u8 = 6;
+    let mut tasks = Vec::new();
+    for partition in 0..PARTITIONS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let epoch = store.claim("views@0", partition, 0, 0).await.unwrap().epoch;
+            for round in 0..ROUNDS {
+                // Every partition closes windows 0..4 of this round, counting its number + 1,
+                // in two keys; the rows go in a different order in each partition.
+                let mut rows: Vec<StoredRow> = (0..4)
+                    .flat_map(|w| {
+                        let start = Millis::from(round) * 240_000 + w * 60_000;
+                        [1, 2].map(|key| row("a", key, start, partition as u8 + 1))
+                    })
+                    .collect();
+                let turn = partition as usize % rows.len();
+                rows.rotate_left(turn);
+                store
+                    .commit(
+                        "views@0",
+                        partition,
+                        epoch,
+                        Arc::new(closing_of(u64::from(round) + 1, rows)),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rows = store
+        .query_rows(RowQuery {
+            metric: "views".into(),
+            generation: 0,
+            tenant: "a".into(),
+            from: Millis::MIN,
+            to: Millis::MAX,
+        })
+        .await
+        .unwrap();
+    let every_part: u64 = (1..=u64::from(PARTITIONS)).sum();
+    assert_eq!(rows.len(), usize::from(ROUNDS) * 4 * 2, "{rows:?}");
+    for stored in &rows {
+        assert_eq!(stored.partition, None, "final: {stored:?}");
+        assert_eq!(count_in(&stored.state), every_part, "{stored:?}");
+    }
+}
+
 async fn closed_windows_merge_into_one_final_row_whatever_the_partitions(store: &StoreBackend) {
     store.create_metric(metric("views")).await.unwrap();
     let zero = store.claim("views@0", 0, 0, 0).await.unwrap().epoch;
@@ -656,6 +711,15 @@ macro_rules! for_every_backend {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let store = sluice_store::testing::postgres_store(stringify!($check)).await;
+                    super::$check(&super::StoreBackend::from(store)).await;
+                }
+            )*
+        }
     };
 }
 
@@ -666,6 +730,7 @@ for_every_backend!(
     commits_upsert_and_retract_rows_with_the_position,
     pages_walk_the_final_rows_of_a_range_once_in_window_key_order,
     closed_windows_merge_into_one_final_row_whatever_the_partitions,
+    partitions_closing_one_window_at_once_lose_no_part,
     settling_moves_open_rows_of_closed_windows_into_final_rows,
     switching_generations_replaces_results_atomically_and_can_keep_the_past,
     tenants_keys_and_usage_round_trip,

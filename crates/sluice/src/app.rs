@@ -80,10 +80,13 @@ impl App {
                 other => other.map_err(user_or_other)?,
             }
         }
-        let store =
-            StoreBackend::open(&config.store, &config.data_dir).map_err(|error| match error {
+        let store = StoreBackend::open(&config.store, &config.data_dir)
+            .await
+            .map_err(|error| match error {
+                // A database that cannot be reached at start is the operator's to fix.
                 error @ (StoreError::Corrupt { .. }
                 | StoreError::NewerSchema { .. }
+                | StoreError::Postgres { .. }
                 | StoreError::Invalid(_)) => anyhow::Error::from(UserError(error.to_string())),
                 other => other.into(),
             })?;

@@ -391,7 +391,9 @@ async fn usage_saved_under_a_former_config_key_id_still_counts() {
     let dir = tempfile::tempdir().unwrap();
     let overrides = [("quotas.events-per-day", toml::Value::Integer(10))];
     let config = Harness::config(dir.path(), &overrides);
-    let store = sluice_store::StoreBackend::open(&config.store, &config.data_dir).unwrap();
+    let store = sluice_store::StoreBackend::open(&config.store, &config.data_dir)
+        .await
+        .unwrap();
     let today = (sluice_core::time::now_millis() / 86_400_000) as u64;
     let former = sluice_core::access::legacy_config_key_id(SHOP_WRITE);
     store

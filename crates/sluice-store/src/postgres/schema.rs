@@ -1,0 +1,131 @@
+//! The PostgreSQL store's schema: the tables of the SQLite store's current layout (open rows
+//! per partition, one final row per window, no index beside the primary keys), in the schema
+//! the connection's `search_path` names. Versions are kept in `sluice_schema`; each migration
+//! runs once, in order, in one transaction holding an advisory lock, so nodes starting together
+//! migrate once; a database from a newer sluice is refused rather than misread.
+
+use super::{Client, pg_error};
+use crate::error::StoreError;
+
+/// The advisory lock migrations hold (any constant; "sluice" in ASCII).
+const MIGRATION_LOCK: i64 = 0x736c_7569_6365;
+
+/// Migrations in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+/// Integers are `BIGINT` throughout (offsets and epochs are unsigned 64-bit in sluice, and
+/// never reach 2⁶³); group keys and states are `BYTEA`, the engine's encodings.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the layout of SQLite's schema 5.
+    "CREATE TABLE metrics (
+        name TEXT PRIMARY KEY,
+        sql TEXT NOT NULL,
+        backfill BOOLEAN NOT NULL,
+        generation BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        origin TEXT NOT NULL
+    );
+    CREATE TABLE positions (
+        pipeline TEXT NOT NULL,
+        partition BIGINT NOT NULL,
+        epoch BIGINT NOT NULL,
+        next_offset BIGINT NOT NULL,
+        event_time BIGINT,
+        log_epoch BIGINT NOT NULL DEFAULT 0,
+        lost_offsets BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (pipeline, partition)
+    );
+    CREATE TABLE watermarks (
+        metric TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        partition BIGINT NOT NULL,
+        watermark BIGINT,
+        PRIMARY KEY (metric, generation, partition)
+    );
+    CREATE TABLE partials (
+        metric TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        partition BIGINT NOT NULL,
+        tenant TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        group_key BYTEA NOT NULL,
+        window_end BIGINT NOT NULL,
+        version BIGINT NOT NULL,
+        state BYTEA NOT NULL,
+        PRIMARY KEY (metric, generation, partition, tenant, window_start, group_key, window_end)
+    );
+    CREATE TABLE finals (
+        metric TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        tenant TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        group_key BYTEA NOT NULL,
+        window_end BIGINT NOT NULL,
+        version BIGINT NOT NULL,
+        state BYTEA NOT NULL,
+        PRIMARY KEY (metric, generation, tenant, window_start, group_key, window_end)
+    );
+    CREATE TABLE tenants (
+        name TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        requests_per_second BIGINT,
+        events_per_day BIGINT
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant TEXT,
+        role TEXT NOT NULL,
+        digest BYTEA NOT NULL UNIQUE,
+        hint TEXT NOT NULL,
+        label TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
+    CREATE TABLE key_usage (
+        key_id TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        events BIGINT NOT NULL,
+        PRIMARY KEY (key_id, day)
+    );",
+];
+
+/// The schema version this sluice writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema the connection's `search_path` names up to [`VERSION`].
+pub(crate) async fn migrate(client: &mut Client, location: &str) -> Result<(), StoreError> {
+    let failed = |error| pg_error(location, error);
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(failed)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS sluice_schema (version BIGINT NOT NULL)")
+        .await
+        .map_err(failed)?;
+    let found: i64 = tx
+        .query_opt("SELECT version FROM sluice_schema", &[])
+        .await
+        .map_err(failed)?
+        .map_or(0, |row| row.get(0));
+    if found > VERSION {
+        return Err(StoreError::NewerSchema {
+            path: location.into(),
+            found,
+            supported: VERSION,
+        });
+    }
+    for migration in MIGRATIONS.iter().skip(found as usize) {
+        tx.batch_execute(migration).await.map_err(failed)?;
+    }
+    if found < VERSION {
+        tx.execute("DELETE FROM sluice_schema", &[])
+            .await
+            .map_err(failed)?;
+        tx.execute(
+            "INSERT INTO sluice_schema (version) VALUES ($1)",
+            &[&VERSION],
+        )
+        .await
+        .map_err(failed)?;
+        tracing::info!(store = location, version = VERSION, "store schema migrated");
+    }
+    tx.commit().await.map_err(failed)
+}
