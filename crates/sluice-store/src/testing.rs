@@ -85,17 +85,18 @@ pub fn closing_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
 /// for it; `scripts/test.sh` sets it).
 pub const POSTGRES_URL_VARIABLE: &str = "SLUICE_TEST_POSTGRES";
 
-/// A PostgreSQL store in a fresh schema of its own, `test_{name}` (dropped first if an earlier
-/// run left it), in the database [`POSTGRES_URL_VARIABLE`] names. Panics, naming what to run,
-/// when the variable is missing or the server is unreachable: these tests never skip.
-pub async fn postgres_store(name: &str) -> crate::PostgresStore {
+/// A URL of the database [`POSTGRES_URL_VARIABLE`] names whose `search_path` is a fresh
+/// schema of its own, `test_{name}` (dropped first if an earlier run left it). Panics, naming
+/// what to run, when the variable is missing or the server is unreachable: these tests never
+/// skip.
+pub async fn postgres_url(name: &str) -> String {
     let url = std::env::var(POSTGRES_URL_VARIABLE).unwrap_or_else(|_| {
         panic!(
             "{POSTGRES_URL_VARIABLE} is not set: run `export {POSTGRES_URL_VARIABLE}=$(scripts/postgres.sh)` (or scripts/test.sh, which does)"
         )
     });
     let schema = format!("test_{name}");
-    let mut config: tokio_postgres::Config = url
+    let config: tokio_postgres::Config = url
         .parse()
         .unwrap_or_else(|error| panic!("{POSTGRES_URL_VARIABLE}={url}: {error}"));
     let (client, connection) = config
@@ -111,8 +112,14 @@ pub async fn postgres_store(name: &str) -> crate::PostgresStore {
         .unwrap_or_else(|error| panic!("making schema {schema} at {url}: {error}"));
     drop(client);
     let _ = connection.await;
-    config.options(format!("-c search_path={schema}"));
-    crate::PostgresStore::with_config(config, &format!("{url} (schema {schema})"))
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+/// A PostgreSQL store in a fresh schema of its own ([`postgres_url`]).
+pub async fn postgres_store(name: &str) -> crate::PostgresStore {
+    let url = postgres_url(name).await;
+    crate::PostgresStore::connect(&url)
         .await
         .unwrap_or_else(|error| panic!("{error}"))
 }

@@ -28,9 +28,10 @@ const METRICS: [&str; 2] = [
      WITH (out_of_orderness = '60s')",
 ];
 
-fn config_text() -> String {
+/// The servers' config; `store_url` empty for SQLite in the data dir.
+fn config_text(store_url: &str) -> String {
     let mut text = format!(
-        "admin-keys = [\"{ADMIN_KEY}\"]\n\n[log]\npartitions = 4\n\n[store]\ncheckpoint-interval = \"150ms\"\n\n\
+        "admin-keys = [\"{ADMIN_KEY}\"]\n\n[log]\npartitions = 4\n\n[store]\nurl = \"{store_url}\"\ncheckpoint-interval = \"150ms\"\n\n\
          [[tenants]]\nname = \"shop\"\nwrite-keys = [\"{WRITE_KEY}\"]\n"
     );
     for sql in METRICS {
@@ -107,10 +108,22 @@ async fn sender(id: usize, target: Target, stop: Arc<AtomicBool>, sent: Arc<Atom
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_equal_the_oracle_after_repeated_sigkills() {
+    sigkills_with_the_store_at("").await;
+}
+
+/// The same with the PostgreSQL store: its checkpoints, fencing and final-row merges under
+/// lock hold across kills as SQLite's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_equal_the_oracle_after_repeated_sigkills_on_postgresql() {
+    let url = sluice_store::testing::postgres_url("sigkills").await;
+    sigkills_with_the_store_at(&url).await;
+}
+
+async fn sigkills_with_the_store_at(store_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config_path = dir.path().join("sluice.toml");
-    std::fs::write(&config_path, config_text()).unwrap();
+    std::fs::write(&config_path, config_text(store_url)).unwrap();
     let config_arg = config_path.display().to_string();
     let listen = format!("127.0.0.1:{}", free_port());
     let target = Target::parse(&format!("http://{listen}")).unwrap();

@@ -4,8 +4,8 @@
 use sluice::config::Config;
 use sluice_log::{Log, LogBackend, ReadOptions, StoredRecord};
 use sluice_pipelines::partial_row;
+use sluice_store::StoreBackend;
 use sluice_store::model::RowQuery;
-use sluice_store::{Catalogue, ResultReads as _, SqliteStore};
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::oracle::{self, Expected};
 use sluice_stream::plan::MetricPlan;
@@ -54,7 +54,9 @@ pub(crate) async fn events(config: &Config) -> Vec<Vec<StoredRecord>> {
 
 /// The committed results of a metric, merged over partitions.
 pub(crate) async fn stored(config: &Config, plan: &MetricPlan, tenant: &str) -> Results {
-    let store = SqliteStore::open(&config.store.sqlite_path(&config.data_dir).unwrap()).unwrap();
+    let store = StoreBackend::open(&config.store, &config.data_dir)
+        .await
+        .unwrap();
     let generation = store
         .metrics()
         .await
