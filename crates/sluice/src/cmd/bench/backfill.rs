@@ -60,6 +60,7 @@ pub struct BackfillBenchArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Config file for the [log], [stream] and [store] settings; keys it omits keep defaults.
+    /// A `store.url` of PostgreSQL benches that database (metric q1 is deleted there first).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -146,7 +147,7 @@ async fn backfill(
     partitions: u32,
     tenants: Vec<String>,
 ) -> anyhow::Result<()> {
-    let store = fresh_store(dir)?;
+    let store = fresh_store(dir, config, Q1).await?;
     let (run, pipelines, name) = run_backfill(
         log,
         topic,

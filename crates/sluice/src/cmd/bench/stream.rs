@@ -428,21 +428,49 @@ async fn process_exactly_once(
     config: &crate::config::Config,
     interval: Duration,
 ) -> anyhow::Result<Run> {
-    let store = fresh_store(dir)?;
+    let store = fresh_store(dir, config, sql).await?;
     let (run, pipelines, _) = run_backfill(log, topic, store, config, interval, sql).await?;
     pipelines.stop().await;
     Ok(run)
 }
 
-/// A new SQLite store in `dir` (an earlier run's is removed).
-pub(super) fn fresh_store(dir: &std::path::Path) -> anyhow::Result<sluice_store::StoreBackend> {
-    let path = dir.join("bench-store.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+/// The store `config.store.url` names, without metric `sql`'s results of an earlier run: a
+/// new SQLite file in `dir` (an earlier run's is removed) for the default URL, or the
+/// PostgreSQL database named, where the metric is deleted if it exists (give the bench a
+/// database or schema of its own: its size is counted as the bench's).
+pub(super) async fn fresh_store(
+    dir: &std::path::Path,
+    config: &crate::config::Config,
+    sql: &str,
+) -> anyhow::Result<sluice_store::StoreBackend> {
+    use sluice_store::StoreLocation;
+    let url = config.store.url.trim();
+    let location = if url.is_empty() {
+        StoreLocation::Sqlite(dir.join("bench-store.db"))
+    } else {
+        config.store.location(dir).map_err(UserError)?
+    };
+    match location {
+        StoreLocation::Sqlite(path) => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            let store = sluice_store::SqliteStore::open(&path)
+                .map_err(|error| UserError(error.to_string()))?;
+            Ok(store.into())
+        }
+        StoreLocation::Postgres(url) => {
+            let store = sluice_store::PostgresStore::connect(&url)
+                .await
+                .map_err(|error| UserError(error.to_string()))?;
+            let name = sluice_stream::sql::parse_metric(sql, &config.stream.metric_defaults())
+                .map_err(|error| UserError(error.to_string()))?
+                .name;
+            use sluice_store::Catalogue as _;
+            store.delete_metric(&name).await?;
+            Ok(store.into())
+        }
     }
-    let store =
-        sluice_store::SqliteStore::open(&path).map_err(|error| UserError(error.to_string()))?;
-    Ok(store.into())
 }
 
 /// Runs metric `sql` over `topic` with backfill through the exactly-once pipelines `serve`
