@@ -14,6 +14,20 @@ use std::path::Path;
 pub enum LogBackend {
     /// The built-in segmented file log (`file://…`, or an empty URL: `<data-dir>/log`).
     File(FileLog),
+    /// Kafka brokers (`kafka://…`).
+    #[cfg(feature = "kafka")]
+    Kafka(crate::kafka::KafkaLog),
+}
+
+/// One arm per backend: `$log` is the backend's log.
+macro_rules! each {
+    ($self:expr, $log:ident => $body:expr) => {
+        match $self {
+            LogBackend::File($log) => $body,
+            #[cfg(feature = "kafka")]
+            LogBackend::Kafka($log) => $body,
+        }
+    };
 }
 
 impl LogBackend {
@@ -43,6 +57,15 @@ impl LogBackend {
                 .map_err(|_| LogError::Closed)??;
                 Ok(LogBackend::File(opened))
             }
+            #[cfg(feature = "kafka")]
+            LogLocation::Kafka(brokers) => Ok(LogBackend::Kafka(
+                crate::kafka::KafkaLog::connect(&brokers, config).await?,
+            )),
+            #[cfg(not(feature = "kafka"))]
+            LogLocation::Kafka(_) => Err(LogError::Invalid(
+                "this sluice was built without the Kafka backend; build it with `--features kafka`"
+                    .into(),
+            )),
         }
     }
 
@@ -50,21 +73,19 @@ impl LogBackend {
     pub async fn close(self) -> Result<()> {
         match self {
             LogBackend::File(log) => log.close().await,
+            #[cfg(feature = "kafka")]
+            LogBackend::Kafka(_) => Ok(()),
         }
     }
 }
 
 impl Log for LogBackend {
     async fn create_topic(&self, spec: TopicSpec) -> Result<()> {
-        match self {
-            LogBackend::File(log) => log.create_topic(spec).await,
-        }
+        each!(self, log => log.create_topic(spec).await)
     }
 
     async fn describe(&self, topic: Option<&str>) -> Result<Vec<TopicInfo>> {
-        match self {
-            LogBackend::File(log) => log.describe(topic).await,
-        }
+        each!(self, log => log.describe(topic).await)
     }
 
     async fn append(
@@ -73,9 +94,7 @@ impl Log for LogBackend {
         partition: u32,
         records: Vec<Record>,
     ) -> Result<AppendResult> {
-        match self {
-            LogBackend::File(log) => log.append(topic, partition, records).await,
-        }
+        each!(self, log => log.append(topic, partition, records).await)
     }
 
     async fn read(
@@ -85,9 +104,7 @@ impl Log for LogBackend {
         offset: u64,
         options: ReadOptions,
     ) -> Result<ReadBatch> {
-        match self {
-            LogBackend::File(log) => log.read(topic, partition, offset, options).await,
-        }
+        each!(self, log => log.read(topic, partition, offset, options).await)
     }
 
     async fn read_into(
@@ -98,12 +115,7 @@ impl Log for LogBackend {
         options: ReadOptions,
         buffer: &mut ReadBuffer,
     ) -> Result<()> {
-        match self {
-            LogBackend::File(log) => {
-                log.read_into(topic, partition, offset, options, buffer)
-                    .await
-            }
-        }
+        each!(self, log => log.read_into(topic, partition, offset, options, buffer).await)
     }
 
     async fn offset_for_time(
@@ -112,9 +124,7 @@ impl Log for LogBackend {
         partition: u32,
         timestamp: Millis,
     ) -> Result<Option<u64>> {
-        match self {
-            LogBackend::File(log) => log.offset_for_time(topic, partition, timestamp).await,
-        }
+        each!(self, log => log.offset_for_time(topic, partition, timestamp).await)
     }
 
     async fn consumer_offset(
@@ -124,20 +134,14 @@ impl Log for LogBackend {
         partition: u32,
         commit: Option<u64>,
     ) -> Result<Option<u64>> {
-        match self {
-            LogBackend::File(log) => log.consumer_offset(group, topic, partition, commit).await,
-        }
+        each!(self, log => log.consumer_offset(group, topic, partition, commit).await)
     }
 
     async fn enforce_retention(&self) -> Result<u64> {
-        match self {
-            LogBackend::File(log) => log.enforce_retention().await,
-        }
+        each!(self, log => log.enforce_retention().await)
     }
 
     async fn epochs(&self, topic: &str, partition: u32) -> Result<Vec<EpochStart>> {
-        match self {
-            LogBackend::File(log) => log.epochs(topic, partition).await,
-        }
+        each!(self, log => log.epochs(topic, partition).await)
     }
 }

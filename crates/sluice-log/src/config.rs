@@ -18,7 +18,8 @@ const MAX_BATCH_BYTES: u64 = 256 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LogConfig {
-    /// Backend by URL: empty (the file log in `<data-dir>/log`) or `file:///absolute/path`.
+    /// Backend by URL: empty (the file log in `<data-dir>/log`), `file:///absolute/path`, or
+    /// `kafka://host:port,…` (feature `kafka`).
     pub url: String,
     /// When an append is acknowledged.
     pub ack: AckMode,
@@ -43,6 +44,65 @@ pub struct LogConfig {
     pub max_batch_bytes: ByteSize,
     /// Bytes of appends that may wait for one partition's writer; further appends wait.
     pub max_pending_bytes: ByteSize,
+    /// `[log.kafka]`: the Kafka backend's settings.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+}
+
+/// `[log.kafka]`: settings of the Kafka backend (`url = "kafka://…"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Put before every topic and consumer group name sluice uses in Kafka (several sluice
+    /// clusters can then share brokers).
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Replicas of each topic sluice creates.
+    #[serde(default = "KafkaConfig::default_replication")]
+    pub replication_factor: u16,
+    /// `[log.kafka.client]`: librdkafka settings for every client, as librdkafka names them
+    /// (`security.protocol`, `sasl.mechanism`, `ssl.ca.location`, `compression.type`,
+    /// `linger.ms`, …).
+    #[serde(default)]
+    pub client: std::collections::BTreeMap<String, ClientValue>,
+}
+
+impl KafkaConfig {
+    fn default_replication() -> u16 {
+        1
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            topic_prefix: String::new(),
+            replication_factor: Self::default_replication(),
+            client: Default::default(),
+        }
+    }
+}
+
+/// A librdkafka setting's value, written as TOML text, number or boolean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClientValue {
+    /// Text, as is.
+    Text(String),
+    /// A number.
+    Number(i64),
+    /// `true` or `false`.
+    Flag(bool),
+}
+
+impl std::fmt::Display for ClientValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientValue::Text(text) => f.write_str(text),
+            ClientValue::Number(number) => write!(f, "{number}"),
+            ClientValue::Flag(flag) => write!(f, "{flag}"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -63,6 +123,7 @@ impl LogConfig {
             max_record_bytes: ByteSize(4 * 1024),
             max_batch_bytes: ByteSize(segment_bytes),
             max_pending_bytes: ByteSize(1 << 20),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -118,6 +179,8 @@ impl std::str::FromStr for AckMode {
 pub enum LogLocation {
     /// The built-in file log in this directory.
     File(PathBuf),
+    /// Kafka brokers (`host:port,host:port`).
+    Kafka(String),
 }
 
 impl LogConfig {
@@ -135,10 +198,25 @@ impl LogConfig {
             }
             return Ok(LogLocation::File(PathBuf::from(path)));
         }
-        if url.starts_with("kafka://") {
-            return Err(format!(
-                "{url:?}: the Kafka log backend is not available in this version yet; leave log.url empty to use the built-in file log in <data-dir>/log"
-            ));
+        if let Some(brokers) = url.strip_prefix("kafka://") {
+            let brokers = brokers.trim_end_matches('/');
+            let valid = !brokers.is_empty()
+                && brokers.split(',').all(|broker| {
+                    broker
+                        .rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                });
+            if !valid {
+                return Err(format!(
+                    "{url:?}: write kafka://host:port, or several brokers as kafka://host1:9092,host2:9092"
+                ));
+            }
+            if !cfg!(feature = "kafka") {
+                return Err(format!(
+                    "{url:?}: this sluice was built without the Kafka backend; build it with `--features kafka`"
+                ));
+            }
+            return Ok(LogLocation::Kafka(brokers.to_owned()));
         }
         Err(format!(
             "{url:?} is not a supported log URL: leave it empty for the built-in file log in <data-dir>/log, or write file:///absolute/path"
@@ -269,6 +347,7 @@ mod tests {
             max_record_bytes: ByteSize(1 << 20),
             max_batch_bytes: ByteSize(8 << 20),
             max_pending_bytes: ByteSize(64 << 20),
+            kafka: Default::default(),
         }
     }
 
@@ -293,8 +372,35 @@ mod tests {
         );
         config.url = "file://relative".into();
         assert!(config.location(data).unwrap_err().contains("three slashes"));
-        config.url = "kafka://broker:9092".into();
-        assert!(config.location(data).unwrap_err().contains("not available"));
+        config.url = "kafka://broker:9092,other:9093".into();
+        if cfg!(feature = "kafka") {
+            assert_eq!(
+                config.location(data),
+                Ok(LogLocation::Kafka("broker:9092,other:9093".into()))
+            );
+        } else {
+            assert!(
+                config
+                    .location(data)
+                    .unwrap_err()
+                    .contains("--features kafka")
+            );
+        }
+        for bad in [
+            "kafka://",
+            "kafka://broker",
+            "kafka://broker:port",
+            "kafka://:9092",
+        ] {
+            config.url = bad.into();
+            assert!(
+                config
+                    .location(data)
+                    .unwrap_err()
+                    .contains("write kafka://host:port"),
+                "{bad}"
+            );
+        }
         config.url = "s3://bucket".into();
         assert!(
             config
@@ -308,7 +414,7 @@ mod tests {
     fn every_problem_is_reported_with_its_key() {
         assert_eq!(problems(&config()), []);
         let mut bad = config();
-        bad.url = "kafka://b:9092".into();
+        bad.url = "kafka://b".into();
         bad.partitions = 0;
         bad.segment_bytes = ByteSize(100);
         bad.max_record_bytes = ByteSize(0);

@@ -70,6 +70,9 @@ pub enum LogError {
     /// The log is shutting down.
     #[error("the log is closed")]
     Closed,
+    /// A remote log (Kafka) did not do what was asked: brokers down or refusing.
+    #[error("{what}: {reason}")]
+    Unavailable { what: String, reason: String },
 }
 
 impl Classify for LogError {
@@ -84,6 +87,7 @@ impl Classify for LogError {
             LogError::DiskFull { .. }
             | LogError::Io { .. }
             | LogError::WriterFailed { .. }
+            | LogError::Unavailable { .. }
             | LogError::Closed => ErrorClass::External,
             LogError::Corrupt { .. } => ErrorClass::Internal,
         }

@@ -13,9 +13,10 @@
 //! # Layout
 //! - [`Log`]: the trait every backend implements (create/describe topics, append, read with
 //!   tail-following, find an offset by time, consumer offsets, retention).
-//! - [`LogBackend`]: the backends, chosen by the URL in [`LogConfig`] (`file://`; `kafka://`
-//!   is reserved for the Kafka backend).
+//! - [`LogBackend`]: the backends, chosen by the URL in [`LogConfig`] (`file://`, or `kafka://`
+//!   with feature `kafka`).
 //! - [`file`]: the built-in segmented file log, with its on-disk format and recovery rules.
+//! - `kafka` (feature `kafka`): the Kafka backend, through librdkafka.
 //! - [`config`]: the `[log]` config section.
 //! - [`record`]: records, batches, topic descriptions.
 //! - [`ReadBuffer`]: reused memory for consumers that read a partition from end to end.
@@ -27,12 +28,14 @@ mod buffer;
 pub mod config;
 pub mod error;
 pub mod file;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod partitioner;
 pub mod record;
 
 pub use backend::LogBackend;
 pub use buffer::{ReadBuffer, RecordRef};
-pub use config::{AckMode, LogConfig};
+pub use config::{AckMode, ClientValue, KafkaConfig, LogConfig};
 pub use error::LogError;
 pub use file::FileLog;
 pub use partitioner::partition_for_key;

@@ -169,3 +169,28 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// Checks the records of one append: at least one, none larger than `max_record_bytes`
+/// (`log.max-record-bytes`).
+pub(crate) fn check_records(
+    records: &[Record],
+    max_record_bytes: usize,
+) -> Result<(), crate::LogError> {
+    if records.is_empty() {
+        return Err(crate::LogError::Invalid(
+            "an append needs at least one record".to_owned(),
+        ));
+    }
+    if let Some((index, record)) = records
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.size() > max_record_bytes)
+    {
+        return Err(crate::LogError::Invalid(format!(
+            "record {index} of the batch is {} bytes (key + value + headers), more than log.max-record-bytes ({}); send smaller records or raise the limit",
+            record.size(),
+            sluice_core::config::ByteSize(max_record_bytes as u64)
+        )));
+    }
+    Ok(())
+}

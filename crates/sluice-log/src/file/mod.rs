@@ -136,7 +136,7 @@ pub mod format;
 mod fs;
 pub mod gaps;
 pub mod index;
-mod offsets;
+pub(crate) mod offsets;
 mod partition;
 mod queue;
 pub mod recovery;
@@ -379,21 +379,7 @@ impl FileLog {
     }
 
     fn check_records(&self, records: &[Record]) -> Result<()> {
-        let config = &self.inner.config;
-        if records.is_empty() {
-            return Err(LogError::Invalid(
-                "an append needs at least one record".to_owned(),
-            ));
-        }
-        let max = config.max_record_bytes.as_usize();
-        if let Some((index, record)) = records.iter().enumerate().find(|(_, r)| r.size() > max) {
-            return Err(LogError::Invalid(format!(
-                "record {index} of the batch is {} bytes (key + value + headers), more than log.max-record-bytes ({}); send smaller records or raise the limit",
-                record.size(),
-                config.max_record_bytes
-            )));
-        }
-        Ok(())
+        crate::record::check_records(records, self.inner.config.max_record_bytes.as_usize())
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) fn config(ack: AckMode) -> LogConfig {
         max_record_bytes: ByteSize(4 * 1024),
         max_batch_bytes: ByteSize(16 * 1024),
         max_pending_bytes: ByteSize(1 << 20),
+        kafka: Default::default(),
     }
 }
 

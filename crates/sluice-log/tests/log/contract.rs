@@ -1,5 +1,6 @@
-//! The backend contract, written once against the `Log` trait and run for every backend
-//! (today the file log; the Kafka backend joins with one more `#[tokio::test]` per check).
+//! The backend contract, written once against the `Log` trait and run for every backend: the
+//! file log, and (feature `kafka`) the Kafka backend against the broker `SLUICE_TEST_KAFKA`
+//! names (`scripts/kafka.sh` starts one).
 
 use crate::common::{config, record, record_with_header};
 use sluice_log::{
@@ -22,6 +23,26 @@ async fn file_backend(dir: &std::path::Path, ack: AckMode) -> LogBackend {
     LogBackend::open(&config, std::path::Path::new("/unused"))
         .await
         .expect("open")
+}
+
+/// A Kafka log on the broker `SLUICE_TEST_KAFKA` names, its topics prefixed by this run and
+/// `check`, so checks sharing the broker never see each other's topics. Fails, naming what to
+/// run, without the broker: these tests never skip.
+#[cfg(feature = "kafka")]
+async fn kafka_backend(check: &str) -> LogBackend {
+    let brokers = std::env::var("SLUICE_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!("SLUICE_TEST_KAFKA is not set: run `export SLUICE_TEST_KAFKA=$(scripts/kafka.sh)`")
+    });
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let mut config = config(AckMode::Fsync);
+    config.url = format!("kafka://{brokers}");
+    config.kafka.topic_prefix = format!("test-{run}-{check}.");
+    LogBackend::open(&config, std::path::Path::new("/unused"))
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Reads every record of a partition from `from` to its end.
@@ -436,6 +457,16 @@ macro_rules! for_every_backend {
                         super::$check(&log).await;
                         log.close().await.unwrap();
                     }
+                }
+            )*
+        }
+        #[cfg(feature = "kafka")]
+        mod kafka_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let log = super::kafka_backend(stringify!($check)).await;
+                    super::$check(&log).await;
                 }
             )*
         }

@@ -381,6 +381,7 @@ async fn partition_task_over_the_file_log() {
         max_record_bytes: ByteSize(64 * 1024),
         max_batch_bytes: ByteSize(1 << 20),
         max_pending_bytes: ByteSize(4 << 20),
+        kafka: Default::default(),
     };
     let log = FileLog::open(dir.path(), &config).unwrap();
     guarded(partition_task_end_to_end(Arc::new(log.clone()))).await;

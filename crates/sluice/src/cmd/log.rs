@@ -68,7 +68,15 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
 
 /// The file log's directory, which must hold a log.
 fn log_dir(config: &Config) -> anyhow::Result<PathBuf> {
-    let LogLocation::File(dir) = config.log.location(&config.data_dir).map_err(UserError)?;
+    let dir = match config.log.location(&config.data_dir).map_err(UserError)? {
+        LogLocation::File(dir) => dir,
+        LogLocation::Kafka(brokers) => {
+            return Err(UserError(format!(
+                "log.url names Kafka brokers ({brokers}): `sluice log verify` and `repair` check the built-in file log; Kafka keeps and replicates its own"
+            ))
+            .into());
+        }
+    };
     if !dir.join("topics").is_dir() {
         return Err(UserError(format!(
             "there is no log in {}; point --data-dir (or data-dir in the config) at the one sluice serve uses",

@@ -1,0 +1,639 @@
+//! The Kafka backend (`log.url = "kafka://host1:9092,host2:9092"`, feature `kafka`): sluice's
+//! topics as Kafka topics, through librdkafka (the `rdkafka` crate).
+//!
+//! - **Appends** go through one idempotent producer (`enable.idempotence`, so `acks=all`): an
+//!   append returns once the brokers have acknowledged every record. The records of one append
+//!   are handed to the producer together under the partition's lock, so this process's appends
+//!   to a partition get contiguous offsets; appends from other producers (other nodes) may
+//!   interleave with them, as Kafka allows.
+//! - **Reads** use consumers assigned to one partition (no group membership), kept between reads
+//!   in a small pool per partition: a consumer whose position is the requested offset goes on
+//!   fetching, any other is assigned the offset. A read first asks the partition's watermarks:
+//!   before the low one is [`LogError::OffsetOutOfRange`]; at the high one it waits for new
+//!   records up to `max_wait` (tail-following).
+//! - **Topics** are created with the admin API (`partitions`, the configured replication
+//!   factor, `retention.ms`/`retention.bytes` from the spec); creating one that exists with the
+//!   same partition count is a no-op. Retention is the brokers' own.
+//! - **Offsets by time** are Kafka's `ListOffsets`; **consumer offsets** are the group's
+//!   committed offsets.
+//!
+//! Every name sluice uses is given `topic-prefix` in Kafka (empty by default), so several
+//! sluice clusters, or tests, can share brokers; listings show sluice's topics only, unprefixed.
+
+use crate::config::LogConfig;
+use crate::record::{
+    AppendResult, Header, PartitionInfo, ReadBatch, Record, StoredRecord, TopicInfo, TopicSpec,
+    check_topic_name,
+};
+use crate::{Log, LogError, ReadOptions, Result};
+use parking_lot::Mutex;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_core::time::Millis;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a metadata, watermark, admin or commit request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Consumers kept per partition between reads.
+const READERS_KEPT: usize = 4;
+
+/// The Kafka log.
+#[derive(Clone)]
+pub struct KafkaLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `bootstrap.servers`, for messages.
+    brokers: String,
+    /// The client settings every client starts from (brokers and `[log.kafka]`).
+    client: ClientConfig,
+    prefix: String,
+    replication: i32,
+    max_record_bytes: usize,
+    max_batch_bytes: u64,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Metadata, watermarks and offsets by time.
+    meta: BaseConsumer,
+    /// Per partition, the lock its appends take while handing their records over.
+    appending: Mutex<HashMap<(String, u32), Arc<tokio::sync::Mutex<()>>>>,
+    /// Per partition, idle consumers and the offset each would read next.
+    readers: Mutex<HashMap<(String, u32), Vec<IdleReader>>>,
+}
+
+/// A consumer of one partition between reads, and the offset it would read next.
+type IdleReader = (BaseConsumer, u64);
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.inner.brokers)
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A librdkafka failure as a [`LogError`], naming the brokers.
+fn kafka_error(brokers: &str, what: &str, error: KafkaError) -> LogError {
+    LogError::Unavailable {
+        what: format!("{what} (Kafka at {brokers})"),
+        reason: error.to_string(),
+    }
+}
+
+impl KafkaLog {
+    /// Connects to the brokers of `brokers` (comma-separated `host:port`) with `config`'s
+    /// `[log.kafka]` client settings, checking that they answer.
+    pub async fn connect(brokers: &str, config: &LogConfig) -> Result<KafkaLog> {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", brokers);
+        for (key, value) in &config.kafka.client {
+            client.set(key, value.to_string());
+        }
+        let create = |what: &str, error: KafkaError| {
+            LogError::Invalid(format!(
+                "log.kafka: cannot make the Kafka {what} for {brokers}: {error}; check the settings in [log.kafka]"
+            ))
+        };
+        let producer: FutureProducer = client
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .map_err(|e| create("producer", e))?;
+        let admin: AdminClient<DefaultClientContext> =
+            client.create().map_err(|e| create("admin client", e))?;
+        let meta: BaseConsumer = client
+            .clone()
+            .set("group.id", "sluice-metadata")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| create("consumer", e))?;
+        let log = KafkaLog {
+            inner: Arc::new(Inner {
+                brokers: brokers.to_owned(),
+                client,
+                prefix: config.kafka.topic_prefix.clone(),
+                replication: i32::from(config.kafka.replication_factor),
+                max_record_bytes: config.max_record_bytes.as_usize(),
+                max_batch_bytes: config.max_batch_bytes.bytes(),
+                producer,
+                admin,
+                meta,
+                appending: Mutex::new(HashMap::new()),
+                readers: Mutex::new(HashMap::new()),
+            }),
+        };
+        // The brokers must answer now: a wrong address fails the start, not the first append.
+        let inner = Arc::clone(&log.inner);
+        blocking(move || {
+            inner
+                .meta
+                .fetch_metadata(None, REQUEST_TIMEOUT)
+                .map(|_| ())
+                .map_err(|error| {
+                    LogError::Invalid(format!(
+                        "log.url: the Kafka brokers at {} do not answer ({error}); check the address, that they run, and the security settings in [log.kafka]",
+                        inner.brokers
+                    ))
+                })
+        })
+        .await?;
+        Ok(log)
+    }
+
+    fn kafka_name(&self, topic: &str) -> String {
+        format!("{}{topic}", self.inner.prefix)
+    }
+
+    /// The partition count of `topic`, or [`LogError::UnknownTopic`].
+    async fn partitions(&self, topic: &str) -> Result<u32> {
+        let info = self.describe_topics(Some(topic), false).await?;
+        Ok(info[0].partitions.len() as u32)
+    }
+
+    /// Checks that `partition` exists in `topic`.
+    async fn check_partition(&self, topic: &str, partition: u32) -> Result<()> {
+        let partitions = self.partitions(topic).await?;
+        if partition >= partitions {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions,
+            });
+        }
+        Ok(())
+    }
+
+    /// Describes sluice's topics (`None`: every one), with offsets when `offsets`.
+    async fn describe_topics(&self, topic: Option<&str>, offsets: bool) -> Result<Vec<TopicInfo>> {
+        let inner = Arc::clone(&self.inner);
+        let wanted = topic.map(|topic| self.kafka_name(topic));
+        let shown = topic.map(str::to_owned);
+        blocking(move || {
+            let metadata = inner
+                .meta
+                .fetch_metadata(wanted.as_deref(), REQUEST_TIMEOUT)
+                .map_err(|e| kafka_error(&inner.brokers, "reading topic metadata", e))?;
+            let mut topics = Vec::new();
+            for found in metadata.topics() {
+                let Some(name) = found.name().strip_prefix(&inner.prefix) else {
+                    continue;
+                };
+                if found.name().starts_with("__") || found.error().is_some() {
+                    continue;
+                }
+                let mut partitions = Vec::new();
+                for partition in found.partitions() {
+                    let (start, end) = if offsets {
+                        inner
+                            .meta
+                            .fetch_watermarks(found.name(), partition.id(), REQUEST_TIMEOUT)
+                            .map_err(|e| kafka_error(&inner.brokers, "reading offsets", e))?
+                    } else {
+                        (0, 0)
+                    };
+                    partitions.push(PartitionInfo {
+                        partition: partition.id() as u32,
+                        start_offset: start.max(0) as u64,
+                        end_offset: end.max(0) as u64,
+                        bytes: 0,
+                    });
+                }
+                partitions.sort_by_key(|p| p.partition);
+                topics.push(TopicInfo {
+                    name: name.to_owned(),
+                    partitions,
+                    retention_age: None,
+                    retention_bytes: None,
+                });
+            }
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            match shown {
+                Some(name) if topics.is_empty() || topics[0].partitions.is_empty() => {
+                    Err(LogError::UnknownTopic(name))
+                }
+                _ => Ok(topics),
+            }
+        })
+        .await
+    }
+
+    /// The (low, high) watermarks of a partition.
+    async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
+        let inner = Arc::clone(&self.inner);
+        let name = self.kafka_name(topic);
+        blocking(move || {
+            let (low, high) = inner
+                .meta
+                .fetch_watermarks(&name, partition as i32, REQUEST_TIMEOUT)
+                .map_err(|e| kafka_error(&inner.brokers, "reading offsets", e))?;
+            Ok((low.max(0) as u64, high.max(0) as u64))
+        })
+        .await
+    }
+
+    /// A consumer of one partition whose next offset is `offset`.
+    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<BaseConsumer> {
+        let key = (topic.to_owned(), partition);
+        let kept = {
+            let mut readers = self.inner.readers.lock();
+            let pool = readers.entry(key).or_default();
+            match pool.iter().position(|(_, next)| *next == offset) {
+                Some(index) => Some(Ok(pool.swap_remove(index).0)),
+                None => pool.pop().map(|(consumer, _)| Err(consumer)),
+            }
+        };
+        let consumer = match kept {
+            Some(Ok(consumer)) => return Ok(consumer),
+            Some(Err(consumer)) => consumer,
+            None => self
+                .inner
+                .client
+                .clone()
+                .set("group.id", "sluice-reader")
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "false")
+                .create()
+                .map_err(|e| kafka_error(&self.inner.brokers, "making a consumer", e))?,
+        };
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(
+                &self.kafka_name(topic),
+                partition as i32,
+                Offset::Offset(offset as i64),
+            )
+            .map_err(|e| kafka_error(&self.inner.brokers, "assigning a partition", e))?;
+        consumer
+            .assign(&assignment)
+            .map_err(|e| kafka_error(&self.inner.brokers, "assigning a partition", e))?;
+        Ok(consumer)
+    }
+
+    /// Gives a consumer back to the pool, positioned at `next`.
+    fn keep_reader(&self, topic: &str, partition: u32, consumer: BaseConsumer, next: u64) {
+        let mut readers = self.inner.readers.lock();
+        let pool = readers.entry((topic.to_owned(), partition)).or_default();
+        if pool.len() < READERS_KEPT {
+            pool.push((consumer, next));
+        }
+    }
+}
+
+/// Runs a blocking librdkafka call on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| LogError::Closed)?
+}
+
+impl Log for KafkaLog {
+    async fn create_topic(&self, spec: TopicSpec) -> Result<()> {
+        check_topic_name(&spec.name).map_err(LogError::Invalid)?;
+        if spec.partitions == 0 || spec.partitions > crate::config::MAX_PARTITIONS {
+            return Err(LogError::Invalid(format!(
+                "topic {:?}: {} partitions; a topic has 1 to {}",
+                spec.name,
+                spec.partitions,
+                crate::config::MAX_PARTITIONS
+            )));
+        }
+        let name = self.kafka_name(&spec.name);
+        let retention_ms = spec.retention_age.map(|age| age.as_millis().to_string());
+        let retention_bytes = spec.retention_bytes.map(|bytes| bytes.to_string());
+        let mut topic = NewTopic::new(
+            &name,
+            spec.partitions as i32,
+            TopicReplication::Fixed(self.inner.replication),
+        );
+        if let Some(ms) = &retention_ms {
+            topic = topic.set("retention.ms", ms);
+        }
+        if let Some(bytes) = &retention_bytes {
+            topic = topic.set("retention.bytes", bytes);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = self
+            .inner
+            .admin
+            .create_topics([&topic], &options)
+            .await
+            .map_err(|e| kafka_error(&self.inner.brokers, "creating a topic", e))?;
+        match results.into_iter().next() {
+            Some(Ok(_)) | None => {}
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {
+                let existing = self.partitions(&spec.name).await?;
+                if existing != spec.partitions {
+                    return Err(LogError::TopicMismatch {
+                        topic: spec.name,
+                        existing,
+                        requested: spec.partitions,
+                    });
+                }
+                return Ok(());
+            }
+            Some(Err((_, code))) => {
+                return Err(LogError::Unavailable {
+                    what: format!("creating topic {name} (Kafka at {})", self.inner.brokers),
+                    reason: code.to_string(),
+                });
+            }
+        }
+        // The brokers learn of a new topic asynchronously: wait until its partitions show.
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match self.partitions(&spec.name).await {
+                Ok(count) if count == spec.partitions => return Ok(()),
+                Ok(_) | Err(LogError::UnknownTopic(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(count) => {
+                    return Err(LogError::TopicMismatch {
+                        topic: spec.name,
+                        existing: count,
+                        requested: spec.partitions,
+                    });
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn describe(&self, topic: Option<&str>) -> Result<Vec<TopicInfo>> {
+        self.describe_topics(topic, true).await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<AppendResult> {
+        self.check_partition(topic, partition).await?;
+        crate::record::check_records(&records, self.inner.max_record_bytes)?;
+        let bytes: u64 = records.iter().map(|r| r.size() as u64).sum();
+        if bytes > self.inner.max_batch_bytes {
+            return Err(LogError::Invalid(format!(
+                "a batch of {} records holds {bytes} bytes, more than log.max-batch-bytes ({}); split it into smaller appends",
+                records.len(),
+                self.inner.max_batch_bytes
+            )));
+        }
+        let name = self.kafka_name(topic);
+        let lock = Arc::clone(
+            self.inner
+                .appending
+                .lock()
+                .entry((topic.to_owned(), partition))
+                .or_default(),
+        );
+        let mut deliveries = Vec::with_capacity(records.len());
+        {
+            let _order = lock.lock().await;
+            for record in &records {
+                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                for header in &record.headers {
+                    headers = headers.insert(rdkafka::message::Header {
+                        key: &header.key,
+                        value: Some(header.value.as_ref()),
+                    });
+                }
+                let mut message = FutureRecord::to(&name)
+                    .partition(partition as i32)
+                    .payload(record.value.as_ref())
+                    .timestamp(record.timestamp)
+                    .headers(headers);
+                if let Some(key) = &record.key {
+                    message = message.key(key.as_ref());
+                }
+                // The queue is bounded: wait for room rather than fail.
+                let mut message = Some(message);
+                loop {
+                    match self
+                        .inner
+                        .producer
+                        .send_result(message.take().expect("a record"))
+                    {
+                        Ok(delivery) => {
+                            deliveries.push(delivery);
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            message = Some(back);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((error, _)) => {
+                            return Err(kafka_error(&self.inner.brokers, "appending", error));
+                        }
+                    }
+                }
+            }
+        }
+        let mut first = None;
+        for delivery in deliveries {
+            let delivered = delivery.await.map_err(|_| LogError::Closed)?;
+            let delivered = delivered
+                .map_err(|(error, _)| kafka_error(&self.inner.brokers, "appending", error))?;
+            first.get_or_insert(delivered.offset as u64);
+        }
+        Ok(AppendResult {
+            base_offset: first.unwrap_or(0),
+            count: records.len() as u32,
+        })
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: ReadOptions,
+    ) -> Result<ReadBatch> {
+        self.check_partition(topic, partition).await?;
+        let (start, end) = self.watermarks(topic, partition).await?;
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                topic: topic.to_owned(),
+                partition,
+                requested: offset,
+                start,
+                end,
+            });
+        }
+        let consumer = self.reader(topic, partition, offset)?;
+        // Records exist: fetch them however long the brokers take; none yet: wait up to
+        // max_wait for one.
+        let first_wait = if offset < end {
+            REQUEST_TIMEOUT
+        } else {
+            options.max_wait
+        };
+        let brokers = self.inner.brokers.clone();
+        let (consumer, records) = blocking(move || {
+            let mut records = Vec::new();
+            let mut bytes = 0usize;
+            let mut wait = first_wait;
+            let started = Instant::now();
+            loop {
+                let polled = consumer.poll(wait);
+                match polled {
+                    None => break,
+                    Some(Err(error)) => return Err(kafka_error(&brokers, "reading", error)),
+                    Some(Ok(message)) => {
+                        let record = stored_record(&message);
+                        bytes += record.record.size();
+                        records.push(record);
+                        if bytes >= options.max_bytes {
+                            break;
+                        }
+                        // More only if already fetched: what is there, not what may come.
+                        wait = Duration::ZERO;
+                    }
+                }
+                if records.is_empty() && started.elapsed() >= first_wait {
+                    break;
+                }
+            }
+            Ok((consumer, records))
+        })
+        .await?;
+        let next = records
+            .last()
+            .map_or(offset, |r: &StoredRecord| r.offset + 1);
+        self.keep_reader(topic, partition, consumer, next);
+        let end = if records.is_empty() {
+            self.watermarks(topic, partition).await?.1
+        } else {
+            end.max(next)
+        };
+        Ok(ReadBatch {
+            records,
+            end_offset: end,
+        })
+    }
+
+    async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: Millis,
+    ) -> Result<Option<u64>> {
+        self.check_partition(topic, partition).await?;
+        let inner = Arc::clone(&self.inner);
+        let name = self.kafka_name(topic);
+        blocking(move || {
+            let mut query = TopicPartitionList::new();
+            query
+                .add_partition_offset(&name, partition as i32, Offset::Offset(timestamp.max(0)))
+                .map_err(|e| kafka_error(&inner.brokers, "finding an offset by time", e))?;
+            let found = inner
+                .meta
+                .offsets_for_times(query, REQUEST_TIMEOUT)
+                .map_err(|e| kafka_error(&inner.brokers, "finding an offset by time", e))?;
+            let offset = found
+                .elements()
+                .first()
+                .and_then(|element| match element.offset() {
+                    Offset::Offset(offset) if offset >= 0 => Some(offset as u64),
+                    _ => None,
+                });
+            Ok(offset)
+        })
+        .await
+    }
+
+    async fn consumer_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        commit: Option<u64>,
+    ) -> Result<Option<u64>> {
+        crate::file::offsets::check_group_name(group)?;
+        self.check_partition(topic, partition).await?;
+        let inner = Arc::clone(&self.inner);
+        let name = self.kafka_name(topic);
+        let group = format!("{}{group}", self.inner.prefix);
+        blocking(move || {
+            let consumer: BaseConsumer = inner
+                .client
+                .clone()
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .map_err(|e| kafka_error(&inner.brokers, "making a consumer", e))?;
+            let mut list = TopicPartitionList::new();
+            match commit {
+                Some(offset) => {
+                    list.add_partition_offset(
+                        &name,
+                        partition as i32,
+                        Offset::Offset(offset as i64),
+                    )
+                    .map_err(|e| kafka_error(&inner.brokers, "committing an offset", e))?;
+                    consumer
+                        .commit(&list, CommitMode::Sync)
+                        .map_err(|e| kafka_error(&inner.brokers, "committing an offset", e))?;
+                    Ok(Some(offset))
+                }
+                None => {
+                    list.add_partition(&name, partition as i32);
+                    let committed = consumer
+                        .committed_offsets(list, REQUEST_TIMEOUT)
+                        .map_err(|e| kafka_error(&inner.brokers, "reading an offset", e))?;
+                    Ok(committed
+                        .elements()
+                        .first()
+                        .and_then(|element| match element.offset() {
+                            Offset::Offset(offset) if offset >= 0 => Some(offset as u64),
+                            _ => None,
+                        }))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn enforce_retention(&self) -> Result<u64> {
+        // The brokers apply each topic's retention themselves.
+        Ok(0)
+    }
+}
+
+/// A consumed message as a record.
+fn stored_record(message: &rdkafka::message::BorrowedMessage<'_>) -> StoredRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| Header {
+                    key: header.key.to_owned(),
+                    value: bytes::Bytes::copy_from_slice(header.value.unwrap_or_default()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    StoredRecord {
+        offset: message.offset() as u64,
+        record: Record {
+            key: message.key().map(bytes::Bytes::copy_from_slice),
+            value: bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+            timestamp: message.timestamp().to_millis().unwrap_or(0),
+            headers,
+        },
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Starts the Kafka-protocol broker the Kafka backend's tests use — tansu (crates.io,
+# Apache-2.0) on SQLite storage, built once into ~/.cargo/bin (about 11 minutes on 2 cores) —
+# unless one already answers, and prints its address (host:port) on stdout; everything else
+# goes to stderr. Its data lives in ${SLUICE_TANSU_DIR:-/tmp/sluice-tansu}.
+set -euo pipefail
+port=${SLUICE_TANSU_PORT:-19092}
+dir=${SLUICE_TANSU_DIR:-/tmp/sluice-tansu}
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+if ! answers; then
+  if ! command -v tansu >/dev/null; then
+    echo "building tansu (once; about 11 minutes)" >&2
+    cargo install --locked --quiet tansu --version 0.6.0 --features dynostore,libsql >&2
+  fi
+  mkdir -p "$dir"
+  (cd "$dir" && nohup tansu broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "sqlite://$dir/tansu.db" >"$dir/broker.log" 2>&1 &)
+  for _ in $(seq 1 100); do
+    answers && break
+    sleep 0.1
+  done
+  answers || { echo "tansu did not start on port $port: see $dir/broker.log" >&2; exit 1; }
+fi
+echo "127.0.0.1:$port"
