@@ -15,10 +15,19 @@ if ! answers; then
     cargo install --locked --quiet tansu --version 0.6.0 --features dynostore,libsql >&2
   fi
   mkdir -p "$dir"
-  (cd "$dir" && nohup tansu broker \
-    --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "sqlite://$dir/tansu.db" >"$dir/broker.log" 2>&1 &)
+  # Detached, in a session of its own, holding none of this shell's descriptors (a caller
+  # reading this script's output through a pipe would otherwise wait for the broker to exit).
+  python3 - "$dir" "$port" <<'PY'
+import subprocess, sys
+directory, port = sys.argv[1], sys.argv[2]
+listener = f"tcp://127.0.0.1:{port}"
+with open(f"{directory}/broker.log", "ab") as log:
+    subprocess.Popen(
+        ["tansu", "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+         "--storage-engine", "sqlite://tansu.db"],
+        cwd=directory, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        close_fds=True, start_new_session=True)
+PY
   for _ in $(seq 1 100); do
     answers && break
     sleep 0.1

@@ -24,6 +24,10 @@ step "postgres: the server the PostgreSQL store's tests use"
 SLUICE_TEST_POSTGRES="$(scripts/postgres.sh)"
 export SLUICE_TEST_POSTGRES
 
+step "kafka: the broker the Kafka backend's tests use (tansu; built once into ~/.cargo/bin)"
+SLUICE_TEST_KAFKA="$(scripts/kafka.sh)"
+export SLUICE_TEST_KAFKA
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -34,6 +38,11 @@ cargo machete
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The Kafka backend is behind feature `kafka` of sluice-log.
+cargo clippy -p sluice-log --features kafka --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "cargo test: the log contract against the Kafka broker (feature kafka)"
+cargo test -p sluice-log --features kafka --locked --test log kafka_backend

@@ -534,7 +534,7 @@ impl Log for KafkaLog {
         self.check_partition(topic, partition).await?;
         let inner = Arc::clone(&self.inner);
         let name = self.kafka_name(topic);
-        blocking(move || {
+        let found = blocking(move || {
             let mut query = TopicPartitionList::new();
             query
                 .add_partition_offset(&name, partition as i32, Offset::Offset(timestamp.max(0)))
@@ -547,12 +547,36 @@ impl Log for KafkaLog {
                 .elements()
                 .first()
                 .and_then(|element| match element.offset() {
-                    Offset::Offset(offset) if offset >= 0 => Some(offset as u64),
+                    Offset::Offset(offset) if offset >= 0 => Some(offset),
                     _ => None,
                 });
-            Ok(offset)
+            // Some brokers answer the end offset when no record is that recent: no record
+            // is there.
+            let Some(offset) = offset else {
+                return Ok(None);
+            };
+            let (_, end) = inner
+                .meta
+                .fetch_watermarks(&name, partition as i32, REQUEST_TIMEOUT)
+                .map_err(|e| kafka_error(&inner.brokers, "reading offsets", e))?;
+            Ok((offset < end).then_some(offset as u64))
         })
-        .await
+        .await?;
+        // Some brokers (tansu) answer offset 0 when every record is older: the record found
+        // must be at or after the time asked for.
+        let Some(offset) = found else {
+            return Ok(None);
+        };
+        let options = ReadOptions {
+            max_bytes: 1,
+            max_wait: Duration::ZERO,
+        };
+        let batch = self.read(topic, partition, offset, options).await?;
+        Ok(batch
+            .records
+            .first()
+            .filter(|record| record.record.timestamp >= timestamp)
+            .map(|record| record.offset))
     }
 
     async fn consumer_offset(
