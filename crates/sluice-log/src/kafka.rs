@@ -71,8 +71,14 @@ struct Inner {
     readers: Mutex<HashMap<(String, u32), Vec<IdleReader>>>,
 }
 
-/// A consumer of one partition between reads, and the offset it would read next.
-type IdleReader = (BaseConsumer, u64);
+/// A consumer of one partition between reads: the offset the read that takes it must ask for,
+/// and the records from that offset on that it fetched for a read whose caller had gone (a
+/// reader dropped mid-read, as `select!` does, loses nothing; the next read gets them).
+struct IdleReader {
+    consumer: BaseConsumer,
+    from: u64,
+    fetched: Vec<StoredRecord>,
+}
 
 impl std::fmt::Debug for KafkaLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -243,20 +249,20 @@ impl KafkaLog {
         .await
     }
 
-    /// A consumer of one partition whose next offset is `offset`.
-    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<BaseConsumer> {
+    /// A reader of one partition for a read from `offset`: a kept one that was left there
+    /// (with what it fetched already), else a kept or new consumer assigned to `offset`.
+    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<IdleReader> {
         let key = (topic.to_owned(), partition);
         let kept = {
             let mut readers = self.inner.readers.lock();
             let pool = readers.entry(key).or_default();
-            match pool.iter().position(|(_, next)| *next == offset) {
-                Some(index) => Some(Ok(pool.swap_remove(index).0)),
-                None => pool.pop().map(|(consumer, _)| Err(consumer)),
+            match pool.iter().position(|reader| reader.from == offset) {
+                Some(index) => return Ok(pool.swap_remove(index)),
+                None => pool.pop(),
             }
         };
         let consumer = match kept {
-            Some(Ok(consumer)) => return Ok(consumer),
-            Some(Err(consumer)) => consumer,
+            Some(reader) => reader.consumer,
             None => self
                 .inner
                 .client
@@ -278,16 +284,20 @@ impl KafkaLog {
         consumer
             .assign(&assignment)
             .map_err(|e| kafka_error(&self.inner.brokers, "assigning a partition", e))?;
-        Ok(consumer)
+        Ok(IdleReader {
+            consumer,
+            from: offset,
+            fetched: Vec::new(),
+        })
     }
+}
 
-    /// Gives a consumer back to the pool, positioned at `next`.
-    fn keep_reader(&self, topic: &str, partition: u32, consumer: BaseConsumer, next: u64) {
-        let mut readers = self.inner.readers.lock();
-        let pool = readers.entry((topic.to_owned(), partition)).or_default();
-        if pool.len() < READERS_KEPT {
-            pool.push((consumer, next));
-        }
+/// Gives a reader back to its partition's pool (a full pool drops it).
+fn keep_reader(inner: &Inner, topic: &str, partition: u32, reader: IdleReader) {
+    let mut readers = inner.readers.lock();
+    let pool = readers.entry((topic.to_owned(), partition)).or_default();
+    if pool.len() < READERS_KEPT {
+        pool.push(reader);
     }
 }
 
@@ -473,7 +483,18 @@ impl Log for KafkaLog {
                 end,
             });
         }
-        let consumer = self.reader(topic, partition, offset)?;
+        let mut reader = self.reader(topic, partition, offset)?;
+        if !reader.fetched.is_empty() {
+            // Fetched for an earlier read of this offset whose caller had gone.
+            let records = std::mem::take(&mut reader.fetched);
+            let next = records.last().map_or(offset, |r| r.offset + 1);
+            reader.from = next;
+            keep_reader(&self.inner, topic, partition, reader);
+            return Ok(ReadBatch {
+                records,
+                end_offset: end.max(next),
+            });
+        }
         // Records exist: fetch them however long the brokers take; none yet: wait up to
         // max_wait for one.
         let first_wait = if offset < end {
@@ -481,17 +502,22 @@ impl Log for KafkaLog {
         } else {
             options.max_wait
         };
-        let brokers = self.inner.brokers.clone();
-        let (consumer, records) = blocking(move || {
+        let inner = Arc::clone(&self.inner);
+        let topic_name = topic.to_owned();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
             let mut records = Vec::new();
             let mut bytes = 0usize;
             let mut wait = first_wait;
             let started = Instant::now();
+            let mut failed = None;
             loop {
-                let polled = consumer.poll(wait);
-                match polled {
+                match reader.consumer.poll(wait) {
                     None => break,
-                    Some(Err(error)) => return Err(kafka_error(&brokers, "reading", error)),
+                    Some(Err(error)) => {
+                        failed = Some(kafka_error(&inner.brokers, "reading", error));
+                        break;
+                    }
                     Some(Ok(message)) => {
                         let record = stored_record(&message);
                         bytes += record.record.size();
@@ -507,13 +533,24 @@ impl Log for KafkaLog {
                     break;
                 }
             }
-            Ok((consumer, records))
-        })
-        .await?;
-        let next = records
-            .last()
-            .map_or(offset, |r: &StoredRecord| r.offset + 1);
-        self.keep_reader(topic, partition, consumer, next);
+            if let Some(error) = failed {
+                // The consumer's position is unknown after an error: it is not kept.
+                let _ = answer.send(Err(error));
+                return;
+            }
+            let next = records
+                .last()
+                .map_or(offset, |r: &StoredRecord| r.offset + 1);
+            match answer.send(Ok(records)) {
+                Ok(()) => reader.from = next,
+                // The read was dropped: keep what was fetched for the next read from `offset`.
+                Err(Ok(records)) => reader.fetched = records,
+                Err(Err(_)) => return,
+            }
+            keep_reader(&inner, &topic_name, partition, reader);
+        });
+        let records = answered.await.map_err(|_| LogError::Closed)??;
+        let next = records.last().map_or(offset, |r| r.offset + 1);
         let end = if records.is_empty() {
             self.watermarks(topic, partition).await?.1
         } else {

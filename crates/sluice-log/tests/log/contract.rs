@@ -343,6 +343,35 @@ async fn a_waiting_reader_is_woken_by_an_append(log: &impl Log) {
     assert_eq!(empty.end_offset, 1);
 }
 
+/// Reads dropped before they answer (a task's `select!` drops its read whenever a control
+/// message comes first) lose nothing: the next read from that offset gets every record.
+async fn dropped_reads_lose_nothing(log: &impl Log) {
+    log.create_topic(TopicSpec::new("dropped", 1))
+        .await
+        .unwrap();
+    log.append(
+        "dropped",
+        0,
+        vec![record(None, "a", NOW), record(None, "b", NOW)],
+    )
+    .await
+    .unwrap();
+    let patient = ReadOptions {
+        max_bytes: 1024,
+        max_wait: Duration::from_secs(5),
+    };
+    for _ in 0..5 {
+        let _ = tokio::time::timeout(Duration::from_millis(1), log.read("dropped", 0, 0, patient))
+            .await;
+    }
+    let values: Vec<Vec<u8>> = read_all(log, "dropped", 0, 0)
+        .await
+        .into_iter()
+        .map(|stored| stored.record.value.to_vec())
+        .collect();
+    assert_eq!(values, [b"a".to_vec(), b"b".to_vec()]);
+}
+
 async fn offsets_are_found_by_time(log: &impl Log) {
     log.create_topic(TopicSpec::new("time", 1)).await.unwrap();
     assert_eq!(log.offset_for_time("time", 0, 0).await.unwrap(), None);
@@ -478,6 +507,7 @@ for_every_backend!(
     buffered_reads_return_what_reads_return,
     bad_appends_are_refused_with_the_limit_to_change,
     a_waiting_reader_is_woken_by_an_append,
+    dropped_reads_lose_nothing,
     offsets_are_found_by_time,
     consumer_offsets_are_stored,
     concurrent_appenders_get_disjoint_contiguous_offsets,
