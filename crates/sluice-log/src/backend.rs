@@ -1,6 +1,6 @@
 //! The log backends, chosen by the scheme of `log.url` and dispatched through an enum: a new
-//! backend is one variant, one arm per method, and a cargo feature when it pulls in heavy
-//! dependencies (the Kafka backend will be `kafka://…` behind feature `kafka`).
+//! backend is one variant, one arm per method (the `each!` macro), and a cargo feature when it
+//! pulls in heavy dependencies (the Kafka backend, `kafka://…`, is feature `kafka`).
 
 use crate::config::{LogConfig, LogLocation};
 use crate::file::FileLog;

@@ -213,7 +213,7 @@ impl LogConfig {
             }
             if !cfg!(feature = "kafka") {
                 return Err(format!(
-                    "{url:?}: this sluice was built without the Kafka backend; build it with `--features kafka`"
+                    "{url:?}: this sluice was built without the Kafka backend; build it with `cargo build --release -p sluice --features kafka`"
                 ));
             }
             return Ok(LogLocation::Kafka(brokers.to_owned()));
