@@ -245,6 +245,22 @@ pub struct RowRange {
     pub limit: usize,
 }
 
+impl RowQuery {
+    /// The same rows as a [`RowRange`]: windows of any end, no bound on their count.
+    pub fn into_range(self) -> RowRange {
+        RowRange {
+            metric: self.metric,
+            generation: self.generation,
+            tenant: self.tenant,
+            end_after: Millis::MIN,
+            end_upto: Millis::MAX,
+            start_from: self.from,
+            start_before: self.to,
+            limit: usize::MAX,
+        }
+    }
+}
+
 /// A page of one tenant's final rows of a metric generation, for reads that stream a whole
 /// range (exports): rows in the order (window start, group key, window end), from just after
 /// `after` on.

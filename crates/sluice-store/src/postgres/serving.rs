@@ -72,17 +72,8 @@ async fn rows_of_range(
 #[async_trait]
 impl ResultReads for PostgresStore {
     async fn query_rows(&self, query: RowQuery) -> Result<Vec<StoredRow>, StoreError> {
-        let range = RowRange {
-            metric: query.metric,
-            generation: query.generation,
-            tenant: query.tenant,
-            end_after: Millis::MIN,
-            end_upto: Millis::MAX,
-            start_from: query.from,
-            start_before: query.to,
-            limit: usize::MAX,
-        };
-        Ok(self.rows_in(range).await?.unwrap_or_default())
+        // No limit: every row comes back.
+        Ok(self.rows_in(query.into_range()).await?.unwrap_or_default())
     }
 
     async fn rows_in(&self, range: RowRange) -> Result<Option<Vec<StoredRow>>, StoreError> {
