@@ -65,6 +65,8 @@ struct Inner {
     admin: AdminClient<DefaultClientContext>,
     /// Metadata, watermarks and offsets by time.
     meta: BaseConsumer,
+    /// Partition counts seen, by topic.
+    partition_counts: Mutex<HashMap<String, u32>>,
     /// Per partition, the lock its appends take while handing their records over.
     appending: Mutex<HashMap<(String, u32), Arc<tokio::sync::Mutex<()>>>>,
     /// Per partition, idle consumers and the offset each would read next.
@@ -136,6 +138,7 @@ impl KafkaLog {
                 producer,
                 admin,
                 meta,
+                partition_counts: Mutex::new(HashMap::new()),
                 appending: Mutex::new(HashMap::new()),
                 readers: Mutex::new(HashMap::new()),
             }),
@@ -168,9 +171,23 @@ impl KafkaLog {
         Ok(info[0].partitions.len() as u32)
     }
 
-    /// Checks that `partition` exists in `topic`.
+    /// Checks that `partition` exists in `topic`. Kafka only ever adds partitions, so a count
+    /// seen once answers without a round trip; a partition beyond it asks the brokers again.
     async fn check_partition(&self, topic: &str, partition: u32) -> Result<()> {
+        if self
+            .inner
+            .partition_counts
+            .lock()
+            .get(topic)
+            .is_some_and(|&count| partition < count)
+        {
+            return Ok(());
+        }
         let partitions = self.partitions(topic).await?;
+        self.inner
+            .partition_counts
+            .lock()
+            .insert(topic.to_owned(), partitions);
         if partition >= partitions {
             return Err(LogError::UnknownPartition {
                 topic: topic.to_owned(),
