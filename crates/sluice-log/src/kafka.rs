@@ -43,6 +43,10 @@ use std::time::{Duration, Instant};
 /// How long a metadata, watermark, admin or commit request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the brokers have to answer at start before sluice gives up with the address to
+/// check.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Consumers kept per partition between reads.
 const READERS_KEPT: usize = 4;
 
@@ -148,7 +152,7 @@ impl KafkaLog {
         blocking(move || {
             inner
                 .meta
-                .fetch_metadata(None, REQUEST_TIMEOUT)
+                .fetch_metadata(None, CONNECT_TIMEOUT)
                 .map(|_| ())
                 .map_err(|error| {
                     LogError::Invalid(format!(
