@@ -363,10 +363,12 @@ async fn locked_position(
     Ok(row.map(|row| position_from(&row, 0)))
 }
 
-/// A failure applying a commit: PostgreSQL's, or a state that would not merge.
+/// A failure applying a commit: PostgreSQL's, a state that would not merge, or final rows
+/// deleted under the merge again and again (a replay switching generations meanwhile).
 enum ApplyError {
     Postgres(tokio_postgres::Error),
     Merge(String),
+    Raced(String),
 }
 
 impl From<tokio_postgres::Error> for ApplyError {
@@ -382,6 +384,11 @@ impl ApplyError {
             ApplyError::Merge(detail) => StoreError::Corrupt {
                 path: location.into(),
                 detail: format!("a stored state does not merge: {detail}"),
+            },
+            // Not damage: the commit fails and its partition tries again.
+            ApplyError::Raced(detail) => StoreError::Postgres {
+                location: location.to_owned(),
+                detail,
             },
         }
     }
@@ -538,7 +545,7 @@ async fn merge_finals(
             parts.remove(&id);
         }
     }
-    Err(ApplyError::Merge(format!(
+    Err(ApplyError::Raced(format!(
         "{} final rows of {metric:?} were deleted while being merged, four times",
         parts.len()
     )))
