@@ -22,6 +22,7 @@
 //! - [`window`]: window assignment (tumbling, hopping, session), pure.
 //! - [`watermark`]: a partition's event-time clock, idleness, watermarks.
 //! - [`engine`]: the per-partition processor, its window table, outputs, checkpoints.
+//! - [`render`]: keys and values as JSON text, as every reader of results shows them.
 //! - [`task`]: the partition task over the `Log` trait (the only async, I/O code).
 //! - [`config`]: the `[stream]` configuration section.
 //! - `oracle` (feature `testing`): a brute-force reference evaluator the tests compare with.
@@ -38,6 +39,7 @@ pub mod keys;
 #[cfg(feature = "testing")]
 pub mod oracle;
 pub mod plan;
+pub mod render;
 pub mod sql;
 pub mod task;
 pub mod value;

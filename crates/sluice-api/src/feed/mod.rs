@@ -64,7 +64,7 @@ pub struct Change {
 impl Change {
     /// The values as a JSON object of the metric's aggregate names.
     pub fn values_json(&self, plan: &MetricPlan) -> serde_json::Value {
-        crate::query::render::values_json(plan, &self.values)
+        sluice_stream::render::values_json(plan, &self.values)
     }
 }
 

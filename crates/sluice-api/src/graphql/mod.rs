@@ -229,7 +229,7 @@ impl QueryRoot {
                                 plan_names
                                     .iter()
                                     .cloned()
-                                    .zip(point.values.iter().map(crate::query::render::value_json))
+                                    .zip(point.values.iter().map(sluice_stream::render::value_json))
                                     .collect(),
                             )),
                         })

@@ -8,10 +8,10 @@ use crate::query::cache::Series;
 use crate::query::cells::{Cell, KeySeries, bucket_close, close_of};
 use crate::query::live::LiveSnapshot;
 use crate::query::params::SeriesQuery;
-use crate::query::render;
 use sluice_core::time::Millis;
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::plan::MetricPlan;
+use sluice_stream::render;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,12 +3,12 @@
 //! already rendered as JSON; a [`KeySeries`] holds one group key's cells in time order and,
 //! for the cache, hour and day roll-ups of them.
 
-use crate::query::render;
 use sluice_core::time::Millis;
 use sluice_store::StoredRow;
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::keys::GroupKey;
 use sluice_stream::plan::{AggregateKind, MetricPlan, WindowSpec};
+use sluice_stream::render;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::sync::{Arc, OnceLock};

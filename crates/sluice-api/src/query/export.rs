@@ -16,7 +16,6 @@
 use super::Serving;
 use super::cells::{bucket_close, close_of};
 use super::params::{SeriesParams, SeriesQuery};
-use super::render;
 use crate::error::ApiError;
 use bytes::Bytes;
 use futures::Stream;
@@ -26,6 +25,7 @@ use sluice_stream::StreamError;
 use sluice_stream::agg::{OutputValue, PartialState};
 use sluice_stream::keys::{GroupKey, KeyValue};
 use sluice_stream::plan::{AggregateKind, MetricPlan};
+use sluice_stream::render;
 use std::fmt::Write as _;
 use std::sync::Arc;
 

@@ -12,7 +12,9 @@
 //! - [`cache`], [`live`]: the two in-memory sources.
 //! - [`build`]: filters, top-N, roll-ups, sinks.
 //! - [`export`]: a whole range streamed as CSV or NDJSON, page by page from the store.
-//! - [`render`]: JSON text.
+//!
+//! Keys and values are written as JSON text by `sluice_stream::render`, the one renderer every
+//! reader of results shares (the PostgreSQL store's BI views too).
 
 pub mod build;
 pub(crate) mod cache;
@@ -20,7 +22,6 @@ pub(crate) mod cells;
 pub mod export;
 pub(crate) mod live;
 pub mod params;
-pub(crate) mod render;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
@@ -37,6 +38,7 @@ use sluice_pipelines::{PipelineError, Pipelines};
 use sluice_store::{RowRange, StoreBackend};
 use sluice_stream::engine::output::LiveWindows;
 use sluice_stream::plan::{AggregateKind, MetricPlan, WindowSpec};
+use sluice_stream::render;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -262,7 +262,7 @@ fn ranked_by(plan: &MetricPlan, name: Option<&str>) -> Result<usize, ApiError> {
     let Some(name) = name else {
         return Ok(0);
     };
-    let aggregates = crate::query::render::aggregate_names(plan);
+    let aggregates = sluice_stream::render::aggregate_names(plan);
     aggregates.iter().position(|a| *a == name).ok_or_else(|| {
         bad(
             "unknown_aggregate",
