@@ -1,6 +1,11 @@
 //! The store contract, written once against the store's traits and run for every backend
 //! (SQLite, and PostgreSQL in a fresh schema of the database `SLUICE_TEST_POSTGRES` names). Each
 //! check gets a fresh, empty store behind a [`StoreBackend`], as the pipelines and the API see it.
+//! What only PostgreSQL has, its metrics' BI views, is checked in [`postgres_views`].
+
+// Beside this file, not in `tests/`, where cargo would make it a test binary of its own.
+#[path = "contract/postgres_views.rs"]
+mod postgres_views;
 
 use sluice_core::access::{Role, digest};
 use sluice_core::time::Millis;

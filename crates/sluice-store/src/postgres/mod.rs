@@ -17,10 +17,18 @@
 //!
 //! Rows go to the server in arrays (`UNNEST`), one statement per kind of change, so a commit
 //! costs a handful of round trips whatever its size.
+//!
+//! Each metric also has a view, `metric_<name>`, of its final rows with plain SQL columns for
+//! BI tools ([`views`](self::views)): every final row written carries its key and values
+//! decoded (`finals.keys`, `finals.vals`), from the metric's plan, which a commit closing
+//! windows reads from `metrics` in its transaction.
 
 mod directory;
 mod schema;
 mod serving;
+mod views;
+
+pub use views::view_name;
 
 use crate::error::StoreError;
 use crate::merge::merged_state;
@@ -32,6 +40,7 @@ use crate::roles::{Catalogue, Checkpoints, Housekeeping};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sluice_core::time::Millis;
+use sluice_stream::plan::MetricPlan;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_postgres::{NoTls, Transaction};
@@ -47,6 +56,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// The URL without its password, for messages.
     location: Arc<str>,
+    /// Metrics' plans, for the decoded values of their final rows.
+    plans: Arc<views::Plans>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -135,10 +146,32 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             location: Arc::from(location),
+            plans: Arc::default(),
         };
         let mut client = store.client().await?;
         schema::migrate(&mut client, location).await?;
+        store.refresh_views(&mut client).await?;
         Ok(store)
+    }
+
+    /// Makes every metric's view again and decodes the final rows written without their
+    /// values (by a sluice from before them).
+    async fn refresh_views(&self, client: &mut Client) -> Result<(), StoreError> {
+        let planned = views::replace_all(client, &self.plans)
+            .await
+            .map_err(self.failed())?;
+        for (metric, plan) in planned {
+            let (filled, undecoded) = views::fill(client, &metric, &plan)
+                .await
+                .map_err(self.failed())?;
+            if filled > 0 {
+                tracing::info!(%metric, rows = filled, "final rows decoded for the metric's view");
+            }
+            if undecoded > 0 {
+                tracing::warn!(%metric, rows = undecoded, "final rows that do not decode under the metric's plan are left out of its view");
+            }
+        }
+        Ok(())
     }
 
     /// A pooled connection.
@@ -198,8 +231,9 @@ impl Catalogue for PostgresStore {
     }
 
     async fn create_metric(&self, record: MetricRecord) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let inserted = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.failed())?;
+        let inserted = tx
             .execute(
                 "INSERT INTO metrics (name, sql, backfill, generation, created_at, origin) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (name) DO NOTHING",
@@ -210,12 +244,27 @@ impl Catalogue for PostgresStore {
         if inserted == 0 {
             return Err(StoreError::MetricExists(record.name));
         }
-        Ok(())
+        let plan = self.plans.of(&record.name, &record.sql);
+        views::replace_view(&tx, &record.name, plan.as_deref())
+            .await
+            .map_err(self.failed())?;
+        tx.commit().await.map_err(self.failed())
     }
 
     async fn delete_metric(&self, name: &str) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
+        views::drop_view(&tx, name).await.map_err(|error| {
+            if error.code() == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST) {
+                StoreError::Invalid(format!(
+                    "metric {name:?} was not deleted: other database objects read its view {} ({}); drop them or make them read something else first",
+                    view_name(name),
+                    error.as_db_error().and_then(|db| db.detail()).unwrap_or("PostgreSQL names them in its log"),
+                ))
+            } else {
+                pg_error(&self.location, error)
+            }
+        })?;
         let deleted = tx
             .execute("DELETE FROM metrics WHERE name = $1", &[&name])
             .await
@@ -233,6 +282,7 @@ impl Catalogue for PostgresStore {
         .await
         .map_err(self.failed())?;
         tx.commit().await.map_err(self.failed())?;
+        self.plans.forget(name);
         Ok(deleted > 0)
     }
 
@@ -281,8 +331,8 @@ impl Catalogue for PostgresStore {
                     &[&metric, &next, &before],
                 ),
                 (
-                    "INSERT INTO finals (metric, generation, tenant, window_start, group_key, window_end, version, state) \
-                     SELECT metric, $2, tenant, window_start, group_key, window_end, version, state FROM finals \
+                    "INSERT INTO finals (metric, generation, tenant, window_start, group_key, window_end, version, state, keys, vals) \
+                     SELECT metric, $2, tenant, window_start, group_key, window_end, version, state, keys, vals FROM finals \
                      WHERE metric = $1 AND generation = $3 AND window_start < $4",
                     &[&metric, &next, &current, &before],
                 ),
@@ -363,11 +413,13 @@ async fn locked_position(
     Ok(row.map(|row| position_from(&row, 0)))
 }
 
-/// A failure applying a commit: PostgreSQL's, a state that would not merge, or final rows
-/// deleted under the merge again and again (a replay switching generations meanwhile).
+/// A failure applying a commit: PostgreSQL's, a state that would not merge, a final row that
+/// does not decode under its metric's plan, or final rows deleted under the merge again and
+/// again (a replay switching generations meanwhile).
 enum ApplyError {
     Postgres(tokio_postgres::Error),
     Merge(String),
+    Decode(String),
     Raced(String),
 }
 
@@ -384,6 +436,10 @@ impl ApplyError {
             ApplyError::Merge(detail) => StoreError::Corrupt {
                 path: location.into(),
                 detail: format!("a stored state does not merge: {detail}"),
+            },
+            ApplyError::Decode(detail) => StoreError::Corrupt {
+                path: location.into(),
+                detail,
             },
             // Not damage: the commit fails and its partition tries again.
             ApplyError::Raced(detail) => StoreError::Postgres {
@@ -439,12 +495,32 @@ async fn delete_open(
     Ok(())
 }
 
+/// A final row's `keys` and `vals` ([`views::decoded`]); none without a plan.
+fn decoded(
+    plan: Option<&MetricPlan>,
+    metric: &str,
+    key: &[u8],
+    state: &[u8],
+) -> Result<(Option<String>, Option<String>), ApplyError> {
+    let Some(plan) = plan else {
+        return Ok((None, None));
+    };
+    let (keys, values) = views::decoded(plan, key, state).map_err(|reason| {
+        ApplyError::Decode(format!(
+            "a final row of {metric:?} does not decode under the metric's plan: {reason}"
+        ))
+    })?;
+    Ok((Some(keys), Some(values)))
+}
+
 /// Merges closed windows' states into their final rows (made for windows no partition has
-/// closed before), under the rows' locks. Rows of one window given twice are merged first.
+/// closed before), under the rows' locks, with their key and values decoded by `plan` (none
+/// without one). Rows of one window given twice are merged first.
 async fn merge_finals(
     tx: &Transaction<'_>,
     metric: &str,
     generation: u32,
+    plan: Option<&MetricPlan>,
     rows: impl Iterator<Item = ChangedRow<'_>>,
 ) -> Result<(), ApplyError> {
     let mut parts: BTreeMap<WindowId<'_>, (u32, Vec<u8>)> = BTreeMap::new();
@@ -471,17 +547,23 @@ async fn merge_finals(
         }
         let mut all = Keys::default();
         let (mut versions, mut states) = (Vec::new(), Vec::new());
+        let (mut key_json, mut value_json) = (Vec::new(), Vec::new());
         for ((tenant, start, key, end), (version, state)) in &parts {
             all.push(tenant, *start, key, *end);
             versions.push(big(*version));
             states.push(state.as_slice());
+            let (keys, values) = decoded(plan, metric, key, state)?;
+            key_json.push(keys);
+            value_json.push(values);
         }
         let inserted = tx
             .query(
-                "INSERT INTO finals (metric, generation, tenant, window_start, group_key, window_end, version, state) \
-                 SELECT $1, $2, * FROM UNNEST($3::TEXT[], $4::BIGINT[], $5::BYTEA[], $6::BIGINT[], $7::BIGINT[], $8::BYTEA[]) \
+                "INSERT INTO finals (metric, generation, tenant, window_start, group_key, window_end, version, state, keys, vals) \
+                 SELECT $1, $2, tenant, window_start, group_key, window_end, version, state, keys::JSONB, vals::JSONB \
+                 FROM UNNEST($3::TEXT[], $4::BIGINT[], $5::BYTEA[], $6::BIGINT[], $7::BIGINT[], $8::BYTEA[], $9::TEXT[], $10::TEXT[]) \
+                 AS r(tenant, window_start, group_key, window_end, version, state, keys, vals) \
                  ON CONFLICT DO NOTHING RETURNING tenant, window_start, group_key, window_end",
-                &[&metric, &generation, &all.tenants, &all.starts, &all.keys, &all.ends, &versions, &states],
+                &[&metric, &generation, &all.tenants, &all.starts, &all.keys, &all.ends, &versions, &states, &key_json, &value_json],
             )
             .await?;
         let inserted: std::collections::HashSet<OwnedWindowId> = inserted
@@ -519,25 +601,30 @@ async fn merge_finals(
             .collect();
         let mut merged = Keys::default();
         let (mut versions, mut states) = (Vec::new(), Vec::new());
+        let (mut key_json, mut value_json) = (Vec::new(), Vec::new());
         let mut done = Vec::new();
         for (&(tenant, start, key, end), (version, state)) in &parts {
             let id = (tenant.to_owned(), start, key.to_vec(), end);
             let Some((stored_version, stored_state)) = stored.get(&id) else {
                 continue;
             };
-            states.push(merged_state(stored_state, state).map_err(ApplyError::Merge)?);
+            let state = merged_state(stored_state, state).map_err(ApplyError::Merge)?;
+            let (keys, values) = decoded(plan, metric, key, &state)?;
+            key_json.push(keys);
+            value_json.push(values);
+            states.push(state);
             versions.push((*stored_version).max(big(*version)));
             merged.push(tenant, start, key, end);
             done.push((tenant, start, key, end));
         }
         if !done.is_empty() {
             tx.execute(
-                "UPDATE finals f SET version = r.version, state = r.state \
-                 FROM UNNEST($3::TEXT[], $4::BIGINT[], $5::BYTEA[], $6::BIGINT[], $7::BIGINT[], $8::BYTEA[]) \
-                 AS r(tenant, window_start, group_key, window_end, version, state) \
+                "UPDATE finals f SET version = r.version, state = r.state, keys = r.keys::JSONB, vals = r.vals::JSONB \
+                 FROM UNNEST($3::TEXT[], $4::BIGINT[], $5::BYTEA[], $6::BIGINT[], $7::BIGINT[], $8::BYTEA[], $9::TEXT[], $10::TEXT[]) \
+                 AS r(tenant, window_start, group_key, window_end, version, state, keys, vals) \
                  WHERE f.metric = $1 AND f.generation = $2 AND f.tenant = r.tenant AND f.window_start = r.window_start \
                  AND f.group_key = r.group_key AND f.window_end = r.window_end",
-                &[&metric, &generation, &merged.tenants, &merged.starts, &merged.keys, &merged.ends, &versions, &states],
+                &[&metric, &generation, &merged.tenants, &merged.starts, &merged.keys, &merged.ends, &versions, &states, &key_json, &value_json],
             )
             .await?;
         }
@@ -552,11 +639,13 @@ async fn merge_finals(
 }
 
 /// Writes one metric's part of a commit of `partition`: retracted open rows, then closed
-/// windows into their final rows, then changed open rows, then the watermark.
+/// windows into their final rows (decoded by `plan`), then changed open rows, then the
+/// watermark.
 async fn apply_metric(
     tx: &Transaction<'_>,
     partition: u32,
     metric: &MetricCommit,
+    plan: Option<&MetricPlan>,
 ) -> Result<(), ApplyError> {
     let (name, generation) = (metric.metric.as_str(), metric.generation);
     let mut gone = Keys::default();
@@ -567,7 +656,7 @@ async fn apply_metric(
         gone.push(row.tenant, row.window_start, row.key, row.window_end);
     }
     delete_open(tx, name, generation, partition, &gone).await?;
-    merge_finals(tx, name, generation, metric.closed.iter()).await?;
+    merge_finals(tx, name, generation, plan, metric.closed.iter()).await?;
     upsert_open(tx, name, generation, partition, &metric.changed).await?;
     tx.execute(
         "INSERT INTO watermarks (metric, generation, partition, watermark) VALUES ($1, $2, $3, $4) \
@@ -712,7 +801,16 @@ impl Checkpoints for PostgresStore {
             });
         }
         for metric in &commit.metrics {
-            apply_metric(&tx, partition, metric)
+            // Only final rows need the plan.
+            let plan = if metric.closed.is_empty() {
+                None
+            } else {
+                self.plans
+                    .current(&*tx, &metric.metric)
+                    .await
+                    .map_err(self.failed())?
+            };
+            apply_metric(&tx, partition, metric, plan.as_deref())
                 .await
                 .map_err(|e| e.into_store(&self.location))?;
         }
@@ -832,10 +930,19 @@ impl Checkpoints for PostgresStore {
                 .await
                 .map_err(self.failed())?;
         }
+        let plan = if closed.is_empty() {
+            None
+        } else {
+            self.plans
+                .current(&*tx, metric)
+                .await
+                .map_err(self.failed())?
+        };
         merge_finals(
             &tx,
             metric,
             generation,
+            plan.as_deref(),
             closed.iter().map(|(_, row)| row.as_changed()),
         )
         .await

@@ -1,14 +1,18 @@
 //! The PostgreSQL store's schema: the tables of the SQLite store's current layout (open rows
-//! per partition, one final row per window, no index beside the primary keys), in the schema
-//! the connection's `search_path` names. Versions are kept in `sluice_schema`; each migration
+//! per partition, one final row per window, no index beside the primary keys), plus the final
+//! rows' decoded values for the metrics' views (`views.rs`), in the schema the connection's
+//! `search_path` names. Versions are kept in `sluice_schema`; each migration
 //! runs once, in order, in one transaction holding an advisory lock, so nodes starting together
-//! migrate once; a database from a newer sluice is refused rather than misread.
+//! migrate once; a database from a newer sluice is refused rather than misread. The metrics'
+//! views read `finals` and `metrics`: a migration changing a column they read drops them first
+//! (every start makes them again).
 
 use super::{Client, pg_error};
 use crate::error::StoreError;
 
-/// The advisory lock migrations hold (any constant; "sluice" in ASCII).
-const MIGRATION_LOCK: i64 = 0x736c_7569_6365;
+/// The advisory lock migrations hold (any constant; "sluice" in ASCII), and statements on the
+/// metrics' views (`views.rs`).
+pub(super) const MIGRATION_LOCK: i64 = 0x736c_7569_6365;
 
 /// Migrations in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 /// Integers are `BIGINT` throughout (offsets and epochs are unsigned 64-bit in sluice, and
@@ -85,6 +89,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         events BIGINT NOT NULL,
         PRIMARY KEY (key_id, day)
     );",
+    // 2: final rows' group key and aggregate values decoded, as JSONB arrays, for the metrics'
+    // views (`views.rs`); rows without them (from before) are found by the partial index, in
+    // key order, and decoded at start.
+    "ALTER TABLE finals ADD COLUMN keys JSONB, ADD COLUMN vals JSONB;
+    CREATE INDEX finals_undecoded ON finals (metric, generation, tenant, window_start, group_key, window_end)
+        WHERE vals IS NULL;",
 ];
 
 /// The schema version this sluice writes.
