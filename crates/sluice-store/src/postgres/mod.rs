@@ -159,7 +159,7 @@ impl PostgresStore {
     async fn refresh_views(&self, client: &mut Client) -> Result<(), StoreError> {
         let planned = views::replace_all(client, &self.plans)
             .await
-            .map_err(self.failed())?;
+            .map_err(|error| self.view_failed(error))?;
         for (metric, plan) in planned {
             let (filled, undecoded) = views::fill(client, &metric, &plan)
                 .await
@@ -198,6 +198,21 @@ impl PostgresStore {
     /// Maps an error of this store's database.
     fn failed(&self) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
         |error| pg_error(&self.location, error)
+    }
+
+    /// Maps an error making a metric's view: one that objects of the user's read and whose
+    /// columns changed is theirs to resolve.
+    fn view_failed(&self, error: tokio_postgres::Error) -> StoreError {
+        if !views::is_read_by_others(&error) {
+            return pg_error(&self.location, error);
+        }
+        let detail = error.as_db_error().map_or_else(String::new, |db| {
+            format!("{} ({})", db.message(), db.detail().unwrap_or_default())
+        });
+        StoreError::Invalid(format!(
+            "{}: a metric's view cannot take its new columns: {detail}; drop those objects or make them read something else, then try again",
+            self.location
+        ))
     }
 }
 
@@ -247,24 +262,17 @@ impl Catalogue for PostgresStore {
         let plan = self.plans.of(&record.name, &record.sql);
         views::replace_view(&tx, &record.name, plan.as_deref())
             .await
-            .map_err(self.failed())?;
+            .map_err(|error| self.view_failed(error))?;
         tx.commit().await.map_err(self.failed())
     }
 
     async fn delete_metric(&self, name: &str) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
-        views::drop_view(&tx, name).await.map_err(|error| {
-            if error.code() == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST) {
-                StoreError::Invalid(format!(
-                    "metric {name:?} was not deleted: other database objects read its view {} ({}); drop them or make them read something else first",
-                    view_name(name),
-                    error.as_db_error().and_then(|db| db.detail()).unwrap_or("PostgreSQL names them in its log"),
-                ))
-            } else {
-                pg_error(&self.location, error)
-            }
-        })?;
+        let dropped = views::drop_view(&tx, name).await.map_err(self.failed())?;
+        if !dropped {
+            tracing::warn!(metric = name, view = %view_name(name), "the metric's view stays, empty: other database objects read it");
+        }
         let deleted = tx
             .execute("DELETE FROM metrics WHERE name = $1", &[&name])
             .await

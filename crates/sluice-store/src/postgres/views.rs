@@ -298,6 +298,8 @@ async fn lock(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
 }
 
 /// Makes the view of `metric`, or replaces it, in `tx`; a metric without a plan gets none.
+/// When its columns changed and objects of the user's read it, PostgreSQL refuses
+/// ([`is_read_by_others`]).
 pub(super) async fn replace_view(
     tx: &Transaction<'_>,
     metric: &str,
@@ -331,18 +333,39 @@ pub(super) async fn replace_view(
     tx.batch_execute(&comment).await
 }
 
-/// Drops the view of `metric`, in `tx`. PostgreSQL refuses while a view of the user's reads
-/// it (`DEPENDENT_OBJECTS_STILL_EXIST`): sluice never drops objects it did not make.
+/// Drops the view of `metric`, in `tx`, unless objects of the user's (their own views) read
+/// it: sluice never drops what it did not make, and a metric's deletion does not wait on a
+/// dashboard. The view then stays, empty (it reads the generation of a metric that is gone),
+/// until the metric is made again or deleted once more after the user dropped theirs.
+/// Returns whether it is gone.
 pub(super) async fn drop_view(
     tx: &Transaction<'_>,
     metric: &str,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     lock(tx).await?;
-    tx.batch_execute(&format!(
-        "DROP VIEW IF EXISTS {}",
-        identifier(&view_name(metric))
-    ))
-    .await
+    tx.batch_execute("SAVEPOINT view").await?;
+    let dropped = tx
+        .batch_execute(&format!(
+            "DROP VIEW IF EXISTS {}",
+            identifier(&view_name(metric))
+        ))
+        .await;
+    match dropped {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT view").await?;
+            Ok(true)
+        }
+        Err(error) if is_read_by_others(&error) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT view").await?;
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether `error` is PostgreSQL refusing to drop a view other objects read.
+pub(super) fn is_read_by_others(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST)
 }
 
 /// Makes every metric's view again (at start), in one transaction holding the lock, so a

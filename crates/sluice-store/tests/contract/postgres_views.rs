@@ -395,30 +395,13 @@ async fn a_deleted_metric_takes_its_view_and_a_new_definition_gets_its_own() {
     let (store, client, _) = store_and_client("views_lifecycle").await;
     create_q1(&store, Q1).await;
     assert!(view_exists(&client).await);
-
-    // A view of the user's reads it: sluice drops nothing it did not make, and says so.
-    client
-        .batch_execute("CREATE VIEW dashboard AS SELECT tenant, views FROM metric_q1")
-        .await
-        .unwrap();
-    let error = store.delete_metric("q1").await.unwrap_err();
-    assert!(
-        matches!(error, StoreError::Invalid(ref text) if text.contains("metric_q1") && text.contains("dashboard")),
-        "{error}"
-    );
-    assert_eq!(store.metrics().await.unwrap().len(), 1, "nothing deleted");
-    client.batch_execute("DROP VIEW dashboard").await.unwrap();
-
     assert!(store.delete_metric("q1").await.unwrap());
     assert!(!view_exists(&client).await);
 
     // The same name with another definition (as a changed [[metrics]] entry is recreated).
-    create_q1(
-        &store,
-        "CREATE METRIC q1 AS SELECT event, COUNT(*) AS n FROM events \
-         GROUP BY event, TUMBLE(timestamp, INTERVAL '1' MINUTE)",
-    )
-    .await;
+    let other = "CREATE METRIC q1 AS SELECT event, COUNT(*) AS n FROM events \
+                 GROUP BY event, TUMBLE(timestamp, INTERVAL '1' MINUTE)";
+    create_q1(&store, other).await;
     let columns: Vec<String> = client
         .prepare("SELECT * FROM metric_q1")
         .await
@@ -431,6 +414,67 @@ async fn a_deleted_metric_takes_its_view_and_a_new_definition_gets_its_own() {
         columns,
         ["tenant", "window_start", "window_end", "event", "n"]
     );
+    assert!(store.delete_metric("q1").await.unwrap());
+}
+
+#[tokio::test]
+async fn views_of_the_user_s_that_read_a_metric_s_view_are_never_dropped() {
+    let (store, client, _) = store_and_client("views_dependents").await;
+    create_q1(&store, Q1).await;
+    client
+        .batch_execute("CREATE VIEW dashboard AS SELECT tenant, url, views FROM metric_q1")
+        .await
+        .unwrap();
+    // Deleting the metric keeps its view, empty, for the dashboard.
+    assert!(store.delete_metric("q1").await.unwrap());
+    assert!(store.metrics().await.unwrap().is_empty());
+    assert!(view_exists(&client).await);
+    assert!(
+        text_rows(&client, "SELECT * FROM dashboard")
+            .await
+            .is_empty()
+    );
+
+    // Made again with the same columns, the view is replaced in place: the dashboard reads on.
+    create_q1(&store, Q1).await;
+    let epoch = store.claim("q1@0", 0, 0, 0).await.unwrap().epoch;
+    let closed = [window(0, ("a", "/home", true), T0, &[("u1", "1", 1)])];
+    store
+        .commit("q1@0", 0, epoch, commit(0, 10, &closed, &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        text_rows(&client, "SELECT * FROM dashboard").await,
+        [[
+            Some("a".to_owned()),
+            Some("/home".to_owned()),
+            Some("1".to_owned())
+        ]]
+    );
+
+    // Other columns cannot replace it while the dashboard reads it: refused, naming it.
+    assert!(store.delete_metric("q1").await.unwrap());
+    let other = "CREATE METRIC q1 AS SELECT event, COUNT(*) AS n FROM events \
+                 GROUP BY event, TUMBLE(timestamp, INTERVAL '1' MINUTE)";
+    let error = store
+        .create_metric(MetricRecord {
+            sql: other.into(),
+            ..metric("q1")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Invalid(ref text) if text.contains("dashboard")),
+        "{error}"
+    );
+    assert!(store.metrics().await.unwrap().is_empty(), "not created");
+
+    // Once the user dropped theirs, deleting (even a metric that is gone) drops the view.
+    client.batch_execute("DROP VIEW dashboard").await.unwrap();
+    assert!(!store.delete_metric("q1").await.unwrap());
+    assert!(!view_exists(&client).await);
+    create_q1(&store, other).await;
+    assert!(view_exists(&client).await);
 }
 
 #[tokio::test]
