@@ -7,7 +7,7 @@
 //! - [`backend`]: [`StoreBackend`], the configured backend behind them.
 //! - [`sqlite`]: the embedded backend (one SQLite file).
 //! - [`postgres`]: the PostgreSQL backend, the same tables and protocol in a database several
-//!   nodes share.
+//!   nodes share, and a view per metric with its final results in plain SQL columns (BI).
 //! - [`model`]: what the traits take and give, as plain values: metric definitions,
 //!   positions, open and final rows, the row ranges queries read, tenants and keys.
 //! - [`config`]: the `[store]` section and `[[metrics]]` tables.
