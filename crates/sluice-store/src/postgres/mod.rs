@@ -19,7 +19,7 @@
 //! costs a handful of round trips whatever its size.
 //!
 //! Each metric also has a view, `metric_<name>`, of its final rows with plain SQL columns for
-//! BI tools ([`views`](self::views)): every final row written carries its key and values
+//! BI tools (`views.rs`, [`view_name`]): every final row written carries its key and values
 //! decoded (`finals.keys`, `finals.vals`), from the metric's plan, which a commit closing
 //! windows reads from `metrics` in its transaction.
 

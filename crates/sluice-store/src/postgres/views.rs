@@ -27,12 +27,14 @@
 //!
 //! The view reads the current generation from `metrics` in the same statement (one snapshot),
 //! so a replay's switch flips it in the switch's own transaction, and its rows from `finals`
-//! only, so open windows never show; a reader's filter on `tenant` seeks the primary key. It is made
-//! in the transaction that creates the metric, made again at every start (a newer sluice may
-//! lay it out differently; in place when its columns stay, so views users built on it keep
-//! working) and dropped in the transaction that deletes the metric. Those statements hold the
-//! migrations' advisory lock, so nodes starting together never race on one view. At start,
-//! final rows written before the columns existed are decoded too.
+//! only, so open windows never show; a reader's filter on `tenant` seeks the primary key.
+//!
+//! A view is made in the transaction that creates its metric, made again at every start (a
+//! newer sluice may lay it out differently; in place when its columns stay, so views users
+//! built on it keep working) and dropped in the transaction that deletes the metric — unless
+//! views of the user's read it: sluice never drops what it did not make, so it then stays,
+//! empty. Those statements hold the migrations' advisory lock, so nodes starting together never
+//! race on one view. At start, final rows written before the columns existed are decoded too.
 
 use super::Client;
 use super::schema::MIGRATION_LOCK;
