@@ -69,6 +69,20 @@ impl LogBackend {
         }
     }
 
+    /// Joins the group of processes sharing `topic`'s partitions, on a backend where several
+    /// can (Kafka: the consumer group `group`). `None`: this process owns every partition (the
+    /// file log).
+    pub fn join_group(&self, topic: &str, group: &str) -> Result<Option<crate::group::Membership>> {
+        match self {
+            LogBackend::File(_) => {
+                let _ = (topic, group);
+                Ok(None)
+            }
+            #[cfg(feature = "kafka")]
+            LogBackend::Kafka(log) => log.join_group(topic, group).map(Some),
+        }
+    }
+
     /// Finishes queued appends and releases the log.
     pub async fn close(self) -> Result<()> {
         match self {

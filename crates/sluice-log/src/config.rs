@@ -60,6 +60,12 @@ pub struct KafkaConfig {
     /// Replicas of each topic sluice creates.
     #[serde(default = "KafkaConfig::default_replication")]
     pub replication_factor: u16,
+    /// How long a node of the cluster may go silent before the consumer group gives its
+    /// partitions to the others (Kafka's `session.timeout.ms`; heartbeats go every fifth of
+    /// it). Shorter moves a dead node's work sooner; the brokers bound it
+    /// (`group.min.session.timeout.ms`, 6 s by default).
+    #[serde(default = "KafkaConfig::default_session_timeout")]
+    pub session_timeout: HumanDuration,
     /// `[log.kafka.client]`: librdkafka settings for every client, as librdkafka names them
     /// (`security.protocol`, `sasl.mechanism`, `ssl.ca.location`, `compression.type`,
     /// `linger.ms`, …).
@@ -71,6 +77,10 @@ impl KafkaConfig {
     fn default_replication() -> u16 {
         1
     }
+
+    fn default_session_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
 }
 
 impl Default for KafkaConfig {
@@ -78,6 +88,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             topic_prefix: String::new(),
             replication_factor: Self::default_replication(),
+            session_timeout: Self::default_session_timeout(),
             client: Default::default(),
         }
     }
@@ -241,6 +252,16 @@ impl Validate for LogConfig {
         };
         if let Err(message) = self.location(Path::new("<data-dir>")) {
             problem("url", message);
+        }
+        let session = self.kafka.session_timeout.get();
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&session) {
+            problem(
+                "kafka.session-timeout",
+                format!(
+                    "is {} but must be between 1s and 1h",
+                    self.kafka.session_timeout
+                ),
+            );
         }
         if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
             problem(

@@ -17,6 +17,8 @@
 //!   with feature `kafka`).
 //! - [`file`]: the built-in segmented file log, with its on-disk format and recovery rules.
 //! - `kafka` (feature `kafka`): the Kafka backend, through librdkafka.
+//! - [`group`]: which partitions this process works on, when several share them (Kafka's
+//!   consumer groups).
 //! - [`config`]: the `[log]` config section.
 //! - [`record`]: records, batches, topic descriptions.
 //! - [`ReadBuffer`]: reused memory for consumers that read a partition from end to end.
@@ -28,6 +30,7 @@ mod buffer;
 pub mod config;
 pub mod error;
 pub mod file;
+pub mod group;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod partitioner;

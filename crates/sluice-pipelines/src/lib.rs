@@ -29,6 +29,7 @@ use partition::{PartitionRunner, Request, supervise};
 use serde::Serialize;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_core::time::{Millis, now_millis};
+use sluice_log::group::{GroupEvent, Member, Membership, Rejoin};
 use sluice_log::{Log, LogError, ReadOptions};
 use sluice_store::StoreBackend;
 use sluice_store::error::StoreError;
@@ -38,12 +39,22 @@ use sluice_stream::engine::output::{LiveWindows, WindowUpdate};
 use sluice_stream::plan::MetricPlan;
 use sluice_stream::task::{Control, TaskSettings, ensure_late_topic};
 use sluice_stream::{SqlError, StreamError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// How often a node of a cluster reads the metric definitions other nodes may have changed.
+pub const DEFINITIONS_POLL: Duration = Duration::from_millis(500);
+
+/// Looks (one per session timeout) a partition computed elsewhere must make no progress in
+/// before a node asks its group for a new assignment.
+const STALLED_CHECKS: u32 = 3;
+
+/// Looks after a rejoin before another.
+const REJOIN_PAUSE: u32 = 10;
 
 /// How pipelines run.
 #[derive(Debug, Clone)]
@@ -98,6 +109,11 @@ pub enum PipelineError {
     /// A replay of this metric is already running.
     #[error("metric {0:?} is already being replayed; wait for it to finish")]
     ReplayRunning(String),
+    /// Replays need every partition of the metric on one node.
+    #[error(
+        "metric {0:?} cannot be replayed while sluice runs as a cluster (log on Kafka): a replay switches generations once every partition caught up, which needs them on one node. Delete the metric and define it again with \"backfill\": true to recompute it"
+    )]
+    ReplayInCluster(String),
 }
 
 impl From<SqlError> for PipelineError {
@@ -109,7 +125,9 @@ impl From<SqlError> for PipelineError {
 impl Classify for PipelineError {
     fn class(&self) -> ErrorClass {
         match self {
-            PipelineError::Sql(_) | PipelineError::ReplayRunning(_) => ErrorClass::User,
+            PipelineError::Sql(_)
+            | PipelineError::ReplayRunning(_)
+            | PipelineError::ReplayInCluster(_) => ErrorClass::User,
             PipelineError::Store(error) => error.class(),
             PipelineError::Log(error) => error.class(),
             PipelineError::Stream(_) => ErrorClass::Internal,
@@ -188,18 +206,119 @@ pub struct ReplayStatus {
     pub partitions: Vec<PartitionReport>,
 }
 
+/// One generation of a metric computed over the source partitions, one runner per partition
+/// this node owns.
 struct PipelineRun {
+    plan: Arc<MetricPlan>,
     generation: u32,
     start_offsets: Vec<u64>,
-    partitions: Vec<(Arc<PartitionStatus>, mpsc::Sender<Request>, JoinHandle<()>)>,
+    /// One per source partition.
+    partitions: Vec<Slot>,
+    updates: broadcast::Sender<Arc<WindowUpdate>>,
+    cancel: CancellationToken,
+}
+
+/// A source partition of a pipeline: its status, and its runner while this node owns it.
+struct Slot {
+    status: Arc<PartitionStatus>,
+    initial_offset: u64,
+    /// The partition's end offset before this process appended anything (see
+    /// [`PartitionRunner::end_at_launch`]), for the first runner of a node that owns every
+    /// partition; `None` in a cluster, where other nodes append too.
+    end_at_launch: Option<u64>,
+    runner: Option<Runner>,
+}
+
+struct Runner {
+    requests: mpsc::Sender<Request>,
+    join: JoinHandle<()>,
     cancel: CancellationToken,
 }
 
 impl PipelineRun {
+    /// Starts the runner of `partition` unless one runs (one that ended, fenced out, is
+    /// replaced).
+    fn start<L: Log>(&mut self, inner: &Inner<L>, partition: u32) {
+        let pipeline = MetricRecord::pipeline_of(&self.plan.name, self.generation);
+        let cancel = self.cancel.child_token();
+        let Some(slot) = self.partitions.get_mut(partition as usize) else {
+            tracing::warn!(%pipeline, partition, "assigned a partition the source topic does not have (partitions added since start are used after a restart)");
+            return;
+        };
+        if slot
+            .runner
+            .as_ref()
+            .is_some_and(|runner| !runner.join.is_finished())
+        {
+            return;
+        }
+        let (requests, requests_rx) = mpsc::channel(16);
+        let runner = PartitionRunner {
+            log: Arc::clone(&inner.log),
+            store: inner.store.clone(),
+            plan: Arc::clone(&self.plan),
+            generation: self.generation,
+            pipeline,
+            partition,
+            initial_offset: slot.initial_offset,
+            end_at_launch: slot.end_at_launch.take(),
+            settings: Arc::clone(&inner.settings),
+            updates: self.updates.clone(),
+            status: Arc::clone(&slot.status),
+            shared: inner.rejoin.clone(),
+        };
+        let join = tokio::spawn(supervise(runner, requests_rx, cancel.clone()));
+        slot.runner = Some(Runner {
+            requests,
+            join,
+            cancel,
+        });
+    }
+
+    /// Stops the runner of `partition` (after a last checkpoint), if one runs, and marks the
+    /// partition computed elsewhere.
+    async fn release<L: Log>(&mut self, inner: &Inner<L>, partition: u32) {
+        let Some(slot) = self.partitions.get_mut(partition as usize) else {
+            return;
+        };
+        if let Some(runner) = slot.runner.take() {
+            runner.cancel.cancel();
+            let _ = runner.join.await;
+        }
+        let pipeline = MetricRecord::pipeline_of(&self.plan.name, self.generation);
+        let committed = inner
+            .store
+            .positions(&pipeline)
+            .await
+            .ok()
+            .and_then(|positions| {
+                positions
+                    .into_iter()
+                    .find(|(p, _)| *p == partition)
+                    .map(|(_, position)| position.offset)
+            })
+            .unwrap_or_else(|| slot.status.committed());
+        slot.status
+            .set_elsewhere(committed, slot.status.watermark());
+    }
+
+    /// The request channels of the partitions running here.
+    fn senders(&self) -> Vec<(u32, mpsc::Sender<Request>)> {
+        self.partitions
+            .iter()
+            .filter_map(|slot| {
+                let runner = slot.runner.as_ref()?;
+                Some((slot.status.partition(), runner.requests.clone()))
+            })
+            .collect()
+    }
+
     async fn stop(self) {
         self.cancel.cancel();
-        for (_, _, join) in self.partitions {
-            let _ = join.await;
+        for slot in self.partitions {
+            if let Some(runner) = slot.runner {
+                let _ = runner.join.await;
+            }
         }
     }
 }
@@ -225,6 +344,17 @@ struct Inner<L> {
     running: tokio::sync::Mutex<BTreeMap<String, Running>>,
     plans: Mutex<BTreeMap<String, (Arc<MetricPlan>, u32)>>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// The source partitions this node computes: `None`, every one (it owns the log);
+    /// otherwise those its group assigned it (see [`Pipelines::start_in_group`]). Changed
+    /// only while `running` is locked, so a pipeline starts the partitions owned when it starts.
+    owned: Mutex<Option<BTreeSet<u32>>>,
+    /// The group membership, left after the pipelines stop.
+    member: Mutex<Option<Member>>,
+    /// Asks the group member for a new assignment (in a cluster).
+    rejoin: Option<Rejoin>,
+    /// Held while metrics are defined, deleted or replayed, and while a cluster node brings
+    /// its pipelines in line with the store's definitions.
+    catalogue: tokio::sync::Mutex<()>,
 }
 
 /// Every metric's pipelines.
@@ -261,7 +391,30 @@ impl<L: Log> Pipelines<L> {
         settings: PipelineSettings,
         configured: &[MetricSpec],
     ) -> Result<Pipelines<L>, PipelineError> {
-        let store = store.into();
+        Self::start_with(log, store.into(), settings, configured, None).await
+    }
+
+    /// Like [`Pipelines::start`], for a node of a cluster: the node computes the source
+    /// partitions `membership` assigns it (none until the group says), stops those it revokes
+    /// after a last checkpoint, and follows the metric definitions other nodes make in the
+    /// store (within [`DEFINITIONS_POLL`]).
+    pub async fn start_in_group(
+        log: Arc<L>,
+        store: impl Into<StoreBackend>,
+        settings: PipelineSettings,
+        configured: &[MetricSpec],
+        membership: Membership,
+    ) -> Result<Pipelines<L>, PipelineError> {
+        Self::start_with(log, store.into(), settings, configured, Some(membership)).await
+    }
+
+    async fn start_with(
+        log: Arc<L>,
+        store: StoreBackend,
+        settings: PipelineSettings,
+        configured: &[MetricSpec],
+        membership: Option<Membership>,
+    ) -> Result<Pipelines<L>, PipelineError> {
         ensure_late_topic(&*log, &settings.task()).await?;
         let pipelines = Pipelines {
             inner: Arc::new(Inner {
@@ -272,6 +425,12 @@ impl<L: Log> Pipelines<L> {
                 running: tokio::sync::Mutex::new(BTreeMap::new()),
                 plans: Mutex::new(BTreeMap::new()),
                 background: Mutex::new(Vec::new()),
+                owned: Mutex::new(membership.as_ref().map(|_| BTreeSet::new())),
+                member: Mutex::new(None),
+                rejoin: membership
+                    .as_ref()
+                    .map(|membership| membership.rejoin.clone()),
+                catalogue: tokio::sync::Mutex::new(()),
             }),
         };
         let defaults = pipelines.inner.settings.stream.metric_defaults();
@@ -308,7 +467,214 @@ impl<L: Log> Pipelines<L> {
         for record in stored.into_values() {
             pipelines.launch(record).await?;
         }
+        if let Some(membership) = membership {
+            *pipelines.inner.member.lock() = Some(membership.member);
+            let follower = pipelines.clone();
+            let events = membership.events;
+            let group = membership.group;
+            let handle = tokio::spawn(async move { follower.follow(&group, events).await });
+            pipelines.inner.background.lock().push(handle);
+            let watcher = pipelines.clone();
+            let handle = tokio::spawn(async move { watcher.follow_definitions().await });
+            pipelines.inner.background.lock().push(handle);
+            let watcher = pipelines.clone();
+            let (rejoin, every) = (membership.rejoin, membership.session_timeout);
+            let handle = tokio::spawn(async move { watcher.watch_stalls(rejoin, every).await });
+            pipelines.inner.background.lock().push(handle);
+        }
         Ok(pipelines)
+    }
+
+    /// Whether this node shares the source partitions with others.
+    pub fn in_group(&self) -> bool {
+        self.inner.owned.lock().is_some()
+    }
+
+    /// Applies the group's changes: starts the pipelines' runners of assigned partitions, stops
+    /// those of revoked ones (after a last checkpoint) before answering the group.
+    async fn follow(&self, group: &str, mut events: mpsc::UnboundedReceiver<GroupEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                GroupEvent::Assigned(partitions) => {
+                    let mut running = self.inner.running.lock().await;
+                    let mut owned = self.inner.owned.lock().clone().unwrap_or_default();
+                    owned.extend(partitions.iter().copied());
+                    *self.inner.owned.lock() = Some(owned);
+                    for metric in running.values_mut() {
+                        for &partition in &partitions {
+                            metric.current.start(&self.inner, partition);
+                            if let Some(replay) = &mut metric.replay {
+                                replay.run.start(&self.inner, partition);
+                            }
+                        }
+                    }
+                    tracing::info!(
+                        group,
+                        ?partitions,
+                        "pipelines started on assigned partitions"
+                    );
+                }
+                GroupEvent::Revoked {
+                    partitions,
+                    lost,
+                    done,
+                } => {
+                    let mut running = self.inner.running.lock().await;
+                    if let Some(owned) = self.inner.owned.lock().as_mut() {
+                        for partition in &partitions {
+                            owned.remove(partition);
+                        }
+                    }
+                    for metric in running.values_mut() {
+                        for &partition in &partitions {
+                            metric.current.release(&self.inner, partition).await;
+                            if let Some(replay) = &mut metric.replay {
+                                replay.run.release(&self.inner, partition).await;
+                            }
+                        }
+                    }
+                    tracing::info!(
+                        group,
+                        ?partitions,
+                        lost,
+                        "pipelines stopped on revoked partitions"
+                    );
+                    drop(done);
+                }
+            }
+        }
+    }
+
+    /// Every `every` (the group's session timeout), looks for source partitions that no node
+    /// seems to compute: computed elsewhere, behind the log's end, and with no new checkpoint
+    /// for [`STALLED_CHECKS`] looks in a row. Then it asks the group member to join again, so
+    /// a new round of assignment gives them an owner (at most once per [`REJOIN_PAUSE`]
+    /// looks). With Apache Kafka this does not happen; some Kafka-compatible brokers tell only
+    /// one member when another died, and the others keep their old assignment.
+    async fn watch_stalls(&self, rejoin: Rejoin, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen: BTreeMap<u32, (u64, u32)> = BTreeMap::new();
+        let mut pause = 0u32;
+        loop {
+            tick.tick().await;
+            pause = pause.saturating_sub(1);
+            let Ok(ends) = self.offsets().await else {
+                continue;
+            };
+            if self.refresh_elsewhere(None).await.is_err() {
+                continue;
+            }
+            let behind: Vec<(u32, u64)> = {
+                let running = self.inner.running.lock().await;
+                let Some(metric) = running.values().next() else {
+                    continue;
+                };
+                metric
+                    .current
+                    .partitions
+                    .iter()
+                    .filter(|slot| slot.status.elsewhere())
+                    .map(|slot| (slot.status.partition(), slot.status.committed()))
+                    .filter(|&(partition, committed)| {
+                        ends.get(partition as usize)
+                            .is_some_and(|&(_, end)| end > committed)
+                    })
+                    .collect()
+            };
+            let mut next = BTreeMap::new();
+            for (partition, committed) in behind {
+                let looks = match seen.get(&partition) {
+                    Some(&(before, looks)) if before == committed => looks + 1,
+                    _ => 1,
+                };
+                next.insert(partition, (committed, looks));
+            }
+            seen = next;
+            let stalled: Vec<u32> = seen
+                .iter()
+                .filter(|(_, (_, looks))| *looks >= STALLED_CHECKS)
+                .map(|(&partition, _)| partition)
+                .collect();
+            if !stalled.is_empty() && pause == 0 {
+                tracing::warn!(
+                    ?stalled,
+                    "partitions make no progress and no node seems to compute them; asking the consumer group for a new assignment"
+                );
+                rejoin.request();
+                pause = REJOIN_PAUSE;
+                seen.clear();
+            }
+        }
+    }
+
+    /// Every [`DEFINITIONS_POLL`], brings this node's pipelines in line with the metric
+    /// definitions in the store, which other nodes of the cluster change: starts the metrics
+    /// defined elsewhere, stops those deleted elsewhere, restarts those redefined or replayed.
+    async fn follow_definitions(&self) {
+        let mut tick = tokio::time::interval(DEFINITIONS_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match self.sync_definitions().await {
+                Ok(()) => failing = false,
+                Err(error) if !failing => {
+                    tracing::warn!(%error, "cannot read the metric definitions from the store; trying again");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    async fn sync_definitions(&self) -> Result<(), PipelineError> {
+        let _catalogue = self.inner.catalogue.lock().await;
+        let stored: BTreeMap<String, MetricRecord> = self
+            .inner
+            .store
+            .metrics()
+            .await?
+            .into_iter()
+            .map(|record| (record.name.clone(), record))
+            .collect();
+        let stale: Vec<String> = {
+            let running = self.inner.running.lock().await;
+            running
+                .values()
+                .filter(|metric| {
+                    stored.get(&metric.record.name).is_none_or(|record| {
+                        record.created_at != metric.record.created_at
+                            || record.generation != metric.record.generation
+                    })
+                })
+                .map(|metric| metric.record.name.clone())
+                .collect()
+        };
+        for name in &stale {
+            let removed = self.inner.running.lock().await.remove(name);
+            self.inner.plans.lock().remove(name);
+            if let Some(metric) = removed {
+                metric.current.stop().await;
+                if let Some(replay) = metric.replay {
+                    replay.run.stop().await;
+                }
+            }
+            tracing::info!(metric = %name, "metric deleted or redefined on another node; its pipeline stopped here");
+        }
+        let missing: Vec<MetricRecord> = {
+            let running = self.inner.running.lock().await;
+            stored
+                .into_values()
+                .filter(|record| !running.contains_key(&record.name))
+                .collect()
+        };
+        for record in missing {
+            let name = record.name.clone();
+            self.launch(record).await?;
+            tracing::info!(metric = %name, "metric defined on another node; its pipeline started here");
+        }
+        Ok(())
     }
 
     /// The store the pipelines commit into.
@@ -342,6 +708,7 @@ impl<L: Log> Pipelines<L> {
     ) -> Result<MetricStatus, PipelineError> {
         let plan =
             sluice_stream::sql::parse_metric(sql, &self.inner.settings.stream.metric_defaults())?;
+        let _catalogue = self.inner.catalogue.lock().await;
         let record = MetricRecord {
             name: plan.name.clone(),
             sql: sql.to_owned(),
@@ -356,6 +723,7 @@ impl<L: Log> Pipelines<L> {
             let _ = self.inner.store.delete_metric(&name).await;
             return Err(error);
         }
+        drop(_catalogue);
         self.status(Some(&name))
             .await?
             .pop()
@@ -381,6 +749,7 @@ impl<L: Log> Pipelines<L> {
             .iter()
             .map(|&(start, end)| if record.backfill { start } else { end })
             .collect();
+        let mut running = self.inner.running.lock().await;
         let current = self.spawn(
             &plan,
             record.generation,
@@ -392,7 +761,7 @@ impl<L: Log> Pipelines<L> {
             .plans
             .lock()
             .insert(record.name.clone(), (Arc::clone(&plan), record.generation));
-        self.inner.running.lock().await.insert(
+        running.insert(
             record.name.clone(),
             Running {
                 record,
@@ -423,6 +792,7 @@ impl<L: Log> Pipelines<L> {
     /// Starts a pipeline: one runner per source partition, new positions at `initial`;
     /// `offsets` are the partitions' start and end offsets as just read (at start-up, before
     /// anything was appended: a committed position beyond such an end is beyond the log).
+    /// Call with `running` locked, so the partitions owned do not change meanwhile.
     fn spawn(
         &self,
         plan: &Arc<MetricPlan>,
@@ -431,44 +801,54 @@ impl<L: Log> Pipelines<L> {
         offsets: &[(u64, u64)],
         updates: broadcast::Sender<Arc<WindowUpdate>>,
     ) -> PipelineRun {
-        let cancel = CancellationToken::new();
-        let pipeline = MetricRecord::pipeline_of(&plan.name, generation);
+        let owned = self.inner.owned.lock().clone();
         let partitions = initial
             .iter()
             .enumerate()
             .map(|(partition, &initial_offset)| {
-                let partition = partition as u32;
-                let status = Arc::new(PartitionStatus::new(&plan.name, partition, initial_offset));
-                let (requests, requests_rx) = mpsc::channel(16);
-                let runner = PartitionRunner {
-                    log: Arc::clone(&self.inner.log),
-                    store: self.inner.store.clone(),
-                    plan: Arc::clone(plan),
-                    generation,
-                    pipeline: pipeline.clone(),
-                    partition,
+                let status = Arc::new(PartitionStatus::new(
+                    &plan.name,
+                    partition as u32,
                     initial_offset,
-                    end_at_launch: offsets
-                        .get(partition as usize)
-                        .map_or(initial_offset, |&(_, end)| end),
-                    settings: Arc::clone(&self.inner.settings),
-                    updates: updates.clone(),
-                    status: Arc::clone(&status),
-                };
-                let join = tokio::spawn(supervise(runner, requests_rx, cancel.clone()));
-                (status, requests, join)
+                ));
+                Slot {
+                    status,
+                    initial_offset,
+                    end_at_launch: match owned {
+                        None => Some(
+                            offsets
+                                .get(partition)
+                                .map_or(initial_offset, |&(_, end)| end),
+                        ),
+                        Some(_) => None,
+                    },
+                    runner: None,
+                }
             })
             .collect();
-        PipelineRun {
+        let mut run = PipelineRun {
+            plan: Arc::clone(plan),
             generation,
             start_offsets: initial,
             partitions,
-            cancel,
+            updates,
+            cancel: CancellationToken::new(),
+        };
+        for partition in 0..run.partitions.len() as u32 {
+            match &owned {
+                Some(owned) if !owned.contains(&partition) => {
+                    let status = &run.partitions[partition as usize].status;
+                    status.set_elsewhere(status.committed(), None);
+                }
+                _ => run.start(&self.inner, partition),
+            }
         }
+        run
     }
 
     /// Stops a metric's pipelines and deletes its definition and results.
     pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
+        let _catalogue = self.inner.catalogue.lock().await;
         let running = self.inner.running.lock().await.remove(name);
         self.inner.plans.lock().remove(name);
         if let Some(running) = running {
@@ -491,6 +871,9 @@ impl<L: Log> Pipelines<L> {
             .into_iter()
             .map(|(_, end)| end)
             .collect();
+        if self.in_group() {
+            self.refresh_elsewhere(name).await?;
+        }
         let running = self.inner.running.lock().await;
         if let Some(name) = name
             && !running.contains_key(name)
@@ -502,6 +885,57 @@ impl<L: Log> Pipelines<L> {
             .filter(|metric| name.is_none_or(|name| metric.record.name == name))
             .map(|metric| describe(metric, &ends))
             .collect())
+    }
+
+    /// Reads the last checkpoints of the partitions other nodes compute from the store, so
+    /// every node reports the same progress.
+    async fn refresh_elsewhere(&self, name: Option<&str>) -> Result<(), PipelineError> {
+        let runs: Vec<(String, u32, Vec<Arc<PartitionStatus>>)> = {
+            let running = self.inner.running.lock().await;
+            running
+                .values()
+                .filter(|metric| name.is_none_or(|name| metric.record.name == name))
+                .flat_map(|metric| {
+                    std::iter::once(&metric.current)
+                        .chain(metric.replay.as_ref().map(|replay| &replay.run))
+                        .map(|run| {
+                            let elsewhere = run
+                                .partitions
+                                .iter()
+                                .map(|slot| Arc::clone(&slot.status))
+                                .filter(|status| status.elsewhere())
+                                .collect();
+                            (metric.record.name.clone(), run.generation, elsewhere)
+                        })
+                })
+                .collect()
+        };
+        for (metric, generation, statuses) in runs {
+            if statuses.is_empty() {
+                continue;
+            }
+            let store = &self.inner.store;
+            let pipeline = MetricRecord::pipeline_of(&metric, generation);
+            let positions: BTreeMap<u32, u64> = store
+                .positions(&pipeline)
+                .await?
+                .into_iter()
+                .map(|(partition, position)| (partition, position.offset))
+                .collect();
+            let watermarks: BTreeMap<u32, Option<Millis>> = store
+                .watermarks(&metric, generation)
+                .await?
+                .into_iter()
+                .collect();
+            for status in statuses {
+                let partition = status.partition();
+                if let Some(&offset) = positions.get(&partition) {
+                    let watermark = watermarks.get(&partition).copied().flatten();
+                    status.committed_elsewhere(offset, watermark);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A metric's state the store does not have yet, per partition of its current generation
@@ -518,15 +952,7 @@ impl<L: Log> Pipelines<L> {
             let metric = running
                 .get(name)
                 .ok_or_else(|| StoreError::UnknownMetric(name.to_owned()))?;
-            (
-                metric.current.generation,
-                metric
-                    .current
-                    .partitions
-                    .iter()
-                    .map(|(status, sender, _)| (status.partition(), sender.clone()))
-                    .collect(),
-            )
+            (metric.current.generation, metric.current.senders())
         };
         let mut answers = Vec::with_capacity(senders.len());
         for (partition, sender) in senders {
@@ -560,9 +986,9 @@ impl<L: Log> Pipelines<L> {
                 .ok_or_else(|| StoreError::UnknownMetric(name.to_owned()))?;
             metric
                 .current
-                .partitions
-                .iter()
-                .map(|(_, sender, _)| sender.clone())
+                .senders()
+                .into_iter()
+                .map(|(_, sender)| sender)
                 .collect()
         };
         checkpoint_all(&senders).await
@@ -572,6 +998,10 @@ impl<L: Log> Pipelines<L> {
     /// into a new generation, and makes it current atomically once it has caught up. Returns
     /// at once; [`Pipelines::status`] shows the progress.
     pub async fn replay(&self, name: &str, from_time: Option<Millis>) -> Result<(), PipelineError> {
+        if self.in_group() {
+            return Err(PipelineError::ReplayInCluster(name.to_owned()));
+        }
+        let _catalogue = self.inner.catalogue.lock().await;
         let mut running = self.inner.running.lock().await;
         let metric = running
             .get_mut(name)
@@ -630,15 +1060,14 @@ impl<L: Log> Pipelines<L> {
             let Some(replay) = running.get(name).and_then(|metric| metric.replay.as_ref()) else {
                 return Ok(());
             };
-            let failed =
-                replay
-                    .run
-                    .partitions
-                    .iter()
-                    .find_map(|(status, _, _)| match status.state() {
-                        PartitionState::Failed { reason, .. } => Some((status.partition(), reason)),
-                        _ => None,
-                    });
+            let failed = replay
+                .run
+                .partitions
+                .iter()
+                .find_map(|Slot { status, .. }| match status.state() {
+                    PartitionState::Failed { reason, .. } => Some((status.partition(), reason)),
+                    _ => None,
+                });
             match failed {
                 Some((partition, reason)) if !held_back => {
                     tracing::error!(metric = %name, generation = replay.run.generation, partition, %reason, "replay held back by a failed partition; the previous results stay current");
@@ -652,7 +1081,7 @@ impl<L: Log> Pipelines<L> {
                 .partitions
                 .iter()
                 .zip(&replay.targets)
-                .all(|((status, _, _), &target)| status.committed() >= target);
+                .all(|(slot, &target)| slot.status.committed() >= target);
             if !caught_up {
                 continue;
             }
@@ -660,9 +1089,9 @@ impl<L: Log> Pipelines<L> {
             // before switching (one that fails now is waited for like any failed partition).
             let senders: Vec<_> = replay
                 .run
-                .partitions
-                .iter()
-                .map(|(_, sender, _)| sender.clone())
+                .senders()
+                .into_iter()
+                .map(|(_, sender)| sender)
                 .collect();
             match checkpoint_all(&senders).await {
                 Ok(()) => break running,
@@ -683,9 +1112,11 @@ impl<L: Log> Pipelines<L> {
         let previous = std::mem::replace(
             &mut metric.current,
             PipelineRun {
+                plan: Arc::clone(&metric.plan),
                 generation,
                 start_offsets: Vec::new(),
                 partitions: Vec::new(),
+                updates: self.inner.updates.clone(),
                 cancel: CancellationToken::new(),
             },
         );
@@ -723,6 +1154,10 @@ impl<L: Log> Pipelines<L> {
             if let Some(replay) = metric.replay {
                 replay.run.stop().await;
             }
+        }
+        let member = self.inner.member.lock().take();
+        if let Some(member) = member {
+            member.leave().await;
         }
     }
 }
@@ -822,7 +1257,7 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
 fn reports(run: &PipelineRun, ends: &[u64]) -> Vec<PartitionReport> {
     run.partitions
         .iter()
-        .map(|(status, _, _)| PartitionReport {
+        .map(|Slot { status, .. }| PartitionReport {
             partition: status.partition(),
             committed_offset: status.committed(),
             processed_offset: status.processed().max(status.committed()),

@@ -35,6 +35,7 @@ use crate::failure::{Failure, FailureClass, Recovery, backoff};
 use crate::rewind::rewind_target;
 use crate::status::PartitionStatus;
 use sluice_core::time::{Millis, now_millis};
+use sluice_log::group::Rejoin;
 use sluice_log::{EpochStart, Log};
 use sluice_store::StoreBackend;
 use sluice_store::error::StoreError;
@@ -74,12 +75,21 @@ pub(crate) struct PartitionRunner<L> {
     /// The source partition's end offset when the runner was launched. At start-up that is
     /// before this process appended anything, so a committed position beyond it is beyond
     /// what the log holds (lost with no epoch to tell, e.g. a file cut at a batch boundary),
-    /// even once new appends have moved the end past it.
-    pub(crate) end_at_launch: u64,
+    /// even once new appends have moved the end past it. `None` where other processes append
+    /// too (a cluster), or for a runner started after the first.
+    pub(crate) end_at_launch: Option<u64>,
     pub(crate) settings: Arc<PipelineSettings>,
     pub(crate) updates: broadcast::Sender<Arc<WindowUpdate>>,
     pub(crate) status: Arc<PartitionStatus>,
+    /// Several nodes share the partitions (a cluster), through this group member: being
+    /// fenced out means another node was given this partition, which is a hand-over rather
+    /// than a failure.
+    pub(crate) shared: Option<Rejoin>,
 }
+
+/// How long a cluster node whose partition another node took over waits before it claims the
+/// partition again, if its group has not taken the partition from it meanwhile.
+const HANDOVER_PAUSE: Duration = Duration::from_secs(5);
 
 impl<L: Log> PartitionRunner<L> {
     /// Runs until `cancel`, starting a new round from the last checkpoint after each failure
@@ -92,7 +102,7 @@ impl<L: Log> PartitionRunner<L> {
         let mut attempt = 0u32;
         // Only the first claim compares with the end at launch: later ones may rightly be
         // beyond it, having processed what was appended since.
-        let mut end_at_launch = Some(self.end_at_launch);
+        let mut end_at_launch = self.end_at_launch;
         loop {
             let round = self.round(&mut requests, &cancel, end_at_launch.take());
             let failure = match round.await {
@@ -108,6 +118,25 @@ impl<L: Log> PartitionRunner<L> {
             } else {
                 1
             };
+            if let Some(rejoin) = &self.shared
+                && failure.class == FailureClass::Fenced
+            {
+                // Two nodes were given the partition: normally this one lost its group session
+                // (a pause) and the group is about to take the partition from it. If the group
+                // still gives it to this node after a pause, the assignments disagree: ask for
+                // a new round, and claim it again.
+                tracing::info!(pipeline = %self.pipeline, partition = self.partition, pause = ?HANDOVER_PAUSE, "another node of the cluster took the partition over; it stops here");
+                self.status
+                    .set_elsewhere(self.status.committed(), self.status.watermark());
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(HANDOVER_PAUSE) => {}
+                }
+                tracing::warn!(pipeline = %self.pipeline, partition = self.partition, "the consumer group still gives this node a partition another node took over; asking for a new assignment and claiming it again");
+                rejoin.request();
+                attempt = 0;
+                continue;
+            }
             let pause = match failure.class.recovery() {
                 Recovery::Stop => None,
                 Recovery::Retry | Recovery::RetryFailed => {
@@ -612,7 +641,8 @@ mod tests {
             partition: 0,
             initial_offset: 0,
             // The log ended at 30 when the runner was launched: 50 records came later...
-            end_at_launch: 30,
+            end_at_launch: Some(30),
+            shared: None,
             settings: Arc::new(PipelineSettings {
                 stream: section("stream"),
                 checkpoint_interval: Duration::from_secs(1),

@@ -49,6 +49,9 @@ pub enum PartitionState {
     },
     /// Stopped on request.
     Stopped,
+    /// Computed by another node of the cluster (Kafka's consumer group gave the partition to
+    /// it); the committed offset and watermark are those of its last checkpoint in the store.
+    Elsewhere,
 }
 
 impl PartitionState {
@@ -61,6 +64,7 @@ impl PartitionState {
             PartitionState::Retrying { .. } => "retrying",
             PartitionState::Failed { .. } => "failed",
             PartitionState::Stopped => "stopped",
+            PartitionState::Elsewhere => "elsewhere",
         }
     }
 
@@ -82,7 +86,14 @@ impl PartitionState {
     }
 }
 
-const STATES: [&str; 5] = ["starting", "running", "retrying", "failed", "stopped"];
+const STATES: [&str; 6] = [
+    "starting",
+    "running",
+    "retrying",
+    "failed",
+    "stopped",
+    "elsewhere",
+];
 
 /// A failure still reported: until the partition commits past `offset` (or at all, see
 /// [`FailureClass::cleared_by_progress`]).
@@ -281,6 +292,36 @@ impl PartitionStatus {
     }
 
     /// Stopped on request (a failure stays reported).
+    /// Another node computes the partition now; its last checkpoint in the store is at
+    /// `offset` with `watermark`.
+    pub(crate) fn set_elsewhere(&self, offset: u64, watermark: Option<Millis>) {
+        let mut current = self.current.lock();
+        current.pending = None;
+        self.set_state(&mut current, PartitionState::Elsewhere);
+        drop(current);
+        self.committed.store(offset, Ordering::Release);
+        self.processed.store(offset, Ordering::Relaxed);
+        self.watermark
+            .store(watermark.unwrap_or(NO_WATERMARK), Ordering::Relaxed);
+    }
+
+    /// Whether another node computes the partition.
+    pub(crate) fn elsewhere(&self) -> bool {
+        self.current.lock().state == PartitionState::Elsewhere
+    }
+
+    /// The other node computing the partition has committed up to `offset` with `watermark`
+    /// (ignored if this node has started computing it since).
+    pub(crate) fn committed_elsewhere(&self, offset: u64, watermark: Option<Millis>) {
+        let current = self.current.lock();
+        if current.state == PartitionState::Elsewhere {
+            self.committed.store(offset, Ordering::Release);
+            self.processed.store(offset, Ordering::Relaxed);
+            self.watermark
+                .store(watermark.unwrap_or(NO_WATERMARK), Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn set_stopped(&self) {
         let mut current = self.current.lock();
         if !matches!(current.state, PartitionState::Failed { .. }) {

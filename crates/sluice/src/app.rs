@@ -42,6 +42,9 @@ pub struct App {
     _lock: data_dir::DataDirLock,
 }
 
+/// The consumer group the nodes of a cluster share the events topic's partitions through.
+pub const PIPELINES_GROUP: &str = "sluice-pipelines";
+
 impl App {
     /// Starts every stage: locks the data dir, opens (and recovers) the log, creates the
     /// topics, builds the collector and serves HTTP.
@@ -113,9 +116,25 @@ impl App {
         )
         .await
         .context("loading tenants and keys from the store")?;
-        let pipelines = Pipelines::start(Arc::clone(&log), store, settings, &configured)
-            .await
-            .context("starting the metric pipelines")?;
+        // On Kafka, the nodes sharing the brokers and the store form one cluster: the
+        // consumer group on the events topic gives each node its partitions.
+        let membership = log
+            .join_group(&config.stream.source_topic, PIPELINES_GROUP)
+            .map_err(user_or_other)?;
+        let pipelines = match membership {
+            None => Pipelines::start(Arc::clone(&log), store, settings, &configured).await,
+            Some(membership) => {
+                Pipelines::start_in_group(
+                    Arc::clone(&log),
+                    store,
+                    settings,
+                    &configured,
+                    membership,
+                )
+                .await
+            }
+        }
+        .context("starting the metric pipelines")?;
 
         let collector = Arc::new(
             Collector::new(

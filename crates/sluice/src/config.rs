@@ -357,6 +357,43 @@ mod tests {
     }
 
     #[test]
+    fn librdkafka_settings_of_any_name_pass_through_the_kafka_client_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "[log]\nurl = \"kafka://broker:9092\"\n[log.kafka]\nsession-timeout = \"6s\"\n\
+             [log.kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"linger.ms\" = 5\n\
+             \"enable.ssl.certificate.verification\" = false\n",
+        )
+        .unwrap();
+        let config = load(Some(&path), &[]).expect("the client table loads");
+        let client: Vec<(String, String)> = config
+            .log
+            .kafka
+            .client
+            .iter()
+            .map(|(key, value)| (key.clone(), value.to_string()))
+            .collect();
+        assert_eq!(
+            client,
+            [
+                ("enable.ssl.certificate.verification".into(), "false".into()),
+                ("linger.ms".into(), "5".into()),
+                ("security.protocol".into(), "SASL_SSL".into()),
+            ]
+        );
+        assert_eq!(
+            config.log.kafka.session_timeout.get(),
+            std::time::Duration::from_secs(6)
+        );
+        // The table's values are still checked by their type.
+        std::fs::write(&path, "[log.kafka.client]\n\"linger.ms\" = [1]\n").unwrap();
+        let error = load(Some(&path), &[]).unwrap_err().to_string();
+        assert!(error.contains("log.kafka.client"), "{error}");
+    }
+
+    #[test]
     fn log_problems_are_reported_with_their_keys() {
         let overrides = [
             ("log.url", toml::Value::String("kafka://broker".into())),

@@ -100,6 +100,9 @@ pub fn load<T: DeserializeOwned + Validate>(
     }
 }
 
+/// Drops (and reports) the keys of `user` the defaults do not have. A table that is empty in
+/// the defaults is open: its keys are the user's to choose (`[log.kafka.client]`'s librdkafka
+/// settings), and the section's own type checks them.
 fn remove_unknown_keys(
     user: &mut Table,
     defaults: &Table,
@@ -124,6 +127,7 @@ fn remove_unknown_keys(
                 ));
                 user.remove(&key);
             }
+            (Some(Value::Table(default)), Some(Value::Table(_))) if default.is_empty() => {}
             (Some(Value::Table(default)), Some(Value::Table(value))) => {
                 remove_unknown_keys(value, default, &here, problems);
             }

@@ -11,14 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-const WRITE_KEY: &str = "wk_crash_shop_0123456789";
-const ADMIN_KEY: &str = "ak_crash_admin_0123456789";
+pub(crate) const WRITE_KEY: &str = "wk_crash_shop_0123456789";
+pub(crate) const READ_KEY: &str = "rk_crash_shop_0123456789";
+pub(crate) const ADMIN_KEY: &str = "ak_crash_admin_0123456789";
 const KILLS: usize = 12;
 
 /// Count, exact sum, min, max and average over tumbling windows, and counts over hopping
 /// windows. Out-of-orderness far above the senders' disorder: no event is late, so the oracle
 /// over the whole log is the truth whatever the batch boundaries and restarts were.
-const METRICS: [&str; 2] = [
+pub(crate) const METRICS: [&str; 2] = [
     "CREATE METRIC revenue AS SELECT properties.page AS page, COUNT(*) AS orders, SUM(properties.price) AS total, \
      MIN(properties.price) AS low, MAX(properties.price) AS high, AVG(properties.price) AS mean \
      FROM events WHERE event = 'Order Completed' GROUP BY page, TUMBLE(timestamp, INTERVAL '2' SECOND) \
@@ -28,11 +29,12 @@ const METRICS: [&str; 2] = [
      WITH (out_of_orderness = '60s')",
 ];
 
-/// The servers' config; `store_url` empty for SQLite in the data dir.
-fn config_text(store_url: &str) -> String {
+/// The servers' config; `store_url` empty for SQLite in the data dir; `log` more settings of
+/// `[log]`.
+pub(crate) fn config_text(store_url: &str, log: &str) -> String {
     let mut text = format!(
-        "admin-keys = [\"{ADMIN_KEY}\"]\n\n[log]\npartitions = 4\n\n[store]\nurl = \"{store_url}\"\ncheckpoint-interval = \"150ms\"\n\n\
-         [[tenants]]\nname = \"shop\"\nwrite-keys = [\"{WRITE_KEY}\"]\n"
+        "admin-keys = [\"{ADMIN_KEY}\"]\n\n[log]\npartitions = 4\n{log}\n\n[store]\nurl = \"{store_url}\"\ncheckpoint-interval = \"150ms\"\n\n\
+         [[tenants]]\nname = \"shop\"\nwrite-keys = [\"{WRITE_KEY}\"]\nread-keys = [\"{READ_KEY}\"]\n"
     );
     for sql in METRICS {
         text.push_str(&format!("\n[[metrics]]\nsql = \"{sql}\"\n"));
@@ -42,8 +44,15 @@ fn config_text(store_url: &str) -> String {
 
 /// Sends batches of 40 events until told to stop, retrying each batch until it is accepted
 /// (across the server's deaths: the retries may duplicate events in the log, which is fine:
-/// the log is the truth the oracle reads).
-async fn sender(id: usize, target: Target, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
+/// the log is the truth the oracle reads). Starts with the `id`-th of `targets` and moves to
+/// the next whenever one fails.
+pub(crate) async fn sender(
+    id: usize,
+    targets: Vec<Target>,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+) {
+    let mut at = id % targets.len();
     let auth = basic_auth(WRITE_KEY);
     let headers = [
         ("authorization", auth.as_str()),
@@ -77,9 +86,10 @@ async fn sender(id: usize, target: Target, stop: Arc<AtomicBool>, sent: Arc<Atom
                 return;
             }
             if connection.as_ref().is_none_or(|c| !c.is_open()) {
-                connection = Connection::open(&target).await.ok();
+                connection = Connection::open(&targets[at]).await.ok();
             }
             let Some(open) = connection.as_mut() else {
+                at = (at + 1) % targets.len();
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 continue;
             };
@@ -96,6 +106,7 @@ async fn sender(id: usize, target: Target, stop: Arc<AtomicBool>, sent: Arc<Atom
                 }
                 _ => {
                     connection = None;
+                    at = (at + 1) % targets.len();
                     tokio::time::sleep(Duration::from_millis(30)).await;
                 }
             }
@@ -123,7 +134,7 @@ async fn sigkills_with_the_store_at(store_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config_path = dir.path().join("sluice.toml");
-    std::fs::write(&config_path, config_text(store_url)).unwrap();
+    std::fs::write(&config_path, config_text(store_url, "")).unwrap();
     let config_arg = config_path.display().to_string();
     let listen = format!("127.0.0.1:{}", free_port());
     let target = Target::parse(&format!("http://{listen}")).unwrap();
@@ -134,7 +145,7 @@ async fn sigkills_with_the_store_at(store_url: &str) {
         .map(|id| {
             tokio::spawn(sender(
                 id,
-                target.clone(),
+                vec![target.clone()],
                 Arc::clone(&stop),
                 Arc::clone(&sent),
             ))

@@ -20,6 +20,8 @@
 //! Every name sluice uses is given `topic-prefix` in Kafka (empty by default), so several
 //! sluice clusters, or tests, can share brokers; listings show sluice's topics only, unprefixed.
 
+mod group;
+
 use crate::config::LogConfig;
 use crate::record::{
     AppendResult, Header, PartitionInfo, ReadBatch, Record, StoredRecord, TopicInfo, TopicSpec,
@@ -63,6 +65,8 @@ struct Inner {
     client: ClientConfig,
     prefix: String,
     replication: i32,
+    /// The consumer group's session timeout.
+    session_timeout: Duration,
     max_record_bytes: usize,
     max_batch_bytes: u64,
     producer: FutureProducer,
@@ -137,6 +141,7 @@ impl KafkaLog {
                 client,
                 prefix: config.kafka.topic_prefix.clone(),
                 replication: i32::from(config.kafka.replication_factor),
+                session_timeout: config.kafka.session_timeout.get(),
                 max_record_bytes: config.max_record_bytes.as_usize(),
                 max_batch_bytes: config.max_batch_bytes.bytes(),
                 producer,
@@ -163,6 +168,12 @@ impl KafkaLog {
         })
         .await?;
         Ok(log)
+    }
+
+    /// Joins the consumer group `group` on `topic`: the partitions of `topic` this process
+    /// works on come through the membership's events (see [`crate::group`]).
+    pub fn join_group(&self, topic: &str, group: &str) -> Result<crate::group::Membership> {
+        group::join(&self.inner, topic, group)
     }
 
     fn kafka_name(&self, topic: &str) -> String {

@@ -1,0 +1,170 @@
+//! Three nodes on one Kafka-protocol broker (`SLUICE_TEST_KAFKA`) and one PostgreSQL
+//! (`SLUICE_TEST_POSTGRES`): load over HTTP to all three, one node killed with SIGKILL mid-load.
+//! Its partitions move to the others through the consumer group; every acknowledged event is
+//! in the topic, the results equal the oracle's exactly, and every node answers a query the
+//! same way.
+
+use super::crash::{ADMIN_KEY, METRICS, READ_KEY, config_text, sender};
+use super::results::{assert_exact, events, expected, stored};
+use super::support::{Server, free_port, http_request, settled};
+use sluice::client::Target;
+use sluice_core::time::now_millis;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The broker the tests use (`scripts/kafka.sh` starts one and prints its address).
+fn brokers() -> String {
+    std::env::var("SLUICE_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!("SLUICE_TEST_KAFKA is not set: run `export SLUICE_TEST_KAFKA=$(scripts/kafka.sh)`")
+    })
+}
+
+/// The config of every node: topics and the group prefixed by this run, so runs sharing the
+/// broker never meet.
+fn cluster_config(dir: &Path, store_url: &str) -> std::path::PathBuf {
+    let prefix = format!("cluster-{}-{}-", std::process::id(), now_millis());
+    let log = format!(
+        "url = \"kafka://{}\"\n\n[log.kafka]\ntopic-prefix = \"{prefix}\"\nsession-timeout = \"6s\"",
+        brokers()
+    );
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, config_text(store_url, &log)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lose_one_to_sigkill_and_the_results_stay_exact() {
+    let store_url = sluice_store::testing::postgres_url("cluster").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = cluster_config(dir.path(), &store_url);
+    let config_arg = config_path.display().to_string();
+    let listens: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut nodes: Vec<Option<Server>> = listens
+        .iter()
+        .enumerate()
+        .map(|(n, listen)| {
+            let data = dir.path().join(format!("node{n}"));
+            Some(Server::start_on(&data, listen, &["--config", &config_arg]))
+        })
+        .collect();
+    let targets: Vec<Target> = listens
+        .iter()
+        .map(|listen| Target::parse(&format!("http://{listen}")).unwrap())
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..3)
+        .map(|id| {
+            tokio::spawn(sender(
+                id,
+                targets.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&sent),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before_kill = sent.load(Ordering::Relaxed);
+    let output = nodes[2].take().unwrap().signal("KILL");
+    assert_eq!(output.status.code(), None, "killed by SIGKILL");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let accepted = sent.load(Ordering::Relaxed);
+    assert!(
+        before_kill > 300 && accepted > before_kill + 300,
+        "events flowed before ({before_kill}) and after the kill ({accepted} in all)"
+    );
+
+    // The survivors took the dead node's partitions (after the group's session timeout) and
+    // caught up; each reports every partition's progress, its own and the other's.
+    let admin = format!("Bearer {ADMIN_KEY}");
+    let survivors: Vec<&Server> = nodes.iter().flatten().collect();
+    let mut computed = std::collections::BTreeSet::new();
+    for node in &survivors {
+        let status = settled(node.addr, &admin, None);
+        let partitions = status["metrics"][0]["partitions"].as_array().unwrap();
+        assert_eq!(partitions.len(), 4, "{status}");
+        for partition in partitions {
+            let state = partition["state"].as_str().unwrap();
+            assert!(
+                state == "running" || state == "elsewhere",
+                "a survivor computes a partition or knows another node does: {status}"
+            );
+            if state == "running" {
+                computed.insert(partition["partition"].as_u64().unwrap());
+            }
+        }
+    }
+    assert_eq!(
+        computed.len(),
+        4,
+        "the survivors compute every partition between them, the dead node's too"
+    );
+    let read = format!("Bearer {READ_KEY}");
+    let now = now_millis();
+    for metric in ["revenue", "activity"] {
+        let path = format!(
+            "/v1/metrics/{metric}?from={}&to={}",
+            now - 3_600_000,
+            now + 60_000
+        );
+        let answers: Vec<String> = survivors
+            .iter()
+            .map(|node| {
+                let (status, body) =
+                    http_request(node.addr, "GET", &path, &[("authorization", &read)], b"");
+                assert_eq!(status, 200, "{body}");
+                body
+            })
+            .collect();
+        assert_eq!(
+            answers[0], answers[1],
+            "{metric}: every node answers the same"
+        );
+    }
+    for node in nodes.into_iter().flatten() {
+        let output = node.interrupt();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let config = sluice::config::load(
+        Some(&config_path),
+        &[(
+            "data-dir",
+            toml::Value::String(dir.path().join("node0").display().to_string()),
+        )],
+    )
+    .unwrap();
+    let records = events(&config).await;
+    let total: usize = records.iter().map(Vec::len).sum();
+    assert!(
+        total as u64 >= accepted,
+        "every accepted event is in the topic: {total} there, {accepted} accepted"
+    );
+    let defaults = config.stream.metric_defaults();
+    for sql in METRICS {
+        let plan = sluice_stream::sql::parse_metric(sql, &defaults).unwrap();
+        let expected = expected(&plan, &records);
+        assert!(
+            expected.len() > 10,
+            "{}: only {} windows",
+            plan.name,
+            expected.len()
+        );
+        let stored = stored(&config, &plan, "shop").await;
+        assert_exact(&plan, &stored, &expected);
+    }
+}
