@@ -24,6 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
+/// How long leaving the group may take at shutdown.
+pub const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A change of the partitions this process works on.
 #[derive(Debug)]
 pub enum GroupEvent {
@@ -93,11 +96,16 @@ impl Member {
     }
 
     /// Leaves the group, and returns once the other members were told (partitions it still
-    /// holds are revoked first, through the events, if their receiver still listens).
+    /// holds are revoked first, through the events, if their receiver still listens), or after
+    /// [`LEAVE_TIMEOUT`] if the brokers do not answer (the others then notice the session
+    /// timing out).
     pub async fn leave(mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            if tokio::time::timeout(LEAVE_TIMEOUT, joined).await.is_err() {
+                tracing::warn!(timeout = ?LEAVE_TIMEOUT, "the consumer group member did not leave in time (are the brokers down?); the group notices when its session times out");
+            }
         }
     }
 }

@@ -2,7 +2,9 @@
 //! topics as Kafka topics, through librdkafka (the `rdkafka` crate).
 //!
 //! - **Appends** go through one idempotent producer (`enable.idempotence`, so `acks=all`): an
-//!   append returns once the brokers have acknowledged every record. The records of one append
+//!   append returns once the brokers have acknowledged every record, or fails after
+//!   `message.timeout.ms` (10 s unless `[log.kafka.client]` sets it) with
+//!   [`LogError::Unavailable`], which the collector answers with 503 + `Retry-After`. The records of one append
 //!   are handed to the producer together under the partition's lock, so this process's appends
 //!   to a partition get contiguous offsets; appends from other producers (other nodes) may
 //!   interleave with them, as Kafka allows.
@@ -48,6 +50,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the brokers have to answer at start before sluice gives up with the address to
 /// check.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an append waits for the brokers' acknowledgement by default
+/// (`message.timeout.ms`).
+const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Consumers kept per partition between reads.
 const READERS_KEPT: usize = 4;
@@ -121,17 +127,24 @@ impl KafkaLog {
                 "log.kafka: cannot make the Kafka {what} for {brokers}: {error}; check the settings in [log.kafka]"
             ))
         };
-        let producer: FutureProducer = client
-            .clone()
+        let mut producing = client.clone();
+        // An append waits this long for the brokers before it fails (and the collector answers
+        // 503), unless [log.kafka.client] says otherwise: librdkafka's own default, 5 minutes,
+        // would outlast every request.
+        if producing.get("message.timeout.ms").is_none() {
+            producing.set("message.timeout.ms", APPEND_TIMEOUT.as_millis().to_string());
+        }
+        let producer: FutureProducer = producing
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .create()
             .map_err(|e| create("producer", e))?;
         let admin: AdminClient<DefaultClientContext> =
             client.create().map_err(|e| create("admin client", e))?;
+        // In no group: it only asks for metadata, watermarks and offsets by time, and a
+        // consumer in no group closes at once when dropped.
         let meta: BaseConsumer = client
             .clone()
-            .set("group.id", "sluice-metadata")
             .set("enable.auto.commit", "false")
             .create()
             .map_err(|e| create("consumer", e))?;
@@ -321,6 +334,21 @@ impl KafkaLog {
             from: offset,
             fetched: Vec::new(),
         })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Readers are consumers in a group (librdkafka reads through the group's queue): one
+        // says goodbye to the brokers when dropped, which waits for them — seconds each while
+        // they are down. A thread of their own does it, which the process does not wait for
+        // at exit; nothing is left to save by then.
+        let readers = std::mem::take(&mut *self.readers.lock());
+        if !readers.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("sluice-kafka-close".into())
+                .spawn(move || drop(readers));
+        }
     }
 }
 
