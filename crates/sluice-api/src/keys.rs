@@ -18,7 +18,7 @@ use sluice_core::access::{
 };
 use sluice_core::tenant::TenantConfig;
 use sluice_core::time::now_millis;
-use sluice_store::{StoreBackend, StoreError, TenantRecord};
+use sluice_store::{KeyRecord, StoreBackend, StoreError, TenantRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +86,8 @@ pub struct Access {
     changes: tokio::sync::Mutex<()>,
     /// Bumped after every rebuild of the directory: sessions check their key again.
     generation: watch::Sender<u64>,
+    /// The stored tenants and keys the directory was last built from.
+    built_from: parking_lot::Mutex<Option<(Vec<TenantRecord>, Vec<KeyRecord>)>>,
 }
 
 impl Access {
@@ -108,6 +110,7 @@ impl Access {
             quotas,
             changes: tokio::sync::Mutex::new(()),
             generation: watch::Sender::new(0),
+            built_from: parking_lot::Mutex::new(None),
         });
         access.reload().await?;
         let former: std::collections::HashMap<String, String> = access
@@ -167,6 +170,48 @@ impl Access {
     pub async fn rebuild(&self) -> Result<(), StoreError> {
         let tenants = self.store.tenants().await?;
         let keys = self.store.keys().await?;
+        self.build(tenants, keys);
+        Ok(())
+    }
+
+    /// Every `every` until `stop`, rebuilds the directory when the store's tenants or keys
+    /// changed: a node of a cluster follows the changes the others make through their admin
+    /// API (within `every` and one store read).
+    pub async fn follow_store(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let _guard = self.changes.lock().await;
+            let read = async {
+                Ok::<_, StoreError>((self.store.tenants().await?, self.store.keys().await?))
+            };
+            match read.await {
+                Ok(stored) => {
+                    failing = false;
+                    let changed = self.built_from.lock().as_ref() != Some(&stored);
+                    if changed {
+                        tracing::info!(
+                            "tenants or keys changed in the store; the key directory follows"
+                        );
+                        self.build(stored.0, stored.1);
+                    }
+                }
+                Err(error) if !failing => {
+                    tracing::warn!(%error, "cannot read tenants and keys from the store; the key directory stays as it is");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn build(&self, tenants: Vec<TenantRecord>, keys: Vec<KeyRecord>) {
+        let built_from = (tenants.clone(), keys.clone());
         let stored: BTreeMap<&str, &TenantRecord> =
             tenants.iter().map(|t| (t.name.as_str(), t)).collect();
         let mut specs = Vec::new();
@@ -215,9 +260,9 @@ impl Access {
             });
         }
         self.directory.replace(specs);
+        *self.built_from.lock() = Some(built_from);
         // After the replacement: a session that sees the new generation finds the new keys.
         self.generation.send_modify(|generation| *generation += 1);
-        Ok(())
     }
 
     fn configured_tenant(&self, name: &str) -> Option<&TenantConfig> {

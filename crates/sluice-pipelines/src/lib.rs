@@ -458,10 +458,27 @@ impl<L: Log> Pipelines<L> {
             .map(|record| (record.name.clone(), record))
             .collect();
         for (name, spec) in &wanted {
-            if !stored.contains_key(name) {
-                pipelines
-                    .create(&spec.sql, spec.backfill, Origin::Config)
-                    .await?;
+            if stored.contains_key(name) {
+                continue;
+            }
+            match pipelines
+                .create(&spec.sql, spec.backfill, Origin::Config)
+                .await
+            {
+                Ok(_) => {}
+                // Another node of the cluster, starting with the same config, defined it
+                // first: run that definition.
+                Err(PipelineError::Store(StoreError::MetricExists(_))) => {
+                    let record = store
+                        .metrics()
+                        .await?
+                        .into_iter()
+                        .find(|record| &record.name == name)
+                        .filter(|record| record.sql == spec.sql && record.backfill == spec.backfill)
+                        .ok_or_else(|| StoreError::MetricExists(name.clone()))?;
+                    pipelines.launch(record).await?;
+                }
+                Err(error) => return Err(error),
             }
         }
         for record in stored.into_values() {

@@ -187,7 +187,7 @@ impl App {
             )));
         }
         let usage_saver = tokio::spawn(Arc::clone(&access).run_usage_saver(shutdown.clone()));
-        let background = vec![
+        let mut background = vec![
             spawn_metrics_upkeep(prometheus, shutdown.clone()),
             {
                 let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
@@ -200,6 +200,13 @@ impl App {
                 tokio::spawn(async move { collector.run_dedup_upkeep(stop).await })
             },
         ];
+        if pipelines.in_group() {
+            // Other nodes of the cluster change tenants and keys too.
+            background.push(tokio::spawn(
+                Arc::clone(&access)
+                    .follow_store(sluice_pipelines::DEFINITIONS_POLL, shutdown.clone()),
+            ));
+        }
         readiness.set_ready();
         tracing::info!(%addr, ?metrics_addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");
         Ok(App {

@@ -362,3 +362,160 @@ async fn brokers_down_mid_load_get_503_and_nothing_acknowledged_is_lost() {
         assert_exact(&plan, &stored, &expected);
     }
 }
+
+/// A request to a node; the status and the body as JSON (null when empty or not JSON).
+fn call(
+    node: &Server,
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let headers = [
+        ("authorization", auth),
+        ("content-type", "application/json"),
+    ];
+    let (status, text) = http_request(node.addr, method, path, &headers, &body);
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Asks `node` until `done` says the answer is the awaited one; how long that took.
+fn until(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: not seen in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+/// Two nodes start together with the same configured metrics; tenants, keys and metrics made
+/// or removed through one node's admin API take effect on the other (which follows the store
+/// every 500 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other() {
+    let store_url = sluice_store::testing::postgres_url("cluster_admin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = cluster_config(dir.path(), &store_url);
+    let config_arg = config_path.display().to_string();
+    // Started together: both find the configured metrics missing from the store, one defines
+    // them first, and the other runs that definition.
+    let nodes: Vec<Server> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..2)
+            .map(|n| {
+                let (dir, config_arg) = (dir.path(), &config_arg);
+                scope.spawn(move || {
+                    Server::start_on(
+                        &dir.join(format!("node{n}")),
+                        &format!("127.0.0.1:{}", free_port()),
+                        &["--config", config_arg],
+                    )
+                })
+            })
+            .collect();
+        starting
+            .into_iter()
+            .map(|node| node.join().unwrap())
+            .collect()
+    });
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let admin = format!("Bearer {ADMIN_KEY}");
+
+    let (status, body) = call(
+        a,
+        "POST",
+        "/v1/admin/tenants",
+        &admin,
+        &serde_json::json!({"name": "news"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, key) = call(
+        a,
+        "POST",
+        "/v1/admin/keys",
+        &admin,
+        &serde_json::json!({"role": "write", "tenant": "news"}),
+    );
+    assert_eq!(status, 201, "{key}");
+    let secret = sluice::client::basic_auth(key["secret"].as_str().unwrap());
+    let event = serde_json::json!({"type": "track", "event": "Signed Up", "anonymousId": "n1"});
+    let took = until("a key made on node a works on node b", || {
+        call(b, "POST", "/v1/track", &secret, &event).0 == 200
+    });
+    eprintln!("key made on a, usable on b after {took:?}");
+
+    let sql = "CREATE METRIC signups AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)";
+    let (status, body) = call(
+        a,
+        "POST",
+        "/v1/admin/metrics",
+        &admin,
+        &serde_json::json!({"sql": sql}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let took = until("a metric defined on node a runs on node b", || {
+        call(
+            b,
+            "GET",
+            "/v1/admin/metrics/signups",
+            &admin,
+            &serde_json::Value::Null,
+        )
+        .0 == 200
+    });
+    eprintln!("metric defined on a, running on b after {took:?}");
+
+    let id = key["id"].as_str().unwrap();
+    let (status, _) = call(
+        a,
+        "DELETE",
+        &format!("/v1/admin/keys/{id}"),
+        &admin,
+        &serde_json::Value::Null,
+    );
+    assert_eq!(status, 204);
+    let took = until("a key revoked on node a is refused by node b", || {
+        call(b, "POST", "/v1/track", &secret, &event).0 == 401
+    });
+    eprintln!("key revoked on a, refused by b after {took:?}");
+
+    let (status, _) = call(
+        a,
+        "DELETE",
+        "/v1/admin/metrics/signups",
+        &admin,
+        &serde_json::Value::Null,
+    );
+    assert_eq!(status, 204);
+    let took = until("a metric deleted on node a is gone from node b", || {
+        call(
+            b,
+            "GET",
+            "/v1/admin/metrics/signups",
+            &admin,
+            &serde_json::Value::Null,
+        )
+        .0 == 404
+    });
+    eprintln!("metric deleted on a, gone from b after {took:?}");
+    for node in nodes {
+        let output = node.interrupt();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
