@@ -519,3 +519,107 @@ async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other()
         );
     }
 }
+
+/// A node paused (SIGSTOP) past the group's session timeout loses its partitions to the
+/// other; when it resumes (SIGCONT) its commits are fenced out by the store, it stops them,
+/// and the results stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact() {
+    let store_url = sluice_store::testing::postgres_url("cluster_pause").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = cluster_config(dir.path(), &store_url);
+    let config_arg = config_path.display().to_string();
+    let listens: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let nodes: Vec<Server> = listens
+        .iter()
+        .enumerate()
+        .map(|(n, listen)| {
+            Server::start_on(
+                &dir.path().join(format!("node{n}")),
+                listen,
+                &["--config", &config_arg],
+            )
+        })
+        .collect();
+    // The load goes to the node that is not paused, so the paused one holds no request.
+    let target = Target::parse(&format!("http://{}", listens[0])).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..2)
+        .map(|id| {
+            tokio::spawn(sender(
+                id,
+                vec![target.clone()],
+                Arc::clone(&stop),
+                Arc::clone(&sent),
+            ))
+        })
+        .collect();
+    let admin = format!("Bearer {ADMIN_KEY}");
+    until("the second node computes some partitions", || {
+        let (_, status) = call(
+            &nodes[1],
+            "GET",
+            "/v1/admin/metrics",
+            &admin,
+            &serde_json::Value::Null,
+        );
+        status["metrics"][0]["partitions"]
+            .as_array()
+            .is_some_and(|partitions| partitions.iter().any(|p| p["state"] == "running"))
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nodes[1].send_signal("STOP");
+    // Past the 6 s session timeout: the group gives the paused node's partitions away.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    nodes[1].send_signal("CONT");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let accepted = sent.load(Ordering::Relaxed);
+    for node in &nodes {
+        settled(node.addr, &admin, None);
+    }
+    let mut outputs = Vec::new();
+    for node in nodes {
+        let output = node.interrupt();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        outputs.push(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    assert!(
+        outputs[1].contains("lost=true") || outputs[1].contains("took the partition over"),
+        "the paused node learnt that its partitions had moved:\n{}",
+        outputs[1]
+    );
+
+    let config = sluice::config::load(
+        Some(&config_path),
+        &[(
+            "data-dir",
+            toml::Value::String(dir.path().join("node0").display().to_string()),
+        )],
+    )
+    .unwrap();
+    let records = events(&config).await;
+    let total: usize = records.iter().map(Vec::len).sum();
+    assert!(
+        total as u64 >= accepted,
+        "{total} in the topic, {accepted} accepted"
+    );
+    let defaults = config.stream.metric_defaults();
+    for sql in METRICS {
+        let plan = sluice_stream::sql::parse_metric(sql, &defaults).unwrap();
+        let expected = expected(&plan, &records);
+        let stored = stored(&config, &plan, "shop").await;
+        assert_exact(&plan, &stored, &expected);
+    }
+}
