@@ -116,6 +116,9 @@ pub struct Collector<L> {
     budget_bytes: usize,
     telemetry: IngestTelemetry,
     pub(crate) dedup_telemetry: DedupTelemetry,
+    /// Per partition of the events topic, where the start-up read of the dedup window ended
+    /// (see [`Collector::follow_peer_appends`]).
+    pub(crate) restored_ends: parking_lot::Mutex<Vec<u64>>,
 }
 
 /// Budget held while a request is processed.
@@ -174,6 +177,7 @@ impl<L: Log> Collector<L> {
             budget_bytes,
             telemetry: IngestTelemetry::new(),
             dedup_telemetry: DedupTelemetry::new(),
+            restored_ends: parking_lot::Mutex::new(Vec::new()),
             log,
             keys,
             limits,
@@ -200,6 +204,7 @@ impl<L: Log> Collector<L> {
         )
         .await?;
         self.report_coverage(&restored);
+        *self.restored_ends.lock() = restored.next_offsets;
         Ok(())
     }
 

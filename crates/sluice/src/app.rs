@@ -201,11 +201,17 @@ impl App {
             },
         ];
         if pipelines.in_group() {
-            // Other nodes of the cluster change tenants and keys too.
+            // Other nodes of the cluster change tenants and keys too, and append events whose
+            // retries may reach this node.
             background.push(tokio::spawn(
                 Arc::clone(&access)
                     .follow_store(sluice_pipelines::DEFINITIONS_POLL, shutdown.clone()),
             ));
+            let collector = Arc::clone(&collector);
+            let stop = shutdown.clone().cancelled_owned();
+            background.push(tokio::spawn(async move {
+                collector.follow_peer_appends(stop).await
+            }));
         }
         readiness.set_ready();
         tracing::info!(%addr, ?metrics_addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");

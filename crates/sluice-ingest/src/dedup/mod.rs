@@ -40,9 +40,11 @@
 //! - [`snapshot`]: the snapshot file that carries the set across restarts;
 //! - [`restore`]: at start, the snapshot plus the log records appended after it;
 //! - [`gate`]: lets a snapshot wait for appends whose ids are not committed yet;
-//! - [`upkeep`]: the collector's coverage report, gauges and periodic snapshots.
+//! - [`upkeep`]: the collector's coverage report, gauges and periodic snapshots;
+//! - [`peers`]: in a cluster, the ids the other nodes append.
 
 pub mod gate;
+pub mod peers;
 pub mod restore;
 pub mod snapshot;
 pub mod upkeep;

@@ -38,6 +38,9 @@ pub struct Restored {
     pub over_budget: u64,
     /// How long it took.
     pub elapsed: Duration,
+    /// Per partition, the offset the read stopped at (the end of the log when it was
+    /// described): where following later appends starts.
+    pub next_offsets: Vec<u64>,
 }
 
 /// Restores `dedup` from the snapshot at `snapshot_path` (if any) and the events `topic`.
@@ -125,6 +128,13 @@ pub async fn restore<L: Log>(
     }
     let mut restored = reader.restored;
     restored.elapsed = started.elapsed();
+    let mut next_offsets = vec![0; partitions.len()];
+    for info in &partitions {
+        if let Some(next) = next_offsets.get_mut(info.partition as usize) {
+            *next = info.end_offset;
+        }
+    }
+    restored.next_offsets = next_offsets;
     metrics::counter!("sluice_ingest_dedup_unreadable_records_total")
         .increment(restored.unreadable);
     Ok(restored)

@@ -623,3 +623,74 @@ async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact
         assert_exact(&plan, &stored, &expected);
     }
 }
+
+/// A batch retried through another node of the cluster (its first answer was lost, say) is
+/// recognized there as a duplicate: every node remembers the ids the others append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_retried_through_another_node_is_stored_once() {
+    let store_url = sluice_store::testing::postgres_url("cluster_retry").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = cluster_config(dir.path(), &store_url);
+    let config_arg = config_path.display().to_string();
+    let nodes: Vec<Server> = (0..2)
+        .map(|n| {
+            Server::start_on(
+                &dir.path().join(format!("node{n}")),
+                &format!("127.0.0.1:{}", free_port()),
+                &["--config", &config_arg],
+            )
+        })
+        .collect();
+    let write = sluice::client::basic_auth(super::crash::WRITE_KEY);
+    let batch = |prefix: &str| {
+        let messages: Vec<serde_json::Value> = (0..40)
+            .map(|n| {
+                serde_json::json!({"type": "track", "event": "Page Viewed",
+                    "messageId": format!("{prefix}-{n}"), "anonymousId": format!("anon-{n}"),
+                    "properties": {"page": "p1", "price": 1.5}})
+            })
+            .collect();
+        serde_json::json!({ "batch": messages })
+    };
+    let (status, first) = call(&nodes[0], "POST", "/v1/batch", &write, &batch("retried"));
+    assert_eq!(
+        (status, &first["accepted"]),
+        (200, &serde_json::json!(40)),
+        "{first}"
+    );
+    // A client retries after its backoff, through the other node.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, retry) = call(&nodes[1], "POST", "/v1/batch", &write, &batch("retried"));
+    assert_eq!(status, 200, "{retry}");
+    assert_eq!(
+        (&retry["accepted"], &retry["duplicates"]),
+        (&serde_json::json!(0), &serde_json::json!(40)),
+        "the retry is recognized on the other node: {retry}"
+    );
+    let (status, fresh) = call(&nodes[1], "POST", "/v1/batch", &write, &batch("fresh"));
+    assert_eq!(
+        (status, &fresh["accepted"]),
+        (200, &serde_json::json!(40)),
+        "{fresh}"
+    );
+    for node in nodes {
+        let output = node.interrupt();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let config = sluice::config::load(
+        Some(&config_path),
+        &[(
+            "data-dir",
+            toml::Value::String(dir.path().join("node0").display().to_string()),
+        )],
+    )
+    .unwrap();
+    let records = events(&config).await;
+    let total: usize = records.iter().map(Vec::len).sum();
+    assert_eq!(total, 80, "each message id is in the topic once");
+}
