@@ -302,6 +302,17 @@ impl PipelineRun {
             .set_elsewhere(committed, slot.status.watermark());
     }
 
+    /// Tells the runner of `partition` to stop after a last checkpoint, without waiting.
+    fn cancel_partition(&self, partition: u32) {
+        if let Some(runner) = self
+            .partitions
+            .get(partition as usize)
+            .and_then(|slot| slot.runner.as_ref())
+        {
+            runner.cancel.cancel();
+        }
+    }
+
     /// The request channels of the partitions running here.
     fn senders(&self) -> Vec<(u32, mpsc::Sender<Request>)> {
         self.partitions
@@ -540,6 +551,16 @@ impl<L: Log> Pipelines<L> {
                     if let Some(owned) = self.inner.owned.lock().as_mut() {
                         for partition in &partitions {
                             owned.remove(partition);
+                        }
+                    }
+                    // Every runner is told at once, so their last checkpoints commit together.
+                    for metric in running.values() {
+                        let runs = std::iter::once(&metric.current)
+                            .chain(metric.replay.as_ref().map(|replay| &replay.run));
+                        for run in runs {
+                            for &partition in &partitions {
+                                run.cancel_partition(partition);
+                            }
                         }
                     }
                     for metric in running.values_mut() {
