@@ -262,6 +262,35 @@ impl<L: Log> Collector<L> {
             Some(_) => normalize::parse_message(body, &base).map(|m| Parsed::Single(Box::new(m))),
         };
         let (grant, tenant) = self.admit(header_key, &parsed)?;
+        self.admitted(Some(&grant), tenant, endpoint, parsed, body, received_at)
+            .await
+    }
+
+    /// Ingests a batch body (`{"batch": [...]}`) read from a source topic for `tenant`, as a
+    /// request of one of its write keys would be — limits, dead letters, dedup, append —
+    /// without a key: no request rate or daily quota applies.
+    pub async fn ingest_for_tenant(
+        &self,
+        tenant: &str,
+        body: &[u8],
+    ) -> Result<Accepted, IngestError> {
+        let received_at = now_millis();
+        self.telemetry.bytes.increment(body.len() as u64);
+        let parsed = normalize::parse_batch(body, &self.limits).map(Parsed::Batch);
+        self.admitted(None, Arc::from(tenant), None, parsed, body, received_at)
+            .await
+    }
+
+    /// The steps after admission: normalize, claim ids, append, dead-letter.
+    async fn admitted(
+        &self,
+        grant: Option<&Arc<Grant>>,
+        tenant: Arc<str>,
+        endpoint: Option<EventType>,
+        parsed: Result<Parsed<'_>, EventError>,
+        body: &[u8],
+        received_at: Millis,
+    ) -> Result<Accepted, IngestError> {
         let counters = self.telemetry.tenant(&tenant);
         let parsed = match parsed {
             Ok(parsed) => parsed,
@@ -281,7 +310,12 @@ impl<L: Log> Collector<L> {
         };
         let base = NormalizeContext {
             tenant: &tenant,
-            ..base
+            received_at,
+            limits: &self.limits,
+            endpoint,
+            batch_sent_at: None,
+            batch_context: None,
+            index: None,
         };
         let Normalized { events, rejected } = normalize_all(&parsed, &base, body)?;
         let Claimed {
@@ -291,8 +325,10 @@ impl<L: Log> Collector<L> {
         } = self.claim(events, &tenant)?;
 
         let accepted = fresh.len();
-        if let Err(limited) = grant.take_events(accepted as u64, received_at) {
-            return Err(self.limited(&grant, &tenant, limited));
+        if let Some(grant) = grant
+            && let Err(limited) = grant.take_events(accepted as u64, received_at)
+        {
+            return Err(self.limited(grant, &tenant, limited));
         }
         let rejections: Vec<Rejection> = rejected
             .iter()
@@ -310,7 +346,9 @@ impl<L: Log> Collector<L> {
         claims.commit(appended.committed, self.clock.now());
         drop(pass);
         if let Some(error) = appended.error {
-            grant.refund_events((accepted - appended.events) as u64, received_at);
+            if let Some(grant) = grant {
+                grant.refund_events((accepted - appended.events) as u64, received_at);
+            }
             return Err(error.into());
         }
         dead?;

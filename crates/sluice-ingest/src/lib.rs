@@ -23,6 +23,7 @@ pub mod config;
 pub mod dedup;
 pub mod doc;
 pub mod http;
+pub mod sources;
 pub mod telemetry;
 
 pub use collector::{Accepted, Collector, IngestError, Rejection};

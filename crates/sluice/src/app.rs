@@ -42,6 +42,35 @@ pub struct App {
     _lock: data_dir::DataDirLock,
 }
 
+/// Starts reading a `[[sources]]` topic (config validation has checked the log is Kafka).
+fn start_source(
+    log: &Arc<LogBackend>,
+    source: &sluice_ingest::sources::SourceConfig,
+    collector: &Arc<Collector<LogBackend>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    match &**log {
+        #[cfg(feature = "kafka")]
+        LogBackend::Kafka(kafka) => {
+            let reader = kafka
+                .read_source(&source.topic, &source.group())
+                .map_err(user_or_other)?;
+            tracing::info!(source = %source.name, topic = %source.topic, "reading a source topic");
+            Ok(tokio::spawn(crate::sources::run(
+                source.clone(),
+                reader,
+                Arc::clone(collector),
+                shutdown.clone(),
+            )))
+        }
+        _ => Err(UserError(format!(
+            "source {:?}: sources read Kafka topics; set log.url = \"kafka://…\"",
+            source.name
+        ))
+        .into()),
+    }
+}
+
 /// The consumer group the nodes of a cluster share the events topic's partitions through.
 pub const PIPELINES_GROUP: &str = "sluice-pipelines";
 
@@ -212,6 +241,9 @@ impl App {
             background.push(tokio::spawn(async move {
                 collector.follow_peer_appends(stop).await
             }));
+        }
+        for source in &config.sources {
+            background.push(start_source(&log, source, &collector, &shutdown)?);
         }
         readiness.set_ready();
         tracing::info!(%addr, ?metrics_addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");

@@ -30,6 +30,8 @@ pub struct Config {
     pub admin_keys: Vec<String>,
     /// Metrics defined at start-up.
     pub metrics: Vec<MetricConfig>,
+    /// Existing Kafka topics read into the pipeline.
+    pub sources: Vec<sluice_ingest::sources::SourceConfig>,
     /// The HTTP server.
     pub server: ServerConfig,
     /// Logs.
@@ -204,6 +206,26 @@ impl Validate for Config {
                     }
                 }
                 Err(error) => problems.push(ConfigProblem::new(here, error.to_string())),
+            }
+        }
+        let mut source_names = std::collections::HashMap::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let here = format!("{}[{index}]", join(path, "sources"));
+            source.validate(&here, problems);
+            if let Some(first) = source_names.insert(source.name.as_str(), index) {
+                problems.push(ConfigProblem::new(
+                    join(&here, "name"),
+                    format!(
+                        "source {:?} is already defined at sources[{first}]",
+                        source.name
+                    ),
+                ));
+            }
+            if !self.log.url.starts_with("kafka://") && index == 0 {
+                problems.push(ConfigProblem::new(
+                    join(path, "sources"),
+                    "sources read Kafka topics: they need log.url = \"kafka://…\" (the brokers that hold them)",
+                ));
             }
         }
         self.store.validate(&join(path, "store"), problems);
@@ -391,6 +413,26 @@ mod tests {
         std::fs::write(&path, "[log.kafka.client]\n\"linger.ms\" = [1]\n").unwrap();
         let error = load(Some(&path), &[]).unwrap_err().to_string();
         assert!(error.contains("log.kafka.client"), "{error}");
+    }
+
+    #[test]
+    fn sources_need_a_kafka_log_and_names_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        let source = "[[sources]]\nname = \"web\"\ntopic = \"web-events\"\ntenant = \"shop\"\n";
+        std::fs::write(&path, format!("{source}{source}")).unwrap();
+        let error = load(Some(&path), &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("sources: sources read Kafka topics"),
+            "{error}"
+        );
+        assert!(
+            error.contains("sources[1].name: source \"web\" is already defined at sources[0]"),
+            "{error}"
+        );
+        std::fs::write(&path, format!("[log]\nurl = \"kafka://b:9092\"\n{source}")).unwrap();
+        let config = load(Some(&path), &[]).expect("a source on Kafka loads");
+        assert_eq!(config.sources[0].group(), "sluice-source-web");
     }
 
     #[test]

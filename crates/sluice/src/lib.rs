@@ -19,6 +19,8 @@ pub mod data_dir;
 pub mod first_start;
 pub mod log_tools;
 pub mod server;
+#[cfg(feature = "kafka")]
+pub mod sources;
 pub mod telemetry;
 
 /// An error the user can fix (bad flag, bad config, address in use): exit code 2.

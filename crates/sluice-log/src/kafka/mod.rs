@@ -23,6 +23,7 @@
 //! sluice clusters, or tests, can share brokers; listings show sluice's topics only, unprefixed.
 
 mod group;
+pub mod source;
 
 use crate::config::LogConfig;
 use crate::record::{
@@ -187,6 +188,12 @@ impl KafkaLog {
     /// works on come through the membership's events (see [`crate::group`]).
     pub fn join_group(&self, topic: &str, group: &str) -> Result<crate::group::Membership> {
         group::join(&self.inner, topic, group)
+    }
+
+    /// Reads `topic` — one sluice does not own, named as it is in Kafka (no prefix) — as a
+    /// member of the consumer group `group` (see [`source`]).
+    pub fn read_source(&self, topic: &str, group: &str) -> Result<source::TopicReader> {
+        source::join(&self.inner, topic, group)
     }
 
     fn kafka_name(&self, topic: &str) -> String {

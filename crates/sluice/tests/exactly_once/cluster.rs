@@ -694,3 +694,139 @@ async fn a_batch_retried_through_another_node_is_stored_once() {
     let total: usize = records.iter().map(Vec::len).sum();
     assert_eq!(total, 80, "each message id is in the topic once");
 }
+
+/// Appends JSON records to `topic` (a raw Kafka name) on the suite's broker, creating it.
+async fn produce_raw(topic: &str, records: &[serde_json::Value]) {
+    use sluice_log::Log;
+    let url = toml::Value::String(format!("kafka://{}", brokers()));
+    let config = sluice::config::load(None, &[("log.url", url)]).unwrap();
+    let log = sluice_log::LogBackend::open(&config.log, Path::new("/nonexistent"))
+        .await
+        .unwrap();
+    let _ = log
+        .create_topic(sluice_log::TopicSpec {
+            name: topic.to_owned(),
+            partitions: 2,
+            retention_age: None,
+            retention_bytes: None,
+        })
+        .await;
+    for (n, record) in records.iter().enumerate() {
+        let value = record.to_string();
+        log.append(
+            topic,
+            (n % 2) as u32,
+            vec![sluice_log::Record::new(
+                None,
+                value.into_bytes(),
+                now_millis(),
+            )],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// A team's existing topic of plain JSON records is read into the pipeline through a
+/// `[[sources]]` field mapping; its records become events once, across a restart of the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
+    let store_url = sluice_store::testing::postgres_url("cluster_source").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = cluster_config(dir.path(), &store_url);
+    let topic = format!("web-{}-{}", std::process::id(), now_millis());
+    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    text.push_str(&format!(
+        "\n[[sources]]\nname = \"web\"\ntopic = \"{topic}\"\nformat = \"json\"\ntenant = \"shop\"\n\
+         [sources.fields]\nevent = \"action\"\nanonymous-id = \"visitor\"\n"
+    ));
+    std::fs::write(&config_path, text).unwrap();
+    let config_arg = config_path.display().to_string();
+    let record = |n: usize| {
+        serde_json::json!({"action": if n.is_multiple_of(3) { "Order Completed" } else { "Page Viewed" },
+            "visitor": format!("v{n}"), "page": format!("p{}", n % 4), "price": 2.5})
+    };
+    let first: Vec<serde_json::Value> = (0..60).map(record).collect();
+    produce_raw(&topic, &first).await;
+    // Something that is not a record of this shape is skipped, not stored.
+    produce_raw(&topic, &[serde_json::json!("not an object")]).await;
+
+    let data = dir.path().join("node0");
+    let server = Server::start_on(
+        &data,
+        &format!("127.0.0.1:{}", free_port()),
+        &["--config", &config_arg],
+    );
+    let config = sluice::config::load(
+        Some(&config_path),
+        &[("data-dir", toml::Value::String(data.display().to_string()))],
+    )
+    .unwrap();
+    let count = || async { events(&config).await.iter().map(Vec::len).sum::<usize>() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count().await < 60 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source's records did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let output = server.interrupt();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Restarted, the node goes on after its committed offsets: 30 more records, no repeat.
+    let more: Vec<serde_json::Value> = (60..90).map(record).collect();
+    produce_raw(&topic, &more).await;
+    let server = Server::start_on(
+        &data,
+        &format!("127.0.0.1:{}", free_port()),
+        &["--config", &config_arg],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count().await < 90 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the later records did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    settled(server.addr, &format!("Bearer {ADMIN_KEY}"), None);
+    let output = server.interrupt();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let records = events(&config).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for record in records.iter().flatten() {
+        let event: serde_json::Value = serde_json::from_slice(&record.record.value).unwrap();
+        assert_eq!(event["tenant"], "shop");
+        assert!(
+            event["event"] == "Page Viewed" || event["event"] == "Order Completed",
+            "{event}"
+        );
+        assert!(
+            event["anonymous_id"].as_str().unwrap().starts_with('v'),
+            "{event}"
+        );
+        assert_eq!(event["properties"]["price"], 2.5, "{event}");
+        assert!(
+            ids.insert(event["message_id"].as_str().unwrap().to_owned()),
+            "{event}"
+        );
+    }
+    assert_eq!(ids.len(), 90, "every record once");
+    // The metrics counted them.
+    let defaults = config.stream.metric_defaults();
+    let plan = sluice_stream::sql::parse_metric(METRICS[1], &defaults).unwrap();
+    let stored = stored(&config, &plan, "shop").await;
+    assert_exact(&plan, &stored, &expected(&plan, &records));
+}

@@ -1,0 +1,161 @@
+//! Runs the `[[sources]]` (see `sluice_ingest::sources`): per source, a member of its consumer
+//! group polls the topic, turns each record into a Segment message, hands the messages of a
+//! poll to the collector as batches per tenant, and commits the offsets once they are stored.
+//! A failed append is tried again (nothing is committed past it); a record that cannot be a
+//! message is skipped with a warning and counted in
+//! `sluice_source_records_skipped_total{source}`.
+
+use serde_json::Value;
+use sluice_ingest::collector::{Collector, IngestError};
+use sluice_ingest::sources::SourceConfig;
+use sluice_log::Log;
+use sluice_log::kafka::source::TopicReader;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Records taken per poll.
+const POLL_RECORDS: usize = 2_000;
+
+/// Bytes of messages per batch handed to the collector (below `limits.max-batch-bytes`' default).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Reads `source` through `reader` into `collector` until `stop`.
+pub async fn run<L: Log>(
+    source: SourceConfig,
+    reader: TopicReader,
+    collector: Arc<Collector<L>>,
+    stop: CancellationToken,
+) {
+    let skipped =
+        metrics::counter!("sluice_source_records_skipped_total", "source" => source.name.clone());
+    let mut failing = false;
+    loop {
+        let polled = tokio::select! {
+            () = stop.cancelled() => return,
+            polled = reader.poll(POLL_RECORDS, Duration::from_millis(500)) => polled,
+        };
+        let records = match polled {
+            Ok(records) => {
+                failing = false;
+                records
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(source = %source.name, topic = %source.topic, %error, "cannot read the source topic; trying again every second");
+                    failing = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if records.is_empty() {
+            continue;
+        }
+        let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut tenants: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for record in &records {
+            next.insert(record.partition, record.offset + 1);
+            match source.message(&record.value, record.partition, record.offset) {
+                Ok((tenant, message)) => tenants.entry(tenant).or_default().push(message),
+                Err(reason) => {
+                    skipped.increment(1);
+                    tracing::warn!(source = %source.name, topic = %source.topic, partition = record.partition, offset = record.offset, %reason, "source record skipped");
+                }
+            }
+        }
+        for (tenant, messages) in tenants {
+            for body in batches(messages) {
+                if !store(&source, &collector, &tenant, &body, &stop).await {
+                    return;
+                }
+            }
+        }
+        let next: Vec<(u32, u64)> = next.into_iter().collect();
+        if let Err(error) = reader.commit(&next).await {
+            // The records are read again after a restart or rebalance: duplicates then.
+            tracing::warn!(source = %source.name, %error, "could not commit the source's offsets; its records may be read again (their message ids make them duplicates)");
+        }
+    }
+}
+
+/// The messages as `{"batch": [...]}` bodies of at most [`BATCH_BYTES`] (one message each
+/// at least).
+fn batches(messages: Vec<Value>) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    let mut body = Vec::new();
+    for message in messages {
+        let encoded = message.to_string();
+        if !body.is_empty() && body.len() + encoded.len() + 2 > BATCH_BYTES {
+            body.extend_from_slice(b"]}");
+            bodies.push(std::mem::take(&mut body));
+        }
+        body.extend_from_slice(if body.is_empty() {
+            b"{\"batch\":["
+        } else {
+            b","
+        });
+        body.extend_from_slice(encoded.as_bytes());
+    }
+    if !body.is_empty() {
+        body.extend_from_slice(b"]}");
+        bodies.push(body);
+    }
+    bodies
+}
+
+/// Stores one batch, trying again while the collector cannot take it now; false when stopped
+/// before it was stored.
+async fn store<L: Log>(
+    source: &SourceConfig,
+    collector: &Collector<L>,
+    tenant: &str,
+    body: &[u8],
+    stop: &CancellationToken,
+) -> bool {
+    let mut warned = false;
+    loop {
+        match collector.ingest_for_tenant(tenant, body).await {
+            Ok(_) => return true,
+            Err(
+                error @ (IngestError::Busy
+                | IngestError::Overloaded(_)
+                | IngestError::Unavailable(_)),
+            ) => {
+                if !warned {
+                    tracing::warn!(source = %source.name, tenant, %error, "source batch not stored yet; trying again");
+                    warned = true;
+                }
+            }
+            Err(error) => {
+                // The batch as a whole is refused (its messages are dead letters already when
+                // they can be): nothing to try again.
+                tracing::error!(source = %source.name, tenant, %error, "source batch refused");
+                return true;
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_are_cut_into_batches_below_the_size() {
+        let message = json!({"type": "track", "event": "x".repeat(100_000)});
+        let bodies = batches(vec![message.clone(), message.clone(), message.clone()]);
+        assert_eq!(bodies.len(), 2);
+        for body in &bodies {
+            let parsed: Value = serde_json::from_slice(body).unwrap();
+            assert!(!parsed["batch"].as_array().unwrap().is_empty());
+            assert!(body.len() <= BATCH_BYTES);
+        }
+    }
+}
