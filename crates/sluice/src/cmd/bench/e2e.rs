@@ -3,7 +3,9 @@
 //! sends probe events one at a time. For each probe it measures, from the moment its 200
 //! answer arrived (the event is durable), the time until a query of the REST API shows it and
 //! the time until it arrives on a WebSocket subscription opened before. The last stdout line
-//! is JSON with `query_p50_ms`, `query_p99_ms`, `ws_p50_ms`, `ws_p99_ms`.
+//! is JSON with `query_p50_ms`, `query_p99_ms`, `ws_p50_ms`, `ws_p99_ms`. With `--nodes` it
+//! measures running nodes instead (a cluster): load over all, probes to the first, the query
+//! and the WebSocket on the last.
 
 use super::percentile_ms;
 use super::server::BenchServer;
@@ -49,6 +51,94 @@ pub struct E2eBenchArgs {
     /// Where the server keeps its data [default: a temporary directory, removed afterwards].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Measure running nodes instead of an in-process server: their base URLs, comma-separated
+    /// (a cluster's nodes). The load is spread over them, probes go to the first, and the
+    /// query and WebSocket watch the last, so a probe computed on another node is seen through
+    /// the store. The nodes need the tenant of `--write-key` and `--read-key`; the probe metric
+    /// is defined with `--admin-key` if missing.
+    #[arg(long, value_delimiter = ',', value_name = "URL,URL")]
+    nodes: Vec<String>,
+    /// Write key of the nodes' tenant (with `--nodes`).
+    #[arg(long, env = "SLUICE_WRITE_KEY", hide_env_values = true)]
+    write_key: Option<String>,
+    /// Read key of the same tenant (with `--nodes`).
+    #[arg(long, env = "SLUICE_READ_KEY", hide_env_values = true)]
+    read_key: Option<String>,
+    /// Admin key, to define the probe metric (with `--nodes`).
+    #[arg(long, env = "SLUICE_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+}
+
+/// Where the load, the probes and the watchers go.
+struct Nodes {
+    /// Every node; background connections take them in turn.
+    all: Vec<Target>,
+    /// Probes are sent here.
+    probe: Target,
+    /// Queries and the WebSocket watch here.
+    watch: Target,
+    write_key: String,
+    read_key: String,
+}
+
+impl Nodes {
+    fn of(server: &BenchServer) -> Nodes {
+        Nodes {
+            all: vec![server.target.clone()],
+            probe: server.target.clone(),
+            watch: server.target.clone(),
+            write_key: server.write_key.clone(),
+            read_key: server.read_key.clone(),
+        }
+    }
+
+    /// The nodes of `--nodes`, with the probe metric defined.
+    async fn running(args: &E2eBenchArgs) -> anyhow::Result<Nodes> {
+        let missing = |flag: &str| UserError(format!("--nodes needs {flag}"));
+        let write_key = args
+            .write_key
+            .clone()
+            .ok_or_else(|| missing("--write-key"))?;
+        let read_key = args.read_key.clone().ok_or_else(|| missing("--read-key"))?;
+        let all = args
+            .nodes
+            .iter()
+            .map(|url| Target::parse(url))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (probe, watch) = (all[0].clone(), all[all.len() - 1].clone());
+        if let Some(admin) = &args.admin_key {
+            let mut connection = Connection::open(&probe).await?;
+            let auth = format!("Bearer {admin}");
+            let body = serde_json::json!({ "sql": PROBE_METRIC }).to_string();
+            let reply = connection
+                .send(
+                    Method::POST,
+                    "/v1/admin/metrics",
+                    &[
+                        ("authorization", &auth),
+                        ("content-type", "application/json"),
+                    ],
+                    Bytes::from(body),
+                )
+                .await?;
+            if reply.status != StatusCode::CREATED && reply.status != StatusCode::CONFLICT {
+                bail!(
+                    "defining the probe metric failed: {} {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                );
+            }
+            // Every node follows definitions within half a second.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(Nodes {
+            all,
+            probe,
+            watch,
+            write_key,
+            read_key,
+        })
+    }
 }
 
 /// When a probe was acknowledged and when it was seen.
@@ -79,31 +169,47 @@ pub fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(args: E2eBenchArgs) -> anyhow::Result<()> {
-    let server = BenchServer::start(
-        "e2e",
-        args.data_dir.clone(),
-        &[EXAMPLE_METRIC, PROBE_METRIC],
-        &[("log.partitions", toml::Value::Integer(4))],
-    )
-    .await?;
+    let server = if args.nodes.is_empty() {
+        Some(
+            BenchServer::start(
+                "e2e",
+                args.data_dir.clone(),
+                &[EXAMPLE_METRIC, PROBE_METRIC],
+                &[("log.partitions", toml::Value::Integer(4))],
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let nodes = match &server {
+        Some(server) => Nodes::of(server),
+        None => Nodes::running(&args).await?,
+    };
+    let nodes = &nodes;
     println!(
-        "sluice bench e2e: {} events/s in batches of {} over {} connections, {} probes/s, {} s",
-        args.rate, args.batch, args.connections, args.probes, args.duration
+        "sluice bench e2e: {} events/s in batches of {} over {} connections to {} node(s), {} probes/s, {} s",
+        args.rate,
+        args.batch,
+        args.connections,
+        nodes.all.len(),
+        args.probes,
+        args.duration
     );
     let probes: Probes = Arc::default();
-    let subscription = subscribe(&server, Arc::clone(&probes)).await?;
+    let subscription = subscribe(nodes, Arc::clone(&probes)).await?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration);
     let events = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let load = background(
-        &server,
+        nodes,
         &args,
         deadline,
         Arc::clone(&events),
         Arc::clone(&errors),
     );
-    let probing = probe(&server, args.probes, deadline, Arc::clone(&probes));
+    let probing = probe(nodes, args.probes, deadline, Arc::clone(&probes));
     let (load, probing) = tokio::join!(load, probing);
     load?;
     probing?;
@@ -162,7 +268,9 @@ async fn bench(args: E2eBenchArgs) -> anyhow::Result<()> {
         push.max() as f64 / 1000.0,
         push.len()
     );
-    server.stop().await?;
+    if let Some(server) = server {
+        server.stop().await?;
+    }
     let summary = serde_json::json!({
         "bench": "e2e",
         "rate": args.rate,
@@ -181,14 +289,11 @@ async fn bench(args: E2eBenchArgs) -> anyhow::Result<()> {
 }
 
 /// A WebSocket subscription to every probe; records when each first arrives.
-async fn subscribe(
-    server: &BenchServer,
-    probes: Probes,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut request = format!("ws://{}/v1/live", server.target.addr).into_client_request()?;
+async fn subscribe(nodes: &Nodes, probes: Probes) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut request = format!("ws://{}/v1/live", nodes.watch.addr).into_client_request()?;
     request.headers_mut().insert(
         "authorization",
-        format!("Bearer {}", server.read_key).parse()?,
+        format!("Bearer {}", nodes.read_key).parse()?,
     );
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
@@ -222,7 +327,7 @@ async fn subscribe(
 
 /// Background load at a fixed total rate.
 async fn background(
-    server: &BenchServer,
+    nodes: &Nodes,
     args: &E2eBenchArgs,
     deadline: Instant,
     events: Arc<AtomicU64>,
@@ -239,13 +344,13 @@ async fn background(
     let interval = Duration::from_secs_f64(
         f64::from(args.connections) * f64::from(args.batch) / args.rate as f64,
     );
-    let auth = Arc::new(basic_auth(&server.write_key));
+    let auth = Arc::new(basic_auth(&nodes.write_key));
     let next_id = Arc::new(AtomicU64::new((now as u64) << 20));
     let connections = args.connections;
     let mut tasks = Vec::new();
     for worker in 0..connections as usize {
         let (target, templates, auth, events, errors, next_id) = (
-            server.target.clone(),
+            nodes.all[worker % nodes.all.len()].clone(),
             Arc::clone(&templates),
             Arc::clone(&auth),
             Arc::clone(&events),
@@ -293,21 +398,23 @@ async fn background(
 
 /// Sends probes one at a time at `per_second`, each followed by a poller of the query API.
 async fn probe(
-    server: &BenchServer,
+    nodes: &Nodes,
     per_second: u32,
     deadline: Instant,
     probes: Probes,
 ) -> anyhow::Result<()> {
-    let auth = basic_auth(&server.write_key);
-    let mut connection = Connection::open(&server.target).await?;
+    let auth = basic_auth(&nodes.write_key);
+    let mut connection = Connection::open(&nodes.probe).await?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(per_second)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pollers = Vec::new();
     let mut n = 0u64;
+    // Probe ids of this run only: running nodes keep the windows of earlier runs' probes.
+    let run = now_millis();
     while Instant::now() < deadline {
         tick.tick().await;
         n += 1;
-        let id = format!("p{n}");
+        let id = format!("p{run}-{n}");
         let body = serde_json::json!({
             "type": "track", "event": "Probe", "anonymousId": format!("probe-{n}"),
             "timestamp": sluice_core::time::format_millis(now_millis()),
@@ -334,8 +441,8 @@ async fn probe(
         }
         lock(&probes).entry(id.clone()).or_default().acked = Some(acked);
         pollers.push(tokio::spawn(poll_query(
-            server.target.clone(),
-            server.read_key.clone(),
+            nodes.watch.clone(),
+            nodes.read_key.clone(),
             id,
             Arc::clone(&probes),
         )));
