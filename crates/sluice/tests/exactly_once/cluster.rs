@@ -4,14 +4,12 @@
 //! in the topic, the results equal the oracle's exactly, and every node answers a query the
 //! same way.
 
-use super::crash::{ADMIN_KEY, METRICS, READ_KEY, config_text, sender};
+use super::crash::{ADMIN_KEY, Load, METRICS, READ_KEY, assert_exact_after, config_text};
 use super::results::{assert_exact, events, expected, stored};
 use super::support::{Server, free_port, http_request, settled};
 use sluice::client::Target;
 use sluice_core::time::now_millis;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The broker the tests use (`scripts/kafka.sh` starts one and prints its address).
@@ -56,28 +54,13 @@ async fn three_nodes_lose_one_to_sigkill_and_the_results_stay_exact() {
         .map(|listen| Target::parse(&format!("http://{listen}")).unwrap())
         .collect();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let senders: Vec<_> = (0..3)
-        .map(|id| {
-            tokio::spawn(sender(
-                id,
-                targets.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&sent),
-            ))
-        })
-        .collect();
+    let load = Load::start(3, &targets);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let before_kill = sent.load(Ordering::Relaxed);
+    let before_kill = load.accepted();
     let output = nodes[2].take().unwrap().signal("KILL");
     assert_eq!(output.status.code(), None, "killed by SIGKILL");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.await.unwrap();
-    }
-    let accepted = sent.load(Ordering::Relaxed);
+    let accepted = load.stop().await;
     assert!(
         before_kill > 300 && accepted > before_kill + 300,
         "events flowed before ({before_kill}) and after the kill ({accepted} in all)"
@@ -131,42 +114,10 @@ async fn three_nodes_lose_one_to_sigkill_and_the_results_stay_exact() {
         );
     }
     for node in nodes.into_iter().flatten() {
-        let output = node.interrupt();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        node.stop_cleanly();
     }
 
-    let config = sluice::config::load(
-        Some(&config_path),
-        &[(
-            "data-dir",
-            toml::Value::String(dir.path().join("node0").display().to_string()),
-        )],
-    )
-    .unwrap();
-    let records = events(&config).await;
-    let total: usize = records.iter().map(Vec::len).sum();
-    assert!(
-        total as u64 >= accepted,
-        "every accepted event is in the topic: {total} there, {accepted} accepted"
-    );
-    let defaults = config.stream.metric_defaults();
-    for sql in METRICS {
-        let plan = sluice_stream::sql::parse_metric(sql, &defaults).unwrap();
-        let expected = expected(&plan, &records);
-        assert!(
-            expected.len() > 10,
-            "{}: only {} windows",
-            plan.name,
-            expected.len()
-        );
-        let stored = stored(&config, &plan, "shop").await;
-        assert_exact(&plan, &stored, &expected);
-    }
+    assert_exact_after(&config_path, &dir.path().join("node0"), accepted, 10).await;
 }
 
 /// A Kafka-protocol broker of one test's own (tansu, as `scripts/kafka.sh` starts it), so
@@ -257,21 +208,10 @@ async fn brokers_down_mid_load_get_503_and_nothing_acknowledged_is_lost() {
         &["--config", &config_arg],
     );
     let target = Target::parse(&format!("http://{}", server.addr)).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let senders: Vec<_> = (0..2)
-        .map(|id| {
-            tokio::spawn(sender(
-                id,
-                vec![target.clone()],
-                Arc::clone(&stop),
-                Arc::clone(&sent),
-            ))
-        })
-        .collect();
+    let load = Load::start(2, std::slice::from_ref(&target));
     tokio::time::sleep(Duration::from_secs(2)).await;
     broker.stop();
-    let before = sent.load(Ordering::Relaxed);
+    let before = load.accepted();
 
     // While the brokers are away, a batch is refused with 503 and Retry-After, within the
     // append timeout.
@@ -305,7 +245,7 @@ async fn brokers_down_mid_load_get_503_and_nothing_acknowledged_is_lost() {
         "refused within the append timeout, not after minutes: {:?}",
         asked.elapsed()
     );
-    let during = sent.load(Ordering::Relaxed);
+    let during = load.accepted();
     assert!(
         during <= before + 80,
         "nothing is acknowledged while the brokers are away but what was in flight ({before} before, {during} after)"
@@ -316,18 +256,8 @@ async fn brokers_down_mid_load_get_503_and_nothing_acknowledged_is_lost() {
     // the node resumes and catches up. (The same node going on across the brokers' restart is
     // not part of this test: tansu 0.6 panics on an idempotent producer's batches after it
     // restarted; see docs/ARCHITECTURE.md.)
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.await.unwrap();
-    }
-    let accepted = sent.load(Ordering::Relaxed);
-    let output = server.interrupt();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "a node stops cleanly while its brokers are away: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let accepted = load.stop().await;
+    server.stop_cleanly();
     broker.restart();
     let server = Server::start_on(
         &data,
@@ -335,32 +265,9 @@ async fn brokers_down_mid_load_get_503_and_nothing_acknowledged_is_lost() {
         &["--config", &config_arg],
     );
     settled(server.addr, &format!("Bearer {ADMIN_KEY}"), None);
-    let output = server.interrupt();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    server.stop_cleanly();
 
-    let config = sluice::config::load(
-        Some(&config_path),
-        &[("data-dir", toml::Value::String(data.display().to_string()))],
-    )
-    .unwrap();
-    let records = events(&config).await;
-    let total: usize = records.iter().map(Vec::len).sum();
-    assert!(
-        total as u64 >= accepted,
-        "every accepted event is in the topic: {total} there, {accepted} accepted"
-    );
-    let defaults = config.stream.metric_defaults();
-    for sql in METRICS {
-        let plan = sluice_stream::sql::parse_metric(sql, &defaults).unwrap();
-        let expected = expected(&plan, &records);
-        let stored = stored(&config, &plan, "shop").await;
-        assert_exact(&plan, &stored, &expected);
-    }
+    assert_exact_after(&config_path, &data, accepted, 1).await;
 }
 
 /// A request to a node; the status and the body as JSON (null when empty or not JSON).
@@ -510,13 +417,7 @@ async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other()
     });
     eprintln!("metric deleted on a, gone from b after {took:?}");
     for node in nodes {
-        let output = node.interrupt();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        node.stop_cleanly();
     }
 }
 
@@ -545,18 +446,7 @@ async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact
         .collect();
     // The load goes to the node that is not paused, so the paused one holds no request.
     let target = Target::parse(&format!("http://{}", listens[0])).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let senders: Vec<_> = (0..2)
-        .map(|id| {
-            tokio::spawn(sender(
-                id,
-                vec![target.clone()],
-                Arc::clone(&stop),
-                Arc::clone(&sent),
-            ))
-        })
-        .collect();
+    let load = Load::start(2, std::slice::from_ref(&target));
     let admin = format!("Bearer {ADMIN_KEY}");
     until("the second node computes some partitions", || {
         let (_, status) = call(
@@ -576,24 +466,13 @@ async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact
     tokio::time::sleep(Duration::from_secs(10)).await;
     nodes[1].send_signal("CONT");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.await.unwrap();
-    }
-    let accepted = sent.load(Ordering::Relaxed);
+    let accepted = load.stop().await;
     for node in &nodes {
         settled(node.addr, &admin, None);
     }
     let mut outputs = Vec::new();
     for node in nodes {
-        let output = node.interrupt();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        outputs.push(String::from_utf8_lossy(&output.stderr).into_owned());
+        outputs.push(node.stop_cleanly());
     }
     assert!(
         outputs[1].contains("lost=true") || outputs[1].contains("took the partition over"),
@@ -601,27 +480,7 @@ async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact
         outputs[1]
     );
 
-    let config = sluice::config::load(
-        Some(&config_path),
-        &[(
-            "data-dir",
-            toml::Value::String(dir.path().join("node0").display().to_string()),
-        )],
-    )
-    .unwrap();
-    let records = events(&config).await;
-    let total: usize = records.iter().map(Vec::len).sum();
-    assert!(
-        total as u64 >= accepted,
-        "{total} in the topic, {accepted} accepted"
-    );
-    let defaults = config.stream.metric_defaults();
-    for sql in METRICS {
-        let plan = sluice_stream::sql::parse_metric(sql, &defaults).unwrap();
-        let expected = expected(&plan, &records);
-        let stored = stored(&config, &plan, "shop").await;
-        assert_exact(&plan, &stored, &expected);
-    }
+    assert_exact_after(&config_path, &dir.path().join("node0"), accepted, 10).await;
 }
 
 /// A batch retried through another node of the cluster (its first answer was lost, say) is
@@ -674,13 +533,7 @@ async fn a_batch_retried_through_another_node_is_stored_once() {
         "{fresh}"
     );
     for node in nodes {
-        let output = node.interrupt();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        node.stop_cleanly();
     }
     let config = sluice::config::load(
         Some(&config_path),
@@ -771,13 +624,7 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let output = server.interrupt();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    server.stop_cleanly();
 
     // Restarted, the node goes on after its committed offsets: 30 more records, no repeat.
     let more: Vec<serde_json::Value> = (60..90).map(record).collect();
@@ -796,13 +643,7 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     settled(server.addr, &format!("Bearer {ADMIN_KEY}"), None);
-    let output = server.interrupt();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    server.stop_cleanly();
 
     let records = events(&config).await;
     let mut ids = std::collections::BTreeSet::new();

@@ -7,6 +7,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 use sluice::client::{Connection, Target, basic_auth};
 use sluice_core::time::{format_millis, now_millis};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,16 +43,54 @@ pub(crate) fn config_text(store_url: &str, log: &str) -> String {
     text
 }
 
+/// Load over HTTP: `count` [`sender`]s over `targets`, counting accepted events, until stopped.
+pub(crate) struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub(crate) fn start(count: usize, targets: &[Target]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let senders = (0..count)
+            .map(|id| {
+                tokio::spawn(sender(
+                    id,
+                    targets.to_vec(),
+                    Arc::clone(&stop),
+                    Arc::clone(&sent),
+                ))
+            })
+            .collect();
+        Load {
+            stop,
+            sent,
+            senders,
+        }
+    }
+
+    /// Events accepted so far.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops the senders (a batch being retried is given up) and returns the events accepted.
+    pub(crate) async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        for sender in self.senders {
+            sender.await.unwrap();
+        }
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
 /// Sends batches of 40 events until told to stop, retrying each batch until it is accepted
 /// (across the server's deaths: the retries may duplicate events in the log, which is fine:
 /// the log is the truth the oracle reads). Starts with the `id`-th of `targets` and moves to
 /// the next whenever one fails.
-pub(crate) async fn sender(
-    id: usize,
-    targets: Vec<Target>,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-) {
+async fn sender(id: usize, targets: Vec<Target>, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
     let mut at = id % targets.len();
     let auth = basic_auth(WRITE_KEY);
     let headers = [
@@ -139,18 +178,7 @@ async fn sigkills_with_the_store_at(store_url: &str) {
     let listen = format!("127.0.0.1:{}", free_port());
     let target = Target::parse(&format!("http://{listen}")).unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let senders: Vec<_> = (0..2)
-        .map(|id| {
-            tokio::spawn(sender(
-                id,
-                vec![target.clone()],
-                Arc::clone(&stop),
-                Arc::clone(&sent),
-            ))
-        })
-        .collect();
+    let load = Load::start(2, &[target]);
     for _ in 0..KILLS {
         let server = Server::start_on(&data, &listen, &["--config", &config_arg]);
         let alive = rand::rng().random_range(300..1500);
@@ -160,32 +188,29 @@ async fn sigkills_with_the_store_at(store_url: &str) {
     }
     let server = Server::start_on(&data, &listen, &["--config", &config_arg]);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.await.unwrap();
-    }
+    let accepted = load.stop().await;
     super::support::settled(server.addr, &format!("Bearer {ADMIN_KEY}"), None);
-    let output = server.interrupt();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        sent.load(Ordering::Relaxed) > 500,
-        "enough events flowed: {}",
-        sent.load(Ordering::Relaxed)
-    );
+    server.stop_cleanly();
+    assert!(accepted > 500, "enough events flowed: {accepted}");
+    assert_exact_after(&config_path, &data, accepted, 10).await;
+}
 
+/// After the servers of `config_path` stopped (`data` one's data dir): every one of the
+/// `accepted` events is in the topic, and both [`METRICS`] equal the oracle's over it, with at
+/// least `min_windows` windows each.
+pub(crate) async fn assert_exact_after(
+    config_path: &Path,
+    data: &Path,
+    accepted: u64,
+    min_windows: usize,
+) {
     let config = sluice::config::load(
-        Some(&config_path),
+        Some(config_path),
         &[("data-dir", toml::Value::String(data.display().to_string()))],
     )
     .unwrap();
     let records = events(&config).await;
     let total: usize = records.iter().map(Vec::len).sum();
-    let accepted = sent.load(Ordering::Relaxed);
     assert!(
         total as u64 >= accepted,
         "every accepted event is in the log: {total} in the log, {accepted} accepted"
@@ -195,7 +220,7 @@ async fn sigkills_with_the_store_at(store_url: &str) {
         let plan = sluice_stream::sql::parse_metric(sql, &defaults).unwrap();
         let expected = expected(&plan, &records);
         assert!(
-            expected.len() > 10,
+            expected.len() >= min_windows,
             "{}: only {} windows",
             plan.name,
             expected.len()

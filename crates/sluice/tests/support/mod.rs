@@ -124,6 +124,15 @@ impl Server {
         self.signal("INT")
     }
 
+    /// Ctrl-C, and the process must exit 0; returns its stderr (its log).
+    #[allow(dead_code)]
+    pub fn stop_cleanly(self) -> String {
+        let output = self.interrupt();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        stderr
+    }
+
     /// Ctrl-C, returning what was printed on stdout before listening.
     pub fn interrupt_stdout(self) -> String {
         let head = self.stdout_head.clone();
