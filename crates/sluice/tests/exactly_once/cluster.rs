@@ -32,27 +32,30 @@ fn cluster_config(dir: &Path, store_url: &str) -> std::path::PathBuf {
     path
 }
 
+/// A node with the config at `config_path` and its data in `data`, on a free port.
+fn node(data: &Path, config_path: &Path) -> Server {
+    let listen = format!("127.0.0.1:{}", free_port());
+    Server::start_on(
+        data,
+        &listen,
+        &["--config", &config_path.display().to_string()],
+    )
+}
+
+/// How a client reaches `node`.
+fn target_of(node: &Server) -> Target {
+    Target::parse(&format!("http://{}", node.addr)).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_lose_one_to_sigkill_and_the_results_stay_exact() {
     let store_url = sluice_store::testing::postgres_url("cluster").await;
     let dir = tempfile::tempdir().unwrap();
     let config_path = cluster_config(dir.path(), &store_url);
-    let config_arg = config_path.display().to_string();
-    let listens: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
+    let mut nodes: Vec<Option<Server>> = (0..3)
+        .map(|n| Some(node(&dir.path().join(format!("node{n}")), &config_path)))
         .collect();
-    let mut nodes: Vec<Option<Server>> = listens
-        .iter()
-        .enumerate()
-        .map(|(n, listen)| {
-            let data = dir.path().join(format!("node{n}"));
-            Some(Server::start_on(&data, listen, &["--config", &config_arg]))
-        })
-        .collect();
-    let targets: Vec<Target> = listens
-        .iter()
-        .map(|listen| Target::parse(&format!("http://{listen}")).unwrap())
-        .collect();
+    let targets: Vec<Target> = nodes.iter().flatten().map(target_of).collect();
 
     let load = Load::start(3, &targets);
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -200,14 +203,9 @@ async fn brokers_down_mid_load_get_503_and_nothing_acknowledged_is_lost() {
     );
     let config_path = dir.path().join("sluice.toml");
     std::fs::write(&config_path, config_text("", &log)).unwrap();
-    let config_arg = config_path.display().to_string();
     let data = dir.path().join("data");
-    let server = Server::start_on(
-        &data,
-        &format!("127.0.0.1:{}", free_port()),
-        &["--config", &config_arg],
-    );
-    let target = Target::parse(&format!("http://{}", server.addr)).unwrap();
+    let server = node(&data, &config_path);
+    let target = target_of(&server);
     let load = Load::start(2, std::slice::from_ref(&target));
     tokio::time::sleep(Duration::from_secs(2)).await;
     broker.stop();
@@ -259,11 +257,7 @@ async fn brokers_down_mid_load_get_503_and_nothing_acknowledged_is_lost() {
     let accepted = load.stop().await;
     server.stop_cleanly();
     broker.restart();
-    let server = Server::start_on(
-        &data,
-        &format!("127.0.0.1:{}", free_port()),
-        &["--config", &config_arg],
-    );
+    let server = node(&data, &config_path);
     settled(server.addr, &format!("Bearer {ADMIN_KEY}"), None);
     server.stop_cleanly();
 
@@ -315,20 +309,13 @@ async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other()
     let store_url = sluice_store::testing::postgres_url("cluster_admin").await;
     let dir = tempfile::tempdir().unwrap();
     let config_path = cluster_config(dir.path(), &store_url);
-    let config_arg = config_path.display().to_string();
     // Started together: both find the configured metrics missing from the store, one defines
     // them first, and the other runs that definition.
     let nodes: Vec<Server> = std::thread::scope(|scope| {
         let starting: Vec<_> = (0..2)
             .map(|n| {
-                let (dir, config_arg) = (dir.path(), &config_arg);
-                scope.spawn(move || {
-                    Server::start_on(
-                        &dir.join(format!("node{n}")),
-                        &format!("127.0.0.1:{}", free_port()),
-                        &["--config", config_arg],
-                    )
-                })
+                let (dir, config_path) = (dir.path(), &config_path);
+                scope.spawn(move || node(&dir.join(format!("node{n}")), config_path))
             })
             .collect();
         starting
@@ -429,23 +416,11 @@ async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact
     let store_url = sluice_store::testing::postgres_url("cluster_pause").await;
     let dir = tempfile::tempdir().unwrap();
     let config_path = cluster_config(dir.path(), &store_url);
-    let config_arg = config_path.display().to_string();
-    let listens: Vec<String> = (0..2)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let nodes: Vec<Server> = listens
-        .iter()
-        .enumerate()
-        .map(|(n, listen)| {
-            Server::start_on(
-                &dir.path().join(format!("node{n}")),
-                listen,
-                &["--config", &config_arg],
-            )
-        })
+    let nodes: Vec<Server> = (0..2)
+        .map(|n| node(&dir.path().join(format!("node{n}")), &config_path))
         .collect();
     // The load goes to the node that is not paused, so the paused one holds no request.
-    let target = Target::parse(&format!("http://{}", listens[0])).unwrap();
+    let target = target_of(&nodes[0]);
     let load = Load::start(2, std::slice::from_ref(&target));
     let admin = format!("Bearer {ADMIN_KEY}");
     until("the second node computes some partitions", || {
@@ -490,15 +465,8 @@ async fn a_batch_retried_through_another_node_is_stored_once() {
     let store_url = sluice_store::testing::postgres_url("cluster_retry").await;
     let dir = tempfile::tempdir().unwrap();
     let config_path = cluster_config(dir.path(), &store_url);
-    let config_arg = config_path.display().to_string();
     let nodes: Vec<Server> = (0..2)
-        .map(|n| {
-            Server::start_on(
-                &dir.path().join(format!("node{n}")),
-                &format!("127.0.0.1:{}", free_port()),
-                &["--config", &config_arg],
-            )
-        })
+        .map(|n| node(&dir.path().join(format!("node{n}")), &config_path))
         .collect();
     let write = sluice::client::basic_auth(super::crash::WRITE_KEY);
     let batch = |prefix: &str| {
@@ -594,7 +562,6 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
          [sources.fields]\nevent = \"action\"\nanonymous-id = \"visitor\"\n"
     ));
     std::fs::write(&config_path, text).unwrap();
-    let config_arg = config_path.display().to_string();
     let record = |n: usize| {
         serde_json::json!({"action": if n.is_multiple_of(3) { "Order Completed" } else { "Page Viewed" },
             "visitor": format!("v{n}"), "page": format!("p{}", n % 4), "price": 2.5})
@@ -605,11 +572,7 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
     produce_raw(&topic, &[serde_json::json!("not an object")]).await;
 
     let data = dir.path().join("node0");
-    let server = Server::start_on(
-        &data,
-        &format!("127.0.0.1:{}", free_port()),
-        &["--config", &config_arg],
-    );
+    let server = node(&data, &config_path);
     let config = sluice::config::load(
         Some(&config_path),
         &[("data-dir", toml::Value::String(data.display().to_string()))],
@@ -629,11 +592,7 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
     // Restarted, the node goes on after its committed offsets: 30 more records, no repeat.
     let more: Vec<serde_json::Value> = (60..90).map(record).collect();
     produce_raw(&topic, &more).await;
-    let server = Server::start_on(
-        &data,
-        &format!("127.0.0.1:{}", free_port()),
-        &["--config", &config_arg],
-    );
+    let server = node(&data, &config_path);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while count().await < 90 {
         assert!(
