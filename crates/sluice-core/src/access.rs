@@ -464,6 +464,16 @@ impl KeyDirectory {
             .filter(|grant| grant.role == Role::Write && grant.tenant.is_some())
     }
 
+    /// Whether `tenant` has a write key: events for it can be sent (and read) at all.
+    pub fn takes_events_for(&self, tenant: &str) -> bool {
+        self.table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_digest
+            .values()
+            .any(|grant| grant.role == Role::Write && grant.tenant.as_deref() == Some(tenant))
+    }
+
     /// Each key's events used on the UTC day of `now_ms` (keys that used none are left out).
     pub fn usage(&self, now_ms: i64) -> Vec<(String, u64, u64)> {
         let day = now_ms.max(0) as u64 / DAY_MS;
@@ -563,6 +573,18 @@ mod tests {
         assert_eq!(KeyIdSecret::from_hex("abc"), None);
         assert_eq!(KeyIdSecret::from_hex(&"zz".repeat(32)), None);
         assert_eq!(format!("{two:?}"), "KeyIdSecret(..)");
+    }
+
+    #[test]
+    fn a_tenant_takes_events_only_with_a_write_key() {
+        let limits = KeyLimits::default();
+        let directory = KeyDirectory::new(vec![
+            spec("a", "wk_secret_one_0123", Role::Write, Some("shop"), limits),
+            spec("b", "rk_secret_two_0123", Role::Read, Some("news"), limits),
+        ]);
+        assert!(directory.takes_events_for("shop"));
+        assert!(!directory.takes_events_for("news"));
+        assert!(!directory.takes_events_for("nobody"));
     }
 
     #[test]

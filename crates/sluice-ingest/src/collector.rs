@@ -248,15 +248,7 @@ impl<L: Log> Collector<L> {
     ) -> Result<Accepted, IngestError> {
         let received_at = now_millis();
         self.telemetry.bytes.increment(body.len() as u64);
-        let base = NormalizeContext {
-            tenant: "",
-            received_at,
-            limits: &self.limits,
-            endpoint,
-            batch_sent_at: None,
-            batch_context: None,
-            index: None,
-        };
+        let base = self.normalize_context("", received_at, endpoint);
         let parsed = match endpoint {
             None => normalize::parse_batch(body, &self.limits).map(Parsed::Batch),
             Some(_) => normalize::parse_message(body, &base).map(|m| Parsed::Single(Box::new(m))),
@@ -264,6 +256,11 @@ impl<L: Log> Collector<L> {
         let (grant, tenant) = self.admit(header_key, &parsed)?;
         self.admitted(Some(&grant), tenant, endpoint, parsed, body, received_at)
             .await
+    }
+
+    /// Whether `tenant` has a write key (events for a tenant without one are refused).
+    pub fn takes_events_for(&self, tenant: &str) -> bool {
+        self.keys.takes_events_for(tenant)
     }
 
     /// Ingests a batch body (`{"batch": [...]}`) read from a source topic for `tenant`, as a
@@ -308,15 +305,7 @@ impl<L: Log> Collector<L> {
                 return Err(IngestError::Invalid(error));
             }
         };
-        let base = NormalizeContext {
-            tenant: &tenant,
-            received_at,
-            limits: &self.limits,
-            endpoint,
-            batch_sent_at: None,
-            batch_context: None,
-            index: None,
-        };
+        let base = self.normalize_context(&tenant, received_at, endpoint);
         let Normalized { events, rejected } = normalize_all(&parsed, &base, body)?;
         let Claimed {
             mut claims,
@@ -359,6 +348,24 @@ impl<L: Log> Collector<L> {
             duplicates,
             rejected: rejections,
         })
+    }
+
+    /// What normalizing one request's messages starts from.
+    fn normalize_context<'c>(
+        &'c self,
+        tenant: &'c str,
+        received_at: Millis,
+        endpoint: Option<EventType>,
+    ) -> NormalizeContext<'c> {
+        NormalizeContext {
+            tenant,
+            received_at,
+            limits: &self.limits,
+            endpoint,
+            batch_sent_at: None,
+            batch_context: None,
+            index: None,
+        }
     }
 
     /// Step 2: the write key (the header's, else the body's `writeKey`) resolved to its grant

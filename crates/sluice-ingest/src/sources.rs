@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sluice_core::config::{ConfigProblem, Validate, join};
+use sluice_core::tenant::check_tenant_name;
 use std::collections::BTreeMap;
 
 /// How a source's records are read.
@@ -88,7 +89,11 @@ impl SourceConfig {
         let tenant = match (&self.tenant, &self.tenant_field) {
             (Some(tenant), _) => tenant.clone(),
             (None, Some(field)) => match lookup(&record, field) {
-                Some(Value::String(tenant)) if !tenant.is_empty() => tenant.clone(),
+                Some(Value::String(tenant)) => {
+                    check_tenant_name(tenant)
+                        .map_err(|reason| format!("its field {field:?}: {reason}"))?;
+                    tenant.clone()
+                }
                 _ => return Err(format!("the record has no tenant in its field {field:?}")),
             },
             (None, None) => return Err("the source names no tenant".into()),
@@ -162,8 +167,11 @@ impl Validate for SourceConfig {
                 ),
             );
         }
-        if self.topic.is_empty() {
-            problem("topic", "is empty: name the Kafka topic to read".into());
+        if let Err(reason) = sluice_log::record::check_topic_name(&self.topic) {
+            problem("topic", format!("{reason}; name the Kafka topic to read"));
+        }
+        if let Some(Err(reason)) = self.tenant.as_deref().map(check_tenant_name) {
+            problem("tenant", reason);
         }
         match (&self.tenant, &self.tenant_field) {
             (Some(_), Some(_)) => problem(
@@ -181,6 +189,18 @@ impl Validate for SourceConfig {
                 "fields",
                 "applies to format = \"json\" only (a segment-json record is a message already)"
                     .into(),
+            );
+        }
+        let paths = self.fields.values().chain(&self.tenant_field);
+        if let Some(path) = paths
+            .into_iter()
+            .find(|path| path.split('.').any(str::is_empty))
+        {
+            problem(
+                "fields",
+                format!(
+                    "{path:?} is not a field path: write names joined by '.', e.g. \"account.id\""
+                ),
             );
         }
         for field in self.fields.keys() {
@@ -274,14 +294,20 @@ mod tests {
         );
         let error = source.message(br#"{"action": "x"}"#, 0, 0).unwrap_err();
         assert!(error.contains("no tenant in its field \"site\""), "{error}");
+        let error = source
+            .message(br#"{"site": "Not A Tenant!", "action": "x"}"#, 0, 0)
+            .unwrap_err();
+        assert!(error.contains("not a valid tenant name"), "{error}");
     }
 
     #[test]
     fn bad_sources_are_reported_with_their_keys() {
         let mut source = json_source();
         source.name = "no spaces".into();
-        source.tenant = Some("shop".into());
+        source.topic = "a topic?".into();
+        source.tenant = Some("Shop".into());
         source.fields.insert("colour".into(), "c".into());
+        source.fields.insert("event".into(), "a..b".into());
         let mut problems = Vec::new();
         source.validate("sources[0]", &mut problems);
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
@@ -289,7 +315,10 @@ mod tests {
             paths,
             [
                 "sources[0].name",
+                "sources[0].topic",
                 "sources[0].tenant",
+                "sources[0].tenant",
+                "sources[0].fields",
                 "sources[0].fields.colour"
             ]
         );

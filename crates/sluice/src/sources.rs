@@ -2,7 +2,7 @@
 //! group polls the topic, turns each record into a Segment message, hands the messages of a
 //! poll to the collector as batches per tenant, and commits the offsets once they are stored.
 //! A failed append is tried again (nothing is committed past it); a record that cannot be a
-//! message is skipped with a warning and counted in
+//! message, or whose tenant has no write key, is skipped with a warning and counted in
 //! `sluice_source_records_skipped_total{source}`.
 
 use serde_json::Value;
@@ -66,6 +66,11 @@ pub async fn run<L: Log>(
             }
         }
         for (tenant, messages) in tenants {
+            if !collector.takes_events_for(&tenant) {
+                skipped.increment(messages.len() as u64);
+                tracing::warn!(source = %source.name, topic = %source.topic, tenant, records = messages.len(), "source records skipped: their tenant has no write key; add the tenant to [[tenants]] (or through the admin API) with a write key");
+                continue;
+            }
             for body in batches(messages) {
                 if !store(&source, &collector, &tenant, &body, &stop).await {
                     return;
