@@ -58,7 +58,7 @@ pub struct QuotaConfig {
     pub requests_per_second: u32,
     /// Events per UTC day per write key; 0: no limit.
     pub events_per_day: u64,
-    /// How often keys' daily counts are saved to the store.
+    /// How often keys' daily counts are added to the store and the other nodes' read.
     pub usage_save_interval: HumanDuration,
 }
 

@@ -113,21 +113,30 @@ impl Access {
             built_from: parking_lot::Mutex::new(None),
         });
         access.reload().await?;
-        let former: std::collections::HashMap<String, String> = access
+        access.merge_stored_usage().await?;
+        Ok(access)
+    }
+
+    /// Takes in today's counts from the store (every node's), usage saved under a configured
+    /// key's former id counting for its new one.
+    async fn merge_stored_usage(&self) -> Result<(), StoreError> {
+        let former: std::collections::HashMap<String, String> = self
             .configured_secrets()
             .map(|secret| {
                 (
                     legacy_config_key_id(secret),
-                    config_key_id(&access.key_ids, secret),
+                    config_key_id(&self.key_ids, secret),
                 )
             })
             .collect();
         let today = (now_millis() / DAY_MS) as u64;
-        for (id, used) in access.store.key_usage(today).await? {
-            let id = former.get(&id).unwrap_or(&id);
-            access.directory.restore_usage(id, today, used);
+        let mut totals: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for (id, used) in self.store.key_usage(today).await? {
+            let id = former.get(&id).cloned().unwrap_or(id);
+            *totals.entry(id).or_default() += used;
         }
-        Ok(access)
+        self.directory.merge_usage(today, totals);
+        Ok(())
     }
 
     /// Every key secret of the config: tenants' write and read keys, admin keys.
@@ -398,11 +407,15 @@ impl Access {
         })
     }
 
-    /// Saves today's usage of every key to the store.
+    /// Adds what this node's keys took since the last save to the store's counts, then takes
+    /// in what other nodes added: the nodes of a cluster share each key's daily quota.
     pub async fn save_usage(&self) -> Result<(), StoreError> {
-        self.store
-            .save_key_usage(self.directory.usage(now_millis()))
-            .await
+        let unsaved = self.directory.unsaved_usage(now_millis());
+        if !unsaved.is_empty() {
+            self.store.add_key_usage(unsaved.clone()).await?;
+            self.directory.mark_saved(&unsaved);
+        }
+        self.merge_stored_usage().await
     }
 
     /// Saves usage every `[quotas] usage-save-interval` until `stop`, and once more then.

@@ -10,6 +10,15 @@
 //! Limits are lock-free: the request rate is a GCRA (generic cell rate algorithm) on one
 //! atomic "theoretical arrival time", allowing a burst of one second's worth; the daily quota
 //! packs the UTC day and the count used into one atomic word.
+//!
+//! Daily counts are shared through the store, so that nodes of a cluster draw on one budget:
+//! each key's store row holds the events every node took that day. A node adds what it took
+//! since its last save ([`KeyDirectory::unsaved_usage`], then [`KeyDirectory::mark_saved`]) and
+//! takes in what the others added ([`KeyDirectory::merge_usage`]): it remembers the store's
+//! count it has accounted for (`saved`), and anything above it is other nodes' use. Between two
+//! saves a key can overshoot its quota by what the other nodes take in that interval; a
+//! refund after a save is not given back (the store only grows), which errs on the side of the
+//! quota.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -250,8 +259,20 @@ const USED_MASK: u64 = (1 << USED_BITS) - 1;
 struct Usage {
     /// GCRA theoretical arrival time, nanoseconds since the directory's epoch.
     tat: AtomicU64,
-    /// UTC day number << 44 | events used that day.
+    /// UTC day number << 44 | events used that day (by this node and, as far as it knows, by
+    /// the others).
     day_used: AtomicU64,
+    /// UTC day number << 44 | the store's count of that day this node has accounted for.
+    saved: AtomicU64,
+}
+
+/// The count of `day` in a packed day << 44 | count word; 0 for another day.
+fn count_of(packed: u64, day: u64) -> u64 {
+    if packed >> USED_BITS == day {
+        packed & USED_MASK
+    } else {
+        0
+    }
 }
 
 /// What one key may do, found by [`KeyDirectory::lookup`].
@@ -376,12 +397,7 @@ impl Grant {
     /// Events used on the UTC day of `now_ms`.
     pub fn events_used(&self, now_ms: i64) -> u64 {
         let today = now_ms.max(0) as u64 / DAY_MS;
-        let current = self.usage.day_used.load(Ordering::Relaxed);
-        if current >> USED_BITS == today {
-            current & USED_MASK
-        } else {
-            0
-        }
+        count_of(self.usage.day_used.load(Ordering::Relaxed), today)
     }
 }
 
@@ -474,40 +490,68 @@ impl KeyDirectory {
             .any(|grant| grant.role == Role::Write && grant.tenant.as_deref() == Some(tenant))
     }
 
-    /// Each key's events used on the UTC day of `now_ms` (keys that used none are left out).
-    pub fn usage(&self, now_ms: i64) -> Vec<(String, u64, u64)> {
+    /// What each key took on the UTC day of `now_ms` that the store has not counted yet:
+    /// (id, day, events), keys with nothing new left out.
+    pub fn unsaved_usage(&self, now_ms: i64) -> Vec<(String, u64, u64)> {
         let day = now_ms.max(0) as u64 / DAY_MS;
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        let mut usage: Vec<(String, u64, u64)> = table
+        let mut unsaved: Vec<(String, u64, u64)> = table
             .usage
             .iter()
             .filter_map(|(id, usage)| {
-                let current = usage.day_used.load(Ordering::Relaxed);
-                let used = current & USED_MASK;
-                (current >> USED_BITS == day && used > 0).then(|| (id.to_string(), day, used))
+                let used = count_of(usage.day_used.load(Ordering::Relaxed), day);
+                let saved = count_of(usage.saved.load(Ordering::Relaxed), day);
+                (used > saved).then(|| (id.to_string(), day, used - saved))
             })
             .collect();
-        usage.sort();
-        usage
+        unsaved.sort();
+        unsaved
     }
 
-    /// Restores a key's events used on `day` (from the store, at start-up); the larger count
-    /// wins, so restoring never gives budget back.
-    pub fn restore_usage(&self, id: &str, day: u64, used: u64) {
+    /// Records that the store added `added` (from [`KeyDirectory::unsaved_usage`]).
+    pub fn mark_saved(&self, added: &[(String, u64, u64)]) {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(usage) = table.usage.get(id) {
-            let _ = usage
-                .day_used
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
-                    let mine = if current >> USED_BITS == day {
-                        current & USED_MASK
-                    } else if current >> USED_BITS > day {
-                        return None;
-                    } else {
-                        0
-                    };
-                    Some((day << USED_BITS) | mine.max(used.min(USED_MASK)))
-                });
+        for (id, day, events) in added {
+            if let Some(usage) = table.usage.get(id.as_str()) {
+                let saved = count_of(usage.saved.load(Ordering::Relaxed), *day) + events;
+                usage
+                    .saved
+                    .store((day << USED_BITS) | saved.min(USED_MASK), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes in the store's counts of `day` (every node's): what exceeds the count this node
+    /// has accounted for was taken elsewhere and is added to the key's use. Keys not in the
+    /// directory are ignored; a count below the accounted one gives nothing back.
+    pub fn merge_usage(&self, day: u64, totals: impl IntoIterator<Item = (String, u64)>) {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        for (id, total) in totals {
+            let Some(usage) = table.usage.get(id.as_str()) else {
+                continue;
+            };
+            let saved = usage.saved.load(Ordering::Relaxed);
+            if saved >> USED_BITS > day {
+                continue;
+            }
+            let elsewhere = total.saturating_sub(count_of(saved, day));
+            if elsewhere == 0 {
+                continue;
+            }
+            let merged =
+                usage
+                    .day_used
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+                        (current >> USED_BITS <= day).then(|| {
+                            let used = count_of(current, day) + elsewhere;
+                            (day << USED_BITS) | used.min(USED_MASK)
+                        })
+                    });
+            if merged.is_ok() {
+                usage
+                    .saved
+                    .store((day << USED_BITS) | total.min(USED_MASK), Ordering::Relaxed);
+            }
         }
     }
 
@@ -702,14 +746,75 @@ mod tests {
             grant.take_events(11, now).is_err(),
             "the new limit applies to the old usage"
         );
-        assert_eq!(directory.usage(now), vec![("a".to_owned(), 19_000, 30)]);
-        directory.restore_usage("a", 19_000, 20);
         assert_eq!(
-            grant.events_used(now),
-            30,
+            directory.unsaved_usage(now),
+            vec![("a".to_owned(), 19_000, 30)]
+        );
+        directory.merge_usage(19_000, [("b".to_owned(), 60), ("gone".to_owned(), 9)]);
+        assert_eq!(
+            directory.lookup("k2").unwrap().events_used(now),
+            60,
+            "a fresh node takes in the store's count"
+        );
+    }
+
+    /// Two nodes and the store's sum between them: each sees the other's use after a save,
+    /// and the quota holds across both.
+    #[test]
+    fn nodes_share_one_daily_budget_through_the_stores_counts() {
+        let limits = KeyLimits {
+            requests_per_second: 0,
+            events_per_day: 100,
+        };
+        let node = || KeyDirectory::new(vec![spec("a", "k", Role::Write, Some("t"), limits)]);
+        let (one, two) = (node(), node());
+        let now = 19_000 * DAY_MS as i64;
+        let mut store: HashMap<(String, u64), u64> = HashMap::new();
+        let save = |directory: &KeyDirectory, store: &mut HashMap<(String, u64), u64>| {
+            let unsaved = directory.unsaved_usage(now);
+            for (id, day, events) in &unsaved {
+                *store.entry((id.clone(), *day)).or_default() += events;
+            }
+            directory.mark_saved(&unsaved);
+            let totals: Vec<(String, u64)> = store
+                .iter()
+                .map(|((id, _), events)| (id.clone(), *events))
+                .collect();
+            directory.merge_usage(19_000, totals);
+        };
+        one.lookup("k").unwrap().take_events(30, now).unwrap();
+        two.lookup("k").unwrap().take_events(20, now).unwrap();
+        save(&one, &mut store);
+        save(&two, &mut store);
+        save(&one, &mut store);
+        assert_eq!(
+            store[&("a".to_owned(), 19_000)],
+            50,
+            "each event counted once"
+        );
+        for directory in [&one, &two] {
+            let grant = directory.lookup("k").unwrap();
+            assert_eq!(grant.events_used(now), 50);
+            assert!(grant.take_events(51, now).is_err());
+        }
+        one.lookup("k").unwrap().take_events(50, now).unwrap();
+        save(&one, &mut store);
+        save(&two, &mut store);
+        assert!(two.lookup("k").unwrap().take_events(1, now).is_err());
+        assert_eq!(store[&("a".to_owned(), 19_000)], 100);
+
+        one.lookup("k").unwrap().refund_events(10, now);
+        save(&one, &mut store);
+        assert_eq!(
+            store[&("a".to_owned(), 19_000)],
+            100,
+            "a refund after a save stays counted in the store"
+        );
+        two.merge_usage(19_000, [("a".to_owned(), 40)]);
+        assert_eq!(
+            two.lookup("k").unwrap().events_used(now),
+            100,
             "a smaller stored count gives nothing back"
         );
-        directory.restore_usage("b", 19_000, 60);
-        assert_eq!(directory.lookup("k2").unwrap().events_used(now), 60);
     }
 }

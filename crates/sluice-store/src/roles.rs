@@ -197,15 +197,16 @@ pub trait Directory: Send + Sync {
     async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
 }
 
-/// Each key's events per UTC day, for daily quotas that survive restarts.
+/// Each key's events per UTC day, for daily quotas that survive restarts and that the nodes of
+/// a cluster share: a row counts every node's events.
 #[async_trait]
 pub trait Usage: Send + Sync {
     /// Each key's events used on UTC day `day`.
     async fn key_usage(&self, day: u64) -> Result<Vec<(String, u64)>, StoreError>;
 
-    /// Records keys' (id, day, events used) — the larger count wins — and forgets days before
-    /// the earliest given.
-    async fn save_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError>;
+    /// Adds keys' (id, day, events taken) to the day's counts, in one transaction, and forgets
+    /// days before the earliest given.
+    async fn add_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError>;
 }
 
 /// The store as a whole: its size, a cap on it, where it lives.

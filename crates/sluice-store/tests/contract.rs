@@ -684,17 +684,33 @@ async fn tenants_keys_and_usage_round_trip(store: &StoreBackend) {
     assert_eq!(keys[1].role, Role::Admin);
 
     store
-        .save_key_usage(vec![("key_a".into(), 7, 40)])
+        .add_key_usage(vec![("key_a".into(), 7, 40)])
         .await
         .unwrap();
     store
-        .save_key_usage(vec![("key_a".into(), 7, 30), ("key_b".into(), 8, 1)])
+        .add_key_usage(vec![
+            ("key_a".into(), 7, 30),
+            ("key_a".into(), 7, 5),
+            ("key_b".into(), 7, 2),
+        ])
         .await
         .unwrap();
+    let mut used = store.key_usage(7).await.unwrap();
+    used.sort();
     assert_eq!(
-        store.key_usage(7).await.unwrap(),
-        vec![("key_a".into(), 40)]
+        used,
+        vec![("key_a".into(), 75), ("key_b".into(), 2)],
+        "every node's additions are summed"
     );
+    store
+        .add_key_usage(vec![("key_b".into(), 8, 1)])
+        .await
+        .unwrap();
+    assert!(
+        store.key_usage(7).await.unwrap().is_empty(),
+        "days before the earliest saved are forgotten"
+    );
+    assert_eq!(store.key_usage(8).await.unwrap(), vec![("key_b".into(), 1)]);
 
     assert!(store.delete_tenant("shop").await.unwrap());
     let keys = store.keys().await.unwrap();

@@ -190,7 +190,7 @@ impl Usage for PostgresStore {
             .collect())
     }
 
-    async fn save_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError> {
+    async fn add_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError> {
         if usage.is_empty() {
             return Ok(());
         }
@@ -199,12 +199,12 @@ impl Usage for PostgresStore {
         let ids: Vec<&str> = usage.iter().map(|(id, _, _)| id.as_str()).collect();
         let days: Vec<i64> = usage.iter().map(|(_, day, _)| big(*day)).collect();
         let events: Vec<i64> = usage.iter().map(|(_, _, events)| big(*events)).collect();
-        // One statement cannot update a row twice: a key's day given twice keeps its largest.
+        // One statement cannot update a row twice: a key's day given twice is summed first.
         tx.execute(
             "INSERT INTO key_usage (key_id, day, events) \
-             SELECT key_id, day, max(events) FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) AS u(key_id, day, events) \
+             SELECT key_id, day, sum(events)::BIGINT FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) AS u(key_id, day, events) \
              GROUP BY key_id, day \
-             ON CONFLICT (key_id, day) DO UPDATE SET events = GREATEST(key_usage.events, excluded.events)",
+             ON CONFLICT (key_id, day) DO UPDATE SET events = key_usage.events + excluded.events",
             &[&ids, &days, &events],
         )
         .await

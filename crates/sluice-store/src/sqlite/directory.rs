@@ -192,7 +192,7 @@ impl Usage for SqliteStore {
         .await
     }
 
-    async fn save_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError> {
+    async fn add_key_usage(&self, usage: Vec<(String, u64, u64)>) -> Result<(), StoreError> {
         if usage.is_empty() {
             return Ok(());
         }
@@ -202,7 +202,7 @@ impl Usage for SqliteStore {
                 let mut upsert = tx
                     .prepare_cached(
                         "INSERT INTO key_usage (key_id, day, events) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (key_id, day) DO UPDATE SET events = max(events, excluded.events)",
+                         ON CONFLICT (key_id, day) DO UPDATE SET events = events + excluded.events",
                     )
                     .map_err(|e| classify(path, e))?;
                 for (id, day, events) in &usage {

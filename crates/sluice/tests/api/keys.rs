@@ -396,10 +396,7 @@ async fn usage_saved_under_a_former_config_key_id_still_counts() {
         .unwrap();
     let today = (sluice_core::time::now_millis() / 86_400_000) as u64;
     let former = sluice_core::access::legacy_config_key_id(SHOP_WRITE);
-    store
-        .save_key_usage(vec![(former, today, 9)])
-        .await
-        .unwrap();
+    store.add_key_usage(vec![(former, today, 9)]).await.unwrap();
     drop(store);
 
     let h = Harness::start_in(dir, &overrides).await;

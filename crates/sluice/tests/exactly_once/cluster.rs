@@ -331,7 +331,7 @@ async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other()
         "POST",
         "/v1/admin/tenants",
         &admin,
-        &serde_json::json!({"name": "news"}),
+        &serde_json::json!({"name": "news", "events_per_day": 30}),
     );
     assert_eq!(status, 201, "{body}");
     let (status, key) = call(
@@ -348,6 +348,26 @@ async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other()
         call(b, "POST", "/v1/track", &secret, &event).0 == 200
     });
     eprintln!("key made on a, usable on b after {took:?}");
+
+    // One daily quota of 30 events across the nodes: each adds what it took to the store and
+    // reads what the other took, every `usage-save-interval` (1 s).
+    let batch = |n: usize| serde_json::json!({"batch": vec![event.clone(); n]});
+    let settle = || std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(call(a, "POST", "/v1/batch", &secret, &batch(20)).0, 200);
+    settle();
+    let (status, body) = call(b, "POST", "/v1/batch", &secret, &batch(10));
+    assert_eq!(
+        status, 429,
+        "21 taken of 30: node b knows node a took 20: {body}"
+    );
+    assert_eq!(body["error"]["code"], "events_per_day", "{body}");
+    assert_eq!(call(b, "POST", "/v1/batch", &secret, &batch(9)).0, 200);
+    settle();
+    assert_eq!(
+        call(a, "POST", "/v1/track", &secret, &event).0,
+        429,
+        "30 taken of 30: node a knows node b took 10"
+    );
 
     let sql = "CREATE METRIC signups AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)";
     let (status, body) = call(
