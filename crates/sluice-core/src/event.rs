@@ -150,6 +150,20 @@ pub struct Event<'a> {
     /// Device, library, page and campaign context, verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Cow<'a, RawValue>>,
+    /// The destinations the client enabled or disabled for this event (Segment's
+    /// `integrations`), verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrations: Option<Cow<'a, RawValue>>,
+    /// Where the event comes from as the client says (`browser`, `server`, `mobile`),
+    /// verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Cow<'a, RawValue>>,
+    /// The client's API version, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Cow<'a, RawValue>>,
+    /// The SDK's own bookkeeping (bundled and unbundled destinations, retry count), verbatim.
+    #[serde(rename = "_metadata", default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Cow<'a, RawValue>>,
 }
 
 impl Event<'_> {
@@ -213,6 +227,10 @@ impl Event<'_> {
             (&b"properties"[..], &self.properties),
             (b"traits", &self.traits),
             (b"context", &self.context),
+            (b"integrations", &self.integrations),
+            (b"channel", &self.channel),
+            (b"version", &self.version),
+            (b"_metadata", &self.metadata),
         ];
         for (key, raw) in objects {
             if let Some(raw) = raw {
@@ -271,6 +289,10 @@ impl Event<'_> {
             properties: own_raw(self.properties),
             traits: own_raw(self.traits),
             context: own_raw(self.context),
+            integrations: own_raw(self.integrations),
+            channel: own_raw(self.channel),
+            version: own_raw(self.version),
+            metadata: own_raw(self.metadata),
         }
     }
 }
@@ -303,6 +325,19 @@ mod tests {
         )
     }
 
+    /// Values clients send as `channel` or `version`.
+    fn scalar() -> impl Strategy<Value = Option<Cow<'static, RawValue>>> {
+        proptest::option::of(
+            prop_oneof![
+                Just(r#""browser""#.to_owned()),
+                Just("2".to_owned()),
+                Just(r#""1.84.3""#.to_owned()),
+                Just(r#"{"odd":true}"#.to_owned()),
+            ]
+            .prop_map(|json| Cow::Owned(RawValue::from_string(json).unwrap())),
+        )
+    }
+
     prop_compose! {
         fn event()(
             message_id in "\\PC{0,24}",
@@ -311,6 +346,7 @@ mod tests {
             texts in proptest::collection::vec(text(), 7),
             times in (any::<i64>(), any::<i64>(), any::<Option<i64>>(), any::<Option<i64>>()),
             objects in (raw(), raw(), raw()),
+            kept in (raw(), scalar(), scalar(), raw()),
         ) -> Event<'static> {
             let mut texts = texts.into_iter();
             let mut next = || texts.next().flatten();
@@ -332,6 +368,10 @@ mod tests {
                 properties: objects.0,
                 traits: objects.1,
                 context: objects.2,
+                integrations: kept.0,
+                channel: kept.1,
+                version: kept.2,
+                metadata: kept.3,
             }
         }
     }
@@ -368,6 +408,10 @@ mod tests {
             properties: None,
             traits: None,
             context: None,
+            integrations: None,
+            channel: None,
+            version: None,
+            metadata: None,
         };
         assert_eq!(
             String::from_utf8(event.to_json()).unwrap(),
@@ -399,6 +443,10 @@ mod tests {
             properties: None,
             traits: None,
             context: None,
+            integrations: None,
+            channel: None,
+            version: None,
+            metadata: None,
         }
     }
 

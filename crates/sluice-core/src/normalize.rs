@@ -11,7 +11,10 @@
 //!    `userId`; names fit `limits.max-name-bytes`;
 //! 5. `timestamp`, `originalTimestamp` and `sentAt` are ISO-8601;
 //! 6. `properties`, `traits` and `context` are objects within `limits.max-depth` and
-//!    `limits.max-string-bytes`.
+//!    `limits.max-string-bytes` (when set; by default a string is bounded only by its event,
+//!    as in Segment);
+//! 7. `integrations`, `channel`, `version` and `_metadata`, when present, are kept verbatim,
+//!    within the same bounds (any JSON type: SDKs differ).
 //!
 //! **Clock skew.** A device's clock may be off by minutes or years. Segment's correction: the
 //! client stamps each event (`timestamp`) and the request (`sentAt`) with the same clock, so
@@ -275,6 +278,7 @@ pub fn normalize_message<'a>(
     require_per_type(kind, &ids, &names, ctx)?;
     let times = Times::of(message, ctx)?;
     let bodies = Bodies::of(message, ctx)?;
+    let kept = Kept::of(message, ctx)?;
     Ok(Event {
         message_id: ids.message_id,
         tenant: Cow::Borrowed(ctx.tenant),
@@ -297,6 +301,10 @@ pub fn normalize_message<'a>(
         properties: bodies.properties,
         traits: bodies.traits,
         context: bodies.context,
+        integrations: kept.integrations,
+        channel: kept.channel,
+        version: kept.version,
+        metadata: kept.metadata,
     })
 }
 
@@ -527,6 +535,30 @@ impl<'a> Bodies<'a> {
     }
 }
 
+/// Step 7: the top-level fields kept verbatim for the tools downstream, each within the depth
+/// and string limits; `null` is absent.
+struct Kept<'a> {
+    integrations: Option<Cow<'a, RawValue>>,
+    channel: Option<Cow<'a, RawValue>>,
+    version: Option<Cow<'a, RawValue>>,
+    metadata: Option<Cow<'a, RawValue>>,
+}
+
+impl<'a> Kept<'a> {
+    fn of(message: &RawMessage<'a>, ctx: &NormalizeContext<'_>) -> Result<Self, EventError> {
+        let kept = |raw: Option<&'a RawValue>, field: &str| {
+            raw.map(|raw| check_bounds(raw, field, ctx).map(|()| Cow::Borrowed(raw)))
+                .transpose()
+        };
+        Ok(Kept {
+            integrations: kept(message.integrations, "integrations")?,
+            channel: kept(message.channel, "channel")?,
+            version: kept(message.version, "version")?,
+            metadata: kept(message.metadata, "_metadata")?,
+        })
+    }
+}
+
 /// What a JSON text that is not an object starts as; `None` for an object or for text that is
 /// not JSON at all (the parser reports that with its position).
 fn not_an_object(raw: &[u8]) -> Option<&'static str> {
@@ -546,13 +578,19 @@ fn check_object<'a>(
     field: &str,
     ctx: &NormalizeContext<'_>,
 ) -> Result<Cow<'a, RawValue>, EventError> {
-    let text = raw.get();
-    if let Some(found) = not_an_object(text.as_bytes()) {
+    if let Some(found) = not_an_object(raw.get().as_bytes()) {
         return Err(ctx.error(field, EventErrorKind::NotAnObject(found)));
     }
+    check_bounds(raw, field, ctx)?;
+    Ok(Cow::Borrowed(raw))
+}
+
+/// Checks that `raw` (any JSON value) is within the depth and string limits.
+fn check_bounds(raw: &RawValue, field: &str, ctx: &NormalizeContext<'_>) -> Result<(), EventError> {
+    let text = raw.get();
     // The event itself is one level; its objects start at the second.
     let max_depth = ctx.limits.max_depth.saturating_sub(1);
-    let max_len = ctx.limits.max_string_bytes.as_usize();
+    let max_len = ctx.limits.max_string_len();
     let shape = json::scan(text.as_bytes());
     if shape.depth > max_depth || shape.longest_string > max_len {
         let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
@@ -581,7 +619,7 @@ fn check_object<'a>(
             ),
         });
     }
-    Ok(Cow::Borrowed(raw))
+    Ok(())
 }
 
 /// The batch's shared context with the message's own keys on top.

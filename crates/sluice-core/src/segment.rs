@@ -1,8 +1,9 @@
 //! The request shapes of the Segment HTTP Tracking API, as borrowed views of the request body.
 //!
 //! Field names follow Segment (`camelCase`). Nested objects stay raw ([`RawValue`]) so they can
-//! be bounded by a byte scan and copied into the log without building a tree. Fields sluice does
-//! not use (`integrations`, `version`, `channel`, `_metadata`, …) are accepted and ignored, as
+//! be bounded by a byte scan and copied into the log without building a tree. `integrations`,
+//! `channel`, `version` and `_metadata` are kept verbatim for the tools downstream; other
+//! top-level fields (`writeKey`, `options`, anything an SDK adds) are accepted and dropped, as
 //! Segment does, so every SDK's payload is welcome.
 
 use serde::Deserialize;
@@ -47,6 +48,14 @@ pub struct RawMessage<'a> {
     #[serde(borrow, default)]
     pub context: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    pub integrations: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub channel: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub version: Option<&'a RawValue>,
+    #[serde(rename = "_metadata", borrow, default)]
+    pub metadata: Option<&'a RawValue>,
+    #[serde(borrow, default)]
     pub write_key: Option<Cow<'a, str>>,
 }
 
@@ -63,6 +72,15 @@ pub struct RawBatch<'a> {
     #[serde(borrow, default)]
     pub context: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    pub write_key: Option<Cow<'a, str>>,
+}
+
+/// Only the `writeKey` of a body, for one whose rest is not a valid message or batch: a client
+/// that sends its key in the body (`sendBeacon`, browser snippets) then hears what is wrong
+/// with its events, not that its key is missing.
+#[derive(Debug, Deserialize)]
+pub struct WriteKeyOnly<'a> {
+    #[serde(rename = "writeKey", borrow, default)]
     pub write_key: Option<Cow<'a, str>>,
 }
 

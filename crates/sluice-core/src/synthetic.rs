@@ -236,6 +236,10 @@ impl Synthetic {
             properties: RawValue::from_string(properties).ok().map(Cow::Owned),
             traits: None,
             context: RawValue::from_string(context).ok().map(Cow::Owned),
+            integrations: None,
+            channel: None,
+            version: None,
+            metadata: None,
         };
         (anonymous_id, event.to_json())
     }

@@ -208,6 +208,83 @@ fn long_strings_and_ids_name_their_limit() {
 }
 
 #[test]
+fn without_a_string_limit_a_string_is_bounded_by_its_event_only() {
+    // Segment accepts any event up to 32 KB whatever its strings: so does the default (0).
+    let limits = Limits {
+        max_string_bytes: ByteSize(0),
+        ..limits()
+    };
+    let long = "y".repeat(15_000);
+    let json = format!(r#"{{"userId":"u","event":"e","properties":{{"{long}":"{long}"}}}}"#);
+    let event = normalize(json.as_bytes(), &ctx(&limits, Some(EventType::Track), None)).unwrap();
+    assert!(event.properties.unwrap().get().contains(&long));
+    let json = format!(r#"{{"userId":"u","event":"e","properties":{{"a":"{long}{long}{long}"}}}}"#);
+    let error =
+        normalize(json.as_bytes(), &ctx(&limits, Some(EventType::Track), None)).unwrap_err();
+    assert_eq!(error.kind.reason(), "too_large", "{error}");
+}
+
+#[test]
+fn integrations_channel_version_and_metadata_are_kept_verbatim() {
+    let event = in_batch(
+        r#"{"type":"page","anonymousId":"a","integrations":{"All":false,"Mixpanel":true},
+            "channel":"browser","version":2,"_metadata":{"bundled":["Segment.io"],"unbundled":[]},
+            "writeKey":"wk_not_kept","options":{"x":1}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        event.integrations.as_ref().unwrap().get(),
+        r#"{"All":false,"Mixpanel":true}"#
+    );
+    assert_eq!(event.channel.as_ref().unwrap().get(), r#""browser""#);
+    assert_eq!(event.version.as_ref().unwrap().get(), "2");
+    assert_eq!(
+        event.metadata.as_ref().unwrap().get(),
+        r#"{"bundled":["Segment.io"],"unbundled":[]}"#
+    );
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(
+        json.ends_with(r#","integrations":{"All":false,"Mixpanel":true},"channel":"browser","version":2,"_metadata":{"bundled":["Segment.io"],"unbundled":[]}}"#),
+        "{json}"
+    );
+    assert!(!json.contains("wk_not_kept"), "the write key is not stored");
+    assert!(!json.contains("options"), "{json}");
+
+    // null is absent; the kept fields are bounded like the others.
+    let event = track(r#"{"userId":"u","event":"e","channel":null,"_metadata":null}"#).unwrap();
+    assert!(event.channel.is_none() && event.metadata.is_none());
+    let error = track(&format!(
+        r#"{{"userId":"u","event":"e","channel":"{}"}}"#,
+        "c".repeat(65)
+    ))
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "channel: string is 65 bytes, longer than the limit of 64 bytes (limits.max-string-bytes)"
+    );
+    let error = in_batch(
+        r#"{"type":"track","userId":"u","event":"e","integrations":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(error.path, "batch[3].integrations.a.b.c.d.e.f.g");
+}
+
+#[test]
+fn events_stored_before_the_kept_fields_still_decode() {
+    // A record of the events topic as sluice wrote it before it kept integrations & co.
+    let stored = br#"{"message_id":"m","tenant":"shop","type":"track","event":"e","user_id":"u","timestamp":1,"received_at":2,"properties":{"a":1},"context":{"ip":"1.2.3.4"}}"#;
+    let event: Event<'_> = serde_json::from_slice(stored).unwrap();
+    let kept = [
+        &event.integrations,
+        &event.channel,
+        &event.version,
+        &event.metadata,
+    ];
+    assert!(kept.iter().all(|field| field.is_none()));
+    assert_eq!(event.to_json(), stored.to_vec(), "and write back unchanged");
+}
+
+#[test]
 fn invalid_timestamps_say_what_is_expected() {
     let error = track(r#"{"userId":"u","event":"e","timestamp":"last tuesday"}"#).unwrap_err();
     assert_eq!(error.path, "timestamp");
