@@ -27,10 +27,11 @@ use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::access::{Grant, KeyDirectory, Limited};
 use sluice_core::normalize::{self, EventError, NormalizeContext};
-use sluice_core::segment::RawMessage;
+use sluice_core::segment::{RawMessage, WriteKeyOnly};
 use sluice_core::time::{Millis, now_millis};
 use sluice_core::{Event, EventType, Limits};
 use sluice_log::{Log, LogError, Record, partition_for_key};
+use std::borrow::Cow;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -253,7 +254,7 @@ impl<L: Log> Collector<L> {
             None => normalize::parse_batch(body, &self.limits).map(Parsed::Batch),
             Some(_) => normalize::parse_message(body, &base).map(|m| Parsed::Single(Box::new(m))),
         };
-        let (grant, tenant) = self.admit(header_key, &parsed)?;
+        let (grant, tenant) = self.admit(header_key, &parsed, body)?;
         self.admitted(Some(&grant), tenant, endpoint, parsed, body, received_at)
             .await
     }
@@ -369,19 +370,25 @@ impl<L: Log> Collector<L> {
     }
 
     /// Step 2: the write key (the header's, else the body's `writeKey`) resolved to its grant
-    /// and tenant, and the request admitted under the key's request rate.
+    /// and tenant, and the request admitted under the key's request rate. The key of a body
+    /// that is not a valid message or batch is still read, so that its sender hears what is
+    /// wrong with it rather than that its key is missing.
     fn admit(
         &self,
         header_key: Option<String>,
         parsed: &Result<Parsed<'_>, EventError>,
+        body: &[u8],
     ) -> Result<(Arc<Grant>, Arc<str>), IngestError> {
-        let body_key = match parsed {
-            Ok(Parsed::Batch(batch)) => batch.write_key.as_deref(),
-            Ok(Parsed::Single(message)) => message.write_key.as_deref(),
-            Ok(Parsed::Invalid(_)) | Err(_) => None,
+        let body_key = || match parsed {
+            Ok(Parsed::Batch(batch)) => batch.write_key.as_deref().map(str::to_owned),
+            Ok(Parsed::Single(message)) => message.write_key.as_deref().map(str::to_owned),
+            Ok(Parsed::Invalid(_)) | Err(_) => serde_json::from_slice::<WriteKeyOnly<'_>>(body)
+                .ok()
+                .and_then(|only| only.write_key)
+                .map(Cow::into_owned),
         };
         let key = header_key
-            .or_else(|| body_key.map(str::to_owned))
+            .or_else(body_key)
             .ok_or(crate::auth::KeyError::Missing);
         let grant = match key.and_then(|key| {
             self.keys

@@ -1,6 +1,14 @@
 //! The Segment HTTP Tracking API over axum: `/v1/track`, `/v1/page`, `/v1/screen`,
 //! `/v1/identify`, `/v1/group`, `/v1/alias`, `/v1/batch` (and `/v1/import`, Segment's alias of
-//! batch), with CORS for browsers.
+//! batch), each also by Segment's short path (`/v1/t`, `/v1/p`, `/v1/s`, `/v1/i`, `/v1/g`,
+//! `/v1/a`, `/v1/b`: where `@segment/analytics-next` posts), with CORS for browsers.
+//!
+//! **Browsers.** Every answer of these routes — errors included — and the 404 of every path no
+//! route serves carry the CORS headers of `ingest.cors-allowed-origins`, so a browser SDK
+//! always reads the status and retries what it should, instead of seeing `Failed to fetch`.
+//! Preflights allow whatever request headers an allowed origin asks for (SDKs add their own,
+//! like `X-Retry-Count` on retries), and `Retry-After` is exposed to the page. A `text/plain`
+//! body with the `writeKey` in it (`sendBeacon`, the SDK's simple requests) is read like JSON.
 //!
 //! Answers:
 //! - 200 `{"success":true,"accepted":N,"duplicates":D,"rejected":[…]}` — accepted events are
@@ -24,7 +32,7 @@ use sluice_core::EventType;
 use sluice_core::normalize::EventErrorKind;
 use sluice_log::Log;
 use std::sync::Arc;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -41,8 +49,22 @@ pub fn router<L: Log>(collector: Arc<Collector<L>>) -> OpenApiRouter {
         .routes(routes!(alias))
         .routes(routes!(batch))
         .routes(routes!(import))
+        .routes(routes!(track_short))
+        .routes(routes!(page_short))
+        .routes(routes!(screen_short))
+        .routes(routes!(identify_short))
+        .routes(routes!(group_short))
+        .routes(routes!(alias_short))
+        .routes(routes!(batch_short))
+        // The server's 404, here so that the CORS layer below covers it too.
+        .fallback(not_found)
         .with_state(state)
         .layer(cors)
+}
+
+/// No route serves the path: an empty 404, with CORS for browsers.
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
 }
 
 /// The collector as the routes use it (not generic over the log, so the handlers are plain
@@ -181,6 +203,48 @@ single!(
 batched!(batch, "/v1/batch", "A batch of messages of any type.");
 batched!(import, "/v1/import", "Segment's alias of `/v1/batch`.");
 
+single!(
+    track_short,
+    EventType::Track,
+    "/v1/t",
+    "`/v1/track` by Segment's short path (where analytics.js posts)."
+);
+single!(
+    page_short,
+    EventType::Page,
+    "/v1/p",
+    "`/v1/page` by Segment's short path (where analytics.js posts)."
+);
+single!(
+    screen_short,
+    EventType::Screen,
+    "/v1/s",
+    "`/v1/screen` by Segment's short path (where analytics.js posts)."
+);
+single!(
+    identify_short,
+    EventType::Identify,
+    "/v1/i",
+    "`/v1/identify` by Segment's short path (where analytics.js posts)."
+);
+single!(
+    group_short,
+    EventType::Group,
+    "/v1/g",
+    "`/v1/group` by Segment's short path (where analytics.js posts)."
+);
+single!(
+    alias_short,
+    EventType::Alias,
+    "/v1/a",
+    "`/v1/alias` by Segment's short path (where analytics.js posts)."
+);
+batched!(
+    batch_short,
+    "/v1/b",
+    "`/v1/batch` by Segment's short path (where analytics.js posts in batching mode)."
+);
+
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|origin| origin == "*") {
         AllowOrigin::any()
@@ -194,11 +258,13 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::CONTENT_ENCODING,
-        ])
+        // SDKs send headers of their own (`X-Retry-Count` on every retry, more in later
+        // versions); a fixed list would fail their retries' preflight. What the collector
+        // reads is only the body, `Authorization` and `Content-Encoding`, so an allowed
+        // origin may send any.
+        .allow_headers(AllowHeaders::mirror_request())
+        // The SDKs wait as long as a 429's `Retry-After` says, if the page may read it.
+        .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(86_400))
 }
 

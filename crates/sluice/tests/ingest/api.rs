@@ -678,3 +678,152 @@ async fn browsers_get_cors_preflight_answers() {
     assert!(denied.headers.get("access-control-allow-origin").is_none());
     h.stop().await;
 }
+
+/// What `@segment/analytics-next` and `navigator.sendBeacon` do, byte for byte where it
+/// matters: short paths, `text/plain` bodies with the key inside, its own request headers, and
+/// answers it must be able to read (errors and 404s too) from another origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_sdks_reach_every_route_and_read_every_answer() {
+    let h = Harness::start(&[]).await;
+    let origin = ("origin", "http://site.example:3000");
+    let plain = ("content-type", "text/plain");
+    let mut connection = Connection::open(&h.target).await.unwrap();
+    // A retry's preflight asks for X-Retry-Count; any header an SDK adds is allowed.
+    let preflight = connection
+        .send(
+            Method::OPTIONS,
+            "/v1/t",
+            &[
+                origin,
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "authorization,content-type,x-retry-count",
+                ),
+            ],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(preflight.status, StatusCode::OK);
+    let allowed = preflight.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-retry-count"), "{allowed}");
+
+    // Every type by its short path, key in the body, text/plain, one with X-Retry-Count.
+    let calls = [
+        (
+            "t",
+            json!({"event": "Clicked", "properties": {"button": "buy"}}),
+        ),
+        ("p", json!({"name": "Home", "properties": {"path": "/"}})),
+        ("s", json!({"name": "Settings"})),
+        ("i", json!({"traits": {"plan": "pro"}})),
+        ("g", json!({"groupId": "acme"})),
+        ("a", json!({"userId": "u2", "previousId": "anon-1"})),
+    ];
+    for (path, mut body) in calls {
+        body["anonymousId"] = json!("anon-1");
+        body["writeKey"] = json!(WRITE_KEY);
+        body["messageId"] = json!(format!("short-{path}"));
+        let (status, reply, answer) = h
+            .post(
+                &format!("/v1/{path}"),
+                &[origin, plain, ("x-retry-count", "1")],
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "/v1/{path}: {reply}");
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    }
+    let batch = json!({"writeKey": WRITE_KEY, "sentAt": "2024-05-01T12:00:00Z", "batch": [
+        {"type": "track", "anonymousId": "anon-1", "event": "Batched", "messageId": "short-b",
+         "writeKey": WRITE_KEY},
+    ]});
+    let (status, reply, _) = h.post("/v1/b", &[origin, plain], batch.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let mut kinds: Vec<String> = h
+        .records("events")
+        .await
+        .iter()
+        .map(|event| format!("{}:{}", event["message_id"], event["type"]))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            r#""short-a":"alias""#,
+            r#""short-b":"track""#,
+            r#""short-g":"group""#,
+            r#""short-i":"identify""#,
+            r#""short-p":"page""#,
+            r#""short-s":"screen""#,
+            r#""short-t":"track""#,
+        ]
+    );
+
+    // Errors and unknown paths carry CORS too, and Retry-After is readable by the page.
+    let (status, _, answer) = h.post("/v1/track", &[origin, plain], "{}").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    let exposed = answer.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+    for path in ["/v1/m", "/v1/nope", "/nothing/here"] {
+        let (status, _, answer) = h.post(path, &[origin, plain], "{}").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(answer.headers["access-control-allow-origin"], "*", "{path}");
+    }
+
+    // A key in the body of an invalid message: the sender hears what is wrong, not 401.
+    let invalid =
+        json!({"writeKey": WRITE_KEY, "anonymousId": "a", "event": "e", "properties": [1]});
+    let (status, reply, answer) = h.post("/v1/t", &[origin, plain], invalid.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert_eq!(reply["rejected"][0]["reason"], "not_an_object", "{reply}");
+    assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    let not_json = format!(r#"{{"writeKey": "{WRITE_KEY}", "batch": 7}}"#);
+    let (status, reply, _) = h.post("/v1/b", &[origin, plain], not_json).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    h.stop().await;
+}
+
+/// Segment accepts any event of up to 32 KB whatever its strings, and keeps `integrations`,
+/// `channel`, `version` and `_metadata`: so do the defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_sized_events_are_accepted_with_their_top_level_fields() {
+    let h = Harness::start(&[]).await;
+    let long = "x".repeat(20 * 1024);
+    let body = json!({
+        "userId": "u1", "event": "Long", "messageId": "long-1",
+        "properties": {"text": long},
+        "integrations": {"All": true, "Mixpanel": false},
+        "channel": "browser", "version": 2,
+        "_metadata": {"bundled": ["Segment.io"], "unbundled": [], "retryCount": 1},
+    });
+    let (status, reply) = h.post_json("/v1/track", &body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    let events = h.records("events").await;
+    assert_eq!(
+        events[0]["properties"]["text"].as_str(),
+        Some(long.as_str())
+    );
+    for field in ["integrations", "channel", "version", "_metadata"] {
+        assert_eq!(events[0][field], body[field], "{field}");
+    }
+    // Over the event limit is still refused, with the limit named.
+    let body =
+        json!({"userId": "u1", "event": "Huge", "properties": {"text": "x".repeat(40 * 1024)}});
+    let (status, reply) = h.post_json("/v1/track", &body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
+    assert!(
+        error_message(&reply).contains("limits.max-event-bytes"),
+        "{reply}"
+    );
+    h.stop().await;
+}
