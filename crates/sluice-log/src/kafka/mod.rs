@@ -10,9 +10,14 @@
 //!   interleave with them, as Kafka allows.
 //! - **Reads** use consumers assigned to one partition (no group membership), kept between reads
 //!   in a small pool per partition: a consumer whose position is the requested offset goes on
-//!   fetching, any other is assigned the offset. A read first asks the partition's watermarks:
-//!   before the low one is [`LogError::OffsetOutOfRange`]; at the high one it waits for new
-//!   records up to `max_wait` (tail-following).
+//!   fetching, any other is assigned the offset. A read that assigns first asks the partition's
+//!   watermarks: before the low one is [`LogError::OffsetOutOfRange`]; at the high one it waits
+//!   for new records up to `max_wait` (tail-following). A read that goes on needs no request
+//!   of its own (its end offset is the last high watermark seen, or past the records it got);
+//!   its consumer resets to nothing (`auto.offset.reset = error`), so retention that removed
+//!   the records it was about to read is [`LogError::OffsetOutOfRange`] too, never a skip.
+//! - **Offsets of a topic** (`describe`) are two `ListOffsets` requests for all its partitions
+//!   (latest and earliest), not two per partition.
 //! - **Topics** are created with the admin API (`partitions`, the configured replication
 //!   factor, `retention.ms`/`retention.bytes` from the spec); creating one that exists with the
 //!   same partition count is a no-op. Retention is the brokers' own.
@@ -86,6 +91,9 @@ struct Inner {
     appending: Mutex<HashMap<(String, u32), Arc<tokio::sync::Mutex<()>>>>,
     /// Per partition, idle consumers and the offset each would read next.
     readers: Mutex<HashMap<(String, u32), Vec<IdleReader>>>,
+    /// Per partition, the high watermark last asked for (the end offset a read that goes on
+    /// reports without asking).
+    ends: Mutex<HashMap<(String, u32), u64>>,
 }
 
 /// A consumer of one partition between reads: the offset the read that takes it must ask for,
@@ -164,6 +172,7 @@ impl KafkaLog {
                 partition_counts: Mutex::new(HashMap::new()),
                 appending: Mutex::new(HashMap::new()),
                 readers: Mutex::new(HashMap::new()),
+                ends: Mutex::new(HashMap::new()),
             }),
         };
         // The brokers must answer now: a wrong address fails the start, not the first append.
@@ -251,22 +260,27 @@ impl KafkaLog {
                 if found.name().starts_with("__") || found.error().is_some() {
                     continue;
                 }
-                let mut partitions = Vec::new();
-                for partition in found.partitions() {
-                    let (start, end) = if offsets {
-                        inner
-                            .meta
-                            .fetch_watermarks(found.name(), partition.id(), REQUEST_TIMEOUT)
-                            .map_err(|e| kafka_error(&inner.brokers, "reading offsets", e))?
-                    } else {
-                        (0, 0)
-                    };
-                    partitions.push(PartitionInfo {
-                        partition: partition.id() as u32,
-                        start_offset: start.max(0) as u64,
-                        end_offset: end.max(0) as u64,
+                let ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+                let bounds = if offsets {
+                    partition_offsets(&inner, found.name(), &ids)?
+                } else {
+                    vec![(0, 0); ids.len()]
+                };
+                let mut partitions: Vec<PartitionInfo> = ids
+                    .iter()
+                    .zip(bounds)
+                    .map(|(id, (start, end))| PartitionInfo {
+                        partition: *id as u32,
+                        start_offset: start,
+                        end_offset: end,
                         bytes: 0,
-                    });
+                    })
+                    .collect();
+                if offsets {
+                    let mut ends = inner.ends.lock();
+                    for p in &partitions {
+                        ends.insert((name.to_owned(), p.partition), p.end_offset);
+                    }
                 }
                 partitions.sort_by_key(|p| p.partition);
                 topics.push(TopicInfo {
@@ -291,28 +305,83 @@ impl KafkaLog {
     async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
         let inner = Arc::clone(&self.inner);
         let name = self.kafka_name(topic);
-        blocking(move || {
+        let (low, high) = blocking(move || {
             let (low, high) = inner
                 .meta
                 .fetch_watermarks(&name, partition as i32, REQUEST_TIMEOUT)
                 .map_err(|e| kafka_error(&inner.brokers, "reading offsets", e))?;
             Ok((low.max(0) as u64, high.max(0) as u64))
         })
-        .await
+        .await?;
+        self.inner
+            .ends
+            .lock()
+            .insert((topic.to_owned(), partition), high);
+        Ok((low, high))
+    }
+
+    /// The end offset of a partition as last asked, at least `past`: what a read that goes on
+    /// reports without asking.
+    fn last_end(&self, topic: &str, partition: u32, past: u64) -> u64 {
+        let ends = self.inner.ends.lock();
+        ends.get(&(topic.to_owned(), partition))
+            .copied()
+            .unwrap_or(0)
+            .max(past)
+    }
+
+    /// A kept reader of one partition that a read left at `offset` (with what it fetched
+    /// already), if there is one.
+    fn kept_reader(&self, topic: &str, partition: u32, offset: u64) -> Option<IdleReader> {
+        let mut readers = self.inner.readers.lock();
+        let pool = readers.get_mut(&(topic.to_owned(), partition))?;
+        let index = pool.iter().position(|reader| reader.from == offset)?;
+        Some(pool.swap_remove(index))
+    }
+
+    /// What a read from `offset` that failed with `error` reports: records no longer (or not
+    /// yet) there are [`LogError::OffsetOutOfRange`], with the partition's offsets now.
+    async fn read_failed(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        error: KafkaError,
+    ) -> LogError {
+        let out_of_range = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange)
+        );
+        if out_of_range {
+            match self.watermarks(topic, partition).await {
+                Ok((start, end)) if offset < start || offset > end => {
+                    return LogError::OffsetOutOfRange {
+                        topic: topic.to_owned(),
+                        partition,
+                        requested: offset,
+                        start,
+                        end,
+                    };
+                }
+                Ok(_) => {}
+                Err(asking) => return asking,
+            }
+        }
+        kafka_error(&self.inner.brokers, "reading", error)
     }
 
     /// A reader of one partition for a read from `offset`: a kept one that was left there
     /// (with what it fetched already), else a kept or new consumer assigned to `offset`.
     fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<IdleReader> {
-        let key = (topic.to_owned(), partition);
-        let kept = {
-            let mut readers = self.inner.readers.lock();
-            let pool = readers.entry(key).or_default();
-            match pool.iter().position(|reader| reader.from == offset) {
-                Some(index) => return Ok(pool.swap_remove(index)),
-                None => pool.pop(),
-            }
-        };
+        if let Some(reader) = self.kept_reader(topic, partition, offset) {
+            return Ok(reader);
+        }
+        let kept = self
+            .inner
+            .readers
+            .lock()
+            .get_mut(&(topic.to_owned(), partition))
+            .and_then(Vec::pop);
         let consumer = match kept {
             Some(reader) => reader.consumer,
             None => self
@@ -321,6 +390,8 @@ impl KafkaLog {
                 .clone()
                 .set("group.id", "sluice-reader")
                 .set("enable.auto.commit", "false")
+                // Records gone from under a reader (retention) are an error, never a skip.
+                .set("auto.offset.reset", "error")
                 .set("enable.partition.eof", "false")
                 .create()
                 .map_err(|e| kafka_error(&self.inner.brokers, "making a consumer", e))?,
@@ -369,6 +440,47 @@ fn keep_reader(inner: &Inner, topic: &str, partition: u32, reader: IdleReader) {
 }
 
 /// Runs a blocking librdkafka call on tokio's blocking pool.
+/// The (start, end) offsets of partitions `ids` of Kafka topic `topic`: one `ListOffsets`
+/// request for the latest offsets of all of them and one for the earliest (a partition either
+/// leaves out is asked on its own).
+fn partition_offsets(inner: &Inner, topic: &str, ids: &[i32]) -> Result<Vec<(u64, u64)>> {
+    let failed = |e| kafka_error(&inner.brokers, "reading offsets", e);
+    let ask = |at: Offset| -> Result<Vec<Option<u64>>> {
+        let mut list = TopicPartitionList::new();
+        for id in ids {
+            list.add_partition_offset(topic, *id, at).map_err(failed)?;
+        }
+        let found = inner
+            .meta
+            .offsets_for_times(list, REQUEST_TIMEOUT)
+            .map_err(failed)?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let element = found.find_partition(topic, *id)?;
+                match (element.error(), element.offset()) {
+                    (Ok(()), Offset::Offset(offset)) if offset >= 0 => Some(offset as u64),
+                    _ => None,
+                }
+            })
+            .collect())
+    };
+    let (ends, starts) = (ask(Offset::End)?, ask(Offset::Beginning)?);
+    ids.iter()
+        .zip(starts.into_iter().zip(ends))
+        .map(|(id, bounds)| match bounds {
+            (Some(start), Some(end)) => Ok((start, end)),
+            _ => {
+                let (low, high) = inner
+                    .meta
+                    .fetch_watermarks(topic, *id, REQUEST_TIMEOUT)
+                    .map_err(failed)?;
+                Ok((low.max(0) as u64, high.max(0) as u64))
+            }
+        })
+        .collect()
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -540,17 +652,23 @@ impl Log for KafkaLog {
         options: ReadOptions,
     ) -> Result<ReadBatch> {
         self.check_partition(topic, partition).await?;
-        let (start, end) = self.watermarks(topic, partition).await?;
-        if offset < start || offset > end {
-            return Err(LogError::OffsetOutOfRange {
-                topic: topic.to_owned(),
-                partition,
-                requested: offset,
-                start,
-                end,
-            });
-        }
-        let mut reader = self.reader(topic, partition, offset)?;
+        let mut reader = match self.kept_reader(topic, partition, offset) {
+            Some(reader) => reader,
+            None => {
+                let (start, end) = self.watermarks(topic, partition).await?;
+                if offset < start || offset > end {
+                    return Err(LogError::OffsetOutOfRange {
+                        topic: topic.to_owned(),
+                        partition,
+                        requested: offset,
+                        start,
+                        end,
+                    });
+                }
+                self.reader(topic, partition, offset)?
+            }
+        };
+        let end = self.last_end(topic, partition, offset);
         if !reader.fetched.is_empty() {
             // Fetched for an earlier read of this offset whose caller had gone.
             let records = std::mem::take(&mut reader.fetched);
@@ -582,7 +700,7 @@ impl Log for KafkaLog {
                 match reader.consumer.poll(wait) {
                     None => break,
                     Some(Err(error)) => {
-                        failed = Some(kafka_error(&inner.brokers, "reading", error));
+                        failed = Some(error);
                         break;
                     }
                     Some(Ok(message)) => {
@@ -616,7 +734,10 @@ impl Log for KafkaLog {
             }
             keep_reader(&inner, &topic_name, partition, reader);
         });
-        let records = answered.await.map_err(|_| LogError::Closed)??;
+        let records = match answered.await.map_err(|_| LogError::Closed)? {
+            Ok(records) => records,
+            Err(error) => return Err(self.read_failed(topic, partition, offset, error).await),
+        };
         let next = records.last().map_or(offset, |r| r.offset + 1);
         let end = if records.is_empty() {
             self.watermarks(topic, partition).await?.1

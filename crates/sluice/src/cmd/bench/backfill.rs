@@ -1,7 +1,8 @@
 //! `sluice bench backfill`: the whole server's backfill of a Q1-class metric (issue 15's
 //! workload). Writes N synthetic events of T tenants with Zipf-skewed sizes, K page URLs, U
 //! users, 10 s of disorder and 0.1 % of events five minutes late into the source topic of the
-//! file log (P partitions, keyed by user as the collector keys them), then defines the metric
+//! config's log (P partitions, keyed by user as the collector keys them: the file log in the
+//! bench's directory, or the brokers of a `kafka://` `log.url`), then defines the metric
 //! with backfill through the exactly-once pipelines `sluice serve` runs, and times it until
 //! every partition has caught up and its last checkpoint has committed. Then it exports every
 //! tenant's windows, answers each tenant's whole range as one JSON answer, and counts the
@@ -19,7 +20,7 @@ use crate::config::ConfigArgs;
 use clap::Args;
 use sluice_core::synthetic::Synthetic;
 use sluice_core::time::Millis;
-use sluice_log::{AckMode, FileLog};
+use sluice_log::{AckMode, LogBackend};
 use sluice_store::RowQuery;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -90,8 +91,6 @@ pub fn run(args: BackfillBenchArgs) -> anyhow::Result<()> {
     let mut log_config = config.log.clone();
     // Writing the input is not what is measured: acknowledge at write(2).
     log_config.ack = AckMode::Write;
-    let log =
-        FileLog::open(&dir.join("log"), &log_config).map_err(crate::log_tools::user_or_internal)?;
     let topic = format!(
         "bench.backfill.{}x{}.{}t{}k{}u{}r",
         args.events, partitions, args.tenants, args.keys, args.users, args.event_rate
@@ -99,6 +98,10 @@ pub fn run(args: BackfillBenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The log of the config: the file log in the bench's directory, or Kafka brokers.
+    let log = runtime
+        .block_on(LogBackend::open(&log_config, &dir))
+        .map_err(crate::log_tools::user_or_internal)?;
     println!(
         "sluice bench backfill: {} events, {} tenants, {} URLs, {} users, {partitions} partitions, in {}",
         args.events,
@@ -139,7 +142,7 @@ pub fn run(args: BackfillBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn backfill(
-    log: &FileLog,
+    log: &LogBackend,
     topic: &str,
     dir: &std::path::Path,
     config: &crate::config::Config,

@@ -282,7 +282,7 @@ fn median(values: &mut [f64]) -> f64 {
 /// Writes `events` from `source` into a new `topic` of `partitions`, keyed by user as the
 /// collector keys them; `None` when the topic already holds that many (an earlier run's).
 pub(super) async fn write_events(
-    log: &FileLog,
+    log: &impl Log,
     topic: &str,
     events: u64,
     partitions: u32,
@@ -429,7 +429,8 @@ async fn process_exactly_once(
     interval: Duration,
 ) -> anyhow::Result<Run> {
     let store = fresh_store(dir, config, sql).await?;
-    let (run, pipelines, _) = run_backfill(log, topic, store, config, interval, sql).await?;
+    let log = sluice_log::LogBackend::File(log.clone());
+    let (run, pipelines, _) = run_backfill(&log, topic, store, config, interval, sql).await?;
     pipelines.stop().await;
     Ok(run)
 }
@@ -478,7 +479,7 @@ pub(super) async fn fresh_store(
 /// checkpoint covering the end has committed. Returns the run, the running pipelines and the
 /// metric's name.
 pub(super) async fn run_backfill(
-    log: &FileLog,
+    log: &sluice_log::LogBackend,
     topic: &str,
     store: sluice_store::StoreBackend,
     config: &crate::config::Config,
@@ -505,7 +506,14 @@ pub(super) async fn run_backfill(
         .flat_map(|t| &t.partitions)
         .map(|p| p.end_offset)
         .sum();
-    let log = Arc::new(sluice_log::LogBackend::File(log.clone()));
+    // Each status asks the log for its end offsets: cheap in the file log, requests to the
+    // brokers in Kafka, which are asked less often.
+    let poll = if matches!(log, sluice_log::LogBackend::File(_)) {
+        Duration::from_millis(2)
+    } else {
+        Duration::from_millis(50)
+    };
+    let log = Arc::new(log.clone());
     let cpu_before = cpu_seconds()?;
     let started = Instant::now();
     let pipelines = Pipelines::start(
@@ -525,12 +533,22 @@ pub(super) async fn run_backfill(
         .context("the metric runs")?;
     // Processing reaches the end, then one checkpoint commits the rest: the run is timed until
     // every event is in the store, without waiting for the next scheduled checkpoint.
+    let mut unanswered = None;
     loop {
-        let status = pipelines
-            .status(Some(&name))
-            .await?
-            .pop()
-            .context("metric status")?;
+        // A log that does not answer (brokers busy serving the backfill's reads) fails a
+        // status, not the run: the pipelines retry their own reads.
+        let status = match pipelines.status(Some(&name)).await {
+            Ok(mut status) => status.pop().context("metric status")?,
+            Err(error) => {
+                let since = *unanswered.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(120) {
+                    anyhow::bail!("no status for 2 minutes: {error}");
+                }
+                tokio::time::sleep(poll).await;
+                continue;
+            }
+        };
+        unanswered = None;
         if let Some(error) = status.error.filter(|_| status.state == "failed") {
             anyhow::bail!("the pipeline failed: {error}");
         }
@@ -541,7 +559,7 @@ pub(super) async fn run_backfill(
         {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(poll).await;
     }
     pipelines.checkpoint(&name).await?;
     let seconds = started.elapsed().as_secs_f64();
