@@ -10,8 +10,9 @@ use sluice::app::App;
 use sluice::client::{Connection, Reply, Target, basic_auth};
 use sluice_core::time::now_millis;
 use sluice_ingest::dedup::{Claim, fingerprint};
-use sluice_log::{Log, ReadOptions};
+use sluice_log::{Log, LogBackend, ReadOptions};
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 pub(crate) const WRITE_KEY: &str = "wk_test_shop_0123456789";
@@ -98,37 +99,7 @@ impl Harness {
 
     /// Every record of a topic, values parsed as JSON.
     pub(crate) async fn records(&self, topic: &str) -> Vec<Value> {
-        let log = &self.app().log;
-        let partitions = log.describe(Some(topic)).await.unwrap()[0].partitions.len() as u32;
-        let mut values = Vec::new();
-        for partition in 0..partitions {
-            let mut offset = 0;
-            loop {
-                let batch = log
-                    .read(
-                        topic,
-                        partition,
-                        offset,
-                        ReadOptions {
-                            max_bytes: 1 << 20,
-                            max_wait: Duration::ZERO,
-                        },
-                    )
-                    .await
-                    .unwrap();
-                if batch.records.is_empty() {
-                    break;
-                }
-                offset = batch.next_offset(offset);
-                values.extend(
-                    batch
-                        .records
-                        .iter()
-                        .map(|r| serde_json::from_slice::<Value>(&r.record.value).unwrap()),
-                );
-            }
-        }
-        values
+        topic_values(&*self.app().log, topic).await
     }
 
     pub(crate) async fn stop(mut self) {
@@ -139,6 +110,44 @@ impl Harness {
             .await
             .unwrap();
     }
+}
+
+/// The log of a stopped server: its data dir opened with its config file (recovering it).
+pub(crate) async fn open_log(config: &Path, data: &Path) -> LogBackend {
+    let config = sluice::config::load(
+        Some(config),
+        &[("data-dir", toml::Value::String(data.display().to_string()))],
+    )
+    .unwrap();
+    LogBackend::open(&config.log, &config.data_dir)
+        .await
+        .unwrap()
+}
+
+/// Every record of `topic` in `log`, values parsed as JSON.
+pub(crate) async fn topic_values<L: Log>(log: &L, topic: &str) -> Vec<Value> {
+    let mut values = Vec::new();
+    for partition in &log.describe(Some(topic)).await.unwrap()[0].partitions {
+        let mut offset = partition.start_offset;
+        while offset < partition.end_offset {
+            let options = ReadOptions {
+                max_bytes: 4 << 20,
+                max_wait: Duration::ZERO,
+            };
+            let batch = log
+                .read(topic, partition.partition, offset, options)
+                .await
+                .unwrap();
+            offset = batch.next_offset(offset);
+            values.extend(
+                batch
+                    .records
+                    .iter()
+                    .map(|r| serde_json::from_slice::<Value>(&r.record.value).unwrap()),
+            );
+        }
+    }
+    values
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -69,24 +69,7 @@ async fn segments_python_sdk_sends_batches_that_arrive_field_for_field() {
         let id = message["messageId"].as_str().unwrap();
         let event = &stored[id];
         assert_eq!(event["tenant"], "shop");
-        assert_eq!(event["type"], message["type"], "{id}");
-        for (theirs, ours) in [
-            ("userId", "user_id"),
-            ("anonymousId", "anonymous_id"),
-            ("event", "event"),
-            ("name", "name"),
-            ("category", "category"),
-        ] {
-            // The SDK sends absent ids as null; sluice stores absent as absent.
-            assert_eq!(
-                event.get(ours),
-                message.get(theirs).filter(|v| !v.is_null()),
-                "{id}: {theirs}"
-            );
-        }
-        for field in ["properties", "traits", "context"] {
-            assert_eq!(event.get(field), message.get(field), "{id}: {field}");
-        }
+        assert_stored_as_sent(message, event, &["properties", "traits", "context"], id);
         assert_eq!(event["context"]["library"]["name"], "analytics-python");
         let original =
             sluice_core::time::parse_rfc3339_millis(message["timestamp"].as_str().unwrap())
@@ -105,4 +88,29 @@ async fn segments_python_sdk_sends_batches_that_arrive_field_for_field() {
         );
     }
     h.stop().await;
+}
+
+/// The stored `event` has the Segment `message`'s type, ids and names under sluice's names, and
+/// its `objects` verbatim.
+pub(crate) fn assert_stored_as_sent(message: &Value, event: &Value, objects: &[&str], what: &str) {
+    assert_eq!(event["type"], message["type"], "{what}");
+    for (theirs, ours) in [
+        ("userId", "user_id"),
+        ("anonymousId", "anonymous_id"),
+        ("event", "event"),
+        ("name", "name"),
+        ("category", "category"),
+        ("groupId", "group_id"),
+        ("previousId", "previous_id"),
+    ] {
+        // SDKs send absent ids as null; sluice stores absent as absent.
+        assert_eq!(
+            event.get(ours),
+            message.get(theirs).filter(|v| !v.is_null()),
+            "{what}: {theirs}"
+        );
+    }
+    for field in objects {
+        assert_eq!(event.get(field), message.get(field), "{what}: {field}");
+    }
 }

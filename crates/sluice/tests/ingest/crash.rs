@@ -4,6 +4,7 @@
 //! there. Dedup across a SIGKILL: retries from the whole window are duplicates, and a damaged
 //! log in the window is reported without stopping the start.
 
+use super::api::open_log;
 use super::support::{BIN, Server, http_request};
 use hyper::{Method, StatusCode};
 use rand::Rng;
@@ -78,14 +79,7 @@ async fn no_acknowledged_event_is_lost_when_the_server_is_killed_during_bench_in
         let _ = bench.wait();
     }
 
-    let config = sluice::config::load(
-        Some(&config_path),
-        &[("data-dir", toml::Value::String(data.display().to_string()))],
-    )
-    .unwrap();
-    let log = LogBackend::open(&config.log, &config.data_dir)
-        .await
-        .unwrap();
+    let log = open_log(&config_path, &data).await;
     let stored = stored_ids(&log).await;
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(
@@ -246,14 +240,7 @@ fn write_config(dir: &Path, body: &str) -> String {
 }
 
 async fn stored_count(data: &Path, config: &str) -> (usize, HashSet<String>) {
-    let config = sluice::config::load(
-        Some(Path::new(config)),
-        &[("data-dir", toml::Value::String(data.display().to_string()))],
-    )
-    .unwrap();
-    let log = LogBackend::open(&config.log, &config.data_dir)
-        .await
-        .unwrap();
+    let log = open_log(Path::new(config), data).await;
     let ids = stored_ids(&log).await;
     let info = log.describe(Some("events")).await.unwrap();
     let total = info[0]

@@ -1,10 +1,12 @@
-//! Black-box tests of the collector, in one test binary: HTTP behaviour, a real Segment SDK,
-//! SIGKILL under load, and slow and idle clients at the connection limit.
+//! Black-box tests of the collector, in one test binary: HTTP behaviour, real Segment SDKs
+//! (Python, and the browser SDK in Chromium), SIGKILL under load, and slow and idle clients at
+//! the connection limit.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod api;
+mod browser;
 mod compat;
 mod connections;
 mod crash;
