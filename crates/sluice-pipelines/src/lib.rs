@@ -98,13 +98,13 @@ pub enum PipelineError {
     #[error("{0}")]
     Sql(SqlError),
     /// The store failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// The log failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Log(#[from] LogError),
     /// The engine failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Stream(#[from] StreamError),
     /// A replay of this metric is already running.
     #[error("metric {0:?} is already being replayed; wait for it to finish")]

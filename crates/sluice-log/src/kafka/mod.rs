@@ -73,7 +73,8 @@ pub struct KafkaLog {
 struct Inner {
     /// `bootstrap.servers`, for messages.
     brokers: String,
-    /// The client settings every client starts from (brokers and `[log.kafka]`).
+    /// The client settings every consumer starts from (brokers and `[log.kafka.client]`,
+    /// producer-only settings left out).
     client: ClientConfig,
     prefix: String,
     replication: i32,
@@ -114,6 +115,80 @@ impl std::fmt::Debug for KafkaLog {
     }
 }
 
+/// librdkafka's producer-only settings (`P` in its CONFIGURATION.md, 2.12).
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queuing.strategy",
+    "produce.offset.report",
+    "partitioner",
+];
+
+/// librdkafka's consumer-only settings (`C` in its CONFIGURATION.md, 2.12).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+];
+
+/// `config` without the settings `left_out`.
+fn without(config: &ClientConfig, left_out: &[&str]) -> ClientConfig {
+    let mut config = config.clone();
+    for key in left_out {
+        config.remove(key);
+    }
+    config
+}
+
 /// A librdkafka failure as a [`LogError`], naming the brokers.
 fn kafka_error(brokers: &str, what: &str, error: KafkaError) -> LogError {
     LogError::Unavailable {
@@ -136,7 +211,10 @@ impl KafkaLog {
                 "log.kafka: cannot make the Kafka {what} for {brokers}: {error}; check the settings in [log.kafka]"
             ))
         };
-        let mut producing = client.clone();
+        // Each client is given the settings of its kind only: librdkafka warns (CONFWARN) for
+        // every client given a setting of the other kind.
+        let mut producing = without(&client, CONSUMER_ONLY);
+        let client = without(&client, PRODUCER_ONLY);
         // An append waits this long for the brokers before it fails (and the collector answers
         // 503), unless [log.kafka.client] says otherwise: librdkafka's own default, 5 minutes,
         // would outlast every request.
@@ -148,8 +226,10 @@ impl KafkaLog {
             .set("acks", "all")
             .create()
             .map_err(|e| create("producer", e))?;
-        let admin: AdminClient<DefaultClientContext> =
-            client.create().map_err(|e| create("admin client", e))?;
+        // The admin client is a producer handle in librdkafka.
+        let admin: AdminClient<DefaultClientContext> = without(&producing, PRODUCER_ONLY)
+            .create()
+            .map_err(|e| create("admin client", e))?;
         // In no group: it only asks for metadata, watermarks and offsets by time, and a
         // consumer in no group closes at once when dropped.
         let meta: BaseConsumer = client
