@@ -12,4 +12,5 @@ mod crash;
 mod faults;
 mod golden;
 mod log_faults;
+mod outage;
 mod results;
