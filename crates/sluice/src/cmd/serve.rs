@@ -32,7 +32,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("sluice")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let signals = ShutdownSignals::install().context("installing signal handlers")?;
         let app = App::start(&config).await?;
         if let Some(addr) = app.metrics_addr {
@@ -45,5 +45,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         app.stop(config.server.shutdown_timeout.get()).await?;
         tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Everything durable is done once the app stopped. What may still block are requests
+    // whose answers no one awaits (a Kafka read or metadata request runs out its 10 s timeout
+    // while the brokers are away): the process does not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
