@@ -33,7 +33,7 @@ use sluice_log::group::{GroupEvent, Member, Membership, Rejoin};
 use sluice_log::{Log, LogError, ReadOptions};
 use sluice_store::StoreBackend;
 use sluice_store::error::StoreError;
-use sluice_store::model::{MetricRecord, Origin};
+use sluice_store::model::{MetricRecord, Origin, ReplayPlan};
 use sluice_stream::config::StreamConfig;
 use sluice_stream::engine::output::{LiveWindows, WindowUpdate};
 use sluice_stream::plan::MetricPlan;
@@ -109,11 +109,6 @@ pub enum PipelineError {
     /// A replay of this metric is already running.
     #[error("metric {0:?} is already being replayed; wait for it to finish")]
     ReplayRunning(String),
-    /// Replays need every partition of the metric on one node.
-    #[error(
-        "metric {0:?} cannot be replayed while sluice runs as a cluster (log on Kafka): a replay switches generations once every partition caught up, which needs them on one node. Delete the metric and define it again with \"backfill\": true to recompute it"
-    )]
-    ReplayInCluster(String),
 }
 
 impl From<SqlError> for PipelineError {
@@ -125,9 +120,7 @@ impl From<SqlError> for PipelineError {
 impl Classify for PipelineError {
     fn class(&self) -> ErrorClass {
         match self {
-            PipelineError::Sql(_)
-            | PipelineError::ReplayRunning(_)
-            | PipelineError::ReplayInCluster(_) => ErrorClass::User,
+            PipelineError::Sql(_) | PipelineError::ReplayRunning(_) => ErrorClass::User,
             PipelineError::Store(error) => error.class(),
             PipelineError::Log(error) => error.class(),
             PipelineError::Stream(_) => ErrorClass::Internal,
@@ -495,6 +488,10 @@ impl<L: Log> Pipelines<L> {
         for record in stored.into_values() {
             pipelines.launch(record).await?;
         }
+        {
+            let _catalogue = pipelines.inner.catalogue.lock().await;
+            pipelines.adopt_replays().await?;
+        }
         if let Some(membership) = membership {
             *pipelines.inner.member.lock() = Some(membership.member);
             let follower = pipelines.clone();
@@ -712,7 +709,7 @@ impl<L: Log> Pipelines<L> {
             self.launch(record).await?;
             tracing::info!(metric = %name, "metric defined on another node; its pipeline started here");
         }
-        Ok(())
+        self.adopt_replays().await
     }
 
     /// The store the pipelines commit into.
@@ -1035,10 +1032,11 @@ impl<L: Log> Pipelines<L> {
     /// Recomputes a metric from the log — everything, or the windows from `from_time` on —
     /// into a new generation, and makes it current atomically once it has caught up. Returns
     /// at once; [`Pipelines::status`] shows the progress.
+    ///
+    /// The replay is recorded in the store ([`ReplayPlan`]): every node of a cluster runs it on
+    /// the partitions it owns ([`Pipelines::adopt_replays`]), any of them makes it current
+    /// once every partition has committed its target, and a restart resumes it.
     pub async fn replay(&self, name: &str, from_time: Option<Millis>) -> Result<(), PipelineError> {
-        if self.in_group() {
-            return Err(PipelineError::ReplayInCluster(name.to_owned()));
-        }
         let _catalogue = self.inner.catalogue.lock().await;
         let mut running = self.inner.running.lock().await;
         let metric = running
@@ -1065,16 +1063,36 @@ impl<L: Log> Pipelines<L> {
             };
             initial.push(offset);
         }
-        let next = metric.record.generation + 1;
-        // Start clean: a replay that was interrupted left positions and rows behind.
-        self.inner.store.drop_generation(name, next).await?;
+        let plan = ReplayPlan {
+            generation: metric.record.generation + 1,
+            from_time,
+            initial,
+            targets: offsets.iter().map(|&(_, end)| end).collect(),
+        };
+        // Recorded first (which also clears what an interrupted replay left behind): another
+        // node may have started one.
+        if !self.inner.store.begin_replay(name, &plan).await? {
+            return Err(PipelineError::ReplayRunning(name.to_owned()));
+        }
+        self.run_replay(name, metric, plan, &offsets);
+        Ok(())
+    }
+
+    /// Runs `plan` for `metric` on this node's partitions, and watches for its end.
+    fn run_replay(
+        &self,
+        name: &str,
+        metric: &mut Running,
+        plan: ReplayPlan,
+        offsets: &[(u64, u64)],
+    ) {
         // The replayed generation's updates are not live results until it becomes current.
         let quiet = broadcast::channel(1).0;
-        let run = self.spawn(&metric.plan, next, initial, &offsets, quiet);
+        let run = self.spawn(&metric.plan, plan.generation, plan.initial, offsets, quiet);
         metric.replay = Some(ReplayRun {
             run,
-            from_time,
-            targets: offsets.iter().map(|&(_, end)| end).collect(),
+            from_time: plan.from_time,
+            targets: plan.targets,
         });
         let watcher = self.clone();
         let name = name.to_owned();
@@ -1084,6 +1102,32 @@ impl<L: Log> Pipelines<L> {
             }
         });
         self.inner.background.lock().push(handle);
+    }
+
+    /// Runs the replays recorded in the store that this node does not run yet: those another
+    /// node of the cluster started, and those a stop interrupted. Call with the catalogue
+    /// lock held.
+    async fn adopt_replays(&self) -> Result<(), PipelineError> {
+        let recorded = self.inner.store.replays().await?;
+        if recorded.is_empty() {
+            return Ok(());
+        }
+        let offsets = self.offsets().await?;
+        let mut running = self.inner.running.lock().await;
+        for (name, plan) in recorded {
+            let Some(metric) = running.get_mut(&name) else {
+                continue;
+            };
+            if metric.replay.is_some() || plan.generation != metric.record.generation + 1 {
+                continue;
+            }
+            if plan.initial.len() != offsets.len() {
+                tracing::error!(metric = %name, recorded = plan.initial.len(), partitions = offsets.len(), "a recorded replay does not match the source topic's partitions; it is not resumed (replay the metric again)");
+                continue;
+            }
+            tracing::info!(metric = %name, generation = plan.generation, "replay recorded in the store (started on another node, or before a stop) runs here too");
+            self.run_replay(&name, metric, plan, &offsets);
+        }
         Ok(())
     }
 
@@ -1094,6 +1138,13 @@ impl<L: Log> Pipelines<L> {
         let mut held_back = false;
         let mut running = loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            if self.in_group() {
+                // Partitions other nodes compute: their commits, read from the store.
+                if let Err(error) = self.refresh_elsewhere(Some(name)).await {
+                    tracing::debug!(metric = %name, %error, "cannot read other nodes' progress yet");
+                    continue;
+                }
+            }
             let running = self.inner.running.lock().await;
             let Some(replay) = running.get(name).and_then(|metric| metric.replay.as_ref()) else {
                 return Ok(());

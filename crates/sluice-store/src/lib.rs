@@ -30,8 +30,8 @@ pub use config::{MetricConfig, StoreConfig, StoreLocation};
 pub use error::StoreError;
 pub use model::{
     ChangedRow, Commit, KeyRecord, MetricCommit, MetricRecord, Origin, PackedRows, Position,
-    RetractedRow, RowCursor, RowDecoder, RowPage, RowQuery, RowRange, RowRef, RowsAndWatermarks,
-    StoredRow, TenantRecord,
+    ReplayPlan, RetractedRow, RowCursor, RowDecoder, RowPage, RowQuery, RowRange, RowRef,
+    RowsAndWatermarks, StoredRow, TenantRecord,
 };
 pub use postgres::PostgresStore;
 pub use roles::{Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Usage};

@@ -65,6 +65,50 @@ impl MetricRecord {
     }
 }
 
+/// A replay under way, kept in the store so that every node of a cluster computes its share
+/// of it and any of them can make it current: the generation it computes, the time its
+/// windows start from (`None`: everything), and per source partition the offset it starts at
+/// and the log's end it must reach before it becomes current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayPlan {
+    /// The generation computed: the one after the current.
+    pub generation: u32,
+    /// Windows from this time on are recomputed; older ones keep the current results.
+    pub from_time: Option<Millis>,
+    /// Per source partition, the offset the replay starts at.
+    pub initial: Vec<u64>,
+    /// Per source partition, the offset it must have committed before it becomes current.
+    pub targets: Vec<u64>,
+}
+
+impl ReplayPlan {
+    /// Plans from the rows of the `replays` table — (metric, generation, from time,
+    /// partition, initial offset, target offset) — ordered by metric and partition.
+    pub(crate) fn from_rows(
+        rows: impl IntoIterator<Item = (String, u32, Option<Millis>, u32, u64, u64)>,
+    ) -> Vec<(String, ReplayPlan)> {
+        let mut plans: Vec<(String, ReplayPlan)> = Vec::new();
+        for (metric, generation, from_time, _, initial, target) in rows {
+            match plans.last_mut() {
+                Some((name, plan)) if *name == metric => {
+                    plan.initial.push(initial);
+                    plan.targets.push(target);
+                }
+                _ => plans.push((
+                    metric,
+                    ReplayPlan {
+                        generation,
+                        from_time,
+                        initial: vec![initial],
+                        targets: vec![target],
+                    },
+                )),
+            }
+        }
+        plans
+    }
+}
+
 /// A pipeline partition's committed position and its owner's epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {

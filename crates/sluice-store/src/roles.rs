@@ -19,7 +19,7 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    Commit, KeyRecord, MetricRecord, Position, RowDecoder, RowPage, RowQuery, RowRange,
+    Commit, KeyRecord, MetricRecord, Position, ReplayPlan, RowDecoder, RowPage, RowQuery, RowRange,
     RowsAndWatermarks, StoredRow, TenantRecord,
 };
 use async_trait::async_trait;
@@ -41,8 +41,10 @@ pub trait Catalogue: Send + Sync {
     /// Returns whether it existed.
     async fn delete_metric(&self, name: &str) -> Result<bool, StoreError>;
 
-    /// Makes generation `next` of a metric current and deletes older generations, atomically;
-    /// rows of the old generation with windows starting before `keep_before` move to the new.
+    /// Makes generation `next` of a metric current, deletes older generations and ends its
+    /// replay, atomically; rows of the old generation with windows starting before
+    /// `keep_before` move to the new. A generation already current (another node of the
+    /// cluster switched first) is left as it is.
     async fn switch_generation(
         &self,
         metric: &str,
@@ -50,8 +52,13 @@ pub trait Catalogue: Send + Sync {
         keep_before: Option<Millis>,
     ) -> Result<(), StoreError>;
 
-    /// Deletes everything of one generation of a metric (an interrupted replay's leftovers).
-    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError>;
+    /// Records a replay of a metric and deletes what an earlier, interrupted attempt left of
+    /// its generation, atomically. False, and nothing changed, when a replay of the metric is
+    /// already recorded or `plan.generation` is not the one after the current.
+    async fn begin_replay(&self, metric: &str, plan: &ReplayPlan) -> Result<bool, StoreError>;
+
+    /// Every replay under way, by metric name.
+    async fn replays(&self) -> Result<Vec<(String, ReplayPlan)>, StoreError>;
 }
 
 /// The exactly-once side: who owns a pipeline partition, its committed position, and the rows

@@ -12,8 +12,8 @@ use sluice_core::time::Millis;
 use sluice_store::model::RetractedRow;
 use sluice_store::testing::{closing_of, commit_of, count, count_in, final_row, metric, row};
 use sluice_store::{
-    Commit, KeyRecord, Position, RowCursor, RowPage, RowQuery, RowRange, StoreBackend, StoreError,
-    StoredRow, TenantRecord,
+    Commit, KeyRecord, Position, ReplayPlan, RowCursor, RowPage, RowQuery, RowRange, StoreBackend,
+    StoreError, StoredRow, TenantRecord,
 };
 use std::sync::Arc;
 
@@ -541,6 +541,20 @@ async fn settling_moves_open_rows_of_closed_windows_into_final_rows(store: &Stor
     assert_eq!(store.settle("views", 0, 10_000).await.unwrap(), 0, "once");
 }
 
+/// Tenant a's rows of metric `views`, generation `generation`.
+async fn views_rows(store: &StoreBackend, generation: u32) -> Vec<StoredRow> {
+    store
+        .query_rows(RowQuery {
+            metric: "views".into(),
+            generation,
+            tenant: "a".into(),
+            from: 0,
+            to: i64::MAX,
+        })
+        .await
+        .unwrap()
+}
+
 async fn switching_generations_replaces_results_atomically_and_can_keep_the_past(
     store: &StoreBackend,
 ) {
@@ -583,16 +597,7 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
         .await
         .unwrap();
     assert_eq!(store.metrics().await.unwrap()[0].generation, 1);
-    let rows = store
-        .query_rows(RowQuery {
-            metric: "views".into(),
-            generation: 1,
-            tenant: "a".into(),
-            from: 0,
-            to: i64::MAX,
-        })
-        .await
-        .unwrap();
+    let rows = views_rows(store, 1).await;
     let states: Vec<(Millis, u64, bool)> = rows
         .iter()
         .map(|r| (r.window_start, count_in(&r.state), r.partition.is_none()))
@@ -608,21 +613,86 @@ async fn switching_generations_replaces_results_atomically_and_can_keep_the_past
         ],
         "before the replay's start the old results stand"
     );
-    assert!(
-        store
-            .query_rows(RowQuery {
-                metric: "views".into(),
-                generation: 0,
-                tenant: "a".into(),
-                from: 0,
-                to: i64::MAX
-            })
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(views_rows(store, 0).await.is_empty());
     assert!(store.positions("views@0").await.unwrap().is_empty());
     assert_eq!(store.positions("views@1").await.unwrap().len(), 1);
+
+    // Another node of a cluster switching the same replay after this one changes nothing.
+    store
+        .switch_generation("views", 1, Some(60_000))
+        .await
+        .unwrap();
+    let again = views_rows(store, 1).await;
+    assert_eq!(again, rows, "a second switch keeps the kept rows");
+    assert_eq!(store.metrics().await.unwrap()[0].generation, 1);
+}
+
+async fn replays_are_recorded_once_and_end_with_their_switch(store: &StoreBackend) {
+    store.create_metric(metric("views")).await.unwrap();
+    // Leftovers of an interrupted attempt at generation 1.
+    let left = store.claim("views@1", 0, 0, 0).await.unwrap().epoch;
+    let mut leftover = commit_of(4, vec![row("a", 1, 0, 9)]);
+    leftover.metrics[0].generation = 1;
+    store
+        .commit("views@1", 0, left, Arc::new(leftover))
+        .await
+        .unwrap();
+
+    let plan = ReplayPlan {
+        generation: 1,
+        from_time: Some(60_000),
+        initial: vec![0, 7, 3],
+        targets: vec![10, 20, 30],
+    };
+    assert!(store.begin_replay("views", &plan).await.unwrap());
+    assert_eq!(
+        store.replays().await.unwrap(),
+        vec![("views".to_owned(), plan.clone())]
+    );
+    assert!(
+        store.positions("views@1").await.unwrap().is_empty(),
+        "an earlier attempt's positions are gone"
+    );
+    assert!(views_rows(store, 1).await.is_empty(), "and its rows");
+    assert!(
+        !store.begin_replay("views", &plan).await.unwrap(),
+        "one replay of a metric at a time"
+    );
+    let later = ReplayPlan {
+        generation: 2,
+        ..plan.clone()
+    };
+    store
+        .switch_generation("views", 1, plan.from_time)
+        .await
+        .unwrap();
+    assert!(
+        store.replays().await.unwrap().is_empty(),
+        "the switch ends it"
+    );
+    assert!(
+        !store
+            .begin_replay(
+                "views",
+                &ReplayPlan {
+                    generation: 3,
+                    ..plan.clone()
+                }
+            )
+            .await
+            .unwrap(),
+        "only the generation after the current"
+    );
+    assert!(store.begin_replay("views", &later).await.unwrap());
+    assert!(matches!(
+        store.begin_replay("nope", &later).await,
+        Err(StoreError::UnknownMetric(name)) if name == "nope"
+    ));
+    assert!(store.delete_metric("views").await.unwrap());
+    assert!(
+        store.replays().await.unwrap().is_empty(),
+        "gone with the metric"
+    );
 }
 
 fn key(id: &str, tenant: Option<&str>, role: Role, secret: &str) -> KeyRecord {
@@ -754,5 +824,6 @@ for_every_backend!(
     partitions_closing_one_window_at_once_lose_no_part,
     settling_moves_open_rows_of_closed_windows_into_final_rows,
     switching_generations_replaces_results_atomically_and_can_keep_the_past,
+    replays_are_recorded_once_and_end_with_their_switch,
     tenants_keys_and_usage_round_trip,
 );

@@ -34,7 +34,7 @@ use crate::error::StoreError;
 use crate::merge::merged_state;
 use crate::model::{
     ChangedRow, Commit, MetricCommit, MetricRecord, Origin, PackedRows, PartialRow, Position,
-    RowDecoder, RowRef, StoredRow,
+    ReplayPlan, RowDecoder, RowRef, StoredRow,
 };
 use crate::roles::{Catalogue, Checkpoints, Housekeeping};
 use async_trait::async_trait;
@@ -217,6 +217,24 @@ impl PostgresStore {
 }
 
 /// `u32` and `u64` values as the `BIGINT` columns hold them.
+impl PostgresStore {
+    /// A metric's current generation, its row locked until `tx` ends.
+    async fn current_generation(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        metric: &str,
+    ) -> Result<i64, StoreError> {
+        tx.query_opt(
+            "SELECT generation FROM metrics WHERE name = $1 FOR UPDATE",
+            &[&metric],
+        )
+        .await
+        .map_err(self.failed())?
+        .map(|row| row.get(0))
+        .ok_or_else(|| StoreError::UnknownMetric(metric.to_owned()))
+    }
+}
+
 fn big(value: impl Into<u64>) -> i64 {
     value.into() as i64
 }
@@ -277,7 +295,7 @@ impl Catalogue for PostgresStore {
             .execute("DELETE FROM metrics WHERE name = $1", &[&name])
             .await
             .map_err(self.failed())?;
-        for table in ["partials", "finals", "watermarks"] {
+        for table in ["partials", "finals", "watermarks", "replays"] {
             tx.execute(&format!("DELETE FROM {table} WHERE metric = $1"), &[&name])
                 .await
                 .map_err(self.failed())?;
@@ -302,18 +320,12 @@ impl Catalogue for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
-        let current: Option<i64> = tx
-            .query_opt(
-                "SELECT generation FROM metrics WHERE name = $1 FOR UPDATE",
-                &[&metric],
-            )
-            .await
-            .map_err(self.failed())?
-            .map(|row| row.get(0));
-        let Some(current) = current else {
-            return Err(StoreError::UnknownMetric(metric.to_owned()));
-        };
+        let current = self.current_generation(&tx, metric).await?;
         let next = big(next);
+        if current >= next {
+            // Another node switched first.
+            return Ok(());
+        }
         if let Some(before) = keep_before {
             // Before the replay's start, the previous results stand.
             let keep: [(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]); 5] = [
@@ -363,6 +375,9 @@ impl Catalogue for PostgresStore {
         tx.execute("DELETE FROM positions WHERE pipeline = ANY($1)", &[&old])
             .await
             .map_err(self.failed())?;
+        tx.execute("DELETE FROM replays WHERE metric = $1", &[&metric])
+            .await
+            .map_err(self.failed())?;
         tx.execute(
             "UPDATE metrics SET generation = $2 WHERE name = $1",
             &[&metric, &next],
@@ -372,24 +387,71 @@ impl Catalogue for PostgresStore {
         tx.commit().await.map_err(self.failed())
     }
 
-    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
+    async fn begin_replay(&self, metric: &str, plan: &ReplayPlan) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
+        let current = self.current_generation(&tx, metric).await?;
+        let recorded: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM replays WHERE metric = $1)",
+                &[&metric],
+            )
+            .await
+            .map_err(self.failed())?
+            .get(0);
+        let generation = big(plan.generation);
+        if recorded || current + 1 != generation {
+            return Ok(false);
+        }
+        // What an interrupted replay left of the generation.
         for table in ["partials", "finals", "watermarks"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE metric = $1 AND generation = $2"),
-                &[&metric, &big(generation)],
+                &[&metric, &generation],
             )
             .await
             .map_err(self.failed())?;
         }
         tx.execute(
             "DELETE FROM positions WHERE pipeline = $1",
-            &[&MetricRecord::pipeline_of(metric, generation)],
+            &[&MetricRecord::pipeline_of(metric, plan.generation)],
         )
         .await
         .map_err(self.failed())?;
-        tx.commit().await.map_err(self.failed())
+        let initial: Vec<i64> = plan.initial.iter().map(|&offset| big(offset)).collect();
+        let targets: Vec<i64> = plan.targets.iter().map(|&offset| big(offset)).collect();
+        tx.execute(
+            "INSERT INTO replays (metric, generation, from_time, partition, initial_offset, target_offset) \
+             SELECT $1, $2, $3, p.partition - 1, p.initial, p.target \
+             FROM UNNEST($4::BIGINT[], $5::BIGINT[]) WITH ORDINALITY AS p(initial, target, partition)",
+            &[&metric, &generation, &plan.from_time, &initial, &targets],
+        )
+        .await
+        .map_err(self.failed())?;
+        tx.commit().await.map_err(self.failed())?;
+        Ok(true)
+    }
+
+    async fn replays(&self) -> Result<Vec<(String, ReplayPlan)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT metric, generation, from_time, partition, initial_offset, target_offset \
+                 FROM replays ORDER BY metric, partition",
+                &[],
+            )
+            .await
+            .map_err(self.failed())?;
+        Ok(ReplayPlan::from_rows(rows.iter().map(|row| {
+            (
+                row.get::<_, String>(0),
+                row.get::<_, i64>(1) as u32,
+                row.get::<_, Option<i64>>(2),
+                row.get::<_, i64>(3) as u32,
+                row.get::<_, i64>(4) as u64,
+                row.get::<_, i64>(5) as u64,
+            )
+        })))
     }
 }
 

@@ -95,6 +95,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE finals ADD COLUMN keys JSONB, ADD COLUMN vals JSONB;
     CREATE INDEX finals_undecoded ON finals (metric, generation, tenant, window_start, group_key, window_end)
         WHERE vals IS NULL;",
+    // 3: replays under way, so that every node runs its share and any can make it current:
+    // one row per source partition.
+    "CREATE TABLE replays (
+        metric TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        from_time BIGINT,
+        partition BIGINT NOT NULL,
+        initial_offset BIGINT NOT NULL,
+        target_offset BIGINT NOT NULL,
+        PRIMARY KEY (metric, partition)
+    );",
 ];
 
 /// The schema version this sluice writes.

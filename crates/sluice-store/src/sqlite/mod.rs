@@ -16,7 +16,7 @@ mod serving;
 use crate::error::StoreError;
 use crate::model::{
     ChangedRow, Commit, MetricCommit, MetricRecord, Origin, PackedRows, PartialRow, Position,
-    RowDecoder, RowPage, RowQuery, RowRange, RowRef, RowsAndWatermarks, StoredRow,
+    ReplayPlan, RowDecoder, RowPage, RowQuery, RowRange, RowRef, RowsAndWatermarks, StoredRow,
 };
 use crate::roles::{Catalogue, Checkpoints, Housekeeping, ResultReads};
 use async_trait::async_trait;
@@ -217,6 +217,8 @@ impl Catalogue for SqliteStore {
                 .map_err(|e| classify(path, e))?;
             tx.execute("DELETE FROM watermarks WHERE metric = ?1", [&name])
                 .map_err(|e| classify(path, e))?;
+            tx.execute("DELETE FROM replays WHERE metric = ?1", [&name])
+                .map_err(|e| classify(path, e))?;
             let pattern = format!("{}@%", escape_like(&name));
             tx.execute(
                 "DELETE FROM positions WHERE pipeline LIKE ?1 ESCAPE '\\'",
@@ -243,6 +245,10 @@ impl Catalogue for SqliteStore {
                 .optional()
                 .map_err(|e| classify(path, e))?;
             let Some(current) = current else { return Err(StoreError::UnknownMetric(metric)) };
+            if current >= next {
+                // Another node switched first.
+                return Ok(());
+            }
             if let Some(before) = keep_before {
                 // Before the replay's start, the previous results stand.
                 tx.execute(
@@ -284,6 +290,7 @@ impl Catalogue for SqliteStore {
                 tx.execute("DELETE FROM positions WHERE pipeline = ?1", [MetricRecord::pipeline_of(&metric, generation)])
                     .map_err(|e| classify(path, e))?;
             }
+            tx.execute("DELETE FROM replays WHERE metric = ?1", [&metric]).map_err(|e| classify(path, e))?;
             tx.execute("UPDATE metrics SET generation = ?2 WHERE name = ?1", params![metric, next]).map_err(|e| classify(path, e))?;
             tx.commit().map_err(|e| classify(path, e))?;
             Ok(())
@@ -291,31 +298,72 @@ impl Catalogue for SqliteStore {
         .await
     }
 
-    async fn drop_generation(&self, metric: &str, generation: u32) -> Result<(), StoreError> {
-        let metric = metric.to_owned();
+    async fn begin_replay(&self, metric: &str, plan: &ReplayPlan) -> Result<bool, StoreError> {
+        let (metric, plan) = (metric.to_owned(), plan.clone());
         self.write(move |connection, path| {
-            let tx = connection.transaction().map_err(|e| classify(path, e))?;
-            tx.execute(
-                "DELETE FROM partials WHERE metric = ?1 AND generation = ?2",
-                params![metric, generation],
-            )
-            .map_err(|e| classify(path, e))?;
-            tx.execute(
-                "DELETE FROM finals WHERE metric = ?1 AND generation = ?2",
-                params![metric, generation],
-            )
-            .map_err(|e| classify(path, e))?;
-            tx.execute(
-                "DELETE FROM watermarks WHERE metric = ?1 AND generation = ?2",
-                params![metric, generation],
-            )
-            .map_err(|e| classify(path, e))?;
+            let tx = connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| classify(path, e))?;
+            let current: Option<u32> = tx
+                .query_row("SELECT generation FROM metrics WHERE name = ?1", [&metric], |row| row.get(0))
+                .optional()
+                .map_err(|e| classify(path, e))?;
+            let Some(current) = current else {
+                return Err(StoreError::UnknownMetric(metric));
+            };
+            let recorded: bool = tx
+                .query_row("SELECT EXISTS (SELECT 1 FROM replays WHERE metric = ?1)", [&metric], |row| row.get(0))
+                .map_err(|e| classify(path, e))?;
+            if recorded || current + 1 != plan.generation {
+                return Ok(false);
+            }
+            // What an interrupted replay left of the generation.
+            for table in ["partials", "finals", "watermarks"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE metric = ?1 AND generation = ?2"),
+                    params![metric, plan.generation],
+                )
+                .map_err(|e| classify(path, e))?;
+            }
             tx.execute(
                 "DELETE FROM positions WHERE pipeline = ?1",
-                [MetricRecord::pipeline_of(&metric, generation)],
+                [MetricRecord::pipeline_of(&metric, plan.generation)],
             )
             .map_err(|e| classify(path, e))?;
-            tx.commit().map_err(|e| classify(path, e))
+            {
+                let mut insert = tx
+                    .prepare(
+                        "INSERT INTO replays (metric, generation, from_time, partition, initial_offset, target_offset) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(|e| classify(path, e))?;
+                for (partition, (initial, target)) in plan.initial.iter().zip(&plan.targets).enumerate() {
+                    insert
+                        .execute(params![metric, plan.generation, plan.from_time, partition as u32, initial, target])
+                        .map_err(|e| classify(path, e))?;
+                }
+            }
+            tx.commit().map_err(|e| classify(path, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn replays(&self) -> Result<Vec<(String, ReplayPlan)>, StoreError> {
+        self.read(|connection, path| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT metric, generation, from_time, partition, initial_offset, target_offset \
+                     FROM replays ORDER BY metric, partition",
+                )
+                .map_err(|e| classify(path, e))?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+                })
+                .map_err(|e| classify(path, e))?;
+            let rows = rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))?;
+            Ok(ReplayPlan::from_rows(rows))
         })
         .await
     }

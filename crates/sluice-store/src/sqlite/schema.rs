@@ -114,6 +114,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "DROP INDEX partials_by_end;
     INSERT OR IGNORE INTO watermarks (metric, generation, partition, watermark)
         SELECT DISTINCT metric, generation, partition, NULL FROM partials;",
+    // 6: replays under way, so that every node of a cluster runs its share and a restart
+    //    resumes them: one row per source partition.
+    "CREATE TABLE replays (
+        metric TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        from_time INTEGER,
+        partition INTEGER NOT NULL,
+        initial_offset INTEGER NOT NULL,
+        target_offset INTEGER NOT NULL,
+        PRIMARY KEY (metric, partition)
+    ) STRICT;",
 ];
 
 /// The schema version this sluice writes.

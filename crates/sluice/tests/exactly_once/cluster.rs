@@ -650,3 +650,87 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
     let stored = stored(&config, &plan, "shop").await;
     assert_exact(&plan, &stored, &expected(&plan, &records));
 }
+
+/// A replay asked of one node of two runs on both (each computes the partitions it owns), and
+/// becomes current on both once every partition has caught up, while events keep arriving; a
+/// second replay asked meanwhile of the other node is refused. The results stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_asked_of_one_node_runs_on_every_node_and_switches_once() {
+    let store_url = sluice_store::testing::postgres_url("cluster_replay").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = cluster_config(dir.path(), &store_url);
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = node(&data_a, &config_path);
+    let b = node(&data_b, &config_path);
+    let load = Load::start(2, &[target_of(&a), target_of(&b)]);
+    let admin = format!("Bearer {ADMIN_KEY}");
+    let status_on = |node: &Server| {
+        call(
+            node,
+            "GET",
+            "/v1/admin/metrics/revenue",
+            &admin,
+            &serde_json::Value::Null,
+        )
+        .1
+    };
+    let owners = |node: &Server| -> Vec<String> {
+        status_on(node)["partitions"]
+            .as_array()
+            .map(|partitions| {
+                partitions
+                    .iter()
+                    .map(|p| p["state"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    until("both nodes compute some partitions", || {
+        owners(&a).iter().any(|state| state != "elsewhere")
+            && owners(&b).iter().any(|state| state != "elsewhere")
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (status, body) = call(
+        &a,
+        "POST",
+        "/v1/admin/metrics/revenue/replay",
+        &admin,
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = call(
+        &b,
+        "POST",
+        "/v1/admin/metrics/revenue/replay",
+        &admin,
+        &serde_json::json!({}),
+    );
+    assert_eq!(
+        status, 409,
+        "one replay at a time, whichever node is asked: {body}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    for node in [&a, &b] {
+        loop {
+            let status = status_on(node);
+            if status["generation"] == 1 && status["replay"].is_null() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replay did not become current on {}: {status}",
+                node.addr
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let accepted = load.stop().await;
+    for node in [&a, &b] {
+        settled(node.addr, &admin, None);
+    }
+    a.stop_cleanly();
+    b.stop_cleanly();
+    assert_exact_after(&config_path, &data_a, accepted, 1).await;
+}
