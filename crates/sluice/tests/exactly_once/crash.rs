@@ -195,6 +195,64 @@ async fn sigkills_with_the_store_at(store_url: &str) {
     assert_exact_after(&config_path, &data, accepted, 10).await;
 }
 
+/// A replay cut short by SIGKILL right after it was accepted is resumed by the next start
+/// (it is recorded in the store), becomes current, and the results are the oracle's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_cut_short_by_sigkill_is_resumed_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(&config_path, config_text("", "")).unwrap();
+    let config_arg = config_path.display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let target = Target::parse(&format!("http://{listen}")).unwrap();
+    let server = Server::start_on(&data, &listen, &["--config", &config_arg]);
+    let load = Load::start(2, &[target]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let admin = format!("Bearer {ADMIN_KEY}");
+    let (status, body) = super::support::http_request(
+        server.addr,
+        "POST",
+        "/v1/admin/metrics/revenue/replay",
+        &[
+            ("authorization", &admin),
+            ("content-type", "application/json"),
+        ],
+        b"{}",
+    );
+    assert_eq!(status, 202, "{body}");
+    let output = server.signal("KILL");
+    assert_eq!(output.status.code(), None, "killed by SIGKILL");
+
+    let server = Server::start_on(&data, &listen, &["--config", &config_arg]);
+    let generation = || {
+        let (_, body) = super::support::http_request(
+            server.addr,
+            "GET",
+            "/v1/admin/metrics/revenue",
+            &[("authorization", &admin)],
+            b"",
+        );
+        serde_json::from_str::<Value>(&body).unwrap()["generation"].clone()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while generation() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interrupted replay did not finish after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let accepted = load.stop().await;
+    super::support::settled(server.addr, &admin, None);
+    let log = server.stop_cleanly();
+    assert!(
+        log.contains("replay recorded in the store"),
+        "the restart resumed the recorded replay: {log}"
+    );
+    assert_exact_after(&config_path, &data, accepted, 1).await;
+}
+
 /// After the servers of `config_path` stopped (`data` one's data dir): every one of the
 /// `accepted` events is in the topic, and both [`METRICS`] equal the oracle's over it, with at
 /// least `min_windows` windows each.
