@@ -1122,7 +1122,7 @@ impl<L: Log> Pipelines<L> {
                 continue;
             }
             if plan.initial.len() != offsets.len() {
-                tracing::error!(metric = %name, recorded = plan.initial.len(), partitions = offsets.len(), "a recorded replay does not match the source topic's partitions; it is not resumed (replay the metric again)");
+                tracing::error!(metric = %name, recorded = plan.initial.len(), partitions = offsets.len(), "a recorded replay does not match the source topic's partitions; it is not resumed: delete the metric and define it again to recompute it");
                 continue;
             }
             tracing::info!(metric = %name, generation = plan.generation, "replay recorded in the store (started on another node, or before a stop) runs here too");
