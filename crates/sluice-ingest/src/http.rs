@@ -38,7 +38,6 @@ use utoipa_axum::routes;
 
 /// The collector's routes, with their OpenAPI description.
 pub fn router<L: Log>(collector: Arc<Collector<L>>) -> OpenApiRouter {
-    let cors = cors_layer(&collector.config().cors_allowed_origins);
     let state: Arc<dyn Ingest> = collector;
     OpenApiRouter::new()
         .routes(routes!(track))
@@ -56,10 +55,9 @@ pub fn router<L: Log>(collector: Arc<Collector<L>>) -> OpenApiRouter {
         .routes(routes!(group_short))
         .routes(routes!(alias_short))
         .routes(routes!(batch_short))
-        // The server's 404, here so that the CORS layer below covers it too.
+        // The server's 404 (answered with CORS: see [`cors_layer`]).
         .fallback(not_found)
         .with_state(state)
-        .layer(cors)
 }
 
 /// No route serves the path: an empty 404, with CORS for browsers.
@@ -245,16 +243,24 @@ batched!(
     "`/v1/batch` by Segment's short path (where analytics.js posts in batching mode)."
 );
 
-fn cors_layer(origins: &[String]) -> CorsLayer {
-    let allow = if origins.iter().any(|origin| origin == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(
-            origins
+/// The collector's CORS for browsers on `origins` (`ingest.cors-allowed-origins`), to be laid
+/// over the whole server, outside its own bounds: so the server's own refusals of a
+/// collector request (413 over `server.max-request-bytes`, 503 on its request timeout) and
+/// 404s of paths nobody serves carry it too, not only the collector's answers. Requests for
+/// `other_routes` (the other routers' paths, `{name}` segments matching any one segment) get
+/// none of it.
+pub fn cors_layer(origins: &[String], other_routes: Vec<String>) -> CorsLayer {
+    let any = origins.iter().any(|origin| origin == "*");
+    let listed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    let allow = AllowOrigin::predicate(move |origin, request| {
+        (any || listed.contains(origin))
+            && !other_routes
                 .iter()
-                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
-        )
-    };
+                .any(|route| route_matches(route, request.uri.path()))
+    });
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::POST, Method::OPTIONS])
@@ -266,6 +272,23 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         // The SDKs wait as long as a 429's `Retry-After` says, if the page may read it.
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(86_400))
+}
+
+/// Whether `path` is served by `route` (`/v1/metrics/{name}`: a `{…}` segment matches any
+/// one segment).
+fn route_matches(route: &str, path: &str) -> bool {
+    let (mut route, mut path) = (route.split('/'), path.split('/'));
+    loop {
+        match (route.next(), path.next()) {
+            (None, None) => return true,
+            (Some(expected), Some(segment))
+                if expected == segment
+                    || (expected.starts_with('{')
+                        && expected.ends_with('}')
+                        && !segment.is_empty()) => {}
+            _ => return false,
+        }
+    }
 }
 
 async fn handle(
@@ -451,4 +474,25 @@ fn error_response(
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_matches;
+
+    #[test]
+    fn routes_match_their_paths_segment_by_segment() {
+        assert!(route_matches("/v1/metrics", "/v1/metrics"));
+        assert!(route_matches(
+            "/v1/metrics/{name}/export",
+            "/v1/metrics/q1/export"
+        ));
+        assert!(!route_matches("/v1/metrics/{name}", "/v1/metrics/"));
+        assert!(!route_matches(
+            "/v1/metrics/{name}",
+            "/v1/metrics/q1/export"
+        ));
+        assert!(!route_matches("/v1/metrics", "/v1/metricsx"));
+        assert!(!route_matches("/v1/admin/keys/{id}", "/v1/track"));
+    }
 }

@@ -28,4 +28,4 @@ pub mod telemetry;
 
 pub use collector::{Accepted, Collector, IngestError, Rejection};
 pub use config::IngestConfig;
-pub use http::router;
+pub use http::{cors_layer, router};

@@ -189,18 +189,32 @@ impl App {
             None => None,
         };
         let shutdown = CancellationToken::new();
-        let stages = sluice_ingest::router(Arc::clone(&collector)).merge(sluice_api::router(
+        let ingest = sluice_ingest::router(Arc::clone(&collector));
+        let collector_routes: Vec<String> =
+            ingest.get_openapi().paths.paths.keys().cloned().collect();
+        let stages = ingest.merge(sluice_api::router(
             pipelines.clone(),
             Arc::clone(&access),
             &config.api,
             shutdown.clone(),
         ));
+        // The query API's routes answer browsers without the collector's CORS.
+        let other_routes: Vec<String> = stages
+            .get_openapi()
+            .paths
+            .paths
+            .keys()
+            .filter(|route| !collector_routes.contains(route))
+            .cloned()
+            .collect();
         let metrics = PrometheusEndpoint::new(prometheus.clone(), &config.telemetry, &access);
         let (main_metrics, own_metrics) = match metrics_listener {
             Some(listener) => (None, Some((listener, metrics))),
             None => (Some(metrics), None),
         };
-        let app = server::app(stages, &config.server, Arc::clone(&readiness), main_metrics);
+        let app = server::app(stages, &config.server, Arc::clone(&readiness), main_metrics).layer(
+            sluice_ingest::cors_layer(&config.ingest.cors_allowed_origins, other_routes),
+        );
         let mut servers = vec![tokio::spawn(server::serve(
             listener,
             server::connection_limits(&config.server, "main"),

@@ -639,7 +639,7 @@ async fn browsers_get_cors_preflight_answers() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
         reply.headers.get("access-control-allow-origin").unwrap(),
-        "*"
+        "https://shop.example"
     );
     let methods = reply
         .headers
@@ -745,7 +745,7 @@ async fn browser_sdks_reach_every_route_and_read_every_answer() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "/v1/{path}: {reply}");
-        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+        assert_eq!(answer.headers["access-control-allow-origin"], origin.1);
     }
     let batch = json!({"writeKey": WRITE_KEY, "sentAt": "2024-05-01T12:00:00Z", "batch": [
         {"type": "track", "anonymousId": "anon-1", "event": "Batched", "messageId": "short-b",
@@ -776,7 +776,7 @@ async fn browser_sdks_reach_every_route_and_read_every_answer() {
     // Errors and unknown paths carry CORS too, and Retry-After is readable by the page.
     let (status, _, answer) = h.post("/v1/track", &[origin, plain], "{}").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    assert_eq!(answer.headers["access-control-allow-origin"], origin.1);
     let exposed = answer.headers["access-control-expose-headers"]
         .to_str()
         .unwrap()
@@ -785,8 +785,34 @@ async fn browser_sdks_reach_every_route_and_read_every_answer() {
     for path in ["/v1/m", "/v1/nope", "/nothing/here"] {
         let (status, _, answer) = h.post(path, &[origin, plain], "{}").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(answer.headers["access-control-allow-origin"], "*", "{path}");
+        assert_eq!(
+            answer.headers["access-control-allow-origin"], origin.1,
+            "{path}"
+        );
     }
+    // So do the server's own refusals, outside the collector: a body over
+    // server.max-request-bytes (1 MiB).
+    let huge = "x".repeat(1_100_000);
+    let (status, _, answer) = h.post("/v1/b", &[origin, plain], huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.headers["access-control-allow-origin"], origin.1);
+    // The query API is not the collector's to open to pages of other origins.
+    let read = Connection::open(&h.target)
+        .await
+        .unwrap()
+        .send(
+            Method::GET,
+            "/v1/metrics",
+            &[origin, ("authorization", "Bearer rk_nope")],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !read.headers.contains_key("access-control-allow-origin"),
+        "{:?}",
+        read.headers
+    );
 
     // A key in the body of an invalid message: the sender hears what is wrong, not 401.
     let invalid =
@@ -794,7 +820,7 @@ async fn browser_sdks_reach_every_route_and_read_every_answer() {
     let (status, reply, answer) = h.post("/v1/t", &[origin, plain], invalid.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
     assert_eq!(reply["rejected"][0]["reason"], "not_an_object", "{reply}");
-    assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    assert_eq!(answer.headers["access-control-allow-origin"], origin.1);
     let not_json = format!(r#"{{"writeKey": "{WRITE_KEY}", "batch": 7}}"#);
     let (status, reply, _) = h.post("/v1/b", &[origin, plain], not_json).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
