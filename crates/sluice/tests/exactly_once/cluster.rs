@@ -6,7 +6,7 @@
 
 use super::crash::{ADMIN_KEY, Load, METRICS, READ_KEY, assert_exact_after, config_text};
 use super::results::{assert_exact, events, expected, stored};
-use super::support::{Server, free_port, http_request, settled};
+use super::support::{Server, free_port, http_request, settled, settled_past};
 use sluice::client::Target;
 use sluice_core::time::now_millis;
 use std::path::Path;
@@ -75,7 +75,7 @@ async fn three_nodes_lose_one_to_sigkill_and_the_results_stay_exact() {
     let survivors: Vec<&Server> = nodes.iter().flatten().collect();
     let mut computed = std::collections::BTreeSet::new();
     for node in &survivors {
-        let status = settled(node.addr, &admin, None);
+        let status = settled_past(node.addr, &admin, accepted);
         let partitions = status["metrics"][0]["partitions"].as_array().unwrap();
         assert_eq!(partitions.len(), 4, "{status}");
         for partition in partitions {
@@ -258,7 +258,7 @@ async fn brokers_down_mid_load_get_503_and_nothing_acknowledged_is_lost() {
     server.stop_cleanly();
     broker.restart();
     let server = node(&data, &config_path);
-    settled(server.addr, &format!("Bearer {ADMIN_KEY}"), None);
+    settled_past(server.addr, &format!("Bearer {ADMIN_KEY}"), accepted);
     server.stop_cleanly();
 
     assert_exact_after(&config_path, &data, accepted, 1).await;
@@ -463,7 +463,7 @@ async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact
     tokio::time::sleep(Duration::from_secs(4)).await;
     let accepted = load.stop().await;
     for node in &nodes {
-        settled(node.addr, &admin, None);
+        settled_past(node.addr, &admin, accepted);
     }
     let mut outputs = Vec::new();
     for node in nodes {
@@ -728,7 +728,7 @@ async fn a_replay_asked_of_one_node_runs_on_every_node_and_switches_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let accepted = load.stop().await;
     for node in [&a, &b] {
-        settled(node.addr, &admin, None);
+        settled_past(node.addr, &admin, accepted);
     }
     a.stop_cleanly();
     b.stop_cleanly();
