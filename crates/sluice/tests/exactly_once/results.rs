@@ -19,9 +19,19 @@ pub(crate) type Results = BTreeMap<(String, Window), Vec<OutputValue>>;
 
 /// Every record of the events topic, per partition, in offset order.
 pub(crate) async fn events(config: &Config) -> Vec<Vec<StoredRecord>> {
-    let log = LogBackend::open(&config.log, &config.data_dir)
-        .await
-        .unwrap();
+    // A broker busy with the other tests may miss the connect timeout once or twice.
+    let mut attempts = 0;
+    let log = loop {
+        match LogBackend::open(&config.log, &config.data_dir).await {
+            Ok(log) => break log,
+            Err(error) if attempts < 3 => {
+                attempts += 1;
+                eprintln!("opening the log to read it back: {error}; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(error) => panic!("opening the log to read it back: {error}"),
+        }
+    };
     let mut records = Vec::new();
     let info = log
         .describe(Some(&config.ingest.events_topic))
