@@ -450,12 +450,9 @@ impl KafkaLog {
         kafka_error(&self.inner.brokers, "reading", error)
     }
 
-    /// A reader of one partition for a read from `offset`: a kept one that was left there
-    /// (with what it fetched already), else a kept or new consumer assigned to `offset`.
-    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<IdleReader> {
-        if let Some(reader) = self.kept_reader(topic, partition, offset) {
-            return Ok(reader);
-        }
+    /// A consumer of one partition assigned to `offset`, for a read no kept reader was left
+    /// at ([`KafkaLog::kept_reader`]): an idle one of the partition's, or a new one.
+    fn assigned_reader(&self, topic: &str, partition: u32, offset: u64) -> Result<IdleReader> {
         let kept = self
             .inner
             .readers
@@ -745,7 +742,7 @@ impl Log for KafkaLog {
                         end,
                     });
                 }
-                self.reader(topic, partition, offset)?
+                self.assigned_reader(topic, partition, offset)?
             }
         };
         let end = self.last_end(topic, partition, offset);

@@ -48,6 +48,40 @@ fn node(data: &Path, config_path: &Path) -> Server {
     )
 }
 
+/// A cluster test's turn (see [`ONE_CLUSTER_AT_A_TIME`]), its directory and its nodes'
+/// config, on a fresh PostgreSQL schema named after `name`.
+struct Cluster {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+    config_path: std::path::PathBuf,
+}
+
+impl Cluster {
+    async fn new(name: &str) -> Cluster {
+        let turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+        let store_url = sluice_store::testing::postgres_url(name).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = cluster_config(dir.path(), &store_url);
+        Cluster {
+            _turn: turn,
+            dir,
+            config_path,
+        }
+    }
+
+    /// Node `n`'s data directory.
+    fn data(&self, n: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("node{n}"))
+    }
+
+    /// `count` nodes started one after the other.
+    fn nodes(&self, count: usize) -> Vec<Server> {
+        (0..count)
+            .map(|n| node(&self.data(n), &self.config_path))
+            .collect()
+    }
+}
+
 /// How a client reaches `node`.
 fn target_of(node: &Server) -> Target {
     Target::parse(&format!("http://{}", node.addr)).unwrap()
@@ -55,13 +89,8 @@ fn target_of(node: &Server) -> Target {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_lose_one_to_sigkill_and_the_results_stay_exact() {
-    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let store_url = sluice_store::testing::postgres_url("cluster").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = cluster_config(dir.path(), &store_url);
-    let mut nodes: Vec<Option<Server>> = (0..3)
-        .map(|n| Some(node(&dir.path().join(format!("node{n}")), &config_path)))
-        .collect();
+    let cluster = Cluster::new("cluster").await;
+    let mut nodes: Vec<Option<Server>> = cluster.nodes(3).into_iter().map(Some).collect();
     let targets: Vec<Target> = nodes.iter().flatten().map(target_of).collect();
 
     let load = Load::start(3, &targets);
@@ -127,7 +156,7 @@ async fn three_nodes_lose_one_to_sigkill_and_the_results_stay_exact() {
         node.stop_cleanly();
     }
 
-    assert_exact_after(&config_path, &dir.path().join("node0"), accepted, 10).await;
+    assert_exact_after(&cluster.config_path, &cluster.data(0), accepted, 10).await;
 }
 
 /// A Kafka-protocol broker of one test's own (tansu, as `scripts/kafka.sh` starts it), so
@@ -314,17 +343,14 @@ fn until(what: &str, mut done: impl FnMut() -> bool) -> Duration {
 /// every 500 ms).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other() {
-    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let store_url = sluice_store::testing::postgres_url("cluster_admin").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = cluster_config(dir.path(), &store_url);
+    let cluster = Cluster::new("cluster_admin").await;
     // Started together: both find the configured metrics missing from the store, one defines
     // them first, and the other runs that definition.
     let nodes: Vec<Server> = std::thread::scope(|scope| {
         let starting: Vec<_> = (0..2)
             .map(|n| {
-                let (dir, config_path) = (dir.path(), &config_path);
-                scope.spawn(move || node(&dir.join(format!("node{n}")), config_path))
+                let cluster = &cluster;
+                scope.spawn(move || node(&cluster.data(n), &cluster.config_path))
             })
             .collect();
         starting
@@ -442,13 +468,8 @@ async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other()
 /// and the results stay exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact() {
-    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let store_url = sluice_store::testing::postgres_url("cluster_pause").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = cluster_config(dir.path(), &store_url);
-    let nodes: Vec<Server> = (0..2)
-        .map(|n| node(&dir.path().join(format!("node{n}")), &config_path))
-        .collect();
+    let cluster = Cluster::new("cluster_pause").await;
+    let nodes = cluster.nodes(2);
     // The load goes to the node that is not paused, so the paused one holds no request.
     let target = target_of(&nodes[0]);
     let load = Load::start(2, std::slice::from_ref(&target));
@@ -485,20 +506,15 @@ async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact
         outputs[1]
     );
 
-    assert_exact_after(&config_path, &dir.path().join("node0"), accepted, 10).await;
+    assert_exact_after(&cluster.config_path, &cluster.data(0), accepted, 10).await;
 }
 
 /// A batch retried through another node of the cluster (its first answer was lost, say) is
 /// recognized there as a duplicate: every node remembers the ids the others append.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_retried_through_another_node_is_stored_once() {
-    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let store_url = sluice_store::testing::postgres_url("cluster_retry").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = cluster_config(dir.path(), &store_url);
-    let nodes: Vec<Server> = (0..2)
-        .map(|n| node(&dir.path().join(format!("node{n}")), &config_path))
-        .collect();
+    let cluster = Cluster::new("cluster_retry").await;
+    let nodes = cluster.nodes(2);
     let write = sluice::client::basic_auth(super::crash::WRITE_KEY);
     let batch = |prefix: &str| {
         let messages: Vec<serde_json::Value> = (0..40)
@@ -535,10 +551,10 @@ async fn a_batch_retried_through_another_node_is_stored_once() {
         node.stop_cleanly();
     }
     let config = sluice::config::load(
-        Some(&config_path),
+        Some(&cluster.config_path),
         &[(
             "data-dir",
-            toml::Value::String(dir.path().join("node0").display().to_string()),
+            toml::Value::String(cluster.data(0).display().to_string()),
         )],
     )
     .unwrap();
@@ -583,17 +599,14 @@ async fn produce_raw(topic: &str, records: &[serde_json::Value]) {
 /// `[[sources]]` field mapping; its records become events once, across a restart of the node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
-    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let store_url = sluice_store::testing::postgres_url("cluster_source").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = cluster_config(dir.path(), &store_url);
+    let cluster = Cluster::new("cluster_source").await;
     let topic = format!("web-{}-{}", std::process::id(), now_millis());
-    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    let mut text = std::fs::read_to_string(&cluster.config_path).unwrap();
     text.push_str(&format!(
         "\n[[sources]]\nname = \"web\"\ntopic = \"{topic}\"\nformat = \"json\"\ntenant = \"shop\"\n\
          [sources.fields]\nevent = \"action\"\nanonymous-id = \"visitor\"\n"
     ));
-    std::fs::write(&config_path, text).unwrap();
+    std::fs::write(&cluster.config_path, text).unwrap();
     let record = |n: usize| {
         serde_json::json!({"action": if n.is_multiple_of(3) { "Order Completed" } else { "Page Viewed" },
             "visitor": format!("v{n}"), "page": format!("p{}", n % 4), "price": 2.5})
@@ -603,10 +616,10 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
     // Something that is not a record of this shape is skipped, not stored.
     produce_raw(&topic, &[serde_json::json!("not an object")]).await;
 
-    let data = dir.path().join("node0");
-    let server = node(&data, &config_path);
+    let data = cluster.data(0);
+    let server = node(&data, &cluster.config_path);
     let config = sluice::config::load(
-        Some(&config_path),
+        Some(&cluster.config_path),
         &[("data-dir", toml::Value::String(data.display().to_string()))],
     )
     .unwrap();
@@ -624,7 +637,7 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
     // Restarted, the node goes on after its committed offsets: 30 more records, no repeat.
     let more: Vec<serde_json::Value> = (60..90).map(record).collect();
     produce_raw(&topic, &more).await;
-    let server = node(&data, &config_path);
+    let server = node(&data, &cluster.config_path);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while count().await < 90 {
         assert!(
@@ -668,13 +681,11 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
 /// second replay asked meanwhile of the other node is refused. The results stay exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_asked_of_one_node_runs_on_every_node_and_switches_once() {
-    let _one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let store_url = sluice_store::testing::postgres_url("cluster_replay").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = cluster_config(dir.path(), &store_url);
-    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
-    let a = node(&data_a, &config_path);
-    let b = node(&data_b, &config_path);
+    let cluster = Cluster::new("cluster_replay").await;
+    let (a, b) = {
+        let mut nodes = cluster.nodes(2).into_iter();
+        (nodes.next().unwrap(), nodes.next().unwrap())
+    };
     let load = Load::start(2, &[target_of(&a), target_of(&b)]);
     let admin = format!("Bearer {ADMIN_KEY}");
     let status_on = |node: &Server| {
@@ -745,5 +756,5 @@ async fn a_replay_asked_of_one_node_runs_on_every_node_and_switches_once() {
     }
     a.stop_cleanly();
     b.stop_cleanly();
-    assert_exact_after(&config_path, &data_a, accepted, 1).await;
+    assert_exact_after(&cluster.config_path, &cluster.data(0), accepted, 1).await;
 }
