@@ -372,6 +372,7 @@ impl Access {
                 Role::Read => "reading metrics",
                 Role::Write => "sending events",
                 Role::Admin => "administering sluice",
+                Role::Schema => "registering schemas",
             };
             return Err(ApiError::forbidden(format!(
                 "this is {}: {needed} needs {}",

@@ -10,6 +10,8 @@
 //! - [`socket`]: a WebSocket connection's rules (send queue, slow clients, pings, revoked
 //!   keys, shutdown), for live push and GraphQL alike.
 //! - [`rest`]: `/v1/metrics` — the query REST API.
+//! - [`registry`]: `/schemas` — the schema registry, Confluent's REST protocol, and the
+//!   schema files of `schemas.dir`.
 //! - [`query`]: the serving engine: caches of final windows, live snapshots, answers.
 //! - [`keys`]: the key directory (config + store), authorization and rate limits, and the
 //!   keys of long-lived sessions, checked again when keys change.
@@ -26,6 +28,7 @@ pub mod graphql;
 pub mod keys;
 pub mod push;
 pub mod query;
+pub mod registry;
 pub mod rest;
 pub mod socket;
 

@@ -37,6 +37,8 @@ pub enum Role {
     Read,
     /// Administer sluice: tenants, keys, metrics. Not bound to a tenant.
     Admin,
+    /// Register, delete and configure its tenant's schemas (the schema registry's writes).
+    Schema,
 }
 
 impl Role {
@@ -46,6 +48,7 @@ impl Role {
             Role::Write => "write",
             Role::Read => "read",
             Role::Admin => "admin",
+            Role::Schema => "schema",
         }
     }
 
@@ -55,6 +58,7 @@ impl Role {
             "write" => Some(Role::Write),
             "read" => Some(Role::Read),
             "admin" => Some(Role::Admin),
+            "schema" => Some(Role::Schema),
             _ => None,
         }
     }
@@ -66,15 +70,17 @@ impl Role {
             Role::Write => "a write key",
             Role::Read => "a read key",
             Role::Admin => "an admin key",
+            Role::Schema => "a schema key",
         }
     }
 
-    /// The readable prefix of generated secrets (`wk_`, `rk_`, `ak_`).
+    /// The readable prefix of generated secrets (`wk_`, `rk_`, `ak_`, `sk_`).
     pub fn secret_prefix(self) -> &'static str {
         match self {
             Role::Write => "wk_",
             Role::Read => "rk_",
             Role::Admin => "ak_",
+            Role::Schema => "sk_",
         }
     }
 }

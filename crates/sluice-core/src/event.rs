@@ -164,6 +164,10 @@ pub struct Event<'a> {
     /// The SDK's own bookkeeping (bundled and unbundled destinations, retry count), verbatim.
     #[serde(rename = "_metadata", default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Cow<'a, RawValue>>,
+    /// Set when the tenant's schema validation is `warn` and the event broke its schema: every
+    /// violation (`[{"path", "keyword", "message"}]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_violations: Option<Cow<'a, RawValue>>,
 }
 
 impl Event<'_> {
@@ -231,6 +235,7 @@ impl Event<'_> {
             (b"channel", &self.channel),
             (b"version", &self.version),
             (b"_metadata", &self.metadata),
+            (b"schema_violations", &self.schema_violations),
         ];
         for (key, raw) in objects {
             if let Some(raw) = raw {
@@ -293,6 +298,7 @@ impl Event<'_> {
             channel: own_raw(self.channel),
             version: own_raw(self.version),
             metadata: own_raw(self.metadata),
+            schema_violations: own_raw(self.schema_violations),
         }
     }
 }
@@ -346,7 +352,7 @@ mod tests {
             texts in proptest::collection::vec(text(), 7),
             times in (any::<i64>(), any::<i64>(), any::<Option<i64>>(), any::<Option<i64>>()),
             objects in (raw(), raw(), raw()),
-            kept in (raw(), scalar(), scalar(), raw()),
+            kept in (raw(), scalar(), scalar(), raw(), raw()),
         ) -> Event<'static> {
             let mut texts = texts.into_iter();
             let mut next = || texts.next().flatten();
@@ -372,6 +378,7 @@ mod tests {
                 channel: kept.1,
                 version: kept.2,
                 metadata: kept.3,
+                schema_violations: kept.4,
             }
         }
     }
@@ -412,6 +419,7 @@ mod tests {
             channel: None,
             version: None,
             metadata: None,
+            schema_violations: None,
         };
         assert_eq!(
             String::from_utf8(event.to_json()).unwrap(),
@@ -447,6 +455,7 @@ mod tests {
             channel: None,
             version: None,
             metadata: None,
+            schema_violations: None,
         }
     }
 

@@ -305,6 +305,7 @@ pub fn normalize_message<'a>(
         channel: kept.channel,
         version: kept.version,
         metadata: kept.metadata,
+        schema_violations: None,
     })
 }
 

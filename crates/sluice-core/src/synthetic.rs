@@ -240,6 +240,7 @@ impl Synthetic {
             channel: None,
             version: None,
             metadata: None,
+            schema_violations: None,
         };
         (anonymous_id, event.to_json())
     }

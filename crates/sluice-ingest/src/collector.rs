@@ -31,6 +31,7 @@ use sluice_core::segment::{RawMessage, WriteKeyOnly};
 use sluice_core::time::{Millis, now_millis};
 use sluice_core::{Event, EventType, Limits};
 use sluice_log::{Log, LogError, Record, partition_for_key};
+use sluice_schema::validate::{SharedValidators, Verdict, Violation};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -50,6 +51,10 @@ pub struct Rejection {
     pub reason: &'static str,
     /// What is wrong and how to fix it.
     pub message: String,
+    /// For a rejection by the tenant's schema: every violation, with its JSON pointer into
+    /// the event, the schema keyword and a message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
 }
 
 impl Rejection {
@@ -59,6 +64,7 @@ impl Rejection {
             path: error.path.clone(),
             reason: error.kind.reason(),
             message: error.to_string(),
+            violations: Vec::new(),
         }
     }
 }
@@ -120,6 +126,8 @@ pub struct Collector<L> {
     /// Per partition of the events topic, where the start-up read of the dedup window ended
     /// (see [`Collector::follow_peer_appends`]).
     pub(crate) restored_ends: parking_lot::Mutex<Vec<u64>>,
+    /// The schema registry's validators (none: nothing is validated).
+    validators: Option<Arc<SharedValidators>>,
 }
 
 /// Budget held while a request is processed.
@@ -179,6 +187,7 @@ impl<L: Log> Collector<L> {
             telemetry: IngestTelemetry::new(),
             dedup_telemetry: DedupTelemetry::new(),
             restored_ends: parking_lot::Mutex::new(Vec::new()),
+            validators: None,
             log,
             keys,
             limits,
@@ -207,6 +216,12 @@ impl<L: Log> Collector<L> {
         self.report_coverage(&restored);
         *self.restored_ends.lock() = restored.next_offsets;
         Ok(())
+    }
+
+    /// Validates events with the schema registry's `validators` from now on.
+    pub fn with_validators(mut self, validators: Arc<SharedValidators>) -> Self {
+        self.validators = Some(validators);
+        self
     }
 
     /// The limits events are checked against.
@@ -307,12 +322,19 @@ impl<L: Log> Collector<L> {
             }
         };
         let base = self.normalize_context(&tenant, received_at, endpoint);
-        let Normalized { events, rejected } = normalize_all(&parsed, &base, body)?;
+        let Normalized {
+            mut events,
+            mut rejected,
+        } = normalize_all(&parsed, &base, body)?;
+        self.validate(&tenant, &mut events, &mut rejected);
         let Claimed {
             mut claims,
             fresh,
             duplicates,
-        } = self.claim(events, &tenant)?;
+        } = self.claim(
+            events.into_iter().map(|e| (e.event, e.client_id)).collect(),
+            &tenant,
+        )?;
 
         let accepted = fresh.len();
         if let Some(grant) = grant
@@ -327,6 +349,7 @@ impl<L: Log> Collector<L> {
         for rejection in &rejections {
             self.telemetry.rejected(rejection.reason, 1);
         }
+
         // From before the append until its ids are committed, a snapshot waits for this request.
         let pass = self.appends.enter();
         let (appended, dead) = tokio::join!(
@@ -349,6 +372,87 @@ impl<L: Log> Collector<L> {
             duplicates,
             rejected: rejections,
         })
+    }
+
+    /// Step 3b: every normalized event asked of the tenant's schemas. Rejected ones move to
+    /// `rejected` with their violations; kept invalid ones carry theirs in
+    /// `schema_violations`. Both are counted by tenant and event.
+    fn validate<'a>(
+        &self,
+        tenant: &str,
+        events: &mut Vec<NormalizedEvent<'a>>,
+        rejected: &mut Vec<(Rejection, &'a [u8])>,
+    ) {
+        let Some(validators) = &self.validators else {
+            return;
+        };
+        let validators = validators.current();
+        events.retain_mut(|normalized| {
+            let event = &mut normalized.event;
+            let payload = match event.kind {
+                EventType::Identify | EventType::Group => event.traits.as_deref(),
+                _ => event.properties.as_deref(),
+            };
+            let name = event.event.as_deref();
+            // Event names come from clients: only those a schema names are labels.
+            let label = || match validators.schema_id(tenant, event.kind, name) {
+                Some(_) => name.unwrap_or(event.kind.as_str()).to_owned(),
+                None => "(unknown)".to_owned(),
+            };
+            match validators.check(tenant, event.kind, name, payload) {
+                Verdict::Pass => true,
+                Verdict::Warn(violations) => {
+                    self.telemetry.schema_violation(tenant, label(), "warn");
+                    let json = serde_json::to_string(&violations).unwrap_or_default();
+                    event.schema_violations = serde_json::value::RawValue::from_string(json)
+                        .ok()
+                        .map(Cow::Owned);
+                    true
+                }
+                Verdict::Reject {
+                    reason,
+                    subject,
+                    violations,
+                } => {
+                    self.telemetry.schema_violation(tenant, label(), "enforce");
+                    let index = normalized.index;
+                    let field = match event.kind {
+                        EventType::Identify | EventType::Group => "traits",
+                        _ => "properties",
+                    };
+                    let at = index.map_or(String::new(), |i| format!("batch[{i}]."));
+                    let message = match &subject {
+                        Some(subject) => format!(
+                            "{} violation(s) of the schema of subject {subject:?}: {}",
+                            violations.len(),
+                            violations
+                                .iter()
+                                .map(|v| format!("{} ({}): {}", v.path, v.keyword, v.message))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                        None => violations
+                            .first()
+                            .map(|v| v.message.clone())
+                            .unwrap_or_default(),
+                    };
+                    let rejection = Rejection {
+                        index: Some(index.unwrap_or(0)),
+                        path: if subject.is_some() {
+                            format!("{at}{field}")
+                        } else {
+                            format!("{at}event")
+                        },
+                        reason,
+                        message,
+                        violations,
+                    };
+                    rejected.push((rejection, normalized.raw));
+                    false
+                }
+            }
+        });
+        rejected.sort_by_key(|(rejection, _)| rejection.index);
     }
 
     /// What normalizing one request's messages starts from.
@@ -549,6 +653,7 @@ impl<L: Log> Collector<L> {
                     "path": rejection.path,
                     "reason": rejection.reason,
                     "message": rejection.message,
+                    "violations": rejection.violations,
                     "raw": raw,
                     "raw_truncated": truncated,
                 });
@@ -578,7 +683,12 @@ fn normalize_all<'a>(
     let mut rejected = Vec::new();
     match parsed {
         Parsed::Single(message) => match normalize::normalize_message(message, base) {
-            Ok(event) => events.push((event, has_id(message))),
+            Ok(event) => events.push(NormalizedEvent {
+                event,
+                client_id: has_id(message),
+                index: None,
+                raw: body,
+            }),
             Err(error) => rejected.push((Rejection::from_error(Some(0), &error), body)),
         },
         Parsed::Invalid(error) => {
@@ -603,7 +713,12 @@ fn normalize_all<'a>(
                     ))
                 });
                 match normalized {
-                    Ok(event) => events.push(event),
+                    Ok((event, client_id)) => events.push(NormalizedEvent {
+                        event,
+                        client_id,
+                        index: Some(index),
+                        raw,
+                    }),
                     Err(error) => rejected.push((Rejection::from_error(Some(index), &error), raw)),
                 }
             }
@@ -612,10 +727,20 @@ fn normalize_all<'a>(
     Ok(Normalized { events, rejected })
 }
 
+/// One valid message of a request.
+struct NormalizedEvent<'a> {
+    event: Event<'a>,
+    /// Whether its messageId came from the client.
+    client_id: bool,
+    /// Its place in the batch (`None`: a single-message request).
+    index: Option<usize>,
+    /// Its text, for a dead letter.
+    raw: &'a [u8],
+}
+
 /// A request's messages after step 3.
 struct Normalized<'a> {
-    /// Each accepted event, with whether its messageId came from the client.
-    events: Vec<(Event<'a>, bool)>,
+    events: Vec<NormalizedEvent<'a>>,
     rejected: Vec<(Rejection, &'a [u8])>,
 }
 

@@ -28,6 +28,19 @@ pub enum SourceFormat {
     Json,
 }
 
+/// How a source's record values are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceEncoding {
+    /// JSON text.
+    #[default]
+    Json,
+    /// Confluent's wire format: a magic byte, the schema's id in sluice's registry, then an
+    /// Avro datum or JSON text (what Confluent's `AvroSerializer` and `JSONSerializer` write),
+    /// decoded to JSON through the registry (see `sluice_schema::wire`).
+    Confluent,
+}
+
 /// Message fields a `json` source can map, as `fields` names them, with their Segment names.
 const MAPPABLE: [(&str, &str); 10] = [
     ("type", "type"),
@@ -53,6 +66,9 @@ pub struct SourceConfig {
     /// `segment-json` (default) or `json`.
     #[serde(default)]
     pub format: SourceFormat,
+    /// `json` (default) or `confluent` (the schema registry's wire format).
+    #[serde(default)]
+    pub encoding: SourceEncoding,
     /// The tenant of every record.
     #[serde(default)]
     pub tenant: Option<String>,
@@ -83,6 +99,17 @@ impl SourceConfig {
     ) -> Result<(String, Value), String> {
         let record: Value = serde_json::from_slice(value)
             .map_err(|error| format!("the record is not JSON ({error})"))?;
+        self.message_from(record, partition, offset)
+    }
+
+    /// A record's decoded value at `partition`/`offset` as a Segment message of its tenant,
+    /// or why it cannot be one.
+    pub fn message_from(
+        &self,
+        record: Value,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(String, Value), String> {
         let Value::Object(record) = record else {
             return Err("the record is not a JSON object".into());
         };
@@ -228,6 +255,7 @@ mod tests {
             name: "web".into(),
             topic: "web-events".into(),
             format: SourceFormat::Json,
+            encoding: SourceEncoding::Json,
             tenant: None,
             tenant_field: Some("site".into()),
             fields: [

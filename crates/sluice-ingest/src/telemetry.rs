@@ -74,6 +74,14 @@ impl IngestTelemetry {
         metrics::counter!("sluice_ingest_events_rejected_total", "reason" => reason)
             .increment(count);
     }
+
+    /// Counts an event that broke its tenant's schema
+    /// (`sluice_schema_violations_total{tenant, event, mode}`: `warn` kept it, `enforce`
+    /// rejected it; `event` is `(unknown)` for events no schema describes).
+    pub fn schema_violation(&self, tenant: &str, event: String, mode: &'static str) {
+        metrics::counter!("sluice_schema_violations_total", "tenant" => tenant.to_owned(), "event" => event, "mode" => mode)
+            .increment(1);
+    }
 }
 
 impl Default for IngestTelemetry {

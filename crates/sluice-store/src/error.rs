@@ -58,6 +58,10 @@ pub enum StoreError {
     /// refused.
     #[error("PostgreSQL store {location}: {detail}")]
     Postgres { location: String, detail: String },
+    /// A write that depended on what it read changed meanwhile (another request, or another
+    /// node, wrote first): nothing was written; decide again and retry.
+    #[error("{0} changed meanwhile; retry")]
+    Conflict(String),
     /// The store task went away (shutdown).
     #[error("the store is closed")]
     Closed,
@@ -72,6 +76,7 @@ impl Classify for StoreError {
             | StoreError::Invalid(_) => ErrorClass::User,
             StoreError::DiskFull { .. }
             | StoreError::Closed
+            | StoreError::Conflict(_)
             | StoreError::Sqlite { .. }
             | StoreError::Postgres { .. } => ErrorClass::External,
             StoreError::Corrupt { .. }

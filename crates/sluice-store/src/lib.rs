@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`roles`]: the traits by role every backend implements ([`Catalogue`], [`Checkpoints`],
-//!   [`ResultReads`], [`Directory`], [`Usage`], [`Housekeeping`]).
+//!   [`ResultReads`], [`Directory`], [`Usage`], [`Schemas`], [`Housekeeping`]).
 //! - [`backend`]: [`StoreBackend`], the configured backend behind them.
 //! - [`sqlite`]: the embedded backend (one SQLite file).
 //! - [`postgres`]: the PostgreSQL backend, the same tables and protocol in a database several
@@ -34,5 +34,7 @@ pub use model::{
     RowsAndWatermarks, StoredRow, TenantRecord,
 };
 pub use postgres::PostgresStore;
-pub use roles::{Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Usage};
+pub use roles::{
+    Backend, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Schemas, Usage,
+};
 pub use sqlite::SqliteStore;

@@ -360,3 +360,25 @@ pub struct RowsAndWatermarks {
 /// Decodes one stored row's borrowed columns into the engine's partial row, or says why not
 /// (see [`Checkpoints::load_partials`](crate::roles::Checkpoints::load_partials)).
 pub type RowDecoder = Box<dyn Fn(RowRef<'_>) -> Result<PartialRow, String> + Send + Sync>;
+
+/// The SHA-256 of a schema's canonical text, in hex: how the store finds a schema's id
+/// without indexing texts of up to `schemas.max-schema-bytes`.
+pub(crate) fn schema_digest(schema: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(schema.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A stored setting's text back to its value; a value this sluice does not know (written by
+/// a newer one) is left unset rather than failing every read.
+pub(crate) fn stored_setting<T: std::str::FromStr>(text: Option<String>) -> Option<T> {
+    text.and_then(|text| text.parse().ok())
+}
+
+/// A stored schema type back to its value (`AVRO` for anything unknown never happens: the
+/// store only holds what the registry wrote).
+pub(crate) fn stored_schema_type(text: &str) -> sluice_schema::SchemaType {
+    text.parse().unwrap_or_default()
+}

@@ -7,6 +7,7 @@
 //! | [`ResultReads`] | API | results for queries |
 //! | [`Directory`] | API | tenants and keys made through the admin API |
 //! | [`Usage`] | API | each key's daily usage |
+//! | [`Schemas`] | API | the schema registry's versions and settings |
 //! | [`Housekeeping`] | binary, pipelines | size, size cap, where the store lives |
 //!
 //! A backend implements every role ([`Backend`]). Callers hold a
@@ -24,6 +25,7 @@ use crate::model::{
 };
 use async_trait::async_trait;
 use sluice_core::time::Millis;
+use sluice_schema::{SchemaType, SchemaVersion, SubjectConfig};
 use sluice_stream::engine::output::PartialRow;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -229,13 +231,62 @@ pub trait Housekeeping: Send + Sync {
     fn location(&self) -> String;
 }
 
+/// The schema registry's versions and settings (`sluice-schema` decides, the store keeps).
+/// Every write is one transaction.
+#[async_trait]
+pub trait Schemas: Send + Sync {
+    /// Every version (soft-deleted ones too) and every setting.
+    async fn schema_registry(&self)
+    -> Result<(Vec<SchemaVersion>, Vec<SubjectConfig>), StoreError>;
+
+    /// Appends the next version to a subject, refused with [`StoreError::Conflict`] unless the
+    /// subject's highest version (soft-deleted ones included) is still `expected_latest`. The
+    /// schema's id is the one the tenant's same type and text already has, else a new one;
+    /// ids are never reused, even after a permanent delete.
+    async fn add_schema_version(
+        &self,
+        tenant: &str,
+        subject: &str,
+        schema_type: SchemaType,
+        schema: &str,
+        expected_latest: Option<u32>,
+    ) -> Result<SchemaVersion, StoreError>;
+
+    /// Soft-deletes the live versions of a subject (one, or all with `version` `None`), or
+    /// with `permanent` removes its soft-deleted ones (and, when all go, its settings).
+    /// Returns the versions affected, in order.
+    async fn delete_schema_versions(
+        &self,
+        tenant: &str,
+        subject: &str,
+        version: Option<u32>,
+        permanent: bool,
+    ) -> Result<Vec<u32>, StoreError>;
+
+    /// Replaces the settings of a tenant (`subject` empty) or subject; `None` removes them.
+    async fn set_schema_settings(
+        &self,
+        tenant: &str,
+        subject: &str,
+        settings: Option<SubjectConfig>,
+    ) -> Result<(), StoreError>;
+}
+
 /// A store backend: every role.
 pub trait Backend:
-    Catalogue + Checkpoints + ResultReads + Directory + Usage + Housekeeping + Debug + 'static
+    Catalogue + Checkpoints + ResultReads + Directory + Usage + Schemas + Housekeeping + Debug + 'static
 {
 }
 
 impl<T> Backend for T where
-    T: Catalogue + Checkpoints + ResultReads + Directory + Usage + Housekeeping + Debug + 'static
+    T: Catalogue
+        + Checkpoints
+        + ResultReads
+        + Directory
+        + Usage
+        + Schemas
+        + Housekeeping
+        + Debug
+        + 'static
 {
 }

@@ -6,6 +6,9 @@
 // Beside this file, not in `tests/`, where cargo would make it a test binary of its own.
 #[path = "contract/postgres_views.rs"]
 mod postgres_views;
+#[path = "contract/schema_registry.rs"]
+mod schema_registry;
+use schema_registry::schema_versions_ids_deletes_and_settings_round_trip;
 
 use sluice_core::access::{Role, digest};
 use sluice_core::time::Millis;
@@ -826,4 +829,5 @@ for_every_backend!(
     switching_generations_replaces_results_atomically_and_can_keep_the_past,
     replays_are_recorded_once_and_end_with_their_switch,
     tenants_keys_and_usage_round_trip,
+    schema_versions_ids_deletes_and_settings_round_trip,
 );

@@ -7,10 +7,12 @@ use crate::server::{self, PrometheusEndpoint, Readiness};
 use crate::{UserError, data_dir, first_start, telemetry};
 use anyhow::Context;
 use sluice_api::keys::Access;
+use sluice_api::registry::SchemaService;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_ingest::Collector;
 use sluice_log::{Log, LogBackend, LogError, TopicSpec};
 use sluice_pipelines::{MetricSpec, PipelineSettings, Pipelines};
+use sluice_schema::SharedValidators;
 use sluice_store::{StoreBackend, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +49,7 @@ fn start_source(
     log: &Arc<LogBackend>,
     source: &sluice_ingest::sources::SourceConfig,
     collector: &Arc<Collector<LogBackend>>,
+    schemas: &Arc<SchemaService>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     match &**log {
@@ -60,6 +63,7 @@ fn start_source(
                 source.clone(),
                 reader,
                 Arc::clone(collector),
+                Arc::clone(schemas),
                 shutdown.clone(),
             )))
         }
@@ -165,6 +169,27 @@ impl App {
         }
         .context("starting the metric pipelines")?;
 
+        let validators = Arc::new(SharedValidators::default());
+        let schemas = SchemaService::open(
+            Arc::clone(&access),
+            pipelines.store().clone(),
+            config.schemas.clone(),
+            Arc::clone(&validators),
+        )
+        .await
+        .context("loading the schema registry from the store")?;
+        if let Some(dir) = config.schemas.dir() {
+            let registered = sluice_api::registry::files::register_all(&schemas, &dir)
+                .await
+                .map_err(|problems| {
+                    UserError(format!(
+                        "the schema files of schemas.dir ({}) cannot all be registered:\n  {}",
+                        dir.display(),
+                        problems.join("\n  ")
+                    ))
+                })?;
+            tracing::info!(dir = %dir.display(), files = registered, "schema files registered");
+        }
         let collector = Arc::new(
             Collector::new(
                 Arc::clone(&log),
@@ -174,7 +199,8 @@ impl App {
                 Some(sluice_ingest::dedup::snapshot::path(&config.data_dir)),
             )
             .await
-            .context("starting the collector")?,
+            .context("starting the collector")?
+            .with_validators(validators),
         );
 
         let addr = config.server.listen_addr().map_err(UserError)?;
@@ -207,6 +233,10 @@ impl App {
             .filter(|route| !collector_routes.contains(route))
             .cloned()
             .collect();
+        // The schema registry speaks Confluent's protocol, outside the OpenAPI document.
+        let stages = stages.merge(utoipa_axum::router::OpenApiRouter::from(
+            sluice_api::registry::routes::router(Arc::clone(&schemas)),
+        ));
         let metrics = PrometheusEndpoint::new(prometheus.clone(), &config.telemetry, &access);
         let (main_metrics, own_metrics) = match metrics_listener {
             Some(listener) => (None, Some((listener, metrics))),
@@ -244,6 +274,11 @@ impl App {
             },
         ];
         if pipelines.in_group() {
+            // Schemas other nodes register apply here within schemas.refresh-interval.
+            background.push(tokio::spawn(
+                Arc::clone(&schemas)
+                    .follow_store(config.schemas.refresh_interval.get(), shutdown.clone()),
+            ));
             // Other nodes of the cluster change tenants and keys too, and append events whose
             // retries may reach this node.
             background.push(tokio::spawn(
@@ -257,7 +292,7 @@ impl App {
             }));
         }
         for source in &config.sources {
-            background.push(start_source(&log, source, &collector, &shutdown)?);
+            background.push(start_source(&log, source, &collector, &schemas, &shutdown)?);
         }
         readiness.set_ready();
         tracing::info!(%addr, ?metrics_addr, data_dir = %config.data_dir.display(), tenants = tenants.len(), "sluice is serving");

@@ -71,7 +71,7 @@ pub struct WriteTarget {
 }
 
 /// The configuration and where to reach sluice: `--url`, else the configured listen address.
-fn locate(config: &ConfigArgs, url: Option<&str>) -> anyhow::Result<(Config, Target)> {
+pub(crate) fn locate(config: &ConfigArgs, url: Option<&str>) -> anyhow::Result<(Config, Target)> {
     let config = config
         .load(&[])
         .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;

@@ -50,6 +50,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Default limits of every key.
     pub quotas: QuotaConfig,
+    /// The schema registry and validation at the collector.
+    pub schemas: sluice_schema::SchemasConfig,
 }
 
 /// `[server]`.
@@ -244,6 +246,7 @@ impl Validate for Config {
         self.limits.validate(&join(path, "limits"), problems);
         self.log.validate(&join(path, "log"), problems);
         self.ingest.validate(&join(path, "ingest"), problems);
+        self.schemas.validate(&join(path, "schemas"), problems);
         self.stream.validate(&join(path, "stream"), problems);
         self.api.validate(&join(path, "api"), problems);
         self.quotas.validate(&join(path, "quotas"), problems);

@@ -6,11 +6,14 @@
 //! `sluice_source_records_skipped_total{source}`.
 
 use serde_json::Value;
+use sluice_api::registry::SchemaService;
 use sluice_ingest::collector::{Collector, IngestError};
-use sluice_ingest::sources::SourceConfig;
+use sluice_ingest::sources::{SourceConfig, SourceEncoding};
 use sluice_log::Log;
 use sluice_log::kafka::source::TopicReader;
+use sluice_schema::{ParsedSchema, parse, wire};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -26,8 +29,10 @@ pub async fn run<L: Log>(
     source: SourceConfig,
     reader: TopicReader,
     collector: Arc<Collector<L>>,
+    schemas: Arc<SchemaService>,
     stop: CancellationToken,
 ) {
+    let mut decoder = Decoder::new(schemas, source.tenant.clone());
     let skipped =
         metrics::counter!("sluice_source_records_skipped_total", "source" => source.name.clone());
     let mut failing = false;
@@ -57,7 +62,16 @@ pub async fn run<L: Log>(
         let mut tenants: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for record in &records {
             next.insert(record.partition, record.offset + 1);
-            match source.message(&record.value, record.partition, record.offset) {
+            let message = match source.encoding {
+                SourceEncoding::Json => {
+                    source.message(&record.value, record.partition, record.offset)
+                }
+                SourceEncoding::Confluent => match decoder.decode(&record.value).await {
+                    Ok(value) => source.message_from(value, record.partition, record.offset),
+                    Err(reason) => Err(reason),
+                },
+            };
+            match message {
                 Ok((tenant, message)) => tenants.entry(tenant).or_default().push(message),
                 Err(reason) => {
                     skipped.increment(1);
@@ -82,6 +96,58 @@ pub async fn run<L: Log>(
             // The records are read again after a restart or rebalance: duplicates then.
             tracing::warn!(source = %source.name, %error, "could not commit the source's offsets; its records may be read again (their message ids make them duplicates)");
         }
+    }
+}
+
+/// Decodes records in Confluent's wire format through the schema registry, keeping each
+/// schema parsed once.
+struct Decoder {
+    schemas: Arc<SchemaService>,
+    /// The source's tenant, whose schemas alone decode its records (`None`: a tenant field
+    /// picks the tenant after decoding, so any tenant's id is taken).
+    tenant: Option<String>,
+    parsed: HashMap<u32, ParsedSchema>,
+}
+
+impl Decoder {
+    fn new(schemas: Arc<SchemaService>, tenant: Option<String>) -> Self {
+        Decoder {
+            schemas,
+            tenant,
+            parsed: HashMap::new(),
+        }
+    }
+
+    /// The record's value as JSON, or why it cannot be decoded.
+    async fn decode(&mut self, record: &[u8]) -> Result<Value, String> {
+        let framed = wire::split(record).map_err(|error| error.to_string())?;
+        if !self.parsed.contains_key(&framed.schema_id) {
+            let schema = match self.lookup(framed.schema_id) {
+                Ok(schema) => schema,
+                Err(_) => {
+                    // Registered a moment ago on another node: read the registry again, once.
+                    if let Err(error) = self.schemas.reload().await {
+                        return Err(format!("the schema registry cannot be read: {error}"));
+                    }
+                    self.lookup(framed.schema_id)?
+                }
+            };
+            self.parsed.insert(framed.schema_id, schema);
+        }
+        let schema = &self.parsed[&framed.schema_id];
+        wire::decode(schema, framed.payload).map_err(|error| error.to_string())
+    }
+
+    fn lookup(&self, id: u32) -> Result<ParsedSchema, String> {
+        let registry = self.schemas.snapshot();
+        let version = registry
+            .by_id(self.tenant.as_deref(), id)
+            .map_err(|_| {
+                format!("schema id {id} is not in the registry (of the source's tenant): register the schema with sluice's registry before producing")
+            })?;
+        parse::parse(version.schema_type, &version.schema, usize::MAX)
+            .map(|checked| checked.parsed)
+            .map_err(|error| format!("schema id {id}: {error}"))
     }
 }
 

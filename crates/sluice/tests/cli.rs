@@ -826,3 +826,136 @@ max-record-bytes = "8KiB"
         assert!(error.contains(expected), "{expected:?} in {error}");
     }
 }
+
+/// `sluice schemas check` passes good files and lists every problem of bad ones (exit 2);
+/// `sluice schemas push` registers a directory with a running server, and a server started
+/// with `schemas.dir` registers it itself, refusing to start (exit 2) when a file is bad.
+#[test]
+fn schema_files_are_checked_pushed_and_loaded_at_start() {
+    const ADMIN: &str = "ak_schemas_cli_0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good/shop");
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::write(
+        good.join("Order Completed-value.json"),
+        r#"{"type": "object", "properties": {"revenue": {"type": "number"}}, "required": ["revenue"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        good.join("orders-value.avsc"),
+        r#"{"type": "record", "name": "Order", "fields": [{"name": "revenue", "type": "double"}]}"#,
+    )
+    .unwrap();
+    let bad = dir.path().join("bad/shop");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("a-value.json"), r#"{"type": "objekt"}"#).unwrap();
+    std::fs::write(bad.join("b-value.avsc"), r#"{"type": "record"}"#).unwrap();
+    std::fs::write(bad.join("notes.txt"), "not a schema").unwrap();
+
+    let check = |path: &std::path::Path| {
+        Command::new(support::BIN)
+            .args(["schemas", "check", &path.display().to_string()])
+            .env("SLUICE__DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap()
+    };
+    let output = check(&dir.path().join("good"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        2,
+        "{stdout}"
+    );
+    let output = check(&dir.path().join("bad"));
+    assert_eq!(output.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("notes.txt"), "{stdout}");
+    let output = check(&bad.join("a-value.json"));
+    assert_eq!(output.status.code(), Some(2));
+    let output = check(&bad.join("b-value.avsc"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Avro"), "{stdout}");
+
+    // Loaded at start: the good directory registers; the bad one stops the start.
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin-keys = [\"{ADMIN}\"]\n[[tenants]]\nname = \"shop\"\nwrite-keys = [\"wk_shop_cli_schemas_0123\"]\n[schemas]\ndir = \"{}\"\n",
+            dir.path().join("good").display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_in(
+        &dir.path().join("data"),
+        &["--config", &config.display().to_string()],
+    );
+    let bearer = format!("Bearer {ADMIN}");
+    let (status, body) = support::http_request(
+        server.addr,
+        "GET",
+        "/schemas/tenants/shop/subjects",
+        &[("authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"["Order Completed-value","orders-value"]"#)
+    );
+    // Pushing a compatible change (an optional field with a default) adds a version; the
+    // unchanged file is already there.
+    let push = dir.path().join("push/shop");
+    std::fs::create_dir_all(&push).unwrap();
+    std::fs::write(
+        push.join("orders-value.avsc"),
+        r#"{"type": "record", "name": "Order", "fields": [{"name": "revenue", "type": "double"}, {"name": "coupon", "type": ["null", "string"], "default": null}]}"#,
+    )
+    .unwrap();
+    std::fs::write(push.join("broken-value.json"), r#"{"type": "objekt"}"#).unwrap();
+    let output = Command::new(support::BIN)
+        .args([
+            "schemas",
+            "push",
+            &dir.path().join("push").display().to_string(),
+            "--url",
+            &format!("http://{}", server.addr),
+            "--key",
+            ADMIN,
+        ])
+        .env("SLUICE__DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("registered") && stdout.contains("version 2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused") && stdout.contains("broken-value.json"),
+        "{stdout}"
+    );
+    server.stop_cleanly();
+
+    std::fs::write(
+        &config,
+        format!(
+            "admin-keys = [\"{ADMIN}\"]\n[[tenants]]\nname = \"shop\"\nwrite-keys = [\"wk_shop_cli_schemas_0123\"]\n[schemas]\ndir = \"{}\"\n",
+            dir.path().join("bad").display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(support::BIN)
+        .args(["serve", "--config", &config.display().to_string()])
+        .env("SLUICE__DATA_DIR", dir.path().join("data2"))
+        .env("SLUICE__SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("a-value.json") && stderr.contains("b-value.avsc"),
+        "{stderr}"
+    );
+}

@@ -363,10 +363,10 @@ async fn create_key(
                 "admin keys belong to no tenant: leave \"tenant\" out",
             ));
         }
-        (Role::Read | Role::Write, None) => {
+        (Role::Read | Role::Write | Role::Schema, None) => {
             return Err(ApiError::bad_request(
                 "invalid_body",
-                "write and read keys belong to a tenant: add \"tenant\": \"NAME\"",
+                "write, read and schema keys belong to a tenant: add \"tenant\": \"NAME\"",
             ));
         }
         _ => {}

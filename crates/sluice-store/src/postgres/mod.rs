@@ -25,6 +25,7 @@
 
 mod directory;
 mod schema;
+mod schema_registry;
 mod serving;
 mod views;
 

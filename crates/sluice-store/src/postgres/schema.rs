@@ -106,6 +106,32 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         target_offset BIGINT NOT NULL,
         PRIMARY KEY (metric, partition)
     );",
+    // 4: the schema registry, as SQLite's schema 7. Registrations lock schema_ids, so that
+    //    two nodes registering at once take turns.
+    "CREATE TABLE schema_ids (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        schema_type TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        UNIQUE (tenant, schema_type, digest)
+    );
+    CREATE TABLE schema_versions (
+        tenant TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        id BIGINT NOT NULL,
+        deleted BOOLEAN NOT NULL,
+        PRIMARY KEY (tenant, subject, version)
+    );
+    CREATE TABLE schema_settings (
+        tenant TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        compatibility TEXT,
+        validation TEXT,
+        unknown_events TEXT,
+        PRIMARY KEY (tenant, subject)
+    );",
 ];
 
 /// The schema version this sluice writes.

@@ -11,6 +11,7 @@
 
 mod directory;
 mod schema;
+mod schema_registry;
 mod serving;
 
 use crate::error::StoreError;

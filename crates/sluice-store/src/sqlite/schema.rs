@@ -125,6 +125,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
         target_offset INTEGER NOT NULL,
         PRIMARY KEY (metric, partition)
     ) STRICT;",
+    // 7: the schema registry. A schema's id belongs to its (tenant, type, text) for good, found by the text's SHA-256
+    //    (AUTOINCREMENT never hands out an id twice); versions name the id they hold;
+    //    settings are per tenant (subject '') or subject.
+    "CREATE TABLE schema_ids (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        schema_type TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        UNIQUE (tenant, schema_type, digest)
+    ) STRICT;
+    CREATE TABLE schema_versions (
+        tenant TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        PRIMARY KEY (tenant, subject, version)
+    ) STRICT;
+    CREATE TABLE schema_settings (
+        tenant TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        compatibility TEXT,
+        validation TEXT,
+        unknown_events TEXT,
+        PRIMARY KEY (tenant, subject)
+    ) STRICT;",
 ];
 
 /// The schema version this sluice writes.

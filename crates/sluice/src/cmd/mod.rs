@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod log;
 pub mod query;
 pub mod replay;
+pub mod schemas;
 pub mod send;
 pub mod serve;
 pub mod tail;
@@ -41,6 +42,8 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// Read a metric from a running sluice (table or JSON); without a metric, list them.
     Query(query::QueryArgs),
+    /// Check schema files, or register a directory of them with a running sluice.
+    Schemas(schemas::SchemasArgs),
     /// Print a topic's records as JSON lines, following new ones.
     Tail(tail::TailArgs),
     /// Check the log on disk (`verify`), or salvage what damage left of it (`repair`).
@@ -62,6 +65,7 @@ impl Cli {
             Command::Replay(args) => replay::run(args),
             Command::Topics(args) => topics::run(args),
             Command::Query(args) => query::run(args),
+            Command::Schemas(args) => schemas::run(args),
             Command::Tail(args) => tail::run(args),
             Command::Log(args) => log::run(args),
             Command::Bench(command) => command.run(),

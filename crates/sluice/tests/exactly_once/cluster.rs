@@ -676,6 +676,103 @@ async fn an_existing_topic_of_json_records_is_read_in_through_a_source() {
     assert_exact(&plan, &stored, &expected(&plan, &records));
 }
 
+/// Records that Confluent's own serializers wrote — `AvroSerializer` and `JSONSerializer` from
+/// confluent-kafka, registering their schemas in sluice's registry — are read from a source
+/// with `encoding = "confluent"` and decoded through the registry into events, field for field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_confluents_serializers_are_decoded_through_the_registry() {
+    let cluster = Cluster::new("cluster_confluent").await;
+    let topic = format!("orders-{}-{}", std::process::id(), now_millis());
+    let mut text = std::fs::read_to_string(&cluster.config_path).unwrap();
+    text.push_str(&format!(
+        "\n[[sources]]\nname = \"orders\"\ntopic = \"{topic}\"\nencoding = \"confluent\"\ntenant = \"shop\"\n"
+    ));
+    std::fs::write(&cluster.config_path, text).unwrap();
+    // The topic exists before the source's consumer joins, so it reads from the start.
+    produce_raw(&topic, &[]).await;
+    let data = cluster.data(0);
+    let server = node(&data, &cluster.config_path);
+    let admin = format!("Bearer {ADMIN_KEY}");
+    let (status, key) = call(
+        &server,
+        "POST",
+        "/v1/admin/keys",
+        &admin,
+        &serde_json::json!({"role": "schema", "tenant": "shop"}),
+    );
+    assert_eq!(status, 201, "{key}");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/confluent_registry.py"
+    );
+    let output = std::process::Command::new(crate::support::python())
+        .args([
+            script,
+            "produce",
+            &format!("http://{}", server.addr),
+            key["secret"].as_str().unwrap(),
+            &brokers(),
+            &topic,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the producer failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sent: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 20);
+
+    let config = sluice::config::load(
+        Some(&cluster.config_path),
+        &[("data-dir", toml::Value::String(data.display().to_string()))],
+    )
+    .unwrap();
+    let stored = || async {
+        events(&config)
+            .await
+            .into_iter()
+            .flatten()
+            .map(|r| serde_json::from_slice::<serde_json::Value>(&r.record.value).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stored().await.len() < sent.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the serialized records did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop_cleanly();
+    let stored: std::collections::HashMap<String, serde_json::Value> = stored()
+        .await
+        .into_iter()
+        .map(|event| (event["message_id"].as_str().unwrap().to_owned(), event))
+        .collect();
+    assert_eq!(stored.len(), sent.len(), "every record once");
+    for message in &sent {
+        let id = message["messageId"].as_str().unwrap();
+        let event = &stored[id];
+        assert_eq!(event["tenant"], "shop");
+        assert_eq!(event["event"], message["event"], "{id}");
+        assert_eq!(event["properties"], message["properties"], "{id}: {event}");
+        if let Some(n) = id.strip_prefix("order-") {
+            // The Avro timestamp-millis came through as the event's time.
+            let n: i64 = n.parse().unwrap();
+            assert_eq!(event["original_timestamp"], 1_765_000_000_000 + n, "{id}");
+            assert_eq!(event["user_id"], message["userId"]);
+        } else {
+            assert_eq!(event["anonymous_id"], message["anonymousId"]);
+        }
+    }
+}
+
 /// A replay asked of one node of two runs on both (each computes the partitions it owns), and
 /// becomes current on both once every partition has caught up, events arriving as it starts; a
 /// second replay asked meanwhile of the other node is refused. The results stay exact.

@@ -73,9 +73,20 @@ impl Harness {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> (StatusCode, Value, Reply) {
+        self.request(Method::POST, path, headers, body).await
+    }
+
+    /// A request; the answer parsed as JSON when it is.
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, Value, Reply) {
         let mut connection = Connection::open(&self.target).await.unwrap();
         let reply = connection
-            .send(Method::POST, path, headers, body.into())
+            .send(method, path, headers, body.into())
             .await
             .unwrap();
         let value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);

@@ -8,21 +8,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::process::Command;
 
-/// `SLUICE_TEST_PYTHON`, else the virtualenv `scripts/test.sh` creates, else `python3`.
-fn python() -> String {
-    if let Ok(python) = std::env::var("SLUICE_TEST_PYTHON") {
-        return python;
-    }
-    let venv = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../target/test-python/bin/python"
-    );
-    if std::path::Path::new(venv).exists() {
-        venv.to_owned()
-    } else {
-        "python3".to_owned()
-    }
-}
+use crate::support::python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_python_sdk_sends_batches_that_arrive_field_for_field() {

@@ -10,3 +10,4 @@ mod browser;
 mod compat;
 mod connections;
 mod crash;
+mod schemas;

@@ -345,3 +345,19 @@ pub fn output_within(command: &mut Command, within: Duration) -> Output {
         stderr: stderr.join().unwrap(),
     }
 }
+
+/// `SLUICE_TEST_PYTHON`, else the virtualenv `scripts/test.sh` creates, else `python3`.
+pub fn python() -> String {
+    if let Ok(python) = std::env::var("SLUICE_TEST_PYTHON") {
+        return python;
+    }
+    let venv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/test-python/bin/python"
+    );
+    if std::path::Path::new(venv).exists() {
+        venv.to_owned()
+    } else {
+        "python3".to_owned()
+    }
+}
