@@ -323,3 +323,166 @@ impl SharedValidators {
         *self.0.write() = Arc::new(next);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subject::SubjectConfig;
+    use crate::{Compatibility, SchemaVersion};
+
+    fn version(id: u32, subject: &str, schema: &str) -> SchemaVersion {
+        SchemaVersion {
+            id,
+            tenant: "shop".into(),
+            subject: subject.into(),
+            version: 1,
+            schema_type: SchemaType::Json,
+            schema: schema.into(),
+            deleted: false,
+        }
+    }
+
+    fn raw(text: &str) -> Box<RawValue> {
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn validators(settings: Vec<SubjectConfig>) -> Validators {
+        let registry = Registry::new(
+            vec![
+                version(
+                    1,
+                    "Order Completed-value",
+                    r#"{"required": ["revenue"], "properties": {"revenue": {"type": "number"}}}"#,
+                ),
+                version(
+                    2,
+                    "segment.identify-value",
+                    r#"{"properties": {"email": {"type": "string", "pattern": "^(a+)+$"}}}"#,
+                ),
+            ],
+            settings,
+            Compatibility::Backward,
+        );
+        Validators::build(&registry, Defaults::default(), None)
+    }
+
+    fn tenant(validation: ValidationMode, unknown: UnknownEvents) -> SubjectConfig {
+        SubjectConfig {
+            tenant: "shop".into(),
+            validation: Some(validation),
+            unknown_events: Some(unknown),
+            ..SubjectConfig::default()
+        }
+    }
+
+    #[test]
+    fn modes_decide_what_an_invalid_event_comes_to() {
+        let bad = raw(r#"{"revenue": "lots"}"#);
+        let order = |v: &Validators| {
+            v.check(
+                "shop",
+                EventType::Track,
+                Some("Order Completed"),
+                Some(&bad),
+            )
+        };
+        assert_eq!(order(&validators(vec![])), Verdict::Pass, "off by default");
+        let warn = validators(vec![tenant(ValidationMode::Warn, UnknownEvents::Allow)]);
+        let Verdict::Warn(violations) = order(&warn) else {
+            panic!("warn keeps the event")
+        };
+        assert_eq!(
+            violations,
+            [Violation {
+                path: "/properties/revenue".into(),
+                keyword: "type".into(),
+                message: r#""lots" is not of type "number""#.into(),
+            }]
+        );
+        let enforce = validators(vec![tenant(ValidationMode::Enforce, UnknownEvents::Allow)]);
+        assert!(matches!(
+            order(&enforce),
+            Verdict::Reject { reason: "schema_violation", subject: Some(ref s), .. } if s == "Order Completed-value"
+        ));
+        // Missing properties are validated as {}: required ones are still required.
+        let Verdict::Reject { violations, .. } =
+            enforce.check("shop", EventType::Track, Some("Order Completed"), None)
+        else {
+            panic!("no properties at all is not a valid order")
+        };
+        assert_eq!(violations[0].keyword, "required");
+        // A subject's own mode wins over its tenant's.
+        let relaxed = validators(vec![
+            tenant(ValidationMode::Enforce, UnknownEvents::Allow),
+            SubjectConfig {
+                tenant: "shop".into(),
+                subject: "Order Completed-value".into(),
+                validation: Some(ValidationMode::Off),
+                ..SubjectConfig::default()
+            },
+        ]);
+        assert_eq!(order(&relaxed), Verdict::Pass);
+        // Another tenant is untouched; aliases are never validated.
+        assert_eq!(
+            enforce.check(
+                "blog",
+                EventType::Track,
+                Some("Order Completed"),
+                Some(&bad)
+            ),
+            Verdict::Pass
+        );
+        assert_eq!(
+            enforce.check("shop", EventType::Alias, None, None),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn unknown_events_are_kept_marked_or_rejected() {
+        let enforce = validators(vec![tenant(ValidationMode::Enforce, UnknownEvents::Reject)]);
+        let Verdict::Reject {
+            reason, violations, ..
+        } = enforce.check("shop", EventType::Track, Some("Cart Viewed"), None)
+        else {
+            panic!("an event no schema describes is rejected")
+        };
+        assert_eq!(reason, "unknown_event");
+        assert!(violations[0].message.contains("\"Cart Viewed-value\""));
+        assert!(matches!(
+            enforce.check("shop", EventType::Page, None, None),
+            Verdict::Reject {
+                reason: "unknown_event",
+                ..
+            }
+        ));
+        let warn = validators(vec![tenant(ValidationMode::Warn, UnknownEvents::Reject)]);
+        assert!(matches!(
+            warn.check("shop", EventType::Track, Some("Cart Viewed"), None),
+            Verdict::Warn(_)
+        ));
+        let allow = validators(vec![tenant(ValidationMode::Enforce, UnknownEvents::Allow)]);
+        assert_eq!(
+            allow.check("shop", EventType::Track, Some("Cart Viewed"), None),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn patterns_run_in_linear_time_and_backreferences_are_refused() {
+        // (a+)+$ against a long run of a's ending in '!' takes a backtracking engine
+        // exponential time; this one answers at once.
+        let enforce = validators(vec![tenant(ValidationMode::Enforce, UnknownEvents::Allow)]);
+        let bomb = raw(&format!(r#"{{"email": "{}!"}}"#, "a".repeat(5_000)));
+        let Verdict::Reject { violations, .. } =
+            enforce.check("shop", EventType::Identify, None, Some(&bomb))
+        else {
+            panic!("the pattern does not match")
+        };
+        assert_eq!(violations[0].path, "/traits/email");
+        assert_eq!(violations[0].keyword, "pattern");
+        // A pattern the linear engine cannot run is an invalid schema, not a slow one.
+        let error = compile(&serde_json::json!({"pattern": "(a)\\1"})).unwrap_err();
+        assert!(error.contains("not a valid JSON Schema"), "{error}");
+    }
+}
