@@ -349,7 +349,6 @@ impl<L: Log> Collector<L> {
         for rejection in &rejections {
             self.telemetry.rejected(rejection.reason, 1);
         }
-
         // From before the append until its ids are committed, a snapshot waits for this request.
         let pass = self.appends.enter();
         let (appended, dead) = tokio::join!(

@@ -19,7 +19,8 @@
 //! validators of the schema ids it shares with the previous one.
 //!
 //! **Bounds.** Patterns use the `regex` crate (linear time, with a compiled size limit), so no
-//! pattern makes validation slow; at most [`MAX_VIOLATIONS`] violations are reported per event.
+//! pattern makes validation slow; at most [`MAX_VIOLATIONS`] violations are reported per event,
+//! each message cut at [`MAX_MESSAGE_BYTES`].
 
 use crate::model::SchemaType;
 use crate::registry::Registry;
@@ -36,6 +37,10 @@ use std::sync::Arc;
 
 /// The most violations reported for one event.
 pub const MAX_VIOLATIONS: usize = 50;
+
+/// The longest message of one violation: messages quote the offending value, which can be
+/// as large as the event, and violations are stored with a kept event.
+pub const MAX_MESSAGE_BYTES: usize = 256;
 
 /// The largest compiled size of one `pattern`.
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
@@ -300,10 +305,19 @@ fn violation(field: &str, error: &jsonschema::ValidationError<'_>) -> Violation 
         .filter(|k| !k.is_empty())
         .unwrap_or("schema")
         .to_owned();
+    let mut message = error.to_string();
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
     Violation {
         path: format!("/{field}{}", error.instance_path().as_str()),
         keyword,
-        message: error.to_string(),
+        message,
     }
 }
 
@@ -481,6 +495,11 @@ mod tests {
         };
         assert_eq!(violations[0].path, "/traits/email");
         assert_eq!(violations[0].keyword, "pattern");
+        assert!(
+            violations[0].message.len() <= MAX_MESSAGE_BYTES + '…'.len_utf8(),
+            "the 5,000-byte value is not repeated whole: {}",
+            violations[0].message.len()
+        );
         // A pattern the linear engine cannot run is an invalid schema, not a slow one.
         let error = compile(&serde_json::json!({"pattern": "(a)\\1"})).unwrap_err();
         assert!(error.contains("not a valid JSON Schema"), "{error}");
