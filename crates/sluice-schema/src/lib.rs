@@ -22,6 +22,7 @@
 pub mod compat;
 pub mod config;
 pub mod error;
+mod flat;
 pub mod model;
 pub mod parse;
 pub mod registry;

@@ -12,9 +12,11 @@
 //!    tenant's `unknown-events` is `reject` — then it is rejected (`enforce`) or marked
 //!    (`warn`).
 //!
-//! **Cost.** A tenant with no subject and mode `off` costs one hash lookup. A validated event
-//! costs parsing its properties into a `serde_json::Value` and walking the compiled schema
-//! (`sluice bench`'s criterion bench `validate` measures a 10-property schema). Compiling
+//! **Cost.** A tenant with no subject and mode `off` costs one hash lookup. A schema of the
+//! common flat shape (see [`crate::flat`]) checks a valid event on its JSON text, without
+//! building a `serde_json::Value`; any other schema, and any event the fast path is not sure
+//! of, costs parsing its properties into a `Value` and walking the compiled schema, which
+//! also lists the violations (the criterion bench `validate` measures both). Compiling
 //! happens when a version is registered, not per event; a snapshot reuses the compiled
 //! validators of the schema ids it shares with the previous one.
 //!
@@ -22,6 +24,7 @@
 //! pattern makes validation slow; at most [`MAX_VIOLATIONS`] violations are reported per event,
 //! each message cut at [`MAX_MESSAGE_BYTES`].
 
+use crate::flat::Flat;
 use crate::model::SchemaType;
 use crate::registry::Registry;
 use crate::subject::{
@@ -33,6 +36,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sluice_core::EventType;
 use std::collections::HashMap;
+
+/// Maps looked up once or twice per event: a fast hash (keys are tenant and event names, which
+/// only registered schemas put in them).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 /// The most violations reported for one event.
@@ -85,13 +92,21 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
         })
 }
 
+/// A schema compiled for the collector: its fast form when it has one (see [`crate::flat`]),
+/// and the full validator.
+#[derive(Debug)]
+struct Compiled {
+    flat: Option<Flat>,
+    full: jsonschema::Validator,
+}
+
 /// One subject's rule.
 #[derive(Debug, Clone)]
 struct Rule {
     mode: ValidationMode,
     subject: String,
     id: u32,
-    validator: Arc<jsonschema::Validator>,
+    validator: Arc<Compiled>,
 }
 
 /// One tenant's rules.
@@ -99,7 +114,7 @@ struct Rule {
 struct TenantRules {
     mode: ValidationMode,
     unknown: UnknownEvents,
-    track: HashMap<String, Rule>,
+    track: FastMap<String, Rule>,
     /// Page, screen, identify, group.
     kinds: [Option<Rule>; 4],
 }
@@ -117,17 +132,17 @@ pub struct Defaults {
 /// or a setting changes.
 #[derive(Debug, Default)]
 pub struct Validators {
-    tenants: HashMap<String, TenantRules>,
+    tenants: FastMap<String, TenantRules>,
     defaults: Defaults,
     /// Compiled validators by schema id, reused by the next snapshot.
-    compiled: HashMap<u32, Arc<jsonschema::Validator>>,
+    compiled: HashMap<u32, Arc<Compiled>>,
 }
 
 impl Validators {
     /// The rules of `registry`, compiling only what `previous` has not.
     pub fn build(registry: &Registry, defaults: Defaults, previous: Option<&Validators>) -> Self {
         let mut compiled = HashMap::new();
-        let mut tenants: HashMap<String, TenantRules> = HashMap::new();
+        let mut tenants: FastMap<String, TenantRules> = FastMap::default();
         for tenant in registry.tenants() {
             let settings = registry.tenant_settings(tenant);
             let rules = tenants.entry(tenant.to_owned()).or_default();
@@ -151,7 +166,10 @@ impl Validators {
                             Err(_) => continue,
                         };
                         match compile(&value) {
-                            Ok(validator) => Arc::new(validator),
+                            Ok(full) => Arc::new(Compiled {
+                                flat: Flat::compile(&value),
+                                full,
+                            }),
                             // Registered schemas compiled when they were registered; one that
                             // no longer does (a newer build) validates nothing rather than
                             // rejecting every event.
@@ -229,17 +247,25 @@ impl Validators {
             EventType::Identify | EventType::Group => "traits",
             _ => "properties",
         };
+        let compiled = &rule.validator;
+        if compiled
+            .flat
+            .as_ref()
+            .is_some_and(|flat| flat.accepts(payload.map(RawValue::get)))
+        {
+            return Verdict::Pass;
+        }
         let instance = match payload.map(|raw| serde_json::from_str::<Value>(raw.get())) {
             Some(Ok(value)) => value,
             // The collector parsed it already; an object it cannot parse twice is not one.
             Some(Err(_)) => Value::Null,
             None => Value::Object(serde_json::Map::new()),
         };
-        if rule.validator.is_valid(&instance) {
+        if compiled.full.is_valid(&instance) {
             return Verdict::Pass;
         }
-        let violations = rule
-            .validator
+        let violations = compiled
+            .full
             .iter_errors(&instance)
             .take(MAX_VIOLATIONS)
             .map(|error| violation(field, &error))
