@@ -64,6 +64,10 @@ struct Rules {
     strings: Option<Vec<String>>,
     /// `pattern` and `format`, decided by the full validator on the string alone.
     text_rules: Option<Arc<jsonschema::Validator>>,
+    /// A `pattern` with no `\` (and no `format` beside it): the full validator runs it as the
+    /// `regex` crate's regex of the same text and size limit (it translates only `\`
+    /// escapes of ECMA-262), so it is run here directly.
+    regex: Option<regex::Regex>,
     items: Option<Box<Rules>>,
     min_items: Option<usize>,
     max_items: Option<usize>,
@@ -236,9 +240,21 @@ fn rules_of(schema: &Value, nested: bool) -> Option<Rules> {
         .filter(|(key, _)| matches!(key.as_str(), "pattern" | "format"))
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
-    if !text_keywords.is_empty() {
-        let validator = crate::validate::compile(&Value::Object(text_keywords)).ok()?;
-        rules.text_rules = Some(Arc::new(validator));
+    match (map.get("pattern"), map.get("format")) {
+        (Some(Value::String(pattern)), None) if !pattern.contains('\\') => {
+            // The full validator must take it too (same engine, same limits).
+            crate::validate::compile(&Value::Object(text_keywords)).ok()?;
+            let regex = regex::RegexBuilder::new(pattern)
+                .size_limit(crate::validate::PATTERN_SIZE_LIMIT)
+                .build()
+                .ok()?;
+            rules.regex = Some(regex);
+        }
+        _ if !text_keywords.is_empty() => {
+            let validator = crate::validate::compile(&Value::Object(text_keywords)).ok()?;
+            rules.text_rules = Some(Arc::new(validator));
+        }
+        _ => {}
     }
     Some(rules)
 }
@@ -391,6 +407,11 @@ impl ValueCheck<'_> {
         }
         if let Some(allowed) = &rules.strings
             && !allowed.iter().any(|a| a == text)
+        {
+            return false;
+        }
+        if let Some(regex) = &rules.regex
+            && !regex.is_match(text)
         {
             return false;
         }

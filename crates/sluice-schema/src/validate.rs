@@ -50,7 +50,7 @@ pub const MAX_VIOLATIONS: usize = 50;
 pub const MAX_MESSAGE_BYTES: usize = 256;
 
 /// The largest compiled size of one `pattern`.
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+pub(crate) const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// One way an event breaks its schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

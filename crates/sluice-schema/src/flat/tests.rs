@@ -102,6 +102,9 @@ fn rules() -> impl Strategy<Value = Value> {
         Just(json!({"const": "a"})),
         Just(json!({"type": "string", "pattern": "^[a-b]+$"})),
         Just(json!({"pattern": "b"})),
+        Just(json!({"pattern": "^(a|é)*$"})),
+        Just(json!({"type": "string", "pattern": "\\w", "minLength": 1})),
+        Just(json!({"pattern": "a", "format": "email"})),
         Just(json!({"type": "string", "format": "email"})),
         Just(json!({"type": "object"})),
     ];
