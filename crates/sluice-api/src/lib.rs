@@ -17,11 +17,13 @@
 //!   keys of long-lived sessions, checked again when keys change.
 //! - [`auth`]: bearer keys.
 //! - [`config`]: the `[api]` and `[quotas]` sections.
+//! - [`dashboard`]: `/` and `/assets/…` — the dashboard's files (`web/`), embedded.
 //! - [`error`]: JSON error answers.
 
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod graphql;

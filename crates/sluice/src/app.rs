@@ -233,10 +233,15 @@ impl App {
             .filter(|route| !collector_routes.contains(route))
             .cloned()
             .collect();
-        // The schema registry speaks Confluent's protocol, outside the OpenAPI document.
-        let stages = stages.merge(utoipa_axum::router::OpenApiRouter::from(
-            sluice_api::registry::routes::router(Arc::clone(&schemas)),
-        ));
+        // The schema registry speaks Confluent's protocol, and the dashboard serves files:
+        // both outside the OpenAPI document.
+        let stages = stages
+            .merge(utoipa_axum::router::OpenApiRouter::from(
+                sluice_api::registry::routes::router(Arc::clone(&schemas)),
+            ))
+            .merge(utoipa_axum::router::OpenApiRouter::from(
+                sluice_api::dashboard::router(),
+            ));
         let metrics = PrometheusEndpoint::new(prometheus.clone(), &config.telemetry, &access);
         let (main_metrics, own_metrics) = match metrics_listener {
             Some(listener) => (None, Some((listener, metrics))),

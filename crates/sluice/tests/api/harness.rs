@@ -87,6 +87,11 @@ impl Harness {
         }
     }
 
+    /// The running app.
+    pub(crate) fn app(&self) -> &App {
+        self.app.as_ref().unwrap()
+    }
+
     /// Stops the app and starts it again on the same data dir (and a new port).
     pub(crate) async fn restart(&mut self) {
         let app = self.app.take().unwrap();

@@ -11,10 +11,10 @@
 
 use super::api::{open_log, topic_values};
 use super::compat::assert_stored_as_sent;
-use super::support::{Server, free_port};
+use super::support::{Server, free_port, required};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -22,24 +22,6 @@ use tokio::process::{ChildStdin, ChildStdout};
 
 const STANDARD_KEY: &str = "wk_browser_standard_0123456789";
 const BATCHING_KEY: &str = "wk_browser_batching_0123456789";
-
-/// A path from the environment `scripts/test.sh` exports (else where it installs it), which
-/// must exist: the test fails, never skips, without it.
-fn required(variable: &str, default: Option<&str>) -> PathBuf {
-    let path = std::env::var(variable)
-        .ok()
-        .or_else(|| default.map(str::to_owned))
-        .unwrap_or_else(|| {
-            panic!("{variable} is not set: run scripts/test.sh, which installs what the browser test needs and exports it")
-        });
-    let path = PathBuf::from(path);
-    assert!(
-        path.exists(),
-        "{variable} names {} which does not exist: run scripts/test.sh (it installs Chromium, node and the pinned npm packages)",
-        path.display()
-    );
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_browser_sdk_in_chromium_delivers_every_event_once_across_a_restart() {

@@ -361,3 +361,21 @@ pub fn python() -> String {
         "python3".to_owned()
     }
 }
+
+/// A path from the environment `scripts/test.sh` exports (else where it installs it), which
+/// must exist: the test fails, never skips, without it.
+pub fn required(variable: &str, default: Option<&str>) -> std::path::PathBuf {
+    let path = std::env::var(variable)
+        .ok()
+        .or_else(|| default.map(str::to_owned))
+        .unwrap_or_else(|| {
+            panic!("{variable} is not set: run scripts/test.sh, which installs what the browser test needs and exports it")
+        });
+    let path = std::path::PathBuf::from(path);
+    assert!(
+        path.exists(),
+        "{variable} names {} which does not exist: run scripts/test.sh (it installs Chromium, node and the pinned npm packages)",
+        path.display()
+    );
+    path
+}

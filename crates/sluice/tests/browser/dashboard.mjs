@@ -1,0 +1,105 @@
+// The dashboard in a real headless Chromium (playwright-core, Debian's chromium), driven by
+// crates/sluice/tests/api/dashboard.rs, which owns sluice and the events.
+//
+//   node dashboard.mjs SLUICE_URL READ_KEY METRIC
+//
+// Environment: SLUICE_TEST_BROWSER_MODULES (a node_modules with this directory's
+// package-lock.json installed) and SLUICE_TEST_CHROMIUM (the browser's executable).
+//
+// The conversation on stdout/stdin, one JSON line each:
+//   <- {"phase": "refused", "problem": TEXT}    a wrong key was refused, in words
+//   <- {"phase": "loaded", "points", "series", "rows", "legend"}   the metric is drawn
+//   -> "sent"                                   new events of a new key were accepted
+//   <- {"phase": "live", "points", "series", "rows"}   the chart grew without a reload
+// then the process exits 0. Any failure is a message on stderr and exit 1.
+
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import readline from 'node:readline';
+
+const [url, readKey, metric] = process.argv.slice(2);
+const modules = process.env.SLUICE_TEST_BROWSER_MODULES;
+const executablePath = process.env.SLUICE_TEST_CHROMIUM;
+if (!url || !readKey || !metric || !modules || !executablePath) {
+  fail('usage: SLUICE_TEST_BROWSER_MODULES=… SLUICE_TEST_CHROMIUM=… node dashboard.mjs URL READ_KEY METRIC');
+}
+const require = createRequire(join(modules, 'noop.js'));
+const { chromium } = require('playwright-core');
+const WAIT_MS = 30_000;
+
+function fail(message) {
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
+}
+
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function expect(word) {
+  const { value } = await lines.next();
+  if (value !== word) fail(`expected ${word}, got ${value}`);
+}
+const say = (value) => process.stdout.write(`${JSON.stringify(value)}\n`);
+
+const userDataDir = mkdtempSync(join(tmpdir(), 'sluice-dashboard-'));
+let context;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  const page = context.pages()[0] ?? await context.newPage();
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(String(error)));
+  page.on('console', (message) => {
+    // A refused request is logged by the browser itself; the page shows it in words.
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) {
+      errors.push(message.text());
+    }
+  });
+  await page.goto(`${url}/`);
+
+  // A wrong key: refused, in words, and still on the sign-in form.
+  await page.fill('#key', 'rk_not_a_key_0123456789');
+  await page.click('#sign-in-form button[type=submit]');
+  await page.waitForSelector('#problem:not([hidden])', { timeout: WAIT_MS });
+  say({ phase: 'refused', problem: await page.textContent('#problem'),
+    signInShown: await page.isVisible('#sign-in') });
+
+  // The right key, keyboard only: type it and press Enter.
+  await page.fill('#key', readKey);
+  await page.press('#key', 'Enter');
+  const button = page.locator('#metrics button', { hasText: metric });
+  await button.waitFor({ timeout: WAIT_MS });
+  await button.focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#chart[data-points]', { timeout: WAIT_MS });
+  const read = async () => page.evaluate(() => ({
+    points: Number(document.querySelector('#chart').dataset.points),
+    series: Number(document.querySelector('#chart').dataset.series),
+    rows: [...document.querySelectorAll('#top-table tbody tr')]
+      .map((tr) => [...tr.children].map((td) => td.textContent)),
+    legend: document.querySelector('#legend').textContent,
+    canvas: Boolean(document.querySelector('#chart canvas')),
+  }));
+  const loaded = await read();
+  say({ phase: 'loaded', ...loaded });
+
+  await expect('sent');
+  await page.waitForFunction(
+    (before) => Number(document.querySelector('#chart').dataset.series) > before,
+    loaded.series, { timeout: WAIT_MS },
+  );
+  say({ phase: 'live', ...(await read()) });
+  if (errors.length) fail(`the page reported errors: ${errors.join('; ')}`);
+} catch (error) {
+  fail(`dashboard: ${error.stack || error}`);
+} finally {
+  await context?.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+process.exit(0);
