@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`admin`]: the admin API — `/v1/admin/metrics` (define, list, describe, delete and replay
 //!   metrics) and `/v1/admin/tenants`, `/v1/admin/keys` (tenants, keys and their limits).
+//! - [`boards`]: `/v1/boards` — the dashboard's saved boards (read key).
 //! - [`graphql`]: `/v1/graphql` — queries and subscriptions (graphql-transport-ws).
 //! - [`push`]: `/v1/live` — live push over WebSocket; [`feed`]: what a subscription is sent,
 //!   computed once per metric and tenant for every subscriber.
@@ -22,6 +23,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod boards;
 pub mod config;
 pub mod dashboard;
 pub mod error;
@@ -82,10 +84,15 @@ pub fn router(
         connections: Arc::clone(&sockets),
         shutdown: shutdown.clone(),
     };
+    let boards = boards::BoardsState {
+        access: Arc::clone(&access),
+        serving: Arc::clone(&serving),
+    };
     let graphql = graphql::GraphqlState::new(access, serving, hubs, sockets, shutdown);
     admin::metrics::router(Arc::new(admin))
         .merge(admin::tenants::router(Arc::new(tenants)))
         .merge(rest::router(Arc::new(rest)))
         .merge(push::router(Arc::new(push)))
         .merge(graphql::router(Arc::new(graphql)))
+        .merge(boards::router(Arc::new(boards)))
 }

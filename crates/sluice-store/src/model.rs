@@ -233,6 +233,19 @@ pub struct TenantRecord {
     pub events_per_day: Option<u64>,
 }
 
+/// A saved dashboard board of a tenant: its panels as the API validated them (JSON text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BoardRecord {
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// Its name, unique in the tenant.
+    pub name: String,
+    /// The board (`{"title", "panels": […]}`), as JSON text.
+    pub spec: String,
+    /// When it was last saved.
+    pub updated_at: Millis,
+}
+
 /// A key created through the admin API. The secret itself is never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyRecord {

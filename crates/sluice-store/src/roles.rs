@@ -8,6 +8,7 @@
 //! | [`Directory`] | API | tenants and keys made through the admin API |
 //! | [`Usage`] | API | each key's daily usage |
 //! | [`Schemas`] | API | the schema registry's versions and settings |
+//! | [`Boards`] | API | the dashboard's saved boards |
 //! | [`Housekeeping`] | binary, pipelines | size, size cap, where the store lives |
 //!
 //! A backend implements every role ([`Backend`]). Callers hold a
@@ -20,8 +21,8 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    Commit, KeyRecord, MetricRecord, Position, ReplayPlan, RowDecoder, RowPage, RowQuery, RowRange,
-    RowsAndWatermarks, StoredRow, TenantRecord,
+    BoardRecord, Commit, KeyRecord, MetricRecord, Position, ReplayPlan, RowDecoder, RowPage,
+    RowQuery, RowRange, RowsAndWatermarks, StoredRow, TenantRecord,
 };
 use async_trait::async_trait;
 use sluice_core::time::Millis;
@@ -272,9 +273,31 @@ pub trait Schemas: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// The dashboard's saved boards, per tenant.
+#[async_trait]
+pub trait Boards: Send + Sync {
+    /// A tenant's boards, by name.
+    async fn boards(&self, tenant: &str) -> Result<Vec<BoardRecord>, StoreError>;
+
+    /// Saves a board, replacing one of the same tenant and name.
+    async fn put_board(&self, board: BoardRecord) -> Result<(), StoreError>;
+
+    /// Deletes a board; whether it existed.
+    async fn delete_board(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+}
+
 /// A store backend: every role.
 pub trait Backend:
-    Catalogue + Checkpoints + ResultReads + Directory + Usage + Schemas + Housekeeping + Debug + 'static
+    Catalogue
+    + Checkpoints
+    + ResultReads
+    + Directory
+    + Usage
+    + Schemas
+    + Boards
+    + Housekeeping
+    + Debug
+    + 'static
 {
 }
 
@@ -285,6 +308,7 @@ impl<T> Backend for T where
         + Directory
         + Usage
         + Schemas
+        + Boards
         + Housekeeping
         + Debug
         + 'static

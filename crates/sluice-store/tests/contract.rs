@@ -792,6 +792,48 @@ async fn tenants_keys_and_usage_round_trip(store: &StoreBackend) {
     assert!(!store.delete_key("key_b").await.unwrap());
 }
 
+async fn boards_are_saved_replaced_listed_and_deleted_per_tenant(store: &StoreBackend) {
+    let board = |tenant: &str, name: &str, spec: &str, at: i64| sluice_store::BoardRecord {
+        tenant: tenant.into(),
+        name: name.into(),
+        spec: spec.into(),
+        updated_at: at,
+    };
+    store
+        .put_board(board("shop", "sales", "{}", 1))
+        .await
+        .unwrap();
+    store
+        .put_board(board("shop", "ops", "{}", 2))
+        .await
+        .unwrap();
+    store
+        .put_board(board("blog", "sales", "{}", 3))
+        .await
+        .unwrap();
+    store
+        .put_board(board("shop", "sales", r#"{"panels":[]}"#, 4))
+        .await
+        .unwrap();
+    let shop = store.boards("shop").await.unwrap();
+    assert_eq!(
+        shop,
+        [
+            board("shop", "ops", "{}", 2),
+            board("shop", "sales", r#"{"panels":[]}"#, 4)
+        ],
+        "by name, the second save replacing the first"
+    );
+    assert!(store.delete_board("shop", "sales").await.unwrap());
+    assert!(!store.delete_board("shop", "sales").await.unwrap());
+    assert_eq!(store.boards("shop").await.unwrap().len(), 1);
+    assert_eq!(
+        store.boards("blog").await.unwrap(),
+        [board("blog", "sales", "{}", 3)],
+        "another tenant's board of the same name is its own"
+    );
+}
+
 macro_rules! for_every_backend {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -830,4 +872,5 @@ for_every_backend!(
     replays_are_recorded_once_and_end_with_their_switch,
     tenants_keys_and_usage_round_trip,
     schema_versions_ids_deletes_and_settings_round_trip,
+    boards_are_saved_replaced_listed_and_deleted_per_tenant,
 );

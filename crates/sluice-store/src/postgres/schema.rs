@@ -132,6 +132,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         unknown_events TEXT,
         PRIMARY KEY (tenant, subject)
     );",
+    // 5: the dashboard's saved boards, per tenant.
+    "CREATE TABLE boards (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );",
 ];
 
 /// The schema version this sluice writes.

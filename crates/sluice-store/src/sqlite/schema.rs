@@ -152,6 +152,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         unknown_events TEXT,
         PRIMARY KEY (tenant, subject)
     ) STRICT;",
+    // 8: the dashboard's saved boards, per tenant.
+    "CREATE TABLE boards (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name)
+    ) STRICT;",
 ];
 
 /// The schema version this sluice writes.

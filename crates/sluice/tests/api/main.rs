@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod boards;
 mod dashboard;
 mod graphql;
 mod harness;
