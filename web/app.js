@@ -136,16 +136,25 @@ const COLOURS = ["#1f5fa8", "#c0392b", "#1e8449", "#8e44ad", "#d35400", "#117a8b
   "#a93226", "#2e4053", "#b9770e"];
 
 function draw() {
-  const answer = state.answer;
-  const value = $("value").value;
+  state.plot?.destroy();
+  state.plot = chartInto($("chart"), state.answer, $("value").value, $("utc").checked, 320);
+  $("legend").textContent = state.plot.openFrom === Infinity
+    ? "Every window shown is final."
+    : "Shaded: open windows, which can still change.";
+  topTable($("top-table"), state.answer, $("value").value);
+}
+
+/// Draws `answer`'s series of `value` into `chart` (emptied first); the plot, with where its
+/// open windows begin. The chart element carries the counts drawn (`data-points`,
+/// `data-series`).
+function chartInto(chart, answer, value, utc, height) {
   const { data, openFrom } = columns(answer, value);
-  const chart = $("chart");
   const points = data.slice(1).reduce((n, ys) => n + ys.filter((y) => y !== null).length, 0);
+  chart.replaceChildren();
   chart.dataset.points = String(points);
   chart.dataset.series = String(answer.series.length);
-  const utc = $("utc").checked;
   const options = {
-    width: Math.max(300, chart.clientWidth || 600), height: 320,
+    width: Math.max(260, chart.clientWidth || 600), height,
     tzDate: utc ? (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC") : (ts) => new Date(ts * 1000),
     series: [{}, ...answer.series.map((series, i) => ({
       label: label(series.key), stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false,
@@ -153,12 +162,9 @@ function draw() {
     axes: [{}, { label: value }],
     hooks: { drawClear: [(u) => shadeOpen(u, openFrom / 1000)] },
   };
-  state.plot?.destroy();
-  state.plot = new uPlot(options, data, chart);
-  $("legend").textContent = openFrom === Infinity
-    ? "Every window shown is final."
-    : "Shaded: open windows, which can still change.";
-  topTable();
+  const plot = new uPlot(options, data, chart);
+  plot.openFrom = openFrom;
+  return plot;
 }
 
 function shadeOpen(u, from) {
@@ -171,18 +177,15 @@ function shadeOpen(u, from) {
   ctx.restore();
 }
 
-/// The keys ranked by the chosen value summed over the range.
-function topTable() {
-  const answer = state.answer;
-  const value = $("value").value;
+/// The keys ranked by `value` summed over the range, into `table`.
+function topTable(table, answer, value) {
   const column = answer.columns.indexOf(value);
   const rows = answer.series.map((series) => ({
     key: label(series.key),
     total: series.points.reduce((sum, p) => sum + (typeof p[column] === "number" ? p[column] : 0), 0),
   })).sort((a, b) => b.total - a.total);
-  const table = $("top-table");
   table.hidden = rows.length === 0;
-  $("top-value").textContent = `${value} (sum)`;
+  table.querySelector("th:last-child").textContent = `${value} (sum)`;
   table.tBodies[0].replaceChildren(...rows.map((row) => {
     const tr = document.createElement("tr");
     const key = document.createElement("td");
@@ -249,6 +252,109 @@ function apply(windows) {
   draw();
 }
 
+/// The explorer's view as a board panel.
+function panelOfView() {
+  const filter = $("filter").value.trim();
+  return { metric: state.metric.name, value: $("value").value, filters: filter ? [filter] : [],
+    range: $("range").value, resolution: $("resolution").value, top: Number($("top").value),
+    chart: "line", size: "medium" };
+}
+
+async function send(method, path, body) {
+  const response = await fetch(path, { method, headers: { Authorization: `Bearer ${state.key}`,
+    "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const answer = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(answer?.error?.message || response.statusText);
+  return answer;
+}
+
+/// Adds the current view to the board named in the form (made if new).
+async function saveToBoard(event) {
+  event.preventDefault();
+  const name = $("board-name").value.trim();
+  try {
+    const boards = (await api("/v1/boards")).boards;
+    const board = boards.find((b) => b.name === name) || { name, panels: [] };
+    const panels = [...board.panels, panelOfView()];
+    await send("PUT", `/v1/boards/${encodeURIComponent(name)}`, { title: board.title, panels });
+    problem(null);
+    $("saved").textContent = `Added to board ${name} (${panels.length} panels).`;
+    await loadBoards();
+  } catch (error) {
+    problem(`The board was not saved: ${error.message}`);
+  }
+}
+
+async function loadBoards() {
+  const boards = (await api("/v1/boards")).boards;
+  $("boards").replaceChildren(...boards.map((board) => {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `#board=${encodeURIComponent(board.name)}`;
+    link.textContent = board.title || board.name;
+    item.append(link);
+    return item;
+  }));
+}
+
+/// `#board=NAME[&wall]`: the board's panels, each refreshed every 5 s; `wall` hides the rest of
+/// the page (a wall screen).
+async function openBoard() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const name = hash.get("board");
+  document.body.classList.toggle("wall", hash.has("wall"));
+  clearInterval(state.boardTimer);
+  $("board").hidden = !name || !state.key;
+  $("explorer").hidden = Boolean(name) || !state.key;
+  if (!name || !state.key) return;
+  try {
+    const board = await api(`/v1/boards/${encodeURIComponent(name)}`);
+    $("board-title").textContent = board.title || board.name;
+    const grid = $("panels");
+    grid.replaceChildren();
+    const panels = board.panels.map((panel) => {
+      const figure = document.createElement("figure");
+      figure.className = `panel ${panel.size}`;
+      const caption = document.createElement("figcaption");
+      caption.textContent = `${panel.metric} · ${panel.value}${panel.filters.length ? ` · ${panel.filters.join(", ")}` : ""} · ${panel.range}`;
+      const chart = document.createElement("div");
+      chart.className = "panel-chart";
+      const table = document.createElement("table");
+      table.innerHTML = "<thead><tr><th scope=col>key</th><th scope=col>value</th></tr></thead><tbody></tbody>";
+      figure.append(caption, chart, table);
+      grid.append(figure);
+      return { panel, chart, table };
+    });
+    const refreshPanels = async () => {
+      for (const { panel, chart, table } of panels) {
+        const params = new URLSearchParams({ from: `now-${panel.range}`, to: "now",
+          resolution: panel.resolution, top: String(panel.top), by: panel.value });
+        for (const filter of panel.filters) params.append("filter", filter);
+        try {
+          const answer = await api(`/v1/metrics/${encodeURIComponent(panel.metric)}?${params}`);
+          chart.hidden = panel.chart === "table";
+          if (panel.chart !== "table") {
+            chart.plot?.destroy();
+            const height = { small: 160, medium: 240, large: 360 }[panel.size];
+            chart.plot = chartInto(chart, answer, panel.value, $("utc").checked, height);
+          }
+          topTable(table, answer, panel.value);
+          problem(null);
+        } catch (error) {
+          problem(`Board ${name}: ${error.message}`);
+        }
+      }
+    };
+    await refreshPanels();
+    state.boardTimer = setInterval(refreshPanels, 5000);
+  } catch (error) {
+    problem(`Board ${name}: ${error.message}`);
+  }
+}
+
+$("save-board").addEventListener("submit", saveToBoard);
+window.addEventListener("hashchange", openBoard);
+
 $("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   state.key = $("key").value.trim();
@@ -257,6 +363,8 @@ $("sign-in-form").addEventListener("submit", async (event) => {
     sessionStorage.setItem(KEY, state.key);
     problem(null);
     show();
+    await loadBoards();
+    await openBoard();
   } catch (error) {
     state.key = null;
     problem(error.message);
@@ -271,4 +379,6 @@ $("filter").addEventListener("change", refresh);
 window.addEventListener("resize", () => state.answer && draw());
 
 show();
-if (state.key) loadMetrics().catch((error) => problem(error.message));
+if (state.key) {
+  loadMetrics().then(loadBoards).then(openBoard).catch((error) => problem(error.message));
+}

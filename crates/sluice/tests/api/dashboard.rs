@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium: a wrong key is refused in words; the read key,
 //! typed and sent with the keyboard, opens the metric list; the metric's chart shows exactly the
 //! points the query API answers, with its top keys ranked; events of a new key appear live,
-//! without a reload. `crates/sluice/tests/browser/dashboard.mjs` drives the browser
+//! without a reload; the view, added to a board, opens by its URL as a wall screen.
+//! `crates/sluice/tests/browser/dashboard.mjs` drives the browser
 //! (`playwright-core` and Debian's Chromium, which `scripts/test.sh` installs).
 
 use crate::harness::*;
@@ -161,10 +162,38 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
         live["legend"].as_str().unwrap().contains("open windows"),
         "{live}"
     );
+    let board = next().await;
+    assert_eq!(board["phase"], "board", "{board}");
+    assert_eq!(
+        (
+            board["panels"].clone(),
+            board["points"].clone(),
+            board["title"].clone()
+        ),
+        (
+            serde_json::json!(1),
+            serde_json::json!(16),
+            serde_json::json!("wall")
+        ),
+        "{board}"
+    );
+    assert_eq!(
+        board["headerHidden"], true,
+        "a wall screen shows the board alone"
+    );
+    let (_, saved) = h.get("/v1/boards/wall", SHOP_READ).await;
+    assert_eq!(saved["panels"][0]["metric"], "views", "{saved}");
+    assert_eq!(saved["panels"][0]["value"], "n", "{saved}");
     let status = tokio::time::timeout(Duration::from_secs(30), driver.wait())
         .await
         .unwrap()
         .unwrap();
-    assert!(status.success());
+    if !status.success() {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)
+            .await
+            .unwrap();
+        panic!("the browser driver failed: {text}");
+    }
     h.stop().await;
 }

@@ -11,6 +11,8 @@
 //   <- {"phase": "loaded", "points", "series", "rows", "legend"}   the metric is drawn
 //   -> "sent"                                   new events of a new key were accepted
 //   <- {"phase": "live", "points", "series", "rows"}   the chart grew without a reload
+//   <- {"phase": "board", "panels", "points", "title", "headerHidden"}   the view, added to
+//      the board "wall" through the page's form, opened by its URL as a wall screen
 // then the process exits 0. Any failure is a message on stderr and exit 1.
 
 import { createRequire } from 'node:module';
@@ -95,6 +97,20 @@ try {
     loaded.series, { timeout: WAIT_MS },
   );
   say({ phase: 'live', ...(await read()) });
+
+  // The view saved to a board through the form, then the board opened by its URL as a wall.
+  await page.fill('#board-name', 'wall');
+  await page.press('#board-name', 'Enter');
+  await page.waitForFunction(() => document.querySelector('#saved').textContent.includes('wall'),
+    null, { timeout: WAIT_MS });
+  await page.goto(`${url}/#board=wall&wall`);
+  await page.waitForSelector('#panels .panel-chart[data-points]', { timeout: WAIT_MS });
+  say({ phase: 'board', ...(await page.evaluate(() => ({
+    panels: document.querySelectorAll('#panels .panel').length,
+    points: Number(document.querySelector('#panels .panel-chart').dataset.points),
+    title: document.querySelector('#board-title').textContent,
+    headerHidden: getComputedStyle(document.querySelector('header')).display === 'none',
+  }))) });
   if (errors.length) fail(`the page reported errors: ${errors.join('; ')}`);
 } catch (error) {
   fail(`dashboard: ${error.stack || error}`);
