@@ -5,7 +5,7 @@
 const KEY = "sluice.key";
 const $ = (id) => document.getElementById(id);
 const state = { key: sessionStorage.getItem(KEY), metrics: [], metric: null, answer: null,
-  plot: null, socket: null, retry: 0, generation: 0 };
+  plot: null, socket: null, retry: 0, generation: 0, admin: false };
 
 /// Shows what went wrong and what to do, in words.
 function problem(text) {
@@ -41,6 +41,8 @@ async function api(path) {
 function signOut() {
   sessionStorage.removeItem(KEY);
   state.key = null;
+  state.admin = false;
+  clearInterval(state.healthTimer);
   state.socket?.close();
   show();
 }
@@ -48,7 +50,8 @@ function signOut() {
 function show() {
   const signedIn = Boolean(state.key);
   $("sign-in").hidden = signedIn;
-  $("explorer").hidden = !signedIn;
+  $("explorer").hidden = !signedIn || state.admin;
+  $("health").hidden = !signedIn || !state.admin;
   $("sign-out").hidden = !signedIn;
   if (!signedIn) $("key").focus();
 }
@@ -352,6 +355,116 @@ async function openBoard() {
   }
 }
 
+/// Signs in: a read key opens the explorer; a key that may not read metrics but may administer
+/// opens pipeline health.
+async function enter() {
+  try {
+    await loadMetrics();
+    state.admin = false;
+  } catch (error) {
+    if (!/may not read metrics/.test(error.message)) throw error;
+    await api("/v1/admin/metrics");
+    state.admin = true;
+  }
+  sessionStorage.setItem(KEY, state.key);
+  problem(null);
+  show();
+  if (state.admin) {
+    await health();
+    clearInterval(state.healthTimer);
+    state.healthTimer = setInterval(() => health().catch((e) => problem(e.message)), 2000);
+  } else {
+    await loadBoards();
+    await openBoard();
+  }
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function when(ms) {
+  if (ms == null) return "—";
+  const date = new Date(ms);
+  return $("utc").checked ? `${date.toISOString().slice(0, 19).replace("T", " ")} UTC` : date.toLocaleString();
+}
+
+/// Pipeline health, tenants and keys, and ingest rates from /metrics (two samples apart).
+async function health() {
+  const { metrics } = await api("/v1/admin/metrics");
+  $("pipelines").tBodies[0].replaceChildren(...metrics.map((metric) => {
+    const tr = document.createElement("tr");
+    const progress = metric.replay
+      ? `replay ${(metric.replay.progress * 100).toFixed(0)} % (${metric.replay.state})`
+      : metric.backfill_progress != null ? `backfill ${(metric.backfill_progress * 100).toFixed(0)} %` : "—";
+    const partitions = metric.partitions
+      .map((p) => `p${p.partition}: ${p.committed_offset}/${p.processed_offset}/${p.end_offset}`).join(" · ");
+    tr.append(cell(metric.name), cell(metric.error ? `${metric.state}: ${metric.error}` : metric.state),
+      cell(String(metric.lag), "number"), cell(when(metric.watermark)), cell(progress), cell(partitions));
+    return tr;
+  }));
+  const { keys } = await api("/v1/admin/keys");
+  $("keys").tBodies[0].replaceChildren(...keys.map((key) => {
+    const tr = document.createElement("tr");
+    const revoke = document.createElement("td");
+    if (key.origin === "api") {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "Revoke";
+      button.addEventListener("click", () => revokeKey(key.id));
+      revoke.append(button);
+    }
+    tr.append(cell(key.tenant || "—"), cell(key.role), cell(`${key.hint}… (${key.id})`), cell(key.label || ""), revoke);
+    return tr;
+  }));
+  await rates();
+}
+
+async function rates() {
+  const response = await fetch("/metrics", { headers: { Authorization: `Bearer ${state.key}` } });
+  if (!response.ok) return;
+  const text = await response.text();
+  const sum = (name) => text.split("\n").filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+    .reduce((total, line) => total + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+  const now = { at: Date.now(), accepted: sum("sluice_ingest_events_accepted_total"),
+    rejected: sum("sluice_ingest_events_rejected_total"), duplicates: sum("sluice_ingest_events_deduplicated_total"),
+    late: sum("sluice_stream_late_events_total") };
+  const before = state.sample;
+  state.sample = now;
+  if (!before) {
+    $("rates").textContent = `Events accepted ${now.accepted}, rejected ${now.rejected}, duplicates ${now.duplicates}, late ${now.late} (rates from the next sample).`;
+    return;
+  }
+  const per = (name) => ((now[name] - before[name]) * 1000 / (now.at - before.at)).toFixed(1);
+  $("rates").textContent = `Per second: accepted ${per("accepted")}, rejected ${per("rejected")}, duplicates ${per("duplicates")}, late ${per("late")} · totals: accepted ${now.accepted}, rejected ${now.rejected}.`;
+}
+
+async function createKey(event) {
+  event.preventDefault();
+  const role = $("new-role").value;
+  const body = { role, label: $("new-label").value.trim() };
+  if (role !== "admin") body.tenant = $("new-tenant").value.trim();
+  try {
+    const key = await send("POST", "/v1/admin/keys", body);
+    $("secret").textContent = `New ${key.role} key ${key.id}: ${key.secret} — copy it now, it is not shown again.`;
+    problem(null);
+    await health();
+  } catch (error) {
+    problem(`The key was not created: ${error.message}`);
+  }
+}
+
+async function revokeKey(id) {
+  const response = await fetch(`/v1/admin/keys/${encodeURIComponent(id)}`,
+    { method: "DELETE", headers: { Authorization: `Bearer ${state.key}` } });
+  if (!response.ok) problem(`The key was not revoked: ${response.status}`);
+  await health();
+}
+
+$("new-key").addEventListener("submit", createKey);
 $("save-board").addEventListener("submit", saveToBoard);
 window.addEventListener("hashchange", openBoard);
 
@@ -359,12 +472,7 @@ $("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   state.key = $("key").value.trim();
   try {
-    await loadMetrics();
-    sessionStorage.setItem(KEY, state.key);
-    problem(null);
-    show();
-    await loadBoards();
-    await openBoard();
+    await enter();
   } catch (error) {
     state.key = null;
     problem(error.message);
@@ -379,6 +487,4 @@ $("filter").addEventListener("change", refresh);
 window.addEventListener("resize", () => state.answer && draw());
 
 show();
-if (state.key) {
-  loadMetrics().then(loadBoards).then(openBoard).catch((error) => problem(error.message));
-}
+if (state.key) enter().catch((error) => problem(error.message));

@@ -15,15 +15,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
-    let chromium = required("SLUICE_TEST_CHROMIUM", Some("/usr/bin/chromium"));
-    let node = required("SLUICE_TEST_NODE", Some("/usr/bin/node"));
-    let modules = required(
-        "SLUICE_TEST_BROWSER_MODULES",
-        Some(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../target/test-browser/node_modules"
-        )),
-    );
     let h = Harness::start(&[]).await;
     let now = now_millis();
     let minute = now - now.rem_euclid(MINUTE);
@@ -68,39 +59,8 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
     })
     .await;
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.mjs");
-    let url = format!("http://{}", h.app().addr);
-    let mut driver = tokio::process::Command::new(&node)
-        .args([script, &url, SHOP_READ, "views"])
-        .env("SLUICE_TEST_CHROMIUM", &chromium)
-        .env("SLUICE_TEST_BROWSER_MODULES", &modules)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut to_driver = driver.stdin.take().unwrap();
-    let mut from_driver = BufReader::new(driver.stdout.take().unwrap()).lines();
-    let mut stderr = driver.stderr.take().unwrap();
-    let mut next = async || -> Value {
-        let line = tokio::time::timeout(Duration::from_secs(60), from_driver.next_line())
-            .await
-            .expect("the browser answered within 60 s")
-            .unwrap();
-        match line {
-            Some(line) => serde_json::from_str(&line).unwrap(),
-            None => {
-                let mut text = String::new();
-                tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)
-                    .await
-                    .unwrap();
-                panic!("the browser driver stopped: {text}");
-            }
-        }
-    };
-
-    let refused = next().await;
+    let mut driver = Driver::start(&h, SHOP_READ, "views", None);
+    let refused = driver.next().await;
     assert_eq!(refused["phase"], "refused");
     assert!(
         refused["problem"]
@@ -111,7 +71,7 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
     );
     assert_eq!(refused["signInShown"], true);
 
-    let loaded = next().await;
+    let loaded = driver.next().await;
     assert_eq!(loaded["phase"], "loaded", "{loaded}");
     assert_eq!(loaded["canvas"], true);
     assert_eq!(loaded["series"], api["series"].as_array().unwrap().len());
@@ -145,8 +105,8 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
         vec![view("live-1", "u9", "/new", now_millis(), "1")],
     )
     .await;
-    to_driver.write_all(b"sent\n").await.unwrap();
-    let live = next().await;
+    driver.say("sent").await;
+    let live = driver.next().await;
     assert_eq!(live["phase"], "live", "{live}");
     assert_eq!(live["series"], 4, "{live}");
     assert_eq!(live["points"], 16, "{live}");
@@ -162,7 +122,7 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
         live["legend"].as_str().unwrap().contains("open windows"),
         "{live}"
     );
-    let board = next().await;
+    let board = driver.next().await;
     assert_eq!(board["phase"], "board", "{board}");
     assert_eq!(
         (
@@ -184,16 +144,129 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
     let (_, saved) = h.get("/v1/boards/wall", SHOP_READ).await;
     assert_eq!(saved["panels"][0]["metric"], "views", "{saved}");
     assert_eq!(saved["panels"][0]["value"], "n", "{saved}");
-    let status = tokio::time::timeout(Duration::from_secs(30), driver.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    if !status.success() {
+    driver.finish().await;
+    h.stop().await;
+}
+
+/// An admin key opens pipeline health (the metric running, its partitions' offsets, ingest
+/// rates), makes a read key through the form (which works at once) and revokes it (which
+/// stops it at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_key_opens_pipeline_health_and_manages_keys() {
+    let h = Harness::start(&[]).await;
+    h.send_ok(
+        SHOP_WRITE,
+        vec![view("a1", "u1", "/home", now_millis(), "1")],
+    )
+    .await;
+    let mut driver = Driver::start(&h, ADMIN, "views", Some("admin"));
+    let health = driver.next().await;
+    assert_eq!(health["phase"], "health", "{health}");
+    assert_eq!(health["state"], "running", "{health}");
+    assert!(
+        health["partitions"].as_str().unwrap().contains("p0: "),
+        "{health}"
+    );
+    assert!(
+        health["rates"].as_str().unwrap().contains("accepted"),
+        "{health}"
+    );
+    let secret = health["secret"].as_str().unwrap().to_owned();
+    let (status, _) = h.get("/v1/metrics", &secret).await;
+    assert_eq!(
+        status,
+        hyper::StatusCode::OK,
+        "the key made in the page reads at once"
+    );
+    driver.say("revoke").await;
+    let revoked = driver.next().await;
+    assert_eq!(revoked["phase"], "revoked", "{revoked}");
+    let (status, _) = h.get("/v1/metrics", &secret).await;
+    assert_eq!(
+        status,
+        hyper::StatusCode::UNAUTHORIZED,
+        "revoked in the page, refused at once"
+    );
+    driver.finish().await;
+    h.stop().await;
+}
+
+/// `dashboard.mjs` in Chromium, and its conversation.
+struct Driver {
+    child: tokio::process::Child,
+    to: tokio::process::ChildStdin,
+    from: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stderr: tokio::process::ChildStderr,
+}
+
+impl Driver {
+    fn start(h: &Harness, key: &str, metric: &str, mode: Option<&str>) -> Driver {
+        let chromium = required("SLUICE_TEST_CHROMIUM", Some("/usr/bin/chromium"));
+        let node = required("SLUICE_TEST_NODE", Some("/usr/bin/node"));
+        let modules = required(
+            "SLUICE_TEST_BROWSER_MODULES",
+            Some(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../target/test-browser/node_modules"
+            )),
+        );
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.mjs");
+        let url = format!("http://{}", h.app().addr);
+        let mut args = vec![script, url.as_str(), key, metric];
+        args.extend(mode);
+        let mut child = tokio::process::Command::new(&node)
+            .args(&args)
+            .env("SLUICE_TEST_CHROMIUM", &chromium)
+            .env("SLUICE_TEST_BROWSER_MODULES", &modules)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Driver {
+            to: child.stdin.take().unwrap(),
+            from: BufReader::new(child.stdout.take().unwrap()).lines(),
+            stderr: child.stderr.take().unwrap(),
+            child,
+        }
+    }
+
+    async fn failure(&mut self) -> String {
         let mut text = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)
+        tokio::io::AsyncReadExt::read_to_string(&mut self.stderr, &mut text)
             .await
             .unwrap();
-        panic!("the browser driver failed: {text}");
+        text
     }
-    h.stop().await;
+
+    /// The driver's next line.
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(60), self.from.next_line())
+            .await
+            .expect("the browser answered within 60 s")
+            .unwrap();
+        match line {
+            Some(line) => serde_json::from_str(&line).unwrap(),
+            None => panic!("the browser driver stopped: {}", self.failure().await),
+        }
+    }
+
+    async fn say(&mut self, word: &str) {
+        self.to
+            .write_all(format!("{word}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Waits for the driver to end, and fails with what it said if it failed.
+    async fn finish(mut self) {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        if !status.success() {
+            panic!("the browser driver failed: {}", self.failure().await);
+        }
+    }
 }

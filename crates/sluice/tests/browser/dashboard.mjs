@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import readline from 'node:readline';
 
-const [url, readKey, metric] = process.argv.slice(2);
+const [url, readKey, metric, mode] = process.argv.slice(2);
 const modules = process.env.SLUICE_TEST_BROWSER_MODULES;
 const executablePath = process.env.SLUICE_TEST_CHROMIUM;
 if (!url || !readKey || !metric || !modules || !executablePath) {
@@ -64,7 +64,49 @@ try {
     }
   });
   await page.goto(`${url}/`);
+  if (mode === 'admin') {
+    await admin(page);
+  } else {
+    await explorer(page);
+  }
+  if (errors.length) fail(`the page reported errors: ${errors.join('; ')}`);
+} catch (error) {
+  fail(`dashboard: ${error.stack || error}`);
+} finally {
+  await context?.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+process.exit(0);
 
+/// `admin` mode (READ_KEY is an admin key): pipeline health, a key made and revoked.
+///   <- {"phase": "health", "state", "partitions", "rates", "secret"}
+///   -> "revoke"
+///   <- {"phase": "revoked", "rows"}
+async function admin(page) {
+  await page.fill('#key', readKey);
+  await page.press('#key', 'Enter');
+  const row = page.locator('#pipelines tbody tr', { hasText: metric });
+  await row.waitFor({ timeout: WAIT_MS });
+  await page.waitForFunction(() => document.querySelector('#rates').textContent.includes('Per second'),
+    null, { timeout: WAIT_MS });
+  await page.selectOption('#new-role', 'read');
+  await page.fill('#new-tenant', 'shop');
+  await page.fill('#new-label', 'from-the-page');
+  await page.click('#new-key button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#secret').textContent.includes('rk_'),
+    null, { timeout: WAIT_MS });
+  const cells = await row.locator('td').allTextContents();
+  const secret = (await page.textContent('#secret')).match(/rk_[A-Za-z0-9]+/)[0];
+  say({ phase: 'health', state: cells[1], partitions: cells[5], rates: await page.textContent('#rates'), secret });
+  await expect('revoke');
+  const made = page.locator('#keys tbody tr', { hasText: 'from-the-page' });
+  await made.locator('button').click();
+  await made.waitFor({ state: 'detached', timeout: WAIT_MS });
+  say({ phase: 'revoked', rows: await page.locator('#keys tbody tr').count() });
+}
+
+/// The read key's explorer and boards (the conversation at the top of this file).
+async function explorer(page) {
   // A wrong key: refused, in words, and still on the sign-in form.
   await page.fill('#key', 'rk_not_a_key_0123456789');
   await page.click('#sign-in-form button[type=submit]');
@@ -111,11 +153,4 @@ try {
     title: document.querySelector('#board-title').textContent,
     headerHidden: getComputedStyle(document.querySelector('header')).display === 'none',
   }))) });
-  if (errors.length) fail(`the page reported errors: ${errors.join('; ')}`);
-} catch (error) {
-  fail(`dashboard: ${error.stack || error}`);
-} finally {
-  await context?.close();
-  rmSync(userDataDir, { recursive: true, force: true });
 }
-process.exit(0);
