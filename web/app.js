@@ -406,6 +406,13 @@ async function health() {
       cell(String(metric.lag), "number"), cell(when(metric.watermark)), cell(progress), cell(partitions));
     return tr;
   }));
+  const { dead_letters: letters } = await api("/v1/admin/dead-letters?limit=20");
+  $("letters").tBodies[0].replaceChildren(...letters.map((letter) => {
+    const tr = document.createElement("tr");
+    tr.append(cell(when(letter.received_at)), cell(letter.tenant), cell(letter.reason),
+      cell(`${letter.endpoint} ${letter.path}`), cell(letter.message));
+    return tr;
+  }));
   const { keys } = await api("/v1/admin/keys");
   $("keys").tBodies[0].replaceChildren(...keys.map((key) => {
     const tr = document.createElement("tr");

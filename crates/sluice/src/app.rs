@@ -224,6 +224,13 @@ impl App {
             &config.api,
             shutdown.clone(),
         ));
+        let stages = stages.merge(sluice_api::admin::dead_letters::router(Arc::new(
+            sluice_api::admin::dead_letters::DeadLettersState {
+                access: Arc::clone(&access),
+                log: Arc::clone(&log),
+                topic: config.ingest.dead_letter_topic.clone(),
+            },
+        )));
         // The query API's routes answer browsers without the collector's CORS.
         let other_routes: Vec<String> = stages
             .get_openapi()

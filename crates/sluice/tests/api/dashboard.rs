@@ -149,8 +149,8 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
 }
 
 /// An admin key opens pipeline health (the metric running, its partitions' offsets, ingest
-/// rates), makes a read key through the form (which works at once) and revokes it (which
-/// stops it at once).
+/// rates, the latest dead letter with its reason), makes a read key through the form (which
+/// works at once) and revokes it (which stops it at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_key_opens_pipeline_health_and_manages_keys() {
     let h = Harness::start(&[]).await;
@@ -159,6 +159,14 @@ async fn an_admin_key_opens_pipeline_health_and_manages_keys() {
         vec![view("a1", "u1", "/home", now_millis(), "1")],
     )
     .await;
+    // One refused event, to be listed with its reason.
+    let (_, reply) = h
+        .send(
+            SHOP_WRITE,
+            vec![serde_json::json!({"type": "track", "event": "Nameless"})],
+        )
+        .await;
+    assert_eq!(reply["rejected"][0]["reason"], "missing_field");
     let mut driver = Driver::start(&h, ADMIN, "views", Some("admin"));
     let health = driver.next().await;
     assert_eq!(health["phase"], "health", "{health}");
@@ -169,6 +177,12 @@ async fn an_admin_key_opens_pipeline_health_and_manages_keys() {
     );
     assert!(
         health["rates"].as_str().unwrap().contains("accepted"),
+        "{health}"
+    );
+    let letters = health["letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{health}");
+    assert!(
+        letters[0].as_str().unwrap().contains("missing_field"),
         "{health}"
     );
     let secret = health["secret"].as_str().unwrap().to_owned();

@@ -6,6 +6,7 @@ mod support;
 
 mod boards;
 mod dashboard;
+mod dead_letters;
 mod graphql;
 mod harness;
 mod keys;

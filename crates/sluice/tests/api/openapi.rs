@@ -30,6 +30,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/metrics/{name}/export"),
     ("get", "/v1/live"),
     ("get", "/v1/graphql"),
+    ("get", "/v1/admin/dead-letters"),
     ("get", "/v1/boards"),
     ("get", "/v1/boards/{name}"),
     ("put", "/v1/boards/{name}"),

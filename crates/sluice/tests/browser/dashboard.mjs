@@ -79,7 +79,7 @@ try {
 process.exit(0);
 
 /// `admin` mode (READ_KEY is an admin key): pipeline health, a key made and revoked.
-///   <- {"phase": "health", "state", "partitions", "rates", "secret"}
+///   <- {"phase": "health", "state", "partitions", "rates", "secret", "letters"}
 ///   -> "revoke"
 ///   <- {"phase": "revoked", "rows"}
 async function admin(page) {
@@ -97,7 +97,9 @@ async function admin(page) {
     null, { timeout: WAIT_MS });
   const cells = await row.locator('td').allTextContents();
   const secret = (await page.textContent('#secret')).match(/rk_[A-Za-z0-9]+/)[0];
-  say({ phase: 'health', state: cells[1], partitions: cells[5], rates: await page.textContent('#rates'), secret });
+  const letters = await page.locator('#letters tbody tr').allTextContents();
+  say({ phase: 'health', state: cells[1], partitions: cells[5], rates: await page.textContent('#rates'),
+    secret, letters });
   await expect('revoke');
   const made = page.locator('#keys tbody tr', { hasText: 'from-the-page' });
   await made.locator('button').click();
