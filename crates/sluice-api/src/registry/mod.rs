@@ -173,7 +173,11 @@ impl SchemaService {
                     "this key belongs to tenant {own:?}, not {named:?}"
                 )));
             }
-            (None, Some(named)) => named.to_owned(),
+            (None, Some(named)) => {
+                sluice_core::tenant::check_tenant_name(named)
+                    .map_err(SchemaError::InvalidRequest)?;
+                named.to_owned()
+            }
             (None, None) => {
                 return Err(SchemaError::InvalidRequest(
                     "an admin key belongs to no tenant: use the base URL /schemas/tenants/{tenant}"

@@ -188,6 +188,15 @@ async fn the_registry_speaks_confluents_protocol_per_tenant() {
     assert_eq!(versions, json!([1, 2]));
     let (status, answer, _) = call(&h, Method::GET, "/schemas/subjects", ADMIN, Value::Null).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let (status, answer, _) = call(
+        &h,
+        Method::GET,
+        "/schemas/tenants/Not%20A%20Tenant/subjects",
+        ADMIN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     let (_, latest, _) = call(
         &h,
         Method::GET,
