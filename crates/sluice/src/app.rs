@@ -227,7 +227,7 @@ impl App {
         let stages = stages.merge(sluice_api::admin::dead_letters::router(Arc::new(
             sluice_api::admin::dead_letters::DeadLettersState {
                 access: Arc::clone(&access),
-                log: Arc::clone(&log),
+                log: Arc::downgrade(&log),
                 topic: config.ingest.dead_letter_topic.clone(),
             },
         )));

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_core::access::Role;
 use sluice_log::{Log, LogBackend, ReadOptions};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,8 +29,9 @@ pub const MAX_LIMIT: usize = 500;
 pub struct DeadLettersState {
     /// Keys.
     pub access: Arc<Access>,
-    /// The log.
-    pub log: Arc<LogBackend>,
+    /// The log. Weak: the app closes the log at shutdown once it holds the only strong
+    /// reference, and a router that outlives a request must not keep it open.
+    pub log: Weak<LogBackend>,
     /// `ingest.dead-letter-topic`.
     pub topic: String,
 }
@@ -93,8 +94,14 @@ async fn dead_letters(
             format!("limit is 1 to {MAX_LIMIT}, not {limit}"),
         ));
     }
-    let topics = state
-        .log
+    let Some(log) = state.log.upgrade() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "sluice is stopping; the log is closed",
+        ));
+    };
+    let topics = log
         .describe(Some(&state.topic))
         .await
         .map_err(ApiError::internal)?;
@@ -109,8 +116,7 @@ async fn dead_letters(
                 max_bytes: 4 << 20,
                 max_wait: Duration::ZERO,
             };
-            let batch = state
-                .log
+            let batch = log
                 .read(&state.topic, partition.partition, offset, options)
                 .await
                 .map_err(ApiError::internal)?;
