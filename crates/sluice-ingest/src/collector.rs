@@ -331,10 +331,7 @@ impl<L: Log> Collector<L> {
             mut claims,
             fresh,
             duplicates,
-        } = self.claim(
-            events.into_iter().map(|e| (e.event, e.client_id)).collect(),
-            &tenant,
-        )?;
+        } = self.claim(events, &tenant)?;
 
         let accepted = fresh.len();
         if let Some(grant) = grant
@@ -519,14 +516,17 @@ impl<L: Log> Collector<L> {
     /// appending makes the whole request busy.
     fn claim<'e>(
         &self,
-        events: Vec<(Event<'e>, bool)>,
+        events: Vec<NormalizedEvent<'e>>,
         tenant: &str,
     ) -> Result<Claimed<'_, 'e>, IngestError> {
         let now = self.clock.now();
         let mut claims = Claims::with_capacity(&self.dedup, events.len());
         let mut duplicates = 0;
         let mut fresh = Vec::with_capacity(events.len());
-        for (event, client_id) in events {
+        for NormalizedEvent {
+            event, client_id, ..
+        } in events
+        {
             let id = client_id.then(|| fingerprint(tenant, &event.message_id));
             match id.map(|id| claims.claim(id, now)) {
                 None | Some(Claim::Claimed) => fresh.push((event, id)),

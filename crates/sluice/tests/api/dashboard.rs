@@ -6,7 +6,7 @@
 //! (`playwright-core` and Debian's Chromium, which `scripts/test.sh` installs).
 
 use crate::harness::*;
-use crate::support::required;
+use crate::support::browser;
 use serde_json::Value;
 use sluice_core::time::now_millis;
 use std::process::Stdio;
@@ -215,15 +215,7 @@ struct Driver {
 
 impl Driver {
     fn start(h: &Harness, key: &str, metric: &str, mode: Option<&str>) -> Driver {
-        let chromium = required("SLUICE_TEST_CHROMIUM", Some("/usr/bin/chromium"));
-        let node = required("SLUICE_TEST_NODE", Some("/usr/bin/node"));
-        let modules = required(
-            "SLUICE_TEST_BROWSER_MODULES",
-            Some(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../target/test-browser/node_modules"
-            )),
-        );
+        let (chromium, node, modules) = browser();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.mjs");
         let url = format!("http://{}", h.app().addr);
         let mut args = vec![script, url.as_str(), key, metric];

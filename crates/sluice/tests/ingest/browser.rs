@@ -11,7 +11,7 @@
 
 use super::api::{open_log, topic_values};
 use super::compat::assert_stored_as_sent;
-use super::support::{Server, free_port, required};
+use super::support::{Server, browser, free_port};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,15 +25,7 @@ const BATCHING_KEY: &str = "wk_browser_batching_0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_browser_sdk_in_chromium_delivers_every_event_once_across_a_restart() {
-    let chromium = required("SLUICE_TEST_CHROMIUM", Some("/usr/bin/chromium"));
-    let node = required("SLUICE_TEST_NODE", Some("/usr/bin/node"));
-    let modules = required(
-        "SLUICE_TEST_BROWSER_MODULES",
-        Some(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../target/test-browser/node_modules"
-        )),
-    );
+    let (chromium, node, modules) = browser();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let page_port = free_port();

@@ -379,3 +379,19 @@ pub fn required(variable: &str, default: Option<&str>) -> std::path::PathBuf {
     );
     path
 }
+
+/// What the browser tests run: Debian's Chromium, node, and the pinned npm packages
+/// (`scripts/test.sh` installs them and exports their paths).
+pub fn browser() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    (
+        required("SLUICE_TEST_CHROMIUM", Some("/usr/bin/chromium")),
+        required("SLUICE_TEST_NODE", Some("/usr/bin/node")),
+        required(
+            "SLUICE_TEST_BROWSER_MODULES",
+            Some(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../target/test-browser/node_modules"
+            )),
+        ),
+    )
+}
