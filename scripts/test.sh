@@ -22,31 +22,11 @@ fi
   || "$venv/bin/pip" install --quiet --disable-pip-version-check "confluent-kafka[avro,json,schemaregistry]==2.16.2"
 export SLUICE_TEST_PYTHON="$PWD/$venv/bin/python"
 
-step "browser: Chromium, node and Segment's browser SDK for the browser test"
+step "browser: Chromium, node and Segment's browser SDK for the browser tests"
 # Debian's Chromium (playwright-core drives it; no browser is downloaded) and node for the
 # driver; the npm packages are pinned by the lock file and installed outside the work tree.
-missing=()
-command -v chromium >/dev/null || missing+=(chromium)
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-browser_src="crates/sluice/tests/browser"
-browser="target/test-browser"
-if ! cmp -s "$browser_src/package-lock.json" "$browser/package-lock.json" || [ ! -d "$browser/node_modules" ]; then
-  rm -rf "$browser"
-  mkdir -p "$browser"
-  cp "$browser_src/package.json" "$browser_src/package-lock.json" "$browser/"
-  # No install scripts: esbuild's binary comes in its platform package, and playwright-core
-  # downloads nothing.
-  (cd "$browser" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-fi
-SLUICE_TEST_CHROMIUM="$(command -v chromium)"
-SLUICE_TEST_NODE="$(command -v node)"
-SLUICE_TEST_BROWSER_MODULES="$PWD/$browser/node_modules"
-export SLUICE_TEST_CHROMIUM SLUICE_TEST_NODE SLUICE_TEST_BROWSER_MODULES
+browser_env="$(scripts/browser.sh)"
+eval "$browser_env"
 
 step "postgres: the server the PostgreSQL store's tests use"
 SLUICE_TEST_POSTGRES="$(scripts/postgres.sh)"

@@ -1,11 +1,13 @@
 // sluice dashboard: sign in with a key, pick a metric, see its series (final windows drawn
-// apart from open ones), updated live over /v1/live; a top-N table re-ranked as updates come.
+// apart from open ones), updated live over /v1/live; a top-N table re-ranked as updates come;
+// boards of such panels; pipeline health, tenants and keys for an admin key.
 // Plain ES module, no build step; the chart is uPlot (vendored, web/vendor/).
 
 const KEY = "sluice.key";
 const $ = (id) => document.getElementById(id);
 const state = { key: sessionStorage.getItem(KEY), metrics: [], metric: null, answer: null,
-  plot: null, socket: null, retry: 0, generation: 0, admin: false };
+  plot: null, live: null, unsubscribe: null, generation: 0, admin: false, drawPending: false };
+const SPANS = { "1h": 3600e3, "24h": 86400e3, "7d": 604800e3 };
 
 /// Shows what went wrong and what to do, in words.
 function problem(text) {
@@ -43,7 +45,10 @@ function signOut() {
   state.key = null;
   state.admin = false;
   clearInterval(state.healthTimer);
-  state.socket?.close();
+  clearInterval(state.boardTimer);
+  state.live?.close();
+  state.live = null;
+  state.unsubscribe = null;
   show();
 }
 
@@ -72,7 +77,7 @@ async function loadMetrics() {
   if (!state.metrics.length) $("metric-name").textContent = "No metrics are defined yet.";
 }
 
-function choose(name) {
+function choose(name, value) {
   state.metric = state.metrics.find((m) => m.name === name);
   for (const button of $("metrics").querySelectorAll("button")) {
     button.setAttribute("aria-current", String(button.textContent === name));
@@ -80,13 +85,33 @@ function choose(name) {
   $("metric-name").textContent = name;
   $("controls").hidden = false;
   const values = $("value");
-  values.replaceChildren(...state.metric.values.map((value) => new Option(value.name, value.name)));
+  values.replaceChildren(...state.metric.values.map((v) => new Option(v.name, v.name)));
+  if (value && state.metric.values.some((v) => v.name === value)) values.value = value;
   refresh();
 }
 
-function query() {
+/// The range chosen: a preset up to now, or the custom one (read in UTC or local time, as the
+/// UTC box says). `from`/`to` are the query's parameters, `start`/`end` epoch ms (`end` is
+/// open for a preset: windows still to come belong to it).
+function range() {
+  const preset = $("range").value;
+  if (preset !== "custom") {
+    return { from: `now-${preset}`, to: "now", start: Date.now() - SPANS[preset], end: Infinity };
+  }
+  const read = (id) => {
+    const text = $(id).value;
+    if (!text) throw new Error(`Choose the custom range's ${id === "from" ? "start" : "end"}.`);
+    return new Date($("utc").checked ? `${text}Z` : text).getTime();
+  };
+  const start = read("from");
+  const end = read("to");
+  if (!(start < end)) throw new Error("The custom range ends before it starts: choose a later end.");
+  return { from: new Date(start).toISOString(), to: new Date(end).toISOString(), start, end };
+}
+
+function query(span) {
   const params = new URLSearchParams({
-    from: `now-${$("range").value}`, to: "now", resolution: $("resolution").value,
+    from: span.from, to: span.to, resolution: $("resolution").value,
     top: $("top").value, by: $("value").value,
   });
   const filter = $("filter").value.trim();
@@ -98,12 +123,20 @@ async function refresh() {
   if (!state.metric) return;
   const generation = ++state.generation;
   try {
-    const answer = await api(query());
+    const span = range();
+    const answer = await api(query(span));
     if (generation !== state.generation) return;
     problem(null);
+    index(answer);
     state.answer = answer;
+    state.span = span;
+    keepView();
     draw();
-    subscribe();
+    if (!state.drawn) {
+      state.drawn = true;
+      performance.mark("sluice:first-chart");
+    }
+    follow();
   } catch (error) {
     problem(error.message);
   }
@@ -139,35 +172,48 @@ const COLOURS = ["#1f5fa8", "#c0392b", "#1e8449", "#8e44ad", "#d35400", "#117a8b
   "#a93226", "#2e4053", "#b9770e"];
 
 function draw() {
-  state.plot?.destroy();
-  state.plot = chartInto($("chart"), state.answer, $("value").value, $("utc").checked, 320);
+  const started = performance.now();
+  state.plot = chartInto($("chart"), state.plot, state.answer, $("value").value,
+    $("utc").checked, 320);
   $("legend").textContent = state.plot.openFrom === Infinity
     ? "Every window shown is final."
     : "Shaded: open windows, which can still change.";
   topTable($("top-table"), state.answer, $("value").value);
+  performance.measure("sluice:draw", { start: started, end: performance.now() });
 }
 
-/// Draws `answer`'s series of `value` into `chart` (emptied first); the plot, with where its
-/// open windows begin. The chart element carries the counts drawn (`data-points`,
-/// `data-series`).
-function chartInto(chart, answer, value, utc, height) {
+/// Draws `answer`'s series of `value` into `chart`; the plot, with where its open windows begin.
+/// `plot` (the chart's previous plot, if any) only gets the new data when it shows the same
+/// keys of the same value in the same time zone and size; otherwise it is replaced. The chart
+/// element carries the counts drawn (`data-points`, `data-series`).
+function chartInto(chart, plot, answer, value, utc, height) {
   const { data, openFrom } = columns(answer, value);
   const points = data.slice(1).reduce((n, ys) => n + ys.filter((y) => y !== null).length, 0);
-  chart.replaceChildren();
   chart.dataset.points = String(points);
   chart.dataset.series = String(answer.series.length);
+  const width = Math.max(260, chart.clientWidth || 600);
+  const shape = JSON.stringify([value, utc, width, height, answer.series.map((s) => s.key)]);
+  if (plot && plot.shape === shape) {
+    plot.openFrom = openFrom;
+    plot.setData(data);
+    return plot;
+  }
+  plot?.destroy();
+  chart.replaceChildren();
   const options = {
-    width: Math.max(260, chart.clientWidth || 600), height,
+    width, height,
     tzDate: utc ? (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC") : (ts) => new Date(ts * 1000),
     series: [{}, ...answer.series.map((series, i) => ({
       label: label(series.key), stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false,
     }))],
     axes: [{}, { label: value }],
-    hooks: { drawClear: [(u) => shadeOpen(u, openFrom / 1000)] },
+    // Read at each draw: a plot that gets new data gets its new `openFrom` with it.
+    hooks: { drawClear: [(u) => shadeOpen(u, (u.openFrom ?? openFrom) / 1000)] },
   };
-  const plot = new uPlot(options, data, chart);
-  plot.openFrom = openFrom;
-  return plot;
+  const made = new uPlot(options, data, chart);
+  made.shape = shape;
+  made.openFrom = openFrom;
+  return made;
 }
 
 function shadeOpen(u, from) {
@@ -201,62 +247,193 @@ function topTable(table, answer, value) {
   }));
 }
 
-/// Live updates of the raw windows: each update replaces its window's point, or adds it.
-function subscribe() {
-  state.socket?.close();
-  if ($("resolution").value !== "raw") return;
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/v1/live?key=${encodeURIComponent(state.key)}`);
-  state.socket = socket;
-  const filter = $("filter").value.trim();
-  socket.addEventListener("open", () => {
-    state.retry = 0;
-    socket.send(JSON.stringify({ type: "subscribe", id: "chart", metric: state.metric.name,
-      filters: filter ? [filter] : [] }));
-  });
-  socket.addEventListener("message", (event) => {
-    const message = JSON.parse(event.data);
-    if (message.type === "update") apply(message.windows);
-    if (message.type === "error") problem(`Live updates: ${message.message}`);
-  });
-  socket.addEventListener("close", (event) => {
-    if (state.socket !== socket || !state.key) return;
-    if (event.code === 4001) {
-      problem("This key was revoked: sign in with another key.");
-      signOut();
-      return;
+/// Live updates over `/v1/live`: subscriptions of (metric, filters) with their listeners, at most
+/// 16 on one connection (the server's `api.ws-max-subscriptions` default), more connections
+/// beyond. A connection that drops is opened again with a growing wait (1 s to 30 s) and
+/// subscribes again; listeners then get `resync()`, since final windows may have passed
+/// meanwhile. A revoked key (4001) signs out.
+class Live {
+  constructor(key) {
+    this.key = key;
+    this.connections = [];
+    this.subscriptions = new Map();
+    this.next = 0;
+    this.closed = false;
+  }
+
+  /// Calls `listener.windows(windows)` with every update of `metric` under `filters`; returns
+  /// the function that ends this listener's subscription.
+  subscribe(metric, filters, listener) {
+    const signature = JSON.stringify([metric, filters]);
+    let subscription = [...this.subscriptions.values()].find((s) => s.signature === signature);
+    if (!subscription) {
+      const connection = this.connections.find((c) => c.ids.size < 16) || this.connect([]);
+      subscription = { id: `s${++this.next}`, signature, metric, filters, listeners: new Set(),
+        connection };
+      this.subscriptions.set(subscription.id, subscription);
+      connection.ids.add(subscription.id);
+      this.send(connection, subscription);
     }
-    const wait = Math.min(30, 2 ** state.retry++);
-    problem(`Live updates stopped (${event.code}); reconnecting in ${wait} s.`);
-    setTimeout(() => { if (state.socket === socket) refresh(); }, wait * 1000);
+    subscription.listeners.add(listener);
+    return () => {
+      subscription.listeners.delete(listener);
+      if (subscription.listeners.size || !this.subscriptions.has(subscription.id)) return;
+      this.subscriptions.delete(subscription.id);
+      const connection = subscription.connection;
+      connection.ids.delete(subscription.id);
+      if (connection.socket.readyState === WebSocket.OPEN) {
+        connection.socket.send(JSON.stringify({ type: "unsubscribe", id: subscription.id }));
+      }
+      if (!connection.ids.size) this.drop(connection);
+    };
+  }
+
+  send(connection, subscription) {
+    if (connection.socket.readyState !== WebSocket.OPEN) return;
+    connection.socket.send(JSON.stringify({ type: "subscribe", id: subscription.id,
+      metric: subscription.metric, filters: subscription.filters }));
+  }
+
+  connect(ids, retry = 0) {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/v1/live?key=${encodeURIComponent(this.key)}`);
+    const connection = { socket, ids: new Set(ids), retry };
+    this.connections.push(connection);
+    socket.addEventListener("open", () => {
+      connection.retry = 0;
+      for (const id of connection.ids) this.send(connection, this.subscriptions.get(id));
+      if (retry) {
+        problem(null);
+        for (const id of connection.ids) {
+          for (const listener of this.subscriptions.get(id).listeners) listener.resync?.();
+        }
+      }
+    });
+    socket.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      const subscription = this.subscriptions.get(message.id);
+      if (message.type === "update" && subscription) {
+        for (const listener of subscription.listeners) listener.windows(message.windows);
+      }
+      if (message.type === "error") {
+        problem(`Live updates${subscription ? ` of ${subscription.metric}` : ""}: ${message.message}`);
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (this.closed || !this.connections.includes(connection)) return;
+      this.connections.splice(this.connections.indexOf(connection), 1);
+      if (event.code === 4001) {
+        problem("This key was revoked: sign in with another key.");
+        signOut();
+        return;
+      }
+      const wait = Math.min(30, 2 ** connection.retry);
+      problem(`Live updates stopped (${event.code || "connection lost"}); reconnecting in ${wait} s.`);
+      setTimeout(() => {
+        if (this.closed || !connection.ids.size) return;
+        const again = this.connect([...connection.ids], connection.retry + 1);
+        for (const id of again.ids) this.subscriptions.get(id).connection = again;
+      }, wait * 1000);
+    });
+    return connection;
+  }
+
+  drop(connection) {
+    const at = this.connections.indexOf(connection);
+    if (at >= 0) this.connections.splice(at, 1);
+    connection.socket.close(1000);
+  }
+
+  close() {
+    this.closed = true;
+    for (const connection of this.connections) connection.socket.close(1000);
+    this.connections = [];
+  }
+}
+
+function live() {
+  if (!state.live) state.live = new Live(state.key);
+  return state.live;
+}
+
+/// The explorer's chart follows the live windows at raw resolution.
+function follow() {
+  state.unsubscribe?.();
+  state.unsubscribe = null;
+  if ($("resolution").value !== "raw") return;
+  const filter = $("filter").value.trim();
+  state.unsubscribe = live().subscribe(state.metric.name, filter ? [filter] : [], {
+    windows: (windows) => {
+      if (apply(state.answer, windows, state.span, Number($("top").value), $("value").value)) {
+        problem(null);
+        drawSoon();
+      }
+    },
+    resync: refresh,
   });
 }
 
-function apply(windows) {
-  const answer = state.answer;
-  if (!answer) return;
-  const from = Date.now() - { "1h": 3600e3, "24h": 86400e3, "7d": 604800e3 }[$("range").value];
+/// Draws at the next frame, once however many updates came before it.
+function drawSoon() {
+  if (state.drawPending) return;
+  state.drawPending = true;
+  requestAnimationFrame(() => {
+    state.drawPending = false;
+    if (state.answer) draw();
+  });
+}
+
+/// `answer`'s series by key, for [`apply`].
+function index(answer) {
+  answer.byKey = new Map(answer.series.map((series) => [JSON.stringify(series.key), series]));
+}
+
+/// Puts live `windows` into `answer` (the windows of `span` only): each replaces its window's
+/// point, or is added in order. A new key joins the series; if that makes more than `top`, the
+/// keys are ranked by `value` summed over the range and the last is left out, as the query
+/// would have. Whether anything changed.
+function apply(answer, windows, span, top, value) {
+  if (!answer) return false;
+  let changed = false;
   for (const window of windows) {
-    if (window.start < from) continue;
+    if (window.start < span.start || window.start >= span.end) continue;
     const name = JSON.stringify(window.key);
-    let series = answer.series.find((s) => JSON.stringify(s.key) === name);
+    let series = answer.byKey.get(name);
     if (!series) {
       series = { key: window.key, points: [] };
       answer.series.push(series);
+      answer.byKey.set(name, series);
     }
     const point = [window.start, window.end, window.final,
       ...answer.columns.slice(3).map((column) => window.values[column] ?? null)];
-    const index = series.points.findIndex((p) => p[0] === window.start);
-    if (index >= 0) series.points[index] = point;
-    else series.points.push(point);
-    series.points.sort((a, b) => a[0] - b[0]);
+    const points = series.points;
+    // Binary search: live windows are mostly the newest.
+    let low = 0;
+    let high = points.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (points[middle][0] < window.start) low = middle + 1;
+      else high = middle;
+    }
+    if (low < points.length && points[low][0] === window.start) points[low] = point;
+    else points.splice(low, 0, point);
+    changed = true;
   }
-  problem(null);
-  draw();
+  if (answer.series.length > top) {
+    const column = answer.columns.indexOf(value);
+    const total = (series) => series.points.reduce((sum, p) => sum + (typeof p[column] === "number" ? p[column] : 0), 0);
+    answer.series = answer.series.map((series) => [total(series), series])
+      .sort((a, b) => b[0] - a[0]).slice(0, top).map(([, series]) => series);
+    index(answer);
+  }
+  return changed;
 }
 
 /// The explorer's view as a board panel.
 function panelOfView() {
+  if ($("range").value === "custom") {
+    throw new Error("a board panel shows a range up to now: choose 1 h, 24 h or 7 d first");
+  }
   const filter = $("filter").value.trim();
   return { metric: state.metric.name, value: $("value").value, filters: filter ? [filter] : [],
     range: $("range").value, resolution: $("resolution").value, top: Number($("top").value),
@@ -276,9 +453,10 @@ async function saveToBoard(event) {
   event.preventDefault();
   const name = $("board-name").value.trim();
   try {
+    const panel = panelOfView();
     const boards = (await api("/v1/boards")).boards;
     const board = boards.find((b) => b.name === name) || { name, panels: [] };
-    const panels = [...board.panels, panelOfView()];
+    const panels = [...board.panels, panel];
     await send("PUT", `/v1/boards/${encodeURIComponent(name)}`, { title: board.title, panels });
     problem(null);
     $("saved").textContent = `Added to board ${name} (${panels.length} panels).`;
@@ -300,13 +478,15 @@ async function loadBoards() {
   }));
 }
 
-/// `#board=NAME[&wall]`: the board's panels, each refreshed every 5 s; `wall` hides the rest of
-/// the page (a wall screen).
+/// `#board=NAME[&wall]`: the board's panels; those at raw resolution follow `/v1/live`, the
+/// others are read again every 5 s. `wall` hides the rest of the page (a wall screen).
 async function openBoard() {
   const hash = new URLSearchParams(location.hash.slice(1));
   const name = hash.get("board");
   document.body.classList.toggle("wall", hash.has("wall"));
   clearInterval(state.boardTimer);
+  for (const unsubscribe of state.boardSubscriptions || []) unsubscribe();
+  state.boardSubscriptions = [];
   $("board").hidden = !name || !state.key;
   $("explorer").hidden = Boolean(name) || !state.key;
   if (!name || !state.key) return;
@@ -319,37 +499,57 @@ async function openBoard() {
       const figure = document.createElement("figure");
       figure.className = `panel ${panel.size}`;
       const caption = document.createElement("figcaption");
-      caption.textContent = `${panel.metric} · ${panel.value}${panel.filters.length ? ` · ${panel.filters.join(", ")}` : ""} · ${panel.range}`;
+      caption.textContent = `${panel.metric} · ${panel.value}${panel.filters.length ? ` · ${panel.filters.join(", ")}` : ""} · ${panel.range}${panel.resolution === "raw" ? " · live" : ""}`;
       const chart = document.createElement("div");
       chart.className = "panel-chart";
+      chart.hidden = panel.chart === "table";
       const table = document.createElement("table");
       table.innerHTML = "<thead><tr><th scope=col>key</th><th scope=col>value</th></tr></thead><tbody></tbody>";
       figure.append(caption, chart, table);
       grid.append(figure);
-      return { panel, chart, table };
+      return { panel, chart, table, answer: null, span: null, plot: null, pending: false };
     });
-    const refreshPanels = async () => {
-      for (const { panel, chart, table } of panels) {
-        const params = new URLSearchParams({ from: `now-${panel.range}`, to: "now",
-          resolution: panel.resolution, top: String(panel.top), by: panel.value });
-        for (const filter of panel.filters) params.append("filter", filter);
-        try {
-          const answer = await api(`/v1/metrics/${encodeURIComponent(panel.metric)}?${params}`);
-          chart.hidden = panel.chart === "table";
-          if (panel.chart !== "table") {
-            chart.plot?.destroy();
-            const height = { small: 160, medium: 240, large: 360 }[panel.size];
-            chart.plot = chartInto(chart, answer, panel.value, $("utc").checked, height);
-          }
-          topTable(table, answer, panel.value);
-          problem(null);
-        } catch (error) {
-          problem(`Board ${name}: ${error.message}`);
-        }
+    const drawPanel = (view) => {
+      if (view.panel.chart !== "table") {
+        const height = { small: 160, medium: 240, large: 360 }[view.panel.size];
+        view.plot = chartInto(view.chart, view.plot, view.answer, view.panel.value,
+          $("utc").checked, height);
+      }
+      topTable(view.table, view.answer, view.panel.value);
+    };
+    const read = async (view) => {
+      const { panel } = view;
+      const params = new URLSearchParams({ from: `now-${panel.range}`, to: "now",
+        resolution: panel.resolution, top: String(panel.top), by: panel.value });
+      for (const filter of panel.filters) params.append("filter", filter);
+      try {
+        const answer = await api(`/v1/metrics/${encodeURIComponent(panel.metric)}?${params}`);
+        index(answer);
+        view.answer = answer;
+        view.span = { start: Date.now() - SPANS[panel.range], end: Infinity };
+        drawPanel(view);
+        problem(null);
+      } catch (error) {
+        problem(`Board ${name}: ${error.message}`);
       }
     };
-    await refreshPanels();
-    state.boardTimer = setInterval(refreshPanels, 5000);
+    await Promise.all(panels.map(read));
+    for (const view of panels.filter((v) => v.panel.resolution === "raw")) {
+      state.boardSubscriptions.push(live().subscribe(view.panel.metric, view.panel.filters, {
+        windows: (windows) => {
+          const { top, value } = view.panel;
+          if (!apply(view.answer, windows, view.span, top, value) || view.pending) return;
+          view.pending = true;
+          requestAnimationFrame(() => {
+            view.pending = false;
+            drawPanel(view);
+          });
+        },
+        resync: () => read(view),
+      }));
+    }
+    const polled = panels.filter((v) => v.panel.resolution !== "raw");
+    if (polled.length) state.boardTimer = setInterval(() => polled.forEach(read), 5000);
   } catch (error) {
     problem(`Board ${name}: ${error.message}`);
   }
@@ -376,7 +576,29 @@ async function enter() {
   } else {
     await loadBoards();
     await openBoard();
+    openView();
   }
+}
+
+/// `#metric=NAME[&range=24h&resolution=raw&value=V&top=10&filter=K:V]`: opens that view. The
+/// explorer keeps its view in the page's address, so that it can be shared or bookmarked.
+function openView() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const name = hash.get("metric");
+  if (!name || !state.metrics.some((m) => m.name === name)) return;
+  for (const id of ["range", "resolution", "top", "filter"]) {
+    if (hash.has(id)) $(id).value = hash.get(id);
+  }
+  $("custom").hidden = $("range").value !== "custom";
+  choose(name, hash.get("value"));
+}
+
+function keepView() {
+  const view = new URLSearchParams({ metric: state.metric.name, range: $("range").value,
+    resolution: $("resolution").value, value: $("value").value, top: $("top").value });
+  const filter = $("filter").value.trim();
+  if (filter) view.set("filter", filter);
+  history.replaceState(null, "", `#${view}`);
 }
 
 function cell(text, className) {
@@ -411,6 +633,24 @@ async function health() {
     const tr = document.createElement("tr");
     tr.append(cell(when(letter.received_at)), cell(letter.tenant), cell(letter.reason),
       cell(`${letter.endpoint} ${letter.path}`), cell(letter.message));
+    return tr;
+  }));
+  const { tenants } = await api("/v1/admin/tenants");
+  const limit = (own, effective) => `${effective === 0 ? "no limit" : effective}${own == null ? " ([quotas])" : ""}`;
+  $("tenants").tBodies[0].replaceChildren(...tenants.map((tenant) => {
+    const tr = document.createElement("tr");
+    const remove = document.createElement("td");
+    if (tenant.origin === "api") {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "Delete";
+      button.setAttribute("aria-label", `Delete tenant ${tenant.name} and revoke its keys`);
+      button.addEventListener("click", () => deleteTenant(tenant.name));
+      remove.append(button);
+    }
+    tr.append(cell(tenant.name), cell(tenant.origin),
+      cell(limit(tenant.requests_per_second, tenant.effective.requests_per_second), "number"),
+      cell(limit(tenant.events_per_day, tenant.effective.events_per_day), "number"), remove);
     return tr;
   }));
   const { keys } = await api("/v1/admin/keys");
@@ -464,6 +704,32 @@ async function createKey(event) {
   }
 }
 
+async function createTenant(event) {
+  event.preventDefault();
+  const body = { name: $("tenant-name").value.trim() };
+  for (const [id, field] of [["tenant-rps", "requests_per_second"], ["tenant-epd", "events_per_day"]]) {
+    if ($(id).value !== "") body[field] = Number($(id).value);
+  }
+  try {
+    await send("POST", "/v1/admin/tenants", body);
+    $("secret").textContent = `Tenant ${body.name} created: make its write and read keys below.`;
+    $("new-tenant").value = body.name;
+    for (const id of ["tenant-name", "tenant-rps", "tenant-epd"]) $(id).value = "";
+    problem(null);
+    await health();
+  } catch (error) {
+    problem(`The tenant was not created: ${error.message}`);
+  }
+}
+
+async function deleteTenant(name) {
+  if (!confirm(`Delete tenant ${name}? Its keys stop working at once; its results stay.`)) return;
+  const response = await fetch(`/v1/admin/tenants/${encodeURIComponent(name)}`,
+    { method: "DELETE", headers: { Authorization: `Bearer ${state.key}` } });
+  if (!response.ok) problem(`The tenant was not deleted: ${response.status}`);
+  await health();
+}
+
 async function revokeKey(id) {
   const response = await fetch(`/v1/admin/keys/${encodeURIComponent(id)}`,
     { method: "DELETE", headers: { Authorization: `Bearer ${state.key}` } });
@@ -472,8 +738,13 @@ async function revokeKey(id) {
 }
 
 $("new-key").addEventListener("submit", createKey);
+$("new-tenant-form").addEventListener("submit", createTenant);
 $("save-board").addEventListener("submit", saveToBoard);
-window.addEventListener("hashchange", openBoard);
+window.addEventListener("hashchange", async () => {
+  if (!state.key || state.admin) return;
+  await openBoard();
+  openView();
+});
 
 $("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -487,10 +758,28 @@ $("sign-in-form").addEventListener("submit", async (event) => {
   }
 });
 $("sign-out").addEventListener("click", signOut);
-for (const id of ["range", "resolution", "value", "top", "utc"]) {
-  $(id).addEventListener("change", () => (id === "value" || id === "utc" ? state.answer && draw() : refresh()));
+for (const id of ["resolution", "value", "top", "utc", "filter", "from", "to"]) {
+  $(id).addEventListener("change", () => {
+    if (id !== "value") return refresh();
+    if (state.answer) draw();
+    keepView();
+  });
 }
-$("filter").addEventListener("change", refresh);
+$("range").addEventListener("change", () => {
+  const custom = $("range").value === "custom";
+  $("custom").hidden = !custom;
+  if (custom && !$("from").value) {
+    // Start from the last 24 h, in the time zone the UTC box says.
+    const local = (ms) => {
+      const date = new Date(ms);
+      const shifted = $("utc").checked ? date : new Date(ms - date.getTimezoneOffset() * 60e3);
+      return shifted.toISOString().slice(0, 16);
+    };
+    $("to").value = local(Date.now());
+    $("from").value = local(Date.now() - SPANS["24h"]);
+  }
+  refresh();
+});
 window.addEventListener("resize", () => state.answer && draw());
 
 show();

@@ -13,6 +13,8 @@ pub enum Field {
     Type,
     /// `event`: the track event's name.
     Event,
+    /// `name`: the page or screen name.
+    Name,
     /// `user_id`.
     UserId,
     /// `anonymous_id`.
@@ -35,6 +37,7 @@ impl Field {
         let (root, rest): (&str, &[String]) = match self {
             Field::Type => ("type", &[]),
             Field::Event => ("event", &[]),
+            Field::Name => ("name", &[]),
             Field::UserId => ("user_id", &[]),
             Field::AnonymousId => ("anonymous_id", &[]),
             Field::Timestamp => ("timestamp", &[]),

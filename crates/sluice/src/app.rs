@@ -132,14 +132,11 @@ impl App {
             checkpoint_interval: config.store.checkpoint_interval(),
             retry_max_backoff: config.store.retry_max_backoff(),
         };
-        let configured: Vec<MetricSpec> = config
-            .metrics
-            .iter()
-            .map(|metric| MetricSpec {
-                sql: metric.sql.clone(),
-                backfill: metric.backfill,
-            })
-            .collect();
+        let configured: Vec<MetricSpec> = first_start::metrics(
+            &config.metrics,
+            config.default_metrics,
+            &store.metrics().await?,
+        );
         let access = Access::open(
             store.clone(),
             tenants.clone(),

@@ -30,6 +30,8 @@ pub struct Config {
     pub admin_keys: Vec<String>,
     /// Metrics defined at start-up.
     pub metrics: Vec<MetricConfig>,
+    /// Whether, with no `metrics` listed, the default set is defined.
+    pub default_metrics: bool,
     /// Existing Kafka topics read into the pipeline.
     pub sources: Vec<sluice_ingest::sources::SourceConfig>,
     /// The HTTP server.

@@ -1,7 +1,8 @@
 //! Tenants at start-up: from the config when it lists any; otherwise a `default` tenant whose
 //! keys are generated on first start and kept in `<data-dir>/tenants.toml`, so a newcomer can
 //! send events at once and keeps the same keys across restarts. Also the secret that keys the
-//! ids of configured keys (`<data-dir>/key-id-secret`), generated on first start too.
+//! ids of configured keys (`<data-dir>/key-id-secret`), generated on first start too. And the
+//! default metrics a server defines when its config lists none ([`metrics`]).
 
 use crate::UserError;
 use anyhow::Context;
@@ -11,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use sluice_core::access::KeyIdSecret;
 use sluice_core::config::ConfigProblem;
 use sluice_core::tenant::{TenantConfig, validate_tenants};
+use sluice_pipelines::MetricSpec;
+use sluice_store::{MetricConfig, MetricRecord, Origin};
 use std::io::Write;
 use std::path::Path;
 
@@ -77,6 +80,74 @@ pub fn resolve(configured: &[TenantConfig], data_dir: &Path) -> anyhow::Result<V
         }
     }
     Ok(tenants)
+}
+
+/// The default metrics (`default-metrics` in the config): something for the dashboard to show
+/// after `sluice send`, over any Segment events, as (name, SQL). Each is in 1-minute windows.
+pub const DEFAULT_METRICS: [(&str, &str); 3] = [
+    (
+        "events_per_minute",
+        "CREATE METRIC events_per_minute AS
+SELECT type, coalesce(event, name) AS name, COUNT(*) AS events
+FROM events
+GROUP BY type, name, TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+    ),
+    (
+        "page_views",
+        "CREATE METRIC page_views AS
+SELECT coalesce(properties.path, context.page.path, properties.url) AS page,
+       COUNT(*) AS views, COUNT(DISTINCT coalesce(user_id, anonymous_id)) AS visitors
+FROM events WHERE type = 'page' OR event = 'Page Viewed'
+GROUP BY page, TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+    ),
+    (
+        "active_users",
+        "CREATE METRIC active_users AS
+SELECT COUNT(DISTINCT coalesce(user_id, anonymous_id)) AS users, COUNT(*) AS events
+FROM events
+GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+    ),
+];
+
+/// The metrics to define at start: the configured ones; with none configured and
+/// `default_metrics` on, the [`DEFAULT_METRICS`] — less any name an admin-API metric already
+/// has (`stored`), which stays as it is.
+pub fn metrics(
+    configured: &[MetricConfig],
+    default_metrics: bool,
+    stored: &[MetricRecord],
+) -> Vec<MetricSpec> {
+    if !configured.is_empty() || !default_metrics {
+        return configured
+            .iter()
+            .map(|metric| MetricSpec {
+                sql: metric.sql.clone(),
+                backfill: metric.backfill,
+            })
+            .collect();
+    }
+    let taken = |name: &str| {
+        stored
+            .iter()
+            .any(|record| record.origin == Origin::Api && record.name == name)
+    };
+    let (names, specs): (Vec<&str>, Vec<MetricSpec>) = DEFAULT_METRICS
+        .iter()
+        .filter(|(name, _)| !taken(name))
+        .map(|(name, sql)| {
+            let spec = MetricSpec {
+                sql: (*sql).to_owned(),
+                backfill: false,
+            };
+            (*name, spec)
+        })
+        .unzip();
+    println!(
+        "No metrics configured: defining the default ones ({}); list [[metrics]] or set \
+         default-metrics = false to define none",
+        names.join(", ")
+    );
+    specs
 }
 
 /// The generated tenants kept in `data_dir`, if sluice has created them.
@@ -179,6 +250,40 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_metrics_parse_and_give_way_to_configured_and_api_metrics() {
+        let defaults = crate::config::load(None, &[])
+            .unwrap()
+            .stream
+            .metric_defaults();
+        for (name, sql) in DEFAULT_METRICS {
+            let plan = sluice_stream::sql::parse_metric(sql, &defaults).unwrap();
+            assert_eq!(plan.name, name);
+        }
+        let all = metrics(&[], true, &[]);
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|spec| !spec.backfill));
+        assert!(metrics(&[], false, &[]).is_empty());
+        let own = MetricConfig {
+            sql: DEFAULT_METRICS[0].1.replace("events_per_minute", "mine"),
+            backfill: true,
+        };
+        let configured = metrics(std::slice::from_ref(&own), true, &[]);
+        assert_eq!((configured.len(), configured[0].backfill), (1, true));
+        let record = |origin| MetricRecord {
+            name: "page_views".into(),
+            sql: "CREATE METRIC page_views AS …".into(),
+            backfill: false,
+            generation: 0,
+            created_at: 0,
+            origin,
+        };
+        let kept = metrics(&[], true, &[record(Origin::Api)]);
+        assert_eq!(kept.len(), 2, "an API metric of a default's name stays");
+        assert!(kept.iter().all(|spec| !spec.sql.contains("page_views")));
+        assert_eq!(metrics(&[], true, &[record(Origin::Config)]).len(), 3);
+    }
 
     #[test]
     fn the_default_tenant_is_created_once_and_kept() {

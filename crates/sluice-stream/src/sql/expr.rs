@@ -14,7 +14,7 @@ use sqlparser::tokenizer::Location;
 /// The deepest path inside `properties`, `context` or `traits`.
 const MAX_PATH_DEPTH: usize = 8;
 
-const FIELDS: &str = "type, event, user_id, anonymous_id, timestamp, received_at, \
+const FIELDS: &str = "type, event, name, user_id, anonymous_id, timestamp, received_at, \
                       properties.…, context.…, traits.…";
 
 /// Aggregate function names (upper case).
@@ -281,6 +281,7 @@ pub(super) fn field(idents: &[Ident], at: Location) -> Result<Field, SqlError> {
     match root.as_str() {
         "type" => top(Field::Type),
         "event" => top(Field::Event),
+        "name" => top(Field::Name),
         "user_id" => top(Field::UserId),
         "anonymous_id" => top(Field::AnonymousId),
         "timestamp" => top(Field::Timestamp),

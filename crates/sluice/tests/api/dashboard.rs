@@ -8,7 +8,7 @@
 use crate::harness::*;
 use crate::support::browser;
 use serde_json::Value;
-use sluice_core::time::now_millis;
+use sluice_core::time::{format_millis, now_millis};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -122,6 +122,30 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
         live["legend"].as_str().unwrap().contains("open windows"),
         "{live}"
     );
+
+    // A custom range from two minutes back: those two windows of each URL and /new's.
+    let minute_text = |at: i64| format_millis(at)[..16].to_owned();
+    let custom = serde_json::json!({
+        "from": minute_text(minute - 2 * MINUTE),
+        "to": minute_text(minute + 3 * MINUTE),
+        "points": 7,
+    });
+    driver.say(&custom.to_string()).await;
+    let drawn = driver.next().await;
+    assert_eq!(drawn["phase"], "custom", "{drawn}");
+    assert_eq!(
+        (drawn["points"].clone(), drawn["series"].clone()),
+        (7.into(), 4.into()),
+        "{drawn}"
+    );
+    assert!(
+        drawn["address"]
+            .as_str()
+            .unwrap()
+            .contains("metric=views&range=custom"),
+        "the address keeps the view: {drawn}"
+    );
+
     let board = driver.next().await;
     assert_eq!(board["phase"], "board", "{board}");
     assert_eq!(
@@ -141,6 +165,20 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
         board["headerHidden"], true,
         "a wall screen shows the board alone"
     );
+    // The board's raw panel follows /v1/live (it is not polled): a new page appears.
+    h.send_ok(
+        SHOP_WRITE,
+        vec![view("live-2", "u9", "/wall-live", now_millis(), "1")],
+    )
+    .await;
+    driver.say("sent").await;
+    let grown = driver.next().await;
+    assert_eq!(grown["phase"], "board-live", "{grown}");
+    assert_eq!(
+        (grown["series"].clone(), grown["points"].clone()),
+        (5.into(), 17.into()),
+        "{grown}"
+    );
     let (_, saved) = h.get("/v1/boards/wall", SHOP_READ).await;
     assert_eq!(saved["panels"][0]["metric"], "views", "{saved}");
     assert_eq!(saved["panels"][0]["value"], "n", "{saved}");
@@ -148,11 +186,131 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
     h.stop().await;
 }
 
-/// An admin key opens pipeline health (the metric running, its partitions' offsets, ingest
-/// rates, the latest dead letter with its reason), makes a read key through the form (which
-/// works at once) and revokes it (which stops it at once).
+/// With no metrics configured, the default set counts any Segment events by type and name,
+/// page views and visitors by page (page calls and 'Page Viewed' events), and active users;
+/// it is gone, with its results, once the config lists a metric of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_key_opens_pipeline_health_and_manages_keys() {
+async fn with_no_metrics_configured_the_default_set_counts_events_pages_and_users() {
+    let mut h = Harness::start(&[("metrics", toml::Value::Array(Vec::new()))]).await;
+    let names = |listed: &Value| -> Vec<String> {
+        let mut names: Vec<String> = listed["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|metric| metric["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (_, listed) = h.get("/v1/metrics", SHOP_READ).await;
+    assert_eq!(
+        names(&listed),
+        ["active_users", "events_per_minute", "page_views"]
+    );
+    let now = now_millis();
+    let at = format_millis(now);
+    h.send_ok(
+        SHOP_WRITE,
+        vec![
+            serde_json::json!({"type": "page", "name": "Home", "anonymousId": "a1",
+                "timestamp": at, "properties": {"path": "/home", "url": "https://x.test/home?utm=1"}}),
+            serde_json::json!({"type": "page", "name": "Home", "anonymousId": "a2",
+                "timestamp": at, "context": {"page": {"path": "/home"}}}),
+            view("a3", "u1", "/cart", now, "1"),
+            serde_json::json!({"type": "track", "event": "Signed Up", "userId": "u2",
+                "timestamp": at}),
+            serde_json::json!({"type": "identify", "userId": "u1", "timestamp": at,
+                "traits": {"plan": "pro"}}),
+        ],
+    )
+    .await;
+    // Every value of `answer`'s series as (key, values of `columns`), summed over windows.
+    let totals = |answer: &Value, columns: &[&str]| -> Vec<(String, Vec<i64>)> {
+        let header = answer["columns"].as_array().unwrap();
+        let at: Vec<usize> = columns
+            .iter()
+            .map(|c| header.iter().position(|h| h == c).unwrap())
+            .collect();
+        let mut rows: Vec<(String, Vec<i64>)> = answer["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|series| {
+                let mut sums = vec![0; at.len()];
+                for point in series["points"].as_array().unwrap() {
+                    for (sum, &i) in sums.iter_mut().zip(&at) {
+                        *sum += point[i].as_i64().unwrap();
+                    }
+                }
+                let mut key: Vec<String> = series["key"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
+                key.sort();
+                (key.join(","), sums)
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let read = |metric: &'static str, columns: &'static [&'static str], rows: usize| {
+        let h = &h;
+        async move {
+            eventually(metric, || async {
+                let (_, answer) = h
+                    .get(&format!("/v1/metrics/{metric}?from=now-1h"), SHOP_READ)
+                    .await;
+                let totals = totals(&answer, columns);
+                if totals.len() == rows {
+                    Ok(totals)
+                } else {
+                    Err(answer.to_string())
+                }
+            })
+            .await
+        }
+    };
+    let pair = |key: &str, values: &[i64]| (key.to_owned(), values.to_vec());
+    assert_eq!(
+        read("events_per_minute", &["events"], 4).await,
+        [
+            pair(r#"name="Home",type="page""#, &[2]),
+            pair(r#"name="Page Viewed",type="track""#, &[1]),
+            pair(r#"name="Signed Up",type="track""#, &[1]),
+            pair(r#"name=null,type="identify""#, &[1]),
+        ]
+    );
+    assert_eq!(
+        read("page_views", &["views", "visitors"], 2).await,
+        [
+            pair(r#"page="/cart""#, &[1, 1]),
+            pair(r#"page="/home""#, &[2, 2]),
+        ]
+    );
+    // People: a1, a2 (anonymous), u1 (twice), u2.
+    assert_eq!(
+        read("active_users", &["users", "events"], 1).await,
+        [pair("", &[4, 5])]
+    );
+
+    h.config.metrics = vec![sluice_store::MetricConfig {
+        sql: VIEWS.to_owned(),
+        backfill: false,
+    }];
+    h.restart().await;
+    let (_, listed) = h.get("/v1/metrics", SHOP_READ).await;
+    assert_eq!(names(&listed), ["views"]);
+    h.stop().await;
+}
+
+/// An admin key opens pipeline health (the metric running, its partitions' offsets, ingest
+/// rates, the latest dead letter with its reason), makes a tenant with its own limit, makes a
+/// read key through the form (which works at once), revokes it (which stops it at once) and
+/// deletes the tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_key_opens_pipeline_health_and_manages_tenants_and_keys() {
     let h = Harness::start(&[]).await;
     h.send_ok(
         SHOP_WRITE,
@@ -185,6 +343,17 @@ async fn an_admin_key_opens_pipeline_health_and_manages_keys() {
         letters[0].as_str().unwrap().contains("missing_field"),
         "{health}"
     );
+    assert!(
+        health["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|row| row.as_str().unwrap().starts_with("newsapi5")),
+        "the tenant made in the page, with its own limit: {health}"
+    );
+    assert_eq!(health["tenantOnForm"], "news", "{health}");
+    let (_, news) = h.get("/v1/admin/tenants/news", ADMIN).await;
+    assert_eq!(news["requests_per_second"], 5, "{news}");
     let secret = health["secret"].as_str().unwrap().to_owned();
     let (status, _) = h.get("/v1/metrics", &secret).await;
     assert_eq!(
@@ -201,6 +370,11 @@ async fn an_admin_key_opens_pipeline_health_and_manages_keys() {
         hyper::StatusCode::UNAUTHORIZED,
         "revoked in the page, refused at once"
     );
+    driver.say("delete").await;
+    let deleted = driver.next().await;
+    assert_eq!(deleted["phase"], "deleted", "{deleted}");
+    let (status, _) = h.get("/v1/admin/tenants/news", ADMIN).await;
+    assert_eq!(status, hyper::StatusCode::NOT_FOUND, "deleted in the page");
     driver.finish().await;
     h.stop().await;
 }
@@ -224,6 +398,10 @@ impl Driver {
             .args(&args)
             .env("SLUICE_TEST_CHROMIUM", &chromium)
             .env("SLUICE_TEST_BROWSER_MODULES", &modules)
+            .env(
+                "SLUICE_TEST_SCREENSHOTS",
+                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard"),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

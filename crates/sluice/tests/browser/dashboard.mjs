@@ -11,12 +11,18 @@
 //   <- {"phase": "loaded", "points", "series", "rows", "legend"}   the metric is drawn
 //   -> "sent"                                   new events of a new key were accepted
 //   <- {"phase": "live", "points", "series", "rows"}   the chart grew without a reload
-//   <- {"phase": "board", "panels", "points", "title", "headerHidden"}   the view, added to
-//      the board "wall" through the page's form, opened by its URL as a wall screen
-// then the process exits 0. Any failure is a message on stderr and exit 1.
+//   -> {"from": "YYYY-MM-DDTHH:MM", "to": …}    a custom range, in UTC
+//   <- {"phase": "custom", "points", "series", "address"}   the chart of that range
+//   <- {"phase": "board", "panels", "points", "series", "title", "headerHidden"}   the view,
+//      added to the board "wall" through the page's form, opened by its URL as a wall screen
+//   -> "sent"                                   events of another new key were accepted
+//   <- {"phase": "board-live", "points", "series"}   the panel grew over /v1/live
+// then the process exits 0. Any failure is a message on stderr and exit 1. Screenshots of the
+// explorer, the board and pipeline health are saved in SLUICE_TEST_SCREENSHOTS (a directory),
+// when it is set.
 
 import { createRequire } from 'node:module';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import readline from 'node:readline';
@@ -42,6 +48,11 @@ async function expect(word) {
   if (value !== word) fail(`expected ${word}, got ${value}`);
 }
 const say = (value) => process.stdout.write(`${JSON.stringify(value)}\n`);
+const shots = process.env.SLUICE_TEST_SCREENSHOTS;
+if (shots) mkdirSync(shots, { recursive: true });
+const screenshot = async (page, name) => {
+  if (shots) await page.screenshot({ path: join(shots, `${name}.png`) });
+};
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'sluice-dashboard-'));
 let context;
@@ -55,6 +66,8 @@ try {
     ],
   });
   const page = context.pages()[0] ?? await context.newPage();
+  await page.setViewportSize({ width: 1200, height: 800 });
+  page.on('dialog', (dialog) => dialog.accept());
   const errors = [];
   page.on('pageerror', (error) => errors.push(String(error)));
   page.on('console', (message) => {
@@ -89,6 +102,14 @@ async function admin(page) {
   await row.waitFor({ timeout: WAIT_MS });
   await page.waitForFunction(() => document.querySelector('#rates').textContent.includes('Per second'),
     null, { timeout: WAIT_MS });
+  // A tenant made through the form, with its own request limit.
+  await page.fill('#tenant-name', 'news');
+  await page.fill('#tenant-rps', '5');
+  await page.click('#new-tenant-form button[type=submit]');
+  const news = page.locator('#tenants tbody tr', { hasText: 'news' });
+  await news.waitFor({ timeout: WAIT_MS });
+  const tenants = await page.locator('#tenants tbody tr').allTextContents();
+  const tenantOnForm = await page.inputValue('#new-tenant');
   await page.selectOption('#new-role', 'read');
   await page.fill('#new-tenant', 'shop');
   await page.fill('#new-label', 'from-the-page');
@@ -98,13 +119,18 @@ async function admin(page) {
   const cells = await row.locator('td').allTextContents();
   const secret = (await page.textContent('#secret')).match(/rk_[A-Za-z0-9]+/)[0];
   const letters = await page.locator('#letters tbody tr').allTextContents();
+  await screenshot(page, 'health');
   say({ phase: 'health', state: cells[1], partitions: cells[5], rates: await page.textContent('#rates'),
-    secret, letters });
+    secret, letters, tenants, tenantOnForm });
   await expect('revoke');
   const made = page.locator('#keys tbody tr', { hasText: 'from-the-page' });
   await made.locator('button').click();
   await made.waitFor({ state: 'detached', timeout: WAIT_MS });
   say({ phase: 'revoked', rows: await page.locator('#keys tbody tr').count() });
+  await expect('delete');
+  await news.locator('button').click();
+  await news.waitFor({ state: 'detached', timeout: WAIT_MS });
+  say({ phase: 'deleted', tenants: await page.locator('#tenants tbody tr').allTextContents() });
 }
 
 /// The read key's explorer and boards (the conversation at the top of this file).
@@ -134,6 +160,7 @@ async function explorer(page) {
   }));
   const loaded = await read();
   say({ phase: 'loaded', ...loaded });
+  await screenshot(page, 'explorer');
 
   await expect('sent');
   await page.waitForFunction(
@@ -142,6 +169,23 @@ async function explorer(page) {
   );
   say({ phase: 'live', ...(await read()) });
 
+  // A custom range: only its windows are drawn, and the address keeps the view.
+  const { value: line } = await lines.next();
+  const custom = JSON.parse(line);
+  await page.selectOption('#range', 'custom');
+  await page.fill('#from', custom.from);
+  await page.fill('#to', custom.to);
+  await page.dispatchEvent('#to', 'change');
+  await page.waitForFunction((from) => location.hash.includes('range=custom')
+    && document.querySelector('#from').value === from, custom.from, { timeout: WAIT_MS });
+  await page.waitForFunction(
+    (expected) => Number(document.querySelector('#chart').dataset.points) === expected,
+    custom.points, { timeout: WAIT_MS },
+  ).catch(() => {});
+  say({ phase: 'custom', ...(await read()), address: await page.evaluate(() => location.hash) });
+  await page.selectOption('#range', '1h');
+  await page.waitForFunction(() => !location.hash.includes('custom'), null, { timeout: WAIT_MS });
+
   // The view saved to a board through the form, then the board opened by its URL as a wall.
   await page.fill('#board-name', 'wall');
   await page.press('#board-name', 'Enter');
@@ -149,10 +193,20 @@ async function explorer(page) {
     null, { timeout: WAIT_MS });
   await page.goto(`${url}/#board=wall&wall`);
   await page.waitForSelector('#panels .panel-chart[data-points]', { timeout: WAIT_MS });
-  say({ phase: 'board', ...(await page.evaluate(() => ({
+  const panel = () => page.evaluate(() => ({
     panels: document.querySelectorAll('#panels .panel').length,
     points: Number(document.querySelector('#panels .panel-chart').dataset.points),
+    series: Number(document.querySelector('#panels .panel-chart').dataset.series),
     title: document.querySelector('#board-title').textContent,
     headerHidden: getComputedStyle(document.querySelector('header')).display === 'none',
-  }))) });
+  }));
+  const board = await panel();
+  say({ phase: 'board', ...board });
+  await screenshot(page, 'board');
+  await expect('sent');
+  await page.waitForFunction(
+    (before) => Number(document.querySelector('#panels .panel-chart').dataset.series) > before,
+    board.series, { timeout: WAIT_MS },
+  );
+  say({ phase: 'board-live', ...(await panel()) });
 }

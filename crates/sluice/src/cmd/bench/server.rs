@@ -49,6 +49,8 @@ impl BenchServer {
                 toml::Value::Array(vec![toml::Value::Table(tenant)]),
             ),
             ("metrics", toml::Value::Array(metrics)),
+            // The benchmark's metrics only, also when it lists none.
+            ("default-metrics", toml::Value::Boolean(false)),
         ];
         overrides.extend(extra.iter().cloned());
         let config = crate::config::load(None, &overrides)
