@@ -9,7 +9,8 @@
 //    metric (`#metric=pages&range=24h`) with the read key in sessionStorage; the time is the
 //    page's own `sluice:first-chart` mark (the chart drawn), from the navigation's start.
 // 3. Live: with that chart open, 10 events (one per page, now) are posted every 100 ms for
-//    10 s; the page's `sluice:draw` measures and its animation frames are recorded.
+//    10 s; the page's `sluice:draw` measures and its animation frames are recorded. Then 5
+//    times an event of a new page is posted and timed until the chart draws its series.
 // With SCREENSHOT_DIR, the explorer, a board as a wall screen and pipeline health are saved
 // there as PNG before step 3 (the README's pictures).
 // Prints one JSON line of figures. Environment: SLUICE_TEST_BROWSER_MODULES and
@@ -168,6 +169,18 @@ const seen = await page.evaluate(() => {
   const gaps = window.frames.slice(1).map((t, i) => t - window.frames[i]);
   return { draws, gaps, points: Number(document.querySelector('#chart').dataset.points) };
 });
+// Post → drawn: one event of a new page at a time, timed until the chart has its series.
+const arrivals = [];
+for (let probe = 0; probe < 5; probe++) {
+  await page.selectOption('#top', '20');
+  await page.waitForFunction((n) => Number(document.querySelector('#chart').dataset.series) === n,
+    KEYS + probe, { timeout: 30_000 });
+  const at = Date.now();
+  await post([view(`probe-${probe}`, 0, at)]);
+  await page.waitForFunction((n) => Number(document.querySelector('#chart').dataset.series) > n,
+    KEYS + probe, { timeout: 30_000, polling: 'raf' });
+  arrivals.push(Date.now() - at);
+}
 await context.close();
 
 await browser.close();
@@ -187,4 +200,5 @@ console.log(JSON.stringify({
     frames_over_50ms: seen.gaps.filter((g) => g > 50).length,
     points_after: seen.points,
   },
+  posted_to_drawn_ms: { median: median(arrivals), runs: arrivals },
 }));

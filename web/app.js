@@ -485,6 +485,7 @@ async function openBoard() {
   const name = hash.get("board");
   document.body.classList.toggle("wall", hash.has("wall"));
   clearInterval(state.boardTimer);
+  state.boardRedraw = null;
   for (const unsubscribe of state.boardSubscriptions || []) unsubscribe();
   state.boardSubscriptions = [];
   $("board").hidden = !name || !state.key;
@@ -534,6 +535,7 @@ async function openBoard() {
       }
     };
     await Promise.all(panels.map(read));
+    state.boardRedraw = () => panels.filter((v) => v.answer).forEach(drawPanel);
     for (const view of panels.filter((v) => v.panel.resolution === "raw")) {
       state.boardSubscriptions.push(live().subscribe(view.panel.metric, view.panel.filters, {
         windows: (windows) => {
@@ -780,7 +782,10 @@ $("range").addEventListener("change", () => {
   }
   refresh();
 });
-window.addEventListener("resize", () => state.answer && draw());
+window.addEventListener("resize", () => {
+  if (state.answer) draw();
+  state.boardRedraw?.();
+});
 
 show();
 if (state.key) enter().catch((error) => problem(error.message));

@@ -10,13 +10,16 @@
 //   <- {"phase": "refused", "problem": TEXT}    a wrong key was refused, in words
 //   <- {"phase": "loaded", "points", "series", "rows", "legend"}   the metric is drawn
 //   -> "sent"                                   new events of a new key were accepted
-//   <- {"phase": "live", "points", "series", "rows"}   the chart grew without a reload
+//   <- {"phase": "live", "ms", "points", "series", "rows"}   the chart grew without a reload,
+//      `ms` after the events were accepted
 //   -> {"from": "YYYY-MM-DDTHH:MM", "to": …}    a custom range, in UTC
 //   <- {"phase": "custom", "points", "series", "address"}   the chart of that range
 //   <- {"phase": "board", "panels", "points", "series", "title", "headerHidden"}   the view,
 //      added to the board "wall" through the page's form, opened by its URL as a wall screen
 //   -> "sent"                                   events of another new key were accepted
 //   <- {"phase": "board-live", "points", "series"}   the panel grew over /v1/live
+//   <- {"phase": "narrow", "scrollWidth", "chartWidth", "metricsListed"}   the explorer in a
+//      360 px wide window
 // then the process exits 0. Any failure is a message on stderr and exit 1. Screenshots of the
 // explorer, the board and pipeline health are saved in SLUICE_TEST_SCREENSHOTS (a directory),
 // when it is set.
@@ -163,11 +166,12 @@ async function explorer(page) {
   await screenshot(page, 'explorer');
 
   await expect('sent');
+  const sent = Date.now();
   await page.waitForFunction(
     (before) => Number(document.querySelector('#chart').dataset.series) > before,
-    loaded.series, { timeout: WAIT_MS },
+    loaded.series, { timeout: WAIT_MS, polling: 'raf' },
   );
-  say({ phase: 'live', ...(await read()) });
+  say({ phase: 'live', ms: Date.now() - sent, ...(await read()) });
 
   // A custom range: only its windows are drawn, and the address keeps the view.
   const { value: line } = await lines.next();
@@ -209,4 +213,18 @@ async function explorer(page) {
     board.series, { timeout: WAIT_MS },
   );
   say({ phase: 'board-live', ...(await panel()) });
+
+  // A narrow window (a phone held upright): the explorer fits, nothing scrolls sideways.
+  await page.setViewportSize({ width: 360, height: 740 });
+  await page.goto(`${url}/#metric=${encodeURIComponent(metric)}`);
+  // Redrawn for the new width (or reported as it is, for the test to say what is wrong).
+  await page.waitForFunction(() => {
+    const canvas = document.querySelector('#explorer:not([hidden]) #chart canvas');
+    return canvas && canvas.getBoundingClientRect().width <= 360;
+  }, null, { timeout: 10_000 }).catch(() => {});
+  say({ phase: 'narrow', ...(await page.evaluate(() => ({
+    scrollWidth: document.documentElement.scrollWidth,
+    chartWidth: document.querySelector('#chart canvas').getBoundingClientRect().width,
+    metricsListed: document.querySelectorAll('#metrics button').length,
+  }))) });
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 const ADMIN: &str = "Bearer ak_admin_test_0123456789";
 const CONFIG: &str = r#"
 admin-keys = ["ak_admin_test_0123456789"]
+# The metrics this test defines through the API only, also for `sluice replay`.
+default-metrics = false
 [log]
 partitions = 2
 [store]
