@@ -23,12 +23,14 @@
 //! - [`watermark`]: a partition's event-time clock, idleness, watermarks.
 //! - [`engine`]: the per-partition processor, its window table, outputs, checkpoints.
 //! - [`render`]: keys and values as JSON text, as every reader of results shows them.
+//! - [`alert`]: alert rules over a metric's windows: parsed, checked, evaluated per key, pure.
 //! - [`task`]: the partition task over the `Log` trait (the only async, I/O code).
 //! - [`config`]: the `[stream]` configuration section.
 //! - `oracle` (feature `testing`): a brute-force reference evaluator the tests compare with.
 //! - [`error`]: the crate's error type, [`StreamError`].
 
 pub mod agg;
+pub mod alert;
 pub mod config;
 pub mod decimal;
 pub mod engine;

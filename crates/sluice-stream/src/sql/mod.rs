@@ -42,6 +42,17 @@ pub struct MetricDefaults {
 /// The longest metric name.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Whether `name` is a valid metric (or alert) name: 1 to [`MAX_NAME_LEN`] lowercase letters,
+/// digits and `_`, starting with a letter.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// The SQL text of a metric may not be longer than this.
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
 
@@ -51,7 +62,7 @@ const RECURSION_LIMIT: usize = 64;
 /// The dialect: generic identifiers, and no `GROUP BY … WITH ROLLUP`, so that a `WITH`
 /// after `GROUP BY` starts the metric's options.
 #[derive(Debug)]
-struct MetricDialect;
+pub(crate) struct MetricDialect;
 
 impl Dialect for MetricDialect {
     fn is_identifier_start(&self, ch: char) -> bool {
@@ -145,12 +156,7 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<String, SqlError
         .parse_identifier()
         .map_err(|error| parser_error(parser, error, end))?;
     let name = ident.value.clone();
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let valid = is_valid_name(&name);
     if !valid {
         return Err(error_at(
             ident.span.start,
