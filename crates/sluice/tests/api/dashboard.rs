@@ -70,6 +70,10 @@ async fn the_dashboard_draws_what_the_api_answers_and_updates_live() {
         "{refused}"
     );
     assert_eq!(refused["signInShown"], true);
+    assert_eq!(
+        refused["explorerShown"], false,
+        "only the sign-in form: {refused}"
+    );
 
     let loaded = driver.next().await;
     assert_eq!(loaded["phase"], "loaded", "{loaded}");
@@ -362,6 +366,10 @@ async fn an_admin_key_opens_pipeline_health_and_manages_tenants_and_keys() {
         "the tenant made in the page, with its own limit: {health}"
     );
     assert_eq!(health["tenantOnForm"], "news", "{health}");
+    assert_eq!(
+        health["explorerShown"], false,
+        "an admin key opens pipeline health alone: {health}"
+    );
     let (_, news) = h.get("/v1/admin/tenants/news", ADMIN).await;
     assert_eq!(news["requests_per_second"], 5, "{news}");
     let secret = health["secret"].as_str().unwrap().to_owned();

@@ -124,7 +124,7 @@ async function admin(page) {
   const letters = await page.locator('#letters tbody tr').allTextContents();
   await screenshot(page, 'health');
   say({ phase: 'health', state: cells[1], partitions: cells[5], rates: await page.textContent('#rates'),
-    secret, letters, tenants, tenantOnForm });
+    secret, letters, tenants, tenantOnForm, explorerShown: await page.isVisible('#explorer') });
   await expect('revoke');
   const made = page.locator('#keys tbody tr', { hasText: 'from-the-page' });
   await made.locator('button').click();
@@ -143,7 +143,7 @@ async function explorer(page) {
   await page.click('#sign-in-form button[type=submit]');
   await page.waitForSelector('#problem:not([hidden])', { timeout: WAIT_MS });
   say({ phase: 'refused', problem: await page.textContent('#problem'),
-    signInShown: await page.isVisible('#sign-in') });
+    signInShown: await page.isVisible('#sign-in'), explorerShown: await page.isVisible('#explorer') });
 
   // The right key, keyboard only: type it and press Enter.
   await page.fill('#key', readKey);
