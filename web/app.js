@@ -155,7 +155,8 @@ function columns(answer, value) {
   for (const series of answer.series) {
     const ys = new Array(xs.length).fill(null);
     for (const point of series.points) {
-      ys[at.get(point[0])] = point[column];
+      // A sum that overflowed ("overflow") has no place on the axis: a gap, named in the table.
+      ys[at.get(point[0])] = typeof point[column] === "number" ? point[column] : null;
       if (!point[2]) openFrom = Math.min(openFrom, point[0]);
     }
     data.push(ys);
@@ -226,12 +227,19 @@ function shadeOpen(u, from) {
   ctx.restore();
 }
 
+/// A series' values of `column` summed; a sum that overflowed (the API's `"overflow"`) ranks
+/// highest, as the API ranks it.
+function sumOf(series, column) {
+  return series.points.reduce((sum, p) => sum + (typeof p[column] === "number" ? p[column]
+    : p[column] === "overflow" ? Infinity : 0), 0);
+}
+
 /// The keys ranked by `value` summed over the range, into `table`.
 function topTable(table, answer, value) {
   const column = answer.columns.indexOf(value);
   const rows = answer.series.map((series) => ({
     key: label(series.key),
-    total: series.points.reduce((sum, p) => sum + (typeof p[column] === "number" ? p[column] : 0), 0),
+    total: sumOf(series, column),
   })).sort((a, b) => b.total - a.total);
   table.hidden = rows.length === 0;
   table.querySelector("th:last-child").textContent = `${value} (sum)`;
@@ -241,7 +249,8 @@ function topTable(table, answer, value) {
     key.textContent = row.key;
     const total = document.createElement("td");
     total.className = "number";
-    total.textContent = Number.isInteger(row.total) ? String(row.total) : row.total.toFixed(2);
+    total.textContent = row.total === Infinity ? "overflow"
+      : Number.isInteger(row.total) ? String(row.total) : row.total.toFixed(2);
     tr.append(key, total);
     return tr;
   }));
@@ -421,8 +430,7 @@ function apply(answer, windows, span, top, value) {
   }
   if (answer.series.length > top) {
     const column = answer.columns.indexOf(value);
-    const total = (series) => series.points.reduce((sum, p) => sum + (typeof p[column] === "number" ? p[column] : 0), 0);
-    answer.series = answer.series.map((series) => [total(series), series])
+    answer.series = answer.series.map((series) => [sumOf(series, column), series])
       .sort((a, b) => b[0] - a[0]).slice(0, top).map(([, series]) => series);
     index(answer);
   }
