@@ -16,9 +16,9 @@
 // Prints one JSON line of figures. Environment: SLUICE_TEST_BROWSER_MODULES and
 // SLUICE_TEST_CHROMIUM, as for the browser tests (scripts/browser.sh).
 
-import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { launch } from '../crates/sluice/tests/browser/chromium.mjs';
 
 const [url, writeKey, readKey, adminKey, runsArg, shots] = process.argv.slice(2);
 const runs = Number(runsArg || 5);
@@ -28,8 +28,6 @@ if (!url || !writeKey || !readKey || !adminKey || !modules || !executablePath) {
   console.error('usage: SLUICE_TEST_BROWSER_MODULES=… SLUICE_TEST_CHROMIUM=… node bench/dashboard.mjs URL WRITE_KEY READ_KEY ADMIN_KEY [RUNS] [SCREENSHOT_DIR]');
   process.exit(2);
 }
-const require = createRequire(join(modules, 'noop.js'));
-const { chromium } = require('playwright-core');
 
 const KEYS = 10;
 const MINUTE = 60_000;
@@ -86,12 +84,7 @@ for (let tries = 0; ; tries++) {
   await new Promise((resolve) => setTimeout(resolve, 100));
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const address = `${url}/#metric=pages&range=24h&resolution=raw&value=views&top=${KEYS}`;
 async function open(key) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });

@@ -6,10 +6,9 @@
 //! (`playwright-core` and Debian's Chromium, which `scripts/test.sh` installs).
 
 use crate::harness::*;
-use crate::support::browser;
+use crate::support::browser_driver;
 use serde_json::Value;
 use sluice_core::time::{format_millis, now_millis};
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -407,23 +406,15 @@ struct Driver {
 
 impl Driver {
     fn start(h: &Harness, key: &str, metric: &str, mode: Option<&str>) -> Driver {
-        let (chromium, node, modules) = browser();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.mjs");
         let url = format!("http://{}", h.app().addr);
-        let mut args = vec![script, url.as_str(), key, metric];
+        let mut args = vec![url.as_str(), key, metric];
         args.extend(mode);
-        let mut child = tokio::process::Command::new(&node)
-            .args(&args)
-            .env("SLUICE_TEST_CHROMIUM", &chromium)
-            .env("SLUICE_TEST_BROWSER_MODULES", &modules)
+        let mut child = browser_driver(script, &args)
             .env(
                 "SLUICE_TEST_SCREENSHOTS",
                 std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard"),
             )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .unwrap();
         Driver {

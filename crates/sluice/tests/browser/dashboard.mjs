@@ -24,11 +24,11 @@
 // explorer, the board and pipeline health are saved in SLUICE_TEST_SCREENSHOTS (a directory),
 // when it is set.
 
-import { createRequire } from 'node:module';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import readline from 'node:readline';
+import { launchPersistent } from './chromium.mjs';
 
 const [url, readKey, metric, mode] = process.argv.slice(2);
 const modules = process.env.SLUICE_TEST_BROWSER_MODULES;
@@ -36,8 +36,6 @@ const executablePath = process.env.SLUICE_TEST_CHROMIUM;
 if (!url || !readKey || !metric || !modules || !executablePath) {
   fail('usage: SLUICE_TEST_BROWSER_MODULES=… SLUICE_TEST_CHROMIUM=… node dashboard.mjs URL READ_KEY METRIC');
 }
-const require = createRequire(join(modules, 'noop.js'));
-const { chromium } = require('playwright-core');
 const WAIT_MS = 30_000;
 
 function fail(message) {
@@ -60,14 +58,7 @@ const screenshot = async (page, name) => {
 const userDataDir = mkdtempSync(join(tmpdir(), 'sluice-dashboard-'));
 let context;
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  context = await launchPersistent(userDataDir);
   const page = context.pages()[0] ?? await context.newPage();
   await page.setViewportSize({ width: 1200, height: 800 });
   page.on('dialog', (dialog) => dialog.accept());

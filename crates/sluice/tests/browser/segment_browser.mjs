@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
 import readline from 'node:readline';
+import { launchPersistent } from './chromium.mjs';
 
 const [collector, pagePort, standardKey, batchingKey] = process.argv.slice(2);
 const modules = process.env.SLUICE_TEST_BROWSER_MODULES;
@@ -32,7 +33,6 @@ if (!collector || !pagePort || !standardKey || !batchingKey || !modules || !exec
   fail('usage: SLUICE_TEST_BROWSER_MODULES=… SLUICE_TEST_CHROMIUM=… node segment_browser.mjs COLLECTOR_URL PAGE_PORT STANDARD_KEY BATCHING_KEY');
 }
 const require = createRequire(join(modules, 'noop.js'));
-const { chromium } = require('playwright-core');
 const esbuild = require('esbuild');
 
 const WAIT_MS = 90_000;
@@ -177,14 +177,7 @@ let context;
 let server;
 try {
   server = await servePage(await bundle());
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  context = await launchPersistent(userDataDir);
   const apiHost = `${new URL(collector).host}/v1`;
   const pages = {};
   for (const [mode, key] of [['standard', standardKey], ['batching', batchingKey]]) {

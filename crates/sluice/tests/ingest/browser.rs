@@ -11,11 +11,10 @@
 
 use super::api::{open_log, topic_values};
 use super::compat::assert_stored_as_sent;
-use super::support::{Server, browser, free_port};
+use super::support::{Server, browser_driver, free_port};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdin, ChildStdout};
@@ -25,7 +24,6 @@ const BATCHING_KEY: &str = "wk_browser_batching_0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_browser_sdk_in_chromium_delivers_every_event_once_across_a_restart() {
-    let (chromium, node, modules) = browser();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let page_port = free_port();
@@ -48,22 +46,17 @@ async fn segments_browser_sdk_in_chromium_delivers_every_event_once_across_a_res
         env!("CARGO_MANIFEST_DIR"),
         "/tests/browser/segment_browser.mjs"
     );
-    let mut driver = tokio::process::Command::new(&node)
-        .args([
-            script,
+    let mut driver = browser_driver(
+        script,
+        &[
             &collector,
             &page_port.to_string(),
             STANDARD_KEY,
             BATCHING_KEY,
-        ])
-        .env("SLUICE_TEST_CHROMIUM", &chromium)
-        .env("SLUICE_TEST_BROWSER_MODULES", &modules)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        ],
+    )
+    .spawn()
+    .unwrap();
     let mut to_driver = driver.stdin.take().unwrap();
     let mut from_driver = BufReader::new(driver.stdout.take().unwrap()).lines();
     let stderr = driver.stderr.take().unwrap();

@@ -407,3 +407,20 @@ pub fn browser() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)
         ),
     )
 }
+
+/// `node SCRIPT ARGS…` in the browser tests' environment ([`browser`]), its standard streams
+/// piped: a browser driver the test converses with, killed when dropped.
+pub fn browser_driver(script: &str, args: &[&str]) -> tokio::process::Command {
+    let (chromium, node, modules) = browser();
+    let mut command = tokio::process::Command::new(node);
+    command
+        .arg(script)
+        .args(args)
+        .env("SLUICE_TEST_CHROMIUM", chromium)
+        .env("SLUICE_TEST_BROWSER_MODULES", modules)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
