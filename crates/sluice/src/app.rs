@@ -353,8 +353,15 @@ impl App {
         {
             tracing::warn!("saving key usage did not finish in time");
         }
-        // Each pipeline commits a last checkpoint, so a restart redoes nothing.
-        self.pipelines.stop().await;
+        // Each pipeline commits a last checkpoint, so a restart redoes nothing. A pipeline
+        // that cannot (its store or brokers are away) is left: the next start resumes from the
+        // checkpoint before, and exactly once holds either way.
+        if tokio::time::timeout(PIPELINES_STOP_TIMEOUT, self.pipelines.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?PIPELINES_STOP_TIMEOUT, "the pipelines did not commit a last checkpoint in time; the next start resumes from the one before");
+        }
         drop(self.pipelines);
         drop(self.collector);
         match Arc::try_unwrap(self.log) {
@@ -364,6 +371,14 @@ impl App {
         Ok(())
     }
 }
+
+/// How long stopping waits for the pipelines' last checkpoints.
+const PIPELINES_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long stopping may take after the in-flight requests' grace, in all: past it the process
+/// exits without waiting for the rest (a client library's teardown that blocks while brokers
+/// are away must not keep a stopped server alive).
+pub const STOP_BUDGET: Duration = Duration::from_secs(20);
 
 /// Binds `addr`; a failure is the user's to fix, as `hint` says.
 async fn bind(addr: SocketAddr, hint: &str) -> anyhow::Result<TcpListener> {

@@ -1,7 +1,7 @@
 //! `sluice serve`: every stage in one process on one data directory.
 
 use crate::UserError;
-use crate::app::App;
+use crate::app::{App, STOP_BUDGET};
 use crate::config::ConfigArgs;
 use crate::server::ShutdownSignals;
 use crate::telemetry;
@@ -42,7 +42,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("sluice listening on http://{}", app.addr);
         signals.wait().await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        app.stop(config.server.shutdown_timeout.get()).await?;
+        let grace = config.server.shutdown_timeout.get();
+        match tokio::time::timeout(grace + STOP_BUDGET, tokio::spawn(app.stop(grace))).await {
+            Ok(stopped) => stopped.context("stopping")??,
+            Err(_) => tracing::warn!(budget = ?(grace + STOP_BUDGET), "stopping did not finish in time; exiting without waiting for the rest"),
+        }
         tracing::info!("stopped");
         Ok(())
     });
