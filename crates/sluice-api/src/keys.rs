@@ -362,22 +362,37 @@ impl Access {
 
     /// Checks a key given some other way (a WebSocket's `connection_init`).
     pub fn authorize_key(&self, key: &str, role: Role) -> Result<Arc<Grant>, ApiError> {
+        self.authorize_any(key, &[role])
+    }
+
+    /// Checks the request's bearer key like [`Access::authorize`], for a key of any of `roles`.
+    pub fn authorize_roles(
+        &self,
+        headers: &HeaderMap,
+        roles: &[Role],
+    ) -> Result<Arc<Grant>, ApiError> {
+        self.authorize_any(bearer(headers)?, roles)
+    }
+
+    fn authorize_any(&self, key: &str, roles: &[Role]) -> Result<Arc<Grant>, ApiError> {
         let grant = self.directory.lookup(key).ok_or_else(|| {
             ApiError::unauthorized(
                 "unknown key: check it, or ask an admin for one (POST /v1/admin/keys)",
             )
         })?;
-        if grant.role() != role {
-            let needed = match role {
-                Role::Read => "reading metrics",
-                Role::Write => "sending events",
-                Role::Admin => "administering sluice",
-                Role::Schema => "registering schemas",
+        if !roles.contains(&grant.role()) {
+            let needed = match roles.first() {
+                Some(Role::Read) => "reading metrics",
+                Some(Role::Write) => "sending events",
+                Some(Role::Admin) => "administering sluice",
+                Some(Role::Schema) => "registering schemas",
+                Some(Role::Alerts) | None => "managing alerts",
             };
+            let keys: Vec<&str> = roles.iter().map(|role| role.a_key()).collect();
             return Err(ApiError::forbidden(format!(
                 "this is {}: {needed} needs {}",
                 grant.role().a_key(),
-                role.a_key()
+                keys.join(" or ")
             )));
         }
         if let Err(limited) = grant.admit_request() {

@@ -2,6 +2,7 @@
 //! builds all of it.
 //!
 //! # Layout
+//! - [`alerts`]: `/v1/alerts…` — alert rules, their evaluation, the notifier, silences.
 //! - [`admin`]: the admin API — `/v1/admin/metrics` (define, list, describe, delete and replay
 //!   metrics) and `/v1/admin/tenants`, `/v1/admin/keys` (tenants, keys and their limits).
 //! - [`boards`]: `/v1/boards` — the dashboard's saved boards (read key).
@@ -22,6 +23,7 @@
 //! - [`error`]: JSON error answers.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod boards;
 pub mod config;
@@ -51,17 +53,22 @@ use utoipa_axum::router::OpenApiRouter;
 /// GraphQL — with its OpenAPI description, reading `pipelines` and the store they write and
 /// authorizing with `access`. WebSocket connections (live push and GraphQL together) share
 /// `api.ws-max-connections`; `shutdown` closes them with 1001.
+///
+/// Returns the alerting service too, which the caller starts (`Alerting::start`) once it has
+/// applied the config's rules.
 pub fn router(
     pipelines: Pipelines<LogBackend>,
     access: Arc<Access>,
     config: &ApiConfig,
+    alerting: (&alerts::AlertingConfig, &[alerts::ChannelConfig]),
     shutdown: CancellationToken,
-) -> OpenApiRouter {
+) -> Result<(OpenApiRouter, Arc<alerts::Alerting>), String> {
     let serving = query::Serving::new(
         Arc::new(pipelines.clone()),
         pipelines.store().clone(),
         config.clone(),
     );
+    let pipelines_store = pipelines.store().clone();
     let sockets = Arc::new(Semaphore::new(config.ws_max_connections));
     let hubs = Arc::new(feed::Hubs::default());
     let admin = admin::metrics::AdminState {
@@ -88,11 +95,23 @@ pub fn router(
         access: Arc::clone(&access),
         serving: Arc::clone(&serving),
     };
+    let alerting = alerts::Alerting::new(
+        pipelines_store.clone(),
+        Arc::clone(&serving),
+        alerting.0.clone(),
+        alerting.1,
+    )?;
+    let alert_routes = alerts::routes::AlertsState {
+        access: Arc::clone(&access),
+        alerting: Arc::clone(&alerting),
+    };
     let graphql = graphql::GraphqlState::new(access, serving, hubs, sockets, shutdown);
-    admin::metrics::router(Arc::new(admin))
+    let router = admin::metrics::router(Arc::new(admin))
         .merge(admin::tenants::router(Arc::new(tenants)))
         .merge(rest::router(Arc::new(rest)))
         .merge(push::router(Arc::new(push)))
         .merge(graphql::router(Arc::new(graphql)))
         .merge(boards::router(Arc::new(boards)))
+        .merge(alerts::routes::router(Arc::new(alert_routes)));
+    Ok((router, alerting))
 }

@@ -39,6 +39,8 @@ pub enum Role {
     Admin,
     /// Register, delete and configure its tenant's schemas (the schema registry's writes).
     Schema,
+    /// Manage its tenant's alert rules and silences, and test its channels (reads alerts too).
+    Alerts,
 }
 
 impl Role {
@@ -49,6 +51,7 @@ impl Role {
             Role::Read => "read",
             Role::Admin => "admin",
             Role::Schema => "schema",
+            Role::Alerts => "alerts",
         }
     }
 
@@ -59,6 +62,7 @@ impl Role {
             "read" => Some(Role::Read),
             "admin" => Some(Role::Admin),
             "schema" => Some(Role::Schema),
+            "alerts" => Some(Role::Alerts),
             _ => None,
         }
     }
@@ -71,16 +75,18 @@ impl Role {
             Role::Read => "a read key",
             Role::Admin => "an admin key",
             Role::Schema => "a schema key",
+            Role::Alerts => "an alerts key",
         }
     }
 
-    /// The readable prefix of generated secrets (`wk_`, `rk_`, `ak_`, `sk_`).
+    /// The readable prefix of generated secrets (`wk_`, `rk_`, `ak_`, `sk_`, `lk_`).
     pub fn secret_prefix(self) -> &'static str {
         match self {
             Role::Write => "wk_",
             Role::Read => "rk_",
             Role::Admin => "ak_",
             Role::Schema => "sk_",
+            Role::Alerts => "lk_",
         }
     }
 }

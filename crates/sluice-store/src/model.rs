@@ -395,3 +395,161 @@ pub(crate) fn stored_setting<T: std::str::FromStr>(text: Option<String>) -> Opti
 pub(crate) fn stored_schema_type(text: &str) -> sluice_schema::SchemaType {
     text.parse().unwrap_or_default()
 }
+
+/// An alert rule as stored (issue 19): its text as the API or the config gave it, checked
+/// against its metric before it was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertRuleRecord {
+    /// Assigned by the store when the rule is first stored or its text changes; never reused,
+    /// so notification ids of a replaced rule never collide with the old one's.
+    pub id: u64,
+    /// The tenant it watches.
+    pub tenant: String,
+    /// Its name, unique in the tenant.
+    pub name: String,
+    /// The metric it reads.
+    pub metric: String,
+    /// The `CREATE ALERT …` text.
+    pub sql: String,
+    /// The notification channels it sends to, by name.
+    pub channels: Vec<String>,
+    /// Where it was defined: `config` or `api`.
+    pub origin: String,
+    /// When this version was stored.
+    pub created_at: Millis,
+}
+
+/// How far a rule has read its metric, and its evaluator's state then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertProgress {
+    /// The rule's [`AlertRuleRecord::id`].
+    pub rule_id: u64,
+    /// Every final window ending at or before this has been evaluated.
+    pub cursor: Millis,
+    /// The evaluator's snapshot (serialized by the caller).
+    pub snapshot: Vec<u8>,
+}
+
+/// Where a notification is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not yet acknowledged by the receiver; tried again at `next_attempt`.
+    Pending,
+    /// The receiver acknowledged it (a 2xx answer).
+    Delivered,
+    /// Given up after the retry period: visible in the history, never sent again.
+    Dead,
+    /// A silence covered it when it was due: never sent.
+    Silenced,
+}
+
+impl DeliveryState {
+    /// The name in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Silenced => "silenced",
+        }
+    }
+
+    /// The state named `text`.
+    pub fn parse(text: &str) -> Option<DeliveryState> {
+        Some(match text {
+            "pending" => DeliveryState::Pending,
+            "delivered" => DeliveryState::Delivered,
+            "dead" => DeliveryState::Dead,
+            "silenced" => DeliveryState::Silenced,
+            _ => return None,
+        })
+    }
+}
+
+/// One notification to one channel, in the durable outbox. (`id`, `channel`) is unique:
+/// inserting a notification whose id the channel already has does nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    /// `{tenant}/{rule}.{rule id}/{key}/{sequence}`: one per transition, the same after a
+    /// crash and a replay. Receivers dedupe on it.
+    pub id: String,
+    /// The channel's name.
+    pub channel: String,
+    /// The rule's tenant.
+    pub tenant: String,
+    /// The rule's name.
+    pub rule: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// When the transition was found (wall clock): silences are matched against it.
+    pub created_at: Millis,
+    /// The notification, channel-neutral, as JSON text.
+    pub payload: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due (while pending).
+    pub next_attempt: Millis,
+    /// Its delivery state.
+    pub state: DeliveryState,
+    /// The last attempt's failure, for people.
+    pub last_error: Option<String>,
+    /// When the state last changed.
+    pub updated_at: Millis,
+}
+
+/// A delivery attempt's outcome for one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryOutcome {
+    /// The notification's id and channel.
+    pub id: String,
+    pub channel: String,
+    /// Its new state.
+    pub state: DeliveryState,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// When the next attempt is due (while still pending).
+    pub next_attempt: Millis,
+    /// Why the attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// Now.
+    pub at: Millis,
+}
+
+/// Which notifications a history read returns, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotificationQuery {
+    /// Only this tenant's (`None`: every tenant's, for admins).
+    pub tenant: Option<String>,
+    /// Only this rule's.
+    pub rule: Option<String>,
+    /// Only those in this state.
+    pub state: Option<DeliveryState>,
+    /// Only those created before this (paging back).
+    pub before: Option<Millis>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A silence: notifications of a tenant's rule (or all its rules), for keys whose fields
+/// include `key`'s (or every key), created in `[from, to)`, are not sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SilenceRecord {
+    /// Unique id (`sil_…`).
+    pub id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The rule silenced (`None`: all the tenant's rules).
+    pub rule: Option<String>,
+    /// Key fields a silenced notification's key has, as a JSON object's text (`None`: every
+    /// key).
+    pub key: Option<String>,
+    /// From (inclusive)…
+    pub from: Millis,
+    /// …to (exclusive).
+    pub to: Millis,
+    /// Why, for people.
+    pub comment: String,
+    /// When it was made.
+    pub created_at: Millis,
+}

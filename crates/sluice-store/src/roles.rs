@@ -9,6 +9,7 @@
 //! | [`Usage`] | API | each key's daily usage |
 //! | [`Schemas`] | API | the schema registry's versions and settings |
 //! | [`Boards`] | API | the dashboard's saved boards |
+//! | [`Alerts`] | API (alert runner, notifier) | alert rules, their progress, the notification outbox, silences |
 //! | [`Housekeeping`] | binary, pipelines | size, size cap, where the store lives |
 //!
 //! A backend implements every role ([`Backend`]). Callers hold a
@@ -21,8 +22,9 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    BoardRecord, Commit, KeyRecord, MetricRecord, Position, ReplayPlan, RowDecoder, RowPage,
-    RowQuery, RowRange, RowsAndWatermarks, StoredRow, TenantRecord,
+    AlertProgress, AlertRuleRecord, BoardRecord, Commit, DeliveryOutcome, DeliveryState, KeyRecord,
+    MetricRecord, Notification, NotificationQuery, Position, ReplayPlan, RowDecoder, RowPage,
+    RowQuery, RowRange, RowsAndWatermarks, SilenceRecord, StoredRow, TenantRecord,
 };
 use async_trait::async_trait;
 use sluice_core::time::Millis;
@@ -286,6 +288,72 @@ pub trait Boards: Send + Sync {
     async fn delete_board(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
 }
 
+/// Alert rules, how far each has evaluated its metric, the durable notification outbox, and
+/// silences (issue 19). The exactly-once part: a rule's progress and the notifications its
+/// transitions made are committed together ([`Alerts::commit_alerts`]), and a notification id
+/// is inserted once per channel, so a crash between a transition and its delivery neither
+/// loses nor doubles it.
+#[async_trait]
+pub trait Alerts: Send + Sync {
+    /// Every rule, by tenant then name.
+    async fn alert_rules(&self) -> Result<Vec<AlertRuleRecord>, StoreError>;
+
+    /// Stores a rule (its `id` and `created_at` are ignored). A rule of the same tenant and
+    /// name with the same metric, text and channels is kept as it is (same id, same
+    /// progress); one that differs is replaced: a new id, no progress. Returns the rule as
+    /// stored and whether it changed.
+    async fn put_alert_rule(
+        &self,
+        rule: AlertRuleRecord,
+    ) -> Result<(AlertRuleRecord, bool), StoreError>;
+
+    /// Deletes a rule and its progress; its notifications stay in the outbox (they report
+    /// what happened). Returns whether it existed.
+    async fn delete_alert_rule(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// The progress of the rules in `rule_ids` that have one.
+    async fn alert_progress(&self, rule_ids: Vec<u64>) -> Result<Vec<AlertProgress>, StoreError>;
+
+    /// In one transaction: stores each progress whose rule still exists and whose cursor is
+    /// not behind the stored one (another node that got further keeps its progress), and
+    /// inserts each notification whose (id, channel) is new (as `pending`, due at its
+    /// `next_attempt`). Returns how many notifications were new.
+    async fn commit_alerts(
+        &self,
+        progress: Vec<AlertProgress>,
+        notifications: Vec<Notification>,
+    ) -> Result<u64, StoreError>;
+
+    /// Pending notifications due at `now` (`next_attempt <= now`), oldest first, at most
+    /// `limit`.
+    async fn due_notifications(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    /// Records attempts' outcomes (each only if the notification is still pending).
+    async fn record_deliveries(&self, outcomes: Vec<DeliveryOutcome>) -> Result<(), StoreError>;
+
+    /// Notifications as `query` selects them, newest first.
+    async fn notifications(
+        &self,
+        query: NotificationQuery,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    /// How many notifications are in each state.
+    async fn notification_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError>;
+
+    /// Every silence, including expired ones not yet forgotten, by tenant then start.
+    async fn silences(&self) -> Result<Vec<SilenceRecord>, StoreError>;
+
+    /// Adds a silence (its id must be new).
+    async fn put_silence(&self, silence: SilenceRecord) -> Result<(), StoreError>;
+
+    /// Deletes a tenant's silence; whether it existed.
+    async fn delete_silence(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+}
+
 /// A store backend: every role.
 pub trait Backend:
     Catalogue
@@ -295,6 +363,7 @@ pub trait Backend:
     + Usage
     + Schemas
     + Boards
+    + Alerts
     + Housekeeping
     + Debug
     + 'static
@@ -309,6 +378,7 @@ impl<T> Backend for T where
         + Usage
         + Schemas
         + Boards
+        + Alerts
         + Housekeeping
         + Debug
         + 'static

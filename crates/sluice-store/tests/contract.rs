@@ -9,6 +9,17 @@ mod postgres_views;
 #[path = "contract/schema_registry.rs"]
 mod schema_registry;
 use schema_registry::schema_versions_ids_deletes_and_settings_round_trip;
+#[path = "contract/alerts.rs"]
+mod alerts;
+use alerts::{
+    alerts_deliveries_change_only_pending_notifications,
+    alerts_due_notifications_are_pending_ones_due_oldest_first,
+    alerts_history_filters_pages_newest_first_and_counts,
+    alerts_outbox_inserts_each_notification_once_per_channel,
+    alerts_progress_never_goes_back_and_goes_with_its_rule,
+    alerts_rules_keep_their_id_until_they_change_and_ids_are_never_reused,
+    alerts_silences_are_added_listed_and_deleted_per_tenant,
+};
 
 use sluice_core::access::{Role, digest};
 use sluice_core::time::Millis;
@@ -873,4 +884,11 @@ for_every_backend!(
     tenants_keys_and_usage_round_trip,
     schema_versions_ids_deletes_and_settings_round_trip,
     boards_are_saved_replaced_listed_and_deleted_per_tenant,
+    alerts_rules_keep_their_id_until_they_change_and_ids_are_never_reused,
+    alerts_progress_never_goes_back_and_goes_with_its_rule,
+    alerts_outbox_inserts_each_notification_once_per_channel,
+    alerts_due_notifications_are_pending_ones_due_oldest_first,
+    alerts_deliveries_change_only_pending_notifications,
+    alerts_history_filters_pages_newest_first_and_counts,
+    alerts_silences_are_added_listed_and_deleted_per_tenant,
 );

@@ -215,12 +215,19 @@ impl App {
         let ingest = sluice_ingest::router(Arc::clone(&collector));
         let collector_routes: Vec<String> =
             ingest.get_openapi().paths.paths.keys().cloned().collect();
-        let stages = ingest.merge(sluice_api::router(
+        let (api_routes, alerting) = sluice_api::router(
             pipelines.clone(),
             Arc::clone(&access),
             &config.api,
+            (&config.alerting, &config.alert_channels),
             shutdown.clone(),
-        ));
+        )
+        .map_err(|error| anyhow::anyhow!(error))?;
+        alerting
+            .apply_config(&config.alerts)
+            .await
+            .map_err(|error| UserError(format!("the config's alert rules: {error}")))?;
+        let stages = ingest.merge(api_routes);
         let stages = stages.merge(sluice_api::admin::dead_letters::router(Arc::new(
             sluice_api::admin::dead_letters::DeadLettersState {
                 access: Arc::clone(&access),
@@ -269,7 +276,8 @@ impl App {
             )));
         }
         let usage_saver = tokio::spawn(Arc::clone(&access).run_usage_saver(shutdown.clone()));
-        let mut background = vec![
+        let mut background = alerting.start(shutdown.clone());
+        background.extend([
             spawn_metrics_upkeep(prometheus, shutdown.clone()),
             {
                 let (log, every) = (Arc::clone(&log), config.log.retention_check_interval.get());
@@ -281,7 +289,7 @@ impl App {
                 let stop = shutdown.clone().cancelled_owned();
                 tokio::spawn(async move { collector.run_dedup_upkeep(stop).await })
             },
-        ];
+        ]);
         if pipelines.in_group() {
             // Schemas other nodes register apply here within schemas.refresh-interval.
             background.push(tokio::spawn(

@@ -34,6 +34,12 @@ pub struct Config {
     pub default_metrics: bool,
     /// Existing Kafka topics read into the pipeline.
     pub sources: Vec<sluice_ingest::sources::SourceConfig>,
+    /// Alert rules defined at start.
+    pub alerts: Vec<sluice_api::alerts::AlertRuleConfig>,
+    /// Where alert notifications go.
+    pub alert_channels: Vec<sluice_api::alerts::ChannelConfig>,
+    /// Alert evaluation and delivery.
+    pub alerting: sluice_api::alerts::AlertingConfig,
     /// The HTTP server.
     pub server: ServerConfig,
     /// Logs.
@@ -252,6 +258,34 @@ impl Validate for Config {
         self.stream.validate(&join(path, "stream"), problems);
         self.api.validate(&join(path, "api"), problems);
         self.quotas.validate(&join(path, "quotas"), problems);
+        self.alerting.validate(&join(path, "alerting"), problems);
+        sluice_api::alerts::config::validate_channels(
+            &self.alert_channels,
+            &join(path, "alert-channels"),
+            problems,
+        );
+        let channels: std::collections::HashSet<&str> = self
+            .alert_channels
+            .iter()
+            .map(|channel| channel.name.as_str())
+            .collect();
+        for (index, rule) in self.alerts.iter().enumerate() {
+            let here = format!("{}[{index}]", join(path, "alerts"));
+            if let Err(error) = sluice_stream::alert::parse_alert(&rule.sql) {
+                problems.push(ConfigProblem::new(join(&here, "sql"), error.to_string()));
+            }
+            if let Err(message) = sluice_core::tenant::check_tenant_name(&rule.tenant) {
+                problems.push(ConfigProblem::new(join(&here, "tenant"), message));
+            }
+            for channel in &rule.channels {
+                if !channels.contains(channel.as_str()) {
+                    problems.push(ConfigProblem::new(
+                        join(&here, "channels"),
+                        format!("{channel:?} is not one of [[alert-channels]]: add it there or fix the name"),
+                    ));
+                }
+            }
+        }
     }
 }
 

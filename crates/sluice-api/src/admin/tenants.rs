@@ -363,10 +363,10 @@ async fn create_key(
                 "admin keys belong to no tenant: leave \"tenant\" out",
             ));
         }
-        (Role::Read | Role::Write | Role::Schema, None) => {
+        (Role::Read | Role::Write | Role::Schema | Role::Alerts, None) => {
             return Err(ApiError::bad_request(
                 "invalid_body",
-                "write, read and schema keys belong to a tenant: add \"tenant\": \"NAME\"",
+                "write, read, schema and alerts keys belong to a tenant: add \"tenant\": \"NAME\"",
             ));
         }
         _ => {}

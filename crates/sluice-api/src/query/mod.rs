@@ -96,6 +96,9 @@ pub trait MetricSource: Send + Sync + 'static {
     fn plans(&self) -> Vec<(Arc<MetricPlan>, u32)>;
     /// The current generation and how far its committed results are final.
     fn frontier<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Frontier, PipelineError>>;
+    /// Whether this node computes the metric's first partition (in a cluster, one node does:
+    /// it evaluates the metric's alert rules).
+    fn computes_first_partition<'a>(&'a self, name: &'a str) -> BoxFuture<'a, bool>;
     /// The current generation and, per partition, the state the store does not have yet.
     fn live_windows<'a>(
         &'a self,
@@ -137,6 +140,19 @@ impl<L: Log> MetricSource for Pipelines<L> {
         tenant: &'a str,
     ) -> BoxFuture<'a, Result<LiveAnswer, PipelineError>> {
         Box::pin(Pipelines::live_windows(self, name, Some(tenant)))
+    }
+
+    fn computes_first_partition<'a>(&'a self, name: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.status(Some(name)).await.is_ok_and(|status| {
+                status.first().is_some_and(|metric| {
+                    metric.partitions.iter().any(|partition| {
+                        partition.partition == 0
+                            && partition.state != sluice_pipelines::PartitionState::Elsewhere
+                    })
+                })
+            })
+        })
     }
 }
 
@@ -264,8 +280,8 @@ pub struct SeriesAnswer {
 
 /// The serving engine: caches per (metric, tenant) and the sources they are filled from.
 pub struct Serving {
-    source: Arc<dyn MetricSource>,
-    store: StoreBackend,
+    pub(crate) source: Arc<dyn MetricSource>,
+    pub(crate) store: StoreBackend,
     config: ApiConfig,
     caches: parking_lot::Mutex<HashMap<(String, String), Arc<TenantCache>>>,
     cached_windows: AtomicUsize,
@@ -332,7 +348,7 @@ impl Serving {
         Ok(MetricInfo::of(&plan))
     }
 
-    fn plan(&self, name: &str) -> Result<(Arc<MetricPlan>, u32), ApiError> {
+    pub(crate) fn plan(&self, name: &str) -> Result<(Arc<MetricPlan>, u32), ApiError> {
         self.source.plan(name).ok_or_else(|| {
             ApiError::not_found(format!(
                 "no metric named {name:?}: GET /v1/metrics lists them"

@@ -23,6 +23,7 @@
 //! decoded (`finals.keys`, `finals.vals`), from the metric's plan, which a commit closing
 //! windows reads from `metrics` in its transaction.
 
+mod alerts;
 mod boards;
 mod directory;
 mod schema;

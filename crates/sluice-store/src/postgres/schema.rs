@@ -140,6 +140,53 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (tenant, name)
     );",
+    // 6: alerts, as SQLite's schema 9: rules (identity ids, never handed out twice), each
+    //    rule's progress (deleted with its rule by the database), the notification outbox
+    //    (read by state and due time for delivery, by creation time for the history) and
+    //    silences.
+    "CREATE TABLE alert_rules (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        sql TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (tenant, name)
+    );
+    CREATE TABLE alert_progress (
+        rule_id BIGINT PRIMARY KEY REFERENCES alert_rules (id) ON DELETE CASCADE,
+        cursor BIGINT NOT NULL,
+        snapshot BYTEA NOT NULL
+    );
+    CREATE TABLE alert_outbox (
+        id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        payload TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        next_attempt BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        last_error TEXT,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (id, channel)
+    );
+    CREATE INDEX alert_outbox_due ON alert_outbox (state, next_attempt);
+    CREATE INDEX alert_outbox_by_created ON alert_outbox (created_at);
+    CREATE TABLE alert_silences (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        rule TEXT,
+        key TEXT,
+        from_ms BIGINT NOT NULL,
+        to_ms BIGINT NOT NULL,
+        comment TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );",
 ];
 
 /// The schema version this sluice writes.

@@ -9,6 +9,7 @@
 //! store is always at some committed checkpoint, with rows and offsets that agree — which
 //! is what exactly-once needs (processing resumes from that checkpoint's offsets).
 
+mod alerts;
 mod boards;
 mod directory;
 mod schema;

@@ -160,6 +160,56 @@ pub(super) const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (tenant, name)
     ) STRICT;",
+    // 9: alerts (issue 19). Rules, with ids AUTOINCREMENT never hands out twice (a replaced
+    //    rule's notification ids never collide with its new version's) and their channels as
+    //    a JSON array's text; each rule's progress (how far it read its metric, its
+    //    evaluator's snapshot), which goes with its rule (deletes delete it: the store leaves
+    //    SQLite's foreign keys off); the notification outbox, one row per notification and
+    //    channel, read by state and due time for delivery and by creation time for the
+    //    history; silences.
+    "CREATE TABLE alert_rules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        sql TEXT NOT NULL,
+        channels TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (tenant, name)
+    ) STRICT;
+    CREATE TABLE alert_progress (
+        rule_id INTEGER PRIMARY KEY REFERENCES alert_rules (id) ON DELETE CASCADE,
+        cursor INTEGER NOT NULL,
+        snapshot BLOB NOT NULL
+    ) STRICT;
+    CREATE TABLE alert_outbox (
+        id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        last_error TEXT,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (id, channel)
+    ) STRICT;
+    CREATE INDEX alert_outbox_due ON alert_outbox (state, next_attempt);
+    CREATE INDEX alert_outbox_by_created ON alert_outbox (created_at);
+    CREATE TABLE alert_silences (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        rule TEXT,
+        key TEXT,
+        from_ms INTEGER NOT NULL,
+        to_ms INTEGER NOT NULL,
+        comment TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this sluice writes.

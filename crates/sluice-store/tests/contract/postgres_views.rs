@@ -496,7 +496,7 @@ async fn final_rows_of_an_older_store_are_decoded_at_start() {
     client
         .batch_execute(
             "DROP VIEW metric_q1; DROP INDEX finals_undecoded; DROP TABLE replays; \
-             DROP TABLE schema_ids, schema_versions, schema_settings, boards; \
+             DROP TABLE schema_ids, schema_versions, schema_settings, boards, alert_progress, alert_rules, alert_outbox, alert_silences; \
              ALTER TABLE finals DROP COLUMN keys, DROP COLUMN vals; UPDATE sluice_schema SET version = 1",
         )
         .await

@@ -44,7 +44,7 @@ pub const MAX_NAME_LEN: usize = 64;
 
 /// Whether `name` is a valid metric (or alert) name: 1 to [`MAX_NAME_LEN`] lowercase letters,
 /// digits and `_`, starting with a letter.
-pub(crate) fn is_valid_name(name: &str) -> bool {
+pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.starts_with(|c: char| c.is_ascii_lowercase())
