@@ -121,6 +121,60 @@ impl ReadTarget {
     }
 }
 
+/// One request with `key` as bearer, on a runtime of its own (for the CLI's tools): the
+/// answer's JSON, or its error message — refused requests (bad parameter, key, name) are the
+/// user's to fix (exit 2); a server at capacity (429, 503) or failing is not.
+pub fn call_json(
+    target: &Target,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Bytes,
+) -> anyhow::Result<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reply = runtime.block_on(async {
+        let mut connection = Connection::open(target).await?;
+        let auth = format!("Bearer {key}");
+        connection
+            .send(
+                method,
+                path,
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body,
+            )
+            .await
+    })?;
+    let answer: Option<serde_json::Value> = serde_json::from_slice(&reply.body).ok();
+    if !reply.status.is_success() {
+        let error = match answer.as_ref().and_then(|a| a["error"]["message"].as_str()) {
+            Some(message) => format!("{}: {message}", reply.status),
+            None => format!(
+                "{}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body).trim()
+            ),
+        };
+        return Err(
+            if reply.status.is_client_error() && reply.status != StatusCode::TOO_MANY_REQUESTS {
+                UserError(error).into()
+            } else {
+                anyhow::anyhow!(error)
+            },
+        );
+    }
+    answer.with_context(|| {
+        format!(
+            "the server answered {} with a body that is not JSON",
+            reply.status
+        )
+    })
+}
+
 /// A response, fully read.
 #[derive(Debug)]
 pub struct Reply {

@@ -11,6 +11,9 @@ use std::time::Duration;
 pub struct AlertingConfig {
     /// How often rules read the windows that became final.
     pub evaluate_interval: HumanDuration,
+    /// How often a rule's state is committed when it made no transition (a transition is
+    /// committed at once, with its notifications).
+    pub checkpoint_interval: HumanDuration,
     /// The first retry of a failed delivery comes this long after it (then twice as long
     /// each time, ± 50 % jitter).
     pub retry_initial_interval: HumanDuration,
@@ -115,6 +118,13 @@ impl Validate for AlertingConfig {
             (
                 "evaluate-interval",
                 self.evaluate_interval.get(),
+                Duration::from_millis(100),
+                secs(3600),
+                "between 100ms and 1h",
+            ),
+            (
+                "checkpoint-interval",
+                self.checkpoint_interval.get(),
                 Duration::from_millis(100),
                 secs(3600),
                 "between 100ms and 1h",

@@ -37,6 +37,8 @@ struct RuleRun {
     /// Final windows ending at or before this are evaluated; `None` before its first round.
     cursor: Option<Millis>,
     error: Option<String>,
+    /// When its progress was last committed.
+    saved: Option<Instant>,
 }
 
 /// The rules of one tenant over one metric.
@@ -121,6 +123,7 @@ async fn sync_rules(
             plan: None,
             cursor: saved.map(|progress| progress.cursor),
             error: None,
+            saved: None,
             record,
         };
         run.build(alerting, saved.map(|progress| progress.snapshot.as_slice()));
@@ -269,17 +272,23 @@ async fn evaluate(
             .map_err(|error| error.message().to_owned())?;
         feed_live(&plan, watermark, &snapshot, group, &mut transitions)?;
     }
-    // Commit what moved: cursors, snapshots, and the transitions' notifications.
+    // Commit the transitions' notifications, with the progress of the rules that made them,
+    // of new rules, and of the others once per checkpoint interval. Progress committed less
+    // often costs nothing in correctness: evaluating again from an older snapshot makes the
+    // same transitions with the same ids, which the outbox already has.
     let now = now_millis();
+    let every = alerting.config.checkpoint_interval.get();
     let mut progress = Vec::new();
-    for (index, run) in group.runs.iter().enumerate() {
+    for (index, run) in group.runs.iter_mut().enumerate() {
         let Some(evaluator) = &run.evaluator else {
             continue;
         };
-        let moved = run.cursor != before[index]
-            || run.live()
-            || transitions.iter().any(|(at, _)| *at == index);
-        if moved {
+        let moved = run.cursor != before[index] || run.live();
+        let due = before[index].is_none()
+            || transitions.iter().any(|(at, _)| *at == index)
+            || run.saved.is_none_or(|saved| saved.elapsed() >= every);
+        if moved && due {
+            run.saved = Some(Instant::now());
             let snapshot = serde_json::to_vec(&evaluator.snapshot()).map_err(|error| {
                 format!("serializing rule {:?}'s state: {error}", run.record.name)
             })?;

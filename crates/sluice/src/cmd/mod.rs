@@ -1,5 +1,6 @@
 //! The subcommands: one file each, one line each in [`Command`].
 
+pub mod alerts;
 pub mod bench;
 pub mod check_config;
 pub mod log;
@@ -42,6 +43,9 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// Read a metric from a running sluice (table or JSON); without a metric, list them.
     Query(query::QueryArgs),
+    /// List alert states and notifications of a running sluice, or test a channel.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Check schema files, or register a directory of them with a running sluice.
     Schemas(schemas::SchemasArgs),
     /// Print a topic's records as JSON lines, following new ones.
@@ -66,6 +70,7 @@ impl Cli {
             Command::Topics(args) => topics::run(args),
             Command::Query(args) => query::run(args),
             Command::Schemas(args) => schemas::run(args),
+            Command::Alerts(command) => command.run(),
             Command::Tail(args) => tail::run(args),
             Command::Log(args) => log::run(args),
             Command::Bench(command) => command.run(),

@@ -4,11 +4,10 @@
 //! Without METRIC it lists the metrics. Parameters are checked by the server, whose 400 says
 //! what to fix (exit 2).
 
-use crate::UserError;
-use crate::client::{Connection, ReadTarget};
+use crate::client::ReadTarget;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use hyper::{Method, StatusCode};
+use hyper::Method;
 use serde_json::Value;
 use sluice_core::time::format_millis;
 
@@ -53,47 +52,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         None => "/v1/metrics".to_owned(),
         Some(metric) => format!("/v1/metrics/{}?{}", encode(metric), query_string(&args)),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let reply = runtime.block_on(async {
-        let mut connection = Connection::open(&target).await?;
-        let auth = format!("Bearer {key}");
-        connection
-            .send(
-                Method::GET,
-                &path,
-                &[("authorization", &auth)],
-                Bytes::new(),
-            )
-            .await
-    })?;
-    let answer: Option<Value> = serde_json::from_slice(&reply.body).ok();
-    if !reply.status.is_success() {
-        let error = match answer.as_ref().and_then(|a| a["error"]["message"].as_str()) {
-            Some(message) => format!("{}: {message}", reply.status),
-            None => format!(
-                "{}: {}",
-                reply.status,
-                String::from_utf8_lossy(&reply.body).trim()
-            ),
-        };
-        // A refused query (bad parameter, key, metric) is the user's to fix; a server at
-        // capacity (429, 503) or failing is not.
-        return Err(
-            if reply.status.is_client_error() && reply.status != StatusCode::TOO_MANY_REQUESTS {
-                UserError(error).into()
-            } else {
-                anyhow::anyhow!(error)
-            },
-        );
-    }
-    let Some(answer) = answer else {
-        anyhow::bail!(
-            "the server answered {} with a body that is not JSON",
-            reply.status
-        );
-    };
+    let answer = crate::client::call_json(&target, Method::GET, &path, &key, Bytes::new())?;
     match (args.format, &args.metric) {
         (Format::Json, _) => println!("{answer}"),
         (Format::Table, None) => print!("{}", metrics_table(&answer)),
@@ -127,7 +86,7 @@ fn query_string(args: &QueryArgs) -> String {
 }
 
 /// Percent-encodes a query-string value (RFC 3986 unreserved characters stay).
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~:/".contains(&byte) {
@@ -148,7 +107,7 @@ fn text(value: &Value) -> String {
 }
 
 /// Aligned columns, the header underlined.
-fn table(header: &[String], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[String], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -579,5 +579,39 @@ checkpoint-interval = "50ms"
     );
     assert_eq!(rows[0]["state"], "delivered");
     assert!(rows[0]["attempts"].as_u64().unwrap() >= 2, "{history}");
+
+    // The CLI reads the same: the firing instance, the delivered notification.
+    let url = format!("http://{}", server.addr);
+    let cli = |args: &[&str]| {
+        crate::support::output_within(
+            std::process::Command::new(crate::support::BIN)
+                .args(args)
+                .args(["--url", &url]),
+            Duration::from_secs(20),
+        )
+    };
+    let listed = cli(&["alerts", "list", "--read-key", SHOP_READ]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        text.contains("busy") && text.contains("firing") && text.contains("critical"),
+        "{text}"
+    );
+    let listed = cli(&["alerts", "list", "--history", "--read-key", SHOP_READ]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("delivered") && text.contains("hook"),
+        "{text}"
+    );
+    let refused = cli(&["alerts", "test", "hook", "--key", SHOP_READ]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a read key may not test: {refused:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("an alerts key or an admin key"),
+        "{refused:?}"
+    );
     server.stop_cleanly();
 }
