@@ -1,6 +1,7 @@
 // sluice dashboard: sign in with a key, pick a metric, see its series (final windows drawn
 // apart from open ones), updated live over /v1/live; a top-N table re-ranked as updates come;
-// boards of such panels; pipeline health, tenants and keys for an admin key.
+// boards of such panels; alerts (firing and pending ones, the latest notifications, a count of
+// firing ones in the navigation); pipeline health, tenants and keys for an admin key.
 // Plain ES module, no build step; the chart is uPlot (vendored, web/vendor/).
 
 const KEY = "sluice.key";
@@ -46,6 +47,7 @@ function signOut() {
   state.admin = false;
   clearInterval(state.healthTimer);
   clearInterval(state.boardTimer);
+  clearInterval(state.alertsTimer);
   state.live?.close();
   state.live = null;
   state.unsubscribe = null;
@@ -79,9 +81,7 @@ async function loadMetrics() {
 
 function choose(name, value) {
   state.metric = state.metrics.find((m) => m.name === name);
-  for (const button of $("metrics").querySelectorAll("button")) {
-    button.setAttribute("aria-current", String(button.textContent === name));
-  }
+  showAlerts(false);
   $("metric-name").textContent = name;
   $("controls").hidden = false;
   const values = $("value");
@@ -587,6 +587,8 @@ async function enter() {
     await loadBoards();
     await openBoard();
     openView();
+    await openAlerts(false);
+    await watchAlerts();
   }
 }
 
@@ -609,6 +611,127 @@ function keepView() {
   const filter = $("filter").value.trim();
   if (filter) view.set("filter", filter);
   history.replaceState(null, "", `#${view}`);
+}
+
+/// `#alerts`: the alerts view, in the metric's place beside the navigation.
+async function openAlerts(load = true) {
+  const open = location.hash === "#alerts" && Boolean(state.key) && !state.admin;
+  showAlerts(open);
+  if (open && load) await alertsTick();
+}
+
+/// Shows the alerts view (or the metric again), and marks which is shown in the navigation.
+function showAlerts(open) {
+  const was = !$("alerts-view").hidden;
+  $("alerts-view").hidden = !open;
+  $("metric").hidden = open;
+  $("alerts-link").setAttribute("aria-current", String(open));
+  for (const button of $("metrics").querySelectorAll("button")) {
+    button.setAttribute("aria-current", String(!open && button.textContent === state.metric?.name));
+  }
+  // The chart was drawn hidden meanwhile: to its width again.
+  if (was && !open && state.answer) drawSoon();
+}
+
+/// Reads the alerts every 10 s, not while the tab is hidden: the firing ones for the badge
+/// (`?state=firing`), or, while the alerts view is shown, all of them and the latest
+/// notifications for the view (the badge counted from them). One read of /v1/alerts a tick.
+async function watchAlerts() {
+  clearInterval(state.alertsTimer);
+  state.alertsTimer = setInterval(() => {
+    if (!document.hidden) alertsTick();
+  }, 10_000);
+  await alertsTick();
+}
+
+async function alertsTick() {
+  try {
+    if (!$("alerts-view").hidden) {
+      await loadAlerts();
+    } else {
+      const { alerts } = await api("/v1/alerts?state=firing");
+      badge(alerts.length);
+    }
+    if (state.alertsFailed) problem(null);
+    state.alertsFailed = false;
+  } catch (error) {
+    state.alertsFailed = true;
+    problem(`Alerts: ${error.message}`);
+  }
+}
+
+/// The count of firing alert instances beside the navigation's "Alerts"; none when 0.
+function badge(count) {
+  $("alert-badge").textContent = String(count);
+  $("alert-badge").hidden = count === 0;
+  $("alerts-link").setAttribute("aria-label", count ? `Alerts: ${count} firing` : "Alerts");
+}
+
+const SEVERITIES = ["critical", "warning", "info"];
+
+/// A word in a tag, styled by its class (`state-…`, `severity-…`): the word itself says it,
+/// the tag's border and weight tell them apart at a glance, colour only adds to that.
+function tag(kind, word) {
+  const span = document.createElement("span");
+  span.className = `tag ${kind}-${word}`;
+  span.textContent = word;
+  return span;
+}
+
+/// Cells named after their column, for the stacked rows of a narrow window.
+function row(table, cells) {
+  const tr = document.createElement("tr");
+  const heads = [...table.tHead.rows[0].cells].map((th) => th.textContent);
+  cells.forEach((td, i) => {
+    td.dataset.label = heads[i];
+    tr.append(td);
+  });
+  return tr;
+}
+
+function tagCell(kind, word) {
+  const td = document.createElement("td");
+  td.append(tag(kind, word));
+  return td;
+}
+
+/// The alerts view: firing then pending instances, most severe first, and the latest 20
+/// notifications.
+async function loadAlerts() {
+  const [{ alerts, rules }, { notifications }] = await Promise.all([
+    api("/v1/alerts"), api("/v1/alerts/history?limit=20")]);
+  const firing = alerts.filter((a) => a.state === "firing");
+  const pending = alerts.filter((a) => a.state === "pending");
+  badge(firing.length);
+  const rank = (a) => (a.state === "firing" ? 0 : 10) + (SEVERITIES.indexOf(a.severity) + 4) % 4;
+  const shown = [...firing, ...pending].sort((a, b) => rank(a) - rank(b)
+    || a.rule.localeCompare(b.rule) || label(a.key || {}).localeCompare(label(b.key || {})));
+  const table = $("firing");
+  table.tBodies[0].replaceChildren(...shown.map((alert) => row(table, [cell(alert.rule),
+    cell(alert.metric), cell(label(alert.key || {})), tagCell("state", alert.state),
+    tagCell("severity", alert.severity)])));
+  table.hidden = shown.length === 0;
+  const empty = $("firing-empty");
+  empty.hidden = shown.length > 0;
+  empty.textContent = !rules.length
+    ? "No alert rules. A tenant's rules are [[alerts]] in sluice's configuration, or made with POST /v1/alerts/rules and an alerts key."
+    : `Nothing firing: ${rules.length === 1 ? "the rule is" : `all ${rules.length} rules are`} quiet.`;
+  $("alert-summary").textContent = `${rules.length} ${rules.length === 1 ? "rule" : "rules"} · ${firing.length} firing · ${pending.length} pending · read ${when(Date.now())}, every 10 s.`;
+  $("rule-errors").replaceChildren(...rules.filter((r) => r.error).map((r) => {
+    const item = document.createElement("li");
+    item.textContent = `Rule ${r.name} (on ${r.metric}) does not run: ${r.error}`;
+    return item;
+  }));
+  const history = $("history");
+  history.tBodies[0].replaceChildren(...notifications.map((n) => {
+    const delivery = n.channel == null ? "recorded (the rule has no channel)"
+      : n.state === "pending" ? `pending to ${n.channel}: attempt ${n.attempts}, next ${when(n.next_attempt)}`
+      : `${n.state} to ${n.channel}${n.attempts > 1 ? ` after ${n.attempts} attempts` : ""}`;
+    return row(history, [cell(when(n.created_at)), cell(n.rule), cell(label(n.notification?.key || {})),
+      tagCell("state", n.status), cell(delivery, `delivery-${n.state}`), cell(n.last_error || "—")]);
+  }));
+  history.hidden = notifications.length === 0;
+  $("history-empty").hidden = notifications.length > 0;
 }
 
 function cell(text, className) {
@@ -750,10 +873,17 @@ async function revokeKey(id) {
 $("new-key").addEventListener("submit", createKey);
 $("new-tenant-form").addEventListener("submit", createTenant);
 $("save-board").addEventListener("submit", saveToBoard);
+// Already at #alerts (no hashchange follows): shown again, read again.
+$("alerts-link").addEventListener("click", (event) => {
+  if (location.hash !== "#alerts") return;
+  event.preventDefault();
+  openAlerts();
+});
 window.addEventListener("hashchange", async () => {
   if (!state.key || state.admin) return;
   await openBoard();
   openView();
+  await openAlerts();
 });
 
 $("sign-in-form").addEventListener("submit", async (event) => {

@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium: a wrong key is refused in words; the read key,
 //! typed and sent with the keyboard, opens the metric list; the metric's chart shows exactly the
 //! points the query API answers, with its top keys ranked; events of a new key appear live,
-//! without a reload; the view, added to a board, opens by its URL as a wall screen.
+//! without a reload; the view, added to a board, opens by its URL as a wall screen; firing
+//! alerts are listed and counted in the navigation.
 //! `crates/sluice/tests/browser/dashboard.mjs` drives the browser
 //! (`playwright-core` and Debian's Chromium, which `scripts/test.sh` installs).
 
@@ -392,6 +393,121 @@ async fn an_admin_key_opens_pipeline_health_and_manages_tenants_and_keys() {
     assert_eq!(deleted["phase"], "deleted", "{deleted}");
     let (status, _) = h.get("/v1/admin/tenants/news", ADMIN).await;
     assert_eq!(status, hyper::StatusCode::NOT_FOUND, "deleted in the page");
+    driver.finish().await;
+    h.stop().await;
+}
+
+/// A rule of the tenant: the Alerts view, opened from the navigation with the keyboard, says
+/// nothing fires; once the rule fires the page lists it (rule, metric, key, state, severity)
+/// with its notification, and counts it in the navigation, without a reload; in a 360 px
+/// window nothing scrolls sideways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_lists_firing_alerts_and_counts_them_in_the_navigation() {
+    let rule = toml::Value::Table(toml::Table::from_iter([
+        ("tenant".to_owned(), toml::Value::String("shop".into())),
+        (
+            "sql".to_owned(),
+            toml::Value::String(
+                "CREATE ALERT busy ON views WHERE url = '/a' WHEN n > 5 \
+                 WITH (severity = 'critical')"
+                    .into(),
+            ),
+        ),
+        ("channels".to_owned(), toml::Value::Array(Vec::new())),
+    ]));
+    let h = Harness::start(&[
+        ("alerts", toml::Value::Array(vec![rule])),
+        (
+            "alerting.evaluate-interval",
+            toml::Value::String("100ms".into()),
+        ),
+    ])
+    .await;
+    // Something final first, so that the rule starts from there.
+    let base = hours_ago(3);
+    h.send_ok(SHOP_WRITE, everywhere("/z", base, 8)).await;
+    let busy = |answer: &Value| {
+        answer["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|alert| alert["rule"] == "busy")
+    };
+    eventually("the rule evaluated", || async {
+        let (_, answer) = h.get("/v1/alerts", SHOP_READ).await;
+        if busy(&answer) {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+
+    let mut driver = Driver::start(&h, SHOP_READ, "views", Some("alerts"));
+    let quiet = driver.next().await;
+    assert_eq!(quiet["phase"], "quiet", "{quiet}");
+    assert!(
+        quiet["empty"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nothing firing"),
+        "{quiet}"
+    );
+    assert_eq!(quiet["badgeHidden"], true, "no badge while nothing fires");
+    assert_eq!(quiet["address"], "#alerts", "{quiet}");
+
+    // Minute 1: 10 views of /a; minute 2 on every partition closes it.
+    let views: Vec<Value> = (0..10)
+        .map(|i| {
+            view(
+                &format!("a-{i}"),
+                &format!("u{i}"),
+                "/a",
+                base + MINUTE + 1_000,
+                "1",
+            )
+        })
+        .collect();
+    h.send_ok(SHOP_WRITE, views).await;
+    h.send_ok(SHOP_WRITE, everywhere("/z", base + 2 * MINUTE + 1_000, 8))
+        .await;
+    eventually("the rule firing", || async {
+        let (_, answer) = h.get("/v1/alerts?state=firing", SHOP_READ).await;
+        if busy(&answer) {
+            Ok(())
+        } else {
+            Err(answer.to_string())
+        }
+    })
+    .await;
+    driver.say("fired").await;
+    let fired = driver.next().await;
+    assert_eq!(fired["phase"], "alerts", "{fired}");
+    assert_eq!(fired["badge"], "1", "{fired}");
+    assert_eq!(fired["badgeLabel"], "Alerts: 1 firing", "{fired}");
+    assert_eq!(
+        fired["rows"],
+        serde_json::json!([["busy", "views", "(all)", "firing", "critical"]]),
+        "{fired}"
+    );
+    let history = fired["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{fired}");
+    assert_eq!(
+        (&history[0][1], &history[0][3]),
+        (&Value::from("busy"), &Value::from("firing")),
+        "{fired}"
+    );
+    assert!(
+        history[0][4].as_str().unwrap().contains("no channel"),
+        "{fired}"
+    );
+    let narrow = driver.next().await;
+    assert_eq!(narrow["phase"], "narrow", "{narrow}");
+    assert!(
+        narrow["scrollWidth"].as_f64().unwrap() <= 360.0,
+        "a 360 px window shows the alerts without scrolling sideways: {narrow}"
+    );
+    assert_eq!(narrow["rows"], fired["rows"], "{narrow}");
     driver.finish().await;
     h.stop().await;
 }

@@ -21,8 +21,9 @@
 //   <- {"phase": "narrow", "scrollWidth", "chartWidth", "metricsListed"}   the explorer in a
 //      360 px wide window
 // then the process exits 0. Any failure is a message on stderr and exit 1. Screenshots of the
-// explorer, the board and pipeline health are saved in SLUICE_TEST_SCREENSHOTS (a directory),
-// when it is set.
+// explorer, the board, the alerts view and pipeline health are saved in SLUICE_TEST_SCREENSHOTS
+// (a directory), when it is set. The modes `admin` and `alerts` have conversations of their own
+// (their functions below).
 
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -73,6 +74,8 @@ try {
   await page.goto(`${url}/`);
   if (mode === 'admin') {
     await admin(page);
+  } else if (mode === 'alerts') {
+    await alerts(page);
   } else {
     await explorer(page);
   }
@@ -125,6 +128,59 @@ async function admin(page) {
   await news.locator('button').click();
   await news.waitFor({ state: 'detached', timeout: WAIT_MS });
   say({ phase: 'deleted', tenants: await page.locator('#tenants tbody tr').allTextContents() });
+}
+
+/// `alerts` mode (READ_KEY a read key of a tenant with an alert rule, evaluated, not firing):
+/// the Alerts view opened from the navigation with the keyboard, then the rule firing.
+///   <- {"phase": "quiet", "empty", "badgeHidden", "address", "summary"}
+///   -> "fired"                                   the rule fires (the API lists it as firing)
+///   <- {"phase": "alerts", "badge", "badgeLabel", "rows", "history", "summary"}   the firing
+///      instance listed and counted in the navigation, the view read again by itself
+///   <- {"phase": "narrow", "scrollWidth", "rows"}   the view in a 360 px wide window
+async function alerts(page) {
+  await page.fill('#key', readKey);
+  await page.press('#key', 'Enter');
+  await page.locator('#metrics button', { hasText: metric }).waitFor({ timeout: WAIT_MS });
+  await page.focus('#alerts-link');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#alerts-view:not([hidden]) #firing-empty:not([hidden])',
+    { timeout: WAIT_MS });
+  say({ phase: 'quiet', ...(await page.evaluate(() => ({
+    empty: document.querySelector('#firing-empty').textContent,
+    badgeHidden: document.querySelector('#alert-badge').hidden,
+    address: location.hash,
+    summary: document.querySelector('#alert-summary').textContent,
+  }))) });
+
+  await expect('fired');
+  // Read again by the page every 10 s: no reload, no click.
+  await page.waitForFunction(() => {
+    const badge = document.querySelector('#alert-badge');
+    return !badge.hidden && badge.textContent === '1'
+      && document.querySelectorAll('#firing tbody tr').length > 0;
+  }, null, { timeout: WAIT_MS });
+  const read = () => page.evaluate(() => {
+    const rows = (selector) => [...document.querySelectorAll(`${selector} tbody tr`)]
+      .map((tr) => [...tr.children].map((td) => td.textContent));
+    return {
+      badge: document.querySelector('#alert-badge').textContent,
+      badgeLabel: document.querySelector('#alerts-link').getAttribute('aria-label'),
+      rows: rows('#firing'),
+      history: rows('#history'),
+      summary: document.querySelector('#alert-summary').textContent,
+      scrollWidth: document.documentElement.scrollWidth,
+    };
+  });
+  const fired = await read();
+  say({ phase: 'alerts', ...fired });
+  await screenshot(page, 'alerts');
+
+  // A narrow window (a phone held upright): the view fits, nothing scrolls sideways.
+  await page.setViewportSize({ width: 360, height: 740 });
+  await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve())));
+  const narrow = await read();
+  say({ phase: 'narrow', scrollWidth: narrow.scrollWidth, rows: narrow.rows });
+  await screenshot(page, 'alerts-narrow');
 }
 
 /// The read key's explorer and boards (the conversation at the top of this file).
