@@ -1,6 +1,10 @@
 //! Alert evaluation: the cost of one changed window for one rule (issue 19's target: ≤ 1 µs),
 //! for a threshold rule with `FOR` over 1,000 keys (`BY KEY`), a change against the same
-//! window a day before, and a seasonal anomaly rule. Reported per window.
+//! window a day before, and a seasonal anomaly rule. Reported per window. Then the scale of
+//! the target's second half: one round of 10,000 threshold rules over 1,000 keys (what the
+//! server's alert runner does when a minute of a 1,000-key metric becomes final, in its
+//! order: rule after rule over a page of rows, keys by number), and one
+//! rule's checkpoint (its snapshot as JSON, as the runner stores it).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_stream::alert::{Evaluator, parse_alert};
@@ -90,5 +94,71 @@ fn anomaly(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, threshold, change, anomaly);
+/// Rules in the many-rules round.
+const RULES: usize = 10_000;
+
+fn many_rules(c: &mut Criterion) {
+    let defaults = MetricDefaults {
+        out_of_orderness: 0,
+        allowed_lateness: 0,
+        late: LatePolicy::Drop,
+    };
+    let plan = parse_metric(API, &defaults).unwrap();
+    let mut evaluators: Vec<Evaluator> = (0..RULES)
+        .map(|r| {
+            let rule = format!(
+                "CREATE ALERT rule_{r} ON api BY KEY WHEN errors > {} FOR '2m'",
+                100 + r % 50
+            );
+            Evaluator::new(Arc::new(parse_alert(&rule).unwrap()), &plan).unwrap()
+        })
+        .collect();
+    let keys: Vec<Vec<KeyValue>> = (0..KEYS)
+        .map(|k| vec![KeyValue::Text(format!("/route/{k}"))])
+        .collect();
+    let mut out = Vec::new();
+    let mut minute = 0;
+    // As the server's runner feeds a page of final rows: values computed once per row, then
+    // rule after rule over the page, each finding a key's instance by the key's number.
+    let mut round = |evaluators: &mut [Evaluator], minute: i64| {
+        let window = Window {
+            start: minute * MINUTE,
+            end: (minute + 1) * MINUTE,
+        };
+        let values: Vec<[Option<f64>; 2]> = (0..KEYS)
+            .map(|k| {
+                [
+                    Some(1.0),
+                    Some(100.0 + ((minute * 7 + k as i64 * 13) % 60) as f64),
+                ]
+            })
+            .collect();
+        for evaluator in evaluators.iter_mut() {
+            for (k, key) in keys.iter().enumerate() {
+                evaluator.window_by_id(k as u32, key, window, &values[k], true, &mut out);
+            }
+        }
+        out.clear();
+    };
+    for _ in 0..3 {
+        round(&mut evaluators, minute);
+        minute += 1;
+    }
+    let mut group = c.benchmark_group("alert_round");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((RULES * KEYS) as u64));
+    group.bench_function("threshold_10000_rules_by_key_1000", |b| {
+        b.iter(|| {
+            round(&mut evaluators, minute);
+            minute += 1;
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("checkpoint_one_rule_1000_keys_json", |b| {
+        b.iter(|| serde_json::to_vec(&evaluators[0].snapshot()).unwrap().len())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, threshold, change, anomaly, many_rules);
 criterion_main!(benches);

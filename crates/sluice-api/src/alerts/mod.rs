@@ -196,11 +196,12 @@ impl Alerting {
         })
     }
 
-    /// Every rule's instances and states as last committed, for one tenant or all.
+    /// Every rule's instances and states as last committed, for one tenant or all, with why
+    /// a rule cannot run (its metric is gone, or no longer has what it reads).
     pub async fn instances(
         &self,
         tenant: Option<&str>,
-    ) -> Result<Vec<(AlertRuleRecord, Vec<AlertInstance>)>, ApiError> {
+    ) -> Result<Vec<(AlertRuleRecord, Vec<AlertInstance>, Option<String>)>, ApiError> {
         let rules: Vec<AlertRuleRecord> = self
             .store
             .alert_rules()
@@ -219,22 +220,25 @@ impl Alerting {
         let mut out = Vec::new();
         for rule in rules {
             let mut instances = Vec::new();
-            if let Some(evaluator) = progress
-                .get(&rule.id)
-                .and_then(|snapshot| self.evaluator(&rule, Some(snapshot)).ok())
-            {
-                let severity = evaluator.rule().options.severity.as_str();
-                for (key, state) in evaluator.states() {
-                    instances.push(AlertInstance {
-                        rule: rule.name.clone(),
-                        metric: rule.metric.clone(),
-                        key: serde_json::from_str(key).unwrap_or(serde_json::Value::Null),
-                        state: state.as_str().to_owned(),
-                        severity: severity.to_owned(),
-                    });
+            let snapshot = progress.get(&rule.id).map(Vec::as_slice);
+            let error = match self.evaluator(&rule, snapshot) {
+                Ok(evaluator) if snapshot.is_some() => {
+                    let severity = evaluator.rule().options.severity.as_str();
+                    for (key, state) in evaluator.states() {
+                        instances.push(AlertInstance {
+                            rule: rule.name.clone(),
+                            metric: rule.metric.clone(),
+                            key: serde_json::from_str(key).unwrap_or(serde_json::Value::Null),
+                            state: state.as_str().to_owned(),
+                            severity: severity.to_owned(),
+                        });
+                    }
+                    None
                 }
-            }
-            out.push((rule, instances));
+                Ok(_) => None,
+                Err(error) => Some(error),
+            };
+            out.push((rule, instances, error));
         }
         Ok(out)
     }

@@ -125,8 +125,12 @@ async fn list_alerts(
     let all = state.alerting.instances(tenant.as_deref()).await?;
     let mut alerts = Vec::new();
     let mut rules = Vec::new();
-    for (rule, instances) in all {
-        rules.push(json!({"tenant": rule.tenant, "name": rule.name, "metric": rule.metric}));
+    for (rule, instances, error) in all {
+        let mut listed = json!({"tenant": rule.tenant, "name": rule.name, "metric": rule.metric});
+        if let Some(error) = error {
+            listed["error"] = error.into();
+        }
+        rules.push(listed);
         alerts.extend(
             instances
                 .into_iter()

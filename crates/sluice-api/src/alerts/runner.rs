@@ -45,6 +45,22 @@ struct RuleRun {
 #[derive(Default)]
 struct Group {
     runs: Vec<RuleRun>,
+    /// The metric's group keys (encoded) numbered from 0, so each rule finds a key's instance
+    /// by its number ([`Evaluator::window_by_id`]); forgotten past [`MAX_KEY_IDS`].
+    key_ids: foldhash::HashMap<Box<[u8]>, u32>,
+}
+
+/// The most key numbers a group keeps.
+const MAX_KEY_IDS: usize = 1 << 20;
+
+/// One final row of a page, decoded once for every rule.
+struct Decoded {
+    id: u32,
+    key: GroupKey,
+    window: Window,
+    state: PartialState,
+    /// Its values, for `BY KEY` rules.
+    values: Vec<Option<f64>>,
 }
 
 /// Evaluates every rule until `stop`.
@@ -345,37 +361,72 @@ async fn feed_final(
                 page.metric
             )
         };
+        if group.key_ids.len() + rows.len() > MAX_KEY_IDS {
+            group.key_ids.clear();
+            for evaluator in group
+                .runs
+                .iter_mut()
+                .filter_map(|run| run.evaluator.as_mut())
+            {
+                evaluator.forget_key_ids();
+            }
+        }
+        let any_by_key = group.runs.iter().any(RuleRun::by_key);
+        let mut decoded = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key = GroupKey::from_bytes(&row.key).map_err(corrupt)?;
+            let next = group.key_ids.len() as u32;
+            let id = *group
+                .key_ids
+                .entry(row.key.clone().into_boxed_slice())
+                .or_insert(next);
             let state = PartialState::decode(&row.state, Some(&kinds)).map_err(corrupt)?;
-            let window = Window {
-                start: row.window_start,
-                end: row.window_end,
+            decoded.push(Decoded {
+                id,
+                key: GroupKey::from_bytes(&row.key).map_err(corrupt)?,
+                window: Window {
+                    start: row.window_start,
+                    end: row.window_end,
+                },
+                values: if any_by_key {
+                    numbers(&state.finalize(&kinds))
+                } else {
+                    Vec::new()
+                },
+                state,
+            });
+        }
+        // Rule after rule over the page (each rule's rows stay in window order per key): one
+        // rule's instances stay in the cache while its keys go by.
+        for (index, run) in group.runs.iter_mut().enumerate() {
+            let by_key = run.by_key();
+            let (Some(evaluator), Some(cursor)) = (&mut run.evaluator, run.cursor) else {
+                continue;
             };
-            let mut values: Option<Vec<Option<f64>>> = None;
-            for (index, run) in group.runs.iter_mut().enumerate() {
-                let by_key = run.by_key();
-                let (Some(evaluator), Some(cursor)) = (&mut run.evaluator, run.cursor) else {
-                    continue;
-                };
-                if window.end <= cursor || !evaluator.key_matches(key.values()) {
+            for row in &decoded {
+                if row.window.end <= cursor {
                     continue;
                 }
                 if by_key {
-                    let values = values.get_or_insert_with(|| numbers(&state.finalize(&kinds)));
-                    evaluator.window(key.values(), window, values, true, &mut out);
-                    transitions.extend(out.drain(..).map(|t| (index, t)));
-                } else {
-                    match totals[index].entry((window.start, window.end)) {
+                    evaluator.window_by_id(
+                        row.id,
+                        row.key.values(),
+                        row.window,
+                        &row.values,
+                        true,
+                        &mut out,
+                    );
+                } else if evaluator.key_matches(row.key.values()) {
+                    match totals[index].entry((row.window.start, row.window.end)) {
                         std::collections::btree_map::Entry::Vacant(entry) => {
-                            entry.insert(state.clone());
+                            entry.insert(row.state.clone());
                         }
                         std::collections::btree_map::Entry::Occupied(mut entry) => {
-                            entry.get_mut().merge(&state).map_err(corrupt)?;
+                            entry.get_mut().merge(&row.state).map_err(corrupt)?;
                         }
                     }
                 }
             }
+            transitions.extend(out.drain(..).map(|t| (index, t)));
         }
         let done = rows.len() < page.limit;
         // Totals of windows starting before the page's last start are complete (rows come by

@@ -120,7 +120,17 @@ pub struct Evaluator {
     key_text: String,
     /// Reused: baseline values.
     scratch: Vec<f64>,
+    /// A caller's key ids ([`Evaluator::window_by_id`]) → instance index, or [`UNKNOWN_ID`],
+    /// [`FILTERED_ID`], [`DROPPED_ID`].
+    by_id: Vec<u32>,
 }
+
+/// A key id not seen yet.
+const UNKNOWN_ID: u32 = u32::MAX;
+/// A key id whose key fails the rule's `WHERE`.
+const FILTERED_ID: u32 = u32::MAX - 1;
+/// A key id turned away by the rule's `LIMIT`.
+const DROPPED_ID: u32 = u32::MAX - 2;
 
 /// The key of the total series (a rule without `BY KEY`).
 const TOTAL_KEY: &str = "{}";
@@ -140,6 +150,7 @@ impl Evaluator {
             dropped_windows: 0,
             key_text: String::new(),
             scratch: Vec::new(),
+            by_id: Vec::new(),
         };
         if evaluator.program.key_limit.is_none() {
             evaluator.add_instance(Arc::from(TOTAL_KEY));
@@ -194,6 +205,67 @@ impl Evaluator {
         let Some(index) = self.instance(key) else {
             return;
         };
+        self.window_at(index, window, values, is_final, out);
+    }
+
+    /// [`Evaluator::window`] for a caller that numbers its group keys densely from 0 (the
+    /// same key always the same `id`, `key` its values): after a key's first window, its
+    /// instance is found by the id alone, without rendering or hashing the key — what makes
+    /// thousands of rules over one metric's keys affordable. Ids are forgotten by
+    /// [`Evaluator::forget_key_ids`] and on restore.
+    pub fn window_by_id(
+        &mut self,
+        id: u32,
+        key: &[KeyValue],
+        window: Window,
+        values: &[Option<f64>],
+        is_final: bool,
+        out: &mut Vec<Transition>,
+    ) {
+        if !is_final && !self.program.live {
+            return;
+        }
+        let slot = id as usize;
+        let known = self.by_id.get(slot).copied().unwrap_or(UNKNOWN_ID);
+        let index = match known {
+            FILTERED_ID => return,
+            DROPPED_ID => {
+                self.dropped_windows += 1;
+                return;
+            }
+            UNKNOWN_ID => {
+                let found = self.instance(key);
+                if self.by_id.len() <= slot {
+                    self.by_id.resize(slot + 1, UNKNOWN_ID);
+                }
+                self.by_id[slot] = match found {
+                    Some(index) => index as u32,
+                    None if !self.key_matches(key) => FILTERED_ID,
+                    None => DROPPED_ID,
+                };
+                match found {
+                    Some(index) => index,
+                    None => return,
+                }
+            }
+            index => index as usize,
+        };
+        self.window_at(index, window, values, is_final, out);
+    }
+
+    /// Forgets the key ids of [`Evaluator::window_by_id`] (the caller numbers its keys anew).
+    pub fn forget_key_ids(&mut self) {
+        self.by_id.clear();
+    }
+
+    fn window_at(
+        &mut self,
+        index: usize,
+        window: Window,
+        values: &[Option<f64>],
+        is_final: bool,
+        out: &mut Vec<Transition>,
+    ) {
         let program = &self.program;
         let instance = &mut self.instances[index];
         let window_index = program.window_index(window.start);

@@ -114,6 +114,7 @@ impl Evaluator {
         }
         self.instances = instances;
         self.index = index;
+        self.by_id.clear();
         self.watermark = snapshot.watermark;
         self.origin = snapshot.origin;
         self.dropped_windows = snapshot.dropped_windows;

@@ -511,3 +511,45 @@ fn sparse_counts_use_the_mean_deviation_when_the_mad_is_zero() {
         [(Fine, Firing, 100, 1), (Firing, Resolved, 101, 2)]
     );
 }
+
+#[test]
+fn keys_given_by_id_evaluate_as_keys_given_by_value() {
+    let plan = metric(API);
+    let sql = "CREATE ALERT slow ON api WHERE region <> 'test' BY KEY LIMIT 2 WHEN errors > 5";
+    let mut by_value = evaluator(sql, &plan);
+    let mut by_id = evaluator(sql, &plan);
+    // Ids as a caller numbers its keys: eu/a 0, us/b 1, test 2 (filtered), ap/c 3 (over LIMIT).
+    let keys = [
+        key("/a", "eu"),
+        key("/b", "us"),
+        key("/t", "test"),
+        key("/c", "ap"),
+    ];
+    let (mut out_value, mut out_id) = (Vec::new(), Vec::new());
+    for index in 0..6 {
+        for (id, key) in keys.iter().enumerate() {
+            let errors = Some(if (index + id as i64) % 3 == 0 {
+                9.0
+            } else {
+                1.0
+            });
+            let values = [Some(1.0), errors, None];
+            by_value.window(key, minute(index), &values, true, &mut out_value);
+            by_id.window_by_id(id as u32, key, minute(index), &values, true, &mut out_id);
+        }
+        if index == 2 {
+            // A restore forgets the ids; they are found again by value.
+            let snapshot = by_id.snapshot();
+            by_id = evaluator(sql, &plan);
+            by_id.restore(snapshot).unwrap();
+        }
+    }
+    assert!(!out_value.is_empty());
+    assert_eq!(out_id, out_value);
+    assert_eq!(by_id.stats(), by_value.stats());
+    assert_eq!(by_id.stats().keys, 2, "/t is filtered, /c over the limit");
+    assert_eq!(by_id.stats().dropped_windows, 6, "every window of /c");
+    let states: Vec<_> = by_id.states().map(|(k, s)| (k.to_owned(), s)).collect();
+    let expected: Vec<_> = by_value.states().map(|(k, s)| (k.to_owned(), s)).collect();
+    assert_eq!(states, expected);
+}
