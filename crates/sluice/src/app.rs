@@ -386,7 +386,7 @@ const PIPELINES_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long stopping may take after the in-flight requests' grace, in all: past it the process
 /// exits without waiting for the rest (a client library's teardown that blocks while brokers
 /// are away must not keep a stopped server alive).
-pub const STOP_BUDGET: Duration = Duration::from_secs(20);
+pub const STOP_BUDGET: Duration = Duration::from_secs(15);
 
 /// Binds `addr`; a failure is the user's to fix, as `hint` says.
 async fn bind(addr: SocketAddr, hint: &str) -> anyhow::Result<TcpListener> {

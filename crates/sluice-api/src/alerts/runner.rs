@@ -48,6 +48,8 @@ struct Group {
     /// The metric's group keys (encoded) numbered from 0, so each rule finds a key's instance
     /// by its number ([`Evaluator::window_by_id`]); forgotten past [`MAX_KEY_IDS`].
     key_ids: foldhash::HashMap<Box<[u8]>, u32>,
+    /// Another node evaluated the group last round.
+    elsewhere: bool,
 }
 
 /// The most key numbers a group keeps.
@@ -224,8 +226,35 @@ async fn evaluate(
         .computes_first_partition(metric)
         .await
     {
-        // Another node of the cluster evaluates this metric's rules.
+        // Another node of the cluster evaluates this metric's rules: drop the state, which
+        // goes stale, and take the other node's from the store if this one takes over again.
+        if !group.elsewhere {
+            group.elsewhere = true;
+            for run in &mut group.runs {
+                run.evaluator = None;
+                run.cursor = None;
+            }
+            group.key_ids.clear();
+        }
         return Ok(());
+    }
+    if group.elsewhere {
+        let ids: Vec<u64> = group.runs.iter().map(|run| run.record.id).collect();
+        let progress: BTreeMap<u64, AlertProgress> = alerting
+            .store
+            .alert_progress(ids)
+            .await
+            .map_err(|error| error.to_string())?
+            .into_iter()
+            .map(|progress| (progress.rule_id, progress))
+            .collect();
+        for run in &mut group.runs {
+            let saved = progress.get(&run.record.id);
+            run.cursor = saved.map(|progress| progress.cursor);
+            run.saved = None;
+            run.build(alerting, saved.map(|progress| progress.snapshot.as_slice()));
+        }
+        group.elsewhere = false;
     }
     let frontier = alerting
         .serving

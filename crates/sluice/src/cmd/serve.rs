@@ -43,9 +43,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         signals.wait().await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         let grace = config.server.shutdown_timeout.get();
-        match tokio::time::timeout(grace + STOP_BUDGET, tokio::spawn(app.stop(grace))).await {
+        // The last resort, on a thread of its own: a client library blocking every worker
+        // thread (librdkafka's teardown while the brokers are away) would also stop the
+        // runtime's timers, and with them the bound below.
+        let budget = grace + STOP_BUDGET;
+        std::thread::spawn(move || {
+            std::thread::sleep(budget + std::time::Duration::from_secs(2));
+            tracing::warn!(?budget, "stopping did not finish in time; exiting without waiting for the rest (acknowledged events are durable; the pipelines resume from their last checkpoints)");
+            std::process::exit(0);
+        });
+        match tokio::time::timeout(budget, tokio::spawn(app.stop(grace))).await {
             Ok(stopped) => stopped.context("stopping")??,
-            Err(_) => tracing::warn!(budget = ?(grace + STOP_BUDGET), "stopping did not finish in time; exiting without waiting for the rest"),
+            Err(_) => tracing::warn!(?budget, "stopping did not finish in time; exiting without waiting for the rest"),
         }
         tracing::info!("stopped");
         Ok(())

@@ -122,10 +122,14 @@ impl Server {
             if child.try_wait().unwrap().is_some() {
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "sluice did not exit in 30 s"
-            );
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output().unwrap();
+                panic!(
+                    "sluice did not exit in 30 s; its log:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         child.wait_with_output().unwrap()
