@@ -757,3 +757,54 @@ async fn a_receiver_that_never_answers_gets_its_notification_dead_lettered_visib
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_a_while_gets_the_notification_once_it_is_back() {
+    let port = free_port(); // the receiver starts later
+    let h = Harness::start(&alerting(port, &[BUSY])).await;
+    let base = hours_ago(3);
+    h.send_ok(SHOP_WRITE, everywhere("/z", base, 8)).await;
+    evaluated(&h, "busy").await;
+    h.send_ok(SHOP_WRITE, views_of_a(base + MINUTE + 1_000, 10))
+        .await;
+    h.send_ok(SHOP_WRITE, everywhere("/z", base + 2 * MINUTE + 1_000, 8))
+        .await;
+    let failed = eventually("attempts that failed", || async {
+        let (_, history) = h.get("/v1/alerts/history", SHOP_READ).await;
+        match history["notifications"]
+            .as_array()
+            .and_then(|rows| rows.first())
+        {
+            Some(row) if row["attempts"].as_u64().unwrap_or(0) >= 2 => Ok(row.clone()),
+            _ => Err(history.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(failed["state"], "pending", "{failed}");
+    assert!(failed["next_attempt"].as_i64().is_some(), "{failed}");
+
+    let receiver = Receiver::start(port).await;
+    let got = eventually("the delivery once the receiver is back", || async {
+        let got = receiver.deliveries();
+        if got.is_empty() {
+            Err("nothing yet".to_owned())
+        } else {
+            Ok(got)
+        }
+    })
+    .await;
+    assert_eq!(got[0].id, failed["id"], "the same notification");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        receiver.deliveries().len(),
+        1,
+        "{:?}",
+        receiver.deliveries()
+    );
+    let (_, history) = h.get("/v1/alerts/history", SHOP_READ).await;
+    assert_eq!(
+        history["notifications"][0]["state"], "delivered",
+        "{history}"
+    );
+    h.stop().await;
+}
