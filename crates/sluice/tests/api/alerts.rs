@@ -152,6 +152,31 @@ fn views_of_a(time: Millis, count: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Makes the `busy` rule fire: something final first (the rule starts at the frontier), then
+/// 10 views of /a in minute 1 and minute 2 on every partition, which makes minute 1 final.
+async fn fire_busy(h: &Harness) {
+    let base = hours_ago(3);
+    h.send_ok(SHOP_WRITE, everywhere("/z", base, 8)).await;
+    evaluated(h, "busy").await;
+    h.send_ok(SHOP_WRITE, views_of_a(base + MINUTE + 1_000, 10))
+        .await;
+    h.send_ok(SHOP_WRITE, everywhere("/z", base + 2 * MINUTE + 1_000, 8))
+        .await;
+}
+
+/// What `receiver` got, once it got something (30 s at most).
+async fn first_deliveries(receiver: &Receiver) -> Vec<Delivery> {
+    eventually("a delivery", || async {
+        let got = receiver.deliveries();
+        if got.is_empty() {
+            Err("nothing yet".to_owned())
+        } else {
+            Ok(got)
+        }
+    })
+    .await
+}
+
 /// The rule's instances once it has been evaluated once (it starts at the frontier then).
 async fn evaluated(h: &Harness, rule: &str) -> Vec<Value> {
     eventually(&format!("rule {rule} evaluated"), || async {
@@ -393,7 +418,7 @@ async fn silences_hold_rules_are_managed_and_bad_rules_get_400_with_their_place(
     assert_eq!(receiver.deliveries().len(), 1);
     assert_eq!(receiver.deliveries()[0].json()["status"], "test");
 
-    // A silence of the rule for /a keys holds: the transition is recorded, not sent.
+    // A silence of the rule (its every key: `{}`) holds: the transition is recorded, not sent.
     let (status, silence) = h
         .call(
             Method::POST,
@@ -403,13 +428,7 @@ async fn silences_hold_rules_are_managed_and_bad_rules_get_400_with_their_place(
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{silence}");
-    let base = hours_ago(3);
-    h.send_ok(SHOP_WRITE, everywhere("/z", base, 8)).await;
-    evaluated(&h, "busy").await;
-    h.send_ok(SHOP_WRITE, views_of_a(base + MINUTE + 1_000, 10))
-        .await;
-    h.send_ok(SHOP_WRITE, everywhere("/z", base + 2 * MINUTE + 1_000, 8))
-        .await;
+    fire_busy(&h).await;
     let silenced = eventually("the firing notification silenced", || async {
         let (_, history) = h.get("/v1/alerts/history", SHOP_READ).await;
         match history["notifications"].as_array() {
@@ -672,15 +691,7 @@ async fn a_live_rule_fires_on_a_window_still_open() {
     evaluated(&h, "live_busy").await;
     h.send_ok(SHOP_WRITE, views_of_a(base + MINUTE + 1_000, 10))
         .await;
-    let deliveries = eventually("the live rule's notification", || async {
-        let got = receiver.deliveries();
-        if got.is_empty() {
-            Err("nothing yet".to_owned())
-        } else {
-            Ok(got)
-        }
-    })
-    .await;
+    let deliveries = first_deliveries(&receiver).await;
     let firing = deliveries[0].json();
     assert_eq!(firing["status"], "firing", "{firing}");
     assert_eq!(firing["value"], 10.0);
@@ -709,13 +720,7 @@ async fn a_receiver_that_never_answers_gets_its_notification_dead_lettered_visib
         toml::Value::String("1s".into()),
     ));
     let h = Harness::start(&overrides).await;
-    let base = hours_ago(3);
-    h.send_ok(SHOP_WRITE, everywhere("/z", base, 8)).await;
-    evaluated(&h, "busy").await;
-    h.send_ok(SHOP_WRITE, views_of_a(base + MINUTE + 1_000, 10))
-        .await;
-    h.send_ok(SHOP_WRITE, everywhere("/z", base + 2 * MINUTE + 1_000, 8))
-        .await;
+    fire_busy(&h).await;
     let dead = eventually("the notification given up", || async {
         let (_, history) = h.get("/v1/alerts/history?state=dead", SHOP_READ).await;
         match history["notifications"].as_array() {
@@ -762,13 +767,7 @@ async fn a_receiver_that_never_answers_gets_its_notification_dead_lettered_visib
 async fn a_receiver_down_for_a_while_gets_the_notification_once_it_is_back() {
     let port = free_port(); // the receiver starts later
     let h = Harness::start(&alerting(port, &[BUSY])).await;
-    let base = hours_ago(3);
-    h.send_ok(SHOP_WRITE, everywhere("/z", base, 8)).await;
-    evaluated(&h, "busy").await;
-    h.send_ok(SHOP_WRITE, views_of_a(base + MINUTE + 1_000, 10))
-        .await;
-    h.send_ok(SHOP_WRITE, everywhere("/z", base + 2 * MINUTE + 1_000, 8))
-        .await;
+    fire_busy(&h).await;
     let failed = eventually("attempts that failed", || async {
         let (_, history) = h.get("/v1/alerts/history", SHOP_READ).await;
         match history["notifications"]
@@ -784,15 +783,7 @@ async fn a_receiver_down_for_a_while_gets_the_notification_once_it_is_back() {
     assert!(failed["next_attempt"].as_i64().is_some(), "{failed}");
 
     let receiver = Receiver::start(port).await;
-    let got = eventually("the delivery once the receiver is back", || async {
-        let got = receiver.deliveries();
-        if got.is_empty() {
-            Err("nothing yet".to_owned())
-        } else {
-            Ok(got)
-        }
-    })
-    .await;
+    let got = first_deliveries(&receiver).await;
     assert_eq!(got[0].id, failed["id"], "the same notification");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
