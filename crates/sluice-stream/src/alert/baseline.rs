@@ -103,6 +103,32 @@ impl History {
             .filter(|v| !v.is_nan())
     }
 
+    /// Appends the present values of history column `column` in windows `from..=to` (the
+    /// kept ones), in window order: [`History::get`] over the range, walking the ring once.
+    pub(super) fn extend_range(&self, from: i64, to: i64, column: usize, out: &mut Vec<f64>) {
+        let Some(newest) = self.newest else {
+            return;
+        };
+        let from = from.max(newest - self.depth as i64 + 1);
+        let to = to.min(newest);
+        if from > to || column >= self.columns {
+            return;
+        }
+        let wrap = self.depth * self.columns;
+        let mut position = self.position(from) + column;
+        for _ in from..=to {
+            if let Some(&value) = self.data.get(position)
+                && !value.is_nan()
+            {
+                out.push(value);
+            }
+            position += self.columns;
+            if position >= wrap {
+                position -= wrap;
+            }
+        }
+    }
+
     /// The ring's state as exact bit patterns, for snapshots (NaN: missing).
     pub(super) fn to_parts(&self) -> (i64, Option<i64>, Vec<u64>) {
         (
@@ -177,11 +203,9 @@ pub(super) fn band(
     scratch: &mut Vec<f64>,
 ) -> Option<Band> {
     scratch.clear();
-    scratch.extend(
-        shape
-            .backs()
-            .filter_map(|back| history.get(window - back, column)),
-    );
+    for (nearest, farthest) in shape.ranges() {
+        history.extend_range(window - farthest, window - nearest, column, scratch);
+    }
     let points = scratch.len();
     if points < shape.needed() {
         return None;

@@ -93,7 +93,9 @@ pub(super) struct AnomalyShape {
 }
 
 impl AnomalyShape {
-    /// The windows back the baseline reads, nearest first.
+    /// The windows back the baseline reads, nearest first (what [`AnomalyShape::ranges`]
+    /// gives as ranges; kept to check them).
+    #[cfg(test)]
     pub(super) fn backs(&self) -> impl Iterator<Item = i64> + '_ {
         let (seasons, spread, period) = if self.period == 0 {
             (1, 0, 0)
@@ -106,6 +108,25 @@ impl AnomalyShape {
                 1..=history
             } else {
                 season * period - spread..=season * period + spread
+            }
+        })
+    }
+
+    /// The same windows as [`AnomalyShape::backs`], as inclusive ranges `(nearest, farthest)`
+    /// of windows back: one per season (or one of `history` windows).
+    pub(super) fn ranges(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let seasons = if self.period == 0 {
+            1
+        } else {
+            self.options.seasons as i64
+        };
+        let history = self.options.history as i64;
+        (1..=seasons).map(move |season| {
+            if self.period == 0 {
+                (1, history)
+            } else {
+                let middle = season * self.period;
+                (middle - self.spread, middle + self.spread)
             }
         })
     }

@@ -156,3 +156,53 @@ fn noise_with_normal_tails_needs_a_higher_sensitivity() {
         assert!(injected.contains(&SPIKE.start) && injected.contains(&DROP.start));
     }
 }
+
+#[test]
+fn baseline_ranges_read_what_window_by_window_reads() {
+    use crate::alert::baseline::History;
+    use crate::alert::check::AnomalyShape;
+    // A ring of 50 windows × 2 columns, written with gaps (NaN) and wrapped several times.
+    let mut history = History::new(50, 2);
+    for window in 100..237 {
+        if window % 7 == 3 {
+            continue; // missing
+        }
+        let value = (window % 11 == 0)
+            .then_some(f64::NAN)
+            .or(Some(window as f64));
+        history.put(window, &[value, Some(-(window as f64))], &[0, 1]);
+    }
+    for (from, to) in [
+        (150, 236),
+        (180, 200),
+        (230, 260),
+        (100, 120),
+        (236, 236),
+        (201, 199),
+    ] {
+        for column in 0..3 {
+            let mut ranged = Vec::new();
+            history.extend_range(from, to, column, &mut ranged);
+            let one_by_one: Vec<f64> = (from..=to)
+                .filter_map(|window| history.get(window, column))
+                .collect();
+            assert_eq!(ranged, one_by_one, "{from}..={to}, column {column}");
+        }
+    }
+    for period in [0, 24] {
+        let shape = AnomalyShape {
+            options: AnomalyOptions {
+                history: 30,
+                seasons: 3,
+                ..AnomalyOptions::default()
+            },
+            period,
+            spread: 4,
+        };
+        let mut from_ranges: Vec<i64> = shape.ranges().flat_map(|(a, b)| a..=b).collect();
+        let mut backs: Vec<i64> = shape.backs().collect();
+        from_ranges.sort_unstable();
+        backs.sort_unstable();
+        assert_eq!(from_ranges, backs, "period {period}");
+    }
+}
