@@ -17,6 +17,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     child: Option<Child>,
     stdout_head: String,
+    /// Reads stderr while the server runs; its log once it exits.
+    log: Option<std::thread::JoinHandle<Vec<u8>>>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -83,11 +85,21 @@ impl Server {
             let _ = tx.send(rest);
         });
         std::mem::forget(rx);
+        // And stderr (its log), kept for `wait`: a full pipe would block every thread that
+        // logs, so a chatty server (a client library repeating that its brokers are down)
+        // would hang on its own log.
+        let stderr = child.stderr.take().unwrap();
+        let log = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = BufReader::new(stderr).read_to_end(&mut bytes);
+            bytes
+        });
         Server {
             addr,
             data_dir: data_dir.to_owned(),
             child: Some(child),
             stdout_head: head,
+            log: Some(log),
             _temp: None,
         }
     }
@@ -114,25 +126,38 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Waits (at most 30 s) for the process to exit.
+    /// Waits (at most 30 s) for the process to exit; its stdout after the start-up lines is
+    /// not kept, its stderr is.
     pub fn wait(mut self) -> Output {
         let mut child = self.child.take().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
             }
             if std::time::Instant::now() >= deadline {
                 let _ = child.kill();
-                let output = child.wait_with_output().unwrap();
+                let _ = child.wait();
                 panic!(
                     "sluice did not exit in 30 s; its log:\n{}",
-                    String::from_utf8_lossy(&output.stderr)
+                    String::from_utf8_lossy(&self.take_log())
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: self.take_log(),
         }
-        child.wait_with_output().unwrap()
+    }
+
+    /// Everything the (exited) server wrote to stderr.
+    fn take_log(&mut self) -> Vec<u8> {
+        self.log
+            .take()
+            .map(|log| log.join().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Ctrl-C.
