@@ -27,9 +27,10 @@
 //! A crash before step 4 restores the snapshots and cursors committed before and reads the
 //! same final rows again; the evaluator being deterministic, the same transitions come out
 //! with the same sequence numbers, so the same notification ids. A crash after it finds the
-//! rows in the outbox, and an id inserted twice is stored once. A new rule starts at the
-//! frontier it is first evaluated at: it alerts on windows that become final after it exists,
-//! and its baselines fill from then on.
+//! rows in the outbox, and an id inserted twice is stored once. A new rule over a metric with
+//! final windows starts at the frontier it first sees: it alerts on windows that become final
+//! after it exists (not on the history before), and its baselines fill from then on; over a
+//! metric with none yet, it reads every window from the first.
 //!
 //! **Delivery** ([`notify`]). Every second the node's notifier reads the due outbox rows of
 //! the rules it evaluates, drops those a silence covers (marked `silenced`), and posts the

@@ -266,12 +266,36 @@ async fn evaluate(
         return Ok(());
     }
     let Some(watermark) = frontier.watermark else {
+        // No window is final yet: a new rule will read every window from the first on.
+        let new: Vec<AlertProgress> = group
+            .runs
+            .iter_mut()
+            .filter(|run| run.cursor.is_none())
+            .filter_map(|run| {
+                let snapshot = serde_json::to_vec(&run.evaluator.as_ref()?.snapshot()).ok()?;
+                run.cursor = Some(Millis::MIN);
+                run.saved = Some(Instant::now());
+                Some(AlertProgress {
+                    rule_id: run.record.id,
+                    cursor: Millis::MIN,
+                    snapshot,
+                })
+            })
+            .collect();
+        if !new.is_empty() {
+            alerting
+                .store
+                .commit_alerts(new, Vec::new())
+                .await
+                .map_err(|error| error.to_string())?;
+        }
         return Ok(());
     };
     let final_upto = watermark.saturating_sub(plan.allowed_lateness);
     let before: Vec<Option<Millis>> = group.runs.iter().map(|run| run.cursor).collect();
     for run in &mut group.runs {
-        // A new rule starts at the frontier: it alerts on what becomes final from now on.
+        // A new rule over a metric with final windows starts at the frontier: it alerts on
+        // what becomes final from now on, not on the history before it.
         run.cursor.get_or_insert(final_upto);
     }
     let mut transitions: Vec<(usize, Transition)> = Vec::new();

@@ -799,3 +799,22 @@ async fn a_receiver_down_for_a_while_gets_the_notification_once_it_is_back() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_made_before_any_event_reads_every_window_from_the_first() {
+    let port = free_port();
+    let receiver = Receiver::start(port).await;
+    let h = Harness::start(&alerting(port, &[BUSY])).await;
+    // No event yet: the rule is saved reading from the first window on.
+    let instances = evaluated(&h, "busy").await;
+    assert_eq!(instances[0]["state"], "ok");
+    // The first events of all: minute 1 is final as soon as minute 2's arrive, in one batch.
+    let base = hours_ago(3);
+    let mut events = views_of_a(base + MINUTE + 1_000, 10);
+    events.extend(everywhere("/z", base + 2 * MINUTE + 1_000, 8));
+    h.send_ok(SHOP_WRITE, events).await;
+    let got = first_deliveries(&receiver).await;
+    assert_eq!(got[0].json()["status"], "firing");
+    assert_eq!(got[0].json()["at_ms"], base + 2 * MINUTE);
+    h.stop().await;
+}
