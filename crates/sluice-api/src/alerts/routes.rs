@@ -589,6 +589,7 @@ async fn delete_silence(
 
 /// The channels (without their secrets).
 #[utoipa::path(get, path = "/v1/alerts/channels", operation_id = "list_alert_channels", tag = "alerts", security(("bearer" = [])),
+    params(("tenant" = Option<String>, Query, description = "Admin keys: only the channels open to this tenant")),
     responses((status = 200, description = "`{\"channels\": [{name, kind, url, signed}…]}`", body = serde_json::Value)))]
 async fn list_channels(
     State(state): State<Arc<AlertsState>>,
