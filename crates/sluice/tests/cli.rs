@@ -959,3 +959,42 @@ fn schema_files_are_checked_pushed_and_loaded_at_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_names_each_bad_alert_setting_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[alert-channels]]
+name = "Bad Name"
+kind = "webhook"
+url = "ftp://x"
+[[alerts]]
+tenant = "shop"
+sql = "CREATE ALERT x ON m WHEN"
+channels = ["pager"]
+[alerting]
+timeout = "0s"
+"#,
+    )
+    .unwrap();
+    let output = Command::new(support::BIN)
+        .args(["check-config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for said in [
+        "5 problems",
+        "alerting.timeout: is 0ns but must be between 100ms and 5m",
+        "alert-channels[0].name: \"Bad Name\" is not a valid name",
+        "alert-channels[0].url: \"ftp://x\" must be an http:// or https:// URL",
+        "alerts[0].sql: line 1, column 25: expected a number",
+        "alerts[0].channels: \"pager\" is not one of [[alert-channels]]",
+    ] {
+        assert!(stderr.contains(said), "{said:?} in {stderr}");
+    }
+}
