@@ -6,27 +6,121 @@
 use crate::config::{LogFormat, TelemetryConfig};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber. Later calls (tests starting several servers) are no-ops.
 pub fn init_logs(config: &TelemetryConfig) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::builder().parse_lossy(&config.log_filter);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.log_format {
-        LogFormat::Json => builder
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match config.log_format {
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        LogFormat::Pretty => builder
+            .boxed(),
+        LogFormat::Pretty => layer
             .with_ansi(std::io::stderr().is_terminal())
             .compact()
-            .try_init(),
+            .boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(Repeats::default()))
+        .try_init();
+}
+
+/// How long a client library's message is not logged again once it was.
+const REPEAT_WINDOW: Duration = Duration::from_secs(30);
+
+/// Messages remembered at most (forgotten all at once past it).
+const REPEATS_KEPT: usize = 1024;
+
+/// Lets each message of the client libraries (librdkafka, through `log`) through once per
+/// [`REPEAT_WINDOW`]: while its brokers are away, librdkafka reports "all broker connections
+/// are down" every 100 ms per client, which would bury sluice's own lines.
+#[derive(Debug, Default)]
+struct Repeats {
+    seen: std::sync::Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Repeats {
+    /// Whether a message of `target` is logged at `now`.
+    fn admit(&self, target: &str, message: &str, now: Instant) -> bool {
+        if !target.starts_with("rdkafka") && !target.starts_with("librdkafka") {
+            return true;
+        }
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (target.to_owned(), message.to_owned());
+        if let Some(last) = seen.get(&key)
+            && now.duration_since(*last) < REPEAT_WINDOW
+        {
+            return false;
+        }
+        if seen.len() >= REPEATS_KEPT {
+            seen.clear();
+        }
+        seen.insert(key, now);
+        true
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::layer::Filter<S> for Repeats {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        // Events from `log` carry their target as a field (`log.target`).
+        let mut fields = MessageFields::default();
+        event.record(&mut fields);
+        let target = fields
+            .target
+            .as_deref()
+            .unwrap_or_else(|| event.metadata().target());
+        self.admit(target, &fields.message, Instant::now())
+    }
+}
+
+/// The message and `log.target` of an event.
+#[derive(Default)]
+struct MessageFields {
+    message: String,
+    target: Option<String>,
+}
+
+impl tracing::field::Visit for MessageFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "log.target" => self.target = Some(value.to_owned()),
+            "message" => self.message = value.to_owned(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "log.target" => self.target = Some(format!("{value:?}")),
+            "message" => self.message = format!("{value:?}"),
+            _ => {}
+        }
+    }
 }
 
 /// Latency buckets in seconds: 50 µs to 10 s, dense where sluice's targets are (sub-ms to 150 ms).
@@ -131,6 +225,57 @@ impl<R: Recorder> Recorder for PrivateLabels<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_librarys_repeated_message_is_logged_once_per_window() {
+        let repeats = Repeats::default();
+        let start = Instant::now();
+        let down = "Global error: AllBrokersDown (Local: All broker connections are down)";
+        assert!(repeats.admit("rdkafka::client", down, start));
+        for tenth in 1..300 {
+            let at = start + Duration::from_millis(tenth * 100);
+            assert!(!repeats.admit("rdkafka::client", down, at), "{tenth}");
+        }
+        assert!(repeats.admit("rdkafka::client", "another message", start));
+        assert!(repeats.admit("rdkafka::client", down, start + REPEAT_WINDOW));
+        // sluice's own lines are never held back.
+        for _ in 0..3 {
+            assert!(repeats.admit("sluice_ingest::collector", "append failed", start));
+        }
+    }
+
+    #[test]
+    fn the_filter_reads_the_target_and_message_of_events() {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_filter(Repeats::default());
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..5 {
+                tracing::error!(target: "rdkafka::client", "librdkafka: all brokers down");
+                tracing::warn!(target: "sluice_ingest::collector", "append failed");
+            }
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("all brokers down").count(), 1, "{text}");
+        assert_eq!(text.matches("append failed").count(), 5, "{text}");
+    }
 
     #[test]
     fn without_tenant_labels_series_lose_tenant_and_key_and_add_up() {
