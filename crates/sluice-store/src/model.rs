@@ -419,6 +419,14 @@ pub struct AlertRuleRecord {
     pub created_at: Millis,
 }
 
+impl AlertRuleRecord {
+    /// Whether `other` defines the same rule: same metric, text and channels (id, origin and
+    /// time do not count). A rule stored again unchanged keeps its id and progress.
+    pub fn same_definition(&self, other: &AlertRuleRecord) -> bool {
+        self.metric == other.metric && self.sql == other.sql && self.channels == other.channels
+    }
+}
+
 /// How far a rule has read its metric, and its evaluator's state then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertProgress {
@@ -529,6 +537,21 @@ pub struct NotificationQuery {
     pub before: Option<Millis>,
     /// At most this many.
     pub limit: usize,
+}
+
+impl NotificationQuery {
+    /// A history read's limit when the query gives none (0).
+    pub const DEFAULT_LIMIT: usize = 100;
+    /// The most notifications one history read returns.
+    pub const MAX_LIMIT: usize = 10_000;
+
+    /// The limit a backend applies: [`Self::DEFAULT_LIMIT`] for 0, at most [`Self::MAX_LIMIT`].
+    pub fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            limit => limit.min(Self::MAX_LIMIT),
+        }
+    }
 }
 
 /// A silence: notifications of a tenant's rule (or all its rules), for keys whose fields

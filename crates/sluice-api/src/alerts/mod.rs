@@ -174,7 +174,13 @@ impl Alerting {
             }));
         };
         sluice_stream::alert::check(&rule, &plan).map_err(sql_error)?;
-        for channel in channels {
+        for (index, channel) in channels.iter().enumerate() {
+            if channels[..index].contains(channel) {
+                return Err(ApiError::bad_request(
+                    "invalid_channels",
+                    format!("channel {channel:?} is listed twice: list each channel once"),
+                ));
+            }
             if !self.channels.contains_key(channel) {
                 let known: Vec<&str> = self.channels.keys().map(String::as_str).collect();
                 return Err(ApiError::bad_request(

@@ -104,8 +104,9 @@ async fn round(alerting: &Alerting) -> Result<usize, sluice_store::StoreError> {
                     let here = alerting
                         .serving
                         .source
-                        .computes_first_partition(metric)
-                        .await;
+                        .frontier(metric)
+                        .await
+                        .is_ok_and(|frontier| frontier.first_partition_here);
                     owned.insert(metric.clone(), here);
                     here
                 }

@@ -40,6 +40,9 @@ use utoipa_axum::routes;
 /// The most silences a tenant keeps.
 pub const MAX_SILENCES: usize = 1000;
 
+/// The most key fields a silence names.
+pub const MAX_SILENCE_KEY_FIELDS: usize = 32;
+
 /// The most notifications one history read returns.
 pub const MAX_HISTORY: usize = 1000;
 
@@ -172,7 +175,7 @@ async fn history(
         })?),
     };
     let limit = match params.get("limit") {
-        None => 100,
+        None => NotificationQuery::DEFAULT_LIMIT,
         Some(text) => text
             .parse::<usize>()
             .ok()
@@ -514,6 +517,18 @@ async fn create_silence(
         return Err(ApiError::bad_request(
             "invalid_range",
             "a silence ends after it starts and lasts at most 366 days",
+        ));
+    }
+    if request
+        .key
+        .as_ref()
+        .is_some_and(|fields| fields.len() > MAX_SILENCE_KEY_FIELDS)
+    {
+        return Err(ApiError::bad_request(
+            "too_large",
+            format!(
+                "key names more than {MAX_SILENCE_KEY_FIELDS} fields: a metric's group keys are fewer"
+            ),
         ));
     }
     if request.comment.len() > 1000 {

@@ -9,7 +9,7 @@ use sluice_store::{
     AlertProgress, AlertRuleRecord, DeliveryState, Notification, RowCursor, RowPage,
 };
 use sluice_stream::agg::{OutputValue, PartialState};
-use sluice_stream::alert::{Evaluator, Transition, number};
+use sluice_stream::alert::{Evaluator, Severity, Transition, number};
 use sluice_stream::keys::GroupKey;
 use sluice_stream::plan::{AggregateKind, MetricPlan, WindowSpec};
 use sluice_stream::window::Window;
@@ -220,12 +220,13 @@ async fn evaluate(
             run.build(alerting, snapshot.as_deref());
         }
     }
-    if !alerting
+    let frontier = alerting
         .serving
         .source
-        .computes_first_partition(metric)
+        .frontier(metric)
         .await
-    {
+        .map_err(|error| error.to_string())?;
+    if !frontier.first_partition_here {
         // Another node of the cluster evaluates this metric's rules: drop the state, which
         // goes stale, and take the other node's from the store if this one takes over again.
         if !group.elsewhere {
@@ -256,12 +257,6 @@ async fn evaluate(
         }
         group.elsewhere = false;
     }
-    let frontier = alerting
-        .serving
-        .source
-        .frontier(metric)
-        .await
-        .map_err(|error| error.to_string())?;
     if frontier.generation != generation {
         return Ok(());
     }
@@ -374,7 +369,19 @@ async fn evaluate(
     let mut notifications = Vec::new();
     for (index, transition) in &transitions {
         let run = &group.runs[*index];
-        notifications.extend(notifications_of(&run.record, &plan, transition, now));
+        let severity = run
+            .evaluator
+            .as_ref()
+            .map_or(Severity::Warning, |evaluator| {
+                evaluator.rule().options.severity
+            });
+        notifications.extend(notifications_of(
+            &run.record,
+            &plan,
+            severity,
+            transition,
+            now,
+        ));
     }
     let count = transitions.len();
     let inserted = alerting
@@ -582,15 +589,13 @@ fn numbers(values: &[OutputValue]) -> Vec<Option<f64>> {
 fn notifications_of(
     rule: &AlertRuleRecord,
     plan: &MetricPlan,
+    severity: Severity,
     transition: &Transition,
     now: Millis,
 ) -> Vec<Notification> {
     let id = notification_id(rule, transition);
     let key: serde_json::Value =
         serde_json::from_str(&transition.key).unwrap_or(serde_json::Value::Null);
-    let severity = sluice_stream::alert::parse_alert(&rule.sql)
-        .map(|parsed| parsed.options.severity.as_str())
-        .unwrap_or("warning");
     let payload = serde_json::json!({
         "id": id,
         "tenant": rule.tenant,
@@ -599,7 +604,7 @@ fn notifications_of(
         "key": key,
         "status": transition.to.as_str(),
         "previous": transition.from.as_str(),
-        "severity": severity,
+        "severity": severity.as_str(),
         "at": format_millis(transition.at_ms),
         "at_ms": transition.at_ms,
         "value": transition.value,

@@ -59,6 +59,9 @@ pub struct Frontier {
     /// may fall anywhere) or while no partition has seen an event. Partitions that have
     /// processed every record of their source partition without seeing an event do not count.
     pub watermark: Option<Millis>,
+    /// Whether this node computes the metric's first partition (in a cluster one node does:
+    /// it evaluates the metric's alert rules and delivers their notifications).
+    pub first_partition_here: bool,
 }
 
 impl Frontier {
@@ -76,6 +79,7 @@ impl Frontier {
                     return Frontier {
                         generation,
                         watermark: None,
+                        first_partition_here: false,
                     };
                 }
             }
@@ -83,6 +87,7 @@ impl Frontier {
         Frontier {
             generation,
             watermark: lowest,
+            first_partition_here: false,
         }
     }
 }
@@ -96,9 +101,6 @@ pub trait MetricSource: Send + Sync + 'static {
     fn plans(&self) -> Vec<(Arc<MetricPlan>, u32)>;
     /// The current generation and how far its committed results are final.
     fn frontier<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Frontier, PipelineError>>;
-    /// Whether this node computes the metric's first partition (in a cluster, one node does:
-    /// it evaluates the metric's alert rules).
-    fn computes_first_partition<'a>(&'a self, name: &'a str) -> BoxFuture<'a, bool>;
     /// The current generation and, per partition, the state the store does not have yet.
     fn live_windows<'a>(
         &'a self,
@@ -124,13 +126,18 @@ impl<L: Log> MetricSource for Pipelines<L> {
                     sluice_store::StoreError::UnknownMetric(name.to_owned()),
                 ));
             };
-            Ok(Frontier::of(
+            let mut frontier = Frontier::of(
                 status.record.generation,
                 status
                     .partitions
                     .iter()
                     .map(|p| (p.watermark, p.committed_offset, p.end_offset)),
-            ))
+            );
+            frontier.first_partition_here = status.partitions.iter().any(|partition| {
+                partition.partition == 0
+                    && partition.state != sluice_pipelines::PartitionState::Elsewhere
+            });
+            Ok(frontier)
         })
     }
 
@@ -140,19 +147,6 @@ impl<L: Log> MetricSource for Pipelines<L> {
         tenant: &'a str,
     ) -> BoxFuture<'a, Result<LiveAnswer, PipelineError>> {
         Box::pin(Pipelines::live_windows(self, name, Some(tenant)))
-    }
-
-    fn computes_first_partition<'a>(&'a self, name: &'a str) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            self.status(Some(name)).await.is_ok_and(|status| {
-                status.first().is_some_and(|metric| {
-                    metric.partitions.iter().any(|partition| {
-                        partition.partition == 0
-                            && partition.state != sluice_pipelines::PartitionState::Elsewhere
-                    })
-                })
-            })
-        })
     }
 }
 

@@ -31,12 +31,6 @@ const RULE_SELECT: &str = "SELECT id, tenant, name, metric, sql, \
 const NOTIFICATION_COLUMNS: &str = "id, channel, tenant, rule, status, created_at, payload, \
      attempts, next_attempt, state, last_error, updated_at";
 
-/// A history read's limit when the query gives none.
-const DEFAULT_HISTORY_LIMIT: usize = 100;
-
-/// The most notifications one history read returns.
-const MAX_HISTORY_LIMIT: usize = 10_000;
-
 #[async_trait]
 impl Alerts for PostgresStore {
     async fn alert_rules(&self) -> Result<Vec<AlertRuleRecord>, StoreError> {
@@ -66,7 +60,7 @@ impl Alerts for PostgresStore {
             .map_err(self.failed())?
             .map(|row| rule_from(&row));
         if let Some(stored) = stored {
-            if same_definition(&stored, &rule) {
+            if stored.same_definition(&rule) {
                 return Ok((stored, false));
             }
             // Its progress goes with it (ON DELETE CASCADE).
@@ -269,7 +263,7 @@ impl Alerts for PostgresStore {
         &self,
         query: NotificationQuery,
     ) -> Result<Vec<Notification>, StoreError> {
-        let limit = history_limit(query.limit) as i64;
+        let limit = query.effective_limit() as i64;
         let state = query.state.map(DeliveryState::as_str);
         let client = self.client().await?;
         let rows = client
@@ -411,12 +405,6 @@ fn rule_from(row: &Row) -> AlertRuleRecord {
     }
 }
 
-/// Whether a stored rule is the one given: same metric, text and channels (its id, origin
-/// and time do not count).
-fn same_definition(stored: &AlertRuleRecord, given: &AlertRuleRecord) -> bool {
-    stored.metric == given.metric && stored.sql == given.sql && stored.channels == given.channels
-}
-
 /// Per rule of `existing`, the progress that applying `progress` in order would leave: the
 /// furthest, the later of equals. (One upsert cannot touch a row twice.)
 fn furthest_progress<'a>(
@@ -435,15 +423,6 @@ fn furthest_progress<'a>(
         }
     }
     latest
-}
-
-/// A history read's limit: [`DEFAULT_HISTORY_LIMIT`] for none (0), at most
-/// [`MAX_HISTORY_LIMIT`].
-fn history_limit(limit: usize) -> usize {
-    match limit {
-        0 => DEFAULT_HISTORY_LIMIT,
-        limit => limit.min(MAX_HISTORY_LIMIT),
-    }
 }
 
 /// Notifications' columns as the arrays `UNNEST` takes.

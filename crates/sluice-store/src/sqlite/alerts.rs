@@ -23,12 +23,6 @@ use std::fmt::Write as _;
 const NOTIFICATION_COLUMNS: &str = "id, channel, tenant, rule, status, created_at, payload, \
      attempts, next_attempt, state, last_error, updated_at";
 
-/// A history read's limit when the query gives none.
-const DEFAULT_HISTORY_LIMIT: usize = 100;
-
-/// The most notifications one history read returns.
-const MAX_HISTORY_LIMIT: usize = 10_000;
-
 #[async_trait]
 impl Alerts for SqliteStore {
     async fn alert_rules(&self) -> Result<Vec<AlertRuleRecord>, StoreError> {
@@ -53,7 +47,7 @@ impl Alerts for SqliteStore {
             .map_err(fail)?
             .pop();
             if let Some(stored) = stored {
-                if same_definition(&stored, &rule) {
+                if stored.same_definition(&rule) {
                     return Ok((stored, false));
                 }
                 delete_rule(&tx, "id = ?1", params![stored.id]).map_err(fail)?;
@@ -212,7 +206,7 @@ impl Alerts for SqliteStore {
         &self,
         query: NotificationQuery,
     ) -> Result<Vec<Notification>, StoreError> {
-        let limit = history_limit(query.limit) as i64;
+        let limit = query.effective_limit() as i64;
         self.read(move |connection, path| {
             let fail = |e| classify(path, e);
             let mut statement = connection
@@ -360,12 +354,6 @@ fn rules_of(
     Ok(rules)
 }
 
-/// Whether a stored rule is the one given: same metric, text and channels (its id, origin
-/// and time do not count).
-fn same_definition(stored: &AlertRuleRecord, given: &AlertRuleRecord) -> bool {
-    stored.metric == given.metric && stored.sql == given.sql && stored.channels == given.channels
-}
-
 /// Deletes the rules `filter` (a condition over `alert_rules`) selects, with their progress;
 /// whether there were any.
 fn delete_rule(
@@ -464,15 +452,6 @@ fn state_from(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Deliver
     })
 }
 
-/// A history read's limit: [`DEFAULT_HISTORY_LIMIT`] for none (0), at most
-/// [`MAX_HISTORY_LIMIT`].
-fn history_limit(limit: usize) -> usize {
-    match limit {
-        0 => DEFAULT_HISTORY_LIMIT,
-        limit => limit.min(MAX_HISTORY_LIMIT),
-    }
-}
-
 /// The error for a silence id already taken.
 fn silence_exists(id: &str) -> StoreError {
     StoreError::Invalid(format!(
@@ -538,8 +517,15 @@ mod tests {
 
     #[test]
     fn history_limits_default_and_cap() {
-        assert_eq!(history_limit(0), DEFAULT_HISTORY_LIMIT);
-        assert_eq!(history_limit(7), 7);
-        assert_eq!(history_limit(usize::MAX), MAX_HISTORY_LIMIT);
+        let limit = |limit| {
+            NotificationQuery {
+                limit,
+                ..NotificationQuery::default()
+            }
+            .effective_limit()
+        };
+        assert_eq!(limit(0), NotificationQuery::DEFAULT_LIMIT);
+        assert_eq!(limit(7), 7);
+        assert_eq!(limit(usize::MAX), NotificationQuery::MAX_LIMIT);
     }
 }

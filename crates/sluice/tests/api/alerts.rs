@@ -177,6 +177,13 @@ async fn first_deliveries(receiver: &Receiver) -> Vec<Delivery> {
     .await
 }
 
+/// Asserts that `receiver` still has `count` deliveries 1.5 s later: nothing is sent twice.
+async fn nothing_more_than(receiver: &Receiver, count: usize) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), count, "{got:?}");
+}
+
 /// The rule's instances once it has been evaluated once (it starts at the frontier then).
 async fn evaluated(h: &Harness, rule: &str) -> Vec<Value> {
     eventually(&format!("rule {rule} evaluated"), || async {
@@ -267,13 +274,7 @@ async fn a_threshold_fires_once_and_resolves_once_signed_and_delivered_once() {
     );
 
     // Nothing more comes: each transition is one notification, delivered once.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        receiver.deliveries().len(),
-        2,
-        "{:?}",
-        receiver.deliveries()
-    );
+    nothing_more_than(&receiver, 2).await;
     let (_, history) = h.get("/v1/alerts/history", SHOP_READ).await;
     let rows = history["notifications"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{history}");
@@ -391,19 +392,24 @@ async fn silences_hold_rules_are_managed_and_bad_rules_get_400_with_their_place(
             "{sql}: {answer}"
         );
     }
-    let (status, answer) = h
-        .call(
-            Method::POST,
-            "/v1/alerts/rules",
-            &alerts_key,
-            &json!({"sql": BUSY, "channels": ["pager"]}),
-        )
-        .await;
-    assert_eq!(
-        (status, answer["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unknown_channel")),
-        "{answer}"
-    );
+    for (channels, code) in [
+        (json!(["pager"]), "unknown_channel"),
+        (json!(["hook", "hook"]), "invalid_channels"),
+    ] {
+        let (status, answer) = h
+            .call(
+                Method::POST,
+                "/v1/alerts/rules",
+                &alerts_key,
+                &json!({"sql": BUSY, "channels": channels}),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{answer}"
+        );
+    }
 
     // The channel test reaches the receiver.
     let (status, tested) = h
@@ -576,30 +582,10 @@ checkpoint-interval = "50ms"
 
     let receiver = Receiver::start(port).await;
     let server = Server::start_in(&data, &["--config", &config]);
-    let got = tokio::task::spawn_blocking({
-        let got = Arc::clone(&receiver.got);
-        move || {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let deliveries = got.lock().unwrap().clone();
-                if !deliveries.is_empty() {
-                    return deliveries;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "never delivered after the restart"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let got = first_deliveries(&receiver).await;
     assert_eq!(got[0].id, pending["id"], "the id from before the kill");
     assert_eq!(got[0].json()["status"], "firing");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let deliveries = receiver.deliveries();
-    assert_eq!(deliveries.len(), 1, "delivered once: {deliveries:?}");
+    nothing_more_than(&receiver, 1).await;
     let history = get(&server, "/v1/alerts/history");
     let rows = history["notifications"].as_array().unwrap();
     assert_eq!(
@@ -785,13 +771,7 @@ async fn a_receiver_down_for_a_while_gets_the_notification_once_it_is_back() {
     let receiver = Receiver::start(port).await;
     let got = first_deliveries(&receiver).await;
     assert_eq!(got[0].id, failed["id"], "the same notification");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        receiver.deliveries().len(),
-        1,
-        "{:?}",
-        receiver.deliveries()
-    );
+    nothing_more_than(&receiver, 1).await;
     let (_, history) = h.get("/v1/alerts/history", SHOP_READ).await;
     assert_eq!(
         history["notifications"][0]["state"], "delivered",

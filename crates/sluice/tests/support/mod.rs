@@ -88,12 +88,7 @@ impl Server {
         // And stderr (its log), kept for `wait`: a full pipe would block every thread that
         // logs, so a chatty server (a client library repeating that its brokers are down)
         // would hang on its own log.
-        let stderr = child.stderr.take().unwrap();
-        let log = std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = BufReader::new(stderr).read_to_end(&mut bytes);
-            bytes
-        });
+        let log = drain(Box::new(child.stderr.take().unwrap()));
         Server {
             addr,
             data_dir: data_dir.to_owned(),
@@ -130,20 +125,11 @@ impl Server {
     /// not kept, its stderr is.
     pub fn wait(mut self) -> Output {
         let mut child = self.child.take().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "sluice did not exit in 30 s; its log:\n{}",
-                    String::from_utf8_lossy(&self.take_log())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = exit_within(&mut child, Duration::from_secs(30)) else {
+            panic!(
+                "sluice did not exit in 30 s; its log:\n{}",
+                String::from_utf8_lossy(&self.take_log())
+            );
         };
         Output {
             status,
@@ -356,34 +342,42 @@ pub fn output_within(command: &mut Command, within: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
     let stdout = drain(Box::new(child.stdout.take().unwrap()));
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = std::time::Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
-            panic!(
-                "{command:?} was still running after {within:?}; it should have exited: {stderr}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = exit_within(&mut child, within) else {
+        let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+        panic!("{command:?} was still running after {within:?}; it should have exited: {stderr}");
     };
     Output {
         status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Reads `pipe` to its end on a thread of its own (a child never blocks on a full pipe); the
+/// bytes when joined.
+fn drain(mut pipe: Box<dyn Read + Send>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// The child's exit status once it exits within `within`; else it is killed and `None`.
+fn exit_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
