@@ -5,7 +5,8 @@
 //! 1. parse the body (a batch, or one message) — a body that is not JSON fails as a whole;
 //! 2. resolve the write key (header, else `writeKey` in the body) to a tenant, and admit the
 //!    request under the key's request rate;
-//! 3. normalize every message; invalid ones become [`Rejection`]s and dead letters;
+//! 3. normalize every message; invalid ones become [`Rejection`]s and dead letters; valid ones
+//!    are checked against the tenant's schemas, then enriched ([`crate::enrich`]);
 //! 4. claim each client `messageId` in the dedup set: duplicates are skipped, ids another
 //!    request is still appending make the whole request retry later (nothing was written);
 //! 5. take the accepted events from the key's daily quota (all or none), then append them,
@@ -22,6 +23,7 @@ use crate::config::IngestConfig;
 use crate::dedup::gate::AppendGate;
 use crate::dedup::restore;
 use crate::dedup::{Claim, Claims, Clock, Dedup, fingerprint};
+use crate::enrich::Enricher;
 use crate::telemetry::{DedupTelemetry, IngestTelemetry};
 use bytes::Bytes;
 use serde::Serialize;
@@ -33,6 +35,7 @@ use sluice_core::{Event, EventType, Limits};
 use sluice_log::{Log, LogError, Record, partition_for_key};
 use sluice_schema::validate::{SharedValidators, Verdict, Violation};
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,6 +131,8 @@ pub struct Collector<L> {
     pub(crate) restored_ends: parking_lot::Mutex<Vec<u64>>,
     /// The schema registry's validators (none: nothing is validated).
     validators: Option<Arc<SharedValidators>>,
+    /// What is added to each accepted event's context (see [`crate::enrich`]).
+    enricher: Arc<Enricher>,
 }
 
 /// Budget held while a request is processed.
@@ -188,6 +193,7 @@ impl<L: Log> Collector<L> {
             dedup_telemetry: DedupTelemetry::new(),
             restored_ends: parking_lot::Mutex::new(Vec::new()),
             validators: None,
+            enricher: Arc::new(Enricher::none()),
             log,
             keys,
             limits,
@@ -216,6 +222,17 @@ impl<L: Log> Collector<L> {
         self.report_coverage(&restored);
         *self.restored_ends.lock() = restored.next_offsets;
         Ok(())
+    }
+
+    /// Enriches accepted events with `enricher` from now on.
+    pub fn with_enricher(mut self, enricher: Arc<Enricher>) -> Self {
+        self.enricher = enricher;
+        self
+    }
+
+    /// What is added to each accepted event's context.
+    pub fn enricher(&self) -> &Enricher {
+        &self.enricher
     }
 
     /// Validates events with the schema registry's `validators` from now on.
@@ -254,12 +271,13 @@ impl<L: Log> Collector<L> {
     }
 
     /// Ingests one decoded request body. `endpoint` is the single-message type, `None` for a
-    /// batch; `header_key` the write key from the `Authorization` header, if any. The steps
-    /// of the module docs, in order.
+    /// batch; `header_key` the write key from the `Authorization` header, if any; `client`
+    /// the address the request came from, if known. The steps of the module docs, in order.
     pub async fn ingest(
         &self,
         endpoint: Option<EventType>,
         header_key: Option<String>,
+        client: Option<IpAddr>,
         body: &[u8],
     ) -> Result<Accepted, IngestError> {
         let received_at = now_millis();
@@ -270,8 +288,16 @@ impl<L: Log> Collector<L> {
             Some(_) => normalize::parse_message(body, &base).map(|m| Parsed::Single(Box::new(m))),
         };
         let (grant, tenant) = self.admit(header_key, &parsed, body)?;
-        self.admitted(Some(&grant), tenant, endpoint, parsed, body, received_at)
-            .await
+        self.admitted(
+            Some(&grant),
+            tenant,
+            endpoint,
+            parsed,
+            body,
+            received_at,
+            client,
+        )
+        .await
     }
 
     /// Whether `tenant` has a write key (events for a tenant without one are refused).
@@ -290,11 +316,20 @@ impl<L: Log> Collector<L> {
         let received_at = now_millis();
         self.telemetry.bytes.increment(body.len() as u64);
         let parsed = normalize::parse_batch(body, &self.limits).map(Parsed::Batch);
-        self.admitted(None, Arc::from(tenant), None, parsed, body, received_at)
-            .await
+        self.admitted(
+            None,
+            Arc::from(tenant),
+            None,
+            parsed,
+            body,
+            received_at,
+            None,
+        )
+        .await
     }
 
-    /// The steps after admission: normalize, claim ids, append, dead-letter.
+    /// The steps after admission: normalize, validate, enrich, claim ids, append, dead-letter.
+    #[allow(clippy::too_many_arguments)]
     async fn admitted(
         &self,
         grant: Option<&Arc<Grant>>,
@@ -303,6 +338,7 @@ impl<L: Log> Collector<L> {
         parsed: Result<Parsed<'_>, EventError>,
         body: &[u8],
         received_at: Millis,
+        client: Option<IpAddr>,
     ) -> Result<Accepted, IngestError> {
         let counters = self.telemetry.tenant(&tenant);
         let parsed = match parsed {
@@ -327,6 +363,9 @@ impl<L: Log> Collector<L> {
             mut rejected,
         } = normalize_all(&parsed, &base, body)?;
         self.validate(&tenant, &mut events, &mut rejected);
+        for normalized in &mut events {
+            self.enricher.enrich(&mut normalized.event, client);
+        }
         let Claimed {
             mut claims,
             fresh,

@@ -23,14 +23,16 @@
 
 use crate::body::{self, BodyError, Encoding};
 use crate::collector::{Accepted, Collector, IngestError};
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sluice_core::EventType;
 use sluice_core::normalize::EventErrorKind;
 use sluice_log::Log;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
@@ -71,10 +73,12 @@ trait Ingest: Send + Sync + 'static {
     fn config(&self) -> &crate::IngestConfig;
     fn limits(&self) -> &sluice_core::Limits;
     fn reserve(&self, bytes: usize) -> Result<crate::collector::Reservation, IngestError>;
+    fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr>;
     fn ingest<'a>(
         &'a self,
         endpoint: Option<EventType>,
         header_key: Option<String>,
+        client: Option<IpAddr>,
         body: &'a [u8],
     ) -> futures::future::BoxFuture<'a, Result<Accepted, IngestError>>;
 }
@@ -92,13 +96,18 @@ impl<L: Log> Ingest for Collector<L> {
         Collector::reserve(self, bytes)
     }
 
+    fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        self.enricher().client_ip(peer, headers)
+    }
+
     fn ingest<'a>(
         &'a self,
         endpoint: Option<EventType>,
         header_key: Option<String>,
+        client: Option<IpAddr>,
         body: &'a [u8],
     ) -> futures::future::BoxFuture<'a, Result<Accepted, IngestError>> {
-        Box::pin(Collector::ingest(self, endpoint, header_key, body))
+        Box::pin(Collector::ingest(self, endpoint, header_key, client, body))
     }
 }
 
@@ -122,8 +131,14 @@ macro_rules! collector_route {
                 (status = 429, description = "The same messageIds are being appended, or the key's limit is spent (Retry-After)", body = crate::doc::Refusal),
                 (status = 503, description = "At capacity or the log is unavailable (Retry-After)", body = crate::doc::Refusal),
             ))]
-        async fn $name(state: Shared, headers: HeaderMap, body: Body) -> Response {
-            handle(state, $endpoint, headers, body).await
+        async fn $name(
+            state: Shared,
+            peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Response {
+            let peer = peer.map(|Extension(ConnectInfo(address))| address.ip());
+            handle(state, $endpoint, peer, headers, body).await
         }
     };
 }
@@ -294,6 +309,7 @@ fn route_matches(route: &str, path: &str) -> bool {
 async fn handle(
     State(collector): Shared,
     endpoint: Option<EventType>,
+    peer: Option<IpAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -397,7 +413,11 @@ async fn handle(
         },
         None => None,
     };
-    match collector.ingest(endpoint, header_key, &decoded).await {
+    let client = collector.client_ip(peer, &headers);
+    match collector
+        .ingest(endpoint, header_key, client, &decoded)
+        .await
+    {
         Ok(accepted) => accepted_response(accepted),
         Err(error) => refused(&error, retry_after),
     }

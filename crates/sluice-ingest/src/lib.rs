@@ -9,6 +9,8 @@
 //! - [`http`]: routes, body reading, status codes and response shapes, CORS.
 //! - [`collector`]: the request pipeline (parse → authenticate → normalize → dedup → append).
 //! - [`doc`]: request and answer shapes for the OpenAPI description.
+//! - [`enrich`]: what the collector adds to an event's context (place, device, campaign,
+//!   referrer) and what it keeps of its IP address.
 //! - [`dedup`]: the bounded set of recently appended `messageId`s, its snapshot, and how it
 //!   is restored at start (snapshot + log, damage-tolerant) with its coverage reported.
 //! - [`auth`]: write keys from HTTP Basic or the body.
@@ -22,6 +24,7 @@ pub mod collector;
 pub mod config;
 pub mod dedup;
 pub mod doc;
+pub mod enrich;
 pub mod http;
 pub mod sources;
 pub mod telemetry;

@@ -187,6 +187,14 @@ impl App {
                 })?;
             tracing::info!(dir = %dir.display(), files = registered, "schema files registered");
         }
+        let enrichment = config.enrichment.clone();
+        let enricher =
+            tokio::task::spawn_blocking(move || sluice_ingest::enrich::Enricher::new(&enrichment))
+                .await?
+                .map_err(UserError)?;
+        if let Some(database) = enricher.geo_database() {
+            tracing::info!(database = database.description(), "geo database opened");
+        }
         let collector = Arc::new(
             Collector::new(
                 Arc::clone(&log),
@@ -197,7 +205,8 @@ impl App {
             )
             .await
             .context("starting the collector")?
-            .with_validators(validators),
+            .with_validators(validators)
+            .with_enricher(Arc::new(enricher)),
         );
 
         let addr = config.server.listen_addr().map_err(UserError)?;

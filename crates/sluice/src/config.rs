@@ -50,6 +50,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The collector.
     pub ingest: IngestConfig,
+    /// What the collector adds to events.
+    pub enrichment: sluice_ingest::enrich::EnrichConfig,
     /// The stream engine.
     pub stream: StreamConfig,
     /// The result store.
@@ -254,6 +256,8 @@ impl Validate for Config {
         self.limits.validate(&join(path, "limits"), problems);
         self.log.validate(&join(path, "log"), problems);
         self.ingest.validate(&join(path, "ingest"), problems);
+        self.enrichment
+            .validate(&join(path, "enrichment"), problems);
         self.schemas.validate(&join(path, "schemas"), problems);
         self.stream.validate(&join(path, "stream"), problems);
         self.api.validate(&join(path, "api"), problems);

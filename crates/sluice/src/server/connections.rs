@@ -90,8 +90,8 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) if is_connection_error(&error) => continue,
             Err(error) => {
                 // Out of file descriptors, most likely: wait before trying again.
@@ -114,6 +114,7 @@ pub async fn serve(
         tokio::spawn(run_connection(
             Arc::clone(&builder),
             stream,
+            peer,
             app.clone(),
             shutdown.clone(),
             task.clone(),
@@ -143,6 +144,7 @@ fn is_connection_error(error: &io::Error) -> bool {
 async fn run_connection(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TrackedStream,
+    peer: std::net::SocketAddr,
     app: Router,
     shutdown: CancellationToken,
     _task: watch::Receiver<()>,
@@ -152,9 +154,13 @@ async fn run_connection(
     let limits = &registry.limits;
     let service = {
         let tracked = Arc::clone(&tracked);
-        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let guard = RequestGuard::begin(Arc::clone(&tracked));
             let app = app.clone();
+            // The collector's enrichment reads the client's address from here.
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             async move {
                 let response = app
                     .oneshot(request.map(axum::body::Body::new))

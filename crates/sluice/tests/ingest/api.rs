@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub(crate) const WRITE_KEY: &str = "wk_test_shop_0123456789";
-const OTHER_KEY: &str = "wk_test_blog_0123456789";
+pub(crate) const OTHER_KEY: &str = "wk_test_blog_0123456789";
 
 pub(crate) struct Harness {
     app: Option<App>,

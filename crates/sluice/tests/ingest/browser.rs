@@ -104,13 +104,18 @@ async fn segments_browser_sdk_in_chromium_delivers_every_event_once_across_a_res
             .entry(event["message_id"].as_str().unwrap())
             .or_default() += 1;
     }
+    let mut agents = 0;
     for sent in &sent {
         let message = &sent["message"];
         let id = message["messageId"].as_str().unwrap();
         assert_eq!(copies.get(id), Some(&1), "{sent}: stored once");
         let event = stored.iter().find(|e| e["message_id"] == id).unwrap();
-        assert_same_fields(message, event, &sent.to_string());
+        agents += usize::from(assert_same_fields(message, event, &sent.to_string()));
     }
+    assert!(
+        agents > 0,
+        "analytics.js sent its user agent, which was enriched"
+    );
     assert_eq!(stored.len(), sent.len(), "nothing else was stored");
     for round in [1, 2] {
         for mode in ["standard", "batching"] {
@@ -132,11 +137,26 @@ async fn segments_browser_sdk_in_chromium_delivers_every_event_once_across_a_res
     assert!(dead.is_empty(), "nothing in events.dlq: {dead:?}");
 }
 
-/// The stored event has every field the SDK sent, under sluice's names.
-fn assert_same_fields(message: &Value, event: &Value, what: &str) {
+/// The stored event has every field the SDK sent, under sluice's names, and what enrichment
+/// adds; whether the message had a user agent to enrich.
+fn assert_same_fields(message: &Value, event: &Value, what: &str) -> bool {
     assert_eq!(event["tenant"], "web", "{what}");
     let objects = ["properties", "traits", "context", "integrations"];
-    assert_stored_as_sent(message, event, &objects, what);
+    let added = assert_stored_as_sent(message, event, &objects, what);
+    // Enrichment, from what Chromium and analytics.js sent: the request's address, the
+    // browser, its system and device class, and the page's referrer class.
+    // (A beacon the page posts itself has no context but the address.)
+    assert_eq!(added["ip"], "127.0.0.1", "{what}");
+    let agent = message["context"].get("userAgent").is_some();
+    if agent {
+        let browser = added["browser"]["name"].as_str().unwrap_or_default();
+        assert!(browser.contains("Chrome"), "{what}: {added}");
+        assert_eq!(added["os"]["name"], "Linux", "{what}");
+        assert_eq!(added["device"]["type"], "desktop", "{what}");
+    }
+    if message["context"].get("page").is_some() {
+        assert!(added["referrer"]["type"].is_string(), "{what}: {added}");
+    }
     // A retry carries its count in _metadata: the stored copy is the first that arrived.
     let without_retry = |metadata: Option<&Value>| {
         metadata.cloned().map(|mut value| {
@@ -159,6 +179,7 @@ fn assert_same_fields(message: &Value, event: &Value, what: &str) {
             "{what}"
         );
     }
+    agent
 }
 
 async fn expect(lines: &mut Lines<BufReader<ChildStdout>>, expected: &str) -> Result<(), String> {

@@ -55,8 +55,15 @@ async fn segments_python_sdk_sends_batches_that_arrive_field_for_field() {
         let id = message["messageId"].as_str().unwrap();
         let event = &stored[id];
         assert_eq!(event["tenant"], "shop");
-        assert_stored_as_sent(message, event, &["properties", "traits", "context"], id);
+        let added = assert_stored_as_sent(message, event, &["properties", "traits", "context"], id);
         assert_eq!(event["context"]["library"]["name"], "analytics-python");
+        // No user agent or page: enrichment adds only the request's address, to the events
+        // that do not forward one of their own (the track calls send context.ip).
+        let expected = match message["context"].get("ip") {
+            Some(_) => serde_json::json!({}),
+            None => serde_json::json!({"ip": "127.0.0.1"}),
+        };
+        assert_eq!(added, expected, "{id}");
         let original =
             sluice_core::time::parse_rfc3339_millis(message["timestamp"].as_str().unwrap())
                 .unwrap();
@@ -77,8 +84,14 @@ async fn segments_python_sdk_sends_batches_that_arrive_field_for_field() {
 }
 
 /// The stored `event` has the Segment `message`'s type, ids and names under sluice's names, and
-/// its `objects` verbatim.
-pub(crate) fn assert_stored_as_sent(message: &Value, event: &Value, objects: &[&str], what: &str) {
+/// its `objects` verbatim — but for the objects enrichment adds to its `context` (never
+/// changing what was sent), which are returned.
+pub(crate) fn assert_stored_as_sent(
+    message: &Value,
+    event: &Value,
+    objects: &[&str],
+    what: &str,
+) -> Value {
     assert_eq!(event["type"], message["type"], "{what}");
     for (theirs, ours) in [
         ("userId", "user_id"),
@@ -96,7 +109,35 @@ pub(crate) fn assert_stored_as_sent(message: &Value, event: &Value, objects: &[&
             "{what}: {theirs}"
         );
     }
+    let mut added = serde_json::Map::new();
     for field in objects {
-        assert_eq!(event.get(field), message.get(field), "{what}: {field}");
+        if *field != "context" {
+            assert_eq!(event.get(field), message.get(field), "{what}: {field}");
+            continue;
+        }
+        let sent = message.get("context").and_then(Value::as_object);
+        let stored = event.get("context").and_then(Value::as_object);
+        for (key, value) in stored.into_iter().flatten() {
+            match sent.and_then(|sent| sent.get(key)) {
+                Some(as_sent) => assert_eq!(value, as_sent, "{what}: context.{key}"),
+                None => {
+                    assert!(
+                        [
+                            "ip", "geo", "browser", "os", "device", "campaign", "referrer"
+                        ]
+                        .contains(&key.as_str()),
+                        "{what}: context.{key} was neither sent nor is it enrichment's"
+                    );
+                    added.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        for key in sent.into_iter().flatten().map(|(key, _)| key) {
+            assert!(
+                stored.is_some_and(|stored| stored.contains_key(key)),
+                "{what}: context.{key} was lost"
+            );
+        }
     }
+    Value::Object(added)
 }

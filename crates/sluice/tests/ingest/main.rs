@@ -10,4 +10,5 @@ mod browser;
 mod compat;
 mod connections;
 mod crash;
+mod enrich;
 mod schemas;
