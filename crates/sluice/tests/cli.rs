@@ -998,3 +998,73 @@ timeout = "0s"
         assert!(stderr.contains(said), "{said:?} in {stderr}");
     }
 }
+
+#[test]
+fn bad_enrichment_settings_are_named_and_a_bad_geo_database_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("enrich.toml");
+    std::fs::write(
+        &path,
+        r#"
+[enrichment]
+geoip-database = "/nonexistent/GeoLite2-City.mmdb"
+client-ip-header = "x forwarded"
+[enrichment.tenants."Not A Tenant"]
+ip = "drop"
+"#,
+    )
+    .unwrap();
+    let output = Command::new(support::BIN)
+        .args(["check-config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for said in [
+        "3 problems",
+        "enrichment.geoip-database: /nonexistent/GeoLite2-City.mmdb is not a file",
+        "enrichment.client-ip-header: \"x forwarded\" is not an HTTP header name",
+        "enrichment.tenants.Not A Tenant:",
+    ] {
+        assert!(stderr.contains(said), "{said:?} in {stderr}");
+    }
+    std::fs::write(&path, "[enrichment]\nip = \"hash\"\n").unwrap();
+    let output = Command::new(support::BIN)
+        .args(["check-config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("enrichment.ip") && stderr.contains("keep"),
+        "{stderr}"
+    );
+
+    // A file that is there but is no database: the server does not start.
+    let database = dir.path().join("city.mmdb");
+    std::fs::write(&database, "not a database").unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[enrichment]\ngeoip-database = {:?}\n",
+            database.display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("enrichment.geoip-database:")
+            && stderr.contains("is not a readable MaxMind-format database"),
+        "{stderr}"
+    );
+}

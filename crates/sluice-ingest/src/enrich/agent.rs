@@ -4,6 +4,7 @@
 //! tens of microseconds while a cache hit is a hash lookup.
 
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ const CACHE_MAX_LEN: usize = 1024;
 
 /// What a user agent says, as the context objects it adds (absent when uap-core does not
 /// recognize that part).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug)]
 pub struct Agent {
     /// `{"name", "version"}`: the browser, or the app's HTTP library.
     pub browser: Option<Map<String, Value>>,
@@ -29,6 +30,39 @@ pub struct Agent {
     /// `{"type", "brand", "model"}`: `type` is `mobile`, `tablet`, `desktop`, `bot` or
     /// `other`.
     pub device: Map<String, Value>,
+    /// The three as JSON text (`None` for an absent one), written into contexts as they are.
+    rendered: [Option<Box<RawValue>>; 3],
+}
+
+impl Agent {
+    fn new(
+        browser: Option<Map<String, Value>>,
+        os: Option<Map<String, Value>>,
+        device: Map<String, Value>,
+    ) -> Agent {
+        let render = |map: Option<&Map<String, Value>>| {
+            map.and_then(|map| serde_json::value::to_raw_value(map).ok())
+        };
+        let rendered = [
+            render(browser.as_ref()),
+            render(os.as_ref()),
+            render(Some(&device)),
+        ];
+        Agent {
+            browser,
+            os,
+            device,
+            rendered,
+        }
+    }
+
+    /// The context keys this agent adds, with their JSON text.
+    pub fn objects(&self) -> impl Iterator<Item = (&'static str, &RawValue)> {
+        ["browser", "os", "device"]
+            .into_iter()
+            .zip(&self.rendered)
+            .filter_map(|(key, json)| Some((key, json.as_deref()?)))
+    }
 }
 
 /// The parser and its cache, shared by every request.
@@ -120,11 +154,7 @@ impl Agents {
                 described.insert("model".into(), model.into_owned().into());
             }
         }
-        Agent {
-            browser,
-            os,
-            device: described,
-        }
+        Agent::new(browser, os, described)
     }
 }
 

@@ -31,7 +31,7 @@ pub mod campaign;
 pub mod geo;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use sluice_core::config::{ConfigProblem, Validate, join};
 use sluice_core::event::Event;
 use std::borrow::Cow;
@@ -262,108 +262,227 @@ impl Enricher {
         if !settings.any() {
             return;
         }
-        let mut context: Map<String, Value> = match &event.context {
-            // Normalization made it an object.
-            Some(raw) => match serde_json::from_str(raw.get()) {
-                Ok(map) => map,
-                Err(_) => return,
-            },
-            None => Map::new(),
+        let rendered = {
+            let mut context = match event.context.as_deref() {
+                // Normalization made it an object.
+                Some(raw) => match Context::parse(raw.get()) {
+                    Some(context) => context,
+                    None => return,
+                },
+                None => Context::default(),
+            };
+            self.enrich_context(&mut context, settings, client);
+            if !context.changed {
+                return;
+            }
+            context.render()
         };
-        if self.enrich_context(&mut context, settings, client)
-            && let Ok(text) = serde_json::to_string(&context)
-            && let Ok(raw) = serde_json::value::RawValue::from_string(text)
-        {
+        if let Ok(raw) = RawValue::from_string(rendered) {
             event.context = Some(Cow::Owned(raw));
         }
     }
 
-    /// The steps on a context object; whether anything changed.
+    /// The steps on a context.
     fn enrich_context(
         &self,
-        context: &mut Map<String, Value>,
+        context: &mut Context<'_>,
         settings: Settings,
         client: Option<IpAddr>,
-    ) -> bool {
-        let mut changed = false;
+    ) {
         // 1. The request's address, for events that have none.
         if settings.request_ip
-            && !context.contains_key("ip")
+            && !context.contains("ip")
             && let Some(client) = client
         {
-            context.insert("ip".into(), client.to_canonical().to_string().into());
-            changed = true;
+            context.set("ip", json_text(&client.to_canonical().to_string()));
         }
         let ip = context
-            .get("ip")
-            .and_then(Value::as_str)
+            .text("ip")
             .and_then(|text| text.trim().parse::<IpAddr>().ok());
         // 2. The place.
         if settings.geo
-            && !context.contains_key("geo")
+            && !context.contains("geo")
             && let (Some(database), Some(ip)) = (&self.geo, ip)
             && let Some(geo) = database.lookup(ip)
+            && let Ok(geo) = serde_json::value::to_raw_value(&geo)
         {
-            context.insert("geo".into(), geo.into());
-            changed = true;
+            context.set("geo", geo);
         }
         // 3. What is kept of the address.
-        match settings.ip {
-            IpPolicy::Keep => {}
-            IpPolicy::Drop => changed |= context.remove("ip").is_some(),
-            IpPolicy::Truncate => match ip {
-                Some(ip) => {
-                    context.insert("ip".into(), geo::truncate(ip).to_string().into());
-                    changed = true;
-                }
-                None => changed |= context.remove("ip").is_some(),
-            },
+        match (settings.ip, ip) {
+            (IpPolicy::Keep, _) => {}
+            (IpPolicy::Truncate, Some(ip)) => {
+                context.set("ip", json_text(&geo::truncate(ip).to_string()));
+            }
+            (IpPolicy::Truncate | IpPolicy::Drop, _) => context.remove("ip"),
         }
         // 4. The user agent.
         if settings.user_agent
             && let Some(agents) = &self.agents
-            && let Some(user_agent) = context.get("userAgent").and_then(Value::as_str)
+            && let Some(user_agent) = context.text("userAgent")
             && !user_agent.is_empty()
         {
-            let agent = agents.parse(user_agent);
-            let mut add = |key: &str, value: Option<&Map<String, Value>>| {
-                if let Some(value) = value
-                    && !context.contains_key(key)
-                {
-                    context.insert(key.into(), Value::Object(value.clone()));
-                    changed = true;
+            let agent = agents.parse(&user_agent);
+            for (key, json) in agent.objects() {
+                if !context.contains(key) {
+                    context.set(key, json.to_owned());
                 }
-            };
-            add("browser", agent.browser.as_ref());
-            add("os", agent.os.as_ref());
-            add("device", Some(&agent.device));
+            }
         }
         // 5 and 6. The campaign and the referrer, from the page.
-        if settings.campaign || settings.referrer {
-            let page = context.get("page").and_then(Value::as_object);
-            let text = |key: &str| page.and_then(|page| page.get(key)).and_then(Value::as_str);
-            let (url, search, referrer) = (text("url"), text("search"), text("referrer"));
+        if (settings.campaign || settings.referrer)
+            && let Some(page) = context.get("page")
+            && let Ok(page) = serde_json::from_str::<Page<'_>>(page.get())
+        {
+            let (url, search) = (page.url.as_deref(), page.search.as_deref());
             let found = campaign::campaign(url, search);
-            let has_campaign = found.is_some()
-                || context
-                    .get("campaign")
-                    .and_then(Value::as_object)
-                    .is_some_and(|campaign| !campaign.is_empty());
-            let class = (settings.referrer && page.is_some() && !context.contains_key("referrer"))
-                .then(|| campaign::referrer(referrer, url, has_campaign));
+            let sent_campaign = context
+                .get("campaign")
+                .is_some_and(|campaign| !matches!(campaign.get(), "{}" | "null"));
+            let class = (settings.referrer && !context.contains("referrer")).then(|| {
+                campaign::referrer(
+                    page.referrer.as_deref(),
+                    url,
+                    found.is_some() || sent_campaign,
+                )
+            });
             if settings.campaign
                 && let Some(found) = found
-                && !context.contains_key("campaign")
+                && !context.contains("campaign")
+                && let Ok(found) = serde_json::value::to_raw_value(&found)
             {
-                context.insert("campaign".into(), found.into());
-                changed = true;
+                context.set("campaign", found);
             }
-            if let Some(class) = class {
-                context.insert("referrer".into(), class.into());
-                changed = true;
+            if let Some(class) = class
+                && let Ok(class) = serde_json::value::to_raw_value(&class)
+            {
+                context.set("referrer", class);
             }
         }
-        changed
+    }
+}
+
+/// The fields of `context.page` enrichment reads.
+#[derive(Deserialize)]
+struct Page<'a> {
+    #[serde(borrow, default)]
+    url: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    search: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    referrer: Option<Cow<'a, str>>,
+}
+
+/// `text` as a JSON string.
+fn json_text(text: &str) -> Box<RawValue> {
+    serde_json::value::to_raw_value(text).unwrap_or_else(|_| {
+        RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is JSON"))
+    })
+}
+
+/// A context object as its top-level keys with their values' text: what enrichment reads and
+/// adds, without parsing or re-encoding the values it does not touch (their order and text
+/// are kept).
+#[derive(Default)]
+struct Context<'a> {
+    entries: Vec<(Cow<'a, str>, Cow<'a, RawValue>)>,
+    changed: bool,
+}
+
+impl<'a> Context<'a> {
+    fn parse(text: &'a str) -> Option<Context<'a>> {
+        struct Entries<'a>(Vec<(Cow<'a, str>, Cow<'a, RawValue>)>);
+        impl<'de> Deserialize<'de> for Entries<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visit;
+                impl<'de> serde::de::Visitor<'de> for Visit {
+                    type Value = Entries<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<M: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: M,
+                    ) -> Result<Self::Value, M::Error> {
+                        let mut entries = Vec::new();
+                        while let Some((key, value)) =
+                            map.next_entry::<Cow<'de, str>, &'de RawValue>()?
+                        {
+                            entries.push((key, Cow::Borrowed(value)));
+                        }
+                        Ok(Entries(entries))
+                    }
+                }
+                deserializer.deserialize_map(Visit)
+            }
+        }
+        serde_json::from_str::<Entries<'a>>(text)
+            .ok()
+            .map(|entries| Context {
+                entries: entries.0,
+                changed: false,
+            })
+    }
+
+    fn get(&self, key: &str) -> Option<&RawValue> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_ref())
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The value of `key` when it is a string.
+    fn text(&self, key: &str) -> Option<Cow<'_, str>> {
+        #[derive(Deserialize)]
+        struct Text<'t>(#[serde(borrow)] Cow<'t, str>);
+        serde_json::from_str::<Text<'_>>(self.get(key)?.get())
+            .ok()
+            .map(|text| text.0)
+    }
+
+    fn set(&mut self, key: &str, value: Box<RawValue>) {
+        self.remove(key);
+        self.entries
+            .push((Cow::Owned(key.to_owned()), Cow::Owned(value)));
+        self.changed = true;
+    }
+
+    fn remove(&mut self, key: &str) {
+        let before = self.entries.len();
+        self.entries.retain(|(name, _)| name != key);
+        self.changed |= self.entries.len() != before;
+    }
+
+    fn render(&self) -> String {
+        let size: usize = self
+            .entries
+            .iter()
+            .map(|(key, value)| key.len() + value.get().len() + 4)
+            .sum();
+        let mut out = String::with_capacity(size + 2);
+        out.push('{');
+        for (index, (key, value)) in self.entries.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            // Keys are plain names: escaped only when they need it.
+            if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+                out.push('"');
+                out.push_str(key);
+                out.push('"');
+            } else {
+                out.push_str(json_text(key).get());
+            }
+            out.push(':');
+            out.push_str(value.get());
+        }
+        out.push('}');
+        out
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use sluice_core::event::EventType;
 
 /// A small City database of our own: 203.0.113.0/24 in Berlin, 198.51.100.0/24 in France
@@ -268,4 +268,22 @@ fn bad_settings_are_named() {
     assert!(problems[0].message.contains("/nonexistent/city.mmdb"));
     let error = Enricher::new(&settings).unwrap_err();
     assert!(error.starts_with("enrichment.geoip-database: "), "{error}");
+}
+
+#[test]
+fn values_enrichment_does_not_touch_keep_their_text_and_order() {
+    let mut settings = config(Path::new(""));
+    settings.geoip_database = PathBuf::new();
+    let enricher = Enricher::new(&settings).unwrap();
+    let sent = r#"{"zeta":{"b":1,"a":2},"n":1.50,"text":"caf\u00e9 \"q\"","userAgent":"zq-unknown-agent"}"#;
+    let mut event = event("shop", None);
+    event.context = Some(Cow::Owned(
+        serde_json::value::RawValue::from_string(sent.to_owned()).unwrap(),
+    ));
+    enricher.enrich(&mut event, None);
+    let stored = event.context.as_ref().unwrap().get();
+    assert_eq!(
+        stored,
+        r#"{"zeta":{"b":1,"a":2},"n":1.50,"text":"caf\u00e9 \"q\"","userAgent":"zq-unknown-agent","device":{"type":"other"}}"#
+    );
 }
