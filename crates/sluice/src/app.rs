@@ -193,8 +193,12 @@ impl App {
                 .await?
                 .map_err(UserError)?;
         if let Some(database) = enricher.geo_database() {
-            tracing::info!(database = database.description(), "geo database opened");
+            tracing::info!(
+                database = database.current().description(),
+                "geo database opened"
+            );
         }
+        let enricher = Arc::new(enricher);
         let collector = Arc::new(
             Collector::new(
                 Arc::clone(&log),
@@ -206,7 +210,7 @@ impl App {
             .await
             .context("starting the collector")?
             .with_validators(validators)
-            .with_enricher(Arc::new(enricher)),
+            .with_enricher(Arc::clone(&enricher)),
         );
 
         let addr = config.server.listen_addr().map_err(UserError)?;
@@ -298,6 +302,7 @@ impl App {
                 let stop = shutdown.clone().cancelled_owned();
                 tokio::spawn(async move { collector.run_dedup_upkeep(stop).await })
             },
+            tokio::spawn(enricher.run_geo_reload(shutdown.clone().cancelled_owned())),
         ]);
         if pipelines.in_group() {
             // Schemas other nodes register apply here within schemas.refresh-interval.

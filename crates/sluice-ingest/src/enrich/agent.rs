@@ -69,6 +69,8 @@ impl Agent {
 pub struct Agents {
     extractor: ua_parser::Extractor<'static>,
     cache: Mutex<HashMap<Box<str>, Arc<Agent>>>,
+    /// `sluice_enrichment_user_agent_parses_total`: parses the cache did not answer.
+    parses: metrics::Counter,
 }
 
 impl std::fmt::Debug for Agents {
@@ -89,6 +91,7 @@ impl Agents {
         Ok(Agents {
             extractor,
             cache: Mutex::new(HashMap::new()),
+            parses: metrics::counter!("sluice_enrichment_user_agent_parses_total"),
         })
     }
 
@@ -111,6 +114,7 @@ impl Agents {
     }
 
     fn extract(&self, user_agent: &str) -> Agent {
+        self.parses.increment(1);
         let (browser, os, device) = self.extractor.extract(user_agent);
         let browser = browser
             .filter(|browser| browser.family != "Other")

@@ -1,9 +1,60 @@
 //! IP address → place, from a MaxMind-format database (GeoLite2 / GeoIP2 City or Country,
 //! DB-IP's and IPinfo's `.mmdb` files), and what is left of an address after truncation.
 
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The configured database file and what was last read from it: providers publish new
+/// editions weekly (`geoipupdate` replaces the file in place), and [`GeoSource::reload`]
+/// takes a new one without a restart.
+#[derive(Debug)]
+pub struct GeoSource {
+    path: PathBuf,
+    current: RwLock<Arc<GeoDatabase>>,
+    /// The file's modification time and length when it was read.
+    read: Mutex<Option<(SystemTime, u64)>>,
+}
+
+impl GeoSource {
+    /// Opens `path`; the error says what is wrong with the file.
+    pub fn open(path: &Path) -> Result<GeoSource, String> {
+        let stamp = stamp(path);
+        let database = GeoDatabase::open(path)?;
+        Ok(GeoSource {
+            path: path.to_path_buf(),
+            current: RwLock::new(Arc::new(database)),
+            read: Mutex::new(stamp),
+        })
+    }
+
+    /// The database in use.
+    pub fn current(&self) -> Arc<GeoDatabase> {
+        Arc::clone(&self.current.read())
+    }
+
+    /// Reads the file again if it changed since it was read (modification time or length):
+    /// `Ok(true)` when a new edition is now in use, `Ok(false)` when nothing changed, and an
+    /// error (the database in use stays) when the changed file cannot be read.
+    pub fn reload(&self) -> Result<bool, String> {
+        let stamp = stamp(&self.path);
+        if stamp.is_none() || *self.read.lock() == stamp {
+            return Ok(false);
+        }
+        let database = GeoDatabase::open(&self.path)?;
+        *self.current.write() = Arc::new(database);
+        *self.read.lock() = stamp;
+        Ok(true)
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
 
 /// An opened database, read whole into memory (a City database is ~60 MB).
 pub struct GeoDatabase {
@@ -101,6 +152,36 @@ mod tests {
         assert_eq!(t("203.0.113.77"), "203.0.113.0");
         assert_eq!(t("2001:db8:85a3:8d3:1319:8a2e:370:7348"), "2001:db8:85a3::");
         assert_eq!(t("::ffff:198.51.100.9"), "198.51.100.0");
+    }
+
+    #[test]
+    fn a_new_edition_of_the_file_is_taken_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("city.mmdb");
+        crate::enrich::tests::write_test_database(&path);
+        let source = GeoSource::open(&path).unwrap();
+        let country = |source: &GeoSource| {
+            source
+                .current()
+                .lookup("203.0.113.5".parse().unwrap())
+                .unwrap()["country"]
+                .clone()
+        };
+        assert_eq!(country(&source), "DE");
+        assert_eq!(source.reload(), Ok(false), "unchanged");
+        // A half-written file: the edition in use stays, and the error names the file.
+        std::fs::write(&path, b"partial").unwrap();
+        let error = source.reload().unwrap_err();
+        assert!(error.contains("city.mmdb"), "{error}");
+        assert_eq!(country(&source), "DE");
+        // The new edition moves the network to France.
+        crate::enrich::tests::write_database(&path, &[("203.0.113.0/24", "FR")]);
+        assert_eq!(source.reload(), Ok(true));
+        assert_eq!(country(&source), "FR");
+        // A file that went away leaves the edition in use.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(source.reload(), Ok(false));
+        assert_eq!(country(&source), "FR");
     }
 
     #[test]

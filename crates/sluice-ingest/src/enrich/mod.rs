@@ -9,7 +9,8 @@
 //!    request came from (the TCP peer, or the first address of `client-ip-header` behind a
 //!    proxy). Server-side libraries forward their visitor's address in `context.ip` instead.
 //! 2. **Place** (`geoip-database`, `geo`): `context.ip` looked up in a MaxMind-format
-//!    database gives `context.geo` (see [`geo::GeoDatabase::lookup`]).
+//!    database gives `context.geo` (see [`geo::GeoDatabase::lookup`]). A new edition of the
+//!    file is taken within a minute, without a restart ([`geo::GeoSource::reload`]).
 //! 3. **Address policy** (`ip`): `keep`, `truncate` (IPv4 to its /24, IPv6 to its /48) or
 //!    `drop` `context.ip`, after the lookup and before anything is stored: with `truncate` or
 //!    `drop`, no full address reaches the log, the dead letters of enriched events or a
@@ -38,6 +39,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+/// How often the geo database file is checked for a new edition.
+pub const GEO_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What happens to `context.ip` before an event is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -160,8 +164,11 @@ pub struct Enricher {
     defaults: Settings,
     tenants: HashMap<String, Settings>,
     agents: Option<agent::Agents>,
-    geo: Option<geo::GeoDatabase>,
+    geo: Option<geo::GeoSource>,
     client_ip_header: Option<axum::http::HeaderName>,
+    /// `sluice_enrichment_geo_lookups_total{result="found"|"not_found"}`.
+    geo_found: metrics::Counter,
+    geo_not_found: metrics::Counter,
 }
 
 impl Enricher {
@@ -185,7 +192,7 @@ impl Enricher {
             None
         } else {
             Some(
-                geo::GeoDatabase::open(Path::new(&config.geoip_database))
+                geo::GeoSource::open(Path::new(&config.geoip_database))
                     .map_err(|error| format!("enrichment.geoip-database: {error}"))?,
             )
         };
@@ -207,6 +214,7 @@ impl Enricher {
             agents,
             geo,
             client_ip_header,
+            ..Enricher::none()
         })
     }
 
@@ -225,12 +233,48 @@ impl Enricher {
             agents: None,
             geo: None,
             client_ip_header: None,
+            geo_found: metrics::counter!("sluice_enrichment_geo_lookups_total", "result" => "found"),
+            geo_not_found: metrics::counter!("sluice_enrichment_geo_lookups_total", "result" => "not_found"),
         }
     }
 
-    /// The opened geo database, if any (for the start-up log).
-    pub fn geo_database(&self) -> Option<&geo::GeoDatabase> {
+    /// The geo database file, if one is configured.
+    pub fn geo_database(&self) -> Option<&geo::GeoSource> {
         self.geo.as_ref()
+    }
+
+    /// Until `stop`: every [`GEO_RELOAD_INTERVAL`], takes a new edition of the geo database
+    /// file if it changed (a file that cannot be read is logged, and the edition in use
+    /// stays).
+    pub async fn run_geo_reload(
+        self: std::sync::Arc<Self>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        if self.geo.is_none() {
+            return;
+        }
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(GEO_RELOAD_INTERVAL) => {}
+            }
+            let enricher = std::sync::Arc::clone(&self);
+            let reloaded = tokio::task::spawn_blocking(move || {
+                let source = enricher.geo.as_ref()?;
+                Some((source.reload(), source.current().description().to_owned()))
+            })
+            .await;
+            match reloaded {
+                Ok(Some((Ok(true), database))) => {
+                    tracing::info!(%database, "a new edition of the geo database is in use");
+                }
+                Ok(Some((Err(error), database))) => {
+                    tracing::warn!(%error, in_use = %database, "the geo database file changed but cannot be read; the edition in use stays");
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The client's address of a request from `peer` with `headers`: the first address of
@@ -302,11 +346,17 @@ impl Enricher {
         // 2. The place.
         if settings.geo
             && !context.contains("geo")
-            && let (Some(database), Some(ip)) = (&self.geo, ip)
-            && let Some(geo) = database.lookup(ip)
-            && let Ok(geo) = serde_json::value::to_raw_value(&geo)
+            && let (Some(source), Some(ip)) = (&self.geo, ip)
         {
-            context.set("geo", geo);
+            match source.current().lookup(ip) {
+                Some(geo) => {
+                    self.geo_found.increment(1);
+                    if let Ok(geo) = serde_json::value::to_raw_value(&geo) {
+                        context.set("geo", geo);
+                    }
+                }
+                None => self.geo_not_found.increment(1),
+            }
         }
         // 3. What is kept of the address.
         match (settings.ip, ip) {

@@ -31,6 +31,22 @@ pub(crate) fn write_test_database(path: &Path) {
     database.write_to(std::io::BufWriter::new(file)).unwrap();
 }
 
+/// A Country database of `(network, country code)` pairs.
+pub(crate) fn write_database(path: &Path, networks: &[(&str, &str)]) {
+    use maxminddb_writer::paths::IpAddrWithMask;
+    let mut database = maxminddb_writer::Database::default();
+    database.metadata.database_type = "sluice-test-Country".into();
+    database.metadata.binary_format_major_version = 2;
+    for (network, country) in networks {
+        let data = database
+            .insert_value(json!({"country": {"iso_code": country}}))
+            .unwrap();
+        database.insert_node(network.parse::<IpAddrWithMask>().unwrap(), data);
+    }
+    let file = std::fs::File::create(path).unwrap();
+    database.write_to(std::io::BufWriter::new(file)).unwrap();
+}
+
 fn config(geoip: &Path) -> EnrichConfig {
     EnrichConfig {
         user_agent: true,
@@ -90,6 +106,7 @@ fn a_browser_page_view_gets_place_device_campaign_and_referrer() {
         enricher
             .geo_database()
             .unwrap()
+            .current()
             .description()
             .contains("sluice-test-City")
     );

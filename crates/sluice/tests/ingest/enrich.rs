@@ -96,6 +96,7 @@ async fn events_are_enriched_before_they_are_stored_and_metrics_group_by_it() {
             toml::Value::String(database.display().to_string()),
         ),
         ("enrichment.ip", toml::Value::String("truncate".into())),
+        ("telemetry.metrics-auth", toml::Value::String("none".into())),
         (
             "enrichment.client-ip-header",
             toml::Value::String("x-forwarded-for".into()),
@@ -226,5 +227,14 @@ async fn events_are_enriched_before_they_are_stored_and_metrics_group_by_it() {
             ),
         ]
     );
+    // Every event had an address the database covers: five lookups found a place (the
+    // recorder is the process's, shared with other tests: at least five).
+    let (_, _, metrics) = h.request(Method::GET, "/metrics", &[], "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    let found = metrics
+        .lines()
+        .find(|line| line.starts_with("sluice_enrichment_geo_lookups_total{result=\"found\"}"))
+        .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(found.is_some_and(|found| found >= 5.0), "{found:?}");
     h.stop().await;
 }
