@@ -980,13 +980,7 @@ timeout = "0s"
 "#,
     )
     .unwrap();
-    let output = Command::new(support::BIN)
-        .args(["check-config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = check_config_refuses(&path);
     for said in [
         "5 problems",
         "alerting.timeout: is 0ns but must be between 100ms and 5m",
@@ -1014,13 +1008,7 @@ ip = "drop"
 "#,
     )
     .unwrap();
-    let output = Command::new(support::BIN)
-        .args(["check-config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = check_config_refuses(&path);
     for said in [
         "3 problems",
         "enrichment.geoip-database: /nonexistent/GeoLite2-City.mmdb is not a file",
@@ -1030,13 +1018,7 @@ ip = "drop"
         assert!(stderr.contains(said), "{said:?} in {stderr}");
     }
     std::fs::write(&path, "[enrichment]\nip = \"hash\"\n").unwrap();
-    let output = Command::new(support::BIN)
-        .args(["check-config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = check_config_refuses(&path);
     assert!(
         stderr.contains("enrichment.ip") && stderr.contains("keep"),
         "{stderr}"
@@ -1067,4 +1049,15 @@ ip = "drop"
             && stderr.contains("is not a readable MaxMind-format database"),
         "{stderr}"
     );
+}
+
+/// `sluice check-config FILE` of a config with problems: exits 2; its stderr.
+fn check_config_refuses(path: &std::path::Path) -> String {
+    let output = Command::new(support::BIN)
+        .args(["check-config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }

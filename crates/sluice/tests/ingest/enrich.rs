@@ -44,13 +44,7 @@ fn page(id: &str, user_agent: &str, url: &str, referrer: &str) -> Value {
 }
 
 async fn post(h: &Harness, key: &str, forwarded: &str, body: &Value) -> Value {
-    let auth = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("{key}:")
-        )
-    );
+    let auth = sluice::client::basic_auth(key);
     let (status, reply, _) = h
         .request(
             Method::POST,
