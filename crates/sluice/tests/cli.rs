@@ -697,6 +697,9 @@ name = "shop"
 write-keys = ["{WRITE}"]
 [telemetry]
 metrics-auth = "none"
+# The segments below are sized for these events as sent.
+[enrichment]
+request-ip = false
 [log]
 partitions = 2
 segment-bytes = "16KiB"
