@@ -1,5 +1,6 @@
-//! IP address → place, from a MaxMind-format database (GeoLite2 / GeoIP2 City or Country,
-//! DB-IP's and IPinfo's `.mmdb` files), and what is left of an address after truncation.
+//! IP address → place, from a MaxMind-format database in the GeoIP2 layout (GeoLite2 /
+//! GeoIP2 City or Country, DB-IP's lite `.mmdb` files; a file of another layout gives no
+//! place), and what is left of an address after truncation.
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
