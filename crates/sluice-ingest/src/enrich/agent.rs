@@ -27,8 +27,8 @@ pub struct Agent {
     pub browser: Option<Map<String, Value>>,
     /// `{"name", "version"}`: the operating system (Segment's `context.os` shape).
     pub os: Option<Map<String, Value>>,
-    /// `{"type", "brand", "model"}`: `type` is `mobile`, `tablet`, `desktop`, `bot` or
-    /// `other`.
+    /// `{"type", "brand", "model"}`: `type` is `mobile`, `tablet`, `desktop`, `bot`
+    /// (crawlers and headless browsers) or `other`.
     pub device: Map<String, Value>,
     /// The three as JSON text (`None` for an absent one), written into contexts as they are.
     rendered: [Option<Box<RawValue>>; 3],
@@ -138,13 +138,19 @@ impl Agents {
             .as_ref()
             .and_then(|os| os.get("name"))
             .and_then(Value::as_str);
+        // Crawlers (uap-core's "Spider" device) and headless browsers (automation, not
+        // people: HeadlessChrome, PhantomJS) are bots.
+        let browser_name = browser
+            .as_ref()
+            .and_then(|browser| browser.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let spider = device
             .as_ref()
             .is_some_and(|device| device.device == "Spider")
-            || browser
-                .as_ref()
-                .and_then(|browser| browser.get("name"))
-                .is_some_and(|name| name.as_str().is_some_and(|name| name.contains("Spider")));
+            || ["Spider", "Headless", "PhantomJS"]
+                .iter()
+                .any(|bot| browser_name.contains(bot));
         let mut described = Map::new();
         described.insert(
             "type".into(),
@@ -263,6 +269,10 @@ mod tests {
             Value::from(firefox.device.clone()),
             json!({"type": "desktop"})
         );
+
+        let headless = agents.parse("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36");
+        assert_eq!(headless.browser.as_ref().unwrap()["name"], "HeadlessChrome");
+        assert_eq!(headless.device["type"], "bot");
 
         let bot = agents.parse(GOOGLEBOT);
         assert_eq!(bot.device["type"], "bot");

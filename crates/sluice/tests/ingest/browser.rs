@@ -152,7 +152,9 @@ fn assert_same_fields(message: &Value, event: &Value, what: &str) -> bool {
         let browser = added["browser"]["name"].as_str().unwrap_or_default();
         assert!(browser.contains("Chrome"), "{what}: {added}");
         assert_eq!(added["os"]["name"], "Linux", "{what}");
-        assert_eq!(added["device"]["type"], "desktop", "{what}");
+        // Headless Chromium says so in its user agent: automation, counted as a bot.
+        assert_eq!(added["browser"]["name"], "HeadlessChrome", "{what}");
+        assert_eq!(added["device"]["type"], "bot", "{what}");
     }
     if message["context"].get("page").is_some() {
         assert!(added["referrer"]["type"].is_string(), "{what}: {added}");
