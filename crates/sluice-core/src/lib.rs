@@ -14,11 +14,13 @@
 //!   (embedded defaults, a file, `SLUICE__…` environment overrides, every problem at once).
 //! - [`tenant`]: tenants as configured.
 //! - [`access`]: the key directory: key → tenant and role, request rates and daily quotas.
+//! - [`erasure`]: the ids of erased users, whose events the collector drops.
 //! - `synthetic` (feature `synthetic`): realistic synthetic events for benchmarks and demos.
 //! - [`error`]: the classification every crate's error maps to (user, external, internal).
 
 pub mod access;
 pub mod config;
+pub mod erasure;
 pub mod error;
 pub mod event;
 pub mod id;

@@ -5,8 +5,9 @@
 //! 1. parse the body (a batch, or one message) — a body that is not JSON fails as a whole;
 //! 2. resolve the write key (header, else `writeKey` in the body) to a tenant, and admit the
 //!    request under the key's request rate;
-//! 3. normalize every message; invalid ones become [`Rejection`]s and dead letters; valid ones
-//!    are checked against the tenant's schemas, then enriched ([`crate::enrich`]);
+//! 3. normalize every message; invalid ones become [`Rejection`]s and dead letters; the events
+//!    of erased users are dropped; valid ones are checked against the tenant's schemas, then
+//!    enriched ([`crate::enrich`]);
 //! 4. claim each client `messageId` in the dedup set: duplicates are skipped, ids another
 //!    request is still appending make the whole request retry later (nothing was written);
 //! 5. take the accepted events from the key's daily quota (all or none), then append them,
@@ -28,6 +29,7 @@ use crate::telemetry::{DedupTelemetry, IngestTelemetry};
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::access::{Grant, KeyDirectory, Limited};
+use sluice_core::erasure::ErasedUsers;
 use sluice_core::normalize::{self, EventError, NormalizeContext};
 use sluice_core::segment::{RawMessage, WriteKeyOnly};
 use sluice_core::time::{Millis, now_millis};
@@ -81,6 +83,8 @@ pub struct Accepted {
     pub duplicates: usize,
     /// Events refused, each also in the dead-letter topic.
     pub rejected: Vec<Rejection>,
+    /// Events of erased users, dropped without being stored.
+    pub suppressed: usize,
 }
 
 /// Why a request was refused as a whole.
@@ -133,6 +137,8 @@ pub struct Collector<L> {
     validators: Option<Arc<SharedValidators>>,
     /// What is added to each accepted event's context (see [`crate::enrich`]).
     enricher: Arc<Enricher>,
+    /// Users whose events are dropped before anything is stored.
+    erased: Arc<ErasedUsers>,
 }
 
 /// Budget held while a request is processed.
@@ -194,6 +200,7 @@ impl<L: Log> Collector<L> {
             restored_ends: parking_lot::Mutex::new(Vec::new()),
             validators: None,
             enricher: Arc::new(Enricher::none()),
+            erased: Arc::default(),
             log,
             keys,
             limits,
@@ -227,6 +234,12 @@ impl<L: Log> Collector<L> {
     /// Enriches accepted events with `enricher` from now on.
     pub fn with_enricher(mut self, enricher: Arc<Enricher>) -> Self {
         self.enricher = enricher;
+        self
+    }
+
+    /// Drops the events of the users in `erased` from now on.
+    pub fn with_erased_users(mut self, erased: Arc<ErasedUsers>) -> Self {
+        self.erased = erased;
         self
     }
 
@@ -362,6 +375,7 @@ impl<L: Log> Collector<L> {
             mut events,
             mut rejected,
         } = normalize_all(&parsed, &base, body)?;
+        let suppressed = self.drop_erased(&tenant, &mut events);
         self.validate(&tenant, &mut events, &mut rejected);
         for normalized in &mut events {
             self.enricher.enrich(&mut normalized.event, client);
@@ -402,11 +416,28 @@ impl<L: Log> Collector<L> {
         dead?;
         counters.accepted.increment(accepted as u64);
         counters.duplicates.increment(duplicates as u64);
+        counters.suppressed.increment(suppressed as u64);
         Ok(Accepted {
             accepted,
             duplicates,
             rejected: rejections,
+            suppressed,
         })
+    }
+
+    /// Step 3a: the events of erased users (by user id or anonymous id) leave the request
+    /// before anything of them is stored or counted; how many.
+    fn drop_erased(&self, tenant: &str, events: &mut Vec<NormalizedEvent<'_>>) -> usize {
+        if self.erased.is_empty() {
+            return 0;
+        }
+        let before = events.len();
+        events.retain(|normalized| {
+            let event = &normalized.event;
+            let ids = [event.user_id.as_deref(), event.anonymous_id.as_deref()];
+            !self.erased.any_erased(tenant, ids.into_iter().flatten())
+        });
+        before - events.len()
     }
 
     /// Step 3b: every normalized event asked of the tenant's schemas. Rejected ones move to

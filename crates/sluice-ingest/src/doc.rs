@@ -66,6 +66,9 @@ pub struct Answer {
     pub duplicates: u64,
     /// Events refused, each with where and why.
     pub rejected: Vec<Rejected>,
+    /// Events of erased users (`DELETE /v1/users/{id}`), dropped without being stored;
+    /// present only when some were.
+    pub suppressed: Option<u64>,
 }
 
 /// One refused event.

@@ -12,7 +12,8 @@
 //!
 //! Answers:
 //! - 200 `{"success":true,"accepted":N,"duplicates":D,"rejected":[…]}` — accepted events are
-//!   durable; rejected ones (if any) are listed with index, path, reason and message;
+//!   durable; rejected ones (if any) are listed with index, path, reason and message; events
+//!   of erased users are dropped and counted in `suppressed` (present when not 0);
 //! - 400 the same shape with `success: false` when every event was rejected (a single-message
 //!   route's one event too, as `index` 0), or `{"success":false,"error":{"code","message"}}`
 //!   when the body is not JSON, or not a batch at all;
@@ -431,12 +432,15 @@ fn accepted_response(accepted: Accepted) -> Response {
     } else {
         StatusCode::OK
     };
-    let body = json!({
+    let mut body = json!({
         "success": !all_rejected,
         "accepted": accepted.accepted,
         "duplicates": accepted.duplicates,
         "rejected": accepted.rejected,
     });
+    if accepted.suppressed > 0 {
+        body["suppressed"] = accepted.suppressed.into();
+    }
     (status, axum::Json(body)).into_response()
 }
 

@@ -14,6 +14,8 @@ pub struct TenantCounters {
     pub accepted: Counter,
     /// `sluice_ingest_events_deduplicated_total{tenant}`.
     pub duplicates: Counter,
+    /// `sluice_ingest_events_suppressed_total{tenant}`: events of erased users, dropped.
+    pub suppressed: Counter,
 }
 
 /// Every collector metric.
@@ -60,7 +62,8 @@ impl IngestTelemetry {
         let label = tenant.to_string();
         let counters = TenantCounters {
             accepted: metrics::counter!("sluice_ingest_events_accepted_total", "tenant" => label.clone()),
-            duplicates: metrics::counter!("sluice_ingest_events_deduplicated_total", "tenant" => label),
+            duplicates: metrics::counter!("sluice_ingest_events_deduplicated_total", "tenant" => label.clone()),
+            suppressed: metrics::counter!("sluice_ingest_events_suppressed_total", "tenant" => label),
         };
         self.tenants
             .write()

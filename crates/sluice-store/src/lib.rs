@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`roles`]: the traits by role every backend implements ([`Catalogue`], [`Checkpoints`],
-//!   [`ResultReads`], [`Directory`], [`Usage`], [`Schemas`], [`Boards`], [`Alerts`], [`Housekeeping`]).
+//!   [`ResultReads`], [`Directory`], [`Usage`], [`Schemas`], [`Boards`], [`Erasures`], [`Alerts`], [`Housekeeping`]).
 //! - [`backend`]: [`StoreBackend`], the configured backend behind them.
 //! - [`sqlite`]: the embedded backend (one SQLite file).
 //! - [`postgres`]: the PostgreSQL backend, the same tables and protocol in a database several
@@ -30,13 +30,14 @@ pub use config::{MetricConfig, StoreConfig, StoreLocation};
 pub use error::StoreError;
 pub use model::{
     AlertProgress, AlertRuleRecord, BoardRecord, ChangedRow, Commit, DeliveryOutcome,
-    DeliveryState, KeyRecord, MetricCommit, MetricRecord, Notification, NotificationQuery, Origin,
-    PackedRows, Position, ReplayPlan, RetractedRow, RowCursor, RowDecoder, RowPage, RowQuery,
-    RowRange, RowRef, RowsAndWatermarks, SilenceRecord, StoredRow, TenantRecord,
+    DeliveryState, ErasureRecord, KeyRecord, MetricCommit, MetricRecord, Notification,
+    NotificationQuery, Origin, PackedRows, Position, ReplayPlan, RetractedRow, RowCursor,
+    RowDecoder, RowPage, RowQuery, RowRange, RowRef, RowsAndWatermarks, SilenceRecord, StoredRow,
+    TenantRecord,
 };
 pub use postgres::PostgresStore;
 pub use roles::{
-    Alerts, Backend, Boards, Catalogue, Checkpoints, Directory, Housekeeping, ResultReads, Schemas,
-    Usage,
+    Alerts, Backend, Boards, Catalogue, Checkpoints, Directory, Erasures, Housekeeping,
+    ResultReads, Schemas, Usage,
 };
 pub use sqlite::SqliteStore;

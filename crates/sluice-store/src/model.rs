@@ -246,6 +246,18 @@ pub struct BoardRecord {
     pub updated_at: Millis,
 }
 
+/// A user erased on request (`DELETE /v1/users/{id}`): the collector drops the events whose
+/// user id or anonymous id is `id` from `erased_at` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErasureRecord {
+    /// The tenant the id belongs to.
+    pub tenant: String,
+    /// The user id or anonymous id.
+    pub id: String,
+    /// When it was first erased.
+    pub erased_at: Millis,
+}
+
 /// A key created through the admin API. The secret itself is never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyRecord {

@@ -9,6 +9,7 @@
 //! | [`Usage`] | API | each key's daily usage |
 //! | [`Schemas`] | API | the schema registry's versions and settings |
 //! | [`Boards`] | API | the dashboard's saved boards |
+//! | [`Erasures`] | collector, API | users erased on request, whose future events are dropped |
 //! | [`Alerts`] | API (alert runner, notifier) | alert rules, their progress, the notification outbox, silences |
 //! | [`Housekeeping`] | binary, pipelines | size, size cap, where the store lives |
 //!
@@ -22,9 +23,10 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    AlertProgress, AlertRuleRecord, BoardRecord, Commit, DeliveryOutcome, DeliveryState, KeyRecord,
-    MetricRecord, Notification, NotificationQuery, Position, ReplayPlan, RowDecoder, RowPage,
-    RowQuery, RowRange, RowsAndWatermarks, SilenceRecord, StoredRow, TenantRecord,
+    AlertProgress, AlertRuleRecord, BoardRecord, Commit, DeliveryOutcome, DeliveryState,
+    ErasureRecord, KeyRecord, MetricRecord, Notification, NotificationQuery, Position, ReplayPlan,
+    RowDecoder, RowPage, RowQuery, RowRange, RowsAndWatermarks, SilenceRecord, StoredRow,
+    TenantRecord,
 };
 use async_trait::async_trait;
 use sluice_core::time::Millis;
@@ -275,6 +277,15 @@ pub trait Schemas: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Users erased on request, per tenant: the collector drops their future events.
+#[async_trait]
+pub trait Erasures: Send + Sync {
+    /// Every erased id, by tenant then id.
+    async fn erasures(&self) -> Result<Vec<ErasureRecord>, StoreError>;
+    /// Records an erasure and returns it as stored: an id erased before keeps its first time.
+    async fn erase(&self, record: ErasureRecord) -> Result<ErasureRecord, StoreError>;
+}
+
 /// The dashboard's saved boards, per tenant.
 #[async_trait]
 pub trait Boards: Send + Sync {
@@ -363,6 +374,7 @@ pub trait Backend:
     + Usage
     + Schemas
     + Boards
+    + Erasures
     + Alerts
     + Housekeeping
     + Debug
@@ -378,6 +390,7 @@ impl<T> Backend for T where
         + Usage
         + Schemas
         + Boards
+        + Erasures
         + Alerts
         + Housekeeping
         + Debug

@@ -845,6 +845,35 @@ async fn boards_are_saved_replaced_listed_and_deleted_per_tenant(store: &StoreBa
     );
 }
 
+async fn erasures_keep_their_first_time_per_tenant(store: &StoreBackend) {
+    let erasure = |tenant: &str, id: &str, at: i64| sluice_store::ErasureRecord {
+        tenant: tenant.into(),
+        id: id.into(),
+        erased_at: at,
+    };
+    assert!(store.erasures().await.unwrap().is_empty());
+    assert_eq!(
+        store.erase(erasure("shop", "u1", 10)).await.unwrap(),
+        erasure("shop", "u1", 10)
+    );
+    assert_eq!(
+        store.erase(erasure("shop", "u1", 20)).await.unwrap(),
+        erasure("shop", "u1", 10),
+        "erased again: the first time stays"
+    );
+    store.erase(erasure("blog", "u1", 30)).await.unwrap();
+    store.erase(erasure("shop", "anon-7", 40)).await.unwrap();
+    assert_eq!(
+        store.erasures().await.unwrap(),
+        [
+            erasure("blog", "u1", 30),
+            erasure("shop", "anon-7", 40),
+            erasure("shop", "u1", 10)
+        ],
+        "by tenant then id; one tenant's id is not another's"
+    );
+}
+
 macro_rules! for_every_backend {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -884,6 +913,7 @@ for_every_backend!(
     tenants_keys_and_usage_round_trip,
     schema_versions_ids_deletes_and_settings_round_trip,
     boards_are_saved_replaced_listed_and_deleted_per_tenant,
+    erasures_keep_their_first_time_per_tenant,
     alerts_rules_keep_their_id_until_they_change_and_ids_are_never_reused,
     alerts_progress_never_goes_back_and_goes_with_its_rule,
     alerts_outbox_inserts_each_notification_once_per_channel,

@@ -199,6 +199,17 @@ impl App {
             );
         }
         let enricher = Arc::new(enricher);
+        // Erased users: their events are dropped from the first request on.
+        let erased = Arc::new(sluice_core::erasure::ErasedUsers::default());
+        erased.replace(
+            pipelines
+                .store()
+                .erasures()
+                .await
+                .context("reading the erased users from the store")?
+                .into_iter()
+                .map(|record| (record.tenant, record.id)),
+        );
         let collector = Arc::new(
             Collector::new(
                 Arc::clone(&log),
@@ -210,7 +221,8 @@ impl App {
             .await
             .context("starting the collector")?
             .with_validators(validators)
-            .with_enricher(Arc::clone(&enricher)),
+            .with_enricher(Arc::clone(&enricher))
+            .with_erased_users(Arc::clone(&erased)),
         );
 
         let addr = config.server.listen_addr().map_err(UserError)?;
@@ -246,6 +258,19 @@ impl App {
                 access: Arc::clone(&access),
                 log: Arc::downgrade(&log),
                 topic: config.ingest.dead_letter_topic.clone(),
+            },
+        )));
+        let stages = stages.merge(sluice_api::admin::erasures::router(Arc::new(
+            sluice_api::admin::erasures::ErasuresState {
+                access: Arc::clone(&access),
+                store: pipelines.store().clone(),
+                erased: Arc::clone(&erased),
+                retention: config.log.default_retention_age(),
+                topics: vec![
+                    config.ingest.events_topic.clone(),
+                    config.ingest.dead_letter_topic.clone(),
+                    config.stream.late_topic.clone(),
+                ],
             },
         )));
         // The query API's routes answer browsers without the collector's CORS.
@@ -310,6 +335,13 @@ impl App {
                 Arc::clone(&schemas)
                     .follow_store(config.schemas.refresh_interval.get(), shutdown.clone()),
             ));
+            // Users erased through other nodes.
+            background.push(tokio::spawn(sluice_api::admin::erasures::follow_store(
+                pipelines.store().clone(),
+                Arc::clone(&erased),
+                sluice_pipelines::DEFINITIONS_POLL,
+                shutdown.clone(),
+            )));
             // Other nodes of the cluster change tenants and keys too, and append events whose
             // retries may reach this node.
             background.push(tokio::spawn(

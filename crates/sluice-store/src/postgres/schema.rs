@@ -187,6 +187,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         comment TEXT NOT NULL,
         created_at BIGINT NOT NULL
     );",
+    // 7: erased users, as SQLite's schema 10.
+    "CREATE TABLE erasures (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        erased_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );",
 ];
 
 /// The schema version this sluice writes.

@@ -12,6 +12,7 @@
 mod alerts;
 mod boards;
 mod directory;
+mod erasures;
 mod schema;
 mod schema_registry;
 mod serving;

@@ -210,6 +210,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         comment TEXT NOT NULL,
         created_at INTEGER NOT NULL
     ) STRICT;",
+    // 10: erased users (issue 20): ids whose future events the collector drops, per tenant.
+    "CREATE TABLE erasures (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        erased_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, id)
+    ) STRICT;",
 ];
 
 /// The schema version this sluice writes.

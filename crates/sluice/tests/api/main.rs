@@ -8,6 +8,7 @@ mod alerts;
 mod boards;
 mod dashboard;
 mod dead_letters;
+mod erasure;
 mod graphql;
 mod harness;
 mod keys;

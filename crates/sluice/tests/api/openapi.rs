@@ -31,6 +31,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/live"),
     ("get", "/v1/graphql"),
     ("get", "/v1/admin/dead-letters"),
+    ("get", "/v1/admin/erasures"),
+    ("delete", "/v1/users/{id}"),
     ("get", "/v1/boards"),
     ("get", "/v1/boards/{name}"),
     ("put", "/v1/boards/{name}"),
