@@ -360,9 +360,9 @@ fn until(what: &str, mut done: impl FnMut() -> bool) -> Duration {
     start.elapsed()
 }
 
-/// Two nodes start together with the same configured metrics; tenants, keys and metrics made
-/// or removed through one node's admin API take effect on the other (which follows the store
-/// every 500 ms).
+/// Two nodes start together with the same configured metrics; tenants, keys, metrics and
+/// erased users made or removed through one node's admin API take effect on the other (which
+/// follows the store every 500 ms).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other() {
     let cluster = Cluster::new("cluster_admin").await;
@@ -446,6 +446,23 @@ async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other()
         .0 == 200
     });
     eprintln!("metric defined on a, running on b after {took:?}");
+
+    // A user erased through node a: node b drops their events too.
+    let (status, body) = call(
+        a,
+        "DELETE",
+        "/v1/users/erased-visitor?tenant=shop",
+        &admin,
+        &serde_json::Value::Null,
+    );
+    assert_eq!(status, 200, "{body}");
+    let shop = sluice::client::basic_auth(super::crash::WRITE_KEY);
+    let visit =
+        serde_json::json!({"type": "track", "event": "Viewed", "anonymousId": "erased-visitor"});
+    let took = until("a user erased on node a is dropped by node b", || {
+        call(b, "POST", "/v1/track", &shop, &visit).1["suppressed"] == 1
+    });
+    eprintln!("user erased on a, dropped by b after {took:?}");
 
     let id = key["id"].as_str().unwrap();
     let (status, _) = call(
