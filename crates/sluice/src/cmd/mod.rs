@@ -11,6 +11,7 @@ pub mod send;
 pub mod serve;
 pub mod tail;
 pub mod topics;
+pub mod users;
 pub mod version;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,10 @@ enum Command {
     /// List alert states and notifications of a running sluice, or test a channel.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// Erase a user (their future events are dropped) or list the erased, through a running
+    /// sluice.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Check schema files, or register a directory of them with a running sluice.
     Schemas(schemas::SchemasArgs),
     /// Print a topic's records as JSON lines, following new ones.
@@ -71,6 +76,7 @@ impl Cli {
             Command::Query(args) => query::run(args),
             Command::Schemas(args) => schemas::run(args),
             Command::Alerts(command) => command.run(),
+            Command::Users(command) => command.run(),
             Command::Tail(args) => tail::run(args),
             Command::Log(args) => log::run(args),
             Command::Bench(command) => command.run(),

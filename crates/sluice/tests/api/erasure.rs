@@ -138,6 +138,32 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
         .map(|e| e["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["a9", "u1"], "{list}");
+    // The command line does the same through the API.
+    let url = format!("http://{}", h.app().addr);
+    let sluice = |args: &[&str]| {
+        std::process::Command::new(crate::support::BIN)
+            .args(args)
+            .args(["--admin-key", ADMIN, "--url", &url])
+            .output()
+            .unwrap()
+    };
+    let output = sluice(&["users", "erase", "u5", "--tenant", "shop"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("u5 of tenant shop erased at") && stdout.contains("gone from the log by"),
+        "{stdout}"
+    );
+    let output = sluice(&["users", "erased", "--tenant", "shop"]);
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let ids: Vec<&str> = listed
+        .lines()
+        .map(|line| line.split('\t').nth(1).unwrap())
+        .collect();
+    assert_eq!(ids, ["a9", "u1", "u5"], "{listed}");
+    let output = sluice(&["users", "erase", "u5", "--tenant", "nope"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no tenant \"nope\""));
     h.restart().await;
     let (_, reply) = h
         .send(SHOP_WRITE, vec![view("a3", "u1", "/after", now, "1")])
