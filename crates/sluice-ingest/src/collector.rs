@@ -399,6 +399,10 @@ impl<L: Log> Collector<L> {
         for rejection in &rejections {
             self.telemetry.rejected(rejection.reason, 1);
         }
+        // The sender hears of every rejection, but an erased user's raw input is not kept.
+        if !self.erased.is_empty() {
+            rejected.retain(|(_, raw)| !self.names_erased(&tenant, raw));
+        }
         // From before the append until its ids are committed, a snapshot waits for this request.
         let pass = self.appends.enter();
         let (appended, dead) = tokio::join!(
@@ -423,6 +427,19 @@ impl<L: Log> Collector<L> {
             rejected: rejections,
             suppressed,
         })
+    }
+
+    /// Whether a rejected message's `userId` or `anonymousId` (when it has them as strings)
+    /// is erased.
+    fn names_erased(&self, tenant: &str, raw: &[u8]) -> bool {
+        let Ok(message) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(raw)
+        else {
+            return false;
+        };
+        let ids = ["userId", "anonymousId"]
+            .into_iter()
+            .filter_map(|field| message.get(field)?.as_str());
+        self.erased.any_erased(tenant, ids)
     }
 
     /// Step 3a: the events of erased users (by user id or anonymous id) leave the request

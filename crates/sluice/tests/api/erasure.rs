@@ -109,6 +109,29 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
     );
     h.send_ok(BLOG_WRITE, vec![view("b1", "u1", "/after", now, "1")])
         .await;
+    // An erased user's invalid event is refused as any other, but its raw input is not kept
+    // as a dead letter.
+    let (_, reply) = h
+        .send(
+            SHOP_WRITE,
+            vec![
+                json!({"type": "track", "userId": "u1"}),
+                json!({"type": "track", "userId": "u3"}),
+            ],
+        )
+        .await;
+    assert_eq!(reply["rejected"].as_array().unwrap().len(), 2, "{reply}");
+    let (_, letters) = h.get("/v1/admin/dead-letters?tenant=shop", ADMIN).await;
+    let raws: Vec<&str> = letters["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|letter| letter["raw"].as_str().unwrap())
+        .collect();
+    assert!(
+        raws.len() == 1 && raws[0].contains("u3"),
+        "only u3's dead letter: {letters}"
+    );
     eventually("the kept events counted", || async {
         let (shop, blog) = (
             views(&h, SHOP_READ, "/after").await,
