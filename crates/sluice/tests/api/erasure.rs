@@ -16,6 +16,11 @@ async fn views(h: &Harness, key: &str, url: &str) -> Vec<i64> {
         .collect()
 }
 
+/// `DELETE path` with `key`.
+async fn erase(h: &Harness, path: &str, key: &str) -> (StatusCode, Value) {
+    h.call(Method::DELETE, path, key, &Value::Null).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reported() {
     let mut h = Harness::start(&[]).await;
@@ -24,38 +29,15 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
         .await;
 
     // Refusals first: no tenant, an unknown one, a tenant's own key.
-    let (status, answer) = h
-        .call(Method::DELETE, "/v1/users/u1", ADMIN, &Value::Null)
-        .await;
+    let (status, answer) = erase(&h, "/v1/users/u1", ADMIN).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert!(answer.to_string().contains("tenant=NAME"), "{answer}");
-    let (status, _) = h
-        .call(
-            Method::DELETE,
-            "/v1/users/u1?tenant=nope",
-            ADMIN,
-            &Value::Null,
-        )
-        .await;
+    let (status, _) = erase(&h, "/v1/users/u1?tenant=nope", ADMIN).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = h
-        .call(
-            Method::DELETE,
-            "/v1/users/u1?tenant=shop",
-            SHOP_READ,
-            &Value::Null,
-        )
-        .await;
+    let (status, _) = erase(&h, "/v1/users/u1?tenant=shop", SHOP_READ).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let (status, erased) = h
-        .call(
-            Method::DELETE,
-            "/v1/users/u1?tenant=shop",
-            ADMIN,
-            &Value::Null,
-        )
-        .await;
+    let (status, erased) = erase(&h, "/v1/users/u1?tenant=shop", ADMIN).await;
     assert_eq!(status, StatusCode::OK, "{erased}");
     assert_eq!(erased["tenant"], "shop");
     assert_eq!(erased["id"], "u1");
@@ -71,21 +53,8 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
         "the default log.retention-age, 7 days: {erased}"
     );
     // Erasing an anonymous id works the same way; erasing again keeps the first time.
-    h.call(
-        Method::DELETE,
-        "/v1/users/a9?tenant=shop",
-        ADMIN,
-        &Value::Null,
-    )
-    .await;
-    let (_, again) = h
-        .call(
-            Method::DELETE,
-            "/v1/users/u1?tenant=shop",
-            ADMIN,
-            &Value::Null,
-        )
-        .await;
+    erase(&h, "/v1/users/a9?tenant=shop", ADMIN).await;
+    let (_, again) = erase(&h, "/v1/users/u1?tenant=shop", ADMIN).await;
     assert_eq!(again["already_erased"], true);
     assert_eq!(again["erased_at"].as_i64(), Some(erased_at));
 
