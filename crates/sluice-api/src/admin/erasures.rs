@@ -172,9 +172,9 @@ async fn erase_user(
         .map(|age| stored.erased_at.saturating_add(age.as_millis() as Millis));
     let note = match removed_by {
         Some(_) => format!(
-            "events of this id stored before the erasure stay in {} until retention removes them (log.retention-age {}s)",
+            "events of this id stored before the erasure stay in {} until retention removes them (log.retention-age {})",
             state.topics.join(", "),
-            state.retention.map_or(0, |age| age.as_secs())
+            sluice_core::config::HumanDuration(state.retention.unwrap_or_default())
         ),
         None => format!(
             "events of this id stored before the erasure stay in {}: log.retention-age is off, so only retention-bytes removes them",

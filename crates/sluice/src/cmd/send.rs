@@ -46,6 +46,9 @@ struct BatchReply {
     duplicates: usize,
     #[serde(default)]
     rejected: Vec<ReplyRejection>,
+    /// Events of erased users, dropped.
+    #[serde(default)]
+    suppressed: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +83,12 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
         totals.duplicates,
         totals.rejected.len()
     );
+    if totals.suppressed > 0 {
+        println!(
+            "  {} of them were dropped: events of erased users (sluice users erased)",
+            totals.suppressed
+        );
+    }
     for (origin, message) in totals.rejected.iter().take(20) {
         println!("  {origin}: {message}");
     }
@@ -186,6 +195,7 @@ struct Totals {
     sent: usize,
     accepted: usize,
     duplicates: usize,
+    suppressed: usize,
     rejected: Vec<(String, String)>,
 }
 
@@ -233,6 +243,7 @@ async fn send_all(
         totals.sent += chunk.len();
         totals.accepted += reply.accepted;
         totals.duplicates += reply.duplicates;
+        totals.suppressed += reply.suppressed;
         for rejection in reply.rejected {
             let origin = rejection
                 .index

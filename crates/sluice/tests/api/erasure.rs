@@ -52,6 +52,13 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
         Some(erased_at + 7 * 24 * 3_600_000),
         "the default log.retention-age, 7 days: {erased}"
     );
+    assert!(
+        erased["remaining"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("(log.retention-age 7d)"),
+        "{erased}"
+    );
     // Erasing an anonymous id works the same way; erasing again keeps the first time.
     erase(&h, "/v1/users/a9?tenant=shop", ADMIN).await;
     let (_, again) = erase(&h, "/v1/users/u1?tenant=shop", ADMIN).await;
@@ -153,6 +160,29 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
         .map(|line| line.split('\t').nth(1).unwrap())
         .collect();
     assert_eq!(ids, ["a9", "u1", "u5"], "{listed}");
+    // `sluice send` says what was dropped.
+    let file = h.config.data_dir.join("u5.ndjson");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{}\n",
+            view("a5", "u5", "/cli", now, "1"),
+            view("a6", "u6", "/cli", now, "1")
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(crate::support::BIN)
+        .args(["send", "--write-key", SHOP_WRITE, "--url", &url])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("sent 2 events: 1 accepted")
+            && stdout.contains("1 of them were dropped: events of erased users"),
+        "{stdout}"
+    );
     let output = sluice(&["users", "erase", "u5", "--tenant", "nope"]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("no tenant \"nope\""));
