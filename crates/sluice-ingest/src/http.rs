@@ -425,8 +425,10 @@ async fn handle(
 }
 
 fn accepted_response(accepted: Accepted) -> Response {
-    let all_rejected =
-        accepted.accepted == 0 && accepted.duplicates == 0 && !accepted.rejected.is_empty();
+    let all_rejected = accepted.accepted == 0
+        && accepted.duplicates == 0
+        && accepted.suppressed == 0
+        && !accepted.rejected.is_empty();
     let status = if all_rejected {
         StatusCode::BAD_REQUEST
     } else {

@@ -97,6 +97,21 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
         )
         .await;
     assert_eq!(reply["rejected"].as_array().unwrap().len(), 2, "{reply}");
+    // A batch of an erased user's event and an invalid one is not "every event refused".
+    let (status, reply) = h
+        .send(
+            SHOP_WRITE,
+            vec![
+                view("a1", "u1", "/after", now, "1"),
+                json!({"type": "track", "userId": "u4"}),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(
+        (reply["success"].clone(), reply["suppressed"].clone()),
+        (json!(true), json!(1))
+    );
     let (_, letters) = h.get("/v1/admin/dead-letters?tenant=shop", ADMIN).await;
     let raws: Vec<&str> = letters["dead_letters"]
         .as_array()
@@ -105,8 +120,8 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
         .map(|letter| letter["raw"].as_str().unwrap())
         .collect();
     assert!(
-        raws.len() == 1 && raws[0].contains("u3"),
-        "only u3's dead letter: {letters}"
+        raws.len() == 2 && raws.iter().all(|raw| !raw.contains("\"u1\"")),
+        "u3's and u4's dead letters, none of u1: {letters}"
     );
     eventually("the kept events counted", || async {
         let (shop, blog) = (
@@ -124,7 +139,7 @@ async fn an_erased_users_events_are_dropped_from_then_on_and_the_rest_is_reporte
     assert!(
         h.metrics()
             .await
-            .contains("sluice_ingest_events_suppressed_total{tenant=\"shop\"} 2"),
+            .contains("sluice_ingest_events_suppressed_total{tenant=\"shop\"} 3"),
         "the dropped events are counted"
     );
 
