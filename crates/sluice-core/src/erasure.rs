@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 /// The erased ids of every tenant.
 #[derive(Debug, Default)]
@@ -47,17 +47,38 @@ impl ErasedUsers {
 
     /// Whether any of `ids` is erased in `tenant`.
     pub fn any_erased<'a>(&self, tenant: &str, ids: impl IntoIterator<Item = &'a str>) -> bool {
+        self.of_tenant(tenant)
+            .is_some_and(|erased| erased.any_erased(ids))
+    }
+
+    /// `tenant`'s erased ids, read-locked once for a whole request; `None` when it has none.
+    pub fn of_tenant<'e>(&'e self, tenant: &'e str) -> Option<TenantErasures<'e>> {
         if self.is_empty() {
-            return false;
+            return None;
         }
         let by_tenant = self
             .by_tenant
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some(erased) = by_tenant.get(tenant) else {
-            return false;
-        };
-        ids.into_iter().any(|id| erased.contains(id))
+        by_tenant
+            .contains_key(tenant)
+            .then_some(TenantErasures { by_tenant, tenant })
+    }
+}
+
+/// One tenant's erased ids, read-locked (see [`ErasedUsers::of_tenant`]).
+#[derive(Debug)]
+pub struct TenantErasures<'e> {
+    by_tenant: RwLockReadGuard<'e, HashMap<String, HashSet<String>>>,
+    tenant: &'e str,
+}
+
+impl TenantErasures<'_> {
+    /// Whether any of `ids` is erased.
+    pub fn any_erased<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> bool {
+        self.by_tenant
+            .get(self.tenant)
+            .is_some_and(|erased| ids.into_iter().any(|id| erased.contains(id)))
     }
 }
 

@@ -445,14 +445,14 @@ impl<L: Log> Collector<L> {
     /// Step 3a: the events of erased users (by user id or anonymous id) leave the request
     /// before anything of them is stored or counted; how many.
     fn drop_erased(&self, tenant: &str, events: &mut Vec<NormalizedEvent<'_>>) -> usize {
-        if self.erased.is_empty() {
+        let Some(erased) = self.erased.of_tenant(tenant) else {
             return 0;
-        }
+        };
         let before = events.len();
         events.retain(|normalized| {
             let event = &normalized.event;
             let ids = [event.user_id.as_deref(), event.anonymous_id.as_deref()];
-            !self.erased.any_erased(tenant, ids.into_iter().flatten())
+            !erased.any_erased(ids.into_iter().flatten())
         });
         before - events.len()
     }
