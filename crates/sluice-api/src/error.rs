@@ -156,6 +156,17 @@ impl From<PipelineError> for ApiError {
             PipelineError::ReplayRunning(_) => {
                 ApiError::new(StatusCode::CONFLICT, "replay_running", error.to_string())
             }
+            PipelineError::UnknownStream { .. } => {
+                ApiError::bad_request("unknown_stream", error.to_string())
+            }
+            PipelineError::StreamInUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "stream_in_use", error.to_string())
+            }
+            PipelineError::StreamReplay(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "stream_not_replayed",
+                error.to_string(),
+            ),
             _ => {
                 let status = match error.class() {
                     ErrorClass::User => StatusCode::BAD_REQUEST,

@@ -116,6 +116,16 @@ impl ReadBuffer {
         }
     }
 
+    /// Forgets the records at and after `offset` (and any cached bytes, so the next read
+    /// reads them again): for a reader that may read only below some offset.
+    pub fn truncate_at(&mut self, offset: u64) {
+        let keep = self.spans.partition_point(|span| span.offset < offset);
+        if keep < self.spans.len() {
+            self.spans.truncate(keep);
+            self.cached = None;
+        }
+    }
+
     /// Forgets the records (and any cached bytes): the start of a read.
     pub fn clear(&mut self) {
         self.spans.clear();

@@ -2,7 +2,9 @@
 //! keys and partial states as the engine encodes them; decoding checks their versions and
 //! checksums, so a damaged row is reported, never misread.
 
-use sluice_store::model::{ChangedRow, Commit, MetricCommit, RetractedRow, RowRef, StoredRow};
+use sluice_store::model::{
+    ChangedRow, Commit, MetricCommit, RetractedRow, RowRef, StoredRow, StreamRange,
+};
 use sluice_stream::engine::output::{Checkpoint, PartialRow};
 use sluice_stream::plan::{AggregateKind, MetricPlan};
 
@@ -33,6 +35,15 @@ pub(crate) fn commit_from(checkpoint: &mut Checkpoint, generation: u32, log_epoc
                     .collect(),
                 closed: std::mem::take(&mut metric.closed),
                 changed: std::mem::take(&mut metric.changed),
+            })
+            .collect(),
+        output: checkpoint
+            .output
+            .iter()
+            .map(|range| StreamRange {
+                stream: range.stream.to_string(),
+                start: range.start,
+                end: range.end,
             })
             .collect(),
     }

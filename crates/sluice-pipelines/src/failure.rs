@@ -156,6 +156,9 @@ impl From<StreamError> for Failure {
                 ),
             ),
             error @ StreamError::Log { .. } => Failure::new(FailureClass::Log, error.to_string()),
+            error @ StreamError::Committed { .. } => {
+                Failure::new(FailureClass::Store, error.to_string())
+            }
             error @ (StreamError::Decode(_) | StreamError::Restore { .. }) => {
                 Failure::new(FailureClass::StateCorrupt, error.to_string())
             }

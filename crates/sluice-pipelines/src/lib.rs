@@ -19,6 +19,7 @@ mod failure;
 mod partition;
 mod rewind;
 mod status;
+mod streams;
 
 pub use convert::partial_row;
 pub use failure::FailureClass;
@@ -36,7 +37,7 @@ use sluice_store::error::StoreError;
 use sluice_store::model::{MetricRecord, Origin, ReplayPlan};
 use sluice_stream::config::StreamConfig;
 use sluice_stream::engine::output::{LiveWindows, WindowUpdate};
-use sluice_stream::plan::MetricPlan;
+use sluice_stream::plan::{MetricPlan, Source};
 use sluice_stream::task::{Control, TaskSettings, ensure_late_topic};
 use sluice_stream::{SqlError, StreamError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,8 +70,23 @@ pub struct PipelineSettings {
 }
 
 impl PipelineSettings {
+    /// The task settings of a pipeline of `plan`: it reads its source, committed records
+    /// only when that is a derived stream.
+    fn task_for(&self, plan: &MetricPlan, store: &StoreBackend) -> TaskSettings {
+        let mut task = self.task();
+        if let Source::Stream(stream) = &plan.source {
+            task.source_topic = stream.clone();
+            task.committed = Some(Arc::new(streams::StoreRanges {
+                store: store.clone(),
+                stream: stream.clone(),
+            }));
+        }
+        task
+    }
+
     fn task(&self) -> TaskSettings {
         TaskSettings {
+            committed: None,
             source_topic: self.stream.source_topic.clone(),
             late_topic: self.stream.late_topic.clone(),
             read: ReadOptions {
@@ -109,6 +125,29 @@ pub enum PipelineError {
     /// A replay of this metric is already running.
     #[error("metric {0:?} is already being replayed; wait for it to finish")]
     ReplayRunning(String),
+    /// A definition reads `FROM` a name that is no derived stream.
+    #[error(
+        "{reader:?} reads FROM {stream}, which is not a derived stream: create it first with CREATE STREAM {stream} AS SELECT … FROM events, or read FROM events"
+    )]
+    UnknownStream {
+        /// The definition.
+        reader: String,
+        /// What it reads.
+        stream: String,
+    },
+    /// A stream that others read cannot be deleted.
+    #[error("stream {stream:?} is read by {readers}; delete those first")]
+    StreamInUse {
+        /// The stream.
+        stream: String,
+        /// Who reads it.
+        readers: String,
+    },
+    /// Streams are not replayed.
+    #[error(
+        "{0:?} is a derived stream: its records are in its topic already and readers may have counted them, so it is not replayed; delete it and create it again with backfill (and replay the metrics that read it)"
+    )]
+    StreamReplay(String),
 }
 
 impl From<SqlError> for PipelineError {
@@ -120,7 +159,11 @@ impl From<SqlError> for PipelineError {
 impl Classify for PipelineError {
     fn class(&self) -> ErrorClass {
         match self {
-            PipelineError::Sql(_) | PipelineError::ReplayRunning(_) => ErrorClass::User,
+            PipelineError::Sql(_)
+            | PipelineError::ReplayRunning(_)
+            | PipelineError::UnknownStream { .. }
+            | PipelineError::StreamInUse { .. }
+            | PipelineError::StreamReplay(_) => ErrorClass::User,
             PipelineError::Store(error) => error.class(),
             PipelineError::Log(error) => error.class(),
             PipelineError::Stream(_) => ErrorClass::Internal,
@@ -439,8 +482,10 @@ impl<L: Log> Pipelines<L> {
         };
         let defaults = pipelines.inner.settings.stream.metric_defaults();
         let mut wanted = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for spec in configured {
             let plan = sluice_stream::sql::parse_metric(&spec.sql, &defaults)?;
+            sources.insert(plan.name.clone(), plan.source.clone());
             wanted.insert(plan.name.clone(), spec.clone());
         }
         let store = &pipelines.inner.store;
@@ -461,7 +506,15 @@ impl<L: Log> Pipelines<L> {
             .into_iter()
             .map(|record| (record.name.clone(), record))
             .collect();
-        for (name, spec) in &wanted {
+        // Streams before the definitions that read them.
+        let order = streams::in_dependency_order(
+            wanted
+                .keys()
+                .map(|name| (name.clone(), name.clone(), sources[name].clone()))
+                .collect(),
+        );
+        for name in &order {
+            let spec = &wanted[name];
             if stored.contains_key(name) {
                 continue;
             }
@@ -485,7 +538,15 @@ impl<L: Log> Pipelines<L> {
                 Err(error) => return Err(error),
             }
         }
-        for record in stored.into_values() {
+        let stored = stored
+            .into_values()
+            .map(|record| {
+                let source = sluice_stream::sql::parse_metric(&record.sql, &defaults)
+                    .map_or(Source::Events, |plan| plan.source);
+                (record.clone(), record.name, source)
+            })
+            .collect();
+        for record in streams::in_dependency_order(stored) {
             pipelines.launch(record).await?;
         }
         {
@@ -594,7 +655,7 @@ impl<L: Log> Pipelines<L> {
         loop {
             tick.tick().await;
             pause = pause.saturating_sub(1);
-            let Ok(ends) = self.offsets().await else {
+            let Ok(ends) = self.offsets(&Source::Events).await else {
                 continue;
             };
             if self.refresh_elsewhere(None).await.is_err() {
@@ -602,7 +663,10 @@ impl<L: Log> Pipelines<L> {
             }
             let behind: Vec<(u32, u64)> = {
                 let running = self.inner.running.lock().await;
-                let Some(metric) = running.values().next() else {
+                let Some(metric) = running
+                    .values()
+                    .find(|metric| metric.plan.source == Source::Events)
+                else {
                     continue;
                 };
                 metric
@@ -744,6 +808,20 @@ impl<L: Log> Pipelines<L> {
         let plan =
             sluice_stream::sql::parse_metric(sql, &self.inner.settings.stream.metric_defaults())?;
         let _catalogue = self.inner.catalogue.lock().await;
+        if let Source::Stream(stream) = &plan.source {
+            let is_stream = self
+                .inner
+                .plans
+                .lock()
+                .get(stream)
+                .is_some_and(|(source, _)| source.records().is_some());
+            if !is_stream {
+                return Err(PipelineError::UnknownStream {
+                    reader: plan.name.clone(),
+                    stream: stream.clone(),
+                });
+            }
+        }
         let record = MetricRecord {
             name: plan.name.clone(),
             sql: sql.to_owned(),
@@ -779,7 +857,13 @@ impl<L: Log> Pipelines<L> {
         if settled > 0 {
             tracing::info!(metric = %record.name, rows = settled, "closed windows moved into final rows");
         }
-        let offsets = self.offsets().await?;
+        streams::ensure_topics(
+            &*self.inner.log,
+            &self.inner.settings.stream.source_topic,
+            &plan,
+        )
+        .await?;
+        let offsets = self.offsets(&plan.source).await?;
         let initial: Vec<u64> = offsets
             .iter()
             .map(|&(start, end)| if record.backfill { start } else { end })
@@ -808,11 +892,12 @@ impl<L: Log> Pipelines<L> {
         Ok(())
     }
 
-    /// Start and end offsets of every source partition.
-    async fn offsets(&self) -> Result<Vec<(u64, u64)>, PipelineError> {
-        let topic = &self.inner.settings.stream.source_topic;
+    /// Start and end offsets of every partition of `source`: of a derived stream, the end
+    /// of what its writers committed (all a reader may read).
+    async fn offsets(&self, source: &Source) -> Result<Vec<(u64, u64)>, PipelineError> {
+        let topic = source.topic(&self.inner.settings.stream.source_topic);
         let info = self.inner.log.describe(Some(topic)).await?;
-        Ok(info
+        let offsets: Vec<(u64, u64)> = info
             .first()
             .map(|topic| {
                 topic
@@ -821,7 +906,17 @@ impl<L: Log> Pipelines<L> {
                     .map(|p| (p.start_offset, p.end_offset))
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default();
+        let Source::Stream(stream) = source else {
+            return Ok(offsets);
+        };
+        let starts: Vec<u64> = offsets.iter().map(|&(start, _)| start).collect();
+        let ends = streams::committed_ends(&self.inner.store, stream, &starts).await?;
+        Ok(starts
+            .into_iter()
+            .zip(ends)
+            .map(|(start, end)| (start, end.max(start)))
+            .collect())
     }
 
     /// Starts a pipeline: one runner per source partition, new positions at `initial`;
@@ -884,6 +979,20 @@ impl<L: Log> Pipelines<L> {
     /// Stops a metric's pipelines and deletes its definition and results.
     pub async fn delete(&self, name: &str) -> Result<(), PipelineError> {
         let _catalogue = self.inner.catalogue.lock().await;
+        let readers: Vec<String> = self
+            .inner
+            .plans
+            .lock()
+            .values()
+            .filter(|(plan, _)| plan.source == Source::Stream(name.to_owned()))
+            .map(|(plan, _)| plan.name.clone())
+            .collect();
+        if !readers.is_empty() {
+            return Err(PipelineError::StreamInUse {
+                stream: name.to_owned(),
+                readers: readers.join(", "),
+            });
+        }
         let running = self.inner.running.lock().await.remove(name);
         self.inner.plans.lock().remove(name);
         if let Some(running) = running {
@@ -900,25 +1009,37 @@ impl<L: Log> Pipelines<L> {
 
     /// Status of one metric, or of all when `name` is `None`.
     pub async fn status(&self, name: Option<&str>) -> Result<Vec<MetricStatus>, PipelineError> {
-        let ends: Vec<u64> = self
-            .offsets()
-            .await?
-            .into_iter()
-            .map(|(_, end)| end)
-            .collect();
         if self.in_group() {
             self.refresh_elsewhere(name).await?;
         }
-        let running = self.inner.running.lock().await;
-        if let Some(name) = name
-            && !running.contains_key(name)
-        {
-            return Err(StoreError::UnknownMetric(name.to_owned()).into());
+        let sources: BTreeSet<Source> = {
+            let running = self.inner.running.lock().await;
+            if let Some(name) = name
+                && !running.contains_key(name)
+            {
+                return Err(StoreError::UnknownMetric(name.to_owned()).into());
+            }
+            running
+                .values()
+                .filter(|metric| name.is_none_or(|name| metric.record.name == name))
+                .map(|metric| metric.plan.source.clone())
+                .collect()
+        };
+        let mut ends: BTreeMap<Source, Vec<u64>> = BTreeMap::new();
+        for source in sources {
+            let offsets = self.offsets(&source).await?;
+            ends.insert(source, offsets.into_iter().map(|(_, end)| end).collect());
         }
+        let running = self.inner.running.lock().await;
         Ok(running
             .values()
             .filter(|metric| name.is_none_or(|name| metric.record.name == name))
-            .map(|metric| describe(metric, &ends))
+            .map(|metric| {
+                describe(
+                    metric,
+                    ends.get(&metric.plan.source).map_or(&[][..], Vec::as_slice),
+                )
+            })
             .collect())
     }
 
@@ -1045,7 +1166,10 @@ impl<L: Log> Pipelines<L> {
         if metric.replay.is_some() {
             return Err(PipelineError::ReplayRunning(name.to_owned()));
         }
-        let offsets = self.offsets().await?;
+        if metric.plan.records().is_some() {
+            return Err(PipelineError::StreamReplay(name.to_owned()));
+        }
+        let offsets = self.offsets(&metric.plan.source).await?;
         let mut initial = Vec::with_capacity(offsets.len());
         for (partition, &(start, end)) in offsets.iter().enumerate() {
             let offset = match from_time {
@@ -1054,7 +1178,10 @@ impl<L: Log> Pipelines<L> {
                     .inner
                     .log
                     .offset_for_time(
-                        &self.inner.settings.stream.source_topic,
+                        metric
+                            .plan
+                            .source
+                            .topic(&self.inner.settings.stream.source_topic),
                         partition as u32,
                         time,
                     )
@@ -1112,7 +1239,6 @@ impl<L: Log> Pipelines<L> {
         if recorded.is_empty() {
             return Ok(());
         }
-        let offsets = self.offsets().await?;
         let mut running = self.inner.running.lock().await;
         for (name, plan) in recorded {
             let Some(metric) = running.get_mut(&name) else {
@@ -1121,6 +1247,7 @@ impl<L: Log> Pipelines<L> {
             if metric.replay.is_some() || plan.generation != metric.record.generation + 1 {
                 continue;
             }
+            let offsets = self.offsets(&metric.plan.source).await?;
             if plan.initial.len() != offsets.len() {
                 tracing::error!(metric = %name, recorded = plan.initial.len(), partitions = offsets.len(), "a recorded replay does not match the source topic's partitions; it is not resumed: delete the metric and define it again to recompute it");
                 continue;
@@ -1215,7 +1342,7 @@ impl<L: Log> Pipelines<L> {
             .switch_generation(name, generation, keep_before)
             .await?;
         // Resume the new generation where it committed, now publishing live updates.
-        let offsets = self.offsets().await?;
+        let offsets = self.offsets(&metric.plan.source).await?;
         metric.current = self.spawn(
             &metric.plan,
             generation,

@@ -223,7 +223,7 @@ impl<L: Log> PartitionRunner<L> {
             Arc::clone(&self.log),
             processor,
             self.partition,
-            self.settings.task(),
+            self.settings.task_for(&self.plan, &self.store),
             control_rx,
             outputs,
             SystemClock,
@@ -334,11 +334,11 @@ impl<L: Log> PartitionRunner<L> {
 
     /// The source partition's epochs, start and end offset.
     async fn source(&self) -> Result<(Vec<EpochStart>, u64, u64), Failure> {
-        let topic = &self.settings.stream.source_topic;
+        let topic = self.plan.source.topic(&self.settings.stream.source_topic);
         let failed = |op, source| {
             Failure::from(StreamError::Log {
                 op,
-                topic: topic.clone(),
+                topic: topic.to_owned(),
                 partition: self.partition,
                 source,
             })

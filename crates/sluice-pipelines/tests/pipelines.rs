@@ -140,21 +140,21 @@ async fn stored(pipelines: &Pipelines<LogBackend>) -> BTreeMap<(String, Millis),
 
 /// Waits until every partition has committed up to the log's end.
 async fn caught_up(pipelines: &Pipelines<LogBackend>) {
+    caught_up_named(pipelines, "views").await
+}
+
+/// Waits until every partition of `name` has committed up to its source's end.
+async fn caught_up_named(pipelines: &Pipelines<LogBackend>, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = pipelines
-            .status(Some("views"))
-            .await
-            .unwrap()
-            .pop()
-            .unwrap();
+        let status = pipelines.status(Some(name)).await.unwrap().pop().unwrap();
         if status.lag == 0
             && status
                 .partitions
                 .iter()
                 .all(|p| p.state == PartitionState::Running)
         {
-            pipelines.checkpoint("views").await.unwrap();
+            pipelines.checkpoint(name).await.unwrap();
             return;
         }
         assert!(Instant::now() < deadline, "not caught up: {status:?}");
@@ -723,5 +723,196 @@ async fn records_retention_removed_before_they_were_processed_are_skipped_and_re
     let status = status_of(&pipelines).await;
     let lost: Vec<u64> = status.partitions.iter().map(|p| p.lost_offsets).collect();
     assert_eq!(lost, [starts[0] - 150, starts[1] - 150], "{status:?}");
+    pipelines.stop().await;
+}
+
+/// A derived stream of the views, and metric `views` computed from it instead of the events.
+fn stream_specs() -> Vec<MetricSpec> {
+    vec![
+        MetricSpec {
+            sql: "CREATE METRIC views AS SELECT properties.page AS page, COUNT(*) AS n, SUM(properties.price) AS revenue \
+                  FROM viewed GROUP BY page, TUMBLE(timestamp, INTERVAL '1' MINUTE) \
+                  WITH (out_of_orderness = '5s', allowed_lateness = '0s')"
+                .into(),
+            backfill: true,
+        },
+        MetricSpec {
+            sql: "CREATE STREAM viewed AS SELECT properties.page AS page, properties.price, \
+                  upper(properties.page) AS shout FROM events WHERE event = 'View'"
+                .into(),
+            backfill: true,
+        },
+    ]
+}
+
+/// The records of `viewed` a reader may read (inside the committed ranges), by origin, and
+/// how many records of the topic are outside them.
+async fn committed_records(
+    log: &LogBackend,
+    pipelines: &Pipelines<LogBackend>,
+) -> (BTreeMap<String, serde_json::Value>, usize) {
+    let mut by_origin = BTreeMap::new();
+    let mut outside = 0;
+    for partition in 0..2u32 {
+        let ranges = pipelines
+            .store()
+            .stream_ranges("viewed", partition, 0, 1_000)
+            .await
+            .unwrap();
+        let batch = log
+            .read(
+                "viewed",
+                partition,
+                0,
+                sluice_log::ReadOptions {
+                    max_bytes: 64 << 20,
+                    max_wait: Duration::ZERO,
+                },
+            )
+            .await
+            .unwrap();
+        for stored in batch.records {
+            if !ranges
+                .iter()
+                .any(|&(start, end)| (start..end).contains(&stored.offset))
+            {
+                outside += 1;
+                continue;
+            }
+            let origin = stored
+                .record
+                .headers
+                .iter()
+                .find(|header| header.key == "sluice-origin")
+                .map(|header| String::from_utf8(header.value.to_vec()).unwrap())
+                .expect("every derived record names its origin");
+            let value: serde_json::Value = serde_json::from_slice(&stored.record.value).unwrap();
+            assert!(
+                by_origin.insert(origin.clone(), value).is_none(),
+                "{origin} committed twice"
+            );
+        }
+    }
+    (by_origin, outside)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_derived_stream_routes_each_event_once_across_abrupt_ends_and_metrics_read_it_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.db");
+    let log = open_log(dir.path()).await;
+    append(&log, 0..600).await;
+    let start_streams = |log: &Arc<LogBackend>, store_path: &Path| {
+        let (log, store_path) = (Arc::clone(log), store_path.to_owned());
+        async move {
+            Pipelines::start(
+                log,
+                SqliteStore::open(&store_path).unwrap(),
+                settings(),
+                &stream_specs(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    let pipelines = start_streams(&log, &store_path).await;
+    caught_up_named(&pipelines, "viewed").await;
+    caught_up(&pipelines).await;
+    assert_eq!(stored(&pipelines).await, expected(0..600));
+    pipelines.stop().await;
+
+    // A writer that appended and died before committing: records no range covers.
+    let orphans = (0..7)
+        .map(|i| {
+            Record::new(
+                None,
+                format!(
+                    r#"{{"tenant":"shop","timestamp":{BASE},"properties":{{"page":"orphan{i}"}}}}"#
+                ),
+                BASE,
+            )
+        })
+        .collect();
+    log.append("viewed", 0, orphans).await.unwrap();
+
+    // Abrupt ends, with appends landing while both pipelines run.
+    for round in 0..3u64 {
+        let (log, store_path) = (Arc::clone(&log), store_path.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let pipelines = start_streams(&log, &store_path).await;
+                let start = 600 + round * 400;
+                for chunk in (start..start + 400).step_by(50) {
+                    append(&log, chunk..chunk + 50).await;
+                    tokio::time::sleep(Duration::from_millis(7)).await;
+                }
+                drop(pipelines);
+            });
+            runtime.shutdown_background();
+        })
+        .join()
+        .unwrap();
+    }
+
+    let pipelines = start_streams(&log, &store_path).await;
+    caught_up_named(&pipelines, "viewed").await;
+    caught_up(&pipelines).await;
+    assert_eq!(
+        stored(&pipelines).await,
+        expected(0..1800),
+        "every view counted exactly once through the stream"
+    );
+    let (records, outside) = committed_records(&log, &pipelines).await;
+    assert!(
+        outside >= 7,
+        "the orphans stay outside the committed ranges ({outside})"
+    );
+    let views: Vec<u64> = (0..1800u64).filter(|i| !i.is_multiple_of(5)).collect();
+    assert_eq!(records.len(), views.len(), "one committed record per view");
+    for i in views {
+        let time = BASE + i as Millis * 2_000;
+        let offset = {
+            // Events of a partition are appended in order: i's offset is its rank there.
+            i / 2
+        };
+        let origin = format!("events/{}/{offset}", i % 2);
+        let page = format!("p{}", i % 3);
+        assert_eq!(
+            records.get(&origin),
+            Some(&serde_json::json!({
+                "tenant": "shop", "timestamp": time, "message_id": format!("m{i}"),
+                "type": "track", "event": "View", "anonymous_id": format!("a{}", i % 11),
+                "received_at": time,
+                "properties": {"page": page, "price": format!("{}.25", i % 7).parse::<serde_json::Number>().unwrap(), "shout": page.to_uppercase()},
+            })),
+            "{origin}"
+        );
+    }
+
+    // The stream cannot go while a metric reads it, nor be replayed.
+    let error = pipelines.delete("viewed").await.unwrap_err().to_string();
+    assert!(error.contains("read by views"), "{error}");
+    let error = pipelines
+        .replay("viewed", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("is not replayed"), "{error}");
+    let error = pipelines
+        .create(
+            "CREATE METRIC n AS SELECT COUNT(*) AS n FROM nothing GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            false,
+            Origin::Api,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not a derived stream"), "{error}");
     pipelines.stop().await;
 }

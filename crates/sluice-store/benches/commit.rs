@@ -74,6 +74,7 @@ fn commit_rows(c: &mut Criterion) {
                         closed: PackedRows::default(),
                         changed,
                     }],
+                    output: Vec::new(),
                 });
                 let epoch = epochs[partition as usize];
                 let started = Instant::now();

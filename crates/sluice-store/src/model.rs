@@ -203,6 +203,21 @@ pub struct Commit {
     pub log_epoch: u32,
     /// Per metric, what changed.
     pub metrics: Vec<MetricCommit>,
+    /// Derived streams' records appended since the previous commit, made visible by this one
+    /// (see [`Checkpoints::stream_ranges`](crate::roles::Checkpoints::stream_ranges)).
+    pub output: Vec<StreamRange>,
+}
+
+/// Offsets `[start, end)` of a derived stream's partition (the commit's partition) that its
+/// writer appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRange {
+    /// The stream (its topic).
+    pub stream: String,
+    /// The first offset.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
 }
 
 /// Rows to read for a query.

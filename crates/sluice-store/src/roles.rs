@@ -153,6 +153,20 @@ pub trait Checkpoints: Send + Sync {
 
     /// Each partition's committed position of a pipeline.
     async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError>;
+
+    /// The committed ranges `[start, end)` of a derived stream's `partition` that end after
+    /// `from`, in offset order, at most `limit`: the records readers of the stream may read.
+    /// A commit adds its [`Commit::output`]; a range that starts where the last one ended
+    /// extends it, so one writer's ranges are one row until a crash leaves a gap (records
+    /// appended but never committed, which no reader sees). Deleting the stream's definition
+    /// deletes its ranges.
+    async fn stream_ranges(
+        &self,
+        stream: &str,
+        partition: u32,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, u64)>, StoreError>;
 }
 
 /// Results, as queries read them.

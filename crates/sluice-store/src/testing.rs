@@ -71,6 +71,7 @@ pub fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
             closed: Default::default(),
             changed: rows.iter().map(StoredRow::as_changed).collect(),
         }],
+        output: Vec::new(),
     }
 }
 

@@ -874,6 +874,96 @@ async fn erasures_keep_their_first_time_per_tenant(store: &StoreBackend) {
     );
 }
 
+async fn stream_ranges_are_committed_with_the_position_and_go_with_the_stream(
+    store: &StoreBackend,
+) {
+    let range = |start, end| sluice_store::model::StreamRange {
+        stream: "orders".into(),
+        start,
+        end,
+    };
+    let output = |offset, ranges: Vec<sluice_store::model::StreamRange>| {
+        Arc::new(sluice_store::model::Commit {
+            output: ranges,
+            ..commit_of(offset, vec![])
+        })
+    };
+    store.create_metric(metric("orders")).await.unwrap();
+    let epoch = store.claim("orders@0", 2, 0, 0).await.unwrap().epoch;
+    assert!(
+        store
+            .stream_ranges("orders", 2, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .commit("orders@0", 2, epoch, output(10, vec![range(0, 4)]))
+        .await
+        .unwrap();
+    store
+        .commit("orders@0", 2, epoch, output(20, vec![range(4, 9)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stream_ranges("orders", 2, 0, 10).await.unwrap(),
+        [(0, 9)],
+        "a range starting where the last ended extends it"
+    );
+    // An owner that appended [9, 12) and crashed before its commit: fenced, nothing visible.
+    let next = store.claim("orders@0", 2, 0, 0).await.unwrap().epoch;
+    let fenced = store
+        .commit("orders@0", 2, epoch, output(30, vec![range(9, 12)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
+    store
+        .commit(
+            "orders@0",
+            2,
+            next,
+            output(30, vec![range(12, 15), range(15, 16)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stream_ranges("orders", 2, 0, 10).await.unwrap(),
+        [(0, 9), (12, 16)],
+        "the records a crashed writer appended, 9..12, are in no range"
+    );
+    assert_eq!(
+        store.stream_ranges("orders", 2, 9, 10).await.unwrap(),
+        [(12, 16)]
+    );
+    assert_eq!(
+        store.stream_ranges("orders", 2, 8, 1).await.unwrap(),
+        [(0, 9)]
+    );
+    assert!(
+        store
+            .stream_ranges("orders", 2, 16, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .stream_ranges("orders", 1, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.delete_metric("orders").await.unwrap());
+    assert!(
+        store
+            .stream_ranges("orders", 2, 0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "deleting the stream deletes its ranges: a stream made again starts with none"
+    );
+}
+
 macro_rules! for_every_backend {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -914,6 +1004,7 @@ for_every_backend!(
     schema_versions_ids_deletes_and_settings_round_trip,
     boards_are_saved_replaced_listed_and_deleted_per_tenant,
     erasures_keep_their_first_time_per_tenant,
+    stream_ranges_are_committed_with_the_position_and_go_with_the_stream,
     alerts_rules_keep_their_id_until_they_change_and_ids_are_never_reused,
     alerts_progress_never_goes_back_and_goes_with_its_rule,
     alerts_outbox_inserts_each_notification_once_per_channel,

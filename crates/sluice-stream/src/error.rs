@@ -63,6 +63,16 @@ pub enum StreamError {
         /// The log's error.
         source: LogError,
     },
+    /// The store could not say which records of a derived stream are committed.
+    #[error("cannot read which records of {topic}/{partition} are committed: {reason}")]
+    Committed {
+        /// The derived stream's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// What failed.
+        reason: String,
+    },
     /// A consumer of the engine's output went away.
     #[error("the {0} channel is closed: its receiver stopped, so the partition task stops too")]
     ChannelClosed(&'static str),
@@ -81,7 +91,7 @@ impl Classify for StreamError {
             | StreamError::DuplicateMetric(_)
             | StreamError::UnknownMetric(_) => ErrorClass::User,
             StreamError::Log { source, .. } => source.class(),
-            StreamError::ChannelClosed(_) => ErrorClass::External,
+            StreamError::ChannelClosed(_) | StreamError::Committed { .. } => ErrorClass::External,
             StreamError::Decode(_) | StreamError::Restore { .. } => ErrorClass::Internal,
         }
     }

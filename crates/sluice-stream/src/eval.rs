@@ -25,7 +25,7 @@ use crate::agg::Input;
 use crate::decimal::{Decimal, is_number_text};
 use crate::json::{Kind, Slot, unescape};
 use crate::keys;
-use crate::plan::{AggregateKind, CompareOp, Expr, Field, Literal, MetricPlan};
+use crate::plan::{AggregateKind, CompareOp, ENVELOPE, Expr, Field, Literal, MetricPlan};
 use crate::value::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -363,6 +363,56 @@ pub struct Compiled {
     /// For each argument, an earlier argument with the same expression and use, whose input
     /// is reused (`AVG(x)` and `APPROX_PERCENTILE(x, q)` parse `x` once).
     same_as: Vec<Option<usize>>,
+    /// A derived stream's record: the envelope's slots with their keys, then the columns.
+    record: Option<RecordShape>,
+}
+
+/// How a derived stream writes one record (see [`Compiled::write_record`]).
+#[derive(Debug, Clone, PartialEq)]
+struct RecordShape {
+    /// `,"key":` of each envelope field, and its slot.
+    envelope: Vec<(Vec<u8>, usize)>,
+    /// `"name":` of each column (a comma before all but the first), and its expression.
+    columns: Vec<(Vec<u8>, CExpr)>,
+}
+
+/// Appends `text` as a JSON string.
+fn write_json_text(text: &[u8], out: &mut Vec<u8>) {
+    let text = String::from_utf8_lossy(text);
+    // Writing a string into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text.as_ref());
+}
+
+/// Appends one scanned value as JSON, as it was written in the event: text stays text (escapes
+/// and all), numbers keep their digits, objects and arrays are copied whole.
+fn write_slot(bytes: &[u8], slot: &Slot, out: &mut Vec<u8>) {
+    let text = slot.text(bytes);
+    match slot.kind {
+        Kind::String | Kind::EscapedString => {
+            out.push(b'"');
+            out.extend_from_slice(text);
+            out.push(b'"');
+        }
+        Kind::True | Kind::False | Kind::Number => out.extend_from_slice(text),
+        // An object whose own fields were scanned has no span of its own.
+        Kind::Composite if !text.is_empty() => out.extend_from_slice(text),
+        Kind::Composite | Kind::Missing | Kind::Null => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends a computed value as JSON.
+fn write_value(value: &Value<'_>, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(number) => {
+            use std::io::Write;
+            // Writing into a vector cannot fail.
+            let _ = write!(out, "{number}");
+        }
+        Value::Str(text) => write_json_text(text, out),
+    }
 }
 
 impl Compiled {
@@ -387,8 +437,36 @@ impl Compiled {
         let same_as = (0..args.len())
             .map(|i| (0..i).find(|&j| args[j] == args[i]))
             .collect();
+        let record = plan.records().map(|columns| {
+            let key = |name: &str, comma: bool| {
+                let mut key = Vec::with_capacity(name.len() + 4);
+                if comma {
+                    key.push(b',');
+                }
+                write_json_text(name.as_bytes(), &mut key);
+                key.push(b':');
+                key
+            };
+            RecordShape {
+                envelope: ENVELOPE
+                    .iter()
+                    .map(|field| (key(&field.to_string(), true), slot_of(field)))
+                    .collect(),
+                columns: columns
+                    .iter()
+                    .enumerate()
+                    .map(|(index, column)| {
+                        (
+                            key(&column.name, index > 0),
+                            compile(&column.expr, &slot_of),
+                        )
+                    })
+                    .collect(),
+            }
+        });
         Compiled {
             same_as,
+            record,
             filter: plan.filter.as_ref().map(|f| compile(f, &slot_of)),
             keys: plan.keys.iter().map(|k| compile(k, &slot_of)).collect(),
             args,
@@ -402,6 +480,45 @@ impl Compiled {
             None => true,
             Some(filter) => filter.eval(bytes, slots) == Value::Bool(true),
         }
+    }
+
+    /// Appends a derived stream's record for this event to `out` (nothing for a metric): the
+    /// envelope fields the event has, as written in it (`message_id`, `tenant`, `type`,
+    /// `event`, `name`, `user_id`, `anonymous_id`, `timestamp`, `received_at`), and
+    /// `properties` holding the columns: a column that is a field keeps the value as written
+    /// (objects and arrays included); a computed one is written from its value; a missing
+    /// one is `null`.
+    pub fn write_record(
+        &self,
+        bytes: &[u8],
+        slots: &[Slot],
+        tenant: usize,
+        time: usize,
+        out: &mut Vec<u8>,
+    ) {
+        let Some(shape) = &self.record else {
+            return;
+        };
+        out.extend_from_slice(b"{\"tenant\":");
+        write_slot(bytes, &slots[tenant], out);
+        out.extend_from_slice(b",\"timestamp\":");
+        write_slot(bytes, &slots[time], out);
+        for (key, slot) in &shape.envelope {
+            let slot = &slots[*slot];
+            if !matches!(slot.kind, Kind::Missing | Kind::Null) {
+                out.extend_from_slice(key);
+                write_slot(bytes, slot, out);
+            }
+        }
+        out.extend_from_slice(b",\"properties\":{");
+        for (key, expr) in &shape.columns {
+            out.extend_from_slice(key);
+            match expr {
+                CExpr::Slot(slot) => write_slot(bytes, &slots[*slot], out),
+                other => write_value(&other.eval(bytes, slots), out),
+            }
+        }
+        out.extend_from_slice(b"}}");
     }
 
     /// Appends the encoded group key values (after the tenant) to `out`.

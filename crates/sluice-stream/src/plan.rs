@@ -19,6 +19,8 @@ pub enum Field {
     UserId,
     /// `anonymous_id`.
     AnonymousId,
+    /// `message_id`: the event's id, unique per tenant.
+    MessageId,
     /// `timestamp`: event time, epoch milliseconds.
     Timestamp,
     /// `received_at`: when sluice received the event, epoch milliseconds.
@@ -40,6 +42,7 @@ impl Field {
             Field::Name => ("name", &[]),
             Field::UserId => ("user_id", &[]),
             Field::AnonymousId => ("anonymous_id", &[]),
+            Field::MessageId => ("message_id", &[]),
             Field::Timestamp => ("timestamp", &[]),
             Field::ReceivedAt => ("received_at", &[]),
             Field::Properties(path) => ("properties", path),
@@ -348,13 +351,57 @@ pub enum LatePolicy {
     Drop,
 }
 
-/// A parsed, checked metric definition.
+/// Where a plan reads its records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// `FROM events`: the collector's topic.
+    Events,
+    /// `FROM name`: the records of the derived stream `name`, committed ones only.
+    Stream(String),
+}
+
+impl Source {
+    /// The topic it names, given the events topic's name.
+    pub fn topic<'a>(&'a self, events: &'a str) -> &'a str {
+        match self {
+            Source::Events => events,
+            Source::Stream(name) => name,
+        }
+    }
+}
+
+/// One column of a derived stream's records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Projection {
+    /// The key it has in the record's `properties`: the alias, or the field's last name.
+    pub name: String,
+    /// What it holds.
+    pub expr: Expr,
+}
+
+/// What a plan produces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// `CREATE METRIC`: windows of aggregates, stored.
+    Windows,
+    /// `CREATE STREAM`: one record per matching event, appended to the topic named after the
+    /// stream: the event's envelope (ids, type, event name, times) with `properties` holding
+    /// these columns, in order.
+    Records(Vec<Projection>),
+}
+
+/// A parsed, checked metric definition; or, with [`Output::Records`], a derived stream's
+/// (which runs through the same pipelines, and has no keys, aggregates or windows).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricPlan {
     /// The metric's name (`page_views`).
     pub name: String,
     /// The SQL text it was parsed from.
     pub sql: String,
+    /// `FROM`.
+    pub source: Source,
+    /// What it produces.
+    pub output: Output,
     /// `WHERE`; events for which it is not TRUE are skipped.
     pub filter: Option<Expr>,
     /// Group keys besides the tenant (always an implicit key) and the window.
@@ -375,7 +422,27 @@ pub struct MetricPlan {
     pub late: LatePolicy,
 }
 
+/// The fields a derived record copies from its event, in the order it writes them (after
+/// `message_id` and `tenant`).
+pub const ENVELOPE: [Field; 7] = [
+    Field::MessageId,
+    Field::Type,
+    Field::Event,
+    Field::Name,
+    Field::UserId,
+    Field::AnonymousId,
+    Field::ReceivedAt,
+];
+
 impl MetricPlan {
+    /// The derived stream's columns, if this is a stream's plan.
+    pub fn records(&self) -> Option<&[Projection]> {
+        match &self.output {
+            Output::Records(columns) => Some(columns),
+            Output::Windows => None,
+        }
+    }
+
     /// Every field the metric reads, sorted and deduplicated (always including `timestamp`).
     pub fn fields(&self) -> Vec<Field> {
         let mut fields = vec![Field::Timestamp];
@@ -390,6 +457,12 @@ impl MetricPlan {
             if let Some(arg) = &aggregate.arg {
                 arg.for_each_field(&mut push);
             }
+        }
+        if let Output::Records(columns) = &self.output {
+            for column in columns {
+                column.expr.for_each_field(&mut push);
+            }
+            fields.extend(ENVELOPE.iter().cloned());
         }
         fields.sort();
         fields.dedup();

@@ -6,13 +6,22 @@
 //!
 //! Control messages are applied between two batches, never inside one, so a checkpoint
 //! barrier cuts the stream at an offset and a metric added at runtime starts at one.
+//!
+//! **Derived streams.** A derived stream's records are appended to its topic (partition for
+//! partition) batch by batch, as the processor makes them; each checkpoint carries the offset
+//! ranges appended since the previous one ([`Checkpoint::output`]), which its commit makes
+//! visible. A task reading a derived stream (its [`TaskSettings::committed`] is set) reads only
+//! inside those committed ranges: below the committed end, skipping whatever a crashed
+//! writer appended and never committed.
 
-use crate::engine::output::{Checkpoint, LiveWindows, Outputs, WindowUpdate};
+use crate::engine::output::{Checkpoint, LiveWindows, OutputRange, Outputs, WindowUpdate};
 use crate::engine::{Message, Processor};
 use crate::error::StreamError;
 use crate::plan::MetricPlan;
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::{Log, LogError, ReadBuffer, ReadOptions, TopicSpec};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -81,17 +90,84 @@ pub enum Control {
     Stop,
 }
 
+/// What [`Committed::ranges`] returns: committed `[start, end)` ranges, or why they could not
+/// be read.
+pub type RangesFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<(u64, u64)>, String>> + Send + 'a>>;
+
+/// Which records of a derived stream's partitions are committed: the offset ranges its
+/// writers' commits made visible (kept in the store, with the writers' checkpoints).
+pub trait Committed: Send + Sync + 'static {
+    /// The committed ranges `[start, end)` of `partition` that end after `from`, in offset
+    /// order (perhaps only the first few).
+    fn ranges(&self, partition: u32, from: u64) -> RangesFuture<'_>;
+}
+
 /// Where a partition task reads and writes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TaskSettings {
     /// The source topic.
     pub source_topic: String,
+    /// When the source is a derived stream: which of its records are committed (only those
+    /// are read).
+    pub committed: Option<Arc<dyn Committed>>,
     /// The late-events topic (created with the source's partition count if missing).
     pub late_topic: String,
     /// How much one read returns and how long it waits at the end of the partition.
     pub read: ReadOptions,
     /// How often the task sends the processor a processing-time tick.
     pub tick_interval: Duration,
+}
+
+impl std::fmt::Debug for TaskSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskSettings")
+            .field("source_topic", &self.source_topic)
+            .field("committed", &self.committed.is_some())
+            .field("late_topic", &self.late_topic)
+            .field("read", &self.read)
+            .field("tick_interval", &self.tick_interval)
+            .finish()
+    }
+}
+
+/// The committed ranges of one partition of a derived stream, as far as the task knows them.
+struct Visible {
+    committed: Arc<dyn Committed>,
+    partition: u32,
+    /// Known committed ranges, in order.
+    ranges: std::collections::VecDeque<(u64, u64)>,
+    /// Where reading goes on when the processor's offset lags: past a range that held no
+    /// record any more (removed by retention or a repair).
+    floor: u64,
+}
+
+impl Visible {
+    /// Where to read next and below which offset, from `offset` on; `None` when nothing
+    /// committed is there yet.
+    async fn next(&mut self, offset: u64, topic: &str) -> Result<Option<(u64, u64)>, StreamError> {
+        let offset = offset.max(self.floor);
+        while self.ranges.front().is_some_and(|&(_, end)| end <= offset) {
+            self.ranges.pop_front();
+        }
+        if self.ranges.is_empty() {
+            let ranges = self
+                .committed
+                .ranges(self.partition, offset)
+                .await
+                .map_err(|reason| StreamError::Committed {
+                    topic: topic.to_owned(),
+                    partition: self.partition,
+                    reason,
+                })?;
+            self.ranges
+                .extend(ranges.into_iter().filter(|&(_, end)| end > offset));
+        }
+        Ok(self
+            .ranges
+            .front()
+            .map(|&(start, end)| (offset.max(start), end)))
+    }
 }
 
 /// Where a partition task delivers results.
@@ -161,6 +237,14 @@ pub async fn run_partition<L: Log, C: Clock>(
     let mut out = Outputs::default();
     // Records are read into memory reused from batch to batch.
     let mut buffer = ReadBuffer::new();
+    // Derived records appended since the last checkpoint.
+    let mut appended: Vec<OutputRange> = Vec::new();
+    let mut visible = settings.committed.clone().map(|committed| Visible {
+        committed,
+        partition,
+        ranges: Default::default(),
+        floor: 0,
+    });
     let tick_every = Millis::try_from(settings.tick_interval.as_millis()).unwrap_or(Millis::MAX);
     let mut last_tick = clock.now();
     loop {
@@ -174,7 +258,16 @@ pub async fn run_partition<L: Log, C: Clock>(
                 Ok(message) => apply(&mut processor, message, &mut out)?,
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
-            deliver(&*log, partition, &settings, &outputs, &mut out, clock.now()).await?;
+            deliver(
+                &*log,
+                partition,
+                &settings,
+                &outputs,
+                &mut out,
+                &mut appended,
+                clock.now(),
+            )
+            .await?;
             answered = true;
         }
         if answered {
@@ -188,16 +281,43 @@ pub async fn run_partition<L: Log, C: Clock>(
         if now.saturating_sub(last_tick) >= tick_every {
             last_tick = now;
             processor.handle(Message::Tick { now }, &mut out)?;
-            deliver(&*log, partition, &settings, &outputs, &mut out, now).await?;
+            deliver(
+                &*log,
+                partition,
+                &settings,
+                &outputs,
+                &mut out,
+                &mut appended,
+                now,
+            )
+            .await?;
         }
-        let offset = processor.next_offset();
-        let read = log.read_into(
-            &settings.source_topic,
-            partition,
-            offset,
-            settings.read,
-            &mut buffer,
-        );
+        let mut offset = processor.next_offset();
+        let mut limit = u64::MAX;
+        if let Some(visible) = &mut visible {
+            match visible.next(offset, &settings.source_topic).await? {
+                Some((start, end)) => (offset, limit) = (start, end),
+                // Nothing committed to read: wait as a read at the end would.
+                None => limit = offset,
+            }
+        }
+        let read = async {
+            if offset >= limit {
+                buffer.clear();
+                tokio::time::sleep(settings.read.max_wait).await;
+                return Ok(());
+            }
+            log.read_into(
+                &settings.source_topic,
+                partition,
+                offset,
+                settings.read,
+                &mut buffer,
+            )
+            .await?;
+            buffer.truncate_at(limit);
+            Ok(())
+        };
         tokio::select! {
             biased;
             message = control.recv() => {
@@ -205,7 +325,7 @@ pub async fn run_partition<L: Log, C: Clock>(
                     None | Some(Control::Stop) => return Ok(processor),
                     Some(message) => apply(&mut processor, message, &mut out)?,
                 }
-                deliver(&*log, partition, &settings, &outputs, &mut out, clock.now()).await?;
+                deliver(&*log, partition, &settings, &outputs, &mut out, &mut appended, clock.now()).await?;
                 continue;
             }
             read = read => read.map_err(|source| StreamError::Log {
@@ -216,6 +336,12 @@ pub async fn run_partition<L: Log, C: Clock>(
             })?,
         };
         if buffer.is_empty() {
+            if let Some(visible) = &mut visible
+                && offset < limit
+            {
+                // The committed range held nothing readable from `offset`: go past it.
+                visible.floor = limit;
+            }
             continue;
         }
         let now = clock.now();
@@ -226,7 +352,16 @@ pub async fn run_partition<L: Log, C: Clock>(
             },
             &mut out,
         )?;
-        deliver(&*log, partition, &settings, &outputs, &mut out, now).await?;
+        deliver(
+            &*log,
+            partition,
+            &settings,
+            &outputs,
+            &mut out,
+            &mut appended,
+            now,
+        )
+        .await?;
         outputs
             .processed
             .store(processor.next_offset(), Ordering::Relaxed);
@@ -265,8 +400,45 @@ async fn deliver<L: Log>(
     settings: &TaskSettings,
     outputs: &TaskOutputs,
     out: &mut Outputs,
+    appended: &mut Vec<OutputRange>,
     now: Millis,
 ) -> Result<(), StreamError> {
+    // Derived records before the checkpoints: a checkpoint covers every record its offset
+    // covers, so the ranges it carries must hold them all.
+    while let Some(first) = out.records.first() {
+        let stream = first.stream.clone();
+        let split = out
+            .records
+            .iter()
+            .position(|record| record.stream != stream)
+            .unwrap_or(out.records.len());
+        let records = out
+            .records
+            .drain(..split)
+            .map(|record| record.to_record(&settings.source_topic, partition))
+            .collect();
+        let result = log
+            .append(&stream, partition, records)
+            .await
+            .map_err(|source| StreamError::Log {
+                op: "append",
+                topic: stream.to_string(),
+                partition,
+                source,
+            })?;
+        let (start, end) = (
+            result.base_offset,
+            result.base_offset + u64::from(result.count),
+        );
+        match appended
+            .iter_mut()
+            .rev()
+            .find(|range| range.stream == stream)
+        {
+            Some(range) if range.end == start => range.end = end,
+            _ => appended.push(OutputRange { stream, start, end }),
+        }
+    }
     if !out.late.is_empty() {
         let records = out.late.drain(..).map(|late| late.to_record(now)).collect();
         log.append(&settings.late_topic, partition, records)
@@ -282,7 +454,8 @@ async fn deliver<L: Log>(
         // No subscriber is fine: updates are for live readers; the store gets checkpoints.
         let _ = outputs.updates.send(Arc::new(update));
     }
-    for checkpoint in out.checkpoints.drain(..) {
+    for mut checkpoint in out.checkpoints.drain(..) {
+        checkpoint.output = std::mem::take(appended);
         outputs
             .checkpoints
             .send(checkpoint)

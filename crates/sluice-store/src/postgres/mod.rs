@@ -304,6 +304,9 @@ impl Catalogue for PostgresStore {
                 .await
                 .map_err(self.failed())?;
         }
+        tx.execute("DELETE FROM stream_ranges WHERE stream = $1", &[&name])
+            .await
+            .map_err(self.failed())?;
         // Pipelines are named `metric@generation`.
         tx.execute(
             "DELETE FROM positions WHERE left(pipeline, length($1) + 1) = $1 || '@'",
@@ -888,6 +891,25 @@ impl Checkpoints for PostgresStore {
                 .await
                 .map_err(|e| e.into_store(&self.location))?;
         }
+        for range in &commit.output {
+            let partition = big(partition);
+            let (start, end) = (big(range.start), big(range.end));
+            let extended = tx
+                .execute(
+                    "UPDATE stream_ranges SET \"end\" = $4 WHERE stream = $1 AND partition = $2 AND \"end\" = $3",
+                    &[&range.stream, &partition, &start, &end],
+                )
+                .await
+                .map_err(self.failed())?;
+            if extended == 0 {
+                tx.execute(
+                    "INSERT INTO stream_ranges (stream, partition, start, \"end\") VALUES ($1, $2, $3, $4)",
+                    &[&range.stream, &partition, &start, &end],
+                )
+                .await
+                .map_err(self.failed())?;
+            }
+        }
         tx.execute(
             "UPDATE positions SET next_offset = $3, event_time = $4, log_epoch = $5 WHERE pipeline = $1 AND partition = $2",
             &[&pipeline, &big(partition), &big(commit.offset), &commit.event_time, &big(commit.log_epoch)],
@@ -1048,6 +1070,27 @@ impl Checkpoints for PostgresStore {
         Ok(rows
             .iter()
             .map(|row| (row.get::<_, i64>(0) as u32, position_from(row, 1)))
+            .collect())
+    }
+
+    async fn stream_ranges(
+        &self,
+        stream: &str,
+        partition: u32,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT start, \"end\" FROM stream_ranges WHERE stream = $1 AND partition = $2 AND \"end\" > $3 ORDER BY start LIMIT $4",
+                &[&stream, &big(partition), &big(from), &i64::from(limit)],
+            )
+            .await
+            .map_err(self.failed())?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
             .collect())
     }
 }

@@ -194,6 +194,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         erased_at BIGINT NOT NULL,
         PRIMARY KEY (tenant, id)
     );",
+    // 8: derived streams' committed ranges, as SQLite's schema 11.
+    "CREATE TABLE stream_ranges (
+        stream TEXT NOT NULL,
+        partition BIGINT NOT NULL,
+        start BIGINT NOT NULL,
+        \"end\" BIGINT NOT NULL,
+        PRIMARY KEY (stream, partition, start)
+    );",
 ];
 
 /// The schema version this sluice writes.

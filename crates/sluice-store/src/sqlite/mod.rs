@@ -223,6 +223,8 @@ impl Catalogue for SqliteStore {
                 .map_err(|e| classify(path, e))?;
             tx.execute("DELETE FROM replays WHERE metric = ?1", [&name])
                 .map_err(|e| classify(path, e))?;
+            tx.execute("DELETE FROM stream_ranges WHERE stream = ?1", [&name])
+                .map_err(|e| classify(path, e))?;
             let pattern = format!("{}@%", escape_like(&name));
             tx.execute(
                 "DELETE FROM positions WHERE pipeline LIKE ?1 ESCAPE '\\'",
@@ -459,6 +461,17 @@ impl Checkpoints for SqliteStore {
             for metric in &commit.metrics {
                 apply_metric(&tx, partition, metric).map_err(|e| e.into_store(path))?;
             }
+            for range in &commit.output {
+                let extended = tx
+                    .prepare_cached("UPDATE stream_ranges SET \"end\" = ?4 WHERE stream = ?1 AND partition = ?2 AND \"end\" = ?3")
+                    .and_then(|mut update| update.execute(params![range.stream, partition, range.start, range.end]))
+                    .map_err(|e| classify(path, e))?;
+                if extended == 0 {
+                    tx.prepare_cached("INSERT INTO stream_ranges (stream, partition, start, \"end\") VALUES (?1, ?2, ?3, ?4)")
+                        .and_then(|mut insert| insert.execute(params![range.stream, partition, range.start, range.end]))
+                        .map_err(|e| classify(path, e))?;
+                }
+            }
             tx.execute(
                 "UPDATE positions SET next_offset = ?3, event_time = ?4, log_epoch = ?5 WHERE pipeline = ?1 AND partition = ?2",
                 params![pipeline, partition, commit.offset, commit.event_time, commit.log_epoch],
@@ -598,6 +611,26 @@ impl Checkpoints for SqliteStore {
                 .map_err(|e| classify(path, e))?;
             let rows = statement
                 .query_map([pipeline], |row| Ok((row.get(0)?, position_from(row, 1)?)))
+                .map_err(|e| classify(path, e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
+        })
+        .await
+    }
+
+    async fn stream_ranges(
+        &self,
+        stream: &str,
+        partition: u32,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let stream = stream.to_owned();
+        self.read(move |connection, path| {
+            let mut statement = connection
+                .prepare_cached("SELECT start, \"end\" FROM stream_ranges WHERE stream = ?1 AND partition = ?2 AND \"end\" > ?3 ORDER BY start LIMIT ?4")
+                .map_err(|e| classify(path, e))?;
+            let rows = statement
+                .query_map(params![stream, partition, from, limit], |row| Ok((row.get(0)?, row.get(1)?)))
                 .map_err(|e| classify(path, e))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(|e| classify(path, e))
         })

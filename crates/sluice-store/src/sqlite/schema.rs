@@ -217,6 +217,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         erased_at INTEGER NOT NULL,
         PRIMARY KEY (tenant, id)
     ) STRICT;",
+    // 11: derived streams' committed ranges (issue 20): the offsets of a stream's partition
+    // that readers may read, added by its writers' commits.
+    "CREATE TABLE stream_ranges (
+        stream TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        \"end\" INTEGER NOT NULL,
+        PRIMARY KEY (stream, partition, start)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// The schema version this sluice writes.

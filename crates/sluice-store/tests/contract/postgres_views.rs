@@ -116,6 +116,7 @@ fn commit(generation: u32, offset: u64, closed: &[StoredRow], open: &[StoredRow]
             closed: closed.iter().map(StoredRow::as_changed).collect(),
             changed: open.iter().map(StoredRow::as_changed).collect(),
         }],
+        output: Vec::new(),
     })
 }
 

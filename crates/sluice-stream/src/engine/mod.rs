@@ -29,7 +29,8 @@ use crate::watermark::EventClock;
 use crate::window::MAX_EVENT_TIME;
 use bytes::Bytes;
 use output::{
-    Checkpoint, LateEvent, LiveWindows, MetricCheckpoint, OpenWindow, Outputs, RestoreState,
+    Checkpoint, DerivedRecord, LateEvent, LiveWindows, MetricCheckpoint, OpenWindow, Outputs,
+    RestoreState,
 };
 use rows::RowPool;
 use sluice_core::time::Millis;
@@ -484,6 +485,20 @@ impl Processor {
             if !matches {
                 continue;
             }
+            if metric.plan.records().is_some() {
+                let mut value = Vec::with_capacity(bytes.len() / 2);
+                metric
+                    .compiled
+                    .write_record(bytes, slots, TENANT_SLOT, TIME_SLOT, &mut value);
+                out.records.push(DerivedRecord {
+                    stream: metric.name.clone(),
+                    offset: record.offset,
+                    key: record.key.map(Bytes::copy_from_slice),
+                    value,
+                    event_time: time,
+                });
+                continue;
+            }
             key.clear();
             keys::encode_text(&tenant, key);
             metric.compiled.encode_key(bytes, slots, key);
@@ -599,6 +614,7 @@ impl Processor {
             offset: self.next_offset,
             event_time: self.clock.time(),
             metrics,
+            output: Vec::new(),
         }
     }
 }

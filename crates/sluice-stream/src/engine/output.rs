@@ -190,6 +190,21 @@ pub struct Checkpoint {
     pub event_time: Option<Millis>,
     /// Per metric, what changed.
     pub metrics: Vec<MetricCheckpoint>,
+    /// The derived streams' records appended since the previous checkpoint: the offset
+    /// ranges this checkpoint's commit makes visible (filled in by the partition task, which
+    /// appends them).
+    pub output: Vec<OutputRange>,
+}
+
+/// Offsets `[start, end)` of a derived stream's partition that one writer appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRange {
+    /// The stream (its topic).
+    pub stream: Arc<str>,
+    /// The first offset.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
 }
 
 /// What a processor is restored from: a committed offset and clock, and per metric its
@@ -236,6 +251,38 @@ pub struct LiveWindows {
     pub watermark: Option<Millis>,
 }
 
+/// A derived stream's record, to append to the stream's topic (partition for partition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedRecord {
+    /// The stream (its topic's name).
+    pub stream: Arc<str>,
+    /// The source record's offset.
+    pub offset: u64,
+    /// The source record's key (the visitor: the log keeps a visitor's records in order).
+    pub key: Option<Bytes>,
+    /// The record (see [`crate::eval::Compiled::write_record`]).
+    pub value: Vec<u8>,
+    /// The event time, the record's timestamp.
+    pub event_time: Millis,
+}
+
+/// The header naming where a derived record came from: `topic/partition/offset` of its event.
+/// The same event always gives the same origin, so outside consumers can use it as the
+/// record's id.
+pub const ORIGIN_HEADER: &str = "sluice-origin";
+
+impl DerivedRecord {
+    /// The record appended to the stream's topic, `source` naming the topic it was read from.
+    pub fn to_record(self, source: &str, partition: u32) -> Record {
+        let mut record = Record::new(self.key, self.value, self.event_time);
+        record.headers.push(Header {
+            key: ORIGIN_HEADER.to_owned(),
+            value: Bytes::from(format!("{source}/{partition}/{}", self.offset)),
+        });
+        record
+    }
+}
+
 /// Everything one message produced, drained by the partition task.
 #[derive(Debug, Default)]
 pub struct Outputs {
@@ -243,6 +290,8 @@ pub struct Outputs {
     pub updates: Vec<WindowUpdate>,
     /// Late events to append to the late topic.
     pub late: Vec<LateEvent>,
+    /// Derived streams' records, in source order.
+    pub records: Vec<DerivedRecord>,
     /// Checkpoint snapshots.
     pub checkpoints: Vec<Checkpoint>,
 }
@@ -250,6 +299,9 @@ pub struct Outputs {
 impl Outputs {
     /// Whether nothing was produced.
     pub fn is_empty(&self) -> bool {
-        self.updates.is_empty() && self.late.is_empty() && self.checkpoints.is_empty()
+        self.updates.is_empty()
+            && self.late.is_empty()
+            && self.records.is_empty()
+            && self.checkpoints.is_empty()
     }
 }

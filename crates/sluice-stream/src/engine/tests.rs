@@ -879,3 +879,84 @@ fn live_windows_of_one_tenant_are_that_tenants_alone() {
     assert_eq!(urls(None).len(), 5);
     assert!(urls(Some("nobody")).is_empty());
 }
+
+#[test]
+fn a_stream_routes_matching_events_as_records_of_their_envelope_and_its_columns() {
+    let mut run = Run::new(&[
+        "CREATE STREAM orders AS SELECT properties.revenue, lower(properties.currency) AS currency, \
+         properties.items, context.geo.country AS country, properties.missing AS gone \
+         FROM events WHERE event = 'Order Completed'",
+        "CREATE METRIC n AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+    ]);
+    let events = [
+        r#"{"message_id":"m1","tenant":"shop","type":"track","event":"Order Completed","user_id":"u\"1","anonymous_id":"a1","timestamp":1000,"received_at":1005,"properties":{"revenue":12.50,"currency":"EUR","items":[{"sku":"x"}]},"context":{"geo":{"country":"FR"}}}"#,
+        r#"{"message_id":"m2","tenant":"shop","type":"page","name":"Home","anonymous_id":"a2","timestamp":1100,"received_at":1105,"properties":{"url":"/"}}"#,
+        r#"{"message_id":"m3","tenant":"blog","type":"track","event":"Order Completed","anonymous_id":"a3","timestamp":1200,"received_at":1205,"properties":{"revenue":"7","currency":null}}"#,
+    ];
+    let records: Vec<StoredRecord> = events
+        .iter()
+        .enumerate()
+        .map(|(offset, json)| record(10 + offset as u64, (*json).to_owned()))
+        .collect();
+    run.processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 2_000,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    let routed: Vec<(u64, Millis, serde_json::Value)> = run
+        .out
+        .records
+        .iter()
+        .map(|derived| {
+            assert_eq!(&*derived.stream, "orders");
+            assert_eq!(derived.key.as_deref(), Some(&b"k"[..]));
+            (
+                derived.offset,
+                derived.event_time,
+                serde_json::from_slice(&derived.value)
+                    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&derived.value))),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routed,
+        vec![
+            (
+                10,
+                1000,
+                serde_json::json!({"tenant":"shop","timestamp":1000,"message_id":"m1","type":"track",
+                    "event":"Order Completed","user_id":"u\"1","anonymous_id":"a1","received_at":1005,
+                    "properties":{"revenue":12.50,"currency":"eur","items":[{"sku":"x"}],"country":"FR","gone":null}})
+            ),
+            (
+                12,
+                1200,
+                serde_json::json!({"tenant":"blog","timestamp":1200,"message_id":"m3","type":"track",
+                    "event":"Order Completed","anonymous_id":"a3","received_at":1205,
+                    "properties":{"revenue":"7","currency":null,"items":null,"country":null,"gone":null}})
+            ),
+        ]
+    );
+    // The number keeps its digits as written.
+    assert!(
+        String::from_utf8_lossy(&run.out.records[0].value).contains(r#""revenue":12.50"#),
+        "{}",
+        String::from_utf8_lossy(&run.out.records[0].value)
+    );
+    // The metric beside it counted every event; the stream checkpoints no windows.
+    let record = run.out.records[0].clone().to_record("events", 3);
+    assert_eq!(record.headers[0].key, "sluice-origin");
+    assert_eq!(&record.headers[0].value[..], b"events/3/10");
+    run.processor
+        .handle(Message::Barrier { id: 1 }, &mut run.out)
+        .unwrap();
+    let checkpoint = run.out.checkpoints.pop().unwrap();
+    assert_eq!(checkpoint.offset, 13);
+    let stream = &checkpoint.metrics[0];
+    assert!(stream.changed.is_empty() && stream.closed.is_empty());
+    assert!(!checkpoint.metrics[1].changed.is_empty());
+}

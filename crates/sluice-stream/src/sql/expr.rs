@@ -14,7 +14,7 @@ use sqlparser::tokenizer::Location;
 /// The deepest path inside `properties`, `context` or `traits`.
 const MAX_PATH_DEPTH: usize = 8;
 
-const FIELDS: &str = "type, event, name, user_id, anonymous_id, timestamp, received_at, \
+const FIELDS: &str = "type, event, name, user_id, anonymous_id, message_id, timestamp, received_at, \
                       properties.…, context.…, traits.…";
 
 /// Aggregate function names (upper case).
@@ -284,6 +284,7 @@ pub(super) fn field(idents: &[Ident], at: Location) -> Result<Field, SqlError> {
         "name" => top(Field::Name),
         "user_id" => top(Field::UserId),
         "anonymous_id" => top(Field::AnonymousId),
+        "message_id" => top(Field::MessageId),
         "timestamp" => top(Field::Timestamp),
         "received_at" => top(Field::ReceivedAt),
         "properties" | "context" | "traits" => {

@@ -1,5 +1,8 @@
 //! The metric dialect: `CREATE METRIC name AS SELECT … FROM events [WHERE …] GROUP BY …,
-//! <window> [WITH (…)]`, parsed with `sqlparser` into a [`MetricPlan`].
+//! <window> [WITH (…)]`, parsed with `sqlparser` into a [`MetricPlan`]; and derived streams,
+//! `CREATE STREAM name AS SELECT column [AS name], … FROM events [WHERE …]`, into a plan with
+//! [`Output::Records`](crate::plan::Output::Records). A metric or stream may read `FROM` a
+//! derived stream instead of `events`.
 //!
 //! `CREATE METRIC` is not standard SQL, so the statement is taken apart at the token level:
 //! the whole text is tokenized once (tokens carry line and column), the head
@@ -103,7 +106,7 @@ pub fn parse_metric(sql: &str, defaults: &MetricDefaults) -> Result<MetricPlan, 
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
         .with_tokens_with_locations(tokens);
-    let name = parse_head(&mut parser, end)?;
+    let (kind, name) = parse_head(&mut parser, end)?;
     let query = parser
         .parse_query()
         .map_err(|error| parser_error(&parser, error, end))?;
@@ -122,11 +125,19 @@ pub fn parse_metric(sql: &str, defaults: &MetricDefaults) -> Result<MetricPlan, 
             ),
         ));
     }
+    if kind == select::Kind::Stream && !options.is_empty() {
+        return Err(error_at(
+            start,
+            "a stream takes no WITH (…) options: it has no windows; give them to the metrics that read it",
+        ));
+    }
     let options = parse_options(&options, defaults, start)?;
-    let body = select::lower_query(&query, start)?;
+    let body = select::lower_query(&query, kind, start)?;
     Ok(MetricPlan {
         name,
         sql: sql.to_owned(),
+        source: body.source,
+        output: body.output,
         filter: body.filter,
         keys: body.keys,
         key_names: body.key_names,
@@ -139,19 +150,28 @@ pub fn parse_metric(sql: &str, defaults: &MetricDefaults) -> Result<MetricPlan, 
     })
 }
 
-/// `CREATE METRIC name AS`; returns the name.
-fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<String, SqlError> {
-    let expected = "a metric definition starts with CREATE METRIC name AS SELECT …";
-    for keyword in [Keyword::CREATE, Keyword::METRIC] {
-        let token = parser.next_token();
-        let matches = matches!(&token.token, Token::Word(word) if word.keyword == keyword);
-        if !matches {
+/// `CREATE METRIC name AS` or `CREATE STREAM name AS`; returns which, and the name.
+fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<(select::Kind, String), SqlError> {
+    let expected =
+        "a definition starts with CREATE METRIC name AS SELECT … or CREATE STREAM name AS SELECT …";
+    let token = parser.next_token();
+    if !matches!(&token.token, Token::Word(word) if word.keyword == Keyword::CREATE) {
+        return Err(error_at(
+            located(token.span.start, end),
+            format!("expected CREATE, found `{}`: {expected}", token.token),
+        ));
+    }
+    let token = parser.next_token();
+    let kind = match &token.token {
+        Token::Word(word) if word.value.eq_ignore_ascii_case("metric") => select::Kind::Metric,
+        Token::Word(word) if word.value.eq_ignore_ascii_case("stream") => select::Kind::Stream,
+        other => {
             return Err(error_at(
                 located(token.span.start, end),
-                format!("expected {keyword:?}, found `{}`: {expected}", token.token),
+                format!("expected METRIC or STREAM, found `{other}`: {expected}"),
             ));
         }
-    }
+    };
     let ident = parser
         .parse_identifier()
         .map_err(|error| parser_error(parser, error, end))?;
@@ -166,6 +186,12 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<String, SqlError
             ),
         ));
     }
+    if kind == select::Kind::Stream && name == "events" {
+        return Err(error_at(
+            ident.span.start,
+            "a stream cannot be named events: that is the collector's topic",
+        ));
+    }
     if !parser.parse_keyword(Keyword::AS) {
         let token = parser.peek_token();
         return Err(error_at(
@@ -173,7 +199,7 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<String, SqlError
             format!("expected AS after the metric name, found `{}`", token.token),
         ));
     }
-    Ok(name)
+    Ok((kind, name))
 }
 
 struct Options {

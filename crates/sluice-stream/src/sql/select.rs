@@ -1,20 +1,34 @@
-//! The query: one `SELECT` of group keys and aggregates `FROM events`, an optional `WHERE`,
-//! and a `GROUP BY` of keys plus exactly one window. Everything else SQL offers is rejected
-//! by name, with its position.
+//! The query: one `SELECT` of group keys and aggregates `FROM events` (or a derived stream),
+//! an optional `WHERE`, and a `GROUP BY` of keys plus exactly one window; or, for a stream,
+//! one `SELECT` of columns and an optional `WHERE`. Everything else SQL offers is rejected by
+//! name, with its position.
 
 use super::error_at;
 use super::expr::{self, AGGREGATES, WINDOWS, function_name, location, plain_args};
 use super::window::lower_window;
 use crate::error::SqlError;
-use crate::plan::{Aggregate, AggregateKind, Column, ColumnSource, Expr, Literal, WindowSpec};
+use crate::plan::{
+    Aggregate, AggregateKind, Column, ColumnSource, Expr, Literal, Output, Projection, Source,
+    WindowSpec,
+};
 use sqlparser::ast::{
     DuplicateTreatment, Expr as AstExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
     GroupByExpr, Query, Select, SelectFlavor, SelectItem, SetExpr, Spanned, TableFactor,
 };
 use sqlparser::tokenizer::Location;
 
-/// The parts of a metric the query defines.
+/// What is defined: a metric, or a derived stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Metric,
+    Stream,
+}
+
+/// The parts of a metric or stream the query defines (a stream's has no keys, aggregates,
+/// columns or window: its `output` holds its columns).
 pub(super) struct Body {
+    pub(super) source: Source,
+    pub(super) output: Output,
     pub(super) filter: Option<Expr>,
     pub(super) keys: Vec<Expr>,
     pub(super) key_names: Vec<String>,
@@ -29,7 +43,7 @@ enum Item {
     Scalar(Expr, Option<String>, String, Location),
 }
 
-pub(super) fn lower_query(query: &Query, fallback: Location) -> Result<Body, SqlError> {
+pub(super) fn lower_query(query: &Query, kind: Kind, fallback: Location) -> Result<Body, SqlError> {
     let at = |span: sqlparser::tokenizer::Span| super::span_start(span, fallback);
     if let Some(with) = &query.with {
         return Err(error_at(
@@ -77,13 +91,88 @@ pub(super) fn lower_query(query: &Query, fallback: Location) -> Result<Body, Sql
             ));
         }
     };
-    lower_select(select, fallback)
+    match kind {
+        Kind::Metric => lower_select(select, fallback),
+        Kind::Stream => lower_stream(select, fallback),
+    }
+}
+
+/// A stream's SELECT: columns (fields or expressions, each with a name), FROM and WHERE.
+fn lower_stream(select: &Select, fallback: Location) -> Result<Body, SqlError> {
+    let select_at = super::span_start(select.select_token.0.span, fallback);
+    reject_clauses(select, select_at)?;
+    let source = check_from(select, select_at)?;
+    match &select.group_by {
+        GroupByExpr::Expressions(exprs, modifiers) if exprs.is_empty() && modifiers.is_empty() => {}
+        _ => {
+            return Err(error_at(
+                select_at,
+                "a stream has no GROUP BY: it routes events one by one; count them with a metric FROM the stream",
+            ));
+        }
+    }
+    let filter = select
+        .selection
+        .as_ref()
+        .map(|selection| expr::lower(selection, select_at))
+        .transpose()?;
+    let mut columns: Vec<Projection> = Vec::new();
+    for item in &select.projection {
+        let (expr, alias, at) = match lower_item(item, select_at)? {
+            Item::Scalar(expr, alias, _, at) => (expr, alias, at),
+            Item::Aggregate(..) => {
+                return Err(error_at(
+                    super::span_start(item.span(), select_at),
+                    "a stream has no aggregates: it routes events one by one; aggregate in a metric FROM the stream",
+                ));
+            }
+        };
+        let name = match (alias, &expr) {
+            (Some(alias), _) => alias,
+            (None, Expr::Field(field)) => field
+                .json_path()
+                .last()
+                .map_or_else(|| field.to_string(), |last| (*last).to_owned()),
+            (None, _) => {
+                return Err(error_at(
+                    at,
+                    format!(
+                        "name the column `{expr}` with AS: a stream's columns are the keys of its records' properties"
+                    ),
+                ));
+            }
+        };
+        if name.is_empty() || name.len() > super::MAX_NAME_LEN {
+            return Err(error_at(
+                at,
+                format!("a column name has 1 to {} characters", super::MAX_NAME_LEN),
+            ));
+        }
+        if columns.iter().any(|column| column.name == name) {
+            return Err(error_at(
+                at,
+                format!("two columns are named {name:?}; give one an alias with AS"),
+            ));
+        }
+        columns.push(Projection { name, expr });
+    }
+    Ok(Body {
+        source,
+        output: Output::Records(columns),
+        filter,
+        keys: Vec::new(),
+        key_names: Vec::new(),
+        aggregates: Vec::new(),
+        columns: Vec::new(),
+        // No windows: the plan's window is never used.
+        window: WindowSpec::Tumble { size: 1 },
+    })
 }
 
 fn lower_select(select: &Select, fallback: Location) -> Result<Body, SqlError> {
     let select_at = super::span_start(select.select_token.0.span, fallback);
     reject_clauses(select, select_at)?;
-    check_from(select, select_at)?;
+    let source = check_from(select, select_at)?;
     let filter = select
         .selection
         .as_ref()
@@ -187,6 +276,8 @@ fn lower_select(select: &Select, fallback: Location) -> Result<Body, SqlError> {
         ));
     }
     Ok(Body {
+        source,
+        output: Output::Windows,
         filter,
         keys: keys.into_iter().map(|(key, _)| key).collect(),
         key_names,
@@ -392,8 +483,9 @@ fn contains_aggregate(expr: &AstExpr) -> bool {
     }
 }
 
-fn check_from(select: &Select, at: Location) -> Result<(), SqlError> {
-    let usage = "a metric reads FROM events";
+/// The source: `events`, or a derived stream's name.
+fn check_from(select: &Select, at: Location) -> Result<Source, SqlError> {
+    let usage = "read FROM events, or FROM a derived stream";
     let [table] = select.from.as_slice() else {
         let where_at = select
             .from
@@ -426,12 +518,17 @@ fn check_from(select: &Select, at: Location) -> Result<(), SqlError> {
             sample,
             ..
         } => {
-            if !name.to_string().eq_ignore_ascii_case("events") {
+            let text = name.to_string();
+            let source = if text.eq_ignore_ascii_case("events") {
+                Source::Events
+            } else if super::is_valid_name(&text) {
+                Source::Stream(text)
+            } else {
                 return Err(error_at(
                     table_at,
                     format!("unknown source `{name}`: {usage}"),
                 ));
-            }
+            };
             if alias.is_some()
                 || args.is_some()
                 || !with_hints.is_empty()
@@ -444,7 +541,7 @@ fn check_from(select: &Select, at: Location) -> Result<(), SqlError> {
                     format!("aliases, hints and table options are not supported: {usage}"),
                 ));
             }
-            Ok(())
+            Ok(source)
         }
         _ => Err(error_at(
             table_at,

@@ -202,8 +202,8 @@ fn errors_name_the_construct_and_its_position() {
             "line 1, column 54: unknown field `colour`",
         ),
         (
-            "CREATE METRIC m AS SELECT COUNT(*) FROM orders GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
-            "line 1, column 41: unknown source `orders`",
+            "CREATE METRIC m AS SELECT COUNT(*) FROM order_lines.x GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column 41: unknown source `order_lines.x`",
         ),
         (
             "CREATE METRIC m AS SELECT COUNT(*) FROM events e JOIN users u ON e.user_id = u.id GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
@@ -347,4 +347,75 @@ fn oversized_and_deeply_nested_definitions_are_rejected() {
         "{}",
         error(&nested)
     );
+}
+
+#[test]
+fn streams_name_their_columns_and_read_from_events_or_a_stream() {
+    let plan = parse(
+        "CREATE STREAM orders AS SELECT properties.revenue, upper(properties.currency) AS currency, \
+         user_id FROM events WHERE event = 'Order Completed'",
+    );
+    let columns = plan.records().unwrap();
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["revenue", "currency", "user_id"]);
+    assert_eq!(plan.source, crate::plan::Source::Events);
+    assert!(plan.aggregates.is_empty() && plan.filter.is_some());
+    assert!(plan.fields().contains(&Field::MessageId));
+
+    let metric = parse(
+        "CREATE METRIC revenue AS SELECT SUM(properties.revenue) AS total FROM orders \
+         GROUP BY TUMBLE(timestamp, INTERVAL '1' HOUR)",
+    );
+    assert_eq!(metric.source, crate::plan::Source::Stream("orders".into()));
+    assert_eq!(metric.source.topic("events"), "orders");
+    assert!(metric.records().is_none());
+    let chained = parse(
+        "CREATE STREAM big AS SELECT properties.revenue FROM orders WHERE properties.revenue > 100",
+    );
+    assert_eq!(chained.source, crate::plan::Source::Stream("orders".into()));
+}
+
+#[test]
+fn stream_definitions_that_cannot_work_are_refused_by_name() {
+    for (sql, wanted) in [
+        (
+            "CREATE STREAM o AS SELECT COUNT(*) AS n FROM events",
+            "a stream has no aggregates",
+        ),
+        (
+            "CREATE STREAM o AS SELECT lower(event) FROM events",
+            "name the column `lower(event)` with AS",
+        ),
+        (
+            "CREATE STREAM o AS SELECT event, properties.event FROM events",
+            "two columns are named \"event\"",
+        ),
+        (
+            "CREATE STREAM o AS SELECT event FROM events GROUP BY event",
+            "a stream has no GROUP BY",
+        ),
+        (
+            "CREATE STREAM o AS SELECT event FROM events WHERE type = 'track' WITH (late = 'drop')",
+            "a stream takes no WITH",
+        ),
+        (
+            "CREATE STREAM events AS SELECT event FROM events",
+            "cannot be named events",
+        ),
+        (
+            "CREATE STREAM o AS SELECT * FROM events",
+            "SELECT * is not supported",
+        ),
+        (
+            "CREATE TABLE o AS SELECT event FROM events",
+            "expected METRIC or STREAM",
+        ),
+        (
+            "CREATE STREAM o AS SELECT event FROM \"Orders\"",
+            "unknown source",
+        ),
+    ] {
+        let error = error(sql);
+        assert!(error.contains(wanted), "{sql}: {error}");
+    }
 }

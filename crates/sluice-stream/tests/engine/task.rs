@@ -163,6 +163,7 @@ fn view(time: i64, url: &str) -> Record {
 /// Settings for topic `events`: reads of at most 256 bytes (a record or two), a tick a second.
 fn small_batches() -> TaskSettings {
     TaskSettings {
+        committed: None,
         source_topic: "events".into(),
         late_topic: "events.late".into(),
         read: ReadOptions {
