@@ -177,6 +177,10 @@ pub struct MetricStatus {
     /// The definition.
     #[serde(flatten)]
     pub record: MetricRecord,
+    /// `metric` (windows, stored) or `stream` (records, appended to the topic of its name).
+    pub kind: &'static str,
+    /// What it reads: `events`, or a derived stream's name.
+    pub source: String,
     /// `running`, `backfilling` (catching up with history), `retrying` or `failed`.
     pub state: &'static str,
     /// The first error of a failed or retrying partition.
@@ -1457,6 +1461,15 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
     });
     MetricStatus {
         record: metric.record.clone(),
+        kind: if metric.plan.records().is_some() {
+            "stream"
+        } else {
+            "metric"
+        },
+        source: match &metric.plan.source {
+            Source::Events => "events".to_owned(),
+            Source::Stream(stream) => stream.clone(),
+        },
         state,
         error,
         lag,

@@ -214,10 +214,12 @@ impl<L: Log> PartitionRunner<L> {
         let (control, control_rx) = mpsc::channel(stream.control_channel_capacity);
         let (checkpoints_tx, mut checkpoints) =
             mpsc::channel::<Checkpoint>(stream.checkpoint_channel_capacity);
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let outputs = TaskOutputs {
             updates: self.updates.clone(),
             checkpoints: checkpoints_tx,
             processed: self.status.processed_counter(),
+            stopping: stopping_rx,
         };
         let mut task = RoundTask(Some(tokio::spawn(run_partition(
             Arc::clone(&self.log),
@@ -241,6 +243,7 @@ impl<L: Log> PartitionRunner<L> {
             .await;
         // However the round ended, the task stops with it (between two batches), and releases
         // the log before the round returns.
+        let _ = stopping.send(true);
         let _ = control.try_send(Control::Stop);
         drop(control);
         task.stop(Duration::from_secs(5)).await;

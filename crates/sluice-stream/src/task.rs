@@ -182,6 +182,9 @@ pub struct TaskOutputs {
     /// The processor's next offset after each batch: how far processing (not yet
     /// committing) has come, for status reports.
     pub processed: Arc<AtomicU64>,
+    /// Turns true when whoever runs the task is done with it: an append of derived records
+    /// in flight is abandoned then (the records stay uncommitted).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Creates the late-events topic with the source topic's partition count, if missing.
@@ -394,6 +397,13 @@ fn apply(
     }
 }
 
+/// Once `stopping` turns true (never, if its sender is gone without saying so).
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 async fn deliver<L: Log>(
     log: &L,
     partition: u32,
@@ -417,9 +427,14 @@ async fn deliver<L: Log>(
             .drain(..split)
             .map(|record| record.to_record(&settings.source_topic, partition))
             .collect();
-        let result = log
-            .append(&stream, partition, records)
-            .await
+        let append = log.append(&stream, partition, records);
+        let result = tokio::select! {
+            result = append => result,
+            // The round is over: what this append wrote is not committed, so readers never
+            // see it, and the next owner appends after it. Waiting for a slow broker would
+            // only hold up whoever takes the partition over.
+            () = stopped(outputs.stopping.clone()) => return Err(StreamError::ChannelClosed("control")),
+        }
             .map_err(|source| StreamError::Log {
                 op: "append",
                 topic: stream.to_string(),

@@ -1,4 +1,5 @@
-//! `/v1/admin/metrics`: define, list, describe, delete and replay metrics at runtime. Every
+//! `/v1/admin/metrics`: define, list, describe, delete and replay metrics at runtime, and
+//! derived streams (`CREATE STREAM`, the same routes; a stream is not replayed). Every
 //! route needs an admin key (`admin-keys` in the config, or one made with `POST /v1/admin/keys`)
 //! as `Authorization: Bearer KEY`.
 //!
@@ -53,7 +54,8 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
-    /// `CREATE METRIC name AS SELECT … FROM events … GROUP BY …, TUMBLE(timestamp, …)`.
+    /// `CREATE METRIC name AS SELECT … FROM events … GROUP BY …, TUMBLE(timestamp, …)`, or
+    /// `CREATE STREAM name AS SELECT column [AS name], … FROM events [WHERE …]`.
     sql: String,
     /// Compute it over the history the log retains too.
     #[serde(default)]

@@ -324,12 +324,13 @@ impl Serving {
         &self.config
     }
 
-    /// Every metric, by name.
+    /// Every metric, by name (not the derived streams: they have no windows).
     pub fn metrics(&self) -> Vec<MetricInfo> {
         let mut metrics: Vec<MetricInfo> = self
             .source
             .plans()
             .iter()
+            .filter(|(plan, _)| plan.records().is_none())
             .map(|(plan, _)| MetricInfo::of(plan))
             .collect();
         metrics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -343,11 +344,20 @@ impl Serving {
     }
 
     pub(crate) fn plan(&self, name: &str) -> Result<(Arc<MetricPlan>, u32), ApiError> {
-        self.source.plan(name).ok_or_else(|| {
+        let (plan, generation) = self.source.plan(name).ok_or_else(|| {
             ApiError::not_found(format!(
                 "no metric named {name:?}: GET /v1/metrics lists them"
             ))
-        })
+        })?;
+        if plan.records().is_some() {
+            return Err(ApiError::bad_request(
+                "stream",
+                format!(
+                    "{name:?} is a derived stream, not a metric: it has records, not windows. Read them with `sluice tail {name}` or GET /v1/streams/{name}, or count them with a metric FROM {name}"
+                ),
+            ));
+        }
+        Ok((plan, generation))
     }
 
     fn now(&self) -> i64 {

@@ -309,7 +309,8 @@ pub(super) async fn replace_view(
 ) -> Result<(), tokio_postgres::Error> {
     lock(tx).await?;
     let name = identifier(&view_name(metric));
-    let Some(plan) = plan else {
+    // A derived stream has no windows to show.
+    let Some(plan) = plan.filter(|plan| plan.records().is_none()) else {
         return tx
             .batch_execute(&format!("DROP VIEW IF EXISTS {name}"))
             .await;

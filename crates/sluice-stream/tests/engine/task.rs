@@ -236,6 +236,7 @@ pub(crate) async fn partition_task_end_to_end<L: Log>(log: Arc<L>) {
             updates,
             checkpoints,
             processed: processed.clone(),
+            stopping: tokio::sync::watch::channel(false).1,
         },
         clock.clone(),
     ));
@@ -440,6 +441,7 @@ async fn a_partition_catching_up_answers_a_barrier_before_its_backlog_ends() {
             updates: broadcast::channel(16).0,
             checkpoints,
             processed: processed.clone(),
+            stopping: tokio::sync::watch::channel(false).1,
         },
         ManualClock::new(1_000_000),
     ));

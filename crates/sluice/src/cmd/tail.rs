@@ -1,4 +1,7 @@
-//! `sluice tail TOPIC`: prints a topic's records as JSON lines, following new ones.
+//! `sluice tail TOPIC`: prints a topic's records as JSON lines, following new ones. A derived
+//! stream's topic shows its committed records only, as the stream's readers see it: records a
+//! writer appended but never committed (it crashed first) are skipped, and new records appear
+//! once their checkpoint is committed.
 
 use crate::config::ConfigArgs;
 use crate::log_tools::{self, Access, user_or_internal};
@@ -8,6 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sluice_core::time::{Millis, format_millis, parse_rfc3339_millis};
 use sluice_log::{Log, LogBackend, ReadOptions, StoredRecord};
+use sluice_store::{StoreBackend, StoreLocation};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -71,10 +75,16 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
             Some(p) => vec![p],
             None => info.partitions.iter().map(|p| p.partition).collect(),
         };
+        let committed = stream_store(&config, &args.topic).await?;
         let (lines, mut printed) = mpsc::channel::<String>(LINES_QUEUED);
         let mut readers = Vec::new();
         for partition in partitions {
-            let info = info.partitions[partition as usize];
+            let mut info = info.partitions[partition as usize];
+            if let Some(store) = &committed {
+                info.end_offset = committed_end(store, &args.topic, partition)
+                    .await?
+                    .max(info.start_offset);
+            }
             let start = match from {
                 Start::Beginning => info.start_offset,
                 Start::End => info.end_offset,
@@ -87,6 +97,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
             let stop = args.no_follow.then_some(info.end_offset);
             readers.push(tokio::spawn(follow(
                 log.clone(),
+                committed.clone(),
                 args.topic.clone(),
                 partition,
                 start,
@@ -145,9 +156,47 @@ fn parse_time(text: &str) -> Result<Millis, UserError> {
     parse_rfc3339_millis(text).map_err(|error| UserError(format!("--from-time: {error}")))
 }
 
-/// Reads one partition from `offset` on (up to `stop` when given) and queues its lines.
+/// The store, when `topic` is a derived stream's (its definition is in the store): its
+/// committed ranges say which records to show.
+async fn stream_store(
+    config: &crate::config::Config,
+    topic: &str,
+) -> anyhow::Result<Option<StoreBackend>> {
+    // No store file yet: no stream either (and tail makes none).
+    if let Ok(StoreLocation::Sqlite(path)) = config.store.location(&config.data_dir)
+        && !path.exists()
+    {
+        return Ok(None);
+    }
+    let Ok(store) = StoreBackend::open(&config.store, &config.data_dir).await else {
+        return Ok(None);
+    };
+    let defaults = config.stream.metric_defaults();
+    let is_stream = store.metrics().await?.into_iter().any(|record| {
+        record.name == topic
+            && sluice_stream::sql::parse_metric(&record.sql, &defaults)
+                .is_ok_and(|plan| plan.records().is_some())
+    });
+    Ok(is_stream.then_some(store))
+}
+
+/// The end of the last committed range of a stream's partition (0 when none).
+async fn committed_end(store: &StoreBackend, stream: &str, partition: u32) -> anyhow::Result<u64> {
+    let mut end = 0;
+    loop {
+        let ranges = store.stream_ranges(stream, partition, end, 1024).await?;
+        match ranges.last() {
+            Some(&(_, last)) => end = last,
+            None => return Ok(end),
+        }
+    }
+}
+
+/// Reads one partition from `offset` on (up to `stop` when given) and queues its lines; of a
+/// derived stream (`committed`), only the records inside its committed ranges.
 async fn follow(
     log: LogBackend,
+    committed: Option<StoreBackend>,
     topic: String,
     partition: u32,
     mut offset: u64,
@@ -157,6 +206,20 @@ async fn follow(
     loop {
         if stop.is_some_and(|stop| offset >= stop) {
             return Ok(());
+        }
+        let mut limit = u64::MAX;
+        if let Some(store) = &committed {
+            match store
+                .stream_ranges(&topic, partition, offset, 1)
+                .await?
+                .first()
+            {
+                Some(&(start, end)) => (offset, limit) = (offset.max(start), end),
+                None => {
+                    tokio::time::sleep(FOLLOW_WAIT).await;
+                    continue;
+                }
+            }
         }
         let options = ReadOptions {
             max_bytes: 1 << 20,
@@ -170,7 +233,11 @@ async fn follow(
                 return Err(user_or_internal(error));
             }
         };
-        for record in &batch.records {
+        for record in batch
+            .records
+            .iter()
+            .take_while(|record| record.offset < limit)
+        {
             if stop.is_some_and(|stop| record.offset >= stop) {
                 return Ok(());
             }
@@ -178,7 +245,11 @@ async fn follow(
                 return Ok(());
             }
         }
-        offset = batch.next_offset(offset);
+        offset = batch.next_offset(offset).min(limit);
+        if batch.records.is_empty() && limit != u64::MAX {
+            // Nothing readable is left in the range (retention removed it): go past it.
+            offset = limit;
+        }
     }
 }
 

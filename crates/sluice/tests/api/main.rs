@@ -17,3 +17,4 @@ mod push;
 mod query;
 mod revoke;
 mod slow;
+mod streams;

@@ -30,7 +30,14 @@ pub(crate) const METRICS: [&str; 2] = [
      WITH (out_of_orderness = '60s')",
 ];
 
-/// The servers' config; `store_url` empty for SQLite in the data dir; `log` more settings of
+/// A derived stream of the orders, and `revenue` computed again from it: its results must be
+/// `revenue`'s exactly, whatever the kills did to the stream's writers and readers.
+pub(crate) const ROUTED: [&str; 2] = [
+    "CREATE STREAM orders AS SELECT properties.page AS page, properties.price AS price      FROM events WHERE event = 'Order Completed'",
+    "CREATE METRIC routed_revenue AS SELECT properties.page AS page, COUNT(*) AS orders, SUM(properties.price) AS total,      MIN(properties.price) AS low, MAX(properties.price) AS high, AVG(properties.price) AS mean      FROM orders GROUP BY page, TUMBLE(timestamp, INTERVAL '2' SECOND)      WITH (out_of_orderness = '60s')",
+];
+
+/// The servers' config (with [`METRICS`] and [`ROUTED`]); `store_url` empty for SQLite in the data dir; `log` more settings of
 /// `[log]`. In-flight requests get 5 s at a clean stop (not the default 30 s): with the dedup
 /// snapshot's and key usage's own bounds after it, a node stopping while its brokers are away
 /// then exits within the 30 s a test waits.
@@ -40,7 +47,7 @@ pub(crate) fn config_text(store_url: &str, log: &str) -> String {
          [server]\nshutdown-timeout = \"5s\"\n\n\
          [[tenants]]\nname = \"shop\"\nwrite-keys = [\"{WRITE_KEY}\"]\nread-keys = [\"{READ_KEY}\"]\n"
     );
-    for sql in METRICS {
+    for sql in METRICS.iter().chain(&ROUTED) {
         text.push_str(&format!("\n[[metrics]]\nsql = \"{sql}\"\n"));
     }
     text
@@ -258,7 +265,7 @@ async fn a_replay_cut_short_by_sigkill_is_resumed_by_the_next_start() {
 
 /// After the servers of `config_path` stopped (`data` one's data dir): every one of the
 /// `accepted` events is in the topic, and both [`METRICS`] equal the oracle's over it, with at
-/// least `min_windows` windows each.
+/// least `min_windows` windows each; so does the metric computed from the [`ROUTED`] stream.
 pub(crate) async fn assert_exact_after(
     config_path: &Path,
     data: &Path,
@@ -288,5 +295,10 @@ pub(crate) async fn assert_exact_after(
         );
         let stored = stored(&config, &plan, "shop").await;
         assert_exact(&plan, &stored, &expected);
+        if plan.name == "revenue" {
+            let routed = sluice_stream::sql::parse_metric(ROUTED[1], &defaults).unwrap();
+            let stored = super::results::stored(&config, &routed, "shop").await;
+            assert_exact(&plan, &stored, &expected);
+        }
     }
 }

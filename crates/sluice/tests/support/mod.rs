@@ -304,22 +304,27 @@ pub fn settled(addr: SocketAddr, admin: &str, metric: Option<&str>) -> serde_jso
 
 /// Like [`settled`], once every metric's partitions end past `events` records in all: all of
 /// that many acknowledged events are in the offsets the status compares with. (A broker may
-/// report a partition's end a moment after it acknowledged the records before it.)
+/// report a partition's end a moment after it acknowledged the records before it.) Metrics
+/// reading a derived stream compare with its committed records, not the events: they count
+/// once the stream, which reads the events, has settled.
 pub fn settled_past(addr: SocketAddr, admin: &str, events: u64) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
         let value = settled(addr, admin, None);
         let ends = value["metrics"].as_array().is_some_and(|metrics| {
-            metrics.iter().all(|metric| {
-                let partitions = metric["partitions"]
-                    .as_array()
-                    .map_or(&[][..], Vec::as_slice);
-                let total: u64 = partitions
-                    .iter()
-                    .filter_map(|p| p["end_offset"].as_u64())
-                    .sum();
-                total >= events
-            })
+            metrics
+                .iter()
+                .filter(|metric| metric["source"] == "events")
+                .all(|metric| {
+                    let partitions = metric["partitions"]
+                        .as_array()
+                        .map_or(&[][..], Vec::as_slice);
+                    let total: u64 = partitions
+                        .iter()
+                        .filter_map(|p| p["end_offset"].as_u64())
+                        .sum();
+                    total >= events
+                })
         });
         if ends {
             return value;

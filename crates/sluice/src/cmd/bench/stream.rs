@@ -395,6 +395,7 @@ async fn process(
                     updates += out.updates.len() as u64;
                     out.updates.clear();
                     out.late.clear();
+                    out.records.clear();
                 }
                 let stats = processor.stats();
                 anyhow::Ok((stats.records, updates, stats.late))
