@@ -813,12 +813,25 @@ impl<L: Log> Pipelines<L> {
             sluice_stream::sql::parse_metric(sql, &self.inner.settings.stream.metric_defaults())?;
         let _catalogue = self.inner.catalogue.lock().await;
         if let Source::Stream(stream) = &plan.source {
-            let is_stream = self
+            let running = self
                 .inner
                 .plans
                 .lock()
                 .get(stream)
-                .is_some_and(|(source, _)| source.records().is_some());
+                .map(|(source, _)| source.records().is_some());
+            // Not started yet (at start-up, definitions in the store start after the config's
+            // new ones): the store's catalogue says.
+            let is_stream = match running {
+                Some(is_stream) => is_stream,
+                None => self.inner.store.metrics().await?.iter().any(|record| {
+                    record.name == *stream
+                        && sluice_stream::sql::parse_metric(
+                            &record.sql,
+                            &self.inner.settings.stream.metric_defaults(),
+                        )
+                        .is_ok_and(|plan| plan.records().is_some())
+                }),
+            };
             if !is_stream {
                 return Err(PipelineError::UnknownStream {
                     reader: plan.name.clone(),

@@ -816,6 +816,19 @@ async fn a_derived_stream_routes_each_event_once_across_abrupt_ends_and_metrics_
         }
     };
 
+    // The stream alone first: a metric added to the config later reads the stream the store
+    // already defines.
+    let alone = Pipelines::start(
+        Arc::clone(&log),
+        SqliteStore::open(&store_path).unwrap(),
+        settings(),
+        &stream_specs()[1..],
+    )
+    .await
+    .unwrap();
+    caught_up_named(&alone, "viewed").await;
+    alone.stop().await;
+
     let pipelines = start_streams(&log, &store_path).await;
     caught_up_named(&pipelines, "viewed").await;
     caught_up(&pipelines).await;

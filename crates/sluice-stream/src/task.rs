@@ -304,6 +304,9 @@ pub async fn run_partition<L: Log, C: Clock>(
                 None => limit = offset,
             }
         }
+        // Whether the read found records, all of them at or past `limit` (so none is left in
+        // the committed range from `offset`: a repair or retention removed them).
+        let mut beyond = false;
         let read = async {
             if offset >= limit {
                 buffer.clear();
@@ -318,7 +321,9 @@ pub async fn run_partition<L: Log, C: Clock>(
                 &mut buffer,
             )
             .await?;
+            let found = !buffer.is_empty();
             buffer.truncate_at(limit);
+            beyond = found && buffer.is_empty();
             Ok(())
         };
         tokio::select! {
@@ -340,9 +345,9 @@ pub async fn run_partition<L: Log, C: Clock>(
         };
         if buffer.is_empty() {
             if let Some(visible) = &mut visible
-                && offset < limit
+                && beyond
             {
-                // The committed range held nothing readable from `offset`: go past it.
+                // The committed range holds nothing readable from `offset`: go past it.
                 visible.floor = limit;
             }
             continue;

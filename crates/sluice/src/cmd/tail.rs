@@ -246,8 +246,12 @@ async fn follow(
             }
         }
         offset = batch.next_offset(offset).min(limit);
-        if batch.records.is_empty() && limit != u64::MAX {
-            // Nothing readable is left in the range (retention removed it): go past it.
+        if batch
+            .records
+            .first()
+            .is_some_and(|first| first.offset >= limit)
+        {
+            // Nothing readable is left in the range (a repair removed it): go past it.
             offset = limit;
         }
     }
