@@ -19,7 +19,7 @@ use crate::engine::{Message, Processor};
 use crate::error::StreamError;
 use crate::plan::MetricPlan;
 use sluice_core::time::{Millis, now_millis};
-use sluice_log::{Log, LogError, ReadBuffer, ReadOptions, TopicSpec};
+use sluice_log::{Log, LogError, ReadBuffer, ReadOptions, Record, TopicSpec};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -240,8 +240,8 @@ pub async fn run_partition<L: Log, C: Clock>(
     let mut out = Outputs::default();
     // Records are read into memory reused from batch to batch.
     let mut buffer = ReadBuffer::new();
-    // Derived records appended since the last checkpoint.
-    let mut appended: Vec<OutputRange> = Vec::new();
+    // Derived records are appended beside processing.
+    let mut appender = Appender::new(Arc::clone(&log), partition);
     let mut visible = settings.committed.clone().map(|committed| Visible {
         committed,
         partition,
@@ -267,7 +267,7 @@ pub async fn run_partition<L: Log, C: Clock>(
                 &settings,
                 &outputs,
                 &mut out,
-                &mut appended,
+                &mut appender,
                 clock.now(),
             )
             .await?;
@@ -290,7 +290,7 @@ pub async fn run_partition<L: Log, C: Clock>(
                 &settings,
                 &outputs,
                 &mut out,
-                &mut appended,
+                &mut appender,
                 now,
             )
             .await?;
@@ -333,7 +333,7 @@ pub async fn run_partition<L: Log, C: Clock>(
                     None | Some(Control::Stop) => return Ok(processor),
                     Some(message) => apply(&mut processor, message, &mut out)?,
                 }
-                deliver(&*log, partition, &settings, &outputs, &mut out, &mut appended, clock.now()).await?;
+                deliver(&*log, partition, &settings, &outputs, &mut out, &mut appender, clock.now()).await?;
                 continue;
             }
             read = read => read.map_err(|source| StreamError::Log {
@@ -366,7 +366,7 @@ pub async fn run_partition<L: Log, C: Clock>(
             &settings,
             &outputs,
             &mut out,
-            &mut appended,
+            &mut appender,
             now,
         )
         .await?;
@@ -409,15 +409,128 @@ async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// Batches of derived records queued for a partition task's appender.
+const APPENDS_QUEUED: usize = 4;
+
+/// Appends a partition task's derived records in a task of its own, in order, so processing
+/// goes on while the log makes the previous batch durable. A checkpoint waits for the appends
+/// queued before it ([`Appender::flush`]) and carries their ranges.
+struct Appender<L> {
+    log: Arc<L>,
+    partition: u32,
+    /// Started with the first records.
+    jobs: Option<(mpsc::Sender<AppendJob>, tokio::task::JoinHandle<()>)>,
+}
+
+enum AppendJob {
+    Records(Arc<str>, Vec<Record>),
+    Flush(oneshot::Sender<Result<Vec<OutputRange>, StreamError>>),
+}
+
+impl<L: Log> Appender<L> {
+    fn new(log: Arc<L>, partition: u32) -> Self {
+        Appender {
+            log,
+            partition,
+            jobs: None,
+        }
+    }
+
+    /// Queues `records` for `stream`'s partition (waiting while the queue is full).
+    async fn send(&mut self, stream: Arc<str>, records: Vec<Record>) -> Result<(), StreamError> {
+        let (jobs, _) = self.jobs.get_or_insert_with(|| {
+            let (jobs, queued) = mpsc::channel(APPENDS_QUEUED);
+            let task = tokio::spawn(append_jobs(Arc::clone(&self.log), self.partition, queued));
+            (jobs, task)
+        });
+        jobs.send(AppendJob::Records(stream, records))
+            .await
+            .map_err(|_| StreamError::ChannelClosed("appender"))
+    }
+
+    /// Waits for every queued append; the ranges appended since the last flush, or the first
+    /// failure (then nothing after it was appended, and the task must not commit).
+    async fn flush(&mut self) -> Result<Vec<OutputRange>, StreamError> {
+        let Some((jobs, _)) = &self.jobs else {
+            return Ok(Vec::new());
+        };
+        let (reply, answer) = oneshot::channel();
+        jobs.send(AppendJob::Flush(reply))
+            .await
+            .map_err(|_| StreamError::ChannelClosed("appender"))?;
+        answer
+            .await
+            .map_err(|_| StreamError::ChannelClosed("appender"))?
+    }
+}
+
+impl<L> Drop for Appender<L> {
+    fn drop(&mut self) {
+        // An append in flight is abandoned with its task: it is not committed.
+        if let Some((_, task)) = &self.jobs {
+            task.abort();
+        }
+    }
+}
+
+/// The appender's task: appends in the order queued, merging adjacent ranges.
+async fn append_jobs<L: Log>(log: Arc<L>, partition: u32, mut jobs: mpsc::Receiver<AppendJob>) {
+    let mut ranges: Vec<OutputRange> = Vec::new();
+    let mut failed: Option<StreamError> = None;
+    let mut poisoned = false;
+    while let Some(job) = jobs.recv().await {
+        match job {
+            AppendJob::Records(_, _) if poisoned || failed.is_some() => {}
+            AppendJob::Records(stream, records) => {
+                match log.append(&stream, partition, records).await {
+                    Ok(result) => {
+                        let (start, end) = (
+                            result.base_offset,
+                            result.base_offset + u64::from(result.count),
+                        );
+                        match ranges.iter_mut().rev().find(|range| range.stream == stream) {
+                            Some(range) if range.end == start => range.end = end,
+                            _ => ranges.push(OutputRange { stream, start, end }),
+                        }
+                    }
+                    Err(source) => {
+                        failed = Some(StreamError::Log {
+                            op: "append",
+                            topic: stream.to_string(),
+                            partition,
+                            source,
+                        });
+                    }
+                }
+            }
+            AppendJob::Flush(reply) => {
+                let answer = match failed.take() {
+                    Some(error) => {
+                        poisoned = true;
+                        Err(error)
+                    }
+                    None if poisoned => Err(StreamError::ChannelClosed("appender")),
+                    None => Ok(std::mem::take(&mut ranges)),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
+
 async fn deliver<L: Log>(
     log: &L,
     partition: u32,
     settings: &TaskSettings,
     outputs: &TaskOutputs,
     out: &mut Outputs,
-    appended: &mut Vec<OutputRange>,
+    appender: &mut Appender<L>,
     now: Millis,
 ) -> Result<(), StreamError> {
+    // The round is over: what an append wrote is not committed, so readers never see it, and
+    // the next owner appends after it. Waiting for a slow broker would only hold up whoever
+    // takes the partition over.
+    let over = || StreamError::ChannelClosed("control");
     // Derived records before the checkpoints: a checkpoint covers every record its offset
     // covers, so the ranges it carries must hold them all.
     while let Some(first) = out.records.first() {
@@ -432,31 +545,9 @@ async fn deliver<L: Log>(
             .drain(..split)
             .map(|record| record.to_record(&settings.source_topic, partition))
             .collect();
-        let append = log.append(&stream, partition, records);
-        let result = tokio::select! {
-            result = append => result,
-            // The round is over: what this append wrote is not committed, so readers never
-            // see it, and the next owner appends after it. Waiting for a slow broker would
-            // only hold up whoever takes the partition over.
-            () = stopped(outputs.stopping.clone()) => return Err(StreamError::ChannelClosed("control")),
-        }
-            .map_err(|source| StreamError::Log {
-                op: "append",
-                topic: stream.to_string(),
-                partition,
-                source,
-            })?;
-        let (start, end) = (
-            result.base_offset,
-            result.base_offset + u64::from(result.count),
-        );
-        match appended
-            .iter_mut()
-            .rev()
-            .find(|range| range.stream == stream)
-        {
-            Some(range) if range.end == start => range.end = end,
-            _ => appended.push(OutputRange { stream, start, end }),
+        tokio::select! {
+            sent = appender.send(stream, records) => sent?,
+            () = stopped(outputs.stopping.clone()) => return Err(over()),
         }
     }
     if !out.late.is_empty() {
@@ -475,7 +566,10 @@ async fn deliver<L: Log>(
         let _ = outputs.updates.send(Arc::new(update));
     }
     for mut checkpoint in out.checkpoints.drain(..) {
-        checkpoint.output = std::mem::take(appended);
+        checkpoint.output = tokio::select! {
+            flushed = appender.flush() => flushed?,
+            () = stopped(outputs.stopping.clone()) => return Err(over()),
+        };
         outputs
             .checkpoints
             .send(checkpoint)
