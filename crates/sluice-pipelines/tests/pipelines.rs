@@ -195,8 +195,24 @@ async fn results_are_exact_across_graceful_stops_and_abrupt_ends() {
 
     // An abrupt end: the runtime that runs the pipelines disappears mid-way, with appends
     // landing while it processes. Whatever it committed is consistent.
+    abrupt_ends(&log, &store_path, spec);
+
+    let pipelines = start(&log, &store_path).await;
+    caught_up(&pipelines).await;
+    assert_eq!(
+        stored(&pipelines).await,
+        expected(0..1800),
+        "every event counted exactly once"
+    );
+    one_row_per_final_window(&pipelines).await;
+    pipelines.stop().await;
+}
+
+/// Three abrupt ends after events 0..600: each round starts `specs`' pipelines, appends 400
+/// more events while they run, and drops the runtime that runs them mid-way.
+fn abrupt_ends(log: &Arc<LogBackend>, store_path: &Path, specs: fn() -> Vec<MetricSpec>) {
     for round in 0..3u64 {
-        let (log, store_path) = (Arc::clone(&log), store_path.clone());
+        let (log, store_path) = (Arc::clone(log), store_path.to_owned());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -204,7 +220,14 @@ async fn results_are_exact_across_graceful_stops_and_abrupt_ends() {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let pipelines = start(&log, &store_path).await;
+                let pipelines = Pipelines::start(
+                    Arc::clone(&log),
+                    SqliteStore::open(&store_path).unwrap(),
+                    settings(),
+                    &specs(),
+                )
+                .await
+                .unwrap();
                 let start = 600 + round * 400;
                 for chunk in (start..start + 400).step_by(50) {
                     append(&log, chunk..chunk + 50).await;
@@ -217,16 +240,6 @@ async fn results_are_exact_across_graceful_stops_and_abrupt_ends() {
         .join()
         .unwrap();
     }
-
-    let pipelines = start(&log, &store_path).await;
-    caught_up(&pipelines).await;
-    assert_eq!(
-        stored(&pipelines).await,
-        expected(0..1800),
-        "every event counted exactly once"
-    );
-    one_row_per_final_window(&pipelines).await;
-    pipelines.stop().await;
 }
 
 /// Every window that every partition has closed is stored once, as its final row; an open row
@@ -850,28 +863,7 @@ async fn a_derived_stream_routes_each_event_once_across_abrupt_ends_and_metrics_
     log.append("viewed", 0, orphans).await.unwrap();
 
     // Abrupt ends, with appends landing while both pipelines run.
-    for round in 0..3u64 {
-        let (log, store_path) = (Arc::clone(&log), store_path.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let pipelines = start_streams(&log, &store_path).await;
-                let start = 600 + round * 400;
-                for chunk in (start..start + 400).step_by(50) {
-                    append(&log, chunk..chunk + 50).await;
-                    tokio::time::sleep(Duration::from_millis(7)).await;
-                }
-                drop(pipelines);
-            });
-            runtime.shutdown_background();
-        })
-        .join()
-        .unwrap();
-    }
+    abrupt_ends(&log, &store_path, stream_specs);
 
     let pipelines = start_streams(&log, &store_path).await;
     caught_up_named(&pipelines, "viewed").await;

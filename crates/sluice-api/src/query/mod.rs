@@ -353,7 +353,7 @@ impl Serving {
             return Err(ApiError::bad_request(
                 "stream",
                 format!(
-                    "{name:?} is a derived stream, not a metric: it has records, not windows. Read them with `sluice tail {name}` or GET /v1/streams/{name}, or count them with a metric FROM {name}"
+                    "{name:?} is a derived stream, not a metric: it has records, not windows. Read them with `sluice tail {name}` (or from topic {name} of the log), or count them with a metric FROM {name}"
                 ),
             ));
         }
