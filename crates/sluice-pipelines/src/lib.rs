@@ -1042,10 +1042,24 @@ impl<L: Log> Pipelines<L> {
                 .map(|metric| metric.plan.source.clone())
                 .collect()
         };
+        // The events topic's ends, and each stream's committed ends from the store (its topic
+        // has as many partitions): status is asked often, and a broker's offsets are not free.
+        let events: Vec<u64> = self
+            .offsets(&Source::Events)
+            .await?
+            .into_iter()
+            .map(|(_, end)| end)
+            .collect();
         let mut ends: BTreeMap<Source, Vec<u64>> = BTreeMap::new();
         for source in sources {
-            let offsets = self.offsets(&source).await?;
-            ends.insert(source, offsets.into_iter().map(|(_, end)| end).collect());
+            let source_ends = match &source {
+                Source::Events => events.clone(),
+                Source::Stream(stream) => {
+                    streams::committed_ends(&self.inner.store, stream, &vec![0; events.len()])
+                        .await?
+                }
+            };
+            ends.insert(source, source_ends);
         }
         let running = self.inner.running.lock().await;
         Ok(running

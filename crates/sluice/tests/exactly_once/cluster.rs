@@ -4,7 +4,9 @@
 //! in the topic, the results equal the oracle's exactly, and every node answers a query the
 //! same way.
 
-use super::crash::{ADMIN_KEY, Load, METRICS, READ_KEY, assert_exact_after, config_text};
+use super::crash::{
+    ADMIN_KEY, Load, METRICS, READ_KEY, assert_exact_after, config_text, routed_config_text,
+};
 use super::results::{assert_exact, events, expected, stored};
 use super::support::{Server, free_port, http_request, settled, settled_past};
 use sluice::client::Target;
@@ -25,7 +27,7 @@ fn brokers() -> String {
 
 /// The config of every node: topics and the group prefixed by this run, so runs sharing the
 /// broker never meet.
-fn cluster_config(dir: &Path, store_url: &str) -> std::path::PathBuf {
+fn cluster_config(dir: &Path, store_url: &str, routed: bool) -> std::path::PathBuf {
     let prefix = format!("cluster-{}-{}-", std::process::id(), now_millis());
     let log = format!(
         // A long append timeout: a producer whose batch times out bumps its epoch, and tansu
@@ -34,7 +36,12 @@ fn cluster_config(dir: &Path, store_url: &str) -> std::path::PathBuf {
         brokers()
     );
     let path = dir.join("sluice.toml");
-    std::fs::write(&path, config_text(store_url, &log)).unwrap();
+    let text = if routed {
+        routed_config_text(store_url, &log)
+    } else {
+        config_text(store_url, &log)
+    };
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -58,10 +65,20 @@ struct Cluster {
 
 impl Cluster {
     async fn new(name: &str) -> Cluster {
+        Cluster::start(name, false).await
+    }
+
+    /// [`Cluster::new`] whose nodes also route the orders into a derived stream and compute a
+    /// metric from it (the crash module's `ROUTED`).
+    async fn with_streams(name: &str) -> Cluster {
+        Cluster::start(name, true).await
+    }
+
+    async fn start(name: &str, routed: bool) -> Cluster {
         let turn = ONE_CLUSTER_AT_A_TIME.lock().await;
         let store_url = sluice_store::testing::postgres_url(name).await;
         let dir = tempfile::tempdir().unwrap();
-        let config_path = cluster_config(dir.path(), &store_url);
+        let config_path = cluster_config(dir.path(), &store_url, routed);
         Cluster {
             _turn: turn,
             dir,
@@ -89,7 +106,7 @@ fn target_of(node: &Server) -> Target {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_lose_one_to_sigkill_and_the_results_stay_exact() {
-    let cluster = Cluster::new("cluster").await;
+    let cluster = Cluster::with_streams("cluster").await;
     let mut nodes: Vec<Option<Server>> = cluster.nodes(3).into_iter().map(Some).collect();
     let targets: Vec<Target> = nodes.iter().flatten().map(target_of).collect();
 
