@@ -143,6 +143,11 @@ pub enum PipelineError {
         /// Who reads it.
         readers: String,
     },
+    /// A stream would write into a topic sluice keeps for something else.
+    #[error(
+        "a stream cannot be named {0:?}: that is the name of sluice's events or late-events topic; choose another name"
+    )]
+    TopicTaken(String),
     /// Streams are not replayed.
     #[error(
         "{0:?} is a derived stream: its records are in its topic already and readers may have counted them, so it is not replayed; delete it and create it again with backfill (and replay the metrics that read it)"
@@ -163,7 +168,8 @@ impl Classify for PipelineError {
             | PipelineError::ReplayRunning(_)
             | PipelineError::UnknownStream { .. }
             | PipelineError::StreamInUse { .. }
-            | PipelineError::StreamReplay(_) => ErrorClass::User,
+            | PipelineError::StreamReplay(_)
+            | PipelineError::TopicTaken(_) => ErrorClass::User,
             PipelineError::Store(error) => error.class(),
             PipelineError::Log(error) => error.class(),
             PipelineError::Stream(_) => ErrorClass::Internal,
@@ -812,6 +818,12 @@ impl<L: Log> Pipelines<L> {
         let plan =
             sluice_stream::sql::parse_metric(sql, &self.inner.settings.stream.metric_defaults())?;
         let _catalogue = self.inner.catalogue.lock().await;
+        let topics = &self.inner.settings.stream;
+        if plan.records().is_some()
+            && [&topics.source_topic, &topics.late_topic].contains(&&plan.name)
+        {
+            return Err(PipelineError::TopicTaken(plan.name.clone()));
+        }
         if let Source::Stream(stream) = &plan.source {
             let running = self
                 .inner

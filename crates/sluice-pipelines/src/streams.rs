@@ -13,8 +13,10 @@
 //! 3. A crash between an append and its commit leaves records in the topic that no range
 //!    covers. The next owner resumes from the committed source offset and appends them again,
 //!    after them: the orphans stay in the topic, in a gap between two ranges. An owner fenced
-//!    out while it still appends (a paused cluster node) only ever adds orphans too, since its
-//!    commit is refused.
+//!    out while it still appends (a paused cluster node) adds orphans too, since its commit is
+//!    refused; on Kafka its records could also land between the records of one of the new
+//!    owner's appends, whose range is taken as consecutive (see ARCHITECTURE.md: noticed, not
+//!    handled).
 //! 4. Readers (metrics and streams `FROM` the stream) read inside the committed ranges only
 //!    ([`StoreRanges`]): below the last committed end, skipping the gaps. So every derived
 //!    record counts once, whatever the kills, and the records a reader sees are exactly those
@@ -50,8 +52,8 @@ impl Committed for StoreRanges {
     }
 }
 
-/// The end of the last committed range of each of `partitions` partitions of `stream`, or
-/// `starts[p]` where none is: how far a reader can read now.
+/// The end of the last committed range of each partition of `stream` (as many as `starts`),
+/// or `starts[p]` where none is: how far a reader can read now.
 pub(crate) async fn committed_ends(
     store: &StoreBackend,
     stream: &str,

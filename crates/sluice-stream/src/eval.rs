@@ -482,12 +482,12 @@ impl Compiled {
         }
     }
 
-    /// Appends a derived stream's record for this event to `out` (nothing for a metric): the
-    /// envelope fields the event has, as written in it (`message_id`, `tenant`, `type`,
-    /// `event`, `name`, `user_id`, `anonymous_id`, `timestamp`, `received_at`), and
-    /// `properties` holding the columns: a column that is a field keeps the value as written
-    /// (objects and arrays included); a computed one is written from its value; a missing
-    /// one is `null`.
+    /// Appends a derived stream's record for this event to `out` (nothing for a metric):
+    /// `tenant` and `timestamp` (slots `tenant` and `time`), the envelope fields the event has
+    /// ([`ENVELOPE`]: `message_id`, `type`, `event`, `name`, `user_id`, `anonymous_id`,
+    /// `received_at`), all as written in it, then `properties` holding the columns: a column
+    /// that is a field keeps the value as written (objects and arrays included); a computed
+    /// one is written from its value; a missing one is `null`.
     pub fn write_record(
         &self,
         bytes: &[u8],
