@@ -164,7 +164,13 @@ impl App {
                 .await
             }
         }
-        .context("starting the metric pipelines")?;
+        .map_err(|error| match error.class() {
+            // The config's definitions are the operator's to fix (a metric reading no stream).
+            ErrorClass::User => {
+                anyhow::Error::from(UserError(format!("starting the metric pipelines: {error}")))
+            }
+            _ => anyhow::Error::from(error).context("starting the metric pipelines"),
+        })?;
 
         let validators = Arc::new(SharedValidators::default());
         let schemas = SchemaService::open(

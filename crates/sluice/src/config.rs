@@ -203,21 +203,40 @@ impl Validate for Config {
         }
         let defaults = self.stream.metric_defaults();
         let mut names = std::collections::HashMap::new();
+        let mut plans = Vec::new();
         for (index, metric) in self.metrics.iter().enumerate() {
             let here = format!("{}[{index}].sql", join(path, "metrics"));
             match sluice_stream::sql::parse_metric(&metric.sql, &defaults) {
                 Ok(plan) => {
                     if let Some(first) = names.insert(plan.name.clone(), index) {
                         problems.push(ConfigProblem::new(
-                            here,
+                            here.clone(),
                             format!(
                                 "metric {:?} is already defined at metrics[{first}]",
                                 plan.name
                             ),
                         ));
                     }
+                    plans.push((here, plan));
                 }
                 Err(error) => problems.push(ConfigProblem::new(here, error.to_string())),
+            }
+        }
+        // A definition may read a stream made through the API, which the config does not
+        // know; one that reads a configured metric is wrong for sure.
+        for (here, plan) in &plans {
+            let sluice_stream::plan::Source::Stream(stream) = &plan.source else {
+                continue;
+            };
+            let read = plans.iter().find(|(_, other)| &other.name == stream);
+            if read.is_some_and(|(_, other)| other.records().is_none()) {
+                problems.push(ConfigProblem::new(
+                    here.clone(),
+                    format!(
+                        "{:?} reads FROM {stream}, which is a metric: read FROM events, or FROM a stream (CREATE STREAM {stream}_… AS SELECT … FROM events)",
+                        plan.name
+                    ),
+                ));
             }
         }
         let mut source_names = std::collections::HashMap::new();

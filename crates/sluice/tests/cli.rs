@@ -1054,6 +1054,57 @@ ip = "drop"
     );
 }
 
+#[test]
+fn stream_definitions_in_the_config_are_checked_and_one_reading_no_stream_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streams.toml");
+    let metric = |from: &str| {
+        format!(
+            "[[metrics]]\nsql = \"CREATE METRIC n AS SELECT COUNT(*) AS n FROM {from} GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)\"\n"
+        )
+    };
+    std::fs::write(
+        &path,
+        format!(
+            "[[metrics]]\nsql = \"CREATE STREAM orders AS SELECT COUNT(*) AS n FROM events\"\n\
+             [[metrics]]\nsql = \"CREATE METRIC m AS SELECT COUNT(*) AS n FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)\"\n{}",
+            metric("m")
+        ),
+    )
+    .unwrap();
+    let stderr = check_config_refuses(&path);
+    for said in [
+        "2 problems",
+        "metrics[0].sql: line 1, column 32: a stream has no aggregates",
+        "metrics[2].sql: \"n\" reads FROM m, which is a metric",
+    ] {
+        assert!(stderr.contains(said), "{said:?} in {stderr}");
+    }
+
+    // A stream the config does not define may be one made through the API: the check lets
+    // it pass, and the start names it.
+    std::fs::write(&path, metric("ordres")).unwrap();
+    let output = Command::new(support::BIN)
+        .args(["check-config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let output = Command::new(support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"n\" reads FROM ordres, which is not a derived stream: create it first with CREATE STREAM ordres"),
+        "{stderr}"
+    );
+}
+
 /// `sluice check-config FILE` of a config with problems: exits 2; its stderr.
 fn check_config_refuses(path: &std::path::Path) -> String {
     let output = Command::new(support::BIN)
