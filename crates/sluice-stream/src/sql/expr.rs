@@ -17,6 +17,28 @@ const MAX_PATH_DEPTH: usize = 8;
 const FIELDS: &str = "type, event, name, user_id, anonymous_id, message_id, timestamp, received_at, \
                       properties.…, context.…, traits.…";
 
+thread_local! {
+    /// Set while a definition that reads a derived stream is lowered: a plain name that is no
+    /// field names one of the stream's columns, `properties.<name>`.
+    static COLUMNS_BY_NAME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While alive, plain names that are no field name a derived stream's columns (see
+/// [`field`]); restores the previous setting when dropped.
+pub(super) struct ColumnsByName(bool);
+
+impl ColumnsByName {
+    pub(super) fn set(on: bool) -> ColumnsByName {
+        ColumnsByName(COLUMNS_BY_NAME.with(|cell| cell.replace(on)))
+    }
+}
+
+impl Drop for ColumnsByName {
+    fn drop(&mut self) {
+        COLUMNS_BY_NAME.with(|cell| cell.set(self.0));
+    }
+}
+
 /// Aggregate function names (upper case).
 pub(super) const AGGREGATES: [&str; 6] = ["COUNT", "SUM", "MIN", "MAX", "AVG", "APPROX_PERCENTILE"];
 
@@ -307,6 +329,11 @@ pub(super) fn field(idents: &[Ident], at: Location) -> Result<Field, SqlError> {
                 "context" => Field::Context(path),
                 _ => Field::Traits(path),
             })
+        }
+        // A derived stream's column: `revenue` for `properties.revenue`.
+        _ if path.is_empty() && COLUMNS_BY_NAME.with(std::cell::Cell::get) => {
+            let name = idents.first().map(|ident| ident.value.clone());
+            Ok(Field::Properties(name.into_iter().collect()))
         }
         _ => Err(error_at(
             at,

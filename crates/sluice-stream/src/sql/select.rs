@@ -102,6 +102,7 @@ fn lower_stream(select: &Select, fallback: Location) -> Result<Body, SqlError> {
     let select_at = super::span_start(select.select_token.0.span, fallback);
     reject_clauses(select, select_at)?;
     let source = check_from(select, select_at)?;
+    let _columns = expr::ColumnsByName::set(matches!(source, Source::Stream(_)));
     match &select.group_by {
         GroupByExpr::Expressions(exprs, modifiers) if exprs.is_empty() && modifiers.is_empty() => {}
         _ => {
@@ -173,6 +174,7 @@ fn lower_select(select: &Select, fallback: Location) -> Result<Body, SqlError> {
     let select_at = super::span_start(select.select_token.0.span, fallback);
     reject_clauses(select, select_at)?;
     let source = check_from(select, select_at)?;
+    let _columns = expr::ColumnsByName::set(matches!(source, Source::Stream(_)));
     let filter = select
         .selection
         .as_ref()
@@ -324,7 +326,11 @@ fn resolve_key(group: &AstExpr, items: &[Item], at: Location) -> Result<(Expr, S
             Item::Scalar(expr, alias, _, _) if *expr == key => alias.clone(),
             _ => None,
         })
-        .unwrap_or_else(|| key.to_string());
+        .unwrap_or_else(|| match group {
+            // As written: a derived stream's column `currency` is `properties.currency`.
+            AstExpr::Identifier(ident) => ident.value.clone(),
+            _ => key.to_string(),
+        });
     Ok((key, name))
 }
 

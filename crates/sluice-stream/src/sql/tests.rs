@@ -369,9 +369,27 @@ fn streams_name_their_columns_and_read_from_events_or_a_stream() {
     assert_eq!(metric.source, crate::plan::Source::Stream("orders".into()));
     assert_eq!(metric.source.topic("events"), "orders");
     assert!(metric.records().is_none());
-    let chained = parse(
-        "CREATE STREAM big AS SELECT properties.revenue FROM orders WHERE properties.revenue > 100",
+    // A stream's columns by their names: `revenue` is `properties.revenue`; envelope fields
+    // stay themselves.
+    let bare = parse(
+        "CREATE METRIC revenue AS SELECT currency, COUNT(DISTINCT user_id) AS buyers, SUM(revenue) AS total \
+         FROM orders WHERE revenue > 0 GROUP BY currency, TUMBLE(timestamp, INTERVAL '1' HOUR)",
     );
+    assert_eq!(bare.keys, [props("currency")]);
+    assert_eq!(bare.key_names, ["currency"]);
+    assert_eq!(bare.aggregates[0].arg, Some(Expr::Field(Field::UserId)));
+    assert_eq!(bare.aggregates[1].arg, Some(props("revenue")));
+    assert_eq!(
+        bare.filter.as_ref().map(ToString::to_string).as_deref(),
+        Some("(properties.revenue > 0)")
+    );
+    // Reading events, a plain unknown name is still an error, and so after a stream's plan.
+    assert!(
+        error("CREATE METRIC m AS SELECT SUM(revenue) AS t FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' HOUR)")
+            .contains("unknown field `revenue`")
+    );
+    let chained = parse("CREATE STREAM big AS SELECT revenue FROM orders WHERE revenue > 100");
+    assert_eq!(chained.records().unwrap()[0].name, "revenue");
     assert_eq!(chained.source, crate::plan::Source::Stream("orders".into()));
 }
 

@@ -11,8 +11,9 @@ use std::process::Command;
 
 const STREAM: &str = "CREATE STREAM big_views AS SELECT properties.url AS url, properties.amount \
      FROM events WHERE event = 'Page Viewed' AND properties.amount > 5";
-const BIG: &str = "CREATE METRIC big AS SELECT properties.url AS url, COUNT(*) AS n, \
-     SUM(properties.amount) AS amount FROM big_views GROUP BY url, TUMBLE(timestamp, INTERVAL '1' MINUTE)";
+/// The stream's columns by their names (`url` is the records' `properties.url`).
+const BIG: &str = "CREATE METRIC big AS SELECT url, COUNT(*) AS n, SUM(amount) AS amount \
+     FROM big_views GROUP BY url, TUMBLE(timestamp, INTERVAL '1' MINUTE)";
 
 async fn admin(h: &Harness, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
     h.call(method, path, ADMIN, &body).await
