@@ -755,26 +755,32 @@ fn stream_specs() -> Vec<MetricSpec> {
                 .into(),
             backfill: true,
         },
+        // A stream of a stream: it reads `viewed`'s committed records and writes its own.
+        MetricSpec {
+            sql: "CREATE STREAM pricey AS SELECT page, price FROM viewed WHERE price > 5".into(),
+            backfill: true,
+        },
     ]
 }
 
-/// The records of `viewed` a reader may read (inside the committed ranges), by origin, and
+/// The records of `stream` a reader may read (inside the committed ranges), by origin, and
 /// how many records of the topic are outside them.
 async fn committed_records(
     log: &LogBackend,
     pipelines: &Pipelines<LogBackend>,
+    stream: &str,
 ) -> (BTreeMap<String, serde_json::Value>, usize) {
     let mut by_origin = BTreeMap::new();
     let mut outside = 0;
     for partition in 0..2u32 {
         let ranges = pipelines
             .store()
-            .stream_ranges("viewed", partition, 0, 1_000)
+            .stream_ranges(stream, partition, 0, 1_000)
             .await
             .unwrap();
         let batch = log
             .read(
-                "viewed",
+                stream,
                 partition,
                 0,
                 sluice_log::ReadOptions {
@@ -854,7 +860,7 @@ async fn a_derived_stream_routes_each_event_once_across_abrupt_ends_and_metrics_
             Record::new(
                 None,
                 format!(
-                    r#"{{"tenant":"shop","timestamp":{BASE},"properties":{{"page":"orphan{i}"}}}}"#
+                    r#"{{"tenant":"shop","timestamp":{BASE},"properties":{{"page":"orphan{i}","price":99}}}}"#
                 ),
                 BASE,
             )
@@ -873,7 +879,8 @@ async fn a_derived_stream_routes_each_event_once_across_abrupt_ends_and_metrics_
         expected(0..1800),
         "every view counted exactly once through the stream"
     );
-    let (records, outside) = committed_records(&log, &pipelines).await;
+    caught_up_named(&pipelines, "pricey").await;
+    let (records, outside) = committed_records(&log, &pipelines, "viewed").await;
     assert!(
         outside >= 7,
         "the orphans stay outside the committed ranges ({outside})"
@@ -900,9 +907,63 @@ async fn a_derived_stream_routes_each_event_once_across_abrupt_ends_and_metrics_
         );
     }
 
+    // The stream of the stream: one record per committed view above 5, naming the view's
+    // record as its origin, whatever the abrupt ends did to either writer.
+    let (pricey, _) = committed_records(&log, &pipelines, "pricey").await;
+    let by_view: BTreeMap<String, serde_json::Value> = pricey
+        .iter()
+        .map(|(origin, record)| {
+            let view = origin
+                .strip_prefix("viewed/")
+                .unwrap_or_else(|| panic!("{origin} is of viewed"));
+            (view.to_owned(), record["properties"].clone())
+        })
+        .collect();
+    let mut expected_pricey = 0;
+    for partition in 0..2u32 {
+        let viewed = log
+            .read(
+                "viewed",
+                partition,
+                0,
+                sluice_log::ReadOptions {
+                    max_bytes: 64 << 20,
+                    max_wait: Duration::ZERO,
+                },
+            )
+            .await
+            .unwrap();
+        let ranges = pipelines
+            .store()
+            .stream_ranges("viewed", partition, 0, 1_000)
+            .await
+            .unwrap();
+        for stored in viewed.records {
+            let committed = ranges
+                .iter()
+                .any(|&(start, end)| (start..end).contains(&stored.offset));
+            let value: serde_json::Value = serde_json::from_slice(&stored.record.value).unwrap();
+            let price = value["properties"]["price"].as_f64().unwrap_or_default();
+            if !committed || price <= 5.0 {
+                continue;
+            }
+            expected_pricey += 1;
+            let key = format!("{partition}/{}", stored.offset);
+            assert_eq!(
+                by_view.get(&key),
+                Some(
+                    &serde_json::json!({"page": value["properties"]["page"], "price": value["properties"]["price"]})
+                ),
+                "{key}"
+            );
+        }
+    }
+    assert!(expected_pricey > 300, "{expected_pricey} views above 5");
+    assert_eq!(pricey.len(), expected_pricey, "no more, no less");
+
     // The stream cannot go while a metric reads it, nor be replayed.
     let error = pipelines.delete("viewed").await.unwrap_err().to_string();
-    assert!(error.contains("read by views"), "{error}");
+    assert!(error.contains("read by pricey, views"), "{error}");
     let error = pipelines
         .replay("viewed", None)
         .await
