@@ -277,6 +277,7 @@ impl App {
                     config.ingest.dead_letter_topic.clone(),
                     config.stream.late_topic.clone(),
                 ],
+                pipelines: pipelines.clone(),
             },
         )));
         // The query API's routes answer browsers without the collector's CORS.

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use sluice_core::access::Role;
 use sluice_core::erasure::ErasedUsers;
 use sluice_core::time::{Millis, now_millis};
+use sluice_log::LogBackend;
+use sluice_pipelines::Pipelines;
 use sluice_store::{ErasureRecord, StoreBackend};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +40,11 @@ pub struct ErasuresState {
     pub erased: Arc<ErasedUsers>,
     /// `log.retention-age` (`None`: kept until `retention-bytes` or forever).
     pub retention: Option<Duration>,
-    /// The topics events of the user may be in: events, dead letters, late events.
+    /// The topics events of the user may be in: events, dead letters, late events (the derived
+    /// streams' are added from `pipelines` at each erasure).
     pub topics: Vec<String>,
+    /// The pipelines: the derived streams' topics may hold records of the user's events too.
+    pub pipelines: Pipelines<LogBackend>,
 }
 
 /// The routes, with their OpenAPI description.
@@ -167,18 +172,28 @@ async fn erase_user(
         .map_err(ApiError::internal)?;
     state.erased.insert(&tenant, &id);
     tracing::info!(%tenant, "a user was erased: their events are dropped from now on");
+    let mut topics = state.topics.clone();
+    let mut streams: Vec<String> = state
+        .pipelines
+        .plans()
+        .into_iter()
+        .filter(|(plan, _)| plan.records().is_some())
+        .map(|(plan, _)| plan.name.clone())
+        .collect();
+    streams.sort();
+    topics.extend(streams);
     let removed_by = state
         .retention
         .map(|age| stored.erased_at.saturating_add(age.as_millis() as Millis));
     let note = match removed_by {
         Some(_) => format!(
             "events of this id stored before the erasure stay in {} until retention removes them (log.retention-age {})",
-            state.topics.join(", "),
+            topics.join(", "),
             sluice_core::config::HumanDuration(state.retention.unwrap_or_default())
         ),
         None => format!(
             "events of this id stored before the erasure stay in {}: log.retention-age is off, so only retention-bytes removes them",
-            state.topics.join(", ")
+            topics.join(", ")
         ),
     };
     Ok(Json(Erased {
@@ -189,7 +204,7 @@ async fn erase_user(
             erased_at: stored.erased_at,
         },
         remaining: Remaining {
-            topics: state.topics.clone(),
+            topics,
             removed_by,
             note,
         },

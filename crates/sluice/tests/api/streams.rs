@@ -125,6 +125,14 @@ async fn a_stream_routes_events_a_metric_counts_them_and_tail_shows_the_committe
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert_eq!(answer["error"]["code"], "stream_not_replayed");
+    // An erasure reports the stream's topic among those that may hold the user's events.
+    let (status, erased) = admin(&h, Method::DELETE, "/v1/users/u3?tenant=shop", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert_eq!(
+        erased["remaining"]["topics"],
+        json!(["events", "events.dlq", "events.late", "big_views"]),
+        "{erased}"
+    );
     let (status, answer) = admin(
         &h,
         Method::DELETE,
