@@ -763,6 +763,35 @@ fn stream_specs() -> Vec<MetricSpec> {
     ]
 }
 
+/// Every record of one partition of `stream`, and whether a committed range covers it.
+async fn partition_records(
+    log: &LogBackend,
+    pipelines: &Pipelines<LogBackend>,
+    stream: &str,
+    partition: u32,
+) -> Vec<(sluice_log::StoredRecord, bool)> {
+    let ranges = pipelines
+        .store()
+        .stream_ranges(stream, partition, 0, 1_000)
+        .await
+        .unwrap();
+    let options = sluice_log::ReadOptions {
+        max_bytes: 64 << 20,
+        max_wait: Duration::ZERO,
+    };
+    let batch = log.read(stream, partition, 0, options).await.unwrap();
+    batch
+        .records
+        .into_iter()
+        .map(|stored| {
+            let committed = ranges
+                .iter()
+                .any(|&(start, end)| (start..end).contains(&stored.offset));
+            (stored, committed)
+        })
+        .collect()
+}
+
 /// The records of `stream` a reader may read (inside the committed ranges), by origin, and
 /// how many records of the topic are outside them.
 async fn committed_records(
@@ -773,28 +802,8 @@ async fn committed_records(
     let mut by_origin = BTreeMap::new();
     let mut outside = 0;
     for partition in 0..2u32 {
-        let ranges = pipelines
-            .store()
-            .stream_ranges(stream, partition, 0, 1_000)
-            .await
-            .unwrap();
-        let batch = log
-            .read(
-                stream,
-                partition,
-                0,
-                sluice_log::ReadOptions {
-                    max_bytes: 64 << 20,
-                    max_wait: Duration::ZERO,
-                },
-            )
-            .await
-            .unwrap();
-        for stored in batch.records {
-            if !ranges
-                .iter()
-                .any(|&(start, end)| (start..end).contains(&stored.offset))
-            {
+        for (stored, committed) in partition_records(log, pipelines, stream, partition).await {
+            if !committed {
                 outside += 1;
                 continue;
             }
@@ -921,27 +930,7 @@ async fn a_derived_stream_routes_each_event_once_across_abrupt_ends_and_metrics_
         .collect();
     let mut expected_pricey = 0;
     for partition in 0..2u32 {
-        let viewed = log
-            .read(
-                "viewed",
-                partition,
-                0,
-                sluice_log::ReadOptions {
-                    max_bytes: 64 << 20,
-                    max_wait: Duration::ZERO,
-                },
-            )
-            .await
-            .unwrap();
-        let ranges = pipelines
-            .store()
-            .stream_ranges("viewed", partition, 0, 1_000)
-            .await
-            .unwrap();
-        for stored in viewed.records {
-            let committed = ranges
-                .iter()
-                .any(|&(start, end)| (start..end).contains(&stored.offset));
+        for (stored, committed) in partition_records(&log, &pipelines, "viewed", partition).await {
             let value: serde_json::Value = serde_json::from_slice(&stored.record.value).unwrap();
             let price = value["properties"]["price"].as_f64().unwrap_or_default();
             if !committed || price <= 5.0 {

@@ -248,6 +248,21 @@ pub async fn run_partition<L: Log, C: Clock>(
         ranges: Default::default(),
         floor: 0,
     });
+    // What the processor produced, delivered at processing time `$now`.
+    macro_rules! deliver {
+        ($now:expr) => {
+            deliver(
+                &*log,
+                partition,
+                &settings,
+                &outputs,
+                &mut out,
+                &mut appender,
+                $now,
+            )
+            .await?
+        };
+    }
     let tick_every = Millis::try_from(settings.tick_interval.as_millis()).unwrap_or(Millis::MAX);
     let mut last_tick = clock.now();
     loop {
@@ -261,16 +276,7 @@ pub async fn run_partition<L: Log, C: Clock>(
                 Ok(message) => apply(&mut processor, message, &mut out)?,
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
-            deliver(
-                &*log,
-                partition,
-                &settings,
-                &outputs,
-                &mut out,
-                &mut appender,
-                clock.now(),
-            )
-            .await?;
+            deliver!(clock.now());
             answered = true;
         }
         if answered {
@@ -284,16 +290,7 @@ pub async fn run_partition<L: Log, C: Clock>(
         if now.saturating_sub(last_tick) >= tick_every {
             last_tick = now;
             processor.handle(Message::Tick { now }, &mut out)?;
-            deliver(
-                &*log,
-                partition,
-                &settings,
-                &outputs,
-                &mut out,
-                &mut appender,
-                now,
-            )
-            .await?;
+            deliver!(now);
         }
         let mut offset = processor.next_offset();
         let mut limit = u64::MAX;
@@ -333,7 +330,7 @@ pub async fn run_partition<L: Log, C: Clock>(
                     None | Some(Control::Stop) => return Ok(processor),
                     Some(message) => apply(&mut processor, message, &mut out)?,
                 }
-                deliver(&*log, partition, &settings, &outputs, &mut out, &mut appender, clock.now()).await?;
+                deliver!(clock.now());
                 continue;
             }
             read = read => read.map_err(|source| StreamError::Log {
@@ -360,16 +357,7 @@ pub async fn run_partition<L: Log, C: Clock>(
             },
             &mut out,
         )?;
-        deliver(
-            &*log,
-            partition,
-            &settings,
-            &outputs,
-            &mut out,
-            &mut appender,
-            now,
-        )
-        .await?;
+        deliver!(now);
         outputs
             .processed
             .store(processor.next_offset(), Ordering::Relaxed);
