@@ -19,7 +19,7 @@ mod failure;
 mod partition;
 mod rewind;
 mod status;
-mod streams;
+pub mod streams;
 
 pub use convert::partial_row;
 pub use failure::FailureClass;
@@ -835,14 +835,10 @@ impl<L: Log> Pipelines<L> {
             // new ones): the store's catalogue says.
             let is_stream = match running {
                 Some(is_stream) => is_stream,
-                None => self.inner.store.metrics().await?.iter().any(|record| {
-                    record.name == *stream
-                        && sluice_stream::sql::parse_metric(
-                            &record.sql,
-                            &self.inner.settings.stream.metric_defaults(),
-                        )
-                        .is_ok_and(|plan| plan.records().is_some())
-                }),
+                None => {
+                    let defaults = self.inner.settings.stream.metric_defaults();
+                    streams::is_stored_stream(&self.inner.store, stream, &defaults).await?
+                }
             };
             if !is_stream {
                 return Err(PipelineError::UnknownStream {

@@ -29,7 +29,9 @@
 use crate::PipelineError;
 use sluice_log::{Log, TopicSpec};
 use sluice_store::StoreBackend;
+use sluice_store::error::StoreError;
 use sluice_stream::plan::{MetricPlan, Source};
+use sluice_stream::sql::MetricDefaults;
 use sluice_stream::task::{Committed, RangesFuture};
 
 /// Committed ranges read per store query by a reader that has used up those it knew.
@@ -61,23 +63,44 @@ pub(crate) async fn committed_ends(
 ) -> Result<Vec<u64>, PipelineError> {
     let mut ends = Vec::with_capacity(starts.len());
     for (partition, &start) in starts.iter().enumerate() {
-        let mut end = None;
-        let mut from = 0;
-        loop {
-            let page = store
-                .stream_ranges(stream, partition as u32, from, RANGES_PER_READ)
-                .await?;
-            if let Some(&(_, last)) = page.last() {
-                end = Some(last);
-                from = last;
-            }
-            if page.len() < RANGES_PER_READ as usize {
-                break;
-            }
-        }
+        let end = committed_end(store, stream, partition as u32).await?;
         ends.push(end.unwrap_or(start));
     }
     Ok(ends)
+}
+
+/// The end of the last committed range of one partition of `stream` (`None`: nothing
+/// committed yet).
+pub async fn committed_end(
+    store: &StoreBackend,
+    stream: &str,
+    partition: u32,
+) -> Result<Option<u64>, StoreError> {
+    let mut end = None;
+    loop {
+        let page = store
+            .stream_ranges(stream, partition, end.unwrap_or(0), RANGES_PER_READ)
+            .await?;
+        if let Some(&(_, last)) = page.last() {
+            end = Some(last);
+        }
+        if page.len() < RANGES_PER_READ as usize {
+            return Ok(end);
+        }
+    }
+}
+
+/// Whether the store defines `name` as a derived stream.
+pub async fn is_stored_stream(
+    store: &StoreBackend,
+    name: &str,
+    defaults: &MetricDefaults,
+) -> Result<bool, StoreError> {
+    Ok(store.metrics().await?.iter().any(|record| {
+        record.name == name
+            && sluice_stream::sql::parse_metric(&record.sql, defaults)
+                .is_ok_and(|plan| plan.records().is_some())
+    }))
 }
 
 /// Creates the topic of `plan`'s stream, and of the stream it reads, if missing: with the

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use sluice_core::time::{Millis, format_millis, parse_rfc3339_millis};
 use sluice_log::{Log, LogBackend, ReadOptions, StoredRecord};
+use sluice_pipelines::streams;
 use sluice_store::{StoreBackend, StoreLocation};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -81,8 +82,9 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         for partition in partitions {
             let mut info = info.partitions[partition as usize];
             if let Some(store) = &committed {
-                info.end_offset = committed_end(store, &args.topic, partition)
+                info.end_offset = streams::committed_end(store, &args.topic, partition)
                     .await?
+                    .unwrap_or(0)
                     .max(info.start_offset);
             }
             let start = match from {
@@ -168,28 +170,18 @@ async fn stream_store(
     {
         return Ok(None);
     }
-    let Ok(store) = StoreBackend::open(&config.store, &config.data_dir).await else {
-        return Ok(None);
+    let store = match StoreBackend::open(&config.store, &config.data_dir).await {
+        Ok(store) => store,
+        Err(error) => {
+            // Tailing a log topic needs no store; but if this one is a derived stream, its
+            // uncommitted records show too, so say so.
+            tracing::warn!(%error, topic, "cannot open the store to tell whether the topic is a derived stream; printing every record of it, committed or not");
+            return Ok(None);
+        }
     };
     let defaults = config.stream.metric_defaults();
-    let is_stream = store.metrics().await?.into_iter().any(|record| {
-        record.name == topic
-            && sluice_stream::sql::parse_metric(&record.sql, &defaults)
-                .is_ok_and(|plan| plan.records().is_some())
-    });
+    let is_stream = streams::is_stored_stream(&store, topic, &defaults).await?;
     Ok(is_stream.then_some(store))
-}
-
-/// The end of the last committed range of a stream's partition (0 when none).
-async fn committed_end(store: &StoreBackend, stream: &str, partition: u32) -> anyhow::Result<u64> {
-    let mut end = 0;
-    loop {
-        let ranges = store.stream_ranges(stream, partition, end, 1024).await?;
-        match ranges.last() {
-            Some(&(_, last)) => end = last,
-            None => return Ok(end),
-        }
-    }
 }
 
 /// Reads one partition from `offset` on (up to `stop` when given) and queues its lines; of a
