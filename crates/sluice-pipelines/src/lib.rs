@@ -819,9 +819,7 @@ impl<L: Log> Pipelines<L> {
             sluice_stream::sql::parse_metric(sql, &self.inner.settings.stream.metric_defaults())?;
         let _catalogue = self.inner.catalogue.lock().await;
         let topics = &self.inner.settings.stream;
-        if plan.records().is_some()
-            && [&topics.source_topic, &topics.late_topic].contains(&&plan.name)
-        {
+        if plan.is_stream() && [&topics.source_topic, &topics.late_topic].contains(&&plan.name) {
             return Err(PipelineError::TopicTaken(plan.name.clone()));
         }
         if let Source::Stream(stream) = &plan.source {
@@ -830,7 +828,7 @@ impl<L: Log> Pipelines<L> {
                 .plans
                 .lock()
                 .get(stream)
-                .map(|(source, _)| source.records().is_some());
+                .map(|(source, _)| source.is_stream());
             // Not started yet (at start-up, definitions in the store start after the config's
             // new ones): the store's catalogue says.
             let is_stream = match running {
@@ -1205,7 +1203,7 @@ impl<L: Log> Pipelines<L> {
         if metric.replay.is_some() {
             return Err(PipelineError::ReplayRunning(name.to_owned()));
         }
-        if metric.plan.records().is_some() {
+        if metric.plan.is_stream() {
             return Err(PipelineError::StreamReplay(name.to_owned()));
         }
         let offsets = self.offsets(&metric.plan.source).await?;
@@ -1496,10 +1494,10 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
     });
     MetricStatus {
         record: metric.record.clone(),
-        kind: if metric.plan.records().is_some() {
-            "stream"
-        } else {
-            "metric"
+        kind: match metric.plan.output {
+            sluice_stream::plan::Output::Windows => "metric",
+            sluice_stream::plan::Output::Records(_) => "stream",
+            sluice_stream::plan::Output::Sessions { .. } => "sessions",
         },
         source: match &metric.plan.source {
             Source::Events => "events".to_owned(),

@@ -99,7 +99,7 @@ pub async fn is_stored_stream(
     Ok(store.metrics().await?.iter().any(|record| {
         record.name == name
             && sluice_stream::sql::parse_metric(&record.sql, defaults)
-                .is_ok_and(|plan| plan.records().is_some())
+                .is_ok_and(|plan| plan.is_stream())
     }))
 }
 
@@ -115,7 +115,7 @@ pub(crate) async fn ensure_topics<L: Log>(
         .await?
         .first()
         .map_or(0, |topic| topic.partitions.len() as u32);
-    let own = plan.records().map(|_| plan.name.as_str());
+    let own = plan.is_stream().then_some(plan.name.as_str());
     let read = match &plan.source {
         Source::Stream(name) => Some(name.as_str()),
         Source::Events => None,

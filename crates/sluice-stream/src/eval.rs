@@ -352,15 +352,21 @@ enum ArgUse {
     Present,
     Number,
     Hash,
+    /// The value as written, for first and last values.
+    Json,
 }
+
+/// One aggregate's argument, compiled: how its value is used, the argument (none for
+/// `COUNT(*)`) and its `FILTER`.
+type Arg = (ArgUse, Option<CExpr>, Option<CExpr>);
 
 /// A metric's expressions compiled against a processor's slots.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {
     filter: Option<CExpr>,
     keys: Vec<CExpr>,
-    args: Vec<(ArgUse, Option<CExpr>)>,
-    /// For each argument, an earlier argument with the same expression and use, whose input
+    args: Vec<Arg>,
+    /// For each argument, an earlier argument with the same expression, use and filter, whose input
     /// is reused (`AVG(x)` and `APPROX_PERCENTILE(x, q)` parse `x` once).
     same_as: Vec<Option<usize>>,
     /// A derived stream's record: the envelope's slots with their keys, then the columns.
@@ -426,14 +432,16 @@ impl Compiled {
                     AggregateKind::CountStar => ArgUse::Star,
                     AggregateKind::Count => ArgUse::Present,
                     AggregateKind::CountDistinct => ArgUse::Hash,
+                    AggregateKind::First | AggregateKind::Last => ArgUse::Json,
                     _ => ArgUse::Number,
                 };
                 (
                     usage,
                     aggregate.arg.as_ref().map(|arg| compile(arg, &slot_of)),
+                    aggregate.filter.as_ref().map(|f| compile(f, &slot_of)),
                 )
             })
-            .collect::<Vec<(ArgUse, Option<CExpr>)>>();
+            .collect::<Vec<Arg>>();
         let same_as = (0..args.len())
             .map(|i| (0..i).find(|&j| args[j] == args[i]))
             .collect();
@@ -529,20 +537,44 @@ impl Compiled {
         }
     }
 
-    /// The aggregates' inputs from this event, into `out`; whether any is
-    /// [`Input::OutOfRange`] (so the caller counts them only then).
+    /// The aggregates' inputs from this event (of event time `time`), into `out`; whether
+    /// any is [`Input::OutOfRange`] (so the caller counts them only then). An aggregate
+    /// whose `FILTER` is not TRUE gets [`Input::Null`].
     #[inline]
-    pub fn inputs(&self, bytes: &[u8], slots: &[Slot], out: &mut Vec<Input>) -> bool {
+    pub fn inputs(&self, bytes: &[u8], slots: &[Slot], time: i64, out: &mut Vec<Input>) -> bool {
         out.clear();
         let mut out_of_range = false;
-        for (index, (usage, arg)) in self.args.iter().enumerate() {
+        for (index, (usage, arg, filter)) in self.args.iter().enumerate() {
             if let Some(earlier) = self.same_as[index] {
                 out.push(out[earlier]);
+                continue;
+            }
+            if let Some(filter) = filter
+                && filter.eval(bytes, slots) != Value::Bool(true)
+            {
+                out.push(Input::Null);
+                continue;
+            }
+            if let (ArgUse::Json, Some(CExpr::Slot(slot))) = (usage, arg) {
+                let slot = &slots[*slot];
+                out.push(match slot.kind {
+                    Kind::Missing | Kind::Null => Input::Null,
+                    // An object whose own fields were scanned has no span of its own.
+                    Kind::Composite if slot.start == slot.end => Input::Null,
+                    kind => Input::Json {
+                        time,
+                        start: slot.start,
+                        end: slot.end,
+                        quoted: matches!(kind, Kind::String | Kind::EscapedString),
+                    },
+                });
                 continue;
             }
             let value = arg.as_ref().map(|arg| arg.eval(bytes, slots));
             let input = match (usage, value) {
                 (ArgUse::Star, _) => Input::Present,
+                // First and last values take fields only (what sessions give them).
+                (ArgUse::Json, _) => Input::Null,
                 (_, None) => Input::Null,
                 (_, Some(Value::Null)) => match arg {
                     // NULL from a JSON number: one out of the decimal range.

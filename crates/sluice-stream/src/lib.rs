@@ -42,6 +42,7 @@ pub mod keys;
 pub mod oracle;
 pub mod plan;
 pub mod render;
+pub mod sessions;
 pub mod sql;
 pub mod task;
 pub mod value;

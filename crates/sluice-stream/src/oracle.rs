@@ -209,6 +209,8 @@ pub enum Expected {
     Distinct(u64),
     /// The exact value at the quantile's rank (micro-units), `None` without numbers.
     Percentile(Option<i128>),
+    /// A first or last value's text (`None` without one).
+    Value(Option<String>),
 }
 
 /// The key as the engine prints it: tenant, then each value.
@@ -236,11 +238,12 @@ pub struct Answer {
     pub late: BTreeSet<u64>,
 }
 
-/// One counted event: its time and each aggregate's argument value.
+/// One counted event: its time and each aggregate's argument value (`None` where the
+/// aggregate's `FILTER` is not true).
 #[derive(Debug, Clone)]
 struct Counted {
     time: i64,
-    args: Vec<Typed>,
+    args: Vec<Option<Typed>>,
 }
 
 fn sessions(mut events: Vec<Counted>, gap: i64) -> Vec<(Window, Vec<Counted>)> {
@@ -317,9 +320,15 @@ pub fn evaluate(
                     .aggregates
                     .iter()
                     .map(|a| {
-                        a.arg
+                        let passes = a
+                            .filter
                             .as_ref()
-                            .map_or(Typed::Bool(true), |arg| eval(arg, &event))
+                            .is_none_or(|filter| eval(filter, &event) == Typed::Bool(true));
+                        passes.then(|| {
+                            a.arg
+                                .as_ref()
+                                .map_or(Typed::Bool(true), |arg| eval(arg, &event))
+                        })
                     })
                     .collect(),
             };
@@ -408,7 +417,14 @@ pub fn evaluate(
             .aggregates
             .iter()
             .enumerate()
-            .map(|(i, aggregate)| aggregate_of(&aggregate.kind, members.iter().map(|m| &m.args[i])))
+            .map(|(i, aggregate)| {
+                aggregate_of(
+                    &aggregate.kind,
+                    members
+                        .iter()
+                        .filter_map(|m| m.args[i].as_ref().map(|arg| (m.time, arg))),
+                )
+            })
             .collect();
         let previous = answer.windows.insert((key.clone(), window), expected);
         assert!(previous.is_none(), "oracle produced {key} {window:?} twice");
@@ -416,8 +432,18 @@ pub fn evaluate(
     answer
 }
 
-fn aggregate_of<'a>(kind: &AggregateKind, args: impl Iterator<Item = &'a Typed>) -> Expected {
-    let args: Vec<&Typed> = args.collect();
+fn aggregate_of<'a>(
+    kind: &AggregateKind,
+    timed: impl Iterator<Item = (i64, &'a Typed)>,
+) -> Expected {
+    let timed: Vec<(i64, &Typed)> = timed.collect();
+    let args: Vec<&Typed> = timed.iter().map(|(_, arg)| *arg).collect();
+    let texts = || {
+        timed
+            .iter()
+            .filter(|(_, arg)| **arg != Typed::Null)
+            .map(|(time, arg)| (*time, text(arg).unwrap_or_default()))
+    };
     let numbers: Vec<i128> = args.iter().filter_map(|v| number(v)).collect();
     match kind {
         AggregateKind::CountStar => Expected::Count(args.len() as u64),
@@ -442,6 +468,8 @@ fn aggregate_of<'a>(kind: &AggregateKind, args: impl Iterator<Item = &'a Typed>)
                     .then(|| sorted[(quantile * (sorted.len() - 1) as f64).floor() as usize]),
             )
         }
+        AggregateKind::First => Expected::Value(texts().min().map(|(_, text)| text)),
+        AggregateKind::Last => Expected::Value(texts().max().map(|(_, text)| text)),
     }
 }
 

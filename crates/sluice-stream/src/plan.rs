@@ -291,6 +291,13 @@ pub enum AggregateKind {
         /// The quantile, in `[0, 1]`.
         quantile: f64,
     },
+    /// The value (as the event wrote it) of the earliest event, by event time, where the
+    /// argument is not NULL; a tie goes to the smaller text. Sessions use it (entry page,
+    /// referrer, campaign); the metric dialect has no name for it.
+    First,
+    /// The value of the latest event where the argument is not NULL; a tie goes to the
+    /// larger text. Sessions use it (exit page).
+    Last,
 }
 
 /// One aggregate of a metric.
@@ -300,6 +307,8 @@ pub struct Aggregate {
     pub kind: AggregateKind,
     /// Its argument (`None` only for `COUNT(*)`).
     pub arg: Option<Expr>,
+    /// `FILTER (WHERE …)`: only events for which it is TRUE are aggregated.
+    pub filter: Option<Expr>,
 }
 
 /// Where an output column comes from.
@@ -388,6 +397,14 @@ pub enum Output {
     /// stream: the event's envelope (ids, type, event name, times) with `properties` holding
     /// these columns, in order.
     Records(Vec<Projection>),
+    /// `CREATE SESSIONS`: one record per visitor session when it closes (see
+    /// [`crate::sessions`]); the plan's window is the session gap, its group key the visitor,
+    /// its aggregates the session's summary.
+    Sessions {
+        /// The longest a session lasts, ms: an event this long after its session's first
+        /// one starts a new session.
+        max_length: Millis,
+    },
 }
 
 /// A parsed, checked metric definition; or, with [`Output::Records`], a derived stream's
@@ -435,12 +452,18 @@ pub const ENVELOPE: [Field; 7] = [
 ];
 
 impl MetricPlan {
-    /// The derived stream's columns, if this is a stream's plan.
+    /// The derived stream's columns, if this is a `CREATE STREAM` plan.
     pub fn records(&self) -> Option<&[Projection]> {
         match &self.output {
             Output::Records(columns) => Some(columns),
-            Output::Windows => None,
+            Output::Windows | Output::Sessions { .. } => None,
         }
+    }
+
+    /// Whether the plan writes records to a topic (a stream or sessions) rather than
+    /// windows to the store.
+    pub fn is_stream(&self) -> bool {
+        !matches!(self.output, Output::Windows)
     }
 
     /// Every field the metric reads, sorted and deduplicated (always including `timestamp`).
@@ -456,6 +479,9 @@ impl MetricPlan {
         for aggregate in &self.aggregates {
             if let Some(arg) = &aggregate.arg {
                 arg.for_each_field(&mut push);
+            }
+            if let Some(filter) = &aggregate.filter {
+                filter.for_each_field(&mut push);
             }
         }
         if let Output::Records(columns) = &self.output {

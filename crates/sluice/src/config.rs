@@ -229,7 +229,7 @@ impl Validate for Config {
                 continue;
             };
             let read = plans.iter().find(|(_, other)| &other.name == stream);
-            if read.is_some_and(|(_, other)| other.records().is_none()) {
+            if read.is_some_and(|(_, other)| !other.is_stream()) {
                 problems.push(ConfigProblem::new(
                     here.clone(),
                     format!(

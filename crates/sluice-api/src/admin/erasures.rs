@@ -177,7 +177,7 @@ async fn erase_user(
         .pipelines
         .plans()
         .into_iter()
-        .filter(|(plan, _)| plan.records().is_some())
+        .filter(|(plan, _)| plan.is_stream())
         .map(|(plan, _)| plan.name.clone())
         .collect();
     streams.sort();

@@ -213,6 +213,9 @@ impl MetricInfo {
                     AggregateKind::ApproxPercentile { quantile } => {
                         ("approx_percentile", Some(quantile))
                     }
+                    // Sessions' summaries; sessions are not queried as metrics.
+                    AggregateKind::First => ("first", None),
+                    AggregateKind::Last => ("last", None),
                 };
                 ValueInfo {
                     name: name.to_owned(),
@@ -330,7 +333,7 @@ impl Serving {
             .source
             .plans()
             .iter()
-            .filter(|(plan, _)| plan.records().is_none())
+            .filter(|(plan, _)| !plan.is_stream())
             .map(|(plan, _)| MetricInfo::of(plan))
             .collect();
         metrics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -349,7 +352,7 @@ impl Serving {
                 "no metric named {name:?}: GET /v1/metrics lists them"
             ))
         })?;
-        if plan.records().is_some() {
+        if plan.is_stream() {
             return Err(ApiError::bad_request(
                 "stream",
                 format!(

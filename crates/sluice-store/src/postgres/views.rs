@@ -212,6 +212,8 @@ fn value_type(kind: &AggregateKind) -> SqlType {
             SqlType::Numeric
         }
         AggregateKind::ApproxPercentile { .. } => SqlType::Double,
+        // Sessions' summaries, never a view's column (sessions get no view).
+        AggregateKind::First | AggregateKind::Last => SqlType::Text,
     }
 }
 
@@ -310,7 +312,7 @@ pub(super) async fn replace_view(
     lock(tx).await?;
     let name = identifier(&view_name(metric));
     // A derived stream has no windows to show.
-    let Some(plan) = plan.filter(|plan| plan.records().is_none()) else {
+    let Some(plan) = plan.filter(|plan| !plan.is_stream()) else {
         return tx
             .batch_execute(&format!("DROP VIEW IF EXISTS {name}"))
             .await;

@@ -18,6 +18,7 @@
 //! | 5 | avg | a sum payload, then the count |
 //! | 6 | HyperLogLog | 0 + n + delta-coded sorted hashes, or 1 + precision (12) + 4096 registers |
 //! | 7 | DDSketch | mapping (1: logarithmic, α = 1 %), zero count, positive then negative store as bin count, offset, counts |
+//! | 8 / 9 | first / last value | 0, or 1 then the event time (zigzag) and the value's JSON text (length, bytes) |
 //!
 //! Decoding rejects a bad checksum, an unknown version or tag, truncation, trailing bytes and
 //! impossible values, with a message saying which.
@@ -32,6 +33,7 @@ use crate::plan::AggregateKind;
 use codec::{MAX_U64_BYTES, Reader, WRITE_SLACK, Writer};
 use ddsketch::DdSketch;
 use hll::Hll;
+use sluice_core::time::Millis;
 use std::fmt;
 
 /// The encoding's format version.
@@ -54,6 +56,104 @@ pub enum Input {
     Number(Decimal),
     /// A value's XXH3 hash, for distinct counts.
     Hash(u64),
+    /// A value as the event wrote it, for first and last values: its text is
+    /// `bytes[start..end]` of the event the input was taken from (a string's text without
+    /// its quotes, when `quoted`).
+    Json {
+        /// The event's time.
+        time: Millis,
+        /// Where the text starts in the event.
+        start: u32,
+        /// Where it ends.
+        end: u32,
+        /// Whether the value is a string (its quotes are not in the span).
+        quoted: bool,
+    },
+}
+
+/// The most bytes of a value a first or last value keeps: a longer one is cut at this
+/// length (at a character boundary for strings, and closed as a string), so a state stays
+/// small whatever events hold.
+pub const MAX_VALUE_BYTES: usize = 1024;
+
+/// A first or last value: the JSON text of the value and the time of its event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamped {
+    /// The event time.
+    pub time: Millis,
+    /// The value as JSON, as the event wrote it (strings with their quotes).
+    pub json: Vec<u8>,
+}
+
+impl Stamped {
+    /// Orders `(time, json)` against a candidate without building its JSON.
+    fn cmp_candidate(&self, time: Millis, raw: &[u8], quoted: bool) -> std::cmp::Ordering {
+        let quote: &[u8] = if quoted { b"\"" } else { b"" };
+        self.time
+            .cmp(&time)
+            .then_with(|| self.json.iter().cmp(quote.iter().chain(raw).chain(quote)))
+    }
+
+    /// Replaces the value with a candidate's, reusing the memory.
+    fn set(&mut self, time: Millis, raw: &[u8], quoted: bool) {
+        self.time = time;
+        self.json.clear();
+        write_bounded(raw, quoted, &mut self.json);
+    }
+
+    fn from_candidate(time: Millis, raw: &[u8], quoted: bool) -> Stamped {
+        let mut stamped = Stamped {
+            time,
+            json: Vec::with_capacity(raw.len() + 2),
+        };
+        stamped.set(time, raw, quoted);
+        stamped
+    }
+}
+
+/// Appends a value's JSON, at most [`MAX_VALUE_BYTES`] of its text. A cut string ends at a
+/// UTF-8 boundary outside any escape; a cut non-string (an object or array) becomes `null`,
+/// since half of one is no JSON.
+fn write_bounded(raw: &[u8], quoted: bool, out: &mut Vec<u8>) {
+    if raw.len() <= MAX_VALUE_BYTES {
+        if quoted {
+            out.push(b'"');
+        }
+        out.extend_from_slice(raw);
+        if quoted {
+            out.push(b'"');
+        }
+        return;
+    }
+    if !quoted {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    // Whole characters and whole escapes only (a surrogate pair's two escapes together).
+    let (mut at, mut cut) = (0, 0);
+    while at < raw.len() {
+        let step = match raw[at] {
+            b'\\' if raw.get(at + 1) == Some(&b'u') => {
+                let high = raw.get(at + 2..at + 4).is_some_and(|hex| {
+                    matches!(hex, [b'd' | b'D', b'8'..=b'9' | b'a'..=b'b' | b'A'..=b'B'])
+                });
+                if high { 12 } else { 6 }
+            }
+            b'\\' => 2,
+            byte if byte < 0x80 => 1,
+            byte if byte >= 0xF0 => 4,
+            byte if byte >= 0xE0 => 3,
+            _ => 2,
+        };
+        if at + step > MAX_VALUE_BYTES {
+            break;
+        }
+        at += step;
+        cut = at;
+    }
+    out.push(b'"');
+    out.extend_from_slice(&raw[..cut]);
+    out.push(b'"');
 }
 
 /// An exact sum: NULL until the first number; an overflow (beyond `i128` at the sum's
@@ -155,6 +255,10 @@ pub enum AggState {
     Distinct(Hll),
     /// `APPROX_PERCENTILE(x, q)`.
     Percentile(DdSketch),
+    /// The first value by event time.
+    First(Option<Stamped>),
+    /// The last value by event time.
+    Last(Option<Stamped>),
 }
 
 impl AggState {
@@ -171,10 +275,45 @@ impl AggState {
                 count: 0,
             },
             AggregateKind::ApproxPercentile { .. } => AggState::Percentile(DdSketch::default()),
+            AggregateKind::First => AggState::First(None),
+            AggregateKind::Last => AggState::Last(None),
         }
     }
 
-    /// Folds one event's input in.
+    /// Folds one event's input in; `event` is the event the input was taken from (only
+    /// [`Input::Json`] reads it).
+    #[inline]
+    pub fn update_from(&mut self, input: Input, event: &[u8]) {
+        if let Input::Json {
+            time,
+            start,
+            end,
+            quoted,
+        } = input
+        {
+            let raw = event.get(start as usize..end as usize).unwrap_or_default();
+            let wanted = match self {
+                AggState::First(_) => std::cmp::Ordering::Greater,
+                AggState::Last(_) => std::cmp::Ordering::Less,
+                _ => return,
+            };
+            let (AggState::First(value) | AggState::Last(value)) = self else {
+                return;
+            };
+            match value {
+                None => *value = Some(Stamped::from_candidate(time, raw, quoted)),
+                Some(current) if current.cmp_candidate(time, raw, quoted) == wanted => {
+                    current.set(time, raw, quoted)
+                }
+                Some(_) => {}
+            }
+            return;
+        }
+        self.update(input);
+    }
+
+    /// Folds one event's input in (any but [`Input::Json`], which needs the event: see
+    /// [`AggState::update_from`]).
     #[inline]
     pub fn update(&mut self, input: Input) {
         match (self, input) {
@@ -229,6 +368,20 @@ impl AggState {
             }
             (AggState::Distinct(a), AggState::Distinct(b)) => a.merge(b),
             (AggState::Percentile(a), AggState::Percentile(b)) => a.merge(b),
+            (AggState::First(a), AggState::First(b)) => {
+                if let Some(b) = b
+                    && a.as_ref().is_none_or(|a| b < a)
+                {
+                    *a = Some(b.clone());
+                }
+            }
+            (AggState::Last(a), AggState::Last(b)) => {
+                if let Some(b) = b
+                    && a.as_ref().is_none_or(|a| b > a)
+                {
+                    *a = Some(b.clone());
+                }
+            }
             (mine, theirs) => {
                 return Err(StreamError::Decode(format!(
                     "cannot merge a {} state into a {} state",
@@ -249,6 +402,18 @@ impl AggState {
             AggState::Avg { .. } => "avg",
             AggState::Distinct(_) => "distinct-count",
             AggState::Percentile(_) => "percentile",
+            AggState::First(_) => "first",
+            AggState::Last(_) => "last",
+        }
+    }
+
+    /// A first or last value's JSON text (`None` for other states, or without a value).
+    pub fn json(&self) -> Option<&[u8]> {
+        match self {
+            AggState::First(value) | AggState::Last(value) => {
+                value.as_ref().map(|value| value.json.as_slice())
+            }
+            _ => None,
         }
     }
 
@@ -271,6 +436,8 @@ impl AggState {
                 .quantile(*quantile)
                 .map_or(OutputValue::Null, OutputValue::Float),
             (AggState::Percentile(_), _) => OutputValue::Null,
+            // Text, not a number: sessions write it into their records (see `json`).
+            (AggState::First(_) | AggState::Last(_), _) => OutputValue::Null,
         }
     }
 
@@ -283,6 +450,8 @@ impl AggState {
             AggState::Avg { .. } => 5,
             AggState::Distinct(_) => 6,
             AggState::Percentile(_) => 7,
+            AggState::First(_) => 8,
+            AggState::Last(_) => 9,
         }
     }
 
@@ -296,6 +465,9 @@ impl AggState {
             AggState::Avg { .. } => DECIMAL + MAX_U64_BYTES,
             AggState::Distinct(hll) => hll.encoded_len_bound(),
             AggState::Percentile(sketch) => sketch.encoded_len_bound(),
+            AggState::First(value) | AggState::Last(value) => {
+                1 + MAX_U64_BYTES * 2 + value.as_ref().map_or(0, |v| v.json.len())
+            }
         }
     }
 
@@ -317,10 +489,31 @@ impl AggState {
             }
             AggState::Distinct(hll) => hll.encode(out),
             AggState::Percentile(sketch) => sketch.encode(out),
+            AggState::First(value) | AggState::Last(value) => match value {
+                None => out.u8(0),
+                Some(value) => {
+                    out.u8(1);
+                    out.i64(value.time);
+                    out.u64(value.json.len() as u64);
+                    out.raw(&value.json);
+                }
+            },
         }
     }
 
     fn decode(input: &mut Reader<'_>) -> Result<AggState, String> {
+        let stamped = |input: &mut Reader<'_>| -> Result<Option<Stamped>, String> {
+            match input.u8("value presence")? {
+                0 => Ok(None),
+                1 => {
+                    let time = input.i64("value time")?;
+                    let len = input.usize_at_most(MAX_VALUE_BYTES + 2, "value length")?;
+                    let json = input.raw(len, "value")?.to_vec();
+                    Ok(Some(Stamped { time, json }))
+                }
+                other => Err(format!("value presence byte {other} is invalid")),
+            }
+        };
         let optional = |input: &mut Reader<'_>| -> Result<Option<Decimal>, String> {
             match input.u8("min/max presence")? {
                 0 => Ok(None),
@@ -339,6 +532,8 @@ impl AggState {
             },
             6 => AggState::Distinct(Hll::decode(input)?),
             7 => AggState::Percentile(DdSketch::decode(input)?),
+            8 => AggState::First(stamped(input)?),
+            9 => AggState::Last(stamped(input)?),
             tag => return Err(format!("unknown state tag {tag}")),
         })
     }

@@ -23,14 +23,15 @@ use crate::error::StreamError;
 use crate::eval::{Compiled, slot_value};
 use crate::json::{FieldSet, KeyOrder, Kind, Slot};
 use crate::keys;
-use crate::plan::{Field, LatePolicy, MetricPlan};
+use crate::plan::{Field, LatePolicy, MetricPlan, Output};
+use crate::sessions;
 use crate::value::Value;
 use crate::watermark::EventClock;
 use crate::window::MAX_EVENT_TIME;
 use bytes::Bytes;
 use output::{
     Checkpoint, DerivedRecord, LateEvent, LiveWindows, MetricCheckpoint, OpenWindow, Outputs,
-    RestoreState,
+    RestoreState, UpdateKind,
 };
 use rows::RowPool;
 use sluice_core::time::Millis;
@@ -239,6 +240,9 @@ impl Processor {
         let kinds = plan.aggregates.iter().map(|a| a.kind).collect();
         let mut windows = WindowTable::new(plan.window, plan.allowed_lateness, kinds);
         windows.keep_closed_rows(self.checkpointed);
+        if let Output::Sessions { max_length } = plan.output {
+            windows.sessions(max_length);
+        }
         self.metrics.push(MetricRuntime {
             name: Arc::from(plan.name.as_str()),
             telemetry: MetricTelemetry::new(self.partition, &plan, action),
@@ -493,6 +497,7 @@ impl Processor {
                 out.records.push(DerivedRecord {
                     stream: metric.name.clone(),
                     offset: record.offset,
+                    session: None,
                     key: record.key.map(Bytes::copy_from_slice),
                     value,
                     event_time: time,
@@ -502,7 +507,7 @@ impl Processor {
             key.clear();
             keys::encode_text(&tenant, key);
             metric.compiled.encode_key(bytes, slots, key);
-            if metric.compiled.inputs(bytes, slots, inputs) {
+            if metric.compiled.inputs(bytes, slots, time, inputs) {
                 for (count, input) in metric.out_of_range.iter_mut().zip(inputs.iter()) {
                     *count += u64::from(*input == Input::OutOfRange);
                 }
@@ -513,7 +518,7 @@ impl Processor {
                 time,
                 key,
                 key_hash,
-                inputs,
+                (inputs, bytes),
                 watermark,
                 self.config.max_open_windows,
             )?;
@@ -563,6 +568,10 @@ impl Processor {
                 partition: self.partition,
             };
             metric.windows.advance(watermark, &context, out);
+            if matches!(metric.plan.output, Output::Sessions { .. }) {
+                sessions_closed(out, before, self.next_offset);
+                continue;
+            }
             let emitted = (out.updates.len() - before) as u64;
             if emitted > 0 {
                 self.stats.updates += emitted;
@@ -616,6 +625,32 @@ impl Processor {
             metrics,
             output: Vec::new(),
         }
+    }
+}
+
+/// Turns the sessions a sessions plan closed (its final updates, `updates[from..]`) into
+/// their records; its other updates (none: sessions have no lateness) are dropped. `offset` is
+/// the partition's next offset.
+fn sessions_closed(out: &mut Outputs, from: usize, offset: u64) {
+    for update in out.updates.drain(from..) {
+        let (UpdateKind::Final, Some(state)) = (update.kind, &update.state) else {
+            continue;
+        };
+        let mut value = Vec::with_capacity(512);
+        let event_time = sessions::write_record(&update.key, update.window, state, &mut value);
+        let start = sessions::start(state).unwrap_or(update.window.start);
+        let key = update.key.values().first().map(|visitor| match visitor {
+            crate::keys::KeyValue::Text(text) => Bytes::copy_from_slice(text.as_bytes()),
+            other => Bytes::from(other.to_string()),
+        });
+        out.records.push(DerivedRecord {
+            stream: update.metric.clone(),
+            offset,
+            session: Some(sessions::session_id(&update.key, start)),
+            key,
+            value,
+            event_time,
+        });
     }
 }
 

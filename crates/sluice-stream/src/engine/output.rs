@@ -256,8 +256,10 @@ pub struct LiveWindows {
 pub struct DerivedRecord {
     /// The stream (its topic's name).
     pub stream: Arc<str>,
-    /// The source record's offset.
+    /// The source record's offset (for a session: the offset after which it closed).
     pub offset: u64,
+    /// A session's id (`CREATE SESSIONS`), which names its origin instead of the offset.
+    pub session: Option<String>,
     /// The source record's key (the visitor: the log keeps a visitor's records in order).
     pub key: Option<Bytes>,
     /// The record (see [`crate::eval::Compiled::write_record`]).
@@ -266,18 +268,22 @@ pub struct DerivedRecord {
     pub event_time: Millis,
 }
 
-/// The header naming where a derived record came from: `topic/partition/offset` of its event.
-/// The same event always gives the same origin, so outside consumers can use it as the
-/// record's id.
+/// The header naming where a derived record came from: `topic/partition/offset` of its event,
+/// or `topic/partition/session/<id>` of a session. The same event (or session) always gives
+/// the same origin, so outside consumers can use it as the record's id.
 pub const ORIGIN_HEADER: &str = "sluice-origin";
 
 impl DerivedRecord {
     /// The record appended to the stream's topic, `source` naming the topic it was read from.
     pub fn to_record(self, source: &str, partition: u32) -> Record {
         let mut record = Record::new(self.key, self.value, self.event_time);
+        let origin = match &self.session {
+            Some(id) => format!("{source}/{partition}/session/{id}"),
+            None => format!("{source}/{partition}/{}", self.offset),
+        };
         record.headers.push(Header {
             key: ORIGIN_HEADER.to_owned(),
-            value: Bytes::from(format!("{source}/{partition}/{}", self.offset)),
+            value: Bytes::from(origin),
         });
         record
     }

@@ -74,6 +74,10 @@ pub(crate) struct WindowTable {
     closed_rows: PackedRows,
     /// Whether closed windows wait in `closed_rows` for a checkpoint.
     keep_closed: bool,
+    /// Sessions' (`CREATE SESSIONS`) longest span, ms: a session's bounds never reach past
+    /// its start plus this. Set, the table also deletes a closed window's stored rows instead
+    /// of keeping it as final: the window leaves the table as a record.
+    max_length: Option<Millis>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -118,6 +122,7 @@ impl WindowTable {
             retract_ckpt: Vec::new(),
             closed_rows: PackedRows::default(),
             keep_closed: true,
+            max_length: None,
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -127,6 +132,23 @@ impl WindowTable {
         self.keep_closed = keep;
         if !keep {
             self.closed_rows = PackedRows::default();
+        }
+    }
+
+    /// Makes this the table of a `CREATE SESSIONS` plan: session bounds capped at
+    /// `max_length`, and closed sessions deleted from the store rather than kept as final.
+    pub(crate) fn sessions(&mut self, max_length: Millis) {
+        self.max_length = Some(max_length);
+    }
+
+    /// A session's bounds, capped at the longest span.
+    fn capped(&self, window: Window) -> Window {
+        match self.max_length {
+            Some(max) => Window {
+                start: window.start,
+                end: window.end.min(window.start.saturating_add(max)),
+            },
+            None => window,
         }
     }
 
@@ -143,7 +165,7 @@ impl WindowTable {
         time: Millis,
         key_bytes: &[u8],
         key_hash: u64,
-        inputs: &[Input],
+        (inputs, event): (&[Input], &[u8]),
         watermark: Millis,
         limit: usize,
     ) -> Result<Option<LateReason>, StreamError> {
@@ -152,15 +174,21 @@ impl WindowTable {
                 window::tumble(time, size),
                 key_bytes,
                 key_hash,
-                inputs,
+                (inputs, event),
                 watermark,
                 limit,
             ),
             WindowSpec::Hop { slide, size } => {
                 let mut late = None;
                 for window in window::hop(time, slide, size) {
-                    let missed =
-                        self.add_fixed(window, key_bytes, key_hash, inputs, watermark, limit)?;
+                    let missed = self.add_fixed(
+                        window,
+                        key_bytes,
+                        key_hash,
+                        (inputs, event),
+                        watermark,
+                        limit,
+                    )?;
                     late = late.or(missed);
                 }
                 Ok(late)
@@ -169,7 +197,7 @@ impl WindowTable {
                 window::session(time, gap),
                 key_bytes,
                 key_hash,
-                inputs,
+                (inputs, event),
                 watermark,
                 limit,
             ),
@@ -181,7 +209,7 @@ impl WindowTable {
         window: Window,
         key_bytes: &[u8],
         key_hash: u64,
-        inputs: &[Input],
+        (inputs, event): (&[Input], &[u8]),
         watermark: Millis,
         limit: usize,
     ) -> Result<Option<LateReason>, StreamError> {
@@ -195,7 +223,7 @@ impl WindowTable {
             entry.window.start == window.start && keys[entry.key].key.as_bytes() == key_bytes
         });
         if let Some(&id) = found {
-            self.apply(id, inputs);
+            self.apply(id, inputs, event);
             return Ok(None);
         }
         if self.entries.len() >= limit {
@@ -207,7 +235,7 @@ impl WindowTable {
         let id = self.create(key, window, hash, PartialState::new(&self.kinds));
         let entries = &self.entries;
         self.index.insert_unique(hash, id, |&id| entries[id].hash);
-        self.apply(id, inputs);
+        self.apply(id, inputs, event);
         Ok(None)
     }
 
@@ -216,10 +244,11 @@ impl WindowTable {
         window: Window,
         key_bytes: &[u8],
         key_hash: u64,
-        inputs: &[Input],
+        (inputs, event): (&[Input], &[u8]),
         watermark: Millis,
         limit: usize,
     ) -> Result<Option<LateReason>, StreamError> {
+        let window = self.capped(window);
         let keys = &self.keys;
         let key = self
             .key_index
@@ -251,7 +280,7 @@ impl WindowTable {
             };
             let id = self.create(key, window, 0, PartialState::new(&self.kinds));
             self.keys[key].sessions.push(id);
-            self.apply(id, inputs);
+            self.apply(id, inputs, event);
             return Ok(None);
         }
         let survivor = overlapping
@@ -270,8 +299,8 @@ impl WindowTable {
             entry.state.merge(&absorbed.state)?;
             entry.version = entry.version.max(absorbed.version);
         }
-        self.set_bounds(survivor, bounds);
-        self.apply(survivor, inputs);
+        self.set_bounds(survivor, self.capped(bounds));
+        self.apply(survivor, inputs, event);
         Ok(None)
     }
 
@@ -403,10 +432,10 @@ impl WindowTable {
     }
 
     #[inline]
-    fn apply(&mut self, id: usize, inputs: &[Input]) {
+    fn apply(&mut self, id: usize, inputs: &[Input], event: &[u8]) {
         let entry = &mut self.entries[id];
         for (state, &input) in entry.state.states.iter_mut().zip(inputs) {
-            state.update(input);
+            state.update_from(input, event);
         }
         entry.ckpt_dirty = true;
         if entry.fired && !entry.emit_dirty {
@@ -451,7 +480,12 @@ impl WindowTable {
                 break;
             }
             let (mut entry, key) = self.remove(id);
-            if self.keep_closed {
+            if self.max_length.is_some() {
+                // A closed session leaves as a record: its stored open row goes.
+                if self.keep_closed && entry.stored {
+                    self.retract_ckpt.push((key.clone(), entry.window));
+                }
+            } else if self.keep_closed {
                 // Every closed window goes to the next checkpoint, changed or not: the store
                 // moves it from the partition's open rows into the final ones. Encoded now,
                 // while the state is in cache, rather than copied for later.

@@ -1,6 +1,7 @@
 use super::output::{LateReason, PartialRow, UpdateKind, WindowUpdate};
 use super::*;
 use crate::agg::OutputValue;
+use crate::keys::GroupKey;
 use crate::sql::{MetricDefaults, parse_metric};
 use crate::window::Window;
 use bytes::Bytes;
@@ -959,4 +960,101 @@ fn a_stream_routes_matching_events_as_records_of_their_envelope_and_its_columns(
     let stream = &checkpoint.metrics[0];
     assert!(stream.changed.is_empty() && stream.closed.is_empty());
     assert!(!checkpoint.metrics[1].changed.is_empty());
+}
+
+#[test]
+fn sessions_close_into_one_record_each_and_split_at_their_max_length() {
+    let mut run = Run::new(&["CREATE SESSIONS visits GAP '10m' MAX LENGTH '25m'"]);
+    let min = 60_000;
+    let event = |time: Millis, kind: &str, extra: &str| {
+        format!(
+            r#"{{"tenant":"shop","type":"{kind}","event":"x","anonymous_id":"a1","timestamp":{time},"properties":{{"url":"/p{time}"}},"context":{{"page":{{"referrer":"https://www.google.com/"}},"referrer":{{"type":"search"}},"device":{{"type":"desktop"}},"geo":{{"country":"FR"}}{extra}}}}}"#
+        )
+    };
+    let campaign = r#","campaign":{"source":"news","medium":"email","name":"launch"}"#;
+    // Every 8 minutes for 40 minutes: one visitor, never 10 minutes idle, but a session
+    // lasts 25 minutes at most. Then a lone event, and one from a visitor with no id.
+    let events = [
+        event(0, "page", campaign),
+        event(8 * min, "track", ""),
+        event(16 * min, "page", ""),
+        event(24 * min, "page", ""),
+        event(32 * min, "page", ""),
+        event(40 * min, "track", ""),
+        r#"{"tenant":"shop","type":"page","event":"x","user_id":"u9","timestamp":3600000}"#
+            .to_owned(),
+        r#"{"tenant":"shop","type":"track","event":"x","timestamp":3600000}"#.to_owned(),
+    ];
+    let records: Vec<StoredRecord> = events
+        .iter()
+        .enumerate()
+        .map(|(offset, json)| record(offset as u64, json.clone()))
+        .collect();
+    run.processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 1,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    // The first session ([0, 25m)) closed when the watermark passed 25 minutes.
+    assert_eq!(run.out.records.len(), 2, "{:?}", run.out.records);
+    run.processor
+        .handle(
+            Message::Tick {
+                now: 10_000_000_000,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    let sessions: Vec<serde_json::Value> = run
+        .out
+        .records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).unwrap())
+        .collect();
+    let id = |start: Millis, visitor: &str| {
+        let mut key = Vec::new();
+        keys::encode_text(b"shop", &mut key);
+        keys::encode_value(&Value::Str(visitor.as_bytes().into()), &mut key);
+        sessions::session_id(&GroupKey::from_bytes(&key).unwrap(), start)
+    };
+    let first = id(0, "a1");
+    assert_eq!(
+        sessions[0],
+        serde_json::json!({"tenant":"shop","timestamp":24 * min,"message_id":first,"type":"session",
+            "anonymous_id":"a1","properties":{"session_id":first,"visitor":"a1","start":0,"end":24 * min,
+            "duration_ms":24 * min,"events":4,"pages":3,"bounce":0,"entry_page":"/p0",
+            "exit_page":format!("/p{}", 24 * min),"referrer":"https://www.google.com/",
+            "referrer_type":"search","utm_source":"news","utm_medium":"email","utm_campaign":"launch",
+            "device":"desktop","country":"FR"}})
+    );
+    let second = &sessions[1]["properties"];
+    assert_eq!(
+        second["start"],
+        32 * min,
+        "an event 25 minutes after the start starts anew"
+    );
+    assert_eq!(second["end"], 40 * min);
+    assert_eq!(
+        (&second["events"], &second["pages"]),
+        (&2.into(), &1.into())
+    );
+    assert_eq!(
+        second["utm_source"],
+        serde_json::Value::Null,
+        "campaigns are per session"
+    );
+    let lone = &sessions[2];
+    assert_eq!(lone["user_id"], "u9");
+    assert_eq!(lone["properties"]["visitor"], "u9");
+    assert_eq!(lone["properties"]["bounce"], 1);
+    assert_eq!(sessions.len(), 3, "an event without ids is in no session");
+    let record = run.out.records[0].clone();
+    assert_eq!(record.key.as_deref(), Some(&b"a1"[..]));
+    assert_eq!(record.event_time, 24 * min);
+    let record = record.to_record("events", 3);
+    assert_eq!(record.headers[0].value, format!("events/3/session/{first}"));
 }

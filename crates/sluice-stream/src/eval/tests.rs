@@ -97,7 +97,7 @@ fn aggregate_inputs_are_typed_on_use() {
     );
     let (compiled, slots) = compiled(&plan);
     let mut inputs = Vec::new();
-    compiled.inputs(EVENT.as_bytes(), &slots, &mut inputs);
+    compiled.inputs(EVENT.as_bytes(), &slots, 0, &mut inputs);
     assert_eq!(inputs[0], Input::Present);
     assert_eq!(inputs[1], Input::Null, "null is not counted");
     assert_eq!(inputs[2], Input::Present);

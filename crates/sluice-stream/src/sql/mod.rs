@@ -107,6 +107,9 @@ pub fn parse_metric(sql: &str, defaults: &MetricDefaults) -> Result<MetricPlan, 
         .with_recursion_limit(RECURSION_LIMIT)
         .with_tokens_with_locations(tokens);
     let (kind, name) = parse_head(&mut parser, end)?;
+    if kind == select::Kind::Sessions {
+        return parse_sessions(&mut parser, name, sql, defaults, end);
+    }
     let query = parser
         .parse_query()
         .map_err(|error| parser_error(&parser, error, end))?;
@@ -165,10 +168,13 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<(select::Kind, S
     let kind = match &token.token {
         Token::Word(word) if word.value.eq_ignore_ascii_case("metric") => select::Kind::Metric,
         Token::Word(word) if word.value.eq_ignore_ascii_case("stream") => select::Kind::Stream,
+        Token::Word(word) if word.value.eq_ignore_ascii_case("sessions") => select::Kind::Sessions,
         other => {
             return Err(error_at(
                 located(token.span.start, end),
-                format!("expected METRIC or STREAM, found `{other}`: {expected}"),
+                format!(
+                    "expected METRIC, STREAM or SESSIONS, found `{other}`: {expected}, or CREATE SESSIONS name GAP '30m'"
+                ),
             ));
         }
     };
@@ -186,11 +192,14 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<(select::Kind, S
             ),
         ));
     }
-    if kind == select::Kind::Stream && name == "events" {
+    if kind != select::Kind::Metric && name == "events" {
         return Err(error_at(
             ident.span.start,
             "a stream cannot be named events: that is the collector's topic",
         ));
+    }
+    if kind == select::Kind::Sessions {
+        return Ok((kind, name));
     }
     if !parser.parse_keyword(Keyword::AS) {
         let token = parser.peek_token();
@@ -200,6 +209,107 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<(select::Kind, S
         ));
     }
     Ok((kind, name))
+}
+
+/// The rest of `CREATE SESSIONS name`: `GAP 'd' [MAX LENGTH 'd'] [FROM source]
+/// [WITH (out_of_orderness = 'd', late = 'topic'|'drop')]` (see [`crate::sessions`]).
+fn parse_sessions(
+    parser: &mut Parser<'_>,
+    name: String,
+    sql: &str,
+    defaults: &MetricDefaults,
+    end: Location,
+) -> Result<MetricPlan, SqlError> {
+    let usage = "write CREATE SESSIONS name GAP '30m' [MAX LENGTH '24h'] [FROM events] [WITH (out_of_orderness = '10s')]";
+    let word = |parser: &mut Parser<'_>, wanted: &str| {
+        let token = parser.peek_token();
+        let found = matches!(&token.token, Token::Word(w) if w.value.eq_ignore_ascii_case(wanted));
+        if found {
+            parser.next_token();
+        }
+        found
+    };
+    let duration = |parser: &mut Parser<'_>, what: &str| -> Result<Millis, SqlError> {
+        let at = located(parser.peek_token_ref().span.start, end);
+        let value = parser
+            .parse_expr()
+            .map_err(|error| parser_error(parser, error, end))?;
+        let millis = duration_option(what, &value, at)?;
+        if millis <= 0 {
+            return Err(error_at(at, format!("{what} must be longer than 0")));
+        }
+        Ok(millis)
+    };
+    let gap_at = located(parser.peek_token_ref().span.start, end);
+    if !word(parser, "gap") {
+        return Err(error_at(
+            gap_at,
+            format!("expected GAP after the sessions' name: {usage}"),
+        ));
+    }
+    let gap = duration(parser, "GAP")?;
+    let mut max_length = crate::sessions::DEFAULT_MAX_LENGTH;
+    let max_at = located(parser.peek_token_ref().span.start, end);
+    if word(parser, "max") {
+        if !word(parser, "length") {
+            return Err(error_at(max_at, format!("expected MAX LENGTH: {usage}")));
+        }
+        max_length = duration(parser, "MAX LENGTH")?;
+    }
+    if max_length < gap {
+        return Err(error_at(
+            max_at,
+            "MAX LENGTH is shorter than GAP: a session lasts at least its gap",
+        ));
+    }
+    let mut source = crate::plan::Source::Events;
+    if parser.parse_keyword(Keyword::FROM) {
+        let ident = parser
+            .parse_identifier()
+            .map_err(|error| parser_error(parser, error, end))?;
+        if ident.value != "events" {
+            if ident.value == name {
+                return Err(error_at(
+                    ident.span.start,
+                    "sessions cannot read themselves",
+                ));
+            }
+            source = crate::plan::Source::Stream(ident.value);
+        }
+    }
+    let options = parser
+        .parse_options(Keyword::WITH)
+        .map_err(|error| parser_error(parser, error, end))?;
+    let _semicolon = parser.consume_token(&Token::SemiColon);
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(error_at(
+            next.span.start,
+            format!("unexpected `{}`: {usage}", next.token),
+        ));
+    }
+    let start = Location { line: 1, column: 1 };
+    if let Some(option) = options.iter().find(|option| {
+        matches!(option, SqlOption::KeyValue { key, .. }
+            if key.to_string().eq_ignore_ascii_case("allowed_lateness"))
+    }) {
+        return Err(error_at(
+            span_start(sqlparser::ast::Spanned::span(option), start),
+            "sessions take no allowed_lateness: a session is written once, when it closes;              give a longer out_of_orderness to wait for late events",
+        ));
+    }
+    let options = parse_options(&options, defaults, start)?;
+    Ok(crate::sessions::plan(
+        crate::sessions::SessionsSpec {
+            name,
+            source,
+            gap,
+            max_length,
+            out_of_orderness: options.out_of_orderness,
+            late: options.late,
+        },
+        sql,
+    ))
 }
 
 struct Options {

@@ -22,6 +22,7 @@ use sqlparser::tokenizer::Location;
 pub(super) enum Kind {
     Metric,
     Stream,
+    Sessions,
 }
 
 /// The parts of a metric or stream the query defines (a stream's has no keys, aggregates,
@@ -92,7 +93,8 @@ pub(super) fn lower_query(query: &Query, kind: Kind, fallback: Location) -> Resu
         }
     };
     match kind {
-        Kind::Metric => lower_select(select, fallback),
+        // Sessions have no query (`sql::parse_sessions`); a metric's rules are the closest.
+        Kind::Metric | Kind::Sessions => lower_select(select, fallback),
         Kind::Stream => lower_stream(select, fallback),
     }
 }
@@ -379,6 +381,31 @@ fn lower_item(item: &SelectItem, fallback: Location) -> Result<Item, SqlError> {
 }
 
 fn lower_aggregate(function: &Function, name: &str, at: Location) -> Result<Aggregate, SqlError> {
+    let filter = match &function.filter {
+        None => None,
+        // An aggregate inside is refused by `lower` (aggregates only top a SELECT item).
+        Some(filter) => Some(expr::lower(filter, location(filter, at))?),
+    };
+    let mut aggregate = lower_aggregate_call(function, name, at)?;
+    aggregate.filter = filter;
+    Ok(aggregate)
+}
+
+/// The aggregate without its `FILTER`, which [`lower_aggregate`] adds.
+fn lower_aggregate_call(
+    function: &Function,
+    name: &str,
+    at: Location,
+) -> Result<Aggregate, SqlError> {
+    let unfiltered;
+    let function = if function.filter.is_some() {
+        let mut copy = function.clone();
+        copy.filter = None;
+        unfiltered = copy;
+        &unfiltered
+    } else {
+        function
+    };
     let distinct = match &function.args {
         FunctionArguments::List(list) => match list.duplicate_treatment {
             Some(DuplicateTreatment::Distinct) => true,
@@ -400,6 +427,7 @@ fn lower_aggregate(function: &Function, name: &str, at: Location) -> Result<Aggr
         return Ok(Aggregate {
             kind: AggregateKind::CountStar,
             arg: None,
+            filter: None,
         });
     }
     let args = plain_args(function, at)?;
@@ -460,6 +488,7 @@ fn lower_aggregate(function: &Function, name: &str, at: Location) -> Result<Aggr
     Ok(Aggregate {
         kind,
         arg: Some(argument(0)?),
+        filter: None,
     })
 }
 

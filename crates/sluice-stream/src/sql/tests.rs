@@ -290,8 +290,12 @@ fn errors_name_the_construct_and_its_position() {
             "aggregates cannot be nested",
         ),
         (
-            "CREATE METRIC m AS SELECT COUNT(*) FILTER (WHERE event = 'x') FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
-            "FILTER (WHERE …) is not supported",
+            "CREATE METRIC m AS SELECT COUNT(*) FILTER (WHERE COUNT(*) > 1) FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "the aggregate COUNT is only allowed at the top of a SELECT item",
+        ),
+        (
+            "CREATE METRIC m AS SELECT COUNT(*) FROM events WHERE lower(event) FILTER (WHERE TRUE) GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+            "line 1, column",
         ),
         (
             "CREATE METRIC m AS SELECT user_id, user_id, COUNT(*) FROM events GROUP BY user_id, TUMBLE(timestamp, INTERVAL '1' MINUTE)",
@@ -426,7 +430,7 @@ fn stream_definitions_that_cannot_work_are_refused_by_name() {
         ),
         (
             "CREATE TABLE o AS SELECT event FROM events",
-            "expected METRIC or STREAM",
+            "expected METRIC, STREAM or SESSIONS",
         ),
         (
             "CREATE STREAM o AS SELECT event FROM \"Orders\"",
@@ -435,5 +439,102 @@ fn stream_definitions_that_cannot_work_are_refused_by_name() {
     ] {
         let error = error(sql);
         assert!(error.contains(wanted), "{sql}: {error}");
+    }
+}
+
+#[test]
+fn an_aggregate_filter_keeps_its_own_events() {
+    let plan = parse(
+        "CREATE METRIC m AS SELECT COUNT(*) AS all_events, \
+         COUNT(*) FILTER (WHERE type = 'page') AS pages, \
+         SUM(properties.revenue) FILTER (WHERE event = 'Order Completed') AS revenue \
+         FROM events GROUP BY TUMBLE(timestamp, INTERVAL '1' MINUTE)",
+    );
+    assert_eq!(
+        plan.aggregates.len(),
+        3,
+        "a filtered COUNT(*) is its own aggregate"
+    );
+    assert_eq!(plan.aggregates[0].filter, None);
+    assert_eq!(
+        plan.aggregates[1]
+            .filter
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("(type = 'page')")
+    );
+    assert_eq!(plan.aggregates[2].kind, AggregateKind::Sum);
+    assert!(
+        plan.fields().contains(&Field::Event),
+        "filters' fields are scanned"
+    );
+}
+
+#[test]
+fn sessions_take_a_gap_a_max_length_a_source_and_options() {
+    let plan = parse("CREATE SESSIONS visits GAP '30m'");
+    assert_eq!(plan.name, "visits");
+    assert_eq!(plan.window, WindowSpec::Session { gap: 1_800_000 });
+    assert_eq!(
+        plan.output,
+        Output::Sessions {
+            max_length: 86_400_000
+        }
+    );
+    assert_eq!(plan.source, Source::Events);
+    assert_eq!(plan.out_of_orderness, DEFAULTS.out_of_orderness);
+    assert_eq!(plan.allowed_lateness, 0);
+    assert!(plan.is_stream() && plan.records().is_none());
+    assert_eq!(plan.key_names, ["visitor"]);
+
+    let plan = parse(
+        "create sessions s GAP INTERVAL '10' MINUTE MAX LENGTH '2h' FROM web \
+         WITH (out_of_orderness = '5s', late = 'drop');",
+    );
+    assert_eq!(plan.window, WindowSpec::Session { gap: 600_000 });
+    assert_eq!(
+        plan.output,
+        Output::Sessions {
+            max_length: 7_200_000
+        }
+    );
+    assert_eq!(plan.source, Source::Stream("web".into()));
+    assert_eq!(plan.out_of_orderness, 5_000);
+    assert_eq!(plan.late, LatePolicy::Drop);
+
+    for (sql, wanted) in [
+        ("CREATE SESSIONS s", "expected GAP after the sessions' name"),
+        ("CREATE SESSIONS s GAP 'soon'", "GAP: "),
+        ("CREATE SESSIONS s GAP '0s'", "GAP must be longer than 0"),
+        (
+            "CREATE SESSIONS s GAP '30m' MAX '1h'",
+            "expected MAX LENGTH",
+        ),
+        (
+            "CREATE SESSIONS s GAP '30m' MAX LENGTH '10m'",
+            "MAX LENGTH is shorter than GAP",
+        ),
+        (
+            "CREATE SESSIONS s GAP '30m' FROM s",
+            "cannot read themselves",
+        ),
+        ("CREATE SESSIONS events GAP '30m'", "cannot be named events"),
+        (
+            "CREATE SESSIONS s GAP '30m' WITH (allowed_lateness = '1m')",
+            "sessions take no allowed_lateness",
+        ),
+        (
+            "CREATE SESSIONS s GAP '30m' WITH (colour = 'red')",
+            "unknown option colour",
+        ),
+        ("CREATE SESSIONS s GAP '30m' WHERE x", "unexpected `WHERE`"),
+        (
+            "CREATE SESSIONS Bad GAP '30m'",
+            "is not a valid metric name",
+        ),
+    ] {
+        let message = error(sql);
+        assert!(message.contains(wanted), "{sql}: {message}");
     }
 }

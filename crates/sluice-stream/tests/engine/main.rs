@@ -2,9 +2,11 @@
 //! - `properties`: random event streams (bounded disorder, late events) through the engine
 //!   and through a brute-force oracle, compared for every window kind and aggregate; and the
 //!   partial-merge property (partitions merged = the whole stream).
+//! - `sessions`: `CREATE SESSIONS` against a reference, across checkpoints and crashes.
 //! - `golden`: text files in `tests/golden/`: events and a metric in, expected windows out.
 
 mod generator;
 mod golden;
 mod properties;
+mod sessions;
 mod task;

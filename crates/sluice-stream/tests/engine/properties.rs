@@ -19,7 +19,9 @@ const IDLE_TIMEOUT: i64 = 5_000;
 const AGGREGATES: &str = "COUNT(*) AS n, COUNT(properties.duration_ms) AS timed, \
     COUNT(DISTINCT user_id) AS users, SUM(properties.revenue) AS revenue, \
     MIN(properties.duration_ms) AS fastest, MAX(properties.duration_ms) AS slowest, \
-    AVG(properties.revenue) AS avg_revenue, APPROX_PERCENTILE(properties.duration_ms, 0.9) AS p90";
+    AVG(properties.revenue) AS avg_revenue, APPROX_PERCENTILE(properties.duration_ms, 0.9) AS p90, \
+    COUNT(*) FILTER (WHERE type = 'page') AS pages, \
+    SUM(properties.revenue) FILTER (WHERE properties.url IN ('/', '/pricing')) AS home_revenue";
 
 const WINDOWS: [(&str, &str); 3] = [
     (
