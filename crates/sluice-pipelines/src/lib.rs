@@ -183,7 +183,8 @@ pub struct MetricStatus {
     /// The definition.
     #[serde(flatten)]
     pub record: MetricRecord,
-    /// `metric` (windows, stored) or `stream` (records, appended to the topic of its name).
+    /// `metric` (windows, stored), `stream` (records, appended to the topic of its name) or
+    /// `sessions` (one record per visitor session, appended likewise).
     pub kind: &'static str,
     /// What it reads: `events`, or a derived stream's name.
     pub source: String,

@@ -16,5 +16,6 @@ mod openapi;
 mod push;
 mod query;
 mod revoke;
+mod sessions;
 mod slow;
 mod streams;
