@@ -53,6 +53,24 @@ pub(crate) fn config_text(store_url: &str, log: &str) -> String {
     text
 }
 
+/// Sessions of the senders' visitors (never idle: they end at their 2 s maximum, so they
+/// close while the kills go on), and their events counted from the session records: every
+/// event is in exactly one committed session record, one open session (a stored row), or the
+/// late topic, whatever the kills did.
+pub(crate) const SESSIONS: [&str; 2] = [
+    "CREATE SESSIONS visits GAP '1s' MAX LENGTH '2s' WITH (out_of_orderness = '5s')",
+    "CREATE METRIC session_events AS SELECT COUNT(*) AS sessions, SUM(events) AS events \
+     FROM visits GROUP BY TUMBLE(timestamp, INTERVAL '2' SECOND) WITH (out_of_orderness = '60s')",
+];
+
+/// `text` (a config) with the [`SESSIONS`] too.
+pub(crate) fn with_sessions(mut text: String) -> String {
+    for sql in SESSIONS {
+        text.push_str(&format!("\n[[metrics]]\nsql = \"{sql}\"\n"));
+    }
+    text
+}
+
 /// [`config_text`] with the [`ROUTED`] stream and metric too.
 pub(crate) fn routed_config_text(store_url: &str, log: &str) -> String {
     let mut text = config_text(store_url, log);
@@ -192,7 +210,11 @@ async fn sigkills_with_the_store_at(store_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config_path = dir.path().join("sluice.toml");
-    std::fs::write(&config_path, routed_config_text(store_url, "")).unwrap();
+    std::fs::write(
+        &config_path,
+        with_sessions(routed_config_text(store_url, "")),
+    )
+    .unwrap();
     let config_arg = config_path.display().to_string();
     let listen = format!("127.0.0.1:{}", free_port());
     let target = Target::parse(&format!("http://{listen}")).unwrap();
@@ -311,4 +333,53 @@ pub(crate) async fn assert_exact_after(
             assert_exact(&plan, &stored, &expected);
         }
     }
+    if config
+        .metrics
+        .iter()
+        .any(|metric| metric.sql == SESSIONS[0])
+    {
+        assert_sessions_hold_each_event_once(&config, total as u64).await;
+    }
+}
+
+/// Every event (all are the shop's, all have a visitor) is in one committed session record
+/// (counted by `session_events`), one open session (a stored row of `visits`), or the late
+/// topic (once per id: a late record may be appended again after a crash, with its id).
+async fn assert_sessions_hold_each_event_once(config: &sluice::config::Config, total: u64) {
+    let defaults = config.stream.metric_defaults();
+    use sluice_stream::agg::OutputValue;
+    let number = |values: &Vec<OutputValue>, index: usize| match &values[index] {
+        OutputValue::Count(count) => *count,
+        OutputValue::Decimal(value) => value.to_f64() as u64,
+        OutputValue::Null => 0,
+        other => panic!("not a count or sum: {other:?}"),
+    };
+    let counted = sluice_stream::sql::parse_metric(SESSIONS[1], &defaults).unwrap();
+    let rows = super::results::stored(config, &counted, "shop").await;
+    let (closed_sessions, in_closed): (u64, u64) = rows
+        .values()
+        .map(|values| (number(values, 0), number(values, 1)))
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    let sessions = sluice_stream::sql::parse_metric(SESSIONS[0], &defaults).unwrap();
+    let open = super::results::stored(config, &sessions, "shop").await;
+    let in_open: u64 = open.values().map(|values| number(values, 0)).sum();
+    let late: std::collections::BTreeSet<String> =
+        super::results::topic(config, &config.stream.late_topic)
+            .await
+            .into_iter()
+            .flatten()
+            .filter_map(|record| {
+                let value: Value = serde_json::from_slice(&record.record.value).ok()?;
+                (value["metric"] == "visits")
+                    .then(|| format!("{}/{}", value["partition"], value["offset"]))
+            })
+            .collect();
+    assert!(closed_sessions > 10, "sessions closed: {closed_sessions}");
+    assert_eq!(
+        in_closed + in_open + late.len() as u64,
+        total,
+        "events in {closed_sessions} committed sessions ({in_closed}), in {} open ones ({in_open}), late ({})",
+        open.len(),
+        late.len()
+    );
 }

@@ -19,6 +19,11 @@ pub(crate) type Results = BTreeMap<(String, Window), Vec<OutputValue>>;
 
 /// Every record of the events topic, per partition, in offset order.
 pub(crate) async fn events(config: &Config) -> Vec<Vec<StoredRecord>> {
+    topic(config, &config.ingest.events_topic).await
+}
+
+/// Every record of `name`, per partition (none if the topic does not exist).
+pub(crate) async fn topic(config: &Config, name: &str) -> Vec<Vec<StoredRecord>> {
     // A broker busy with the other tests may miss the connect timeout once or twice.
     let mut attempts = 0;
     let log = loop {
@@ -33,17 +38,14 @@ pub(crate) async fn events(config: &Config) -> Vec<Vec<StoredRecord>> {
         }
     };
     let mut records = Vec::new();
-    let info = log
-        .describe(Some(&config.ingest.events_topic))
-        .await
-        .unwrap();
-    for partition in &info[0].partitions {
+    let info = log.describe(Some(name)).await.unwrap_or_default();
+    for partition in info.iter().flat_map(|topic| &topic.partitions) {
         let mut offset = partition.start_offset;
         let mut partition_records = Vec::new();
         while offset < partition.end_offset {
             let batch = log
                 .read(
-                    &config.ingest.events_topic,
+                    name,
                     partition.partition,
                     offset,
                     ReadOptions {
