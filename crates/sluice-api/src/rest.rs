@@ -6,6 +6,7 @@
 //! | `GET /v1/metrics` | 200 `{"metrics": [{name, keys, values, window, …}]}` |
 //! | `GET /v1/metrics/{name}?from&to&resolution&top&by&filter=KEY:VALUE` | 200 series; 400 with what to fix; 404 unknown metric |
 //! | `GET /v1/metrics/{name}/export?from&to&filter=KEY:VALUE&format=csv\|ndjson` | 200 every window of the range, streamed (see [`crate::query::export`]) |
+//! | `GET /v1/sessions/{name}/open` | 200 `{"sessions", "tenant", "open"}`: sessions open now |
 //!
 //! A series answer:
 //!
@@ -48,6 +49,7 @@ pub fn router(state: Arc<RestState>) -> OpenApiRouter {
         .routes(routes!(list))
         .routes(routes!(series))
         .routes(routes!(export))
+        .routes(routes!(open_sessions))
         .with_state(state)
 }
 
@@ -178,6 +180,28 @@ async fn export(
         HeaderValue::from_static(format.content_type()),
     );
     Ok(response)
+}
+
+/// How many of the key's tenant's sessions (`CREATE SESSIONS`) are open now: the live count
+/// of visitors in a session.
+#[utoipa::path(get, path = "/v1/sessions/{name}/open", operation_id = "open_sessions", tag = "query", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The sessions' name")),
+    responses(
+        (status = 200, description = "The count", body = crate::query::OpenSessions),
+        (status = 400, description = "The name is not a CREATE SESSIONS definition", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a read key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such sessions", body = crate::error::ErrorBody),
+        (status = 429, description = "The key's request rate is spent (see Retry-After)", body = crate::error::ErrorBody),
+    ))]
+async fn open_sessions(
+    State(state): State<Arc<RestState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (tenant, _) = read_request(&state, &headers, Ok(Query(Vec::new())))?;
+    let open = state.serving.open_sessions(&tenant, &name).await?;
+    Ok(axum::Json(open).into_response())
 }
 
 /// What every read of one metric checks first: a read key of a tenant, and a query string

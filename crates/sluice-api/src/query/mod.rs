@@ -150,6 +150,17 @@ impl<L: Log> MetricSource for Pipelines<L> {
     }
 }
 
+/// `GET /v1/sessions/{name}/open`: the open sessions' count.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OpenSessions {
+    /// The sessions' name.
+    pub sessions: String,
+    /// The key's tenant.
+    pub tenant: String,
+    /// Sessions open now (not yet written as records).
+    pub open: u64,
+}
+
 /// A metric as listed to readers: its shape, never its SQL.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MetricInfo {
@@ -635,6 +646,65 @@ impl Serving {
             })?;
         live::build(plan, frontier, taken, &stored, partitions)
             .map_err(|reason| corrupt(metric, reason))
+    }
+
+    /// How many of `tenant`'s sessions of `name` (`CREATE SESSIONS`) are open now: those of
+    /// the partitions this node computes from their engines, the others' from their stored
+    /// rows (as of their last checkpoint).
+    pub async fn open_sessions(&self, tenant: &str, name: &str) -> Result<OpenSessions, ApiError> {
+        let (plan, generation) = self.source.plan(name).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no sessions named {name:?}: GET /v1/admin/metrics lists definitions"
+            ))
+        })?;
+        if !matches!(plan.output, sluice_stream::plan::Output::Sessions { .. }) {
+            return Err(ApiError::bad_request(
+                "not_sessions",
+                format!(
+                    "{name:?} is not a CREATE SESSIONS definition: query a metric with GET /v1/metrics/{name}"
+                ),
+            ));
+        }
+        let (current, partitions) = self
+            .source
+            .live_windows(name, tenant)
+            .await
+            .map_err(ApiError::from)?;
+        if current != generation {
+            return Err(replaced(name));
+        }
+        let live: usize = partitions.iter().map(|(_, live)| live.open.len()).sum();
+        let range = RowRange {
+            metric: name.to_owned(),
+            generation,
+            tenant: tenant.to_owned(),
+            end_after: Millis::MIN,
+            end_upto: Millis::MAX,
+            start_from: Millis::MIN,
+            start_before: Millis::MAX,
+            limit: self.config.max_store_rows,
+        };
+        let answered = partitions.iter().map(|(partition, _)| *partition).collect();
+        let stored = self.store.live_rows(range, answered).await?.ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "too_much_data",
+                format!(
+                    "more than api.max-store-rows ({}) sessions of {name:?} are open on other nodes",
+                    self.config.max_store_rows
+                ),
+            )
+        })?;
+        let elsewhere = stored
+            .rows
+            .iter()
+            .filter(|row| row.partition.is_some())
+            .count();
+        Ok(OpenSessions {
+            sessions: name.to_owned(),
+            tenant: tenant.to_owned(),
+            open: (live + elsewhere) as u64,
+        })
     }
 
     /// Everything a read of `params` needs: the cache, the live snapshot if the range

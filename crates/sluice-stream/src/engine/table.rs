@@ -4,7 +4,10 @@
 //! Lookups on the hot path: a tumbling or hopping window is found with one probe of a hash
 //! table keyed by (group key bytes, window start); group keys are interned once and shared by
 //! all windows of the key. Sessions are found through their key's short list of sessions.
-//! Firing and closing are driven by two ordered queues of window ends.
+//! Firing and closing are driven by two ordered queues of window ends. A session that grows
+//! keeps its queue items (their keys are then early): an item is moved to the entry's current
+//! end when it comes up, so a busy visitor's session costs one queue update per gap rather
+//! than two per event, and windows still fire and close in the order of their ends.
 
 use super::output::{
     LateReason, LiveWindows, OpenWindow, Outputs, PartialRow, UpdateKind, WindowUpdate,
@@ -51,6 +54,10 @@ struct Entry {
     ckpt_dirty: bool,
     /// A checkpoint holds a row under the current bounds.
     stored: bool,
+    /// The key of its item in `fire_queue`, if it has one.
+    fire_key: Option<Millis>,
+    /// The key of its item in `close_queue`, if it has one.
+    close_key: Option<Millis>,
 }
 
 /// The open windows of one metric.
@@ -74,6 +81,8 @@ pub(crate) struct WindowTable {
     closed_rows: PackedRows,
     /// Whether closed windows wait in `closed_rows` for a checkpoint.
     keep_closed: bool,
+    /// Memory for the sessions an event overlaps, reused.
+    overlapping: Vec<usize>,
     /// Sessions' (`CREATE SESSIONS`) longest span, ms: a session's bounds never reach past
     /// its start plus this. Set, the table also deletes a closed window's stored rows instead
     /// of keeping it as final: the window leaves the table as a record.
@@ -122,6 +131,7 @@ impl WindowTable {
             retract_ckpt: Vec::new(),
             closed_rows: PackedRows::default(),
             keep_closed: true,
+            overlapping: Vec::new(),
             max_length: None,
             hasher: foldhash::fast::RandomState::default(),
         }
@@ -254,20 +264,40 @@ impl WindowTable {
             .key_index
             .find(key_hash, |&k| keys[k].key.as_bytes() == key_bytes)
             .copied();
-        let overlapping: Vec<usize> = key
-            .map(|key| {
-                self.keys[key]
-                    .sessions
-                    .iter()
-                    .copied()
-                    .filter(|&id| {
-                        let entry = &self.entries[id];
-                        entry.window.overlaps(&window)
-                            && !closed(&entry.window, self.lateness, watermark)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut overlapping = std::mem::take(&mut self.overlapping);
+        overlapping.clear();
+        if let Some(key) = key {
+            overlapping.extend(self.keys[key].sessions.iter().copied().filter(|&id| {
+                let entry = &self.entries[id];
+                entry.window.overlaps(&window) && !closed(&entry.window, self.lateness, watermark)
+            }));
+        }
+        let missed = self.add_to_sessions(
+            window,
+            key_bytes,
+            key_hash,
+            (inputs, event),
+            watermark,
+            limit,
+            &overlapping,
+        );
+        self.overlapping = overlapping;
+        missed
+    }
+
+    /// [`WindowTable::add_session`] once the open sessions the event's window overlaps are
+    /// known.
+    #[allow(clippy::too_many_arguments)]
+    fn add_to_sessions(
+        &mut self,
+        window: Window,
+        key_bytes: &[u8],
+        key_hash: u64,
+        (inputs, event): (&[Input], &[u8]),
+        watermark: Millis,
+        limit: usize,
+        overlapping: &[usize],
+    ) -> Result<Option<LateReason>, StreamError> {
         if overlapping.is_empty() {
             if closed(&window, self.lateness, watermark) {
                 return Ok(Some(LateReason::WindowClosed));
@@ -289,7 +319,7 @@ impl WindowTable {
             .min_by_key(|&id| (self.entries[id].window.start, id))
             .unwrap_or(overlapping[0]);
         let mut bounds = window;
-        for &id in &overlapping {
+        for &id in overlapping {
             bounds = bounds.cover(&self.entries[id].window);
         }
         for &id in overlapping.iter().filter(|&&id| id != survivor) {
@@ -356,26 +386,55 @@ impl WindowTable {
             emit_dirty: false,
             ckpt_dirty: false,
             stored: false,
+            fire_key: None,
+            close_key: None,
         });
         self.schedule(id);
         id
     }
 
-    /// Queues the entry's firing (unless fired) and closing.
+    /// Queues the entry's firing (unless fired) and closing. An item already queued at or
+    /// before the due time stays (it is moved when it comes up); one queued later is moved now.
     fn schedule(&mut self, id: usize) {
-        let entry = &self.entries[id];
+        let entry = &mut self.entries[id];
+        let fire_at = entry.window.end;
+        let close_at = fire_at.saturating_add(self.lateness);
         if !entry.fired {
-            self.fire_queue.insert((entry.window.end, id));
+            match entry.fire_key {
+                Some(key) if key <= fire_at => {}
+                Some(key) => {
+                    self.fire_queue.remove(&(key, id));
+                    self.fire_queue.insert((fire_at, id));
+                    entry.fire_key = Some(fire_at);
+                }
+                None => {
+                    self.fire_queue.insert((fire_at, id));
+                    entry.fire_key = Some(fire_at);
+                }
+            }
         }
-        self.close_queue
-            .insert((entry.window.end.saturating_add(self.lateness), id));
+        match entry.close_key {
+            Some(key) if key <= close_at => {}
+            Some(key) => {
+                self.close_queue.remove(&(key, id));
+                self.close_queue.insert((close_at, id));
+                entry.close_key = Some(close_at);
+            }
+            None => {
+                self.close_queue.insert((close_at, id));
+                entry.close_key = Some(close_at);
+            }
+        }
     }
 
     fn unschedule(&mut self, id: usize) {
-        let entry = &self.entries[id];
-        self.fire_queue.remove(&(entry.window.end, id));
-        self.close_queue
-            .remove(&(entry.window.end.saturating_add(self.lateness), id));
+        let entry = &mut self.entries[id];
+        if let Some(key) = entry.fire_key.take() {
+            self.fire_queue.remove(&(key, id));
+        }
+        if let Some(key) = entry.close_key.take() {
+            self.close_queue.remove(&(key, id));
+        }
     }
 
     /// Changes a session's bounds: the old bounds are retracted where they were published.
@@ -383,7 +442,6 @@ impl WindowTable {
         if self.entries[id].window == bounds {
             return;
         }
-        self.unschedule(id);
         self.retract(id);
         let entry = &mut self.entries[id];
         entry.window = bounds;
@@ -469,6 +527,15 @@ impl WindowTable {
             }
             self.fire_queue.pop_first();
             let entry = &mut self.entries[id];
+            entry.fire_key = None;
+            if entry.window.end != end {
+                // The window grew since it was queued: queued again at its end.
+                if !entry.fired {
+                    entry.fire_key = Some(entry.window.end);
+                    self.fire_queue.insert((entry.window.end, id));
+                }
+                continue;
+            }
             entry.fired = true;
             if !entry.emit_dirty {
                 entry.emit_dirty = true;
@@ -478,6 +545,14 @@ impl WindowTable {
         while let Some(&(close_at, id)) = self.close_queue.first() {
             if close_at > watermark {
                 break;
+            }
+            let entry = &mut self.entries[id];
+            let due = entry.window.end.saturating_add(self.lateness);
+            if due != close_at {
+                self.close_queue.pop_first();
+                entry.close_key = Some(due);
+                self.close_queue.insert((due, id));
+                continue;
             }
             let (mut entry, key) = self.remove(id);
             if self.max_length.is_some() {
@@ -703,6 +778,8 @@ impl WindowTable {
                 emit_dirty: false,
                 ckpt_dirty: false,
                 stored: true,
+                fire_key: None,
+                close_key: None,
             });
             self.schedule(id);
             match self.spec {

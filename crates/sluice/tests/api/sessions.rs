@@ -89,6 +89,28 @@ async fn sessions_close_into_records_that_survive_a_restart_and_a_metric_counts(
         vec![page("b1", t + 10_000, "/post", Some("social"))],
     )
     .await;
+    // Open sessions are a live count: a1's and a2's last until 10 s after their events.
+    let open = |key: &'static str| {
+        let h = &h;
+        async move {
+            let (status, answer) = h.get("/v1/sessions/visits/open", key).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            answer["open"].as_u64().unwrap()
+        }
+    };
+    eventually("a1's and a2's sessions open", || async {
+        let seen = open(SHOP_READ).await;
+        (seen >= 2).then_some(()).ok_or(seen.to_string())
+    })
+    .await;
+    eventually("b1's session open", || async {
+        let seen = open(BLOG_READ).await;
+        (seen == 1).then_some(()).ok_or(seen.to_string())
+    })
+    .await;
+    let (status, answer) = h.get("/v1/sessions/by_source/open", SHOP_READ).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "not_sessions", "{answer}");
     // a1's session is open across a restart: it is restored from the store.
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.restart().await;
@@ -128,6 +150,7 @@ async fn sessions_close_into_records_that_survive_a_restart_and_a_metric_counts(
     })
     .await;
 
+    assert_eq!(open(SHOP_READ).await, 0, "every session closed");
     // Sessions are not a metric to query.
     let (status, answer) = h.get("/v1/metrics/visits", SHOP_READ).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
