@@ -52,6 +52,13 @@ fn by_source(answer: &Value) -> BTreeMap<String, Vec<i64>> {
     out
 }
 
+/// `GET /v1/sessions/visits/open` with `key`: the open sessions' count.
+async fn open(h: &Harness, key: &str) -> u64 {
+    let (status, answer) = h.get("/v1/sessions/visits/open", key).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["open"].as_u64().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_close_into_records_that_survive_a_restart_and_a_metric_counts() {
     let mut h =
@@ -90,21 +97,13 @@ async fn sessions_close_into_records_that_survive_a_restart_and_a_metric_counts(
     )
     .await;
     // Open sessions are a live count: a1's and a2's last until 10 s after their events.
-    let open = |key: &'static str| {
-        let h = &h;
-        async move {
-            let (status, answer) = h.get("/v1/sessions/visits/open", key).await;
-            assert_eq!(status, StatusCode::OK, "{answer}");
-            answer["open"].as_u64().unwrap()
-        }
-    };
     eventually("a1's and a2's sessions open", || async {
-        let seen = open(SHOP_READ).await;
+        let seen = open(&h, SHOP_READ).await;
         (seen >= 2).then_some(()).ok_or(seen.to_string())
     })
     .await;
     eventually("b1's session open", || async {
-        let seen = open(BLOG_READ).await;
+        let seen = open(&h, BLOG_READ).await;
         (seen == 1).then_some(()).ok_or(seen.to_string())
     })
     .await;
@@ -150,7 +149,7 @@ async fn sessions_close_into_records_that_survive_a_restart_and_a_metric_counts(
     })
     .await;
 
-    assert_eq!(open(SHOP_READ).await, 0, "every session closed");
+    assert_eq!(open(&h, SHOP_READ).await, 0, "every session closed");
     // Sessions are not a metric to query.
     let (status, answer) = h.get("/v1/metrics/visits", SHOP_READ).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
