@@ -231,14 +231,6 @@ pub fn plan(spec: SessionsSpec, sql: &str) -> MetricPlan {
     }
 }
 
-/// The session's first event time, from its summary.
-pub fn start(state: &PartialState) -> Option<Millis> {
-    match state.states.get(Summary::Start as usize) {
-        Some(crate::agg::AggState::Min(Some(value))) => Some(value.to_f64() as Millis),
-        _ => None,
-    }
-}
-
 /// The session's id: 16 hex digits of XXH3 over tenant, visitor and start.
 pub fn session_id(key: &GroupKey, start: Millis) -> String {
     let mut bytes = key.as_bytes().to_vec();
@@ -260,13 +252,13 @@ fn write_key_value(value: &KeyValue, out: &mut Vec<u8>) {
 }
 
 /// The closed session's record (see the module docs); `window` is its bounds, `state` its
-/// summary. Returns the record's event time (the session's last event).
+/// summary. Returns the record's event time (the session's last event) and the session's id.
 pub fn write_record(
     key: &GroupKey,
     window: Window,
     state: &PartialState,
     out: &mut Vec<u8>,
-) -> Millis {
+) -> (Millis, String) {
     use std::io::Write;
     let states = &state.states;
     let count = |which: Summary| match states.get(which as usize) {
@@ -277,6 +269,7 @@ pub fn write_record(
         Some(crate::agg::AggState::Min(Some(value)) | crate::agg::AggState::Max(Some(value))) => {
             value.to_f64() as Millis
         }
+        // Every session has an event, so both are set; the bounds are the fallback.
         _ => window.start,
     };
     let json = |which: Summary| {
@@ -343,7 +336,7 @@ pub fn write_record(
         out.extend_from_slice(json(which));
     }
     out.extend_from_slice(b"}}");
-    end
+    (end, id)
 }
 
 #[cfg(test)]

@@ -637,8 +637,8 @@ fn sessions_closed(out: &mut Outputs, from: usize, offset: u64) {
             continue;
         };
         let mut value = Vec::with_capacity(512);
-        let event_time = sessions::write_record(&update.key, update.window, state, &mut value);
-        let start = sessions::start(state).unwrap_or(update.window.start);
+        let (event_time, id) =
+            sessions::write_record(&update.key, update.window, state, &mut value);
         let key = update.key.values().first().map(|visitor| match visitor {
             crate::keys::KeyValue::Text(text) => Bytes::copy_from_slice(text.as_bytes()),
             other => Bytes::from(other.to_string()),
@@ -646,7 +646,7 @@ fn sessions_closed(out: &mut Outputs, from: usize, offset: u64) {
         out.records.push(DerivedRecord {
             stream: update.metric.clone(),
             offset,
-            session: Some(sessions::session_id(&update.key, start)),
+            session: Some(id),
             key,
             value,
             event_time,

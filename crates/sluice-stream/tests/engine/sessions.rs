@@ -89,9 +89,10 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     base += forward;
                     // Late events come from visitors of their own (10 and up), who therefore
                     // never have an open session a late event could still join.
+                    let late = late && newest != i64::MIN;
                     let visitor = if late { 10 + visitor % 2 } else { visitor };
                     let watermark = newest.max(base) - OUT_OF_ORDERNESS;
-                    let time = if late && newest != i64::MIN {
+                    let time = if late {
                         // Its own session [t, t + GAP) is closed at the watermark.
                         newest - OUT_OF_ORDERNESS - GAP - forward
                     } else {
