@@ -597,6 +597,25 @@ impl Serving {
         Ok(snapshot)
     }
 
+    /// The engine state of `tenant`'s windows of `metric` in the partitions this node computes,
+    /// if `generation` is still current.
+    async fn live_partitions(
+        &self,
+        metric: &str,
+        tenant: &str,
+        generation: u32,
+    ) -> Result<Vec<(u32, LiveWindows)>, ApiError> {
+        let (current, partitions) = self
+            .source
+            .live_windows(metric, tenant)
+            .await
+            .map_err(ApiError::from)?;
+        if current != generation {
+            return Err(replaced(metric));
+        }
+        Ok(partitions)
+    }
+
     /// A live snapshot of `tenant`'s windows of `metric` (generation `generation`) closing
     /// after `frontier`: the engine's state first, then the store's (see the `live` module).
     pub(crate) async fn snapshot(
@@ -608,14 +627,7 @@ impl Serving {
         frontier: Millis,
     ) -> Result<LiveSnapshot, ApiError> {
         let taken = Instant::now();
-        let (current, partitions) = self
-            .source
-            .live_windows(metric, tenant)
-            .await
-            .map_err(ApiError::from)?;
-        if current != generation {
-            return Err(replaced(metric));
-        }
+        let partitions = self.live_partitions(metric, tenant, generation).await?;
         let end_after = frontier.saturating_sub(plan.allowed_lateness);
         // A partition that answered has every window it has not made final: its stored open
         // rows are not needed (see `live`).
@@ -665,14 +677,7 @@ impl Serving {
                 ),
             ));
         }
-        let (current, partitions) = self
-            .source
-            .live_windows(name, tenant)
-            .await
-            .map_err(ApiError::from)?;
-        if current != generation {
-            return Err(replaced(name));
-        }
+        let partitions = self.live_partitions(name, tenant, generation).await?;
         let live: usize = partitions.iter().map(|(_, live)| live.open.len()).sum();
         let range = RowRange {
             metric: name.to_owned(),

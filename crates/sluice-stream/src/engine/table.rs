@@ -109,6 +109,25 @@ fn mix(key_hash: u64, start: Millis) -> u64 {
     x ^ (x >> 29)
 }
 
+/// Puts entry `id`'s item of `queue` (its key kept in `key`) at `due`, unless it is queued at
+/// or before it already (it is moved when it comes up).
+fn queue_at(
+    queue: &mut BTreeSet<(Millis, usize)>,
+    key: &mut Option<Millis>,
+    due: Millis,
+    id: usize,
+) {
+    match *key {
+        Some(queued) if queued <= due => return,
+        Some(queued) => {
+            queue.remove(&(queued, id));
+        }
+        None => {}
+    }
+    queue.insert((due, id));
+    *key = Some(due);
+}
+
 fn closed(window: &Window, lateness: Millis, watermark: Millis) -> bool {
     watermark >= window.end.saturating_add(lateness)
 }
@@ -400,31 +419,9 @@ impl WindowTable {
         let fire_at = entry.window.end;
         let close_at = fire_at.saturating_add(self.lateness);
         if !entry.fired {
-            match entry.fire_key {
-                Some(key) if key <= fire_at => {}
-                Some(key) => {
-                    self.fire_queue.remove(&(key, id));
-                    self.fire_queue.insert((fire_at, id));
-                    entry.fire_key = Some(fire_at);
-                }
-                None => {
-                    self.fire_queue.insert((fire_at, id));
-                    entry.fire_key = Some(fire_at);
-                }
-            }
+            queue_at(&mut self.fire_queue, &mut entry.fire_key, fire_at, id);
         }
-        match entry.close_key {
-            Some(key) if key <= close_at => {}
-            Some(key) => {
-                self.close_queue.remove(&(key, id));
-                self.close_queue.insert((close_at, id));
-                entry.close_key = Some(close_at);
-            }
-            None => {
-                self.close_queue.insert((close_at, id));
-                entry.close_key = Some(close_at);
-            }
-        }
+        queue_at(&mut self.close_queue, &mut entry.close_key, close_at, id);
     }
 
     fn unschedule(&mut self, id: usize) {
