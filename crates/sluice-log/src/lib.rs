@@ -78,7 +78,9 @@ pub trait Log: Send + Sync + 'static {
     fn describe(&self, topic: Option<&str>) -> impl Future<Output = Result<Vec<TopicInfo>>> + Send;
 
     /// Appends `records` to one partition, in order, and returns once they are durable under
-    /// the configured ack mode. The records get consecutive offsets.
+    /// the configured ack mode. On the file log the records get consecutive offsets; on Kafka
+    /// another producer's records may land between them (another node appending to the same
+    /// partition), which the result shows ([`AppendResult::is_contiguous`]).
     fn append(
         &self,
         topic: &str,

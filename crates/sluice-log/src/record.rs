@@ -64,8 +64,29 @@ pub struct StoredRecord {
 pub struct AppendResult {
     /// Offset of the first record appended.
     pub base_offset: u64,
-    /// How many records were appended (offsets `base_offset..base_offset + count`).
+    /// How many records were appended.
     pub count: u32,
+    /// Offset of the last record appended: `base_offset + count - 1` when the records got
+    /// consecutive offsets, which the file log always gives and Kafka gives unless another
+    /// producer wrote the partition between them (see [`AppendResult::is_contiguous`]).
+    pub last_offset: u64,
+}
+
+impl AppendResult {
+    /// `count` records at consecutive offsets from `base_offset`.
+    pub fn contiguous(base_offset: u64, count: u32) -> AppendResult {
+        AppendResult {
+            base_offset,
+            count,
+            last_offset: (base_offset + u64::from(count)).saturating_sub(1),
+        }
+    }
+
+    /// Whether the records hold offsets `base_offset..base_offset + count` and nothing else
+    /// does: no other writer's record landed between them.
+    pub fn is_contiguous(&self) -> bool {
+        self.count == 0 || self.last_offset - self.base_offset + 1 == u64::from(self.count)
+    }
 }
 
 /// Records returned by one read.

@@ -155,7 +155,9 @@ impl From<StreamError> for Failure {
                     path.display()
                 ),
             ),
-            error @ StreamError::Log { .. } => Failure::new(FailureClass::Log, error.to_string()),
+            error @ (StreamError::Log { .. } | StreamError::Interleaved { .. }) => {
+                Failure::new(FailureClass::Log, error.to_string())
+            }
             error @ StreamError::Committed { .. } => {
                 Failure::new(FailureClass::Store, error.to_string())
             }

@@ -73,6 +73,24 @@ pub enum StreamError {
         /// What failed.
         reason: String,
     },
+    /// Another writer's records landed between the records of one append of derived records
+    /// (on Kafka, a partition's previous owner still appending after it was fenced out): the
+    /// append is not committed, so no reader sees it, and the round starts again after them.
+    #[error(
+        "another writer appended to {topic}/{partition} between this task's records (offsets {first}..={last} hold {count} of them): a previous owner of the partition is still writing; the records are left uncommitted and the partition is taken again"
+    )]
+    Interleaved {
+        /// The derived stream's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The first offset of the append.
+        first: u64,
+        /// The last offset of the append.
+        last: u64,
+        /// How many records it held.
+        count: u32,
+    },
     /// A consumer of the engine's output went away.
     #[error("the {0} channel is closed: its receiver stopped, so the partition task stops too")]
     ChannelClosed(&'static str),
@@ -91,7 +109,9 @@ impl Classify for StreamError {
             | StreamError::DuplicateMetric(_)
             | StreamError::UnknownMetric(_) => ErrorClass::User,
             StreamError::Log { source, .. } => source.class(),
-            StreamError::ChannelClosed(_) | StreamError::Committed { .. } => ErrorClass::External,
+            StreamError::ChannelClosed(_)
+            | StreamError::Committed { .. }
+            | StreamError::Interleaved { .. } => ErrorClass::External,
             StreamError::Decode(_) | StreamError::Restore { .. } => ErrorClass::Internal,
         }
     }

@@ -471,6 +471,16 @@ async fn append_jobs<L: Log>(log: Arc<L>, partition: u32, mut jobs: mpsc::Receiv
             AppendJob::Records(_, _) if poisoned || failed.is_some() => {}
             AppendJob::Records(stream, records) => {
                 match log.append(&stream, partition, records).await {
+                    // A range must hold this writer's records only (see `StreamError::Interleaved`).
+                    Ok(result) if !result.is_contiguous() => {
+                        failed = Some(StreamError::Interleaved {
+                            topic: stream.to_string(),
+                            partition,
+                            first: result.base_offset,
+                            last: result.last_offset,
+                            count: result.count,
+                        });
+                    }
                     Ok(result) => {
                         let (start, end) = (
                             result.base_offset,

@@ -269,7 +269,7 @@ impl Writer {
             self.buf.extend_from_slice(&request.frame);
             self.instruments.records.increment(u64::from(count));
             self.instruments.bytes.increment(request.record_bytes);
-            let result = AppendResult { base_offset, count };
+            let result = AppendResult::contiguous(base_offset, count);
             if ack == AckMode::None {
                 let _ = request.ack.send(Ok(result));
             } else {

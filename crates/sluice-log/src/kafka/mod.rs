@@ -708,16 +708,24 @@ impl Log for KafkaLog {
                 }
             }
         }
-        let mut first = None;
+        // Each record's own offset: another producer (another node) may have written the
+        // partition between two of ours.
+        let (mut first, mut last) = (u64::MAX, 0);
         for delivery in deliveries {
             let delivered = delivery.await.map_err(|_| LogError::Closed)?;
             let delivered = delivered
                 .map_err(|(error, _)| kafka_error(&self.inner.brokers, "appending", error))?;
-            first.get_or_insert(delivered.offset as u64);
+            let offset = delivered.offset as u64;
+            first = first.min(offset);
+            last = last.max(offset);
+        }
+        if records.is_empty() {
+            return Ok(AppendResult::contiguous(0, 0));
         }
         Ok(AppendResult {
-            base_offset: first.unwrap_or(0),
+            base_offset: first,
             count: records.len() as u32,
+            last_offset: last,
         })
     }
 

@@ -30,6 +30,13 @@ async fn file_backend(dir: &std::path::Path, ack: AckMode) -> LogBackend {
 /// run, without the broker: these tests never skip.
 #[cfg(feature = "kafka")]
 async fn kafka_backend(check: &str) -> LogBackend {
+    open_kafka(&kafka_config(check)).await
+}
+
+/// The config of [`kafka_backend`]: two backends opened with one are two producers on the
+/// same topics.
+#[cfg(feature = "kafka")]
+fn kafka_config(check: &str) -> sluice_log::LogConfig {
     let brokers = std::env::var("SLUICE_TEST_KAFKA").unwrap_or_else(|_| {
         panic!("SLUICE_TEST_KAFKA is not set: run `export SLUICE_TEST_KAFKA=$(scripts/kafka.sh)`")
     });
@@ -40,9 +47,73 @@ async fn kafka_backend(check: &str) -> LogBackend {
     let mut config = config(AckMode::Fsync);
     config.url = format!("kafka://{brokers}");
     config.kafka.topic_prefix = format!("test-{run}-{check}.");
-    LogBackend::open(&config, std::path::Path::new("/unused"))
+    config
+}
+
+#[cfg(feature = "kafka")]
+async fn open_kafka(config: &sluice_log::LogConfig) -> LogBackend {
+    LogBackend::open(config, std::path::Path::new("/unused"))
         .await
         .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Two producers (two nodes) appending to one Kafka partition: records of one may land
+/// between another's. Each append reports its first and last record's offsets, and whether
+/// nothing else is between them, truly: derived streams commit an append's range only then.
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_kafka_writers_report_where_their_records_landed() {
+    let mut config = kafka_config("two_writers");
+    // One record per produce request, so two producers' requests can alternate.
+    config.kafka.client.insert(
+        "batch.num.messages".into(),
+        sluice_log::ClientValue::Number(1),
+    );
+    let logs = [open_kafka(&config).await, open_kafka(&config).await];
+    logs[0]
+        .create_topic(TopicSpec::new("shared", 1))
+        .await
+        .unwrap();
+    let writers = logs.iter().enumerate().map(|(writer, log)| async move {
+        let mut results = Vec::new();
+        for seq in 0..30u32 {
+            let records = (0..1 + seq % 7)
+                .map(|i| record(None, &format!("{writer}-{seq}-{i}"), NOW))
+                .collect();
+            results.push((writer, seq, log.append("shared", 0, records).await.unwrap()));
+        }
+        results
+    });
+    let results: Vec<_> = futures::future::join_all(writers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let all = read_all(&logs[1], "shared", 0, 0).await;
+    let value =
+        |offset: u64| String::from_utf8(all[offset as usize].record.value.to_vec()).unwrap();
+    let mut interleaved = 0;
+    for (writer, seq, result) in &results {
+        let ours = |offset: u64| value(offset).starts_with(&format!("{writer}-{seq}-"));
+        assert!(
+            ours(result.base_offset) && ours(result.last_offset),
+            "{result:?}"
+        );
+        let count = (result.base_offset..=result.last_offset)
+            .filter(|&offset| ours(offset))
+            .count();
+        assert_eq!(count, result.count as usize, "{result:?}");
+        let contiguous = result.last_offset - result.base_offset + 1 == u64::from(result.count);
+        assert_eq!(result.is_contiguous(), contiguous);
+        interleaved += usize::from(!contiguous);
+    }
+    eprintln!(
+        "{interleaved} of {} appends were interleaved",
+        results.len()
+    );
+    for log in logs {
+        log.close().await.unwrap();
+    }
 }
 
 /// Reads every record of a partition from `from` to its end.

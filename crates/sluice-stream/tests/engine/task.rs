@@ -8,6 +8,7 @@ use sluice_log::{
     AppendResult, Log, LogError, PartitionInfo, ReadBatch, ReadOptions, Record, StoredRecord,
     TopicInfo, TopicSpec,
 };
+use sluice_stream::StreamError;
 use sluice_stream::config::ProcessorConfig;
 use sluice_stream::engine::Processor;
 use sluice_stream::engine::output::UpdateKind;
@@ -87,7 +88,7 @@ impl Log for MemoryLog {
         let count = records.len() as u32;
         log.extend(records);
         self.appended.notify_waiters();
-        Ok(AppendResult { base_offset, count })
+        Ok(AppendResult::contiguous(base_offset, count))
     }
 
     async fn read(
@@ -466,4 +467,152 @@ async fn a_partition_catching_up_answers_a_barrier_before_its_backlog_ends() {
     control.send(Control::Stop).await.unwrap();
     let processor = task.await.unwrap().unwrap();
     assert!(processor.next_offset() <= BACKLOG);
+}
+
+/// A log where another writer's record lands in the middle of every append to `routed`, as
+/// a fenced-out owner still producing to a Kafka partition would put it.
+struct InterleavingLog(MemoryLog);
+
+impl Log for InterleavingLog {
+    async fn create_topic(&self, spec: TopicSpec) -> sluice_log::Result<()> {
+        self.0.create_topic(spec).await
+    }
+
+    async fn describe(&self, topic: Option<&str>) -> sluice_log::Result<Vec<TopicInfo>> {
+        self.0.describe(topic).await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        mut records: Vec<Record>,
+    ) -> sluice_log::Result<AppendResult> {
+        if topic != "routed" || records.len() < 2 {
+            return self.0.append(topic, partition, records).await;
+        }
+        let count = records.len() as u32;
+        let rest = records.split_off(records.len() / 2);
+        let first = self.0.append(topic, partition, records).await?;
+        let foreign = Record::new(None, "{\"tenant\":\"shop\",\"timestamp\":1}", 1);
+        self.0.append(topic, partition, vec![foreign]).await?;
+        let last = self.0.append(topic, partition, rest).await?;
+        Ok(AppendResult {
+            base_offset: first.base_offset,
+            count,
+            last_offset: last.last_offset,
+        })
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        options: ReadOptions,
+    ) -> sluice_log::Result<ReadBatch> {
+        self.0.read(topic, partition, offset, options).await
+    }
+
+    async fn offset_for_time(&self, t: &str, p: u32, at: i64) -> sluice_log::Result<Option<u64>> {
+        self.0.offset_for_time(t, p, at).await
+    }
+
+    async fn consumer_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        commit: Option<u64>,
+    ) -> sluice_log::Result<Option<u64>> {
+        self.0
+            .consumer_offset(group, topic, partition, commit)
+            .await
+    }
+
+    async fn enforce_retention(&self) -> sluice_log::Result<u64> {
+        self.0.enforce_retention().await
+    }
+}
+
+/// Derived records whose append another writer interleaved are never committed: the task
+/// fails before the checkpoint that would have carried their range, so no reader sees them.
+#[tokio::test]
+async fn an_append_another_writer_interleaved_is_not_committed() {
+    guarded(async {
+        let log = Arc::new(InterleavingLog(MemoryLog::default()));
+        for name in ["events", "routed"] {
+            log.create_topic(TopicSpec::new(name, 1)).await.unwrap();
+        }
+        let settings = TaskSettings {
+            source_topic: "events".into(),
+            ..small_batches()
+        };
+        ensure_late_topic(&*log, &settings).await.unwrap();
+        log.append("events", 0, (0..4).map(|i| view(1_000 + i, "/a")).collect())
+            .await
+            .unwrap();
+        let defaults = MetricDefaults {
+            out_of_orderness: 0,
+            allowed_lateness: 0,
+            late: LatePolicy::Topic,
+        };
+        let routed = parse_metric(
+            "CREATE STREAM routed AS SELECT properties.url AS url FROM events",
+            &defaults,
+        )
+        .unwrap();
+        let mut processor = Processor::new(
+            0,
+            0,
+            ProcessorConfig {
+                idle_timeout: 5_000,
+                max_open_windows: 1_000,
+            },
+        );
+        processor.add_metric(Arc::new(routed)).unwrap();
+        let (control, control_rx) = mpsc::channel(8);
+        let (checkpoints, mut checkpoints_rx) = mpsc::channel(4);
+        let task = tokio::spawn(run_partition(
+            log.clone(),
+            processor,
+            0,
+            settings,
+            control_rx,
+            TaskOutputs {
+                updates: broadcast::channel(64).0,
+                checkpoints,
+                processed: Arc::new(AtomicU64::new(0)),
+                stopping: tokio::sync::watch::channel(false).1,
+            },
+            ManualClock::new(1_000_000),
+        ));
+        // Barriers until the task stops: none of its checkpoints may carry a range.
+        loop {
+            tokio::select! {
+                checkpoint = checkpoints_rx.recv() => match checkpoint {
+                    Some(checkpoint) => assert!(
+                        checkpoint.output.is_empty(),
+                        "an interleaved range was committed: {:?}",
+                        checkpoint.output
+                    ),
+                    None => break,
+                },
+                _ = control.send(Control::Barrier { id: 1 }) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        let error = task.await.unwrap().unwrap_err();
+        assert!(
+            matches!(error, StreamError::Interleaved { ref topic, first, last, count, .. }
+                if topic == "routed" && last - first == u64::from(count)),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("another writer appended"),
+            "{error}"
+        );
+    })
+    .await;
 }
