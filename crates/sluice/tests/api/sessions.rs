@@ -155,6 +155,44 @@ async fn sessions_close_into_records_that_survive_a_restart_and_a_metric_counts(
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["error"]["code"], "stream", "{answer}");
 
+    // Managed as a stream: not deleted while a metric reads it, not replayed, and listed by
+    // an erasure among the topics that hold the user's events.
+    let (status, answer) = h
+        .call(
+            Method::DELETE,
+            "/v1/admin/metrics/visits",
+            ADMIN,
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "stream_in_use", "{answer}");
+    let (status, answer) = h
+        .call(
+            Method::POST,
+            "/v1/admin/metrics/visits/replay",
+            ADMIN,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "stream_not_replayed", "{answer}");
+    let (status, erased) = h
+        .call(
+            Method::DELETE,
+            "/v1/users/a1?tenant=shop",
+            ADMIN,
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert!(
+        erased["remaining"]["topics"]
+            .as_array()
+            .is_some_and(|topics| topics.contains(&json!("visits"))),
+        "{erased}"
+    );
+
     let output = Command::new(support::BIN)
         .args([
             "tail",
