@@ -330,6 +330,11 @@ impl Processor {
         self.stats
     }
 
+    /// How many windows (sessions, for `CREATE SESSIONS`) of a metric are open.
+    pub fn open_window_count(&self, metric: &str) -> Result<usize, StreamError> {
+        Ok(self.metric(metric)?.windows.len())
+    }
+
     /// A metric's open windows (optionally one tenant's), for queries merging live state.
     pub fn open_windows(
         &self,

@@ -335,7 +335,7 @@ async fn answer_all(
 }
 
 /// The process's peak resident set (`VmHWM` of `/proc/self/status`), in bytes.
-fn peak_rss_bytes() -> anyhow::Result<u64> {
+pub(super) fn peak_rss_bytes() -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let kilobytes = status
         .lines()

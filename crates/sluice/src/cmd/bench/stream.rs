@@ -67,6 +67,8 @@ pub(super) struct Run {
     /// Window updates and late events, when the run counted them itself (the pipelines'
     /// runs leave them to the pipelines).
     outputs: Option<(u64, u64)>,
+    /// Windows (or sessions) open at the end, when the run counted them itself.
+    open: Option<u64>,
 }
 
 impl Run {
@@ -200,7 +202,12 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         "partitions": args.partitions,
         "runs": runs,
         "metric": plan.name,
+        // Compare with a run of a plan that keeps no state for the bytes per open window.
+        "peak_rss_bytes": super::backfill::peak_rss_bytes()?,
     });
+    if let Some(open) = bare.last().and_then(|run| run.open) {
+        summary["open_windows_at_end"] = open.into();
+    }
     if let Some(interval) = args.checkpoint_interval {
         let (eo_per_sec, eo_per_core) = medians(&exactly_once);
         let pair_costs = |rate: fn(&Run) -> f64| {
@@ -245,6 +252,10 @@ fn report(label: &str, run: &Run) {
     let outputs = match run.outputs {
         Some((updates, late)) => format!("; {updates} window updates, {late} late"),
         None => String::new(),
+    };
+    let outputs = match run.open {
+        Some(open) => format!("{outputs}, {open} windows open at the end"),
+        None => outputs,
     };
     println!(
         "{label}: {} events in {:.3} s = {:.0} events/s; CPU {:.3} s = {:.0} events/s per core{outputs}",
@@ -368,7 +379,7 @@ async fn process(
             let config = stream.processor();
             tokio::spawn(async move {
                 let mut processor = Processor::new(partition, 0, config).without_checkpoints();
-                processor.add_metric(plan)?;
+                processor.add_metric(plan.clone())?;
                 let mut out = Outputs::default();
                 let mut updates = 0u64;
                 let mut buffer = ReadBuffer::new();
@@ -398,16 +409,18 @@ async fn process(
                     out.records.clear();
                 }
                 let stats = processor.stats();
-                anyhow::Ok((stats.records, updates, stats.late))
+                let open = processor.open_window_count(&plan.name)? as u64;
+                anyhow::Ok((stats.records, updates, stats.late, open))
             })
         })
         .collect();
-    let (mut events, mut updates, mut late) = (0, 0, 0);
+    let (mut events, mut updates, mut late, mut open) = (0, 0, 0, 0);
     for task in tasks {
-        let (task_events, task_updates, task_late) = task.await??;
+        let (task_events, task_updates, task_late, task_open) = task.await??;
         events += task_events;
         updates += task_updates;
         late += task_late;
+        open += task_open;
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds()? - cpu_before;
@@ -416,6 +429,7 @@ async fn process(
         cpu_seconds,
         events,
         outputs: Some((updates, late)),
+        open: Some(open),
     })
 }
 
@@ -570,6 +584,7 @@ pub(super) async fn run_backfill(
         cpu_seconds,
         events,
         outputs: None,
+        open: None,
     };
     Ok((run, pipelines, name))
 }
