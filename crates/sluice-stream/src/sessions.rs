@@ -39,7 +39,7 @@
 //! The session id is 16 hex digits of XXH3 over the tenant, the visitor and the start: the
 //! same session always gets the same id, also when it is computed again after a crash.
 
-use crate::agg::PartialState;
+use crate::agg::{AggState, PartialState};
 use crate::keys::{GroupKey, KeyValue};
 use crate::plan::{
     Aggregate, AggregateKind, Expr, Field, LatePolicy, Literal, MetricPlan, Output, Source,
@@ -84,9 +84,9 @@ enum Summary {
     Start,
     /// `MAX(timestamp)`.
     End,
-    /// The first page's `properties.url`.
+    /// The first page call's `properties.url`.
     EntryPage,
-    /// The last page's `properties.url`.
+    /// The last page call's `properties.url`.
     ExitPage,
     /// `context.page.referrer`.
     Referrer,
@@ -106,6 +106,10 @@ enum Summary {
     UserId,
     /// The first `anonymous_id`.
     AnonymousId,
+    /// The first screen call's `name` (apps have screens where sites have pages).
+    EntryScreen,
+    /// The last screen call's `name`.
+    ExitScreen,
 }
 
 fn context(path: &[&str]) -> Field {
@@ -180,6 +184,16 @@ fn aggregates() -> Vec<Aggregate> {
         ),
         of(AggregateKind::Last, Some(Field::UserId), None),
         of(AggregateKind::First, Some(Field::AnonymousId), None),
+        of(
+            AggregateKind::First,
+            Some(Field::Name),
+            Some(type_in(&["screen"])),
+        ),
+        of(
+            AggregateKind::Last,
+            Some(Field::Name),
+            Some(type_in(&["screen"])),
+        ),
     ]
 }
 
@@ -262,13 +276,11 @@ pub fn write_record(
     use std::io::Write;
     let states = &state.states;
     let count = |which: Summary| match states.get(which as usize) {
-        Some(crate::agg::AggState::Count(count)) => *count,
+        Some(AggState::Count(count)) => *count,
         _ => 0,
     };
     let time = |which: Summary| match states.get(which as usize) {
-        Some(crate::agg::AggState::Min(Some(value)) | crate::agg::AggState::Max(Some(value))) => {
-            value.to_f64() as Millis
-        }
+        Some(AggState::Min(Some(value)) | AggState::Max(Some(value))) => value.to_f64() as Millis,
         // Every session has an event, so both are set; the bounds are the fallback.
         _ => window.start,
     };
@@ -277,6 +289,22 @@ pub fn write_record(
             .get(which as usize)
             .and_then(|state| state.json())
             .unwrap_or(b"null")
+    };
+    let stamped = |which: Summary| match states.get(which as usize) {
+        Some(AggState::First(value) | AggState::Last(value)) => value.as_ref(),
+        _ => None,
+    };
+    // The entry is the earlier of the first page and the first screen; the exit the later
+    // of the last ones.
+    let (entry, exit) = {
+        let pages_and_screens =
+            |page: Summary, screen: Summary| stamped(page).into_iter().chain(stamped(screen));
+        let entry = pages_and_screens(Summary::EntryPage, Summary::EntryScreen).min();
+        let exit = pages_and_screens(Summary::ExitPage, Summary::ExitScreen).max();
+        (
+            entry.map_or(&b"null"[..], |v| v.json.as_slice()),
+            exit.map_or(&b"null"[..], |v| v.json.as_slice()),
+        )
     };
     let start = time(Summary::Start);
     let end = time(Summary::End).max(start);
@@ -320,9 +348,11 @@ pub fn write_record(
         count(Summary::Pages),
         u8::from(events <= 1),
     );
+    out.extend_from_slice(b",\"entry_page\":");
+    out.extend_from_slice(entry);
+    out.extend_from_slice(b",\"exit_page\":");
+    out.extend_from_slice(exit);
     let texts = [
-        ("entry_page", Summary::EntryPage),
-        ("exit_page", Summary::ExitPage),
         ("referrer", Summary::Referrer),
         ("referrer_type", Summary::ReferrerType),
         ("utm_source", Summary::UtmSource),
@@ -356,7 +386,7 @@ mod tests {
             },
             "",
         );
-        assert_eq!(plan.aggregates.len(), Summary::AnonymousId as usize + 1);
+        assert_eq!(plan.aggregates.len(), Summary::ExitScreen as usize + 1);
         assert_eq!(
             plan.aggregates[Summary::Start as usize].kind,
             AggregateKind::Min

@@ -1058,3 +1058,73 @@ fn sessions_close_into_one_record_each_and_split_at_their_max_length() {
     let record = record.to_record("events", 3);
     assert_eq!(record.headers[0].value, format!("events/3/session/{first}"));
 }
+
+#[test]
+fn an_app_session_enters_and_exits_by_its_screens_and_a_site_by_its_pages() {
+    let mut run = Run::new(&["CREATE SESSIONS visits GAP '10m'"]);
+    let events = [
+        // Out of order: the entry is the earliest screen, the exit the latest.
+        r#"{"tenant":"shop","type":"screen","name":"Cart","anonymous_id":"app1","timestamp":2000}"#,
+        r#"{"tenant":"shop","type":"screen","name":"Home","anonymous_id":"app1","timestamp":1000}"#,
+        r#"{"tenant":"shop","type":"track","event":"Tapped","anonymous_id":"app1","timestamp":3000}"#,
+        r#"{"tenant":"shop","type":"page","name":"Pricing","anonymous_id":"web1","timestamp":1000,"properties":{"url":"/pricing"}}"#,
+        r#"{"tenant":"shop","type":"screen","name":"Odd","anonymous_id":"web1","timestamp":1500}"#,
+        r#"{"tenant":"shop","type":"page","anonymous_id":"web1","timestamp":2500,"properties":{"url":"/buy"}}"#,
+    ];
+    let records: Vec<StoredRecord> = events
+        .iter()
+        .enumerate()
+        .map(|(offset, json)| record(offset as u64, (*json).to_owned()))
+        .collect();
+    run.processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 1,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    run.processor
+        .handle(
+            Message::Tick {
+                now: 10_000_000_000,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    let mut ends: Vec<(
+        String,
+        serde_json::Value,
+        serde_json::Value,
+        serde_json::Value,
+    )> = run
+        .out
+        .records
+        .iter()
+        .map(|r| {
+            let value: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            let p = &value["properties"];
+            (
+                p["visitor"].as_str().unwrap().to_owned(),
+                p["entry_page"].clone(),
+                p["exit_page"].clone(),
+                p["pages"].clone(),
+            )
+        })
+        .collect();
+    ends.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        ends,
+        [
+            ("app1".to_owned(), "Home".into(), "Cart".into(), 2.into()),
+            // A page and a screen in one session: whichever came first and last.
+            (
+                "web1".to_owned(),
+                "/pricing".into(),
+                "/buy".into(),
+                3.into()
+            ),
+        ]
+    );
+}
