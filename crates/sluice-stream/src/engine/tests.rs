@@ -1128,3 +1128,85 @@ fn an_app_session_enters_and_exits_by_its_screens_and_a_site_by_its_pages() {
         ]
     );
 }
+
+#[test]
+fn an_event_after_its_session_closed_is_late_or_starts_a_session_never_a_correction() {
+    let mut run = Run::new(&["CREATE SESSIONS visits GAP '10s' WITH (out_of_orderness = '5s')"]);
+    let event = |visitor: &str, time: Millis| {
+        format!(
+            r#"{{"tenant":"shop","type":"track","event":"x","anonymous_id":"{visitor}","timestamp":{time}}}"#
+        )
+    };
+    let mut offset = 0;
+    let mut feed = |run: &mut Run, events: &[String]| {
+        let records: Vec<StoredRecord> = events
+            .iter()
+            .map(|json| {
+                offset += 1;
+                record(offset, json.clone())
+            })
+            .collect();
+        run.processor
+            .handle(
+                Message::Data {
+                    records: &records,
+                    now: 1,
+                },
+                &mut run.out,
+            )
+            .unwrap();
+    };
+    // The watermark (newest − 5 s) reaches 16 s: a's session [0, 10 s) closes; b's
+    // [12 s, 31 s) stays open.
+    feed(
+        &mut run,
+        &[event("a", 0), event("b", 12_000), event("b", 21_000)],
+    );
+    assert_eq!(run.out.records.len(), 1, "a's session closed");
+    // a at 2 s: its own [2 s, 12 s) is closed and a has no open session within the gap:
+    // late. b at 5 s: its own window is closed too, but b's open session is within the gap:
+    // it joins it. a at 9 s: not late ([9 s, 19 s) is open), and within the gap of a's
+    // session, which was written already: it starts a session of its own rather than
+    // correct the one written.
+    feed(
+        &mut run,
+        &[event("a", 2_000), event("b", 5_000), event("a", 9_000)],
+    );
+    assert_eq!(run.out.late.len(), 1);
+    assert_eq!(
+        (run.out.late[0].offset, run.out.late[0].reason),
+        (4, LateReason::WindowClosed)
+    );
+    run.processor
+        .handle(
+            Message::Tick {
+                now: 10_000_000_000,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    let mut sessions: Vec<(String, i64, i64, u64)> = run
+        .out
+        .records
+        .iter()
+        .map(|r| {
+            let value: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            let p = &value["properties"];
+            (
+                p["visitor"].as_str().unwrap().to_owned(),
+                p["start"].as_i64().unwrap(),
+                p["end"].as_i64().unwrap(),
+                p["events"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    sessions.sort();
+    assert_eq!(
+        sessions,
+        [
+            ("a".to_owned(), 0, 0, 1),
+            ("a".to_owned(), 9_000, 9_000, 1),
+            ("b".to_owned(), 5_000, 21_000, 3),
+        ]
+    );
+}
