@@ -1,5 +1,6 @@
-//! Sessions: `CREATE SESSIONS name GAP '30m' [MAX LENGTH '24h'] [FROM events] [WITH (…)]`
-//! emits one record per visitor session into the topic `name`, when the session closes.
+//! Sessions: `CREATE SESSIONS name GAP '30m' [MAX LENGTH '24h'] [FROM events] [WHERE …]
+//! [WITH (…)]` emits one record per visitor session into the topic `name`, when the session
+//! closes. `WHERE` keeps events out of every session (bots: `context.device.type <> 'bot'`).
 //!
 //! A session is a run of one visitor's events with less than `GAP` between neighbours (in
 //! event time), lasting at most `MAX LENGTH` (24 h by default). The visitor is the event's
@@ -208,6 +209,8 @@ pub struct SessionsSpec {
     pub gap: Millis,
     /// The longest session, ms.
     pub max_length: Millis,
+    /// `WHERE`: only the events it keeps are in sessions (`context.device.type <> 'bot'`).
+    pub filter: Option<Expr>,
     /// How far the watermark trails the newest event time, ms.
     pub out_of_orderness: Millis,
     /// What happens to late events.
@@ -220,6 +223,10 @@ pub fn plan(spec: SessionsSpec, sql: &str) -> MetricPlan {
         expr: Box::new(Expr::Field(field)),
         negated: true,
     };
+    let has_visitor = Expr::Or(
+        Box::new(present(Field::AnonymousId)),
+        Box::new(present(Field::UserId)),
+    );
     MetricPlan {
         name: spec.name,
         sql: sql.to_owned(),
@@ -227,10 +234,9 @@ pub fn plan(spec: SessionsSpec, sql: &str) -> MetricPlan {
         output: Output::Sessions {
             max_length: spec.max_length,
         },
-        filter: Some(Expr::Or(
-            Box::new(present(Field::AnonymousId)),
-            Box::new(present(Field::UserId)),
-        )),
+        filter: Some(spec.filter.into_iter().fold(has_visitor, |all, filter| {
+            Expr::And(Box::new(filter), Box::new(all))
+        })),
         keys: vec![Expr::Coalesce(vec![
             Expr::Field(Field::AnonymousId),
             Expr::Field(Field::UserId),
@@ -381,6 +387,7 @@ mod tests {
                 source: Source::Events,
                 gap: 1_800_000,
                 max_length: DEFAULT_MAX_LENGTH,
+                filter: None,
                 out_of_orderness: 0,
                 late: LatePolicy::Topic,
             },

@@ -1210,3 +1210,45 @@ fn an_event_after_its_session_closed_is_late_or_starts_a_session_never_a_correct
         ]
     );
 }
+
+#[test]
+fn sessions_leave_out_what_their_where_leaves_out() {
+    let mut run =
+        Run::new(&["CREATE SESSIONS visits GAP '10m' WHERE context.device.type <> 'bot'"]);
+    let events = [
+        r#"{"tenant":"shop","type":"page","anonymous_id":"crawler","timestamp":1000,"context":{"device":{"type":"bot"}}}"#,
+        r#"{"tenant":"shop","type":"page","anonymous_id":"person","timestamp":1000,"context":{"device":{"type":"mobile"}}}"#,
+    ];
+    let records: Vec<StoredRecord> = events
+        .iter()
+        .enumerate()
+        .map(|(offset, json)| record(offset as u64, (*json).to_owned()))
+        .collect();
+    run.processor
+        .handle(
+            Message::Data {
+                records: &records,
+                now: 1,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    run.processor
+        .handle(
+            Message::Tick {
+                now: 10_000_000_000,
+            },
+            &mut run.out,
+        )
+        .unwrap();
+    let visitors: Vec<serde_json::Value> = run
+        .out
+        .records
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.value).unwrap()["properties"]["visitor"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(visitors, ["person"]);
+}

@@ -211,7 +211,7 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<(select::Kind, S
     Ok((kind, name))
 }
 
-/// The rest of `CREATE SESSIONS name`: `GAP 'd' [MAX LENGTH 'd'] [FROM source]
+/// The rest of `CREATE SESSIONS name`: `GAP 'd' [MAX LENGTH 'd'] [FROM source] [WHERE …]
 /// [WITH (out_of_orderness = 'd', late = 'topic'|'drop')]` (see [`crate::sessions`]).
 fn parse_sessions(
     parser: &mut Parser<'_>,
@@ -220,7 +220,7 @@ fn parse_sessions(
     defaults: &MetricDefaults,
     end: Location,
 ) -> Result<MetricPlan, SqlError> {
-    let usage = "write CREATE SESSIONS name GAP '30m' [MAX LENGTH '24h'] [FROM events] [WITH (out_of_orderness = '10s')]";
+    let usage = "write CREATE SESSIONS name GAP '30m' [MAX LENGTH '24h'] [FROM events] [WHERE …] [WITH (out_of_orderness = '10s')]";
     let word = |parser: &mut Parser<'_>, wanted: &str| {
         let token = parser.peek_token();
         let found = matches!(&token.token, Token::Word(w) if w.value.eq_ignore_ascii_case(wanted));
@@ -277,6 +277,15 @@ fn parse_sessions(
             source = crate::plan::Source::Stream(ident.value);
         }
     }
+    let mut filter = None;
+    if parser.parse_keyword(Keyword::WHERE) {
+        let at = located(parser.peek_token_ref().span.start, end);
+        let condition = parser
+            .parse_expr()
+            .map_err(|error| parser_error(parser, error, end))?;
+        let _columns = expr::ColumnsByName::set(matches!(source, crate::plan::Source::Stream(_)));
+        filter = Some(expr::lower(&condition, at)?);
+    }
     let options = parser
         .parse_options(Keyword::WITH)
         .map_err(|error| parser_error(parser, error, end))?;
@@ -295,7 +304,8 @@ fn parse_sessions(
     }) {
         return Err(error_at(
             span_start(sqlparser::ast::Spanned::span(option), start),
-            "sessions take no allowed_lateness: a session is written once, when it closes;              give a longer out_of_orderness to wait for late events",
+            "sessions take no allowed_lateness: a session is written once, when it closes; \
+             give a longer out_of_orderness to wait for late events",
         ));
     }
     let options = parse_options(&options, defaults, start)?;
@@ -305,6 +315,7 @@ fn parse_sessions(
             source,
             gap,
             max_length,
+            filter,
             out_of_orderness: options.out_of_orderness,
             late: options.late,
         },

@@ -503,6 +503,24 @@ fn sessions_take_a_gap_a_max_length_a_source_and_options() {
     assert_eq!(plan.out_of_orderness, 5_000);
     assert_eq!(plan.late, LatePolicy::Drop);
 
+    // WHERE keeps events out of every session, on top of the visitor check; reading a
+    // stream, its columns go by their names.
+    let plan = parse("CREATE SESSIONS s GAP '30m' WHERE context.device.type <> 'bot'");
+    assert_eq!(
+        plan.filter.as_ref().map(ToString::to_string).as_deref(),
+        Some(
+            "((context.device.type <> 'bot') AND ((anonymous_id IS NOT NULL) OR (user_id IS NOT NULL)))"
+        )
+    );
+    let plan = parse("CREATE SESSIONS s GAP '30m' FROM web WHERE device <> 'bot'");
+    assert!(
+        plan.filter
+            .as_ref()
+            .is_some_and(|f| f.to_string().contains("properties.device")),
+        "{:?}",
+        plan.filter
+    );
+
     for (sql, wanted) in [
         ("CREATE SESSIONS s", "expected GAP after the sessions' name"),
         ("CREATE SESSIONS s GAP 'soon'", "GAP: "),
@@ -528,7 +546,18 @@ fn sessions_take_a_gap_a_max_length_a_source_and_options() {
             "CREATE SESSIONS s GAP '30m' WITH (colour = 'red')",
             "unknown option colour",
         ),
-        ("CREATE SESSIONS s GAP '30m' WHERE x", "unexpected `WHERE`"),
+        (
+            "CREATE SESSIONS s GAP '30m' GROUP BY x",
+            "unexpected `GROUP`",
+        ),
+        (
+            "CREATE SESSIONS s GAP '30m' WHERE x = 1",
+            "unknown field `x`",
+        ),
+        (
+            "CREATE SESSIONS s GAP '30m' WHERE COUNT(*) > 1",
+            "only allowed at the top of a SELECT item",
+        ),
         (
             "CREATE SESSIONS Bad GAP '30m'",
             "is not a valid metric name",
