@@ -75,6 +75,35 @@ impl Run {
             .unwrap();
     }
 
+    /// Events (JSON), as one batch read at processing time 1, at the next offsets.
+    fn events<S: AsRef<str>>(&mut self, events: &[S]) {
+        let records: Vec<StoredRecord> = events
+            .iter()
+            .map(|json| {
+                self.offset += 1;
+                record(self.offset - 1, json.as_ref().to_owned())
+            })
+            .collect();
+        self.processor
+            .handle(
+                Message::Data {
+                    records: &records,
+                    now: 1,
+                },
+                &mut self.out,
+            )
+            .unwrap();
+    }
+
+    /// The derived records so far, parsed.
+    fn records(&self) -> Vec<serde_json::Value> {
+        self.out
+            .records
+            .iter()
+            .map(|r| serde_json::from_slice(&r.value).unwrap())
+            .collect()
+    }
+
     fn tick(&mut self, now: Millis) {
         self.processor
             .handle(Message::Tick { now }, &mut self.out)
@@ -985,36 +1014,11 @@ fn sessions_close_into_one_record_each_and_split_at_their_max_length() {
             .to_owned(),
         r#"{"tenant":"shop","type":"track","event":"x","timestamp":3600000}"#.to_owned(),
     ];
-    let records: Vec<StoredRecord> = events
-        .iter()
-        .enumerate()
-        .map(|(offset, json)| record(offset as u64, json.clone()))
-        .collect();
-    run.processor
-        .handle(
-            Message::Data {
-                records: &records,
-                now: 1,
-            },
-            &mut run.out,
-        )
-        .unwrap();
+    run.events(&events);
     // The first session ([0, 25m)) closed when the watermark passed 25 minutes.
     assert_eq!(run.out.records.len(), 2, "{:?}", run.out.records);
-    run.processor
-        .handle(
-            Message::Tick {
-                now: 10_000_000_000,
-            },
-            &mut run.out,
-        )
-        .unwrap();
-    let sessions: Vec<serde_json::Value> = run
-        .out
-        .records
-        .iter()
-        .map(|r| serde_json::from_slice(&r.value).unwrap())
-        .collect();
+    run.tick(10_000_000_000);
+    let sessions = run.records();
     let id = |start: Millis, visitor: &str| {
         let mut key = Vec::new();
         keys::encode_text(b"shop", &mut key);
@@ -1071,39 +1075,17 @@ fn an_app_session_enters_and_exits_by_its_screens_and_a_site_by_its_pages() {
         r#"{"tenant":"shop","type":"screen","name":"Odd","anonymous_id":"web1","timestamp":1500}"#,
         r#"{"tenant":"shop","type":"page","anonymous_id":"web1","timestamp":2500,"properties":{"url":"/buy"}}"#,
     ];
-    let records: Vec<StoredRecord> = events
-        .iter()
-        .enumerate()
-        .map(|(offset, json)| record(offset as u64, (*json).to_owned()))
-        .collect();
-    run.processor
-        .handle(
-            Message::Data {
-                records: &records,
-                now: 1,
-            },
-            &mut run.out,
-        )
-        .unwrap();
-    run.processor
-        .handle(
-            Message::Tick {
-                now: 10_000_000_000,
-            },
-            &mut run.out,
-        )
-        .unwrap();
+    run.events(&events);
+    run.tick(10_000_000_000);
     let mut ends: Vec<(
         String,
         serde_json::Value,
         serde_json::Value,
         serde_json::Value,
     )> = run
-        .out
-        .records
+        .records()
         .iter()
-        .map(|r| {
-            let value: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+        .map(|value| {
             let p = &value["properties"];
             (
                 p["visitor"].as_str().unwrap().to_owned(),
@@ -1137,60 +1119,27 @@ fn an_event_after_its_session_closed_is_late_or_starts_a_session_never_a_correct
             r#"{{"tenant":"shop","type":"track","event":"x","anonymous_id":"{visitor}","timestamp":{time}}}"#
         )
     };
-    let mut offset = 0;
-    let mut feed = |run: &mut Run, events: &[String]| {
-        let records: Vec<StoredRecord> = events
-            .iter()
-            .map(|json| {
-                offset += 1;
-                record(offset, json.clone())
-            })
-            .collect();
-        run.processor
-            .handle(
-                Message::Data {
-                    records: &records,
-                    now: 1,
-                },
-                &mut run.out,
-            )
-            .unwrap();
-    };
     // The watermark (newest − 5 s) reaches 16 s: a's session [0, 10 s) closes; b's
     // [12 s, 31 s) stays open.
-    feed(
-        &mut run,
-        &[event("a", 0), event("b", 12_000), event("b", 21_000)],
-    );
+    run.events(&[event("a", 0), event("b", 12_000), event("b", 21_000)]);
     assert_eq!(run.out.records.len(), 1, "a's session closed");
     // a at 2 s: its own [2 s, 12 s) is closed and a has no open session within the gap:
     // late. b at 5 s: its own window is closed too, but b's open session is within the gap:
     // it joins it. a at 9 s: not late ([9 s, 19 s) is open), and within the gap of a's
     // session, which was written already: it starts a session of its own rather than
     // correct the one written.
-    feed(
-        &mut run,
-        &[event("a", 2_000), event("b", 5_000), event("a", 9_000)],
-    );
+    run.events(&[event("a", 2_000), event("b", 5_000), event("a", 9_000)]);
     assert_eq!(run.out.late.len(), 1);
     assert_eq!(
         (run.out.late[0].offset, run.out.late[0].reason),
-        (4, LateReason::WindowClosed)
+        (3, LateReason::WindowClosed),
+        "the fourth event, a at 2 s"
     );
-    run.processor
-        .handle(
-            Message::Tick {
-                now: 10_000_000_000,
-            },
-            &mut run.out,
-        )
-        .unwrap();
+    run.tick(10_000_000_000);
     let mut sessions: Vec<(String, i64, i64, u64)> = run
-        .out
-        .records
+        .records()
         .iter()
-        .map(|r| {
-            let value: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+        .map(|value| {
             let p = &value["properties"];
             (
                 p["visitor"].as_str().unwrap().to_owned(),
@@ -1219,36 +1168,12 @@ fn sessions_leave_out_what_their_where_leaves_out() {
         r#"{"tenant":"shop","type":"page","anonymous_id":"crawler","timestamp":1000,"context":{"device":{"type":"bot"}}}"#,
         r#"{"tenant":"shop","type":"page","anonymous_id":"person","timestamp":1000,"context":{"device":{"type":"mobile"}}}"#,
     ];
-    let records: Vec<StoredRecord> = events
-        .iter()
-        .enumerate()
-        .map(|(offset, json)| record(offset as u64, (*json).to_owned()))
-        .collect();
-    run.processor
-        .handle(
-            Message::Data {
-                records: &records,
-                now: 1,
-            },
-            &mut run.out,
-        )
-        .unwrap();
-    run.processor
-        .handle(
-            Message::Tick {
-                now: 10_000_000_000,
-            },
-            &mut run.out,
-        )
-        .unwrap();
+    run.events(&events);
+    run.tick(10_000_000_000);
     let visitors: Vec<serde_json::Value> = run
-        .out
-        .records
+        .records()
         .iter()
-        .map(|r| {
-            serde_json::from_slice::<serde_json::Value>(&r.value).unwrap()["properties"]["visitor"]
-                .clone()
-        })
+        .map(|record| record["properties"]["visitor"].clone())
         .collect();
     assert_eq!(visitors, ["person"]);
 }

@@ -275,149 +275,131 @@ fn parse(value: &[u8]) -> Session {
     }
 }
 
+/// A processor with the store's model: what it emits waits (`pending`) until a commit
+/// covers it, or is lost with a crash.
+struct Driver {
+    plan: Arc<MetricPlan>,
+    config: ProcessorConfig,
+    processor: Processor,
+    model: Model,
+    barrier: u64,
+    pending: Vec<Session>,
+    pending_late: Vec<u64>,
+    committed: Vec<Session>,
+    late: BTreeSet<u64>,
+}
+
+impl Driver {
+    fn new() -> Driver {
+        let (plan, model) = (plan(), Model::default());
+        let config = ProcessorConfig {
+            idle_timeout: 5_000,
+            max_open_windows: 100_000,
+        };
+        Driver {
+            processor: restore(&model, &plan, config, 0),
+            plan,
+            config,
+            model,
+            barrier: 0,
+            pending: Vec::new(),
+            pending_late: Vec::new(),
+            committed: Vec::new(),
+            late: BTreeSet::new(),
+        }
+    }
+
+    /// Hands the processor a message; its records and late events wait for a commit.
+    fn handle(&mut self, message: Message<'_>) {
+        let mut out = Outputs::default();
+        self.processor.handle(message, &mut out).unwrap();
+        self.pending
+            .extend(out.records.iter().map(|r| parse(&r.value)));
+        self.pending_late.extend(out.late.iter().map(|l| l.offset));
+    }
+
+    /// A checkpoint applied to the model as the store applies it, with what waited for it.
+    fn commit(&mut self) {
+        self.barrier += 1;
+        let mut out = Outputs::default();
+        self.processor
+            .handle(Message::Barrier { id: self.barrier }, &mut out)
+            .unwrap();
+        let checkpoint = out.checkpoints.pop().unwrap();
+        let kinds: Vec<_> = self.plan.aggregates.iter().map(|a| a.kind).collect();
+        for metric in checkpoint.metrics {
+            assert!(metric.closed.is_empty(), "sessions keep no final rows");
+            for (key, window) in metric.retracted {
+                self.model
+                    .rows
+                    .remove(&(key.as_bytes().to_vec(), window.start, window.end));
+            }
+            for row in metric.changed.iter() {
+                let row = PartialRow::decode(row, &kinds).unwrap();
+                let at = (
+                    row.key.as_bytes().to_vec(),
+                    row.window.start,
+                    row.window.end,
+                );
+                self.model.rows.insert(at, row);
+            }
+        }
+        self.model.offset = checkpoint.offset;
+        self.model.event_time = checkpoint.event_time;
+        self.committed.append(&mut self.pending);
+        self.late.extend(self.pending_late.drain(..));
+    }
+
+    /// Everything since the last commit is lost; returns the offset reading resumes at.
+    fn crash(&mut self, now: i64) -> usize {
+        self.pending.clear();
+        self.pending_late.clear();
+        self.processor = restore(&self.model, &self.plan, self.config, now);
+        self.model.offset as usize
+    }
+}
+
 fn run(scenario: &Scenario) -> (Vec<Session>, BTreeSet<u64>) {
-    let plan = plan();
-    let config = ProcessorConfig {
-        idle_timeout: 5_000,
-        max_open_windows: 100_000,
-    };
     let records: Vec<StoredRecord> = scenario
         .visits
         .iter()
         .enumerate()
         .map(|(offset, visit)| record(offset as u64, visit))
         .collect();
-    let mut model = Model::default();
-    let mut processor = restore(&model, &plan, config, 0);
-    let mut committed: Vec<Session> = Vec::new();
-    let mut late: BTreeSet<u64> = BTreeSet::new();
-    let mut pending: Vec<Session> = Vec::new();
-    let mut pending_late: Vec<u64> = Vec::new();
-    let (mut now, mut barrier) = (0, 0);
-    let mut position = 0usize;
-    let commit = |processor: &mut Processor,
-                  model: &mut Model,
-                  barrier: &mut u64,
-                  pending: &mut Vec<Session>,
-                  pending_late: &mut Vec<u64>,
-                  committed: &mut Vec<Session>,
-                  late: &mut BTreeSet<u64>| {
-        *barrier += 1;
-        let mut out = Outputs::default();
-        processor
-            .handle(Message::Barrier { id: *barrier }, &mut out)
-            .unwrap();
-        let checkpoint = out.checkpoints.pop().unwrap();
-        let kinds: Vec<_> = plan.aggregates.iter().map(|a| a.kind).collect();
-        for metric in checkpoint.metrics {
-            assert!(metric.closed.is_empty(), "sessions keep no final rows");
-            for (key, window) in metric.retracted {
-                model
-                    .rows
-                    .remove(&(key.as_bytes().to_vec(), window.start, window.end));
-            }
-            for row in metric.changed.iter() {
-                let row = PartialRow::decode(row, &kinds).unwrap();
-                model.rows.insert(
-                    (
-                        row.key.as_bytes().to_vec(),
-                        row.window.start,
-                        row.window.end,
-                    ),
-                    row,
-                );
-            }
-        }
-        model.offset = checkpoint.offset;
-        model.event_time = checkpoint.event_time;
-        committed.append(pending);
-        late.extend(pending_late.drain(..));
-    };
-    let feed = |processor: &mut Processor,
-                position: &mut usize,
-                size: usize,
-                now: i64,
-                pending: &mut Vec<Session>,
-                pending_late: &mut Vec<u64>| {
+    let mut driver = Driver::new();
+    let (mut now, mut position) = (0, 0usize);
+    let feed = |driver: &mut Driver, position: &mut usize, size: usize, now: i64| {
         let end = (*position + size).min(records.len());
-        let mut out = Outputs::default();
-        processor
-            .handle(
-                Message::Data {
-                    records: &records[*position..end],
-                    now,
-                },
-                &mut out,
-            )
-            .unwrap();
+        driver.handle(Message::Data {
+            records: &records[*position..end],
+            now,
+        });
         *position = end;
-        pending.extend(out.records.iter().map(|r| parse(&r.value)));
-        pending_late.extend(out.late.iter().map(|l| l.offset));
     };
     for &(size, after) in &scenario.batches {
         now += 100;
-        feed(
-            &mut processor,
-            &mut position,
-            size,
-            now,
-            &mut pending,
-            &mut pending_late,
-        );
+        feed(&mut driver, &mut position, size, now);
         match after {
             After::Nothing => {}
-            After::Checkpoint => commit(
-                &mut processor,
-                &mut model,
-                &mut barrier,
-                &mut pending,
-                &mut pending_late,
-                &mut committed,
-                &mut late,
-            ),
-            After::Crash => {
-                // Everything since the last commit is lost; reading resumes at its offset.
-                pending.clear();
-                pending_late.clear();
-                processor = restore(&model, &plan, config, now);
-                position = model.offset as usize;
-            }
+            After::Checkpoint => driver.commit(),
+            After::Crash => position = driver.crash(now),
         }
     }
     // What crashes sent back is read again.
     while position < records.len() {
         now += 100;
-        feed(
-            &mut processor,
-            &mut position,
-            5,
-            now,
-            &mut pending,
-            &mut pending_late,
-        );
+        feed(&mut driver, &mut position, 5, now);
     }
     // Time passes: every session closes.
-    let mut out = Outputs::default();
-    processor
-        .handle(
-            Message::Tick {
-                now: now + 1_000_000_000,
-            },
-            &mut out,
-        )
-        .unwrap();
-    pending.extend(out.records.iter().map(|r| parse(&r.value)));
-    commit(
-        &mut processor,
-        &mut model,
-        &mut barrier,
-        &mut pending,
-        &mut pending_late,
-        &mut committed,
-        &mut late,
+    driver.handle(Message::Tick {
+        now: now + 1_000_000_000,
+    });
+    driver.commit();
+    assert!(
+        driver.model.rows.is_empty(),
+        "closed sessions leave the store"
     );
-    assert!(model.rows.is_empty(), "closed sessions leave the store");
-    (committed, late)
+    (driver.committed, driver.late)
 }
 
 proptest! {
