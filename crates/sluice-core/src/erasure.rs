@@ -3,7 +3,7 @@
 //! copy every request reads, shared by the collector and the API that adds to it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 /// The erased ids of every tenant.
@@ -12,6 +12,9 @@ pub struct ErasedUsers {
     by_tenant: RwLock<HashMap<String, HashSet<String>>>,
     /// Whether any id is erased: the common case, none, costs one atomic load per request.
     any: AtomicBool,
+    /// Bumped by every change, so a reader keeping state of ids (the identity's profiles)
+    /// applies a change once.
+    version: AtomicU64,
 }
 
 impl ErasedUsers {
@@ -22,10 +25,14 @@ impl ErasedUsers {
             by_tenant.entry(tenant).or_default().insert(id);
         }
         let any = !by_tenant.is_empty();
-        *self
+        let mut current = self
             .by_tenant
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = by_tenant;
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current != by_tenant {
+            *current = by_tenant;
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
         self.any.store(any, Ordering::Release);
     }
 
@@ -38,6 +45,22 @@ impl ErasedUsers {
             .or_default()
             .insert(id.to_owned());
         self.any.store(true, Ordering::Release);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes so far: equal versions hold equal sets.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Every erased (tenant, id).
+    pub fn all(&self) -> Vec<(String, String)> {
+        self.by_tenant
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .flat_map(|(tenant, ids)| ids.iter().map(move |id| (tenant.clone(), id.clone())))
+            .collect()
     }
 
     /// Whether nothing is erased.

@@ -1499,6 +1499,7 @@ fn describe(metric: &Running, ends: &[u64]) -> MetricStatus {
             sluice_stream::plan::Output::Windows => "metric",
             sluice_stream::plan::Output::Records(_) => "stream",
             sluice_stream::plan::Output::Sessions { .. } => "sessions",
+            sluice_stream::plan::Output::Identity => "identity",
         },
         source: match &metric.plan.source {
             Source::Events => "events".to_owned(),

@@ -36,6 +36,7 @@ pub mod decimal;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod identity;
 pub mod json;
 pub mod keys;
 #[cfg(feature = "testing")]

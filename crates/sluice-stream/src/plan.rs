@@ -25,6 +25,11 @@ pub enum Field {
     Timestamp,
     /// `received_at`: when sluice received the event, epoch milliseconds.
     ReceivedAt,
+    /// `previous_id`: an `alias` call's former id.
+    PreviousId,
+    /// `resolved_user_id`: the person an event belongs to, which an identity stream
+    /// (`CREATE IDENTITY`, see [`crate::identity`]) adds to each event it writes.
+    ResolvedUserId,
     /// `properties.a.b`: a path inside the properties object.
     Properties(Vec<String>),
     /// `context.a.b`.
@@ -45,6 +50,8 @@ impl Field {
             Field::MessageId => ("message_id", &[]),
             Field::Timestamp => ("timestamp", &[]),
             Field::ReceivedAt => ("received_at", &[]),
+            Field::PreviousId => ("previous_id", &[]),
+            Field::ResolvedUserId => ("resolved_user_id", &[]),
             Field::Properties(path) => ("properties", path),
             Field::Context(path) => ("context", path),
             Field::Traits(path) => ("traits", path),
@@ -405,6 +412,10 @@ pub enum Output {
         /// one starts a new session.
         max_length: Millis,
     },
+    /// `CREATE IDENTITY`: every event again, with its `resolved_user_id`, in the topic named
+    /// after the identity, and the profile changes in `<name>.changes` (see
+    /// [`crate::identity`]); the identity graph and the profiles are its stored state.
+    Identity,
 }
 
 /// A parsed, checked metric definition; or, with [`Output::Records`], a derived stream's
@@ -456,7 +467,7 @@ impl MetricPlan {
     pub fn records(&self) -> Option<&[Projection]> {
         match &self.output {
             Output::Records(columns) => Some(columns),
-            Output::Windows | Output::Sessions { .. } => None,
+            Output::Windows | Output::Sessions { .. } | Output::Identity => None,
         }
     }
 
@@ -484,11 +495,15 @@ impl MetricPlan {
                 filter.for_each_field(&mut push);
             }
         }
-        if let Output::Records(columns) = &self.output {
-            for column in columns {
-                column.expr.for_each_field(&mut push);
+        match &self.output {
+            Output::Records(columns) => {
+                for column in columns {
+                    column.expr.for_each_field(&mut push);
+                }
+                fields.extend(ENVELOPE.iter().cloned());
             }
-            fields.extend(ENVELOPE.iter().cloned());
+            Output::Identity => fields.extend(crate::identity::FIELDS.iter().cloned()),
+            Output::Windows | Output::Sessions { .. } => {}
         }
         fields.sort();
         fields.dedup();

@@ -101,6 +101,15 @@ impl Stamped {
         write_bounded(raw, quoted, &mut self.json);
     }
 
+    /// A value given as JSON text, bounded like the aggregates' values (a string longer
+    /// than [`MAX_VALUE_BYTES`] is cut, a longer object or array becomes `null`).
+    pub fn bounded(time: Millis, json: &[u8]) -> Stamped {
+        match json {
+            [b'"', inner @ .., b'"'] => Stamped::from_candidate(time, inner, true),
+            other => Stamped::from_candidate(time, other, false),
+        }
+    }
+
     fn from_candidate(time: Millis, raw: &[u8], quoted: bool) -> Stamped {
         let mut stamped = Stamped {
             time,

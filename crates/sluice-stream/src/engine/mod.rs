@@ -21,6 +21,7 @@ use crate::agg::Input;
 use crate::config::ProcessorConfig;
 use crate::error::StreamError;
 use crate::eval::{Compiled, slot_value};
+use crate::identity::{self, IdentitySlots, IdentityTable};
 use crate::json::{FieldSet, KeyOrder, Kind, Slot};
 use crate::keys;
 use crate::plan::{Field, LatePolicy, MetricPlan, Output};
@@ -34,6 +35,7 @@ use output::{
     RestoreState, UpdateKind,
 };
 use rows::RowPool;
+use sluice_core::erasure::ErasedUsers;
 use sluice_core::time::Millis;
 use sluice_log::{ReadBuffer, StoredRecord};
 use std::sync::Arc;
@@ -99,6 +101,16 @@ struct MetricRuntime {
     telemetry: MetricTelemetry,
     /// Per aggregate, numbers out of range in the current batch (counted once per batch).
     out_of_range: Vec<u64>,
+    /// `CREATE IDENTITY`: the graph and profiles, instead of windows.
+    identity: Option<Box<IdentityRuntime>>,
+}
+
+/// An identity's state and where its fields and topics are.
+struct IdentityRuntime {
+    table: IdentityTable,
+    slots: IdentitySlots,
+    /// The profile changes' topic.
+    changes: Arc<str>,
 }
 
 /// Buffers reused for every record.
@@ -142,6 +154,8 @@ pub struct Processor {
     checkpointed: bool,
     /// Memory for the rows of checkpoints, handed back once they are committed.
     rows: RowPool,
+    /// The erased users, whose events identities skip and whose profiles they remove.
+    erased: Option<Arc<ErasedUsers>>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -175,7 +189,15 @@ impl Processor {
             telemetry: PartitionTelemetry::new(partition),
             checkpointed: true,
             rows: RowPool::default(),
+            erased: None,
         }
+    }
+
+    /// This processor, with the erased users' set: identities skip their events and remove
+    /// their profiles (see [`crate::identity`]).
+    pub fn with_erasures(mut self, erased: Arc<ErasedUsers>) -> Processor {
+        self.erased = Some(erased);
+        self
     }
 
     /// A processor resumed from a checkpoint at processing time `now`: its offset, clock, and
@@ -199,13 +221,14 @@ impl Processor {
                     metric: name.clone(),
                     reason: "the metric was not added".into(),
                 })?;
-            metric
-                .windows
-                .restore(rows, watermark)
-                .map_err(|reason| StreamError::Restore {
-                    metric: name,
-                    reason,
-                })?;
+            let restored = match metric.identity.as_deref_mut() {
+                Some(identity) => identity.table.restore(rows),
+                None => metric.windows.restore(rows, watermark),
+            };
+            restored.map_err(|reason| StreamError::Restore {
+                metric: name,
+                reason,
+            })?;
         }
         processor.refresh_gauges(now);
         Ok(processor)
@@ -243,7 +266,15 @@ impl Processor {
         if let Output::Sessions { max_length } = plan.output {
             windows.sessions(max_length);
         }
+        let identity = matches!(plan.output, Output::Identity).then(|| {
+            Box::new(IdentityRuntime {
+                table: IdentityTable::new(),
+                slots: IdentitySlots::default(),
+                changes: Arc::from(identity::changes_topic(&plan.name)),
+            })
+        });
         self.metrics.push(MetricRuntime {
+            identity,
             name: Arc::from(plan.name.as_str()),
             telemetry: MetricTelemetry::new(self.partition, &plan, action),
             out_of_range: vec![0; plan.aggregates.len()],
@@ -286,6 +317,15 @@ impl Processor {
         };
         for metric in &mut self.metrics {
             metric.compiled = Compiled::new(&metric.plan, slot_of);
+            if let Some(identity) = metric.identity.as_deref_mut() {
+                identity.slots = IdentitySlots {
+                    kind: slot_of(&Field::Type),
+                    user: slot_of(&Field::UserId),
+                    anonymous: slot_of(&Field::AnonymousId),
+                    previous: slot_of(&Field::PreviousId),
+                    message: slot_of(&Field::MessageId),
+                };
+            }
         }
         let mut mask = (1u64 << TENANT_SLOT) | (1u64 << TIME_SLOT);
         let mut gated = !self.metrics.is_empty() && self.metrics.len() <= 64;
@@ -332,7 +372,11 @@ impl Processor {
 
     /// How many windows (sessions, for `CREATE SESSIONS`) of a metric are open.
     pub fn open_window_count(&self, metric: &str) -> Result<usize, StreamError> {
-        Ok(self.metric(metric)?.windows.len())
+        let metric = self.metric(metric)?;
+        Ok(match metric.identity.as_deref() {
+            Some(identity) => identity.table.len(),
+            None => metric.windows.len(),
+        })
     }
 
     /// A metric's open windows (optionally one tenant's), for queries merging live state.
@@ -486,12 +530,30 @@ impl Processor {
         };
         self.clock.observe(time);
         let passed = *passed;
+        let erased = self.erased.as_deref();
         for (index, metric) in self.metrics.iter_mut().enumerate() {
             let matches = match passed {
                 Some(mask) => mask & (1 << index) != 0,
                 None => metric.compiled.matches(bytes, slots),
             };
             if !matches {
+                continue;
+            }
+            if let Some(identity) = metric.identity.as_deref_mut() {
+                if let Ok(tenant) = std::str::from_utf8(&tenant) {
+                    let event = identity::Event {
+                        tenant,
+                        time,
+                        bytes,
+                        slots,
+                        offset: record.offset,
+                        key: record.key,
+                    };
+                    let topics = (&metric.name, &identity.changes);
+                    identity
+                        .table
+                        .observe(event, identity.slots, topics, erased, out);
+                }
                 continue;
             }
             if metric.plan.records().is_some() {
@@ -609,7 +671,20 @@ impl Processor {
                     retracted,
                     closed,
                     changed,
-                } = metric.windows.checkpoint(&self.rows);
+                } = match metric.identity.as_deref_mut() {
+                    Some(identity) => {
+                        if let Some(erased) = &self.erased {
+                            identity.table.apply_erasures(erased);
+                        }
+                        let (retracted, changed) = identity.table.checkpoint(&self.rows);
+                        table::TableCheckpoint {
+                            retracted,
+                            closed: rows::PackedRows::default(),
+                            changed,
+                        }
+                    }
+                    None => metric.windows.checkpoint(&self.rows),
+                };
                 MetricCheckpoint {
                     metric: metric.name.clone(),
                     watermark: self

@@ -309,6 +309,8 @@ pub(super) fn field(idents: &[Ident], at: Location) -> Result<Field, SqlError> {
         "message_id" => top(Field::MessageId),
         "timestamp" => top(Field::Timestamp),
         "received_at" => top(Field::ReceivedAt),
+        "previous_id" => top(Field::PreviousId),
+        "resolved_user_id" => top(Field::ResolvedUserId),
         "properties" | "context" | "traits" => {
             if path.is_empty() {
                 return Err(error_at(

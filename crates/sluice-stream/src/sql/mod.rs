@@ -88,6 +88,39 @@ impl Dialect for MetricDialect {
 
 /// Parses one metric definition.
 pub fn parse_metric(sql: &str, defaults: &MetricDefaults) -> Result<MetricPlan, SqlError> {
+    let plan = parse_definition(sql, defaults)?;
+    if plan.source == crate::plan::Source::Events
+        && plan.fields().contains(&crate::plan::Field::ResolvedUserId)
+    {
+        let at = sql
+            .to_ascii_lowercase()
+            .find("resolved_user_id")
+            .map_or(Location { line: 1, column: 1 }, |offset| {
+                location_of(sql, offset)
+            });
+        return Err(error_at(
+            at,
+            "resolved_user_id is in the records of an identity, not in events: define \
+             CREATE IDENTITY people and read FROM people",
+        ));
+    }
+    Ok(plan)
+}
+
+/// The line and column of byte `offset` of `sql`.
+fn location_of(sql: &str, offset: usize) -> Location {
+    let before = &sql[..offset];
+    let line = before.matches('\n').count() as u64 + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |newline| {
+            before[newline + 1..].chars().count()
+        }) as u64
+        + 1;
+    Location { line, column }
+}
+
+fn parse_definition(sql: &str, defaults: &MetricDefaults) -> Result<MetricPlan, SqlError> {
     let start = Location { line: 1, column: 1 };
     if sql.len() > MAX_SQL_BYTES {
         return Err(error_at(
@@ -109,6 +142,9 @@ pub fn parse_metric(sql: &str, defaults: &MetricDefaults) -> Result<MetricPlan, 
     let (kind, name) = parse_head(&mut parser, end)?;
     if kind == select::Kind::Sessions {
         return parse_sessions(&mut parser, name, sql, defaults, end);
+    }
+    if kind == select::Kind::Identity {
+        return parse_identity(&mut parser, name, sql, defaults, end);
     }
     let query = parser
         .parse_query()
@@ -169,11 +205,12 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<(select::Kind, S
         Token::Word(word) if word.value.eq_ignore_ascii_case("metric") => select::Kind::Metric,
         Token::Word(word) if word.value.eq_ignore_ascii_case("stream") => select::Kind::Stream,
         Token::Word(word) if word.value.eq_ignore_ascii_case("sessions") => select::Kind::Sessions,
+        Token::Word(word) if word.value.eq_ignore_ascii_case("identity") => select::Kind::Identity,
         other => {
             return Err(error_at(
                 located(token.span.start, end),
                 format!(
-                    "expected METRIC, STREAM or SESSIONS, found `{other}`: {expected}, or CREATE SESSIONS name GAP '30m'"
+                    "expected METRIC, STREAM, SESSIONS or IDENTITY, found `{other}`: {expected}, CREATE SESSIONS name GAP '30m', or CREATE IDENTITY name"
                 ),
             ));
         }
@@ -198,7 +235,7 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<(select::Kind, S
             "a stream cannot be named events: that is the collector's topic",
         ));
     }
-    if kind == select::Kind::Sessions {
+    if matches!(kind, select::Kind::Sessions | select::Kind::Identity) {
         return Ok((kind, name));
     }
     if !parser.parse_keyword(Keyword::AS) {
@@ -209,6 +246,45 @@ fn parse_head(parser: &mut Parser<'_>, end: Location) -> Result<(select::Kind, S
         ));
     }
     Ok((kind, name))
+}
+
+/// The rest of `CREATE IDENTITY name`: `[FROM events]` (see [`crate::identity`]).
+fn parse_identity(
+    parser: &mut Parser<'_>,
+    name: String,
+    sql: &str,
+    defaults: &MetricDefaults,
+    end: Location,
+) -> Result<MetricPlan, SqlError> {
+    let usage = "write CREATE IDENTITY name [FROM events]";
+    if parser.parse_keyword(Keyword::FROM) {
+        let ident = parser
+            .parse_identifier()
+            .map_err(|error| parser_error(parser, error, end))?;
+        if ident.value != "events" {
+            return Err(error_at(
+                ident.span.start,
+                format!(
+                    "an identity reads the collector's events (FROM events), not {:?}: identify and alias calls are there",
+                    ident.value
+                ),
+            ));
+        }
+    }
+    let _semicolon = parser.consume_token(&Token::SemiColon);
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(error_at(
+            next.span.start,
+            format!("unexpected `{}`: {usage}", next.token),
+        ));
+    }
+    Ok(crate::identity::plan(
+        name,
+        crate::plan::Source::Events,
+        defaults.out_of_orderness,
+        sql,
+    ))
 }
 
 /// The rest of `CREATE SESSIONS name`: `GAP 'd' [MAX LENGTH 'd'] [FROM source] [WHERE …]

@@ -23,6 +23,7 @@ pub(super) enum Kind {
     Metric,
     Stream,
     Sessions,
+    Identity,
 }
 
 /// The parts of a metric or stream the query defines (a stream's has no keys, aggregates,
@@ -93,8 +94,9 @@ pub(super) fn lower_query(query: &Query, kind: Kind, fallback: Location) -> Resu
         }
     };
     match kind {
-        // Sessions have no query (`sql::parse_sessions`); a metric's rules are the closest.
-        Kind::Metric | Kind::Sessions => lower_select(select, fallback),
+        // Sessions and identities have no query (`sql::parse_sessions`, `parse_identity`); a
+        // metric's rules are the closest.
+        Kind::Metric | Kind::Sessions | Kind::Identity => lower_select(select, fallback),
         Kind::Stream => lower_stream(select, fallback),
     }
 }
