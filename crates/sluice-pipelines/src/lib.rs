@@ -67,6 +67,9 @@ pub struct PipelineSettings {
     /// The longest pause before a failed pipeline partition tries again (pauses start at
     /// 100 ms and double).
     pub retry_max_backoff: Duration,
+    /// The erased users (shared with the collector): identities skip their events and
+    /// remove their profiles.
+    pub erased: Arc<sluice_core::erasure::ErasedUsers>,
 }
 
 impl PipelineSettings {

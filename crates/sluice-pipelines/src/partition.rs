@@ -44,7 +44,7 @@ use sluice_stream::StreamError;
 use sluice_stream::engine::Processor;
 use sluice_stream::engine::output::{Checkpoint, RestoreState, WindowUpdate};
 use sluice_stream::engine::rows::RowPool;
-use sluice_stream::plan::MetricPlan;
+use sluice_stream::plan::{MetricPlan, Output};
 use sluice_stream::task::{Control, SystemClock, TaskOutputs, run_partition};
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,9 +170,11 @@ impl<L: Log> PartitionRunner<L> {
     ) -> Result<(), Failure> {
         let (position, claim) = self.claim(end_at_launch).await?;
         // Windows closed at the committed clock are final in the store: no need to load them.
-        let open_after = position.event_time.map_or(Millis::MIN, |time| {
-            time - self.plan.out_of_orderness - self.plan.allowed_lateness - 1
-        });
+        // An identity's rows are never closed: all of them are its state.
+        let open_after = match (&self.plan.output, position.event_time) {
+            (Output::Identity, _) | (_, None) => Millis::MIN,
+            (_, Some(time)) => time - self.plan.out_of_orderness - self.plan.allowed_lateness - 1,
+        };
         let kinds: Vec<_> = self
             .plan
             .aggregates
@@ -204,7 +206,8 @@ impl<L: Log> PartitionRunner<L> {
             state,
             now_millis(),
         )
-        .map_err(Failure::from)?;
+        .map_err(Failure::from)?
+        .with_erasures(Arc::clone(&self.settings.erased));
         let pool = processor.row_pool();
         tracing::debug!(pipeline = %self.pipeline, partition = self.partition, offset = position.offset, epoch = claim.epoch, log_epoch = claim.log_epoch, restored, "pipeline partition resumed");
         self.status
@@ -650,6 +653,7 @@ mod tests {
                 stream: section("stream"),
                 checkpoint_interval: Duration::from_secs(1),
                 retry_max_backoff: Duration::from_secs(1),
+                erased: Arc::default(),
             }),
             updates: broadcast::channel(1).0,
             status: Arc::new(PartitionStatus::new("m", 0, 0)),

@@ -30,7 +30,7 @@ use crate::PipelineError;
 use sluice_log::{Log, TopicSpec};
 use sluice_store::StoreBackend;
 use sluice_store::error::StoreError;
-use sluice_stream::plan::{MetricPlan, Source};
+use sluice_stream::plan::{MetricPlan, Output, Source};
 use sluice_stream::sql::MetricDefaults;
 use sluice_stream::task::{Committed, RangesFuture};
 
@@ -90,16 +90,19 @@ pub async fn committed_end(
     }
 }
 
-/// Whether the store defines `name` as a derived stream.
+/// Whether the store defines `name` as a derived stream (or `name` is an identity's profile
+/// changes, `<identity>.changes`).
 pub async fn is_stored_stream(
     store: &StoreBackend,
     name: &str,
     defaults: &MetricDefaults,
 ) -> Result<bool, StoreError> {
+    let changes_of = name.strip_suffix(sluice_stream::identity::CHANGES_SUFFIX);
     Ok(store.metrics().await?.iter().any(|record| {
-        record.name == name
-            && sluice_stream::sql::parse_metric(&record.sql, defaults)
-                .is_ok_and(|plan| plan.is_stream())
+        let parsed = || sluice_stream::sql::parse_metric(&record.sql, defaults);
+        (record.name == name && parsed().is_ok_and(|plan| plan.is_stream()))
+            || (Some(record.name.as_str()) == changes_of
+                && parsed().is_ok_and(|plan| plan.output == Output::Identity))
     }))
 }
 
@@ -115,12 +118,18 @@ pub(crate) async fn ensure_topics<L: Log>(
         .await?
         .first()
         .map_or(0, |topic| topic.partitions.len() as u32);
-    let own = plan.is_stream().then_some(plan.name.as_str());
-    let read = match &plan.source {
-        Source::Stream(name) => Some(name.as_str()),
-        Source::Events => None,
-    };
-    for topic in own.into_iter().chain(read) {
+    let mut topics: Vec<String> = plan
+        .is_stream()
+        .then(|| plan.name.clone())
+        .into_iter()
+        .collect();
+    if plan.output == Output::Identity {
+        topics.push(sluice_stream::identity::changes_topic(&plan.name));
+    }
+    if let Source::Stream(name) = &plan.source {
+        topics.push(name.clone());
+    }
+    for topic in &topics {
         log.create_topic(TopicSpec::new(topic, partitions.max(1)))
             .await?;
     }

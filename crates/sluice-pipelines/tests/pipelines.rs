@@ -32,6 +32,7 @@ fn settings() -> PipelineSettings {
         stream,
         checkpoint_interval: Duration::from_millis(50),
         retry_max_backoff: Duration::from_millis(200),
+        erased: Default::default(),
     }
 }
 

@@ -159,7 +159,8 @@ pub trait Checkpoints: Send + Sync {
     /// A commit adds its [`Commit::output`]; a range that starts where the last one ended
     /// extends it, so one writer's ranges are one row until a crash leaves a gap (records
     /// appended but never committed, which no reader sees). Deleting the stream's definition
-    /// deletes its ranges.
+    /// deletes its ranges, and those of `<name>.changes` (an identity's second topic: no
+    /// definition's name has a dot).
     async fn stream_ranges(
         &self,
         stream: &str,

@@ -127,10 +127,22 @@ impl App {
                 other => other.into(),
             })?;
         store.set_max_size(config.store.max_size()).await?;
+        // Erased users: their events are dropped from the first request on, and identities
+        // skip them from the first record on.
+        let erased = Arc::new(sluice_core::erasure::ErasedUsers::default());
+        erased.replace(
+            store
+                .erasures()
+                .await
+                .context("reading the erased users from the store")?
+                .into_iter()
+                .map(|record| (record.tenant, record.id)),
+        );
         let settings = PipelineSettings {
             stream: config.stream.clone(),
             checkpoint_interval: config.store.checkpoint_interval(),
             retry_max_backoff: config.store.retry_max_backoff(),
+            erased: Arc::clone(&erased),
         };
         let configured: Vec<MetricSpec> = first_start::metrics(
             &config.metrics,
@@ -205,17 +217,6 @@ impl App {
             );
         }
         let enricher = Arc::new(enricher);
-        // Erased users: their events are dropped from the first request on.
-        let erased = Arc::new(sluice_core::erasure::ErasedUsers::default());
-        erased.replace(
-            pipelines
-                .store()
-                .erasures()
-                .await
-                .context("reading the erased users from the store")?
-                .into_iter()
-                .map(|record| (record.tenant, record.id)),
-        );
         let collector = Arc::new(
             Collector::new(
                 Arc::clone(&log),
@@ -278,6 +279,7 @@ impl App {
                     config.stream.late_topic.clone(),
                 ],
                 pipelines: pipelines.clone(),
+                max_store_rows: config.api.max_store_rows,
             },
         )));
         // The query API's routes answer browsers without the collector's CORS.

@@ -1,9 +1,12 @@
-//! Erasure of a user (admin):
+//! Users: their profiles (read key) and their erasure (admin):
+//! - `GET /v1/users/{id}[?identity=NAME]`: the person `id` resolves to, as an identity
+//!   (`CREATE IDENTITY`) knows them (see [`crate::query::profiles`]); 404 for an erased id.
 //! - `DELETE /v1/users/{id}?tenant=T`: from now on the collector drops every event of `T`
 //!   whose user id or anonymous id is `id`, on every node (the list is in the store; other
-//!   nodes of a cluster read it within a few seconds). The answer says what remains: events
-//!   already stored stay in the log's topics until retention removes them, by
-//!   `erased_at + log.retention-age` at the latest.
+//!   nodes of a cluster read it within a few seconds), and identities skip the events of `id`
+//!   still in the log and delete its profile, links and aliases at their next checkpoint. The
+//!   answer says what remains: events already stored stay in the log's topics until retention
+//!   removes them, by `erased_at + log.retention-age` at the latest.
 //! - `GET /v1/admin/erasures[?tenant=T]`: the erased ids.
 //!
 //! Erasing an id again is harmless and keeps its first time.
@@ -43,14 +46,17 @@ pub struct ErasuresState {
     /// The topics events of the user may be in: events, dead letters, late events (the derived
     /// streams' are added from `pipelines` at each erasure).
     pub topics: Vec<String>,
-    /// The pipelines: the derived streams' topics may hold records of the user's events too.
+    /// The pipelines: the derived streams' topics may hold records of the user's events too;
+    /// the identities keep profiles.
     pub pipelines: Pipelines<LogBackend>,
+    /// The most rows one read loads (`api.max-store-rows`).
+    pub max_store_rows: usize,
 }
 
 /// The routes, with their OpenAPI description.
 pub fn router(state: Arc<ErasuresState>) -> OpenApiRouter {
     OpenApiRouter::new()
-        .routes(routes!(erase_user))
+        .routes(routes!(get_user, erase_user))
         .routes(routes!(list_erasures))
         .with_state(state)
 }
@@ -103,6 +109,120 @@ pub struct Remaining {
 pub struct Erasures {
     /// By tenant, then id.
     pub erasures: Vec<Erasure>,
+}
+
+/// `?identity=NAME&tenant=T`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQuery {
+    /// The identity to read (needed only when several are defined).
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// The tenant (admin keys only; a read key reads its own).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// A person's profile: traits, first and last seen, events, linked anonymous ids.
+#[utoipa::path(get, path = "/v1/users/{id}", operation_id = "get_user", tag = "query", security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "A user id, or an anonymous id or previous id that resolves to one"),
+        ("identity" = Option<String>, Query, description = "The identity (CREATE IDENTITY) to read, when several are defined"),
+        ("tenant" = Option<String>, Query, description = "The tenant, for an admin key"),
+    ),
+    responses(
+        (status = 200, description = "The profile, as of the last checkpoint", body = crate::query::profiles::Profile),
+        (status = 400, description = "Several identities and none named, a bad id or query", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown key", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a read or admin key, or another tenant", body = crate::error::ErrorBody),
+        (status = 404, description = "No identity, no such user, or an erased one", body = crate::error::ErrorBody),
+        (status = 503, description = "The store cannot be read now", body = crate::error::ErrorBody),
+    ))]
+async fn get_user(
+    State(state): State<Arc<ErasuresState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<ProfileQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::query::profiles::Profile>, ApiError> {
+    let grant = state
+        .access
+        .authorize_roles(&headers, &[Role::Read, Role::Admin])?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("identity=NAME, tenant=NAME: {rejection}"),
+        )
+    })?;
+    let tenant = match (grant.tenant(), query.tenant) {
+        (Some(own), Some(asked)) if own.as_ref() != asked.as_str() => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "a read key reads its own tenant only: leave tenant= out",
+            ));
+        }
+        (Some(own), _) => own.to_string(),
+        (None, Some(asked)) => asked,
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "an admin key names the tenant: GET /v1/users/{id}?tenant=NAME",
+            ));
+        }
+    };
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            format!("the id must be 1 to {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    if state.erased.any_erased(&tenant, [id.as_str()]) {
+        return Err(ApiError::not_found(format!(
+            "{id:?} was erased (DELETE /v1/users/{{id}}): its profile is deleted"
+        )));
+    }
+    let identities: Vec<_> = state
+        .pipelines
+        .plans()
+        .into_iter()
+        .filter(|(plan, _)| plan.output == sluice_stream::plan::Output::Identity)
+        .collect();
+    let chosen = match (&query.identity, identities.as_slice()) {
+        (Some(name), _) => identities.iter().find(|(plan, _)| plan.name == *name).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no identity named {name:?}: GET /v1/admin/metrics lists definitions (kind identity)"
+            ))
+        })?,
+        (None, [only]) => only,
+        (None, []) => {
+            return Err(ApiError::not_found(
+                "no identity is defined: create one (CREATE IDENTITY people) to keep profiles",
+            ));
+        }
+        (None, several) => {
+            let names: Vec<&str> = several.iter().map(|(plan, _)| plan.name.as_str()).collect();
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("name the identity to read: ?identity= one of {}", names.join(", ")),
+            ));
+        }
+    };
+    let (plan, generation) = chosen;
+    let profile = crate::query::profiles::read(
+        &state.store,
+        (plan, *generation),
+        &tenant,
+        &id,
+        state.max_store_rows,
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::not_found(format!(
+            "identity {:?} has seen no event of {id:?} in tenant {tenant:?} (profiles are read as of the last checkpoint, store.checkpoint-interval)",
+            plan.name
+        ))
+    })?;
+    Ok(Json(profile))
 }
 
 fn tenant_of(
@@ -178,7 +298,11 @@ async fn erase_user(
         .plans()
         .into_iter()
         .filter(|(plan, _)| plan.is_stream())
-        .map(|(plan, _)| plan.name.clone())
+        .flat_map(|(plan, _)| {
+            let changes = (plan.output == sluice_stream::plan::Output::Identity)
+                .then(|| sluice_stream::identity::changes_topic(&plan.name));
+            std::iter::once(plan.name.clone()).chain(changes)
+        })
         .collect();
     streams.sort();
     topics.extend(streams);

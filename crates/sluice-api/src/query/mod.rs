@@ -22,6 +22,7 @@ pub(crate) mod cells;
 pub mod export;
 pub(crate) mod live;
 pub mod params;
+pub mod profiles;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;

@@ -304,9 +304,12 @@ impl Catalogue for PostgresStore {
                 .await
                 .map_err(self.failed())?;
         }
-        tx.execute("DELETE FROM stream_ranges WHERE stream = $1", &[&name])
-            .await
-            .map_err(self.failed())?;
+        tx.execute(
+            "DELETE FROM stream_ranges WHERE stream = $1 OR stream = $1 || '.changes'",
+            &[&name],
+        )
+        .await
+        .map_err(self.failed())?;
         // Pipelines are named `metric@generation`.
         tx.execute(
             "DELETE FROM positions WHERE left(pipeline, length($1) + 1) = $1 || '@'",

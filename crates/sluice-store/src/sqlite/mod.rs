@@ -223,8 +223,11 @@ impl Catalogue for SqliteStore {
                 .map_err(|e| classify(path, e))?;
             tx.execute("DELETE FROM replays WHERE metric = ?1", [&name])
                 .map_err(|e| classify(path, e))?;
-            tx.execute("DELETE FROM stream_ranges WHERE stream = ?1", [&name])
-                .map_err(|e| classify(path, e))?;
+            tx.execute(
+                "DELETE FROM stream_ranges WHERE stream = ?1 OR stream = ?1 || '.changes'",
+                [&name],
+            )
+            .map_err(|e| classify(path, e))?;
             let pattern = format!("{}@%", escape_like(&name));
             tx.execute(
                 "DELETE FROM positions WHERE pipeline LIKE ?1 ESCAPE '\\'",

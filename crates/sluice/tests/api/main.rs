@@ -11,6 +11,7 @@ mod dead_letters;
 mod erasure;
 mod graphql;
 mod harness;
+mod identity;
 mod keys;
 mod openapi;
 mod push;

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/metrics/{name}"),
     ("get", "/v1/metrics/{name}/export"),
     ("get", "/v1/sessions/{name}/open"),
+    ("get", "/v1/users/{id}"),
     ("get", "/v1/live"),
     ("get", "/v1/graphql"),
     ("get", "/v1/admin/dead-letters"),

@@ -513,6 +513,7 @@ pub(super) async fn run_backfill(
         stream,
         checkpoint_interval: interval,
         retry_max_backoff: config.store.retry_max_backoff(),
+        erased: Default::default(),
     };
     let events: u64 = log
         .describe(Some(topic))
