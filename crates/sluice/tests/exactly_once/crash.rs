@@ -63,9 +63,19 @@ pub(crate) const SESSIONS: [&str; 2] = [
      FROM visits GROUP BY TUMBLE(timestamp, INTERVAL '2' SECOND) WITH (out_of_orderness = '60s')",
 ];
 
-/// `text` (a config) with the [`SESSIONS`] too.
+/// An identity of the senders' visitors, and `activity` computed again from its records: its
+/// results must be `activity`'s exactly (every event once in the identity's topic, whatever
+/// the kills did), and its profiles must count every event once.
+pub(crate) const IDENTITY: [&str; 2] = [
+    "CREATE IDENTITY people",
+    "CREATE METRIC people_activity AS SELECT event AS name, COUNT(*) AS n, COUNT(user_id) AS identified \
+     FROM people GROUP BY name, HOP(timestamp, INTERVAL '1' SECOND, INTERVAL '3' SECOND) \
+     WITH (out_of_orderness = '60s')",
+];
+
+/// `text` (a config) with the [`SESSIONS`] and the [`IDENTITY`] too.
 pub(crate) fn with_sessions(mut text: String) -> String {
-    for sql in SESSIONS {
+    for sql in SESSIONS.iter().chain(&IDENTITY) {
         text.push_str(&format!("\n[[metrics]]\nsql = \"{sql}\"\n"));
     }
     text
@@ -327,6 +337,17 @@ pub(crate) async fn assert_exact_after(
         );
         let stored = stored(&config, &plan, "shop").await;
         assert_exact(&plan, &stored, &expected);
+        if plan.name == "activity"
+            && config
+                .metrics
+                .iter()
+                .any(|metric| metric.sql == IDENTITY[1])
+        {
+            let resolved = sluice_stream::sql::parse_metric(IDENTITY[1], &defaults).unwrap();
+            let stored = super::results::stored(&config, &resolved, "shop").await;
+            assert_exact(&plan, &stored, &expected);
+            assert_profiles_count_each_event_once(&config, total as u64).await;
+        }
         if plan.name == "revenue" && config.metrics.iter().any(|metric| metric.sql == ROUTED[1]) {
             let routed = sluice_stream::sql::parse_metric(ROUTED[1], &defaults).unwrap();
             let stored = super::results::stored(&config, &routed, "shop").await;
@@ -340,6 +361,27 @@ pub(crate) async fn assert_exact_after(
     {
         assert_sessions_hold_each_event_once(&config, total as u64).await;
     }
+}
+
+/// The identity's stored profiles (each partition's, as of its last checkpoint: the servers
+/// stopped cleanly after everything was processed) count `total` events: every event once.
+async fn assert_profiles_count_each_event_once(config: &sluice::config::Config, total: u64) {
+    let defaults = config.stream.metric_defaults();
+    let plan = sluice_stream::sql::parse_metric(IDENTITY[0], &defaults).unwrap();
+    let rows = super::results::stored(config, &plan, "shop").await;
+    let counted: u64 = rows
+        .values()
+        .map(|values| match &values[2] {
+            sluice_stream::agg::OutputValue::Count(count) => *count,
+            other => panic!("not a count: {other:?}"),
+        })
+        .sum();
+    assert_eq!(
+        counted,
+        total,
+        "events in the profiles of {} rows",
+        rows.len()
+    );
 }
 
 /// Every event (all are the shop's, all have a visitor) is in one committed session record
