@@ -68,8 +68,12 @@ use crate::window::Window;
 use bytes::Bytes;
 use sluice_core::erasure::ErasedUsers;
 use sluice_core::time::Millis;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The maps of the identity state: looked up a few times per event.
+type Map<V> = hashbrown::HashMap<Id, V, foldhash::fast::RandomState>;
 
 /// The fields the identity reads besides tenant and timestamp.
 pub const FIELDS: [Field; 5] = [
@@ -271,9 +275,9 @@ type Id = Box<[u8]>;
 /// The identity state of one partition.
 #[derive(Debug, Default)]
 pub struct IdentityTable {
-    links: HashMap<Id, Link>,
-    aliases: HashMap<Id, Link>,
-    profiles: HashMap<Id, Profile>,
+    links: Map<Link>,
+    aliases: Map<Link>,
+    profiles: Map<Profile>,
     dirty_links: Vec<Id>,
     dirty_aliases: Vec<Id>,
     dirty_profiles: Vec<Id>,
@@ -383,21 +387,23 @@ impl IdentityTable {
     }
 
     /// The user `id` resolves to through aliases (itself if none).
-    fn canonical(&mut self, tenant: &str, id: &str) -> String {
-        let mut current = id.to_owned();
-        let mut seen = vec![current.clone()];
+    fn canonical<'a>(&mut self, tenant: &str, id: Cow<'a, str>) -> Cow<'a, str> {
+        if self.aliases.is_empty() {
+            return id;
+        }
+        let mut seen: Vec<Cow<'a, str>> = vec![id];
         for _ in 0..MAX_ALIAS_HOPS {
-            id_key(tenant, &current, &mut self.scratch);
+            let current = seen.last().map_or("", |id| id);
+            id_key(tenant, current, &mut self.scratch);
             let Some(link) = self.aliases.get(&self.scratch[..]) else {
                 break;
             };
             if seen.iter().any(|id| **id == *link.user) {
                 break;
             }
-            current = link.user.to_string();
-            seen.push(current.clone());
+            seen.push(Cow::Owned(link.user.to_string()));
         }
-        current
+        seen.pop().unwrap_or_default()
     }
 
     fn set_link(
@@ -460,17 +466,13 @@ impl IdentityTable {
 
     fn profile(&mut self, tenant: &str, id: &str) -> &mut Profile {
         id_key(tenant, id, &mut self.scratch);
-        if !self.profiles.contains_key(&self.scratch[..]) {
-            self.profiles
-                .insert(self.scratch.clone().into(), Profile::default());
-        }
         let profile = self
             .profiles
-            .get_mut(&self.scratch[..])
-            .expect("inserted above");
+            .entry_ref(&self.scratch[..])
+            .or_insert_with(Profile::default);
         if !profile.dirty {
             profile.dirty = true;
-            self.dirty_profiles.push(self.scratch.clone().into());
+            self.dirty_profiles.push(self.scratch.as_slice().into());
         }
         profile
     }
@@ -526,16 +528,16 @@ impl IdentityTable {
         if let (Some(user), Some(anonymous)) = (&user, &anonymous) {
             change.linked = self.set_link(tenant, anonymous, user, time);
         }
-        let resolved = match (&user, &anonymous) {
-            (Some(user), _) => self.canonical(tenant, user),
+        let resolved: Cow<'_, str> = match (&user, &anonymous) {
+            (Some(user), _) => self.canonical(tenant, Cow::Borrowed(user)),
             (None, Some(anonymous)) => {
                 id_key(tenant, anonymous, &mut self.scratch);
                 match self.links.get(&self.scratch[..]) {
                     Some(link) => {
                         let user = link.user.to_string();
-                        self.canonical(tenant, &user)
+                        self.canonical(tenant, Cow::Owned(user))
                     }
-                    None => anonymous.to_string(),
+                    None => Cow::Borrowed(&**anonymous),
                 }
             }
             (None, None) => return None,
@@ -583,7 +585,6 @@ impl IdentityTable {
                 None => {}
             }
         }
-        let message = text_at(bytes, scanned, slots.message);
         out.records.push(DerivedRecord {
             stream: stream.clone(),
             offset,
@@ -593,6 +594,7 @@ impl IdentityTable {
             event_time: time,
         });
         if change.linked.is_some() || change.aliased.is_some() || !change.traits.is_empty() {
+            let message = text_at(bytes, scanned, slots.message);
             let mut value = Vec::with_capacity(256);
             write_change(
                 tenant,
