@@ -469,7 +469,7 @@ impl IdentityTable {
         let profile = self
             .profiles
             .entry_ref(&self.scratch[..])
-            .or_insert_with(Profile::default);
+            .or_default();
         if !profile.dirty {
             profile.dirty = true;
             self.dirty_profiles.push(self.scratch.as_slice().into());
