@@ -466,10 +466,7 @@ impl IdentityTable {
 
     fn profile(&mut self, tenant: &str, id: &str) -> &mut Profile {
         id_key(tenant, id, &mut self.scratch);
-        let profile = self
-            .profiles
-            .entry_ref(&self.scratch[..])
-            .or_default();
+        let profile = self.profiles.entry_ref(&self.scratch[..]).or_default();
         if !profile.dirty {
             profile.dirty = true;
             self.dirty_profiles.push(self.scratch.as_slice().into());
