@@ -430,7 +430,7 @@ fn stream_definitions_that_cannot_work_are_refused_by_name() {
         ),
         (
             "CREATE TABLE o AS SELECT event FROM events",
-            "expected METRIC, STREAM or SESSIONS",
+            "expected METRIC, STREAM, SESSIONS or IDENTITY",
         ),
         (
             "CREATE STREAM o AS SELECT event FROM \"Orders\"",
