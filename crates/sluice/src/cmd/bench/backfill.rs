@@ -150,14 +150,14 @@ async fn backfill(
     partitions: u32,
     tenants: Vec<String>,
 ) -> anyhow::Result<()> {
-    let store = fresh_store(dir, config, Q1).await?;
+    let store = fresh_store(dir, config, &[Q1]).await?;
     let (run, pipelines, name) = run_backfill(
         log,
         topic,
         store.clone(),
         config,
         config.store.checkpoint_interval(),
-        Q1,
+        &[Q1],
     )
     .await?;
     let generation = pipelines

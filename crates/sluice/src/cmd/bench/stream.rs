@@ -33,8 +33,11 @@ pub struct StreamBenchArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// The metric to run [default: the DESIGN.md example, page views per URL per minute].
-    #[arg(long, value_name = "SQL")]
-    metric: Option<String>,
+    /// Repeat it to run several together, as a pipeline of derived streams does (`--metric
+    /// "CREATE STREAM …" --metric "CREATE SESSIONS …" --metric "CREATE IDENTITY …"`): one
+    /// processor per partition runs them all (each its own pipeline, exactly once).
+    #[arg(long = "metric", value_name = "SQL")]
+    metrics: Vec<String>,
     /// Partitions of the benchmark topic (one processor each).
     #[arg(long, value_name = "N", default_value_t = 1)]
     partitions: u32,
@@ -98,14 +101,27 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
     }
     .load(&[])
     .map_err(|error| UserError(error.to_string().trim_end().to_owned()))?;
-    let sql = args
-        .metric
-        .clone()
-        .unwrap_or_else(|| EXAMPLE_METRIC.to_owned());
-    let plan = Arc::new(
-        parse_metric(&sql, &config.stream.metric_defaults())
-            .map_err(|error| UserError(format!("--metric: {error}")))?,
-    );
+    let sqls: Vec<&str> = if args.metrics.is_empty() {
+        vec![EXAMPLE_METRIC]
+    } else {
+        args.metrics.iter().map(String::as_str).collect()
+    };
+    let plans = sqls
+        .iter()
+        .map(|sql| {
+            let plan = parse_metric(sql, &config.stream.metric_defaults())
+                .map_err(|error| UserError(format!("--metric: {error}")))?;
+            if plan.source != sluice_stream::plan::Source::Events {
+                return Err(UserError(format!(
+                    "--metric {:?} reads FROM {}: the bench runs definitions over its events only",
+                    plan.name,
+                    plan.source.topic("events")
+                )));
+            }
+            Ok(Arc::new(plan))
+        })
+        .collect::<Result<Vec<_>, UserError>>()?;
+    let names: Vec<&str> = plans.iter().map(|plan| plan.name.as_str()).collect();
     let (_temp, dir) = super::work_dir(args.data_dir.as_deref(), "stream")?;
     let mut log_config = config.log.clone();
     // Writing the input is not what is measured: acknowledge at write(2).
@@ -117,11 +133,11 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         .build()?;
     let topic = format!("bench.stream.{}x{}", args.events, args.partitions);
     println!(
-        "sluice bench stream: {} events in {} partition{}, metric {:?}, in {}",
+        "sluice bench stream: {} events in {} partition{}, {:?}, in {}",
         args.events,
         args.partitions,
         if args.partitions == 1 { "" } else { "s" },
-        plan.name,
+        names,
         dir.display()
     );
 
@@ -146,12 +162,12 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
     }
 
     // An untimed pass first, so that every timed run finds the topic in the page cache.
-    runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?;
+    runtime.block_on(process(&log, &topic, &args, &plans, &config.stream))?;
     let mut bare = Vec::new();
     let mut exactly_once = Vec::new();
     for index in 1..=runs {
         let Some(interval) = args.checkpoint_interval else {
-            let run = runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?;
+            let run = runtime.block_on(process(&log, &topic, &args, &plans, &config.stream))?;
             report(&format!("run {index}"), &run);
             bare.push(run);
             continue;
@@ -161,13 +177,13 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         let order: [usize; 2] = if index % 2 == 1 { [0, 1] } else { [1, 0] };
         for which in order {
             let run = if which == 0 {
-                runtime.block_on(process(&log, &topic, &args, &plan, &config.stream))?
+                runtime.block_on(process(&log, &topic, &args, &plans, &config.stream))?
             } else {
                 runtime.block_on(process_exactly_once(
                     &log,
                     &topic,
                     &dir,
-                    &sql,
+                    &sqls,
                     &config,
                     interval.get(),
                 ))?
@@ -201,7 +217,7 @@ pub fn run(args: StreamBenchArgs) -> anyhow::Result<()> {
         "events": args.events,
         "partitions": args.partitions,
         "runs": runs,
-        "metric": plan.name,
+        "metric": names.join(","),
         // Compare with a run of a plan that keeps no state for the bytes per open window.
         "peak_rss_bytes": super::backfill::peak_rss_bytes()?,
     });
@@ -353,7 +369,7 @@ async fn process(
     log: &FileLog,
     topic: &str,
     args: &StreamBenchArgs,
-    plan: &Arc<sluice_stream::plan::MetricPlan>,
+    plans: &[Arc<sluice_stream::plan::MetricPlan>],
     stream: &sluice_stream::config::StreamConfig,
 ) -> anyhow::Result<Run> {
     let ends: Vec<u64> = log
@@ -374,12 +390,14 @@ async fn process(
         .map(|partition| {
             let log = log.clone();
             let topic = topic.to_owned();
-            let plan = plan.clone();
+            let plans = plans.to_vec();
             let end = ends.get(partition as usize).copied().unwrap_or(0);
             let config = stream.processor();
             tokio::spawn(async move {
                 let mut processor = Processor::new(partition, 0, config).without_checkpoints();
-                processor.add_metric(plan.clone())?;
+                for plan in &plans {
+                    processor.add_metric(plan.clone())?;
+                }
                 let mut out = Outputs::default();
                 let mut updates = 0u64;
                 let mut buffer = ReadBuffer::new();
@@ -409,7 +427,10 @@ async fn process(
                     out.records.clear();
                 }
                 let stats = processor.stats();
-                let open = processor.open_window_count(&plan.name)? as u64;
+                let mut open = 0;
+                for plan in &plans {
+                    open += processor.open_window_count(&plan.name)? as u64;
+                }
                 anyhow::Ok((stats.records, updates, stats.late, open))
             })
         })
@@ -439,25 +460,25 @@ async fn process_exactly_once(
     log: &FileLog,
     topic: &str,
     dir: &std::path::Path,
-    sql: &str,
+    sqls: &[&str],
     config: &crate::config::Config,
     interval: Duration,
 ) -> anyhow::Result<Run> {
-    let store = fresh_store(dir, config, sql).await?;
+    let store = fresh_store(dir, config, sqls).await?;
     let log = sluice_log::LogBackend::File(log.clone());
-    let (run, pipelines, _) = run_backfill(&log, topic, store, config, interval, sql).await?;
+    let (run, pipelines, _) = run_backfill(&log, topic, store, config, interval, sqls).await?;
     pipelines.stop().await;
     Ok(run)
 }
 
-/// The store `config.store.url` names, without metric `sql`'s results of an earlier run: a
+/// The store `config.store.url` names, without the results of metrics `sqls` of an earlier run: a
 /// new SQLite file in `dir` (an earlier run's is removed) for the default URL, or the
 /// PostgreSQL database named, where the metric is deleted if it exists (give the bench a
 /// database or schema of its own: its size is counted as the bench's).
 pub(super) async fn fresh_store(
     dir: &std::path::Path,
     config: &crate::config::Config,
-    sql: &str,
+    sqls: &[&str],
 ) -> anyhow::Result<sluice_store::StoreBackend> {
     use sluice_store::StoreLocation;
     let url = config.store.url.trim();
@@ -479,27 +500,30 @@ pub(super) async fn fresh_store(
             let store = sluice_store::PostgresStore::connect(&url)
                 .await
                 .map_err(|error| UserError(error.to_string()))?;
-            let name = sluice_stream::sql::parse_metric(sql, &config.stream.metric_defaults())
-                .map_err(|error| UserError(error.to_string()))?
-                .name;
             use sluice_store::Catalogue as _;
-            store.delete_metric(&name).await?;
+            for sql in sqls {
+                let name =
+                    sluice_stream::sql::parse_metric(sql, &config.stream.metric_defaults())
+                        .map_err(|error| UserError(error.to_string()))?
+                        .name;
+                store.delete_metric(&name).await?;
+            }
             Ok(store.into())
         }
     }
 }
 
-/// Runs metric `sql` over `topic` with backfill through the exactly-once pipelines `serve`
-/// uses, checkpointing every `interval`, timed until every partition has caught up and a
-/// checkpoint covering the end has committed. Returns the run, the running pipelines and the
-/// metric's name.
+/// Runs metrics `sqls` over `topic` with backfill through the exactly-once pipelines `serve`
+/// uses, checkpointing every `interval`, timed until every partition of each has caught up
+/// and a checkpoint covering the end has committed. Returns the run, the running pipelines
+/// and the first metric's name.
 pub(super) async fn run_backfill(
     log: &sluice_log::LogBackend,
     topic: &str,
     store: sluice_store::StoreBackend,
     config: &crate::config::Config,
     interval: Duration,
-    sql: &str,
+    sqls: &[&str],
 ) -> anyhow::Result<(
     Run,
     sluice_pipelines::Pipelines<sluice_log::LogBackend>,
@@ -536,25 +560,29 @@ pub(super) async fn run_backfill(
         log,
         store,
         settings,
-        &[MetricSpec {
-            sql: sql.to_owned(),
-            backfill: true,
-        }],
+        &sqls
+            .iter()
+            .map(|sql| MetricSpec {
+                sql: (*sql).to_owned(),
+                backfill: true,
+            })
+            .collect::<Vec<_>>(),
     )
     .await?;
-    let name = pipelines
+    let names: Vec<String> = pipelines
         .plans()
-        .first()
+        .iter()
         .map(|(plan, _)| plan.name.clone())
-        .context("the metric runs")?;
+        .collect();
+    let name = names.first().cloned().context("the metric runs")?;
     // Processing reaches the end, then one checkpoint commits the rest: the run is timed until
     // every event is in the store, without waiting for the next scheduled checkpoint.
     let mut unanswered = None;
     loop {
         // A log that does not answer (brokers busy serving the backfill's reads) fails a
         // status, not the run: the pipelines retry their own reads.
-        let status = match pipelines.status(Some(&name)).await {
-            Ok(mut status) => status.pop().context("metric status")?,
+        let statuses = match pipelines.status(None).await {
+            Ok(statuses) => statuses,
             Err(error) => {
                 let since = *unanswered.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(120) {
@@ -565,19 +593,24 @@ pub(super) async fn run_backfill(
             }
         };
         unanswered = None;
-        if let Some(error) = status.error.filter(|_| status.state == "failed") {
-            anyhow::bail!("the pipeline failed: {error}");
+        for status in &statuses {
+            if let Some(error) = status.error.as_ref().filter(|_| status.state == "failed") {
+                anyhow::bail!("the pipeline failed: {error}");
+            }
         }
-        if status
-            .partitions
-            .iter()
-            .all(|p| p.processed_offset == p.end_offset)
-        {
+        if statuses.iter().all(|status| {
+            status
+                .partitions
+                .iter()
+                .all(|p| p.processed_offset == p.end_offset)
+        }) {
             break;
         }
         tokio::time::sleep(poll).await;
     }
-    pipelines.checkpoint(&name).await?;
+    for name in &names {
+        pipelines.checkpoint(name).await?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds()? - cpu_before;
     let run = Run {
