@@ -336,14 +336,10 @@ fn id_key(tenant: &str, id: &str, out: &mut Vec<u8>) {
     keys::encode_text(id.as_bytes(), out);
 }
 
-fn text_at<'a>(bytes: &'a [u8], slots: &[Slot], index: usize) -> Option<std::borrow::Cow<'a, str>> {
+fn text_at<'a>(bytes: &'a [u8], slots: &[Slot], index: usize) -> Option<Cow<'a, str>> {
     match crate::eval::slot_value(bytes, slots.get(index)?) {
-        Value::Str(std::borrow::Cow::Borrowed(raw)) => std::str::from_utf8(raw)
-            .ok()
-            .map(std::borrow::Cow::Borrowed),
-        Value::Str(std::borrow::Cow::Owned(raw)) => {
-            String::from_utf8(raw).ok().map(std::borrow::Cow::Owned)
-        }
+        Value::Str(Cow::Borrowed(raw)) => std::str::from_utf8(raw).ok().map(Cow::Borrowed),
+        Value::Str(Cow::Owned(raw)) => String::from_utf8(raw).ok().map(Cow::Owned),
         _ => None,
     }
     .filter(|text| !text.is_empty())
@@ -379,11 +375,6 @@ impl IdentityTable {
     /// Whether no profile is here.
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()
-    }
-
-    /// How many anonymous ids are linked here.
-    pub fn links(&self) -> usize {
-        self.links.len()
     }
 
     /// The user `id` resolves to through aliases (itself if none).
@@ -653,11 +644,24 @@ impl IdentityTable {
                 gone.push(row(RowKind::Merged, id, merged));
             }
         }
-        if self.links.remove(&key[..]).is_some() {
+        // An erased anonymous or previous id is also taken out of the profile it belonged to.
+        if let Some(link) = self.links.remove(&key[..]) {
             gone.push(row(RowKind::Link, id, ""));
+            id_key(tenant, &link.user, &mut self.scratch);
+            if let Some(profile) = self.profiles.get_mut(&self.scratch[..]) {
+                profile.devices.retain(|(device, _)| **device != *id);
+                profile.devices_changed = true;
+                gone.push(row(RowKind::Device, &link.user, id));
+            }
         }
-        if self.aliases.remove(&key[..]).is_some() {
+        if let Some(alias) = self.aliases.remove(&key[..]) {
             gone.push(row(RowKind::Alias, id, ""));
+            id_key(tenant, &alias.user, &mut self.scratch);
+            if let Some(profile) = self.profiles.get_mut(&self.scratch[..]) {
+                profile.merged.retain(|(merged, _)| **merged != *id);
+                profile.devices_changed = true;
+                gone.push(row(RowKind::Merged, &alias.user, id));
+            }
         }
         for id in gone {
             let window = window_of(&id.id);

@@ -208,7 +208,7 @@ async fn get_user(
         }
     };
     let (plan, generation) = chosen;
-    let profile = crate::query::profiles::read(
+    let mut profile = crate::query::profiles::read(
         &state.store,
         (plan, *generation),
         &tenant,
@@ -222,6 +222,10 @@ async fn get_user(
             plan.name
         ))
     })?;
+    // Ids erased since the identities' last checkpoint are not shown either.
+    let erased = |id: &String| state.erased.any_erased(&tenant, [id.as_str()]);
+    profile.anonymous_ids.retain(|id| !erased(id));
+    profile.merged_ids.retain(|id| !erased(id));
     Ok(Json(profile))
 }
 

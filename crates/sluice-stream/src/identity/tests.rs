@@ -324,6 +324,26 @@ fn erased_ids_lose_their_rows_and_their_stored_events_are_skipped() {
         run.checkpoint().retracted.is_empty(),
         "an erasure applies once"
     );
+
+    // An erased device leaves its user's profile: its link and its device row go.
+    run.event(identify(7, "u2", Some("a3"), json!({})));
+    run.event(identify(8, "u2", Some("a4"), json!({})));
+    run.checkpoint();
+    erased.insert("shop", "a3");
+    let mut deleted: Vec<String> = run
+        .checkpoint()
+        .retracted
+        .iter()
+        .map(|(key, _)| {
+            let id = RowId::of(key).unwrap();
+            format!("{}:{}:{}", id.kind.as_str(), id.id, id.sub)
+        })
+        .collect();
+    deleted.sort();
+    assert_eq!(deleted, ["device:u2:a3", "link:a3:"]);
+    run.event(call("page", 9, None, Some("a4")));
+    let rows = profiles(&run.checkpoint());
+    assert_eq!(profile(&rows, "u2").anonymous_ids, ["a4"]);
 }
 
 #[test]

@@ -502,10 +502,9 @@ pub(super) async fn fresh_store(
                 .map_err(|error| UserError(error.to_string()))?;
             use sluice_store::Catalogue as _;
             for sql in sqls {
-                let name =
-                    sluice_stream::sql::parse_metric(sql, &config.stream.metric_defaults())
-                        .map_err(|error| UserError(error.to_string()))?
-                        .name;
+                let name = sluice_stream::sql::parse_metric(sql, &config.stream.metric_defaults())
+                    .map_err(|error| UserError(error.to_string()))?
+                    .name;
                 store.delete_metric(&name).await?;
             }
             Ok(store.into())
