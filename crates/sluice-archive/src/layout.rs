@@ -1,0 +1,236 @@
+//! Where the archive's files go (the layout in the crate docs), and writing them durably:
+//! a temporary file beside the final name, fsynced, renamed, and the directory fsynced.
+
+use serde::{Deserialize, Serialize};
+use sluice_core::time::Millis;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// One hour of event time in milliseconds.
+pub const HOUR: Millis = 3_600_000;
+
+/// The archive's root directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+/// A batch that was being archived: its offsets and the files it writes (relative to the
+/// root). Written before the files, so a restart knows what an uncommitted batch left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The batch's first offset: the position it was read from.
+    pub start: u64,
+    /// One past its last.
+    pub end: u64,
+    /// Its files.
+    pub files: Vec<String>,
+}
+
+/// The start of the hour holding `time` (UTC).
+pub fn hour_of(time: Millis) -> Millis {
+    time.div_euclid(HOUR) * HOUR
+}
+
+impl Layout {
+    /// The archive rooted at `root`.
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file (relative to the root) of `tenant`'s events of the hour starting at `hour`
+    /// from the batch of `partition` starting at `first_offset`.
+    pub fn file(tenant: &str, hour: Millis, partition: u32, first_offset: u64) -> String {
+        let (date, hour) = date_and_hour(hour);
+        format!(
+            "events/tenant={tenant}/date={date}/hour={hour:02}/part-{partition}-{first_offset:020}.parquet"
+        )
+    }
+
+    fn pending_path(&self, partition: u32) -> PathBuf {
+        self.root
+            .join("_sluice")
+            .join(format!("pending-{partition}.json"))
+    }
+
+    /// The pending batch recorded for `partition`, if any.
+    pub fn read_pending(&self, partition: u32) -> io::Result<Option<Pending>> {
+        let path = self.pending_path(partition);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is not a pending batch ({error}); it is written only by sluice: delete it if it is not sluice's, and check the archive's files of that partition",
+                        path.display()
+                    ),
+                )
+            }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Records `pending` for `partition`, durably.
+    pub fn write_pending(&self, partition: u32, pending: &Pending) -> io::Result<()> {
+        let bytes = serde_json::to_vec(pending).map_err(io::Error::other)?;
+        write_durably(&self.pending_path(partition), |file| file.write_all(&bytes))
+    }
+
+    /// Deletes `partition`'s pending record, if any.
+    pub fn remove_pending(&self, partition: u32) -> io::Result<()> {
+        match fs::remove_file(self.pending_path(partition)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes the files of an uncommitted batch (those that exist).
+    pub fn discard(&self, pending: &Pending) -> io::Result<usize> {
+        let mut removed = 0;
+        for file in &pending.files {
+            match fs::remove_file(self.root.join(file)) {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Writes the file `relative` (to the root) durably with `write`; returns its size.
+    pub fn write_file(
+        &self,
+        relative: &str,
+        write: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        let path = self.root.join(relative);
+        write_durably(&path, write)?;
+        Ok(fs::metadata(&path)?.len())
+    }
+}
+
+/// `YYYY-MM-DD` and the hour of the day of `time` (UTC).
+fn date_and_hour(time: Millis) -> (String, u8) {
+    let datetime = time::OffsetDateTime::from_unix_timestamp(time.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let date = datetime.date();
+    (
+        format!(
+            "{:04}-{:02}-{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        ),
+        datetime.hour(),
+    )
+}
+
+/// Makes `dir` and any missing parents, fsyncing each new directory's parent so the new
+/// entries survive a crash.
+fn create_dirs(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(error) => return Err(error),
+    }
+    match dir.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `path` through a temporary `.name.tmp` beside it: written, fsynced, renamed over
+/// `path`, and the directory fsynced.
+fn write_durably(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other(format!("{} has no directory", path.display())))?;
+    create_dirs(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(name);
+    temporary_name.push(".tmp");
+    let temporary = dir.join(temporary_name);
+    let mut file = File::create(&temporary)?;
+    write(&mut file)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temporary, path)?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_follow_the_hive_layout_by_event_hour_in_utc() {
+        // 2026-12-07T13:45:00Z
+        let time = 1_796_651_100_000;
+        assert_eq!(
+            Layout::file("shop", hour_of(time), 3, 1234),
+            "events/tenant=shop/date=2026-12-07/hour=13/part-3-00000000000000001234.parquet"
+        );
+        assert_eq!(hour_of(time), 1_796_648_400_000);
+        assert_eq!(
+            Layout::file("shop", hour_of(-1), 0, 0),
+            "events/tenant=shop/date=1969-12-31/hour=23/part-0-00000000000000000000.parquet"
+        );
+    }
+
+    #[test]
+    fn a_pending_batch_is_read_back_and_its_files_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("archive"));
+        assert_eq!(layout.read_pending(2).unwrap(), None);
+        let file = Layout::file("shop", 0, 2, 10);
+        layout.write_file(&file, |out| out.write_all(b"x")).unwrap();
+        let pending = Pending {
+            start: 10,
+            end: 20,
+            files: vec![file.clone(), Layout::file("other", 0, 2, 10)],
+        };
+        layout.write_pending(2, &pending).unwrap();
+        assert_eq!(layout.read_pending(2).unwrap(), Some(pending.clone()));
+        assert_eq!(layout.discard(&pending).unwrap(), 1, "only the one written");
+        assert!(!layout.root().join(&file).exists());
+        // No temporary file is left behind.
+        let leftovers: Vec<_> = walk(layout.root())
+            .into_iter()
+            .filter(|path| path.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(walk(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
+}

@@ -1,0 +1,64 @@
+//! The raw event archive: every accepted event of the `events` topic, as Parquet files in a
+//! Hive layout that DuckDB, Spark, Trino and Athena read as they are, kept for as long as the
+//! operator keeps the files (the log keeps a week).
+//!
+//! # Layout
+//!
+//! Under the archive's root (`[archive] url`, default `<data-dir>/archive`):
+//!
+//! ```text
+//! events/tenant=<tenant>/date=YYYY-MM-DD/hour=HH/part-<partition>-<first offset>.parquet
+//! _sluice/pending-<partition>.json
+//! ```
+//!
+//! Date and hour are the event time's (`timestamp`, UTC). `<first offset>` is the first log
+//! offset of the *batch* the file came from, 20 digits so names sort by offset; a batch writes
+//! one file into each (tenant, hour) it has events of, so one name never holds two batches.
+//! Files whose names start with `.` are being written; readers' `*.parquet` globs skip them.
+//!
+//! # Columns
+//!
+//! One row per event, in log order. The tenant, date and hour are the directories' (Hive
+//! partition columns are not repeated inside the files, which Athena requires):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `log_partition`, `log_offset` | UINT32, UINT64 | where the event is in the log: (partition, offset) is unique |
+//! | `message_id`, `type` | string, not null | |
+//! | `event`, `name`, `category`, `user_id`, `anonymous_id`, `group_id`, `previous_id` | string | |
+//! | `timestamp`, `received_at` | TIMESTAMP(ms, UTC), not null | event time (skew-corrected), arrival |
+//! | `sent_at`, `original_timestamp` | TIMESTAMP(ms, UTC) | as the client reported |
+//! | `properties`, `traits`, `context`, `integrations`, `channel`, `version`, `metadata`, `schema_violations` | string | the JSON text as stored in the log (`metadata` is Segment's `_metadata`) |
+//!
+//! Every field of the normalized event ([`sluice_core::event::Event`]) has a column, so an
+//! event read back from the archive is the event that was in the log. Pages are zstd, strings
+//! dictionary-encoded where that pays (`type`, `event`, ids).
+//!
+//! # Exactly once
+//!
+//! One archiver per partition of `events` owns the store pipeline `archive` for that partition
+//! (claimed, so an older owner is fenced out). Its committed position is the first offset not
+//! yet archived. It reads a *batch* `[start, end)` until the batch's events reach
+//! `roll-bytes` or its first event was read `roll-age` ago, then:
+//!
+//! 1. writes `_sluice/pending-<partition>.json`, `{start, end, files}`, durably (a temporary
+//!    file, fsync, rename, fsync of the directory);
+//! 2. writes each file of the batch the same way (the directories made on the way are fsynced
+//!    into their parents);
+//! 3. commits `end` as the position, in one store transaction fenced by its epoch.
+//!
+//! After a crash the archiver claims the partition again and reads the pending record: when
+//! its `start` is the committed position, step 3 never happened, so its files (written or
+//! not) are deleted before archiving resumes from `start`, and the next batch writes them
+//! again, perhaps with other bounds. When `start` is before the position, the batch was
+//! committed and the record is stale. So a committed offset's event is in exactly one file,
+//! an uncommitted one in none once the archiver is running: no row is missing or doubled.
+//! Between a crash and the restart, files of the uncommitted batch may be visible to readers.
+
+pub mod config;
+pub mod format;
+pub mod layout;
+pub mod sink;
+
+pub use config::ArchiveConfig;
+pub use sink::{Archive, ArchiveError};

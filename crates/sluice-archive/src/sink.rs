@@ -1,0 +1,417 @@
+//! The archivers: one task per partition of the source topic, each running the protocol in
+//! the crate docs (read a batch, record it as pending, write its files, commit its end).
+
+use crate::config::ArchiveConfig;
+use crate::format::{self, Rows};
+use crate::layout::{Layout, Pending, hour_of};
+use sluice_core::event::Event;
+use sluice_core::time::Millis;
+use sluice_log::{Log, LogError, ReadOptions};
+use sluice_store::{Commit, StoreBackend, StoreError};
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The store pipeline whose positions are the archive's: per partition, the first offset not
+/// yet archived.
+pub const PIPELINE: &str = "archive";
+
+/// Most (tenant, hour) files one batch may write: a batch of events scattered over many
+/// hours is written early rather than as thousands of tiny files at once.
+const MAX_FILES_PER_BATCH: usize = 256;
+
+/// What one read of the log asks for.
+const READ_BYTES: usize = 1 << 20;
+
+/// The longest an idle read waits, so a stop or a due roll is noticed.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// The longest wait between attempts after an error.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why archiving stopped or cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The archive's directory cannot be written.
+    #[error("the archive at {root}: {source}")]
+    Io {
+        /// The archive's root.
+        root: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The store failed (or another owner fenced this one out).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The running archivers.
+#[derive(Debug)]
+pub struct Archive {
+    tasks: Vec<JoinHandle<()>>,
+    cancel: CancellationToken,
+    root: PathBuf,
+}
+
+impl Archive {
+    /// Starts archiving every partition of `topic` into `root`. Fails at once when the root
+    /// cannot be made or written, or the topic cannot be described.
+    pub async fn start<L: Log>(
+        log: Arc<L>,
+        store: StoreBackend,
+        topic: &str,
+        root: PathBuf,
+        config: &ArchiveConfig,
+    ) -> Result<Archive, ArchiveError> {
+        let layout = Layout::new(root.clone());
+        let probe = layout.clone();
+        tokio::task::spawn_blocking(move || probe.check_writable())
+            .await
+            .map_err(io::Error::other)
+            .and_then(|result| result)
+            .map_err(|source| ArchiveError::Io {
+                root: root.clone(),
+                source,
+            })?;
+        let partitions = log
+            .describe(Some(topic))
+            .await?
+            .into_iter()
+            .flat_map(|info| info.partitions)
+            .collect::<Vec<_>>();
+        let cancel = CancellationToken::new();
+        let tasks = partitions
+            .into_iter()
+            .map(|info| {
+                let archiver = Archiver {
+                    log: Arc::clone(&log),
+                    store: store.clone(),
+                    topic: topic.to_owned(),
+                    partition: info.partition,
+                    layout: layout.clone(),
+                    roll_bytes: config.roll_bytes(),
+                    roll_age: config.roll_age(),
+                    cancel: cancel.clone(),
+                };
+                tokio::spawn(archiver.run())
+            })
+            .collect();
+        tracing::info!(root = %root.display(), topic, "archiving events as Parquet");
+        Ok(Archive {
+            tasks,
+            cancel,
+            root,
+        })
+    }
+
+    /// The archive's root directory.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// Stops every archiver. A batch not yet committed is archived again by the next start.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Layout {
+    /// Makes the root and its `_sluice` directory, and writes and deletes a file there.
+    fn check_writable(&self) -> io::Result<()> {
+        let probe = Pending {
+            start: 0,
+            end: 0,
+            files: Vec::new(),
+        };
+        self.write_pending(u32::MAX, &probe)?;
+        self.remove_pending(u32::MAX)
+    }
+}
+
+/// A batch being read: its offsets and its events by tenant and hour.
+#[derive(Debug)]
+struct Batch {
+    start: u64,
+    end: u64,
+    rows: HashMap<String, HashMap<Millis, Rows>>,
+    files: usize,
+    bytes: usize,
+    first_read: Option<Instant>,
+    latest: Option<Millis>,
+}
+
+impl Batch {
+    fn new(start: u64) -> Self {
+        Self {
+            start,
+            end: start,
+            rows: HashMap::new(),
+            files: 0,
+            bytes: 0,
+            first_read: None,
+            latest: None,
+        }
+    }
+
+    fn push(&mut self, partition: u32, offset: u64, event: &Event<'_>, size: usize) {
+        let hour = hour_of(event.timestamp);
+        let hours = match self.rows.get_mut(&*event.tenant) {
+            Some(hours) => hours,
+            None => self.rows.entry(event.tenant.to_string()).or_default(),
+        };
+        let rows = hours.entry(hour).or_insert_with(|| {
+            self.files += 1;
+            Rows::default()
+        });
+        rows.push(partition, offset, event);
+        self.bytes += size;
+        self.latest = self.latest.max(Some(event.timestamp));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// One partition's archiver.
+struct Archiver<L> {
+    log: Arc<L>,
+    store: StoreBackend,
+    topic: String,
+    partition: u32,
+    layout: Layout,
+    roll_bytes: usize,
+    roll_age: Duration,
+    cancel: CancellationToken,
+}
+
+impl<L: Log> Archiver<L> {
+    /// Archives until stopped, starting over (claim, recovery) after each error.
+    async fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.archive().await {
+                Ok(()) => return,
+                Err(ArchiveError::Store(StoreError::Fenced { .. })) => {
+                    tracing::warn!(
+                        partition = self.partition,
+                        "another archiver owns this partition now; this one stops"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    metrics::counter!("sluice_archive_errors_total").increment(1);
+                    tracing::error!(partition = self.partition, %error, retry_in = ?backoff, "archiving failed; it starts again from the last committed batch");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.cancel.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Claims the partition, cleans up after an uncommitted batch, then archives batch after
+    /// batch until stopped.
+    async fn archive(&self) -> Result<(), ArchiveError> {
+        let first = self.first_offset().await?;
+        let position = self.store.claim(PIPELINE, self.partition, first, 0).await?;
+        let (epoch, log_epoch) = (position.epoch, position.log_epoch);
+        self.recover(position.offset).await?;
+        let mut offset = position.offset;
+        while let Some(batch) = self.read_batch(offset, epoch, log_epoch).await? {
+            let end = batch.end;
+            let latest = batch.latest;
+            self.write(batch).await?;
+            let commit = Commit {
+                offset: end,
+                event_time: latest,
+                log_epoch,
+                metrics: Vec::new(),
+                output: Vec::new(),
+            };
+            self.store
+                .commit(PIPELINE, self.partition, epoch, Arc::new(commit))
+                .await?;
+            offset = end;
+        }
+        Ok(())
+    }
+
+    /// Where a partition never archived starts: the log's first retained offset.
+    async fn first_offset(&self) -> Result<u64, ArchiveError> {
+        Ok(self
+            .log
+            .describe(Some(&self.topic))
+            .await?
+            .iter()
+            .flat_map(|info| &info.partitions)
+            .find(|info| info.partition == self.partition)
+            .map_or(0, |info| info.start_offset))
+    }
+
+    /// Deletes the files of a batch that was written but not committed.
+    async fn recover(&self, committed: u64) -> Result<(), ArchiveError> {
+        let layout = self.layout.clone();
+        let partition = self.partition;
+        let removed = self
+            .blocking(move || match layout.read_pending(partition)? {
+                Some(pending) if pending.start == committed => layout.discard(&pending),
+                _ => Ok(0),
+            })
+            .await?;
+        if removed > 0 {
+            tracing::info!(
+                partition,
+                removed,
+                from = committed,
+                "deleted the files of an archive batch that was never committed; it is archived again"
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads the batch starting at `start`; `None` once stopped.
+    async fn read_batch(
+        &self,
+        start: u64,
+        epoch: u64,
+        log_epoch: u32,
+    ) -> Result<Option<Batch>, ArchiveError> {
+        let mut batch = Batch::new(start);
+        loop {
+            let age = batch.first_read.map(|first| first.elapsed());
+            if !batch.is_empty()
+                && (batch.bytes >= self.roll_bytes
+                    || batch.files >= MAX_FILES_PER_BATCH
+                    || age.is_some_and(|age| age >= self.roll_age))
+            {
+                return Ok(Some(batch));
+            }
+            let wait = match age {
+                Some(age) => self.roll_age.saturating_sub(age).min(IDLE_WAIT),
+                None => IDLE_WAIT,
+            };
+            let options = ReadOptions {
+                max_bytes: READ_BYTES,
+                max_wait: wait,
+            };
+            let read = tokio::select! {
+                read = self.log.read(&self.topic, self.partition, batch.end, options) => read,
+                () = self.cancel.cancelled() => return Ok(None),
+            };
+            let records = match read {
+                Ok(read) => read.records,
+                Err(LogError::OffsetOutOfRange { start: first, .. }) if first > batch.end => {
+                    if !batch.is_empty() {
+                        return Ok(Some(batch));
+                    }
+                    tracing::warn!(
+                        partition = self.partition,
+                        from = batch.end,
+                        to = first,
+                        "retention removed events before they were archived; archiving goes on from the log's first offset"
+                    );
+                    metrics::counter!("sluice_archive_events_missed_total")
+                        .increment(first - batch.end);
+                    self.store
+                        .reposition(PIPELINE, self.partition, epoch, first, log_epoch)
+                        .await?;
+                    batch = Batch::new(first);
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            for stored in &records {
+                let value = &stored.record.value;
+                match serde_json::from_slice::<Event<'_>>(value) {
+                    Ok(event) => batch.push(self.partition, stored.offset, &event, value.len()),
+                    Err(error) => {
+                        metrics::counter!("sluice_archive_records_skipped_total").increment(1);
+                        tracing::error!(partition = self.partition, offset = stored.offset, %error, "a record of the events topic is not an event; it is not archived");
+                    }
+                }
+                batch.end = stored.offset + 1;
+            }
+            if !records.is_empty() && batch.first_read.is_none() {
+                batch.first_read = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Records the batch as pending and writes its files, durably.
+    async fn write(&self, batch: Batch) -> Result<(), ArchiveError> {
+        let layout = self.layout.clone();
+        let partition = self.partition;
+        let events: usize = batch
+            .rows
+            .values()
+            .flat_map(HashMap::values)
+            .map(Rows::len)
+            .sum();
+        let (files, bytes) = self
+            .blocking(move || write_batch(&layout, partition, batch))
+            .await?;
+        metrics::counter!("sluice_archive_events_total").increment(events as u64);
+        metrics::counter!("sluice_archive_files_total").increment(files as u64);
+        metrics::counter!("sluice_archive_bytes_total").increment(bytes);
+        Ok(())
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> Result<T, ArchiveError> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(io::Error::other)
+            .and_then(|result| result)
+            .map_err(|source| ArchiveError::Io {
+                root: self.layout.root().to_owned(),
+                source,
+            })
+    }
+}
+
+/// Steps 1 and 2 of the protocol: the pending record, then every file. Returns the number of
+/// files and their bytes.
+fn write_batch(layout: &Layout, partition: u32, batch: Batch) -> io::Result<(usize, u64)> {
+    let mut files: Vec<(String, Rows)> = batch
+        .rows
+        .into_iter()
+        .flat_map(|(tenant, hours)| {
+            hours.into_iter().map(move |(hour, rows)| {
+                (Layout::file(&tenant, hour, partition, batch.start), rows)
+            })
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let pending = Pending {
+        start: batch.start,
+        end: batch.end,
+        files: files.iter().map(|(name, _)| name.clone()).collect(),
+    };
+    layout.write_pending(partition, &pending)?;
+    let count = files.len();
+    let mut bytes = 0;
+    for (name, rows) in files {
+        bytes += layout.write_file(&name, |file| {
+            let out = format::write(rows, BufWriter::new(file)).map_err(io::Error::other)?;
+            out.into_inner()
+                .map_err(|error| error.into_error())?
+                .flush()
+        })?;
+    }
+    Ok((count, bytes))
+}
