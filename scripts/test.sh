@@ -10,7 +10,7 @@ step "toolchain"
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install "$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-step "python: Segment's SDK and Confluent's clients for the compatibility tests"
+step "python: Segment's SDK, Confluent's clients and DuckDB for the compatibility tests"
 command -v python3 >/dev/null || { echo "python3 is required (Debian: apt-get install python3 python3-venv)"; exit 1; }
 venv="target/test-python"
 if [ ! -x "$venv/bin/python" ]; then
@@ -20,6 +20,8 @@ fi
   || "$venv/bin/pip" install --quiet --disable-pip-version-check "segment-analytics-python==2.4.0"
 "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema" 2>/dev/null \
   || "$venv/bin/pip" install --quiet --disable-pip-version-check "confluent-kafka[avro,json,schemaregistry]==2.16.2"
+"$venv/bin/python" -c "import duckdb" 2>/dev/null \
+  || "$venv/bin/pip" install --quiet --disable-pip-version-check "duckdb==2.0.1"
 export SLUICE_TEST_PYTHON="$PWD/$venv/bin/python"
 
 step "browser: Chromium, node and Segment's browser SDK for the browser tests"

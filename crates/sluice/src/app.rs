@@ -34,6 +34,8 @@ pub struct App {
     pub collector: Arc<Collector<LogBackend>>,
     /// Every metric's exactly-once pipeline.
     pub pipelines: Pipelines<LogBackend>,
+    /// The raw event archive, when enabled.
+    archive: Option<sluice_archive::Archive>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
     /// The HTTP servers: the main one, and the metrics listener's if it has one.
@@ -163,6 +165,12 @@ impl App {
         let membership = log
             .join_group(&config.stream.source_topic, PIPELINES_GROUP)
             .map_err(user_or_other)?;
+        if config.archive.enabled && membership.is_some() {
+            return Err(UserError(
+                "archive.enabled is not supported yet when nodes share a Kafka log (each node would archive every partition): archive from one node on the file log, or set archive.enabled = false".to_owned(),
+            )
+            .into());
+        }
         let pipelines = match membership {
             None => Pipelines::start(Arc::clone(&log), store, settings, &configured).await,
             Some(membership) => {
@@ -183,6 +191,23 @@ impl App {
             }
             _ => anyhow::Error::from(error).context("starting the metric pipelines"),
         })?;
+
+        let archive = if config.archive.enabled {
+            let root = config.archive.root(&config.data_dir);
+            Some(
+                sluice_archive::Archive::start(
+                    Arc::clone(&log),
+                    pipelines.store().clone(),
+                    &config.stream.source_topic,
+                    root,
+                    &config.archive,
+                )
+                .await
+                .map_err(|error| UserError(format!("starting the archive: {error}")))?,
+            )
+        } else {
+            None
+        };
 
         let validators = Arc::new(SharedValidators::default());
         let schemas = SchemaService::open(
@@ -374,6 +399,7 @@ impl App {
             log,
             collector,
             pipelines,
+            archive,
             readiness,
             shutdown,
             servers,
@@ -426,6 +452,9 @@ impl App {
             tracing::warn!(timeout = ?PIPELINES_STOP_TIMEOUT, "the pipelines did not commit a last checkpoint in time; the next start resumes from the one before");
         }
         drop(self.pipelines);
+        if let Some(archive) = self.archive {
+            archive.stop().await;
+        }
         drop(self.collector);
         match Arc::try_unwrap(self.log) {
             Ok(log) => log.close().await.context("closing the log")?,

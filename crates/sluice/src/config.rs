@@ -62,6 +62,8 @@ pub struct Config {
     pub quotas: QuotaConfig,
     /// The schema registry and validation at the collector.
     pub schemas: sluice_schema::SchemasConfig,
+    /// The raw event archive (Parquet).
+    pub archive: sluice_archive::ArchiveConfig,
 }
 
 /// `[server]`.
@@ -278,6 +280,7 @@ impl Validate for Config {
         self.enrichment
             .validate(&join(path, "enrichment"), problems);
         self.schemas.validate(&join(path, "schemas"), problems);
+        self.archive.validate(&join(path, "archive"), problems);
         self.stream.validate(&join(path, "stream"), problems);
         self.api.validate(&join(path, "api"), problems);
         self.quotas.validate(&join(path, "quotas"), problems);

@@ -5,6 +5,7 @@
 mod support;
 
 mod alerts;
+mod archive;
 mod boards;
 mod dashboard;
 mod dead_letters;

@@ -1,0 +1,241 @@
+//! The raw event archive through the whole server: events of two tenants and several hours
+//! are archived as Parquet, and DuckDB (from PyPI, as a user runs it) reads them with Hive
+//! partitioning: every event once, field by field equal to the log's, in its tenant's, date's
+//! and hour's directory, across a restart and across `kill -9`s.
+
+use crate::harness::*;
+use crate::support::{self, python};
+use serde_json::{Value, json};
+use sluice_core::time::{Millis, format_millis};
+use sluice_log::{Log, ReadOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+fn archive_overrides() -> Vec<(&'static str, toml::Value)> {
+    vec![
+        ("archive.enabled", toml::Value::Boolean(true)),
+        ("archive.roll-age", toml::Value::String("1s".into())),
+    ]
+}
+
+/// What DuckDB finds under `root`: rows per (tenant, date, hour), and every row in log order.
+fn duckdb(root: &Path) -> (Vec<Value>, Vec<Value>) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/duckdb_archive.py"
+    );
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "DuckDB could not read the archive (scripts/test.sh installs duckdb into the test virtualenv, or set SLUICE_TEST_PYTHON to a python that has it):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    (
+        found["groups"].as_array().unwrap().clone(),
+        found["rows"].as_array().unwrap().clone(),
+    )
+}
+
+/// Every event in the log: (partition, offset, event).
+async fn log_events(log: &impl Log) -> Vec<(u32, u64, Value)> {
+    let topic = &log.describe(Some("events")).await.unwrap()[0];
+    let mut events = Vec::new();
+    for partition in &topic.partitions {
+        let read = log
+            .read(
+                "events",
+                partition.partition,
+                0,
+                ReadOptions {
+                    max_bytes: 64 << 20,
+                    max_wait: Duration::ZERO,
+                },
+            )
+            .await
+            .unwrap();
+        for stored in read.records {
+            let event = serde_json::from_slice(&stored.record.value).unwrap();
+            events.push((partition.partition, stored.offset, event));
+        }
+    }
+    events
+}
+
+/// The row DuckDB should show for an event of the log.
+fn expected_row(partition: u32, offset: u64, event: &Value) -> Value {
+    let mut row = json!({"log_partition": partition, "log_offset": offset});
+    for field in [
+        "tenant",
+        "message_id",
+        "type",
+        "event",
+        "name",
+        "category",
+        "user_id",
+        "anonymous_id",
+        "group_id",
+        "previous_id",
+        "timestamp",
+        "received_at",
+        "sent_at",
+        "original_timestamp",
+    ] {
+        row[field] = event.get(field).cloned().unwrap_or(Value::Null);
+    }
+    for (column, field) in [
+        ("properties", "properties"),
+        ("traits", "traits"),
+        ("context", "context"),
+        ("integrations", "integrations"),
+        ("channel", "channel"),
+        ("version", "version"),
+        ("metadata", "_metadata"),
+        ("schema_violations", "schema_violations"),
+    ] {
+        row[column] = event.get(field).cloned().unwrap_or(Value::Null);
+    }
+    row
+}
+
+/// A row as DuckDB printed it, its JSON columns parsed.
+fn parsed(row: &Value) -> Value {
+    let mut row = row.clone();
+    for column in [
+        "properties",
+        "traits",
+        "context",
+        "integrations",
+        "channel",
+        "version",
+        "metadata",
+        "schema_violations",
+    ] {
+        if let Some(text) = row[column].as_str() {
+            row[column] = serde_json::from_str(text).unwrap();
+        }
+    }
+    row
+}
+
+/// (tenant, date, hour) of an event, from its event time in UTC.
+fn partition_of(event: &Value) -> (String, String, i64) {
+    let time = format_millis(event["timestamp"].as_i64().unwrap());
+    (
+        event["tenant"].as_str().unwrap().to_owned(),
+        time[..10].to_owned(),
+        time[11..13].parse().unwrap(),
+    )
+}
+
+/// Checks the archive under `root` holds exactly the log's events, each once, field by field,
+/// in its directory.
+fn assert_archive_equals_log(root: &Path, log: &[(u32, u64, Value)]) {
+    let (groups, rows) = duckdb(root);
+    assert_eq!(rows.len(), log.len(), "one row per event of the log");
+    for (row, (partition, offset, event)) in rows.iter().zip(log) {
+        assert_eq!(
+            parsed(row),
+            expected_row(*partition, *offset, event),
+            "row of offset {offset} in partition {partition}"
+        );
+    }
+    let mut expected: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
+    for (_, _, event) in log {
+        *expected.entry(partition_of(event)).or_default() += 1;
+    }
+    let found: BTreeMap<(String, String, i64), u64> = groups
+        .iter()
+        .map(|group| {
+            (
+                (
+                    group[0].as_str().unwrap().to_owned(),
+                    group[1].as_str().unwrap().to_owned(),
+                    group[2].as_i64().unwrap(),
+                ),
+                group[3].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected, "rows per tenant, date and hour");
+}
+
+/// Waits until the archive's committed positions add up to `events`.
+async fn archived(h: &Harness, events: u64) {
+    eventually(&format!("{events} events archived"), || async {
+        let positions = h.app().pipelines.store().positions("archive").await;
+        let committed: u64 = positions
+            .as_ref()
+            .map_err(ToString::to_string)?
+            .iter()
+            .map(|(_, position)| position.offset)
+            .sum();
+        (committed == events)
+            .then_some(())
+            .ok_or(format!("{committed} committed"))
+    })
+    .await;
+}
+
+fn varied(tenant: &str, time: Millis, i: usize) -> Vec<Value> {
+    vec![
+        view(
+            &format!("{tenant}-a{i}"),
+            &format!("u{i}"),
+            "/pricing",
+            time,
+            "12.5",
+        ),
+        json!({"type": "identify", "userId": format!("u{i}"), "anonymousId": format!("{tenant}-a{i}"),
+               "timestamp": format_millis(time + 1_000), "traits": {"name": "Ann \"A\"", "plan": "pro"},
+               "context": {"library": {"name": "analytics.js"}}}),
+        json!({"type": "page", "anonymousId": format!("{tenant}-b{i}"), "name": "Home", "category": "Docs",
+               "timestamp": format_millis(time + 2_000), "sentAt": format_millis(time + 2_500),
+               "properties": {"url": "https://example.com/é", "nested": {"list": [1, 2.5, null]}},
+               "integrations": {"All": false}, "channel": "browser"}),
+        json!({"type": "alias", "userId": format!("u{i}"), "previousId": format!("{tenant}-old{i}"),
+               "timestamp": format_millis(time + 3_000)}),
+        json!({"type": "group", "userId": format!("u{i}"), "groupId": "acme",
+               "timestamp": format_millis(time + 4_000), "traits": {"employees": 120}}),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_reads_every_event_once_field_by_field_in_its_hive_partition() {
+    let mut h = Harness::start(&archive_overrides()).await;
+    let (early, late) = (hours_ago(5) + 59 * MINUTE, hours_ago(2) + 7 * MINUTE);
+    let mut sent = 0;
+    for (i, time) in [early, late].into_iter().enumerate() {
+        let shop = varied("shop", time, i);
+        let blog = varied("blog", time + MINUTE, i);
+        sent += shop.len() + blog.len();
+        h.send_ok(SHOP_WRITE, shop).await;
+        h.send_ok(BLOG_WRITE, blog).await;
+    }
+    archived(&h, sent as u64).await;
+
+    // A restart archives on from where it committed: nothing twice.
+    h.restart().await;
+    let more = varied("shop", late + 30 * MINUTE, 7);
+    sent += more.len();
+    h.send_ok(SHOP_WRITE, more).await;
+    archived(&h, sent as u64).await;
+
+    let log = log_events(&*h.app().log).await;
+    assert_eq!(log.len(), sent);
+    let root = h.config.data_dir.join("archive");
+    assert_archive_equals_log(&root, &log);
+    // The hours straddled: the early events (59th minute, then up to 4 s later) are in two.
+    let hours: std::collections::BTreeSet<_> = log
+        .iter()
+        .map(|(_, _, event)| partition_of(event))
+        .collect();
+    assert!(hours.len() >= 6, "{hours:?}");
+    h.stop().await;
+    let _ = support::BIN;
+}
