@@ -237,5 +237,162 @@ async fn duckdb_reads_every_event_once_field_by_field_in_its_hive_partition() {
         .collect();
     assert!(hours.len() >= 6, "{hours:?}");
     h.stop().await;
-    let _ = support::BIN;
+}
+
+/// Every event in the log of a server's data directory, read by `sluice tail` (the server may
+/// be running): (partition, offset, event).
+fn tail_events(data_dir: &Path) -> Vec<(u32, u64, Value)> {
+    let output = std::process::Command::new(support::BIN)
+        .args([
+            "tail",
+            "events",
+            "--from-beginning",
+            "--no-follow",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut events: Vec<(u32, u64, Value)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).unwrap();
+            (
+                record["partition"].as_u64().unwrap() as u32,
+                record["offset"].as_u64().unwrap(),
+                record["value"].clone(),
+            )
+        })
+        .collect();
+    events.sort_by_key(|(partition, offset, _)| (*partition, *offset));
+    events
+}
+
+/// Posts one batch; an error when the server cannot be reached.
+fn post(addr: std::net::SocketAddr, auth: &str, body: &[u8]) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let head = format!(
+        "POST /v1/batch HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(())
+}
+
+/// Rows DuckDB counts under `root`.
+fn archived_rows(root: &Path) -> usize {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/duckdb_archive.py"
+    );
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(root)
+        .arg("count")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkills_mid_batch_the_archive_equals_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config_path = dir.path().join("sluice.toml");
+    // Batches of at most 1 MiB or 1 s, written often, so kills land between a batch's files
+    // and its commit.
+    std::fs::write(
+        &config_path,
+        format!(
+            "[log]\npartitions = 4\nack = \"write\"\n\n[archive]\nenabled = true\nroll-bytes = \"1MiB\"\nroll-age = \"1s\"\n\n\
+             [[tenants]]\nname = \"shop\"\nwrite-keys = [\"{SHOP_WRITE}\"]\n\n\
+             [[tenants]]\nname = \"blog\"\nwrite-keys = [\"{BLOG_WRITE}\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = config_path.display().to_string();
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+
+    // Senders post batches until told to stop; a batch may fail while the server is down.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = [SHOP_WRITE, BLOG_WRITE]
+        .into_iter()
+        .enumerate()
+        .map(|(sender, key)| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let auth = sluice::client::basic_auth(key);
+                let mut batch_number = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let time = hours_ago(3) + batch_number * 20_000;
+                    let batch: Vec<Value> = (0..50)
+                        .map(|i| {
+                            let mut event = view(
+                                &format!("a{sender}-{i}"),
+                                &format!("u{i}"),
+                                &format!("/p{}", i % 7),
+                                time + i,
+                                "1.25",
+                            );
+                            event["context"] = json!({"page": {"path": format!("/p{i}")}, "padding": "x".repeat(200)});
+                            event
+                        })
+                        .collect();
+                    let body = serde_json::to_vec(&json!({"batch": batch})).unwrap();
+                    // An error: the server is down between a kill and the next start.
+                    let _ = post(addr, &auth, &body);
+                    std::thread::sleep(Duration::from_millis(15));
+                    batch_number += 1;
+                }
+            })
+        })
+        .collect();
+
+    let mut discarded = 0;
+    for _ in 0..4 {
+        let server = support::Server::start_on(&data, &listen, &["--config", &config]);
+        let alive = 700 + rand::random_range(0..1500);
+        tokio::time::sleep(Duration::from_millis(alive)).await;
+        let output = server.signal("KILL");
+        assert_eq!(output.status.code(), None, "killed by SIGKILL");
+        discarded += String::from_utf8_lossy(&output.stderr)
+            .matches("never committed")
+            .count();
+    }
+    let server = support::Server::start_on(&data, &listen, &["--config", &config]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for sender in senders {
+        sender.join().unwrap();
+    }
+
+    let log = tail_events(&data);
+    assert!(log.len() > 2_000, "enough events flowed: {}", log.len());
+    let root = data.join("archive");
+    eventually(&format!("{} events archived", log.len()), || async {
+        let rows = archived_rows(&root);
+        (rows == log.len())
+            .then_some(())
+            .ok_or(format!("{rows} rows"))
+    })
+    .await;
+    assert_archive_equals_log(&root, &log);
+    let last = server.stop_cleanly();
+    discarded += last.matches("never committed").count();
+    // How often a kill fell between a batch's files and its commit (it varies from run to run).
+    eprintln!(
+        "{} events; uncommitted batches cleaned up after a kill: {discarded}",
+        log.len()
+    );
 }

@@ -1,9 +1,10 @@
 """Reads sluice's event archive with DuckDB, as a user would, and prints what it found as JSON.
 
-usage: duckdb_archive.py ARCHIVE_ROOT
+usage: duckdb_archive.py ARCHIVE_ROOT [count]
 
 Prints {"groups": [[tenant, date, hour, rows], ...], "rows": [{column: value}, ...]}: the rows
-per Hive partition, and every row in log order, timestamps as epoch milliseconds.
+per Hive partition, and every row in log order, timestamps as epoch milliseconds. With
+`count`, prints only the number of rows.
 """
 
 import json
@@ -15,6 +16,9 @@ root = sys.argv[1]
 files = f"{root}/events/*/*/*/*.parquet"
 source = f"read_parquet('{files}', hive_partitioning = true)"
 con = duckdb.connect()
+if sys.argv[2:] == ["count"]:
+    print(con.execute(f"SELECT count(*) FROM {source}").fetchone()[0])
+    sys.exit(0)
 groups = con.execute(
     f"SELECT tenant, CAST(date AS VARCHAR), CAST(hour AS INTEGER), count(*) FROM {source} "
     "GROUP BY ALL ORDER BY ALL"
