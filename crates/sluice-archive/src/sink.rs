@@ -415,3 +415,6 @@ fn write_batch(layout: &Layout, partition: u32, batch: Batch) -> io::Result<(usi
     }
     Ok((count, bytes))
 }
+
+#[cfg(test)]
+mod tests;

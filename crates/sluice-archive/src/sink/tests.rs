@@ -1,0 +1,140 @@
+use super::*;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sluice_core::config::{ByteSize, HumanDuration};
+use sluice_log::{LogBackend, LogConfig, Record, TopicSpec};
+use sluice_store::SqliteStore;
+use std::path::Path;
+
+const HOUR_MS: Millis = 3_600_000;
+const BASE: Millis = 1_796_648_400_000; // 2026-12-07T13:00:00Z
+
+fn event(i: u64, tenant: &str, time: Millis) -> String {
+    format!(
+        r#"{{"message_id":"m{i}","tenant":"{tenant}","type":"track","event":"View","anonymous_id":"a{i}","timestamp":{time},"received_at":{time},"properties":{{"n":{i}}}}}"#
+    )
+}
+
+async fn open_log(dir: &Path) -> Arc<LogBackend> {
+    let table: toml::Table =
+        toml::from_str(include_str!("../../../sluice/src/default.toml")).unwrap();
+    let config: LogConfig = table["log"].clone().try_into().unwrap();
+    let log = LogBackend::open(&config, dir).await.unwrap();
+    log.create_topic(TopicSpec {
+        name: "events".into(),
+        partitions: 1,
+        retention_age: None,
+        retention_bytes: None,
+    })
+    .await
+    .unwrap();
+    Arc::new(log)
+}
+
+/// Every (log offset, file) in the archive under `root`.
+fn archived_offsets(root: &Path) -> Vec<(u64, String)> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("events")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "parquet") {
+                let file = std::fs::File::open(&path).unwrap();
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    let offsets = batch.column_by_name("log_offset").unwrap();
+                    let offsets = offsets
+                        .as_any()
+                        .downcast_ref::<arrow_array::UInt64Array>()
+                        .unwrap();
+                    let name = path.strip_prefix(root).unwrap().display().to_string();
+                    found.extend(
+                        offsets
+                            .values()
+                            .iter()
+                            .map(|offset| (*offset, name.clone())),
+                    );
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A crash between writing a batch's files and committing it leaves files the archive must
+/// not keep: here a batch cut differently from the one the restart reads (it held an event of
+/// another tenant and hour, as a batch read up to another offset would). The restart deletes
+/// them, archives from the committed position, and each event ends up in one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(&dir.path().join("log")).await;
+    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let records: Vec<Record> = (0..10)
+        .map(|i| Record::new(None, event(i, "shop", BASE + i as Millis * 60_000), BASE))
+        .collect();
+    log.append("events", 0, records).await.unwrap();
+    let layout = Layout::new(dir.path().join("archive"));
+
+    // The crashed attempt: claimed, wrote its pending record and files, never committed.
+    let position = store.claim(PIPELINE, 0, 0, 0).await.unwrap();
+    assert_eq!(position.offset, 0);
+    let mut crashed = Batch::new(0);
+    for i in 0..10 {
+        let json = event(i, "shop", BASE + i as Millis * 60_000);
+        let parsed: Event<'_> = serde_json::from_str(&json).unwrap();
+        crashed.push(0, i, &parsed, json.len());
+    }
+    let ghost = event(99, "ghost", BASE + 5 * HOUR_MS);
+    crashed.push(0, 10, &serde_json::from_str(&ghost).unwrap(), ghost.len());
+    crashed.end = 11;
+    write_batch(&layout, 0, crashed).unwrap();
+    assert_eq!(archived_offsets(layout.root()).len(), 11);
+
+    let config = ArchiveConfig {
+        enabled: true,
+        url: String::new(),
+        roll_bytes: ByteSize(1 << 20),
+        roll_age: HumanDuration(Duration::from_secs(1)),
+    };
+    let archive = Archive::start(
+        Arc::clone(&log),
+        store.clone(),
+        "events",
+        layout.root().to_owned(),
+        &config,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.positions(PIPELINE).await.unwrap()[0].1.offset != 10 {
+        assert!(Instant::now() < deadline, "the archive did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    archive.stop().await;
+
+    let found = archived_offsets(layout.root());
+    let offsets: Vec<u64> = found.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>(), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|(_, file)| file.starts_with("events/tenant=shop/date=2026-12-07/hour=13/")),
+        "{found:?}"
+    );
+    assert!(
+        !layout
+            .root()
+            .join("events/tenant=ghost")
+            .join("date=2026-12-07/hour=18")
+            .read_dir()
+            .unwrap()
+            .any(|_| true)
+    );
+}
