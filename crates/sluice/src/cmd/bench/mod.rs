@@ -1,6 +1,7 @@
 //! `sluice bench …`: whole-system benchmarks. Each prints progress and a human summary, and
 //! its last stdout line is one JSON object with the figures, for scripts and docs/BENCHMARKS.md.
 
+pub mod archive;
 pub mod backfill;
 pub mod e2e;
 pub mod ingest;
@@ -36,6 +37,8 @@ pub enum BenchCommand {
     /// The whole server's backfill of a metric over many tenants: events/s, stored rows and
     /// bytes per result row, peak memory, rows read back per second.
     Backfill(backfill::BackfillBenchArgs),
+    /// The raw event archive alone: events/s into Parquet, bytes per event on disk.
+    Archive(archive::ArchiveBenchArgs),
 }
 
 impl BenchCommand {
@@ -50,6 +53,7 @@ impl BenchCommand {
             BenchCommand::E2e(args) => e2e::run(args),
             BenchCommand::Push(args) => push::run(args),
             BenchCommand::Backfill(args) => backfill::run(args),
+            BenchCommand::Archive(args) => archive::run(args),
         }
     }
 }
