@@ -2,7 +2,7 @@
 //! that turns events into one record batch, and the writer settings.
 
 use arrow_array::builder::{
-    StringBuilder, TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -55,8 +55,8 @@ pub fn schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     Arc::clone(SCHEMA.get_or_init(|| {
         let mut fields = vec![
-            Field::new("log_partition", DataType::UInt32, false),
-            Field::new("log_offset", DataType::UInt64, false),
+            Field::new("log_partition", DataType::Int32, false),
+            Field::new("log_offset", DataType::Int64, false),
             Field::new("message_id", DataType::Utf8, false),
             Field::new("type", DataType::Utf8, false),
         ];
@@ -75,8 +75,8 @@ pub fn schema() -> SchemaRef {
 /// Events becoming one record batch, column by column.
 #[derive(Debug)]
 pub struct Rows {
-    partition: UInt32Builder,
-    offset: UInt64Builder,
+    partition: Int32Builder,
+    offset: Int64Builder,
     message_id: StringBuilder,
     kind: StringBuilder,
     text: [StringBuilder; TEXT.len()],
@@ -88,8 +88,8 @@ pub struct Rows {
 impl Default for Rows {
     fn default() -> Self {
         Self {
-            partition: UInt32Builder::new(),
-            offset: UInt64Builder::new(),
+            partition: Int32Builder::new(),
+            offset: Int64Builder::new(),
             message_id: StringBuilder::new(),
             kind: StringBuilder::new(),
             text: std::array::from_fn(|_| StringBuilder::new()),
@@ -107,8 +107,10 @@ fn raw<'a>(value: &'a Option<Cow<'_, RawValue>>) -> Option<&'a str> {
 impl Rows {
     /// Adds the event at `offset` of log partition `partition`.
     pub fn push(&mut self, partition: u32, offset: u64, event: &Event<'_>) {
-        self.partition.append_value(partition);
-        self.offset.append_value(offset);
+        // Signed, as Hive, Athena and Spark read them (they have no unsigned integers): a
+        // partition number and an offset are far below their maxima.
+        self.partition.append_value(partition as i32);
+        self.offset.append_value(offset as i64);
         self.message_id.append_value(&event.message_id);
         self.kind.append_value(event.kind.as_str());
         let text = [

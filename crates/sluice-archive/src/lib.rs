@@ -23,7 +23,7 @@
 //!
 //! | column | type | |
 //! |---|---|---|
-//! | `log_partition`, `log_offset` | UINT32, UINT64 | where the event is in the log: (partition, offset) is unique |
+//! | `log_partition`, `log_offset` | INT32, INT64 | where the event is in the log: (partition, offset) is unique (signed: Hive, Athena and Spark have no unsigned types) |
 //! | `message_id`, `type` | string, not null | |
 //! | `event`, `name`, `category`, `user_id`, `anonymous_id`, `group_id`, `previous_id` | string | |
 //! | `timestamp`, `received_at` | TIMESTAMP(ms, UTC), not null | event time (skew-corrected), arrival |
@@ -46,6 +46,9 @@
 //! 2. writes each file of the batch the same way (the directories made on the way are fsynced
 //!    into their parents);
 //! 3. commits `end` as the position, in one store transaction fenced by its epoch.
+//!
+//! Meanwhile it reads the next batch (from `end`), whose pending record is written only after
+//! that commit: one batch is pending at a time.
 //!
 //! After a crash the archiver claims the partition again and reads the pending record: when
 //! its `start` is the committed position, step 3 never happened, so its files (written or

@@ -229,23 +229,39 @@ impl<L: Log> Archiver<L> {
         let position = self.store.claim(PIPELINE, self.partition, first, 0).await?;
         let (epoch, log_epoch) = (position.epoch, position.log_epoch);
         self.recover(position.offset).await?;
-        let mut offset = position.offset;
-        while let Some(batch) = self.read_batch(offset, epoch, log_epoch).await? {
-            let end = batch.end;
-            let latest = batch.latest;
-            self.write(batch).await?;
-            let commit = Commit {
-                offset: end,
-                event_time: latest,
-                log_epoch,
-                metrics: Vec::new(),
-                output: Vec::new(),
-            };
-            self.store
-                .commit(PIPELINE, self.partition, epoch, Arc::new(commit))
-                .await?;
-            offset = end;
+        let mut batch = self.read_batch(position.offset, epoch, log_epoch).await?;
+        // The next batch is read while this one is written and committed; its own pending
+        // record is written only after that commit.
+        while let Some(current) = batch {
+            let end = current.end;
+            let (committed, next) = tokio::join!(
+                self.write_and_commit(current, epoch, log_epoch),
+                self.read_batch(end, epoch, log_epoch)
+            );
+            committed?;
+            batch = next?;
         }
+        Ok(())
+    }
+
+    /// Steps 1 to 3 of the protocol for one batch.
+    async fn write_and_commit(
+        &self,
+        batch: Batch,
+        epoch: u64,
+        log_epoch: u32,
+    ) -> Result<(), ArchiveError> {
+        let commit = Commit {
+            offset: batch.end,
+            event_time: batch.latest,
+            log_epoch,
+            metrics: Vec::new(),
+            output: Vec::new(),
+        };
+        self.write(batch).await?;
+        self.store
+            .commit(PIPELINE, self.partition, epoch, Arc::new(commit))
+            .await?;
         Ok(())
     }
 

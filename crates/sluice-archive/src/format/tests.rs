@@ -1,6 +1,6 @@
 use super::*;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampMillisecondType, UInt64Type};
+use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const PAGE: &str = r#"{"message_id":"m1","tenant":"shop","type":"page","name":"Home","user_id":"u1","anonymous_id":"a1","timestamp":1796651100000,"received_at":1796651100500,"sent_at":1796651100400,"properties":{"url":"/","n":1.5},"context":{"ip":"10.0.0.1"},"_metadata":{"bundled":[]}}"#;
@@ -46,10 +46,10 @@ fn events_round_trip_through_a_parquet_file_field_by_field() {
     );
     assert_eq!(text("context"), [some(r#"{"ip":"10.0.0.1"}"#), None]);
     assert_eq!(text("metadata"), [some(r#"{"bundled":[]}"#), None]);
-    let offsets: Vec<u64> = batch
+    let offsets: Vec<i64> = batch
         .column_by_name("log_offset")
         .unwrap()
-        .as_primitive::<UInt64Type>()
+        .as_primitive::<Int64Type>()
         .values()
         .to_vec();
     assert_eq!(offsets, [7, 9]);

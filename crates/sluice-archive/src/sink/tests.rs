@@ -50,14 +50,14 @@ fn archived_offsets(root: &Path) -> Vec<(u64, String)> {
                     let offsets = batch.column_by_name("log_offset").unwrap();
                     let offsets = offsets
                         .as_any()
-                        .downcast_ref::<arrow_array::UInt64Array>()
+                        .downcast_ref::<arrow_array::Int64Array>()
                         .unwrap();
                     let name = path.strip_prefix(root).unwrap().display().to_string();
                     found.extend(
                         offsets
                             .values()
                             .iter()
-                            .map(|offset| (*offset, name.clone())),
+                            .map(|offset| (*offset as u64, name.clone())),
                     );
                 }
             }
