@@ -229,17 +229,26 @@ impl<L: Log> Archiver<L> {
         let position = self.store.claim(PIPELINE, self.partition, first, 0).await?;
         let (epoch, log_epoch) = (position.epoch, position.log_epoch);
         self.recover(position.offset).await?;
-        let mut batch = self.read_batch(position.offset, epoch, log_epoch).await?;
+        let mut expected = position.offset;
+        let mut batch = self.read_batch(expected).await?;
         // The next batch is read while this one is written and committed; its own pending
         // record is written only after that commit.
         while let Some(current) = batch {
+            if current.start != expected {
+                // Retention removed events before they were read: the position moves past
+                // them (counted as lost in the store) before the batch after them is written.
+                self.store
+                    .reposition(PIPELINE, self.partition, epoch, current.start, log_epoch)
+                    .await?;
+            }
             let end = current.end;
             let (committed, next) = tokio::join!(
                 self.write_and_commit(current, epoch, log_epoch),
-                self.read_batch(end, epoch, log_epoch)
+                self.read_batch(end)
             );
             committed?;
             batch = next?;
+            expected = end;
         }
         Ok(())
     }
@@ -298,13 +307,9 @@ impl<L: Log> Archiver<L> {
         Ok(())
     }
 
-    /// Reads the batch starting at `start`; `None` once stopped.
-    async fn read_batch(
-        &self,
-        start: u64,
-        epoch: u64,
-        log_epoch: u32,
-    ) -> Result<Option<Batch>, ArchiveError> {
+    /// Reads the batch starting at `start` (or, when retention removed events from there, at
+    /// the log's first offset: the batch's `start` says which); `None` once stopped.
+    async fn read_batch(&self, start: u64) -> Result<Option<Batch>, ArchiveError> {
         let mut batch = Batch::new(start);
         loop {
             let age = batch.first_read.map(|first| first.elapsed());
@@ -341,9 +346,6 @@ impl<L: Log> Archiver<L> {
                     );
                     metrics::counter!("sluice_archive_events_missed_total")
                         .increment(first - batch.end);
-                    self.store
-                        .reposition(PIPELINE, self.partition, epoch, first, log_epoch)
-                        .await?;
                     batch = Batch::new(first);
                     continue;
                 }

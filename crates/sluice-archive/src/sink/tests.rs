@@ -15,15 +15,25 @@ fn event(i: u64, tenant: &str, time: Millis) -> String {
 }
 
 async fn open_log(dir: &Path) -> Arc<LogBackend> {
+    open_log_with(dir, None).await
+}
+
+/// A log of one partition; with `retention_bytes`, of 4 KiB segments.
+async fn open_log_with(dir: &Path, retention_bytes: Option<u64>) -> Arc<LogBackend> {
     let table: toml::Table =
         toml::from_str(include_str!("../../../sluice/src/default.toml")).unwrap();
-    let config: LogConfig = table["log"].clone().try_into().unwrap();
+    let mut config: LogConfig = table["log"].clone().try_into().unwrap();
+    if retention_bytes.is_some() {
+        config.segment_bytes = ByteSize(4096);
+        config.max_batch_bytes = ByteSize(4096);
+        config.max_record_bytes = ByteSize(1024);
+    }
     let log = LogBackend::open(&config, dir).await.unwrap();
     log.create_topic(TopicSpec {
         name: "events".into(),
         partitions: 1,
         retention_age: None,
-        retention_bytes: None,
+        retention_bytes,
     })
     .await
     .unwrap();
@@ -137,4 +147,58 @@ async fn an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
             .unwrap()
             .any(|_| true)
     );
+}
+
+/// Retention that removed events before they were archived: the archiver goes on from the
+/// log's first offset, its position moves past the gap (counted as lost), and every event
+/// still in the log is archived once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_retention_removed_before_archiving_are_skipped_and_counted_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log_with(&dir.path().join("log"), Some(8192)).await;
+    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    // The archiver was here before: its position is 0.
+    store.claim(PIPELINE, 0, 0, 0).await.unwrap();
+    for i in 0..200 {
+        let record = Record::new(None, event(i, "shop", BASE + i as Millis), BASE);
+        log.append("events", 0, vec![record]).await.unwrap();
+    }
+    log.enforce_retention().await.unwrap();
+    let partition = &log.describe(Some("events")).await.unwrap()[0].partitions[0];
+    let (first, end) = (partition.start_offset, partition.end_offset);
+    assert!(
+        first > 0 && end == 200,
+        "retention removed the start: {first}..{end}"
+    );
+
+    let archive = Archive::start(
+        Arc::clone(&log),
+        store.clone(),
+        "events",
+        dir.path().join("archive"),
+        &ArchiveConfig {
+            enabled: true,
+            url: String::new(),
+            roll_bytes: ByteSize(1 << 20),
+            roll_age: HumanDuration(Duration::from_secs(1)),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let position = loop {
+        let position = store.positions(PIPELINE).await.unwrap()[0].1;
+        if position.offset == end {
+            break position;
+        }
+        assert!(Instant::now() < deadline, "the archive did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    archive.stop().await;
+    assert_eq!(position.lost_offsets, first);
+    let offsets: Vec<u64> = archived_offsets(&dir.path().join("archive"))
+        .into_iter()
+        .map(|(offset, _)| offset)
+        .collect();
+    assert_eq!(offsets, (first..end).collect::<Vec<_>>());
 }
