@@ -84,7 +84,10 @@ impl Validate for ArchiveConfig {
         if !(MIN_ROLL_AGE..=MAX_ROLL_AGE).contains(&age) {
             problems.push(ConfigProblem::new(
                 join(path, "roll-age"),
-                format!("{age:?} is out of range: use 1s to 24h"),
+                format!(
+                    "{} is out of range: use 1s to 24h (how long a batch may wait before it is written)",
+                    self.roll_age
+                ),
             ));
         }
     }
