@@ -353,7 +353,14 @@ impl<L: Log> Archiver<L> {
             };
             for stored in &records {
                 let value = &stored.record.value;
-                match serde_json::from_slice::<Event<'_>>(value) {
+                // The tenant names a directory: a record whose tenant is no valid tenant name
+                // (never the collector's) is not archived rather than written elsewhere.
+                let parsed = serde_json::from_slice::<Event<'_>>(value)
+                    .map_err(|error| error.to_string())
+                    .and_then(|event| {
+                        sluice_core::tenant::check_tenant_name(&event.tenant).map(|()| event)
+                    });
+                match parsed {
                     Ok(event) => batch.push(self.partition, stored.offset, &event, value.len()),
                     Err(error) => {
                         metrics::counter!("sluice_archive_records_skipped_total").increment(1);

@@ -452,8 +452,14 @@ impl App {
             tracing::warn!(timeout = ?PIPELINES_STOP_TIMEOUT, "the pipelines did not commit a last checkpoint in time; the next start resumes from the one before");
         }
         drop(self.pipelines);
-        if let Some(archive) = self.archive {
-            archive.stop().await;
+        // An archiver stops after its batch in flight is committed; one whose store is away is
+        // left (the next start deletes that batch's files and archives it again).
+        if let Some(archive) = self.archive
+            && tokio::time::timeout(PIPELINES_STOP_TIMEOUT, archive.stop())
+                .await
+                .is_err()
+        {
+            tracing::warn!(timeout = ?PIPELINES_STOP_TIMEOUT, "the archive did not commit its batch in flight in time; the next start archives it again");
         }
         drop(self.collector);
         match Arc::try_unwrap(self.log) {

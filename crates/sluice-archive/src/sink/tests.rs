@@ -202,3 +202,58 @@ async fn events_retention_removed_before_archiving_are_skipped_and_counted_as_lo
         .collect();
     assert_eq!(offsets, (first..end).collect::<Vec<_>>());
 }
+
+/// A record of the events topic that is not an event, or whose tenant is no tenant name (it
+/// would name a directory outside the tenant's), is skipped; the position passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_are_not_events_of_a_valid_tenant_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(&dir.path().join("log")).await;
+    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let records = vec![
+        Record::new(None, event(0, "shop", BASE), BASE),
+        Record::new(None, event(1, "../escape", BASE), BASE),
+        Record::new(None, "not json", BASE),
+        Record::new(None, event(3, "shop", BASE), BASE),
+    ];
+    log.append("events", 0, records).await.unwrap();
+    let root = dir.path().join("archive");
+    let archive = Archive::start(
+        Arc::clone(&log),
+        store.clone(),
+        "events",
+        root.clone(),
+        &ArchiveConfig {
+            enabled: true,
+            url: String::new(),
+            roll_bytes: ByteSize(1 << 20),
+            roll_age: HumanDuration(Duration::from_secs(1)),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store
+        .positions(PIPELINE)
+        .await
+        .unwrap()
+        .first()
+        .map(|(_, at)| at.offset)
+        != Some(4)
+    {
+        assert!(Instant::now() < deadline, "the archive did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    archive.stop().await;
+    let offsets: Vec<u64> = archived_offsets(&root)
+        .into_iter()
+        .map(|(offset, _)| offset)
+        .collect();
+    assert_eq!(offsets, [0, 3]);
+    assert!(!dir.path().join("escape").exists());
+    assert_eq!(
+        std::fs::read_dir(root.join("events")).unwrap().count(),
+        1,
+        "only tenant=shop"
+    );
+}
