@@ -72,14 +72,7 @@ impl Archive {
     ) -> Result<Archive, ArchiveError> {
         let layout = Layout::new(root.clone());
         let probe = layout.clone();
-        tokio::task::spawn_blocking(move || probe.check_writable())
-            .await
-            .map_err(io::Error::other)
-            .and_then(|result| result)
-            .map_err(|source| ArchiveError::Io {
-                root: root.clone(),
-                source,
-            })?;
+        blocking(&root, move || probe.check_writable()).await?;
         let partitions = log
             .describe(Some(topic))
             .await?
@@ -398,15 +391,23 @@ impl<L: Log> Archiver<L> {
         &self,
         work: impl FnOnce() -> io::Result<T> + Send + 'static,
     ) -> Result<T, ArchiveError> {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(io::Error::other)
-            .and_then(|result| result)
-            .map_err(|source| ArchiveError::Io {
-                root: self.layout.root().to_owned(),
-                source,
-            })
+        blocking(self.layout.root(), work).await
     }
+}
+
+/// Runs file work on the blocking pool; its failure is the archive's at `root`.
+async fn blocking<T: Send + 'static>(
+    root: &std::path::Path,
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, ArchiveError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)
+        .and_then(|result| result)
+        .map_err(|source| ArchiveError::Io {
+            root: root.to_owned(),
+            source,
+        })
 }
 
 /// Steps 1 and 2 of the protocol: the pending record, then every file. Returns the number of

@@ -77,6 +77,45 @@ fn archived_offsets(root: &Path) -> Vec<(u64, String)> {
     found
 }
 
+/// Runs the archivers over `log` into `root` until partition 0's committed position is `end`,
+/// stops them, and returns that position.
+async fn archive_until(
+    log: &Arc<LogBackend>,
+    store: &StoreBackend,
+    root: &Path,
+    end: u64,
+) -> sluice_store::Position {
+    let config = ArchiveConfig {
+        enabled: true,
+        url: String::new(),
+        roll_bytes: ByteSize(1 << 20),
+        roll_age: HumanDuration(Duration::from_secs(1)),
+    };
+    let archive = Archive::start(
+        Arc::clone(log),
+        store.clone(),
+        "events",
+        root.to_owned(),
+        &config,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let position = loop {
+        let positions = store.positions(PIPELINE).await.unwrap();
+        if let Some((_, position)) = positions.first().filter(|(_, at)| at.offset == end) {
+            break *position;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive did not catch up: {positions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    archive.stop().await;
+    position
+}
+
 /// A crash between writing a batch's files and committing it leaves files the archive must
 /// not keep: here a batch cut differently from the one the restart reads (it held an event of
 /// another tenant and hour, as a batch read up to another offset would). The restart deletes
@@ -107,27 +146,7 @@ async fn an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
     write_batch(&layout, 0, crashed).unwrap();
     assert_eq!(archived_offsets(layout.root()).len(), 11);
 
-    let config = ArchiveConfig {
-        enabled: true,
-        url: String::new(),
-        roll_bytes: ByteSize(1 << 20),
-        roll_age: HumanDuration(Duration::from_secs(1)),
-    };
-    let archive = Archive::start(
-        Arc::clone(&log),
-        store.clone(),
-        "events",
-        layout.root().to_owned(),
-        &config,
-    )
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.positions(PIPELINE).await.unwrap()[0].1.offset != 10 {
-        assert!(Instant::now() < deadline, "the archive did not catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    archive.stop().await;
+    archive_until(&log, &store, layout.root(), 10).await;
 
     let found = archived_offsets(layout.root());
     let offsets: Vec<u64> = found.iter().map(|(offset, _)| *offset).collect();
@@ -171,30 +190,7 @@ async fn events_retention_removed_before_archiving_are_skipped_and_counted_as_lo
         "retention removed the start: {first}..{end}"
     );
 
-    let archive = Archive::start(
-        Arc::clone(&log),
-        store.clone(),
-        "events",
-        dir.path().join("archive"),
-        &ArchiveConfig {
-            enabled: true,
-            url: String::new(),
-            roll_bytes: ByteSize(1 << 20),
-            roll_age: HumanDuration(Duration::from_secs(1)),
-        },
-    )
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let position = loop {
-        let position = store.positions(PIPELINE).await.unwrap()[0].1;
-        if position.offset == end {
-            break position;
-        }
-        assert!(Instant::now() < deadline, "the archive did not catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    archive.stop().await;
+    let position = archive_until(&log, &store, &dir.path().join("archive"), end).await;
     assert_eq!(position.lost_offsets, first);
     let offsets: Vec<u64> = archived_offsets(&dir.path().join("archive"))
         .into_iter()
@@ -218,33 +214,7 @@ async fn records_that_are_not_events_of_a_valid_tenant_are_skipped() {
     ];
     log.append("events", 0, records).await.unwrap();
     let root = dir.path().join("archive");
-    let archive = Archive::start(
-        Arc::clone(&log),
-        store.clone(),
-        "events",
-        root.clone(),
-        &ArchiveConfig {
-            enabled: true,
-            url: String::new(),
-            roll_bytes: ByteSize(1 << 20),
-            roll_age: HumanDuration(Duration::from_secs(1)),
-        },
-    )
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store
-        .positions(PIPELINE)
-        .await
-        .unwrap()
-        .first()
-        .map(|(_, at)| at.offset)
-        != Some(4)
-    {
-        assert!(Instant::now() < deadline, "the archive did not catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    archive.stop().await;
+    archive_until(&log, &store, &root, 4).await;
     let offsets: Vec<u64> = archived_offsets(&root)
         .into_iter()
         .map(|(offset, _)| offset)

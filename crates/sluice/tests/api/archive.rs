@@ -19,8 +19,8 @@ fn archive_overrides() -> Vec<(&'static str, toml::Value)> {
     ]
 }
 
-/// What DuckDB finds under `root`: rows per (tenant, date, hour), and every row in log order.
-fn duckdb(root: &Path) -> (Vec<Value>, Vec<Value>) {
+/// What `tests/compat/duckdb_archive.py` prints about the archive under `root` (with `args`).
+fn run_duckdb(root: &Path, args: &[&str]) -> Vec<u8> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/compat/duckdb_archive.py"
@@ -28,6 +28,7 @@ fn duckdb(root: &Path) -> (Vec<Value>, Vec<Value>) {
     let output = std::process::Command::new(python())
         .arg(script)
         .arg(root)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -35,7 +36,12 @@ fn duckdb(root: &Path) -> (Vec<Value>, Vec<Value>) {
         "DuckDB could not read the archive (scripts/test.sh installs duckdb into the test virtualenv, or set SLUICE_TEST_PYTHON to a python that has it):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    output.stdout
+}
+
+/// What DuckDB finds under `root`: rows per (tenant, date, hour), and every row in log order.
+fn duckdb(root: &Path) -> (Vec<Value>, Vec<Value>) {
+    let found: Value = serde_json::from_slice(&run_duckdb(root, &[])).unwrap();
     (
         found["groups"].as_array().unwrap().clone(),
         found["rows"].as_array().unwrap().clone(),
@@ -67,6 +73,18 @@ async fn log_events(log: &impl Log) -> Vec<(u32, u64, Value)> {
     events
 }
 
+/// The archive's JSON columns and the event fields they hold.
+const JSON_COLUMNS: [(&str, &str); 8] = [
+    ("properties", "properties"),
+    ("traits", "traits"),
+    ("context", "context"),
+    ("integrations", "integrations"),
+    ("channel", "channel"),
+    ("version", "version"),
+    ("metadata", "_metadata"),
+    ("schema_violations", "schema_violations"),
+];
+
 /// The row DuckDB should show for an event of the log.
 fn expected_row(partition: u32, offset: u64, event: &Value) -> Value {
     let mut row = json!({"log_partition": partition, "log_offset": offset});
@@ -88,16 +106,7 @@ fn expected_row(partition: u32, offset: u64, event: &Value) -> Value {
     ] {
         row[field] = event.get(field).cloned().unwrap_or(Value::Null);
     }
-    for (column, field) in [
-        ("properties", "properties"),
-        ("traits", "traits"),
-        ("context", "context"),
-        ("integrations", "integrations"),
-        ("channel", "channel"),
-        ("version", "version"),
-        ("metadata", "_metadata"),
-        ("schema_violations", "schema_violations"),
-    ] {
+    for (column, field) in JSON_COLUMNS {
         row[column] = event.get(field).cloned().unwrap_or(Value::Null);
     }
     row
@@ -106,16 +115,7 @@ fn expected_row(partition: u32, offset: u64, event: &Value) -> Value {
 /// A row as DuckDB printed it, its JSON columns parsed.
 fn parsed(row: &Value) -> Value {
     let mut row = row.clone();
-    for column in [
-        "properties",
-        "traits",
-        "context",
-        "integrations",
-        "channel",
-        "version",
-        "metadata",
-        "schema_violations",
-    ] {
+    for (column, _) in JSON_COLUMNS {
         if let Some(text) = row[column].as_str() {
             row[column] = serde_json::from_str(text).unwrap();
         }
@@ -287,18 +287,7 @@ fn post(addr: std::net::SocketAddr, auth: &str, body: &[u8]) -> std::io::Result<
 
 /// Rows DuckDB counts under `root`.
 fn archived_rows(root: &Path) -> usize {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/compat/duckdb_archive.py"
-    );
-    let output = std::process::Command::new(python())
-        .arg(script)
-        .arg(root)
-        .arg("count")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout)
+    String::from_utf8_lossy(&run_duckdb(root, &["count"]))
         .trim()
         .parse()
         .unwrap()
