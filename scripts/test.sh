@@ -38,6 +38,10 @@ step "kafka: the broker the Kafka backend's tests use (tansu; built once into ~/
 SLUICE_TEST_KAFKA="$(scripts/kafka.sh)"
 export SLUICE_TEST_KAFKA
 
+step "s3: the S3-protocol servers the archive's S3 tests use (moto's server mode, from PyPI)"
+s3_env="$(scripts/s3.sh)"
+eval "$s3_env"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 pub struct ArchiveConfig {
     /// Whether accepted events are archived.
     pub enabled: bool,
-    /// Where: `file:///absolute/path`, or empty for `<data-dir>/archive`.
+    /// Where: `file:///absolute/path`, `s3://bucket/prefix` (endpoint, region and credentials
+    /// from the usual AWS environment variables), or empty for `<data-dir>/archive`.
     pub url: String,
     /// A batch is written once its events' JSON reaches this size.
     pub roll_bytes: ByteSize,
@@ -24,12 +25,45 @@ const MAX_ROLL_BYTES: u64 = 1 << 30;
 const MIN_ROLL_AGE: Duration = Duration::from_secs(1);
 const MAX_ROLL_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// Where the archive is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory.
+    Dir(PathBuf),
+    /// An S3 bucket, under a key prefix (`""` for the bucket's root).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The prefix, without leading or trailing `/`.
+        prefix: String,
+    },
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(dir) => write!(f, "{}", dir.display()),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
 impl ArchiveConfig {
-    /// The archive's root directory, given the data directory. Valid config only.
-    pub fn root(&self, data_dir: &Path) -> PathBuf {
-        match self.url.strip_prefix("file://") {
-            Some(path) => PathBuf::from(path),
-            None => data_dir.join("archive"),
+    /// Where the archive is, given the data directory. Valid config only.
+    pub fn location(&self, data_dir: &Path) -> Location {
+        if let Some(path) = self.url.strip_prefix("file://") {
+            return Location::Dir(PathBuf::from(path));
+        }
+        match self.url.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                Location::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.trim_end_matches('/').to_owned(),
+                }
+            }
+            None => Location::Dir(data_dir.join("archive")),
         }
     }
 
@@ -56,18 +90,22 @@ impl Validate for ArchiveConfig {
                         "{url:?} is not an absolute file URL: write file:///absolute/path (three slashes), or \"\" for <data-dir>/archive"
                     ),
                 )),
-                None if url.starts_with("s3://") => problems.push(ConfigProblem::new(
-                    join(path, "url"),
-                    format!(
-                        "{url:?}: this build archives to a directory only (file:///absolute/path); S3 is not supported yet"
-                    ),
-                )),
-                None => problems.push(ConfigProblem::new(
-                    join(path, "url"),
-                    format!(
-                        "{url:?} is not an archive location: write file:///absolute/path, or \"\" for <data-dir>/archive"
-                    ),
-                )),
+                None => match url.strip_prefix("s3://") {
+                    Some(rest) => {
+                        if let Err(problem) = check_s3(rest) {
+                            problems.push(ConfigProblem::new(
+                                join(path, "url"),
+                                format!("{url:?}: {problem}"),
+                            ));
+                        }
+                    }
+                    None => problems.push(ConfigProblem::new(
+                        join(path, "url"),
+                        format!(
+                            "{url:?} is not an archive location: write file:///absolute/path, s3://bucket/prefix, or \"\" for <data-dir>/archive"
+                        ),
+                    )),
+                },
             }
         }
         let bytes = self.roll_bytes.bytes();
@@ -90,6 +128,41 @@ impl Validate for ArchiveConfig {
                 ),
             ));
         }
+    }
+}
+
+/// Checks the part of an S3 URL after `s3://`: a bucket name as S3 allows it, then an optional
+/// prefix of non-empty segments.
+fn check_s3(rest: &str) -> Result<(), String> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid_bucket {
+        return Err(format!(
+            "{bucket:?} is not an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit (write s3://bucket/prefix)"
+        ));
+    }
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let bad_segment = prefix.split('/').find(|segment| {
+        segment.is_empty()
+            || *segment == "."
+            || *segment == ".."
+            || segment
+                .chars()
+                .any(|c| c.is_control() || "\\{}^%`[]\"<>~#|*?".contains(c))
+    });
+    match bad_segment {
+        Some(segment) => Err(format!(
+            "the prefix {prefix:?} has the segment {segment:?}: use non-empty segments of letters, digits and -_.=!'()&$@,;:+ (no \"//\", \".\" or \"..\")"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -117,15 +190,48 @@ mod tests {
         let minute = Duration::from_secs(60);
         let good = config("", 64 << 20, minute);
         assert!(problems(&good).is_empty());
-        assert_eq!(good.root(Path::new("/d")), PathBuf::from("/d/archive"));
+        let dir = |path: &str| Location::Dir(PathBuf::from(path));
+        assert_eq!(good.location(Path::new("/d")), dir("/d/archive"));
         let file = config("file:///srv/archive", 64 << 20, minute);
         assert!(problems(&file).is_empty());
-        assert_eq!(file.root(Path::new("/d")), PathBuf::from("/srv/archive"));
+        assert_eq!(file.location(Path::new("/d")), dir("/srv/archive"));
+        for (url, bucket, prefix) in [
+            ("s3://events-raw", "events-raw", ""),
+            ("s3://events-raw/", "events-raw", ""),
+            (
+                "s3://my.bucket-1/sluice/prod/",
+                "my.bucket-1",
+                "sluice/prod",
+            ),
+        ] {
+            let s3 = config(url, 64 << 20, minute);
+            assert!(problems(&s3).is_empty(), "{url}: {:?}", problems(&s3));
+            let location = s3.location(Path::new("/d"));
+            let expected = Location::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            };
+            assert_eq!(location, expected, "{url}");
+            assert_eq!(location.to_string(), url.trim_end_matches('/'));
+        }
 
         let relative = problems(&config("file://archive", 64 << 20, minute));
         assert!(relative[0].contains("three slashes"), "{relative:?}");
-        let s3 = problems(&config("s3://bucket/prefix", 64 << 20, minute));
-        assert!(s3[0].contains("S3 is not supported yet"), "{s3:?}");
+        for (url, says) in [
+            ("s3://Bucket/x", "is not an S3 bucket name"),
+            ("s3://ab", "is not an S3 bucket name"),
+            ("s3:///prefix", "is not an S3 bucket name"),
+            ("s3://bucket-/x", "is not an S3 bucket name"),
+            ("s3://bucket/a//b", "the segment \"\""),
+            ("s3://bucket/a/../b", "the segment \"..\""),
+            ("s3://bucket/a b/c{d}", "the segment \"c{d}\""),
+        ] {
+            let found = problems(&config(url, 64 << 20, minute));
+            assert!(
+                found.len() == 1 && found[0].contains(says),
+                "{url}: {found:?}"
+            );
+        }
         let other = problems(&config("ftp://x", 1, Duration::ZERO));
         assert_eq!(other.len(), 3, "{other:?}");
         assert!(other[1].starts_with("archive.roll-bytes: "), "{other:?}");

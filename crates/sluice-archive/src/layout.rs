@@ -53,25 +53,32 @@ impl Layout {
         )
     }
 
+    /// The name (relative to the root) of `partition`'s pending record.
+    pub fn pending_name(partition: u32) -> String {
+        format!("_sluice/pending-{partition}.json")
+    }
+
     fn pending_path(&self, partition: u32) -> PathBuf {
-        self.root
-            .join("_sluice")
-            .join(format!("pending-{partition}.json"))
+        self.root.join(Self::pending_name(partition))
+    }
+
+    /// The pending record `bytes` read from `name`.
+    pub fn parse_pending(bytes: &[u8], name: &str) -> io::Result<Pending> {
+        serde_json::from_slice(bytes).map_err(|error| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{name} is not a pending batch ({error}); it is written only by sluice: delete it if it is not sluice's, and check the archive's files of that partition"
+                ),
+            )
+        })
     }
 
     /// The pending batch recorded for `partition`, if any.
     pub fn read_pending(&self, partition: u32) -> io::Result<Option<Pending>> {
         let path = self.pending_path(partition);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is not a pending batch ({error}); it is written only by sluice: delete it if it is not sluice's, and check the archive's files of that partition",
-                        path.display()
-                    ),
-                )
-            }),
+            Ok(bytes) => Self::parse_pending(&bytes, &path.display().to_string()).map(Some),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(error),
         }

@@ -62,6 +62,7 @@ pub mod config;
 pub mod format;
 pub mod layout;
 pub mod sink;
+pub mod target;
 
-pub use config::ArchiveConfig;
+pub use config::{ArchiveConfig, Location};
 pub use sink::{Archive, ArchiveError};

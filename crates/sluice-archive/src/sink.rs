@@ -1,16 +1,16 @@
 //! The archivers: one task per partition of the source topic, each running the protocol in
 //! the crate docs (read a batch, record it as pending, write its files, commit its end).
 
-use crate::config::ArchiveConfig;
-use crate::format::{self, Rows};
+use crate::config::{ArchiveConfig, Location};
+use crate::format::Rows;
 use crate::layout::{Layout, Pending, hour_of};
+use crate::target::Target;
 use sluice_core::event::Event;
 use sluice_core::time::Millis;
 use sluice_log::{Log, LogError, ReadOptions};
 use sluice_store::{Commit, StoreBackend, StoreError};
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -36,13 +36,31 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Why archiving stopped or cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    /// The archive's directory cannot be written.
-    #[error("the archive at {root}: {source}")]
+    /// The archive's directory (or a file of it) cannot be written or read.
+    #[error("the archive at {location}: {source}")]
     Io {
-        /// The archive's root.
-        root: PathBuf,
+        /// The archive's location.
+        location: String,
         /// What failed.
         source: io::Error,
+    },
+    /// A request to the archive's S3 bucket failed.
+    #[error("the archive at {location}: {source}")]
+    S3 {
+        /// The archive's location.
+        location: String,
+        /// What failed.
+        source: object_store::Error,
+    },
+    /// The archive's S3 bucket cannot be written (checked at the start).
+    #[error(
+        "cannot put, read and delete objects in the archive at {location}: {reason}. Check that the bucket exists (in AWS_REGION, or at AWS_ENDPOINT_URL for an S3-compatible store) and that the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the instance's role) may write under that prefix"
+    )]
+    S3Access {
+        /// The archive's location.
+        location: String,
+        /// What S3 answered (its error code and message), or what failed.
+        reason: String,
     },
     /// The log failed.
     #[error(transparent)]
@@ -57,22 +75,33 @@ pub enum ArchiveError {
 pub struct Archive {
     tasks: Vec<JoinHandle<()>>,
     cancel: CancellationToken,
-    root: PathBuf,
+    location: String,
 }
 
 impl Archive {
-    /// Starts archiving every partition of `topic` into `root`. Fails at once when the root
-    /// cannot be made or written, or the topic cannot be described.
+    /// Starts archiving every partition of `topic` into `location`. Fails at once when the
+    /// location cannot be written (a directory that cannot be made, a missing bucket, wrong
+    /// credentials), or the topic cannot be described.
     pub async fn start<L: Log>(
         log: Arc<L>,
         store: StoreBackend,
         topic: &str,
-        root: PathBuf,
+        location: Location,
         config: &ArchiveConfig,
     ) -> Result<Archive, ArchiveError> {
-        let layout = Layout::new(root.clone());
-        let probe = layout.clone();
-        blocking(&root, move || probe.check_writable()).await?;
+        let target = Target::open(&location)?;
+        Self::start_on(log, store, topic, target, config).await
+    }
+
+    /// [`Archive::start`] on an opened target.
+    pub(crate) async fn start_on<L: Log>(
+        log: Arc<L>,
+        store: StoreBackend,
+        topic: &str,
+        target: Target,
+        config: &ArchiveConfig,
+    ) -> Result<Archive, ArchiveError> {
+        target.check_writable().await?;
         let partitions = log
             .describe(Some(topic))
             .await?
@@ -88,7 +117,7 @@ impl Archive {
                     store: store.clone(),
                     topic: topic.to_owned(),
                     partition: info.partition,
-                    layout: layout.clone(),
+                    target: target.clone(),
                     roll_bytes: config.roll_bytes(),
                     roll_age: config.roll_age(),
                     cancel: cancel.clone(),
@@ -96,17 +125,18 @@ impl Archive {
                 tokio::spawn(archiver.run())
             })
             .collect();
-        tracing::info!(root = %root.display(), topic, "archiving events as Parquet");
+        let location = target.location();
+        tracing::info!(%location, topic, "archiving events as Parquet");
         Ok(Archive {
             tasks,
             cancel,
-            root,
+            location,
         })
     }
 
-    /// The archive's root directory.
-    pub fn root(&self) -> &std::path::Path {
-        &self.root
+    /// Where the archive is (a directory, or `s3://bucket/prefix`).
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// Stops every archiver. A batch not yet committed is archived again by the next start.
@@ -115,19 +145,6 @@ impl Archive {
         for task in self.tasks {
             let _ = task.await;
         }
-    }
-}
-
-impl Layout {
-    /// Makes the root and its `_sluice` directory, and writes and deletes a file there.
-    fn check_writable(&self) -> io::Result<()> {
-        let probe = Pending {
-            start: 0,
-            end: 0,
-            files: Vec::new(),
-        };
-        self.write_pending(u32::MAX, &probe)?;
-        self.remove_pending(u32::MAX)
     }
 }
 
@@ -182,7 +199,7 @@ struct Archiver<L> {
     store: StoreBackend,
     topic: String,
     partition: u32,
-    layout: Layout,
+    target: Target,
     roll_bytes: usize,
     roll_age: Duration,
     cancel: CancellationToken,
@@ -281,14 +298,11 @@ impl<L: Log> Archiver<L> {
 
     /// Deletes the files of a batch that was written but not committed.
     async fn recover(&self, committed: u64) -> Result<(), ArchiveError> {
-        let layout = self.layout.clone();
         let partition = self.partition;
-        let removed = self
-            .blocking(move || match layout.read_pending(partition)? {
-                Some(pending) if pending.start == committed => layout.discard(&pending),
-                _ => Ok(0),
-            })
-            .await?;
+        let removed = match self.target.read_pending(partition).await? {
+            Some(pending) if pending.start == committed => self.target.discard(&pending).await?,
+            _ => 0,
+        };
         if removed > 0 {
             tracing::info!(
                 partition,
@@ -368,51 +382,28 @@ impl<L: Log> Archiver<L> {
         }
     }
 
-    /// Records the batch as pending and writes its files, durably.
+    /// Steps 1 and 2 of the protocol: records the batch as pending, then writes its files,
+    /// durably.
     async fn write(&self, batch: Batch) -> Result<(), ArchiveError> {
-        let layout = self.layout.clone();
-        let partition = self.partition;
         let events: usize = batch
             .rows
             .values()
             .flat_map(HashMap::values)
             .map(Rows::len)
             .sum();
-        let (files, bytes) = self
-            .blocking(move || write_batch(&layout, partition, batch))
-            .await?;
+        let (pending, files) = batch_files(self.partition, batch);
+        self.target.write_pending(self.partition, &pending).await?;
+        let count = files.len();
+        let bytes = self.target.write_files(files).await?;
         metrics::counter!("sluice_archive_events_total").increment(events as u64);
-        metrics::counter!("sluice_archive_files_total").increment(files as u64);
+        metrics::counter!("sluice_archive_files_total").increment(count as u64);
         metrics::counter!("sluice_archive_bytes_total").increment(bytes);
         Ok(())
     }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> io::Result<T> + Send + 'static,
-    ) -> Result<T, ArchiveError> {
-        blocking(self.layout.root(), work).await
-    }
 }
 
-/// Runs file work on the blocking pool; its failure is the archive's at `root`.
-async fn blocking<T: Send + 'static>(
-    root: &std::path::Path,
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> Result<T, ArchiveError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(io::Error::other)
-        .and_then(|result| result)
-        .map_err(|source| ArchiveError::Io {
-            root: root.to_owned(),
-            source,
-        })
-}
-
-/// Steps 1 and 2 of the protocol: the pending record, then every file. Returns the number of
-/// files and their bytes.
-fn write_batch(layout: &Layout, partition: u32, batch: Batch) -> io::Result<(usize, u64)> {
+/// The batch's pending record and its files, by name.
+fn batch_files(partition: u32, batch: Batch) -> (Pending, Vec<(String, Rows)>) {
     let mut files: Vec<(String, Rows)> = batch
         .rows
         .into_iter()
@@ -428,18 +419,7 @@ fn write_batch(layout: &Layout, partition: u32, batch: Batch) -> io::Result<(usi
         end: batch.end,
         files: files.iter().map(|(name, _)| name.clone()).collect(),
     };
-    layout.write_pending(partition, &pending)?;
-    let count = files.len();
-    let mut bytes = 0;
-    for (name, rows) in files {
-        bytes += layout.write_file(&name, |file| {
-            let out = format::write(rows, BufWriter::new(file)).map_err(io::Error::other)?;
-            out.into_inner()
-                .map_err(|error| error.into_error())?
-                .flush()
-        })?;
-    }
-    Ok((count, bytes))
+    (pending, files)
 }
 
 #[cfg(test)]

@@ -193,13 +193,13 @@ impl App {
         })?;
 
         let archive = if config.archive.enabled {
-            let root = config.archive.root(&config.data_dir);
+            let location = config.archive.location(&config.data_dir);
             Some(
                 sluice_archive::Archive::start(
                     Arc::clone(&log),
                     pipelines.store().clone(),
                     &config.stream.source_topic,
-                    root,
+                    location,
                     &config.archive,
                 )
                 .await

@@ -40,49 +40,52 @@ async fn open_log_with(dir: &Path, retention_bytes: Option<u64>) -> Arc<LogBacke
     Arc::new(log)
 }
 
-/// Every (log offset, file) in the archive under `root`.
-fn archived_offsets(root: &Path) -> Vec<(u64, String)> {
+/// Every (log offset, file) in the archive.
+async fn archived_offsets(target: &Target) -> Vec<(u64, String)> {
     let mut found = Vec::new();
-    let mut dirs = vec![root.join("events")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|ext| ext == "parquet") {
-                let file = std::fs::File::open(&path).unwrap();
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                for batch in reader {
-                    let batch = batch.unwrap();
-                    let offsets = batch.column_by_name("log_offset").unwrap();
-                    let offsets = offsets
-                        .as_any()
-                        .downcast_ref::<arrow_array::Int64Array>()
-                        .unwrap();
-                    let name = path.strip_prefix(root).unwrap().display().to_string();
-                    found.extend(
-                        offsets
-                            .values()
-                            .iter()
-                            .map(|offset| (*offset as u64, name.clone())),
-                    );
-                }
-            }
+    for (name, bytes) in target.read_all("events").await {
+        if !name.ends_with(".parquet") {
+            continue;
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let offsets = batch.column_by_name("log_offset").unwrap();
+            let offsets = offsets
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap();
+            found.extend(
+                offsets
+                    .values()
+                    .iter()
+                    .map(|offset| (*offset as u64, name.clone())),
+            );
         }
     }
     found.sort();
     found
 }
 
-/// Runs the archivers over `log` into `root` until partition 0's committed position is `end`,
-/// stops them, and returns that position.
+/// The test bucket of the S3 server.
+fn s3(test: &str) -> Target {
+    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
+    Target::test_s3(false, &bucket, test, None).unwrap()
+}
+
+fn dir_target(dir: &Path) -> Target {
+    Target::Dir(Layout::new(dir.join("archive")))
+}
+
+/// Runs the archivers over `log` into `target` until partition 0's committed position is
+/// `end`, stops them, and returns that position.
 async fn archive_until(
     log: &Arc<LogBackend>,
     store: &StoreBackend,
-    root: &Path,
+    target: &Target,
     end: u64,
 ) -> sluice_store::Position {
     let config = ArchiveConfig {
@@ -91,11 +94,11 @@ async fn archive_until(
         roll_bytes: ByteSize(1 << 20),
         roll_age: HumanDuration(Duration::from_secs(1)),
     };
-    let archive = Archive::start(
+    let archive = Archive::start_on(
         Arc::clone(log),
         store.clone(),
         "events",
-        root.to_owned(),
+        target.clone(),
         &config,
     )
     .await
@@ -123,13 +126,23 @@ async fn archive_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open_log(&dir.path().join("log")).await;
-    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    an_uncommitted_batch_is_discarded(dir.path(), dir_target(dir.path())).await;
+}
+
+/// The same on S3: the files of the uncommitted batch are objects, deleted the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
+    let dir = tempfile::tempdir().unwrap();
+    an_uncommitted_batch_is_discarded(dir.path(), s3("uncommitted")).await;
+}
+
+async fn an_uncommitted_batch_is_discarded(dir: &Path, target: Target) {
+    let log = open_log(&dir.join("log")).await;
+    let store = StoreBackend::from(SqliteStore::open(&dir.join("store.db")).unwrap());
     let records: Vec<Record> = (0..10)
         .map(|i| Record::new(None, event(i, "shop", BASE + i as Millis * 60_000), BASE))
         .collect();
     log.append("events", 0, records).await.unwrap();
-    let layout = Layout::new(dir.path().join("archive"));
 
     // The crashed attempt: claimed, wrote its pending record and files, never committed.
     let position = store.claim(PIPELINE, 0, 0, 0).await.unwrap();
@@ -143,12 +156,15 @@ async fn an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
     let ghost = event(99, "ghost", BASE + 5 * HOUR_MS);
     crashed.push(0, 10, &serde_json::from_str(&ghost).unwrap(), ghost.len());
     crashed.end = 11;
-    write_batch(&layout, 0, crashed).unwrap();
-    assert_eq!(archived_offsets(layout.root()).len(), 11);
+    let (pending, files) = batch_files(0, crashed);
+    target.write_pending(0, &pending).await.unwrap();
+    target.write_files(files).await.unwrap();
+    assert_eq!(archived_offsets(&target).await.len(), 11);
 
-    archive_until(&log, &store, layout.root(), 10).await;
+    archive_until(&log, &store, &target, 10).await;
 
-    let found = archived_offsets(layout.root());
+    // The ghost's file is gone: every file left is the shop's.
+    let found = archived_offsets(&target).await;
     let offsets: Vec<u64> = found.iter().map(|(offset, _)| *offset).collect();
     assert_eq!(offsets, (0..10).collect::<Vec<_>>(), "{found:?}");
     assert!(
@@ -156,15 +172,6 @@ async fn an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
             .iter()
             .all(|(_, file)| file.starts_with("events/tenant=shop/date=2026-12-07/hour=13/")),
         "{found:?}"
-    );
-    assert!(
-        !layout
-            .root()
-            .join("events/tenant=ghost")
-            .join("date=2026-12-07/hour=18")
-            .read_dir()
-            .unwrap()
-            .any(|_| true)
     );
 }
 
@@ -190,9 +197,11 @@ async fn events_retention_removed_before_archiving_are_skipped_and_counted_as_lo
         "retention removed the start: {first}..{end}"
     );
 
-    let position = archive_until(&log, &store, &dir.path().join("archive"), end).await;
+    let target = dir_target(dir.path());
+    let position = archive_until(&log, &store, &target, end).await;
     assert_eq!(position.lost_offsets, first);
-    let offsets: Vec<u64> = archived_offsets(&dir.path().join("archive"))
+    let offsets: Vec<u64> = archived_offsets(&target)
+        .await
         .into_iter()
         .map(|(offset, _)| offset)
         .collect();
@@ -204,8 +213,20 @@ async fn events_retention_removed_before_archiving_are_skipped_and_counted_as_lo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_that_are_not_events_of_a_valid_tenant_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open_log(&dir.path().join("log")).await;
-    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    not_events_are_skipped(dir.path(), dir_target(dir.path())).await;
+    assert!(!dir.path().join("escape").exists());
+}
+
+/// The same on S3, where a tenant name is a key prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_records_that_are_not_events_of_a_valid_tenant_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    not_events_are_skipped(dir.path(), s3("skipped")).await;
+}
+
+async fn not_events_are_skipped(dir: &Path, target: Target) {
+    let log = open_log(&dir.join("log")).await;
+    let store = StoreBackend::from(SqliteStore::open(&dir.join("store.db")).unwrap());
     let records = vec![
         Record::new(None, event(0, "shop", BASE), BASE),
         Record::new(None, event(1, "../escape", BASE), BASE),
@@ -213,17 +234,76 @@ async fn records_that_are_not_events_of_a_valid_tenant_are_skipped() {
         Record::new(None, event(3, "shop", BASE), BASE),
     ];
     log.append("events", 0, records).await.unwrap();
-    let root = dir.path().join("archive");
-    archive_until(&log, &store, &root, 4).await;
-    let offsets: Vec<u64> = archived_offsets(&root)
-        .into_iter()
-        .map(|(offset, _)| offset)
-        .collect();
+    archive_until(&log, &store, &target, 4).await;
+    let found = archived_offsets(&target).await;
+    let offsets: Vec<u64> = found.iter().map(|(offset, _)| *offset).collect();
     assert_eq!(offsets, [0, 3]);
-    assert!(!dir.path().join("escape").exists());
-    assert_eq!(
-        std::fs::read_dir(root.join("events")).unwrap().count(),
-        1,
-        "only tenant=shop"
+    assert!(
+        found
+            .iter()
+            .all(|(_, name)| name.starts_with("events/tenant=shop/")),
+        "only tenant=shop: {found:?}"
     );
+}
+
+/// A file larger than the multipart threshold is uploaded in parts and reads back whole; the
+/// pending record is written, read back and removed. (The test server takes parts of 1 KiB;
+/// S3's least is 5 MiB.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_a_large_file_is_uploaded_in_parts_and_reads_back_whole() {
+    let part = 4096;
+    let target = s3("multipart").with_multipart_bytes(1024, part);
+    let mut batch = Batch::new(0);
+    for i in 0..3000 {
+        let json = event(i, "shop", BASE + i as Millis);
+        batch.push(0, i, &serde_json::from_str(&json).unwrap(), json.len());
+    }
+    batch.end = 3000;
+    let (pending, files) = batch_files(0, batch);
+    target.write_pending(0, &pending).await.unwrap();
+    assert_eq!(target.read_pending(0).await.unwrap(), Some(pending.clone()));
+    let bytes = target.write_files(files).await.unwrap();
+    assert!(
+        bytes > 3 * part as u64,
+        "{bytes} bytes: more than three parts"
+    );
+    let found = archived_offsets(&target).await;
+    assert_eq!(
+        found.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
+        (0..3000).collect::<Vec<_>>()
+    );
+    target.remove_pending(0).await.unwrap();
+    assert_eq!(target.read_pending(0).await.unwrap(), None);
+    // Discarding deletes the objects that exist and counts them.
+    assert_eq!(target.discard(&pending).await.unwrap(), 1);
+    assert_eq!(target.discard(&pending).await.unwrap(), 0);
+    assert!(archived_offsets(&target).await.is_empty());
+}
+
+/// On a server that checks signatures: the right key passes the start's check; a missing
+/// bucket or a wrong secret stops the start with what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_a_missing_bucket_or_wrong_secret_is_a_clear_error_at_the_start() {
+    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
+    let right = Target::test_s3(true, &bucket, "access", None).unwrap();
+    right.check_writable().await.unwrap();
+    for (target, says) in [
+        (
+            Target::test_s3(true, "no-such-bucket", "access", None),
+            "NoSuchBucket",
+        ),
+        (
+            Target::test_s3(true, &bucket, "access", Some("not-the-secret")),
+            "SignatureDoesNotMatch",
+        ),
+    ] {
+        let error = target.unwrap().check_writable().await.unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, ArchiveError::S3Access { .. })
+                && message.contains(says)
+                && message.contains("AWS_ACCESS_KEY_ID"),
+            "{message}"
+        );
+    }
 }

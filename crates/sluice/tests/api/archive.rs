@@ -1,7 +1,9 @@
 //! The raw event archive through the whole server: events of two tenants and several hours
 //! are archived as Parquet, and DuckDB (from PyPI, as a user runs it) reads them with Hive
 //! partitioning: every event once, field by field equal to the log's, in its tenant's, date's
-//! and hour's directory, across a restart and across `kill -9`s.
+//! and hour's directory, across a restart and across `kill -9`s, in a directory and in an
+//! S3 bucket (moto's server, which `scripts/s3.sh` starts). A missing bucket or a wrong secret
+//! stops `sluice serve` with exit code 2 and what to check.
 
 use crate::harness::*;
 use crate::support::{self, python};
@@ -19,16 +21,82 @@ fn archive_overrides() -> Vec<(&'static str, toml::Value)> {
     ]
 }
 
-/// What `tests/compat/duckdb_archive.py` prints about the archive under `root` (with `args`).
-fn run_duckdb(root: &Path, args: &[&str]) -> Vec<u8> {
+/// An archive to read: a directory, or `s3://bucket/prefix` with the environment that reaches
+/// it.
+struct ArchiveAt {
+    root: std::ffi::OsString,
+    env: Vec<(String, String)>,
+}
+
+impl From<&Path> for ArchiveAt {
+    fn from(root: &Path) -> Self {
+        ArchiveAt {
+            root: root.into(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl ArchiveAt {
+    /// A fresh prefix named after `test` in the test bucket of the S3 server `scripts/s3.sh`
+    /// started (the one checking signatures when `checking`), with `AWS_*` variables for it.
+    fn s3(checking: bool, bucket: &str, test: &str) -> ArchiveAt {
+        let variable = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: the archive's S3 tests need the S3 server scripts/s3.sh starts: run eval \"$(scripts/s3.sh)\" first (scripts/test.sh does)")
+            })
+        };
+        let endpoint = variable(if checking {
+            "SLUICE_TEST_S3_AUTH_ENDPOINT"
+        } else {
+            "SLUICE_TEST_S3_ENDPOINT"
+        });
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let env = [
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            (
+                "AWS_ACCESS_KEY_ID",
+                variable("SLUICE_TEST_S3_ACCESS_KEY_ID"),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                variable("SLUICE_TEST_S3_SECRET_ACCESS_KEY"),
+            ),
+        ];
+        ArchiveAt {
+            root: format!("s3://{bucket}/it/{test}-{nanos}").into(),
+            env: env
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+        }
+    }
+
+    /// The test bucket's name.
+    fn test_bucket() -> String {
+        std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_else(|_| "sluice-test".to_owned())
+    }
+
+    fn url(&self) -> String {
+        self.root.to_string_lossy().into_owned()
+    }
+}
+
+/// What `tests/compat/duckdb_archive.py` prints about the archive (with `args`).
+fn run_duckdb(archive: &ArchiveAt, args: &[&str]) -> Vec<u8> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/compat/duckdb_archive.py"
     );
     let output = std::process::Command::new(python())
         .arg(script)
-        .arg(root)
+        .arg(&archive.root)
         .args(args)
+        .envs(archive.env.iter().map(|(name, value)| (name, value)))
         .output()
         .unwrap();
     assert!(
@@ -39,9 +107,9 @@ fn run_duckdb(root: &Path, args: &[&str]) -> Vec<u8> {
     output.stdout
 }
 
-/// What DuckDB finds under `root`: rows per (tenant, date, hour), and every row in log order.
-fn duckdb(root: &Path) -> (Vec<Value>, Vec<Value>) {
-    let found: Value = serde_json::from_slice(&run_duckdb(root, &[])).unwrap();
+/// What DuckDB finds in the archive: rows per (tenant, date, hour), and every row in log order.
+fn duckdb(archive: &ArchiveAt) -> (Vec<Value>, Vec<Value>) {
+    let found: Value = serde_json::from_slice(&run_duckdb(archive, &[])).unwrap();
     (
         found["groups"].as_array().unwrap().clone(),
         found["rows"].as_array().unwrap().clone(),
@@ -133,10 +201,10 @@ fn partition_of(event: &Value) -> (String, String, i64) {
     )
 }
 
-/// Checks the archive under `root` holds exactly the log's events, each once, field by field,
-/// in its directory.
-fn assert_archive_equals_log(root: &Path, log: &[(u32, u64, Value)]) {
-    let (groups, rows) = duckdb(root);
+/// Checks the archive holds exactly the log's events, each once, field by field, in its
+/// directory.
+fn assert_archive_equals_log(archive: &ArchiveAt, log: &[(u32, u64, Value)]) {
+    let (groups, rows) = duckdb(archive);
     assert_eq!(rows.len(), log.len(), "one row per event of the log");
     for (row, (partition, offset, event)) in rows.iter().zip(log) {
         assert_eq!(
@@ -229,7 +297,7 @@ async fn duckdb_reads_every_event_once_field_by_field_in_its_hive_partition() {
     let log = log_events(&*h.app().log).await;
     assert_eq!(log.len(), sent);
     let root = h.config.data_dir.join("archive");
-    assert_archive_equals_log(&root, &log);
+    assert_archive_equals_log(&root.as_path().into(), &log);
     // The hours straddled: the early events (59th minute, then up to 4 s later) are in two.
     let hours: std::collections::BTreeSet<_> = log
         .iter()
@@ -285,9 +353,9 @@ fn post(addr: std::net::SocketAddr, auth: &str, body: &[u8]) -> std::io::Result<
     Ok(())
 }
 
-/// Rows DuckDB counts under `root`.
-fn archived_rows(root: &Path) -> usize {
-    String::from_utf8_lossy(&run_duckdb(root, &["count"]))
+/// Rows DuckDB counts in the archive.
+fn archived_rows(archive: &ArchiveAt) -> usize {
+    String::from_utf8_lossy(&run_duckdb(archive, &["count"]))
         .trim()
         .parse()
         .unwrap()
@@ -295,15 +363,30 @@ fn archived_rows(root: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigkills_mid_batch_the_archive_equals_the_log() {
+    sigkills_mid_batch(None).await;
+}
+
+/// The same with the archive in an S3 bucket: a kill may fall between a batch's uploads and
+/// its commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_after_sigkills_mid_batch_the_archive_equals_the_log() {
+    let bucket = ArchiveAt::test_bucket();
+    sigkills_mid_batch(Some(ArchiveAt::s3(false, &bucket, "sigkill"))).await;
+}
+
+/// Serves with the archive in `s3` (else in the data directory) while events flow, kills the
+/// server four times, and checks the archive equals the log.
+async fn sigkills_mid_batch(s3: Option<ArchiveAt>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config_path = dir.path().join("sluice.toml");
+    let url = s3.as_ref().map(ArchiveAt::url).unwrap_or_default();
     // Batches of at most 1 MiB or 1 s, written often, so kills land between a batch's files
     // and its commit.
     std::fs::write(
         &config_path,
         format!(
-            "[log]\npartitions = 4\nack = \"write\"\n\n[archive]\nenabled = true\nroll-bytes = \"1MiB\"\nroll-age = \"1s\"\n\n\
+            "[log]\npartitions = 4\nack = \"write\"\n\n[archive]\nenabled = true\nurl = \"{url}\"\nroll-bytes = \"1MiB\"\nroll-age = \"1s\"\n\n\
              [[tenants]]\nname = \"shop\"\nwrite-keys = [\"{SHOP_WRITE}\"]\n\n\
              [[tenants]]\nname = \"blog\"\nwrite-keys = [\"{BLOG_WRITE}\"]\n"
         ),
@@ -348,9 +431,10 @@ async fn after_sigkills_mid_batch_the_archive_equals_the_log() {
         })
         .collect();
 
+    let env = s3.as_ref().map(|s3| s3.env.clone()).unwrap_or_default();
     let mut discarded = 0;
     for _ in 0..4 {
-        let server = support::Server::start_on(&data, &listen, &["--config", &config]);
+        let server = support::Server::start_with_env(&data, &listen, &["--config", &config], &env);
         let alive = 700 + rand::random_range(0..1500);
         tokio::time::sleep(Duration::from_millis(alive)).await;
         let output = server.signal("KILL");
@@ -359,7 +443,7 @@ async fn after_sigkills_mid_batch_the_archive_equals_the_log() {
             .matches("never committed")
             .count();
     }
-    let server = support::Server::start_on(&data, &listen, &["--config", &config]);
+    let server = support::Server::start_with_env(&data, &listen, &["--config", &config], &env);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for sender in senders {
@@ -368,15 +452,15 @@ async fn after_sigkills_mid_batch_the_archive_equals_the_log() {
 
     let log = tail_events(&data);
     assert!(log.len() > 2_000, "enough events flowed: {}", log.len());
-    let root = data.join("archive");
+    let archive = s3.unwrap_or_else(|| data.join("archive").as_path().into());
     eventually(&format!("{} events archived", log.len()), || async {
-        let rows = archived_rows(&root);
+        let rows = archived_rows(&archive);
         (rows == log.len())
             .then_some(())
             .ok_or(format!("{rows} rows"))
     })
     .await;
-    assert_archive_equals_log(&root, &log);
+    assert_archive_equals_log(&archive, &log);
     let last = server.stop_cleanly();
     discarded += last.matches("never committed").count();
     // How often a kill fell between a batch's files and its commit (it varies from run to run).
@@ -384,4 +468,59 @@ async fn after_sigkills_mid_batch_the_archive_equals_the_log() {
         "{} events; uncommitted batches cleaned up after a kill: {discarded}",
         log.len()
     );
+}
+
+/// `sluice serve` with an archive in a bucket that does not exist, or with a wrong secret, on a
+/// server that checks signatures: exit code 2 and a message saying what to check.
+#[test]
+fn a_missing_bucket_or_wrong_secret_stops_the_start_with_exit_code_2() {
+    let bucket = ArchiveAt::test_bucket();
+    let right = ArchiveAt::s3(true, &bucket, "start");
+    let mut wrong_secret = ArchiveAt::s3(true, &bucket, "start");
+    for (name, value) in &mut wrong_secret.env {
+        if name == "AWS_SECRET_ACCESS_KEY" {
+            *value = "not-the-secret".to_owned();
+        }
+    }
+    let missing_bucket = ArchiveAt::s3(true, "no-such-bucket", "start");
+    for (archive, says) in [
+        (&missing_bucket, "NoSuchBucket"),
+        (&wrong_secret, "SignatureDoesNotMatch"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(support::BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("SLUICE__ARCHIVE__ENABLED", "true")
+            .env("SLUICE__ARCHIVE__URL", archive.url())
+            .envs(archive.env.iter().map(|(name, value)| (name, value)))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        for part in [
+            "starting the archive: cannot put, read and delete objects in the archive at s3://",
+            says,
+            "AWS_ACCESS_KEY_ID",
+        ] {
+            assert!(stderr.contains(part), "{part:?} in {stderr}");
+        }
+    }
+    // The right key passes the same check (the server is up and checks keys).
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::Server::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &[],
+        &[
+            right.env.clone(),
+            vec![
+                ("SLUICE__ARCHIVE__ENABLED".to_owned(), "true".to_owned()),
+                ("SLUICE__ARCHIVE__URL".to_owned(), right.url()),
+            ],
+        ]
+        .concat(),
+    );
+    let stderr = server.stop_cleanly();
+    assert!(!stderr.contains("cannot put"), "{stderr}");
 }

@@ -2,17 +2,37 @@
 
 usage: duckdb_archive.py ARCHIVE_ROOT [count]
 
+ARCHIVE_ROOT is a directory, or s3://bucket/prefix: then the archive's files are downloaded
+first (boto3; endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION and the usual
+variables), as DuckDB's httpfs extension would need the internet to install.
+
 Prints {"groups": [[tenant, date, hour, rows], ...], "rows": [{column: value}, ...]}: the rows
 per Hive partition, and every row in log order, timestamps as epoch milliseconds. With
 `count`, prints only the number of rows.
 """
 
 import json
+import os
 import sys
+import tempfile
 
 import duckdb
 
 root = sys.argv[1]
+if root.startswith("s3://"):
+    import boto3
+
+    bucket, _, prefix = root[len("s3://"):].partition("/")
+    base = f"{prefix}/" if prefix else ""
+    s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+                      region_name=os.environ.get("AWS_REGION", "us-east-1"))
+    downloads = tempfile.TemporaryDirectory()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{base}events/"):
+        for item in page.get("Contents", []):
+            local = os.path.join(downloads.name, item["Key"][len(base):])
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            s3.download_file(bucket, item["Key"], local)
+    root = downloads.name
 files = f"{root}/events/*/*/*/*.parquet"
 source = f"read_parquet('{files}', hive_partitioning = true)"
 con = duckdb.connect()

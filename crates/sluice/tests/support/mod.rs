@@ -39,21 +39,38 @@ impl Server {
     /// Starts a server on `data_dir` listening on `listen`. Without metrics in its config, it
     /// defines none (`default-metrics = false`): tests see only their own.
     pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Server {
-        Server::spawn(data_dir, listen, extra, false)
+        Server::spawn(data_dir, listen, extra, false, &[])
+    }
+
+    /// [`Server::start_on`] with `env` added to the server's environment.
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
+        Server::spawn(data_dir, listen, extra, false, env)
     }
 
     /// Starts a server on `data_dir` that defines the default metrics when its config lists
     /// none, as `sluice serve` does.
     pub fn start_with_default_metrics(data_dir: &Path, extra: &[&str]) -> Server {
-        Server::spawn(data_dir, "127.0.0.1:0", extra, true)
+        Server::spawn(data_dir, "127.0.0.1:0", extra, true, &[])
     }
 
-    fn spawn(data_dir: &Path, listen: &str, extra: &[&str], default_metrics: bool) -> Server {
+    fn spawn(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        default_metrics: bool,
+        env: &[(String, String)],
+    ) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("SLUICE__DEFAULT_METRICS", default_metrics.to_string())
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -176,7 +176,7 @@ async fn archive_once(
         Arc::clone(&log),
         store.clone(),
         topic,
-        root.to_owned(),
+        sluice_archive::Location::Dir(root.to_owned()),
         config,
     )
     .await?;

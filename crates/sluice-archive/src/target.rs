@@ -1,0 +1,454 @@
+//! Where the archive's files go: a directory, each file written durably (see [`Layout`]), or
+//! an S3 bucket under a key prefix, each object put in one request, or as a multipart upload
+//! when it is larger than [`MULTIPART_BYTES`]. S3 holds an object durably once its request (or
+//! its upload's completion) succeeded, and reads after a write see it, so the crate's protocol
+//! is the same on both. Names are the layout's, relative to the root or the prefix.
+//!
+//! On S3, endpoint, region and credentials come from the usual AWS environment variables
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` or
+//! `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` for S3-compatible stores, web identity and
+//! container credentials), read by `object_store`.
+
+use crate::config::Location;
+use crate::format::{self, Rows};
+use crate::layout::{Layout, Pending};
+use crate::sink::ArchiveError;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, PutPayload, RetryConfig};
+use std::io::{self, BufWriter, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Objects larger than this are uploaded in parts.
+pub const MULTIPART_BYTES: usize = 16 << 20;
+
+/// The size of an upload's parts (S3's least is 5 MiB, but for the last).
+const PART_BYTES: usize = 8 << 20;
+
+/// Files of one batch encoded and uploaded at once.
+const UPLOADS: usize = 4;
+
+/// How long one request to S3 is retried (on timeouts and 5xx answers) before it fails; the
+/// archiver then starts over from its last committed batch.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where the archive's files go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A directory.
+    Dir(Layout),
+    /// An S3 bucket (and prefix).
+    S3(Bucket),
+}
+
+/// An S3 bucket under a prefix.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    location: String,
+    multipart_bytes: usize,
+    part_bytes: usize,
+}
+
+impl Target {
+    /// The archive at `location`. On S3 nothing is sent yet: [`Target::check_writable`] does.
+    pub fn open(location: &Location) -> Result<Target, ArchiveError> {
+        match location {
+            Location::Dir(root) => Ok(Target::Dir(Layout::new(root.clone()))),
+            Location::S3 { .. } => Self::open_s3(location, AmazonS3Builder::from_env()),
+        }
+    }
+
+    /// The S3 archive at `location` (an S3 one), its client configured by `builder`.
+    pub fn open_s3(location: &Location, builder: AmazonS3Builder) -> Result<Target, ArchiveError> {
+        let Location::S3 { bucket, prefix } = location else {
+            unreachable!("{location} is no S3 location")
+        };
+        let mut builder = builder.with_bucket_name(bucket).with_retry(RetryConfig {
+            max_retries: 5,
+            retry_timeout: RETRY_TIMEOUT,
+            ..RetryConfig::default()
+        });
+        // An endpoint given as http:// (a local S3-compatible store) is meant to be spoken to
+        // over HTTP.
+        if builder
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .is_some_and(|endpoint| endpoint.starts_with("http://"))
+        {
+            builder = builder.with_allow_http(true);
+        }
+        let s3 = builder.build().map_err(|source| ArchiveError::S3 {
+            location: location.to_string(),
+            source,
+        })?;
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, ObjectPath::from(prefix.as_str())))
+        };
+        Ok(Target::S3(Bucket {
+            store,
+            location: location.to_string(),
+            multipart_bytes: MULTIPART_BYTES,
+            part_bytes: PART_BYTES,
+        }))
+    }
+
+    /// Where the archive is, for messages.
+    pub fn location(&self) -> String {
+        match self {
+            Target::Dir(layout) => layout.root().display().to_string(),
+            Target::S3(bucket) => bucket.location.clone(),
+        }
+    }
+
+    /// Uploads objects larger than `threshold` in parts of `part` bytes (tests use small
+    /// ones). S3 only.
+    #[cfg(test)]
+    pub fn with_multipart_bytes(mut self, threshold: usize, part: usize) -> Self {
+        if let Target::S3(bucket) = &mut self {
+            bucket.multipart_bytes = threshold;
+            bucket.part_bytes = part;
+        }
+        self
+    }
+
+    /// Writes, reads back and deletes a probe, so a missing bucket, wrong credentials or an
+    /// unwritable directory stop the start with a clear error.
+    pub async fn check_writable(&self) -> Result<(), ArchiveError> {
+        let probe = Pending {
+            start: 0,
+            end: 0,
+            files: Vec::new(),
+        };
+        let checked = async {
+            self.write_pending(u32::MAX, &probe).await?;
+            let read = self.read_pending(u32::MAX).await?;
+            if read.as_ref() != Some(&probe) {
+                return Err(self.io(io::Error::other(format!(
+                    "the probe {} read back as {read:?}, not as written",
+                    Layout::pending_name(u32::MAX)
+                ))));
+            }
+            self.remove_pending(u32::MAX).await
+        };
+        match (checked.await, self) {
+            (Err(ArchiveError::S3 { location, source }), Target::S3(_)) => {
+                Err(ArchiveError::S3Access {
+                    location,
+                    reason: s3_answer(&source),
+                })
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// The pending batch recorded for `partition`, if any.
+    pub async fn read_pending(&self, partition: u32) -> Result<Option<Pending>, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let layout = layout.clone();
+                self.blocking(move || layout.read_pending(partition)).await
+            }
+            Target::S3(bucket) => {
+                let name = Layout::pending_name(partition);
+                let got = match bucket.store.get(&ObjectPath::from(name.as_str())).await {
+                    Ok(got) => got.bytes().await,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(error) => Err(error),
+                };
+                let bytes = got.map_err(|source| self.s3(source))?;
+                Layout::parse_pending(&bytes, &format!("{}/{name}", bucket.location))
+                    .map(Some)
+                    .map_err(|error| self.io(error))
+            }
+        }
+    }
+
+    /// Records `pending` for `partition`, durably.
+    pub async fn write_pending(
+        &self,
+        partition: u32,
+        pending: &Pending,
+    ) -> Result<(), ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let (layout, pending) = (layout.clone(), pending.clone());
+                self.blocking(move || layout.write_pending(partition, &pending))
+                    .await
+            }
+            Target::S3(bucket) => {
+                let bytes = serde_json::to_vec(pending).map_err(|error| self.io(error.into()))?;
+                let name = Layout::pending_name(partition);
+                bucket
+                    .store
+                    .put(&ObjectPath::from(name.as_str()), PutPayload::from(bytes))
+                    .await
+                    .map(drop)
+                    .map_err(|source| self.s3(source))
+            }
+        }
+    }
+
+    /// Deletes `partition`'s pending record, if any.
+    pub async fn remove_pending(&self, partition: u32) -> Result<(), ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let layout = layout.clone();
+                self.blocking(move || layout.remove_pending(partition))
+                    .await
+            }
+            Target::S3(_) => self
+                .delete(&Layout::pending_name(partition))
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Deletes the files of an uncommitted batch (those that exist); returns how many.
+    pub async fn discard(&self, pending: &Pending) -> Result<usize, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let (layout, pending) = (layout.clone(), pending.clone());
+                self.blocking(move || layout.discard(&pending)).await
+            }
+            Target::S3(_) => {
+                let mut removed = 0;
+                for name in &pending.files {
+                    removed += usize::from(self.delete(name).await?);
+                }
+                Ok(removed)
+            }
+        }
+    }
+
+    /// Writes each (name, rows) as a Parquet file, durably; returns their bytes in all.
+    pub async fn write_files(&self, files: Vec<(String, Rows)>) -> Result<u64, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let layout = layout.clone();
+                self.blocking(move || {
+                    let mut bytes = 0;
+                    for (name, rows) in files {
+                        bytes += layout.write_file(&name, |file| {
+                            let out = format::write(rows, BufWriter::new(file))
+                                .map_err(io::Error::other)?;
+                            out.into_inner()
+                                .map_err(|error| error.into_error())?
+                                .flush()
+                        })?;
+                    }
+                    Ok(bytes)
+                })
+                .await
+            }
+            Target::S3(bucket) => {
+                let sizes: Vec<u64> = futures::stream::iter(files)
+                    .map(|(name, rows)| async move {
+                        let encoded = self
+                            .blocking(move || {
+                                format::write(rows, Vec::new()).map_err(io::Error::other)
+                            })
+                            .await?;
+                        let size = encoded.len() as u64;
+                        bucket
+                            .upload(&name, Bytes::from(encoded))
+                            .await
+                            .map_err(|source| self.s3(source))?;
+                        Ok::<_, ArchiveError>(size)
+                    })
+                    .buffer_unordered(UPLOADS)
+                    .try_collect()
+                    .await?;
+                Ok(sizes.into_iter().sum())
+            }
+        }
+    }
+
+    /// An archive in `bucket` of a test S3 server (`scripts/s3.sh` starts them; eval its
+    /// output): the one that checks signatures when `checking`, else the data server. Under a
+    /// prefix of its own named after `test`, signed with `secret` (the right one when `None`).
+    #[cfg(test)]
+    pub fn test_s3(
+        checking: bool,
+        bucket: &str,
+        test: &str,
+        secret: Option<&str>,
+    ) -> Result<Target, ArchiveError> {
+        let variable = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: the archive's S3 tests need the S3 server scripts/s3.sh starts: run eval \"$(scripts/s3.sh)\" first (scripts/test.sh does)")
+            })
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let location = Location::S3 {
+            bucket: bucket.to_owned(),
+            prefix: format!("unit/{test}-{nanos}"),
+        };
+        let builder = AmazonS3Builder::new()
+            .with_endpoint(variable(if checking {
+                "SLUICE_TEST_S3_AUTH_ENDPOINT"
+            } else {
+                "SLUICE_TEST_S3_ENDPOINT"
+            }))
+            .with_region("us-east-1")
+            .with_access_key_id(variable("SLUICE_TEST_S3_ACCESS_KEY_ID"))
+            .with_secret_access_key(secret.map_or_else(
+                || variable("SLUICE_TEST_S3_SECRET_ACCESS_KEY"),
+                str::to_owned,
+            ));
+        Self::open_s3(&location, builder)
+    }
+
+    /// Every file under `under` (relative to the root), by name, with its bytes.
+    #[cfg(test)]
+    pub async fn read_all(&self, under: &str) -> Vec<(String, Bytes)> {
+        match self {
+            Target::Dir(layout) => {
+                let mut found = Vec::new();
+                let mut dirs = vec![layout.root().join(under)];
+                while let Some(dir) = dirs.pop() {
+                    let Ok(entries) = std::fs::read_dir(&dir) else {
+                        continue;
+                    };
+                    for entry in entries {
+                        let path = entry.unwrap().path();
+                        if path.is_dir() {
+                            dirs.push(path);
+                        } else {
+                            let name = path.strip_prefix(layout.root()).unwrap();
+                            let bytes = Bytes::from(std::fs::read(&path).unwrap());
+                            found.push((name.display().to_string(), bytes));
+                        }
+                    }
+                }
+                found.sort();
+                found
+            }
+            Target::S3(bucket) => {
+                let listed: Vec<_> = bucket
+                    .store
+                    .list(Some(&ObjectPath::from(under)))
+                    .try_collect()
+                    .await
+                    .unwrap();
+                let mut found = Vec::new();
+                for meta in listed {
+                    let got = bucket.store.get(&meta.location).await.unwrap();
+                    found.push((meta.location.to_string(), got.bytes().await.unwrap()));
+                }
+                found.sort();
+                found
+            }
+        }
+    }
+
+    /// Deletes the object `name` of an S3 archive; whether it was there.
+    async fn delete(&self, name: &str) -> Result<bool, ArchiveError> {
+        let Target::S3(bucket) = self else {
+            unreachable!("only S3 archives delete objects this way")
+        };
+        let path = ObjectPath::from(name);
+        match bucket.store.head(&path).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(source) => return Err(self.s3(source)),
+        }
+        match bucket.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(source) => Err(self.s3(source)),
+        }
+    }
+
+    /// Runs file work on the blocking pool; its failure is the archive's.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> Result<T, ArchiveError> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(io::Error::other)
+            .and_then(|result| result)
+            .map_err(|source| self.io(source))
+    }
+
+    fn io(&self, source: io::Error) -> ArchiveError {
+        ArchiveError::Io {
+            location: self.location(),
+            source,
+        }
+    }
+
+    fn s3(&self, source: object_store::Error) -> ArchiveError {
+        ArchiveError::S3 {
+            location: self.location(),
+            source,
+        }
+    }
+}
+
+/// What S3 answered, shortly: `403 Forbidden: SignatureDoesNotMatch (The request signature
+/// …)` from the error's XML body; the whole error when it has none (a connection that failed).
+fn s3_answer(error: &object_store::Error) -> String {
+    let text = error.to_string();
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let end = start + text[start..].find(close)?;
+        Some(text[start..end].to_owned())
+    };
+    match (
+        between("status code: ", ":"),
+        between("<Code>", "</Code>"),
+        between("<Message>", "</Message>"),
+    ) {
+        (Some(status), Some(code), Some(message)) => {
+            format!("S3 answered {status}: {code} ({message})")
+        }
+        (None, Some(code), Some(message)) => format!("S3 answered {code} ({message})"),
+        _ => text,
+    }
+}
+
+impl Bucket {
+    /// Puts `bytes` as the object `name`: in one request, or in parts when it is large.
+    async fn upload(&self, name: &str, bytes: Bytes) -> object_store::Result<()> {
+        let path = ObjectPath::from(name);
+        if bytes.len() <= self.multipart_bytes {
+            return self
+                .store
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map(drop);
+        }
+        let mut upload = self.store.put_multipart(&path).await?;
+        let parts: Vec<_> = (0..bytes.len())
+            .step_by(self.part_bytes)
+            .map(|start| {
+                let part = bytes.slice(start..(start + self.part_bytes).min(bytes.len()));
+                upload.put_part(PutPayload::from(part))
+            })
+            .collect();
+        let uploaded = match futures::stream::iter(parts)
+            .buffered(UPLOADS)
+            .try_collect::<Vec<()>>()
+            .await
+        {
+            Ok(_) => upload.complete().await.map(drop),
+            Err(error) => Err(error),
+        };
+        if uploaded.is_err() {
+            // No parts are left behind (and billed) by a failed upload.
+            if let Err(error) = upload.abort().await {
+                tracing::warn!(object = name, %error, "could not abort a failed multipart upload; a bucket lifecycle rule for incomplete uploads removes its parts");
+            }
+        }
+        uploaded
+    }
+}
