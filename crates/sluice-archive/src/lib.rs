@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //!
-//! Under the archive's root (`[archive] url`, default `<data-dir>/archive`):
+//! Under the archive's root (`[archive] url`, default `<data-dir>/archive`; in S3, under
+//! `s3://bucket/prefix`, the same names as object keys, see [`target`]):
 //!
 //! ```text
 //! events/tenant=<tenant>/date=YYYY-MM-DD/hour=HH/part-<partition>-<first offset>.parquet
@@ -54,7 +55,9 @@
 //! its `start` is the committed position, step 3 never happened, so its files (written or
 //! not) are deleted before archiving resumes from `start`, and the next batch writes them
 //! again, perhaps with other bounds. When `start` is before the position, the batch was
-//! committed and the record is stale. So a committed offset's event is in exactly one file,
+//! committed and the record is stale. In S3 each step is a request (a multipart upload for a
+//! large file) that S3 holds durably once it succeeded, and reads after writes see it, so the
+//! steps and this argument are the same. So a committed offset's event is in exactly one file,
 //! an uncommitted one in none once the archiver is running: no row is missing or doubled.
 //! Between a crash and the restart, files of the uncommitted batch may be visible to readers.
 
