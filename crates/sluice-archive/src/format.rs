@@ -200,10 +200,73 @@ fn properties() -> WriterProperties {
 
 /// Writes `rows` as one Parquet file into `out`, and returns `out`.
 pub fn write<W: Write + Send>(rows: Rows, out: W) -> Result<W, ParquetError> {
-    let batch = rows.finish();
+    write_batches([rows.finish()], out)
+}
+
+/// Writes record batches of the archive's schema as one Parquet file to `out`.
+fn write_batches<W: Write + Send>(
+    batches: impl IntoIterator<Item = RecordBatch>,
+    out: W,
+) -> Result<W, ParquetError> {
     let mut writer = ArrowWriter::try_new(out, schema(), Some(properties()))?;
-    writer.write(&batch)?;
+    for batch in batches {
+        writer.write(&batch)?;
+    }
     writer.into_inner()
+}
+
+/// What [`without_user`] found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filtered {
+    /// Rows in the file.
+    pub rows: usize,
+    /// Rows whose `user_id` or `anonymous_id` was the user's.
+    pub removed: usize,
+    /// The file without them, when some were removed and some are left.
+    pub rewritten: Option<Vec<u8>>,
+}
+
+/// The archive file `file` without the rows whose `user_id` or `anonymous_id` is `user` (the
+/// events the collector drops for an erased id), in the same order and settings.
+pub fn without_user(file: bytes::Bytes, user: &str) -> Result<Filtered, ParquetError> {
+    use arrow_array::cast::AsArray;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let (mut rows, mut removed, mut kept) = (0, 0, Vec::new());
+    for batch in reader {
+        let batch = batch?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_string_opt::<i32>())
+                .ok_or_else(|| {
+                    ParquetError::General(format!(
+                        "the file has no string column {name}: it is no archive file of sluice"
+                    ))
+                })
+        };
+        let (user_ids, anonymous_ids) = (column("user_id")?, column("anonymous_id")?);
+        let keep: arrow_array::BooleanArray = user_ids
+            .iter()
+            .zip(anonymous_ids.iter())
+            .map(|(user_id, anonymous_id)| {
+                Some(user_id != Some(user) && anonymous_id != Some(user))
+            })
+            .collect();
+        rows += batch.num_rows();
+        removed += keep.false_count();
+        kept.push(arrow_select::filter::filter_record_batch(&batch, &keep)?);
+    }
+    let rewritten = if removed == 0 || removed == rows {
+        None
+    } else {
+        Some(write_batches(kept, Vec::new())?)
+    };
+    Ok(Filtered {
+        rows,
+        removed,
+        rewritten,
+    })
 }
 
 #[cfg(test)]

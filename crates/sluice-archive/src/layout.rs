@@ -111,6 +111,21 @@ impl Layout {
         Ok(removed)
     }
 
+    /// Deletes the file `relative` (to the root) and fsyncs its directory; whether it was
+    /// there.
+    pub fn remove_file(&self, relative: &str) -> io::Result<bool> {
+        let path = self.root.join(relative);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        }
+        match path.parent() {
+            Some(dir) => sync_dir(dir).map(|()| true),
+            None => Ok(true),
+        }
+    }
+
     /// Writes the file `relative` (to the root) durably with `write`; returns its size.
     pub fn write_file(
         &self,

@@ -62,6 +62,7 @@
 //! Between a crash and the restart, files of the uncommitted batch may be visible to readers.
 
 pub mod config;
+pub mod forget;
 pub mod format;
 pub mod layout;
 pub mod sink;

@@ -5,6 +5,7 @@ use crate::config::{ArchiveConfig, Location};
 use crate::format::Rows;
 use crate::layout::{Layout, Pending, hour_of};
 use crate::target::Target;
+use sluice_core::erasure::ErasedUsers;
 use sluice_core::event::Event;
 use sluice_core::time::Millis;
 use sluice_log::{Log, LogError, ReadOptions};
@@ -79,18 +80,19 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Starts archiving every partition of `topic` into `location`. Fails at once when the
-    /// location cannot be written (a directory that cannot be made, a missing bucket, wrong
-    /// credentials), or the topic cannot be described.
+    /// Starts archiving every partition of `topic` into `location`, skipping the events of
+    /// `erased` ids. Fails at once when the location cannot be written (a directory that
+    /// cannot be made, a missing bucket, wrong credentials), or the topic cannot be described.
     pub async fn start<L: Log>(
         log: Arc<L>,
         store: StoreBackend,
         topic: &str,
         location: Location,
         config: &ArchiveConfig,
+        erased: Arc<ErasedUsers>,
     ) -> Result<Archive, ArchiveError> {
         let target = Target::open(&location)?;
-        Self::start_on(log, store, topic, target, config).await
+        Self::start_on(log, store, topic, target, config, erased).await
     }
 
     /// [`Archive::start`] on an opened target.
@@ -100,6 +102,7 @@ impl Archive {
         topic: &str,
         target: Target,
         config: &ArchiveConfig,
+        erased: Arc<ErasedUsers>,
     ) -> Result<Archive, ArchiveError> {
         target.check_writable().await?;
         let partitions = log
@@ -118,6 +121,7 @@ impl Archive {
                     topic: topic.to_owned(),
                     partition: info.partition,
                     target: target.clone(),
+                    erased: Arc::clone(&erased),
                     roll_bytes: config.roll_bytes(),
                     roll_age: config.roll_age(),
                     cancel: cancel.clone(),
@@ -200,6 +204,7 @@ struct Archiver<L> {
     topic: String,
     partition: u32,
     target: Target,
+    erased: Arc<ErasedUsers>,
     roll_bytes: usize,
     roll_age: Duration,
     cancel: CancellationToken,
@@ -368,6 +373,9 @@ impl<L: Log> Archiver<L> {
                         sluice_core::tenant::check_tenant_name(&event.tenant).map(|()| event)
                     });
                 match parsed {
+                    Ok(event) if self.is_erased(&event) => {
+                        metrics::counter!("sluice_archive_events_erased_total").increment(1);
+                    }
                     Ok(event) => batch.push(self.partition, stored.offset, &event, value.len()),
                     Err(error) => {
                         metrics::counter!("sluice_archive_records_skipped_total").increment(1);
@@ -380,6 +388,13 @@ impl<L: Log> Archiver<L> {
                 batch.first_read = Some(Instant::now());
             }
         }
+    }
+
+    /// Whether the event's user id or anonymous id was erased (`DELETE /v1/users/{id}`): the
+    /// collector drops such events from then on; those already in the log are not archived.
+    fn is_erased(&self, event: &Event<'_>) -> bool {
+        let ids = event.user_id.iter().chain(event.anonymous_id.iter());
+        self.erased.any_erased(&event.tenant, ids.map(|id| &**id))
     }
 
     /// Steps 1 and 2 of the protocol: records the batch as pending, then writes its files,

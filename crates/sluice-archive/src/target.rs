@@ -350,6 +350,96 @@ impl Target {
         }
     }
 
+    /// The names (relative to the root) of the Parquet files under `under`, sorted; files
+    /// being written (`.name.tmp`) are not listed.
+    pub async fn list(&self, under: &str) -> Result<Vec<String>, ArchiveError> {
+        let is_file = |name: &str| {
+            name.ends_with(".parquet") && !name.rsplit('/').next().unwrap_or("").starts_with('.')
+        };
+        let mut names = match self {
+            Target::Dir(layout) => {
+                let (root, start) = (layout.root().to_owned(), layout.root().join(under));
+                self.blocking(move || {
+                    let mut found = Vec::new();
+                    let mut dirs = vec![start];
+                    while let Some(dir) = dirs.pop() {
+                        let entries = match std::fs::read_dir(&dir) {
+                            Ok(entries) => entries,
+                            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                            Err(error) => return Err(error),
+                        };
+                        for entry in entries {
+                            let path = entry?.path();
+                            if path.is_dir() {
+                                dirs.push(path);
+                            } else if let Ok(name) = path.strip_prefix(&root) {
+                                found.push(name.to_string_lossy().into_owned());
+                            }
+                        }
+                    }
+                    Ok(found)
+                })
+                .await?
+            }
+            Target::S3(bucket) => bucket
+                .store
+                .list(Some(&ObjectPath::from(under)))
+                .map_ok(|meta| meta.location.to_string())
+                .try_collect()
+                .await
+                .map_err(|source| self.s3(source))?,
+        };
+        names.retain(|name| is_file(name));
+        names.sort();
+        Ok(names)
+    }
+
+    /// The bytes of the file `name`.
+    pub async fn read(&self, name: &str) -> Result<Bytes, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let path = layout.root().join(name);
+                self.blocking(move || std::fs::read(path).map(Bytes::from))
+                    .await
+            }
+            Target::S3(bucket) => match bucket.store.get(&ObjectPath::from(name)).await {
+                Ok(got) => got.bytes().await,
+                Err(error) => Err(error),
+            }
+            .map_err(|source| self.s3(source)),
+        }
+    }
+
+    /// Replaces the file `name` with `bytes`, durably: readers see the old file or the new one.
+    pub async fn replace(&self, name: &str, bytes: Vec<u8>) -> Result<(), ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let (layout, name) = (layout.clone(), name.to_owned());
+                self.blocking(move || {
+                    layout
+                        .write_file(&name, |file| file.write_all(&bytes))
+                        .map(drop)
+                })
+                .await
+            }
+            Target::S3(bucket) => bucket
+                .upload(name, Bytes::from(bytes))
+                .await
+                .map_err(|source| self.s3(source)),
+        }
+    }
+
+    /// Deletes the file `name`, durably; whether it was there.
+    pub async fn remove(&self, name: &str) -> Result<bool, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let (layout, name) = (layout.clone(), name.to_owned());
+                self.blocking(move || layout.remove_file(&name)).await
+            }
+            Target::S3(_) => self.delete(name).await,
+        }
+    }
+
     /// Deletes the object `name` of an S3 archive; whether it was there.
     async fn delete(&self, name: &str) -> Result<bool, ArchiveError> {
         let Target::S3(bucket) = self else {

@@ -201,6 +201,7 @@ impl App {
                     &config.stream.source_topic,
                     location,
                     &config.archive,
+                    Arc::clone(&erased),
                 )
                 .await
                 .map_err(|error| UserError(format!("starting the archive: {error}")))?,

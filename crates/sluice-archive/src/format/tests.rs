@@ -75,3 +75,68 @@ fn events_round_trip_through_a_parquet_file_field_by_field() {
         &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
     );
 }
+
+/// A user's rows (by user id or anonymous id) leave a file; the rest stay, in order, field by
+/// field; a file of no such row is not rewritten, one of only such rows is left to be deleted.
+#[test]
+fn a_users_rows_are_filtered_out_of_a_file() {
+    let mut rows = Rows::default();
+    let mut events = Vec::new();
+    for i in 0..10 {
+        let json = match i % 3 {
+            0 => format!(
+                r#"{{"message_id":"m{i}","tenant":"shop","type":"track","event":"E","user_id":"u1","anonymous_id":"a{i}","timestamp":{i},"received_at":{i}}}"#
+            ),
+            1 => format!(
+                r#"{{"message_id":"m{i}","tenant":"shop","type":"track","event":"E","anonymous_id":"u1","timestamp":{i},"received_at":{i}}}"#
+            ),
+            _ => format!(
+                r#"{{"message_id":"m{i}","tenant":"shop","type":"track","event":"E","user_id":"u2","anonymous_id":"a{i}","timestamp":{i},"received_at":{i},"properties":{{"n":{i}}}}}"#
+            ),
+        };
+        events.push(json);
+    }
+    for (offset, json) in events.iter().enumerate() {
+        rows.push(0, offset as u64, &serde_json::from_str(json).unwrap());
+    }
+    let file = bytes::Bytes::from(write(rows, Vec::new()).unwrap());
+
+    let filtered = without_user(file.clone(), "u1").unwrap();
+    assert_eq!((filtered.rows, filtered.removed), (10, 7));
+    let rewritten = bytes::Bytes::from(filtered.rewritten.unwrap());
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(rewritten)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut expected = Rows::default();
+    for offset in [2, 5, 8] {
+        expected.push(
+            0,
+            offset,
+            &serde_json::from_str(&events[offset as usize]).unwrap(),
+        );
+    }
+    assert_eq!(
+        arrow_select::concat::concat_batches(&schema(), &batches).unwrap(),
+        expected.finish()
+    );
+
+    let untouched = without_user(file.clone(), "nobody").unwrap();
+    assert_eq!(
+        (untouched.rows, untouched.removed, untouched.rewritten),
+        (10, 0, None)
+    );
+    let mut theirs = Rows::default();
+    for offset in [0, 1, 3] {
+        theirs.push(
+            0,
+            offset,
+            &serde_json::from_str(&events[offset as usize]).unwrap(),
+        );
+    }
+    let theirs = bytes::Bytes::from(write(theirs, Vec::new()).unwrap());
+    let all = without_user(theirs, "u1").unwrap();
+    assert_eq!((all.rows, all.removed, all.rewritten), (3, 3, None));
+}

@@ -88,6 +88,17 @@ async fn archive_until(
     target: &Target,
     end: u64,
 ) -> sluice_store::Position {
+    archive_until_erased(log, store, target, end, Arc::default()).await
+}
+
+/// [`archive_until`], skipping the events of `erased` ids.
+async fn archive_until_erased(
+    log: &Arc<LogBackend>,
+    store: &StoreBackend,
+    target: &Target,
+    end: u64,
+    erased: Arc<ErasedUsers>,
+) -> sluice_store::Position {
     let config = ArchiveConfig {
         enabled: true,
         url: String::new(),
@@ -100,6 +111,7 @@ async fn archive_until(
         "events",
         target.clone(),
         &config,
+        erased,
     )
     .await
     .unwrap();
@@ -209,7 +221,8 @@ async fn events_retention_removed_before_archiving_are_skipped_and_counted_as_lo
 }
 
 /// A record of the events topic that is not an event, or whose tenant is no tenant name (it
-/// would name a directory outside the tenant's), is skipped; the position passes it.
+/// would name a directory outside the tenant's), or an event of an erased id, is skipped; the
+/// position passes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_that_are_not_events_of_a_valid_tenant_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,12 +245,25 @@ async fn not_events_are_skipped(dir: &Path, target: Target) {
         Record::new(None, event(1, "../escape", BASE), BASE),
         Record::new(None, "not json", BASE),
         Record::new(None, event(3, "shop", BASE), BASE),
+        // Erased ids (the anonymous id a4 in shop, the user id u5): not archived; a6 is
+        // erased in another tenant only.
+        Record::new(None, event(4, "shop", BASE), BASE),
+        Record::new(
+            None,
+            event(5, "shop", BASE).replace(r#""type""#, r#""user_id":"u5","type""#),
+            BASE,
+        ),
+        Record::new(None, event(6, "shop", BASE), BASE),
     ];
     log.append("events", 0, records).await.unwrap();
-    archive_until(&log, &store, &target, 4).await;
+    let erased = Arc::new(ErasedUsers::default());
+    erased.insert("shop", "a4");
+    erased.insert("shop", "u5");
+    erased.insert("blog", "a6");
+    archive_until_erased(&log, &store, &target, 7, erased).await;
     let found = archived_offsets(&target).await;
     let offsets: Vec<u64> = found.iter().map(|(offset, _)| *offset).collect();
-    assert_eq!(offsets, [0, 3]);
+    assert_eq!(offsets, [0, 3, 6]);
     assert!(
         found
             .iter()

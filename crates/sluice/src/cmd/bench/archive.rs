@@ -178,6 +178,7 @@ async fn archive_once(
         topic,
         sluice_archive::Location::Dir(root.to_owned()),
         config,
+        Arc::default(),
     )
     .await?;
     loop {
