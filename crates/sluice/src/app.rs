@@ -306,6 +306,9 @@ impl App {
                 ],
                 pipelines: pipelines.clone(),
                 max_store_rows: config.api.max_store_rows,
+                archive: archive
+                    .as_ref()
+                    .map(|archive| archive.location().to_owned()),
             },
         )));
         // The query API's routes answer browsers without the collector's CORS.

@@ -51,6 +51,8 @@ pub struct ErasuresState {
     pub pipelines: Pipelines<LogBackend>,
     /// The most rows one read loads (`api.max-store-rows`).
     pub max_store_rows: usize,
+    /// Where the raw event archive is, when it is enabled.
+    pub archive: Option<String>,
 }
 
 /// The routes, with their OpenAPI description.
@@ -102,6 +104,8 @@ pub struct Remaining {
     pub removed_by: Option<Millis>,
     /// The same, in words.
     pub note: String,
+    /// When the raw event archive is enabled: what it keeps of the user, and how to remove it.
+    pub archive: Option<String>,
 }
 
 /// `{"erasures": [...]}`.
@@ -324,6 +328,12 @@ async fn erase_user(
             topics.join(", ")
         ),
     };
+    let archive = state.archive.as_ref().map(|location| {
+        format!(
+            "events of this id archived before the erasure stay in the archive at {location} until `sluice archive forget --tenant {} --user {}` removes them; those still in the log are not archived from now on",
+            stored.tenant, stored.id
+        )
+    });
     Ok(Json(Erased {
         already_erased: stored.erased_at != now,
         erasure: Erasure {
@@ -335,6 +345,7 @@ async fn erase_user(
             topics,
             removed_by,
             note,
+            archive,
         },
     }))
 }

@@ -1,6 +1,7 @@
 //! The subcommands: one file each, one line each in [`Command`].
 
 pub mod alerts;
+pub mod archive;
 pub mod bench;
 pub mod check_config;
 pub mod log;
@@ -51,6 +52,9 @@ enum Command {
     /// sluice.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Remove a user's events from the raw event archive (Parquet files in a directory or S3).
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
     /// Check schema files, or register a directory of them with a running sluice.
     Schemas(schemas::SchemasArgs),
     /// Print a topic's records as JSON lines, following new ones.
@@ -77,6 +81,7 @@ impl Cli {
             Command::Schemas(args) => schemas::run(args),
             Command::Alerts(command) => command.run(),
             Command::Users(command) => command.run(),
+            Command::Archive(command) => command.run(),
             Command::Tail(args) => tail::run(args),
             Command::Log(args) => log::run(args),
             Command::Bench(command) => command.run(),

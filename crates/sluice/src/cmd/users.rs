@@ -96,6 +96,9 @@ impl UsersCommand {
                 if let Some(by) = erased["remaining"]["removed_by"].as_i64() {
                     println!("gone from the log by {}", format_millis(by));
                 }
+                if let Some(archive) = erased["remaining"]["archive"].as_str() {
+                    println!("{archive}");
+                }
                 Ok(())
             }
             UsersCommand::Erased(args) => {

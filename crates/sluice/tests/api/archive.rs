@@ -524,3 +524,72 @@ fn a_missing_bucket_or_wrong_secret_stops_the_start_with_exit_code_2() {
     let stderr = server.stop_cleanly();
     assert!(!stderr.contains("cannot put"), "{stderr}");
 }
+
+/// Erasure and the archive: the erasure's answer says what the archive keeps; `sluice archive
+/// forget` (run beside the server) removes the user's archived events of that tenant and says
+/// what it rewrote; DuckDB then reads exactly the log's other events, field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_removes_an_erased_users_archived_events_of_the_tenant() {
+    let h = Harness::start(&archive_overrides()).await;
+    let time = hours_ago(3);
+    let shop: Vec<Value> = (0..20)
+        .map(|i| {
+            let user = if i % 4 == 0 {
+                "u1".to_owned()
+            } else {
+                format!("v{i}")
+            };
+            view(&format!("a{i}"), &user, "/p", time + i * 1_000, "1")
+        })
+        .collect();
+    h.send_ok(SHOP_WRITE, shop).await;
+    h.send_ok(BLOG_WRITE, vec![view("b1", "u1", "/p", time, "1")])
+        .await;
+    archived(&h, 21).await;
+
+    let (status, erased) = h
+        .call(
+            hyper::Method::DELETE,
+            "/v1/users/u1?tenant=shop",
+            ADMIN,
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, hyper::StatusCode::OK, "{erased}");
+    let note = erased["remaining"]["archive"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("sluice archive forget --tenant shop --user u1"),
+        "{erased}"
+    );
+
+    let output = std::process::Command::new(support::BIN)
+        .args(["archive", "forget", "--tenant", "shop", "--user", "u1"])
+        .arg("--data-dir")
+        .arg(&h.config.data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    // The events are in the partitions' files of their hour; each that held some of u1's is
+    // rewritten.
+    let rewrote = stdout.matches("rewrote events/tenant=shop/date=").count();
+    assert!(
+        stdout.contains("u1 of tenant shop: 5 rows removed from ")
+            && rewrote >= 1
+            && stdout.contains(&format!("5 rows removed from {rewrote} of ")),
+        "{stdout}"
+    );
+
+    let theirs = |event: &Value| {
+        event["tenant"] == "shop" && (event["user_id"] == "u1" || event["anonymous_id"] == "u1")
+    };
+    let log = log_events(&*h.app().log).await;
+    assert_eq!(log.iter().filter(|(_, _, event)| theirs(event)).count(), 5);
+    let rest: Vec<_> = log
+        .into_iter()
+        .filter(|(_, _, event)| !theirs(event))
+        .collect();
+    let root = h.config.data_dir.join("archive");
+    assert_archive_equals_log(&root.as_path().into(), &rest);
+    h.stop().await;
+}
