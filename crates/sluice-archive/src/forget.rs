@@ -4,16 +4,24 @@
 //! is deleted. Each file is replaced whole (a temporary file renamed over it, or the object put
 //! again), so a reader sees it with or without the user's rows, never half of it.
 //!
-//! The archiver never writes into a file of a committed batch, and it skips the events of ids
-//! erased through `DELETE /v1/users/{id}`, so forgetting while the server runs is safe once the
-//! id is erased there. One window remains: a batch never committed before a crash has its
-//! files deleted by the archiver's next start; a forget rewriting one of them at that moment
-//! can put it back. Forget after the archiver is running (or while the server is stopped).
+//! Beside a running server: the archiver never writes into a file of a committed batch again,
+//! and it skips the events of ids erased through `DELETE /v1/users/{id}`. The files of a batch
+//! not yet committed are not touched: after a crash the archiver's next start deletes them and
+//! archives their events again, and a rewrite could put one back. So forget lists the files
+//! first, then reads the archive's committed positions from the store, then the pending
+//! records: a listed file of a pending record whose `start` is its partition's position (or
+//! that has no position) is skipped and reported (run forget again once it is committed).
+//! A batch committed after that read was listed, and is rewritten, only if it was committed
+//! already — its pending record is written before its files, and the next one after its
+//! commit.
 
 use crate::format::{self, Filtered};
-use crate::sink::ArchiveError;
+use crate::layout::Layout;
+use crate::sink::{ArchiveError, PIPELINE};
 use crate::target::Target;
 use futures::{StreamExt, TryStreamExt};
+use sluice_store::StoreBackend;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 /// Files read and rewritten at once.
@@ -39,6 +47,8 @@ pub struct Forgotten {
     pub scanned: usize,
     /// Files that held the user's events, by name.
     pub changed: Vec<Changed>,
+    /// Files of batches not committed yet, not read.
+    pub skipped: Vec<String>,
 }
 
 impl Forgotten {
@@ -48,9 +58,21 @@ impl Forgotten {
     }
 }
 
-/// Removes `user`'s events from `tenant`'s files in the archive.
-pub async fn forget(target: &Target, tenant: &str, user: &str) -> Result<Forgotten, ArchiveError> {
-    let names = target.list(&format!("events/tenant={tenant}/")).await?;
+/// Removes `user`'s events from `tenant`'s files in the archive; `store` holds the archive's
+/// committed positions (`None`: there is no store, so nothing was committed).
+pub async fn forget(
+    target: &Target,
+    tenant: &str,
+    user: &str,
+    store: Option<&StoreBackend>,
+) -> Result<Forgotten, ArchiveError> {
+    let listed = target
+        .list(&format!("events/tenant={tenant}/"), ".parquet")
+        .await?;
+    let uncommitted = uncommitted_files(target, store).await?;
+    let (skipped, names): (Vec<String>, Vec<String>) = listed
+        .into_iter()
+        .partition(|name| uncommitted.contains(name));
     let scanned = names.len();
     let mut changed: Vec<Changed> = futures::stream::iter(names)
         .map(|name| forget_in(target, name, user))
@@ -59,7 +81,48 @@ pub async fn forget(target: &Target, tenant: &str, user: &str) -> Result<Forgott
         .try_collect()
         .await?;
     changed.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Forgotten { scanned, changed })
+    Ok(Forgotten {
+        scanned,
+        changed,
+        skipped,
+    })
+}
+
+/// The files of batches not committed: those of each pending record whose `start` is its
+/// partition's committed position, or that has none.
+async fn uncommitted_files(
+    target: &Target,
+    store: Option<&StoreBackend>,
+) -> Result<HashSet<String>, ArchiveError> {
+    let positions: HashMap<u32, u64> = match store {
+        Some(store) => store
+            .positions(PIPELINE)
+            .await?
+            .into_iter()
+            .map(|(partition, position)| (partition, position.offset))
+            .collect(),
+        None => HashMap::new(),
+    };
+    let mut files = HashSet::new();
+    for name in target.list("_sluice/", ".json").await? {
+        let partition = name
+            .strip_prefix("_sluice/pending-")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .and_then(|partition| partition.parse::<u32>().ok());
+        let Some(partition) = partition.filter(|p| Layout::pending_name(*p) == name) else {
+            continue;
+        };
+        let Some(pending) = target.read_pending(partition).await? else {
+            continue;
+        };
+        if positions
+            .get(&partition)
+            .is_none_or(|at| *at == pending.start)
+        {
+            files.extend(pending.files);
+        }
+    }
+    Ok(files)
 }
 
 /// Removes `user`'s rows from the file `name`; what changed, if anything did.

@@ -350,11 +350,11 @@ impl Target {
         }
     }
 
-    /// The names (relative to the root) of the Parquet files under `under`, sorted; files
-    /// being written (`.name.tmp`) are not listed.
-    pub async fn list(&self, under: &str) -> Result<Vec<String>, ArchiveError> {
+    /// The names (relative to the root) of the files under `under` whose names end with
+    /// `suffix`, sorted; files being written (`.name.tmp`) are not listed.
+    pub async fn list(&self, under: &str, suffix: &str) -> Result<Vec<String>, ArchiveError> {
         let is_file = |name: &str| {
-            name.ends_with(".parquet") && !name.rsplit('/').next().unwrap_or("").starts_with('.')
+            name.ends_with(suffix) && !name.rsplit('/').next().unwrap_or("").starts_with('.')
         };
         let mut names = match self {
             Target::Dir(layout) => {

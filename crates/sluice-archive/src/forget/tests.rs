@@ -86,7 +86,7 @@ async fn forgets_a_users_events(target: Target) {
     let before = rows(&target).await;
     assert_eq!(before.len(), 9);
 
-    let forgotten = forget(&target, "shop", "u1").await.unwrap();
+    let forgotten = forget(&target, "shop", "u1", None).await.unwrap();
     assert_eq!(forgotten.scanned, 2, "only shop's files");
     assert_eq!(
         forgotten.changed,
@@ -116,9 +116,9 @@ async fn forgets_a_users_events(target: Target) {
     assert_eq!(rows(&target).await, expected);
 
     // By anonymous id too; and forgetting again changes nothing.
-    let anonymous = forget(&target, "shop", "a7").await.unwrap();
+    let anonymous = forget(&target, "shop", "a7", None).await.unwrap();
     assert_eq!((anonymous.scanned, anonymous.removed()), (1, 1));
-    let again = forget(&target, "shop", "u1").await.unwrap();
+    let again = forget(&target, "shop", "u1", None).await.unwrap();
     assert_eq!((again.scanned, again.changed.len()), (1, 0));
     let left: Vec<i64> = rows(&target).await.iter().map(|row| row.1).collect();
     assert_eq!(
@@ -146,4 +146,46 @@ async fn forget_rewrites_a_tenants_files_without_the_users_events() {
 async fn on_s3_forget_rewrites_a_tenants_files_without_the_users_events() {
     let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
     forgets_a_users_events(Target::test_s3(false, &bucket, "forget", None).unwrap()).await;
+}
+
+/// A file of a batch not committed yet (its pending record's start is the committed position)
+/// is skipped and reported; once the batch is committed, it is rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_an_uncommitted_batch_is_skipped_until_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::Dir(Layout::new(dir.path().join("archive")));
+    let store =
+        StoreBackend::from(sluice_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let names = archive_of_three_files(&target).await;
+    let pending = crate::layout::Pending {
+        start: 0,
+        end: 7,
+        files: vec![names[0].clone()],
+    };
+    target.write_pending(0, &pending).await.unwrap();
+    // No position yet: the batch is not committed; nor is it at position 0.
+    for claimed in [false, true] {
+        if claimed {
+            store.claim(PIPELINE, 0, 0, 0).await.unwrap();
+        }
+        let forgotten = forget(&target, "shop", "u1", Some(&store)).await.unwrap();
+        assert_eq!(forgotten.skipped, [names[0].clone()]);
+        assert_eq!(forgotten.scanned, if claimed { 0 } else { 1 });
+    }
+    assert_eq!(rows(&target).await.len(), 9 - 2, "hour 14's u1 rows went");
+    let position = store.claim(PIPELINE, 0, 0, 0).await.unwrap();
+    let commit = sluice_store::Commit {
+        offset: 7,
+        event_time: None,
+        log_epoch: 0,
+        metrics: Vec::new(),
+        output: Vec::new(),
+    };
+    store
+        .commit(PIPELINE, 0, position.epoch, std::sync::Arc::new(commit))
+        .await
+        .unwrap();
+    let forgotten = forget(&target, "shop", "u1", Some(&store)).await.unwrap();
+    assert!(forgotten.skipped.is_empty());
+    assert_eq!(forgotten.removed(), 2);
 }

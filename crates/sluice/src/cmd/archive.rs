@@ -9,6 +9,7 @@ use crate::{UserError, log_tools, telemetry};
 use clap::{Args, Subcommand};
 use sluice_archive::forget::forget;
 use sluice_archive::target::Target;
+use sluice_store::{StoreBackend, StoreLocation};
 
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
@@ -57,7 +58,20 @@ fn run_forget(args: ForgetArgs) -> anyhow::Result<()> {
     let location = config.archive.location(&config.data_dir);
     log_tools::runtime()?.block_on(async move {
         let target = Target::open(&location).map_err(|error| UserError(error.to_string()))?;
-        let forgotten = forget(&target, &args.tenant, &args.user)
+        // The archive's committed positions: files of a batch not committed are left alone.
+        let store = match config.store.location(&config.data_dir) {
+            Ok(StoreLocation::Sqlite(path)) if !path.exists() => None,
+            _ => Some(
+                StoreBackend::open(&config.store, &config.data_dir)
+                    .await
+                    .map_err(|error| {
+                        UserError(format!(
+                            "opening the store for the archive's committed positions: {error}"
+                        ))
+                    })?,
+            ),
+        };
+        let forgotten = forget(&target, &args.tenant, &args.user, store.as_ref())
             .await
             .map_err(|error| UserError(format!("forgetting in the archive: {error}")))?;
         for changed in &forgotten.changed {
@@ -72,6 +86,11 @@ fn run_forget(args: ForgetArgs) -> anyhow::Result<()> {
                     changed.name, changed.removed, changed.rows
                 );
             }
+        }
+        for name in &forgotten.skipped {
+            println!(
+                "skipped {name}: its batch is not committed yet; run forget again once it is (archive.roll-age)"
+            );
         }
         println!(
             "{} of tenant {}: {} rows removed from {} of {} files in the archive at {location}",
