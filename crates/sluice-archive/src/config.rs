@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use sluice_core::config::{ByteSize, ConfigProblem, HumanDuration, Validate, join};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,12 +19,19 @@ pub struct ArchiveConfig {
     pub roll_bytes: ByteSize,
     /// … or once its first event was read this long ago.
     pub roll_age: HumanDuration,
+    /// Archived hours (of event time) that ended longer ago than this are deleted; `0s` keeps
+    /// them forever.
+    pub retention: HumanDuration,
+    /// Per tenant, instead of `retention` (`0s`: forever).
+    pub tenant_retention: BTreeMap<String, HumanDuration>,
 }
 
 const MIN_ROLL_BYTES: u64 = 1 << 20;
 const MAX_ROLL_BYTES: u64 = 1 << 30;
 const MIN_ROLL_AGE: Duration = Duration::from_secs(1);
 const MAX_ROLL_AGE: Duration = Duration::from_secs(24 * 3600);
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
+const MAX_RETENTION: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
 
 /// Where the archive is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +84,25 @@ impl ArchiveConfig {
     pub fn roll_age(&self) -> Duration {
         self.roll_age.get()
     }
+
+    /// How long `tenant`'s archived hours are kept; `None`: forever.
+    pub fn retention_of(&self, tenant: &str) -> Option<Duration> {
+        let retention = self
+            .tenant_retention
+            .get(tenant)
+            .unwrap_or(&self.retention)
+            .get();
+        (!retention.is_zero()).then_some(retention)
+    }
+
+    /// Whether any tenant's archive has a retention.
+    pub fn has_retention(&self) -> bool {
+        !self.retention.get().is_zero()
+            || self
+                .tenant_retention
+                .values()
+                .any(|retention| !retention.get().is_zero())
+    }
 }
 
 impl Validate for ArchiveConfig {
@@ -117,6 +144,25 @@ impl Validate for ArchiveConfig {
                     self.roll_bytes
                 ),
             ));
+        }
+        let check_retention = |key: String, retention: HumanDuration, problems: &mut Vec<_>| {
+            let value = retention.get();
+            if !value.is_zero() && !(MIN_RETENTION..=MAX_RETENTION).contains(&value) {
+                problems.push(ConfigProblem::new(
+                    key,
+                    format!(
+                        "{retention} is out of range: use 1h to 36500d (archived hours older than this are deleted), or 0s to keep them forever"
+                    ),
+                ));
+            }
+        };
+        check_retention(join(path, "retention"), self.retention, problems);
+        for (tenant, retention) in &self.tenant_retention {
+            let key = join(&join(path, "tenant-retention"), tenant);
+            check_retention(key.clone(), *retention, problems);
+            if let Err(problem) = sluice_core::tenant::check_tenant_name(tenant) {
+                problems.push(ConfigProblem::new(key, problem));
+            }
         }
         let age = self.roll_age.get();
         if !(MIN_ROLL_AGE..=MAX_ROLL_AGE).contains(&age) {
@@ -176,6 +222,8 @@ mod tests {
             url: url.to_owned(),
             roll_bytes: ByteSize(roll_bytes),
             roll_age: HumanDuration(roll_age),
+            retention: HumanDuration(Duration::ZERO),
+            tenant_retention: BTreeMap::new(),
         }
     }
 
@@ -236,5 +284,41 @@ mod tests {
         assert_eq!(other.len(), 3, "{other:?}");
         assert!(other[1].starts_with("archive.roll-bytes: "), "{other:?}");
         assert!(other[2].contains("1s to 24h"), "{other:?}");
+    }
+
+    #[test]
+    fn retention_is_per_tenant_with_a_default_and_checked() {
+        let day = Duration::from_secs(86_400);
+        let mut config = config("", 64 << 20, Duration::from_secs(60));
+        assert!(!config.has_retention());
+        assert_eq!(config.retention_of("shop"), None, "forever by default");
+        config.retention = HumanDuration(400 * day);
+        config
+            .tenant_retention
+            .insert("shop".into(), HumanDuration(30 * day));
+        config
+            .tenant_retention
+            .insert("audit".into(), HumanDuration(Duration::ZERO));
+        assert!(problems(&config).is_empty(), "{:?}", problems(&config));
+        assert!(config.has_retention());
+        assert_eq!(config.retention_of("shop"), Some(30 * day));
+        assert_eq!(config.retention_of("blog"), Some(400 * day));
+        assert_eq!(config.retention_of("audit"), None);
+
+        config.retention = HumanDuration(Duration::from_secs(60));
+        config
+            .tenant_retention
+            .insert("Bad Name".into(), HumanDuration(day));
+        let found = problems(&config);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("archive.retention: 1m is out of range"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("archive.tenant-retention.Bad Name: ")
+                && found[1].contains("not a valid tenant name"),
+            "{found:?}"
+        );
     }
 }

@@ -65,6 +65,7 @@ pub mod config;
 pub mod forget;
 pub mod format;
 pub mod layout;
+pub mod retention;
 pub mod sink;
 pub mod target;
 

@@ -129,6 +129,14 @@ impl Archive {
                 tokio::spawn(archiver.run())
             })
             .collect();
+        let mut tasks: Vec<JoinHandle<()>> = tasks;
+        if config.has_retention() {
+            tasks.push(tokio::spawn(crate::retention::run(
+                target.clone(),
+                config.clone(),
+                cancel.clone(),
+            )));
+        }
         let location = target.location();
         tracing::info!(%location, topic, "archiving events as Parquet");
         Ok(Archive {

@@ -19,6 +19,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutPayload, RetryConfig};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -394,6 +395,81 @@ impl Target {
         Ok(names)
     }
 
+    /// The names of the directories (key prefixes in S3) right under `under` (relative to
+    /// the root, ending with `/`), sorted.
+    pub async fn list_dirs(&self, under: &str) -> Result<Vec<String>, ArchiveError> {
+        let mut names = match self {
+            Target::Dir(layout) => {
+                let dir = layout.root().join(under);
+                self.blocking(move || {
+                    let entries = match std::fs::read_dir(&dir) {
+                        Ok(entries) => entries,
+                        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                            return Ok(Vec::new());
+                        }
+                        Err(error) => return Err(error),
+                    };
+                    let mut names = Vec::new();
+                    for entry in entries {
+                        let entry = entry?;
+                        if entry.file_type()?.is_dir() {
+                            names.push(entry.file_name().to_string_lossy().into_owned());
+                        }
+                    }
+                    Ok(names)
+                })
+                .await?
+            }
+            Target::S3(bucket) => bucket
+                .store
+                .list_with_delimiter(Some(&ObjectPath::from(under)))
+                .await
+                .map_err(|source| self.s3(source))?
+                .common_prefixes
+                .into_iter()
+                .filter_map(|prefix| prefix.filename().map(str::to_owned))
+                .collect(),
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes every file under `under` (relative to the root, ending with `/`), and in a
+    /// directory the emptied directories too; returns how many files.
+    pub async fn remove_all(&self, under: &str) -> Result<usize, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let (root, dir) = (layout.root().to_owned(), layout.root().join(under));
+                self.blocking(move || {
+                    let removed = remove_tree(&dir)?;
+                    if let Some(parent) = dir.parent().filter(|parent| parent.starts_with(&root)) {
+                        File::open(parent)?.sync_all()?;
+                    }
+                    Ok(removed)
+                })
+                .await
+            }
+            Target::S3(bucket) => {
+                let listed: Vec<ObjectPath> = bucket
+                    .store
+                    .list(Some(&ObjectPath::from(under)))
+                    .map_ok(|meta| meta.location)
+                    .try_collect()
+                    .await
+                    .map_err(|source| self.s3(source))?;
+                let count = listed.len();
+                let paths = futures::stream::iter(listed.into_iter().map(Ok)).boxed();
+                bucket
+                    .store
+                    .delete_stream(paths)
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|source| self.s3(source))?;
+                Ok(count)
+            }
+        }
+    }
+
     /// The bytes of the file `name`.
     pub async fn read(&self, name: &str) -> Result<Bytes, ArchiveError> {
         match self {
@@ -503,6 +579,41 @@ fn s3_answer(error: &object_store::Error) -> String {
         }
         (None, Some(code), Some(message)) => format!("S3 answered {code} ({message})"),
         _ => text,
+    }
+}
+
+/// Deletes the files and directories under `dir` and `dir` itself; how many files. A directory
+/// another writer just put a file in stays, with that file.
+fn remove_tree(dir: &std::path::Path) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            removed += remove_tree(&entry.path())?;
+        } else {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    File::open(dir)?.sync_all()?;
+    match std::fs::remove_dir(dir) {
+        Err(error)
+            if !matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Err(error)
+        }
+        _ => Ok(removed),
     }
 }
 

@@ -104,6 +104,8 @@ async fn archive_until_erased(
         url: String::new(),
         roll_bytes: ByteSize(1 << 20),
         roll_age: HumanDuration(Duration::from_secs(1)),
+        retention: HumanDuration(Duration::ZERO),
+        tenant_retention: Default::default(),
     };
     let archive = Archive::start_on(
         Arc::clone(log),

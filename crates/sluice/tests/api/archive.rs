@@ -594,3 +594,44 @@ async fn forget_removes_an_erased_users_archived_events_of_the_tenant() {
     assert_archive_equals_log(&root.as_path().into(), &rest);
     h.stop().await;
 }
+
+/// Retention per tenant: with shop's archive kept 1 hour, the sweep at the start deletes shop's
+/// archived hours that ended over an hour ago (the current hour's events, skew-corrected to
+/// now, stay); blog's (kept forever) stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_archived_hours_older_than_its_retention_are_deleted() {
+    let mut overrides = archive_overrides();
+    let mut retention = toml::Table::new();
+    retention.insert("shop".into(), toml::Value::String("1h".into()));
+    overrides.push(("archive.tenant-retention", toml::Value::Table(retention)));
+    let mut h = Harness::start(&overrides).await;
+    let time = hours_ago(3);
+    h.send_ok(SHOP_WRITE, varied("shop", time, 0)).await;
+    h.send_ok(BLOG_WRITE, varied("blog", time, 0)).await;
+    archived(&h, 10).await;
+    let root = h.config.data_dir.join("archive");
+    let archive: ArchiveAt = root.as_path().into();
+    // The sweep at the first start ran before anything was archived.
+    assert_eq!(archived_rows(&archive), 10);
+
+    h.restart().await;
+    // An hour ended over an hour ago when it began before the last full hour.
+    let expired = |event: &Value| {
+        event["tenant"] == "shop" && event["timestamp"].as_i64().unwrap() < hours_ago(1)
+    };
+    let kept: Vec<_> = log_events(&*h.app().log)
+        .await
+        .into_iter()
+        .filter(|(_, _, event)| !expired(event))
+        .collect();
+    assert!(kept.len() < 10 && kept.len() >= 5, "{} kept", kept.len());
+    eventually("shop's expired hours deleted", || async {
+        let rows = archived_rows(&archive);
+        (rows == kept.len())
+            .then_some(())
+            .ok_or(format!("{rows} rows"))
+    })
+    .await;
+    assert_archive_equals_log(&archive, &kept);
+    h.stop().await;
+}

@@ -54,6 +54,8 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
         // Batches roll by size while the topic is read; the last one of each partition 1 s
         // after its first event (part of the time measured).
         roll_age: HumanDuration(Duration::from_secs(1)),
+        retention: HumanDuration(Duration::ZERO),
+        tenant_retention: Default::default(),
     };
     let mut problems = Vec::new();
     sluice_core::config::Validate::validate(&config, "--roll-bytes", &mut problems);

@@ -1,0 +1,122 @@
+//! Retention of the archive, per tenant (`[archive] retention`, `tenant-retention`): an hour of
+//! event time that ended longer ago than its tenant's retention is deleted whole — every file
+//! of `events/tenant=<t>/date=<d>/hour=<h>/`, then the emptied directories (in S3, the objects
+//! under that prefix). A sweep runs at the start and every [`SWEEP_INTERVAL`].
+//!
+//! Deleting committed files is what retention is for, so the exactly-once protocol is not
+//! involved: a batch being written into an expired hour (late events) is deleted by the next
+//! sweep, and an uncommitted batch's pending record may name files a sweep deleted (its
+//! discard skips files that are gone). A sweep reads one listing per tenant, and one per
+//! expired date.
+
+use crate::config::ArchiveConfig;
+use crate::layout::HOUR;
+use crate::sink::ArchiveError;
+use crate::target::Target;
+use sluice_core::time::Millis;
+use std::time::Duration;
+
+/// How often expired hours are looked for.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+const DAY: Millis = 24 * HOUR;
+
+/// What a sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Hour directories.
+    pub hours: usize,
+    /// Files in them.
+    pub files: usize,
+}
+
+/// Deletes the hours every tenant's retention expired at `now`.
+pub async fn sweep(
+    target: &Target,
+    config: &ArchiveConfig,
+    now: Millis,
+) -> Result<Swept, ArchiveError> {
+    let mut swept = Swept::default();
+    for tenant_dir in target.list_dirs("events/").await? {
+        let Some(retention) = tenant_dir
+            .strip_prefix("tenant=")
+            .and_then(|tenant| config.retention_of(tenant))
+        else {
+            continue;
+        };
+        let cutoff =
+            now.saturating_sub(Millis::try_from(retention.as_millis()).unwrap_or(Millis::MAX));
+        let tenant_prefix = format!("events/{tenant_dir}/");
+        for date_dir in target.list_dirs(&tenant_prefix).await? {
+            let Some(day) = date_dir.strip_prefix("date=").and_then(parse_date) else {
+                continue;
+            };
+            if day >= cutoff {
+                continue;
+            }
+            let date_prefix = format!("{tenant_prefix}{date_dir}/");
+            let hours = target.list_dirs(&date_prefix).await?;
+            if day + DAY <= cutoff {
+                swept.files += target.remove_all(&date_prefix).await?;
+                swept.hours += hours.len();
+                continue;
+            }
+            for hour_dir in hours {
+                let Some(hour) = hour_dir
+                    .strip_prefix("hour=")
+                    .and_then(|hour| hour.parse::<Millis>().ok())
+                    .filter(|hour| (0..24).contains(hour))
+                else {
+                    continue;
+                };
+                if day + (hour + 1) * HOUR <= cutoff {
+                    swept.files += target
+                        .remove_all(&format!("{date_prefix}{hour_dir}/"))
+                        .await?;
+                    swept.hours += 1;
+                }
+            }
+        }
+    }
+    Ok(swept)
+}
+
+/// The start of the UTC day `YYYY-MM-DD`, in epoch milliseconds.
+fn parse_date(text: &str) -> Option<Millis> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, &format).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
+/// Sweeps at once and then every [`SWEEP_INTERVAL`] until `cancel`.
+pub(crate) async fn run(
+    target: Target,
+    config: ArchiveConfig,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match sweep(&target, &config, sluice_core::time::now_millis()).await {
+            Ok(swept) if swept.files > 0 || swept.hours > 0 => {
+                metrics::counter!("sluice_archive_retention_files_deleted_total")
+                    .increment(swept.files as u64);
+                tracing::info!(
+                    hours = swept.hours,
+                    files = swept.files,
+                    "deleted archived hours older than their tenant's archive retention"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                metrics::counter!("sluice_archive_errors_total").increment(1);
+                tracing::error!(%error, retry_in = ?SWEEP_INTERVAL, "the archive's retention sweep failed");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
