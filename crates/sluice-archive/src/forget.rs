@@ -15,14 +15,17 @@
 //! already — its pending record is written before its files, and the next one after its
 //! commit.
 
+use crate::compact::{LEASE, Lease};
 use crate::format::{self, Filtered};
 use crate::layout::Layout;
 use crate::sink::{ArchiveError, PIPELINE};
 use crate::target::Target;
 use futures::{StreamExt, TryStreamExt};
+use sluice_core::time::Millis;
 use sluice_store::StoreBackend;
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::time::Duration;
 
 /// Files read and rewritten at once.
 const CONCURRENCY: usize = 4;
@@ -58,9 +61,34 @@ impl Forgotten {
     }
 }
 
+/// How long forget's lease holds unless forget removes it first (a forget that crashed holds
+/// compaction off this long).
+const LEASE_TTL: Millis = 3_600_000;
+
 /// Removes `user`'s events from `tenant`'s files in the archive; `store` holds the archive's
-/// committed positions (`None`: there is no store, so nothing was committed).
+/// committed positions (`None`: there is no store, so nothing was committed). Holds the
+/// compaction lease meanwhile, after waiting `grace` once it is taken (see
+/// [`crate::compact`]).
 pub async fn forget(
+    target: &Target,
+    tenant: &str,
+    user: &str,
+    store: Option<&StoreBackend>,
+    grace: Duration,
+) -> Result<Forgotten, ArchiveError> {
+    let lease = Lease {
+        until: sluice_core::time::now_millis() + LEASE_TTL,
+    };
+    target.write_record(LEASE, &lease).await?;
+    tokio::time::sleep(grace).await;
+    let forgotten = forget_leased(target, tenant, user, store).await;
+    let released = target.remove(LEASE).await;
+    let forgotten = forgotten?;
+    released?;
+    Ok(forgotten)
+}
+
+async fn forget_leased(
     target: &Target,
     tenant: &str,
     user: &str,

@@ -215,6 +215,20 @@ fn write_batches<W: Write + Send>(
     writer.into_inner()
 }
 
+/// Archive files merged into one, their rows in the files' order: one input's batches in
+/// memory at a time.
+pub fn merge(files: Vec<bytes::Bytes>) -> Result<Vec<u8>, ParquetError> {
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(properties()))?;
+    for file in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+            .build()?;
+        for batch in reader {
+            writer.write(&batch?)?;
+        }
+    }
+    writer.into_inner()
+}
+
 /// What [`without_user`] found in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filtered {

@@ -1,6 +1,7 @@
 //! Where the archive's files go (the layout in the crate docs), and writing them durably:
 //! a temporary file beside the final name, fsynced, renamed, and the directory fsynced.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_core::time::Millis;
 use std::fs::{self, File};
@@ -58,44 +59,32 @@ impl Layout {
         format!("_sluice/pending-{partition}.json")
     }
 
-    fn pending_path(&self, partition: u32) -> PathBuf {
-        self.root.join(Self::pending_name(partition))
-    }
-
-    /// The pending record `bytes` read from `name`.
-    pub fn parse_pending(bytes: &[u8], name: &str) -> io::Result<Pending> {
+    /// The record (one of sluice's JSON files under `_sluice/`) `bytes` read from `name`.
+    pub fn parse_record<T: DeserializeOwned>(bytes: &[u8], name: &str) -> io::Result<T> {
         serde_json::from_slice(bytes).map_err(|error| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{name} is not a pending batch ({error}); it is written only by sluice: delete it if it is not sluice's, and check the archive's files of that partition"
+                    "{name} is not a record of sluice's ({error}); only sluice writes it: delete it if it is not sluice's, and check the archive's files of that partition"
                 ),
             )
         })
     }
 
-    /// The pending batch recorded for `partition`, if any.
-    pub fn read_pending(&self, partition: u32) -> io::Result<Option<Pending>> {
-        let path = self.pending_path(partition);
+    /// The record `relative` (to the root), if there is one.
+    pub fn read_record<T: DeserializeOwned>(&self, relative: &str) -> io::Result<Option<T>> {
+        let path = self.root.join(relative);
         match fs::read(&path) {
-            Ok(bytes) => Self::parse_pending(&bytes, &path.display().to_string()).map(Some),
+            Ok(bytes) => Self::parse_record(&bytes, &path.display().to_string()).map(Some),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(error),
         }
     }
 
-    /// Records `pending` for `partition`, durably.
-    pub fn write_pending(&self, partition: u32, pending: &Pending) -> io::Result<()> {
-        let bytes = serde_json::to_vec(pending).map_err(io::Error::other)?;
-        write_durably(&self.pending_path(partition), |file| file.write_all(&bytes))
-    }
-
-    /// Deletes `partition`'s pending record, if any.
-    pub fn remove_pending(&self, partition: u32) -> io::Result<()> {
-        match fs::remove_file(self.pending_path(partition)) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
-        }
+    /// Writes the record `relative` (to the root), durably.
+    pub fn write_record<T: Serialize>(&self, relative: &str, record: &T) -> io::Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+        write_durably(&self.root.join(relative), |file| file.write_all(&bytes))
     }
 
     /// Deletes the files of an uncommitted batch (those that exist).
@@ -223,7 +212,8 @@ mod tests {
     fn a_pending_batch_is_read_back_and_its_files_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path().join("archive"));
-        assert_eq!(layout.read_pending(2).unwrap(), None);
+        let name = Layout::pending_name(2);
+        assert_eq!(layout.read_record::<Pending>(&name).unwrap(), None);
         let file = Layout::file("shop", 0, 2, 10);
         layout.write_file(&file, |out| out.write_all(b"x")).unwrap();
         let pending = Pending {
@@ -231,8 +221,8 @@ mod tests {
             end: 20,
             files: vec![file.clone(), Layout::file("other", 0, 2, 10)],
         };
-        layout.write_pending(2, &pending).unwrap();
-        assert_eq!(layout.read_pending(2).unwrap(), Some(pending.clone()));
+        layout.write_record(&name, &pending).unwrap();
+        assert_eq!(layout.read_record(&name).unwrap(), Some(pending.clone()));
         assert_eq!(layout.discard(&pending).unwrap(), 1, "only the one written");
         assert!(!layout.root().join(&file).exists());
         // No temporary file is left behind.

@@ -16,6 +16,9 @@
 //! offset of the *batch* the file came from, 20 digits so names sort by offset; a batch writes
 //! one file into each (tenant, hour) it has events of, so one name never holds two batches.
 //! Files whose names start with `.` are being written; readers' `*.parquet` globs skip them.
+//! Compaction merges an hour's small files of a partition into
+//! `part-<partition>-<first offset>-<last file's first offset>.parquet` ([`compact`]);
+//! `_sluice/` also holds compaction records and forget's lease.
 //!
 //! # Columns
 //!
@@ -61,6 +64,7 @@
 //! an uncommitted one in none once the archiver is running: no row is missing or doubled.
 //! Between a crash and the restart, files of the uncommitted batch may be visible to readers.
 
+pub mod compact;
 pub mod config;
 pub mod forget;
 pub mod format;

@@ -82,7 +82,7 @@ pub async fn sweep(
 }
 
 /// The start of the UTC day `YYYY-MM-DD`, in epoch milliseconds.
-fn parse_date(text: &str) -> Option<Millis> {
+pub(crate) fn parse_date(text: &str) -> Option<Millis> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(text, &format).ok()?;
     Some(date.midnight().assume_utc().unix_timestamp() * 1000)

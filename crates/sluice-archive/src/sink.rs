@@ -1,6 +1,7 @@
 //! The archivers: one task per partition of the source topic, each running the protocol in
 //! the crate docs (read a batch, record it as pending, write its files, commit its end).
 
+use crate::compact;
 use crate::config::{ArchiveConfig, Location};
 use crate::format::Rows;
 use crate::layout::{Layout, Pending, hour_of};
@@ -125,6 +126,7 @@ impl Archive {
                     roll_bytes: config.roll_bytes(),
                     roll_age: config.roll_age(),
                     cancel: cancel.clone(),
+                    compacted: std::sync::Mutex::new(None),
                 };
                 tokio::spawn(archiver.run())
             })
@@ -216,6 +218,8 @@ struct Archiver<L> {
     roll_bytes: usize,
     roll_age: Duration,
     cancel: CancellationToken,
+    /// When this archiver last compacted.
+    compacted: std::sync::Mutex<Option<Instant>>,
 }
 
 impl<L: Log> Archiver<L> {
@@ -252,6 +256,14 @@ impl<L: Log> Archiver<L> {
         let position = self.store.claim(PIPELINE, self.partition, first, 0).await?;
         let (epoch, log_epoch) = (position.epoch, position.log_epoch);
         self.recover(position.offset).await?;
+        let finished = compact::recover(&self.target, self.partition).await?;
+        if finished > 0 {
+            tracing::info!(
+                partition = self.partition,
+                removed = finished,
+                "finished a compaction a crash interrupted: deleted the files merged into its output"
+            );
+        }
         let mut expected = position.offset;
         let mut batch = self.read_batch(expected).await?;
         // The next batch is read while this one is written and committed; its own pending
@@ -294,7 +306,39 @@ impl<L: Log> Archiver<L> {
         self.store
             .commit(PIPELINE, self.partition, epoch, Arc::new(commit))
             .await?;
+        self.compact_when_due().await;
         Ok(())
+    }
+
+    /// Merges this partition's small files of settled hours, every [`compact::COMPACT_INTERVAL`]
+    /// (right after a commit: no batch of this partition is pending). A failure is logged;
+    /// the next start finishes or drops what it left.
+    async fn compact_when_due(&self) {
+        {
+            let mut last = self.compacted.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|last| last.elapsed() < compact::COMPACT_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let now = sluice_core::time::now_millis();
+        match compact::compact(&self.target, self.partition, now, self.roll_age).await {
+            Ok(done) if done.outputs > 0 => {
+                metrics::counter!("sluice_archive_compacted_files_total")
+                    .increment(done.inputs as u64);
+                tracing::info!(
+                    partition = self.partition,
+                    outputs = done.outputs,
+                    inputs = done.inputs,
+                    "compacted the archive's small files"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                metrics::counter!("sluice_archive_errors_total").increment(1);
+                tracing::error!(partition = self.partition, %error, "compacting the archive failed; the next start finishes or drops it");
+            }
+        }
     }
 
     /// Where a partition never archived starts: the log's first retained offset.

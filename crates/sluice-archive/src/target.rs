@@ -19,6 +19,8 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutPayload, RetryConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
@@ -150,24 +152,7 @@ impl Target {
 
     /// The pending batch recorded for `partition`, if any.
     pub async fn read_pending(&self, partition: u32) -> Result<Option<Pending>, ArchiveError> {
-        match self {
-            Target::Dir(layout) => {
-                let layout = layout.clone();
-                self.blocking(move || layout.read_pending(partition)).await
-            }
-            Target::S3(bucket) => {
-                let name = Layout::pending_name(partition);
-                let got = match bucket.store.get(&ObjectPath::from(name.as_str())).await {
-                    Ok(got) => got.bytes().await,
-                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                    Err(error) => Err(error),
-                };
-                let bytes = got.map_err(|source| self.s3(source))?;
-                Layout::parse_pending(&bytes, &format!("{}/{name}", bucket.location))
-                    .map(Some)
-                    .map_err(|error| self.io(error))
-            }
-        }
+        self.read_record(&Layout::pending_name(partition)).await
     }
 
     /// Records `pending` for `partition`, durably.
@@ -176,38 +161,49 @@ impl Target {
         partition: u32,
         pending: &Pending,
     ) -> Result<(), ArchiveError> {
-        match self {
-            Target::Dir(layout) => {
-                let (layout, pending) = (layout.clone(), pending.clone());
-                self.blocking(move || layout.write_pending(partition, &pending))
-                    .await
-            }
-            Target::S3(bucket) => {
-                let bytes = serde_json::to_vec(pending).map_err(|error| self.io(error.into()))?;
-                let name = Layout::pending_name(partition);
-                bucket
-                    .store
-                    .put(&ObjectPath::from(name.as_str()), PutPayload::from(bytes))
-                    .await
-                    .map(drop)
-                    .map_err(|source| self.s3(source))
-            }
-        }
+        self.write_record(&Layout::pending_name(partition), pending)
+            .await
     }
 
     /// Deletes `partition`'s pending record, if any.
     pub async fn remove_pending(&self, partition: u32) -> Result<(), ArchiveError> {
+        self.remove(&Layout::pending_name(partition))
+            .await
+            .map(drop)
+    }
+
+    /// The record (a JSON file under `_sluice/`) `name`, if there is one.
+    pub async fn read_record<T: DeserializeOwned + Send + 'static>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, ArchiveError> {
         match self {
             Target::Dir(layout) => {
-                let layout = layout.clone();
-                self.blocking(move || layout.remove_pending(partition))
-                    .await
+                let (layout, name) = (layout.clone(), name.to_owned());
+                self.blocking(move || layout.read_record(&name)).await
             }
-            Target::S3(_) => self
-                .delete(&Layout::pending_name(partition))
-                .await
-                .map(drop),
+            Target::S3(bucket) => {
+                let got = match bucket.store.get(&ObjectPath::from(name)).await {
+                    Ok(got) => got.bytes().await,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(error) => Err(error),
+                };
+                let bytes = got.map_err(|source| self.s3(source))?;
+                Layout::parse_record(&bytes, &format!("{}/{name}", bucket.location))
+                    .map(Some)
+                    .map_err(|error| self.io(error))
+            }
         }
+    }
+
+    /// Writes the record `name`, durably.
+    pub async fn write_record<T: Serialize>(
+        &self,
+        name: &str,
+        record: &T,
+    ) -> Result<(), ArchiveError> {
+        let bytes = serde_json::to_vec(record).map_err(|error| self.io(error.into()))?;
+        self.replace(name, bytes).await
     }
 
     /// Deletes the files of an uncommitted batch (those that exist); returns how many.
@@ -354,10 +350,20 @@ impl Target {
     /// The names (relative to the root) of the files under `under` whose names end with
     /// `suffix`, sorted; files being written (`.name.tmp`) are not listed.
     pub async fn list(&self, under: &str, suffix: &str) -> Result<Vec<String>, ArchiveError> {
+        let listed = self.list_sized(under, suffix).await?;
+        Ok(listed.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// [`Target::list`] with each file's size.
+    pub async fn list_sized(
+        &self,
+        under: &str,
+        suffix: &str,
+    ) -> Result<Vec<(String, u64)>, ArchiveError> {
         let is_file = |name: &str| {
             name.ends_with(suffix) && !name.rsplit('/').next().unwrap_or("").starts_with('.')
         };
-        let mut names = match self {
+        let mut names: Vec<(String, u64)> = match self {
             Target::Dir(layout) => {
                 let (root, start) = (layout.root().to_owned(), layout.root().join(under));
                 self.blocking(move || {
@@ -370,11 +376,18 @@ impl Target {
                             Err(error) => return Err(error),
                         };
                         for entry in entries {
-                            let path = entry?.path();
-                            if path.is_dir() {
+                            let entry = entry?;
+                            let path = entry.path();
+                            let metadata = match entry.metadata() {
+                                Ok(metadata) => metadata,
+                                // Deleted meanwhile (by a retention sweep or a compaction).
+                                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                                Err(error) => return Err(error),
+                            };
+                            if metadata.is_dir() {
                                 dirs.push(path);
                             } else if let Ok(name) = path.strip_prefix(&root) {
-                                found.push(name.to_string_lossy().into_owned());
+                                found.push((name.to_string_lossy().into_owned(), metadata.len()));
                             }
                         }
                     }
@@ -385,12 +398,12 @@ impl Target {
             Target::S3(bucket) => bucket
                 .store
                 .list(Some(&ObjectPath::from(under)))
-                .map_ok(|meta| meta.location.to_string())
+                .map_ok(|meta| (meta.location.to_string(), meta.size))
                 .try_collect()
                 .await
                 .map_err(|source| self.s3(source))?,
         };
-        names.retain(|name| is_file(name));
+        names.retain(|(name, _)| is_file(name));
         names.sort();
         Ok(names)
     }
@@ -467,6 +480,21 @@ impl Target {
                     .map_err(|source| self.s3(source))?;
                 Ok(count)
             }
+        }
+    }
+
+    /// Whether the file `name` exists.
+    pub async fn exists(&self, name: &str) -> Result<bool, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let path = layout.root().join(name);
+                self.blocking(move || path.try_exists()).await
+            }
+            Target::S3(bucket) => match bucket.store.head(&ObjectPath::from(name)).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(source) => Err(self.s3(source)),
+            },
         }
     }
 

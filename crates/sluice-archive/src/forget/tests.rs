@@ -6,6 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice_core::event::Event;
+use std::time::Duration;
 
 const HOUR: i64 = 3_600_000;
 const BASE: i64 = 1_796_648_400_000; // 2026-12-07T13:00:00Z
@@ -86,7 +87,9 @@ async fn forgets_a_users_events(target: Target) {
     let before = rows(&target).await;
     assert_eq!(before.len(), 9);
 
-    let forgotten = forget(&target, "shop", "u1", None).await.unwrap();
+    let forgotten = forget(&target, "shop", "u1", None, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(forgotten.scanned, 2, "only shop's files");
     assert_eq!(
         forgotten.changed,
@@ -106,6 +109,11 @@ async fn forgets_a_users_events(target: Target) {
         ]
     );
     assert_eq!(forgotten.removed(), 4);
+    assert_eq!(
+        target.read_record::<Lease>(LEASE).await.unwrap(),
+        None,
+        "the compaction lease is released"
+    );
     let expected: Vec<_> = before
         .iter()
         .filter(|(name, _, user, _)| {
@@ -116,9 +124,13 @@ async fn forgets_a_users_events(target: Target) {
     assert_eq!(rows(&target).await, expected);
 
     // By anonymous id too; and forgetting again changes nothing.
-    let anonymous = forget(&target, "shop", "a7", None).await.unwrap();
+    let anonymous = forget(&target, "shop", "a7", None, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!((anonymous.scanned, anonymous.removed()), (1, 1));
-    let again = forget(&target, "shop", "u1", None).await.unwrap();
+    let again = forget(&target, "shop", "u1", None, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!((again.scanned, again.changed.len()), (1, 0));
     let left: Vec<i64> = rows(&target).await.iter().map(|row| row.1).collect();
     assert_eq!(
@@ -168,7 +180,9 @@ async fn a_file_of_an_uncommitted_batch_is_skipped_until_committed() {
         if claimed {
             store.claim(PIPELINE, 0, 0, 0).await.unwrap();
         }
-        let forgotten = forget(&target, "shop", "u1", Some(&store)).await.unwrap();
+        let forgotten = forget(&target, "shop", "u1", Some(&store), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(forgotten.skipped, [names[0].clone()]);
         assert_eq!(forgotten.scanned, if claimed { 0 } else { 1 });
     }
@@ -185,7 +199,9 @@ async fn a_file_of_an_uncommitted_batch_is_skipped_until_committed() {
         .commit(PIPELINE, 0, position.epoch, std::sync::Arc::new(commit))
         .await
         .unwrap();
-    let forgotten = forget(&target, "shop", "u1", Some(&store)).await.unwrap();
+    let forgotten = forget(&target, "shop", "u1", Some(&store), Duration::ZERO)
+        .await
+        .unwrap();
     assert!(forgotten.skipped.is_empty());
     assert_eq!(forgotten.removed(), 2);
 }

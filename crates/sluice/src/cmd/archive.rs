@@ -71,7 +71,8 @@ fn run_forget(args: ForgetArgs) -> anyhow::Result<()> {
                     })?,
             ),
         };
-        let forgotten = forget(&target, &args.tenant, &args.user, store.as_ref())
+        let grace = sluice_archive::compact::LEASE_GRACE;
+        let forgotten = forget(&target, &args.tenant, &args.user, store.as_ref(), grace)
             .await
             .map_err(|error| UserError(format!("forgetting in the archive: {error}")))?;
         for changed in &forgotten.changed {

@@ -1,0 +1,251 @@
+//! Compaction: an hour's small files of one partition merged into one. Each batch writes a
+//! file into every (tenant, hour) it has events of, so an hour ends up with a file per
+//! `roll-age` per partition (more with late events). The partition's archiver, which alone
+//! writes its files, merges them after a commit, every [`COMPACT_INTERVAL`]: in each hour of
+//! the last two days that ended `roll-age` ago or more, its files smaller than
+//! [`SMALL_FILE`] — two or more, in offset order, up to [`MAX_OUTPUT`] in all — become
+//!
+//! ```text
+//! part-<partition>-<first input's first offset>-<last input's first offset>.parquet
+//! ```
+//!
+//! (20 digits each; a name no batch and no other compaction writes), rows in log order.
+//!
+//! # Protocol
+//!
+//! 1. `_sluice/compact-<partition>.json`, `{output, inputs}`, is written durably;
+//! 2. the output is written durably (temporary file, fsync, rename; or an S3 upload);
+//! 3. the inputs are deleted;
+//! 4. the record is deleted.
+//!
+//! The archiver's start reads the record: when the output exists, the crash came after step 2,
+//! and the inputs left are deleted; else nothing was changed. Either way the record goes. So
+//! after any crash every row is in one file; between steps 2 and 3 a reader may see an hour's
+//! rows twice for a moment. Compaction runs only right after a commit, when the partition's
+//! pending record is stale: its files are never an uncommitted batch's.
+//!
+//! `sluice archive forget` holds a lease (`_sluice/forget-lease.json`, `{until}`) while it
+//! runs: compaction does not start while one is held, and, when one appeared while it wrote
+//! an output, deletes that output (step 3 undone as step 2) instead of the inputs, so forget
+//! never rewrites an input whose rows an output it cannot have seen would keep. Forget waits
+//! [`LEASE_GRACE`] after taking the lease, for a compaction past that check to finish.
+
+use crate::format;
+use crate::layout::HOUR;
+use crate::sink::ArchiveError;
+use crate::target::Target;
+use serde::{Deserialize, Serialize};
+use sluice_core::time::Millis;
+use std::collections::BTreeMap;
+use std::io;
+use std::time::Duration;
+
+/// How often a partition's archiver compacts.
+pub const COMPACT_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Files at least this large are left as they are.
+pub const SMALL_FILE: u64 = 16 << 20;
+
+/// The most input bytes merged into one output.
+pub const MAX_OUTPUT: u64 = 256 << 20;
+
+/// How far back (in event time) hours are compacted.
+const LOOKBACK: Millis = 48 * HOUR;
+
+/// How long forget waits after taking its lease for a compaction past its check to finish.
+pub const LEASE_GRACE: Duration = Duration::from_secs(10);
+
+/// A compaction in progress (`_sluice/compact-<partition>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compaction {
+    /// The file written.
+    pub output: String,
+    /// The files merged into it, deleted once it is written.
+    pub inputs: Vec<String>,
+}
+
+/// Forget's lease (`_sluice/forget-lease.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Until when it holds (epoch ms), unless removed before.
+    pub until: Millis,
+}
+
+/// The name of forget's lease.
+pub const LEASE: &str = "_sluice/forget-lease.json";
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Files written.
+    pub outputs: usize,
+    /// Files merged into them and deleted.
+    pub inputs: usize,
+}
+
+fn record_name(partition: u32) -> String {
+    format!("_sluice/compact-{partition}.json")
+}
+
+/// The partition and first offset of an archive file's name (`part-P-F.parquet` or
+/// `part-P-F-L.parquet`).
+fn parse_part(file: &str) -> Option<(u32, u64)> {
+    let rest = file.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let mut parts = rest.split('-');
+    let partition = parts.next()?.parse().ok()?;
+    let first = parts.next()?.parse().ok()?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Some((partition, first)),
+        (Some(last), None) if last.parse::<u64>().is_ok() => Some((partition, first)),
+        _ => None,
+    }
+}
+
+/// Finishes (or drops) the compaction of `partition` a crash interrupted; how many inputs it
+/// deleted.
+pub async fn recover(target: &Target, partition: u32) -> Result<usize, ArchiveError> {
+    let name = record_name(partition);
+    let Some(compaction) = target.read_record::<Compaction>(&name).await? else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    if target.exists(&compaction.output).await? {
+        for input in &compaction.inputs {
+            removed += usize::from(target.remove(input).await?);
+        }
+    }
+    target.remove(&name).await?;
+    Ok(removed)
+}
+
+/// Whether forget holds its lease at `now`.
+pub async fn lease_held(target: &Target, now: Millis) -> Result<bool, ArchiveError> {
+    Ok(target
+        .read_record::<Lease>(LEASE)
+        .await?
+        .is_some_and(|lease| lease.until > now))
+}
+
+/// Compacts `partition`'s small files of the hours of the last two days that ended `settle`
+/// before `now`.
+pub async fn compact(
+    target: &Target,
+    partition: u32,
+    now: Millis,
+    settle: Duration,
+) -> Result<Compacted, ArchiveError> {
+    let mut compacted = Compacted::default();
+    if lease_held(target, now).await? {
+        return Ok(compacted);
+    }
+    let settle = Millis::try_from(settle.as_millis()).unwrap_or(Millis::MAX);
+    let (from, to) = (now - LOOKBACK, now.saturating_sub(settle));
+    for tenant_dir in target.list_dirs("events/").await? {
+        let tenant_prefix = format!("events/{tenant_dir}/");
+        for date_dir in target.list_dirs(&tenant_prefix).await? {
+            let Some(day) = date_dir
+                .strip_prefix("date=")
+                .and_then(crate::retention::parse_date)
+            else {
+                continue;
+            };
+            if day + 24 * HOUR <= from || day >= to {
+                continue;
+            }
+            let date_prefix = format!("{tenant_prefix}{date_dir}/");
+            // By hour: this partition's small files, by first offset.
+            let mut hours: BTreeMap<String, Vec<(u64, String, u64)>> = BTreeMap::new();
+            for (name, size) in target.list_sized(&date_prefix, ".parquet").await? {
+                let Some((hour_dir, file)) = name[date_prefix.len()..].split_once('/') else {
+                    continue;
+                };
+                let hour = hour_dir
+                    .strip_prefix("hour=")
+                    .and_then(|hour| hour.parse::<Millis>().ok());
+                let Some(hour) = hour.filter(|hour| (0..24).contains(hour)) else {
+                    continue;
+                };
+                let end = day + (hour + 1) * HOUR;
+                if end <= from || end > to || size >= SMALL_FILE {
+                    continue;
+                }
+                if let Some((of, first)) = parse_part(file)
+                    && of == partition
+                {
+                    let files = hours
+                        .entry(format!("{date_prefix}{hour_dir}/"))
+                        .or_default();
+                    files.push((first, name, size));
+                }
+            }
+            for (hour_prefix, mut files) in hours {
+                files.sort();
+                let mut inputs = Vec::new();
+                let mut bytes = 0;
+                for (first, name, size) in files {
+                    if inputs.len() >= 2 && bytes + size > MAX_OUTPUT {
+                        break;
+                    }
+                    bytes += size;
+                    inputs.push((first, name));
+                }
+                if inputs.len() < 2 {
+                    continue;
+                }
+                let (first, last) = (inputs[0].0, inputs[inputs.len() - 1].0);
+                let compaction = Compaction {
+                    output: format!("{hour_prefix}part-{partition}-{first:020}-{last:020}.parquet"),
+                    inputs: inputs.into_iter().map(|(_, name)| name).collect(),
+                };
+                if run(target, partition, &compaction).await? {
+                    compacted.outputs += 1;
+                    compacted.inputs += compaction.inputs.len();
+                } else {
+                    return Ok(compacted);
+                }
+            }
+        }
+    }
+    Ok(compacted)
+}
+
+/// The protocol's four steps for one compaction; `false` when forget's lease appeared
+/// meanwhile (then the output was deleted instead of the inputs).
+async fn run(
+    target: &Target,
+    partition: u32,
+    compaction: &Compaction,
+) -> Result<bool, ArchiveError> {
+    let mut files = Vec::with_capacity(compaction.inputs.len());
+    for input in &compaction.inputs {
+        files.push(target.read(input).await?);
+    }
+    let output = compaction.output.clone();
+    let merged = target
+        .blocking(move || {
+            format::merge(files).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("merging the files of {output}: {error}"),
+                )
+            })
+        })
+        .await?;
+    let record = record_name(partition);
+    target.write_record(&record, compaction).await?;
+    target.replace(&compaction.output, merged).await?;
+    let held = lease_held(target, sluice_core::time::now_millis()).await?;
+    let doomed = if held {
+        std::slice::from_ref(&compaction.output)
+    } else {
+        &compaction.inputs[..]
+    };
+    for name in doomed {
+        target.remove(name).await?;
+    }
+    target.remove(&record).await?;
+    Ok(!held)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+use super::*;
+use crate::format::Rows;
+use crate::layout::Layout;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sluice_core::event::Event;
+
+/// 2026-12-07T00:00:00Z.
+const DEC_7: Millis = 1_796_601_600_000;
+/// Now: 13:30 on Dec 7.
+const NOW: Millis = DEC_7 + 13 * HOUR + 30 * 60_000;
+const SETTLE: Duration = Duration::from_secs(600);
+
+/// A file of `partition`'s batch from `first` in `tenant`'s `hour`, of `count` events.
+fn file(tenant: &str, hour: Millis, partition: u32, first: u64, count: u64) -> (String, Rows) {
+    let mut rows = Rows::default();
+    for offset in first..first + count {
+        let time = hour + offset as Millis;
+        let json = format!(
+            r#"{{"message_id":"m{offset}","tenant":"{tenant}","type":"track","event":"E","anonymous_id":"a{offset}","timestamp":{time},"received_at":{time},"properties":{{"n":{offset}}}}}"#
+        );
+        rows.push(
+            partition,
+            offset,
+            &serde_json::from_str::<Event<'_>>(&json).unwrap(),
+        );
+    }
+    (Layout::file(tenant, hour, partition, first), rows)
+}
+
+/// Every (file, partition, offset) in the archive.
+async fn rows(target: &Target) -> Vec<(String, i64)> {
+    let mut found = Vec::new();
+    for (name, bytes) in target.read_all("events").await {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            for offset in batch["log_offset"].as_primitive::<Int64Type>().values() {
+                found.push((name.clone(), *offset));
+            }
+        }
+    }
+    found
+}
+
+/// Partition 0's three files of shop's hour 11 (ended 2.5 h ago) are merged, in offset
+/// order; partition 1's file there, partition 0's file of the running hour 13, and blog's
+/// single file of hour 11 stay.
+async fn small_files_of_an_hour_are_merged(target: Target) {
+    let eleven = DEC_7 + 11 * HOUR;
+    let files = vec![
+        file("shop", eleven, 0, 20, 3),
+        file("shop", eleven, 0, 0, 5),
+        file("shop", eleven, 0, 10, 4),
+        file("shop", eleven, 1, 0, 2),
+        file("shop", DEC_7 + 13 * HOUR, 0, 30, 2),
+        file("blog", eleven, 0, 40, 2),
+    ];
+    let names: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
+    target.write_files(files).await.unwrap();
+    let before = rows(&target).await;
+
+    let compacted = compact(&target, 0, NOW, SETTLE).await.unwrap();
+    assert_eq!(
+        compacted,
+        Compacted {
+            outputs: 1,
+            inputs: 3
+        }
+    );
+    let output = "events/tenant=shop/date=2026-12-07/hour=11/part-0-00000000000000000000-00000000000000000020.parquet";
+    let mut expected_names = vec![
+        output.to_owned(),
+        names[3].clone(),
+        names[4].clone(),
+        names[5].clone(),
+    ];
+    expected_names.sort();
+    assert_eq!(
+        target.list("events/", ".parquet").await.unwrap(),
+        expected_names
+    );
+    let after = rows(&target).await;
+    let merged: Vec<i64> = after
+        .iter()
+        .filter(|(name, _)| name == output)
+        .map(|(_, offset)| *offset)
+        .collect();
+    assert_eq!(
+        merged,
+        [0, 1, 2, 3, 4, 10, 11, 12, 13, 20, 21, 22],
+        "in log order"
+    );
+    let offsets = |rows: &[(String, i64)]| {
+        let mut offsets: Vec<i64> = rows.iter().map(|(_, offset)| *offset).collect();
+        offsets.sort();
+        offsets
+    };
+    assert_eq!(offsets(&after), offsets(&before), "every row once");
+
+    // A late file in the same hour is merged with the output the next time.
+    target
+        .write_files(vec![file("shop", eleven, 0, 50, 1)])
+        .await
+        .unwrap();
+    let again = compact(&target, 0, NOW, SETTLE).await.unwrap();
+    assert_eq!(
+        again,
+        Compacted {
+            outputs: 1,
+            inputs: 2
+        }
+    );
+    let hour_files = target
+        .list("events/tenant=shop/date=2026-12-07/hour=11/", ".parquet")
+        .await
+        .unwrap();
+    assert_eq!(
+        hour_files,
+        [
+            "events/tenant=shop/date=2026-12-07/hour=11/part-0-00000000000000000000-00000000000000000050.parquet",
+            names[3].as_str()
+        ]
+    );
+    assert_eq!(
+        compact(&target, 0, NOW, SETTLE).await.unwrap(),
+        Compacted::default()
+    );
+
+    // While forget holds its lease nothing is compacted.
+    target
+        .write_files(vec![file("shop", eleven, 1, 60, 1)])
+        .await
+        .unwrap();
+    target
+        .write_record(LEASE, &Lease { until: NOW + HOUR })
+        .await
+        .unwrap();
+    assert_eq!(
+        compact(&target, 1, NOW, SETTLE).await.unwrap(),
+        Compacted::default()
+    );
+    target
+        .write_record(LEASE, &Lease { until: NOW - 1 })
+        .await
+        .unwrap();
+    assert_eq!(
+        compact(&target, 1, NOW, SETTLE).await.unwrap(),
+        Compacted {
+            outputs: 1,
+            inputs: 2
+        },
+        "an expired lease holds nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_of_an_hour_are_merged_in_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    small_files_of_an_hour_are_merged(Target::Dir(Layout::new(dir.path().join("archive")))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_small_files_of_an_hour_are_merged() {
+    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
+    small_files_of_an_hour_are_merged(Target::test_s3(false, &bucket, "compact", None).unwrap())
+        .await;
+}
+
+/// A crash after the output was written: recovery deletes the inputs left. A crash before:
+/// recovery drops the record and leaves the inputs. Either way every row is in one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_a_crash_interrupted_is_finished_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::Dir(Layout::new(dir.path().join("archive")));
+    let eleven = DEC_7 + 11 * HOUR;
+    let files = vec![file("shop", eleven, 0, 0, 3), file("shop", eleven, 0, 3, 3)];
+    let inputs: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
+    target.write_files(files).await.unwrap();
+    let compaction = Compaction {
+        output: "events/tenant=shop/date=2026-12-07/hour=11/part-0-00000000000000000000-00000000000000000003.parquet".into(),
+        inputs: inputs.clone(),
+    };
+
+    // Crashed before step 2: nothing to undo.
+    target
+        .write_record(&record_name(0), &compaction)
+        .await
+        .unwrap();
+    assert_eq!(recover(&target, 0).await.unwrap(), 0);
+    assert_eq!(target.list("events/", ".parquet").await.unwrap(), inputs);
+    assert_eq!(
+        target
+            .read_record::<Compaction>(&record_name(0))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Crashed after step 2 and one deleted input: the other goes.
+    let mut bytes = Vec::new();
+    for input in &inputs {
+        bytes.push(target.read(input).await.unwrap());
+    }
+    target
+        .write_record(&record_name(0), &compaction)
+        .await
+        .unwrap();
+    target
+        .replace(&compaction.output, format::merge(bytes).unwrap())
+        .await
+        .unwrap();
+    target.remove(&inputs[0]).await.unwrap();
+    assert_eq!(recover(&target, 0).await.unwrap(), 1);
+    assert_eq!(
+        target.list("events/", ".parquet").await.unwrap(),
+        [compaction.output.as_str()]
+    );
+    let offsets: Vec<i64> = rows(&target)
+        .await
+        .iter()
+        .map(|(_, offset)| *offset)
+        .collect();
+    assert_eq!(offsets, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(recover(&target, 0).await.unwrap(), 0, "the record is gone");
+}
+
+#[test]
+fn file_names_give_their_partition_and_first_offset() {
+    assert_eq!(
+        parse_part("part-3-00000000000000000042.parquet"),
+        Some((3, 42))
+    );
+    assert_eq!(
+        parse_part("part-3-00000000000000000042-00000000000000000090.parquet"),
+        Some((3, 42))
+    );
+    assert_eq!(parse_part(".part-3-00000000000000000042.parquet.tmp"), None);
+    assert_eq!(parse_part("part-x-1.parquet"), None);
+    assert_eq!(parse_part("part-3-1-2-3.parquet"), None);
+}
