@@ -304,6 +304,38 @@ impl Target {
         Self::open_s3(&location, builder)
     }
 
+    /// An archive in `dir`/archive (tests).
+    #[cfg(test)]
+    pub fn test_dir(dir: &std::path::Path) -> Target {
+        Target::Dir(Layout::new(dir.join("archive")))
+    }
+
+    /// An archive in the test bucket of the S3 data server, under a prefix of its own named
+    /// after `test` (see [`Target::test_s3`]).
+    #[cfg(test)]
+    pub fn test_bucket(test: &str) -> Target {
+        let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
+        Self::test_s3(false, &bucket, test, None).unwrap()
+    }
+
+    /// Every record batch of the Parquet files under `under`, with its file's name, by name.
+    #[cfg(test)]
+    pub async fn read_batches(&self, under: &str) -> Vec<(String, arrow_array::RecordBatch)> {
+        let mut found = Vec::new();
+        for (name, bytes) in self.read_all(under).await {
+            if !name.ends_with(".parquet") {
+                continue;
+            }
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            found.extend(reader.map(|batch| (name.clone(), batch.unwrap())));
+        }
+        found
+    }
+
     /// Every file under `under` (relative to the root), by name, with its bytes.
     #[cfg(test)]
     pub async fn read_all(&self, under: &str) -> Vec<(String, Bytes)> {

@@ -3,7 +3,6 @@ use crate::format::Rows;
 use crate::layout::Layout;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice_core::event::Event;
 
 /// 2026-12-07T00:00:00Z.
@@ -32,16 +31,9 @@ fn file(tenant: &str, hour: Millis, partition: u32, first: u64, count: u64) -> (
 /// Every (file, partition, offset) in the archive.
 async fn rows(target: &Target) -> Vec<(String, i64)> {
     let mut found = Vec::new();
-    for (name, bytes) in target.read_all("events").await {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            for offset in batch["log_offset"].as_primitive::<Int64Type>().values() {
-                found.push((name.clone(), *offset));
-            }
+    for (name, batch) in target.read_batches("events").await {
+        for offset in batch["log_offset"].as_primitive::<Int64Type>().values() {
+            found.push((name.clone(), *offset));
         }
     }
     found
@@ -161,14 +153,12 @@ async fn small_files_of_an_hour_are_merged(target: Target) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_files_of_an_hour_are_merged_in_a_directory() {
     let dir = tempfile::tempdir().unwrap();
-    small_files_of_an_hour_are_merged(Target::Dir(Layout::new(dir.path().join("archive")))).await;
+    small_files_of_an_hour_are_merged(Target::test_dir(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_small_files_of_an_hour_are_merged() {
-    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
-    small_files_of_an_hour_are_merged(Target::test_s3(false, &bucket, "compact", None).unwrap())
-        .await;
+    small_files_of_an_hour_are_merged(Target::test_bucket("compact")).await;
 }
 
 /// A crash after the output was written: recovery deletes the inputs left. A crash before:
@@ -176,7 +166,7 @@ async fn on_s3_small_files_of_an_hour_are_merged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_a_crash_interrupted_is_finished_or_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let target = Target::Dir(Layout::new(dir.path().join("archive")));
+    let target = Target::test_dir(dir.path());
     let eleven = DEC_7 + 11 * HOUR;
     let files = vec![file("shop", eleven, 0, 0, 3), file("shop", eleven, 0, 3, 3)];
     let inputs: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();

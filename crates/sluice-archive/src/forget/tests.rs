@@ -4,7 +4,6 @@ use crate::layout::Layout;
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice_core::event::Event;
 use std::time::Duration;
 
@@ -27,26 +26,19 @@ fn event(i: u64, tenant: &str, user: &str, time: i64) -> String {
 /// Every (file, offset, user id, anonymous id) in the archive.
 async fn rows(target: &Target) -> Vec<(String, i64, Option<String>, Option<String>)> {
     let mut found = Vec::new();
-    for (name, bytes) in target.read_all("events").await {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let offsets = batch["log_offset"].as_primitive::<Int64Type>();
-            let users = batch["user_id"].as_string::<i32>();
-            let anonymous = batch["anonymous_id"].as_string::<i32>();
-            for row in 0..batch.num_rows() {
-                found.push((
-                    name.clone(),
-                    offsets.value(row),
-                    users.is_valid(row).then(|| users.value(row).to_owned()),
-                    anonymous
-                        .is_valid(row)
-                        .then(|| anonymous.value(row).to_owned()),
-                ));
-            }
+    for (name, batch) in target.read_batches("events").await {
+        let offsets = batch["log_offset"].as_primitive::<Int64Type>();
+        let users = batch["user_id"].as_string::<i32>();
+        let anonymous = batch["anonymous_id"].as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            found.push((
+                name.clone(),
+                offsets.value(row),
+                users.is_valid(row).then(|| users.value(row).to_owned()),
+                anonymous
+                    .is_valid(row)
+                    .then(|| anonymous.value(row).to_owned()),
+            ));
         }
     }
     found.sort();
@@ -151,13 +143,12 @@ async fn forgets_a_users_events(target: Target) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_rewrites_a_tenants_files_without_the_users_events() {
     let dir = tempfile::tempdir().unwrap();
-    forgets_a_users_events(Target::Dir(Layout::new(dir.path().join("archive")))).await;
+    forgets_a_users_events(Target::test_dir(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_forget_rewrites_a_tenants_files_without_the_users_events() {
-    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
-    forgets_a_users_events(Target::test_s3(false, &bucket, "forget", None).unwrap()).await;
+    forgets_a_users_events(Target::test_bucket("forget")).await;
 }
 
 /// A file of a batch not committed yet (its pending record's start is the committed position)
@@ -165,7 +156,7 @@ async fn on_s3_forget_rewrites_a_tenants_files_without_the_users_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_of_an_uncommitted_batch_is_skipped_until_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let target = Target::Dir(Layout::new(dir.path().join("archive")));
+    let target = Target::test_dir(dir.path());
     let store =
         StoreBackend::from(sluice_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
     let names = archive_of_three_files(&target).await;

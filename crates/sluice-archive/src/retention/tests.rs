@@ -88,11 +88,10 @@ async fn expired_hours_go(target: Target) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hours_older_than_the_tenants_retention_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    expired_hours_go(Target::Dir(Layout::new(dir.path().join("archive")))).await;
+    expired_hours_go(Target::test_dir(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_hours_older_than_the_tenants_retention_are_deleted() {
-    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
-    expired_hours_go(Target::test_s3(false, &bucket, "retention", None).unwrap()).await;
+    expired_hours_go(Target::test_bucket("retention")).await;
 }

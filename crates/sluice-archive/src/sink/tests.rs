@@ -1,5 +1,4 @@
 use super::*;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice_core::config::{ByteSize, HumanDuration};
 use sluice_log::{LogBackend, LogConfig, Record, TopicSpec};
 use sluice_store::SqliteStore;
@@ -43,41 +42,21 @@ async fn open_log_with(dir: &Path, retention_bytes: Option<u64>) -> Arc<LogBacke
 /// Every (log offset, file) in the archive.
 async fn archived_offsets(target: &Target) -> Vec<(u64, String)> {
     let mut found = Vec::new();
-    for (name, bytes) in target.read_all("events").await {
-        if !name.ends_with(".parquet") {
-            continue;
-        }
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
+    for (name, batch) in target.read_batches("events").await {
+        let offsets = batch.column_by_name("log_offset").unwrap();
+        let offsets = offsets
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
             .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let offsets = batch.column_by_name("log_offset").unwrap();
-            let offsets = offsets
-                .as_any()
-                .downcast_ref::<arrow_array::Int64Array>()
-                .unwrap();
-            found.extend(
-                offsets
-                    .values()
-                    .iter()
-                    .map(|offset| (*offset as u64, name.clone())),
-            );
-        }
+        found.extend(
+            offsets
+                .values()
+                .iter()
+                .map(|offset| (*offset as u64, name.clone())),
+        );
     }
     found.sort();
     found
-}
-
-/// The test bucket of the S3 server.
-fn s3(test: &str) -> Target {
-    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_default();
-    Target::test_s3(false, &bucket, test, None).unwrap()
-}
-
-fn dir_target(dir: &Path) -> Target {
-    Target::Dir(Layout::new(dir.join("archive")))
 }
 
 /// Runs the archivers over `log` into `target` until partition 0's committed position is
@@ -140,14 +119,14 @@ async fn archive_until_erased(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
     let dir = tempfile::tempdir().unwrap();
-    an_uncommitted_batch_is_discarded(dir.path(), dir_target(dir.path())).await;
+    an_uncommitted_batch_is_discarded(dir.path(), Target::test_dir(dir.path())).await;
 }
 
 /// The same on S3: the files of the uncommitted batch are objects, deleted the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
     let dir = tempfile::tempdir().unwrap();
-    an_uncommitted_batch_is_discarded(dir.path(), s3("uncommitted")).await;
+    an_uncommitted_batch_is_discarded(dir.path(), Target::test_bucket("uncommitted")).await;
 }
 
 async fn an_uncommitted_batch_is_discarded(dir: &Path, target: Target) {
@@ -211,7 +190,7 @@ async fn events_retention_removed_before_archiving_are_skipped_and_counted_as_lo
         "retention removed the start: {first}..{end}"
     );
 
-    let target = dir_target(dir.path());
+    let target = Target::test_dir(dir.path());
     let position = archive_until(&log, &store, &target, end).await;
     assert_eq!(position.lost_offsets, first);
     let offsets: Vec<u64> = archived_offsets(&target)
@@ -228,7 +207,7 @@ async fn events_retention_removed_before_archiving_are_skipped_and_counted_as_lo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_that_are_not_events_of_a_valid_tenant_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    not_events_are_skipped(dir.path(), dir_target(dir.path())).await;
+    not_events_are_skipped(dir.path(), Target::test_dir(dir.path())).await;
     assert!(!dir.path().join("escape").exists());
 }
 
@@ -236,7 +215,7 @@ async fn records_that_are_not_events_of_a_valid_tenant_are_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_records_that_are_not_events_of_a_valid_tenant_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    not_events_are_skipped(dir.path(), s3("skipped")).await;
+    not_events_are_skipped(dir.path(), Target::test_bucket("skipped")).await;
 }
 
 async fn not_events_are_skipped(dir: &Path, target: Target) {
@@ -280,7 +259,7 @@ async fn not_events_are_skipped(dir: &Path, target: Target) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_a_large_file_is_uploaded_in_parts_and_reads_back_whole() {
     let part = 4096;
-    let target = s3("multipart").with_multipart_bytes(1024, part);
+    let target = Target::test_bucket("multipart").with_multipart_bytes(1024, part);
     let mut batch = Batch::new(0);
     for i in 0..3000 {
         let json = event(i, "shop", BASE + i as Millis);
