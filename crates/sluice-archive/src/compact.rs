@@ -197,11 +197,13 @@ pub async fn compact(
                     output: format!("{hour_prefix}part-{partition}-{first:020}-{last:020}.parquet"),
                     inputs: inputs.into_iter().map(|(_, name)| name).collect(),
                 };
-                if run(target, partition, &compaction).await? {
-                    compacted.outputs += 1;
-                    compacted.inputs += compaction.inputs.len();
-                } else {
-                    return Ok(compacted);
+                match run(target, partition, &compaction).await? {
+                    Outcome::Merged => {
+                        compacted.outputs += 1;
+                        compacted.inputs += compaction.inputs.len();
+                    }
+                    Outcome::Different => {}
+                    Outcome::Leased => return Ok(compacted),
                 }
             }
         }
@@ -209,13 +211,23 @@ pub async fn compact(
     Ok(compacted)
 }
 
-/// The protocol's four steps for one compaction; `false` when forget's lease appeared
-/// meanwhile (then the output was deleted instead of the inputs).
+/// How one compaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The inputs were merged and deleted.
+    Merged,
+    /// The inputs' schemas differ; nothing was written.
+    Different,
+    /// Forget's lease appeared meanwhile: the output was deleted instead of the inputs.
+    Leased,
+}
+
+/// The protocol's four steps for one compaction.
 async fn run(
     target: &Target,
     partition: u32,
     compaction: &Compaction,
-) -> Result<bool, ArchiveError> {
+) -> Result<Outcome, ArchiveError> {
     let mut files = Vec::with_capacity(compaction.inputs.len());
     for input in &compaction.inputs {
         files.push(target.read(input).await?);
@@ -231,6 +243,11 @@ async fn run(
             })
         })
         .await?;
+    // The tenant's promoted columns changed between them: they are left as they are.
+    let Some(merged) = merged else {
+        tracing::debug!(output = %compaction.output, "files of different columns are not compacted");
+        return Ok(Outcome::Different);
+    };
     let record = record_name(partition);
     target.write_record(&record, compaction).await?;
     target.replace(&compaction.output, merged).await?;
@@ -244,7 +261,11 @@ async fn run(
         target.remove(name).await?;
     }
     target.remove(&record).await?;
-    Ok(!held)
+    Ok(if held {
+        Outcome::Leased
+    } else {
+        Outcome::Merged
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The `[archive]` section.
 
+use crate::promote::{ColumnConfig, Promotions};
 use serde::Deserialize;
 use sluice_core::config::{ByteSize, ConfigProblem, HumanDuration, Validate, join};
 use std::collections::BTreeMap;
@@ -24,6 +25,9 @@ pub struct ArchiveConfig {
     pub retention: HumanDuration,
     /// Per tenant, instead of `retention` (`0s`: forever).
     pub tenant_retention: BTreeMap<String, HumanDuration>,
+    /// Values inside the JSON columns written as typed columns too ([`crate::promote`]).
+    #[serde(default)]
+    pub columns: Vec<ColumnConfig>,
 }
 
 const MIN_ROLL_BYTES: u64 = 1 << 20;
@@ -157,6 +161,12 @@ impl Validate for ArchiveConfig {
             }
         };
         check_retention(join(path, "retention"), self.retention, problems);
+        for (index, problem) in Promotions::problems(&self.columns) {
+            problems.push(ConfigProblem::new(
+                format!("{}[{index}]", join(path, "columns")),
+                problem,
+            ));
+        }
         for (tenant, retention) in &self.tenant_retention {
             let key = join(&join(path, "tenant-retention"), tenant);
             check_retention(key.clone(), *retention, problems);
@@ -224,6 +234,7 @@ mod tests {
             roll_age: HumanDuration(roll_age),
             retention: HumanDuration(Duration::ZERO),
             tenant_retention: BTreeMap::new(),
+            columns: Vec::new(),
         }
     }
 
@@ -301,6 +312,18 @@ mod tests {
             .insert("audit".into(), HumanDuration(Duration::ZERO));
         assert!(problems(&config).is_empty(), "{:?}", problems(&config));
         assert!(config.has_retention());
+        config.columns.push(ColumnConfig {
+            tenant: None,
+            path: "properties.x".into(),
+            name: None,
+            kind: "int".into(),
+        });
+        let found = problems(&config);
+        assert!(
+            found.len() == 1 && found[0].starts_with("archive.columns[0]: type \"int\""),
+            "{found:?}"
+        );
+        config.columns.clear();
         assert_eq!(config.retention_of("shop"), Some(30 * day));
         assert_eq!(config.retention_of("blog"), Some(400 * day));
         assert_eq!(config.retention_of("audit"), None);

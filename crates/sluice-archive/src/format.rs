@@ -1,6 +1,7 @@
 //! The archive's Parquet files: the Arrow schema of the columns in the crate docs, a builder
 //! that turns events into one record batch, and the writer settings.
 
+use crate::promote::{self, Columns};
 use arrow_array::builder::{
     Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
@@ -82,11 +83,21 @@ pub struct Rows {
     text: [StringBuilder; TEXT.len()],
     times: [TimestampMillisecondBuilder; 4],
     json: [StringBuilder; JSON.len()],
+    columns: Arc<Columns>,
+    promoted: Vec<promote::Builder>,
     len: usize,
 }
 
 impl Default for Rows {
     fn default() -> Self {
+        static NONE: OnceLock<Arc<Columns>> = OnceLock::new();
+        Self::new(Arc::clone(NONE.get_or_init(Columns::none)))
+    }
+}
+
+impl Rows {
+    /// Rows with `columns` promoted after the base columns.
+    pub fn new(columns: Arc<Columns>) -> Self {
         Self {
             partition: Int32Builder::new(),
             offset: Int64Builder::new(),
@@ -95,8 +106,19 @@ impl Default for Rows {
             text: std::array::from_fn(|_| StringBuilder::new()),
             times: std::array::from_fn(|_| TimestampMillisecondBuilder::new()),
             json: std::array::from_fn(|_| StringBuilder::new()),
+            promoted: columns
+                .list
+                .iter()
+                .map(|column| promote::Builder::new(column.kind))
+                .collect(),
+            columns,
             len: 0,
         }
+    }
+
+    /// The schema of the rows' record batch.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.columns.schema)
     }
 }
 
@@ -147,6 +169,9 @@ impl Rows {
         for (builder, value) in self.json.iter_mut().zip(json) {
             builder.append_option(value);
         }
+        if !self.promoted.is_empty() {
+            promote::append(&self.columns, &mut self.promoted, event);
+        }
         self.len += 1;
     }
 
@@ -160,7 +185,7 @@ impl Rows {
         self.len == 0
     }
 
-    /// The events as one record batch of [`schema`].
+    /// The events as one record batch of [`schema`] and the promoted columns.
     pub fn finish(mut self) -> RecordBatch {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.partition.finish()),
@@ -183,8 +208,10 @@ impl Rows {
                 .iter_mut()
                 .map(|builder| Arc::new(builder.finish()) as ArrayRef),
         );
+        columns.extend(self.promoted.iter_mut().map(promote::Builder::finish));
         // The columns are built from the schema's own lists, so they always match it.
-        RecordBatch::try_new(schema(), columns).expect("the archive's columns match its schema")
+        RecordBatch::try_new(Arc::clone(&self.columns.schema), columns)
+            .expect("the archive's columns match its schema")
     }
 }
 
@@ -200,33 +227,44 @@ fn properties() -> WriterProperties {
 
 /// Writes `rows` as one Parquet file into `out`, and returns `out`.
 pub fn write<W: Write + Send>(rows: Rows, out: W) -> Result<W, ParquetError> {
-    write_batches([rows.finish()], out)
+    let schema = rows.schema();
+    write_batches(schema, [rows.finish()], out)
 }
 
-/// Writes record batches of the archive's schema as one Parquet file to `out`.
+/// Writes record batches of `schema` as one Parquet file to `out`.
 fn write_batches<W: Write + Send>(
+    schema: SchemaRef,
     batches: impl IntoIterator<Item = RecordBatch>,
     out: W,
 ) -> Result<W, ParquetError> {
-    let mut writer = ArrowWriter::try_new(out, schema(), Some(properties()))?;
+    let mut writer = ArrowWriter::try_new(out, schema, Some(properties()))?;
     for batch in batches {
         writer.write(&batch)?;
     }
     writer.into_inner()
 }
 
-/// Archive files merged into one, their rows in the files' order: one input's batches in
-/// memory at a time.
-pub fn merge(files: Vec<bytes::Bytes>) -> Result<Vec<u8>, ParquetError> {
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(properties()))?;
-    for file in files {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-            .build()?;
-        for batch in reader {
+/// Archive files merged into one, their rows in the files' order (one input's batches in
+/// memory at a time); `None` when their schemas differ (the tenant's promoted columns changed
+/// between them).
+pub fn merge(files: Vec<bytes::Bytes>) -> Result<Option<Vec<u8>>, ParquetError> {
+    let readers = files
+        .into_iter()
+        .map(parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(schema) = readers.first().map(|reader| Arc::clone(reader.schema())) else {
+        return Ok(None);
+    };
+    if readers.iter().any(|reader| **reader.schema() != *schema) {
+        return Ok(None);
+    }
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties()))?;
+    for reader in readers {
+        for batch in reader.build()? {
             writer.write(&batch?)?;
         }
     }
-    writer.into_inner()
+    writer.into_inner().map(Some)
 }
 
 /// What [`without_user`] found in a file.
@@ -244,8 +282,9 @@ pub struct Filtered {
 /// events the collector drops for an erased id), in the same order and settings.
 pub fn without_user(file: bytes::Bytes, user: &str) -> Result<Filtered, ParquetError> {
     use arrow_array::cast::AsArray;
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let schema = Arc::clone(reader.schema());
+    let reader = reader.build()?;
     let (mut rows, mut removed, mut kept) = (0, 0, Vec::new());
     for batch in reader {
         let batch = batch?;
@@ -274,7 +313,7 @@ pub fn without_user(file: bytes::Bytes, user: &str) -> Result<Filtered, ParquetE
     let rewritten = if removed == 0 || removed == rows {
         None
     } else {
-        Some(write_batches(kept, Vec::new())?)
+        Some(write_batches(schema, kept, Vec::new())?)
     };
     Ok(Filtered {
         rows,

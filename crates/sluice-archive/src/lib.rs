@@ -34,6 +34,9 @@
 //! | `sent_at`, `original_timestamp` | TIMESTAMP(ms, UTC) | as the client reported |
 //! | `properties`, `traits`, `context`, `integrations`, `channel`, `version`, `metadata`, `schema_violations` | string | the JSON text as stored in the log (`metadata` is Segment's `_metadata`) |
 //!
+//! After these come the promoted columns configured for the tenant ([`promote`]): typed values
+//! from inside `properties`, `traits` or `context`.
+//!
 //! Every field of the normalized event ([`sluice_core::event::Event`]) has a column, so an
 //! event read back from the archive is the event that was in the log. Pages are zstd, strings
 //! dictionary-encoded where that pays (`type`, `event`, ids).
@@ -69,6 +72,7 @@ pub mod config;
 pub mod forget;
 pub mod format;
 pub mod layout;
+pub mod promote;
 pub mod retention;
 pub mod sink;
 pub mod target;

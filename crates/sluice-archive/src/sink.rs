@@ -5,6 +5,7 @@ use crate::compact;
 use crate::config::{ArchiveConfig, Location};
 use crate::format::Rows;
 use crate::layout::{Layout, Pending, hour_of};
+use crate::promote::Promotions;
 use crate::target::Target;
 use sluice_core::erasure::ErasedUsers;
 use sluice_core::event::Event;
@@ -113,6 +114,7 @@ impl Archive {
             .flat_map(|info| info.partitions)
             .collect::<Vec<_>>();
         let cancel = CancellationToken::new();
+        let promotions = Arc::new(Promotions::new(&config.columns));
         let tasks = partitions
             .into_iter()
             .map(|info| {
@@ -123,6 +125,7 @@ impl Archive {
                     partition: info.partition,
                     target: target.clone(),
                     erased: Arc::clone(&erased),
+                    promotions: Arc::clone(&promotions),
                     roll_bytes: config.roll_bytes(),
                     roll_age: config.roll_age(),
                     cancel: cancel.clone(),
@@ -187,7 +190,14 @@ impl Batch {
         }
     }
 
-    fn push(&mut self, partition: u32, offset: u64, event: &Event<'_>, size: usize) {
+    fn push(
+        &mut self,
+        partition: u32,
+        offset: u64,
+        event: &Event<'_>,
+        size: usize,
+        promotions: &Promotions,
+    ) {
         let hour = hour_of(event.timestamp);
         let hours = match self.rows.get_mut(&*event.tenant) {
             Some(hours) => hours,
@@ -195,7 +205,7 @@ impl Batch {
         };
         let rows = hours.entry(hour).or_insert_with(|| {
             self.files += 1;
-            Rows::default()
+            Rows::new(promotions.of(&event.tenant))
         });
         rows.push(partition, offset, event);
         self.bytes += size;
@@ -215,6 +225,7 @@ struct Archiver<L> {
     partition: u32,
     target: Target,
     erased: Arc<ErasedUsers>,
+    promotions: Arc<Promotions>,
     roll_bytes: usize,
     roll_age: Duration,
     cancel: CancellationToken,
@@ -428,7 +439,13 @@ impl<L: Log> Archiver<L> {
                     Ok(event) if self.is_erased(&event) => {
                         metrics::counter!("sluice_archive_events_erased_total").increment(1);
                     }
-                    Ok(event) => batch.push(self.partition, stored.offset, &event, value.len()),
+                    Ok(event) => batch.push(
+                        self.partition,
+                        stored.offset,
+                        &event,
+                        value.len(),
+                        &self.promotions,
+                    ),
                     Err(error) => {
                         metrics::counter!("sluice_archive_records_skipped_total").increment(1);
                         tracing::error!(partition = self.partition, offset = stored.offset, %error, "a record of the events topic is not an event; it is not archived");

@@ -201,7 +201,7 @@ async fn a_compaction_a_crash_interrupted_is_finished_or_dropped() {
         .await
         .unwrap();
     target
-        .replace(&compaction.output, format::merge(bytes).unwrap())
+        .replace(&compaction.output, format::merge(bytes).unwrap().unwrap())
         .await
         .unwrap();
     target.remove(&inputs[0]).await.unwrap();

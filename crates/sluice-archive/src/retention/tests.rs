@@ -16,6 +16,7 @@ fn config() -> ArchiveConfig {
         roll_age: HumanDuration(Duration::from_secs(1)),
         retention: HumanDuration(Duration::ZERO),
         tenant_retention: [("shop".to_owned(), HumanDuration(2 * day))].into(),
+        columns: Vec::new(),
     }
 }
 

@@ -85,6 +85,7 @@ async fn archive_until_erased(
         roll_age: HumanDuration(Duration::from_secs(1)),
         retention: HumanDuration(Duration::ZERO),
         tenant_retention: Default::default(),
+        columns: Vec::new(),
     };
     let archive = Archive::start_on(
         Arc::clone(log),
@@ -144,10 +145,16 @@ async fn an_uncommitted_batch_is_discarded(dir: &Path, target: Target) {
     for i in 0..10 {
         let json = event(i, "shop", BASE + i as Millis * 60_000);
         let parsed: Event<'_> = serde_json::from_str(&json).unwrap();
-        crashed.push(0, i, &parsed, json.len());
+        crashed.push(0, i, &parsed, json.len(), &Promotions::new(&[]));
     }
     let ghost = event(99, "ghost", BASE + 5 * HOUR_MS);
-    crashed.push(0, 10, &serde_json::from_str(&ghost).unwrap(), ghost.len());
+    crashed.push(
+        0,
+        10,
+        &serde_json::from_str(&ghost).unwrap(),
+        ghost.len(),
+        &Promotions::new(&[]),
+    );
     crashed.end = 11;
     let (pending, files) = batch_files(0, crashed);
     target.write_pending(0, &pending).await.unwrap();
@@ -263,7 +270,13 @@ async fn on_s3_a_large_file_is_uploaded_in_parts_and_reads_back_whole() {
     let mut batch = Batch::new(0);
     for i in 0..3000 {
         let json = event(i, "shop", BASE + i as Millis);
-        batch.push(0, i, &serde_json::from_str(&json).unwrap(), json.len());
+        batch.push(
+            0,
+            i,
+            &serde_json::from_str(&json).unwrap(),
+            json.len(),
+            &Promotions::new(&[]),
+        );
     }
     batch.end = 3000;
     let (pending, files) = batch_files(0, batch);

@@ -638,3 +638,51 @@ async fn a_tenants_archived_hours_older_than_its_retention_are_deleted() {
     assert_archive_equals_log(&archive, &kept);
     h.stop().await;
 }
+
+/// Promoted columns: shop's `properties.amount` as DECIMAL(12,2) and everyone's
+/// `properties.url` as text, read by DuckDB with their types; a value not of the type is NULL
+/// (the JSON column keeps it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoted_columns_are_typed_for_duckdb() {
+    let mut overrides = archive_overrides();
+    let columns: toml::Value = toml::from_str::<toml::Table>(
+        r#"columns = [
+            { tenant = "shop", path = "properties.amount", type = "decimal(12,2)" },
+            { path = "properties.url", name = "page_url", type = "string" },
+        ]"#,
+    )
+    .unwrap()["columns"]
+        .clone();
+    overrides.push(("archive.columns", columns));
+    let h = Harness::start(&overrides).await;
+    let time = hours_ago(2);
+    h.send_ok(
+        SHOP_WRITE,
+        vec![
+            view("a1", "u1", "/cart", time, "12.345"),
+            view("a2", "u2", "/cart", time + 1, "\"7\""),
+            view("a3", "u3", "/cart", time + 2, "\"n/a\""),
+        ],
+    )
+    .await;
+    h.send_ok(BLOG_WRITE, vec![view("b1", "u1", "/post", time, "3")])
+        .await;
+    archived(&h, 4).await;
+    let root = h.config.data_dir.join("archive");
+    let output = run_duckdb(&root.as_path().into(), &["columns", "amount", "page_url"]);
+    let mut rows: Vec<Value> = serde_json::from_slice(&output).unwrap();
+    rows.sort_by_key(|row| row.to_string());
+    assert_eq!(
+        rows,
+        [
+            json!(["blog", ["DECIMAL(12,2)", null], ["VARCHAR", "/post"]]),
+            json!(["shop", ["DECIMAL(12,2)", "12.35"], ["VARCHAR", "/cart"]]),
+            json!(["shop", ["DECIMAL(12,2)", "7.00"], ["VARCHAR", "/cart"]]),
+            json!(["shop", ["DECIMAL(12,2)", null], ["VARCHAR", "/cart"]]),
+        ]
+    );
+    // The base columns are as before.
+    let log = log_events(&*h.app().log).await;
+    assert_archive_equals_log(&root.as_path().into(), &log);
+    h.stop().await;
+}

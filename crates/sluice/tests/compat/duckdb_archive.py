@@ -1,6 +1,6 @@
 """Reads sluice's event archive with DuckDB, as a user would, and prints what it found as JSON.
 
-usage: duckdb_archive.py ARCHIVE_ROOT [count]
+usage: duckdb_archive.py ARCHIVE_ROOT [count | columns NAME...]
 
 ARCHIVE_ROOT is a directory, or s3://bucket/prefix: then the archive's files are downloaded
 first (boto3; endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION and the usual
@@ -8,7 +8,9 @@ variables), as DuckDB's httpfs extension would need the internet to install.
 
 Prints {"groups": [[tenant, date, hour, rows], ...], "rows": [{column: value}, ...]}: the rows
 per Hive partition, and every row in log order, timestamps as epoch milliseconds. With
-`count`, prints only the number of rows.
+`count`, prints only the number of rows. With `columns NAME...`, prints for every row in log
+order [tenant, [typeof(NAME), NAME as text]...] of the promoted columns, the files read with
+union_by_name (a tenant's files may have columns another's lack).
 """
 
 import json
@@ -38,6 +40,14 @@ source = f"read_parquet('{files}', hive_partitioning = true)"
 con = duckdb.connect()
 if sys.argv[2:] == ["count"]:
     print(con.execute(f"SELECT count(*) FROM {source}").fetchone()[0])
+    sys.exit(0)
+if sys.argv[2:3] == ["columns"]:
+    union = f"read_parquet('{files}', hive_partitioning = true, union_by_name = true)"
+    picked = ", ".join(f"typeof({name}), CAST({name} AS VARCHAR)" for name in sys.argv[3:])
+    found = con.execute(
+        f"SELECT tenant, {picked} FROM {union} ORDER BY log_partition, log_offset").fetchall()
+    json.dump([[row[0]] + [list(row[i:i + 2]) for i in range(1, len(row), 2)] for row in found],
+              sys.stdout)
     sys.exit(0)
 groups = con.execute(
     f"SELECT tenant, CAST(date AS VARCHAR), CAST(hour AS INTEGER), count(*) FROM {source} "

@@ -56,6 +56,7 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
         roll_age: HumanDuration(Duration::from_secs(1)),
         retention: HumanDuration(Duration::ZERO),
         tenant_retention: Default::default(),
+        columns: Vec::new(),
     };
     let mut problems = Vec::new();
     sluice_core::config::Validate::validate(&config, "--roll-bytes", &mut problems);
