@@ -113,6 +113,8 @@ pub async fn recover(target: &Target, partition: u32) -> Result<usize, ArchiveEr
         for input in &compaction.inputs {
             removed += usize::from(target.remove(input).await?);
         }
+    } else {
+        target.remove_leftover(&compaction.output).await?;
     }
     target.remove(&name).await?;
     Ok(removed)

@@ -87,7 +87,8 @@ impl Layout {
         write_durably(&self.root.join(relative), |file| file.write_all(&bytes))
     }
 
-    /// Deletes the files of an uncommitted batch (those that exist).
+    /// Deletes the files of an uncommitted batch (those that exist), and what a crash left of
+    /// their temporary files; returns how many files.
     pub fn discard(&self, pending: &Pending) -> io::Result<usize> {
         let mut removed = 0;
         for file in &pending.files {
@@ -96,8 +97,20 @@ impl Layout {
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),
             }
+            self.remove_temporary(file)?;
         }
         Ok(removed)
+    }
+
+    /// Deletes the temporary file a crash may have left while `relative` was written.
+    pub fn remove_temporary(&self, relative: &str) -> io::Result<()> {
+        let Some(temporary) = temporary_path(&self.root.join(relative)) else {
+            return Ok(());
+        };
+        match fs::remove_file(temporary) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes the file `relative` (to the root) and fsyncs its directory; whether it was
@@ -167,6 +180,14 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The temporary file `path` is written through: `.name.tmp` beside it.
+fn temporary_path(path: &Path) -> Option<PathBuf> {
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(path.file_name()?);
+    temporary_name.push(".tmp");
+    Some(path.with_file_name(temporary_name))
+}
+
 /// Writes `path` through a temporary `.name.tmp` beside it: written, fsynced, renamed over
 /// `path`, and the directory fsynced.
 fn write_durably(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
@@ -174,13 +195,8 @@ fn write_durably(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -
         .parent()
         .ok_or_else(|| io::Error::other(format!("{} has no directory", path.display())))?;
     create_dirs(dir)?;
-    let name = path
-        .file_name()
+    let temporary = temporary_path(path)
         .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
-    let mut temporary_name = std::ffi::OsString::from(".");
-    temporary_name.push(name);
-    temporary_name.push(".tmp");
-    let temporary = dir.join(temporary_name);
     let mut file = File::create(&temporary)?;
     write(&mut file)?;
     file.sync_all()?;
@@ -216,14 +232,23 @@ mod tests {
         assert_eq!(layout.read_record::<Pending>(&name).unwrap(), None);
         let file = Layout::file("shop", 0, 2, 10);
         layout.write_file(&file, |out| out.write_all(b"x")).unwrap();
+        // What a crash while writing the other file left.
+        let other = Layout::file("other", 0, 2, 10);
+        let leftover = temporary_path(&layout.root().join(&other)).unwrap();
+        fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        fs::write(&leftover, b"half").unwrap();
         let pending = Pending {
             start: 10,
             end: 20,
-            files: vec![file.clone(), Layout::file("other", 0, 2, 10)],
+            files: vec![file.clone(), other],
         };
         layout.write_record(&name, &pending).unwrap();
         assert_eq!(layout.read_record(&name).unwrap(), Some(pending.clone()));
         assert_eq!(layout.discard(&pending).unwrap(), 1, "only the one written");
+        assert!(
+            !leftover.exists(),
+            "the temporary file a crash left is gone"
+        );
         assert!(!layout.root().join(&file).exists());
         // No temporary file is left behind.
         let leftovers: Vec<_> = walk(layout.root())
