@@ -59,8 +59,8 @@
 //!
 //! After a crash the archiver claims the partition again and reads the pending record: when
 //! its `start` is the committed position, step 3 never happened, so its files (written or
-//! not, and their temporary files) are deleted before archiving resumes from `start`, and the next batch writes them
-//! again, perhaps with other bounds. When `start` is before the position, the batch was
+//! not, and their temporary files) are deleted before archiving resumes from `start`, and the
+//! next batch writes them again, perhaps with other bounds. When `start` is before the position, the batch was
 //! committed and the record is stale. In S3 each step is a request (a multipart upload for a
 //! large file) that S3 holds durably once it succeeded, and reads after writes see it, so the
 //! steps and this argument are the same. So a committed offset's event is in exactly one file,
