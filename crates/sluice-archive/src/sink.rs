@@ -10,7 +10,7 @@ use crate::target::Target;
 use sluice_core::erasure::ErasedUsers;
 use sluice_core::event::Event;
 use sluice_core::time::Millis;
-use sluice_log::{Log, LogError, ReadOptions};
+use sluice_log::{EpochStart, Log, LogError, ReadOptions, rewind_target};
 use sluice_store::{Commit, StoreBackend, StoreError};
 use std::collections::HashMap;
 use std::io;
@@ -130,6 +130,7 @@ impl Archive {
                     roll_age: config.roll_age(),
                     cancel: cancel.clone(),
                     compacted: std::sync::Mutex::new(None),
+                    end_at_launch: std::sync::Mutex::new(Some(info.end_offset)),
                 };
                 tokio::spawn(archiver.run())
             })
@@ -231,6 +232,8 @@ struct Archiver<L> {
     cancel: CancellationToken,
     /// When this archiver last compacted.
     compacted: std::sync::Mutex<Option<Instant>>,
+    /// The partition's end when the archive started, taken by the first claim.
+    end_at_launch: std::sync::Mutex<Option<u64>>,
 }
 
 impl<L: Log> Archiver<L> {
@@ -263,9 +266,13 @@ impl<L: Log> Archiver<L> {
     /// Claims the partition, cleans up after an uncommitted batch, then archives batch after
     /// batch until stopped.
     async fn archive(&self) -> Result<(), ArchiveError> {
-        let first = self.first_offset().await?;
-        let position = self.store.claim(PIPELINE, self.partition, first, 0).await?;
-        let (epoch, log_epoch) = (position.epoch, position.log_epoch);
+        let (first, end, epochs) = self.source().await?;
+        let log_epoch = epochs.last().map_or(0, |current| current.epoch);
+        let position = self
+            .store
+            .claim(PIPELINE, self.partition, first, log_epoch)
+            .await?;
+        let epoch = position.epoch;
         self.recover(position.offset).await?;
         let finished = compact::recover(&self.target, self.partition).await?;
         if finished > 0 {
@@ -275,7 +282,34 @@ impl<L: Log> Archiver<L> {
                 "finished a compaction a crash interrupted: deleted the files merged into its output"
             );
         }
+        // The first claim measures the position against the end before anything was appended
+        // since the start (as the pipelines' do).
+        let at_launch = self
+            .end_at_launch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let end = at_launch.map_or(end, |at_launch| at_launch.min(end));
         let mut expected = position.offset;
+        if let Some(target) = rewind_target(position.offset, position.log_epoch, &epochs, end) {
+            // A repair cut the log's tail after it was archived, and new events take those
+            // offsets: they are archived too. The archived events of the lost range stay
+            // (they were accepted and happened, as the metrics keep counting them).
+            let lost = position.offset - target;
+            self.store
+                .reposition(PIPELINE, self.partition, epoch, target, log_epoch)
+                .await?;
+            metrics::counter!("sluice_archive_rewound_offsets_total").increment(lost);
+            tracing::error!(
+                partition = self.partition,
+                committed_offset = position.offset,
+                rewound_to = target,
+                log_epoch,
+                lost_offsets = lost,
+                "the log no longer holds {lost} events the archive has (a repair cut its tail; new events reuse the offsets): archiving again from {target}; the archived events of the lost range stay, so (log_partition, log_offset) repeats there with other message ids"
+            );
+            expected = target;
+        }
         let mut batch = self.read_batch(expected).await?;
         // The next batch is read while this one is written and committed; its own pending
         // record is written only after that commit.
@@ -352,16 +386,19 @@ impl<L: Log> Archiver<L> {
         }
     }
 
-    /// Where a partition never archived starts: the log's first retained offset.
-    async fn first_offset(&self) -> Result<u64, ArchiveError> {
-        Ok(self
+    /// The partition's first retained offset (where a partition never archived starts), its
+    /// end, and its epochs.
+    async fn source(&self) -> Result<(u64, u64, Vec<EpochStart>), ArchiveError> {
+        let epochs = self.log.epochs(&self.topic, self.partition).await?;
+        let (start, end) = self
             .log
             .describe(Some(&self.topic))
             .await?
             .iter()
             .flat_map(|info| &info.partitions)
             .find(|info| info.partition == self.partition)
-            .map_or(0, |info| info.start_offset))
+            .map_or((0, 0), |info| (info.start_offset, info.end_offset));
+        Ok((start, end, epochs))
     }
 
     /// Deletes the files of a batch that was written but not committed.

@@ -35,6 +35,7 @@ pub mod group;
 pub mod kafka;
 pub mod partitioner;
 pub mod record;
+pub mod rewind;
 
 pub use backend::LogBackend;
 pub use buffer::{ReadBuffer, RecordRef};
@@ -46,6 +47,7 @@ pub use record::{
     AppendResult, EpochStart, Header, PartitionInfo, ReadBatch, Record, StoredRecord, TopicInfo,
     TopicSpec,
 };
+pub use rewind::rewind_target;
 
 use sluice_core::time::Millis;
 use std::future::Future;

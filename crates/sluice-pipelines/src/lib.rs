@@ -17,7 +17,6 @@
 mod convert;
 mod failure;
 mod partition;
-mod rewind;
 mod status;
 pub mod streams;
 

@@ -32,10 +32,10 @@
 use crate::PipelineSettings;
 use crate::convert::{commit_from, decode_row};
 use crate::failure::{Failure, FailureClass, Recovery, backoff};
-use crate::rewind::rewind_target;
 use crate::status::PartitionStatus;
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::group::Rejoin;
+use sluice_log::rewind_target;
 use sluice_log::{EpochStart, Log};
 use sluice_store::StoreBackend;
 use sluice_store::error::StoreError;

@@ -6,7 +6,7 @@
 //! stops `sluice serve` with exit code 2 and what to check.
 
 use crate::harness::*;
-use crate::support::{self, python};
+use crate::support;
 use serde_json::{Value, json};
 use sluice_core::time::{Millis, format_millis};
 use sluice_log::{Log, ReadOptions};
@@ -88,23 +88,7 @@ impl ArchiveAt {
 
 /// What `tests/compat/duckdb_archive.py` prints about the archive (with `args`).
 fn run_duckdb(archive: &ArchiveAt, args: &[&str]) -> Vec<u8> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/compat/duckdb_archive.py"
-    );
-    let output = std::process::Command::new(python())
-        .arg(script)
-        .arg(&archive.root)
-        .args(args)
-        .envs(archive.env.iter().map(|(name, value)| (name, value)))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "DuckDB could not read the archive (scripts/test.sh installs duckdb into the test virtualenv, or set SLUICE_TEST_PYTHON to a python that has it):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    support::duckdb_archive(&archive.root, args, &archive.env)
 }
 
 /// What DuckDB finds in the archive: rows per (tenant, date, hour), and every row in log order.

@@ -1,9 +1,10 @@
 //! Damage to the log under a real server: a damaged sealed segment stops only the pipeline
 //! partitions that read it, visibly (status, `/metrics`, an ERROR line) and until it is
-//! repaired; events that reuse offsets after recovery cut a torn tail are all counted.
+//! repaired; events that reuse offsets after recovery cut a torn tail are all counted, and all
+//! archived.
 
 use super::results::{assert_exact, events, expected, stored};
-use super::support::{BIN, Server, http_request, settled};
+use super::support::{BIN, Server, duckdb_archive, http_request, settled};
 use serde_json::Value;
 use sluice_log::StoredRecord;
 use std::path::{Path, PathBuf};
@@ -302,7 +303,8 @@ index-interval-bytes = "1KiB""#,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_that_reuse_offsets_after_recovery_cut_a_torn_tail_are_all_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, config_arg) = setup(dir.path(), &config(r#"ack = "write""#));
+    let log_and_archive = "ack = \"write\"\n[archive]\nenabled = true\nroll-age = \"1s\"";
+    let (data, config_arg) = setup(dir.path(), &config(log_and_archive));
     let config = sluice::config::load(
         Some(Path::new(&config_arg)),
         &[("data-dir", toml::Value::String(data.display().to_string()))],
@@ -311,6 +313,8 @@ async fn events_that_reuse_offsets_after_recovery_cut_a_torn_tail_are_all_counte
     let server = Server::start_in(&data, &["--config", &config_arg]);
     send(&server, dir.path(), "before", 300, 12, 10);
     settled(server.addr, ADMIN, Some("per_minute"));
+    let archive = data.join("archive");
+    archived(&archive, 300);
     server.signal("KILL");
     let before = events(&config).await;
 
@@ -331,9 +335,33 @@ async fn events_that_reuse_offsets_after_recovery_cut_a_torn_tail_are_all_counte
     send(&server, dir.path(), "after", 400, 13, 10);
     let status = settled(server.addr, ADMIN, Some("per_minute"));
     let metrics = prometheus(&server);
+    // The archive: every event sent before the cut (archived then) and every event sent after
+    // it (at the offsets that were cut too), each once.
+    archived(&archive, 700);
     let output = server.interrupt();
     assert_eq!(output.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let found: Value =
+        serde_json::from_slice(&duckdb_archive(archive.as_os_str(), &[], &[])).unwrap();
+    let mut ids: Vec<&str> = found["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["message_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut sent: Vec<String> = (0..300)
+        .map(|i| format!("before-{i}"))
+        .chain((0..400).map(|i| format!("after-{i}")))
+        .collect();
+    sent.sort();
+    assert_eq!(ids, sent, "every event archived once");
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.contains("ERROR") && line.contains("archiving again from")),
+        "the archive's rewind is reported at ERROR: {stderr}"
+    );
 
     // The results: every event sent before the cut (counted then; they happened) and every
     // event sent after it, each exactly once.
@@ -377,4 +405,27 @@ async fn events_that_reuse_offsets_after_recovery_cut_a_torn_tail_are_all_counte
         ),
         "the rewind is reported at ERROR: {stderr}"
     );
+}
+
+/// Waits until DuckDB counts `rows` rows in the archive under `root`.
+fn archived(root: &Path, rows: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let count = if root.join("events").exists() {
+            String::from_utf8_lossy(&duckdb_archive(root.as_os_str(), &["count"], &[]))
+                .trim()
+                .parse::<usize>()
+                .unwrap()
+        } else {
+            0
+        };
+        if count == rows {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} rows archived, not {rows}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

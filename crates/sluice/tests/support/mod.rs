@@ -403,6 +403,28 @@ fn exit_within(child: &mut Child, within: Duration) -> Option<std::process::Exit
     }
 }
 
+/// What `tests/compat/duckdb_archive.py` prints about the archive at `root` (a directory, or
+/// `s3://bucket/prefix` reached with `env`), given `args`.
+pub fn duckdb_archive(root: &std::ffi::OsStr, args: &[&str], env: &[(String, String)]) -> Vec<u8> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/duckdb_archive.py"
+    );
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(root)
+        .args(args)
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "DuckDB could not read the archive (scripts/test.sh installs duckdb into the test virtualenv, or set SLUICE_TEST_PYTHON to a python that has it):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// `SLUICE_TEST_PYTHON`, else the virtualenv `scripts/test.sh` creates, else `python3`.
 pub fn python() -> String {
     if let Ok(python) = std::env::var("SLUICE_TEST_PYTHON") {

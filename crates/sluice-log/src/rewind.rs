@@ -1,4 +1,5 @@
-//! Committed positions the log no longer backs.
+//! Committed positions the log no longer backs: what a reader that commits its positions (a
+//! metric or stream pipeline, the archive) does after a repair cut the log.
 //!
 //! A position is an offset *and* the log epoch it belongs to. When recovery cuts a torn tail
 //! (`ack = "write"` and a power loss, a damaged active segment), the partition's end moves
@@ -14,17 +15,12 @@
 //! log, the status's `lost_offsets`, `sluice_pipeline_lost_offsets_total`). `sluice replay`
 //! recomputes the results from what the log holds now.
 
-use sluice_log::EpochStart;
+use crate::EpochStart;
 
 /// Where a pipeline partition whose position is `offset` of log epoch `log_epoch` must resume
 /// instead, given the source partition's `epochs` (oldest first) and `end` offset; `None`
 /// when the position stands.
-pub(crate) fn rewind_target(
-    offset: u64,
-    log_epoch: u32,
-    epochs: &[EpochStart],
-    end: u64,
-) -> Option<u64> {
+pub fn rewind_target(offset: u64, log_epoch: u32, epochs: &[EpochStart], end: u64) -> Option<u64> {
     let cut = epochs
         .iter()
         .filter(|started| started.epoch > log_epoch)
