@@ -38,8 +38,9 @@
 //! from inside `properties`, `traits` or `context`.
 //!
 //! Every field of the normalized event ([`sluice_core::event::Event`]) has a column, so an
-//! event read back from the archive is the event that was in the log. Pages are zstd, strings
-//! dictionary-encoded where that pays (`type`, `event`, ids).
+//! event read back from the archive is the event that was in the log. Pages are zstd (level 1);
+//! columns are dictionary-encoded but those whose values rarely repeat (`message_id`,
+//! `log_offset`, the four times, `properties`).
 //!
 //! # Exactly once
 //!
