@@ -115,7 +115,7 @@ impl Archive {
             .collect::<Vec<_>>();
         let cancel = CancellationToken::new();
         let promotions = Arc::new(Promotions::new(&config.columns));
-        let tasks = partitions
+        let mut tasks: Vec<JoinHandle<()>> = partitions
             .into_iter()
             .map(|info| {
                 let archiver = Archiver {
@@ -135,7 +135,6 @@ impl Archive {
                 tokio::spawn(archiver.run())
             })
             .collect();
-        let mut tasks: Vec<JoinHandle<()>> = tasks;
         if config.has_retention() {
             tasks.push(tokio::spawn(crate::retention::run(
                 target.clone(),
