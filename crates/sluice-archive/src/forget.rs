@@ -11,9 +11,9 @@
 //! first, then reads the archive's committed positions from the store, then the pending
 //! records: a listed file of a pending record whose `start` is its partition's position (or
 //! that has no position) is skipped and reported (run forget again once it is committed).
-//! A batch committed after that read was listed, and is rewritten, only if it was committed
-//! already — its pending record is written before its files, and the next one after its
-//! commit.
+//! A listed file is of a committed batch or of the one batch its partition's pending record
+//! names (a record is written before its files, and the next one only after that commit), so
+//! the check after the listing sees every uncommitted one.
 
 use crate::compact::{LEASE, Lease};
 use crate::format::{self, Filtered};
@@ -61,9 +61,9 @@ impl Forgotten {
     }
 }
 
-/// How long forget's lease holds unless forget removes it first (a forget that crashed holds
-/// compaction off this long).
-const LEASE_TTL: Millis = 3_600_000;
+/// How long forget's lease holds unless forget removes it first: longer than any forget runs
+/// (a forget that crashed only holds compaction off this long).
+const LEASE_TTL: Millis = 24 * 3_600_000;
 
 /// Removes `user`'s events from `tenant`'s files in the archive; `store` holds the archive's
 /// committed positions (`None`: there is no store, so nothing was committed). Holds the
