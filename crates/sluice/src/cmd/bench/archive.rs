@@ -11,6 +11,7 @@ use super::backfill::peak_rss_bytes;
 use super::stream::{cpu_seconds, write_events};
 use crate::UserError;
 use clap::Args;
+use sluice_archive::promote::ColumnConfig;
 use sluice_archive::{Archive, ArchiveConfig};
 use sluice_core::config::{ByteSize, HumanDuration};
 use sluice_core::synthetic::Synthetic;
@@ -33,6 +34,10 @@ pub struct ArchiveBenchArgs {
     /// `archive.roll-bytes` of the runs.
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     roll_bytes: ByteSize,
+    /// A promoted column for every tenant, `PATH:TYPE` (`properties.duration_ms:double`;
+    /// repeatable): measures what `[[archive.columns]]` cost.
+    #[arg(long = "column", value_name = "PATH:TYPE")]
+    columns: Vec<String>,
     /// Where to put the log, the store and the archives [default: a temporary directory,
     /// removed afterwards]. Events written by an earlier run of the same shape are reused;
     /// each run's archive and store are removed after it.
@@ -47,6 +52,20 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    let mut columns = Vec::new();
+    for column in &args.columns {
+        let (path, kind) = column.split_once(':').ok_or_else(|| {
+            UserError(format!(
+                "--column {column:?}: write PATH:TYPE, e.g. properties.duration_ms:double"
+            ))
+        })?;
+        columns.push(ColumnConfig {
+            tenant: None,
+            path: path.to_owned(),
+            name: None,
+            kind: kind.to_owned(),
+        });
+    }
     let config = ArchiveConfig {
         enabled: true,
         url: String::new(),
@@ -56,12 +75,12 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
         roll_age: HumanDuration(Duration::from_secs(1)),
         retention: HumanDuration(Duration::ZERO),
         tenant_retention: Default::default(),
-        columns: Vec::new(),
+        columns,
     };
     let mut problems = Vec::new();
-    sluice_core::config::Validate::validate(&config, "--roll-bytes", &mut problems);
+    sluice_core::config::Validate::validate(&config, "archive", &mut problems);
     if let Some(problem) = problems.first() {
-        return Err(UserError(problem.message.clone()).into());
+        return Err(UserError(problem.to_string()).into());
     }
     let (_temp, dir) = super::work_dir(args.data_dir.as_deref(), "archive")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
