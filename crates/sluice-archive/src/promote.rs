@@ -28,6 +28,7 @@ use arrow_array::builder::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sluice_core::event::Event;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -414,26 +415,52 @@ impl Builder {
     }
 }
 
+/// An object's members, borrowed: keys without escapes, values as their JSON text.
+type Members<'a> = HashMap<&'a str, &'a RawValue>;
+
 /// Appends each promoted column's value of `event` to its builder.
 pub(crate) fn append(columns: &Columns, builders: &mut [Builder], event: &Event<'_>) {
-    // Each JSON column is parsed once, and only when a column reads it.
-    let mut parsed: [Option<Option<Value>>; 3] = [None, None, None];
+    // Each JSON column's top level is read once, and only when a column reads it: its members
+    // borrowed, not the whole tree built.
+    let mut tops: [Option<Option<Members<'_>>>; 3] = [None, None, None];
     for (column, builder) in columns.list.iter().zip(builders) {
         let (slot, raw) = match column.source {
             Source::Properties => (0, &event.properties),
             Source::Traits => (1, &event.traits),
             Source::Context => (2, &event.context),
         };
-        let document = parsed[slot].get_or_insert_with(|| {
-            raw.as_deref()
-                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-        });
-        let mut value = document.as_ref();
-        for key in &column.keys {
-            value = value.and_then(|value| value.get(key));
-        }
-        builder.append(value);
+        let Some(raw) = raw.as_deref() else {
+            builder.append(None);
+            continue;
+        };
+        let top = tops[slot].get_or_insert_with(|| serde_json::from_str(raw.get()).ok());
+        let value = match top {
+            Some(members) => members
+                .get(column.keys[0].as_str())
+                .and_then(|first| lookup(first, &column.keys[1..])),
+            // Not an object, or keys with escapes: the slow way.
+            None => lookup(raw, &column.keys),
+        };
+        builder.append(value.as_ref());
     }
+}
+
+/// The value at `keys` inside `raw`.
+fn lookup(raw: &RawValue, keys: &[String]) -> Option<Value> {
+    let mut current = raw;
+    for (depth, key) in keys.iter().enumerate() {
+        match serde_json::from_str::<Members<'_>>(current.get()) {
+            Ok(members) => current = members.get(key.as_str())?,
+            Err(_) => {
+                let mut value = serde_json::from_str::<Value>(current.get()).ok()?;
+                for key in &keys[depth..] {
+                    value = value.get_mut(key)?.take();
+                }
+                return Some(value);
+            }
+        }
+    }
+    serde_json::from_str(current.get()).ok()
 }
 
 /// The decimal `text` (`-12.345`, `1e3`) scaled by 10^`scale` and rounded half away from

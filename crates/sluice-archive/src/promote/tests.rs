@@ -171,6 +171,22 @@ fn values_become_typed_columns_and_the_rest_null() {
     let plans: Vec<Option<&str>> = shop["plan"].as_string::<i32>().iter().collect();
     assert_eq!(plans, [Some("pro"), Some("7"), None, None, None]);
 
+    // Keys with escapes, and an object in place of a scalar, take the slow way to the same
+    // answers.
+    let escaped = batch(
+        &configs,
+        "shop",
+        &[&format!(
+            r#"{{{base},"properties":{{"n\u0061me":"x","revenue":1,"count":{{"a":1}}}},"context":{{"page":{{"p\u0061th":"/q","path":"/p"}}}}}}"#
+        )],
+    );
+    assert_eq!(
+        escaped["revenue"].as_primitive::<Decimal128Type>().value(0),
+        100
+    );
+    assert!(escaped["count"].is_null(0));
+    assert_eq!(escaped["path"].as_string::<i32>().value(0), "/p");
+
     let blog = batch(&configs, "blog", &events[..1]);
     assert_eq!(blog.num_columns(), format::schema().fields().len() + 1);
     assert_eq!(
