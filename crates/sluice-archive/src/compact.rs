@@ -31,7 +31,7 @@
 //! [`LEASE_GRACE`] after taking the lease, for a compaction past that check to finish.
 
 use crate::format;
-use crate::layout::HOUR;
+use crate::layout::{DAY, HOUR, parse_hour_dir};
 use crate::sink::ArchiveError;
 use crate::target::Target;
 use serde::{Deserialize, Serialize};
@@ -142,71 +142,58 @@ pub async fn compact(
     }
     let settle = Millis::try_from(settle.as_millis()).unwrap_or(Millis::MAX);
     let (from, to) = (now - LOOKBACK, now.saturating_sub(settle));
-    for tenant_dir in target.list_dirs("events/").await? {
-        let tenant_prefix = format!("events/{tenant_dir}/");
-        for date_dir in target.list_dirs(&tenant_prefix).await? {
-            let Some(day) = date_dir
-                .strip_prefix("date=")
-                .and_then(crate::retention::parse_date)
-            else {
+    for (_, date_prefix, day) in target.dates().await? {
+        if day + DAY <= from || day >= to {
+            continue;
+        }
+        // By hour: this partition's small files, by first offset.
+        let mut hours: BTreeMap<String, Vec<(u64, String, u64)>> = BTreeMap::new();
+        for (name, size) in target.list_sized(&date_prefix, ".parquet").await? {
+            let Some((hour_dir, file)) = name[date_prefix.len()..].split_once('/') else {
                 continue;
             };
-            if day + 24 * HOUR <= from || day >= to {
+            let Some(hour) = parse_hour_dir(hour_dir) else {
+                continue;
+            };
+            let end = day + hour + HOUR;
+            if end <= from || end > to || size >= SMALL_FILE {
                 continue;
             }
-            let date_prefix = format!("{tenant_prefix}{date_dir}/");
-            // By hour: this partition's small files, by first offset.
-            let mut hours: BTreeMap<String, Vec<(u64, String, u64)>> = BTreeMap::new();
-            for (name, size) in target.list_sized(&date_prefix, ".parquet").await? {
-                let Some((hour_dir, file)) = name[date_prefix.len()..].split_once('/') else {
-                    continue;
-                };
-                let hour = hour_dir
-                    .strip_prefix("hour=")
-                    .and_then(|hour| hour.parse::<Millis>().ok());
-                let Some(hour) = hour.filter(|hour| (0..24).contains(hour)) else {
-                    continue;
-                };
-                let end = day + (hour + 1) * HOUR;
-                if end <= from || end > to || size >= SMALL_FILE {
-                    continue;
-                }
-                if let Some((of, first)) = parse_part(file)
-                    && of == partition
-                {
-                    let files = hours
-                        .entry(format!("{date_prefix}{hour_dir}/"))
-                        .or_default();
-                    files.push((first, name, size));
-                }
+            if let Some((of, first)) = parse_part(file)
+                && of == partition
+            {
+                let files = hours
+                    .entry(format!("{date_prefix}{hour_dir}/"))
+                    .or_default();
+                files.push((first, name, size));
             }
-            for (hour_prefix, mut files) in hours {
-                files.sort();
-                let mut inputs = Vec::new();
-                let mut bytes = 0;
-                for (first, name, size) in files {
-                    if inputs.len() >= 2 && bytes + size > MAX_OUTPUT {
-                        break;
-                    }
-                    bytes += size;
-                    inputs.push((first, name));
+        }
+        for (hour_prefix, mut files) in hours {
+            files.sort();
+            let mut inputs = Vec::new();
+            let mut bytes = 0;
+            for (first, name, size) in files {
+                if inputs.len() >= 2 && bytes + size > MAX_OUTPUT {
+                    break;
                 }
-                if inputs.len() < 2 {
-                    continue;
+                bytes += size;
+                inputs.push((first, name));
+            }
+            if inputs.len() < 2 {
+                continue;
+            }
+            let (first, last) = (inputs[0].0, inputs[inputs.len() - 1].0);
+            let compaction = Compaction {
+                output: format!("{hour_prefix}part-{partition}-{first:020}-{last:020}.parquet"),
+                inputs: inputs.into_iter().map(|(_, name)| name).collect(),
+            };
+            match run(target, partition, &compaction).await? {
+                Outcome::Merged => {
+                    compacted.outputs += 1;
+                    compacted.inputs += compaction.inputs.len();
                 }
-                let (first, last) = (inputs[0].0, inputs[inputs.len() - 1].0);
-                let compaction = Compaction {
-                    output: format!("{hour_prefix}part-{partition}-{first:020}-{last:020}.parquet"),
-                    inputs: inputs.into_iter().map(|(_, name)| name).collect(),
-                };
-                match run(target, partition, &compaction).await? {
-                    Outcome::Merged => {
-                        compacted.outputs += 1;
-                        compacted.inputs += compaction.inputs.len();
-                    }
-                    Outcome::Different => {}
-                    Outcome::Leased => return Ok(compacted),
-                }
+                Outcome::Different => {}
+                Outcome::Leased => return Ok(compacted),
             }
         }
     }

@@ -5,11 +5,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_core::time::Millis;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// One hour of event time in milliseconds.
 pub const HOUR: Millis = 3_600_000;
+
+/// One day.
+pub const DAY: Millis = 24 * HOUR;
 
 /// The archive's root directory.
 #[derive(Debug, Clone)]
@@ -71,22 +74,6 @@ impl Layout {
         })
     }
 
-    /// The record `relative` (to the root), if there is one.
-    pub fn read_record<T: DeserializeOwned>(&self, relative: &str) -> io::Result<Option<T>> {
-        let path = self.root.join(relative);
-        match fs::read(&path) {
-            Ok(bytes) => Self::parse_record(&bytes, &path.display().to_string()).map(Some),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error),
-        }
-    }
-
-    /// Writes the record `relative` (to the root), durably.
-    pub fn write_record<T: Serialize>(&self, relative: &str, record: &T) -> io::Result<()> {
-        let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
-        write_durably(&self.root.join(relative), |file| file.write_all(&bytes))
-    }
-
     /// Deletes the files of an uncommitted batch (those that exist), and what a crash left of
     /// their temporary files; returns how many files.
     pub fn discard(&self, pending: &Pending) -> io::Result<usize> {
@@ -138,6 +125,19 @@ impl Layout {
         write_durably(&path, write)?;
         Ok(fs::metadata(&path)?.len())
     }
+}
+
+/// The start of the UTC day a `date=YYYY-MM-DD` directory holds, in epoch milliseconds.
+pub fn parse_date_dir(name: &str) -> Option<Millis> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(name.strip_prefix("date=")?, &format).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
+/// How far into its day an `hour=HH` directory's hour starts, in milliseconds.
+pub fn parse_hour_dir(name: &str) -> Option<Millis> {
+    let hour: Millis = name.strip_prefix("hour=")?.parse().ok()?;
+    (0..24).contains(&hour).then_some(hour * HOUR)
 }
 
 /// `YYYY-MM-DD` and the hour of the day of `time` (UTC).
@@ -208,6 +208,7 @@ fn write_durably(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn files_follow_the_hive_layout_by_event_hour_in_utc() {
@@ -229,7 +230,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path().join("archive"));
         let name = Layout::pending_name(2);
-        assert_eq!(layout.read_record::<Pending>(&name).unwrap(), None);
+        assert!(!layout.root().join(&name).exists());
         let file = Layout::file("shop", 0, 2, 10);
         layout.write_file(&file, |out| out.write_all(b"x")).unwrap();
         // What a crash while writing the other file left.
@@ -242,8 +243,15 @@ mod tests {
             end: 20,
             files: vec![file.clone(), other],
         };
-        layout.write_record(&name, &pending).unwrap();
-        assert_eq!(layout.read_record(&name).unwrap(), Some(pending.clone()));
+        let json = serde_json::to_vec(&pending).unwrap();
+        layout
+            .write_file(&name, |out| out.write_all(&json))
+            .unwrap();
+        let read = fs::read(layout.root().join(&name)).unwrap();
+        assert_eq!(
+            Layout::parse_record::<Pending>(&read, &name).unwrap(),
+            pending
+        );
         assert_eq!(layout.discard(&pending).unwrap(), 1, "only the one written");
         assert!(
             !leftover.exists(),

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sluice_core::event::Event;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -343,8 +344,8 @@ impl Builder {
         match self {
             Builder::String(builder) => {
                 builder.append_option(value.and_then(|value| match value {
-                    Value::String(text) => Some(text.clone()),
-                    Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+                    Value::String(text) => Some(Cow::Borrowed(text.as_str())),
+                    Value::Number(_) | Value::Bool(_) => Some(Cow::Owned(value.to_string())),
                     _ => None,
                 }))
             }
@@ -389,8 +390,8 @@ impl Builder {
             }
             Builder::Decimal(builder, precision, scale) => {
                 let text = value.and_then(|value| match value {
-                    Value::Number(number) => Some(number.to_string()),
-                    Value::String(text) => Some(text.trim().to_owned()),
+                    Value::Number(number) => Some(Cow::Owned(number.to_string())),
+                    Value::String(text) => Some(Cow::Borrowed(text.trim())),
                     _ => None,
                 });
                 builder.append_option(text.and_then(|text| decimal(&text, *precision, *scale)));

@@ -10,7 +10,7 @@
 //! expired date.
 
 use crate::config::ArchiveConfig;
-use crate::layout::HOUR;
+use crate::layout::{DAY, HOUR, parse_hour_dir};
 use crate::sink::ArchiveError;
 use crate::target::Target;
 use sluice_core::time::Millis;
@@ -18,8 +18,6 @@ use std::time::Duration;
 
 /// How often expired hours are looked for.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
-
-const DAY: Millis = 24 * HOUR;
 
 /// What a sweep deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,55 +35,34 @@ pub async fn sweep(
     now: Millis,
 ) -> Result<Swept, ArchiveError> {
     let mut swept = Swept::default();
-    for tenant_dir in target.list_dirs("events/").await? {
-        let Some(retention) = tenant_dir
-            .strip_prefix("tenant=")
-            .and_then(|tenant| config.retention_of(tenant))
-        else {
+    for (tenant, date_prefix, day) in target.dates().await? {
+        let Some(retention) = config.retention_of(&tenant) else {
             continue;
         };
         let cutoff =
             now.saturating_sub(Millis::try_from(retention.as_millis()).unwrap_or(Millis::MAX));
-        let tenant_prefix = format!("events/{tenant_dir}/");
-        for date_dir in target.list_dirs(&tenant_prefix).await? {
-            let Some(day) = date_dir.strip_prefix("date=").and_then(parse_date) else {
+        if day >= cutoff {
+            continue;
+        }
+        let hours = target.list_dirs(&date_prefix).await?;
+        if day + DAY <= cutoff {
+            swept.files += target.remove_all(&date_prefix).await?;
+            swept.hours += hours.len();
+            continue;
+        }
+        for hour_dir in hours {
+            let Some(hour) = parse_hour_dir(&hour_dir) else {
                 continue;
             };
-            if day >= cutoff {
-                continue;
-            }
-            let date_prefix = format!("{tenant_prefix}{date_dir}/");
-            let hours = target.list_dirs(&date_prefix).await?;
-            if day + DAY <= cutoff {
-                swept.files += target.remove_all(&date_prefix).await?;
-                swept.hours += hours.len();
-                continue;
-            }
-            for hour_dir in hours {
-                let Some(hour) = hour_dir
-                    .strip_prefix("hour=")
-                    .and_then(|hour| hour.parse::<Millis>().ok())
-                    .filter(|hour| (0..24).contains(hour))
-                else {
-                    continue;
-                };
-                if day + (hour + 1) * HOUR <= cutoff {
-                    swept.files += target
-                        .remove_all(&format!("{date_prefix}{hour_dir}/"))
-                        .await?;
-                    swept.hours += 1;
-                }
+            if day + hour + HOUR <= cutoff {
+                swept.files += target
+                    .remove_all(&format!("{date_prefix}{hour_dir}/"))
+                    .await?;
+                swept.hours += 1;
             }
         }
     }
     Ok(swept)
-}
-
-/// The start of the UTC day `YYYY-MM-DD`, in epoch milliseconds.
-pub(crate) fn parse_date(text: &str) -> Option<Millis> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(text, &format).ok()?;
-    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
 /// Sweeps at once and then every [`SWEEP_INTERVAL`] until `cancel`.

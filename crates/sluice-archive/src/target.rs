@@ -11,7 +11,7 @@
 
 use crate::config::Location;
 use crate::format::{self, Rows};
-use crate::layout::{Layout, Pending};
+use crate::layout::{Layout, Pending, parse_date_dir};
 use crate::sink::ArchiveError;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -21,6 +21,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutPayload, RetryConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sluice_core::time::Millis;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
@@ -177,23 +178,12 @@ impl Target {
         &self,
         name: &str,
     ) -> Result<Option<T>, ArchiveError> {
-        match self {
-            Target::Dir(layout) => {
-                let (layout, name) = (layout.clone(), name.to_owned());
-                self.blocking(move || layout.read_record(&name)).await
-            }
-            Target::S3(bucket) => {
-                let got = match bucket.store.get(&ObjectPath::from(name)).await {
-                    Ok(got) => got.bytes().await,
-                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                    Err(error) => Err(error),
-                };
-                let bytes = got.map_err(|source| self.s3(source))?;
-                Layout::parse_record(&bytes, &format!("{}/{name}", bucket.location))
-                    .map(Some)
-                    .map_err(|error| self.io(error))
-            }
-        }
+        let Some(bytes) = self.read_if_there(name).await? else {
+            return Ok(None);
+        };
+        Layout::parse_record(&bytes, &format!("{}/{name}", self.location()))
+            .map(Some)
+            .map_err(|error| self.io(error))
     }
 
     /// Writes the record `name`, durably.
@@ -216,7 +206,7 @@ impl Target {
             Target::S3(_) => {
                 let mut removed = 0;
                 for name in &pending.files {
-                    removed += usize::from(self.delete(name).await?);
+                    removed += usize::from(self.remove(name).await?);
                 }
                 Ok(removed)
             }
@@ -479,6 +469,28 @@ impl Target {
         Ok(names)
     }
 
+    /// Every date directory of the archive: the tenant, the directory's prefix
+    /// (`events/tenant=T/date=D/`) and the start of its day. One listing per tenant.
+    pub async fn dates(&self) -> Result<Vec<(String, String, Millis)>, ArchiveError> {
+        let mut dates = Vec::new();
+        for tenant_dir in self.list_dirs("events/").await? {
+            let Some(tenant) = tenant_dir.strip_prefix("tenant=") else {
+                continue;
+            };
+            let tenant_prefix = format!("events/{tenant_dir}/");
+            for date_dir in self.list_dirs(&tenant_prefix).await? {
+                if let Some(day) = parse_date_dir(&date_dir) {
+                    dates.push((
+                        tenant.to_owned(),
+                        format!("{tenant_prefix}{date_dir}/"),
+                        day,
+                    ));
+                }
+            }
+        }
+        Ok(dates)
+    }
+
     /// Deletes every file under `under` (relative to the root, ending with `/`), and in a
     /// directory the emptied directories too; returns how many files.
     pub async fn remove_all(&self, under: &str) -> Result<usize, ArchiveError> {
@@ -544,17 +556,34 @@ impl Target {
 
     /// The bytes of the file `name`.
     pub async fn read(&self, name: &str) -> Result<Bytes, ArchiveError> {
+        self.read_if_there(name).await?.ok_or_else(|| {
+            self.io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{name} is not there (deleted meanwhile?)"),
+            ))
+        })
+    }
+
+    /// The bytes of the file `name`, if it exists.
+    async fn read_if_there(&self, name: &str) -> Result<Option<Bytes>, ArchiveError> {
         match self {
             Target::Dir(layout) => {
                 let path = layout.root().join(name);
-                self.blocking(move || std::fs::read(path).map(Bytes::from))
-                    .await
+                self.blocking(move || match std::fs::read(path) {
+                    Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(error) => Err(error),
+                })
+                .await
             }
-            Target::S3(bucket) => match bucket.store.get(&ObjectPath::from(name)).await {
-                Ok(got) => got.bytes().await,
-                Err(error) => Err(error),
+            Target::S3(bucket) => {
+                let got = match bucket.store.get(&ObjectPath::from(name)).await {
+                    Ok(got) => got.bytes().await,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(error) => Err(error),
+                };
+                got.map(Some).map_err(|source| self.s3(source))
             }
-            .map_err(|source| self.s3(source)),
         }
     }
 
@@ -584,24 +613,16 @@ impl Target {
                 let (layout, name) = (layout.clone(), name.to_owned());
                 self.blocking(move || layout.remove_file(&name)).await
             }
-            Target::S3(_) => self.delete(name).await,
-        }
-    }
-
-    /// Deletes the object `name` of an S3 archive; whether it was there.
-    async fn delete(&self, name: &str) -> Result<bool, ArchiveError> {
-        let Target::S3(bucket) = self else {
-            unreachable!("only S3 archives delete objects this way")
-        };
-        let path = ObjectPath::from(name);
-        match bucket.store.head(&path).await {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(source) => return Err(self.s3(source)),
-        }
-        match bucket.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
-            Err(source) => Err(self.s3(source)),
+            // S3 answers a DELETE of a missing key as of one that was there: a HEAD tells.
+            Target::S3(bucket) => {
+                if !self.exists(name).await? {
+                    return Ok(false);
+                }
+                match bucket.store.delete(&ObjectPath::from(name)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+                    Err(source) => Err(self.s3(source)),
+                }
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 use crate::config::ConfigArgs;
 use crate::{UserError, log_tools, telemetry};
 use clap::{Args, Subcommand};
+use sluice_api::admin::erasures::MAX_ID_BYTES;
 use sluice_archive::forget::forget;
 use sluice_archive::target::Target;
 use sluice_store::{StoreBackend, StoreLocation};
@@ -28,9 +29,6 @@ pub struct ForgetArgs {
     #[command(flatten)]
     config: ConfigArgs,
 }
-
-/// Longest id accepted (as the erasure API's).
-const MAX_ID_BYTES: usize = 1024;
 
 impl ArchiveCommand {
     /// Runs the command.
