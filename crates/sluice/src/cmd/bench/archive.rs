@@ -12,7 +12,8 @@ use super::stream::{cpu_seconds, write_events};
 use crate::UserError;
 use clap::Args;
 use sluice_archive::promote::ColumnConfig;
-use sluice_archive::{Archive, ArchiveConfig};
+use sluice_archive::target::Target;
+use sluice_archive::{Archive, ArchiveConfig, Location};
 use sluice_core::config::{ByteSize, HumanDuration};
 use sluice_core::synthetic::Synthetic;
 use sluice_log::{AckMode, Log, LogBackend};
@@ -134,7 +135,10 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
             &config,
             args.events,
         ))?;
-        let (bytes, files) = disk_usage(&root)?;
+        let files = runtime.block_on(
+            Target::open(&Location::Dir(root.clone()))?.list_sized("events/", ".parquet"),
+        )?;
+        let (bytes, files) = (files.iter().map(|(_, size)| size).sum::<u64>(), files.len());
         let _ = std::fs::remove_dir_all(&root);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", store_path.display()));
@@ -198,7 +202,7 @@ async fn archive_once(
         Arc::clone(&log),
         store.clone(),
         topic,
-        sluice_archive::Location::Dir(root.to_owned()),
+        Location::Dir(root.to_owned()),
         config,
         Arc::default(),
     )
@@ -223,22 +227,4 @@ async fn archive_once(
     let cpu = cpu_seconds()? - cpu_before;
     archive.stop().await;
     Ok((seconds, cpu))
-}
-
-/// Bytes and number of the Parquet files under `root`.
-fn disk_usage(root: &Path) -> anyhow::Result<(u64, u64)> {
-    let (mut bytes, mut files) = (0, 0);
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                dirs.push(entry.path());
-            } else if entry.path().extension().is_some_and(|ext| ext == "parquet") {
-                bytes += entry.metadata()?.len();
-                files += 1;
-            }
-        }
-    }
-    Ok((bytes, files))
 }
