@@ -31,7 +31,7 @@
 //! [`LEASE_GRACE`] after taking the lease, for a compaction past that check to finish.
 
 use crate::format;
-use crate::layout::{DAY, HOUR, parse_hour_dir};
+use crate::layout::{DAY, HOUR, parse_hour_dir, parse_part};
 use crate::sink::ArchiveError;
 use crate::target::Target;
 use serde::{Deserialize, Serialize};
@@ -85,20 +85,6 @@ pub struct Compacted {
 
 fn record_name(partition: u32) -> String {
     format!("_sluice/compact-{partition}.json")
-}
-
-/// The partition and first offset of an archive file's name (`part-P-F.parquet` or
-/// `part-P-F-L.parquet`).
-fn parse_part(file: &str) -> Option<(u32, u64)> {
-    let rest = file.strip_prefix("part-")?.strip_suffix(".parquet")?;
-    let mut parts = rest.split('-');
-    let partition = parts.next()?.parse().ok()?;
-    let first = parts.next()?.parse().ok()?;
-    match (parts.next(), parts.next()) {
-        (None, _) => Some((partition, first)),
-        (Some(last), None) if last.parse::<u64>().is_ok() => Some((partition, first)),
-        _ => None,
-    }
 }
 
 /// Finishes (or drops) the compaction of `partition` a crash interrupted; how many inputs it
@@ -159,7 +145,7 @@ pub async fn compact(
             if end <= from || end > to || size >= SMALL_FILE {
                 continue;
             }
-            if let Some((of, first)) = parse_part(file)
+            if let Some((of, first, _)) = parse_part(file)
                 && of == partition
             {
                 let files = hours

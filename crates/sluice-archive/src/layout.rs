@@ -127,6 +127,21 @@ impl Layout {
     }
 }
 
+/// The partition, first offset and last batch's first offset of an archive file's name:
+/// `part-P-F.parquet` (one batch's: the last is the first) or `part-P-F-L.parquet` (a
+/// compaction's, of the batches from `F` to `L`).
+pub fn parse_part(file: &str) -> Option<(u32, u64, u64)> {
+    let rest = file.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let mut parts = rest.split('-');
+    let partition = parts.next()?.parse().ok()?;
+    let first = parts.next()?.parse().ok()?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Some((partition, first, first)),
+        (Some(last), None) => Some((partition, first, last.parse().ok()?)),
+        _ => None,
+    }
+}
+
 /// The start of the UTC day a `date=YYYY-MM-DD` directory holds, in epoch milliseconds.
 pub fn parse_date_dir(name: &str) -> Option<Millis> {
     let format = time::macros::format_description!("[year]-[month]-[day]");

@@ -72,6 +72,7 @@ pub mod compact;
 pub mod config;
 pub mod forget;
 pub mod format;
+pub mod history;
 pub mod layout;
 pub mod promote;
 pub mod retention;

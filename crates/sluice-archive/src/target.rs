@@ -564,8 +564,41 @@ impl Target {
         })
     }
 
+    /// The bytes `range` of the file `name`, if it exists.
+    pub async fn read_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<Bytes>, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let path = layout.root().join(name);
+                self.blocking(move || {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let mut file = match File::open(path) {
+                        Ok(file) => file,
+                        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+                        Err(error) => return Err(error),
+                    };
+                    file.seek(SeekFrom::Start(range.start))?;
+                    let mut bytes = vec![0; (range.end - range.start) as usize];
+                    file.read_exact(&mut bytes)?;
+                    Ok(Some(Bytes::from(bytes)))
+                })
+                .await
+            }
+            Target::S3(bucket) => {
+                match bucket.store.get_range(&ObjectPath::from(name), range).await {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(source) => Err(self.s3(source)),
+                }
+            }
+        }
+    }
+
     /// The bytes of the file `name`, if it exists.
-    async fn read_if_there(&self, name: &str) -> Result<Option<Bytes>, ArchiveError> {
+    pub(crate) async fn read_if_there(&self, name: &str) -> Result<Option<Bytes>, ArchiveError> {
         match self {
             Target::Dir(layout) => {
                 let path = layout.root().join(name);

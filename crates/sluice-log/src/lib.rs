@@ -17,6 +17,8 @@
 //!   with feature `kafka`).
 //! - [`file`]: the built-in segmented file log, with its on-disk format and recovery rules.
 //! - `kafka` (feature `kafka`): the Kafka backend, through librdkafka.
+//! - [`history`]: records a partition no longer holds, kept elsewhere (the raw event
+//!   archive) and read back through [`history::WithHistory`].
 //! - [`group`]: which partitions this process works on, when several share them (Kafka's
 //!   consumer groups).
 //! - [`config`]: the `[log]` config section.
@@ -31,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod file;
 pub mod group;
+pub mod history;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod partitioner;
@@ -156,6 +159,18 @@ pub trait Log: Send + Sync + 'static {
     /// Deletes whole segments older than each topic's retention age or beyond its retention
     /// size; returns how many bytes were freed. Backends may also run it in the background.
     fn enforce_retention(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The first offset of a partition a read before its start can return: where the records
+    /// retention removed are kept elsewhere ([`history::WithHistory`]), the first one kept
+    /// there; `None` (the default) when reads end at the partition's start.
+    fn history_start(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send {
+        let _ = (topic, partition);
+        async { Ok(None) }
+    }
 
     /// The partition's epochs, oldest first; never empty (a partition begins with epoch 0 at
     /// offset 0); the last is the current one. Start offsets never decrease.

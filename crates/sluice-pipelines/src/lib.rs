@@ -30,6 +30,7 @@ use serde::Serialize;
 use sluice_core::error::{Classify, ErrorClass};
 use sluice_core::time::{Millis, now_millis};
 use sluice_log::group::{GroupEvent, Member, Membership, Rejoin};
+use sluice_log::history::{History, WithHistory};
 use sluice_log::{Log, LogError, ReadOptions};
 use sluice_store::StoreBackend;
 use sluice_store::error::StoreError;
@@ -69,6 +70,11 @@ pub struct PipelineSettings {
     /// The erased users (shared with the collector): identities skip their events and
     /// remove their profiles.
     pub erased: Arc<sluice_core::erasure::ErasedUsers>,
+    /// Where the source topic's records before the log's start are kept (the raw event
+    /// archive): pipelines read them from there when their position is before the log's start
+    /// (a replay from a time older than the log's retention, or a pipeline that fell behind
+    /// it). `None`: such records are gone.
+    pub history: Option<Arc<dyn History>>,
 }
 
 impl PipelineSettings {
@@ -303,7 +309,7 @@ impl PipelineRun {
         }
         let (requests, requests_rx) = mpsc::channel(16);
         let runner = PartitionRunner {
-            log: Arc::clone(&inner.log),
+            log: Arc::clone(&inner.reader),
             store: inner.store.clone(),
             plan: Arc::clone(&self.plan),
             generation: self.generation,
@@ -398,6 +404,8 @@ struct Running {
 
 struct Inner<L> {
     log: Arc<L>,
+    /// The log as the pipelines read it: before a partition's start, from the history.
+    reader: Arc<WithHistory<L>>,
     store: StoreBackend,
     settings: Arc<PipelineSettings>,
     updates: broadcast::Sender<Arc<WindowUpdate>>,
@@ -479,6 +487,7 @@ impl<L: Log> Pipelines<L> {
         let pipelines = Pipelines {
             inner: Arc::new(Inner {
                 updates: broadcast::channel(settings.stream.update_channel_capacity.max(1)).0,
+                reader: Arc::new(WithHistory::new(Arc::clone(&log), settings.history.clone())),
                 log,
                 store,
                 settings: Arc::new(settings),
@@ -1214,9 +1223,10 @@ impl<L: Log> Pipelines<L> {
         for (partition, &(start, end)) in offsets.iter().enumerate() {
             let offset = match from_time {
                 None => start,
+                // Before the log's start, from the history (the archive) when there is one.
                 Some(time) => self
                     .inner
-                    .log
+                    .reader
                     .offset_for_time(
                         metric
                             .plan

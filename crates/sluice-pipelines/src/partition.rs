@@ -276,7 +276,26 @@ impl<L: Log> PartitionRunner<L> {
         };
         let Some(target) = rewind_target(position.offset, position.log_epoch, &epochs, end) else {
             if position.offset < start {
-                return self.skip_removed(position, claim, start).await;
+                // Records before the log's start may be kept elsewhere (the archive), and read
+                // from there; what is kept neither there nor in the log is gone.
+                let topic = self.plan.source.topic(&self.settings.stream.source_topic);
+                let kept = self
+                    .log
+                    .history_start(topic, self.partition)
+                    .await
+                    .map_err(|source| {
+                        Failure::from(StreamError::Log {
+                            op: "history",
+                            topic: topic.to_owned(),
+                            partition: self.partition,
+                            source,
+                        })
+                    })?
+                    .filter(|&kept| kept < start)
+                    .unwrap_or(start);
+                if position.offset < kept {
+                    return self.skip_removed(position, claim, kept).await;
+                }
             }
             return Ok((position, claim));
         };
@@ -306,8 +325,8 @@ impl<L: Log> PartitionRunner<L> {
         Ok((rewound, claim))
     }
 
-    /// Moves a position that retention left behind to the partition's `start`: the records in
-    /// between are gone without having been counted. The results stay exact for everything
+    /// Moves a position that retention left behind to `start`, the partition's (or its
+    /// history's) first record: the records in between are gone without having been counted. The results stay exact for everything
     /// the log still holds; how many were lost is reported like a rewind's.
     async fn skip_removed(
         &self,
@@ -654,6 +673,7 @@ mod tests {
                 checkpoint_interval: Duration::from_secs(1),
                 retry_max_backoff: Duration::from_secs(1),
                 erased: Arc::default(),
+                history: None,
             }),
             updates: broadcast::channel(1).0,
             status: Arc::new(PartitionStatus::new("m", 0, 0)),

@@ -33,6 +33,7 @@ fn settings() -> PipelineSettings {
         checkpoint_interval: Duration::from_millis(50),
         retry_max_backoff: Duration::from_millis(200),
         erased: Default::default(),
+        history: None,
     }
 }
 

@@ -145,6 +145,18 @@ impl App {
             checkpoint_interval: config.store.checkpoint_interval(),
             retry_max_backoff: config.store.retry_max_backoff(),
             erased: Arc::clone(&erased),
+            // Replays from before the log's start read the archive.
+            history: if config.archive.enabled {
+                let location = config.archive.location(&config.data_dir);
+                let target = sluice_archive::target::Target::open(&location)
+                    .map_err(|error| UserError(format!("opening the archive: {error}")))?;
+                Some(Arc::new(sluice_archive::history::ArchiveHistory::new(
+                    target,
+                    &config.stream.source_topic,
+                )))
+            } else {
+                None
+            },
         };
         let configured: Vec<MetricSpec> = first_start::metrics(
             &config.metrics,

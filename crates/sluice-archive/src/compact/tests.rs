@@ -223,13 +223,14 @@ async fn a_compaction_a_crash_interrupted_is_finished_or_dropped() {
 fn file_names_give_their_partition_and_first_offset() {
     assert_eq!(
         parse_part("part-3-00000000000000000042.parquet"),
-        Some((3, 42))
+        Some((3, 42, 42))
     );
     assert_eq!(
         parse_part("part-3-00000000000000000042-00000000000000000090.parquet"),
-        Some((3, 42))
+        Some((3, 42, 90))
     );
     assert_eq!(parse_part(".part-3-00000000000000000042.parquet.tmp"), None);
     assert_eq!(parse_part("part-x-1.parquet"), None);
+    assert_eq!(parse_part("part-3-1-x.parquet"), None);
     assert_eq!(parse_part("part-3-1-2-3.parquet"), None);
 }

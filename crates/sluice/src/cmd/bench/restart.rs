@@ -87,7 +87,7 @@ pub fn run(args: RestartBenchArgs) -> anyhow::Result<()> {
             println!("write: {} events with distinct users in {:.1} s", args.states - existing, started.elapsed().as_secs_f64());
         }
         let store_path = dir.join("bench-restart.db");
-        let settings = PipelineSettings { stream: config.stream.clone(), checkpoint_interval: config.store.checkpoint_interval(), retry_max_backoff: config.store.retry_max_backoff(), erased: Default::default() };
+        let settings = PipelineSettings { stream: config.stream.clone(), checkpoint_interval: config.store.checkpoint_interval(), retry_max_backoff: config.store.retry_max_backoff(), erased: Default::default(), history: None };
         let specs = [MetricSpec { sql: METRIC.into(), backfill: true }];
 
         let started = Instant::now();

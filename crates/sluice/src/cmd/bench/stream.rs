@@ -537,6 +537,7 @@ pub(super) async fn run_backfill(
         checkpoint_interval: interval,
         retry_max_backoff: config.store.retry_max_backoff(),
         erased: Default::default(),
+        history: None,
     };
     let events: u64 = log
         .describe(Some(topic))
