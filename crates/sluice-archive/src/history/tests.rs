@@ -19,7 +19,11 @@ const BATCHES: [u64; 5] = [0, 10, 25, 40, 50];
 /// The event at `offset` of `partition`: tenants and hours alternate, so each batch writes
 /// several files; ids, texts and JSON that need escaping, optional fields present or not.
 fn event(partition: u32, offset: u64) -> Event<'static> {
-    let tenant = if offset.is_multiple_of(3) { "blog" } else { "shop" };
+    let tenant = if offset.is_multiple_of(3) {
+        "blog"
+    } else {
+        "shop"
+    };
     let hour = DEC_7 + (if offset.is_multiple_of(2) { 3 } else { 4 }) * HOUR;
     let received = received(offset);
     let user = if offset.is_multiple_of(4) {
