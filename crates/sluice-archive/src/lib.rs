@@ -67,6 +67,11 @@
 //! steps and this argument are the same. So a committed offset's event is in exactly one file,
 //! an uncommitted one in none once the archiver is running: no row is missing or doubled.
 //! Between a crash and the restart, files of the uncommitted batch may be visible to readers.
+//!
+//! # Read back
+//!
+//! [`history`] reads the archive back as the `events` topic's history: the log's records a
+//! replay needs from before the log's start, in offset order, as the log held them.
 
 pub mod compact;
 pub mod config;
