@@ -10,7 +10,7 @@
 //! (the first batch's first offset) up to, not including, the next batch's first offset
 //! after `L` (batches are consecutive, and every batch with events wrote a file), so a read
 //! from offset `o` opens the files whose range holds `o`, then each next file when the merge
-//! reaches its `F`. A merge cursor per partition ([`Cursor`]) keeps the open files between
+//! reaches its `F`. A merge cursor per partition keeps the open files between
 //! reads, so a partition read from end to end opens each file once, and holds at any time
 //! the files of the batches being merged (one per tenant and hour of a batch, plus the
 //! compacted files spanning it). An event read back is rebuilt from its columns, byte for
@@ -553,7 +553,7 @@ impl ArchiveHistory {
             };
             match self.merge(cursor, before, max_bytes).await {
                 Ok((cursor, records)) => {
-                    *slot = Some(cursor);
+                    *slot = cursor;
                     return Ok(records);
                 }
                 // A file vanished (compaction, retention or forget): list again, go on where
@@ -584,13 +584,15 @@ impl ArchiveHistory {
         }
     }
 
-    /// Records from the cursor's position, before `before`, up to `max_bytes`.
+    /// Records from the cursor's position, before `before`, up to `max_bytes`, and the cursor
+    /// to go on with; none once everything before `before` was read (the next read is the
+    /// log's, so the files it holds open are let go).
     async fn merge(
         &self,
         mut cursor: Cursor,
         before: u64,
         max_bytes: usize,
-    ) -> Result<(Cursor, Vec<StoredRecord>), Merge> {
+    ) -> Result<(Option<Cursor>, Vec<StoredRecord>), Merge> {
         let mut records = Vec::new();
         let mut bytes = 0;
         loop {
@@ -618,10 +620,10 @@ impl ArchiveHistory {
                 continue;
             }
             let Some(top) = top.filter(|&top| top < before) else {
-                break;
+                return Ok((None, records));
             };
             let Some(Reverse((_, slot))) = cursor.heap.pop() else {
-                break;
+                return Ok((None, records));
             };
             let file = cursor.open[slot]
                 .as_mut()
@@ -646,10 +648,9 @@ impl ArchiveHistory {
                 cursor.open[slot] = None;
             }
             if bytes >= max_bytes {
-                break;
+                return Ok((Some(cursor), records));
             }
         }
-        Ok((cursor, records))
     }
 }
 

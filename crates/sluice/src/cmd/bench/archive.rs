@@ -4,13 +4,19 @@
 //! a fresh archive and store, timed until every partition's position is committed at the end
 //! of the topic. Repeated `--runs` times.
 //!
+//! Each run then reads the archive back as a replay from before the log's start does (every
+//! partition at once through the archive's history, in offset order, events rebuilt as the
+//! log held them), checks that it got every event, and times that too.
+//!
 //! The last stdout line is one JSON object: events/s (median), events/s per CPU-second, the
-//! archive's bytes per event and files, the log's bytes per event, and the peak RSS.
+//! archive's bytes per event and files, the log's bytes per event, the read-back events/s
+//! (median), and the peak RSS.
 
 use super::backfill::peak_rss_bytes;
 use super::stream::{cpu_seconds, write_events};
 use crate::UserError;
 use clap::Args;
+use sluice_archive::history::ArchiveHistory;
 use sluice_archive::promote::ColumnConfig;
 use sluice_archive::target::Target;
 use sluice_archive::{Archive, ArchiveConfig, Location};
@@ -124,6 +130,7 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
     let mut rates = Vec::new();
     let mut per_core = Vec::new();
     let mut last = (0, 0);
+    let mut reads = Vec::new();
     for run in 1..=args.runs {
         let root = dir.join(format!("bench-archive-{run}"));
         let store_path = dir.join(format!("bench-archive-{run}.db"));
@@ -139,6 +146,8 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
             Target::open(&Location::Dir(root.clone()))?.list_sized("events/", ".parquet"),
         )?;
         let (bytes, files) = (files.iter().map(|(_, size)| size).sum::<u64>(), files.len());
+        let (read_seconds, read_cpu) =
+            runtime.block_on(read_back(&root, &topic, args.partitions, args.events))?;
         let _ = std::fs::remove_dir_all(&root);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", store_path.display()));
@@ -150,7 +159,12 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
             args.events as f64 / cpu,
             bytes as f64 / args.events as f64
         );
+        println!(
+            "run {run}: read back in {read_seconds:.3} s = {:.0} events/s; CPU {read_cpu:.3} s",
+            args.events as f64 / read_seconds
+        );
         rates.push(rate);
+        reads.push(args.events as f64 / read_seconds);
         per_core.push(args.events as f64 / cpu);
         last = (bytes, files);
     }
@@ -158,9 +172,13 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    let (rate, core) = (median(&mut rates), median(&mut per_core));
+    let (rate, core, read) = (
+        median(&mut rates),
+        median(&mut per_core),
+        median(&mut reads),
+    );
     println!(
-        "median of {} runs: {rate:.0} events/s, {core:.0} per core",
+        "median of {} runs: {rate:.0} events/s, {core:.0} per core; read back {read:.0} events/s",
         args.runs
     );
     println!(
@@ -174,6 +192,7 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
             "archive_bytes_per_event": (last.0 as f64 / args.events as f64 * 10.0).round() / 10.0,
             "log_bytes_per_event": (log_bytes as f64 / args.events as f64 * 10.0).round() / 10.0,
             "files": last.1,
+            "read_back_events_per_sec": read.round(),
             "peak_rss_bytes": peak_rss_bytes()?,
         })
     );
@@ -226,5 +245,49 @@ async fn archive_once(
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds()? - cpu_before;
     archive.stop().await;
+    Ok((seconds, cpu))
+}
+
+/// Reads every partition of the archive at `root` back through its history, all partitions
+/// at once, and checks every event came back. Returns the wall and CPU seconds.
+async fn read_back(
+    root: &Path,
+    topic: &str,
+    partitions: u32,
+    events: u64,
+) -> anyhow::Result<(f64, f64)> {
+    use sluice_log::history::History;
+    let history = Arc::new(ArchiveHistory::new(
+        Target::open(&Location::Dir(root.to_owned()))?,
+        topic,
+    ));
+    let cpu_before = cpu_seconds()?;
+    let started = Instant::now();
+    let readers: Vec<_> = (0..partitions)
+        .map(|partition| {
+            let history = Arc::clone(&history);
+            tokio::spawn(async move {
+                let (mut next, mut count) = (0, 0u64);
+                loop {
+                    let records = history.read(partition, next, u64::MAX, 1 << 20).await?;
+                    let Some(last) = records.last() else {
+                        return Ok::<_, sluice_log::LogError>(count);
+                    };
+                    next = last.offset + 1;
+                    count += records.len() as u64;
+                }
+            })
+        })
+        .collect();
+    let mut read = 0;
+    for reader in readers {
+        read += reader.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()? - cpu_before;
+    anyhow::ensure!(
+        read == events,
+        "read {read} events back from the archive, not {events}"
+    );
     Ok((seconds, cpu))
 }
