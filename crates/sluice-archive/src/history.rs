@@ -17,6 +17,10 @@
 //! byte the JSON the collector appended ([`Event::write_json`]), with the partition key and
 //! the receive time as key and timestamp.
 //!
+//! The archive is listed when a cursor starts (unless a listing under [`FRESH`] old is at
+//! hand); a cursor that has read every listed file before the log's start is let go, so a
+//! read after the log's start moved on lists the files archived since.
+//!
 //! An offset read twice (compaction's output and its inputs both listed for a moment; a
 //! batch after a log repair reusing offsets) is returned once. A file gone when it is opened
 //! (compaction, retention or forget replaced it) makes the cursor list the archive again and
@@ -52,6 +56,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Far more than a request waits between its arrival (its events' `received_at`) and the
 /// append of its events.
@@ -66,6 +71,9 @@ const FOOTERS_AT_ONCE: usize = 16;
 /// How often a read lists the archive again when files vanish under it.
 const RELISTS: usize = 3;
 
+/// A listing younger than this is used again rather than made anew.
+const FRESH: Duration = Duration::from_secs(1);
+
 /// The archive, read as the history of the topic it archives.
 #[derive(Debug)]
 pub struct ArchiveHistory {
@@ -78,9 +86,10 @@ pub struct ArchiveHistory {
 }
 
 /// The archive's files, per partition, in order of first offset.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Index {
     partitions: BTreeMap<u32, Vec<Span>>,
+    listed: std::time::Instant,
 }
 
 /// One file and the offsets it may hold.
@@ -146,7 +155,10 @@ impl Index {
                 (partition, spans)
             })
             .collect();
-        Index { partitions }
+        Index {
+            partitions,
+            listed: std::time::Instant::now(),
+        }
     }
 
     fn files(&self, partition: u32) -> &[Span] {
@@ -368,11 +380,11 @@ impl ArchiveHistory {
         }
     }
 
-    /// The index, listed now if it was not, or again if `stale` is the one held.
-    async fn index(&self, stale: Option<&Arc<Index>>) -> Result<Arc<Index>, LogError> {
+    /// The index, listed again unless the one held is at most `max_age` old.
+    async fn index(&self, max_age: Duration) -> Result<Arc<Index>, LogError> {
         let mut held = self.index.lock().await;
         if let Some(index) = held.as_ref()
-            && !stale.is_some_and(|stale| Arc::ptr_eq(stale, index))
+            && index.listed.elapsed() <= max_age
         {
             return Ok(Arc::clone(index));
         }
@@ -474,7 +486,7 @@ impl ArchiveHistory {
         timestamp: Millis,
         before: u64,
     ) -> Result<Option<u64>, ArchiveError> {
-        let index = self.index(None).await?;
+        let index = self.index(FRESH).await?;
         let files: Vec<&Span> = index
             .files(partition)
             .iter()
@@ -549,11 +561,18 @@ impl ArchiveHistory {
         loop {
             let cursor = match slot.take() {
                 Some(cursor) if cursor.next == offset => cursor,
-                _ => Cursor::seek(self.index(None).await?, partition, offset),
+                _ => Cursor::seek(self.index(FRESH).await?, partition, offset),
             };
             match self.merge(cursor, before, max_bytes).await {
-                Ok((cursor, records)) => {
-                    *slot = cursor;
+                Ok((cursor, records, false)) => {
+                    *slot = Some(cursor);
+                    return Ok(records);
+                }
+                // Everything its listing holds before `before` was read: the next read is the
+                // log's (or, if the log's start moved on meanwhile, starts anew with a listing
+                // that has the files archived since).
+                Ok((_, records, true)) => {
+                    *slot = None;
                     return Ok(records);
                 }
                 // A file vanished (compaction, retention or forget): list again, go on where
@@ -565,7 +584,7 @@ impl ArchiveHistory {
                         next = cursor.next,
                         "an archive file vanished during a replay: listing the archive again"
                     );
-                    let index = self.index(Some(&cursor.index)).await?;
+                    let index = self.index(Duration::ZERO).await?;
                     if !records.is_empty() {
                         *slot = Some(Cursor::seek(index, partition, cursor.next));
                         return Ok(records);
@@ -584,15 +603,16 @@ impl ArchiveHistory {
         }
     }
 
-    /// Records from the cursor's position, before `before`, up to `max_bytes`, and the cursor
-    /// to go on with; none once everything before `before` was read (the next read is the
-    /// log's, so the files it holds open are let go).
+    /// Records from the cursor's position, before `before`, up to `max_bytes`, the cursor, and
+    /// whether it read everything its listing holds before `before` (the next read is the
+    /// log's, unless files were archived since the listing: the cursor's open files are let
+    /// go).
     async fn merge(
         &self,
         mut cursor: Cursor,
         before: u64,
         max_bytes: usize,
-    ) -> Result<(Option<Cursor>, Vec<StoredRecord>), Merge> {
+    ) -> Result<(Cursor, Vec<StoredRecord>, bool), Merge> {
         let mut records = Vec::new();
         let mut bytes = 0;
         loop {
@@ -620,10 +640,10 @@ impl ArchiveHistory {
                 continue;
             }
             let Some(top) = top.filter(|&top| top < before) else {
-                return Ok((None, records));
+                return Ok((cursor, records, true));
             };
             let Some(Reverse((_, slot))) = cursor.heap.pop() else {
-                return Ok((None, records));
+                return Ok((cursor, records, true));
             };
             let file = cursor.open[slot]
                 .as_mut()
@@ -648,7 +668,7 @@ impl ArchiveHistory {
                 cursor.open[slot] = None;
             }
             if bytes >= max_bytes {
-                return Ok((Some(cursor), records));
+                return Ok((cursor, records, false));
             }
         }
     }
@@ -708,7 +728,7 @@ impl History for ArchiveHistory {
 
     fn start(&self, partition: u32) -> HistoryFuture<'_, Option<u64>> {
         Box::pin(async move {
-            let index = self.index(None).await?;
+            let index = self.index(FRESH).await?;
             Ok(index.files(partition).first().map(|span| span.first))
         })
     }

@@ -57,30 +57,32 @@ fn record(partition: u32, offset: u64) -> StoredRecord {
     }
 }
 
-/// Partition 0's batches as the archiver writes them (a file per tenant and hour of each
-/// batch), and one batch of partition 1.
+/// The files the archiver writes for `partition`'s batch `[start, end)`: one per tenant and
+/// hour.
+fn batch(partition: u32, start: u64, end: u64) -> Vec<(String, Rows)> {
+    let mut by_file: BTreeMap<String, Rows> = BTreeMap::new();
+    for offset in start..end {
+        let event = event(partition, offset);
+        by_file
+            .entry(Layout::file(
+                &event.tenant,
+                event.timestamp,
+                partition,
+                start,
+            ))
+            .or_default()
+            .push(partition, offset, &event);
+    }
+    by_file.into_iter().collect()
+}
+
+/// Partition 0's batches as the archiver writes them, and one batch of partition 1.
 async fn archive(target: &Target) {
     let mut files = Vec::new();
-    let mut batch = |partition: u32, start: u64, end: u64| {
-        let mut by_file: BTreeMap<String, Rows> = BTreeMap::new();
-        for offset in start..end {
-            let event = event(partition, offset);
-            by_file
-                .entry(Layout::file(
-                    &event.tenant,
-                    event.timestamp,
-                    partition,
-                    start,
-                ))
-                .or_default()
-                .push(partition, offset, &event);
-        }
-        files.extend(by_file);
-    };
     for bounds in BATCHES.windows(2) {
-        batch(0, bounds[0], bounds[1]);
+        files.extend(batch(0, bounds[0], bounds[1]));
     }
-    batch(1, 0, 30);
+    files.extend(batch(1, 0, 30));
     target.write_files(files).await.unwrap();
 }
 
@@ -266,4 +268,27 @@ fn a_files_range_ends_at_the_next_batch_after_its_last() {
     );
     assert_eq!(index.files(1).len(), 1);
     assert!(index.files(2).is_empty());
+}
+
+/// A batch archived after the cursor's listing (the log's start moved on during a long
+/// replay): once the listed files are read, the next read lists the archive again (a listing
+/// older than [`FRESH`]) and reads the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_archived_after_the_listing_are_read_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::test_dir(dir.path());
+    let mut files = Vec::new();
+    for bounds in BATCHES[..4].windows(2) {
+        files.extend(batch(0, bounds[0], bounds[1]));
+    }
+    target.write_files(files).await.unwrap();
+    let history = ArchiveHistory::new(target.clone(), "events");
+    let mut records = history.read(0, 0, 50, 1).await.unwrap();
+    target.write_files(batch(0, 40, 50)).await.unwrap();
+    tokio::time::sleep(FRESH + Duration::from_millis(100)).await;
+    records.extend(read_all(&history, 0, 1, 50, 1000).await);
+    assert_eq!(
+        records,
+        (0..50).map(|offset| record(0, offset)).collect::<Vec<_>>()
+    );
 }
