@@ -17,7 +17,7 @@
 //! byte the JSON the collector appended ([`Event::write_json`]), with the partition key and
 //! the receive time as key and timestamp.
 //!
-//! The archive is listed when a cursor starts (unless a listing under [`FRESH`] old is at
+//! The archive is listed when a cursor starts (unless a listing under a second old is at
 //! hand); a cursor that has read every listed file before the log's start is let go, so a
 //! read after the log's start moved on lists the files archived since.
 //!
