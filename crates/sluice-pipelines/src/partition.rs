@@ -326,8 +326,9 @@ impl<L: Log> PartitionRunner<L> {
     }
 
     /// Moves a position that retention left behind to `start`, the partition's (or its
-    /// history's) first record: the records in between are gone without having been counted. The results stay exact for everything
-    /// the log still holds; how many were lost is reported like a rewind's.
+    /// history's) first record: the records in between are gone without having been counted.
+    /// The results stay exact for everything the log still holds; how many were lost is
+    /// reported like a rewind's.
     async fn skip_removed(
         &self,
         position: Position,
@@ -349,9 +350,9 @@ impl<L: Log> PartitionRunner<L> {
             pipeline = %self.pipeline,
             partition = self.partition,
             committed_offset = position.offset,
-            log_start = start,
+            continued_at = start,
             lost_offsets = lost,
-            "the log's retention removed {lost} records this pipeline partition had not processed yet: continuing at the log's start, offset {start}, without them. Keep pipelines caught up, or raise log.retention-age / log.retention-bytes"
+            "the log's retention removed {lost} records this pipeline partition had not processed yet (and the archive, if enabled, does not hold them): continuing at offset {start} without them. Keep pipelines caught up, or raise log.retention-age / log.retention-bytes"
         );
         self.status.rewound(lost);
         Ok((moved, claim))
