@@ -19,7 +19,7 @@ use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 /// The string columns after `type`, in schema order: the event's optional text fields.
-const TEXT: [&str; 7] = [
+pub(crate) const TEXT: [&str; 7] = [
     "event",
     "name",
     "category",
@@ -30,7 +30,7 @@ const TEXT: [&str; 7] = [
 ];
 
 /// The JSON columns, in schema order: the event's nested values, as their JSON text.
-const JSON: [&str; 8] = [
+pub(crate) const JSON: [&str; 8] = [
     "properties",
     "traits",
     "context",

@@ -36,12 +36,13 @@
 //! and the walk stops (after the files spanning that offset). Footers whose range straddles
 //! `T` are settled by reading the two columns.
 
+use crate::format;
 use crate::layout::parse_part;
 use crate::sink::ArchiveError;
 use crate::target::Target;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -195,8 +196,67 @@ struct OpenFile {
     tenant: Arc<str>,
     name: Arc<str>,
     reader: ParquetRecordBatchReader,
-    batch: RecordBatch,
+    columns: Columns,
     row: usize,
+}
+
+/// The current batch's columns an event is rebuilt from, looked up once per batch.
+struct Columns {
+    rows: usize,
+    offset: Int64Array,
+    message_id: StringArray,
+    kind: StringArray,
+    text: [StringArray; format::TEXT.len()],
+    /// `timestamp`, `received_at`, `sent_at`, `original_timestamp`.
+    times: [TimestampMillisecondArray; 4],
+    json: [StringArray; format::JSON.len()],
+}
+
+impl Columns {
+    fn of(batch: &RecordBatch) -> Result<Columns, String> {
+        let text = |name: &str| -> Result<StringArray, String> {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_string_opt::<i32>())
+                .cloned()
+                .ok_or_else(|| format!("no string column {name}"))
+        };
+        let time = |name: &str| -> Result<TimestampMillisecondArray, String> {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_primitive_opt::<TimestampMillisecondType>())
+                .cloned()
+                .ok_or_else(|| format!("no timestamp column {name}"))
+        };
+        let each = |names: &[&str]| {
+            names
+                .iter()
+                .map(|name| text(name))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Columns {
+            rows: batch.num_rows(),
+            offset: batch
+                .column_by_name("log_offset")
+                .and_then(|column| column.as_primitive_opt::<Int64Type>())
+                .cloned()
+                .ok_or("no log_offset column")?,
+            message_id: text("message_id")?,
+            kind: text("type")?,
+            text: each(&format::TEXT)?
+                .try_into()
+                .map_err(|_| "text columns".to_owned())?,
+            times: [
+                time("timestamp")?,
+                time("received_at")?,
+                time("sent_at")?,
+                time("original_timestamp")?,
+            ],
+            json: each(&format::JSON)?
+                .try_into()
+                .map_err(|_| "JSON columns".to_owned())?,
+        })
+    }
 }
 
 impl OpenFile {
@@ -211,32 +271,26 @@ impl OpenFile {
             .transpose()
             .map_err(|error| error.to_string())?
         {
-            Some(batch) => Ok(Some(OpenFile {
+            Some(batch) if batch.num_rows() > 0 => Ok(Some(OpenFile {
                 tenant: Arc::clone(&span.tenant),
                 name: Arc::clone(&span.name),
                 reader,
-                batch,
+                columns: Columns::of(&batch)?,
                 row: 0,
-            })
-            .filter(|file| file.batch.num_rows() > 0)),
-            None => Ok(None),
+            })),
+            _ => Ok(None),
         }
     }
 
     /// The offset of the current row.
-    fn offset(&self) -> Result<u64, String> {
-        let offsets = self
-            .batch
-            .column_by_name("log_offset")
-            .and_then(|column| column.as_primitive_opt::<Int64Type>())
-            .ok_or("no log_offset column")?;
-        Ok(offsets.value(self.row) as u64)
+    fn offset(&self) -> u64 {
+        self.columns.offset.value(self.row) as u64
     }
 
     /// Moves to the next row; `false` at the end of the file.
     fn advance(&mut self) -> Result<bool, String> {
         self.row += 1;
-        while self.row >= self.batch.num_rows() {
+        while self.row >= self.columns.rows {
             match self
                 .reader
                 .next()
@@ -244,7 +298,7 @@ impl OpenFile {
                 .map_err(|error| error.to_string())?
             {
                 Some(batch) => {
-                    self.batch = batch;
+                    self.columns = Columns::of(&batch)?;
                     self.row = 0;
                 }
                 None => return Ok(false),
@@ -255,61 +309,50 @@ impl OpenFile {
 
     /// The current row as the record the log held.
     fn record(&self, offset: u64) -> Result<StoredRecord, String> {
-        let batch = &self.batch;
-        let row = self.row;
-        let text = |name: &str| -> Result<&StringArray, String> {
-            batch
-                .column_by_name(name)
-                .and_then(|column| column.as_string_opt::<i32>())
-                .ok_or_else(|| format!("no string column {name}"))
+        let (columns, row) = (&self.columns, self.row);
+        fn optional(column: &StringArray, row: usize) -> Option<&str> {
+            column.is_valid(row).then(|| column.value(row))
+        }
+        let text = |index: usize| optional(&columns.text[index], row).map(Cow::Borrowed);
+        let time = |index: usize| {
+            let column = &columns.times[index];
+            column.is_valid(row).then(|| column.value(row))
         };
-        let optional = |name: &str| -> Result<Option<&str>, String> {
-            let column = text(name)?;
-            Ok(column.is_valid(row).then(|| column.value(row)))
-        };
-        let time = |name: &str| -> Result<Option<Millis>, String> {
-            let column = batch
-                .column_by_name(name)
-                .and_then(|column| column.as_primitive_opt::<TimestampMillisecondType>())
-                .ok_or_else(|| format!("no timestamp column {name}"))?;
-            Ok(column.is_valid(row).then(|| column.value(row)))
-        };
-        let json = |name: &str| -> Result<Option<Cow<'_, RawValue>>, String> {
-            optional(name)?
+        let json = |index: usize| -> Result<Option<Cow<'_, RawValue>>, String> {
+            optional(&columns.json[index], row)
                 .map(|text| {
                     serde_json::from_str::<&RawValue>(text)
                         .map(Cow::Borrowed)
-                        .map_err(|error| format!("{name} is no JSON: {error}"))
+                        .map_err(|error| format!("{} is no JSON: {error}", format::JSON[index]))
                 })
                 .transpose()
         };
-        let borrowed = |name: &str| optional(name).map(|text| text.map(Cow::Borrowed));
-        let kind = text("type")?.value(row);
+        let kind = columns.kind.value(row);
         let event = Event {
-            message_id: Cow::Borrowed(text("message_id")?.value(row)),
+            message_id: Cow::Borrowed(columns.message_id.value(row)),
             tenant: Cow::Borrowed(&self.tenant),
             kind: kind
                 .parse::<EventType>()
                 .map_err(|()| format!("type {kind:?} is no event type"))?,
-            event: borrowed("event")?,
-            name: borrowed("name")?,
-            category: borrowed("category")?,
-            user_id: borrowed("user_id")?,
-            anonymous_id: borrowed("anonymous_id")?,
-            group_id: borrowed("group_id")?,
-            previous_id: borrowed("previous_id")?,
-            timestamp: time("timestamp")?.ok_or("timestamp is null")?,
-            received_at: time("received_at")?.ok_or("received_at is null")?,
-            sent_at: time("sent_at")?,
-            original_timestamp: time("original_timestamp")?,
-            properties: json("properties")?,
-            traits: json("traits")?,
-            context: json("context")?,
-            integrations: json("integrations")?,
-            channel: json("channel")?,
-            version: json("version")?,
-            metadata: json("metadata")?,
-            schema_violations: json("schema_violations")?,
+            event: text(0),
+            name: text(1),
+            category: text(2),
+            user_id: text(3),
+            anonymous_id: text(4),
+            group_id: text(5),
+            previous_id: text(6),
+            timestamp: time(0).ok_or("timestamp is null")?,
+            received_at: time(1).ok_or("received_at is null")?,
+            sent_at: time(2),
+            original_timestamp: time(3),
+            properties: json(0)?,
+            traits: json(1)?,
+            context: json(2)?,
+            integrations: json(3)?,
+            channel: json(4)?,
+            version: json(5)?,
+            metadata: json(6)?,
+            schema_violations: json(7)?,
         };
         Ok(StoredRecord {
             offset,
@@ -660,10 +703,7 @@ impl ArchiveHistory {
                 .advance()
                 .map_err(|reason| Merge::Failed(format!("{}: {reason}", file.name)))?;
             if more {
-                let offset = file
-                    .offset()
-                    .map_err(|reason| Merge::Failed(format!("{}: {reason}", file.name)))?;
-                cursor.heap.push(Reverse((offset, slot)));
+                cursor.heap.push(Reverse((file.offset(), slot)));
             } else {
                 cursor.open[slot] = None;
             }
@@ -705,9 +745,7 @@ impl Cursor {
         let Some(file) = file else {
             return Ok(());
         };
-        let offset = file
-            .offset()
-            .map_err(|reason| Merge::Failed(format!("{}: {reason}", file.name)))?;
+        let offset = file.offset();
         let slot = match self.open.iter().position(Option::is_none) {
             Some(free) => free,
             None => {

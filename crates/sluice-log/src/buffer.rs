@@ -163,6 +163,15 @@ impl ReadBuffer {
         });
     }
 
+    /// Replaces the records with `batch`'s (a read that came as a [`ReadBatch`]).
+    pub fn fill(&mut self, batch: &crate::ReadBatch) {
+        self.clear();
+        for record in &batch.records {
+            self.push(record);
+        }
+        self.set_end_offset(batch.end_offset);
+    }
+
     /// Sets the end offset reported with the records.
     pub fn set_end_offset(&mut self, end_offset: u64) {
         self.end_offset = end_offset;

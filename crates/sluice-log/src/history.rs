@@ -175,11 +175,7 @@ impl<L: Log> Log for WithHistory<L> {
         }
         match self.read_batch(topic, partition, offset, options).await? {
             Some(batch) => {
-                buffer.clear();
-                for record in &batch.records {
-                    buffer.push(record);
-                }
-                buffer.set_end_offset(batch.end_offset);
+                buffer.fill(&batch);
                 Ok(())
             }
             None => {

@@ -126,11 +126,7 @@ pub trait Log: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send {
         async move {
             let batch = self.read(topic, partition, offset, options).await?;
-            buffer.clear();
-            for record in &batch.records {
-                buffer.push(record);
-            }
-            buffer.set_end_offset(batch.end_offset);
+            buffer.fill(&batch);
             Ok(())
         }
     }
