@@ -13,7 +13,8 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde_json::value::RawValue;
-use sluice_core::event::Event;
+use sluice_core::event::{Event, EventType};
+use sluice_core::time::Millis;
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
@@ -137,29 +138,86 @@ impl Rows {
     }
 }
 
-fn raw<'a>(value: &'a Option<Cow<'_, RawValue>>) -> Option<&'a str> {
-    value.as_deref().map(RawValue::get)
+/// One event's values as the archive's columns hold them, borrowed from a parsed [`Event`]
+/// ([`Fields::of`]) or straight from a log record's JSON (`crate::scan`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields<'a> {
+    /// `message_id`.
+    pub message_id: Cow<'a, str>,
+    /// The tenant (not a column: the files' directory).
+    pub tenant: Cow<'a, str>,
+    /// `type`.
+    pub kind: EventType,
+    /// The [`TEXT`] columns' values, in their order.
+    pub text: [Option<Cow<'a, str>>; TEXT.len()],
+    /// `timestamp`.
+    pub timestamp: Millis,
+    /// `received_at`.
+    pub received_at: Millis,
+    /// `sent_at`.
+    pub sent_at: Option<Millis>,
+    /// `original_timestamp`.
+    pub original_timestamp: Option<Millis>,
+    /// The [`JSON`] columns' values as their JSON text, in their order.
+    pub json: [Option<&'a str>; JSON.len()],
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of `event`.
+    pub fn of(event: &'a Event<'_>) -> Self {
+        let text = |value: &'a Option<Cow<'_, str>>| value.as_deref().map(Cow::Borrowed);
+        let raw = |value: &'a Option<Cow<'_, RawValue>>| value.as_deref().map(RawValue::get);
+        Fields {
+            message_id: Cow::Borrowed(&event.message_id),
+            tenant: Cow::Borrowed(&event.tenant),
+            kind: event.kind,
+            text: [
+                text(&event.event),
+                text(&event.name),
+                text(&event.category),
+                text(&event.user_id),
+                text(&event.anonymous_id),
+                text(&event.group_id),
+                text(&event.previous_id),
+            ],
+            timestamp: event.timestamp,
+            received_at: event.received_at,
+            sent_at: event.sent_at,
+            original_timestamp: event.original_timestamp,
+            json: [
+                raw(&event.properties),
+                raw(&event.traits),
+                raw(&event.context),
+                raw(&event.integrations),
+                raw(&event.channel),
+                raw(&event.version),
+                raw(&event.metadata),
+                raw(&event.schema_violations),
+            ],
+        }
+    }
+
+    /// `user_id`.
+    pub fn user_id(&self) -> Option<&str> {
+        self.text[3].as_deref()
+    }
+
+    /// `anonymous_id`.
+    pub fn anonymous_id(&self) -> Option<&str> {
+        self.text[4].as_deref()
+    }
 }
 
 impl Rows {
     /// Adds the event at `offset` of log partition `partition`.
-    pub fn push(&mut self, partition: u32, offset: u64, event: &Event<'_>) {
+    pub fn push(&mut self, partition: u32, offset: u64, event: &Fields<'_>) {
         // Signed, as Hive, Athena and Spark read them (they have no unsigned integers): a
         // partition number and an offset are far below their maxima.
         self.partition.append_value(partition as i32);
         self.offset.append_value(offset as i64);
         self.message_id.append_value(&event.message_id);
         self.kind.append_value(event.kind.as_str());
-        let text = [
-            &event.event,
-            &event.name,
-            &event.category,
-            &event.user_id,
-            &event.anonymous_id,
-            &event.group_id,
-            &event.previous_id,
-        ];
-        for (builder, value) in self.text.iter_mut().zip(text) {
+        for (builder, value) in self.text.iter_mut().zip(&event.text) {
             builder.append_option(value.as_deref());
         }
         let times = [
@@ -171,17 +229,7 @@ impl Rows {
         for (builder, value) in self.times.iter_mut().zip(times) {
             builder.append_option(value);
         }
-        let json = [
-            raw(&event.properties),
-            raw(&event.traits),
-            raw(&event.context),
-            raw(&event.integrations),
-            raw(&event.channel),
-            raw(&event.version),
-            raw(&event.metadata),
-            raw(&event.schema_violations),
-        ];
-        for (builder, value) in self.json.iter_mut().zip(json) {
+        for (builder, value) in self.json.iter_mut().zip(event.json) {
             builder.append_option(value);
         }
         if !self.promoted.is_empty() {

@@ -81,6 +81,7 @@ pub mod history;
 pub mod layout;
 pub mod promote;
 pub mod retention;
+pub mod scan;
 pub mod sink;
 pub mod target;
 

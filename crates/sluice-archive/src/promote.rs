@@ -29,7 +29,6 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use sluice_core::event::Event;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -420,25 +419,26 @@ impl Builder {
 type Members<'a> = HashMap<&'a str, &'a RawValue>;
 
 /// Appends each promoted column's value of `event` to its builder.
-pub(crate) fn append(columns: &Columns, builders: &mut [Builder], event: &Event<'_>) {
+pub(crate) fn append(columns: &Columns, builders: &mut [Builder], event: &format::Fields<'_>) {
     // Each JSON column's top level is read once, and only when a column reads it: its members
     // borrowed, not the whole tree built.
     let mut tops: [Option<Option<Members<'_>>>; 3] = [None, None, None];
     for (column, builder) in columns.list.iter().zip(builders) {
-        let (slot, raw) = match column.source {
-            Source::Properties => (0, &event.properties),
-            Source::Traits => (1, &event.traits),
-            Source::Context => (2, &event.context),
+        // `properties`, `traits` and `context` lead the JSON columns.
+        let slot = match column.source {
+            Source::Properties => 0,
+            Source::Traits => 1,
+            Source::Context => 2,
         };
-        let Some(raw) = raw.as_deref() else {
+        let Some(raw) = event.json[slot] else {
             builder.append(None);
             continue;
         };
-        let top = tops[slot].get_or_insert_with(|| serde_json::from_str(raw.get()).ok());
+        let top = tops[slot].get_or_insert_with(|| serde_json::from_str(raw).ok());
         let value = match top {
             Some(members) => members
                 .get(column.keys[0].as_str())
-                .and_then(|first| lookup(first, &column.keys[1..])),
+                .and_then(|first| lookup(first.get(), &column.keys[1..])),
             // Not an object, or keys with escapes: the slow way.
             None => lookup(raw, &column.keys),
         };
@@ -446,14 +446,14 @@ pub(crate) fn append(columns: &Columns, builders: &mut [Builder], event: &Event<
     }
 }
 
-/// The value at `keys` inside `raw`.
-fn lookup(raw: &RawValue, keys: &[String]) -> Option<Value> {
+/// The value at `keys` inside the JSON text `raw`.
+fn lookup(raw: &str, keys: &[String]) -> Option<Value> {
     let mut current = raw;
     for (depth, key) in keys.iter().enumerate() {
-        match serde_json::from_str::<Members<'_>>(current.get()) {
-            Ok(members) => current = members.get(key.as_str())?,
+        match serde_json::from_str::<Members<'_>>(current) {
+            Ok(members) => current = members.get(key.as_str())?.get(),
             Err(_) => {
-                let mut value = serde_json::from_str::<Value>(current.get()).ok()?;
+                let mut value = serde_json::from_str::<Value>(current).ok()?;
                 for key in &keys[depth..] {
                     value = value.get_mut(key)?.take();
                 }
@@ -461,7 +461,7 @@ fn lookup(raw: &RawValue, keys: &[String]) -> Option<Value> {
             }
         }
     }
-    serde_json::from_str(current.get()).ok()
+    serde_json::from_str(current).ok()
 }
 
 /// The decimal `text` (`-12.345`, `1e3`) scaled by 10^`scale` and rounded half away from

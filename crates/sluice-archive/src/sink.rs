@@ -3,12 +3,12 @@
 
 use crate::compact;
 use crate::config::{ArchiveConfig, Location};
-use crate::format::Rows;
+use crate::format::{Fields, Rows};
 use crate::layout::{Layout, Pending, hour_of};
 use crate::promote::Promotions;
+use crate::scan::EventScan;
 use crate::target::Target;
 use sluice_core::erasure::ErasedUsers;
-use sluice_core::event::Event;
 use sluice_core::time::Millis;
 use sluice_log::{EpochStart, Log, LogError, ReadOptions, rewind_target};
 use sluice_store::{Commit, StoreBackend, StoreError};
@@ -194,7 +194,7 @@ impl Batch {
         &mut self,
         partition: u32,
         offset: u64,
-        event: &Event<'_>,
+        event: &Fields<'_>,
         size: usize,
         promotions: &Promotions,
     ) {
@@ -422,6 +422,7 @@ impl<L: Log> Archiver<L> {
     /// the log's first offset: the batch's `start` says which); `None` once stopped.
     async fn read_batch(&self, start: u64) -> Result<Option<Batch>, ArchiveError> {
         let mut batch = Batch::new(start);
+        let mut scan = EventScan::default();
         loop {
             let age = batch.first_read.map(|first| first.elapsed());
             if !batch.is_empty()
@@ -466,11 +467,9 @@ impl<L: Log> Archiver<L> {
                 let value = &stored.record.value;
                 // The tenant names a directory: a record whose tenant is no valid tenant name
                 // (never the collector's) is not archived rather than written elsewhere.
-                let parsed = serde_json::from_slice::<Event<'_>>(value)
-                    .map_err(|error| error.to_string())
-                    .and_then(|event| {
-                        sluice_core::tenant::check_tenant_name(&event.tenant).map(|()| event)
-                    });
+                let parsed = scan.fields(value).and_then(|event| {
+                    sluice_core::tenant::check_tenant_name(&event.tenant).map(|()| event)
+                });
                 match parsed {
                     Ok(event) if self.is_erased(&event) => {
                         metrics::counter!("sluice_archive_events_erased_total").increment(1);
@@ -497,9 +496,9 @@ impl<L: Log> Archiver<L> {
 
     /// Whether the event's user id or anonymous id was erased (`DELETE /v1/users/{id}`): the
     /// collector drops such events from then on; those already in the log are not archived.
-    fn is_erased(&self, event: &Event<'_>) -> bool {
-        let ids = event.user_id.iter().chain(event.anonymous_id.iter());
-        self.erased.any_erased(&event.tenant, ids.map(|id| &**id))
+    fn is_erased(&self, event: &Fields<'_>) -> bool {
+        let ids = event.user_id().into_iter().chain(event.anonymous_id());
+        self.erased.any_erased(&event.tenant, ids)
     }
 
     /// Steps 1 and 2 of the protocol: records the batch as pending, then writes its files,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::Rows;
+use crate::format::{Fields, Rows};
 use crate::layout::Layout;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
@@ -22,7 +22,7 @@ fn file(tenant: &str, hour: Millis, partition: u32, first: u64, count: u64) -> (
         rows.push(
             partition,
             offset,
-            &serde_json::from_str::<Event<'_>>(&json).unwrap(),
+            &Fields::of(&serde_json::from_str::<Event<'_>>(&json).unwrap()),
         );
     }
     (Layout::file(tenant, hour, partition, first), rows)

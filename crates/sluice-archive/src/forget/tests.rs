@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::Rows;
+use crate::format::{Fields, Rows};
 use crate::layout::Layout;
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
@@ -64,7 +64,7 @@ async fn archive_of_three_files(target: &Target) -> Vec<String> {
         for (offset, user) in events {
             let json = event(offset, tenant, user, hour + offset as i64);
             let parsed: Event<'_> = serde_json::from_str(&json).unwrap();
-            rows.push(0, offset, &parsed);
+            rows.push(0, offset, &Fields::of(&parsed));
         }
         let name = Layout::file(tenant, hour, 0, 0);
         names.push(name.clone());

@@ -11,7 +11,7 @@ fn events_round_trip_through_a_parquet_file_field_by_field() {
     let mut rows = Rows::default();
     for (offset, json) in [(7, PAGE), (9, TRACK)] {
         let event: Event<'_> = serde_json::from_str(json).unwrap();
-        rows.push(2, offset, &event);
+        rows.push(2, offset, &Fields::of(&event));
     }
     assert_eq!(rows.len(), 2);
     let file = write(rows, Vec::new()).unwrap();
@@ -97,7 +97,11 @@ fn a_users_rows_are_filtered_out_of_a_file() {
         events.push(json);
     }
     for (offset, json) in events.iter().enumerate() {
-        rows.push(0, offset as u64, &serde_json::from_str(json).unwrap());
+        rows.push(
+            0,
+            offset as u64,
+            &Fields::of(&serde_json::from_str(json).unwrap()),
+        );
     }
     let file = bytes::Bytes::from(write(rows, Vec::new()).unwrap());
 
@@ -115,7 +119,7 @@ fn a_users_rows_are_filtered_out_of_a_file() {
         expected.push(
             0,
             offset,
-            &serde_json::from_str(&events[offset as usize]).unwrap(),
+            &Fields::of(&serde_json::from_str(&events[offset as usize]).unwrap()),
         );
     }
     assert_eq!(
@@ -133,7 +137,7 @@ fn a_users_rows_are_filtered_out_of_a_file() {
         theirs.push(
             0,
             offset,
-            &serde_json::from_str(&events[offset as usize]).unwrap(),
+            &Fields::of(&serde_json::from_str(&events[offset as usize]).unwrap()),
         );
     }
     let theirs = bytes::Bytes::from(write(theirs, Vec::new()).unwrap());

@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::{self, Rows};
+use crate::format::{self, Fields, Rows};
 use crate::layout::{HOUR, Layout};
 use sluice_core::event::Event;
 
@@ -71,7 +71,7 @@ fn batch(partition: u32, start: u64, end: u64) -> Vec<(String, Rows)> {
                 start,
             ))
             .or_default()
-            .push(partition, offset, &event);
+            .push(partition, offset, &Fields::of(&event));
     }
     by_file.into_iter().collect()
 }

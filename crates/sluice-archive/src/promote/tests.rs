@@ -1,8 +1,9 @@
 use super::*;
-use crate::format::Rows;
+use crate::format::{Fields, Rows};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch};
+use sluice_core::event::Event;
 
 fn column(tenant: Option<&str>, path: &str, name: Option<&str>, kind: &str) -> ColumnConfig {
     ColumnConfig {
@@ -97,7 +98,7 @@ fn batch(configs: &[ColumnConfig], tenant: &str, events: &[&str]) -> RecordBatch
     let mut rows = Rows::new(promotions.of(tenant));
     for (offset, json) in events.iter().enumerate() {
         let event: Event<'_> = serde_json::from_str(json).unwrap();
-        rows.push(0, offset as u64, &event);
+        rows.push(0, offset as u64, &Fields::of(&event));
     }
     rows.finish()
 }

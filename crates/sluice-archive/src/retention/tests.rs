@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::Rows;
+use crate::format::{Fields, Rows};
 use crate::layout::Layout;
 use sluice_core::config::{ByteSize, HumanDuration};
 use sluice_core::event::Event;
@@ -31,7 +31,7 @@ async fn files(target: &Target, files: &[(&str, Millis, u32)]) -> Vec<String> {
         rows.push(
             *partition,
             0,
-            &serde_json::from_str::<Event<'_>>(&json).unwrap(),
+            &Fields::of(&serde_json::from_str::<Event<'_>>(&json).unwrap()),
         );
         written.push((Layout::file(tenant, *hour, *partition, 0), rows));
     }
