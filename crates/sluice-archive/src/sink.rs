@@ -3,7 +3,7 @@
 
 use crate::compact;
 use crate::config::{ArchiveConfig, Location};
-use crate::format::{Fields, Rows};
+use crate::format::{Capacity, Fields, Rows};
 use crate::layout::{Layout, Pending, hour_of};
 use crate::promote::Promotions;
 use crate::scan::EventScan;
@@ -171,18 +171,25 @@ struct Batch {
     start: u64,
     end: u64,
     rows: HashMap<String, HashMap<Millis, Rows>>,
+    /// What the previous batch's files held, by tenant and hour: a file of this batch
+    /// reserves that (and an eighth more) when it starts.
+    hints: Hints,
     files: usize,
     bytes: usize,
     first_read: Option<Instant>,
     latest: Option<Millis>,
 }
 
+/// Row and column sizes of a batch's files, by tenant and hour.
+type Hints = HashMap<String, HashMap<Millis, Capacity>>;
+
 impl Batch {
-    fn new(start: u64) -> Self {
+    fn new(start: u64, hints: Hints) -> Self {
         Self {
             start,
             end: start,
             rows: HashMap::new(),
+            hints,
             files: 0,
             bytes: 0,
             first_read: None,
@@ -205,11 +212,27 @@ impl Batch {
         };
         let rows = hours.entry(hour).or_insert_with(|| {
             self.files += 1;
-            Rows::new(promotions.of(&event.tenant))
+            let capacity = self
+                .hints
+                .get(&*event.tenant)
+                .and_then(|hours| hours.get(&hour))
+                .map_or_else(Capacity::default, |hint| hint.with_headroom());
+            Rows::with_capacity(promotions.of(&event.tenant), capacity)
         });
         rows.push(partition, offset, event);
         self.bytes += size;
         self.latest = self.latest.max(Some(event.timestamp));
+    }
+
+    /// What this batch's files hold: the next batch's hints.
+    fn capacities(&self) -> Hints {
+        self.rows
+            .iter()
+            .map(|(tenant, hours)| {
+                let sizes = hours.iter().map(|(&hour, rows)| (hour, rows.capacity()));
+                (tenant.clone(), sizes.collect())
+            })
+            .collect()
     }
 
     fn is_empty(&self) -> bool {
@@ -309,7 +332,7 @@ impl<L: Log> Archiver<L> {
             );
             expected = target;
         }
-        let mut batch = self.read_batch(expected).await?;
+        let mut batch = self.read_batch(expected, Hints::new()).await?;
         // The next batch is read while this one is written and committed; its own pending
         // record is written only after that commit.
         while let Some(current) = batch {
@@ -320,10 +343,10 @@ impl<L: Log> Archiver<L> {
                     .reposition(PIPELINE, self.partition, epoch, current.start, log_epoch)
                     .await?;
             }
-            let end = current.end;
+            let (end, hints) = (current.end, current.capacities());
             let (committed, next) = tokio::join!(
                 self.write_and_commit(current, epoch, log_epoch),
-                self.read_batch(end)
+                self.read_batch(end, hints)
             );
             committed?;
             batch = next?;
@@ -419,9 +442,10 @@ impl<L: Log> Archiver<L> {
     }
 
     /// Reads the batch starting at `start` (or, when retention removed events from there, at
-    /// the log's first offset: the batch's `start` says which); `None` once stopped.
-    async fn read_batch(&self, start: u64) -> Result<Option<Batch>, ArchiveError> {
-        let mut batch = Batch::new(start);
+    /// the log's first offset: the batch's `start` says which), its files reserving what `hints`
+    /// say the previous batch's held; `None` once stopped.
+    async fn read_batch(&self, start: u64, hints: Hints) -> Result<Option<Batch>, ArchiveError> {
+        let mut batch = Batch::new(start, hints);
         let mut scan = EventScan::default();
         loop {
             let age = batch.first_read.map(|first| first.elapsed());
@@ -458,7 +482,7 @@ impl<L: Log> Archiver<L> {
                     );
                     metrics::counter!("sluice_archive_events_missed_total")
                         .increment(first - batch.end);
-                    batch = Batch::new(first);
+                    batch = Batch::new(first, std::mem::take(&mut batch.hints));
                     continue;
                 }
                 Err(error) => return Err(error.into()),

@@ -141,7 +141,7 @@ async fn an_uncommitted_batch_is_discarded(dir: &Path, target: Target) {
     // The crashed attempt: claimed, wrote its pending record and files, never committed.
     let position = store.claim(PIPELINE, 0, 0, 0).await.unwrap();
     assert_eq!(position.offset, 0);
-    let mut crashed = Batch::new(0);
+    let mut crashed = Batch::new(0, Hints::new());
     for i in 0..10 {
         let json = event(i, "shop", BASE + i as Millis * 60_000);
         let parsed = EventScan::default().fields(json.as_bytes()).unwrap();
@@ -267,7 +267,7 @@ async fn not_events_are_skipped(dir: &Path, target: Target) {
 async fn on_s3_a_large_file_is_uploaded_in_parts_and_reads_back_whole() {
     let part = 4096;
     let target = Target::test_bucket("multipart").with_multipart_bytes(1024, part);
-    let mut batch = Batch::new(0);
+    let mut batch = Batch::new(0, Hints::new());
     for i in 0..3000 {
         let json = event(i, "shop", BASE + i as Millis);
         batch.push(
