@@ -10,7 +10,7 @@ use crate::scan::EventScan;
 use crate::target::Target;
 use sluice_core::erasure::ErasedUsers;
 use sluice_core::time::Millis;
-use sluice_log::{EpochStart, Log, LogError, ReadOptions, rewind_target};
+use sluice_log::{EpochStart, Log, LogError, ReadBuffer, ReadOptions, rewind_target};
 use sluice_store::{Commit, StoreBackend, StoreError};
 use std::collections::HashMap;
 use std::io;
@@ -447,6 +447,8 @@ impl<L: Log> Archiver<L> {
     async fn read_batch(&self, start: u64, hints: Hints) -> Result<Option<Batch>, ArchiveError> {
         let mut batch = Batch::new(start, hints);
         let mut scan = EventScan::default();
+        // One buffer for the batch's reads: each read refills it instead of allocating.
+        let mut records = ReadBuffer::new();
         loop {
             let age = batch.first_read.map(|first| first.elapsed());
             if !batch.is_empty()
@@ -465,11 +467,11 @@ impl<L: Log> Archiver<L> {
                 max_wait: wait,
             };
             let read = tokio::select! {
-                read = self.log.read(&self.topic, self.partition, batch.end, options) => read,
+                read = self.log.read_into(&self.topic, self.partition, batch.end, options, &mut records) => read,
                 () = self.cancel.cancelled() => return Ok(None),
             };
-            let records = match read {
-                Ok(read) => read.records,
+            match read {
+                Ok(()) => {}
                 Err(LogError::OffsetOutOfRange { start: first, .. }) if first > batch.end => {
                     if !batch.is_empty() {
                         return Ok(Some(batch));
@@ -487,8 +489,8 @@ impl<L: Log> Archiver<L> {
                 }
                 Err(error) => return Err(error.into()),
             };
-            for stored in &records {
-                let value = &stored.record.value;
+            for stored in records.iter() {
+                let value = stored.value;
                 // The tenant names a directory: a record whose tenant is no valid tenant name
                 // (never the collector's) is not archived rather than written elsewhere.
                 let parsed = scan.fields(value).and_then(|event| {

@@ -33,8 +33,12 @@ pub const MULTIPART_BYTES: usize = 16 << 20;
 /// The size of an upload's parts (S3's least is 5 MiB, but for the last).
 const PART_BYTES: usize = 8 << 20;
 
-/// Files of one batch encoded and uploaded at once.
-const UPLOADS: usize = 4;
+/// Files of one batch encoded and written (or uploaded) at once: the files of a batch are
+/// independent until its commit, so they use the cores and overlap their fsyncs or uploads.
+const WRITES: usize = 4;
+
+/// Parts of one multipart upload sent at once.
+const PARTS_AT_ONCE: usize = 4;
 
 /// How long one request to S3 is retried (on timeouts and 5xx answers) before it fails; the
 /// archiver then starts over from its last committed batch.
@@ -215,43 +219,40 @@ impl Target {
 
     /// Writes each (name, rows) as a Parquet file, durably; returns their bytes in all.
     pub async fn write_files(&self, files: Vec<(String, Rows)>) -> Result<u64, ArchiveError> {
+        let sizes: Vec<u64> = futures::stream::iter(files)
+            .map(|(name, rows)| self.write_file(name, rows))
+            .buffer_unordered(WRITES)
+            .try_collect()
+            .await?;
+        Ok(sizes.into_iter().sum())
+    }
+
+    /// Encodes `rows` and writes them as the file `name`, durably; returns its size.
+    async fn write_file(&self, name: String, rows: Rows) -> Result<u64, ArchiveError> {
         match self {
             Target::Dir(layout) => {
                 let layout = layout.clone();
                 self.blocking(move || {
-                    let mut bytes = 0;
-                    for (name, rows) in files {
-                        bytes += layout.write_file(&name, |file| {
-                            let out = format::write(rows, BufWriter::new(file))
-                                .map_err(io::Error::other)?;
-                            out.into_inner()
-                                .map_err(|error| error.into_error())?
-                                .flush()
-                        })?;
-                    }
-                    Ok(bytes)
+                    layout.write_file(&name, |file| {
+                        let out =
+                            format::write(rows, BufWriter::new(file)).map_err(io::Error::other)?;
+                        out.into_inner()
+                            .map_err(|error| error.into_error())?
+                            .flush()
+                    })
                 })
                 .await
             }
             Target::S3(bucket) => {
-                let sizes: Vec<u64> = futures::stream::iter(files)
-                    .map(|(name, rows)| async move {
-                        let encoded = self
-                            .blocking(move || {
-                                format::write(rows, Vec::new()).map_err(io::Error::other)
-                            })
-                            .await?;
-                        let size = encoded.len() as u64;
-                        bucket
-                            .upload(&name, Bytes::from(encoded))
-                            .await
-                            .map_err(|source| self.s3(source))?;
-                        Ok::<_, ArchiveError>(size)
-                    })
-                    .buffer_unordered(UPLOADS)
-                    .try_collect()
+                let encoded = self
+                    .blocking(move || format::write(rows, Vec::new()).map_err(io::Error::other))
                     .await?;
-                Ok(sizes.into_iter().sum())
+                let size = encoded.len() as u64;
+                bucket
+                    .upload(&name, Bytes::from(encoded))
+                    .await
+                    .map_err(|source| self.s3(source))?;
+                Ok(size)
             }
         }
     }
@@ -763,7 +764,7 @@ impl Bucket {
             })
             .collect();
         let uploaded = match futures::stream::iter(parts)
-            .buffered(UPLOADS)
+            .buffered(PARTS_AT_ONCE)
             .try_collect::<Vec<()>>()
             .await
         {
