@@ -101,6 +101,8 @@ pub struct Rows {
     json: [StringBuilder; JSON.len()],
     columns: Arc<Columns>,
     promoted: Vec<promote::Builder>,
+    /// Scratch memory of the promoted columns' scans.
+    scratch: promote::Scratch,
     len: usize,
 }
 
@@ -159,6 +161,7 @@ impl Rows {
                 .map(|column| promote::Builder::new(column.kind))
                 .collect(),
             columns,
+            scratch: promote::Scratch::default(),
             len: 0,
         }
     }
@@ -280,7 +283,7 @@ impl Rows {
             builder.append_option(value);
         }
         if !self.promoted.is_empty() {
-            promote::append(&self.columns, &mut self.promoted, event);
+            promote::append(&self.columns, &mut self.promoted, event, &mut self.scratch);
         }
         self.len += 1;
     }

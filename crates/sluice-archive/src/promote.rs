@@ -15,9 +15,9 @@
 //! value as sent either way. `bigint`, `double` and `decimal` take numbers and numeric
 //! strings (a decimal is rounded half away from zero to its scale), `boolean` takes booleans
 //! and `"true"`/`"false"`, `timestamp` takes RFC 3339 strings and epoch milliseconds, and
-//! `string` takes strings, numbers and booleans (as their JSON text). Files of a tenant whose
-//! columns changed have different schemas: read them with `union_by_name = true` (DuckDB) or
-//! `mergeSchema` (Spark).
+//! `string` takes strings, numbers and booleans (as their JSON text). Of a key an object has
+//! twice, the first counts (as in metrics). Files of a tenant whose columns changed have
+//! different schemas: read them with `union_by_name = true` (DuckDB) or `mergeSchema` (Spark).
 
 use crate::format;
 use arrow_array::ArrayRef;
@@ -27,8 +27,7 @@ use arrow_array::builder::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
-use serde_json::Value;
-use serde_json::value::RawValue;
+use sluice_stream::json::{FieldSet, KeyOrder, Kind as JsonKind, Slot};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -186,6 +185,19 @@ pub struct Columns {
     pub list: Vec<Promoted>,
     /// The base columns, then these.
     pub schema: SchemaRef,
+    /// Per JSON column the columns read from (`properties`, `traits`, `context`): the
+    /// scanner's set of their paths, and each such column's index in `list` and slot.
+    scans: Vec<SourceScan>,
+}
+
+/// How the promoted values inside one JSON column are found.
+#[derive(Debug)]
+struct SourceScan {
+    /// The JSON column's index in [`format::JSON`].
+    json: usize,
+    set: FieldSet,
+    /// (index in [`Columns::list`], slot of its path in `set`).
+    columns: Vec<(usize, usize)>,
 }
 
 impl Columns {
@@ -214,7 +226,47 @@ impl Columns {
             }));
             Arc::new(Schema::new(fields))
         };
-        Columns { list, schema }
+        let mut scans = Vec::new();
+        for (json, source) in [Source::Properties, Source::Traits, Source::Context]
+            .into_iter()
+            .enumerate()
+        {
+            let mut paths: Vec<&[String]> = Vec::new();
+            let mut columns = Vec::new();
+            for (index, column) in list.iter().enumerate() {
+                if column.source != source {
+                    continue;
+                }
+                // Columns of one path share its slot.
+                let slot = match paths
+                    .iter()
+                    .position(|path| *path == column.keys.as_slice())
+                {
+                    Some(slot) => slot,
+                    None => {
+                        paths.push(&column.keys);
+                        paths.len() - 1
+                    }
+                };
+                columns.push((index, slot));
+            }
+            if !columns.is_empty() {
+                let paths: Vec<Vec<&str>> = paths
+                    .iter()
+                    .map(|keys| keys.iter().map(String::as_str).collect())
+                    .collect();
+                scans.push(SourceScan {
+                    json,
+                    set: FieldSet::new(&paths),
+                    columns,
+                });
+            }
+        }
+        Columns {
+            list,
+            schema,
+            scans,
+        }
     }
 
     /// No promoted column.
@@ -338,62 +390,60 @@ impl Builder {
     }
 
     /// Appends `value` as this column's type (NULL when it is none of it).
-    fn append(&mut self, value: Option<&Value>) {
-        let value = value.filter(|value| !value.is_null());
+    fn append(&mut self, value: Option<Found<'_>>) {
         match self {
-            Builder::String(builder) => {
-                builder.append_option(value.and_then(|value| match value {
-                    Value::String(text) => Some(Cow::Borrowed(text.as_str())),
-                    Value::Number(_) | Value::Bool(_) => Some(Cow::Owned(value.to_string())),
-                    _ => None,
-                }))
-            }
+            Builder::String(builder) => builder.append_option(value.map(|value| match value {
+                Found::Text(text) => text,
+                // As their JSON text.
+                Found::Number(number) => Cow::Borrowed(number),
+                Found::Bool(flag) => Cow::Borrowed(if flag { "true" } else { "false" }),
+            })),
             Builder::Bigint(builder) => {
                 builder.append_option(value.and_then(|value| match value {
-                    Value::Number(number) => number.as_i64().or_else(|| {
+                    Found::Number(number) => number.parse::<i64>().ok().or_else(|| {
                         number
-                            .as_f64()
+                            .parse::<f64>()
+                            .ok()
                             .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
                             .map(|f| f as i64)
                     }),
-                    Value::String(text) => text.trim().parse().ok(),
-                    _ => None,
+                    Found::Text(text) => text.trim().parse().ok(),
+                    Found::Bool(_) => None,
                 }))
             }
             Builder::Double(builder) => {
                 builder.append_option(value.and_then(|value| match value {
-                    Value::Number(number) => number.as_f64(),
-                    Value::String(text) => {
-                        text.trim().parse::<f64>().ok().filter(|f| f.is_finite())
-                    }
-                    _ => None,
+                    Found::Number(number) => number.parse::<f64>().ok().filter(|f| f.is_finite()),
+                    Found::Text(text) => text.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+                    Found::Bool(_) => None,
                 }))
             }
             Builder::Boolean(builder) => {
                 builder.append_option(value.and_then(|value| match value {
-                    Value::Bool(flag) => Some(*flag),
-                    Value::String(text) => match text.as_str() {
+                    Found::Bool(flag) => Some(flag),
+                    Found::Text(text) => match &*text {
                         "true" => Some(true),
                         "false" => Some(false),
                         _ => None,
                     },
-                    _ => None,
+                    Found::Number(_) => None,
                 }))
             }
             Builder::Timestamp(builder) => {
                 builder.append_option(value.and_then(|value| match value {
-                    Value::Number(number) => number.as_i64(),
-                    Value::String(text) => sluice_core::time::parse_rfc3339_millis(text).ok(),
-                    _ => None,
+                    Found::Number(number) => number.parse::<i64>().ok(),
+                    Found::Text(text) => sluice_core::time::parse_rfc3339_millis(&text).ok(),
+                    Found::Bool(_) => None,
                 }))
             }
             Builder::Decimal(builder, precision, scale) => {
                 let text = value.and_then(|value| match value {
-                    Value::Number(number) => Some(Cow::Owned(number.to_string())),
-                    Value::String(text) => Some(Cow::Borrowed(text.trim())),
-                    _ => None,
+                    Found::Number(number) => Some(Cow::Borrowed(number)),
+                    Found::Text(text) => Some(text),
+                    Found::Bool(_) => None,
                 });
-                builder.append_option(text.and_then(|text| decimal(&text, *precision, *scale)));
+                builder
+                    .append_option(text.and_then(|text| decimal(text.trim(), *precision, *scale)));
             }
         }
     }
@@ -415,53 +465,72 @@ impl Builder {
     }
 }
 
-/// An object's members, borrowed: keys without escapes, values as their JSON text.
-type Members<'a> = HashMap<&'a str, &'a RawValue>;
+/// Scratch memory of the promoted columns' scans, one per [`Rows`](format::Rows).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    slots: Vec<Slot>,
+    /// Per JSON column scanned, the key order its objects had so far.
+    shapes: Vec<KeyOrder>,
+}
 
-/// Appends each promoted column's value of `event` to its builder.
-pub(crate) fn append(columns: &Columns, builders: &mut [Builder], event: &format::Fields<'_>) {
-    // Each JSON column's top level is read once, and only when a column reads it: its members
-    // borrowed, not the whole tree built.
-    let mut tops: [Option<Option<Members<'_>>>; 3] = [None, None, None];
-    for (column, builder) in columns.list.iter().zip(builders) {
-        // `properties`, `traits` and `context` lead the JSON columns.
-        let slot = match column.source {
-            Source::Properties => 0,
-            Source::Traits => 1,
-            Source::Context => 2,
-        };
-        let Some(raw) = event.json[slot] else {
-            builder.append(None);
-            continue;
-        };
-        let top = tops[slot].get_or_insert_with(|| serde_json::from_str(raw).ok());
-        let value = match top {
-            Some(members) => members
-                .get(column.keys[0].as_str())
-                .and_then(|first| lookup(first.get(), &column.keys[1..])),
-            // Not an object, or keys with escapes: the slow way.
-            None => lookup(raw, &column.keys),
-        };
-        builder.append(value.as_ref());
+/// Appends each promoted column's value of `event` to its builder. Each JSON column that
+/// columns read from is scanned once for all their paths (the stream engine's scanner: the
+/// values' byte ranges, nothing else decoded; of a key written twice the first counts, as in
+/// metrics); values are taken from their text as they are.
+pub(crate) fn append(
+    columns: &Columns,
+    builders: &mut [Builder],
+    event: &format::Fields<'_>,
+    scratch: &mut Scratch,
+) {
+    scratch
+        .shapes
+        .resize_with(columns.scans.len(), KeyOrder::default);
+    let Scratch { slots, shapes } = scratch;
+    for (scan, shape) in columns.scans.iter().zip(shapes) {
+        let text = event.json[scan.json];
+        // Not an object (or malformed): no value of its paths.
+        let found = text.is_some_and(|text| {
+            scan.set
+                .scan_with(text.as_bytes(), slots, shape, 0, &mut |_| false)
+                .is_ok()
+        });
+        for &(index, slot) in &scan.columns {
+            let value = match text {
+                Some(text) if found => Found::of(text, slots[slot]),
+                _ => None,
+            };
+            builders[index].append(value);
+        }
     }
 }
 
-/// The value at `keys` inside the JSON text `raw`.
-fn lookup(raw: &str, keys: &[String]) -> Option<Value> {
-    let mut current = raw;
-    for (depth, key) in keys.iter().enumerate() {
-        match serde_json::from_str::<Members<'_>>(current) {
-            Ok(members) => current = members.get(key.as_str())?.get(),
-            Err(_) => {
-                let mut value = serde_json::from_str::<Value>(current).ok()?;
-                for key in &keys[depth..] {
-                    value = value.get_mut(key)?.take();
-                }
-                return Some(value);
-            }
+/// A promoted value as found in its JSON text.
+#[derive(Debug, Clone, PartialEq)]
+enum Found<'a> {
+    Text(Cow<'a, str>),
+    /// A number's JSON text.
+    Number(&'a str),
+    Bool(bool),
+}
+
+impl<'a> Found<'a> {
+    /// The value of `slot` in `text`; `None` when missing, `null`, or an object or array (no
+    /// column type takes those).
+    fn of(text: &'a str, slot: Slot) -> Option<Found<'a>> {
+        let (start, end) = (slot.start as usize, slot.end as usize);
+        match slot.kind {
+            JsonKind::Missing | JsonKind::Null | JsonKind::Composite => None,
+            JsonKind::True => Some(Found::Bool(true)),
+            JsonKind::False => Some(Found::Bool(false)),
+            JsonKind::String => text.get(start..end).map(|s| Found::Text(Cow::Borrowed(s))),
+            JsonKind::EscapedString => text
+                .get(start.checked_sub(1)?..end + 1)
+                .and_then(|quoted| serde_json::from_str::<String>(quoted).ok())
+                .map(|s| Found::Text(Cow::Owned(s))),
+            JsonKind::Number => text.get(start..end).map(Found::Number),
         }
     }
-    serde_json::from_str(current).ok()
 }
 
 /// The decimal `text` (`-12.345`, `1e3`) scaled by 10^`scale` and rounded half away from
