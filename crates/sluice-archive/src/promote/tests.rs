@@ -212,3 +212,45 @@ fn decimals_round_half_away_from_zero_within_their_precision() {
         assert_eq!(decimal(bad, 10, 2), None, "{bad:?}");
     }
 }
+
+/// A `string` column keeps numbers and booleans as their JSON text as sent (`1.50` stays
+/// `1.50`), unescapes strings, and two columns of one path (of different types) both read it.
+#[test]
+fn string_columns_keep_the_json_text_and_columns_may_share_a_path() {
+    let configs = [
+        column(None, "properties.amount", Some("amount_text"), "string"),
+        column(None, "properties.amount", Some("amount"), "decimal(6,2)"),
+        column(None, "properties.flag", None, "string"),
+        column(None, "properties.label", None, "string"),
+    ];
+    let base = r#""message_id":"m","tenant":"shop","type":"track","event":"E","anonymous_id":"a","timestamp":1,"received_at":1"#;
+    let events = [
+        format!(
+            r#"{{{base},"properties":{{"amount":1.50,"flag":true,"label":"caf\u00e9 \"x\""}}}}"#
+        ),
+        format!(r#"{{{base},"properties":{{"label":"plain","amount":"2.255","flag":null}}}}"#),
+    ];
+    let events: Vec<&str> = events.iter().map(String::as_str).collect();
+    let batch = batch(&configs, "shop", &events);
+    let text = |name: &str| -> Vec<Option<String>> {
+        batch[name]
+            .as_string::<i32>()
+            .iter()
+            .map(|value| value.map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        text("amount_text"),
+        [Some("1.50".to_owned()), Some("2.255".to_owned())]
+    );
+    let amounts: Vec<Option<i128>> = batch["amount"]
+        .as_primitive::<Decimal128Type>()
+        .iter()
+        .collect();
+    assert_eq!(amounts, [Some(150), Some(226)]);
+    assert_eq!(text("flag"), [Some("true".to_owned()), None]);
+    assert_eq!(
+        text("label"),
+        [Some("café \"x\"".to_owned()), Some("plain".to_owned())]
+    );
+}
