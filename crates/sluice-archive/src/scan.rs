@@ -22,33 +22,6 @@ use sluice_core::time::Millis;
 use sluice_stream::json::{FieldSet, KeyOrder, Kind, Slot};
 use std::borrow::Cow;
 
-/// The top-level keys read, in slot order: the four required ones, the text fields, the
-/// optional times, then the JSON columns (`metadata` is `_metadata` in the record).
-const KEYS: [&str; 4 + TEXT.len() + 3 + JSON.len()] = [
-    "message_id",
-    "tenant",
-    "type",
-    "timestamp",
-    "event",
-    "name",
-    "category",
-    "user_id",
-    "anonymous_id",
-    "group_id",
-    "previous_id",
-    "received_at",
-    "sent_at",
-    "original_timestamp",
-    "properties",
-    "traits",
-    "context",
-    "integrations",
-    "channel",
-    "version",
-    "_metadata",
-    "schema_violations",
-];
-
 const MESSAGE_ID: usize = 0;
 const TENANT: usize = 1;
 const TYPE: usize = 2;
@@ -58,6 +31,39 @@ const RECEIVED_AT: usize = FIRST_TEXT + TEXT.len();
 const SENT_AT: usize = RECEIVED_AT + 1;
 const ORIGINAL_TIMESTAMP: usize = SENT_AT + 1;
 const FIRST_JSON: usize = ORIGINAL_TIMESTAMP + 1;
+
+/// The top-level keys read, in slot order: the four required ones, the [`TEXT`] columns' keys,
+/// the other times, then the [`JSON`] columns' keys.
+const KEYS: [&str; FIRST_JSON + JSON.len()] = {
+    let mut keys = [""; FIRST_JSON + JSON.len()];
+    keys[MESSAGE_ID] = "message_id";
+    keys[TENANT] = "tenant";
+    keys[TYPE] = "type";
+    keys[TIMESTAMP] = "timestamp";
+    keys[RECEIVED_AT] = "received_at";
+    keys[SENT_AT] = "sent_at";
+    keys[ORIGINAL_TIMESTAMP] = "original_timestamp";
+    let mut i = 0;
+    while i < TEXT.len() {
+        keys[FIRST_TEXT + i] = TEXT[i];
+        i += 1;
+    }
+    let mut i = 0;
+    while i < JSON.len() {
+        keys[FIRST_JSON + i] = record_key(JSON[i]);
+        i += 1;
+    }
+    keys
+};
+
+/// The key in a record of the column named `column`: the event's `metadata` is `_metadata`
+/// (Segment's name), every other column is named as its key.
+const fn record_key(column: &'static str) -> &'static str {
+    match column.as_bytes() {
+        b"metadata" => "_metadata",
+        _ => column,
+    }
+}
 
 /// Reads records of one partition one after another (it learns their key order).
 #[derive(Debug)]
