@@ -368,6 +368,7 @@ impl<L: Log> Archiver<L> {
             log_epoch,
             metrics: Vec::new(),
             output: Vec::new(),
+            note: None,
         };
         self.write(batch).await?;
         self.store

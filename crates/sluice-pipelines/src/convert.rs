@@ -46,6 +46,7 @@ pub(crate) fn commit_from(checkpoint: &mut Checkpoint, generation: u32, log_epoc
                 end: range.end,
             })
             .collect(),
+        note: None,
     }
 }
 

@@ -75,6 +75,7 @@ fn commit_rows(c: &mut Criterion) {
                         changed,
                     }],
                     output: Vec::new(),
+                    note: None,
                 });
                 let epoch = epochs[partition as usize];
                 let started = Instant::now();

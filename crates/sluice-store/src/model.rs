@@ -206,6 +206,11 @@ pub struct Commit {
     /// Derived streams' records appended since the previous commit, made visible by this one
     /// (see [`Checkpoints::stream_ranges`](crate::roles::Checkpoints::stream_ranges)).
     pub output: Vec<StreamRange>,
+    /// What the pipeline partition must finish after a crash if this was its last commit
+    /// (opaque to the store: the archive's files to publish), kept with the position until
+    /// the next commit replaces it (see
+    /// [`Checkpoints::committed_note`](crate::roles::Checkpoints::committed_note)).
+    pub note: Option<Vec<u8>>,
 }
 
 /// Offsets `[start, end)` of a derived stream's partition (the commit's partition) that its

@@ -151,6 +151,15 @@ pub trait Checkpoints: Send + Sync {
         generation: u32,
     ) -> Result<Vec<(u32, Option<Millis>)>, StoreError>;
 
+    /// The [`Commit::note`] of a pipeline partition's last commit (`None` when it had none,
+    /// or the partition never committed). Read after a [`Checkpoints::claim`], it is the
+    /// last owner's: a fenced owner's commits never replace it.
+    async fn committed_note(
+        &self,
+        pipeline: &str,
+        partition: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Each partition's committed position of a pipeline.
     async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError>;
 

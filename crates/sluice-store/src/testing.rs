@@ -72,6 +72,7 @@ pub fn commit_of(offset: u64, rows: Vec<StoredRow>) -> Commit {
             changed: rows.iter().map(StoredRow::as_changed).collect(),
         }],
         output: Vec::new(),
+        note: None,
     }
 }
 

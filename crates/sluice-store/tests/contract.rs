@@ -964,6 +964,52 @@ async fn stream_ranges_are_committed_with_the_position_and_go_with_the_stream(
     );
 }
 
+async fn a_commit_keeps_its_note_with_the_position_until_the_next_commit(store: &StoreBackend) {
+    let noted = |offset, note: Option<&[u8]>| {
+        Arc::new(sluice_store::model::Commit {
+            note: note.map(<[u8]>::to_vec),
+            ..commit_of(offset, vec![])
+        })
+    };
+    assert_eq!(store.committed_note("archive", 1).await.unwrap(), None);
+    let epoch = store.claim("archive", 1, 0, 0).await.unwrap().epoch;
+    assert_eq!(store.committed_note("archive", 1).await.unwrap(), None);
+    store
+        .commit("archive", 1, epoch, noted(10, Some(b"batch 0..10")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.committed_note("archive", 1).await.unwrap().as_deref(),
+        Some(&b"batch 0..10"[..])
+    );
+    // A new owner reads the last owner's note; the fenced one cannot replace it.
+    let next = store.claim("archive", 1, 0, 0).await.unwrap().epoch;
+    let fenced = store
+        .commit("archive", 1, epoch, noted(20, Some(b"batch 10..20")))
+        .await
+        .unwrap_err();
+    assert!(matches!(fenced, StoreError::Fenced { .. }), "{fenced}");
+    assert_eq!(
+        store.committed_note("archive", 1).await.unwrap().as_deref(),
+        Some(&b"batch 0..10"[..]),
+        "a claim keeps the note; a fenced commit does not replace it"
+    );
+    assert_eq!(
+        store.committed_note("archive", 0).await.unwrap(),
+        None,
+        "another partition's"
+    );
+    store
+        .commit("archive", 1, next, noted(20, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.committed_note("archive", 1).await.unwrap(),
+        None,
+        "a commit without a note clears it"
+    );
+}
+
 macro_rules! for_every_backend {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -1005,6 +1051,7 @@ for_every_backend!(
     boards_are_saved_replaced_listed_and_deleted_per_tenant,
     erasures_keep_their_first_time_per_tenant,
     stream_ranges_are_committed_with_the_position_and_go_with_the_stream,
+    a_commit_keeps_its_note_with_the_position_until_the_next_commit,
     alerts_rules_keep_their_id_until_they_change_and_ids_are_never_reused,
     alerts_progress_never_goes_back_and_goes_with_its_rule,
     alerts_outbox_inserts_each_notification_once_per_channel,

@@ -185,6 +185,7 @@ async fn a_file_of_an_uncommitted_batch_is_skipped_until_committed() {
         log_epoch: 0,
         metrics: Vec::new(),
         output: Vec::new(),
+        note: None,
     };
     store
         .commit(PIPELINE, 0, position.epoch, std::sync::Arc::new(commit))

@@ -914,8 +914,8 @@ impl Checkpoints for PostgresStore {
             }
         }
         tx.execute(
-            "UPDATE positions SET next_offset = $3, event_time = $4, log_epoch = $5 WHERE pipeline = $1 AND partition = $2",
-            &[&pipeline, &big(partition), &big(commit.offset), &commit.event_time, &big(commit.log_epoch)],
+            "UPDATE positions SET next_offset = $3, event_time = $4, log_epoch = $5, note = $6 WHERE pipeline = $1 AND partition = $2",
+            &[&pipeline, &big(partition), &big(commit.offset), &commit.event_time, &big(commit.log_epoch), &commit.note],
         )
         .await
         .map_err(self.failed())?;
@@ -1059,6 +1059,22 @@ impl Checkpoints for PostgresStore {
         watermarks_of(&**client, metric, generation)
             .await
             .map_err(self.failed())
+    }
+
+    async fn committed_note(
+        &self,
+        pipeline: &str,
+        partition: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT note FROM positions WHERE pipeline = $1 AND partition = $2",
+                &[&pipeline, &big(partition)],
+            )
+            .await
+            .map_err(self.failed())?;
+        Ok(row.and_then(|row| row.get(0)))
     }
 
     async fn positions(&self, pipeline: &str) -> Result<Vec<(u32, Position)>, StoreError> {

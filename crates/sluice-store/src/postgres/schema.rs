@@ -202,6 +202,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         \"end\" BIGINT NOT NULL,
         PRIMARY KEY (stream, partition, start)
     );",
+    // 9: the note of a pipeline partition's last commit, as SQLite's schema 12.
+    "ALTER TABLE positions ADD COLUMN note BYTEA;",
 ];
 
 /// The schema version this sluice writes.

@@ -476,8 +476,8 @@ impl Checkpoints for SqliteStore {
                 }
             }
             tx.execute(
-                "UPDATE positions SET next_offset = ?3, event_time = ?4, log_epoch = ?5 WHERE pipeline = ?1 AND partition = ?2",
-                params![pipeline, partition, commit.offset, commit.event_time, commit.log_epoch],
+                "UPDATE positions SET next_offset = ?3, event_time = ?4, log_epoch = ?5, note = ?6 WHERE pipeline = ?1 AND partition = ?2",
+                params![pipeline, partition, commit.offset, commit.event_time, commit.log_epoch, commit.note],
             )
             .map_err(|e| classify(path, e))?;
             tx.commit().map_err(|e| classify(path, e))?;
@@ -602,6 +602,26 @@ impl Checkpoints for SqliteStore {
         let metric = metric.to_owned();
         self.read(move |connection, path| {
             watermarks_of(connection, &metric, generation).map_err(|e| classify(path, e))
+        })
+        .await
+    }
+
+    async fn committed_note(
+        &self,
+        pipeline: &str,
+        partition: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let pipeline = pipeline.to_owned();
+        self.read(move |connection, path| {
+            connection
+                .query_row(
+                    "SELECT note FROM positions WHERE pipeline = ?1 AND partition = ?2",
+                    params![pipeline, partition],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map(Option::flatten)
+                .map_err(|e| classify(path, e))
         })
         .await
     }

@@ -226,6 +226,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         \"end\" INTEGER NOT NULL,
         PRIMARY KEY (stream, partition, start)
     ) STRICT, WITHOUT ROWID;",
+    // 12: a note kept with each pipeline partition's position by its last commit (issue 21:
+    // the archive's files to publish after a crash).
+    "ALTER TABLE positions ADD COLUMN note BLOB;",
 ];
 
 /// The schema version this sluice writes.

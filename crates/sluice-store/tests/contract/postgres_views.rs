@@ -117,6 +117,7 @@ fn commit(generation: u32, offset: u64, closed: &[StoredRow], open: &[StoredRow]
             changed: open.iter().map(StoredRow::as_changed).collect(),
         }],
         output: Vec::new(),
+        note: None,
     })
 }
 
@@ -493,12 +494,12 @@ async fn final_rows_of_an_older_store_are_decoded_at_start() {
         .unwrap();
     let before = assert_view_is_the_query_path(&store, &client, 0).await;
     // The schema as sluice left it before views: no view, no decoded values (nor replays, the
-    // schema registry, boards, alerts, erasures or stream ranges).
+    // schema registry, boards, alerts, erasures, stream ranges or positions' notes).
     client
         .batch_execute(
             "DROP VIEW metric_q1; DROP INDEX finals_undecoded; DROP TABLE replays; \
              DROP TABLE schema_ids, schema_versions, schema_settings, boards, alert_progress, alert_rules, alert_outbox, alert_silences, erasures, stream_ranges; \
-             ALTER TABLE finals DROP COLUMN keys, DROP COLUMN vals; UPDATE sluice_schema SET version = 1",
+             ALTER TABLE positions DROP COLUMN note; ALTER TABLE finals DROP COLUMN keys, DROP COLUMN vals; UPDATE sluice_schema SET version = 1",
         )
         .await
         .unwrap();
