@@ -13,25 +13,22 @@
 //!
 //! # Protocol
 //!
-//! 1. `_sluice/compact-<partition>.json`, `{output, inputs}`, is written durably;
-//! 2. the output is written durably (temporary file, fsync, rename; or an S3 upload);
-//! 3. the inputs are deleted;
-//! 4. the record is deleted.
-//!
-//! The archiver's start reads the record: when the output exists, the crash came after step 2,
-//! and the inputs left are deleted; else nothing was changed. Either way the record goes. So
-//! after any crash every row is in one file; between steps 2 and 3 a reader may see an hour's
-//! rows twice for a moment. Compaction runs only right after a commit, when the partition's
-//! pending record is stale: its files are never an uncommitted batch's.
+//! A compaction is published as a batch is ([`crate::publish`]): the output is staged, a
+//! commit that keeps the position notes it with its inputs to delete, then the output is
+//! moved to its name and the inputs deleted. After a crash the next owner finishes that
+//! publish, so every row is in one file; between the move and the deletes a reader may see
+//! an hour's rows twice for a moment. An owner that was fenced out cannot commit, so it
+//! cannot show an output that overlaps one of the new owner's.
 //!
 //! `sluice archive forget` holds a lease (`_sluice/forget-lease.json`, `{until}`) while it
-//! runs: compaction does not start while one is held, and, when one appeared while it wrote
-//! an output, deletes that output (step 3 undone as step 2) instead of the inputs, so forget
-//! never rewrites an input whose rows an output it cannot have seen would keep. Forget waits
-//! [`LEASE_GRACE`] after taking the lease, for a compaction past that check to finish.
+//! runs: compaction does not start while one is held, and, when one appeared while it staged
+//! an output, deletes that output instead of committing it, so forget never rewrites an input
+//! whose rows an output it cannot have seen would keep. Forget waits [`LEASE_GRACE`] after
+//! taking the lease, for a compaction past that check to finish.
 
 use crate::format;
 use crate::layout::{DAY, HOUR, parse_hour_dir, parse_part};
+use crate::publish::{Mark, Owner};
 use crate::sink::ArchiveError;
 use crate::target::Target;
 use serde::{Deserialize, Serialize};
@@ -55,8 +52,8 @@ const LOOKBACK: Millis = 48 * HOUR;
 /// How long forget waits after taking its lease for a compaction past its check to finish.
 pub const LEASE_GRACE: Duration = Duration::from_secs(10);
 
-/// A compaction in progress (`_sluice/compact-<partition>.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A compaction: files of one hour and partition, merged into one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compaction {
     /// The file written.
     pub output: String,
@@ -83,29 +80,6 @@ pub struct Compacted {
     pub inputs: usize,
 }
 
-fn record_name(partition: u32) -> String {
-    format!("_sluice/compact-{partition}.json")
-}
-
-/// Finishes (or drops) the compaction of `partition` a crash interrupted; how many inputs it
-/// deleted.
-pub async fn recover(target: &Target, partition: u32) -> Result<usize, ArchiveError> {
-    let name = record_name(partition);
-    let Some(compaction) = target.read_record::<Compaction>(&name).await? else {
-        return Ok(0);
-    };
-    let mut removed = 0;
-    if target.exists(&compaction.output).await? {
-        for input in &compaction.inputs {
-            removed += usize::from(target.remove(input).await?);
-        }
-    } else {
-        target.remove_leftover(&compaction.output).await?;
-    }
-    target.remove(&name).await?;
-    Ok(removed)
-}
-
 /// Whether forget holds its lease at `now`.
 pub async fn lease_held(target: &Target, now: Millis) -> Result<bool, ArchiveError> {
     Ok(target
@@ -114,14 +88,16 @@ pub async fn lease_held(target: &Target, now: Millis) -> Result<bool, ArchiveErr
         .is_some_and(|lease| lease.until > now))
 }
 
-/// Compacts `partition`'s small files of the hours of the last two days that ended `settle`
-/// before `now`.
+/// Compacts the small files of `owner`'s partition of the hours of the last two days that
+/// ended `settle` before `now`; `mark` is its committed position, which the commits keep.
 pub async fn compact(
     target: &Target,
-    partition: u32,
+    owner: &Owner,
+    mark: Mark,
     now: Millis,
     settle: Duration,
 ) -> Result<Compacted, ArchiveError> {
+    let partition = owner.partition;
     let mut compacted = Compacted::default();
     if lease_held(target, now).await? {
         return Ok(compacted);
@@ -173,7 +149,7 @@ pub async fn compact(
                 output: format!("{hour_prefix}part-{partition}-{first:020}-{last:020}.parquet"),
                 inputs: inputs.into_iter().map(|(_, name)| name).collect(),
             };
-            match run(target, partition, &compaction).await? {
+            match run(target, owner, mark, &compaction).await? {
                 Outcome::Merged => {
                     compacted.outputs += 1;
                     compacted.inputs += compaction.inputs.len();
@@ -193,14 +169,15 @@ enum Outcome {
     Merged,
     /// The inputs' schemas differ; nothing was written.
     Different,
-    /// Forget's lease appeared meanwhile: the output was deleted instead of the inputs.
+    /// Forget's lease appeared meanwhile: the staged output was deleted, not committed.
     Leased,
 }
 
-/// The protocol's four steps for one compaction.
+/// Stage, commit, publish for one compaction.
 async fn run(
     target: &Target,
-    partition: u32,
+    owner: &Owner,
+    mark: Mark,
     compaction: &Compaction,
 ) -> Result<Outcome, ArchiveError> {
     let mut files = Vec::with_capacity(compaction.inputs.len());
@@ -223,24 +200,21 @@ async fn run(
         tracing::debug!(output = %compaction.output, "files of different columns are not compacted");
         return Ok(Outcome::Different);
     };
-    let record = record_name(partition);
-    target.write_record(&record, compaction).await?;
-    target.replace(&compaction.output, merged).await?;
-    let held = lease_held(target, sluice_core::time::now_millis()).await?;
-    let doomed = if held {
-        std::slice::from_ref(&compaction.output)
-    } else {
-        &compaction.inputs[..]
-    };
-    for name in doomed {
-        target.remove(name).await?;
+    let staged = owner.staged(&compaction.output);
+    target.replace(&staged, merged).await?;
+    if lease_held(target, sluice_core::time::now_millis()).await? {
+        target.remove(&staged).await?;
+        return Ok(Outcome::Leased);
     }
-    target.remove(&record).await?;
-    Ok(if held {
-        Outcome::Leased
-    } else {
-        Outcome::Merged
-    })
+    owner
+        .commit_and_publish(
+            target,
+            mark,
+            vec![compaction.output.clone()],
+            compaction.inputs.clone(),
+        )
+        .await?;
+    Ok(Outcome::Merged)
 }
 
 #[cfg(test)]

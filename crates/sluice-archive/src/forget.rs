@@ -4,26 +4,18 @@
 //! is deleted. Each file is replaced whole (a temporary file renamed over it, or the object put
 //! again), so a reader sees it with or without the user's rows, never half of it.
 //!
-//! Beside a running server: the archiver never writes into a file of a committed batch again,
-//! and it skips the events of ids erased through `DELETE /v1/users/{id}`. The files of a batch
-//! not yet committed are not touched: after a crash the archiver's next start deletes them and
-//! archives their events again, and a rewrite could put one back. So forget lists the files
-//! first, then reads the archive's committed positions from the store, then the pending
-//! records: a listed file of a pending record whose `start` is its partition's position (or
-//! that has no position) is skipped and reported (run forget again once it is committed).
-//! A listed file is of a committed batch or of the one batch its partition's pending record
-//! names (a record is written before its files, and the next one only after that commit), so
-//! the check after the listing sees every uncommitted one.
+//! Beside a running server: the archiver never writes into a published file again, and it
+//! skips the events of ids erased through `DELETE /v1/users/{id}`. Files that are staged but
+//! not published yet ([`crate::publish`]) are not touched: forget lists them first, then the
+//! published files, and reports the tenant's staged ones as skipped (run forget again once
+//! they are published). A file published between the two listings is in the second.
 
 use crate::compact::{LEASE, Lease};
 use crate::format::{self, Filtered};
-use crate::layout::Layout;
-use crate::sink::{ArchiveError, PIPELINE};
+use crate::sink::ArchiveError;
 use crate::target::Target;
 use futures::{StreamExt, TryStreamExt};
 use sluice_core::time::Millis;
-use sluice_store::StoreBackend;
-use std::collections::{HashMap, HashSet};
 use std::io;
 use std::time::Duration;
 
@@ -50,7 +42,7 @@ pub struct Forgotten {
     pub scanned: usize,
     /// Files that held the user's events, by name.
     pub changed: Vec<Changed>,
-    /// Files of batches not committed yet, not read.
+    /// Files staged but not published yet, by the names they will have; not read.
     pub skipped: Vec<String>,
 }
 
@@ -65,15 +57,13 @@ impl Forgotten {
 /// (a forget that crashed only holds compaction off this long).
 const LEASE_TTL: Millis = 24 * 3_600_000;
 
-/// Removes `user`'s events from `tenant`'s files in the archive; `store` holds the archive's
-/// committed positions (`None`: there is no store, so nothing was committed). Holds the
+/// Removes `user`'s events from `tenant`'s published files in the archive. Holds the
 /// compaction lease meanwhile, after waiting `grace` once it is taken (see
 /// [`crate::compact`]).
 pub async fn forget(
     target: &Target,
     tenant: &str,
     user: &str,
-    store: Option<&StoreBackend>,
     grace: Duration,
 ) -> Result<Forgotten, ArchiveError> {
     let lease = Lease {
@@ -81,7 +71,7 @@ pub async fn forget(
     };
     target.write_record(LEASE, &lease).await?;
     tokio::time::sleep(grace).await;
-    let forgotten = forget_leased(target, tenant, user, store).await;
+    let forgotten = forget_leased(target, tenant, user).await;
     let released = target.remove(LEASE).await;
     let forgotten = forgotten?;
     released?;
@@ -92,15 +82,17 @@ async fn forget_leased(
     target: &Target,
     tenant: &str,
     user: &str,
-    store: Option<&StoreBackend>,
 ) -> Result<Forgotten, ArchiveError> {
-    let listed = target
-        .list(&format!("events/tenant={tenant}/"), ".parquet")
-        .await?;
-    let uncommitted = uncommitted_files(target, store).await?;
-    let (skipped, names): (Vec<String>, Vec<String>) = listed
+    let tenant_dir = format!("events/tenant={tenant}/");
+    // Staged first: a file published after this listing is in the next one.
+    let skipped: Vec<String> = target
+        .list("_sluice/staged/", ".parquet")
+        .await?
         .into_iter()
-        .partition(|name| uncommitted.contains(name));
+        .filter_map(|staged| published_name(&staged).map(str::to_owned))
+        .filter(|name| name.starts_with(&tenant_dir))
+        .collect();
+    let names = target.list(&tenant_dir, ".parquet").await?;
     let scanned = names.len();
     let mut changed: Vec<Changed> = futures::stream::iter(names)
         .map(|name| forget_in(target, name, user))
@@ -116,41 +108,12 @@ async fn forget_leased(
     })
 }
 
-/// The files of batches not committed: those of each pending record whose `start` is its
-/// partition's committed position, or that has none.
-async fn uncommitted_files(
-    target: &Target,
-    store: Option<&StoreBackend>,
-) -> Result<HashSet<String>, ArchiveError> {
-    let positions: HashMap<u32, u64> = match store {
-        Some(store) => store
-            .positions(PIPELINE)
-            .await?
-            .into_iter()
-            .map(|(partition, position)| (partition, position.offset))
-            .collect(),
-        None => HashMap::new(),
-    };
-    let mut files = HashSet::new();
-    for name in target.list("_sluice/", ".json").await? {
-        let partition = name
-            .strip_prefix("_sluice/pending-")
-            .and_then(|rest| rest.strip_suffix(".json"))
-            .and_then(|partition| partition.parse::<u32>().ok());
-        let Some(partition) = partition.filter(|p| Layout::pending_name(*p) == name) else {
-            continue;
-        };
-        let Some(pending) = target.read_pending(partition).await? else {
-            continue;
-        };
-        if positions
-            .get(&partition)
-            .is_none_or(|at| *at == pending.start)
-        {
-            files.extend(pending.files);
-        }
-    }
-    Ok(files)
+/// The name a staged file (`_sluice/staged/<partition>/<epoch>/<name>`) is published as.
+fn published_name(staged: &str) -> Option<&str> {
+    let rest = staged.strip_prefix("_sluice/staged/")?;
+    let (_partition, rest) = rest.split_once('/')?;
+    let (_epoch, name) = rest.split_once('/')?;
+    Some(name)
 }
 
 /// Removes `user`'s rows from the file `name`; what changed, if anything did.

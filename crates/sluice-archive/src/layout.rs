@@ -2,7 +2,6 @@
 //! a temporary file beside the final name, fsynced, renamed, and the directory fsynced.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use sluice_core::time::Millis;
 use std::fs::{self, File};
 use std::io;
@@ -18,18 +17,6 @@ pub const DAY: Millis = 24 * HOUR;
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: PathBuf,
-}
-
-/// A batch that was being archived: its offsets and the files it writes (relative to the
-/// root). Written before the files, so a restart knows what an uncommitted batch left.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    /// The batch's first offset: the position it was read from.
-    pub start: u64,
-    /// One past its last.
-    pub end: u64,
-    /// Its files.
-    pub files: Vec<String>,
 }
 
 /// The start of the hour holding `time` (UTC).
@@ -57,11 +44,6 @@ impl Layout {
         )
     }
 
-    /// The name (relative to the root) of `partition`'s pending record.
-    pub fn pending_name(partition: u32) -> String {
-        format!("_sluice/pending-{partition}.json")
-    }
-
     /// The record (one of sluice's JSON files under `_sluice/`) `bytes` read from `name`.
     pub fn parse_record<T: DeserializeOwned>(bytes: &[u8], name: &str) -> io::Result<T> {
         serde_json::from_slice(bytes).map_err(|error| {
@@ -72,21 +54,6 @@ impl Layout {
                 ),
             )
         })
-    }
-
-    /// Deletes the files of an uncommitted batch (those that exist), and what a crash left of
-    /// their temporary files; returns how many files.
-    pub fn discard(&self, pending: &Pending) -> io::Result<usize> {
-        let mut removed = 0;
-        for file in &pending.files {
-            match fs::remove_file(self.root.join(file)) {
-                Ok(()) => removed += 1,
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => return Err(error),
-            }
-            self.remove_temporary(file)?;
-        }
-        Ok(removed)
     }
 
     /// Deletes the temporary file a crash may have left while `relative` was written.
@@ -111,6 +78,26 @@ impl Layout {
         }
         match path.parent() {
             Some(dir) => sync_dir(dir).map(|()| true),
+            None => Ok(true),
+        }
+    }
+
+    /// Moves the file `from` to `to` (relative to the root; replacing a file there), making
+    /// `to`'s directories on the way, and fsyncs both directories; whether `from` was there.
+    pub fn move_file(&self, from: &str, to: &str) -> io::Result<bool> {
+        let (from, to) = (self.root.join(from), self.root.join(to));
+        let dir = to
+            .parent()
+            .ok_or_else(|| io::Error::other(format!("{} has no directory", to.display())))?;
+        create_dirs(dir)?;
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        }
+        sync_dir(dir)?;
+        match from.parent() {
+            Some(from_dir) => sync_dir(from_dir).map(|()| true),
             None => Ok(true),
         }
     }
@@ -241,44 +228,23 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_batch_is_read_back_and_its_files_discarded() {
+    fn a_move_makes_the_directories_and_replaces_what_is_there() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path().join("archive"));
-        let name = Layout::pending_name(2);
-        assert!(!layout.root().join(&name).exists());
         let file = Layout::file("shop", 0, 2, 10);
-        layout.write_file(&file, |out| out.write_all(b"x")).unwrap();
-        // What a crash while writing the other file left.
-        let other = Layout::file("other", 0, 2, 10);
-        let leftover = temporary_path(&layout.root().join(&other)).unwrap();
-        fs::create_dir_all(leftover.parent().unwrap()).unwrap();
-        fs::write(&leftover, b"half").unwrap();
-        let pending = Pending {
-            start: 10,
-            end: 20,
-            files: vec![file.clone(), other],
-        };
-        let json = serde_json::to_vec(&pending).unwrap();
+        let staged = format!("_sluice/staged/2/5/{file}");
         layout
-            .write_file(&name, |out| out.write_all(&json))
+            .write_file(&staged, |out| out.write_all(b"x"))
             .unwrap();
-        let read = fs::read(layout.root().join(&name)).unwrap();
-        assert_eq!(
-            Layout::parse_record::<Pending>(&read, &name).unwrap(),
-            pending
-        );
-        assert_eq!(layout.discard(&pending).unwrap(), 1, "only the one written");
-        assert!(
-            !leftover.exists(),
-            "the temporary file a crash left is gone"
-        );
-        assert!(!layout.root().join(&file).exists());
-        // No temporary file is left behind.
-        let leftovers: Vec<_> = walk(layout.root())
-            .into_iter()
-            .filter(|path| path.to_string_lossy().ends_with(".tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert!(layout.move_file(&staged, &file).unwrap());
+        assert!(!layout.move_file(&staged, &file).unwrap(), "moved before");
+        layout
+            .write_file(&staged, |out| out.write_all(b"y"))
+            .unwrap();
+        assert!(layout.move_file(&staged, &file).unwrap());
+        let files: Vec<PathBuf> = walk(layout.root());
+        assert_eq!(files, [layout.root().join(&file)], "no temporary file left");
+        assert_eq!(fs::read(layout.root().join(&file)).unwrap(), b"y");
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {

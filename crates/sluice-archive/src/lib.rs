@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! events/tenant=<tenant>/date=YYYY-MM-DD/hour=HH/part-<partition>-<first offset>.parquet
-//! _sluice/pending-<partition>.json
+//! _sluice/staged/<partition>/<epoch>/events/…
 //! ```
 //!
 //! Date and hour are the event time's (`timestamp`, UTC). `<first offset>` is the first log
@@ -17,9 +17,10 @@
 //! one file into each (tenant, hour) it has events of, so one name never holds two batches.
 //! Files whose names start with `.` are being written; readers' `*.parquet` globs skip them.
 //! Compaction merges an hour's small files of a partition into
-//! `part-<partition>-<first offset>-<last file's first offset>.parquet` ([`compact`]);
-//! `_sluice/` also holds compaction records and forget's lease.
-//!
+//! `part-<partition>-<first offset>-<last file's first offset>.parquet` ([`compact`]).
+//! `_sluice/staged/` holds files written but not yet published ([`publish`]); `_sluice/` also
+//! holds forget's lease. Readers read `events/` only.
+
 //! # Columns
 //!
 //! One row per event, in log order. The tenant, date and hour are the directories' (Hive
@@ -47,27 +48,31 @@
 //! One archiver per partition of `events` owns the store pipeline `archive` for that partition
 //! (claimed, so an older owner is fenced out). Its committed position is the first offset not
 //! yet archived. It reads a *batch* `[start, end)` until the batch's events reach
-//! `roll-bytes` or its first event was read `roll-age` ago, then:
+//! `roll-bytes` or its first event was read `roll-age` ago, then ([`publish`]):
 //!
-//! 1. writes `_sluice/pending-<partition>.json`, `{start, end, files}`, durably (a temporary
-//!    file, fsync, rename, fsync of the directory);
-//! 2. writes each file of the batch the same way (the directories made on the way are fsynced
-//!    into their parents);
-//! 3. commits `end` as the position, in one store transaction fenced by its epoch.
+//! 1. **stages** each file of the batch durably in its staging directory
+//!    `_sluice/staged/<partition>/<epoch>/` (a temporary file, fsync, rename, fsync of the
+//!    directory; in S3 a put, or a multipart upload for a large file);
+//! 2. **commits** `end` as the position, with a note naming the files, in one store
+//!    transaction fenced by its epoch;
+//! 3. **publishes** them: each is moved to its name under `events/` (a rename and fsyncs; in
+//!    S3 a server-side copy and a delete).
 //!
-//! Meanwhile it reads the next batch (from `end`), whose pending record is written only after
-//! that commit: one batch is pending at a time.
+//! Meanwhile it reads the next batch (from `end`), which is staged only after that publish.
 //!
-//! After a crash the archiver claims the partition again and reads the pending record: when
-//! its `start` is the committed position, step 3 never happened, so its files (written or
-//! not, and their temporary files) are deleted before archiving resumes from `start`, and the
-//! next batch writes them again, perhaps with other bounds. When `start` is before the position, the batch was
-//! committed and the record is stale. In S3 each step is a request (a multipart upload for a
-//! large file) that S3 holds durably once it succeeded, and reads after writes see it, so the
-//! steps and this argument are the same. So a committed offset's event is in exactly one file,
-//! an uncommitted one in none once the archiver is running: no row is missing or doubled.
-//! Between a crash and the restart, files of the uncommitted batch may be visible to readers.
+//! After a crash the partition's next owner claims it, publishes the last note again (moves
+//! of files already moved are skipped), and deletes the staging directories of older epochs:
+//! what a batch that was never committed staged. Archiving resumes from the committed
+//! position, and that batch's events are staged again, perhaps cut into other batches. So a
+//! committed offset's event is in exactly one published file and an uncommitted one in none:
+//! no row is missing or doubled, and readers never see a row that is not committed. An owner
+//! that was fenced out while it still ran (in a cluster, a node paused past the group's
+//! session timeout) cannot commit, so nothing it stages is ever published.
 //!
+//! In a cluster (nodes sharing a Kafka log and a PostgreSQL store), each node archives the
+//! partitions the consumer group gives its pipelines, and stops archiving those it loses;
+//! the archive is one bucket (or one shared directory) that every node writes.
+
 //! # Read back
 //!
 //! [`history`] reads the archive back as the `events` topic's history: the log's records a
@@ -80,10 +85,11 @@ pub mod format;
 pub mod history;
 pub mod layout;
 pub mod promote;
+pub mod publish;
 pub mod retention;
 pub mod scan;
 pub mod sink;
 pub mod target;
 
 pub use config::{ArchiveConfig, Location};
-pub use sink::{Archive, ArchiveError};
+pub use sink::{Archive, ArchiveError, Partitions};

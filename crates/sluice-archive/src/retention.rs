@@ -3,11 +3,11 @@
 //! of `events/tenant=<t>/date=<d>/hour=<h>/`, then the emptied directories (in S3, the objects
 //! under that prefix). A sweep runs at the start and every [`SWEEP_INTERVAL`].
 //!
-//! Deleting committed files is what retention is for, so the exactly-once protocol is not
-//! involved: a batch being written into an expired hour (late events) is deleted by the next
-//! sweep, and an uncommitted batch's pending record may name files a sweep deleted (its
-//! discard skips files that are gone). A sweep reads one listing per tenant, and one per
-//! expired date.
+//! Deleting published files is what retention is for, so the exactly-once protocol is not
+//! involved: a batch published into an expired hour (late events) is deleted by the next
+//! sweep. Sweeps of several nodes (each runs one) may delete the same hour at once; each
+//! deletes what is still there. A sweep reads one listing per tenant, and one per expired
+//! date.
 
 use crate::config::ArchiveConfig;
 use crate::layout::{DAY, HOUR, parse_hour_dir};

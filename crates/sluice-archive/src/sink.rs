@@ -4,18 +4,20 @@
 use crate::compact;
 use crate::config::{ArchiveConfig, Location};
 use crate::format::{Capacity, Fields, Rows};
-use crate::layout::{Layout, Pending, hour_of};
+use crate::layout::{Layout, hour_of};
 use crate::promote::Promotions;
+use crate::publish::{Mark, Owner, Published};
 use crate::scan::EventScan;
 use crate::target::Target;
 use sluice_core::erasure::ErasedUsers;
 use sluice_core::time::Millis;
 use sluice_log::{EpochStart, Log, LogError, ReadBuffer, ReadOptions, rewind_target};
-use sluice_store::{Commit, StoreBackend, StoreError};
-use std::collections::HashMap;
+use sluice_store::{StoreBackend, StoreError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,9 @@ const READ_BYTES: usize = 1 << 20;
 
 /// The longest an idle read waits, so a stop or a due roll is noticed.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// How often a node looks for partitions it owns whose archiver stopped.
+const RESTART_CHECK: Duration = Duration::from_secs(10);
 
 /// The longest wait between attempts after an error.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -82,7 +87,7 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Starts archiving every partition of `topic` into `location`, skipping the events of
+    /// Starts archiving `partitions` of `topic` into `location`, skipping the events of
     /// `erased` ids. Fails at once when the location cannot be written (a directory that
     /// cannot be made, a missing bucket, wrong credentials), or the topic cannot be described.
     pub async fn start<L: Log>(
@@ -92,9 +97,10 @@ impl Archive {
         location: Location,
         config: &ArchiveConfig,
         erased: Arc<ErasedUsers>,
+        partitions: Partitions,
     ) -> Result<Archive, ArchiveError> {
         let target = Target::open(&location)?;
-        Self::start_on(log, store, topic, target, config, erased).await
+        Self::start_on(log, store, topic, target, config, erased, partitions).await
     }
 
     /// [`Archive::start`] on an opened target.
@@ -105,9 +111,10 @@ impl Archive {
         target: Target,
         config: &ArchiveConfig,
         erased: Arc<ErasedUsers>,
+        partitions: Partitions,
     ) -> Result<Archive, ArchiveError> {
         target.check_writable().await?;
-        let partitions = log
+        let described = log
             .describe(Some(topic))
             .await?
             .into_iter()
@@ -115,26 +122,34 @@ impl Archive {
             .collect::<Vec<_>>();
         let cancel = CancellationToken::new();
         let promotions = Arc::new(Promotions::new(&config.columns));
-        let mut tasks: Vec<JoinHandle<()>> = partitions
-            .into_iter()
-            .map(|info| {
-                let archiver = Archiver {
-                    log: Arc::clone(&log),
-                    store: store.clone(),
-                    topic: topic.to_owned(),
-                    partition: info.partition,
-                    target: target.clone(),
-                    erased: Arc::clone(&erased),
-                    promotions: Arc::clone(&promotions),
-                    roll_bytes: config.roll_bytes(),
-                    roll_age: config.roll_age(),
-                    cancel: cancel.clone(),
-                    compacted: std::sync::Mutex::new(None),
-                    end_at_launch: std::sync::Mutex::new(Some(info.end_offset)),
-                };
-                tokio::spawn(archiver.run())
-            })
-            .collect();
+        let (roll_bytes, roll_age) = (config.roll_bytes(), config.roll_age());
+        let (topic_name, archive_target) = (topic.to_owned(), target.clone());
+        let spawn = move |partition: u32, end_at_launch: Option<u64>, cancel: CancellationToken| {
+            let archiver = Archiver {
+                log: Arc::clone(&log),
+                store: store.clone(),
+                topic: topic_name.clone(),
+                partition,
+                target: archive_target.clone(),
+                erased: Arc::clone(&erased),
+                promotions: Arc::clone(&promotions),
+                roll_bytes,
+                roll_age,
+                cancel,
+                compacted: std::sync::Mutex::new(None),
+                end_at_launch: std::sync::Mutex::new(end_at_launch),
+            };
+            tokio::spawn(archiver.run())
+        };
+        let mut tasks: Vec<JoinHandle<()>> = match partitions {
+            Partitions::All => described
+                .into_iter()
+                .map(|info| spawn(info.partition, Some(info.end_offset), cancel.clone()))
+                .collect(),
+            Partitions::Owned(owned) => {
+                vec![tokio::spawn(follow(owned, spawn, cancel.clone()))]
+            }
+        };
         if config.has_retention() {
             tasks.push(tokio::spawn(crate::retention::run(
                 target.clone(),
@@ -162,6 +177,69 @@ impl Archive {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// Which partitions of the source a node archives.
+#[derive(Debug)]
+pub enum Partitions {
+    /// Every one: the node owns the log.
+    All,
+    /// Those its pipelines own in a cluster, as the consumer group moves them
+    /// (`Pipelines::owned_partitions`).
+    Owned(watch::Receiver<BTreeSet<u32>>),
+}
+
+/// Keeps one archiver running per partition of `owned` until `cancel`: starts one for each
+/// partition that arrives, stops the archivers of those that leave (their next owner's claim
+/// fences them anyway), and starts again one that stopped while its partition is still owned
+/// (another node's archiver, not yet told it lost the partition, fenced it out).
+async fn follow(
+    mut owned: watch::Receiver<BTreeSet<u32>>,
+    spawn: impl Fn(u32, Option<u64>, CancellationToken) -> JoinHandle<()>,
+    cancel: CancellationToken,
+) {
+    let mut running: BTreeMap<u32, (CancellationToken, JoinHandle<()>)> = BTreeMap::new();
+    let mut stopping: Vec<JoinHandle<()>> = Vec::new();
+    let mut check = tokio::time::interval(RESTART_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let wanted = owned.borrow_and_update().clone();
+        let gone: Vec<u32> = running
+            .keys()
+            .filter(|partition| !wanted.contains(partition))
+            .copied()
+            .collect();
+        for partition in gone {
+            if let Some((token, task)) = running.remove(&partition) {
+                token.cancel();
+                stopping.push(task);
+                tracing::info!(
+                    partition,
+                    "the partition left this node: its archiver stops"
+                );
+            }
+        }
+        stopping.retain(|task| !task.is_finished());
+        for &partition in &wanted {
+            if running
+                .get(&partition)
+                .is_none_or(|(_, task)| task.is_finished())
+            {
+                let token = cancel.child_token();
+                running.insert(partition, (token.clone(), spawn(partition, None, token)));
+            }
+        }
+        tokio::select! {
+            changed = owned.changed() => if changed.is_err() { break },
+            _ = check.tick() => {}
+            () = cancel.cancelled() => break,
+        }
+    }
+    cancel.cancel();
+    let tasks = running.into_values().map(|(_, task)| task).chain(stopping);
+    for task in tasks {
+        let _ = task.await;
     }
 }
 
@@ -295,13 +373,19 @@ impl<L: Log> Archiver<L> {
             .claim(PIPELINE, self.partition, first, log_epoch)
             .await?;
         let epoch = position.epoch;
-        self.recover(position.offset).await?;
-        let finished = compact::recover(&self.target, self.partition).await?;
-        if finished > 0 {
+        let owner = Owner {
+            store: self.store.clone(),
+            partition: self.partition,
+            epoch,
+        };
+        let (published, dropped) = owner.recover(&self.target).await?;
+        if published != Published::default() || dropped > 0 {
             tracing::info!(
                 partition = self.partition,
-                removed = finished,
-                "finished a compaction a crash interrupted: deleted the files merged into its output"
+                published = published.moved,
+                deleted = published.deleted,
+                dropped_staged = dropped,
+                "finished publishing what the last owner committed, and deleted what older owners staged but never committed"
             );
         }
         // The first claim measures the position against the end before anything was appended
@@ -345,7 +429,7 @@ impl<L: Log> Archiver<L> {
             }
             let (end, hints) = (current.end, current.capacities());
             let (committed, next) = tokio::join!(
-                self.write_and_commit(current, epoch, log_epoch),
+                self.write_and_commit(current, &owner, log_epoch),
                 self.read_batch(end, hints)
             );
             committed?;
@@ -355,42 +439,40 @@ impl<L: Log> Archiver<L> {
         Ok(())
     }
 
-    /// Steps 1 to 3 of the protocol for one batch.
+    /// Stages the batch's files, commits its end with them, publishes them (the protocol of
+    /// [`crate::publish`]), then compacts when due.
     async fn write_and_commit(
         &self,
         batch: Batch,
-        epoch: u64,
+        owner: &Owner,
         log_epoch: u32,
     ) -> Result<(), ArchiveError> {
-        let commit = Commit {
+        let mark = Mark {
             offset: batch.end,
             event_time: batch.latest,
             log_epoch,
-            metrics: Vec::new(),
-            output: Vec::new(),
-            note: None,
         };
-        self.write(batch).await?;
-        self.store
-            .commit(PIPELINE, self.partition, epoch, Arc::new(commit))
+        let files = self.stage(batch, owner).await?;
+        owner
+            .commit_and_publish(&self.target, mark, files, Vec::new())
             .await?;
-        self.compact_when_due().await;
-        Ok(())
+        self.compact_when_due(owner, mark).await
     }
 
     /// Merges this partition's small files of settled hours, every [`compact::COMPACT_INTERVAL`]
-    /// (right after a commit: no batch of this partition is pending). A failure is logged;
-    /// the next start finishes or drops what it left.
-    async fn compact_when_due(&self) {
+    /// (right after a publish: `mark` is the committed position), and deletes what fenced
+    /// owners staged meanwhile. A failed compaction is logged; a fenced one stops the archiver.
+    async fn compact_when_due(&self, owner: &Owner, mark: Mark) -> Result<(), ArchiveError> {
         {
             let mut last = self.compacted.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|last| last.elapsed() < compact::COMPACT_INTERVAL) {
-                return;
+                return Ok(());
             }
             *last = Some(Instant::now());
         }
         let now = sluice_core::time::now_millis();
-        match compact::compact(&self.target, self.partition, now, self.roll_age).await {
+        let compacted = compact::compact(&self.target, owner, mark, now, self.roll_age).await;
+        match compacted {
             Ok(done) if done.outputs > 0 => {
                 metrics::counter!("sluice_archive_compacted_files_total")
                     .increment(done.inputs as u64);
@@ -402,11 +484,24 @@ impl<L: Log> Archiver<L> {
                 );
             }
             Ok(_) => {}
+            Err(fenced @ ArchiveError::Store(StoreError::Fenced { .. })) => return Err(fenced),
             Err(error) => {
                 metrics::counter!("sluice_archive_errors_total").increment(1);
-                tracing::error!(partition = self.partition, %error, "compacting the archive failed; the next start finishes or drops it");
+                tracing::error!(partition = self.partition, %error, "compacting the archive failed; what it staged is deleted by a later compaction or start");
             }
         }
+        match owner.drop_older(&self.target).await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::info!(
+                partition = self.partition,
+                dropped,
+                "deleted files an older owner of the partition staged but never committed"
+            ),
+            Err(error) => {
+                tracing::warn!(partition = self.partition, %error, "could not delete what older owners staged; the next compaction tries again");
+            }
+        }
+        Ok(())
     }
 
     /// The partition's first retained offset (where a partition never archived starts), its
@@ -422,24 +517,6 @@ impl<L: Log> Archiver<L> {
             .find(|info| info.partition == self.partition)
             .map_or((0, 0), |info| (info.start_offset, info.end_offset));
         Ok((start, end, epochs))
-    }
-
-    /// Deletes the files of a batch that was written but not committed.
-    async fn recover(&self, committed: u64) -> Result<(), ArchiveError> {
-        let partition = self.partition;
-        let removed = match self.target.read_pending(partition).await? {
-            Some(pending) if pending.start == committed => self.target.discard(&pending).await?,
-            _ => 0,
-        };
-        if removed > 0 {
-            tracing::info!(
-                partition,
-                removed,
-                from = committed,
-                "deleted the files of an archive batch that was never committed; it is archived again"
-            );
-        }
-        Ok(())
     }
 
     /// Reads the batch starting at `start` (or, when retention removed events from there, at
@@ -528,28 +605,31 @@ impl<L: Log> Archiver<L> {
         self.erased.any_erased(&event.tenant, ids)
     }
 
-    /// Steps 1 and 2 of the protocol: records the batch as pending, then writes its files,
-    /// durably.
-    async fn write(&self, batch: Batch) -> Result<(), ArchiveError> {
+    /// Step 1 of [`crate::publish`]: writes the batch's files into `owner`'s staging
+    /// directory, durably; returns their names.
+    async fn stage(&self, batch: Batch, owner: &Owner) -> Result<Vec<String>, ArchiveError> {
         let events: usize = batch
             .rows
             .values()
             .flat_map(HashMap::values)
             .map(Rows::len)
             .sum();
-        let (pending, files) = batch_files(self.partition, batch);
-        self.target.write_pending(self.partition, &pending).await?;
-        let count = files.len();
-        let bytes = self.target.write_files(files).await?;
+        let files = batch_files(self.partition, batch);
+        let names: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
+        let staged = files
+            .into_iter()
+            .map(|(name, rows)| (owner.staged(&name), rows))
+            .collect();
+        let bytes = self.target.write_files(staged).await?;
         metrics::counter!("sluice_archive_events_total").increment(events as u64);
-        metrics::counter!("sluice_archive_files_total").increment(count as u64);
+        metrics::counter!("sluice_archive_files_total").increment(names.len() as u64);
         metrics::counter!("sluice_archive_bytes_total").increment(bytes);
-        Ok(())
+        Ok(names)
     }
 }
 
-/// The batch's pending record and its files, by name.
-fn batch_files(partition: u32, batch: Batch) -> (Pending, Vec<(String, Rows)>) {
+/// The batch's files, by name, sorted.
+fn batch_files(partition: u32, batch: Batch) -> Vec<(String, Rows)> {
     let mut files: Vec<(String, Rows)> = batch
         .rows
         .into_iter()
@@ -560,12 +640,7 @@ fn batch_files(partition: u32, batch: Batch) -> (Pending, Vec<(String, Rows)>) {
         })
         .collect();
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    let pending = Pending {
-        start: batch.start,
-        end: batch.end,
-        files: files.iter().map(|(name, _)| name.clone()).collect(),
-    };
-    (pending, files)
+    files
 }
 
 #[cfg(test)]

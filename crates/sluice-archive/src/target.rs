@@ -11,7 +11,7 @@
 
 use crate::config::Location;
 use crate::format::{self, Rows};
-use crate::layout::{Layout, Pending, parse_date_dir};
+use crate::layout::{Layout, parse_date_dir};
 use crate::sink::ArchiveError;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -125,24 +125,26 @@ impl Target {
         self
     }
 
-    /// Writes, reads back and deletes a probe, so a missing bucket, wrong credentials or an
-    /// unwritable directory stop the start with a clear error.
+    /// Writes, moves (as publishing does), reads back and deletes a probe, so a missing
+    /// bucket, wrong credentials or an unwritable directory stop the start with a clear error.
     pub async fn check_writable(&self) -> Result<(), ArchiveError> {
-        let probe = Pending {
-            start: 0,
-            end: 0,
-            files: Vec::new(),
+        const STAGED: &str = "_sluice/probe-staged.json";
+        const PROBE: &str = "_sluice/probe.json";
+        let probe = crate::publish::Note {
+            epoch: 0,
+            files: vec!["probe".to_owned()],
+            delete: Vec::new(),
         };
         let checked = async {
-            self.write_pending(u32::MAX, &probe).await?;
-            let read = self.read_pending(u32::MAX).await?;
+            self.write_record(STAGED, &probe).await?;
+            self.move_file(STAGED, PROBE).await?;
+            let read = self.read_record::<crate::publish::Note>(PROBE).await?;
             if read.as_ref() != Some(&probe) {
                 return Err(self.io(io::Error::other(format!(
-                    "the probe {} read back as {read:?}, not as written",
-                    Layout::pending_name(u32::MAX)
+                    "the probe {PROBE} read back as {read:?}, not as written"
                 ))));
             }
-            self.remove_pending(u32::MAX).await
+            self.remove(PROBE).await.map(drop)
         };
         match (checked.await, self) {
             (Err(ArchiveError::S3 { location, source }), Target::S3(_)) => {
@@ -153,28 +155,6 @@ impl Target {
             }
             (result, _) => result,
         }
-    }
-
-    /// The pending batch recorded for `partition`, if any.
-    pub async fn read_pending(&self, partition: u32) -> Result<Option<Pending>, ArchiveError> {
-        self.read_record(&Layout::pending_name(partition)).await
-    }
-
-    /// Records `pending` for `partition`, durably.
-    pub async fn write_pending(
-        &self,
-        partition: u32,
-        pending: &Pending,
-    ) -> Result<(), ArchiveError> {
-        self.write_record(&Layout::pending_name(partition), pending)
-            .await
-    }
-
-    /// Deletes `partition`'s pending record, if any.
-    pub async fn remove_pending(&self, partition: u32) -> Result<(), ArchiveError> {
-        self.remove(&Layout::pending_name(partition))
-            .await
-            .map(drop)
     }
 
     /// The record (a JSON file under `_sluice/`) `name`, if there is one.
@@ -198,23 +178,6 @@ impl Target {
     ) -> Result<(), ArchiveError> {
         let bytes = serde_json::to_vec(record).map_err(|error| self.io(error.into()))?;
         self.replace(name, bytes).await
-    }
-
-    /// Deletes the files of an uncommitted batch (those that exist); returns how many.
-    pub async fn discard(&self, pending: &Pending) -> Result<usize, ArchiveError> {
-        match self {
-            Target::Dir(layout) => {
-                let (layout, pending) = (layout.clone(), pending.clone());
-                self.blocking(move || layout.discard(&pending)).await
-            }
-            Target::S3(_) => {
-                let mut removed = 0;
-                for name in &pending.files {
-                    removed += usize::from(self.remove(name).await?);
-                }
-                Ok(removed)
-            }
-        }
     }
 
     /// Writes each (name, rows) as a Parquet file, durably; returns their bytes in all.
@@ -640,6 +603,29 @@ impl Target {
         }
     }
 
+    /// Moves the file `from` to `to` (replacing a file there), durably; whether `from` was
+    /// there. In S3 a server-side copy, then a delete of `from`.
+    pub async fn move_file(&self, from: &str, to: &str) -> Result<bool, ArchiveError> {
+        match self {
+            Target::Dir(layout) => {
+                let (layout, from, to) = (layout.clone(), from.to_owned(), to.to_owned());
+                self.blocking(move || layout.move_file(&from, &to)).await
+            }
+            Target::S3(bucket) => {
+                let from = ObjectPath::from(from);
+                match bucket.store.copy(&from, &ObjectPath::from(to)).await {
+                    Ok(()) => {}
+                    Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                    Err(source) => return Err(self.s3(source)),
+                }
+                match bucket.store.delete(&from).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+                    Err(source) => Err(self.s3(source)),
+                }
+            }
+        }
+    }
+
     /// Deletes the file `name`, durably; whether it was there.
     pub async fn remove(&self, name: &str) -> Result<bool, ArchiveError> {
         match self {
@@ -730,7 +716,11 @@ fn remove_tree(dir: &std::path::Path) -> io::Result<usize> {
             }
         }
     }
-    File::open(dir)?.sync_all()?;
+    match File::open(dir).and_then(|opened| opened.sync_all()) {
+        // Another sweep deleted it meanwhile.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(removed),
+        result => result?,
+    }
     match std::fs::remove_dir(dir) {
         Err(error)
             if !matches!(

@@ -416,6 +416,8 @@ struct Inner<L> {
     /// otherwise those its group assigned it (see [`Pipelines::start_in_group`]). Changed
     /// only while `running` is locked, so a pipeline starts the partitions owned when it starts.
     owned: Mutex<Option<BTreeSet<u32>>>,
+    /// `owned` as it changes, for others that share this node's partitions (the archive).
+    owned_changes: tokio::sync::watch::Sender<BTreeSet<u32>>,
     /// The group membership, left after the pipelines stop.
     member: Mutex<Option<Member>>,
     /// Asks the group member for a new assignment (in a cluster).
@@ -495,6 +497,7 @@ impl<L: Log> Pipelines<L> {
                 plans: Mutex::new(BTreeMap::new()),
                 background: Mutex::new(Vec::new()),
                 owned: Mutex::new(membership.as_ref().map(|_| BTreeSet::new())),
+                owned_changes: tokio::sync::watch::Sender::new(BTreeSet::new()),
                 member: Mutex::new(None),
                 rejoin: membership
                     .as_ref()
@@ -598,6 +601,14 @@ impl<L: Log> Pipelines<L> {
         self.inner.owned.lock().is_some()
     }
 
+    /// The source partitions the group gives this node, as they change (the pipelines have
+    /// started on a partition before it shows here, and stopped on one before it leaves);
+    /// `None` when the node owns the log and computes every partition.
+    pub fn owned_partitions(&self) -> Option<tokio::sync::watch::Receiver<BTreeSet<u32>>> {
+        self.in_group()
+            .then(|| self.inner.owned_changes.subscribe())
+    }
+
     /// Applies the group's changes: starts the pipelines' runners of assigned partitions, stops
     /// those of revoked ones (after a last checkpoint) before answering the group.
     async fn follow(&self, group: &str, mut events: mpsc::UnboundedReceiver<GroupEvent>) {
@@ -616,6 +627,7 @@ impl<L: Log> Pipelines<L> {
                             }
                         }
                     }
+                    self.publish_owned();
                     tracing::info!(
                         group,
                         ?partitions,
@@ -651,6 +663,7 @@ impl<L: Log> Pipelines<L> {
                             }
                         }
                     }
+                    self.publish_owned();
                     tracing::info!(
                         group,
                         ?partitions,
@@ -661,6 +674,12 @@ impl<L: Log> Pipelines<L> {
                 }
             }
         }
+    }
+
+    /// Tells [`Pipelines::owned_partitions`]' receivers the partitions owned now.
+    fn publish_owned(&self) {
+        let owned = self.inner.owned.lock().clone().unwrap_or_default();
+        self.inner.owned_changes.send_replace(owned);
     }
 
     /// Every `every` (the group's session timeout), looks for source partitions that no node

@@ -177,12 +177,6 @@ impl App {
         let membership = log
             .join_group(&config.stream.source_topic, PIPELINES_GROUP)
             .map_err(user_or_other)?;
-        if config.archive.enabled && membership.is_some() {
-            return Err(UserError(
-                "archive.enabled is not supported yet when nodes share a Kafka log (each node would archive every partition): archive from one node on the file log, or set archive.enabled = false".to_owned(),
-            )
-            .into());
-        }
         let pipelines = match membership {
             None => Pipelines::start(Arc::clone(&log), store, settings, &configured).await,
             Some(membership) => {
@@ -214,6 +208,11 @@ impl App {
                     location,
                     &config.archive,
                     Arc::clone(&erased),
+                    // In a cluster, each node archives the partitions its pipelines own.
+                    match pipelines.owned_partitions() {
+                        Some(owned) => sluice_archive::Partitions::Owned(owned),
+                        None => sluice_archive::Partitions::All,
+                    },
                 )
                 .await
                 .map_err(|error| UserError(format!("starting the archive: {error}")))?,

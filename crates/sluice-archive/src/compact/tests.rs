@@ -1,6 +1,8 @@
 use super::*;
 use crate::format::{Fields, Rows};
 use crate::layout::Layout;
+use crate::publish::Owner;
+use crate::sink::PIPELINE;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use sluice_core::event::Event;
@@ -28,6 +30,25 @@ fn file(tenant: &str, hour: Millis, partition: u32, first: u64, count: u64) -> (
     (Layout::file(tenant, hour, partition, first), rows)
 }
 
+/// A claim of `partition` in a store of its own under `dir`, at offset 7.
+async fn owner_of(dir: &std::path::Path, partition: u32) -> (Owner, Mark) {
+    let store = sluice_store::StoreBackend::from(
+        sluice_store::SqliteStore::open(&dir.join(format!("store-{partition}.db"))).unwrap(),
+    );
+    let position = store.claim(PIPELINE, partition, 7, 0).await.unwrap();
+    let mark = Mark {
+        offset: position.offset,
+        event_time: Some(NOW),
+        log_epoch: 0,
+    };
+    let owner = Owner {
+        store,
+        partition,
+        epoch: position.epoch,
+    };
+    (owner, mark)
+}
+
 /// Every (file, partition, offset) in the archive.
 async fn rows(target: &Target) -> Vec<(String, i64)> {
     let mut found = Vec::new();
@@ -43,6 +64,8 @@ async fn rows(target: &Target) -> Vec<(String, i64)> {
 /// order; partition 1's file there, partition 0's file of the running hour 13, and blog's
 /// single file of hour 11 stay.
 async fn small_files_of_an_hour_are_merged(target: Target) {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, mark) = owner_of(dir.path(), 0).await;
     let eleven = DEC_7 + 11 * HOUR;
     let files = vec![
         file("shop", eleven, 0, 20, 3),
@@ -56,7 +79,7 @@ async fn small_files_of_an_hour_are_merged(target: Target) {
     target.write_files(files).await.unwrap();
     let before = rows(&target).await;
 
-    let compacted = compact(&target, 0, NOW, SETTLE).await.unwrap();
+    let compacted = compact(&target, &owner, mark, NOW, SETTLE).await.unwrap();
     assert_eq!(
         compacted,
         Compacted {
@@ -99,7 +122,7 @@ async fn small_files_of_an_hour_are_merged(target: Target) {
         .write_files(vec![file("shop", eleven, 0, 50, 1)])
         .await
         .unwrap();
-    let again = compact(&target, 0, NOW, SETTLE).await.unwrap();
+    let again = compact(&target, &owner, mark, NOW, SETTLE).await.unwrap();
     assert_eq!(
         again,
         Compacted {
@@ -119,8 +142,14 @@ async fn small_files_of_an_hour_are_merged(target: Target) {
         ]
     );
     assert_eq!(
-        compact(&target, 0, NOW, SETTLE).await.unwrap(),
+        compact(&target, &owner, mark, NOW, SETTLE).await.unwrap(),
         Compacted::default()
+    );
+    let positions = owner.store.positions(PIPELINE).await.unwrap();
+    assert_eq!(positions[0].1.offset, 7, "compactions keep the position");
+    assert!(
+        target.list("_sluice/", "").await.unwrap().is_empty(),
+        "nothing is left staged"
     );
 
     // While forget holds its lease nothing is compacted.
@@ -132,8 +161,11 @@ async fn small_files_of_an_hour_are_merged(target: Target) {
         .write_record(LEASE, &Lease { until: NOW + HOUR })
         .await
         .unwrap();
+    let (other, other_mark) = owner_of(dir.path(), 1).await;
     assert_eq!(
-        compact(&target, 1, NOW, SETTLE).await.unwrap(),
+        compact(&target, &other, other_mark, NOW, SETTLE)
+            .await
+            .unwrap(),
         Compacted::default()
     );
     target
@@ -141,7 +173,9 @@ async fn small_files_of_an_hour_are_merged(target: Target) {
         .await
         .unwrap();
     assert_eq!(
-        compact(&target, 1, NOW, SETTLE).await.unwrap(),
+        compact(&target, &other, other_mark, NOW, SETTLE)
+            .await
+            .unwrap(),
         Compacted {
             outputs: 1,
             inputs: 2
@@ -161,62 +195,121 @@ async fn on_s3_small_files_of_an_hour_are_merged() {
     small_files_of_an_hour_are_merged(Target::test_bucket("compact")).await;
 }
 
-/// A crash after the output was written: recovery deletes the inputs left. A crash before:
-/// recovery drops the record and leaves the inputs. Either way every row is in one file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compaction_a_crash_interrupted_is_finished_or_dropped() {
+/// A crash after the output was staged but before its commit: the next owner deletes it and
+/// the inputs stay. A crash after the commit, with one input deleted: the next owner moves
+/// the output in and deletes the other. An owner fenced out meanwhile cannot commit at all.
+/// Either way every row is in one published file.
+async fn a_compaction_a_crash_interrupted_is_dropped_or_finished(target: Target) {
     let dir = tempfile::tempdir().unwrap();
-    let target = Target::test_dir(dir.path());
+    let (first, mark) = owner_of(dir.path(), 0).await;
     let eleven = DEC_7 + 11 * HOUR;
     let files = vec![file("shop", eleven, 0, 0, 3), file("shop", eleven, 0, 3, 3)];
     let inputs: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
     target.write_files(files).await.unwrap();
-    let compaction = Compaction {
-        output: "events/tenant=shop/date=2026-12-07/hour=11/part-0-00000000000000000000-00000000000000000003.parquet".into(),
-        inputs: inputs.clone(),
-    };
-
-    // Crashed before step 2: nothing to undo.
-    target
-        .write_record(&record_name(0), &compaction)
-        .await
-        .unwrap();
-    assert_eq!(recover(&target, 0).await.unwrap(), 0);
-    assert_eq!(target.list("events/", ".parquet").await.unwrap(), inputs);
-    assert_eq!(
-        target
-            .read_record::<Compaction>(&record_name(0))
-            .await
-            .unwrap(),
-        None
-    );
-
-    // Crashed after step 2 and one deleted input: the other goes.
+    let output = "events/tenant=shop/date=2026-12-07/hour=11/part-0-00000000000000000000-00000000000000000003.parquet";
     let mut bytes = Vec::new();
     for input in &inputs {
         bytes.push(target.read(input).await.unwrap());
     }
+    let merged = format::merge(bytes).unwrap().unwrap();
+
+    // Crashed after staging: the next owner deletes what it staged; the inputs stay.
     target
-        .write_record(&record_name(0), &compaction)
+        .replace(&first.staged(output), merged.clone())
+        .await
+        .unwrap();
+    let claim = |epoch| Owner {
+        epoch,
+        ..first.clone()
+    };
+    let second = claim(first.store.claim(PIPELINE, 0, 0, 0).await.unwrap().epoch);
+    let (published, dropped) = second.recover(&target).await.unwrap();
+    assert_eq!((published, dropped), (Default::default(), 1));
+    assert_eq!(target.list("events/", ".parquet").await.unwrap(), inputs);
+    assert!(target.list("_sluice/", "").await.unwrap().is_empty());
+
+    // The first owner, fenced out, cannot publish an output.
+    target
+        .replace(&first.staged(output), merged.clone())
+        .await
+        .unwrap();
+    let fenced = first
+        .commit_and_publish(&target, mark, vec![output.into()], inputs.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            fenced,
+            ArchiveError::Store(sluice_store::StoreError::Fenced { .. })
+        ),
+        "{fenced}"
+    );
+    assert_eq!(target.list("events/", ".parquet").await.unwrap(), inputs);
+
+    // The second commits, moves the output in, deletes one input and crashes.
+    target
+        .replace(&second.staged(output), merged)
+        .await
+        .unwrap();
+    let note = crate::publish::Note {
+        epoch: second.epoch,
+        files: vec![output.into()],
+        delete: inputs.clone(),
+    };
+    let commit = sluice_store::Commit {
+        offset: mark.offset,
+        event_time: mark.event_time,
+        log_epoch: 0,
+        metrics: Vec::new(),
+        output: Vec::new(),
+        note: Some(serde_json::to_vec(&note).unwrap()),
+    };
+    second
+        .store
+        .commit(PIPELINE, 0, second.epoch, std::sync::Arc::new(commit))
         .await
         .unwrap();
     target
-        .replace(&compaction.output, format::merge(bytes).unwrap().unwrap())
+        .move_file(&second.staged(output), output)
         .await
         .unwrap();
     target.remove(&inputs[0]).await.unwrap();
-    assert_eq!(recover(&target, 0).await.unwrap(), 1);
+
+    let third = claim(first.store.claim(PIPELINE, 0, 0, 0).await.unwrap().epoch);
+    let (published, dropped) = third.recover(&target).await.unwrap();
     assert_eq!(
-        target.list("events/", ".parquet").await.unwrap(),
-        [compaction.output.as_str()]
+        published,
+        crate::publish::Published {
+            moved: 0,
+            deleted: 1
+        }
     );
+    assert_eq!(dropped, 1, "what the fenced first owner staged");
+    assert_eq!(target.list("events/", ".parquet").await.unwrap(), [output]);
     let offsets: Vec<i64> = rows(&target)
         .await
         .iter()
         .map(|(_, offset)| *offset)
         .collect();
     assert_eq!(offsets, [0, 1, 2, 3, 4, 5]);
-    assert_eq!(recover(&target, 0).await.unwrap(), 0, "the record is gone");
+    assert!(target.list("_sluice/", "").await.unwrap().is_empty());
+    assert_eq!(
+        third.recover(&target).await.unwrap(),
+        (Default::default(), 0),
+        "publishing again changes nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_a_crash_interrupted_is_dropped_or_finished_in_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    a_compaction_a_crash_interrupted_is_dropped_or_finished(Target::test_dir(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_a_compaction_a_crash_interrupted_is_dropped_or_finished() {
+    a_compaction_a_crash_interrupted_is_dropped_or_finished(Target::test_bucket("compact-crash"))
+        .await;
 }
 
 #[test]

@@ -79,9 +79,7 @@ async fn forgets_a_users_events(target: Target) {
     let before = rows(&target).await;
     assert_eq!(before.len(), 9);
 
-    let forgotten = forget(&target, "shop", "u1", None, Duration::ZERO)
-        .await
-        .unwrap();
+    let forgotten = forget(&target, "shop", "u1", Duration::ZERO).await.unwrap();
     assert_eq!(forgotten.scanned, 2, "only shop's files");
     assert_eq!(
         forgotten.changed,
@@ -116,13 +114,9 @@ async fn forgets_a_users_events(target: Target) {
     assert_eq!(rows(&target).await, expected);
 
     // By anonymous id too; and forgetting again changes nothing.
-    let anonymous = forget(&target, "shop", "a7", None, Duration::ZERO)
-        .await
-        .unwrap();
+    let anonymous = forget(&target, "shop", "a7", Duration::ZERO).await.unwrap();
     assert_eq!((anonymous.scanned, anonymous.removed()), (1, 1));
-    let again = forget(&target, "shop", "u1", None, Duration::ZERO)
-        .await
-        .unwrap();
+    let again = forget(&target, "shop", "u1", Duration::ZERO).await.unwrap();
     assert_eq!((again.scanned, again.changed.len()), (1, 0));
     let left: Vec<i64> = rows(&target).await.iter().map(|row| row.1).collect();
     assert_eq!(
@@ -151,49 +145,39 @@ async fn on_s3_forget_rewrites_a_tenants_files_without_the_users_events() {
     forgets_a_users_events(Target::test_bucket("forget")).await;
 }
 
-/// A file of a batch not committed yet (its pending record's start is the committed position)
-/// is skipped and reported; once the batch is committed, it is rewritten.
+/// A file staged but not published yet is skipped and reported (another tenant's is not
+/// reported); once published, it is rewritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_of_an_uncommitted_batch_is_skipped_until_committed() {
+async fn a_staged_file_is_skipped_until_published() {
     let dir = tempfile::tempdir().unwrap();
     let target = Target::test_dir(dir.path());
-    let store =
-        StoreBackend::from(sluice_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
     let names = archive_of_three_files(&target).await;
-    let pending = crate::layout::Pending {
-        start: 0,
-        end: 7,
-        files: vec![names[0].clone()],
-    };
-    target.write_pending(0, &pending).await.unwrap();
-    // No position yet: the batch is not committed; nor is it at position 0.
-    for claimed in [false, true] {
-        if claimed {
-            store.claim(PIPELINE, 0, 0, 0).await.unwrap();
-        }
-        let forgotten = forget(&target, "shop", "u1", Some(&store), Duration::ZERO)
-            .await
-            .unwrap();
-        assert_eq!(forgotten.skipped, [names[0].clone()]);
-        assert_eq!(forgotten.scanned, if claimed { 0 } else { 1 });
+    let staged: Vec<String> = [&names[0], &names[2]]
+        .iter()
+        .map(|name| format!("{}{name}", crate::publish::staging(0, 3)))
+        .collect();
+    for (name, staged) in [&names[0], &names[2]].into_iter().zip(&staged) {
+        target.move_file(name, staged).await.unwrap();
     }
-    assert_eq!(rows(&target).await.len(), 9 - 2, "hour 14's u1 rows went");
-    let position = store.claim(PIPELINE, 0, 0, 0).await.unwrap();
-    let commit = sluice_store::Commit {
-        offset: 7,
-        event_time: None,
-        log_epoch: 0,
-        metrics: Vec::new(),
-        output: Vec::new(),
-        note: None,
-    };
-    store
-        .commit(PIPELINE, 0, position.epoch, std::sync::Arc::new(commit))
-        .await
-        .unwrap();
-    let forgotten = forget(&target, "shop", "u1", Some(&store), Duration::ZERO)
-        .await
-        .unwrap();
+    let forgotten = forget(&target, "shop", "u1", Duration::ZERO).await.unwrap();
+    assert_eq!(forgotten.skipped, [names[0].clone()]);
+    assert_eq!((forgotten.scanned, forgotten.removed()), (1, 2));
+    target.move_file(&staged[0], &names[0]).await.unwrap();
+    let forgotten = forget(&target, "shop", "u1", Duration::ZERO).await.unwrap();
     assert!(forgotten.skipped.is_empty());
     assert_eq!(forgotten.removed(), 2);
+    assert_eq!(
+        forgotten.changed[0].name, names[0],
+        "the published file is rewritten"
+    );
+}
+
+#[test]
+fn a_staged_files_published_name_is_under_its_epochs_directory() {
+    assert_eq!(
+        published_name("_sluice/staged/2/17/events/tenant=a/x.parquet"),
+        Some("events/tenant=a/x.parquet")
+    );
+    assert_eq!(published_name("_sluice/staged/2"), None);
+    assert_eq!(published_name("events/tenant=a/x.parquet"), None);
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::publish::Owner;
 use sluice_core::config::{ByteSize, HumanDuration};
 use sluice_log::{LogBackend, LogConfig, Record, TopicSpec};
 use sluice_store::SqliteStore;
@@ -78,6 +79,20 @@ async fn archive_until_erased(
     end: u64,
     erased: Arc<ErasedUsers>,
 ) -> sluice_store::Position {
+    let archive = start(log, store, target, erased, Partitions::All).await;
+    let position = caught_up(store, end).await;
+    archive.stop().await;
+    position
+}
+
+/// The archive of the tests (1 MiB, 1 s batches) over `log` into `target`.
+async fn start(
+    log: &Arc<LogBackend>,
+    store: &StoreBackend,
+    target: &Target,
+    erased: Arc<ErasedUsers>,
+    partitions: Partitions,
+) -> Archive {
     let config = ArchiveConfig {
         enabled: true,
         url: String::new(),
@@ -87,36 +102,40 @@ async fn archive_until_erased(
         tenant_retention: Default::default(),
         columns: Vec::new(),
     };
-    let archive = Archive::start_on(
+    Archive::start_on(
         Arc::clone(log),
         store.clone(),
         "events",
         target.clone(),
         &config,
         erased,
+        partitions,
     )
     .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let position = loop {
+    .unwrap()
+}
+
+/// Waits until partition 0's committed position is `end`; returns it.
+async fn caught_up(store: &StoreBackend, end: u64) -> sluice_store::Position {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
         let positions = store.positions(PIPELINE).await.unwrap();
         if let Some((_, position)) = positions.first().filter(|(_, at)| at.offset == end) {
-            break *position;
+            return *position;
         }
         assert!(
             Instant::now() < deadline,
             "the archive did not catch up: {positions:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    archive.stop().await;
-    position
+    }
 }
 
-/// A crash between writing a batch's files and committing it leaves files the archive must
+/// A crash between staging a batch's files and committing it leaves files the archive must
 /// not keep: here a batch cut differently from the one the restart reads (it held an event of
-/// another tenant and hour, as a batch read up to another offset would). The restart deletes
-/// them, archives from the committed position, and each event ends up in one file.
+/// another tenant and hour, as a batch read up to another offset would). Readers never see
+/// them; the restart deletes them, archives from the committed position, and each event ends
+/// up in one file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uncommitted_batch_is_discarded_and_its_events_archived_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -130,17 +149,24 @@ async fn on_s3_an_uncommitted_batch_is_discarded_and_its_events_archived_once() 
     an_uncommitted_batch_is_discarded(dir.path(), Target::test_bucket("uncommitted")).await;
 }
 
-async fn an_uncommitted_batch_is_discarded(dir: &Path, target: Target) {
-    let log = open_log(&dir.join("log")).await;
-    let store = StoreBackend::from(SqliteStore::open(&dir.join("store.db")).unwrap());
+/// Ten events of shop (offsets 0..10), and what an owner of partition 0 staged of them plus a
+/// ghost event of another tenant and hour at offset 10; returns the claim and the file names.
+async fn stage_a_crashed_batch(
+    log: &LogBackend,
+    store: &StoreBackend,
+    target: &Target,
+) -> (Owner, Vec<String>) {
     let records: Vec<Record> = (0..10)
         .map(|i| Record::new(None, event(i, "shop", BASE + i as Millis * 60_000), BASE))
         .collect();
     log.append("events", 0, records).await.unwrap();
-
-    // The crashed attempt: claimed, wrote its pending record and files, never committed.
     let position = store.claim(PIPELINE, 0, 0, 0).await.unwrap();
     assert_eq!(position.offset, 0);
+    let owner = Owner {
+        store: store.clone(),
+        partition: 0,
+        epoch: position.epoch,
+    };
     let mut crashed = Batch::new(0, Hints::new());
     for i in 0..10 {
         let json = event(i, "shop", BASE + i as Millis * 60_000);
@@ -156,10 +182,32 @@ async fn an_uncommitted_batch_is_discarded(dir: &Path, target: Target) {
         &Promotions::new(&[]),
     );
     crashed.end = 11;
-    let (pending, files) = batch_files(0, crashed);
-    target.write_pending(0, &pending).await.unwrap();
-    target.write_files(files).await.unwrap();
-    assert_eq!(archived_offsets(&target).await.len(), 11);
+    let files = batch_files(0, crashed);
+    let names = files.iter().map(|(name, _)| name.clone()).collect();
+    let staged = files
+        .into_iter()
+        .map(|(name, rows)| (owner.staged(&name), rows))
+        .collect();
+    target.write_files(staged).await.unwrap();
+    (owner, names)
+}
+
+async fn an_uncommitted_batch_is_discarded(dir: &Path, target: Target) {
+    let log = open_log(&dir.join("log")).await;
+    let store = StoreBackend::from(SqliteStore::open(&dir.join("store.db")).unwrap());
+    stage_a_crashed_batch(&log, &store, &target).await;
+    assert!(
+        archived_offsets(&target).await.is_empty(),
+        "readers see nothing staged"
+    );
+    assert_eq!(
+        target
+            .list("_sluice/staged/", ".parquet")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     archive_until(&log, &store, &target, 10).await;
 
@@ -173,6 +221,160 @@ async fn an_uncommitted_batch_is_discarded(dir: &Path, target: Target) {
             .all(|(_, file)| file.starts_with("events/tenant=shop/date=2026-12-07/hour=13/")),
         "{found:?}"
     );
+    assert!(
+        target.list("_sluice/", "").await.unwrap().is_empty(),
+        "nothing is left staged"
+    );
+}
+
+/// A crash between a batch's commit and its publish: its events are committed but not
+/// visible. The next owner publishes them, once, and archives on from the position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_batch_a_crash_left_unpublished_is_published_by_the_next_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::test_dir(dir.path());
+    let log = open_log(&dir.path().join("log")).await;
+    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let (owner, names) = stage_a_crashed_batch(&log, &store, &target).await;
+    let note = crate::publish::Note {
+        epoch: owner.epoch,
+        files: names,
+        delete: Vec::new(),
+    };
+    let commit = sluice_store::Commit {
+        offset: 11,
+        event_time: None,
+        log_epoch: 0,
+        metrics: Vec::new(),
+        output: Vec::new(),
+        note: Some(serde_json::to_vec(&note).unwrap()),
+    };
+    store
+        .commit(PIPELINE, 0, owner.epoch, Arc::new(commit))
+        .await
+        .unwrap();
+    // One file moved before the crash.
+    target
+        .move_file(&owner.staged(&note.files[0]), &note.files[0])
+        .await
+        .unwrap();
+    // Offset 10 is the batch's last (its ghost); the archive goes on from 11.
+    let more: Vec<Record> = (10..15)
+        .map(|i| Record::new(None, event(i, "shop", BASE), BASE))
+        .collect();
+    log.append("events", 0, more).await.unwrap();
+
+    archive_until(&log, &store, &target, 15).await;
+
+    let offsets: Vec<u64> = archived_offsets(&target)
+        .await
+        .into_iter()
+        .map(|(offset, _)| offset)
+        .collect();
+    assert_eq!(
+        offsets,
+        (0..15).collect::<Vec<_>>(),
+        "the committed batch once, and the rest"
+    );
+    assert!(target.list("_sluice/", "").await.unwrap().is_empty());
+}
+
+/// Two nodes sharing the store and the archive. An archiver fenced out by another node's
+/// claim (here the claim is made directly) stages its batch but never shows it. Then the
+/// group moves partition 0 between the nodes, and for a while both believe they own it: the
+/// one fenced out stops, and a node that still owns the partition starts its archiver again.
+/// Every event is archived once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_share_a_partition_archive_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::test_dir(&dir.path().join("archive"));
+    let log = open_log(&dir.path().join("log")).await;
+    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    // Each hundred events of another hour.
+    let append = |from: u64, to: u64| {
+        let records: Vec<Record> = (from..to)
+            .map(|i| {
+                let time = BASE + (i / 100) as Millis * HOUR_MS + i as Millis;
+                Record::new(None, event(i, "shop", time), BASE)
+            })
+            .collect();
+        let log = Arc::clone(&log);
+        async move { log.append("events", 0, records).await.unwrap() }
+    };
+    let offsets = || async {
+        let found = archived_offsets(&target).await;
+        found
+            .into_iter()
+            .map(|(offset, _)| offset)
+            .collect::<Vec<u64>>()
+    };
+    let (first_owns, first_owned) = watch::channel(BTreeSet::new());
+    let (second_owns, second_owned) = watch::channel(BTreeSet::new());
+    let first = start(
+        &log,
+        &store,
+        &target,
+        Arc::default(),
+        Partitions::Owned(first_owned),
+    )
+    .await;
+    let second = start(
+        &log,
+        &store,
+        &target,
+        Arc::default(),
+        Partitions::Owned(second_owned),
+    )
+    .await;
+    append(0, 100).await;
+    first_owns.send_replace(BTreeSet::from([0]));
+    caught_up(&store, 100).await;
+
+    // Another node claims the partition; the first stages its next batch, is fenced out at
+    // its commit, and shows nothing.
+    let claimed = store.claim(PIPELINE, 0, 0, 0).await.unwrap();
+    append(100, 200).await;
+    let fenced_staging = crate::publish::staging(0, claimed.epoch - 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while target
+        .list(&fenced_staging, ".parquet")
+        .await
+        .unwrap()
+        .is_empty()
+        && offsets().await.len() == 100
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first archiver staged nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(offsets().await, (0..100).collect::<Vec<_>>());
+
+    // The group gives the partition to the second node.
+    first_owns.send_replace(BTreeSet::new());
+    second_owns.send_replace(BTreeSet::from([0]));
+    caught_up(&store, 200).await;
+    assert!(
+        target.list("_sluice/", "").await.unwrap().is_empty(),
+        "the second's claim deleted what the first staged"
+    );
+
+    // Both own it for a while: each claim fences the other out, which starts again.
+    first_owns.send_replace(BTreeSet::from([0]));
+    for chunk in 2..6 {
+        append(chunk * 100, chunk * 100 + 100).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    caught_up(&store, 600).await;
+    first_owns.send_replace(BTreeSet::new());
+    append(600, 700).await;
+    caught_up(&store, 700).await;
+    first.stop().await;
+    second.stop().await;
+
+    assert_eq!(offsets().await, (0..700).collect::<Vec<_>>());
 }
 
 /// Retention that removed events before they were archived: the archiver goes on from the
@@ -260,9 +462,9 @@ async fn not_events_are_skipped(dir: &Path, target: Target) {
     );
 }
 
-/// A file larger than the multipart threshold is uploaded in parts and reads back whole; the
-/// pending record is written, read back and removed. (The test server takes parts of 1 KiB;
-/// S3's least is 5 MiB.)
+/// A file larger than the multipart threshold is uploaded in parts, is published by a
+/// server-side copy, and reads back whole. (The test server takes parts of 1 KiB; S3's least
+/// is 5 MiB.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_a_large_file_is_uploaded_in_parts_and_reads_back_whole() {
     let part = 4096;
@@ -279,24 +481,36 @@ async fn on_s3_a_large_file_is_uploaded_in_parts_and_reads_back_whole() {
         );
     }
     batch.end = 3000;
-    let (pending, files) = batch_files(0, batch);
-    target.write_pending(0, &pending).await.unwrap();
-    assert_eq!(target.read_pending(0).await.unwrap(), Some(pending.clone()));
-    let bytes = target.write_files(files).await.unwrap();
+    let files = batch_files(0, batch);
+    let name = files[0].0.clone();
+    let staged = format!("{}{name}", crate::publish::staging(0, 1));
+    let bytes = target
+        .write_files(
+            files
+                .into_iter()
+                .map(|(_, rows)| (staged.clone(), rows))
+                .collect(),
+        )
+        .await
+        .unwrap();
     assert!(
         bytes > 3 * part as u64,
         "{bytes} bytes: more than three parts"
+    );
+    assert!(archived_offsets(&target).await.is_empty());
+    assert!(target.move_file(&staged, &name).await.unwrap());
+    assert!(
+        !target.move_file(&staged, &name).await.unwrap(),
+        "moved already"
     );
     let found = archived_offsets(&target).await;
     assert_eq!(
         found.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
         (0..3000).collect::<Vec<_>>()
     );
-    target.remove_pending(0).await.unwrap();
-    assert_eq!(target.read_pending(0).await.unwrap(), None);
-    // Discarding deletes the objects that exist and counts them.
-    assert_eq!(target.discard(&pending).await.unwrap(), 1);
-    assert_eq!(target.discard(&pending).await.unwrap(), 0);
+    assert!(!target.exists(&staged).await.unwrap());
+    assert!(target.remove(&name).await.unwrap());
+    assert!(!target.remove(&name).await.unwrap());
     assert!(archived_offsets(&target).await.is_empty());
 }
 

@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 use sluice_api::admin::erasures::MAX_ID_BYTES;
 use sluice_archive::forget::forget;
 use sluice_archive::target::Target;
-use sluice_store::{StoreBackend, StoreLocation};
 
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
@@ -56,21 +55,8 @@ fn run_forget(args: ForgetArgs) -> anyhow::Result<()> {
     let location = config.archive.location(&config.data_dir);
     log_tools::runtime()?.block_on(async move {
         let target = Target::open(&location).map_err(|error| UserError(error.to_string()))?;
-        // The archive's committed positions: files of a batch not committed are left alone.
-        let store = match config.store.location(&config.data_dir) {
-            Ok(StoreLocation::Sqlite(path)) if !path.exists() => None,
-            _ => Some(
-                StoreBackend::open(&config.store, &config.data_dir)
-                    .await
-                    .map_err(|error| {
-                        UserError(format!(
-                            "opening the store for the archive's committed positions: {error}"
-                        ))
-                    })?,
-            ),
-        };
         let grace = sluice_archive::compact::LEASE_GRACE;
-        let forgotten = forget(&target, &args.tenant, &args.user, store.as_ref(), grace)
+        let forgotten = forget(&target, &args.tenant, &args.user, grace)
             .await
             .map_err(|error| UserError(format!("forgetting in the archive: {error}")))?;
         for changed in &forgotten.changed {
@@ -88,7 +74,7 @@ fn run_forget(args: ForgetArgs) -> anyhow::Result<()> {
         }
         for name in &forgotten.skipped {
             println!(
-                "skipped {name}: its batch is not committed yet; run forget again once it is (archive.roll-age)"
+                "skipped {name}: it is staged, not published yet; run forget again once it is (within archive.roll-age, or at the server's next start)"
             );
         }
         println!(

@@ -224,6 +224,7 @@ async fn archive_once(
         Location::Dir(root.to_owned()),
         config,
         Arc::default(),
+        sluice_archive::Partitions::All,
     )
     .await?;
     loop {
