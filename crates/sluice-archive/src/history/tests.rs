@@ -253,7 +253,7 @@ fn a_files_range_ends_at_the_next_batch_after_its_last() {
         "events/tenant=b/date=2026-12-07/hour=04/part-0-00000000000000000040.parquet",
         "events/tenant=b/date=2026-12-07/hour=04/part-1-00000000000000000005.parquet",
         "events/tenant=b/date=2026-12-07/hour=04/.part-0-00000000000000000050.parquet.tmp",
-        "_sluice/pending-0.json",
+        "_sluice/staged/0/3/events/tenant=b/date=2026-12-07/hour=04/part-0-00000000000000000060.parquet",
     ];
     let index = Index::from_names(names.iter().map(|name| (name.to_string(), 1)).collect());
     let spans: Vec<(u64, u64, &str)> = index

@@ -8,7 +8,7 @@ use super::crash::{
     ADMIN_KEY, Load, METRICS, READ_KEY, assert_exact_after, config_text, routed_config_text,
 };
 use super::results::{assert_exact, events, expected, stored};
-use super::support::{Server, free_port, http_request, settled, settled_past};
+use super::support::{Server, duckdb_archive, free_port, http_request, settled, settled_past};
 use sluice::client::Target;
 use sluice_core::time::now_millis;
 use std::path::Path;
@@ -65,25 +65,110 @@ struct Cluster {
 
 impl Cluster {
     async fn new(name: &str) -> Cluster {
-        Cluster::start(name, false).await
+        Cluster::start(name, false, false).await
+    }
+
+    /// [`Cluster::new`] whose nodes also archive the events into one shared directory,
+    /// [`Cluster::archive`].
+    async fn with_archive(name: &str) -> Cluster {
+        Cluster::start(name, false, true).await
     }
 
     /// [`Cluster::new`] whose nodes also route the orders into a derived stream and compute a
     /// metric from it (the crash module's `ROUTED`).
     async fn with_streams(name: &str) -> Cluster {
-        Cluster::start(name, true).await
+        Cluster::start(name, true, false).await
     }
 
-    async fn start(name: &str, routed: bool) -> Cluster {
+    async fn start(name: &str, routed: bool, archive: bool) -> Cluster {
         let turn = ONE_CLUSTER_AT_A_TIME.lock().await;
         let store_url = sluice_store::testing::postgres_url(name).await;
         let dir = tempfile::tempdir().unwrap();
         let config_path = cluster_config(dir.path(), &store_url, routed);
+        if archive {
+            let section = format!(
+                "\n[archive]\nenabled = true\nurl = \"file://{}\"\nroll-age = \"1s\"\n",
+                dir.path().join("archive").display()
+            );
+            let mut text = std::fs::read_to_string(&config_path).unwrap();
+            text.push_str(&section);
+            std::fs::write(&config_path, text).unwrap();
+        }
         Cluster {
             _turn: turn,
             dir,
             config_path,
         }
+    }
+
+    /// The archive every node writes (with [`Cluster::with_archive`]).
+    fn archive(&self) -> std::path::PathBuf {
+        self.dir.path().join("archive")
+    }
+
+    /// Waits until the archive holds every event of the topic (read with node 0's config),
+    /// then checks that it holds each once: (partition, offset, message id) as in the log.
+    async fn assert_archived_once(&self) {
+        let config = sluice::config::load(
+            Some(&self.config_path),
+            &[(
+                "data-dir",
+                toml::Value::String(self.data(0).display().to_string()),
+            )],
+        )
+        .unwrap();
+        let mut expected: Vec<(u64, u64, String)> = Vec::new();
+        for (partition, records) in events(&config).await.iter().enumerate() {
+            for stored in records {
+                let event: serde_json::Value =
+                    serde_json::from_slice(&stored.record.value).unwrap();
+                let id = event["message_id"].as_str().unwrap().to_owned();
+                expected.push((partition as u64, stored.offset, id));
+            }
+        }
+        expected.sort();
+        let root = self.archive();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let count = if root.join("events").exists() {
+                String::from_utf8_lossy(&duckdb_archive(root.as_os_str(), &["count"], &[]))
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap()
+            } else {
+                0
+            };
+            if count >= expected.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{count} events archived of {}",
+                expected.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let found: serde_json::Value =
+            serde_json::from_slice(&duckdb_archive(root.as_os_str(), &[], &[])).unwrap();
+        let mut archived: Vec<(u64, u64, String)> = found["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row["log_partition"].as_u64().unwrap(),
+                    row["log_offset"].as_u64().unwrap(),
+                    row["message_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        archived.sort();
+        assert!(
+            archived == expected,
+            "every event of the topic archived once: {} archived, {} in the topic",
+            archived.len(),
+            expected.len()
+        );
     }
 
     /// Node `n`'s data directory.
@@ -532,10 +617,11 @@ async fn tenants_keys_and_metrics_changed_on_one_node_take_effect_on_the_other()
 
 /// A node paused (SIGSTOP) past the group's session timeout loses its partitions to the
 /// other; when it resumes (SIGCONT) its commits are fenced out by the store, it stops them,
-/// and the results stay exact.
+/// and the results stay exact. Both nodes archive into one directory: every event is archived
+/// once, whichever node archived it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact() {
-    let cluster = Cluster::new("cluster_pause").await;
+    let cluster = Cluster::with_archive("cluster_pause").await;
     let nodes = cluster.nodes(2);
     // The load goes to the node that is not paused, so the paused one holds no request.
     let target = target_of(&nodes[0]);
@@ -563,6 +649,9 @@ async fn a_node_paused_past_its_session_is_fenced_out_and_the_results_stay_exact
     for node in &nodes {
         settled_past(node.addr, &admin, accepted);
     }
+    // The archive too: the paused node's archivers were fenced out with its pipelines, and
+    // nothing they staged meanwhile shows.
+    cluster.assert_archived_once().await;
     let mut outputs = Vec::new();
     for node in nodes {
         outputs.push(node.stop_cleanly());
