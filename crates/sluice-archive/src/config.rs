@@ -28,6 +28,9 @@ pub struct ArchiveConfig {
     /// Values inside the JSON columns written as typed columns too ([`crate::promote`]).
     #[serde(default)]
     pub columns: Vec<ColumnConfig>,
+    /// Derived streams archived too, each into `streams/<name>/`.
+    #[serde(default)]
+    pub streams: Vec<String>,
 }
 
 const MIN_ROLL_BYTES: u64 = 1 << 20;
@@ -174,6 +177,20 @@ impl Validate for ArchiveConfig {
                 problems.push(ConfigProblem::new(key, problem));
             }
         }
+        for (index, name) in self.streams.iter().enumerate() {
+            let key = format!("{}[{index}]", join(path, "streams"));
+            if !sluice_stream::sql::is_valid_name(name) {
+                problems.push(ConfigProblem::new(
+                    key,
+                    format!(
+                        "{name:?} is no derived stream's name: 1 to {} lowercase letters, digits and _, starting with a letter (the name of a CREATE STREAM, SESSIONS or IDENTITY)",
+                        sluice_stream::sql::MAX_NAME_LEN
+                    ),
+                ));
+            } else if self.streams[..index].contains(name) {
+                problems.push(ConfigProblem::new(key, format!("{name:?} is listed twice")));
+            }
+        }
         let age = self.roll_age.get();
         if !(MIN_ROLL_AGE..=MAX_ROLL_AGE).contains(&age) {
             problems.push(ConfigProblem::new(
@@ -235,7 +252,26 @@ mod tests {
             retention: HumanDuration(Duration::ZERO),
             tenant_retention: BTreeMap::new(),
             columns: Vec::new(),
+            streams: Vec::new(),
         }
+    }
+
+    #[test]
+    fn archived_streams_are_named_as_streams_once_each() {
+        let mut config = config("", 1 << 20, Duration::from_secs(1));
+        config.streams = vec![
+            "visits".into(),
+            "Orders".into(),
+            "visits".into(),
+            "people".into(),
+        ];
+        assert_eq!(
+            problems(&config),
+            [
+                "archive.streams[1]: \"Orders\" is no derived stream's name: 1 to 64 lowercase letters, digits and _, starting with a letter (the name of a CREATE STREAM, SESSIONS or IDENTITY)",
+                "archive.streams[2]: \"visits\" is listed twice",
+            ]
+        );
     }
 
     fn problems(config: &ArchiveConfig) -> Vec<String> {

@@ -13,7 +13,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde_json::value::RawValue;
-use sluice_core::event::{Event, EventType};
+use sluice_core::event::Event;
 use sluice_core::time::Millis;
 use std::borrow::Cow;
 use std::io::Write;
@@ -70,7 +70,18 @@ fn timestamp(name: &str, nullable: bool) -> Field {
 /// The files' schema.
 pub fn schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
-    Arc::clone(SCHEMA.get_or_init(|| {
+    Arc::clone(SCHEMA.get_or_init(|| base_schema(false)))
+}
+
+/// The schema of a derived stream's files: [`schema`] with `received_at` nullable (a
+/// session record has none; a routed event keeps its own).
+pub fn derived_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    Arc::clone(SCHEMA.get_or_init(|| base_schema(true)))
+}
+
+fn base_schema(derived: bool) -> SchemaRef {
+    {
         let mut fields = vec![
             Field::new("log_partition", DataType::Int32, false),
             Field::new("log_offset", DataType::Int64, false),
@@ -80,13 +91,13 @@ pub fn schema() -> SchemaRef {
         fields.extend(TEXT.map(|name| Field::new(name, DataType::Utf8, true)));
         fields.extend([
             timestamp("timestamp", false),
-            timestamp("received_at", false),
+            timestamp("received_at", derived),
             timestamp("sent_at", true),
             timestamp("original_timestamp", true),
         ]);
         fields.extend(JSON.map(|name| Field::new(name, DataType::Utf8, true)));
         Arc::new(Schema::new(fields))
-    }))
+    }
 }
 
 /// Events becoming one record batch, column by column.
@@ -196,14 +207,14 @@ pub struct Fields<'a> {
     pub message_id: Cow<'a, str>,
     /// The tenant (not a column: the files' directory).
     pub tenant: Cow<'a, str>,
-    /// `type`.
-    pub kind: EventType,
+    /// `type`: one of the Segment Spec's for an event; a derived record's own (`session`).
+    pub kind: Cow<'a, str>,
     /// The [`TEXT`] columns' values, in their order.
     pub text: [Option<Cow<'a, str>>; TEXT.len()],
     /// `timestamp`.
     pub timestamp: Millis,
-    /// `received_at`.
-    pub received_at: Millis,
+    /// `received_at` (an event always has one).
+    pub received_at: Option<Millis>,
     /// `sent_at`.
     pub sent_at: Option<Millis>,
     /// `original_timestamp`.
@@ -220,7 +231,7 @@ impl<'a> Fields<'a> {
         Fields {
             message_id: Cow::Borrowed(&event.message_id),
             tenant: Cow::Borrowed(&event.tenant),
-            kind: event.kind,
+            kind: Cow::Borrowed(event.kind.as_str()),
             text: [
                 text(&event.event),
                 text(&event.name),
@@ -231,7 +242,7 @@ impl<'a> Fields<'a> {
                 text(&event.previous_id),
             ],
             timestamp: event.timestamp,
-            received_at: event.received_at,
+            received_at: Some(event.received_at),
             sent_at: event.sent_at,
             original_timestamp: event.original_timestamp,
             json: [
@@ -266,13 +277,13 @@ impl Rows {
         self.partition.append_value(partition as i32);
         self.offset.append_value(offset as i64);
         self.message_id.append_value(&event.message_id);
-        self.kind.append_value(event.kind.as_str());
+        self.kind.append_value(&event.kind);
         for (builder, value) in self.text.iter_mut().zip(&event.text) {
             builder.append_option(value.as_deref());
         }
         let times = [
             Some(event.timestamp),
-            Some(event.received_at),
+            event.received_at,
             event.sent_at,
             event.original_timestamp,
         ];

@@ -10,6 +10,7 @@
 //! ```text
 //! events/tenant=<tenant>/date=YYYY-MM-DD/hour=HH/part-<partition>-<first offset>.parquet
 //! _sluice/staged/<partition>/<epoch>/events/…
+//! streams/<stream>/events/tenant=<tenant>/…       (and streams/<stream>/_sluice/…)
 //! ```
 //!
 //! Date and hour are the event time's (`timestamp`, UTC). `<first offset>` is the first log
@@ -20,6 +21,13 @@
 //! `part-<partition>-<first offset>-<last file's first offset>.parquet` ([`compact`]).
 //! `_sluice/staged/` holds files written but not yet published ([`publish`]); `_sluice/` also
 //! holds forget's lease. Readers read `events/` only.
+//!
+//! A derived stream named in `[archive] streams` (`CREATE STREAM`, `SESSIONS` or `IDENTITY`)
+//! is archived the same way into an archive of its own under `streams/<stream>/`, with its
+//! own store pipeline (`archive/<stream>`): only the records its writers committed (read
+//! inside the committed ranges, as its readers read it, skipping the orphans a crashed writer
+//! left), with the same columns except that `received_at` may be null and `type` is the
+//! record's own (`session`). It has no promoted columns.
 
 //! # Columns
 //!
@@ -92,4 +100,4 @@ pub mod sink;
 pub mod target;
 
 pub use config::{ArchiveConfig, Location};
-pub use sink::{Archive, ArchiveError, Partitions};
+pub use sink::{Archive, ArchiveError, Archived, Partitions};

@@ -273,6 +273,16 @@ impl Columns {
     pub fn none() -> Arc<Columns> {
         Arc::new(Columns::new(Vec::new()))
     }
+
+    /// A derived stream's columns: the base columns of [`format::derived_schema`], none
+    /// promoted.
+    pub fn derived() -> Arc<Columns> {
+        Arc::new(Columns {
+            list: Vec::new(),
+            schema: format::derived_schema(),
+            scans: Vec::new(),
+        })
+    }
 }
 
 /// Every tenant's promoted columns.
@@ -309,6 +319,14 @@ impl Promotions {
                 .into_iter()
                 .map(|(tenant, list)| (tenant, Arc::new(Columns::new(list))))
                 .collect(),
+        }
+    }
+
+    /// A derived stream's: [`Columns::derived`] for every tenant.
+    pub fn derived() -> Promotions {
+        Promotions {
+            every: Columns::derived(),
+            by_tenant: HashMap::new(),
         }
     }
 

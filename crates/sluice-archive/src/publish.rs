@@ -31,7 +31,7 @@
 //! publish leaves committed events invisible until the partition is claimed again — never
 //! visible twice, and never visible uncommitted.
 
-use crate::sink::{ArchiveError, PIPELINE};
+use crate::sink::ArchiveError;
 use crate::target::Target;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,8 @@ pub fn staging(partition: u32, epoch: u64) -> String {
 pub struct Owner {
     /// The store holding the archive's positions.
     pub store: StoreBackend,
+    /// The store pipeline whose positions they are (`archive`, or `archive/<stream>`).
+    pub pipeline: String,
     /// The partition of the source topic.
     pub partition: u32,
     /// The claim's epoch.
@@ -122,7 +124,7 @@ impl Owner {
             note: Some(encoded.map_err(|source| io_error(target, source))?),
         };
         self.store
-            .commit(PIPELINE, self.partition, self.epoch, Arc::new(commit))
+            .commit(&self.pipeline, self.partition, self.epoch, Arc::new(commit))
             .await?;
         publish(target, self.partition, &note).await
     }
@@ -131,7 +133,11 @@ impl Owner {
     /// what older owners staged. Returns what the publish did and how many staged files
     /// were deleted.
     pub async fn recover(&self, target: &Target) -> Result<(Published, usize), ArchiveError> {
-        let published = match self.store.committed_note(PIPELINE, self.partition).await? {
+        let published = match self
+            .store
+            .committed_note(&self.pipeline, self.partition)
+            .await?
+        {
             Some(bytes) => {
                 let note: Note = serde_json::from_slice(&bytes).map_err(|error| {
                     io_error(

@@ -13,7 +13,9 @@
 //! Segment Spec), integer `timestamp` and `received_at`, the other text fields strings or
 //! `null`, the other times integers or `null`. A record that is not is an error (the archiver
 //! skips it and says so). Keys it does not know are ignored; of a key written twice the first
-//! counts. Like the engine, the scan trusts that the nested values are well-formed JSON: the
+//! counts. A derived stream's records ([`EventScan::derived`]) are read the same way, except
+//! that their `type` may be any string (`session`) and `received_at` may be missing. Like the
+//! engine, the scan trusts that the nested values are well-formed JSON: the
 //! collector wrote them (it parsed each request), and the engine reads the same records.
 
 use crate::format::{Fields, JSON, TEXT};
@@ -71,6 +73,8 @@ pub struct EventScan {
     set: FieldSet,
     shape: KeyOrder,
     slots: Vec<Slot>,
+    /// Reading a derived stream's records.
+    derived: bool,
 }
 
 impl Default for EventScan {
@@ -79,11 +83,20 @@ impl Default for EventScan {
             set: FieldSet::new(&KEYS.map(|key| vec![key])),
             shape: KeyOrder::default(),
             slots: Vec::new(),
+            derived: false,
         }
     }
 }
 
 impl EventScan {
+    /// A scan of a derived stream's records: any `type`, `received_at` optional.
+    pub fn derived() -> Self {
+        EventScan {
+            derived: true,
+            ..EventScan::default()
+        }
+    }
+
     /// The columns of the event `record` holds, borrowed from it; or what is wrong with it.
     pub fn fields<'a>(&mut self, record: &'a [u8]) -> Result<Fields<'a>, String> {
         let text = std::str::from_utf8(record).map_err(|error| {
@@ -106,9 +119,9 @@ impl EventScan {
             time(slot)?.ok_or_else(|| format!("{} is missing", KEYS[slot]))
         };
         let kind = required(TYPE)?;
-        let kind = kind
-            .parse::<EventType>()
-            .map_err(|()| format!("type: {kind:?} is no type of the Segment Spec"))?;
+        if !self.derived && kind.parse::<EventType>().is_err() {
+            return Err(format!("type: {kind:?} is no type of the Segment Spec"));
+        }
         let mut texts = std::array::from_fn(|_| None);
         for (index, value) in texts.iter_mut().enumerate() {
             *value = string(FIRST_TEXT + index)?;
@@ -119,7 +132,10 @@ impl EventScan {
             kind,
             text: texts,
             timestamp: required_time(TIMESTAMP)?,
-            received_at: required_time(RECEIVED_AT)?,
+            received_at: match self.derived {
+                true => time(RECEIVED_AT)?,
+                false => Some(required_time(RECEIVED_AT)?),
+            },
             sent_at: time(SENT_AT)?,
             original_timestamp: time(ORIGINAL_TIMESTAMP)?,
             json: std::array::from_fn(|index| json(text, slots[FIRST_JSON + index])),

@@ -13,6 +13,8 @@ use sluice_core::erasure::ErasedUsers;
 use sluice_core::time::Millis;
 use sluice_log::{EpochStart, Log, LogError, ReadBuffer, ReadOptions, rewind_target};
 use sluice_store::{StoreBackend, StoreError};
+use sluice_stream::error::StreamError;
+use sluice_stream::task::{Committed, Visible};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::Arc;
@@ -22,8 +24,59 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The store pipeline whose positions are the archive's: per partition, the first offset not
-/// yet archived.
+/// yet archived. A derived stream's archive has its own, `archive/<stream>`.
 pub const PIPELINE: &str = "archive";
+
+/// What an archive archives.
+#[derive(Clone)]
+pub struct Archived {
+    /// The topic read.
+    pub topic: String,
+    /// The store pipeline of its positions.
+    pub pipeline: String,
+    /// Where its files go under the archive's root (`""`: the root; `streams/<name>/`).
+    pub under: String,
+    /// For a derived stream: which of its records are committed (only those are archived).
+    pub committed: Option<Arc<dyn Committed>>,
+}
+
+impl std::fmt::Debug for Archived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archived")
+            .field("topic", &self.topic)
+            .field("pipeline", &self.pipeline)
+            .field("under", &self.under)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Archived {
+    /// The accepted events, the topic `topic`, into the archive's root.
+    pub fn events(topic: &str) -> Archived {
+        Archived {
+            topic: topic.to_owned(),
+            pipeline: PIPELINE.to_owned(),
+            under: String::new(),
+            committed: None,
+        }
+    }
+
+    /// The derived stream `name` (its topic), into `streams/<name>/` under the archive's
+    /// root: the records `committed` says its writers committed, as a derived stream's reader
+    /// reads them.
+    pub fn stream(name: &str, committed: Arc<dyn Committed>) -> Archived {
+        Archived {
+            topic: name.to_owned(),
+            pipeline: format!("{PIPELINE}/{name}"),
+            under: format!("streams/{name}/"),
+            committed: Some(committed),
+        }
+    }
+
+    fn is_stream(&self) -> bool {
+        self.committed.is_some()
+    }
+}
 
 /// Most (tenant, hour) files one batch may write: a batch of events scattered over many
 /// hours is written early rather than as thousands of tiny files at once.
@@ -76,6 +129,9 @@ pub enum ArchiveError {
     /// The store failed (or another owner fenced this one out).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A derived stream's committed ranges could not be read.
+    #[error(transparent)]
+    Committed(#[from] StreamError),
 }
 
 /// The running archivers.
@@ -87,32 +143,35 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Starts archiving `partitions` of `topic` into `location`, skipping the events of
-    /// `erased` ids. Fails at once when the location cannot be written (a directory that
-    /// cannot be made, a missing bucket, wrong credentials), or the topic cannot be described.
+    /// Starts archiving `partitions` of `archived`'s topic into `location`, skipping the
+    /// records of `erased` ids. Fails at once when the location cannot be written (a
+    /// directory that cannot be made, a missing bucket, wrong credentials), or the topic
+    /// cannot be described.
     pub async fn start<L: Log>(
         log: Arc<L>,
         store: StoreBackend,
-        topic: &str,
+        archived: Archived,
         location: Location,
         config: &ArchiveConfig,
         erased: Arc<ErasedUsers>,
         partitions: Partitions,
     ) -> Result<Archive, ArchiveError> {
         let target = Target::open(&location)?;
-        Self::start_on(log, store, topic, target, config, erased, partitions).await
+        Self::start_on(log, store, archived, target, config, erased, partitions).await
     }
 
-    /// [`Archive::start`] on an opened target.
+    /// [`Archive::start`] on an opened target (the archive's root).
     pub(crate) async fn start_on<L: Log>(
         log: Arc<L>,
         store: StoreBackend,
-        topic: &str,
+        archived: Archived,
         target: Target,
         config: &ArchiveConfig,
         erased: Arc<ErasedUsers>,
         partitions: Partitions,
     ) -> Result<Archive, ArchiveError> {
+        let target = target.under(&archived.under);
+        let topic = archived.topic.as_str();
         target.check_writable().await?;
         let described = log
             .describe(Some(topic))
@@ -121,14 +180,18 @@ impl Archive {
             .flat_map(|info| info.partitions)
             .collect::<Vec<_>>();
         let cancel = CancellationToken::new();
-        let promotions = Arc::new(Promotions::new(&config.columns));
+        // A derived stream's records have no promoted columns.
+        let promotions = Arc::new(match archived.is_stream() {
+            true => Promotions::derived(),
+            false => Promotions::new(&config.columns),
+        });
         let (roll_bytes, roll_age) = (config.roll_bytes(), config.roll_age());
-        let (topic_name, archive_target) = (topic.to_owned(), target.clone());
+        let (source, archive_target) = (archived.clone(), target.clone());
         let spawn = move |partition: u32, end_at_launch: Option<u64>, cancel: CancellationToken| {
             let archiver = Archiver {
                 log: Arc::clone(&log),
                 store: store.clone(),
-                topic: topic_name.clone(),
+                archived: source.clone(),
                 partition,
                 target: archive_target.clone(),
                 erased: Arc::clone(&erased),
@@ -158,7 +221,7 @@ impl Archive {
             )));
         }
         let location = target.location();
-        tracing::info!(%location, topic, "archiving events as Parquet");
+        tracing::info!(%location, topic, "archiving as Parquet");
         Ok(Archive {
             tasks,
             cancel,
@@ -322,7 +385,7 @@ impl Batch {
 struct Archiver<L> {
     log: Arc<L>,
     store: StoreBackend,
-    topic: String,
+    archived: Archived,
     partition: u32,
     target: Target,
     erased: Arc<ErasedUsers>,
@@ -370,11 +433,12 @@ impl<L: Log> Archiver<L> {
         let log_epoch = epochs.last().map_or(0, |current| current.epoch);
         let position = self
             .store
-            .claim(PIPELINE, self.partition, first, log_epoch)
+            .claim(&self.archived.pipeline, self.partition, first, log_epoch)
             .await?;
         let epoch = position.epoch;
         let owner = Owner {
             store: self.store.clone(),
+            pipeline: self.archived.pipeline.clone(),
             partition: self.partition,
             epoch,
         };
@@ -403,7 +467,13 @@ impl<L: Log> Archiver<L> {
             // (they were accepted and happened, as the metrics keep counting them).
             let lost = position.offset - target;
             self.store
-                .reposition(PIPELINE, self.partition, epoch, target, log_epoch)
+                .reposition(
+                    &self.archived.pipeline,
+                    self.partition,
+                    epoch,
+                    target,
+                    log_epoch,
+                )
                 .await?;
             metrics::counter!("sluice_archive_rewound_offsets_total").increment(lost);
             tracing::error!(
@@ -424,7 +494,13 @@ impl<L: Log> Archiver<L> {
                 // Retention removed events before they were read: the position moves past
                 // them (counted as lost in the store) before the batch after them is written.
                 self.store
-                    .reposition(PIPELINE, self.partition, epoch, current.start, log_epoch)
+                    .reposition(
+                        &self.archived.pipeline,
+                        self.partition,
+                        epoch,
+                        current.start,
+                        log_epoch,
+                    )
                     .await?;
             }
             let (end, hints) = (current.end, current.capacities());
@@ -507,10 +583,11 @@ impl<L: Log> Archiver<L> {
     /// The partition's first retained offset (where a partition never archived starts), its
     /// end, and its epochs.
     async fn source(&self) -> Result<(u64, u64, Vec<EpochStart>), ArchiveError> {
-        let epochs = self.log.epochs(&self.topic, self.partition).await?;
+        let topic = &self.archived.topic;
+        let epochs = self.log.epochs(topic, self.partition).await?;
         let (start, end) = self
             .log
-            .describe(Some(&self.topic))
+            .describe(Some(topic))
             .await?
             .iter()
             .flat_map(|info| &info.partitions)
@@ -524,9 +601,19 @@ impl<L: Log> Archiver<L> {
     /// say the previous batch's held; `None` once stopped.
     async fn read_batch(&self, start: u64, hints: Hints) -> Result<Option<Batch>, ArchiveError> {
         let mut batch = Batch::new(start, hints);
-        let mut scan = EventScan::default();
+        let mut scan = match self.archived.is_stream() {
+            true => EventScan::derived(),
+            false => EventScan::default(),
+        };
         // One buffer for the batch's reads: each read refills it instead of allocating.
         let mut records = ReadBuffer::new();
+        let topic = self.archived.topic.as_str();
+        // A derived stream's records are read inside its committed ranges only.
+        let mut visible = self
+            .archived
+            .committed
+            .clone()
+            .map(|committed| Visible::new(committed, self.partition));
         loop {
             let age = batch.first_read.map(|first| first.elapsed());
             if !batch.is_empty()
@@ -540,12 +627,27 @@ impl<L: Log> Archiver<L> {
                 Some(age) => self.roll_age.saturating_sub(age).min(IDLE_WAIT),
                 None => IDLE_WAIT,
             };
+            let mut below = u64::MAX;
+            if let Some(visible) = &mut visible {
+                match visible.next(batch.end, topic).await? {
+                    // Past a gap of records no commit covers (a crashed writer's): they are
+                    // in no batch, and the position moves past them with the batch's end.
+                    Some((from, end)) => (batch.end, below) = (from, end),
+                    None => {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = self.cancel.cancelled() => return Ok(None),
+                        }
+                        continue;
+                    }
+                }
+            }
             let options = ReadOptions {
                 max_bytes: READ_BYTES,
                 max_wait: wait,
             };
             let read = tokio::select! {
-                read = self.log.read_into(&self.topic, self.partition, batch.end, options, &mut records) => read,
+                read = self.log.read_into(topic, self.partition, batch.end, options, &mut records) => read,
                 () = self.cancel.cancelled() => return Ok(None),
             };
             match read {
@@ -567,7 +669,9 @@ impl<L: Log> Archiver<L> {
                 }
                 Err(error) => return Err(error.into()),
             };
-            for stored in records.iter() {
+            let mut read_any = false;
+            for stored in records.iter().take_while(|stored| stored.offset < below) {
+                read_any = true;
                 let value = stored.value;
                 // The tenant names a directory: a record whose tenant is no valid tenant name
                 // (never the collector's) is not archived rather than written elsewhere.
@@ -587,12 +691,12 @@ impl<L: Log> Archiver<L> {
                     ),
                     Err(error) => {
                         metrics::counter!("sluice_archive_records_skipped_total").increment(1);
-                        tracing::error!(partition = self.partition, offset = stored.offset, %error, "a record of the events topic is not an event; it is not archived");
+                        tracing::error!(topic, partition = self.partition, offset = stored.offset, %error, "a record is not an event (or, of a derived stream, not event-shaped); it is not archived");
                     }
                 }
                 batch.end = stored.offset + 1;
             }
-            if !records.is_empty() && batch.first_read.is_none() {
+            if read_any && batch.first_read.is_none() {
                 batch.first_read = Some(Instant::now());
             }
         }

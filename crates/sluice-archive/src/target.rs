@@ -106,6 +106,26 @@ impl Target {
         }))
     }
 
+    /// The part of this archive under `prefix` (`""`: all of it; else relative, ending with
+    /// `/`), as an archive of its own: a derived stream's (`streams/<name>/`).
+    pub fn under(&self, prefix: &str) -> Target {
+        let prefix = prefix.trim_end_matches('/');
+        if prefix.is_empty() {
+            return self.clone();
+        }
+        match self {
+            Target::Dir(layout) => Target::Dir(Layout::new(layout.root().join(prefix))),
+            Target::S3(bucket) => Target::S3(Bucket {
+                store: Arc::new(PrefixStore::new(
+                    Arc::clone(&bucket.store),
+                    ObjectPath::from(prefix),
+                )),
+                location: format!("{}/{prefix}", bucket.location.trim_end_matches('/')),
+                ..bucket.clone()
+            }),
+        }
+    }
+
     /// Where the archive is, for messages.
     pub fn location(&self) -> String {
         match self {

@@ -38,9 +38,12 @@ use sluice_stream::task::{Committed, RangesFuture};
 const RANGES_PER_READ: u32 = 64;
 
 /// A derived stream's committed ranges, read from the store.
-pub(crate) struct StoreRanges {
-    pub(crate) store: StoreBackend,
-    pub(crate) stream: String,
+#[derive(Debug)]
+pub struct StoreRanges {
+    /// The store its writers commit to.
+    pub store: StoreBackend,
+    /// The stream (its topic).
+    pub stream: String,
 }
 
 impl Committed for StoreRanges {

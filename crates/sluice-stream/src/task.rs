@@ -131,8 +131,9 @@ impl std::fmt::Debug for TaskSettings {
     }
 }
 
-/// The committed ranges of one partition of a derived stream, as far as the task knows them.
-struct Visible {
+/// The committed ranges of one partition of a derived stream, as far as a reader knows them
+/// (the partition task's, the archive's).
+pub struct Visible {
     committed: Arc<dyn Committed>,
     partition: u32,
     /// Known committed ranges, in order.
@@ -142,10 +143,34 @@ struct Visible {
     floor: u64,
 }
 
+impl std::fmt::Debug for Visible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Visible")
+            .field("partition", &self.partition)
+            .field("ranges", &self.ranges)
+            .field("floor", &self.floor)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Visible {
-    /// Where to read next and below which offset, from `offset` on; `None` when nothing
-    /// committed is there yet.
-    async fn next(&mut self, offset: u64, topic: &str) -> Result<Option<(u64, u64)>, StreamError> {
+    /// The committed ranges of `partition`, as `committed` tells them.
+    pub fn new(committed: Arc<dyn Committed>, partition: u32) -> Visible {
+        Visible {
+            committed,
+            partition,
+            ranges: Default::default(),
+            floor: 0,
+        }
+    }
+
+    /// Where to read next and below which offset, from `offset` on (past a gap of records no
+    /// commit covers); `None` when nothing committed is there yet.
+    pub async fn next(
+        &mut self,
+        offset: u64,
+        topic: &str,
+    ) -> Result<Option<(u64, u64)>, StreamError> {
         let offset = offset.max(self.floor);
         while self.ranges.front().is_some_and(|&(_, end)| end <= offset) {
             self.ranges.pop_front();
@@ -242,12 +267,10 @@ pub async fn run_partition<L: Log, C: Clock>(
     let mut buffer = ReadBuffer::new();
     // Derived records are appended beside processing.
     let mut appender = Appender::new(Arc::clone(&log), partition);
-    let mut visible = settings.committed.clone().map(|committed| Visible {
-        committed,
-        partition,
-        ranges: Default::default(),
-        floor: 0,
-    });
+    let mut visible = settings
+        .committed
+        .clone()
+        .map(|committed| Visible::new(committed, partition));
     // What the processor produced, delivered at processing time `$now`.
     macro_rules! deliver {
         ($now:expr) => {

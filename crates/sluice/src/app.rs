@@ -34,8 +34,8 @@ pub struct App {
     pub collector: Arc<Collector<LogBackend>>,
     /// Every metric's exactly-once pipeline.
     pub pipelines: Pipelines<LogBackend>,
-    /// The raw event archive, when enabled.
-    archive: Option<sluice_archive::Archive>,
+    /// The raw event archive, when enabled: the events', then each archived derived stream's.
+    archives: Vec<sluice_archive::Archive>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
     /// The HTTP servers: the main one, and the metrics listener's if it has one.
@@ -198,27 +198,10 @@ impl App {
             _ => anyhow::Error::from(error).context("starting the metric pipelines"),
         })?;
 
-        let archive = if config.archive.enabled {
-            let location = config.archive.location(&config.data_dir);
-            Some(
-                sluice_archive::Archive::start(
-                    Arc::clone(&log),
-                    pipelines.store().clone(),
-                    &config.stream.source_topic,
-                    location,
-                    &config.archive,
-                    Arc::clone(&erased),
-                    // In a cluster, each node archives the partitions its pipelines own.
-                    match pipelines.owned_partitions() {
-                        Some(owned) => sluice_archive::Partitions::Owned(owned),
-                        None => sluice_archive::Partitions::All,
-                    },
-                )
-                .await
-                .map_err(|error| UserError(format!("starting the archive: {error}")))?,
-            )
+        let archives = if config.archive.enabled {
+            start_archives(&config, &log, &pipelines, &erased).await?
         } else {
-            None
+            Vec::new()
         };
 
         let validators = Arc::new(SharedValidators::default());
@@ -317,8 +300,8 @@ impl App {
                 ],
                 pipelines: pipelines.clone(),
                 max_store_rows: config.api.max_store_rows,
-                archive: archive
-                    .as_ref()
+                archive: archives
+                    .first()
                     .map(|archive| archive.location().to_owned()),
             },
         )));
@@ -414,7 +397,7 @@ impl App {
             log,
             collector,
             pipelines,
-            archive,
+            archives,
             readiness,
             shutdown,
             servers,
@@ -469,10 +452,10 @@ impl App {
         drop(self.pipelines);
         // An archiver stops after its batch in flight is committed; one whose store is away is
         // left (the next start deletes that batch's files and archives it again).
-        if let Some(archive) = self.archive
-            && tokio::time::timeout(PIPELINES_STOP_TIMEOUT, archive.stop())
-                .await
-                .is_err()
+        let stopped = futures::future::join_all(self.archives.into_iter().map(|a| a.stop()));
+        if tokio::time::timeout(PIPELINES_STOP_TIMEOUT, stopped)
+            .await
+            .is_err()
         {
             tracing::warn!(timeout = ?PIPELINES_STOP_TIMEOUT, "the archive did not commit its batch in flight in time; the next start archives it again");
         }
@@ -494,6 +477,59 @@ const PIPELINES_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STOP_BUDGET: Duration = Duration::from_secs(15);
 
 /// Binds `addr`; a failure is the user's to fix, as `hint` says.
+/// Starts the archive of the events, then of each derived stream `archive.streams` names, on
+/// the partitions this node's pipelines compute (all of them without a cluster).
+async fn start_archives(
+    config: &Config,
+    log: &Arc<LogBackend>,
+    pipelines: &Pipelines<LogBackend>,
+    erased: &Arc<sluice_core::erasure::ErasedUsers>,
+) -> anyhow::Result<Vec<sluice_archive::Archive>> {
+    let store = pipelines.store();
+    let defaults = config.stream.metric_defaults();
+    let mut archived = vec![sluice_archive::Archived::events(
+        &config.stream.source_topic,
+    )];
+    for name in &config.archive.streams {
+        let defined = sluice_pipelines::streams::is_stored_stream(store, name, &defaults)
+            .await
+            .context("reading the derived streams' definitions")?;
+        if !defined {
+            return Err(UserError(format!(
+                "archive.streams names {name:?}, which is no derived stream: define it (CREATE STREAM, SESSIONS or IDENTITY, in the config or through the API before this start), or take it out of archive.streams"
+            ))
+            .into());
+        }
+        let committed = Arc::new(sluice_pipelines::streams::StoreRanges {
+            store: store.clone(),
+            stream: name.clone(),
+        });
+        archived.push(sluice_archive::Archived::stream(name, committed));
+    }
+    let mut archives = Vec::with_capacity(archived.len());
+    for archived in archived {
+        let what = archived.topic.clone();
+        // In a cluster, each node archives the partitions its pipelines own.
+        let partitions = match pipelines.owned_partitions() {
+            Some(owned) => sluice_archive::Partitions::Owned(owned),
+            None => sluice_archive::Partitions::All,
+        };
+        let archive = sluice_archive::Archive::start(
+            Arc::clone(log),
+            store.clone(),
+            archived,
+            config.archive.location(&config.data_dir),
+            &config.archive,
+            Arc::clone(erased),
+            partitions,
+        )
+        .await
+        .map_err(|error| UserError(format!("starting the archive of {what}: {error}")))?;
+        archives.push(archive);
+    }
+    Ok(archives)
+}
+
 async fn bind(addr: SocketAddr, hint: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await

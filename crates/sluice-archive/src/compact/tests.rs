@@ -43,6 +43,7 @@ async fn owner_of(dir: &std::path::Path, partition: u32) -> (Owner, Mark) {
     };
     let owner = Owner {
         store,
+        pipeline: crate::sink::PIPELINE.into(),
         partition,
         epoch: position.epoch,
     };

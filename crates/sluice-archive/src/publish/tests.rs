@@ -1,4 +1,5 @@
 use super::*;
+use crate::sink::PIPELINE;
 use sluice_store::SqliteStore;
 
 async fn stage(target: &Target, owner: &Owner, name: &str) {
@@ -17,6 +18,7 @@ async fn a_claim_deletes_older_epochs_staging_only() {
     let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
     let claim = |epoch| Owner {
         store: store.clone(),
+        pipeline: crate::sink::PIPELINE.into(),
         partition: 4,
         epoch,
     };
@@ -63,6 +65,7 @@ async fn a_note_that_is_not_sluices_is_a_clear_error() {
         .unwrap();
     let owner = Owner {
         store,
+        pipeline: crate::sink::PIPELINE.into(),
         partition: 0,
         epoch: epoch + 1,
     };
@@ -81,6 +84,7 @@ async fn publishing_again_changes_nothing() {
     let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
     let owner = Owner {
         store,
+        pipeline: crate::sink::PIPELINE.into(),
         partition: 0,
         epoch: 6,
     };

@@ -17,6 +17,7 @@ fn config() -> ArchiveConfig {
         retention: HumanDuration(Duration::ZERO),
         tenant_retention: [("shop".to_owned(), HumanDuration(2 * day))].into(),
         columns: Vec::new(),
+        streams: Vec::new(),
     }
 }
 

@@ -239,3 +239,38 @@ fn what_is_no_event_is_refused_with_the_reason() {
         expected(&good).unwrap()
     );
 }
+
+/// A derived stream's records: a session (`type: "session"`, no `received_at`) and a routed
+/// event read with [`EventScan::derived`]; the events' scan refuses the session for both.
+#[test]
+fn a_derived_streams_records_may_have_any_type_and_no_received_at() {
+    let session = r#"{"tenant":"shop","timestamp":1796648400000,"message_id":"5f1c0e2a9b7d3c41","type":"session","anonymous_id":"a1","properties":{"session_id":"5f1c0e2a9b7d3c41","duration_ms":60000,"bounce":0}}"#;
+    let mut derived = EventScan::derived();
+    let fields = derived.fields(session.as_bytes()).unwrap();
+    assert_eq!(fields.kind, "session");
+    assert_eq!(fields.received_at, None);
+    assert_eq!(fields.anonymous_id(), Some("a1"));
+    assert_eq!(
+        fields.json[0],
+        Some(r#"{"session_id":"5f1c0e2a9b7d3c41","duration_ms":60000,"bounce":0}"#)
+    );
+    let routed = r#"{"tenant":"shop","timestamp":5,"message_id":"m1","type":"track","event":"Order Completed","received_at":7,"properties":{"revenue":12.5}}"#;
+    let fields = derived.fields(routed.as_bytes()).unwrap();
+    assert_eq!((&*fields.kind, fields.received_at), ("track", Some(7)));
+
+    let refused = EventScan::default().fields(session.as_bytes()).unwrap_err();
+    assert!(refused.contains("no type of the Segment Spec"), "{refused}");
+    let without_time = session.replace(r#""type":"session""#, r#""type":"track""#);
+    let refused = EventScan::default()
+        .fields(without_time.as_bytes())
+        .unwrap_err();
+    assert_eq!(refused, "received_at is missing");
+    // What no derived record may be either: still refused.
+    for bad in [
+        r#"{"tenant":"shop","timestamp":5,"message_id":"m1"}"#,
+        r#"{"tenant":"shop","timestamp":"5","message_id":"m1","type":"session"}"#,
+        r#"{"tenant":"shop","timestamp":5,"message_id":"m1","type":"session","received_at":"x"}"#,
+    ] {
+        assert!(derived.fields(bad.as_bytes()).is_err(), "{bad}");
+    }
+}

@@ -1,5 +1,7 @@
 use super::*;
 use crate::publish::Owner;
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
 use sluice_core::config::{ByteSize, HumanDuration};
 use sluice_log::{LogBackend, LogConfig, Record, TopicSpec};
 use sluice_store::SqliteStore;
@@ -85,11 +87,42 @@ async fn archive_until_erased(
     position
 }
 
-/// The archive of the tests (1 MiB, 1 s batches) over `log` into `target`.
+/// The archive of `archived` over `log` into `target`, on every partition.
+async fn start_with(
+    log: &Arc<LogBackend>,
+    store: &StoreBackend,
+    target: &Target,
+    archived: Archived,
+) -> Archive {
+    start_of(
+        log,
+        store,
+        target,
+        archived,
+        Arc::default(),
+        Partitions::All,
+    )
+    .await
+}
+
+/// The archive of the tests (1 MiB, 1 s batches) over `log`'s events into `target`.
 async fn start(
     log: &Arc<LogBackend>,
     store: &StoreBackend,
     target: &Target,
+    erased: Arc<ErasedUsers>,
+    partitions: Partitions,
+) -> Archive {
+    let archived = Archived::events("events");
+    start_of(log, store, target, archived, erased, partitions).await
+}
+
+/// The archive of the tests (1 MiB, 1 s batches) of `archived` over `log` into `target`.
+async fn start_of(
+    log: &Arc<LogBackend>,
+    store: &StoreBackend,
+    target: &Target,
+    archived: Archived,
     erased: Arc<ErasedUsers>,
     partitions: Partitions,
 ) -> Archive {
@@ -101,11 +134,12 @@ async fn start(
         retention: HumanDuration(Duration::ZERO),
         tenant_retention: Default::default(),
         columns: Vec::new(),
+        streams: Vec::new(),
     };
     Archive::start_on(
         Arc::clone(log),
         store.clone(),
-        "events",
+        archived,
         target.clone(),
         &config,
         erased,
@@ -117,9 +151,14 @@ async fn start(
 
 /// Waits until partition 0's committed position is `end`; returns it.
 async fn caught_up(store: &StoreBackend, end: u64) -> sluice_store::Position {
+    caught_up_in(store, PIPELINE, end).await
+}
+
+/// [`caught_up`] of the store pipeline `pipeline`.
+async fn caught_up_in(store: &StoreBackend, pipeline: &str, end: u64) -> sluice_store::Position {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let positions = store.positions(PIPELINE).await.unwrap();
+        let positions = store.positions(pipeline).await.unwrap();
         if let Some((_, position)) = positions.first().filter(|(_, at)| at.offset == end) {
             return *position;
         }
@@ -164,6 +203,7 @@ async fn stage_a_crashed_batch(
     assert_eq!(position.offset, 0);
     let owner = Owner {
         store: store.clone(),
+        pipeline: crate::sink::PIPELINE.into(),
         partition: 0,
         epoch: position.epoch,
     };
@@ -540,4 +580,117 @@ async fn on_s3_a_missing_bucket_or_wrong_secret_is_a_clear_error_at_the_start() 
             "{message}"
         );
     }
+}
+
+/// A derived stream's committed ranges, read from the store as its readers read them.
+struct StoreRanges(StoreBackend);
+
+impl Committed for StoreRanges {
+    fn ranges(&self, partition: u32, from: u64) -> sluice_stream::task::RangesFuture<'_> {
+        Box::pin(async move {
+            self.0
+                .stream_ranges("visits", partition, from, 64)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+/// A session record of visitor `i`.
+fn session(i: u64) -> String {
+    format!(
+        r#"{{"tenant":"shop","timestamp":{},"message_id":"s{i}","type":"session","anonymous_id":"a{i}","properties":{{"duration_ms":{i}}}}}"#,
+        BASE + i as Millis
+    )
+}
+
+/// A derived stream's archive holds the records its writers committed and only those: the
+/// orphans a crashed writer left between two ranges are skipped, the records appended but not
+/// committed yet wait for their commit. Its files are under `streams/<name>/`, with its own
+/// position, and sessions keep their type and have no `received_at`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_derived_stream_is_archived_from_its_committed_ranges_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::test_dir(&dir.path().join("archive"));
+    let log = open_log(&dir.path().join("log")).await;
+    log.create_topic(TopicSpec {
+        name: "visits".into(),
+        partitions: 1,
+        retention_age: None,
+        retention_bytes: None,
+    })
+    .await
+    .unwrap();
+    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let records: Vec<Record> = (0..10)
+        .map(|i| Record::new(None, session(i), BASE))
+        .collect();
+    log.append("visits", 0, records).await.unwrap();
+    // The writer committed 0..4 and 6..9; 4..6 are a crashed attempt's, 9 is not committed.
+    let writer = store.claim("visits@0", 0, 0, 0).await.unwrap().epoch;
+    let commit = |offset: u64, ranges: Vec<(u64, u64)>| {
+        let output = ranges
+            .into_iter()
+            .map(|(start, end)| sluice_store::model::StreamRange {
+                stream: "visits".into(),
+                start,
+                end,
+            })
+            .collect();
+        Arc::new(sluice_store::Commit {
+            offset,
+            event_time: None,
+            log_epoch: 0,
+            metrics: Vec::new(),
+            output,
+            note: None,
+        })
+    };
+    store
+        .commit("visits@0", 0, writer, commit(1, vec![(0, 4), (6, 9)]))
+        .await
+        .unwrap();
+
+    let archived = Archived::stream("visits", Arc::new(StoreRanges(store.clone())));
+    let archive = start_with(&log, &store, &target, archived).await;
+    let pipeline = "archive/visits";
+    let stream = target.under("streams/visits/");
+    let offsets = || async {
+        let found = archived_offsets(&stream).await;
+        found
+            .into_iter()
+            .map(|(offset, _)| offset)
+            .collect::<Vec<u64>>()
+    };
+    caught_up_in(&store, pipeline, 9).await;
+    assert_eq!(offsets().await, [0, 1, 2, 3, 6, 7, 8]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(offsets().await.len(), 7, "offset 9 waits for its commit");
+    store
+        .commit("visits@0", 0, writer, commit(2, vec![(9, 10)]))
+        .await
+        .unwrap();
+    caught_up_in(&store, pipeline, 10).await;
+    archive.stop().await;
+    assert_eq!(offsets().await, [0, 1, 2, 3, 6, 7, 8, 9]);
+    assert!(
+        store.positions(PIPELINE).await.unwrap().is_empty(),
+        "the events' position is another"
+    );
+    for (_, batch) in stream.read_batches("events").await {
+        let kinds = batch["type"].as_string::<i32>();
+        assert!(kinds.iter().all(|kind| kind == Some("session")));
+        assert_eq!(batch["received_at"].null_count(), batch.num_rows());
+        assert!(
+            batch
+                .schema()
+                .field_with_name("received_at")
+                .unwrap()
+                .is_nullable()
+        );
+    }
+    assert!(
+        archived_offsets(&target).await.is_empty(),
+        "nothing in the events' archive"
+    );
 }

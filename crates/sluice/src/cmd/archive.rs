@@ -56,34 +56,46 @@ fn run_forget(args: ForgetArgs) -> anyhow::Result<()> {
     log_tools::runtime()?.block_on(async move {
         let target = Target::open(&location).map_err(|error| UserError(error.to_string()))?;
         let grace = sluice_archive::compact::LEASE_GRACE;
-        let forgotten = forget(&target, &args.tenant, &args.user, grace)
+        // The events' archive, then each derived stream's (`streams/<name>/`).
+        let mut parts = vec![(String::new(), target.clone())];
+        let streams = target
+            .list_dirs("streams/")
             .await
-            .map_err(|error| UserError(format!("forgetting in the archive: {error}")))?;
-        for changed in &forgotten.changed {
-            if changed.deleted {
+            .map_err(|error| UserError(format!("listing the archived streams: {error}")))?;
+        for stream in streams {
+            let prefix = format!("streams/{stream}/");
+            parts.push((prefix.clone(), target.under(&prefix)));
+        }
+        let (mut removed, mut changed, mut scanned) = (0, 0, 0);
+        for (prefix, part) in parts {
+            let forgotten = forget(&part, &args.tenant, &args.user, grace)
+                .await
+                .map_err(|error| UserError(format!("forgetting in the archive: {error}")))?;
+            for file in &forgotten.changed {
+                if file.deleted {
+                    println!(
+                        "deleted {prefix}{}: all {} rows were the user's",
+                        file.name, file.rows
+                    );
+                } else {
+                    println!(
+                        "rewrote {prefix}{}: {} of {} rows removed",
+                        file.name, file.removed, file.rows
+                    );
+                }
+            }
+            for name in &forgotten.skipped {
                 println!(
-                    "deleted {}: all {} rows were the user's",
-                    changed.name, changed.rows
-                );
-            } else {
-                println!(
-                    "rewrote {}: {} of {} rows removed",
-                    changed.name, changed.removed, changed.rows
+                    "skipped {prefix}{name}: it is staged, not published yet; run forget again once it is (within archive.roll-age, or at the server's next start)"
                 );
             }
-        }
-        for name in &forgotten.skipped {
-            println!(
-                "skipped {name}: it is staged, not published yet; run forget again once it is (within archive.roll-age, or at the server's next start)"
-            );
+            removed += forgotten.removed();
+            changed += forgotten.changed.len();
+            scanned += forgotten.scanned;
         }
         println!(
-            "{} of tenant {}: {} rows removed from {} of {} files in the archive at {location}",
-            args.user,
-            args.tenant,
-            forgotten.removed(),
-            forgotten.changed.len(),
-            forgotten.scanned
+            "{} of tenant {}: {removed} rows removed from {changed} of {scanned} files in the archive at {location}",
+            args.user, args.tenant
         );
         Ok(())
     })

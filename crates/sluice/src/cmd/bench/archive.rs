@@ -83,6 +83,7 @@ pub fn run(args: ArchiveBenchArgs) -> anyhow::Result<()> {
         retention: HumanDuration(Duration::ZERO),
         tenant_retention: Default::default(),
         columns,
+        streams: Vec::new(),
     };
     let mut problems = Vec::new();
     sluice_core::config::Validate::validate(&config, "archive", &mut problems);
@@ -220,7 +221,7 @@ async fn archive_once(
     let archive = Archive::start(
         Arc::clone(&log),
         store.clone(),
-        topic,
+        sluice_archive::Archived::events(topic),
         Location::Dir(root.to_owned()),
         config,
         Arc::default(),
