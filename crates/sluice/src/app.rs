@@ -199,7 +199,7 @@ impl App {
         })?;
 
         let archives = if config.archive.enabled {
-            start_archives(&config, &log, &pipelines, &erased).await?
+            start_archives(config, &log, &pipelines, &erased).await?
         } else {
             Vec::new()
         };
