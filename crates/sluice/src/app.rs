@@ -508,7 +508,10 @@ async fn start_archives(
     }
     let mut archives = Vec::with_capacity(archived.len());
     for archived in archived {
-        let what = archived.topic.clone();
+        let what = match archived.committed {
+            Some(_) => format!(" of the stream {}", archived.topic),
+            None => String::new(),
+        };
         // In a cluster, each node archives the partitions its pipelines own.
         let partitions = match pipelines.owned_partitions() {
             Some(owned) => sluice_archive::Partitions::Owned(owned),
@@ -524,7 +527,7 @@ async fn start_archives(
             partitions,
         )
         .await
-        .map_err(|error| UserError(format!("starting the archive of {what}: {error}")))?;
+        .map_err(|error| UserError(format!("starting the archive{what}: {error}")))?;
         archives.push(archive);
     }
     Ok(archives)

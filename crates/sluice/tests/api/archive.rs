@@ -513,6 +513,31 @@ fn a_missing_bucket_or_wrong_secret_stops_the_start_with_exit_code_2() {
     assert!(!stderr.contains("cannot put"), "{stderr}");
 }
 
+/// `archive.streams` naming no derived stream stops the start with exit code 2 and what to do.
+#[test]
+fn an_archived_stream_that_is_not_defined_stops_the_start_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        "[archive]\nenabled = true\nstreams = [\"visits\"]\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("archive.streams names \"visits\", which is no derived stream: define it"),
+        "{stderr}"
+    );
+}
+
 /// Erasure and the archive: the erasure's answer says what the archive keeps; `sluice archive
 /// forget` (run beside the server) removes the user's archived events of that tenant and says
 /// what it rewrote; DuckDB then reads exactly the log's other events, field by field.
@@ -790,4 +815,128 @@ async fn views_settled(h: &Harness, generation: u64) -> Vec<Value> {
         results.push(answer["series"].clone());
     }
     results
+}
+
+/// A derived stream in `archive.streams`: the sessions of `CREATE SESSIONS visits` are
+/// archived under `streams/visits/`, where DuckDB reads each closed session once, as its
+/// record is in the stream (type `session`, no `received_at`, the summary in `properties`),
+/// beside the events' archive, which stays the log's events. `sluice archive forget` takes a
+/// visitor out of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_derived_streams_records_are_archived_beside_the_events() {
+    let mut overrides = archive_overrides();
+    let metrics: toml::Value = toml::from_str::<toml::Table>(
+        r#"metrics = [{ sql = "CREATE SESSIONS visits GAP '10s'" }]"#,
+    )
+    .unwrap()["metrics"]
+        .clone();
+    overrides.extend([
+        ("metrics", metrics),
+        ("stream.idle-timeout", toml::Value::String("500ms".into())),
+        (
+            "archive.streams",
+            toml::Value::Array(vec![toml::Value::String("visits".into())]),
+        ),
+    ]);
+    let h = Harness::start(&overrides).await;
+    let t = sluice_core::time::now_millis() - 60_000;
+    let page = |anon: &str, time: Millis, url: &str| {
+        json!({"type": "page", "anonymousId": anon, "timestamp": format_millis(time),
+               "properties": {"url": url}})
+    };
+    // Shop: a1 one session of two pages, a2 a bounce, a3 two sessions (11 s apart); blog: b1
+    // (sent after shop's: not before shop's newest event, so not late for its session).
+    h.send_ok(
+        SHOP_WRITE,
+        vec![
+            page("a1", t, "/landing"),
+            page("a2", t, "/only"),
+            page("a3", t, "/old"),
+            page("a1", t + 5_000, "/pricing"),
+            page("a3", t + 11_000, "/new"),
+        ],
+    )
+    .await;
+    h.send_ok(BLOG_WRITE, vec![page("b1", t + 11_000, "/post")])
+        .await;
+    archived(&h, 6).await;
+
+    let stream = h.config.data_dir.join("archive/streams/visits");
+    let rows = eventually("the five sessions archived", || async {
+        if !stream.join("events").exists() {
+            return Err("no files yet".to_owned());
+        }
+        let (_, rows) = duckdb(&stream.as_path().into());
+        (rows.len() >= 5)
+            .then_some(rows.clone())
+            .ok_or(format!("{rows:?}"))
+    })
+    .await;
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let mut summaries: Vec<(String, String, i64, String, String)> = rows
+        .iter()
+        .map(|row| {
+            assert_eq!(row["type"], "session", "{row}");
+            assert_eq!(row["received_at"], Value::Null, "{row}");
+            let properties: Value =
+                serde_json::from_str(row["properties"].as_str().unwrap()).unwrap();
+            assert_eq!(properties["session_id"], row["message_id"], "{row}");
+            (
+                row["tenant"].as_str().unwrap().to_owned(),
+                row["anonymous_id"].as_str().unwrap().to_owned(),
+                properties["pages"].as_i64().unwrap(),
+                properties["entry_page"].as_str().unwrap().to_owned(),
+                properties["exit_page"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    summaries.sort();
+    let session = |tenant: &str, anon: &str, pages, entry: &str, exit: &str| {
+        (tenant.into(), anon.into(), pages, entry.into(), exit.into())
+    };
+    assert_eq!(
+        summaries,
+        [
+            session("blog", "b1", 1, "/post", "/post"),
+            session("shop", "a1", 2, "/landing", "/pricing"),
+            session("shop", "a2", 1, "/only", "/only"),
+            session("shop", "a3", 1, "/new", "/new"),
+            session("shop", "a3", 1, "/old", "/old"),
+        ]
+    );
+    // Its own position, and the events' archive holds the events only.
+    let positions = h.app().pipelines.store().positions("archive/visits").await;
+    assert_eq!(positions.unwrap().len(), 2, "one per partition");
+    let log = log_events(&*h.app().log).await;
+    let root = h.config.data_dir.join("archive");
+    assert_archive_equals_log(&root.as_path().into(), &log);
+
+    // Forget takes a visitor out of both: their two events and their two sessions.
+    let output = std::process::Command::new(support::BIN)
+        .args(["archive", "forget", "--tenant", "shop", "--user", "a3"])
+        .arg("--data-dir")
+        .arg(&h.config.data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("rewrote events/tenant=shop/")
+            && stdout.contains("streams/visits/events/tenant=shop/")
+            && stdout.contains("a3 of tenant shop: 4 rows removed from "),
+        "{stdout}"
+    );
+    let (_, rows) = duckdb(&stream.as_path().into());
+    let visitors: Vec<&str> = rows
+        .iter()
+        .map(|row| row["anonymous_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(visitors.len(), 3, "{visitors:?}");
+    assert!(!visitors.contains(&"a3"), "{visitors:?}");
+    let rest: Vec<_> = log
+        .into_iter()
+        .filter(|(_, _, event)| event["anonymous_id"] != "a3")
+        .collect();
+    assert_archive_equals_log(&root.as_path().into(), &rest);
+    h.stop().await;
 }
