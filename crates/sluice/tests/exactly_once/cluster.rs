@@ -688,8 +688,11 @@ async fn a_batch_retried_through_another_node_is_stored_once() {
         (200, &serde_json::json!(40)),
         "{first}"
     );
-    // A client retries after its backoff, through the other node.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A client retries after its backoff, through the other node. The other node learns the
+    // ids within a fetch from the broker; on the test broker, with the other tests' load on
+    // 2 cores, that took more than 1 s once (9 of 40 ids not yet read), so the backoff here
+    // is 3 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, retry) = call(&nodes[1], "POST", "/v1/batch", &write, &batch("retried"));
     assert_eq!(status, 200, "{retry}");
     assert_eq!(
