@@ -56,17 +56,6 @@ impl Layout {
         })
     }
 
-    /// Deletes the temporary file a crash may have left while `relative` was written.
-    pub fn remove_temporary(&self, relative: &str) -> io::Result<()> {
-        let Some(temporary) = temporary_path(&self.root.join(relative)) else {
-            return Ok(());
-        };
-        match fs::remove_file(temporary) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
-        }
-    }
-
     /// Deletes the file `relative` (to the root) and fsyncs its directory; whether it was
     /// there.
     pub fn remove_file(&self, relative: &str) -> io::Result<bool> {

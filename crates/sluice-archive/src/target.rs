@@ -511,18 +511,6 @@ impl Target {
         }
     }
 
-    /// Deletes what a crash while writing `name` may have left (in a directory, its
-    /// temporary file; in S3 nothing: an upload that did not complete leaves no object).
-    pub async fn remove_leftover(&self, name: &str) -> Result<(), ArchiveError> {
-        match self {
-            Target::Dir(layout) => {
-                let (layout, name) = (layout.clone(), name.to_owned());
-                self.blocking(move || layout.remove_temporary(&name)).await
-            }
-            Target::S3(_) => Ok(()),
-        }
-    }
-
     /// Whether the file `name` exists.
     pub async fn exists(&self, name: &str) -> Result<bool, ArchiveError> {
         match self {

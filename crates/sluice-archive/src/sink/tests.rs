@@ -612,7 +612,18 @@ fn session(i: u64) -> String {
 async fn a_derived_stream_is_archived_from_its_committed_ranges_only() {
     let dir = tempfile::tempdir().unwrap();
     let target = Target::test_dir(&dir.path().join("archive"));
-    let log = open_log(&dir.path().join("log")).await;
+    a_derived_stream_is_archived(dir.path(), target).await;
+}
+
+/// The same on S3: the stream's archive is under a prefix of the archive's prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_a_derived_stream_is_archived_from_its_committed_ranges_only() {
+    let dir = tempfile::tempdir().unwrap();
+    a_derived_stream_is_archived(dir.path(), Target::test_bucket("derived")).await;
+}
+
+async fn a_derived_stream_is_archived(dir: &Path, target: Target) {
+    let log = open_log(&dir.join("log")).await;
     log.create_topic(TopicSpec {
         name: "visits".into(),
         partitions: 1,
@@ -621,7 +632,7 @@ async fn a_derived_stream_is_archived_from_its_committed_ranges_only() {
     })
     .await
     .unwrap();
-    let store = StoreBackend::from(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let store = StoreBackend::from(SqliteStore::open(&dir.join("store.db")).unwrap());
     let records: Vec<Record> = (0..10)
         .map(|i| Record::new(None, session(i), BASE))
         .collect();
