@@ -916,6 +916,31 @@ pub struct MergedProfile {
     pub anonymous_ids: Vec<String>,
     /// The ids aliased into this person.
     pub merged_ids: Vec<String>,
+    /// Each trait's value as stamped by its `identify` (time, then value): what decides which
+    /// value wins when profiles are merged.
+    #[serde(skip)]
+    pub trait_stamps: HashMap<String, Stamped>,
+}
+
+impl MergedProfile {
+    /// Sets trait `name` to `value`, unless the profile has a later one.
+    fn set_trait(&mut self, name: &str, value: &Stamped) {
+        if self.trait_stamps.get(name).is_some_and(|have| have > value) {
+            return;
+        }
+        let json = serde_json::from_slice(&value.json).unwrap_or(serde_json::Value::Null);
+        self.traits.insert(name.to_owned(), json);
+        self.trait_stamps.insert(name.to_owned(), value.clone());
+    }
+
+    /// Takes `other`'s traits that are later (by event time) than this profile's: merging
+    /// another identity of the same person (a linked device's, an aliased id's) keeps the
+    /// latest value of each trait, whichever profile had it.
+    pub fn merge_traits(&mut self, other: &MergedProfile) {
+        for (name, value) in &other.trait_stamps {
+            self.set_trait(name, value);
+        }
+    }
 }
 
 /// Rows of one id (and others: a window is shared by every id of the same hash) merged across
@@ -958,7 +983,6 @@ impl IdRows {
     /// Folds `id`'s profile rows into `profile`; whether it had any.
     pub fn merge_into(&self, tenant: &str, id: &str, profile: &mut MergedProfile) -> bool {
         let mut found = false;
-        let mut traits: Vec<(&str, &Stamped)> = Vec::new();
         for (row, state) in &self.rows {
             if row.tenant != tenant || row.id != id {
                 continue;
@@ -982,9 +1006,10 @@ impl IdRows {
                             Some(profile.last_seen.map_or(last.time, |t| t.max(last.time)));
                     }
                 }
+                // The latest value, whichever partition's row had it.
                 RowKind::Trait => {
                     if let Some(last) = last {
-                        traits.push((&row.sub, last));
+                        profile.set_trait(&row.sub, last);
                     }
                 }
                 RowKind::Device => {
@@ -1001,12 +1026,6 @@ impl IdRows {
                 }
                 RowKind::Link | RowKind::Alias => {}
             }
-        }
-        // Older first, so the latest value of each trait is the one left.
-        traits.sort_by(|a, b| a.1.cmp(b.1));
-        for (name, value) in traits {
-            let value = serde_json::from_slice(&value.json).unwrap_or(serde_json::Value::Null);
-            profile.traits.insert(name.to_owned(), value);
         }
         profile.anonymous_ids.sort();
         profile.merged_ids.sort();

@@ -121,7 +121,7 @@ pub async fn read(
         ..MergedProfile::default()
     };
     let mut found = false;
-    // Older identities first, so the user's own traits are laid over theirs.
+    // Each trait's latest value, whichever of the person's identities had it.
     for other in &others {
         let belongs = listed.merged_ids.contains(other)
             || rows.resolves_to(tenant, other).as_deref() == Some(user.as_str())
@@ -133,7 +133,7 @@ pub async fn read(
                 profile.events += theirs.events;
                 profile.first_seen = min_some(profile.first_seen, theirs.first_seen);
                 profile.last_seen = max_some(profile.last_seen, theirs.last_seen);
-                profile.traits.extend(theirs.traits);
+                profile.merge_traits(&theirs);
             }
         }
     }

@@ -241,6 +241,30 @@ fn traits_are_latest_by_event_time_and_long_values_are_bounded() {
     assert_eq!(traits["list"], Json::Null, "half an array is no JSON");
 }
 
+/// Merging a person's identities (as `GET /v1/users/{id}` does: a linked device's, an aliased
+/// id's) keeps each trait's latest value by event time, whichever identity had it and in
+/// whichever order they are merged.
+#[test]
+fn merged_identities_keep_each_traits_latest_value() {
+    let mut run = Run::new();
+    run.event(identify(
+        20,
+        "u1",
+        None,
+        json!({"plan": "free", "seats": 1}),
+    ));
+    run.event(identify(30, "u0", None, json!({"plan": "pro"})));
+    run.event(identify(10, "u0", None, json!({"seats": 5, "team": "a"})));
+    let rows = profiles(&run.checkpoint());
+    let (u0, u1) = (profile(&rows, "u0"), profile(&rows, "u1"));
+    let expected = json!({"plan": "pro", "seats": 1, "team": "a"});
+    for (first, second) in [(&u0, &u1), (&u1, &u0)] {
+        let mut merged = first.clone();
+        merged.merge_traits(second);
+        assert_eq!(Json::Object(merged.traits), expected);
+    }
+}
+
 #[test]
 fn alias_merges_a_previous_id_and_aliases_chain_without_looping() {
     let mut run = Run::new();
