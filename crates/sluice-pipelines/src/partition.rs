@@ -100,6 +100,10 @@ const HANDOVER_PAUSE: Duration = Duration::from_secs(5);
 /// switch) are not held back.
 const COMMIT_PAUSE_FACTOR: u32 = 9;
 
+/// The longest pause [`COMMIT_PAUSE_FACTOR`] makes: a partition whose checkpoints stop for
+/// several of the group's session timeouts looks stalled to the other nodes of a cluster.
+const MAX_COMMIT_PAUSE: Duration = Duration::from_secs(5);
+
 impl<L: Log> PartitionRunner<L> {
     /// Runs until `cancel`, starting a new round from the last checkpoint after each failure
     /// that a retry can help, with a capped backoff.
@@ -444,7 +448,8 @@ impl<L: Log> PartitionRunner<L> {
                     };
                     let started = tokio::time::Instant::now();
                     self.commit(claim, &mut checkpoint, pool, cancel).await?;
-                    not_before = tokio::time::Instant::now() + started.elapsed() * COMMIT_PAUSE_FACTOR;
+                    let pause = (started.elapsed() * COMMIT_PAUSE_FACTOR).min(MAX_COMMIT_PAUSE);
+                    not_before = tokio::time::Instant::now() + pause;
                     let committed = checkpoint.barrier;
                     for (id, reply) in std::mem::take(&mut waiting) {
                         if id <= committed {
