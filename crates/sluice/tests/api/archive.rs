@@ -538,6 +538,19 @@ fn an_archived_stream_that_is_not_defined_stops_the_start_with_exit_code_2() {
     );
 }
 
+/// Runs `sluice archive forget` on the server's data directory (beside it), checks that it
+/// succeeded, and returns what it printed.
+fn forget_cli(data_dir: &Path, tenant: &str, user: &str) -> String {
+    let output = std::process::Command::new(support::BIN)
+        .args(["archive", "forget", "--tenant", tenant, "--user", user])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Erasure and the archive: the erasure's answer says what the archive keeps; `sluice archive
 /// forget` (run beside the server) removes the user's archived events of that tenant and says
 /// what it rewrote; DuckDB then reads exactly the log's other events, field by field.
@@ -575,14 +588,7 @@ async fn forget_removes_an_erased_users_archived_events_of_the_tenant() {
         "{erased}"
     );
 
-    let output = std::process::Command::new(support::BIN)
-        .args(["archive", "forget", "--tenant", "shop", "--user", "u1"])
-        .arg("--data-dir")
-        .arg(&h.config.data_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
+    let stdout = forget_cli(&h.config.data_dir, "shop", "u1");
     // The events are in the partitions' files of their hour; each that held some of u1's is
     // rewritten.
     let rewrote = stdout.matches("rewrote events/tenant=shop/date=").count();
@@ -912,14 +918,7 @@ async fn a_derived_streams_records_are_archived_beside_the_events() {
     assert_archive_equals_log(&root.as_path().into(), &log);
 
     // Forget takes a visitor out of both: their two events and their two sessions.
-    let output = std::process::Command::new(support::BIN)
-        .args(["archive", "forget", "--tenant", "shop", "--user", "a3"])
-        .arg("--data-dir")
-        .arg(&h.config.data_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
+    let stdout = forget_cli(&h.config.data_dir, "shop", "a3");
     assert!(
         stdout.contains("rewrote events/tenant=shop/")
             && stdout.contains("streams/visits/events/tenant=shop/")

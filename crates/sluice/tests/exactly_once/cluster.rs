@@ -8,7 +8,9 @@ use super::crash::{
     ADMIN_KEY, Load, METRICS, READ_KEY, assert_exact_after, config_text, routed_config_text,
 };
 use super::results::{assert_exact, events, expected, stored};
-use super::support::{Server, duckdb_archive, free_port, http_request, settled, settled_past};
+use super::support::{
+    Server, duckdb_archive, duckdb_count, free_port, http_request, settled, settled_past,
+};
 use sluice::client::Target;
 use sluice_core::time::now_millis;
 use std::path::Path;
@@ -130,14 +132,7 @@ impl Cluster {
         let root = self.archive();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let count = if root.join("events").exists() {
-                String::from_utf8_lossy(&duckdb_archive(root.as_os_str(), &["count"], &[]))
-                    .trim()
-                    .parse::<usize>()
-                    .unwrap()
-            } else {
-                0
-            };
+            let count = duckdb_count(&root);
             if count >= expected.len() {
                 break;
             }

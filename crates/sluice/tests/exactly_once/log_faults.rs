@@ -4,7 +4,7 @@
 //! archived.
 
 use super::results::{assert_exact, events, expected, stored};
-use super::support::{BIN, Server, duckdb_archive, http_request, settled};
+use super::support::{BIN, Server, duckdb_archive, duckdb_count, http_request, settled};
 use serde_json::Value;
 use sluice_log::StoredRecord;
 use std::path::{Path, PathBuf};
@@ -411,14 +411,7 @@ async fn events_that_reuse_offsets_after_recovery_cut_a_torn_tail_are_all_counte
 fn archived(root: &Path, rows: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let count = if root.join("events").exists() {
-            String::from_utf8_lossy(&duckdb_archive(root.as_os_str(), &["count"], &[]))
-                .trim()
-                .parse::<usize>()
-                .unwrap()
-        } else {
-            0
-        };
+        let count = duckdb_count(root);
         if count == rows {
             return;
         }

@@ -425,6 +425,17 @@ pub fn duckdb_archive(root: &std::ffi::OsStr, args: &[&str], env: &[(String, Str
     output.stdout
 }
 
+/// How many rows DuckDB counts in the archive directory `root` (none before its first file).
+pub fn duckdb_count(root: &std::path::Path) -> usize {
+    if !root.join("events").exists() {
+        return 0;
+    }
+    String::from_utf8_lossy(&duckdb_archive(root.as_os_str(), &["count"], &[]))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// `SLUICE_TEST_PYTHON`, else the virtualenv `scripts/test.sh` creates, else `python3`.
 pub fn python() -> String {
     if let Ok(python) = std::env::var("SLUICE_TEST_PYTHON") {
